@@ -1,0 +1,326 @@
+"""Typed events: what a broker's login, trading and settings systems log.
+
+Every event is a frozen msgspec Struct in one tagged union, keyed by its ``type`` field, so that
+one decoder reads any line of an NDJSON stream and a ``match`` dispatches on the class. Fields are
+limited to what a real broker records (IP address, user agent, device cookie, orders, fills,
+holdings, reference and market data); nothing here may carry knowledge that only a simulator has,
+because the detectors read these events and nothing else.
+
+Decoding is strict: unknown types, unknown fields, missing fields, wrong types and impossible
+values are rejected with an :class:`EventError` that names the line and the field.
+
+>>> e = decode_line(b'{"type":"withdrawal","id":"w1","ts":"2025-03-20T10:00:00+09:00",'
+...                 b'"account":"A1","session":"s1","amount_jpy":50000}')
+>>> e.amount_jpy
+50000.0
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import IO, Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = [
+    "AccountSnapshot",
+    "ChallengeResult",
+    "DECISION_POINTS",
+    "Event",
+    "EventError",
+    "Execution",
+    "Factor",
+    "HoldingsSnapshot",
+    "Instrument",
+    "LoginAttempt",
+    "MarketBar",
+    "Order",
+    "Position",
+    "SessionActivity",
+    "SettingsChange",
+    "Withdrawal",
+    "decode_line",
+    "encode",
+    "encode_line",
+    "read_ndjson",
+    "write_ndjson",
+]
+
+# --- constrained scalar types -------------------------------------------------------------
+Id = Annotated[str, Meta(min_length=1, max_length=128)]
+Text = Annotated[str, Meta(max_length=1024)]
+Timestamp = Annotated[datetime, Meta(tz=True)]
+Price = Annotated[float, Meta(gt=0)]
+Money = Annotated[float, Meta(ge=0)]
+Quantity = Annotated[int, Meta(gt=0)]
+Volume = Annotated[int, Meta(ge=0)]
+
+Factor = Literal["password", "passkey", "sms", "email", "totp", "oob"]
+"""Authentication factors. ``oob`` is an out-of-band confirmation to the registered contact."""
+
+Market = Literal["TSE", "HK", "CN", "US"]
+SettingsField = Literal[
+    "email", "phone", "bank_account", "password", "mfa", "passkey", "notifications"
+]
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", forbid_unknown_fields=True):
+    """Fields every event has: a unique id and a timezone-aware timestamp."""
+
+    id: Id
+    ts: Timestamp
+
+
+class _AccountEvent(_Event, frozen=True, kw_only=True):
+    account: Id
+
+
+def _check_ip(ip: str) -> None:
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise ValueError(f"`ip` is not an IP address: {ip!r}") from None
+
+
+class LoginAttempt(_AccountEvent, frozen=True, kw_only=True, tag="login"):
+    """A sign-in: the first factors presented and whether they were valid.
+
+    ``success`` is the credential check of the broker's own login system; the guard's decision
+    (which may still challenge or deny) comes on top of it. ``device`` is the device cookie, or
+    ``None`` when the browser sent none.
+    """
+
+    session: Id
+    ip: str
+    user_agent: Text
+    device: Id | None = None
+    factors: list[Factor]
+    success: bool
+
+    def __post_init__(self) -> None:
+        _check_ip(self.ip)
+        if not self.factors:
+            raise ValueError("`factors` must name at least one factor")
+
+
+class ChallengeResult(_AccountEvent, frozen=True, kw_only=True, tag="challenge"):
+    """The outcome of a step-up the guard asked for (``ref`` is the event that was stepped up)."""
+
+    session: Id | None = None
+    ref: Id
+    factor: Factor
+    outcome: Literal["passed", "failed", "abandoned"]
+
+
+class SessionActivity(_AccountEvent, frozen=True, kw_only=True, tag="session"):
+    """A request inside an existing session, with the network and browser it came from."""
+
+    session: Id
+    ip: str
+    user_agent: Text
+    device: Id | None = None
+    action: Literal["view", "portfolio", "orders", "settings", "logout"] = "view"
+
+    def __post_init__(self) -> None:
+        _check_ip(self.ip)
+
+
+class Order(_AccountEvent, frozen=True, kw_only=True, tag="order"):
+    """A new order or a cancel. ``limit_price`` is required for limit orders, absent otherwise."""
+
+    session: Id
+    order_id: Id
+    action: Literal["new", "cancel"] = "new"
+    symbol: Id
+    market: Market
+    side: Literal["buy", "sell"]
+    quantity: Quantity
+    price_type: Literal["limit", "market"]
+    limit_price: Price | None = None
+    margin: bool = False
+    ip: str | None = None
+    user_agent: Text | None = None
+
+    def __post_init__(self) -> None:
+        if self.price_type == "limit" and self.limit_price is None:
+            raise ValueError("`limit_price` is required when `price_type` is 'limit'")
+        if self.price_type == "market" and self.limit_price is not None:
+            raise ValueError("`limit_price` must be absent when `price_type` is 'market'")
+        if self.ip is not None:
+            _check_ip(self.ip)
+
+
+class Execution(_AccountEvent, frozen=True, kw_only=True, tag="execution"):
+    """A fill of an order (partial fills are several executions)."""
+
+    order_id: Id
+    symbol: Id
+    market: Market
+    side: Literal["buy", "sell"]
+    quantity: Quantity
+    price: Price
+    value_jpy: Money
+
+
+class Withdrawal(_AccountEvent, frozen=True, kw_only=True, tag="withdrawal"):
+    """A request to pay cash out to the registered bank account."""
+
+    session: Id
+    amount_jpy: Annotated[float, Meta(gt=0)]
+
+
+class SettingsChange(_AccountEvent, frozen=True, kw_only=True, tag="settings"):
+    """A change of contact, payout account, credentials or notification settings.
+
+    ``new_value_hash`` lets detectors see that several accounts were pointed at the same new
+    e-mail or bank account without storing the value itself.
+    """
+
+    session: Id
+    field: SettingsField
+    new_value_hash: Id | None = None
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    symbol: Id
+    market: Market
+    quantity: Quantity
+    nisa: bool = False
+
+
+class HoldingsSnapshot(_AccountEvent, frozen=True, kw_only=True, tag="holdings"):
+    """An account's cash and positions at a point in time (the broker's nightly snapshot)."""
+
+    cash_jpy: Money
+    positions: list[Position] = []
+
+
+class AccountSnapshot(_AccountEvent, frozen=True, kw_only=True, tag="account"):
+    """What the broker knows of an account's set-up: enrolled factors and login options."""
+
+    opened: Timestamp
+    passkey_enrolled: bool = False
+    password_login: bool = True
+    otp_channel: Literal["sms", "email", "totp", "none"] = "sms"
+
+
+class Instrument(_Event, frozen=True, kw_only=True, tag="instrument"):
+    """Reference data of a listed instrument; ``price`` is the last close in JPY."""
+
+    symbol: Id
+    market: Market
+    segment: Id
+    currency: Literal["JPY", "HKD", "CNY", "USD"]
+    lot_size: Quantity
+    price: Price
+    avg_daily_volume: Volume
+    market_cap_jpy: Money
+
+
+class MarketBar(_Event, frozen=True, kw_only=True, tag="bar"):
+    """An OHLCV bar starting at ``ts`` and lasting ``minutes``; prices in JPY."""
+
+    symbol: Id
+    market: Market
+    minutes: Annotated[int, Meta(gt=0, le=1440)]
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Volume
+
+    def __post_init__(self) -> None:
+        if not (self.low <= min(self.open, self.close) and self.high >= max(self.open, self.close)):
+            raise ValueError("bar prices must satisfy low <= open, close <= high")
+
+
+Event = (
+    LoginAttempt
+    | ChallengeResult
+    | SessionActivity
+    | Order
+    | Execution
+    | Withdrawal
+    | SettingsChange
+    | HoldingsSnapshot
+    | AccountSnapshot
+    | Instrument
+    | MarketBar
+)
+
+DECISION_POINTS: tuple[type, ...] = (LoginAttempt, Order, Withdrawal, SettingsChange)
+"""Events at which the broker asks the guard before going ahead."""
+
+
+class EventError(ValueError):
+    """An input line that is not a valid event; ``line`` is 1-based, ``field`` may be None."""
+
+    def __init__(self, message: str, *, line: int | None = None, field: str | None = None):
+        self.line = line
+        self.field = field
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"{where}{message}")
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+MAX_LINE_BYTES = 64 * 1024
+
+
+def _field_of(message: str) -> str | None:
+    # msgspec reports paths as "... - at `$.field`" or "... `$.positions[0].symbol`".
+    prefix = ""
+    if "`$." in message:
+        path = message.split("`$.", 1)[1].split("`", 1)[0]
+        if "field `" not in message:
+            return path
+        prefix = path + "."
+    if "field `" in message:  # "Object contains unknown field `x`", "missing required field `x`"
+        return prefix + message.split("field `", 1)[1].split("`", 1)[0]
+    if message.startswith("`") and "`" in message[1:]:
+        return message[1:].split("`", 1)[0]
+    return None
+
+
+def decode_line(data: bytes | str, *, line: int | None = None) -> Event:
+    """Decode one JSON event, raising :class:`EventError` that names the line and field."""
+    if isinstance(data, str):
+        data = data.encode()
+    if len(data) > MAX_LINE_BYTES:
+        raise EventError(f"event is {len(data)} bytes, more than {MAX_LINE_BYTES}", line=line)
+    try:
+        return _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        if "Invalid value" in message and "$.type" in message:
+            message = f"unknown event type ({message})"
+        raise EventError(message, line=line, field=_field_of(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise EventError(f"malformed JSON: {exc}", line=line) from None
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def encode_line(event: Event) -> bytes:
+    return _encoder.encode(event) + b"\n"
+
+
+def read_ndjson(stream: IO[bytes]) -> Iterator[Event]:
+    """Yield events from an NDJSON byte stream; blank lines are skipped."""
+    for number, raw in enumerate(stream, start=1):
+        if raw.strip():
+            yield decode_line(raw, line=number)
+
+
+def write_ndjson(stream: IO[bytes], events: Iterable[Event]) -> int:
+    count = 0
+    for event in events:
+        stream.write(_encoder.encode(event))
+        stream.write(b"\n")
+        count += 1
+    return count

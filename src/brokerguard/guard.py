@@ -1,0 +1,99 @@
+"""The guard interface: the one question the broker's systems (and the simulator) ask.
+
+At a decision point — a login, a new order, a withdrawal, a settings change — the broker calls
+``guard.decide(event)`` and gets a :class:`Decision`; every other event is passed to
+``guard.observe(event)`` so the guard can keep its picture of accounts, sessions and the market.
+The simulator uses exactly this interface and nothing else, so a guard that works in simulation
+works the same behind the broker's own systems.
+
+Actions climb an ordered ladder, from least to most friction: ``allow`` < ``challenge`` (step-up
+with one of ``factors``) < ``hold`` (out-of-band confirmation to the registered contact) <
+``deny`` < ``lock`` (the account is frozen until re-verified).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+import msgspec
+
+from brokerguard.events import Event, Factor
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "Decision",
+    "DecisionRecord",
+    "Guard",
+    "Reason",
+    "decision_point",
+]
+
+Action = Literal["allow", "challenge", "hold", "deny", "lock"]
+ACTIONS: tuple[Action, ...] = ("allow", "challenge", "hold", "deny", "lock")
+
+
+class Reason(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a decision was taken: a machine-readable code and a sentence for people."""
+
+    code: str
+    en: str
+    ja: str
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """The guard's answer. ``factors`` lists what satisfies a ``challenge`` (any one of them)."""
+
+    action: Action
+    score: float = 0.0
+    factors: tuple[Factor, ...] = ()
+    reasons: tuple[Reason, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"`score` must be within [0, 1], got {self.score}")
+        if self.action == "challenge" and not self.factors:
+            raise ValueError("a `challenge` decision must name at least one factor")
+
+
+class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of ``decisions.ndjson``: a decision with the event it answered."""
+
+    event: str
+    ts: datetime
+    account: str
+    point: Literal["login", "order", "withdrawal", "settings"]
+    guard: str
+    action: Action
+    score: float
+    factors: tuple[Factor, ...] = ()
+    reasons: tuple[Reason, ...] = ()
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """What every guard implements; ``name`` is written into each decision record."""
+
+    name: str
+
+    def decide(self, event: Event) -> Decision:
+        """Answer a decision-point event (login, order, withdrawal, settings change)."""
+        ...
+
+    def observe(self, event: Event) -> None:
+        """Take note of any other event; never blocks and never raises on valid input."""
+        ...
+
+
+def decision_point(event: Event) -> Literal["login", "order", "withdrawal", "settings"] | None:
+    """The decision point an event is, or None when it is only observed.
+
+    Order cancels are observed, not decided: nobody needs to be stopped from cancelling.
+    """
+    kind = event.__struct_config__.tag
+    if kind == "order":
+        return "order" if event.action == "new" else None  # type: ignore[union-attr]
+    if kind in ("login", "withdrawal", "settings"):
+        return kind  # type: ignore[return-value]
+    return None

@@ -1,0 +1,66 @@
+"""Ground-truth labels of a run: which accounts were attacked, by which events, for what.
+
+The simulator writes these labels to ``truth.json``; a broker replaying its own history writes the
+same shape from its investigations. Only :mod:`brokerguard.evaluate` reads them — never a guard or
+a detector, which must work from events alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["AttackLabel", "PumpedSymbol", "Truth", "Victim", "load_truth", "save_truth"]
+
+
+class Victim(msgspec.Struct, kw_only=True):
+    """One attacked account; ``events`` are the ids of every event the attacker caused on it."""
+
+    account: str
+    attack: int
+    events: list[str] = []
+    sessions: list[str] = []
+    orders: list[str] = []
+
+
+class AttackLabel(msgspec.Struct, kw_only=True):
+    index: int
+    kind: str
+    start: datetime
+    relay_otp: bool = False
+    origin: str = ""
+
+
+class PumpedSymbol(msgspec.Struct, kw_only=True):
+    """A symbol the attackers bought through victims' accounts; ``first_buy`` is the first order."""
+
+    symbol: str
+    market: str
+    attack: int
+    first_buy: datetime
+
+
+class Truth(msgspec.Struct, kw_only=True):
+    scenario: str
+    seed: int
+    guard: str
+    investors: int
+    start: datetime
+    end: datetime
+    attacks: list[AttackLabel] = []
+    victims: list[Victim] = []
+    criminal_accounts: list[str] = []
+    pumped_symbols: list[PumpedSymbol] = []
+
+
+def save_truth(truth: Truth, path: Path) -> None:
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(truth), indent=1) + b"\n")
+
+
+def load_truth(path: Path) -> Truth:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Truth)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{path}: {exc}") from None
