@@ -1,0 +1,484 @@
+"""Metrics of a run against its ground truth: what the guard stopped, what it let through, and
+what it cost legitimate customers.
+
+A run directory holds ``events.ndjson`` (what the broker logged), ``decisions.ndjson`` (what the
+guard answered), ``truth.json`` (which events the attackers caused) and, once a detection engine
+raises them, ``campaigns.ndjson``. The metrics are computed from those files only — events,
+decisions and labels — so that the same evaluation scores a broker's own labelled history, not
+just the simulator's runs.
+
+Runs have about a million events, so both NDJSON files are streamed once each. What is kept in
+memory is proportional to the attack (the attackers' events, decisions, challenge results and
+fills) plus the non-``allow`` decisions on legitimate logins and orders — never the whole stream.
+
+Two choices where the labels leave room, both made so that a guard is never flattered:
+
+- A decision-point event with no decision record counts as allowed (the broker went ahead
+  without asking; fail-open is what happens when a guard is down).
+- A ``hold`` is passed only by an out-of-band confirmation (factor ``oob``); a ``challenge`` by
+  any passed factor.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta
+from rich.table import Table
+
+from brokerguard.events import (
+    ChallengeResult,
+    Event,
+    EventError,
+    Execution,
+    LoginAttempt,
+    Order,
+    SessionActivity,
+    SettingsChange,
+    Withdrawal,
+    read_ndjson,
+)
+from brokerguard.guard import DecisionRecord
+from brokerguard.truth import Truth, load_truth
+
+__all__ = [
+    "Campaign",
+    "CampaignSymbol",
+    "evaluate_run",
+    "format_table",
+    "unauthorized_value_timeline",
+]
+
+EVENTS = "events.ndjson"
+DECISIONS = "decisions.ndjson"
+TRUTH = "truth.json"
+CAMPAIGNS = "campaigns.ndjson"
+
+#: Events that can only be sent from inside an authenticated session: an attacker sending one
+#: holds a session, whether from a login or a stolen cookie.
+_SESSION_EVENTS = (SessionActivity, Order, Withdrawal, SettingsChange)
+
+
+class CampaignSymbol(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    symbol: str
+    market: str
+
+
+class Campaign(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of ``campaigns.ndjson``: a cross-account campaign the detection engine raised."""
+
+    id: str
+    raised_at: Annotated[datetime, Meta(tz=True)]
+    symbols: list[CampaignSymbol] = []
+    accounts: list[str] = []
+
+
+# --- reading a run -------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _require(run_dir: Path, name: str) -> Path:
+    path = Path(run_dir) / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: not found; a run directory needs {EVENTS}, {DECISIONS} and {TRUTH} "
+            "(as written by `brokerguard simulate`)"
+        )
+    return path
+
+
+def _read_events(path: Path) -> Iterator[Event]:
+    with path.open("rb") as stream:
+        try:
+            yield from read_ndjson(stream)
+        except EventError as exc:
+            error = EventError(f"{path}: {exc}", field=exc.field)
+            error.line = exc.line
+            raise error from None
+
+
+def _read_lines(path: Path, kind: type[T]) -> Iterator[T]:
+    decoder = msgspec.json.Decoder(kind)
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield decoder.decode(raw)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise ValueError(f"{path}: line {number}: {exc}") from None
+
+
+# --- one pass over a run -------------------------------------------------------------------
+
+
+@dataclass
+class _Scan:
+    """What one pass over a run's files leaves behind: enough for every metric, no more."""
+
+    truth: Truth
+    events: int = 0
+    legit: dict[str, int] = field(default_factory=dict)
+    accounts_locked: int = 0
+    takeovers: set[int] = field(default_factory=set)
+    traded: set[int] = field(default_factory=set)
+    orders_executed: int = 0
+    # (ts, value in JPY, "trade" | "withdrawal") of every unauthorized value that went through
+    losses: list[tuple[datetime, float, str]] = field(default_factory=list)
+    detection_delays: list[float] = field(default_factory=list)
+
+
+def _got_past(decision: DecisionRecord | None, results: list[ChallengeResult]) -> bool:
+    """Whether the broker went ahead with an event after the guard's decision on it."""
+    if decision is None:  # nobody asked the guard: the broker went ahead
+        return True
+    if decision.action == "allow":
+        return True
+    if decision.action == "challenge":
+        return any(r.outcome == "passed" for r in results)
+    if decision.action == "hold":
+        return any(r.outcome == "passed" and r.factor == "oob" for r in results)
+    return False  # deny, lock
+
+
+def _scan(run_dir: Path) -> _Scan:
+    """Stream decisions, then events, once each; join them to the labels at the end."""
+    run_dir = Path(run_dir)
+    truth = load_truth(_require(run_dir, TRUTH))
+    events_path = _require(run_dir, EVENTS)
+    decisions_path = _require(run_dir, DECISIONS)
+    scan = _Scan(truth=truth)
+
+    victim_of = {eid: i for i, v in enumerate(truth.victims) for eid in v.events}
+    victim_accounts = {v.account for v in truth.victims}
+    criminals = set(truth.criminal_accounts)
+    labelled_orders = {(v.account, oid) for v in truth.victims for oid in v.orders}
+
+    # Decisions first, so that the events pass can join legit events to their decisions.
+    attacker_decisions: dict[str, DecisionRecord] = {}
+    legit_actions: dict[str, str] = {}  # non-allow decisions on legit logins and orders
+    locked: set[str] = set()
+    for rec in _read_lines(decisions_path, DecisionRecord):
+        if rec.event in victim_of:
+            attacker_decisions.setdefault(rec.event, rec)
+            continue
+        if rec.account in criminals:
+            continue
+        if rec.action == "lock" and rec.account not in victim_accounts:
+            locked.add(rec.account)
+        if rec.point in ("login", "order") and rec.action != "allow":
+            legit_actions[rec.event] = rec.action
+    scan.accounts_locked = len(locked)
+
+    legit = dict.fromkeys(
+        (
+            "logins",
+            "login_challenges",
+            "logins_denied",
+            "orders",
+            "orders_challenged",
+            "orders_held",
+            "orders_denied",
+        ),
+        0,
+    )
+    first_seen: dict[int, datetime] = {}
+    logins: list[tuple[int, str]] = []  # attacker logins with valid credentials
+    withdrawals: list[tuple[datetime, str, float]] = []
+    unauthorized: dict[tuple[str, str], int] = {}  # attacker new orders -> victim
+    fills: list[tuple[datetime, tuple[str, str], float]] = []
+    results: dict[str, list[ChallengeResult]] = {}  # challenge results on attacker events
+
+    for event in _read_events(events_path):
+        scan.events += 1
+        if isinstance(event, ChallengeResult) and event.ref in victim_of:
+            results.setdefault(event.ref, []).append(event)
+        if isinstance(event, Execution):
+            key = (event.account, event.order_id)
+            if key in labelled_orders or key in unauthorized:
+                fills.append((event.ts, key, event.value_jpy))
+
+        victim = victim_of.get(event.id)
+        if victim is not None:
+            if victim not in first_seen or event.ts < first_seen[victim]:
+                first_seen[victim] = event.ts
+            if isinstance(event, LoginAttempt) and event.success:
+                logins.append((victim, event.id))
+            elif isinstance(event, _SESSION_EVENTS):
+                scan.takeovers.add(victim)
+            if isinstance(event, Order) and event.action == "new":
+                unauthorized[(event.account, event.order_id)] = victim
+            elif isinstance(event, Withdrawal):
+                withdrawals.append((event.ts, event.id, event.amount_jpy))
+            continue
+
+        account = getattr(event, "account", None)
+        if account is None or account in criminals:
+            continue
+        if isinstance(event, LoginAttempt):
+            action = legit_actions.get(event.id, "allow")
+            legit["logins"] += 1
+            legit["login_challenges"] += action == "challenge"
+            legit["logins_denied"] += action in ("deny", "lock")
+        elif isinstance(event, Order) and event.action == "new":
+            action = legit_actions.get(event.id, "allow")
+            legit["orders"] += 1
+            legit["orders_challenged"] += action == "challenge"
+            legit["orders_held"] += action == "hold"
+            legit["orders_denied"] += action in ("deny", "lock")
+    scan.legit = legit
+
+    def passed(event_id: str) -> bool:
+        return _got_past(attacker_decisions.get(event_id), results.get(event_id, []))
+
+    scan.takeovers.update(victim for victim, login in logins if passed(login))
+
+    executed: set[tuple[str, str]] = set()
+    for ts, key, value in fills:
+        if key in unauthorized:
+            executed.add(key)
+            scan.losses.append((ts, value, "trade"))
+    scan.orders_executed = len(executed)
+    scan.traded = {unauthorized[key] for key in executed}
+    scan.losses.extend((ts, amount, "withdrawal") for ts, wid, amount in withdrawals if passed(wid))
+    scan.losses.sort(key=lambda loss: loss[0])
+
+    detected_at: dict[int, datetime] = {}
+    for event_id, rec in attacker_decisions.items():
+        victim = victim_of[event_id]
+        if not passed(event_id) and (victim not in detected_at or rec.ts < detected_at[victim]):
+            detected_at[victim] = rec.ts
+    scan.detection_delays = [
+        max(0.0, (ts - first_seen[victim]).total_seconds())
+        for victim, ts in detected_at.items()
+        if victim in first_seen
+    ]
+    return scan
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _campaign_metrics(run_dir: Path, truth: Truth) -> dict[str, Any]:
+    """Which pumped symbols a raised campaign named, and how long after the first pump buy."""
+    raised: dict[tuple[str, str], datetime] = {}
+    path = Path(run_dir) / CAMPAIGNS
+    if path.is_file():
+        for campaign in _read_lines(path, Campaign):
+            for s in campaign.symbols:
+                key = (s.symbol, s.market)
+                if key not in raised or campaign.raised_at < raised[key]:
+                    raised[key] = campaign.raised_at
+    delays = [
+        max(0.0, (raised[(p.symbol, p.market)] - p.first_buy).total_seconds())
+        for p in truth.pumped_symbols
+        if (p.symbol, p.market) in raised
+    ]
+    return {
+        "pumped_symbols": len(truth.pumped_symbols),
+        "detected": len(delays),
+        "detection_delay_s": {
+            "median": _seconds(statistics.median(delays) if delays else None),
+            "p95": _seconds(_quantile(delays, 0.95)),
+        },
+    }
+
+
+def evaluate_run(run_dir: Path) -> dict[str, Any]:
+    """Score one run directory: attacks stopped and where, value lost, friction for customers.
+
+    Raises FileNotFoundError naming the missing file when the directory is not a complete run,
+    and ValueError naming file and line when a line cannot be read.
+    """
+    scan = _scan(run_dir)
+    truth = scan.truth
+    victims = len(truth.victims)
+    takeovers = len(scan.takeovers)
+    trades = sum(value for _, value, kind in scan.losses if kind == "trade")
+    withdrawn = [value for _, value, kind in scan.losses if kind == "withdrawal"]
+    legit = scan.legit
+    delays = scan.detection_delays
+    return {
+        "guard": truth.guard,
+        "scenario": truth.scenario,
+        "seed": truth.seed,
+        "investors": truth.investors,
+        "events": scan.events,
+        "attack": {
+            "victims": victims,
+            "takeovers": takeovers,
+            "blocked_at_login": victims - takeovers,
+            "stopped_before_trade": len(scan.takeovers - scan.traded),
+            "victims_with_unauthorized_trades": len(scan.traded),
+            "unauthorized_orders_executed": scan.orders_executed,
+            "unauthorized_value_jpy": float(round(trades + sum(withdrawn))),
+            "unauthorized_trade_value_jpy": float(round(trades)),
+            "unauthorized_withdrawals": len(withdrawn),
+            "unauthorized_withdrawals_jpy": float(round(sum(withdrawn))),
+            "detected": len(delays),
+            "detection_delay_s": {
+                "median": _seconds(statistics.median(delays) if delays else None),
+                "p95": _seconds(_quantile(delays, 0.95)),
+            },
+        },
+        "legit": {
+            "logins": legit["logins"],
+            "login_challenges": legit["login_challenges"],
+            "login_challenge_rate": _rate(legit["login_challenges"], legit["logins"]),
+            "logins_denied": legit["logins_denied"],
+            "orders": legit["orders"],
+            "orders_held": legit["orders_held"],
+            "order_hold_rate": _rate(legit["orders_held"], legit["orders"]),
+            "orders_challenged": legit["orders_challenged"],
+            "orders_denied": legit["orders_denied"],
+            "accounts_locked": scan.accounts_locked,
+        },
+        "campaigns": _campaign_metrics(run_dir, truth),
+    }
+
+
+def unauthorized_value_timeline(run_dir: Path) -> list[tuple[datetime, float]]:
+    """Cumulative unauthorized value (JPY) after each unauthorized fill or withdrawal paid out.
+
+    The points of a step chart: how fast the damage grew, and where a guard cut it off.
+    """
+    total = 0.0
+    timeline: list[tuple[datetime, float]] = []
+    for ts, value, _ in _scan(run_dir).losses:
+        total += value
+        timeline.append((ts, float(round(total))))
+    return timeline
+
+
+# --- presentation --------------------------------------------------------------------------
+
+_LABELS: dict[str, tuple[str, str]] = {
+    "scenario": ("scenario", "シナリオ"),
+    "seed": ("seed", "シード"),
+    "investors": ("investors", "投資家数"),
+    "events": ("events", "イベント数"),
+    "attack.victims": ("victims", "被害口座"),
+    "attack.takeovers": ("takeovers", "乗っ取り成立"),
+    "attack.blocked_at_login": ("blocked at login", "ログインで阻止"),
+    "attack.stopped_before_trade": ("stopped before trade", "取引前に阻止"),
+    "attack.victims_with_unauthorized_trades": (
+        "victims with unauthorized trades",
+        "不正取引の被害口座",
+    ),
+    "attack.unauthorized_orders_executed": ("unauthorized orders executed", "約定した不正注文"),
+    "attack.unauthorized_value_jpy": ("unauthorized value", "不正取引・出金額"),
+    "attack.unauthorized_trade_value_jpy": ("  of which trades", "  うち売買"),
+    "attack.unauthorized_withdrawals": ("unauthorized withdrawals", "不正出金件数"),
+    "attack.unauthorized_withdrawals_jpy": ("  of which withdrawals", "  うち出金"),
+    "attack.detected": ("victims detected", "検知した被害口座"),
+    "attack.detection_delay_s.median": ("detection delay, median", "検知までの時間(中央値)"),
+    "attack.detection_delay_s.p95": ("detection delay, p95", "検知までの時間(95%)"),
+    "legit.logins": ("customer logins", "顧客ログイン"),
+    "legit.login_challenges": ("login challenges", "ログイン時の追加認証"),
+    "legit.login_challenge_rate": ("login challenge rate", "追加認証率"),
+    "legit.logins_denied": ("logins denied", "拒否したログイン"),
+    "legit.orders": ("customer orders", "顧客注文"),
+    "legit.orders_held": ("orders held", "保留した注文"),
+    "legit.order_hold_rate": ("order hold rate", "注文保留率"),
+    "legit.orders_challenged": ("orders challenged", "追加認証した注文"),
+    "legit.orders_denied": ("orders denied", "拒否した注文"),
+    "legit.accounts_locked": ("accounts locked", "凍結した顧客口座"),
+    "campaigns.pumped_symbols": ("pumped symbols", "株価操作銘柄"),
+    "campaigns.detected": ("campaigns detected", "検知した銘柄"),
+    "campaigns.detection_delay_s.median": ("campaign delay, median", "銘柄検知までの時間(中央値)"),
+    "campaigns.detection_delay_s.p95": ("campaign delay, p95", "銘柄検知までの時間(95%)"),
+}
+_SECTIONS = {
+    "attack": ("attack", "攻撃"),
+    "legit": ("customers", "顧客"),
+    "campaigns": ("campaigns", "キャンペーン"),
+}
+
+
+def _flatten(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if key.endswith("_rate"):
+        return f"{value:.2%}"
+    if key.endswith("_jpy"):
+        return f"¥{value:,.0f}"
+    if ".detection_delay_s." in key:
+        return _duration(value)
+    return f"{value:,}"
+
+
+def format_table(results: list[dict[str, Any]], *, lang: Literal["en", "ja"] = "en") -> Table:
+    """Several runs' metrics side by side, one column per guard, for ``brokerguard compare``.
+
+    Rows follow the metrics dict (keys only some runs have are appended); a metric a run lacks
+    shows as a dash. Labels are English or Japanese (``lang``).
+    """
+    ja = lang == "ja"
+    flats = [_flatten(result) for result in results]
+    keys: list[str] = []
+    for flat in flats:
+        keys.extend(k for k in flat if k != "guard" and k not in keys)
+
+    table = Table(title="評価結果" if ja else "Evaluation")
+    table.add_column("指標" if ja else "metric")
+    for result in results:
+        table.add_column(str(result.get("guard", "?")), justify="right")
+    section = ""
+    for key in keys:
+        group = key.split(".", 1)[0] if "." in key else ""
+        if group != section:
+            table.add_section()
+            section = group
+            if group in _SECTIONS:
+                table.add_row(f"[bold]{_SECTIONS[group][ja]}[/bold]")
+        label = _LABELS.get(key, (key, key))[ja]
+        table.add_row(label, *(_cell(key, flat.get(key)) for flat in flats))
+    return table
