@@ -300,10 +300,11 @@ def test_run_level_and_legit_metrics(main_run: Path) -> None:
     assert metrics["investors"] == 10
     assert metrics["events"] == 33  # every line, instrument and bar included
     assert metrics["legit"] == {
-        "logins": 5,  # L1, L2, L3, L4, V1's owner
+        "logins": 4,  # L1, L2, L3, V1's owner (L4's wrong password is no login)
         "login_challenges": 1,
-        "login_challenge_rate": 0.2,
-        "logins_denied": 3,  # L3 lock, L4 deny, V1 owner lock
+        "login_challenge_rate": 0.25,
+        "logins_denied": 2,  # L3 lock, V1 owner lock
+        "failed_credentials": 1,  # L4: refused by the broker's own password check
         "orders": 3,  # the cancel is not an order
         "orders_held": 1,
         "order_hold_rate": 0.3333,
@@ -410,7 +411,7 @@ def test_format_table_has_one_column_per_guard(main_run: Path, tmp_path: Path) -
     console.print(table)
     text = console.export_text()
     assert "¥1,050,000" in text
-    assert "20.00%" in text
+    assert "25.00%" in text  # 1 of 4 legitimate logins challenged
     assert "52.0 s" in text and "2m 58s" in text  # 177.5 s rounds to 178 s
     assert "—" in text  # the empty run's null medians
     ja = Console(width=120, record=True, color_system=None)

@@ -180,6 +180,7 @@ def _scan(run_dir: Path) -> _Scan:
     legit = dict.fromkeys(
         (
             "logins",
+            "failed_credentials",
             "login_challenges",
             "logins_denied",
             "orders",
@@ -222,7 +223,9 @@ def _scan(run_dir: Path) -> _Scan:
         account = getattr(event, "account", None)
         if account is None or account in criminals:
             continue
-        if isinstance(event, LoginAttempt):
+        if isinstance(event, LoginAttempt) and not event.success:
+            legit["failed_credentials"] += 1  # the broker's own check refused it; no friction
+        elif isinstance(event, LoginAttempt):
             action = legit_actions.get(event.id, "allow")
             legit["logins"] += 1
             legit["login_challenges"] += action == "challenge"
@@ -352,6 +355,7 @@ def evaluate_run(run_dir: Path) -> dict[str, Any]:
             "login_challenges": legit["login_challenges"],
             "login_challenge_rate": _rate(legit["login_challenges"], legit["logins"]),
             "logins_denied": legit["logins_denied"],
+            "failed_credentials": legit["failed_credentials"],
             "orders": legit["orders"],
             "orders_held": legit["orders_held"],
             "order_hold_rate": _rate(legit["orders_held"], legit["orders"]),
@@ -407,6 +411,10 @@ _LABELS: dict[str, tuple[str, str]] = {
     "legit.orders_held": ("orders held", "保留した注文"),
     "legit.order_hold_rate": ("order hold rate", "注文保留率"),
     "legit.orders_challenged": ("orders challenged", "追加認証した注文"),
+    "legit.failed_credentials": (
+        "wrong passwords (no session)",
+        "パスワード誤り（ログイン不成立）",
+    ),
     "legit.orders_denied": ("orders denied", "拒否した注文"),
     "legit.accounts_locked": ("accounts locked", "凍結した顧客口座"),
     "campaigns.pumped_symbols": ("pumped symbols", "株価操作銘柄"),

@@ -67,7 +67,9 @@ SettingsField = Literal[
 ]
 
 
-class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", forbid_unknown_fields=True):
+class _Event(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", forbid_unknown_fields=True
+):
     """Fields every event has: a unique id and a timezone-aware timestamp."""
 
     id: Id
