@@ -92,6 +92,7 @@ def plan_attack(sim: Simulation, index: int, attack: Attack) -> None:
     first = min(w for w, _, _ in campaign.waves)
     for k in range(attack.criminal_accounts):
         criminal = sim.add_account(cash=rng.uniform(30e6, 80e6))
+        sim.truth.criminal_accounts.append(criminal.account)
         sim.spawn(
             max(sim.start, first - rng.randint(2, 4) * 86400),
             criminal_account(sim, campaign, criminal, k, rng),

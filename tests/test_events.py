@@ -1,0 +1,105 @@
+"""Event decoding: strict, with errors that name the line and the field."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+import pytest
+
+from brokerguard.events import (
+    EventError,
+    LoginAttempt,
+    Order,
+    decode_line,
+    encode_line,
+    read_ndjson,
+)
+
+TS = '"ts":"2025-03-20T10:00:00+09:00"'
+LOGIN = (
+    '{"type":"login","id":"l1",' + TS + ',"account":"A1","session":"s1","ip":"126.1.2.3",'
+    '"user_agent":"Mozilla/5.0","device":"d1","factors":["password"],"success":true}'
+)
+
+
+def test_round_trip_keeps_every_field() -> None:
+    event = decode_line(LOGIN)
+    assert isinstance(event, LoginAttempt)
+    assert event.ts == datetime.fromisoformat("2025-03-20T10:00:00+09:00")
+    assert decode_line(encode_line(event)) == event
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "words"),
+    [
+        ('{"type":"teleport","id":"x",' + TS + "}", "type", "unknown event type"),
+        (LOGIN.replace('"account":"A1",', ""), "account", "missing required field"),
+        (LOGIN.replace('"success":true', '"success":true,"risk":1'), "risk", "unknown field"),
+        (LOGIN.replace('"success":true', '"success":"yes"'), "success", "Expected `bool`"),
+        (LOGIN.replace("126.1.2.3", "999.1.2.3"), "ip", "not an IP address"),
+        (LOGIN.replace('["password"]', "[]"), "factors", "at least one factor"),
+        (LOGIN.replace('["password"]', '["retina"]'), "factors[0]", "Invalid enum value"),
+        (LOGIN.replace("+09:00", ""), "ts", "timezone"),
+        (
+            '{"type":"withdrawal","id":"w",' + TS + ',"account":"A","session":"s","amount_jpy":-5}',
+            "amount_jpy",
+            "> 0",
+        ),
+        (
+            '{"type":"order","id":"o",' + TS + ',"account":"A","session":"s","order_id":"n",'
+            '"symbol":"7992","market":"TSE","side":"buy","quantity":100,"price_type":"limit"}',
+            "limit_price",
+            "required",
+        ),
+        (
+            '{"type":"bar","id":"b",' + TS + ',"symbol":"7992","market":"TSE","minutes":5,'
+            '"open":100,"high":99,"low":98,"close":100,"volume":10}',
+            None,
+            "low <= open",
+        ),
+    ],
+)
+def test_bad_events_name_the_line_and_field(line: str, field: str | None, words: str) -> None:
+    with pytest.raises(EventError) as info:
+        decode_line(line, line=7)
+    assert info.value.line == 7
+    assert str(info.value).startswith("line 7: ")
+    assert words in str(info.value)
+    if field is not None:
+        assert info.value.field == field
+
+
+def test_malformed_json_and_huge_lines_are_rejected() -> None:
+    with pytest.raises(EventError, match="malformed JSON"):
+        decode_line('{"type":', line=1)
+    with pytest.raises(EventError, match="bytes, more than"):
+        decode_line(b'{"type":"login","pad":"' + b"x" * 70_000 + b'"}', line=2)
+
+
+def test_ndjson_stream_reports_the_failing_line_and_skips_blank_lines() -> None:
+    good = LOGIN.encode()
+    stream = io.BytesIO(good + b"\n\n" + good.replace(b'"l1"', b'"l2"') + b"\n{oops}\n")
+    seen = []
+    with pytest.raises(EventError) as info:
+        for event in read_ndjson(stream):
+            seen.append(event.id)
+    assert seen == ["l1", "l2"]
+    assert info.value.line == 4
+
+
+def test_market_order_must_not_carry_a_limit_price() -> None:
+    with pytest.raises(ValueError, match="must be absent"):
+        Order(
+            id="o",
+            ts=datetime.fromisoformat("2025-03-20T10:00:00+09:00"),
+            account="A",
+            session="s",
+            order_id="n",
+            symbol="7992",
+            market="TSE",
+            side="buy",
+            quantity=100,
+            price_type="market",
+            limit_price=100.0,
+        )

@@ -1,0 +1,199 @@
+"""The closed loop: the simulator reacts to the guard's answers the way people and attackers do.
+
+Each test runs a small scenario against a guard whose behaviour is fixed, so that the right
+outcome is known: a relayed one-time password gets the phisher in, a passkey never does, a held
+order is confirmed only by an attacker who changed the contact details, and so on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from brokerguard.baselines import AllowAll, OtpAtLogin, PasskeyAtLogin
+from brokerguard.evaluate import evaluate_run
+from brokerguard.events import (
+    ChallengeResult,
+    Event,
+    LoginAttempt,
+    Order,
+    SessionActivity,
+    read_ndjson,
+)
+from brokerguard.guard import Decision
+from brokerguard.sim.scenario import Scenario, parse_scenario
+from brokerguard.sim.world import simulate
+from brokerguard.truth import load_truth
+
+BASE = """
+name = "small"
+seed = 3
+start = "2025-03-17T00:00:00+09:00"
+days = 4
+[broker]
+investors = 400
+give_up_rate = 0.0
+[[attack]]
+kind = "{kind}"
+start = "2025-03-18T09:00:00+09:00"
+victims = 20
+relay_otp = {relay}
+change_contact_share = {contact}
+target_markets = ["TSE"]
+targets = 1
+waves = 2
+criminal_accounts = 1
+"""
+
+
+def small(kind: str = "phishing", relay: bool = True, contact: float = 0.0, **broker) -> Scenario:
+    text = BASE.format(kind=kind, relay=str(relay).lower(), contact=contact)
+    for key, value in broker.items():
+        text = text.replace("[broker]\n", f"[broker]\n{key} = {value}\n")
+    return parse_scenario(text)
+
+
+class FixedGuard:
+    """Answers every decision point of one kind with the same decision."""
+
+    name = "fixed"
+
+    def __init__(self, point: type, decision: Decision) -> None:
+        self.point = point
+        self.decision = decision
+
+    def decide(self, event: Event) -> Decision:
+        if isinstance(event, self.point):
+            return self.decision
+        return Decision(action="allow")
+
+    def observe(self, event: Event) -> None:
+        return None
+
+
+def run(tmp_path: Path, scenario: Scenario, guard) -> tuple[dict, list[Event], Path]:
+    out = tmp_path / "run"
+    simulate(scenario, guard, out)
+    with open(out / "events.ndjson", "rb") as f:
+        events = list(read_ndjson(f))
+    return evaluate_run(out), events, out
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_same_seed_gives_the_same_bytes(tmp_path: Path) -> None:
+    scenario = small()
+    a, b = tmp_path / "a", tmp_path / "b"
+    simulate(scenario, OtpAtLogin(), a)
+    simulate(scenario, OtpAtLogin(), b)
+    for name in ("events.ndjson", "decisions.ndjson", "truth.json"):
+        assert digest(a / name) == digest(b / name), name
+    other = msgspec.structs.replace(scenario, seed=4)
+    simulate(other, OtpAtLogin(), tmp_path / "c")
+    assert digest(a / "events.ndjson") != digest(tmp_path / "c" / "events.ndjson")
+
+
+def test_events_are_in_time_order_and_truth_names_only_real_events(tmp_path: Path) -> None:
+    metrics, events, out = run(tmp_path, small(), AllowAll())
+    stamps = [e.ts for e in events if e.__struct_config__.tag != "bar"]
+    assert stamps == sorted(stamps)
+    ids = {e.id for e in events}
+    assert len(ids) == len(events)
+    truth = load_truth(out / "truth.json")
+    assert truth.victims and all(set(v.events) <= ids for v in truth.victims)
+    assert metrics["attack"]["victims"] == len(truth.victims) == 20
+
+
+def test_no_defense_lets_every_phisher_in_and_trade(tmp_path: Path) -> None:
+    metrics, _, _ = run(tmp_path, small(), AllowAll())
+    attack = metrics["attack"]
+    assert attack["takeovers"] == attack["victims"] == 20
+    assert attack["victims_with_unauthorized_trades"] > 15
+    assert attack["unauthorized_value_jpy"] > 0
+    assert metrics["campaigns"]["pumped_symbols"] == 1
+
+
+def test_relayed_otp_gets_the_phisher_in(tmp_path: Path) -> None:
+    metrics, _, _ = run(tmp_path, small(relay=True), OtpAtLogin())
+    assert metrics["attack"]["takeovers"] == 20
+    assert metrics["legit"]["login_challenge_rate"] == 1.0
+
+
+def test_without_relay_otp_stops_the_phisher_at_login(tmp_path: Path) -> None:
+    metrics, events, out = run(tmp_path, small(relay=False), OtpAtLogin())
+    assert metrics["attack"]["takeovers"] == 0
+    assert metrics["attack"]["blocked_at_login"] == 20
+    assert metrics["attack"]["unauthorized_value_jpy"] == 0.0
+    attacker = {e for v in load_truth(out / "truth.json").victims for e in v.events}
+    failed = [e for e in events if isinstance(e, ChallengeResult) and e.id in attacker]
+    assert failed and all(e.outcome == "failed" for e in failed)
+
+
+def test_a_passkey_is_never_passed_by_an_attacker(tmp_path: Path) -> None:
+    guard = FixedGuard(LoginAttempt, Decision(action="challenge", factors=("passkey",)))
+    metrics, _, _ = run(tmp_path, small(relay=True, passkey_enrolled=1.0), guard)
+    assert metrics["attack"]["takeovers"] == 0
+    # Customers who enrolled pass it (on a device holding the passkey, nearly always).
+    assert metrics["legit"]["logins"] > 100
+    assert metrics["legit"]["login_challenges"] == metrics["legit"]["logins"]
+
+
+def test_session_theft_needs_no_login_and_otp_at_login_cannot_see_it(tmp_path: Path) -> None:
+    metrics, events, out = run(tmp_path, small(kind="session_theft"), OtpAtLogin())
+    assert metrics["attack"]["takeovers"] == 20
+    attacker = {e for v in load_truth(out / "truth.json").victims for e in v.events}
+    kinds = {type(e) for e in events if e.id in attacker}
+    assert LoginAttempt not in kinds
+    assert SessionActivity in kinds and Order in kinds
+
+
+@pytest.mark.parametrize(("contact", "executed"), [(0.0, False), (1.0, True)])
+def test_held_buys_are_confirmed_only_by_an_attacker_who_changed_the_contact(
+    tmp_path: Path, contact: float, executed: bool
+) -> None:
+    guard = FixedGuard(Order, Decision(action="hold", score=0.9))
+    metrics, _, _ = run(tmp_path, small(contact=contact), guard)
+    assert metrics["attack"]["takeovers"] == 20
+    assert (metrics["attack"]["unauthorized_orders_executed"] > 0) is executed
+    assert metrics["legit"]["order_hold_rate"] == 1.0
+
+
+def test_customers_pass_challenges_at_the_configured_rate(tmp_path: Path) -> None:
+    guard = FixedGuard(LoginAttempt, Decision(action="challenge", factors=("sms",)))
+    _, events, _ = run(tmp_path, small(otp_pass_rate=1.0), guard)
+    outcomes = [e.outcome for e in events if isinstance(e, ChallengeResult)]
+    assert outcomes and set(outcomes) == {"passed"}
+
+    _, events, out = run(tmp_path, small(otp_pass_rate=0.0), guard)
+    truth = load_truth(out / "truth.json")
+    attacker = {e for v in truth.victims for e in v.events}
+    criminals = set(truth.criminal_accounts)
+    assert criminals
+    legit = [
+        e for e in events if e.id not in attacker and getattr(e, "account", "") not in criminals
+    ]
+    legit_results = {e.outcome for e in legit if isinstance(e, ChallengeResult)}
+    assert legit_results == {"failed"}
+    assert not [e for e in legit if isinstance(e, SessionActivity)]  # nobody got a session
+
+
+def test_denied_logins_lock_nobody_out_for_good(tmp_path: Path) -> None:
+    guard = FixedGuard(LoginAttempt, Decision(action="lock", score=1.0))
+    metrics, _, _ = run(tmp_path, small(), guard)
+    assert metrics["attack"]["takeovers"] == 0
+    assert metrics["legit"]["accounts_locked"] > 50
+
+
+def test_passkey_at_login_blocks_only_the_enrolled_victims(tmp_path: Path) -> None:
+    scenario = small(passkey_enrolled=0.5)
+    metrics, events, _ = run(tmp_path, scenario, PasskeyAtLogin())
+    enrolled = {e.account for e in events if getattr(e, "passkey_enrolled", False)}
+    blocked = metrics["attack"]["blocked_at_login"]
+    assert 0 < blocked < 20
+    assert metrics["attack"]["takeovers"] == 20 - blocked
+    assert len(enrolled) > 100
