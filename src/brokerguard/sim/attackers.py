@@ -22,6 +22,7 @@ from brokerguard.sim.networks import random_ip_of
 from brokerguard.sim.population import Investor
 from brokerguard.sim.runner import Actor, Simulation
 from brokerguard.sim.scenario import Attack
+from brokerguard.sim.streams import Stream
 
 __all__ = ["plan_attack"]
 
@@ -110,7 +111,7 @@ class _Attacker:
 
     def responder(self, session: Session, rng: random.Random):
         attack = self.campaign.attack
-        rng = random.Random(rng.getrandbits(64))  # answering has its own stream (see customers)
+        rng = Stream(rng.getrandbits(64))  # answering has its own stream (see customers)
 
         def respond(sim: Simulation, decision: Decision, ref: str) -> Step:
             yield rng.randint(10, 45)

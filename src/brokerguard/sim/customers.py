@@ -18,6 +18,7 @@ from brokerguard.sim.market import SimInstrument
 from brokerguard.sim.networks import random_ip
 from brokerguard.sim.population import Device, Investor
 from brokerguard.sim.runner import Actor, Simulation
+from brokerguard.sim.streams import Stream
 
 __all__ = ["customer_life", "customer_session", "next_login_time"]
 
@@ -64,7 +65,7 @@ def _network(sim: Simulation, inv: Investor, device: Device) -> str:
     return inv.home_ip
 
 
-def customer_responder(inv: Investor, session: Session, device: Device, rng: random.Random):
+def customer_responder(inv: Investor, session: Session, device: Device, rng: Stream):
     broker = None
 
     def respond(sim: Simulation, decision: Decision, ref: str) -> Step:
@@ -129,7 +130,7 @@ def customer_session(sim: Simulation, inv: Investor, purpose: tuple | None = Non
     )
     # Answering challenges draws from a stream of its own, so a guard that asks more does not
     # change what the customer goes on to do in the session.
-    respond = customer_responder(inv, session, device, random.Random(rng.getrandbits(64)))
+    respond = customer_responder(inv, session, device, Stream(rng.getrandbits(64)))
     use_passkey = inv.passkey and device.has_passkey
     if not use_passkey and rng.random() < 0.03:  # a mistyped password first
         typo = LoginAttempt(
