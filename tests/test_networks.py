@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import random
-import time
 from collections import Counter
 
 import pytest
@@ -141,15 +140,3 @@ def test_unknown_kind_is_rejected() -> None:
         pick_block("moon", random.Random(0))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown network kind"):
         blocks_of("moon")  # type: ignore[arg-type]
-
-
-def test_random_ip_is_fast() -> None:
-    """The simulator draws hundreds of thousands of addresses; the target is < 3 µs a call."""
-    rng = random.Random(6)
-    block = BLOCKS[0]
-    n = 100_000
-    start = time.perf_counter()
-    for _ in range(n):
-        random_ip(block, rng)
-    per_call = (time.perf_counter() - start) / n
-    assert per_call < 10e-6, f"{per_call * 1e6:.2f} µs per call"  # loose: shared CI machines

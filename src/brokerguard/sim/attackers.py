@@ -153,11 +153,14 @@ def phishing_victim(
     attacker = _Attacker(campaign, sim.now, "phishing")
     broker = sim.scenario.broker
     for attempt in range(3):
+        # An adversary-in-the-middle kit forwards the victim's own browser headers; a kit that
+        # only harvested the password logs in with the operators' own tooling.
+        relayed_ua = campaign.attack.relay_otp and rng.random() < 0.5
         session = Session(
             inv.account,
             sim.new_id("s"),
             rng.choice(campaign.ips),
-            rng.choice(campaign.user_agents),
+            inv.devices[0].user_agent if relayed_ua else rng.choice(campaign.user_agents),
             None if rng.random() < 0.5 else sim.new_id("d"),
             True,
             victim,
