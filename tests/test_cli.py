@@ -1,0 +1,82 @@
+"""The command line, run in process: exit codes, files written, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from brokerguard.cli import app
+
+runner = CliRunner()
+SCENARIO = """
+name = "cli"
+seed = 5
+start = "2025-03-17T00:00:00+09:00"
+days = 3
+[broker]
+investors = 200
+[[attack]]
+start = "2025-03-18T09:00:00+09:00"
+victims = 5
+target_markets = ["TSE"]
+targets = 1
+"""
+
+
+def write(tmp_path: Path, text: str = SCENARIO, name: str = "s.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_simulate_then_evaluate_json(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["simulate", str(write(tmp_path)), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("events.ndjson", "decisions.ndjson", "truth.json", "metrics.json"):
+        assert (out / name).is_file(), name
+    result = runner.invoke(app, ["evaluate", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["guard"] == "allow-all"
+    assert metrics["investors"] == 200
+    assert metrics["attack"]["victims"] == 5
+    assert set(metrics) >= {"guard", "investors", "events", "attack", "legit", "campaigns"}
+
+
+def test_compare_writes_a_table_and_a_chart(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    result = runner.invoke(
+        app,
+        ["compare", str(write(tmp_path)), "--guards", "allow-all,otp-at-login", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "otp-at-login" in result.stdout
+    assert (out / "unauthorized-value.png").stat().st_size > 1000
+    results = json.loads((out / "compare.json").read_text())
+    assert [r["guard"] for r in results] == ["allow-all", "otp-at-login"]
+    assert results[1]["legit"]["login_challenge_rate"] == 1.0
+
+
+def test_overrides_and_errors(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    result = runner.invoke(
+        app, ["simulate", str(path), "--out", str(tmp_path / "o"), "--guard", "magic"]
+    )
+    assert result.exit_code == 2
+    assert "unknown guard 'magic'" in result.output
+    bad = write(tmp_path, SCENARIO.replace("victims = 5", "victims = 'many'"), "bad.toml")
+    result = runner.invoke(app, ["simulate", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "attack[0].victims" in result.output
+    result = runner.invoke(
+        app, ["simulate", str(path), "--out", str(tmp_path / "o2"), "--investors", "50"]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "o2" / "metrics.json").read_text())
+    assert metrics["investors"] == 50
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "not found" in result.output
