@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 import random
 
-from brokerguard.events import AccountSnapshot, LoginAttempt, SessionActivity
+from brokerguard.events import AccountSnapshot
 from brokerguard.guard import Decision
 from brokerguard.sim.customers import lots_for, withdraw
 from brokerguard.sim.devices import attacker_user_agents
-from brokerguard.sim.flows import Session, Step, answer, go_ahead, submit_order
+from brokerguard.sim.flows import Session, Step, answer, go_ahead, login_event, submit_order, view
 from brokerguard.sim.market import SimInstrument
 from brokerguard.sim.networks import random_ip_of
 from brokerguard.sim.population import Investor
@@ -167,18 +167,7 @@ def phishing_victim(
         )
         victim.sessions.append(session.session)
         accepted = not (inv.passkey and not broker.password_fallback)
-        login = LoginAttempt(
-            id=sim.new_id("l"),
-            ts=sim.ts,
-            account=inv.account,
-            session=session.session,
-            ip=session.ip,
-            user_agent=session.user_agent,
-            device=session.device,
-            factors=["password"],
-            success=accepted,
-        )
-        session.note(login.id)
+        login = login_event(sim, session, "password", accepted)
         decision = sim.decide(login, inv.account)
         if decision.action == "lock" or not accepted:
             return
@@ -219,21 +208,6 @@ def session_theft(
     yield from _work_account(sim, campaign, attacker, session, inv, wave_time, target, wave, rng)
 
 
-def _view(sim: Simulation, session: Session, action: str) -> None:
-    event = SessionActivity(
-        id=sim.new_id("v"),
-        ts=sim.ts,
-        account=session.account,
-        session=session.session,
-        ip=session.ip,
-        user_agent=session.user_agent,
-        device=session.device,
-        action=action,
-    )  # type: ignore[arg-type]
-    session.note(event.id)
-    sim.emit(event)
-
-
 def _work_account(
     sim: Simulation,
     campaign: Campaign,
@@ -250,10 +224,10 @@ def _work_account(
 
     attack = campaign.attack
     respond = attacker.responder(session, rng)
-    _view(sim, session, "portfolio")
+    view(sim, session, "portfolio")
     yield rng.randint(20, 90)
     if rng.random() < attack.change_contact_share:
-        _view(sim, session, "settings")
+        view(sim, session, "settings")
         for what in ("email", "phone"):
             if (yield from _change_setting(sim, inv, session, respond, what)):
                 attacker.contact_changed = True
@@ -262,7 +236,7 @@ def _work_account(
         yield from _change_setting(sim, inv, session, respond, "bank_account")
     ):
         yield from withdraw(sim, session, respond, round(inv.cash * 0.95, -3))
-    _view(sim, session, "orders")
+    view(sim, session, "orders")
     for key, held in list(inv.positions.items()):
         inst = sim.market.by_symbol[key]
         qty = int(held * attack.liquidate_share) // inst.lot_size * inst.lot_size
@@ -273,7 +247,7 @@ def _work_account(
             return False
     if wave_time > sim.now:
         yield wave_time - sim.now + rng.randint(0, 900)
-    _view(sim, session, "orders")
+    view(sim, session, "orders")
     price = sim.market.price(target, sim.now)
     limit = price * (1.03 + 0.04 * wave + rng.uniform(0.0, 0.03))
     margin = rng.random() < 0.2
@@ -366,17 +340,7 @@ def _own_login(
     sim: Simulation, holder: Investor, ip: str, ua: str, device: str, rng: random.Random, respond
 ) -> Step:
     session = Session(holder.account, sim.new_id("s"), ip, ua, device)
-    login = LoginAttempt(
-        id=sim.new_id("l"),
-        ts=sim.ts,
-        account=holder.account,
-        session=session.session,
-        ip=ip,
-        user_agent=ua,
-        device=device,
-        factors=["password"],
-        success=True,
-    )
+    login = login_event(sim, session, "password", True)
     decision = sim.decide(login, holder.account)
     if not (yield from go_ahead(sim, decision, login.id, respond)):
         return None

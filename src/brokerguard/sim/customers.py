@@ -11,9 +11,17 @@ from __future__ import annotations
 import math
 import random
 
-from brokerguard.events import LoginAttempt, SessionActivity, SettingsChange, Withdrawal
+from brokerguard.events import SettingsChange, Withdrawal
 from brokerguard.guard import Decision
-from brokerguard.sim.flows import Session, Step, answer, go_ahead, submit_order
+from brokerguard.sim.flows import (
+    Session,
+    Step,
+    answer,
+    go_ahead,
+    login_event,
+    submit_order,
+    view,
+)
 from brokerguard.sim.market import SimInstrument
 from brokerguard.sim.networks import random_ip
 from brokerguard.sim.population import Device, Investor
@@ -133,30 +141,10 @@ def customer_session(sim: Simulation, inv: Investor, purpose: tuple | None = Non
     respond = customer_responder(inv, session, device, Stream(rng.getrandbits(64)))
     use_passkey = inv.passkey and device.has_passkey
     if not use_passkey and rng.random() < 0.03:  # a mistyped password first
-        typo = LoginAttempt(
-            id=sim.new_id("l"),
-            ts=sim.ts,
-            account=inv.account,
-            session=session.session,
-            ip=session.ip,
-            user_agent=session.user_agent,
-            device=device.cookie,
-            factors=["password"],
-            success=False,
-        )
+        typo = login_event(sim, session, "password", success=False)
         sim.decide(typo, inv.account)
         yield rng.randint(8, 40)
-    login = LoginAttempt(
-        id=sim.new_id("l"),
-        ts=sim.ts,
-        account=inv.account,
-        session=session.session,
-        ip=session.ip,
-        user_agent=session.user_agent,
-        device=device.cookie,
-        factors=["passkey" if use_passkey else "password"],
-        success=True,
-    )
+    login = login_event(sim, session, "passkey" if use_passkey else "password", True)
     decision = sim.decide(login, inv.account)
     if decision.action == "lock":
         inv.locked_until = _unlock_time(sim)
@@ -179,18 +167,7 @@ def _rng(sim: Simulation, account: str) -> random.Random:
 
 def _activity(sim: Simulation, session: Session, action: str) -> Step:
     yield _rng(sim, session.account).randint(5, 120)
-    sim.emit(
-        SessionActivity(
-            id=sim.new_id("v"),
-            ts=sim.ts,
-            account=session.account,
-            session=session.session,
-            ip=session.ip,
-            user_agent=session.user_agent,
-            device=session.device,
-            action=action,
-        )
-    )  # type: ignore[arg-type]
+    view(sim, session, action)
     return True
 
 

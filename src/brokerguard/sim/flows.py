@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 
-from brokerguard.events import ChallengeResult, Execution, Order
+from brokerguard.events import ChallengeResult, Execution, LoginAttempt, Order, SessionActivity
 from brokerguard.guard import Decision
 from brokerguard.sim.market import Fill, SimInstrument
 from brokerguard.sim.population import Investor
@@ -48,6 +48,39 @@ class Session:
     def note(self, event_id: str) -> None:
         if self.victim is not None:
             self.victim.events.append(event_id)
+
+
+def login_event(sim: Simulation, session: Session, factor: str, success: bool) -> LoginAttempt:
+    """A sign-in from the session's network and browser, noted for the truth if an attacker's."""
+    event = LoginAttempt(
+        id=sim.new_id("l"),
+        ts=sim.ts,
+        account=session.account,
+        session=session.session,
+        ip=session.ip,
+        user_agent=session.user_agent,
+        device=session.device,
+        factors=[factor],  # type: ignore[list-item]
+        success=success,
+    )
+    session.note(event.id)
+    return event
+
+
+def view(sim: Simulation, session: Session, action: str) -> None:
+    """Emit a request inside the session (a page view)."""
+    event = SessionActivity(
+        id=sim.new_id("v"),
+        ts=sim.ts,
+        account=session.account,
+        session=session.session,
+        ip=session.ip,
+        user_agent=session.user_agent,
+        device=session.device,
+        action=action,  # type: ignore[arg-type]
+    )
+    session.note(event.id)
+    sim.emit(event)
 
 
 def answer(sim: Simulation, session: Session, ref: str, factor: str, passed: bool | None) -> None:
