@@ -14,7 +14,7 @@ import random
 
 from brokerguard.events import AccountSnapshot
 from brokerguard.guard import Decision
-from brokerguard.sim.customers import lots_for, withdraw
+from brokerguard.sim.customers import change_setting, lots_for, withdraw
 from brokerguard.sim.devices import attacker_user_agents
 from brokerguard.sim.flows import Session, Step, answer, go_ahead, login_event, submit_order, view
 from brokerguard.sim.market import SimInstrument
@@ -220,7 +220,6 @@ def _work_account(
     rng: random.Random,
 ) -> Step:
     """After the takeover: contact change, liquidation, then the buy wave."""
-    from brokerguard.sim.customers import _change_setting  # shared settings step
 
     attack = campaign.attack
     respond = attacker.responder(session, rng)
@@ -229,11 +228,11 @@ def _work_account(
     if rng.random() < attack.change_contact_share:
         view(sim, session, "settings")
         for what in ("email", "phone"):
-            if (yield from _change_setting(sim, inv, session, respond, what)):
+            if (yield from change_setting(sim, inv, session, respond, what)):
                 attacker.contact_changed = True
             yield rng.randint(20, 60)
     if rng.random() < attack.withdraw_share and (
-        yield from _change_setting(sim, inv, session, respond, "bank_account")
+        yield from change_setting(sim, inv, session, respond, "bank_account")
     ):
         yield from withdraw(sim, session, respond, round(inv.cash * 0.95, -3))
     view(sim, session, "orders")

@@ -179,17 +179,17 @@ def _ordinary(sim: Simulation, inv: Investor, session: Session, respond) -> Step
         yield from _trade(sim, inv, session, respond)
     roll = rng.random()
     if roll < 0.004:
-        yield from _change_setting(
+        yield from change_setting(
             sim, inv, session, respond, rng.choice(("notifications", "email", "phone", "password"))
         )
     elif roll < 0.006:
-        yield from _change_setting(sim, inv, session, respond, "bank_account")
+        yield from change_setting(sim, inv, session, respond, "bank_account")
     elif roll < 0.012 and inv.cash > 20_000:
         yield from withdraw(sim, session, respond, round(inv.cash * rng.uniform(0.1, 0.5), -3))
     return True
 
 
-def _change_setting(sim: Simulation, inv: Investor, session: Session, respond, what: str) -> Step:
+def change_setting(sim: Simulation, inv: Investor, session: Session, respond, what: str) -> Step:
     yield from _activity(sim, session, "settings")
     change = SettingsChange(
         id=sim.new_id("g"),

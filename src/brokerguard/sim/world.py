@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from brokerguard.events import AccountSnapshot, HoldingsSnapshot, Instrument, MarketBar, Position
 from brokerguard.guard import Guard
 from brokerguard.sim.attackers import plan_attack
+from brokerguard.sim.calendar import JST
 from brokerguard.sim.confounders import daily_changes, plan_confounder
 from brokerguard.sim.customers import customer_life
 from brokerguard.sim.flows import apply_fills
@@ -109,16 +111,12 @@ def _opening(sim: Simulation) -> Actor:
     rng = random.Random(f"{sim.scenario.seed}-opened")
     for inv in sim.investors:
         opened = sim.start - int(86400 * 365 * rng.uniform(0.1, 20))
-        from datetime import datetime
-
-        from brokerguard.sim.calendar import JST
-
         sim.emit(
             AccountSnapshot(
                 id=sim.new_id("a"),
                 ts=sim.ts,
                 account=inv.account,
-                opened=datetime.fromtimestamp(opened, JST),
+                opened=_at(opened),
                 passkey_enrolled=inv.passkey,
                 password_login=not inv.passkey or broker.password_fallback,
                 otp_channel=inv.otp_channel,  # type: ignore[arg-type]
@@ -228,11 +226,7 @@ def _emit_daily_bar(
     day_open[key] = close
 
 
-def _at(t: int):
-    from datetime import datetime
-
-    from brokerguard.sim.calendar import JST
-
+def _at(t: int) -> datetime:
     return datetime.fromtimestamp(t, JST)
 
 
