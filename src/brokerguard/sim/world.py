@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import msgspec
+
 from brokerguard.events import AccountSnapshot, HoldingsSnapshot, Instrument, MarketBar, Position
 from brokerguard.guard import Guard
 from brokerguard.sim.attackers import plan_attack
@@ -239,4 +241,16 @@ def simulate(
         sim = build_simulation(scenario, guard, events_out, decisions_out)
         summary = sim.run(progress)
     save_truth(sim.truth, out_dir / "truth.json")
+    write_campaigns(guard, out_dir)
     return summary
+
+
+def write_campaigns(guard: Guard, out_dir: Path) -> None:
+    """Write the campaigns a guard raised (if it raises any) to ``campaigns.ndjson``."""
+    records = getattr(guard, "campaign_records", None)
+    if records is None:
+        return
+    encoder = msgspec.json.Encoder()
+    with open(out_dir / "campaigns.ndjson", "wb") as out:
+        for record in records():
+            out.write(encoder.encode(record) + b"\n")

@@ -1,0 +1,170 @@
+"""Campaigns: what no single account shows — many accounts, one infrastructure, one thin symbol.
+
+Two things raise a campaign. *Infrastructure*: several risky sign-ins to different accounts from
+the same address, AS or user agent within a window. *Symbol pressure*: several accounts buying the
+same thin symbol for the first time from sessions that are not fully trusted, within a window. A
+symbol whose bars depart from their usual volume needs one account fewer. Buys from a session on a
+campaign's infrastructure attach their symbol to that campaign at once.
+
+A campaign is a record (symbols, accounts, infrastructure, timeline) and drives containment: later
+sign-ins from its infrastructure and risky buys of its symbols get a signal of their own, so the
+policy can step them up or hold them — honest customers in trusted sessions buying the same symbol
+are not touched, because there is no blanket ban.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from brokerguard.engine.policy import CampaignParams
+from brokerguard.engine.signals import Signal
+from brokerguard.engine.state import (
+    CampaignState,
+    EntityState,
+    SessionState,
+    State,
+    SymbolState,
+    touch_window,
+)
+from brokerguard.events import MarketBar
+
+__all__ = ["CampaignWatch"]
+
+
+class CampaignWatch:
+    def __init__(self, state: State, params: CampaignParams) -> None:
+        self.state = state
+        self.p = params
+        self._count = sum(1 for _ in state.keys("campaign"))
+
+    # --- raising and growing campaigns ----------------------------------------------------
+    def _new(self, now: float, what: str, detail: str) -> CampaignState:
+        self._count += 1
+        camp = CampaignState(
+            id=f"C{self._count:04d}",
+            raised_at=now,
+            updated_at=now,
+            timeline=[(now, what, detail)],
+        )
+        self.state.put("campaign", camp.id, camp)
+        return camp
+
+    def _get(self, cid: str) -> CampaignState | None:
+        return self.state.get("campaign", cid) if cid else None
+
+    def _add(self, camp: CampaignState, items: list[str], value: str, now: float, what: str):
+        if value not in items:
+            items.append(value)
+            if len(items) > 500:
+                del items[0]
+            camp.updated_at = now
+            camp.timeline.append((now, what, value))
+            if len(camp.timeline) > 400:
+                del camp.timeline[1:101]
+                camp.written = max(0, camp.written - 100)
+            self.state.put("campaign", camp.id, camp)
+
+    def risky_login(self, account: str, entities: list[tuple[str, EntityState]], now: float) -> str:
+        """A risky sign-in was noted on these entities; returns the campaign it belongs to."""
+        camp: CampaignState | None = None
+        for _, ent in entities:
+            camp = camp or self._get(ent.campaign)
+        if camp is None:
+            for key, ent in entities:
+                if len(ent.risky) >= self.p.infrastructure_accounts:
+                    camp = self._new(now, "infrastructure", key)
+                    break
+        if camp is None:
+            return ""
+        for key, ent in entities:
+            if ent.campaign == "" and len(ent.risky) >= self.p.infrastructure_accounts:
+                ent.campaign = camp.id
+                self._add(camp, camp.infrastructure, key, now, "infrastructure")
+            elif ent.campaign == camp.id:
+                pass
+        self._add(camp, camp.accounts, account, now, "account")
+        return camp.id
+
+    def infrastructure_signal(self, sess: SessionState | None) -> Signal | None:
+        if sess is not None and sess.campaign and not sess.trusted:
+            return Signal(
+                "campaign_infrastructure", self.p.infrastructure_llr, {"campaign": sess.campaign}
+            )
+        return None
+
+    def buy(
+        self,
+        account: str,
+        sym: SymbolState,
+        sess: SessionState | None,
+        first_time: bool,
+        suspicion: float,
+        now: float,
+    ) -> Signal | None:
+        """A buy was asked for; note it, maybe raise or grow a campaign, and say if it is one."""
+        p = self.p
+        key = f"{sym.market}:{sym.symbol}"
+        trusted = sess is not None and sess.trusted
+        span = p.window_minutes * 60
+        suspicious = first_time and not trusted and suspicion > p.suspicious_llr
+        if suspicious:
+            touch_window(sym.suspicious, account, now, span, 200)
+            need = p.min_accounts - (1 if sym.bars < 0 else 0)
+            camp = self._get(sym.campaign) or (
+                self._get(sess.campaign) if sess is not None else None
+            )
+            if camp is None and len(sym.suspicious) >= need:
+                camp = self._new(now, "symbol", key)
+            if camp is not None:
+                if not sym.campaign:
+                    sym.campaign = camp.id
+                self._add(camp, camp.symbols, key, now, "symbol")
+                for member in sym.suspicious:
+                    self._add(camp, camp.accounts, member, now, "account")
+        if sym.campaign and not trusted and (sess is None or sess.llr > 1.0 or sess.hijack > 0):
+            return Signal(
+                "campaign_symbol", p.symbol_llr, {"campaign": sym.campaign, "symbol": key}
+            )
+        return None
+
+    def bar(self, sym: SymbolState, bar: MarketBar) -> None:
+        """Keep the symbol's usual intraday volume; a bar far above it marks a departure."""
+        if bar.minutes >= 1440:
+            return
+        usual = sym.bar_volume
+        if usual > 0 and bar.volume > self.p.volume_multiple * usual and bar.close > bar.open:
+            sym.bars = -1  # departing: campaigns on this symbol need one account fewer
+        else:
+            sym.bars = max(sym.bars, 0) + 1
+        sym.bar_volume = bar.volume if usual == 0 else 0.9 * usual + 0.1 * bar.volume
+
+    # --- output ---------------------------------------------------------------------------
+    def records(self, iso) -> Iterator[dict[str, Any]]:
+        """Lines not yet written: one each time a campaign took on a symbol.
+
+        Each line is the campaign as of that moment, with ``raised_at`` the moment itself, so a
+        symbol added late is never credited with the campaign's earlier start.
+        """
+        for cid in sorted(self.state.keys("campaign")):
+            camp: CampaignState = self.state.get("campaign", cid)
+            if camp.written >= len(camp.timeline):
+                continue
+            new = camp.timeline[camp.written :]
+            camp.written = len(camp.timeline)
+            self.state.put("campaign", cid, camp)
+            for at, what, detail in new:
+                if what != "symbol":
+                    continue
+                symbols = camp.symbols[: camp.symbols.index(detail) + 1]
+                yield {
+                    "id": camp.id,
+                    "raised_at": iso(at),
+                    "first_raised_at": iso(camp.raised_at),
+                    "symbols": [
+                        {"market": s.split(":", 1)[0], "symbol": s.split(":", 1)[1]}
+                        for s in symbols
+                    ],
+                    "accounts": list(camp.accounts),
+                    "infrastructure": list(camp.infrastructure),
+                }

@@ -1,0 +1,390 @@
+"""Login risk: how much more likely is this sign-in an attacker's than the account holder's?
+
+The model follows Freeman et al., "Who are you? A statistical approach to measuring user
+authenticity" (NDSS 2016): features form hierarchies — IP -> AS -> country -> kind of network,
+and user agent -> browser -> OS -> device kind — and the risk is the ratio of the probability of
+the observed values under an attacker to that under the account's own history, level by level.
+The account's history is smoothed toward the whole population, and the chance of a never-seen
+value is estimated from how often this account shows new values at that level (a Pitman-Yor
+style estimate: a customer on a mobile carrier whose address changes every time is not suspicious
+for a new address; one who always signs in from the same home line is). A new account has no
+history, so every ratio starts at 1: it is not punished for being new, only for looking like
+attack infrastructure (hosting, anonymizers, addresses shared with other unfamiliar sign-ins).
+
+Infrastructure signals sit beside the per-account model: accounts that signed in unfamiliarly from
+the same address, AS or user agent in a window, failed credential checks, impossible travel.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from datetime import datetime
+from functools import lru_cache
+from typing import NamedTuple
+
+from brokerguard.engine.policy import LoginParams
+from brokerguard.engine.signals import Signal
+from brokerguard.engine.state import (
+    AccountState,
+    EntityState,
+    PopulationState,
+    State,
+    prune_window,
+    touch_window,
+)
+from brokerguard.netinfo import NetworkInfo
+from brokerguard.useragent import parse_user_agent
+
+__all__ = ["LoginFeatures", "LoginRisk", "cookie_key", "device_keys", "login_features"]
+
+FINE_LEVELS = ("i", "u", "d")  # ip, user-agent string, device cookie: values with many members
+MAX_FINE_VALUES = 6  # per fine level and account; the least-used value is forgotten first
+NO_COOKIE = "d:-"
+
+
+class LoginFeatures(NamedTuple):
+    """The observable parts of a sign-in (or of a session's first request), as hierarchy keys."""
+
+    ip: str
+    net: NetworkInfo
+    ua_key: str
+    network: tuple[str, str, str, str]  # n:kind, c:kind/country, a:kind/country/AS, i:ip
+    device: tuple[str, str, str, str]  # k:kind, o:kind/os, b:kind/os/browser, u:hash
+    cookie: str  # d:hash, or NO_COOKIE
+    hour: int  # 0-23 in the broker's time zone (the timestamp's own offset)
+
+
+def _short_hash(text: str) -> str:
+    return f"{zlib.crc32(text.encode()):08x}"
+
+
+@lru_cache(maxsize=8192)
+def device_keys(user_agent: str) -> tuple[str, str, str, str]:
+    browser, os, kind = parse_user_agent(user_agent)
+    return (
+        f"k:{kind}",
+        f"o:{kind}/{os}",
+        f"b:{kind}/{os}/{browser}",
+        f"u:{_short_hash(user_agent)}",
+    )
+
+
+def cookie_key(cookie: str | None) -> str:
+    return NO_COOKIE if not cookie else f"d:{_short_hash(cookie)}"
+
+
+def login_features(
+    ip: str, user_agent: str, cookie: str | None, ts: datetime, net: NetworkInfo
+) -> LoginFeatures:
+    kind = net.kind
+    return LoginFeatures(
+        ip=ip,
+        net=net,
+        ua_key=_short_hash(user_agent),
+        network=(
+            f"n:{kind}",
+            f"c:{kind}/{net.country}",
+            f"a:{kind}/{net.country}/{net.asn}",
+            f"i:{ip}",
+        ),
+        device=device_keys(user_agent),
+        cookie=cookie_key(cookie),
+        hour=ts.hour,
+    )
+
+
+def _clip(x: float, cap: float) -> float:
+    return cap if x > cap else (-cap if x < -cap else x)
+
+
+class LoginRisk:
+    """The login detector: familiarity against the account's history plus infrastructure."""
+
+    def __init__(self, state: State, params: LoginParams) -> None:
+        self.state = state
+        self.p = params
+        attacker = {"hosting": 0.5, "anonymizer": 0.25, "isp": 0.2, "private": 0.02}
+        attacker.update(params.attacker_network)
+        self.attacker_network = attacker
+        reuse = {"ip": 0.02, "ua": 0.4, "cookie": 0.05, "no_cookie": 0.5}
+        reuse.update(params.attacker_reuse)
+        self.reuse = {"i": reuse["ip"], "u": reuse["ua"], "d": reuse["cookie"]}
+        self.no_cookie = reuse["no_cookie"]
+        self._pop: PopulationState | None = None
+
+    # --- population ------------------------------------------------------------------------
+    @property
+    def population(self) -> PopulationState:
+        pop = self._pop
+        if pop is None:
+            pop = self.state.get("population", "all")
+            if pop is None:
+                pop = PopulationState(hours=[0] * 24)
+                self.state.put("population", "all", pop)
+            self._pop = pop
+        return pop
+
+    def _p_pop(self, key: str, parent_count: int) -> float:
+        return (self.population.counts.get(key, 0) + 0.5) / (parent_count + 1.0)
+
+    # --- the familiarity model -----------------------------------------------------------------
+    def _novelty(self, acc: AccountState, level: str, parent_count: int) -> float:
+        """Chance that this account shows a value it never showed at ``level`` (Pitman-Yor)."""
+        p = self.p
+        distinct = min(acc.distinct.get(level, 0), parent_count)
+        return min(
+            1.0,
+            (p.novelty_concentration + p.novelty_discount * distinct)
+            / (parent_count + p.novelty_concentration),
+        )
+
+    def _hierarchy(
+        self, acc: AccountState, keys: tuple[str, ...], top_attacker: float | None
+    ) -> tuple[float, list[str]]:
+        """Summed log-ratio over one hierarchy, and the levels that were new to the account."""
+        seen = acc.seen
+        pop = self.population
+        cap = self.p.level_cap
+        w = self.p.population_weight
+        total = 0.0
+        new_levels: list[str] = []
+        # The top level (kind of network / of device) is smoothed toward the population.
+        top = keys[0]
+        p_pop_top = self._p_pop(top, pop.n)
+        p_user = (seen.get(top, 0) + w * p_pop_top) / (acc.n + w)
+        p_att = top_attacker if top_attacker is not None else p_pop_top
+        total += _clip(math.log(p_att / p_user), cap)
+        parent_count = seen.get(top, 0)
+        parent_pop = pop.counts.get(top, 0)
+        if parent_count == 0:
+            new_levels.append(top[0])
+        for key in keys[1:]:
+            if parent_count == 0:
+                break  # the parent is already new; a new child tells nothing more
+            level = key[0]
+            count = seen.get(key, 0)
+            p_new = self._novelty(acc, level, parent_count)
+            fine = level in FINE_LEVELS
+            if count > 0:
+                p_user = (1.0 - p_new) * count / parent_count
+                p_att = self.reuse[level] if fine else self._p_pop(key, parent_pop)
+            else:
+                new_levels.append(level)
+                p_user = p_new
+                p_att = (1.0 - self.reuse[level]) if fine else 1.0
+            total += _clip(math.log(max(p_att, 1e-9) / max(p_user, 1e-9)), cap)
+            parent_count = count
+            parent_pop = pop.counts.get(key, 0)
+        return total, new_levels
+
+    def _cookie(self, acc: AccountState, cookie: str) -> float:
+        if acc.n == 0:
+            return 0.0
+        count = acc.seen.get(cookie, 0)
+        p_new = self._novelty(acc, "d", acc.n)
+        if cookie == NO_COOKIE:
+            p_att = self.no_cookie
+            p_user = (count + p_new * 0.5) / (acc.n + 1.0)
+        elif count > 0:
+            p_att = self.reuse["d"]
+            p_user = (1.0 - p_new) * count / acc.n
+        else:
+            p_att = 1.0 - self.reuse["d"] - self.no_cookie
+            p_user = p_new
+        return _clip(math.log(max(p_att, 1e-9) / max(p_user, 1e-9)), self.p.level_cap)
+
+    def _hour(self, acc: AccountState, hour: int) -> float:
+        if acc.n == 0 or not acc.hours:
+            return 0.0
+        pop = self.population
+
+        def smooth(hours: list[int], total: int) -> float:
+            near = hours[hour] + 0.5 * (hours[hour - 1] + hours[(hour + 1) % 24])
+            return (near + 0.1) / (2.0 * total + 2.4)
+
+        p_pop = smooth(pop.hours, pop.n) if pop.n else 1 / 24
+        w = self.p.population_weight
+        near = acc.hours[hour] + 0.5 * (acc.hours[hour - 1] + acc.hours[(hour + 1) % 24])
+        p_user = (near + w * 2.0 * p_pop) / (2.0 * acc.n + 2.0 * w)
+        return _clip(math.log(p_pop / p_user), self.p.hour_cap)
+
+    def familiarity(self, acc: AccountState, f: LoginFeatures) -> list[Signal]:
+        """Signals comparing a sign-in with the account's history."""
+        kind = f.net.kind
+        net, net_new = self._hierarchy(acc, f.network, self.attacker_network.get(kind, 0.2))
+        dev, dev_new = self._hierarchy(acc, f.device, None)
+        return [
+            Signal(
+                "login_network",
+                net,
+                {
+                    "ip": f.ip,
+                    "country": f.net.country,
+                    "asn": f.net.asn,
+                    "network": kind,
+                    "new": "".join(net_new),
+                },
+            ),
+            Signal("login_device", dev, {"user_agent": f.ua_key, "new": "".join(dev_new)}),
+            Signal("login_cookie", self._cookie(acc, f.cookie), {"cookie": f.cookie[2:]}),
+            Signal("login_hour", self._hour(acc, f.hour), {"hour": f.hour}),
+        ]
+
+    # --- infrastructure ---------------------------------------------------------------------
+    def _entity(self, key: str) -> EntityState:
+        found = self.state.get("entity", key)
+        if found is None:
+            found = EntityState()
+            self.state.put("entity", key, found)
+        return found
+
+    @staticmethod
+    def entity_keys(f: LoginFeatures) -> tuple[str, ...]:
+        """The shared infrastructure a sign-in can be linked by.
+
+        An address always; an AS only when it is a hosting or anonymizer network (a big ISP
+        carries unfamiliar sign-ins of honest customers every minute); a user agent only
+        together with its AS, since popular browsers are shared by millions.
+        """
+        if f.net.kind in ("hosting", "anonymizer"):
+            return (f"ip:{f.ip}", f"asn:{f.net.asn}", f"ua:{f.net.asn}/{f.ua_key}")
+        return (f"ip:{f.ip}", f"ua:{f.net.asn}/{f.ua_key}")
+
+    def infrastructure(
+        self, account: str, acc: AccountState, f: LoginFeatures, now: float
+    ) -> list[Signal]:
+        p = self.p
+        span = p.infrastructure_window_hours * 3600
+        keys = self.entity_keys(f)
+        ip_key = keys[0]
+        signals: list[Signal] = []
+        others = 0.0
+        evidence: dict[str, int] = {}
+        for key in keys:
+            weight, window_name = (1.0, "unfamiliar") if key is ip_key else (0.5, "risky")
+            ent = self.state.get("entity", key)
+            if ent is None:
+                continue
+            window = getattr(ent, window_name)
+            if window:
+                prune_window(window, now, span, 64)
+            n = len(window) - (account in window)
+            if n > 0:
+                evidence[key] = n
+                others += weight * n
+        if others:
+            llr = min(p.infrastructure_cap, p.infrastructure_per_account * others)
+            signals.append(Signal("shared_infrastructure", llr, evidence))
+        failures = self._recent_failures(acc, now)
+        ip_ent = self.state.get("entity", ip_key)
+        ip_failures = 0
+        if ip_ent is not None and ip_ent.failures:
+            prune_window(ip_ent.failures, now, p.failure_window_minutes * 60, 64)
+            ip_failures = len(ip_ent.failures)
+        if failures or ip_failures > 2:
+            llr = p.failure_llr * (failures + 0.25 * max(0, ip_failures - 2))
+            signals.append(
+                Signal("failure_velocity", llr, {"account": failures, "address": ip_failures})
+            )
+        if (
+            acc.last_country
+            and acc.last_country != f.net.country
+            and f.net.kind == "isp"
+            and now - acc.last_login < p.travel_hours * 3600
+        ):
+            signals.append(
+                Signal(
+                    "impossible_travel",
+                    p.travel_llr,
+                    {
+                        "from": acc.last_country,
+                        "to": f.net.country,
+                        "minutes": round((now - acc.last_login) / 60),
+                    },
+                )
+            )
+        return signals
+
+    def _recent_failures(self, acc: AccountState, now: float) -> int:
+        horizon = now - self.p.failure_window_minutes * 60
+        if acc.failures and acc.failures[0] < horizon:
+            acc.failures = [t for t in acc.failures if t >= horizon]
+        return len(acc.failures)
+
+    # --- what a sign-in leaves behind -----------------------------------------------------
+    def note_failure(self, account: str, acc: AccountState, ip: str, event_id: str, now: float):
+        """A failed credential check; returns the account's failures in the window."""
+        acc.failures.append(now)
+        if len(acc.failures) > 20:
+            del acc.failures[:-20]
+        ent = self._entity(f"ip:{ip}")
+        touch_window(ent.failures, event_id, now, self.p.failure_window_minutes * 60, 64)
+        return self._recent_failures(acc, now)
+
+    def note_unfamiliar(
+        self, account: str, f: LoginFeatures, familiarity: float, now: float
+    ) -> None:
+        """Remember a sign-in unfamiliar to its account on its address, AS and user agent."""
+        if familiarity <= self.p.unfamiliar_llr:
+            return  # familiar sign-ins leave nothing behind: the state stays small
+        span = self.p.infrastructure_window_hours * 3600
+        for key in self.entity_keys(f):
+            ent = self._entity(key)
+            ent.logins += 1
+            ent.unfamiliar_total += 1
+            touch_window(ent.unfamiliar, account, now, span, 64)
+
+    def note_risky(
+        self, account: str, f: LoginFeatures, now: float
+    ) -> list[tuple[str, EntityState]]:
+        """Remember a sign-in that failed a strong step-up, or went through with high risk.
+
+        Returns the entities it was noted on, for the campaign detector.
+        """
+        span = self.p.infrastructure_window_hours * 3600
+        touched: list[tuple[str, EntityState]] = []
+        for key in self.entity_keys(f):
+            ent = self._entity(key)
+            touch_window(ent.risky, account, now, span, 64)
+            touched.append((key, ent))
+        return touched
+
+    def clear(self, account: str, f: LoginFeatures) -> None:
+        """The account holder proved it was them: their sign-in no longer counts against anyone."""
+        for key in self.entity_keys(f):
+            ent = self.state.get("entity", key)
+            if ent is not None:
+                ent.unfamiliar.pop(account, None)
+                ent.risky.pop(account, None)
+
+    def learn(self, acc: AccountState, f: LoginFeatures, now: float) -> None:
+        """Add a trusted sign-in to the account's profile and to the population."""
+        seen = acc.seen
+        pop = self.population
+        counts = pop.counts
+        for key in (*f.network, *f.device, f.cookie):
+            if key not in seen:
+                level = key[0]
+                acc.distinct[level] = acc.distinct.get(level, 0) + 1
+                if level in FINE_LEVELS:
+                    self._make_room(seen, level)
+                seen[key] = 1
+            else:
+                seen[key] += 1
+            if key[0] not in FINE_LEVELS:
+                counts[key] = counts.get(key, 0) + 1
+        acc.n += 1
+        if not acc.hours:
+            acc.hours = [0] * 24
+        acc.hours[f.hour] += 1
+        pop.n += 1
+        pop.hours[f.hour] += 1
+        acc.last_login = now
+        acc.last_country = f.net.country
+
+    @staticmethod
+    def _make_room(seen: dict[str, int], level: str) -> None:
+        values = [k for k in seen if k[0] == level]
+        if len(values) >= MAX_FINE_VALUES:
+            del seen[min(values, key=seen.__getitem__)]

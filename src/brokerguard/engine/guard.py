@@ -1,0 +1,489 @@
+"""BrokerGuard: the guard a broker deploys — detectors, state and a policy behind ``decide``.
+
+Each event goes to the detectors that care about it; at a decision point their signals go through
+the policy, which returns the action and its reasons. What the guard learns (an account's usual
+networks and devices, its trading habits, the market's prices) is learned only from what passed:
+sign-ins that were allowed with low risk or passed a phishing-resistant step-up, orders that went
+ahead. Everything it keeps is in :class:`~brokerguard.engine.state.State`, so a restart from the
+persisted state continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from brokerguard.engine.detectors.account import AccountChanges
+from brokerguard.engine.detectors.campaign import CampaignWatch
+from brokerguard.engine.detectors.login import (
+    LoginFeatures,
+    LoginRisk,
+    cookie_key,
+    device_keys,
+    login_features,
+)
+from brokerguard.engine.detectors.session import SessionWatch
+from brokerguard.engine.detectors.trading import TradingWatch, holdings_value
+from brokerguard.engine.policy import Decider, Policy, load_policy
+from brokerguard.engine.signals import Signal
+from brokerguard.engine.state import (
+    AccountState,
+    MemoryState,
+    SessionState,
+    State,
+    SymbolState,
+    prune_window,
+)
+from brokerguard.events import (
+    AccountSnapshot,
+    ChallengeResult,
+    Event,
+    Execution,
+    HoldingsSnapshot,
+    Instrument,
+    LoginAttempt,
+    MarketBar,
+    Order,
+    SessionActivity,
+    SettingsChange,
+    Withdrawal,
+)
+from brokerguard.guard import Decision, Reason
+from brokerguard.netinfo import NetworkInfo, shared_lookup
+
+__all__ = ["BrokerGuard"]
+
+STRONG_FACTORS = ("passkey", "oob")
+SWEEP_EVERY_S = 3600.0
+PENDING_TTL_S = 6 * 3600.0
+
+BAD_CREDENTIALS = Reason(
+    code="credentials_invalid",
+    en="The ID or password was wrong.",
+    ja="IDまたはパスワードが正しくありません。",
+)
+ALLOW = Decision(action="allow")
+
+
+class BrokerGuard:
+    """The detection engine behind the guard interface (``decide`` / ``observe``)."""
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        state: State | None = None,
+        lookup: Callable[[str], NetworkInfo] | None = None,
+        name: str = "brokerguard",
+    ) -> None:
+        self.name = name
+        self.policy = policy if policy is not None else load_policy()
+        self.state: State = state if state is not None else MemoryState()
+        self.lookup = lookup if lookup is not None else shared_lookup()
+        params = self.policy.detectors
+        self.login = LoginRisk(self.state, params.login)
+        self.sessions = SessionWatch(params.session)
+        self.changes = AccountChanges(params.account)
+        self.trading = TradingWatch(params.trading)
+        self.campaigns = CampaignWatch(self.state, params.campaign)
+        self.decider = Decider(self.policy)
+        self.always_step_up = set(self.policy.settings.always_step_up)
+        self._pending: dict[str, tuple[str, Any, str, str, float]] = {}
+        self._next_sweep = 0.0
+        self._tz: tzinfo = UTC
+        self.trace: Callable[[Event, list[Signal], Decision], None] | None = None
+        """Called with every decision and the signals behind it (for replay's alerts, tests)."""
+        self._locked = self.decider.reasons.get("rule_locked")
+        self._deciders: dict[type, Callable[[Any], Decision]] = {
+            LoginAttempt: self._decide_login,
+            Order: self._decide_order,
+            SettingsChange: self._decide_settings,
+            Withdrawal: self._decide_withdrawal,
+        }
+        self._observers: dict[type, Callable[[Any], None]] = {
+            ChallengeResult: self._challenge,
+            SessionActivity: self._activity,
+            Execution: self._execution,
+            HoldingsSnapshot: self._holdings,
+            AccountSnapshot: self._account_snapshot,
+            Instrument: self._instrument,
+            MarketBar: self._bar,
+            Order: self._order_cancel,
+        }
+
+    # --- the guard interface ---------------------------------------------------------------
+    def decide(self, event: Event) -> Decision:
+        handler = self._deciders.get(type(event))
+        if handler is None:
+            self.observe(event)
+            return ALLOW
+        return handler(event)
+
+    def observe(self, event: Event) -> None:
+        handler = self._observers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _apply(self, point, event: Event, signals: list[Signal], **kw: Any) -> Decision:
+        decision = self.decider.decide(point, signals, **kw)
+        if self.trace is not None:
+            self.trace(event, signals, decision)
+        return decision
+
+    # --- records -----------------------------------------------------------------------------
+    def _account(self, account: str) -> AccountState:
+        acc = self.state.get("account", account)
+        if acc is None:
+            acc = AccountState()
+            self.state.put("account", account, acc)
+        return acc
+
+    def _symbol(self, market: str, symbol: str) -> SymbolState | None:
+        return self.state.get("symbol", f"{market}:{symbol}")
+
+    def _price(self, key: str) -> float:
+        sym = self.state.get("symbol", key)
+        if sym is None:
+            return 0.0
+        return sym.last_price or sym.ref_price
+
+    def _features(
+        self, ip: str, user_agent: str, cookie: str | None, ts: datetime
+    ) -> LoginFeatures:
+        return login_features(ip, user_agent, cookie, ts, self.lookup(ip))
+
+    def _clock(self, ts: datetime) -> float:
+        now = ts.timestamp()
+        if now >= self._next_sweep:
+            if self._next_sweep:
+                self.sweep(now)
+            self._tz = ts.tzinfo or UTC
+            self._next_sweep = now + SWEEP_EVERY_S
+        return now
+
+    # --- sign-in -----------------------------------------------------------------------------
+    def _judge_origin(
+        self, account: str, acc: AccountState, f: LoginFeatures, now: float, login_seen: bool = True
+    ) -> tuple[list[Signal], float, str]:
+        """Signals of a sign-in (or a session's first request): familiarity plus infrastructure.
+
+        For a session whose sign-in was never seen, the device cookie and browser are exactly
+        what an infostealer copies, so only the network speaks for the request.
+        """
+        fam = self.login.familiarity(acc, f)
+        if not login_seen:
+            fam = fam[:1]
+        infra = self.login.infrastructure(account, acc, f, now)
+        familiarity = sum(s.llr for s in fam)
+        self.login.note_unfamiliar(account, f, familiarity, now)
+        # Campaign infrastructure counts against a sign-in only where the account does not
+        # already know that network (customers of a VPN provider that criminals also use).
+        campaign = self._campaign_of(f) if fam[0].llr > 0 else ""
+        signals = fam + infra
+        if campaign:
+            signals.append(
+                Signal(
+                    "campaign_infrastructure",
+                    self.policy.detectors.campaign.infrastructure_llr,
+                    {"campaign": campaign},
+                )
+            )
+        return signals, sum(s.llr for s in signals), campaign
+
+    def _campaign_of(self, f: LoginFeatures) -> str:
+        for key in self.login.entity_keys(f):
+            ent = self.state.get("entity", key)
+            if ent is not None and ent.campaign:
+                return ent.campaign
+        return ""
+
+    def _risky(self, account: str, f: LoginFeatures, now: float) -> str:
+        touched = self.login.note_risky(account, f, now)
+        return self.campaigns.risky_login(account, touched, now)
+
+    def _decide_login(self, e: LoginAttempt) -> Decision:
+        now = self._clock(e.ts)
+        acc = self._account(e.account)
+        if not e.success:
+            failures = self.login.note_failure(e.account, acc, e.ip, e.id, now)
+            if failures >= self.policy.detectors.login.lock_after_failures:
+                reasons = (self._locked,) if self._locked else ()
+                return Decision(action="lock", score=1.0, reasons=reasons)
+            return Decision(action="deny", score=0.0, reasons=(BAD_CREDENTIALS,))
+        f = self._features(e.ip, e.user_agent, e.device, e.ts)
+        signals, total, campaign = self._judge_origin(e.account, acc, f, now)
+        if "passkey" in e.factors:
+            # Origin-bound and unrelayable: the person holds the enrolled authenticator.
+            decision = Decision(action="allow", score=0.0)
+        else:
+            decision = self._apply("login", e, signals, passkey=acc.passkey)
+        if decision.action in ("deny", "lock"):
+            self._risky(e.account, f, now)
+            return decision
+        sess = self.sessions.start(e.account, e.session, f, total, now, login_seen=True)
+        sess.campaign = campaign
+        if "passkey" in e.factors:
+            sess.trusted = True
+            self.login.clear(e.account, f)
+            self.login.learn(acc, f, now)
+        elif decision.action == "allow":
+            params = self.policy.detectors.login
+            if total < params.learn_below:
+                self.login.learn(acc, f, now)
+            if total > params.risky_llr:
+                sess.campaign = sess.campaign or self._risky(e.account, f, now)
+        else:
+            self._pending[e.id] = ("login", f, e.account, e.session, now)
+        self.state.put("session", e.session, sess)
+        self.state.put("account", e.account, acc)
+        return decision
+
+    def _challenge(self, e: ChallengeResult) -> None:
+        pending = self._pending.pop(e.ref, None)
+        if pending is None:
+            return
+        kind, payload, account, session_id, _ = pending
+        now = self._clock(e.ts)
+        acc = self._account(account)
+        sess: SessionState | None = self.state.get("session", session_id)
+        strong = e.factor in STRONG_FACTORS
+        if e.outcome != "passed":
+            acc.challenge_failures = [t for t in acc.challenge_failures if t > now - 86400][-9:]
+            acc.challenge_failures.append(now)
+            if kind == "login":
+                if strong or e.outcome == "abandoned":
+                    self._risky(account, payload, now)
+                if sess is not None:
+                    self.state.delete("session", session_id)  # never established
+            self.state.put("account", account, acc)
+            return
+        if strong and sess is not None:
+            sess.trusted = True
+            sess.hijack = 0.0
+        if kind == "login":
+            if strong:
+                self.login.clear(account, payload)
+                self.login.learn(acc, payload, now)
+        elif kind == "order":
+            order, value = payload
+            self.trading.placed(order, acc, sess, value)
+        elif kind == "settings":
+            self.changes.applied(acc, payload, now)
+        elif kind == "withdrawal":
+            acc.cash = max(0.0, acc.cash - payload)
+        self.state.put("account", account, acc)
+        if sess is not None:
+            self.state.put("session", session_id, sess)
+
+    # --- inside a session --------------------------------------------------------------------
+    def _session_for(
+        self,
+        account: str,
+        session_id: str,
+        ip: str | None,
+        user_agent: str | None,
+        cookie: str | None,
+        ts: datetime,
+        now: float,
+    ) -> SessionState | None:
+        """The session's state after this request, creating it for a session never seen start."""
+        sess: SessionState | None = self.state.get("session", session_id)
+        if ip is None:
+            return sess
+        if sess is not None and sess.account == account:
+            ua_key = device_keys(user_agent or "")[3][2:]
+            ck = sess.cookie if cookie is None else cookie_key(cookie)  # orders carry no cookie
+            if ip == sess.ip and ua_key == sess.ua and ck == sess.cookie:
+                sess.last = now
+                return sess
+            f = self._features(ip, user_agent or "", cookie, ts)._replace(cookie=ck)
+            acc = self._account(account)
+            network_llr = self.login.familiarity(acc, f)[0].llr
+            self.sessions.request(sess, f, network_llr, now)
+            self.state.put("session", session_id, sess)
+            return sess
+        # A session whose sign-in the guard never saw (a remember-me cookie, or a cookie used
+        # from elsewhere): its first request is judged like a sign-in.
+        acc = self._account(account)
+        f = self._features(ip, user_agent or "", cookie, ts)
+        _, total, campaign = self._judge_origin(account, acc, f, now, login_seen=False)
+        sess = self.sessions.start(account, session_id, f, total, now, login_seen=False)
+        if total > self.policy.detectors.login.risky_llr:
+            campaign = campaign or self._risky(account, f, now)
+        sess.campaign = campaign
+        self.state.put("session", session_id, sess)
+        return sess
+
+    def _activity(self, e: SessionActivity) -> None:
+        now = self._clock(e.ts)
+        self._session_for(e.account, e.session, e.ip, e.user_agent, e.device, e.ts, now)
+        if e.action == "logout":
+            self.state.delete("session", e.session)
+
+    def _common(self, acc: AccountState, sess: SessionState | None, now: float) -> list[Signal]:
+        signals = self.sessions.risk(sess)
+        recent = self.changes.recent(acc, now)
+        if recent is not None:
+            signals.append(recent)
+        link = self.campaigns.infrastructure_signal(sess)
+        if link is not None:
+            signals.append(link)
+        return signals
+
+    def _decide_order(self, e: Order) -> Decision:
+        if e.action != "new":
+            self._order_cancel(e)
+            return ALLOW
+        now = self._clock(e.ts)
+        acc = self._account(e.account)
+        sess = self._session_for(e.account, e.session, e.ip, e.user_agent, None, e.ts, now)
+        key = f"{e.market}:{e.symbol}"
+        sym = self.state.get("symbol", key)
+        price = e.limit_price or (sym.last_price or sym.ref_price if sym is not None else 0.0)
+        value = e.quantity * price
+        if sess is not None and sess.holdings_value == 0.0 and sess.sold_value == 0.0:
+            sess.holdings_value = holdings_value(acc, self._price)
+        signals = self._common(acc, sess, now)
+        signals += self.trading.order(e, acc, sess, sym, value)
+        if e.side == "buy" and sym is not None:
+            first_time = key not in acc.bought and key not in acc.positions
+            suspicion = sum(s.llr for s in signals)
+            found = self.campaigns.buy(e.account, sym, sess, first_time, suspicion, now)
+            if found is not None:
+                signals.append(found)
+            self.state.put("symbol", key, sym)
+        decision = self._apply("order", e, signals, passkey=acc.passkey)
+        if decision.action == "allow":
+            self.trading.placed(e, acc, sess, value)
+        elif decision.action in ("challenge", "hold"):
+            self._pending[e.id] = ("order", (e, value), e.account, e.session, now)
+        self.state.put("account", e.account, acc)
+        if sess is not None:
+            self.state.put("session", e.session, sess)
+        return decision
+
+    def _order_cancel(self, e: Order) -> None:
+        return None
+
+    def _decide_settings(self, e: SettingsChange) -> Decision:
+        now = self._clock(e.ts)
+        acc = self._account(e.account)
+        sess: SessionState | None = self.state.get("session", e.session)
+        signals = self._common(acc, sess, now)
+        signals += self.changes.change(acc, e.field, now)
+        burst = self.sessions.sensitive(sess, now)
+        if burst is not None:
+            signals.append(burst)
+        decision = self._apply(
+            "settings", e, signals, passkey=acc.passkey, step_up=e.field in self.always_step_up
+        )
+        if decision.action == "allow":
+            self.changes.applied(acc, e.field, now)
+        elif decision.action in ("challenge", "hold"):
+            self._pending[e.id] = ("settings", e.field, e.account, e.session, now)
+        self.state.put("account", e.account, acc)
+        if sess is not None:
+            self.state.put("session", e.session, sess)
+        return decision
+
+    def _decide_withdrawal(self, e: Withdrawal) -> Decision:
+        now = self._clock(e.ts)
+        acc = self._account(e.account)
+        sess: SessionState | None = self.state.get("session", e.session)
+        signals = self._common(acc, sess, now)
+        signals += self.changes.withdrawal(acc, e.amount_jpy, now)
+        burst = self.sessions.sensitive(sess, now)
+        if burst is not None:
+            signals.append(burst)
+        decision = self._apply("withdrawal", e, signals, passkey=acc.passkey)
+        if decision.action == "allow":
+            acc.cash = max(0.0, acc.cash - e.amount_jpy)
+        elif decision.action in ("challenge", "hold"):
+            self._pending[e.id] = ("withdrawal", e.amount_jpy, e.account, e.session, now)
+        self.state.put("account", e.account, acc)
+        if sess is not None:
+            self.state.put("session", e.session, sess)
+        return decision
+
+    # --- what the broker's books say ---------------------------------------------------------
+    def _execution(self, e: Execution) -> None:
+        acc = self._account(e.account)
+        key = f"{e.market}:{e.symbol}"
+        held = acc.positions.get(key, 0.0)
+        if e.side == "buy":
+            acc.positions[key] = held + e.quantity
+            acc.cash = max(0.0, acc.cash - e.value_jpy)
+        else:
+            left = held - e.quantity
+            if left > 0:
+                acc.positions[key] = left
+            else:
+                acc.positions.pop(key, None)
+            acc.cash += e.value_jpy
+        self.state.put("account", e.account, acc)
+        sym = self.state.get("symbol", key)
+        if sym is not None:
+            sym.last_price = e.price
+            self.state.put("symbol", key, sym)
+
+    def _holdings(self, e: HoldingsSnapshot) -> None:
+        acc = self._account(e.account)
+        acc.cash = e.cash_jpy
+        acc.positions = {f"{p.market}:{p.symbol}": float(p.quantity) for p in e.positions}
+        self.state.put("account", e.account, acc)
+
+    def _account_snapshot(self, e: AccountSnapshot) -> None:
+        acc = self._account(e.account)
+        acc.opened = e.opened.timestamp()
+        acc.passkey = e.passkey_enrolled
+        acc.otp_channel = e.otp_channel
+        self.state.put("account", e.account, acc)
+
+    def _instrument(self, e: Instrument) -> None:
+        key = f"{e.market}:{e.symbol}"
+        sym = self.state.get("symbol", key) or SymbolState(market=e.market, symbol=e.symbol)
+        sym.lot = e.lot_size
+        sym.ref_price = e.price
+        sym.adv = float(e.avg_daily_volume)
+        sym.market_cap = e.market_cap_jpy
+        self.state.put("symbol", key, sym)
+
+    def _bar(self, e: MarketBar) -> None:
+        key = f"{e.market}:{e.symbol}"
+        sym = self.state.get("symbol", key)
+        if sym is None:
+            return
+        sym.last_price = e.close
+        self.campaigns.bar(sym, e)
+        self.state.put("symbol", key, sym)
+
+    # --- housekeeping and output -----------------------------------------------------------
+    def sweep(self, now: float) -> None:
+        """Forget idle sessions, empty windows and unanswered challenges: state stays bounded."""
+        idle = now - self.policy.detectors.session.idle_hours * 3600
+        for sid in self.state.keys("session"):
+            sess = self.state.get("session", sid)
+            if sess is not None and sess.last < idle:
+                self.state.delete("session", sid)
+        span = self.policy.detectors.login.infrastructure_window_hours * 3600
+        for key in self.state.keys("entity"):
+            ent = self.state.get("entity", key)
+            if ent is None or ent.campaign:
+                continue
+            for window in (ent.unfamiliar, ent.risky):
+                prune_window(window, now, span, 64)
+            prune_window(ent.failures, now, 3600 * 24, 64)
+            if not (ent.unfamiliar or ent.risky or ent.failures):
+                self.state.delete("entity", key)
+        stale = [k for k, v in self._pending.items() if v[4] < now - PENDING_TTL_S]
+        for k in stale:
+            del self._pending[k]
+
+    def campaign_records(self) -> list[dict[str, Any]]:
+        """Campaign lines not yet written (see :meth:`CampaignWatch.records`)."""
+        tz = self._tz
+
+        def iso(t: float) -> str:
+            return datetime.fromtimestamp(t, tz).isoformat()
+
+        return list(self.campaigns.records(iso))

@@ -1,0 +1,289 @@
+"""Policy: how signals become a decision, read from a TOML file the broker can edit.
+
+For each decision point the policy adds the weighted signals to a prior log-odds and squashes the
+sum into a score in [0, 1]; the first rule whose ``min_score`` the score reaches names the action
+(and, for a challenge, the factors that satisfy it). Every signal code has a reason in Japanese
+and English, which is what the analyst and the customer read. Detector tunables live in the same
+file, so a broker tunes by editing data, not code.
+
+Loading is strict: an unknown key, a wrong type, a rule list out of order, a challenge without
+factors or a signal without a reason is a :class:`PolicyError` that names the field.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from brokerguard.engine.signals import SIGNAL_CODES, Signal
+from brokerguard.events import Factor
+from brokerguard.guard import Action, Decision, Reason
+
+__all__ = ["Policy", "PolicyError", "PointPolicy", "Rule", "default_policy_path", "load_policy"]
+
+Point = Literal["login", "order", "withdrawal", "settings"]
+Positive = Annotated[float, Meta(gt=0)]
+Share = Annotated[float, Meta(ge=0, le=1)]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    pass
+
+
+class Rule(_Strict):
+    min_score: Share
+    action: Action
+    factors: list[Factor] = []
+
+
+class PointPolicy(_Strict):
+    """How one decision point turns signals into an action."""
+
+    prior: float  # log-odds of an attack before any signal
+    weights: dict[str, Annotated[float, Meta(ge=0)]] = {}
+    rules: list[Rule] = []
+    always_step_up: list[str] = []  # settings fields that always need a strong factor
+    step_up_factors: list[Factor] = []
+
+
+class LoginParams(_Strict):
+    """Tunables of the login-risk model (see detectors.login)."""
+
+    novelty_concentration: Positive = 1.0
+    novelty_discount: Share = 0.5
+    population_weight: Positive = 2.0  # how many sign-ins' worth the population prior counts
+    attacker_network: dict[str, Share] = {}  # where attackers sign in from, by network kind
+    attacker_reuse: dict[str, Share] = {}  # chance an attacker presents a value the account used
+    level_cap: Positive = 4.0  # no single hierarchy level moves the score by more (nats)
+    hour_cap: Positive = 1.0
+    infrastructure_window_hours: Positive = 24.0
+    infrastructure_per_account: Positive = 0.8  # nats per other account behind the same address
+    infrastructure_cap: Positive = 5.0
+    unfamiliar_llr: float = 1.0  # a sign-in above this counts as unfamiliar for infrastructure
+    risky_llr: float = 3.0  # ... and above this as risky
+    learn_below: float = 2.0  # sign-ins allowed below this teach the account's profile
+    failure_window_minutes: Positive = 60.0
+    failure_llr: Positive = 0.7
+    lock_after_failures: Annotated[int, Meta(gt=0)] = 10
+    travel_hours: Positive = 3.0
+    travel_llr: Positive = 2.0
+
+
+class SessionParams(_Strict):
+    network_change_llr: Positive = 3.0
+    as_change_llr: Positive = 1.5
+    device_change_llr: Positive = 3.0
+    sensitive_window_minutes: Positive = 10.0
+    sensitive_burst: Annotated[int, Meta(gt=0)] = 4
+    sensitive_llr: Positive = 1.5
+    idle_hours: Positive = 12.0
+    trusted_llr: float = -3.0  # the llr a session carries after a phishing-resistant step-up
+
+
+class AccountParams(_Strict):
+    field_llr: dict[str, float] = {}
+    recent_change_days: Positive = 7.0
+    recent_change_llr: Positive = 2.0
+    withdrawal_share: Share = 0.8
+    withdrawal_llr: Positive = 1.0
+
+
+class TradingParams(_Strict):
+    liquidation_share: Share = 0.5
+    liquidation_llr: Positive = 1.0
+    liquidation_then_buy_llr: Positive = 2.5
+    first_market_llr: Positive = 1.0
+    first_symbol_llr: Positive = 0.3
+    thin_daily_value_jpy: Positive = 100e6  # below this average daily turnover a symbol is thin
+    illiquid_llr_per_decade: Positive = 0.8
+    illiquid_cap: Positive = 2.0
+    limit_above_pct: Positive = 3.0
+    limit_llr_per_pct: Positive = 0.25
+    limit_cap: Positive = 2.5
+    size_sigmas: Positive = 2.5
+    size_llr: Positive = 0.8
+    margin_first_llr: Positive = 0.7
+
+
+class CampaignParams(_Strict):
+    window_minutes: Positive = 60.0
+    min_accounts: Annotated[int, Meta(gt=0)] = 3
+    suspicious_llr: float = 1.5  # a first-time buy whose order llr exceeds this is suspicious
+    infrastructure_accounts: Annotated[int, Meta(gt=0)] = 3  # risky sign-ins that make a cluster
+    symbol_llr: Positive = 3.0
+    infrastructure_llr: Positive = 2.0
+    volume_multiple: Positive = 5.0  # bar volume over its usual level that counts as departing
+
+
+class DetectorParams(_Strict):
+    login: LoginParams = LoginParams()
+    session: SessionParams = SessionParams()
+    account: AccountParams = AccountParams()
+    trading: TradingParams = TradingParams()
+    campaign: CampaignParams = CampaignParams()
+
+
+class ReasonText(_Strict):
+    en: Annotated[str, Meta(min_length=1)]
+    ja: Annotated[str, Meta(min_length=1)]
+
+
+class Policy(_Strict):
+    name: str
+    login: PointPolicy
+    order: PointPolicy
+    withdrawal: PointPolicy
+    settings: PointPolicy
+    detectors: DetectorParams = DetectorParams()
+    reasons: dict[str, ReasonText] = {}
+    reason_min_llr: float = 0.7  # signals at least this strong are named in a decision
+    max_reasons: Annotated[int, Meta(gt=0)] = 3
+
+    def point(self, name: Point) -> PointPolicy:
+        return getattr(self, name)
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; ``field`` names the offending key when known."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+def default_policy_path() -> Path:
+    return Path(str(resources.files("brokerguard.policies").joinpath("default.toml")))
+
+
+def _check(policy: Policy, source: str) -> None:
+    for point in ("login", "order", "withdrawal", "settings"):
+        pp = policy.point(point)  # type: ignore[arg-type]
+        for code in pp.weights:
+            if code not in SIGNAL_CODES:
+                raise PolicyError(
+                    f"{source}: `{point}.weights.{code}`: unknown signal code", f"{point}.weights"
+                )
+        previous = 2.0
+        for i, rule in enumerate(pp.rules):
+            where = f"{point}.rules[{i}]"
+            if rule.min_score > previous:
+                raise PolicyError(
+                    f"{source}: `{where}.min_score`: rules must go from the highest score down",
+                    where,
+                )
+            previous = rule.min_score
+            if rule.action == "challenge" and not rule.factors:
+                raise PolicyError(f"{source}: `{where}.factors`: a challenge needs factors", where)
+        if pp.always_step_up and not pp.step_up_factors:
+            raise PolicyError(
+                f"{source}: `{point}.step_up_factors`: needed by `always_step_up`", point
+            )
+    missing = [c for c in SIGNAL_CODES if c not in policy.reasons]
+    if missing:
+        raise PolicyError(
+            f"{source}: `reasons`: no text for signal codes {', '.join(missing)}", "reasons"
+        )
+    unknown = [c for c in policy.reasons if c not in SIGNAL_CODES and not c.startswith("rule_")]
+    if unknown:
+        raise PolicyError(f"{source}: `reasons`: unknown codes {', '.join(unknown)}", "reasons")
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        policy = msgspec.convert(raw, type=Policy)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        field = message.split("`$.", 1)[1].split("`", 1)[0] if "`$." in message else None
+        raise PolicyError(f"{source}: {message}", field) from None
+    _check(policy, source)
+    return policy
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """Read and validate a policy file; the shipped default when ``path`` is None."""
+    path = Path(path) if path is not None else default_policy_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from None
+    return parse_policy(text, str(path))
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+class Decider:
+    """Applies one policy: signals at a decision point -> :class:`Decision`."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.reasons = {
+            code: Reason(code=code, en=text.en, ja=text.ja) for code, text in policy.reasons.items()
+        }
+
+    def log_odds(self, point: Point, signals: list[Signal]) -> float:
+        pp = self.policy.point(point)
+        weights = pp.weights
+        return pp.prior + sum(s.llr * weights.get(s.code, 1.0) for s in signals)
+
+    def decide(
+        self,
+        point: Point,
+        signals: list[Signal],
+        *,
+        passkey: bool,
+        step_up: bool = False,
+        floor: Action = "allow",
+    ) -> Decision:
+        """The action for these signals; ``step_up`` forces at least a strong-factor challenge."""
+        pp = self.policy.point(point)
+        score = _sigmoid(self.log_odds(point, signals))
+        action: Action = "allow"
+        factors: list[str] = []
+        for rule in pp.rules:
+            if score >= rule.min_score:
+                action, factors = rule.action, list(rule.factors)
+                break
+        if step_up and action == "allow":
+            action, factors = "challenge", list(pp.step_up_factors)
+        if floor != "allow" and _rank(floor) > _rank(action):
+            action = floor
+            factors = list(pp.step_up_factors) if floor == "challenge" else []
+        if action == "challenge":
+            if not passkey:
+                factors = [f for f in factors if f != "passkey"] or ["oob"]
+        else:
+            factors = []
+        weights = pp.weights
+        named = sorted(
+            (s for s in signals if s.llr * weights.get(s.code, 1.0) >= self.policy.reason_min_llr),
+            key=lambda s: -s.llr * weights.get(s.code, 1.0),
+        )[: self.policy.max_reasons]
+        reasons = tuple(self.reasons[s.code] for s in named if s.code in self.reasons)
+        return Decision(
+            action=action,
+            score=round(score, 6),
+            factors=tuple(factors),  # type: ignore[arg-type]
+            reasons=reasons,
+        )
+
+
+_ORDER = {"allow": 0, "challenge": 1, "hold": 2, "deny": 3, "lock": 4}
+
+
+def _rank(action: str) -> int:
+    return _ORDER[action]

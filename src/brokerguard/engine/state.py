@@ -1,0 +1,208 @@
+"""Per-entity state behind one small interface, so that where it lives is someone else's choice.
+
+Detectors read and write plain typed records (msgspec Structs) through :class:`State`: ``get`` a
+record by kind and key, mutate it, ``put`` it back. :class:`MemoryState` keeps the live objects in
+dicts (``put`` only marks them dirty); :mod:`brokerguard.stores.sqlite` persists the dirty ones to
+the embedded SQLite file, and a Redis store can do the same with the same encoded bytes — the
+detectors never know which one they talk to.
+
+Everything here is bounded: familiarity counts are capped per account, windows keep only their
+last entries and expire by time, idle sessions are swept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import msgspec
+
+__all__ = [
+    "AccountState",
+    "CampaignState",
+    "EntityState",
+    "KINDS",
+    "MemoryState",
+    "PopulationState",
+    "SessionState",
+    "State",
+    "SymbolState",
+    "Window",
+    "prune_window",
+    "touch_window",
+]
+
+Window = dict[str, float]
+"""Distinct members seen recently: member -> last time seen (epoch seconds)."""
+
+
+def touch_window(window: Window, member: str, now: float, span: float, cap: int) -> int:
+    """Add ``member`` at ``now``; drop members older than ``span`` or beyond ``cap``."""
+    window[member] = now
+    if len(window) > cap or next(iter(window.values())) < now - span:
+        prune_window(window, now, span, cap)
+    return len(window)
+
+
+def prune_window(window: Window, now: float, span: float, cap: int) -> None:
+    for member in [m for m, t in window.items() if t < now - span]:
+        del window[member]
+    while len(window) > cap:
+        del window[min(window, key=window.__getitem__)]
+
+
+class AccountState(msgspec.Struct, kw_only=True, gc=False):
+    """What the guard remembers of one account."""
+
+    # set-up, from account snapshots
+    opened: float = 0.0
+    passkey: bool = False
+    otp_channel: str = "sms"
+    # login familiarity, learned from trusted sign-ins only (see detectors.login)
+    n: int = 0
+    seen: dict[str, int] = {}  # hierarchy key ("n:isp", "c:isp/JP", "u:1a2b3c4d", ...) -> count
+    distinct: dict[str, int] = {}  # level letter -> distinct values ever seen at that level
+    hours: list[int] = []  # 24 counts of sign-in hours (JST), empty until the first login
+    last_login: float = 0.0
+    last_country: str = ""
+    failures: list[float] = []  # recent failed credential checks
+    challenge_failures: list[float] = []
+    # holdings and trading habits
+    cash: float = 0.0
+    positions: dict[str, float] = {}  # "TSE:7203" -> quantity
+    bought: list[str] = []  # instruments bought before (most recent last, bounded)
+    markets: list[str] = []  # markets bought in before
+    orders: int = 0
+    order_log_mean: float = 0.0  # running mean / variance of log10(order value in JPY)
+    order_log_m2: float = 0.0
+    margin_used: bool = False
+    contact_changed: float = 0.0  # when e-mail or phone last changed
+    bank_changed: float = 0.0
+    risk_until: float = 0.0  # elevated-risk flag set by a campaign or account-change detector
+
+
+class SessionState(msgspec.Struct, kw_only=True, gc=False):
+    """One sign-in session, from its login (or its first request) to its last request."""
+
+    account: str
+    started: float
+    last: float
+    ip: str
+    asn: str
+    country: str
+    net_kind: str
+    ua: str
+    cookie: str = ""
+    login_seen: bool = False
+    llr: float = 0.0  # how much more likely this session is an attacker's (nats)
+    trusted: bool = False  # passed a phishing-resistant challenge (passkey / out-of-band)
+    hijack: float = 0.0  # extra llr from mid-life changes of network or device
+    sensitive: list[float] = []  # times of sensitive actions (settings, withdrawals)
+    sold_value: float = 0.0  # value of sell orders placed in this session
+    holdings_value: float = 0.0  # value of the holdings when the session started
+    pending: dict[str, str] = {}  # event id awaiting a challenge answer -> decision point
+    campaign: str = ""  # a campaign this session's infrastructure belongs to
+
+
+class EntityState(msgspec.Struct, kw_only=True, gc=False):
+    """An IP address, AS or user agent seen across accounts: the shared-infrastructure signals."""
+
+    unfamiliar: Window = {}  # accounts that signed in from here unfamiliarly, recently
+    risky: Window = {}  # accounts whose sign-in from here scored high, recently
+    failures: Window = {}  # failed credential checks (member = event id), recently
+    logins: int = 0
+    unfamiliar_total: int = 0
+    campaign: str = ""  # the campaign whose infrastructure this is
+
+
+class SymbolState(msgspec.Struct, kw_only=True, gc=False):
+    """Reference data and recent trading of one instrument."""
+
+    market: str
+    symbol: str
+    lot: int = 1
+    ref_price: float = 0.0
+    last_price: float = 0.0
+    adv: float = 0.0  # average daily volume, shares
+    market_cap: float = 0.0
+    bar_volume: float = 0.0  # smoothed volume of intraday bars
+    bars: int = 0
+    day_open: float = 0.0
+    suspicious: Window = {}  # account -> last suspicious buy (first-time buyers in risky sessions)
+    buyers: Window = {}  # distinct first-time buyers, recently
+    campaign: str = ""
+
+
+class PopulationState(msgspec.Struct, kw_only=True, gc=False):
+    """Counts over all accounts' trusted sign-ins: what "usual" looks like at this broker."""
+
+    n: int = 0
+    counts: dict[str, int] = {}
+    hours: list[int] = []
+
+
+class CampaignState(msgspec.Struct, kw_only=True, gc=False):
+    """A coordinated campaign: symbols, accounts and infrastructure, and how it unfolded."""
+
+    id: str
+    raised_at: float
+    updated_at: float
+    symbols: list[str] = []  # "MARKET:SYMBOL"
+    accounts: list[str] = []
+    infrastructure: list[str] = []  # "ip:..." / "asn:..." / "ua:..." keys
+    timeline: list[tuple[float, str, str]] = []  # (time, what, detail)
+    written: int = 0  # timeline entries already written out
+
+
+KINDS: dict[str, type[msgspec.Struct]] = {
+    "account": AccountState,
+    "session": SessionState,
+    "entity": EntityState,
+    "symbol": SymbolState,
+    "population": PopulationState,
+    "campaign": CampaignState,
+}
+"""Every kind of record, so that stores can encode and decode them."""
+
+
+class State(Protocol):
+    """Where records live. Get, mutate, put: a put is what makes a change durable."""
+
+    def get(self, kind: str, key: str) -> Any | None: ...
+
+    def put(self, kind: str, key: str, record: msgspec.Struct) -> None: ...
+
+    def delete(self, kind: str, key: str) -> None: ...
+
+    def keys(self, kind: str) -> Iterator[str]: ...
+
+
+class MemoryState:
+    """All records in dicts; remembers which were put or deleted since the last :meth:`drain`."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self.dirty: set[tuple[str, str]] = set()
+
+    def get(self, kind: str, key: str) -> Any | None:
+        return self.records[kind].get(key)
+
+    def put(self, kind: str, key: str, record: msgspec.Struct) -> None:
+        self.records[kind][key] = record
+        self.dirty.add((kind, key))
+
+    def delete(self, kind: str, key: str) -> None:
+        if self.records[kind].pop(key, None) is not None:
+            self.dirty.add((kind, key))
+
+    def keys(self, kind: str) -> Iterator[str]:
+        return iter(list(self.records[kind]))
+
+    def count(self, kind: str) -> int:
+        return len(self.records[kind])
+
+    def drain(self) -> Iterator[tuple[str, str, Any | None]]:
+        """Yield (kind, key, record or None if deleted) for every change, and forget them."""
+        dirty, self.dirty = self.dirty, set()
+        for kind, key in dirty:
+            yield kind, key, self.records[kind].get(key)

@@ -1,0 +1,88 @@
+"""IP address -> (country, autonomous system, kind of network): the network half of login risk.
+
+Country and AS come from the GeoLite2 snapshot bundled with ``geoip2fast`` (no network access at
+run time). The kind of network — ``hosting`` (clouds, VPS, data centres), ``anonymizer`` (VPN
+services and Tor exits) or ``isp`` — comes from the AS organisation name and the editable list in
+``data/networks.toml``, which stands in for the IP-intelligence feed a broker would buy.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from importlib import resources
+from typing import Literal, NamedTuple
+
+__all__ = ["NetworkInfo", "NetworkLookup", "network_kind"]
+
+NetworkKindName = Literal["isp", "hosting", "anonymizer", "private", "unknown"]
+
+
+class NetworkInfo(NamedTuple):
+    """What a broker can know about an address without asking anyone."""
+
+    country: str  # ISO 3166 alpha-2, "??" when unknown
+    asn: str  # AS organisation name as the database spells it, "?" when unknown
+    kind: NetworkKindName
+
+
+@lru_cache(maxsize=1)
+def _patterns() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    raw = tomllib.loads(resources.files("brokerguard.data").joinpath("networks.toml").read_text())
+    return (
+        tuple(s.lower() for s in raw.get("anonymizer", [])),
+        tuple(s.lower() for s in raw.get("hosting", [])),
+        tuple(s.lower() for s in raw.get("hosting_words", [])),
+    )
+
+
+@lru_cache(maxsize=4096)
+def network_kind(asn_name: str) -> NetworkKindName:
+    """Classify an AS organisation name; unknown names are ``isp`` (most logins come from ISPs)."""
+    if not asn_name or asn_name == "?":
+        return "unknown"
+    name = asn_name.lower() + " "
+    anonymizers, hosting, words = _patterns()
+    if any(p in name for p in anonymizers):
+        return "anonymizer"
+    if any(p in name for p in hosting) or any(w in name for w in words):
+        return "hosting"
+    return "isp"
+
+
+class NetworkLookup:
+    """Cached lookups; one instance per process (loading the database takes ~0.15 s)."""
+
+    def __init__(self, cache_size: int = 1 << 16) -> None:
+        from geoip2fast import GeoIP2Fast
+
+        self._db = GeoIP2Fast(geoip2fast_data_file="geoip2fast-asn.dat.gz", verbose=False)
+        self._cache: dict[str, NetworkInfo] = {}
+        self._cache_size = cache_size
+
+    def __call__(self, ip: str) -> NetworkInfo:
+        found = self._cache.get(ip)
+        if found is not None:
+            return found
+        result = self._db.lookup(ip)
+        if getattr(result, "is_private", False):
+            info = NetworkInfo("??", "private", "private")
+        else:
+            country = result.country_code or "??"
+            asn = (result.asn_name or "?").removeprefix("AS-")
+            info = NetworkInfo(country if len(country) == 2 else "??", asn, network_kind(asn))
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()  # a crude bound; addresses recur in bursts, so this rarely bites
+        self._cache[ip] = info
+        return info
+
+
+_shared: NetworkLookup | None = None
+
+
+def shared_lookup() -> NetworkLookup:
+    """The process-wide lookup, created on first use."""
+    global _shared
+    if _shared is None:
+        _shared = NetworkLookup()
+    return _shared
