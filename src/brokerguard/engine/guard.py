@@ -30,6 +30,7 @@ from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import (
     AccountState,
     MemoryState,
+    PendingState,
     SessionState,
     State,
     SymbolState,
@@ -88,7 +89,6 @@ class BrokerGuard:
         self.campaigns = CampaignWatch(self.state, params.campaign)
         self.decider = Decider(self.policy)
         self.always_step_up = set(self.policy.settings.always_step_up)
-        self._pending: dict[str, tuple[str, Any, str, str, float]] = {}
         self._next_sweep = 0.0
         self._tz: tzinfo = UTC
         self.trace: Callable[[Event, list[Signal], Decision], None] | None = None
@@ -233,26 +233,39 @@ class BrokerGuard:
             if total > params.risky_llr:
                 sess.campaign = sess.campaign or self._risky(e.account, f, now)
         else:
-            self._pending[e.id] = ("login", f, e.account, e.session, now)
+            self._wait(
+                e.id,
+                PendingState(point="login", account=e.account, session=e.session, at=now, login=e),
+            )
         self.state.put("session", e.session, sess)
         self.state.put("account", e.account, acc)
         return decision
 
+    def _wait(self, event_id: str, pending: PendingState) -> None:
+        self.state.put("pending", event_id, pending)
+
     def _challenge(self, e: ChallengeResult) -> None:
-        pending = self._pending.pop(e.ref, None)
+        pending: PendingState | None = self.state.get("pending", e.ref)
         if pending is None:
             return
-        kind, payload, account, session_id, _ = pending
+        self.state.delete("pending", e.ref)
+        kind, account, session_id = pending.point, pending.account, pending.session
         now = self._clock(e.ts)
         acc = self._account(account)
         sess: SessionState | None = self.state.get("session", session_id)
         strong = e.factor in STRONG_FACTORS
+        login = pending.login
+        f = (
+            self._features(login.ip, login.user_agent, login.device, login.ts)
+            if login is not None
+            else None
+        )
         if e.outcome != "passed":
             acc.challenge_failures = [t for t in acc.challenge_failures if t > now - 86400][-9:]
             acc.challenge_failures.append(now)
-            if kind == "login":
+            if f is not None:
                 if strong or e.outcome == "abandoned":
-                    self._risky(account, payload, now)
+                    self._risky(account, f, now)
                 if sess is not None:
                     self.state.delete("session", session_id)  # never established
             self.state.put("account", account, acc)
@@ -260,17 +273,16 @@ class BrokerGuard:
         if strong and sess is not None:
             sess.trusted = True
             sess.hijack = 0.0
-        if kind == "login":
+        if f is not None:
             if strong:
-                self.login.clear(account, payload)
-                self.login.learn(acc, payload, now)
-        elif kind == "order":
-            order, value = payload
-            self.trading.placed(order, acc, sess, value)
+                self.login.clear(account, f)
+                self.login.learn(acc, f, now)
+        elif kind == "order" and pending.order is not None:
+            self.trading.placed(pending.order, acc, sess, pending.value)
         elif kind == "settings":
-            self.changes.applied(acc, payload, now)
+            self.changes.applied(acc, pending.field, now)
         elif kind == "withdrawal":
-            acc.cash = max(0.0, acc.cash - payload)
+            acc.cash = max(0.0, acc.cash - pending.amount)
         self.state.put("account", account, acc)
         if sess is not None:
             self.state.put("session", session_id, sess)
@@ -356,7 +368,17 @@ class BrokerGuard:
         if decision.action == "allow":
             self.trading.placed(e, acc, sess, value)
         elif decision.action in ("challenge", "hold"):
-            self._pending[e.id] = ("order", (e, value), e.account, e.session, now)
+            self._wait(
+                e.id,
+                PendingState(
+                    point="order",
+                    account=e.account,
+                    session=e.session,
+                    at=now,
+                    order=e,
+                    value=value,
+                ),
+            )
         self.state.put("account", e.account, acc)
         if sess is not None:
             self.state.put("session", e.session, sess)
@@ -380,7 +402,12 @@ class BrokerGuard:
         if decision.action == "allow":
             self.changes.applied(acc, e.field, now)
         elif decision.action in ("challenge", "hold"):
-            self._pending[e.id] = ("settings", e.field, e.account, e.session, now)
+            self._wait(
+                e.id,
+                PendingState(
+                    point="settings", account=e.account, session=e.session, at=now, field=e.field
+                ),
+            )
         self.state.put("account", e.account, acc)
         if sess is not None:
             self.state.put("session", e.session, sess)
@@ -399,7 +426,16 @@ class BrokerGuard:
         if decision.action == "allow":
             acc.cash = max(0.0, acc.cash - e.amount_jpy)
         elif decision.action in ("challenge", "hold"):
-            self._pending[e.id] = ("withdrawal", e.amount_jpy, e.account, e.session, now)
+            self._wait(
+                e.id,
+                PendingState(
+                    point="withdrawal",
+                    account=e.account,
+                    session=e.session,
+                    at=now,
+                    amount=e.amount_jpy,
+                ),
+            )
         self.state.put("account", e.account, acc)
         if sess is not None:
             self.state.put("session", e.session, sess)
@@ -475,9 +511,10 @@ class BrokerGuard:
             prune_window(ent.failures, now, 3600 * 24, 64)
             if not (ent.unfamiliar or ent.risky or ent.failures):
                 self.state.delete("entity", key)
-        stale = [k for k, v in self._pending.items() if v[4] < now - PENDING_TTL_S]
-        for k in stale:
-            del self._pending[k]
+        for key in self.state.keys("pending"):
+            pending = self.state.get("pending", key)
+            if pending is not None and pending.at < now - PENDING_TTL_S:
+                self.state.delete("pending", key)
 
     def campaign_records(self) -> list[dict[str, Any]]:
         """Campaign lines not yet written (see :meth:`CampaignWatch.records`)."""

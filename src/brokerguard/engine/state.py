@@ -17,12 +17,15 @@ from typing import Any, Protocol
 
 import msgspec
 
+from brokerguard.events import LoginAttempt, Order
+
 __all__ = [
     "AccountState",
     "CampaignState",
     "EntityState",
     "KINDS",
     "MemoryState",
+    "PendingState",
     "PopulationState",
     "SessionState",
     "State",
@@ -154,6 +157,20 @@ class CampaignState(msgspec.Struct, kw_only=True, gc=False):
     written: int = 0  # timeline entries already written out
 
 
+class PendingState(msgspec.Struct, kw_only=True, gc=False):
+    """A decision waiting for the answer to its challenge or hold (keyed by the event id)."""
+
+    point: str  # login | order | settings | withdrawal
+    account: str
+    session: str
+    at: float
+    login: LoginAttempt | None = None
+    order: Order | None = None
+    value: float = 0.0  # the order's value in JPY
+    field: str = ""  # the settings field
+    amount: float = 0.0  # the withdrawal amount
+
+
 KINDS: dict[str, type[msgspec.Struct]] = {
     "account": AccountState,
     "session": SessionState,
@@ -161,6 +178,7 @@ KINDS: dict[str, type[msgspec.Struct]] = {
     "symbol": SymbolState,
     "population": PopulationState,
     "campaign": CampaignState,
+    "pending": PendingState,
 }
 """Every kind of record, so that stores can encode and decode them."""
 
