@@ -264,7 +264,7 @@ class BrokerGuard:
             acc.challenge_failures = [t for t in acc.challenge_failures if t > now - 86400][-9:]
             acc.challenge_failures.append(now)
             if f is not None:
-                if strong or e.outcome == "abandoned":
+                if strong and e.outcome == "failed":  # customers give up too; they rarely fail
                     self._risky(account, f, now)
                 if sess is not None:
                     self.state.delete("session", session_id)  # never established

@@ -60,7 +60,7 @@ class LoginParams(_Strict):
     population_weight: Positive = 2.0  # how many sign-ins' worth the population prior counts
     attacker_network: dict[str, Share] = {}  # where attackers sign in from, by network kind
     attacker_reuse: dict[str, Share] = {}  # chance an attacker presents a value the account used
-    level_cap: Positive = 4.0  # no single hierarchy level moves the score by more (nats)
+    level_cap: Positive = 6.0  # no single hierarchy level moves the score by more (nats)
     hour_cap: Positive = 1.0
     infrastructure_window_hours: Positive = 24.0
     infrastructure_per_account: Positive = 0.8  # nats per other account behind the same address
@@ -114,7 +114,7 @@ class TradingParams(_Strict):
 class CampaignParams(_Strict):
     window_minutes: Positive = 60.0
     min_accounts: Annotated[int, Meta(gt=0)] = 3
-    suspicious_llr: float = 1.5  # a first-time buy whose order llr exceeds this is suspicious
+    suspicious_llr: float = 4.0  # a first-time buy whose order llr exceeds this is suspicious
     infrastructure_accounts: Annotated[int, Meta(gt=0)] = 3  # risky sign-ins that make a cluster
     symbol_llr: Positive = 3.0
     infrastructure_llr: Positive = 2.0

@@ -41,6 +41,7 @@ __all__ = ["LoginFeatures", "LoginRisk", "cookie_key", "device_keys", "login_fea
 FINE_LEVELS = ("i", "u", "d")  # ip, user-agent string, device cookie: values with many members
 MAX_FINE_VALUES = 6  # per fine level and account; the least-used value is forgotten first
 NO_COOKIE = "d:-"
+COINCIDENCE = 1e-3  # chance that an attacker's own address, browser or cookie is the customer's
 
 
 class LoginFeatures(NamedTuple):
@@ -168,11 +169,11 @@ class LoginRisk:
             fine = level in FINE_LEVELS
             if count > 0:
                 p_user = (1.0 - p_new) * count / parent_count
-                p_att = self.reuse[level] if fine else self._p_pop(key, parent_pop)
+                p_att = COINCIDENCE if fine else self._p_pop(key, parent_pop)
             else:
                 new_levels.append(level)
                 p_user = p_new
-                p_att = (1.0 - self.reuse[level]) if fine else 1.0
+                p_att = 1.0
             total += _clip(math.log(max(p_att, 1e-9) / max(p_user, 1e-9)), cap)
             parent_count = count
             parent_pop = pop.counts.get(key, 0)
@@ -187,12 +188,21 @@ class LoginRisk:
             p_att = self.no_cookie
             p_user = (count + p_new * 0.5) / (acc.n + 1.0)
         elif count > 0:
-            p_att = self.reuse["d"]
+            p_att = COINCIDENCE
             p_user = (1.0 - p_new) * count / acc.n
         else:
-            p_att = 1.0 - self.reuse["d"] - self.no_cookie
+            p_att = 1.0 - self.no_cookie
             p_user = p_new
         return _clip(math.log(max(p_att, 1e-9) / max(p_user, 1e-9)), self.p.level_cap)
+
+    @staticmethod
+    def _copyable(llr: float, copy: float) -> float:
+        """Mix in an attacker who copies the account holder's own value with chance ``copy``.
+
+        A phishing proxy relays the victim's user agent, an infostealer lifts the device cookie:
+        a familiar value can then vouch for the customer only as far as ``log(copy)``.
+        """
+        return math.log(copy + (1.0 - copy) * math.exp(min(llr, 30.0)))
 
     def _hour(self, acc: AccountState, hour: int) -> float:
         if acc.n == 0 or not acc.hours:
@@ -214,6 +224,9 @@ class LoginRisk:
         kind = f.net.kind
         net, net_new = self._hierarchy(acc, f.network, self.attacker_network.get(kind, 0.2))
         dev, dev_new = self._hierarchy(acc, f.device, None)
+        net = self._copyable(net, self.reuse["i"])
+        dev = self._copyable(dev, self.reuse["u"])
+        cookie = self._copyable(self._cookie(acc, f.cookie), self.reuse["d"])
         return [
             Signal(
                 "login_network",
@@ -227,7 +240,7 @@ class LoginRisk:
                 },
             ),
             Signal("login_device", dev, {"user_agent": f.ua_key, "new": "".join(dev_new)}),
-            Signal("login_cookie", self._cookie(acc, f.cookie), {"cookie": f.cookie[2:]}),
+            Signal("login_cookie", cookie, {"cookie": f.cookie[2:]}),
             Signal("login_hour", self._hour(acc, f.hour), {"hour": f.hour}),
         ]
 
@@ -245,11 +258,11 @@ class LoginRisk:
 
         An address always; an AS only when it is a hosting or anonymizer network (a big ISP
         carries unfamiliar sign-ins of honest customers every minute); a user agent only
-        together with its AS, since popular browsers are shared by millions.
+        together with such an AS, since popular browsers are shared by millions.
         """
         if f.net.kind in ("hosting", "anonymizer"):
             return (f"ip:{f.ip}", f"asn:{f.net.asn}", f"ua:{f.net.asn}/{f.ua_key}")
-        return (f"ip:{f.ip}", f"ua:{f.net.asn}/{f.ua_key}")
+        return (f"ip:{f.ip}",)
 
     def infrastructure(
         self, account: str, acc: AccountState, f: LoginFeatures, now: float
