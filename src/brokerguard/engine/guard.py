@@ -360,7 +360,8 @@ class BrokerGuard:
         if e.side == "buy" and sym is not None:
             first_time = key not in acc.bought and key not in acc.positions
             suspicion = sum(s.llr for s in signals)
-            found = self.campaigns.buy(e.account, sym, sess, first_time, suspicion, now)
+            thin = any(s.code == "illiquid_symbol" for s in signals)
+            found = self.campaigns.buy(e.account, sym, sess, first_time, thin, suspicion, now)
             if found is not None:
                 signals.append(found)
             self.state.put("symbol", key, sym)

@@ -99,15 +99,19 @@ class CampaignWatch:
         sym: SymbolState,
         sess: SessionState | None,
         first_time: bool,
+        thin: bool,
         suspicion: float,
         now: float,
     ) -> Signal | None:
-        """A buy was asked for; note it, maybe raise or grow a campaign, and say if it is one."""
+        """A buy was asked for; note it, maybe raise or grow a campaign, and say if it is one.
+
+        Only thin instruments can be pumped by a handful of accounts, so only their buys count.
+        """
         p = self.p
         key = f"{sym.market}:{sym.symbol}"
         trusted = sess is not None and sess.trusted
         span = p.window_minutes * 60
-        suspicious = first_time and not trusted and suspicion > p.suspicious_llr
+        suspicious = thin and first_time and not trusted and suspicion > p.suspicious_llr
         if suspicious:
             touch_window(sym.suspicious, account, now, span, 200)
             need = p.min_accounts - (1 if sym.bars < 0 else 0)
