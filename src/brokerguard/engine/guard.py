@@ -58,6 +58,7 @@ __all__ = ["BrokerGuard"]
 STRONG_FACTORS = ("passkey", "oob")
 SWEEP_EVERY_S = 3600.0
 PENDING_TTL_S = 6 * 3600.0
+THIN_SHARE = 0.01  # an order worth this share of a day's turnover moves a price by itself
 
 BAD_CREDENTIALS = Reason(
     code="credentials_invalid",
@@ -360,7 +361,10 @@ class BrokerGuard:
         if e.side == "buy" and sym is not None:
             first_time = key not in acc.bought and key not in acc.positions
             suspicion = sum(s.llr for s in signals)
-            thin = any(s.code == "illiquid_symbol" for s in signals)
+            daily_value = sym.adv * (sym.last_price or sym.ref_price)
+            thin = value >= THIN_SHARE * daily_value or any(
+                s.code == "illiquid_symbol" for s in signals
+            )
             found = self.campaigns.buy(e.account, sym, sess, first_time, thin, suspicion, now)
             if found is not None:
                 signals.append(found)
@@ -461,6 +465,7 @@ class BrokerGuard:
         sym = self.state.get("symbol", key)
         if sym is not None:
             sym.last_price = e.price
+            self.campaigns.fill(sym, e.account, e.side, e.price, e.ts.timestamp())
             self.state.put("symbol", key, sym)
 
     def _holdings(self, e: HoldingsSnapshot) -> None:

@@ -132,7 +132,8 @@ class SymbolState(msgspec.Struct, kw_only=True, gc=False):
     bars: int = 0
     day_open: float = 0.0
     suspicious: Window = {}  # account -> last suspicious buy (first-time buyers in risky sessions)
-    buyers: Window = {}  # distinct first-time buyers, recently
+    sells: list[tuple[float, float, str]] = []  # recent sell fills: (time, price, account)
+    counterparties: dict[str, list[str]] = {}  # seller -> suspicious buyers it was matched with
     campaign: str = ""
 
 
@@ -153,6 +154,7 @@ class CampaignState(msgspec.Struct, kw_only=True, gc=False):
     symbols: list[str] = []  # "MARKET:SYMBOL"
     accounts: list[str] = []
     infrastructure: list[str] = []  # "ip:..." / "asn:..." / "ua:..." keys
+    counterparties: list[str] = []  # accounts that sold to the campaign's buyers
     timeline: list[tuple[float, str, str]] = []  # (time, what, detail)
     written: int = 0  # timeline entries already written out
 

@@ -105,21 +105,24 @@ class CampaignWatch:
     ) -> Signal | None:
         """A buy was asked for; note it, maybe raise or grow a campaign, and say if it is one.
 
-        Only thin instruments can be pumped by a handful of accounts, so only their buys count.
+        Several suspicious first-time buyers raise a campaign on any instrument. A single one is
+        linked to the campaign whose infrastructure its session uses only when the instrument is
+        ``thin`` for its order (few accounts can move it), so that a customer on a shared VPN
+        buying a blue chip is not made part of a pump.
         """
         p = self.p
         key = f"{sym.market}:{sym.symbol}"
         trusted = sess is not None and sess.trusted
         span = p.window_minutes * 60
-        suspicious = thin and first_time and not trusted and suspicion > p.suspicious_llr
+        suspicious = first_time and not trusted and suspicion > p.suspicious_llr
         if suspicious:
             touch_window(sym.suspicious, account, now, span, 200)
             need = p.min_accounts - (1 if sym.bars < 0 else 0)
-            camp = self._get(sym.campaign) or (
-                self._get(sess.campaign) if sess is not None else None
-            )
+            camp = self._get(sym.campaign)
             if camp is None and len(sym.suspicious) >= need:
                 camp = self._new(now, "symbol", key)
+            if camp is None and thin and sess is not None:
+                camp = self._get(sess.campaign)
             if camp is not None:
                 if not sym.campaign:
                     sym.campaign = camp.id
@@ -131,6 +134,38 @@ class CampaignWatch:
                 "campaign_symbol", p.symbol_llr, {"campaign": sym.campaign, "symbol": key}
             )
         return None
+
+    def fill(self, sym: SymbolState, account: str, side: str, price: float, now: float) -> None:
+        """Match a suspicious buyer's fill to the sell it met (same instrument, time and price).
+
+        Executions do not name the other side, but a fill at the same second and price as a sell
+        fill is its counterpart. A seller matched with several suspicious buyers is the likely
+        owner of the pump — the criminals' own account — and raises a campaign if none exists.
+        """
+        if side == "sell":
+            sym.sells.append((now, price, account))
+            if len(sym.sells) > 20:
+                del sym.sells[:-20]
+            return
+        if account not in sym.suspicious:
+            return
+        for t, p, seller in reversed(sym.sells):
+            if t < now - 1.0:
+                break
+            if p == price and seller != account:
+                buyers = sym.counterparties.setdefault(seller, [])
+                if account not in buyers:
+                    buyers.append(account)
+                    del buyers[:-50]
+                camp = self._get(sym.campaign)
+                if camp is None and len(buyers) >= 2:
+                    camp = self._new(now, "counterparty", seller)
+                    sym.campaign = camp.id
+                    self._add(camp, camp.symbols, f"{sym.market}:{sym.symbol}", now, "symbol")
+                if camp is not None:
+                    self._add(camp, camp.counterparties, seller, now, "counterparty")
+                    self._add(camp, camp.accounts, account, now, "account")
+                return
 
     def bar(self, sym: SymbolState, bar: MarketBar) -> None:
         """Keep the symbol's usual intraday volume; a bar far above it marks a departure."""
@@ -171,4 +206,5 @@ class CampaignWatch:
                     ],
                     "accounts": list(camp.accounts),
                     "infrastructure": list(camp.infrastructure),
+                    "counterparties": list(camp.counterparties),
                 }
