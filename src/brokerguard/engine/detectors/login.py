@@ -61,6 +61,13 @@ def _short_hash(text: str) -> str:
 
 
 @lru_cache(maxsize=8192)
+def _network_keys(net: NetworkInfo) -> tuple[str, str, str]:
+    # Cached, so every account's profile shares one string object per network (memory).
+    kind = net.kind
+    return (f"n:{kind}", f"c:{kind}/{net.country}", f"a:{kind}/{net.country}/{net.asn}")
+
+
+@lru_cache(maxsize=8192)
 def device_keys(user_agent: str) -> tuple[str, str, str, str]:
     browser, os, kind = parse_user_agent(user_agent)
     return (
@@ -78,17 +85,11 @@ def cookie_key(cookie: str | None) -> str:
 def login_features(
     ip: str, user_agent: str, cookie: str | None, ts: datetime, net: NetworkInfo
 ) -> LoginFeatures:
-    kind = net.kind
     return LoginFeatures(
         ip=ip,
         net=net,
         ua_key=_short_hash(user_agent),
-        network=(
-            f"n:{kind}",
-            f"c:{kind}/{net.country}",
-            f"a:{kind}/{net.country}/{net.asn}",
-            f"i:{ip}",
-        ),
+        network=(*_network_keys(net), f"i:{ip}"),
         device=device_keys(user_agent),
         cookie=cookie_key(cookie),
         hour=ts.hour,
