@@ -139,8 +139,8 @@ def test_strong_challenges_failed_from_one_address_make_campaign_infrastructure(
     assert r.llr(eid, "campaign_infrastructure") > 0
     assert d.action == "challenge"
     # the other customers, at home, and the VPS customer at their usual address are not
-    home_id, d = r.login(victims[need + 1], ip_in(OCN, 40 + need + 1), device(40 + need + 1),
-                         f"ck-{victims[need + 1]}")  # fmt: skip
+    other, seed = victims[need + 1], 40 + need + 1  # as in customers()
+    home_id, d = r.login(other, ip_in(OCN, seed), device(seed), f"ck-{other}")
     assert d.action == "allow"
     assert r.signal(home_id, "campaign_infrastructure") is None
     vps_id, d = r.login("VPS", ip_in(VULTR_SG, 1), device(60), "ck-VPS")
