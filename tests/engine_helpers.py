@@ -72,6 +72,14 @@ def attacker_ua(seed: int) -> str:
     return attacker_user_agents(random.Random(seed), 1)[0]
 
 
+def chrome_on_windows(major: int) -> str:
+    """Chrome's reduced UA on Windows: only the major version moves between updates."""
+    return (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        f"Chrome/{major}.0.0.0 Safari/537.36"
+    )
+
+
 # A UA no Japanese customer sends: a headless automation browser on Linux.
 HEADLESS_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -17,6 +17,7 @@ from engine_helpers import (
     Rig,
     attacker_ua,
     block,
+    chrome_on_windows,
     device,
     ip_in,
 )
@@ -24,13 +25,6 @@ from engine_helpers import (
 RELAYABLE = {"sms", "email", "totp", "password"}
 V6PLUS = block("jp_home", "v6plus")  # one IPv4 address shared by several households
 AWS_TOKYO = block("jp_hosting", "AWS Tokyo")
-
-
-def chrome_on_windows(major: int) -> str:
-    return (
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-        f"Chrome/{major}.0.0.0 Safari/537.36"
-    )
 
 
 def test_familiar_sign_in_is_allowed_and_every_familiarity_signal_speaks_for_the_customer():
