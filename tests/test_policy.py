@@ -9,13 +9,14 @@ from engine_helpers import ALIBABA_HK, HINET, OCN, TENCENT_CN, Rig, block, devic
 
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.policy import (
+    Decider,
     Policy,
     PolicyError,
     default_policy_path,
     load_policy,
     parse_policy,
 )
-from brokerguard.engine.signals import SIGNAL_CODES
+from brokerguard.engine.signals import SIGNAL_CODES, Signal
 from brokerguard.guards import UnknownGuard, load_guard
 
 DEFAULT = default_policy_path().read_text(encoding="utf-8")
@@ -224,3 +225,32 @@ def test_load_guard_runs_the_engine_with_a_good_policy_file(tmp_path: Path):
     assert isinstance(guard, BrokerGuard)
     assert guard.name == "brokerguard:tuned"
     assert guard.policy.name == "tuned"
+
+
+def test_a_zero_weight_in_the_file_silences_a_signal():
+    signals = [Signal("login_network", 4.0, {}), Signal("login_cookie", 4.0, {})]
+    default = Decider(load_policy()).decide("login", signals, passkey=False)
+    muted_policy = parse_policy(
+        edited("[login]\n", "[login]\nweights = { login_network = 0.0, login_cookie = 0.0 }\n")
+    )
+    muted = Decider(muted_policy).decide("login", signals, passkey=False)
+    assert default.action == "challenge"
+    assert muted.action == "allow"
+    assert muted.reasons == ()
+    assert muted.score < default.score
+
+
+def test_decision_names_the_strongest_signals_only():
+    policy = load_policy()
+    signals = [
+        Signal("login_hour", policy.reason_min_llr / 2, {}),  # too weak to be named
+        Signal("login_device", 1.0, {}),
+        Signal("login_cookie", 2.0, {}),
+        Signal("shared_infrastructure", 3.0, {}),
+        Signal("login_network", 4.0, {}),
+    ]
+    d = Decider(policy).decide("login", signals, passkey=True)
+    codes = [reason.code for reason in d.reasons]
+    assert codes == ["login_network", "shared_infrastructure", "login_cookie"][: policy.max_reasons]
+    assert all(reason.en and reason.ja for reason in d.reasons)
+    assert d.factors == ("passkey", "oob")
