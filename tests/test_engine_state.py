@@ -1,0 +1,117 @@
+"""Bounded state: idle sessions are swept, windows expire, per-account memories are capped."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from engine_helpers import (
+    ALIBABA_HK,
+    DOCOMO,
+    OCN,
+    Rig,
+    attacker_ua,
+    block,
+    chrome_on_windows,
+    device,
+    ip_in,
+)
+
+from brokerguard.engine.detectors.login import MAX_FINE_VALUES
+
+
+def test_sessions_idle_longer_than_idle_hours_are_swept_and_active_ones_kept():
+    r = Rig()
+    idle = r.engine.policy.detectors.session.idle_hours
+    old, _ = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    r.tick(hours=idle - 1)
+    fresh, _ = r.login("A2", ip_in(OCN, 2), device(2), "ck-A2")
+    r.tick(hours=2)
+    r.engine.sweep(r.now.timestamp())
+    assert r.engine.state.get("session", r.session_of(old)) is None
+    assert r.engine.state.get("session", r.session_of(fresh)) is not None
+
+
+def test_a_long_stream_keeps_only_recently_active_sessions():
+    r = Rig()
+    idle = timedelta(hours=r.engine.policy.detectors.session.idle_hours)
+    accounts = [f"A{i}" for i in range(25)]
+    started: dict[str, object] = {}
+    for _day in range(4):
+        for hour in (8, 20):  # two sign-ins a day, never logged out
+            r.now = (r.now + timedelta(days=1 if hour == 8 else 0)).replace(hour=hour, minute=0)
+            for i, a in enumerate(accounts):
+                r.tick(minutes=1)
+                eid, _ = r.login(a, ip_in(OCN, i), device(i), f"ck-{a}")
+                started[r.session_of(eid)] = r.now
+    # no explicit sweep: the engine sweeps as its clock moves
+    recent = [s for s, t in started.items() if t >= r.now - idle - timedelta(hours=1)]
+    live = list(r.engine.state.keys("session"))
+    assert len(live) <= len(recent) < len(started)
+    assert set(live) <= set(recent)
+
+
+def test_infrastructure_windows_expire_and_empty_entities_are_dropped():
+    r = Rig()
+    window = r.engine.policy.detectors.login.infrastructure_window_hours
+    proxy = ip_in(ALIBABA_HK, 3)
+    for i in range(3):
+        r.history(f"V{i}", ip_in(OCN, 10 + i), device(10 + i), f"ck-V{i}", days=3)
+    r.tick(days=1)
+    for i in range(2):
+        r.tick(minutes=2)
+        r.login(f"V{i}", proxy, attacker_ua(i), None)
+    assert f"ip:{proxy}" in set(r.engine.state.keys("entity"))
+    r.tick(hours=window + 1)
+    r.engine.sweep(r.now.timestamp())
+    assert f"ip:{proxy}" not in set(r.engine.state.keys("entity"))
+    eid, _ = r.login("V2", proxy, attacker_ua(2), None)
+    assert r.signal(eid, "shared_infrastructure") is None  # the earlier accounts are forgotten
+
+
+def test_campaign_infrastructure_outlives_the_window():
+    r = Rig()
+    window = r.engine.policy.detectors.login.infrastructure_window_hours
+    proxy = ip_in(block("overseas_hosting", "Vultr (Singapore)"), 4)
+    for i in range(4):
+        r.history(f"V{i}", ip_in(OCN, 20 + i), device(20 + i), f"ck-V{i}", days=3)
+    r.tick(days=1)
+    for i in range(3):
+        r.tick(minutes=2)
+        eid, _ = r.login(f"V{i}", proxy, attacker_ua(i), None)
+        r.challenge(f"V{i}", eid, "oob", "failed", session=r.session_of(eid))
+    r.tick(hours=window * 3)
+    r.engine.sweep(r.now.timestamp())
+    assert f"ip:{proxy}" in set(r.engine.state.keys("entity"))
+    eid, _ = r.login("V3", proxy, attacker_ua(9), None)
+    assert r.llr(eid, "campaign_infrastructure") > 0
+
+
+def test_unanswered_challenges_are_forgotten_and_a_late_answer_teaches_nothing():
+    r = Rig()
+    home, ua = ip_in(OCN, 5), device(5)
+    r.history("A1", home, ua, "ck-A1")
+    r.tick(days=1)
+    where, phone = ip_in(block("jp_hosting", "AWS Tokyo"), 5), device(6, "phone")
+    first, d = r.login("A1", where, phone, "ck-phone")
+    assert d.action == "challenge"
+    assert r.engine.state.get("pending", first) is not None
+    r.tick(days=1)
+    r.engine.sweep(r.now.timestamp())
+    assert r.engine.state.get("pending", first) is None
+    r.challenge("A1", first, "oob", "passed", session=r.session_of(first))
+    again, _ = r.login("A1", where, phone, "ck-phone")
+    assert r.llr(again, "login_network") >= r.llr(first, "login_network")
+
+
+def test_per_account_addresses_browsers_and_cookies_are_capped():
+    r = Rig()
+    for i in range(30):  # a phone user: a new address every day, browser updates, cookie resets
+        r.tick(days=1)
+        r.login("M1", ip_in(DOCOMO, 100 + i), chrome_on_windows(120 + i % 10), f"ck-{i % 9}")
+    acc = r.engine.state.get("account", "M1")
+    assert acc.n > 2 * MAX_FINE_VALUES  # enough learned sign-ins to overflow the cap
+    for level in ("i", "u", "d"):
+        kept = [k for k in acc.seen if k.startswith(level + ":")]
+        assert 0 < len(kept) <= MAX_FINE_VALUES, level
+        assert acc.distinct[level] > len(kept)  # the novelty estimate still knows how many
+    assert acc.seen["n:isp"] == acc.n  # coarse levels are not capped
