@@ -104,12 +104,6 @@ def test_withdrawing_most_of_the_cash_is_a_signal_and_a_small_withdrawal_is_not(
     assert r.llr(most, "withdrawal_size") > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="guard: recent_contact_change is counted twice at withdrawals and settings changes — "
-    "BrokerGuard._common() adds AccountChanges.recent(), and AccountChanges.withdrawal() / "
-    ".change() add it again, so its llr is doubled and the reason is named twice.",
-)
 @pytest.mark.parametrize("then", ["withdrawal", "settings"])
 def test_recent_contact_change_is_counted_once(then):
     r = Rig()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
 from engine_helpers import OCN, Rig, attacker_ua, block, device, ip_in
 
 THIN_HK, THIN_JP = "HK:8371", "TSE:2929"
@@ -168,13 +167,6 @@ def test_challenges_the_customer_passes_make_no_campaign():
     assert list(r.engine.state.keys("campaign")) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="campaign: CampaignWatch.risky_login adds only the account whose risky sign-in "
-    "crossed the threshold; the earlier accounts in the entity's risky window (whose sign-ins "
-    "made the cluster) are never listed, unlike symbol campaigns, which add every member of "
-    "the symbol's suspicious window.",
-)
 def test_an_infrastructure_campaign_lists_every_account_that_made_it():
     r = Rig()
     victims = [f"V{i}" for i in range(3)]
@@ -184,13 +176,6 @@ def test_an_infrastructure_campaign_lists_every_account_that_made_it():
     assert set(r.engine.state.get("campaign", cid).accounts) == set(victims)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="campaign: a campaign raised by symbol pressure is written twice — CampaignWatch._new "
-    "puts (now, 'symbol', key) in the timeline and the following _add(camp.symbols, key, ..., "
-    "'symbol') appends the same entry again, so campaign_records() yields two identical lines "
-    "(the same double entry happens for the first infrastructure key).",
-)
 def test_each_symbol_a_campaign_takes_on_is_one_record():
     r = Rig()
     market(r)

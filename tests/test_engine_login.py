@@ -272,15 +272,6 @@ def test_a_strong_challenge_passed_teaches_the_profile_and_nothing_else_does(
         assert r.total(again_id) >= r.total(first_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="login familiarity: a value seen exactly once scores as more attacker-like than a "
-    "value never seen. After one sign-in, the Pitman-Yor novelty at every child level is "
-    "(1 + 0.5)/(1 + 1) = 0.75, so p_user = 0.25 < the population's share, and each of the "
-    "o/b/u levels adds a positive llr; a never-seen parent stops the walk at 0. The second "
-    "sign-in from the customer's own device gets login_device > 0 and is even named as the "
-    "reason 'a device this account has not used before'.",
-)
 def test_second_sign_in_from_the_same_device_is_not_evidence_against_the_customer():
     r = Rig()
     home, ua = ip_in(OCN, 31), device(31)
@@ -291,13 +282,6 @@ def test_second_sign_in_from_the_same_device_is_not_evidence_against_the_custome
     assert "login_device" not in {reason.code for reason in d.reasons}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="same root cause as the seen-once test: a customer who signs in every day from one "
-    "device through a VPN provider (a new exit address in the same hosting AS each day) is "
-    "allowed every day but scores above learn_below from the second sign-in on, so the "
-    "profile stays at its first sign-in for ever (AccountState.n == 1).",
-)
 def test_a_customer_on_a_rotating_vpn_provider_is_learned():
     r = Rig()
     vultr = block("overseas_hosting", "Vultr (Singapore)")

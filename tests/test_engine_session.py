@@ -112,14 +112,6 @@ def test_a_burst_of_sensitive_actions_is_a_signal_only_once_it_is_a_burst():
     assert 0 < llrs[0] < llrs[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session watch: moving mid-session between two networks the account habitually uses "
-    "(home fibre -> its own mobile carrier) is scored as_change_llr (1.5) + the familiarity of "
-    "the carrier (about -0.9) > 0, so hijack > 0 and session_risk drops from the sign-in's "
-    "strongly negative llr to 0; the module docstring says such a change is normal when the "
-    "account is known to use that network.",
-)
 def test_switching_from_home_fibre_to_the_customers_own_carrier_is_not_a_hijack():
     r = Rig()
     r.instrument("TSE", "9984", 8000.0, 10_000_000, 12e12)

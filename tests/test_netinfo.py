@@ -95,14 +95,6 @@ def test_private_addresses_are_private(lookup, ip):
     assert lookup(ip) == ("??", "private", "private")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="netinfo: NetworkLookup loads geoip2fast-asn.dat.gz, which has no IPv6 data, although "
-    "the package ships geoip2fast-asn-ipv6.dat.gz; every IPv6 address (NTT IPoE, the carriers, "
-    "AWS Tokyo 2406:da14::/32 alike) becomes country '--', AS '?', kind 'unknown', so a "
-    "takeover over IPv6 from a cloud scores like an unknown network (attacker share 0.03) "
-    "instead of hosting (0.5).",
-)
 def test_ipv6_addresses_are_looked_up(lookup):
     aws_tokyo = lookup("2406:da14:1234::5")
     assert (aws_tokyo.country, aws_tokyo.kind) == ("JP", "hosting")
@@ -110,11 +102,6 @@ def test_ipv6_addresses_are_looked_up(lookup):
     assert (ocn.country, ocn.kind) == ("JP", "isp")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="netinfo: an address the database does not know gets country '--' (geoip2fast's "
-    "placeholder passes the len == 2 check), not the '??' NetworkInfo documents for unknown.",
-)
 def test_unknown_addresses_have_the_documented_unknown_country(lookup):
     assert lookup("2001:db8::1").country == "??"
 

@@ -273,7 +273,8 @@ _decoder = msgspec.json.Decoder(Event)
 MAX_LINE_BYTES = 64 * 1024
 
 
-def _field_of(message: str) -> str | None:
+def field_of_error(message: str) -> str | None:
+    """The field a msgspec validation message names (``a.b[0].c``), or None."""
     # msgspec reports paths as "... - at `$.field`" or "... `$.positions[0].symbol`".
     prefix = ""
     if "`$." in message:
@@ -300,7 +301,7 @@ def decode_line(data: bytes | str, *, line: int | None = None) -> Event:
         message = str(exc)
         if "Invalid value" in message and "$.type" in message:
             message = f"unknown event type ({message})"
-        raise EventError(message, line=line, field=_field_of(str(exc))) from None
+        raise EventError(message, line=line, field=field_of_error(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise EventError(f"malformed JSON: {exc}", line=line) from None
 

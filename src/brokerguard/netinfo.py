@@ -56,7 +56,8 @@ class NetworkLookup:
     def __init__(self, cache_size: int = 1 << 16) -> None:
         from geoip2fast import GeoIP2Fast
 
-        self._db = GeoIP2Fast(geoip2fast_data_file="geoip2fast-asn.dat.gz", verbose=False)
+        # The "-ipv6" database holds IPv4 and IPv6 networks with their AS names.
+        self._db = GeoIP2Fast(geoip2fast_data_file="geoip2fast-asn-ipv6.dat.gz", verbose=False)
         self._cache: dict[str, NetworkInfo] = {}
         self._cache_size = cache_size
 
@@ -69,8 +70,10 @@ class NetworkLookup:
             info = NetworkInfo("??", "private", "private")
         else:
             country = result.country_code or "??"
+            if len(country) != 2 or not country.isalpha():
+                country = "??"  # the database says "--" for addresses it does not know
             asn = (result.asn_name or "?").removeprefix("AS-")
-            info = NetworkInfo(country if len(country) == 2 else "??", asn, network_kind(asn))
+            info = NetworkInfo(country, asn, network_kind(asn))
         if len(self._cache) >= self._cache_size:
             self._cache.clear()  # a crude bound; addresses recur in bursts, so this rarely bites
         self._cache[ip] = info

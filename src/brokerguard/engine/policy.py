@@ -22,7 +22,7 @@ import msgspec
 from msgspec import Meta
 
 from brokerguard.engine.signals import SIGNAL_CODES, Signal
-from brokerguard.events import Factor
+from brokerguard.events import Factor, field_of_error
 from brokerguard.guard import Action, Decision, Reason
 
 __all__ = ["Policy", "PolicyError", "PointPolicy", "Rule", "default_policy_path", "load_policy"]
@@ -56,6 +56,7 @@ class LoginParams(_Strict):
     """Tunables of the login-risk model (see detectors.login)."""
 
     novelty_concentration: Positive = 1.0
+    ua_novelty_concentration: Positive = 4.0  # browser updates make new UA strings common
     novelty_discount: Share = 0.5
     population_weight: Positive = 2.0  # how many sign-ins' worth the population prior counts
     attacker_network: dict[str, Share] = {}  # where attackers sign in from, by network kind
@@ -79,6 +80,7 @@ class SessionParams(_Strict):
     network_change_llr: Positive = 3.0
     as_change_llr: Positive = 1.5
     device_change_llr: Positive = 3.0
+    hijack_min_llr: Positive = 1.0  # weaker mid-life changes are ignored
     sensitive_window_minutes: Positive = 10.0
     sensitive_burst: Annotated[int, Meta(gt=0)] = 4
     sensitive_llr: Positive = 1.5
@@ -202,9 +204,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     try:
         policy = msgspec.convert(raw, type=Policy)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        field = message.split("`$.", 1)[1].split("`", 1)[0] if "`$." in message else None
-        raise PolicyError(f"{source}: {message}", field) from None
+        raise PolicyError(f"{source}: {exc}", field_of_error(str(exc))) from None
     _check(policy, source)
     return policy
 

@@ -33,11 +33,8 @@ class AccountChanges:
         self.field_llr = {**_DEFAULT_FIELD_LLR, **params.field_llr}
 
     def change(self, acc: AccountState, field: str, now: float) -> list[Signal]:
-        signals = [Signal("sensitive_change", self.field_llr.get(field, 0.5), {"field": field})]
-        recent = self.recent(acc, now)
-        if recent is not None:
-            signals.append(recent)
-        return signals
+        """The change itself; :meth:`recent` is asked separately for every operation."""
+        return [Signal("sensitive_change", self.field_llr.get(field, 0.5), {"field": field})]
 
     def applied(self, acc: AccountState, field: str, now: float) -> None:
         """A change went through: remember it for what follows."""
@@ -66,7 +63,4 @@ class AccountChanges:
                     "withdrawal_size", self.p.withdrawal_llr, {"share": round(amount / acc.cash, 2)}
                 )
             )
-        recent = self.recent(acc, now)
-        if recent is not None:
-            signals.append(recent)
         return signals

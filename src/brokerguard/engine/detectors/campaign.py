@@ -45,7 +45,7 @@ class CampaignWatch:
             id=f"C{self._count:04d}",
             raised_at=now,
             updated_at=now,
-            timeline=[(now, what, detail)],
+            timeline=[(now, "raised", f"{what} {detail}")],
         )
         self.state.put("campaign", camp.id, camp)
         return camp
@@ -81,8 +81,8 @@ class CampaignWatch:
             if ent.campaign == "" and len(ent.risky) >= self.p.infrastructure_accounts:
                 ent.campaign = camp.id
                 self._add(camp, camp.infrastructure, key, now, "infrastructure")
-            elif ent.campaign == camp.id:
-                pass
+                for member in ent.risky:  # everyone who failed from here is part of it
+                    self._add(camp, camp.accounts, member, now, "account")
         self._add(camp, camp.accounts, account, now, "account")
         return camp.id
 

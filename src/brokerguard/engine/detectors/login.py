@@ -135,11 +135,10 @@ class LoginRisk:
         """Chance that this account shows a value it never showed at ``level`` (Pitman-Yor)."""
         p = self.p
         distinct = min(acc.distinct.get(level, 0), parent_count)
-        return min(
-            1.0,
-            (p.novelty_concentration + p.novelty_discount * distinct)
-            / (parent_count + p.novelty_concentration),
-        )
+        # User-agent strings change with every browser update, every few weeks: a new string
+        # under a familiar browser is expected far more often than a new network.
+        theta = p.ua_novelty_concentration if level == "u" else p.novelty_concentration
+        return min(1.0, (theta + p.novelty_discount * distinct) / (parent_count + theta))
 
     def _hierarchy(
         self, acc: AccountState, keys: tuple[str, ...], top_attacker: float | None
@@ -169,8 +168,14 @@ class LoginRisk:
             p_new = self._novelty(acc, level, parent_count)
             fine = level in FINE_LEVELS
             if count > 0:
+                # Pitman-Yor predictive: the value's own share, plus its share of the mass kept
+                # for "something else", which follows the population (the base measure).
                 p_user = (1.0 - p_new) * count / parent_count
-                p_att = COINCIDENCE if fine else self._p_pop(key, parent_pop)
+                if fine:
+                    p_att = COINCIDENCE
+                else:
+                    p_att = self._p_pop(key, parent_pop)
+                    p_user += p_new * p_att
             else:
                 new_levels.append(level)
                 p_user = p_new

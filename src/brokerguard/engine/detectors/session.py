@@ -72,7 +72,8 @@ class SessionWatch:
         # never used, more. (The device cannot vouch: a stolen cookie carries its browser.)
         if "network" in what or "as" in what:
             llr += network_llr
-        llr = max(0.0, llr)
+        if llr < self.p.hijack_min_llr:
+            llr = 0.0  # e.g. home Wi-Fi to the customer's own carrier: people move
         sess.ip, sess.asn, sess.country, sess.net_kind = f.ip, f.net.asn, f.net.country, f.net.kind
         sess.ua, sess.cookie = f.ua_key, f.cookie
         if llr <= 0:
