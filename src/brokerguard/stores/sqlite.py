@@ -38,11 +38,14 @@ population's counts): they are never evicted and are written at every flush."""
 _SCHEMA = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE state (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
-    " PRIMARY KEY (kind, key))",
+    " PRIMARY KEY (kind, key)) WITHOUT ROWID",
 )
 _GET = "SELECT value FROM state WHERE kind = ? AND key = ?"
 _KEYS = "SELECT key FROM state WHERE kind = ?"
-_UPSERT = "INSERT OR REPLACE INTO state (kind, key, value) VALUES (?, ?, ?)"
+_UPSERT = (
+    "INSERT INTO state (kind, key, value) VALUES (?, ?, ?)"
+    " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value"
+)
 _DELETE = "DELETE FROM state WHERE kind = ? AND key = ?"
 
 
