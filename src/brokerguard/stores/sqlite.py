@@ -33,7 +33,7 @@ SCHEMA_VERSION = 1
 
 HELD = ("population",)
 """Kinds whose records the engine holds on to between events (the login detector keeps the
-population's counts): they are never evicted and are written at every flush."""
+population's counts): they are never evicted and are checked at every flush."""
 
 _SCHEMA = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -59,6 +59,10 @@ class SqliteState(MemoryState):
     A flush writes every record put or deleted since the last one, and also every record a
     ``get`` handed out since then: detectors change the records they get in place, and writing
     back what was handed out does not depend on each such change being followed by a ``put``.
+
+    Nothing reaches the file before :meth:`flush` or :meth:`close`; whoever drives the engine
+    flushes between events (every second, every N events). A crash loses the changes made since
+    the last flush, never what a flush wrote.
 
     ``max_cached`` bounds the records kept in memory: after a flush, when there are more than
     that, the least recently used are dropped (all are clean then) and read again when needed.
