@@ -1,0 +1,226 @@
+"""The engine's state in one SQLite file, so that a restart continues where the engine stopped.
+
+Everything the engine has learned — each account's usual networks, devices and trading habits,
+open sessions, shared infrastructure, symbols, campaigns, decisions awaiting a challenge's answer —
+is a record in its :class:`~brokerguard.engine.state.State`. :class:`SqliteState` is that state
+with a file behind it: records live in memory while the engine works on them, a ``get`` that
+misses reads the record from the file, and :meth:`SqliteState.flush` writes what changed in one
+transaction. The detectors never know which store they talk to; a Redis store does the same with
+the same bytes (:mod:`brokerguard.stores.codec`).
+
+The file holds two tables: ``state(kind, key, value)``, one encoded record per row, and ``meta``,
+which marks the file as BrokerGuard's and holds its schema version. One engine writes a file at a
+time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from brokerguard.engine.state import MemoryState
+from brokerguard.stores.codec import decode, encode
+
+__all__ = ["SCHEMA_VERSION", "SqliteState", "StateFileError"]
+
+FORMAT = "brokerguard-state"
+SCHEMA_VERSION = 1
+
+HELD = ("population",)
+"""Kinds whose records the engine holds on to between events (the login detector keeps the
+population's counts): they are never evicted and are checked at every flush."""
+
+_SCHEMA = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE state (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
+    " PRIMARY KEY (kind, key)) WITHOUT ROWID",
+)
+_GET = "SELECT value FROM state WHERE kind = ? AND key = ?"
+_KEYS = "SELECT key FROM state WHERE kind = ?"
+_UPSERT = (
+    "INSERT INTO state (kind, key, value) VALUES (?, ?, ?)"
+    " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value"
+)
+_DELETE = "DELETE FROM state WHERE kind = ? AND key = ?"
+
+
+class StateFileError(ValueError):
+    """A state file that cannot be used: not BrokerGuard's, another schema version, unreadable."""
+
+
+class SqliteState(MemoryState):
+    """Records in memory with an SQLite file behind them; :meth:`flush` makes changes durable.
+
+    A flush writes every record put or deleted since the last one, and also every record a
+    ``get`` handed out since then: detectors change the records they get in place, and writing
+    back what was handed out does not depend on each such change being followed by a ``put``.
+
+    Nothing reaches the file before :meth:`flush` or :meth:`close`; whoever drives the engine
+    flushes between events (every second, every N events). A crash loses the changes made since
+    the last flush, never what a flush wrote.
+
+    ``max_cached`` bounds the records kept in memory: after a flush, when there are more than
+    that, the least recently used are dropped (all are clean then) and read again when needed.
+    """
+
+    def __init__(self, path: str | Path, max_cached: int | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.max_cached = max_cached
+        self.handed: set[tuple[str, str]] = set()
+        self._stored: dict[tuple[str, str], int] = {}  # hash of the bytes the file holds
+        self._recent: dict[tuple[str, str], None] = {}  # flushed keys, least recently used first
+        self.db = _open(self.path)
+
+    # --- the State interface -------------------------------------------------------------------
+    def get(self, kind: str, key: str) -> Any | None:
+        record = self.records[kind].get(key)
+        if record is None:
+            if (kind, key) in self.dirty:  # deleted since the last flush
+                return None
+            row = self.db.execute(_GET, (kind, key)).fetchone()
+            if row is None:
+                return None
+            record = self._decode(kind, key, row[0])
+            self.records[kind][key] = record
+            self._stored[kind, key] = hash(row[0])
+        self.handed.add((kind, key))
+        return record
+
+    def delete(self, kind: str, key: str) -> None:
+        self.records[kind].pop(key, None)
+        self.dirty.add((kind, key))
+
+    def keys(self, kind: str) -> Iterator[str]:
+        live = self.records[kind]
+        stored = [
+            key
+            for (key,) in self.db.execute(_KEYS, (kind,))
+            if key not in live and (kind, key) not in self.dirty
+        ]
+        return iter([*live, *stored])
+
+    def count(self, kind: str) -> int:
+        return sum(1 for _ in self.keys(kind))
+
+    # --- persistence ---------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Write every change since the last flush in one transaction; returns the rows written.
+
+        Either all of it lands or none: on an error the transaction is rolled back, the file keeps
+        what the previous flush wrote, and the changes stay pending for the next flush. A record
+        handed out but left as it was is not written again.
+        """
+        changed = self.dirty | self.handed
+        changed.update((kind, key) for kind in HELD for key in self.records[kind])
+        live = sorted(k for k in changed if k[1] in self.records[k[0]])
+        gone = sorted(changed.difference(live))
+        written: dict[tuple[str, str], int] = {}
+
+        def rows() -> Iterator[tuple[str, str, bytes]]:
+            for kind, key in live:
+                data = encode(self.records[kind][key])
+                digest = hash(data)  # 64 bits: a collision skipping a write is not a real risk
+                if self._stored.get((kind, key)) != digest:
+                    written[kind, key] = digest
+                    yield kind, key, data
+
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany(_UPSERT, rows())
+            self.db.executemany(_DELETE, gone)
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        self._stored.update(written)
+        for k in gone:
+            self._stored.pop(k, None)
+        self.dirty.clear()
+        self.handed.clear()
+        if self.max_cached is not None:
+            self._evict(live, gone)
+        return len(written) + len(gone)
+
+    def close(self) -> None:
+        """Flush and close the file; the state cannot be used afterwards."""
+        try:
+            self.flush()
+        finally:
+            self.db.close()
+
+    def __enter__(self) -> SqliteState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _evict(self, live: list[tuple[str, str]], gone: list[tuple[str, str]]) -> None:
+        recent = self._recent
+        for k in gone:
+            recent.pop(k, None)
+        for k in live:
+            if k[0] not in HELD:
+                recent.pop(k, None)
+                recent[k] = None
+        excess = len(recent) - (self.max_cached or 0)
+        for kind, key in list(itertools.islice(recent, max(0, excess))):
+            del recent[kind, key]
+            del self.records[kind][key]
+            self._stored.pop((kind, key), None)
+
+    def _decode(self, kind: str, key: str, data: bytes) -> Any:
+        try:
+            return decode(kind, data)
+        except msgspec.MsgspecError as exc:
+            message = f"{self.path}: the {kind} record {key!r} cannot be read: {exc}"
+            raise StateFileError(message) from None
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Connect to ``path``, creating the schema in a new file and checking it in an old one."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StateFileError(f"cannot open the state file {path}: {exc}") from None
+    try:
+        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables:
+            _check(path, db, tables)
+        db.execute("PRAGMA journal_mode = WAL")  # only once the file is known to be ours
+        if not tables:
+            db.execute("BEGIN")
+            for statement in _SCHEMA:
+                db.execute(statement)
+            db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("format", FORMAT), ("schema_version", str(SCHEMA_VERSION))],
+            )
+            db.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise StateFileError(f"{path} is not a BrokerGuard state file ({exc})") from None
+    except StateFileError:
+        db.close()
+        raise
+    return db
+
+
+def _check(path: Path, db: sqlite3.Connection, tables: set[str]) -> None:
+    if not {"meta", "state"} <= tables:
+        raise StateFileError(f"{path} is not a BrokerGuard state file (no meta and state tables)")
+    meta = dict(db.execute("SELECT name, value FROM meta"))
+    if meta.get("format") != FORMAT:
+        raise StateFileError(f"{path} is not a BrokerGuard state file (meta names no {FORMAT})")
+    version = meta.get("schema_version")
+    if version != str(SCHEMA_VERSION):
+        raise StateFileError(
+            f"{path} is a BrokerGuard state file of schema version {version}; "
+            f"this BrokerGuard reads version {SCHEMA_VERSION}"
+        )

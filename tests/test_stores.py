@@ -1,0 +1,285 @@
+"""The SQLite state file: records survive a restart exactly, and a failed flush loses nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from brokerguard.engine import BrokerGuard
+from brokerguard.engine.state import (
+    KINDS,
+    AccountState,
+    CampaignState,
+    EntityState,
+    MemoryState,
+    PendingState,
+    PopulationState,
+    SessionState,
+    SymbolState,
+)
+from brokerguard.events import ChallengeResult, Event, LoginAttempt, decode_line, read_ndjson
+from brokerguard.guard import decision_point
+from brokerguard.guards import load_guard
+from brokerguard.sim.scenario import load_scenario
+from brokerguard.sim.world import simulate
+from brokerguard.stores import SqliteState, StateFileError, encode
+from brokerguard.stores import sqlite as sqlite_store
+
+ROOT = Path(__file__).resolve().parent.parent
+JST_LOGIN = (
+    b'{"type":"login","id":"l1","ts":"2025-03-18T21:05:00+09:00","account":"A1","session":"s1",'
+    b'"ip":"203.0.113.9","user_agent":"Mozilla/5.0","device":"d1","factors":["password","sms"],'
+    b'"success":true}'
+)
+JST_ORDER = (
+    b'{"type":"order","id":"o1","ts":"2025-03-18T21:06:00+09:00","account":"A1","session":"s1",'
+    b'"order_id":"x1","symbol":"7203","market":"TSE","side":"buy","quantity":100,'
+    b'"price_type":"limit","limit_price":2500.0}'
+)
+
+
+def samples() -> dict[str, dict[str, msgspec.Struct]]:
+    """Records of every kind, with fields away from their defaults."""
+    login = decode_line(JST_LOGIN)
+    order = decode_line(JST_ORDER)
+    return {
+        "account": {
+            "A1": AccountState(
+                opened=1.7e9,
+                passkey=True,
+                n=3,
+                seen={"n:isp": 3, "i:203.0.113.9": 2},
+                distinct={"n": 1, "i": 2},
+                hours=[0] * 20 + [3, 0, 0, 0],
+                failures=[1.7e9 + 0.25],
+                positions={"TSE:7203": 200.0},
+                bought=["TSE:7203"],
+                markets=["TSE"],
+                order_log_mean=5.5,
+                order_log_m2=0.125,
+            )
+        },
+        "session": {
+            "s1": SessionState(
+                account="A1",
+                started=1.7e9,
+                last=1.7e9 + 60,
+                ip="203.0.113.9",
+                asn="AS64500",
+                country="JP",
+                net_kind="isp",
+                ua="1a2b3c4d",
+                llr=-1.5,
+                sensitive=[1.7e9 + 30],
+                pending={"l1": "login"},
+            )
+        },
+        "entity": {"ip:203.0.113.9": EntityState(risky={"A1": 1.7e9, "A2": 1.7e9 + 1}, logins=2)},
+        "symbol": {
+            "TSE:7203": SymbolState(market="TSE", symbol="7203", lot=100, ref_price=2500.0, bars=-1)
+        },
+        "population": {"all": PopulationState(n=9, counts={"n:isp": 9}, hours=[1] * 24)},
+        "campaign": {
+            "C0001": CampaignState(
+                id="C0001",
+                raised_at=1.7e9,
+                updated_at=1.7e9 + 5,
+                symbols=["HK:8001"],
+                timeline=[(1.7e9, "symbol", "HK:8001")],
+                written=1,
+            )
+        },
+        "pending": {
+            "l1": PendingState(point="login", account="A1", session="s1", at=1.7e9, login=login),
+            "o1": PendingState(
+                point="order", account="A1", session="s1", at=1.7e9, order=order, value=250000.0
+            ),
+        },
+    }
+
+
+def test_every_kind_round_trips(tmp_path: Path) -> None:
+    records = samples()
+    assert set(records) == set(KINDS), "add a sample for every new kind of record"
+    with SqliteState(tmp_path / "state.db") as state:
+        for kind, by_key in records.items():
+            for key, record in by_key.items():
+                state.put(kind, key, record)
+    with SqliteState(tmp_path / "state.db") as state:
+        for kind, by_key in records.items():
+            assert sorted(state.keys(kind)) == sorted(by_key)
+            for key, record in by_key.items():
+                loaded = state.get(kind, key)
+                assert type(loaded) is KINDS[kind]
+                assert loaded == record
+                assert encode(loaded) == encode(record)  # equal bytes: nothing lost, not even tz
+        # Aware datetimes compare equal across offsets; the local hour needs the offset itself.
+        assert state.get("pending", "l1").login.ts.utcoffset() == timedelta(hours=9)
+        assert state.get("campaign", "C0001").timeline == [(1.7e9, "symbol", "HK:8001")]
+
+
+def test_keys_are_stored_and_live_minus_deleted(tmp_path: Path) -> None:
+    with SqliteState(tmp_path / "state.db") as state:
+        for name in ("a", "b", "c"):
+            state.put("account", name, AccountState())
+    with SqliteState(tmp_path / "state.db", max_cached=1) as state:
+        state.put("account", "d", AccountState())
+        state.delete("account", "b")
+        assert sorted(state.keys("account")) == ["a", "c", "d"]
+        assert state.get("account", "b") is None
+        state.flush()
+        assert sum(len(r) for r in state.records.values()) <= 1  # the rest were evicted
+        assert state.get("account", "a") == AccountState()  # and read back on demand
+        assert state.count("account") == 3
+
+
+def test_changes_made_in_place_are_written(tmp_path: Path) -> None:
+    """Detectors change what they get; the change lands even when no put follows it."""
+    with SqliteState(tmp_path / "state.db") as state:
+        state.put("entity", "ip:1", EntityState())
+    with SqliteState(tmp_path / "state.db") as state:
+        state.get("entity", "ip:1").logins = 5
+    with SqliteState(tmp_path / "state.db") as state:
+        assert state.get("entity", "ip:1").logins == 5
+
+
+# --- restart continuity -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["allow-all", "brokerguard"])
+def stream(request, tmp_path_factory) -> list[Event]:
+    """A small recorded run: open loop under allow-all, closed loop (with challenges) under ours."""
+    scenario = load_scenario(ROOT / "scenarios" / "tiny.toml")
+    broker = msgspec.structs.replace(scenario.broker, investors=600)
+    scenario = msgspec.structs.replace(scenario, days=4, broker=broker)
+    out = tmp_path_factory.mktemp("run")
+    simulate(scenario, load_guard(request.param), out)
+    with open(out / "events.ndjson", "rb") as f:
+        return list(read_ndjson(f))
+
+
+def replay(guard: BrokerGuard, events: list[Event], flush_every: int = 0) -> list[tuple]:
+    decisions = []
+    for i, event in enumerate(events, start=1):
+        if decision_point(event):
+            decision = guard.decide(event)
+            decisions.append((event.id, decision.action, decision.score))
+        else:
+            guard.observe(event)
+        if flush_every and i % flush_every == 0:
+            guard.state.flush()  # type: ignore[attr-defined]
+    return decisions
+
+
+def cut_point(events: list[Event]) -> int:
+    """Past the middle, just after a sign-in whose challenge is answered after the restart."""
+    answered = {e.ref for e in events if isinstance(e, ChallengeResult)}
+    for i in range(len(events) // 2, len(events)):
+        event = events[i]
+        if isinstance(event, LoginAttempt) and event.id in answered:
+            return i + 1
+    return len(events) // 2
+
+
+def test_restart_continues_where_it_stopped(stream: list[Event], tmp_path: Path) -> None:
+    in_memory = replay(BrokerGuard(state=MemoryState()), stream)
+    state = SqliteState(tmp_path / "whole.db")
+    whole = replay(BrokerGuard(state=state), stream, flush_every=500)
+    state.close()
+    assert whole == in_memory
+
+    cut = cut_point(stream)
+    state = SqliteState(tmp_path / "restart.db", max_cached=300)
+    first = replay(BrokerGuard(state=state), stream[:cut], flush_every=500)
+    state.close()
+    state = SqliteState(tmp_path / "restart.db", max_cached=300)
+    second = replay(BrokerGuard(state=state), stream[cut:], flush_every=500)
+    state.close()
+    assert len(first) > 100 and len(second) > 100
+    assert first + second == whole
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_failed_flush_keeps_what_was_stored(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "state.db"
+    state = SqliteState(path)
+    for i in range(10):
+        state.put("account", f"A{i}", AccountState(orders=1))
+    state.flush()
+    for i in range(10):
+        state.get("account", f"A{i}").orders = 2
+    state.delete("account", "A9")
+    state.put("symbol", "TSE:1", SymbolState(market="TSE", symbol="1"))
+
+    calls = 0
+
+    def failing(record: msgspec.Struct) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 6:
+            raise OSError("disk on fire")
+        return encode(record)
+
+    monkeypatch.setattr(sqlite_store, "encode", failing)
+    with pytest.raises(OSError, match="disk on fire"):
+        state.flush()
+    assert calls == 6  # five rows were written inside the transaction before the failure
+
+    with SqliteState(path) as other:  # a second reader sees the file as the first flush left it
+        assert sorted(other.keys("account")) == [f"A{i}" for i in range(10)]
+        assert {other.get("account", f"A{i}").orders for i in range(10)} == {1}
+        assert other.get("symbol", "TSE:1") is None
+
+    monkeypatch.setattr(sqlite_store, "encode", encode)
+    state.close()  # the changes stayed pending and land now
+    with SqliteState(path) as again:
+        assert sorted(again.keys("account")) == [f"A{i}" for i in range(9)]
+        assert {again.get("account", f"A{i}").orders for i in range(9)} == {2}
+        assert again.get("symbol", "TSE:1") is not None
+
+
+def test_foreign_files_are_refused_by_name(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database at all, just some notes that happen to be long enough\n" * 20)
+    with pytest.raises(StateFileError, match=r"notes\.txt is not a BrokerGuard state file"):
+        SqliteState(text)
+
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(StateFileError, match=r"other\.db is not a BrokerGuard state file"):
+        SqliteState(other)
+    db = sqlite3.connect(other)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # left as it was
+    db.close()
+
+    newer = tmp_path / "newer.db"
+    SqliteState(newer).close()
+    db = sqlite3.connect(newer)
+    db.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(StateFileError, match=r"newer\.db is a BrokerGuard state file of schema"):
+        SqliteState(newer)
+
+
+def test_undecodable_record_names_file_kind_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    SqliteState(path).close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO state VALUES ('account', 'A1', x'c0')")
+    db.commit()
+    db.close()
+    with (
+        SqliteState(path) as state,
+        pytest.raises(StateFileError, match=r"state\.db: the account record 'A1' cannot be read"),
+    ):
+        state.get("account", "A1")
