@@ -80,7 +80,7 @@ class BrokerGuard:
     ) -> None:
         self.name = name
         self.policy = policy if policy is not None else load_policy()
-        self.state: State = state if state is not None else MemoryState()
+        self.state: State = state if state is not None else MemoryState(track_changes=False)
         self.lookup = lookup if lookup is not None else shared_lookup()
         params = self.policy.detectors
         self.login = LoginRisk(self.state, params.login)
@@ -308,6 +308,7 @@ class BrokerGuard:
             ck = sess.cookie if cookie is None else cookie_key(cookie)  # orders carry no cookie
             if ip == sess.ip and ua_key == sess.ua and ck == sess.cookie:
                 sess.last = now
+                self.state.put("session", session_id, sess)
                 return sess
             f = self._features(ip, user_agent or "", cookie, ts)._replace(cookie=ck)
             acc = self._account(account)
@@ -517,6 +518,8 @@ class BrokerGuard:
             prune_window(ent.failures, now, 3600 * 24, 64)
             if not (ent.unfamiliar or ent.risky or ent.failures):
                 self.state.delete("entity", key)
+            else:
+                self.state.put("entity", key, ent)
         for key in self.state.keys("pending"):
             pending = self.state.get("pending", key)
             if pending is not None and pending.at < now - PENDING_TTL_S:

@@ -200,19 +200,22 @@ class State(Protocol):
 class MemoryState:
     """All records in dicts; remembers which were put or deleted since the last :meth:`drain`."""
 
-    def __init__(self) -> None:
+    def __init__(self, track_changes: bool = True) -> None:
+        """``track_changes=False`` for a state nobody persists: the change set would only grow."""
         self.records: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self.dirty: set[tuple[str, str]] = set()
+        self.track_changes = track_changes
 
     def get(self, kind: str, key: str) -> Any | None:
         return self.records[kind].get(key)
 
     def put(self, kind: str, key: str, record: msgspec.Struct) -> None:
         self.records[kind][key] = record
-        self.dirty.add((kind, key))
+        if self.track_changes:
+            self.dirty.add((kind, key))
 
     def delete(self, kind: str, key: str) -> None:
-        if self.records[kind].pop(key, None) is not None:
+        if self.records[kind].pop(key, None) is not None and self.track_changes:
             self.dirty.add((kind, key))
 
     def keys(self, kind: str) -> Iterator[str]:

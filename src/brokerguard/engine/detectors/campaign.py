@@ -80,6 +80,7 @@ class CampaignWatch:
         for key, ent in entities:
             if ent.campaign == "" and len(ent.risky) >= self.p.infrastructure_accounts:
                 ent.campaign = camp.id
+                self.state.put("entity", key, ent)
                 self._add(camp, camp.infrastructure, key, now, "infrastructure")
                 for member in ent.risky:  # everyone who failed from here is part of it
                     self._add(camp, camp.accounts, member, now, "account")

@@ -337,8 +337,10 @@ class LoginRisk:
         acc.failures.append(now)
         if len(acc.failures) > 20:
             del acc.failures[:-20]
-        ent = self._entity(f"ip:{ip}")
+        key = f"ip:{ip}"
+        ent = self._entity(key)
         touch_window(ent.failures, event_id, now, self.p.failure_window_minutes * 60, 64)
+        self.state.put("entity", key, ent)
         return self._recent_failures(acc, now)
 
     def note_unfamiliar(
@@ -353,6 +355,7 @@ class LoginRisk:
             ent.logins += 1
             ent.unfamiliar_total += 1
             touch_window(ent.unfamiliar, account, now, span, 64)
+            self.state.put("entity", key, ent)
 
     def note_risky(
         self, account: str, f: LoginFeatures, now: float
@@ -366,6 +369,7 @@ class LoginRisk:
         for key in self.entity_keys(f):
             ent = self._entity(key)
             touch_window(ent.risky, account, now, span, 64)
+            self.state.put("entity", key, ent)
             touched.append((key, ent))
         return touched
 
@@ -376,6 +380,7 @@ class LoginRisk:
             if ent is not None:
                 ent.unfamiliar.pop(account, None)
                 ent.risky.pop(account, None)
+                self.state.put("entity", key, ent)
 
     def learn(self, acc: AccountState, f: LoginFeatures, now: float) -> None:
         """Add a trusted sign-in to the account's profile and to the population."""
@@ -401,6 +406,7 @@ class LoginRisk:
         pop.hours[f.hour] += 1
         acc.last_login = now
         acc.last_country = f.net.country
+        self.state.put("population", "all", pop)
 
     @staticmethod
     def _make_room(seen: dict[str, int], level: str) -> None:
