@@ -21,6 +21,7 @@ test: venv
 
 bench: venv
 	$(PY) bench/simulate.py
+	$(PY) bench/engine.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
