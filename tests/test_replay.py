@@ -167,6 +167,10 @@ def test_money_protected_against_allow_all() -> None:
     assert figures["otp"]["protected_jpy"] == 100.0
     assert figures["bg"]["protected_share"] == pytest.approx(0.95)
     assert money_protected([run("a", 0.0)])["a"]["protected_share"] is None
+    worse = Console(width=140, record=True, color_system=None)
+    worse.print(protected_table([run("allow-all", 100.0), run("x", 150.0)]))
+    text = worse.export_text()
+    assert "-¥50" in text and "-50.0%" in text
     console = Console(width=140, record=True, color_system=None)
     console.print(protected_table(results))
     text = console.export_text()

@@ -53,9 +53,9 @@ def japanese_font() -> str | None:
     return next((name for name in JAPANESE_FONTS if name in installed), None)
 
 
-def _t(en: str, ja: str) -> str:
+def _t(en: str, ja: str, sep: str = " / ") -> str:
     """A label in English and Japanese when the Japanese can be drawn, else in English."""
-    return f"{en} / {ja}" if japanese_font() else en
+    return f"{en}{sep}{ja}" if japanese_font() else en
 
 
 @contextmanager
@@ -87,11 +87,16 @@ def plot_unauthorized_value(
             _t(
                 "unauthorized value executed, ¥ million (cumulative)",
                 "不正取引・出金額(累計, 百万円)",
+                "\n",
             )
         )
         ax.set_xlabel(_t("date (local time of the run)", "日付(現地時刻)"))
-        zone = next((p[0][0].tzinfo for p in timelines.values() if p), None)
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d", tz=zone))
+        times = [t for points in timelines.values() for t, _ in points]
+        zone = times[0].tzinfo if times else None
+        short = bool(times) and max(times) - min(times) < timedelta(days=4)
+        ax.xaxis.set_major_formatter(
+            mdates.DateFormatter("%m-%d %H:%M" if short else "%m-%d", tz=zone)
+        )
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left")
         fig.autofmt_xdate()

@@ -80,8 +80,8 @@ def protected_table(results: list[dict[str, Any]]) -> Table:
                 cells.append("—")
             elif key == "protected_share":
                 cells.append(f"{value:.1%}")
-            else:
-                cells.append(f"¥{value:,.0f}")
+            else:  # a guard can lose more than allow-all: the closed loop differs
+                cells.append(f"{'-' if value < 0 else ''}¥{abs(value):,.0f}")
     table.add_column("")
     for guard, cells in columns.items():
         table.add_column(guard, justify="right", no_wrap=True, min_width=max(map(len, cells)))
