@@ -14,13 +14,14 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(BG) compare scenarios/spring-2025.toml --guards allow-all,otp-at-login,passkey-at-login --out runs/demo
+	$(BG) demo --out runs/demo
 
 test: venv
 	$(PY) -m pytest -q
 
 bench: venv
 	$(PY) bench/simulate.py
+	$(PY) bench/engine.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench

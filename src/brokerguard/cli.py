@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import msgspec
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from brokerguard.guards import UnknownGuard, load_guard
 from brokerguard.sim.scenario import Scenario, ScenarioError, load_scenario
@@ -20,6 +22,12 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
+
+
+def _screen() -> Console:
+    """Where tables go: the terminal at its width, or a file or pipe at a width tables fit."""
+    screen = Console()
+    return screen if screen.is_terminal else Console(width=150)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -48,28 +56,52 @@ def _scenario(path: Path, seed: int | None, investors: int | None, days: int | N
     return scenario
 
 
-def _run(scenario: Scenario, guard_name: str, out: Path, label: str) -> dict:
-    from brokerguard.evaluate import evaluate_run
-    from brokerguard.sim.world import simulate
-
-    try:
-        guard = load_guard(guard_name)
-    except UnknownGuard as exc:
-        raise _fail(str(exc)) from None
-    with Progress(
+def _progress() -> Progress:
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
         console=console,
         transient=False,
-    ) as progress:
+    )
+
+
+def _run(
+    scenario: Scenario, guard_name: str, out: Path, label: str
+) -> tuple[dict, list[tuple[datetime, float]]]:
+    """Simulate, evaluate, write metrics.json; the metrics and the unauthorized-value timeline."""
+    from brokerguard.evaluate import evaluate_run_and_timeline
+    from brokerguard.sim.world import simulate
+
+    try:
+        guard = load_guard(guard_name)
+    except UnknownGuard as exc:
+        raise _fail(str(exc)) from None
+    with _progress() as progress:
         task = progress.add_task(label, total=1.0)
         summary = simulate(scenario, guard, out, lambda f: progress.update(task, completed=f))
-    metrics = evaluate_run(out)
+    metrics, timeline = evaluate_run_and_timeline(out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n")
     console.print(f"{label}: {summary.events:,} events, {summary.decisions:,} decisions -> {out}")
-    return metrics
+    return metrics, timeline
+
+
+def _compare(
+    sc: Scenario, names: list[str], out: Path
+) -> tuple[list[dict], dict[str, list[tuple[datetime, float]]]]:
+    """One run per guard under ``out/<guard>``: their metrics and unauthorized-value timelines."""
+    for name in names:  # fail before the first long run, not after it
+        try:
+            load_guard(name)
+        except UnknownGuard as exc:
+            raise _fail(str(exc)) from None
+    results = []
+    timelines = {}
+    for name in names:
+        metrics, timelines[name] = _run(sc, name, out / name, f"{sc.name} / {name}")
+        results.append(metrics)
+    return results, timelines
 
 
 SeedOpt = Annotated[int | None, typer.Option(help="Override the scenario's seed.")]
@@ -122,24 +154,14 @@ def compare(
 ) -> None:
     """Run the same scenario and seed under several guards and compare them side by side."""
     from brokerguard.charts import plot_unauthorized_value
-    from brokerguard.evaluate import format_table, unauthorized_value_timeline
+    from brokerguard.evaluate import format_table
 
     sc = _scenario(scenario, seed, investors, days)
     names = [g.strip() for g in guards.split(",") if g.strip()]
     if not names:
         raise _fail("--guards names no guard")
-    for name in names:  # fail before the first long run, not after it
-        try:
-            load_guard(name)
-        except UnknownGuard as exc:
-            raise _fail(str(exc)) from None
-    results = []
-    timelines = {}
-    for name in names:
-        run_dir = out / name
-        results.append(_run(sc, name, run_dir, f"{sc.name} / {name}"))
-        timelines[name] = unauthorized_value_timeline(run_dir)
-    Console().print(format_table(results))
+    results, timelines = _compare(sc, names, out)
+    _screen().print(format_table(results))
     chart = plot_unauthorized_value(
         timelines,
         out / "unauthorized-value.png",
@@ -147,6 +169,121 @@ def compare(
     )
     (out / "compare.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     console.print(f"chart: {chart}")
+
+
+@app.command()
+def replay(
+    events: Annotated[Path, typer.Argument(help="An events.ndjson log (the broker's or a run's).")],
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy TOML file (default: the shipped policy).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for decisions, alerts and campaigns.")
+    ] = Path("runs/replay"),
+) -> None:
+    """Run the detection engine over a log, open loop; write decisions, alerts and campaigns."""
+    from brokerguard.engine import PolicyError
+    from brokerguard.events import EventError
+    from brokerguard.guards import engine_guard
+    from brokerguard.replay import replay as run_replay
+
+    # TODO(--state FILE.sqlite): keep the engine's state in stores.sqlite.SqliteState (being
+    # built separately) so that a replay can continue from, or leave, a persisted state.
+    try:
+        engine = engine_guard(policy)
+    except PolicyError as exc:
+        raise _fail(str(exc)) from None
+    if events.is_dir():  # a run directory: its events.ndjson
+        events = events / "events.ndjson"
+    try:
+        size = events.stat().st_size
+    except OSError as exc:
+        raise _fail(f"{events}: cannot read: {exc.strerror}") from None
+    try:
+        if size < 8 << 20:  # a short file needs no progress bar
+            summary = run_replay(events, out, engine)
+        else:
+            with _progress() as progress:
+                task = progress.add_task(f"replay {events.name} / {engine.name}", total=1.0)
+                summary = run_replay(
+                    events, out, engine, lambda f: progress.update(task, completed=f)
+                )
+    except EventError as exc:
+        message = str(exc)
+        if exc.field and exc.field not in message:
+            message += f" (field `{exc.field}`)"
+        raise _fail(f"{message}; nothing was written to {out}") from None
+    except OSError as exc:
+        raise _fail(f"{exc.filename or events}: {exc.strerror}; nothing was written") from None
+    table = Table(title=f"Replay / リプレイ ({summary.guard})", show_header=False)
+    table.add_column()
+    table.add_column(justify="right")
+    table.add_row("events / イベント", f"{summary.events:,}")
+    table.add_row("decisions / 判定", f"{sum(summary.decisions.values()):,}")
+    for action, count in summary.decisions.items():
+        table.add_row(f"  {action} / {_ACTION_JA[action]}", f"{count:,}")
+    table.add_row("alerts / アラート", f"{summary.alerts:,}")
+    table.add_row("campaigns / キャンペーン", f"{summary.campaigns:,}")
+    _screen().print(table)
+    console.print(f"{events} -> {out}/: decisions.ndjson, alerts.ndjson, campaigns.ndjson")
+
+
+_ACTION_JA = {
+    "allow": "許可",
+    "challenge": "追加認証",
+    "hold": "保留",
+    "deny": "拒否",
+    "lock": "凍結",
+}
+
+
+@app.command()
+def demo(
+    scenario: Annotated[
+        Path | None,
+        typer.Option(help="Scenario TOML file (default: scenarios/spring-2025.toml)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the runs.")] = Path("runs/demo"),
+    seed: SeedOpt = None,
+    investors: InvestorsOpt = None,
+    days: DaysOpt = None,
+) -> None:
+    """The spring-2025 attack against allow-all, OTP, passkeys and BrokerGuard, with charts."""
+    from brokerguard.charts import japanese_font, plot_campaign_timeline, plot_unauthorized_value
+    from brokerguard.demo import DEMO_GUARDS, find_scenario, money_protected, protected_table
+    from brokerguard.evaluate import campaign_timelines, format_table
+
+    try:
+        path = find_scenario(scenario)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from None
+    sc = _scenario(path, seed, investors, days)
+    names = list(DEMO_GUARDS)
+    results, timelines = _compare(sc, names, out)
+    screen = _screen()
+    screen.print(format_table(results, lang="both"))
+    screen.print(protected_table(results))
+    charts = [
+        plot_unauthorized_value(
+            timelines,
+            out / "unauthorized-value.png",
+            f"{sc.name}: unauthorized value executed, by guard",
+        ),
+        plot_campaign_timeline(
+            campaign_timelines(out / "brokerguard"),
+            out / "campaign-timeline.png",
+            f"{sc.name} / brokerguard: first coordinated buy vs campaign raised",
+        ),
+    ]
+    summary = {"results": results, "money_protected": money_protected(results)}
+    (out / "demo.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    for chart in charts:
+        console.print(f"chart: {chart}")
+    if japanese_font() is None:
+        console.print(
+            "charts are labelled in English only: no Japanese font is installed "
+            "(install the matplotlib-fontja package, or a system font such as IPAexGothic)"
+        )
 
 
 def main() -> None:  # pragma: no cover

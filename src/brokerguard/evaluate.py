@@ -38,10 +38,12 @@ from brokerguard.events import (
     EventError,
     Execution,
     LoginAttempt,
+    MarketBar,
     Order,
     SessionActivity,
     SettingsChange,
     Withdrawal,
+    decode_line,
     read_ndjson,
 )
 from brokerguard.guard import DecisionRecord
@@ -50,7 +52,10 @@ from brokerguard.truth import Truth, load_truth
 __all__ = [
     "Campaign",
     "CampaignSymbol",
+    "SymbolTimeline",
+    "campaign_timelines",
     "evaluate_run",
+    "evaluate_run_and_timeline",
     "format_table",
     "unauthorized_value_timeline",
 ]
@@ -319,7 +324,18 @@ def evaluate_run(run_dir: Path) -> dict[str, Any]:
     Raises FileNotFoundError naming the missing file when the directory is not a complete run,
     and ValueError naming file and line when a line cannot be read.
     """
+    return _metrics(_scan(run_dir), run_dir)
+
+
+def evaluate_run_and_timeline(
+    run_dir: Path,
+) -> tuple[dict[str, Any], list[tuple[datetime, float]]]:
+    """:func:`evaluate_run` and :func:`unauthorized_value_timeline` from one pass over the run."""
     scan = _scan(run_dir)
+    return _metrics(scan, run_dir), _timeline(scan)
+
+
+def _metrics(scan: _Scan, run_dir: Path) -> dict[str, Any]:
     truth = scan.truth
     victims = len(truth.victims)
     takeovers = len(scan.takeovers)
@@ -372,12 +388,93 @@ def unauthorized_value_timeline(run_dir: Path) -> list[tuple[datetime, float]]:
 
     The points of a step chart: how fast the damage grew, and where a guard cut it off.
     """
+    return _timeline(_scan(run_dir))
+
+
+def _timeline(scan: _Scan) -> list[tuple[datetime, float]]:
     total = 0.0
     timeline: list[tuple[datetime, float]] = []
-    for ts, value, _ in _scan(run_dir).losses:
+    for ts, value, _ in scan.losses:
         total += value
         timeline.append((ts, float(round(total))))
     return timeline
+
+
+@dataclass
+class SymbolTimeline:
+    """One symbol in a campaign timeline: when the pump began, when a campaign named it, prices.
+
+    A symbol is here because the labels say attackers pumped it (``attack`` and ``first_buy``
+    set), because a raised campaign named it (``campaign`` and ``raised_at`` set), or both. A
+    pumped symbol with no campaign was missed; a named symbol that was never pumped is a false
+    alarm (or, on a broker's own history, an attack nobody labelled).
+    """
+
+    market: str
+    symbol: str
+    attack: int | None = None
+    first_buy: datetime | None = None
+    campaign: str | None = None
+    raised_at: datetime | None = None
+    prices: list[tuple[datetime, float]] = field(default_factory=list)  # intraday bar closes
+    daily: list[tuple[datetime, float]] = field(default_factory=list)  # daily bar closes
+
+    @property
+    def delay_s(self) -> float | None:
+        if self.first_buy is None or self.raised_at is None:
+            return None
+        return max(0.0, (self.raised_at - self.first_buy).total_seconds())
+
+
+def campaign_timelines(run_dir: Path) -> list[SymbolTimeline]:
+    """Pumped symbols (from the labels) and symbols named by campaigns, with their bar prices.
+
+    Pumped symbols come first, by first attack buy, then the others by when they were named.
+    ``campaigns.ndjson`` is optional (a run of a guard that raises no campaigns has none).
+    """
+    run_dir = Path(run_dir)
+    truth = load_truth(_require(run_dir, TRUTH))
+    events_path = _require(run_dir, EVENTS)
+    found: dict[tuple[str, str], SymbolTimeline] = {}
+    for p in sorted(truth.pumped_symbols, key=lambda p: p.first_buy):
+        found[(p.market, p.symbol)] = SymbolTimeline(
+            market=p.market, symbol=p.symbol, attack=p.attack, first_buy=p.first_buy
+        )
+    path = run_dir / CAMPAIGNS
+    named: list[tuple[datetime, str, str, str]] = []
+    if path.is_file():
+        for campaign in _read_lines(path, Campaign):
+            named.extend(
+                (campaign.raised_at, s.market, s.symbol, campaign.id) for s in campaign.symbols
+            )
+    for raised_at, market, symbol, cid in sorted(named):
+        line = found.setdefault((market, symbol), SymbolTimeline(market=market, symbol=symbol))
+        if line.raised_at is None or raised_at < line.raised_at:
+            line.raised_at, line.campaign = raised_at, cid
+    if not found:
+        return []
+    needles = {f'"{symbol}"'.encode() for _, symbol in found}
+    for event in _read_events_matching(events_path, b'"bar"', needles):
+        if isinstance(event, MarketBar):
+            line = found.get((event.market, event.symbol))
+            if line is not None:
+                series = line.daily if event.minutes >= 1440 else line.prices
+                series.append((event.ts, event.close))
+    for line in found.values():
+        line.prices.sort()
+        line.daily.sort()
+    return list(found.values())
+
+
+def _read_events_matching(path: Path, kind: bytes, needles: set[bytes]) -> Iterator[Event]:
+    """Events whose line holds ``kind`` and one of ``needles``: a cheap filter before decoding."""
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if kind in raw and any(n in raw for n in needles):
+                try:
+                    yield decode_line(raw, line=number)
+                except EventError as exc:
+                    raise ValueError(f"{path}: {exc}") from None
 
 
 # --- presentation --------------------------------------------------------------------------
@@ -463,22 +560,35 @@ def _cell(key: str, value: Any) -> str:
     return f"{value:,}"
 
 
-def format_table(results: list[dict[str, Any]], *, lang: Literal["en", "ja"] = "en") -> Table:
+def _say(pair: tuple[str, str], lang: str) -> str:
+    if lang == "en":
+        return pair[0]
+    if lang == "ja":
+        return pair[1]
+    return f"{pair[0]} / {pair[1].strip()}"
+
+
+def format_table(
+    results: list[dict[str, Any]], *, lang: Literal["en", "ja", "both"] = "en"
+) -> Table:
     """Several runs' metrics side by side, one column per guard, for ``brokerguard compare``.
 
     Rows follow the metrics dict (keys only some runs have are appended); a metric a run lacks
-    shows as a dash. Labels are English or Japanese (``lang``).
+    shows as a dash. Labels are English, Japanese or both (``lang``: ``en``, ``ja``, ``both``).
     """
-    ja = lang == "ja"
     flats = [_flatten(result) for result in results]
     keys: list[str] = []
     for flat in flats:
         keys.extend(k for k in flat if k != "guard" and k not in keys)
 
-    table = Table(title="評価結果" if ja else "Evaluation")
-    table.add_column("指標" if ja else "metric")
-    for result in results:
-        table.add_column(str(result.get("guard", "?")), justify="right")
+    table = Table(title=_say(("Evaluation", "評価結果"), lang))
+    table.add_column(_say(("metric", "指標"), lang))
+    for result, flat in zip(results, flats, strict=True):
+        widest = max((len(_cell(k, flat.get(k))) for k in keys), default=1)
+        # Figures are never cut short: on a narrow screen the labels wrap instead.
+        table.add_column(
+            str(result.get("guard", "?")), justify="right", no_wrap=True, min_width=widest
+        )
     section = ""
     for key in keys:
         group = key.split(".", 1)[0] if "." in key else ""
@@ -486,7 +596,7 @@ def format_table(results: list[dict[str, Any]], *, lang: Literal["en", "ja"] = "
             table.add_section()
             section = group
             if group in _SECTIONS:
-                table.add_row(f"[bold]{_SECTIONS[group][ja]}[/bold]")
-        label = _LABELS.get(key, (key, key))[ja]
+                table.add_row(f"[bold]{_say(_SECTIONS[group], lang)}[/bold]")
+        label = _say(_LABELS.get(key, (key, key)), lang) if key in _LABELS else key
         table.add_row(label, *(_cell(key, flat.get(key)) for flat in flats))
     return table

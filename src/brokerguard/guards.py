@@ -7,11 +7,15 @@ policy), or the path of a policy TOML file (the engine with that policy).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from brokerguard.baselines import BASELINES
 from brokerguard.guard import Guard
 
-__all__ = ["GUARD_NAMES", "UnknownGuard", "load_guard"]
+if TYPE_CHECKING:
+    from brokerguard.engine import BrokerGuard
+
+__all__ = ["GUARD_NAMES", "UnknownGuard", "engine_guard", "load_guard"]
 
 GUARD_NAMES: tuple[str, ...] = (*BASELINES, "brokerguard")
 
@@ -24,17 +28,30 @@ def load_guard(name: str) -> Guard:
     """A fresh guard (no state carried over between runs) for a name or a policy file."""
     if name in BASELINES:
         return BASELINES[name]()
-    from brokerguard.engine import BrokerGuard, PolicyError, load_policy
+    from brokerguard.engine import PolicyError
 
     if name == "brokerguard":
-        return BrokerGuard()
+        return engine_guard()
     if name.endswith(".toml"):
         try:
-            policy = load_policy(Path(name))
+            return engine_guard(name)
         except PolicyError as exc:
             raise UnknownGuard(str(exc)) from None
-        return BrokerGuard(policy, name=f"brokerguard:{Path(name).stem}")
     known = ", ".join(GUARD_NAMES)
     raise UnknownGuard(
         f"unknown guard {name!r}; known guards: {known}, or the path of a policy .toml file"
     )
+
+
+def engine_guard(policy: Path | str | None = None) -> BrokerGuard:
+    """A fresh detection engine: the shipped default policy, or the policy file at ``policy``.
+
+    Raises :class:`~brokerguard.engine.PolicyError` naming the field when the file is not a
+    valid policy. The guard's name is ``brokerguard``, or ``brokerguard:<file stem>``.
+    """
+    from brokerguard.engine import BrokerGuard, load_policy
+
+    if policy is None:
+        return BrokerGuard()
+    path = Path(policy)
+    return BrokerGuard(load_policy(path), name=f"brokerguard:{path.stem}")

@@ -1,0 +1,185 @@
+"""replay, demo and the engine as a --guard, through the command line (small runs, no timing)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import msgspec
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from brokerguard.cli import app
+from brokerguard.demo import find_scenario, money_protected, protected_table
+from brokerguard.engine.policy import default_policy_path
+from brokerguard.engine.signals import SIGNAL_CODES
+from brokerguard.evaluate import Campaign, format_table
+from brokerguard.events import read_ndjson
+from brokerguard.guard import DecisionRecord, decision_point
+from brokerguard.replay import Alert
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "scenarios" / "tiny.toml"
+SMALL = ["--investors", "300", "--days", "3"]
+
+
+def lines(path: Path, kind: type) -> list:
+    decoder = msgspec.json.Decoder(kind)
+    return [decoder.decode(raw) for raw in path.read_bytes().splitlines() if raw.strip()]
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run under allow-all: the log that replay reads."""
+    out = tmp_path_factory.mktemp("recorded")
+    result = runner.invoke(app, ["simulate", str(TINY), "--out", str(out), *SMALL])
+    assert result.exit_code == 0, result.output
+    return out / "events.ndjson"
+
+
+def test_replay_writes_decisions_alerts_and_campaigns(recorded: Path, tmp_path: Path) -> None:
+    out = tmp_path / "replayed"
+    result = runner.invoke(app, ["replay", str(recorded), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "alerts" in result.stdout and "アラート" in result.stdout
+
+    with recorded.open("rb") as stream:
+        events = list(read_ndjson(stream))
+    asked = [e for e in events if decision_point(e) is not None]
+    decisions = lines(out / "decisions.ndjson", DecisionRecord)
+    assert [d.event for d in decisions] == [e.id for e in asked]
+    assert {d.guard for d in decisions} == {"brokerguard"}
+    assert [d.point for d in decisions] == [decision_point(e) for e in asked]
+
+    alerts = lines(out / "alerts.ndjson", Alert)
+    flagged = [d for d in decisions if d.action != "allow"]
+    assert [a.event for a in alerts] == [d.event for d in flagged]
+    assert [a.action for a in alerts] == [d.action for d in flagged]
+    assert alerts, "a run with an attack raises some alerts"
+    assert any(a.signals for a in alerts)
+    for alert in alerts:
+        assert all(r.code and r.en and r.ja for r in alert.reasons)
+        assert all(s.code in SIGNAL_CODES and isinstance(s.llr, float) for s in alert.signals)
+    raw = json.loads((out / "alerts.ndjson").read_text().splitlines()[0])
+    assert set(raw) >= {"event", "ts", "account", "point", "action", "score", "reasons", "signals"}
+
+    campaigns = lines(out / "campaigns.ndjson", Campaign)
+    assert all(c.id and c.symbols for c in campaigns)
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_replay_rejects_a_bad_line_and_keeps_what_was_there(recorded: Path, tmp_path: Path) -> None:
+    text = recorded.read_text().splitlines()
+    logins = [i for i, line in enumerate(text) if line.startswith('{"type":"login"')]
+    bad = logins[len(logins) // 2]  # mid-file, after many decisions were written
+    record = json.loads(text[bad])
+    record["ip"] = "999.1.2.3"
+    text[bad] = json.dumps(record)
+    broken = tmp_path / "broken.ndjson"
+    broken.write_text("\n".join(text) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "decisions.ndjson").write_text("earlier\n")
+
+    result = runner.invoke(app, ["replay", str(broken), "--out", str(out)])
+    assert result.exit_code == 2
+    assert f"line {bad + 1}:" in result.output
+    assert "`ip`" in result.output
+    assert "nothing was written" in result.output
+    assert (out / "decisions.ndjson").read_text() == "earlier\n"
+    assert sorted(p.name for p in out.iterdir()) == ["decisions.ndjson"]
+
+    text[3] = text[3].replace('"type":"', '"typo":"', 1)
+    broken.write_text("\n".join(text) + "\n")
+    result = runner.invoke(app, ["replay", str(broken), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "line 4:" in result.output and "type" in result.output
+
+
+def test_guard_brokerguard_and_a_policy_file_write_campaigns(tmp_path: Path) -> None:
+    policy = tmp_path / "mine.toml"
+    shutil.copy(default_policy_path(), policy)
+    for guard, name in (("brokerguard", "brokerguard"), (str(policy), "brokerguard:mine")):
+        out = tmp_path / name.replace(":", "-")
+        result = runner.invoke(
+            app, ["simulate", str(TINY), "--out", str(out), "--guard", guard, *SMALL]
+        )
+        assert result.exit_code == 0, result.output
+        assert (out / "campaigns.ndjson").is_file()
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["guard"] == name
+        assert {d.guard for d in lines(out / "decisions.ndjson", DecisionRecord)} == {name}
+
+
+def test_a_bad_policy_file_is_refused_naming_the_field(recorded: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(default_policy_path().read_text().replace("prior = -6.0", 'prior = "low"', 1))
+    result = runner.invoke(
+        app, ["simulate", str(TINY), "--out", str(tmp_path / "s"), "--guard", str(bad), *SMALL]
+    )
+    assert result.exit_code == 2
+    assert "order.prior" in result.output
+    result = runner.invoke(
+        app, ["replay", str(recorded), "--policy", str(bad), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2
+    assert "order.prior" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_demo_on_a_tiny_scenario_draws_its_charts(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--scenario", str(TINY), "--out", str(out), *SMALL])
+    assert result.exit_code == 0, result.output
+    guards = ["allow-all", "otp-at-login", "passkey-at-login", "brokerguard"]
+    for guard in guards:
+        assert (out / guard / "metrics.json").is_file()
+    assert "被害口座" in result.stdout and "victims" in result.stdout
+    assert "守られた金額" in result.stdout
+    assert (out / "unauthorized-value.png").stat().st_size > 1000
+    assert (out / "campaign-timeline.png").stat().st_size > 1000
+    summary = json.loads((out / "demo.json").read_text())
+    assert [r["guard"] for r in summary["results"]] == guards
+    assert list(summary["money_protected"]) == guards
+    assert summary["money_protected"]["allow-all"]["protected_jpy"] == 0
+
+
+def test_demo_refuses_a_missing_scenario(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--scenario", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+    assert "not found" in result.output
+
+
+def test_money_protected_against_allow_all() -> None:
+    def run(guard: str, value: float) -> dict:
+        return {"guard": guard, "attack": {"unauthorized_value_jpy": value}}
+
+    results = [run("otp", 900.0), run("allow-all", 1000.0), run("bg", 50.0)]
+    figures = money_protected(results)
+    assert figures["allow-all"] == {
+        "unauthorized_value_jpy": 1000.0,
+        "protected_jpy": 0.0,
+        "protected_share": 0.0,
+    }
+    assert figures["otp"]["protected_jpy"] == 100.0
+    assert figures["bg"]["protected_share"] == pytest.approx(0.95)
+    assert money_protected([run("a", 0.0)])["a"]["protected_share"] is None
+    worse = Console(width=140, record=True, color_system=None)
+    worse.print(protected_table([run("allow-all", 100.0), run("x", 150.0)]))
+    text = worse.export_text()
+    assert "-¥50" in text and "-50.0%" in text
+    console = Console(width=140, record=True, color_system=None)
+    console.print(protected_table(results))
+    text = console.export_text()
+    assert "¥950" in text and "95.0%" in text and "守られた割合" in text
+
+
+def test_bilingual_table_and_shipped_scenario() -> None:
+    table = format_table([{"guard": "g", "attack": {"victims": 3}}], lang="both")
+    console = Console(width=140, record=True, color_system=None)
+    console.print(table)
+    assert "victims / 被害口座" in console.export_text()
+    assert find_scenario().name == "spring-2025.toml"
