@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -116,7 +117,9 @@ def test_guard_brokerguard_and_a_policy_file_write_campaigns(tmp_path: Path) -> 
 
 def test_a_bad_policy_file_is_refused_naming_the_field(recorded: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text(default_policy_path().read_text().replace("prior = -6.0", 'prior = "low"', 1))
+    text = default_policy_path().read_text()
+    order_prior = re.search(r"^\[order\]\nprior = \S+", text, re.M).group(0)
+    bad.write_text(text.replace(order_prior, '[order]\nprior = "low"', 1))
     result = runner.invoke(
         app, ["simulate", str(TINY), "--out", str(tmp_path / "s"), "--guard", str(bad), *SMALL]
     )
