@@ -162,6 +162,8 @@ def replay(
                 if decision.action == "allow":
                     continue
                 signals = next((s for e, s, _ in reversed(captured) if e is event), [])
+                if not signals and decision.action == "deny":
+                    continue  # a wrong password: the broker's own check, nothing to investigate
                 alerts += 1
                 alerts_out.write(
                     encoder.encode(

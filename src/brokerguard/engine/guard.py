@@ -153,10 +153,12 @@ class BrokerGuard:
     ) -> LoginFeatures:
         return login_features(ip, user_agent, cookie, ts, self.lookup(ip))
 
-    def _clock(self, ts: datetime) -> float:
+    def _clock(self, ts: datetime, deciding: bool = True) -> float:
+        """Event time; sweeps the state once an hour, preferably on an event nobody waits for."""
         now = ts.timestamp()
-        if now >= self._next_sweep:
-            if self._next_sweep:
+        due = self._next_sweep
+        if now >= due and (not deciding or now >= due + SWEEP_EVERY_S or not due):
+            if due:
                 self.sweep(now)
             self._tz = ts.tzinfo or UTC
             self._next_sweep = now + SWEEP_EVERY_S
@@ -251,7 +253,7 @@ class BrokerGuard:
             return
         self.state.delete("pending", e.ref)
         kind, account, session_id = pending.point, pending.account, pending.session
-        now = self._clock(e.ts)
+        now = self._clock(e.ts, deciding=False)
         acc = self._account(account)
         sess: SessionState | None = self.state.get("session", session_id)
         strong = e.factor in STRONG_FACTORS
@@ -329,7 +331,7 @@ class BrokerGuard:
         return sess
 
     def _activity(self, e: SessionActivity) -> None:
-        now = self._clock(e.ts)
+        now = self._clock(e.ts, deciding=False)
         self._session_for(e.account, e.session, e.ip, e.user_agent, e.device, e.ts, now)
         if e.action == "logout":
             self.state.delete("session", e.session)
@@ -492,6 +494,7 @@ class BrokerGuard:
         self.state.put("symbol", key, sym)
 
     def _bar(self, e: MarketBar) -> None:
+        self._clock(e.ts, deciding=False)
         key = f"{e.market}:{e.symbol}"
         sym = self.state.get("symbol", key)
         if sym is None:
