@@ -74,27 +74,58 @@ class _Line(msgspec.Struct):
     account: str
     success: bool = True
     action: str = "new"
+    order_id: str = ""
     symbol: str = ""
     market: str = ""
     side: str = ""
 
 
-def confounder_friction(run_dir: Path, truth: Truth) -> list[dict[str, Any]]:
-    """For each labelled frenzy and sell-off: its customers' logins and orders in its window and
-    how many of them the guard answered with anything but ``allow``.
+def _logins_and_orders(run_dir: Path):
+    decoder = msgspec.json.Decoder(_Line)
+    with open(run_dir / "events.ndjson", "rb") as stream:
+        for raw in stream:
+            if raw.startswith(b'{"type":"login"') or raw.startswith(b'{"type":"order"'):
+                yield decoder.decode(raw)
 
-    Frenzy: successful logins of the buyers between the frenzy's start and its last session's
-    start (plus a few minutes), and their buys of the frenzy symbol. Sell-off: the sellers'
-    successful logins in the window and their sells. Ordinary sessions of the same customers in
-    the window count too — friction in the middle of a frenzy is friction all the same. Victims
-    and the criminals' accounts are left out (a frenzy buyer may be phished later).
+
+def _raised(run_dir: Path) -> dict[tuple[str, str], datetime]:
+    """When a campaign first named each symbol (market, symbol)."""
+    raised: dict[tuple[str, str], datetime] = {}
+    path = run_dir / "campaigns.ndjson"
+    if path.is_file():
+        decoder = msgspec.json.Decoder(Campaign)
+        with open(path, "rb") as stream:
+            for raw in stream:
+                if raw.strip():
+                    campaign = decoder.decode(raw)
+                    for s in campaign.symbols:
+                        key = (s.market, s.symbol)
+                        if key not in raised or campaign.raised_at < raised[key]:
+                            raised[key] = campaign.raised_at
+    return raised
+
+
+def measure_run(run_dir: Path, truth: Truth) -> dict[str, Any]:
+    """What the evaluation does not measure, from the run files and labels (one pass each).
+
+    ``confounders``: for each labelled frenzy and sell-off, its customers' logins and orders in
+    its window and how many the guard answered with anything but ``allow``. Frenzy: successful
+    logins of the buyers from the frenzy's start to its last session's start (plus a few
+    minutes) and their buys of the frenzy symbol; sell-off: the sellers' successful logins in the
+    window and their sells. Ordinary sessions of the same customers in the window count too —
+    friction in the middle of a frenzy is friction all the same. Victims and the criminals'
+    accounts are left out (a frenzy buyer may be phished later).
+
+    ``pumped``: for each pumped symbol, seconds from its first attack buy to the first campaign
+    naming it (None: never named; 0 when named before the first buy) and how many hijacked
+    accounts placed buy orders in it. ``other_campaign_symbols``: symbols campaigns named that
+    no attacker bought (a frenzy symbol is marked as such).
     """
     labels = [c for c in truth.confounders if c.kind in ("frenzy", "selloff")]
-    if not labels:
-        return []
     excluded = {v.account for v in truth.victims} | set(truth.criminal_accounts)
     groups = [set(c.accounts) - excluded for c in labels]
     watched = set().union(*groups)
+    attack_orders = {(v.account, o) for v in truth.victims for o in v.orders}
 
     not_allowed: dict[str, str] = {}
     decoder = msgspec.json.Decoder(DecisionRecord)
@@ -120,66 +151,61 @@ def confounder_friction(run_dir: Path, truth: Truth) -> list[dict[str, Any]]:
         }
         for c, group in zip(labels, groups, strict=True)
     ]
-    line = msgspec.json.Decoder(_Line)
-    with open(run_dir / "events.ndjson", "rb") as stream:
-        for raw in stream:
-            if not (raw.startswith(b'{"type":"login"') or raw.startswith(b'{"type":"order"')):
+    hijacked_buyers: dict[tuple[str, str], set[str]] = {}
+    buy_orders: dict[tuple[str, str], int] = {}
+    for event in _logins_and_orders(run_dir):
+        if event.type == "order" and (event.account, event.order_id) in attack_orders:
+            if event.action == "new" and event.side == "buy":
+                key = (event.market, event.symbol)
+                hijacked_buyers.setdefault(key, set()).add(event.account)
+                buy_orders[key] = buy_orders.get(key, 0) + 1
+            continue
+        if event.account not in watched:
+            continue
+        for c, group, stat in zip(labels, groups, stats, strict=True):
+            if event.account not in group or event.ts < c.start:
                 continue
-            event = line.decode(raw)
-            if event.account not in watched:
-                continue
-            for c, group, stat in zip(labels, groups, stats, strict=True):
-                if event.account not in group or event.ts < c.start:
+            if event.type == "login":
+                if not event.success or event.ts > c.end + LOGIN_SLACK:
                     continue
-                if event.type == "login":
-                    if not event.success or event.ts > c.end + LOGIN_SLACK:
-                        continue
-                    stat["logins"] += 1
-                else:
-                    if event.action != "new" or event.ts > c.end + ORDER_SLACK:
-                        continue
-                    if c.kind == "frenzy" and not (
-                        event.side == "buy"
-                        and event.symbol == c.symbol
-                        and event.market == c.market
-                    ):
-                        continue
-                    if c.kind == "selloff" and event.side != "sell":
-                        continue
-                    stat["orders"] += 1
-                action = not_allowed.get(event.id)
-                if action is not None:
-                    key = f"{event.type}_{action}"
-                    stat["not_allowed"][key] = stat["not_allowed"].get(key, 0) + 1
-                    stat["accounts_not_left_alone"].add(event.account)
+                stat["logins"] += 1
+            else:
+                if event.action != "new" or event.ts > c.end + ORDER_SLACK:
+                    continue
+                if c.kind == "frenzy" and (event.side, event.symbol, event.market) != (
+                    "buy",
+                    c.symbol,
+                    c.market,
+                ):
+                    continue
+                if c.kind == "selloff" and event.side != "sell":
+                    continue
+                stat["orders"] += 1
+            action = not_allowed.get(event.id)
+            if action is not None:
+                key = f"{event.type}_{action}"
+                stat["not_allowed"][key] = stat["not_allowed"].get(key, 0) + 1
+                stat["accounts_not_left_alone"].add(event.account)
     for stat in stats:
         stat["accounts_not_left_alone"] = len(stat["accounts_not_left_alone"])
-    return stats
 
-
-def campaign_delays(run_dir: Path, truth: Truth) -> dict[str, float | None]:
-    """Seconds from each pumped symbol's first attack buy to the first campaign naming it
-    (None: never named; 0 when named before the first buy)."""
-    raised: dict[tuple[str, str], datetime] = {}
-    path = run_dir / "campaigns.ndjson"
-    if path.is_file():
-        decoder = msgspec.json.Decoder(Campaign)
-        with open(path, "rb") as stream:
-            for raw in stream:
-                if not raw.strip():
-                    continue
-                campaign = decoder.decode(raw)
-                for s in campaign.symbols:
-                    key = (s.symbol, s.market)
-                    if key not in raised or campaign.raised_at < raised[key]:
-                        raised[key] = campaign.raised_at
-    delays: dict[str, float | None] = {}
+    raised = _raised(run_dir)
+    pumped = {}
     for p in truth.pumped_symbols:
-        at = raised.get((p.symbol, p.market))
-        delays[f"{p.market}:{p.symbol}"] = (
-            None if at is None else max(0.0, (at - p.first_buy).total_seconds())
-        )
-    return delays
+        key = (p.market, p.symbol)
+        at = raised.get(key)
+        pumped[f"{p.market}:{p.symbol}"] = {
+            "delay_s": None if at is None else max(0.0, (at - p.first_buy).total_seconds()),
+            "hijacked_buyers": len(hijacked_buyers.get(key, ())),
+            "buy_orders": buy_orders.get(key, 0),
+        }
+    frenzies = {(c.market, c.symbol) for c in labels if c.kind == "frenzy"}
+    other = [
+        f"{m}:{s}" + (" (frenzy)" if (m, s) in frenzies else "")
+        for m, s in sorted(raised)
+        if f"{m}:{s}" not in pumped
+    ]
+    return {"confounders": stats, "pumped": pumped, "other_campaign_symbols": other}
 
 
 def run_one(
@@ -204,8 +230,7 @@ def run_one(
     truth = load_truth(run_dir / "truth.json")
     return {
         "metrics": evaluate_run(run_dir),
-        "confounders": confounder_friction(run_dir, truth),
-        "campaign_delays_s": campaign_delays(run_dir, truth),
+        **measure_run(run_dir, truth),
         "simulate_s": round(simulated, 1),
         "total_s": round(time.perf_counter() - started, 1),
     }
@@ -284,24 +309,37 @@ def judge(runs: dict[str, dict[str, Any]], engine: str) -> list[dict[str, Any]]:
         measured += f" ({detail})" if detail else f" ({logins:,} logins, {orders:,} orders)"
         targets.append(_target(label, measured, bothered == 0))
 
-    delays = runs[engine]["campaign_delays_s"]
-    if not delays:
+    pumped = runs[engine]["pumped"]
+    if not pumped:
         targets.append(_target("every pumped symbol detected ≤ 10 min", "no pumped symbol", None))
     else:
-        named = [d for d in delays.values() if d is not None]
+        named = [p["delay_s"] for p in pumped.values() if p["delay_s"] is not None]
         in_time = sum(d <= CAMPAIGN_DELAY_S for d in named)
-        worst = f", slowest {_minutes(max(named))}" if named else ""
-        missed = [s for s, d in delays.items() if d is None]
-        late = [s for s, d in delays.items() if d is not None and d > CAMPAIGN_DELAY_S]
-        measured = f"{in_time} of {len(delays)} in time{worst}"
+        measured = f"{in_time} of {len(pumped)} in time"
+        if named:
+            measured += f", slowest {_minutes(max(named))}"
+        missed = [
+            f"{s} ({_accounts(p['hijacked_buyers'])})"
+            for s, p in pumped.items()
+            if p["delay_s"] is None
+        ]
+        late = [
+            f"{s} ({_minutes(p['delay_s'])})"
+            for s, p in pumped.items()
+            if p["delay_s"] is not None and p["delay_s"] > CAMPAIGN_DELAY_S
+        ]
         if missed:
-            measured += f"; never: {', '.join(missed)}"
+            measured += f"; never named: {', '.join(missed)}"
         if late:
             measured += f"; late: {', '.join(late)}"
         targets.append(
-            _target("every pumped symbol detected ≤ 10 min", measured, in_time == len(delays))
+            _target("every pumped symbol detected ≤ 10 min", measured, in_time == len(pumped))
         )
     return targets
+
+
+def _accounts(n: int) -> str:
+    return f"{n} hijacked account{'s' if n != 1 else ''} bought"
 
 
 def _minutes(seconds: float) -> str:
@@ -334,6 +372,9 @@ def scenario_table(name: str, info: str, runs: dict[str, Any], targets: list, en
         f"{a['unauthorized_withdrawals']} · unauthorized value: allow-all ¥{allow:,.0f}, "
         f"passkey-at-login ¥{passkey:,.0f}"
     )
+    other = runs[engine]["other_campaign_symbols"]
+    if other:
+        table.caption += f"\ncampaigns also named symbols no attacker bought: {', '.join(other)}"
     table.caption_justify = "left"
     return table
 
