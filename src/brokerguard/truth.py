@@ -12,7 +12,15 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["AttackLabel", "PumpedSymbol", "Truth", "Victim", "load_truth", "save_truth"]
+__all__ = [
+    "AttackLabel",
+    "ConfounderLabel",
+    "PumpedSymbol",
+    "Truth",
+    "Victim",
+    "load_truth",
+    "save_truth",
+]
 
 
 class Victim(msgspec.Struct, kw_only=True):
@@ -42,6 +50,25 @@ class PumpedSymbol(msgspec.Struct, kw_only=True):
     first_buy: datetime
 
 
+class ConfounderLabel(msgspec.Struct, kw_only=True):
+    """Legitimate behaviour the simulator played that looks like an attack, so that the friction a
+    guard caused it can be measured.
+
+    ``frenzy``: the thin ``symbol``/``market`` customers rushed into, its buyers in ``accounts``,
+    their sessions starting between ``start`` (the market's open) and ``end``. ``selloff``: the
+    customers who sold most holdings in ``accounts``, their sessions starting between ``start``
+    and ``end``. ``travel``/``new_device``: the days it ran, without accounts (a new draw each day).
+    """
+
+    index: int
+    kind: str
+    start: datetime
+    end: datetime
+    symbol: str = ""
+    market: str = ""
+    accounts: list[str] = []
+
+
 class Truth(msgspec.Struct, kw_only=True):
     scenario: str
     seed: int
@@ -53,6 +80,7 @@ class Truth(msgspec.Struct, kw_only=True):
     victims: list[Victim] = []
     criminal_accounts: list[str] = []
     pumped_symbols: list[PumpedSymbol] = []
+    confounders: list[ConfounderLabel] = []
 
 
 def save_truth(truth: Truth, path: Path) -> None:
