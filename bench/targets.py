@@ -42,8 +42,8 @@ from rich.table import Table
 
 from brokerguard.evaluate import Campaign, evaluate_run
 from brokerguard.guard import DecisionRecord
-from brokerguard.guards import load_guard
-from brokerguard.sim.scenario import load_scenario
+from brokerguard.guards import UnknownGuard, load_guard
+from brokerguard.sim.scenario import ScenarioError, load_scenario
 from brokerguard.sim.world import simulate
 from brokerguard.truth import Truth, load_truth
 
@@ -406,17 +406,20 @@ def main() -> None:
     paths = [Path(p) for p in args.scenarios] or [
         p for p in sorted((ROOT / "scenarios").glob("*.toml")) if p.name != "tiny.toml"
     ]
-    engine = load_guard(args.guard).name  # a bad --guard fails here, before anything runs
+    try:  # a bad --guard or scenario fails here, before anything runs
+        engine = load_guard(args.guard).name
+        loaded = [(path, load_scenario(path)) for path in paths]
+    except (UnknownGuard, ScenarioError) as exc:
+        parser.error(str(exc))
     console = Console()
 
     with tempfile.TemporaryDirectory(prefix="bg-targets-") as tmp:
         out = args.out or Path(tmp)
         json_path = args.json or (args.out / "targets.json" if args.out else None)
-        scenarios = []
-        for path in paths:
-            scenario = load_scenario(path)
-            seed = args.seed if args.seed is not None else scenario.seed
-            scenarios.append((path, scenario, seed))
+        scenarios = [
+            (path, scenario, scenario.seed if args.seed is None else args.seed)
+            for path, scenario in loaded
+        ]
         results = _run_all(scenarios, args.guard, engine, args.seed, out, args.jobs, console)
 
         report = {"guard": engine, "seed": args.seed, "scenarios": results}
