@@ -105,7 +105,8 @@ def test_new_address_in_the_same_mobile_carrier_is_familiar_but_a_new_home_line_
     assert r.signal(mob_id, "login_network").evidence["new"] == "i"
     assert r.signal(fix_id, "login_network").evidence["new"] == "i"
     assert r.llr(mob_id, "login_network") <= 0
-    assert r.llr(fix_id, "login_network") > 0
+    # the same novelty weighs far more on a fixed line (the home country still counts for it)
+    assert r.llr(fix_id, "login_network") > r.llr(mob_id, "login_network") + 1.0
     assert fix.action == "allow"  # a new address alone is not enough for a step-up
 
 

@@ -368,7 +368,10 @@ class BrokerGuard:
             thin = value >= THIN_SHARE * daily_value or any(
                 s.code == "illiquid_symbol" for s in signals
             )
-            found = self.campaigns.buy(e.account, sym, sess, first_time, thin, suspicion, now)
+            liquidated = any(s.code == "liquidation_then_buy" for s in signals)
+            found = self.campaigns.buy(
+                e.account, sym, sess, first_time, thin, suspicion, now, liquidated
+            )
             if found is not None:
                 signals.append(found)
             self.state.put("symbol", key, sym)

@@ -61,6 +61,8 @@ class LoginParams(_Strict):
     population_weight: Positive = 2.0  # how many sign-ins' worth the population prior counts
     attacker_network: dict[str, Share] = {}  # where attackers sign in from, by network kind
     attacker_reuse: dict[str, Share] = {}  # chance an attacker presents a value the account used
+    attacker_home_share: Share = 0.5  # attackers signing in from the broker's home country
+    attacker_countries: Annotated[int, Meta(gt=0)] = 40  # ... and from how many others, evenly
     level_cap: Positive = 6.0  # no single hierarchy level moves the score by more (nats)
     hour_cap: Positive = 1.0
     infrastructure_window_hours: Positive = 24.0
@@ -99,7 +101,7 @@ class AccountParams(_Strict):
 class TradingParams(_Strict):
     liquidation_share: Share = 0.5
     liquidation_llr: Positive = 1.0
-    liquidation_then_buy_llr: Positive = 2.5
+    liquidation_then_buy_llr: Positive = 3.5
     first_market_llr: Positive = 1.0
     first_symbol_llr: Positive = 0.3
     thin_daily_value_jpy: Positive = 100e6  # below this average daily turnover a symbol is thin

@@ -143,6 +143,8 @@ class PopulationState(msgspec.Struct, kw_only=True, gc=False):
     n: int = 0
     counts: dict[str, int] = {}
     hours: list[int] = []
+    home: str = ""  # the country most sign-ins come from, as of sign-in number ``home_at``
+    home_at: int = 0
 
 
 class CampaignState(msgspec.Struct, kw_only=True, gc=False):

@@ -103,6 +103,7 @@ class CampaignWatch:
         thin: bool,
         suspicion: float,
         now: float,
+        liquidated: bool = False,
     ) -> Signal | None:
         """A buy was asked for; note it, maybe raise or grow a campaign, and say if it is one.
 
@@ -115,7 +116,9 @@ class CampaignWatch:
         key = f"{sym.market}:{sym.symbol}"
         trusted = sess is not None and sess.trusted
         span = p.window_minutes * 60
-        suspicious = first_time and not trusted and suspicion > p.suspicious_llr
+        # Buying right after selling off the holdings is the takeover pattern itself; a retail
+        # frenzy buys with cash, and a sell-off sells without buying.
+        suspicious = first_time and not trusted and (suspicion > p.suspicious_llr or liquidated)
         if suspicious:
             touch_window(sym.suspicious, account, now, span, 200)
             need = p.min_accounts - (1 if sym.bars < 0 else 0)
@@ -130,7 +133,8 @@ class CampaignWatch:
                 self._add(camp, camp.symbols, key, now, "symbol")
                 for member in sym.suspicious:
                     self._add(camp, camp.accounts, member, now, "account")
-        if sym.campaign and not trusted and (sess is None or sess.llr > 1.0 or sess.hijack > 0):
+        doubtful = sess is None or sess.llr > 1.0 or sess.hijack > 0 or liquidated
+        if sym.campaign and not trusted and doubtful:
             return Signal(
                 "campaign_symbol", p.symbol_llr, {"campaign": sym.campaign, "symbol": key}
             )

@@ -41,7 +41,9 @@ __all__ = ["LoginFeatures", "LoginRisk", "cookie_key", "device_keys", "login_fea
 FINE_LEVELS = ("i", "u", "d")  # ip, user-agent string, device cookie: values with many members
 MAX_FINE_VALUES = 6  # per fine level and account; the least-used value is forgotten first
 NO_COOKIE = "d:-"
+NETWORK_KINDS = ("isp", "hosting", "anonymizer", "private", "unknown")
 COINCIDENCE = 1e-3  # chance that an attacker's own address, browser or cookie is the customer's
+COUNTRY_PRIOR = 50.0  # sign-ins' worth of "customers are where attackers are" before any data
 
 
 class LoginFeatures(NamedTuple):
@@ -141,7 +143,11 @@ class LoginRisk:
         return min(1.0, (theta + p.novelty_discount * distinct) / (parent_count + theta))
 
     def _hierarchy(
-        self, acc: AccountState, keys: tuple[str, ...], top_attacker: float | None
+        self,
+        acc: AccountState,
+        keys: tuple[str, ...],
+        top_attacker: float | None,
+        geography: float | None = None,
     ) -> tuple[float, list[str]]:
         """Summed log-ratio over one hierarchy, and the levels that were new to the account."""
         seen = acc.seen
@@ -161,25 +167,31 @@ class LoginRisk:
         if parent_count == 0:
             new_levels.append(top[0])
         for key in keys[1:]:
-            if parent_count == 0:
-                break  # the parent is already new; a new child tells nothing more
             level = key[0]
+            if parent_count == 0:
+                if level == "c" and geography is not None:
+                    # No history under this kind of network: where attackers are vs. where
+                    # this broker's customers are.
+                    total += _clip(math.log(geography / self._p_country(key, geography)), cap)
+                break  # the parent is already new; a new child tells nothing more
             count = seen.get(key, 0)
             p_new = self._novelty(acc, level, parent_count)
             fine = level in FINE_LEVELS
-            if count > 0:
-                # Pitman-Yor predictive: the value's own share, plus its share of the mass kept
-                # for "something else", which follows the population (the base measure).
-                p_user = (1.0 - p_new) * count / parent_count
-                if fine:
-                    p_att = COINCIDENCE
-                else:
-                    p_att = self._p_pop(key, parent_pop)
-                    p_user += p_new * p_att
+            # Pitman-Yor predictive: a seen value's own share, plus its share of the mass kept
+            # for "something new", which follows the population (the base measure).
+            if fine:
+                p_base = 1.0
+                p_att = COINCIDENCE if count > 0 else 1.0
+            elif level == "c" and geography is not None:
+                p_att = geography
+                p_base = (pop.counts.get(key, 0) + COUNTRY_PRIOR * geography) / (
+                    parent_pop + COUNTRY_PRIOR
+                )
             else:
+                p_base = p_att = self._p_pop(key, parent_pop)
+            p_user = (1.0 - p_new) * count / parent_count + p_new * p_base
+            if count == 0:
                 new_levels.append(level)
-                p_user = p_new
-                p_att = 1.0
             total += _clip(math.log(max(p_att, 1e-9) / max(p_user, 1e-9)), cap)
             parent_count = count
             parent_pop = pop.counts.get(key, 0)
@@ -200,6 +212,43 @@ class LoginRisk:
             p_att = 1.0 - self.no_cookie
             p_user = p_new
         return _clip(math.log(max(p_att, 1e-9) / max(p_user, 1e-9)), self.p.level_cap)
+
+    def _home_country(self) -> str:
+        """The country most of this broker's trusted sign-ins come from (learned, not assumed)."""
+        pop = self.population
+        if pop.n and (not pop.home or pop.n >= pop.home_at + 1000):
+            totals: dict[str, int] = {}
+            for key, count in pop.counts.items():
+                if key.startswith("c:"):
+                    country = key.rsplit("/", 1)[1]
+                    totals[country] = totals.get(country, 0) + count
+            pop.home = max(sorted(totals), key=totals.__getitem__)
+            pop.home_at = pop.n
+            self.state.put("population", "all", pop)
+        return pop.home
+
+    def _geography(self, country: str) -> float | None:
+        """Chance that an attacker signs in from ``country``.
+
+        About half of them from this broker's home country (proxies, Japanese clouds), the rest
+        spread over many countries — while the customers mostly sign in from home. So a sign-in
+        from abroad is evidence even for an account with little or no history.
+        """
+        home = self._home_country()
+        if not home:
+            return None
+        share = self.p.attacker_home_share
+        return share if country == home else (1.0 - share) / self.p.attacker_countries
+
+    def _p_country(self, key: str, geography: float) -> float:
+        """Share of trusted sign-ins from a country, whatever the kind of network.
+
+        Smoothed toward the attackers' geography, so that a small population says nothing.
+        """
+        pop = self.population
+        country = key.rsplit("/", 1)[1]
+        seen = sum(pop.counts.get(f"c:{kind}/{country}", 0) for kind in NETWORK_KINDS)
+        return (seen + COUNTRY_PRIOR * geography) / (pop.n + COUNTRY_PRIOR)
 
     @staticmethod
     def _copyable(llr: float, copy: float) -> float:
@@ -228,7 +277,9 @@ class LoginRisk:
     def familiarity(self, acc: AccountState, f: LoginFeatures) -> list[Signal]:
         """Signals comparing a sign-in with the account's history."""
         kind = f.net.kind
-        net, net_new = self._hierarchy(acc, f.network, self.attacker_network.get(kind, 0.2))
+        net, net_new = self._hierarchy(
+            acc, f.network, self.attacker_network.get(kind, 0.2), self._geography(f.net.country)
+        )
         dev, dev_new = self._hierarchy(acc, f.device, None)
         net = self._copyable(net, self.reuse["i"])
         dev = self._copyable(dev, self.reuse["u"])
