@@ -263,9 +263,10 @@ class BrokerGuard:
             if login is not None
             else None
         )
-        if e.outcome != "passed":
+        if e.outcome == "failed" and strong:  # customers abandon too; failing is telling
             acc.challenge_failures = [t for t in acc.challenge_failures if t > now - 86400][-9:]
             acc.challenge_failures.append(now)
+        if e.outcome != "passed":
             if f is not None:
                 if strong and e.outcome == "failed":  # customers give up too; they rarely fail
                     self._risky(account, f, now)

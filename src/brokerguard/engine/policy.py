@@ -74,6 +74,8 @@ class LoginParams(_Strict):
     failure_window_minutes: Positive = 60.0
     failure_llr: Positive = 0.7
     lock_after_failures: Annotated[int, Meta(gt=0)] = 10
+    step_up_failure_hours: Positive = 24.0
+    step_up_failure_llr: Positive = 2.0
     travel_hours: Positive = 3.0
     travel_llr: Positive = 2.0
 

@@ -122,6 +122,8 @@ class CampaignWatch:
         if suspicious:
             touch_window(sym.suspicious, account, now, span, 200)
             need = p.min_accounts - (1 if sym.bars < 0 else 0)
+            if liquidated and thin:
+                need = 1  # the pump's own signature: sell everything, buy what one order moves
             camp = self._get(sym.campaign)
             if camp is None and len(sym.suspicious) >= need:
                 camp = self._new(now, "symbol", key)

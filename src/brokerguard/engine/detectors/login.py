@@ -357,6 +357,15 @@ class LoginRisk:
             signals.append(
                 Signal("failure_velocity", llr, {"account": failures, "address": ip_failures})
             )
+        recent = [t for t in acc.challenge_failures if t > now - p.step_up_failure_hours * 3600]
+        if recent:
+            # Somebody who could not confirm by passkey or to the registered contact tried this
+            # account lately: the credentials are probably in the wrong hands.
+            signals.append(
+                Signal(
+                    "failed_step_up", p.step_up_failure_llr * len(recent), {"count": len(recent)}
+                )
+            )
         if (
             acc.last_country
             and acc.last_country != f.net.country
