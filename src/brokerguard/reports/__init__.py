@@ -14,15 +14,29 @@ from brokerguard.reports.labels import (
     load_cases,
     load_labels,
 )
+from brokerguard.reports.monthly import (
+    MONTHLY_COLUMNS,
+    MonthlyRow,
+    month_of,
+    monthly_table,
+    read_monthly_csv,
+    write_monthly_csv,
+)
 from brokerguard.reports.run import run_labels
 
 __all__ = [
     "FraudCase",
     "FraudLabels",
+    "MONTHLY_COLUMNS",
+    "MonthlyRow",
     "ReportError",
     "labels_from_cases",
     "labels_from_truth",
     "load_cases",
     "load_labels",
+    "month_of",
+    "monthly_table",
+    "read_monthly_csv",
     "run_labels",
+    "write_monthly_csv",
 ]
