@@ -33,7 +33,7 @@ def plot_monthly(rows: Sequence[MonthlyRow], path: Path, title: str) -> Path:
     width = 0.38
     with plt.rc_context(style):
         fig, (top, bottom) = plt.subplots(
-            2, 1, figsize=(max(6.0, 1.2 * len(rows) + 3), 6.5), dpi=110, sharex=True
+            2, 1, figsize=(max(8.0, 1.2 * len(rows) + 4), 6.5), dpi=110, sharex=True
         )
         for ax, series, unit in (
             (

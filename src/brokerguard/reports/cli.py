@@ -62,7 +62,10 @@ def _guarded(work: Callable[[], T]) -> T:
 
 
 RunArg = Annotated[
-    Path, typer.Argument(help="A run directory (events.ndjson, decisions.ndjson, truth.json).")
+    Path,
+    typer.Argument(
+        metavar="RUN_DIR", help="A run directory (events.ndjson, decisions.ndjson, truth.json)."
+    ),
 ]
 LabelsOpt = Annotated[
     Path | None,
@@ -128,7 +131,7 @@ def monthly(
 
 def _summary_table(rows: Sequence[CompensationRow], titles: dict[str, str]) -> Table:
     table = Table(title="補償額 / Compensation, by policy")
-    table.add_column("補償方針\npolicy", overflow="fold")
+    table.add_column("補償方針\npolicy", overflow="fold", max_width=44)
     for ja, en in (
         ("対象", "victims covered"),
         ("対象外", "excluded"),
