@@ -288,3 +288,8 @@ def demo(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+from brokerguard.reports.cli import report_app  # noqa: E402
+
+app.add_typer(report_app, name="report")
