@@ -21,6 +21,7 @@ from brokerguard.auth.errors import (
 )
 from brokerguard.auth.otp import CodeLimits, OneTimeCodes, SentCode, Totp, TotpEnrolment
 from brokerguard.auth.passkeys import Passkey, PasskeyConfig, Passkeys
+from brokerguard.auth.passwords import Lockout, LockReason, LockState, Passwords, UnlockRequest
 from brokerguard.auth.ratelimit import Limit, RateLimiter
 from brokerguard.auth.store import AuthStore, MemoryStore, Records, SqliteStore
 
@@ -34,6 +35,9 @@ __all__ = [
     "CodeLimits",
     "CredentialFlagged",
     "Limit",
+    "LockReason",
+    "LockState",
+    "Lockout",
     "MemoryStore",
     "NotEnrolled",
     "NotFound",
@@ -41,6 +45,7 @@ __all__ = [
     "Passkey",
     "PasskeyConfig",
     "Passkeys",
+    "Passwords",
     "RateLimited",
     "RateLimiter",
     "ReauthRequired",
@@ -50,6 +55,7 @@ __all__ = [
     "TooManyAttempts",
     "Totp",
     "TotpEnrolment",
+    "UnlockRequest",
     "VerificationFailed",
     "Verified",
     "require_fresh",
