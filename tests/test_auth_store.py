@@ -51,3 +51,12 @@ def test_sqlite_records_survive_reopening(tmp_path: Path) -> None:
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("package", ["brokerguard.auth", "brokerguard.notify"])
+def test_the_public_surface_is_exactly_all(package: str) -> None:
+    module = importlib.import_module(package)
+    public = {n for n in vars(module) if not n.startswith("_")}
+    submodules = {n for n, v in vars(module).items() if type(v).__name__ == "module"}
+    assert public - submodules == set(module.__all__)
+    assert list(module.__all__) == sorted(module.__all__, key=lambda n: (not n.isupper(), n))

@@ -23,6 +23,7 @@ from brokerguard.auth.otp import CodeLimits, OneTimeCodes, SentCode, Totp, TotpE
 from brokerguard.auth.passkeys import Passkey, PasskeyConfig, Passkeys
 from brokerguard.auth.passwords import Lockout, LockReason, LockState, Passwords, UnlockRequest
 from brokerguard.auth.ratelimit import Limit, RateLimiter
+from brokerguard.auth.stepup import Challenge, Outcome, Prompt, StepUp, describe_operation
 from brokerguard.auth.store import AuthStore, MemoryStore, Records, SqliteStore
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "AccountLocked",
     "AuthError",
     "AuthStore",
+    "Challenge",
     "Clock",
     "CodeExpired",
     "CodeLimits",
@@ -42,22 +44,26 @@ __all__ = [
     "NotEnrolled",
     "NotFound",
     "OneTimeCodes",
+    "Outcome",
     "Passkey",
     "PasskeyConfig",
     "Passkeys",
     "Passwords",
+    "Prompt",
     "RateLimited",
     "RateLimiter",
     "ReauthRequired",
     "Records",
     "SentCode",
     "SqliteStore",
+    "StepUp",
     "TooManyAttempts",
     "Totp",
     "TotpEnrolment",
     "UnlockRequest",
     "VerificationFailed",
     "Verified",
+    "describe_operation",
     "require_fresh",
     "utcnow",
 ]
