@@ -18,6 +18,7 @@ from brokerguard.notify import (
     TemplateError,
     WebhookChannel,
     fields_of,
+    login_fields,
     render,
     verify_signature,
 )
@@ -218,3 +219,31 @@ def test_nobody_to_reach_is_not_an_error() -> None:
     assert notifier.notify("ghost", "bank_account_changed", {}) == []
     with pytest.raises(TemplateError):
         notifier.notify("ghost", "no_such_notice", {})
+
+
+def test_login_notice_fields_say_where_and_on_what() -> None:
+    from datetime import UTC, datetime
+
+    from brokerguard.events import LoginAttempt
+    from brokerguard.netinfo import NetworkInfo
+
+    login = LoginAttempt(
+        id="l1",
+        ts=datetime(2025, 3, 20, tzinfo=UTC),
+        account="A1",
+        session="s1",
+        ip="203.0.113.9",
+        user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36"
+        " (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+        factors=["password"],
+        success=True,
+    )
+    fields = login_fields(login, lambda ip: NetworkInfo("HK", "Alibaba Cloud", "hosting"))
+    assert fields == {
+        "place": "HK",
+        "network": "Alibaba Cloud [hosting/VPN]",
+        "device": "Chrome / Windows (pc)",
+    }
+    ja = render("new_login", "ja", {"when": "x", **fields})
+    en = render("new_login", "en", {"when": "x", **fields})
+    assert "場所: 香港" in ja.body and "Where: Hong Kong" in en.body

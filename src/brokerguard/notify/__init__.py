@@ -6,6 +6,7 @@ blocks or fails the decision that caused it.
 """
 
 from brokerguard.notify.contacts import Contact, Contacts, MemoryContacts, mask
+from brokerguard.notify.describe import device_text, login_fields
 from brokerguard.notify.outbox import (
     Channel,
     Delivery,
@@ -44,8 +45,10 @@ __all__ = [
     "WebhookChannel",
     "build_message",
     "defang",
+    "device_text",
     "fields_of",
     "format_when",
+    "login_fields",
     "mask",
     "render",
     "sign",

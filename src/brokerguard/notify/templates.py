@@ -33,8 +33,9 @@ __all__ = ["KINDS", "LANGS", "Lang", "Rendered", "TemplateError", "defang", "fie
 
 Lang = Literal["ja", "en"]
 LANGS: tuple[Lang, ...] = ("ja", "en")
-TRANSLATED = ("what", "reason", "purpose", "operation")
-"""Fields whose value, when it is a known label key (``email``, ``failures``), is translated."""
+TRANSLATED = ("what", "reason", "purpose", "operation", "place")
+"""Fields whose value, when it is a known label key (``email``, ``failures``, a country code
+such as ``JP``), is translated."""
 
 _URL = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]*://|www\.)\S*")
 _HOST = re.compile(r"(?i)\b(?:[a-z0-9-]+\.)+[a-z]{2,63}\b")
