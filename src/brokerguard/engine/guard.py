@@ -324,6 +324,7 @@ class BrokerGuard:
         acc = self._account(account)
         f = self._features(ip, user_agent or "", cookie, ts)
         _, total, campaign = self._judge_origin(account, acc, f, now, login_seen=False)
+        total += self.policy.detectors.session.unseen_login_llr
         sess = self.sessions.start(account, session_id, f, total, now, login_seen=False)
         if total > self.policy.detectors.login.risky_llr:
             campaign = campaign or self._risky(account, f, now)

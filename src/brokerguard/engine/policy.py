@@ -90,6 +90,7 @@ class SessionParams(_Strict):
     sensitive_llr: Positive = 1.5
     idle_hours: Positive = 12.0
     trusted_llr: float = -3.0  # the llr a session carries after a phishing-resistant step-up
+    unseen_login_llr: float = 1.0  # a session whose sign-in was never seen (a replayed cookie?)
 
 
 class AccountParams(_Strict):
@@ -102,7 +103,7 @@ class AccountParams(_Strict):
 
 class TradingParams(_Strict):
     liquidation_share: Share = 0.5
-    liquidation_llr: Positive = 1.0
+    liquidation_llr: Positive = 1.5
     liquidation_then_buy_llr: Positive = 3.5
     first_market_llr: Positive = 1.0
     first_symbol_llr: Positive = 0.3
