@@ -48,7 +48,8 @@ WEIGHTS: dict[str, float] = {
     "mixed_script": 2.0,
     "idn_host": 0.5,
     "brand_domain_in_path": 4.0,
-    "brand_in_path": 3.0,
+    "brand_is_path": 3.0,
+    "brand_in_path": 2.0,
     "brand_in_path_deep": 1.5,
     "login_path_copied": 2.0,
     "ip_host": 3.0,
@@ -106,8 +107,8 @@ def _token_in(piece: str, token: str) -> str | None:
     before, after = p[:i], p[i + len(t) :]
     if not before and not after.strip("0123456789"):
         return "exact"
-    if is_filler(before) and is_filler(after):
-        return "affixed"
+    if all(is_filler(x) or looks_random(x) for x in (before, after)):
+        return "affixed"  # glued to filler words or to random junk: rakutensec-nsjafsa
     return "embedded" if len(t) >= 5 else None
 
 
@@ -245,8 +246,10 @@ def _rest_brand(p: ParsedURL, reg: BrandRegistry) -> list[Reason]:
             for token, bid in reg.strong_tokens:
                 how = _token_in(piece, token)
                 if how in ("exact", "affixed"):
-                    deep = depth >= 2 and len(segments) > 3
-                    w = WEIGHTS["brand_in_path_deep" if deep else "brand_in_path"]
+                    if len(segments) == 1 and depth == 0 and seg == piece:
+                        w = WEIGHTS["brand_is_path"]  # the whole path is the brand: /rakusec/
+                    else:
+                        w = WEIGHTS["brand_in_path_deep" if depth >= 2 else "brand_in_path"]
                     return [make_reason("brand_in_path", w, piece, bid)]
                 if how == "embedded" and len(token.replace("-", "")) >= 6:
                     w = WEIGHTS["brand_in_path_embedded"]

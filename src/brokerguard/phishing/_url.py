@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import idna
@@ -22,8 +23,16 @@ MAX_URL_LENGTH = 8192
 _SCHEMES = {"http", "https"}
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}$")
 _DOTTED_NUMBERS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-_ICANN = PublicSuffixList(only_icann=True)
-_ALL = PublicSuffixList()
+
+
+@lru_cache(maxsize=1)
+def _icann() -> PublicSuffixList:
+    return PublicSuffixList(only_icann=True)  # read on first use: parsing the list takes ~50 ms
+
+
+@lru_cache(maxsize=1)
+def _all() -> PublicSuffixList:
+    return PublicSuffixList()
 
 
 class URLError(ValueError):
@@ -80,7 +89,7 @@ class ParsedURL:
 
 def registrable_domain(host: str) -> str:
     """The ICANN registrable domain of a host name (the host itself if none can be found)."""
-    return _ICANN.privatesuffix(host) or host
+    return _icann().privatesuffix(host) or host
 
 
 def _check_text(text: str) -> str:
@@ -170,9 +179,9 @@ def parse_url(text: str) -> ParsedURL:
     else:
         if "." not in host:
             raise URLError(f"{_clip(stripped)!r}: host {host!r} has no domain suffix")
-        registrable = _ICANN.privatesuffix(host) or host
-        site = _ALL.privatesuffix(host) or registrable
-        suffix = _ICANN.publicsuffix(host) or host.rsplit(".", 1)[-1]
+        registrable = _icann().privatesuffix(host) or host
+        site = _all().privatesuffix(host) or registrable
+        suffix = _icann().publicsuffix(host) or host.rsplit(".", 1)[-1]
     return ParsedURL(
         url=stripped,
         scheme=parts.scheme.lower(),
