@@ -151,3 +151,8 @@ def compare(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+from brokerguard.phishing.cli import phish_app  # noqa: E402
+
+app.add_typer(phish_app, name="phish")
