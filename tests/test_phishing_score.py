@@ -192,3 +192,22 @@ def test_registry_errors_name_the_entry(tmp_path) -> None:  # noqa: ANN001
     )
     with pytest.raises(ValueError, match="colour"):
         load_brands(bad)
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("https://QZXWV.EXAMPLE-PHISH.NET/login", "uppercase_host"),
+        ("https://r.example-phish.net/www.example-bank.co.jp/login", "jp_domain_in_path"),
+        ("https://card.co.jp.example-phish.com/x", "domain_in_subdomain"),
+        ("https://www.qzkxv.cn/?xnjyqgxi", "query_token"),
+        ("https://qzkxv.cn/oinu", "path_token"),
+        ("https://shop-jp.example-phish.com/", "japan_affix"),
+    ],
+)
+def test_kit_structure_reasons(url: str, code: str) -> None:
+    assert code in codes(url)
+
+
+def test_locale_subdomain_is_not_a_japan_affix() -> None:
+    assert "japan_affix" not in codes("https://jp.example.com/")

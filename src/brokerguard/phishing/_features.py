@@ -34,10 +34,10 @@ WEIGHTS: dict[str, float] = {
     "brand_domain_in_host": 5.0,
     "brand_in_subdomain": 4.0,
     "brand_in_domain": 3.5,
-    "brand_embedded": 2.0,
+    "brand_embedded": 2.5,
     "weak_brand_context": 3.0,
     "weak_brand": 1.5,
-    "weak_brand_piece": 2.0,
+    "weak_brand_piece": 2.5,
     "weak_brand_path": 1.0,
     "random_subdomain": 2.0,
     "numbered_series": 0.5,
@@ -60,6 +60,12 @@ WEIGHTS: dict[str, float] = {
     "kit_subdomain_long": 2.5,
     "kit_subdomain_random": 2.0,
     "japan_path": 1.0,
+    "jp_domain_in_path": 1.5,
+    "uppercase_host": 1.0,
+    "path_token": 1.0,
+    "domain_in_subdomain": 1.5,
+    "jp_domain_in_subdomain": 2.5,
+    "query_token": 1.0,
     "brand_in_path_embedded": 2.0,
     "securities_word": 1.0,
     "long_label": 1.5,
@@ -68,7 +74,7 @@ WEIGHTS: dict[str, float] = {
     "login_words": 0.5,
     "random_query": 1.0,
     "free_hosting": 1.0,
-    "dynamic_dns": 2.0,
+    "dynamic_dns": 2.5,
     "shortener": 0.5,
     "tracker": 0.5,
     "userinfo_trick": 3.0,
@@ -88,6 +94,9 @@ CHEAP_TLDS = frozenset(
 )
 
 _SPLIT = re.compile(r"[^a-z0-9]+")
+_TLD_LABELS = frozenset({"com", "net", "org", "jp", "co", "ne", "or"})
+_JP_AFFIX = re.compile(r"(^|[-.])(jp|japan|japian|japsan)([-.]|$)")
+_JP_DOMAIN = re.compile(r"([a-z0-9-]+\.)+(co|ne|or|ac|go)\.jp\b|\bwww\.[a-z0-9-]+\.jp\b", re.I)
 _SECURITIES_WORDS = ("zhengjuan", "zhengquan", "shoken", "syoken")
 _LOGIN_WORDS = ("login", "signin", "logon", "auth", "verify", "idtoken", "account", "member")
 
@@ -322,10 +331,21 @@ def _structure_host(p: ParsedURL, reg: BrandRegistry) -> list[Reason]:
     longest = max(len(piece) for piece in re.split(r"[.-]", p.host))
     if longest >= 25:
         out.append(make_reason("long_label", WEIGHTS["long_label"], longest))
-    if not p.suffix.endswith("jp") and re.search(
-        r"(^|[-.])(jp|japan|japian|japsan)([-.]|$)", p.registrable
-    ):
-        out.append(make_reason("japan_affix", WEIGHTS["japan_affix"], p.registrable))
+    if not p.suffix.endswith("jp"):
+        # "jp" glued to a word (sbisec-jp, jp-login), not a locale label of its own (jp.example.com)
+        glued = [lab for lab in p.subdomain_labels if "-" in lab and _JP_AFFIX.search(lab)]
+        if _JP_AFFIX.search(p.registrable) or glued:
+            where = glued[0] if glued else p.registrable
+            out.append(make_reason("japan_affix", WEIGHTS["japan_affix"], where))
+    sub_labels = p.subdomain_labels
+    if any(lab in _TLD_LABELS for lab in sub_labels[1:]):
+        # icloud.com.example.cn: another site's domain written in front of the real one
+        jp = ".co.jp." in f".{p.host}" or ".ne.jp." in f".{p.host}" or ".or.jp." in f".{p.host}"
+        w = WEIGHTS["jp_domain_in_subdomain" if jp else "domain_in_subdomain"]
+        out.append(make_reason("domain_in_subdomain", w, p.host))
+    written = p.url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2]
+    if any(c.isupper() for c in written):
+        out.append(make_reason("uppercase_host", WEIGHTS["uppercase_host"], written[:60]))
     if p.userinfo and ("." in p.userinfo or "%" in p.userinfo):
         out.append(make_reason("userinfo_trick", WEIGHTS["userinfo_trick"], p.userinfo[:60]))
     return out
@@ -344,10 +364,22 @@ def _structure_rest(p: ParsedURL, reg: BrandRegistry) -> list[Reason]:
         mixed = any(c.isupper() for c in seg) and any(c.islower() for c in seg)
         w = WEIGHTS["random_path_mixed" if mixed else "random_path"]
         out.append(make_reason("random_path", w, "/" + seg))
+    m = _JP_DOMAIN.search(p.path)
+    if m and not p.suffix.endswith("jp"):
+        out.append(make_reason("jp_domain_in_path", WEIGHTS["jp_domain_in_path"], m.group(0)))
+    elif (
+        len(segments) == 1
+        and not p.query
+        and re.fullmatch(r"[a-z0-9]{3,12}", segments[0])
+        and segments[0] not in ("jp", "japan", "index", "home")
+    ):
+        out.append(make_reason("path_token", WEIGHTS["path_token"], "/" + segments[0]))
     if segments and segments[0].lower() in ("jp", "japan") and not p.suffix.endswith("jp"):
         out.append(make_reason("japan_affix", WEIGHTS["japan_path"], "/" + segments[0]))
     if p.fragment.startswith("/"):
         out.append(make_reason("spa_fragment", WEIGHTS["spa_fragment"], "#" + p.fragment[:40]))
+    if re.fullmatch(r"[A-Za-z0-9]{4,12}", p.query) and not p.query.isdigit():
+        out.append(make_reason("query_token", WEIGHTS["query_token"], "?" + p.query))
     low = p.rest.lower()
     words = [w for w in _LOGIN_WORDS if w in low]
     if words:

@@ -158,6 +158,26 @@ REASONS: dict[str, tuple[str, str]] = {
         "'jp'/'japan' added to a non-Japanese domain: {d}",
         "日本以外のドメインに「jp」「japan」が付けられています: {d}",
     ),
+    "jp_domain_in_path": (
+        "a Japanese domain name ({d}) is copied into the path of a foreign site",
+        "海外のサイトのパスに日本のドメイン名（{d}）が書き込まれています",
+    ),
+    "domain_in_subdomain": (
+        "another domain name is written in front of the real one: {d}",
+        "本当のドメインの前に別のドメイン名が書かれています: {d}",
+    ),
+    "query_token": (
+        "a bare random token as the whole query ({d}), a per-victim kit id",
+        "クエリ全体が無作為なトークンです（{d}）（被害者ごとのキット ID）",
+    ),
+    "uppercase_host": (
+        "host written in capitals ({d}), a trick to slip past filters",
+        "フィルター回避のためホスト名が大文字で書かれています（{d}）",
+    ),
+    "path_token": (
+        "a single short token as the whole path ({d}), as phishing kits use",
+        "パス全体が短いトークン一つです（{d}）（フィッシングキットの特徴）",
+    ),
     "unwrapped": (
         "unwrapped {d}",
         "{d} を展開しました",
