@@ -166,15 +166,12 @@ class DnstwistBaseline:
         return hit is not None, hit
 
 
-class SubstringBaseline:
-    """Flag a URL whose host name contains a brand token anywhere (own domains excluded)."""
-
-    name = "brand-substring"
+class _HostBaseline:
+    """A baseline that looks at the host only; the firms' own and group domains never match."""
 
     def __init__(self) -> None:
         reg = default_registry()
         self.official = set(reg.official) | set(reg.related)
-        self.tokens = [(t.replace("-", ""), b) for t, b in reg.strong_tokens + reg.weak_tokens]
 
     def __call__(self, url: str) -> tuple[bool, str | None]:
         try:
@@ -183,33 +180,44 @@ class SubstringBaseline:
             return False, None
         if p.registrable in self.official:
             return False, None
-        host = p.host.replace("-", "")
+        return self.match(p.host)
+
+    def match(self, host: str) -> tuple[bool, str | None]:
+        raise NotImplementedError
+
+
+class SubstringBaseline(_HostBaseline):
+    """Flag a URL whose host name contains a brand token anywhere (own domains excluded)."""
+
+    name = "brand-substring"
+
+    def __init__(self) -> None:
+        super().__init__()
+        reg = default_registry()
+        self.tokens = [(t.replace("-", ""), b) for t, b in reg.strong_tokens + reg.weak_tokens]
+
+    def match(self, host: str) -> tuple[bool, str | None]:
+        host = host.replace("-", "")
         for token, bid in self.tokens:
             if token in host:
                 return True, bid
         return False, None
 
 
-class EditDistanceBaseline:
+class EditDistanceBaseline(_HostBaseline):
     """Flag a URL with a host label within Levenshtein distance 2 of a brand token (len >= 5)."""
 
     name = "edit-distance<=2"
 
     def __init__(self) -> None:
+        super().__init__()
         reg = default_registry()
-        self.official = set(reg.official) | set(reg.related)
         self.tokens = [
             (t.replace("-", ""), b) for t, b in reg.strong_tokens if len(t.replace("-", "")) >= 5
         ]
 
-    def __call__(self, url: str) -> tuple[bool, str | None]:
-        try:
-            p = parse_url(url)
-        except URLError:
-            return False, None
-        if p.registrable in self.official:
-            return False, None
-        for label in p.host.split("."):
+    def match(self, host: str) -> tuple[bool, str | None]:
+        for label in host.split("."):
             flat = label.replace("-", "")
             for token, bid in self.tokens:
                 if Levenshtein.distance(flat, token, score_cutoff=2) <= 2:

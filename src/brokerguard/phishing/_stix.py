@@ -15,14 +15,14 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from msgspec import Meta
 
+from brokerguard.evaluate import Campaign, CampaignSymbol
 from brokerguard.phishing._score import Finding
 
-__all__ = ["CampaignLine", "StixError", "export_stix", "read_campaigns"]
+__all__ = ["CampaignLine", "CampaignSymbol", "StixError", "export_stix", "read_campaigns"]
 
 _NS = uuid.UUID("6f1c3c1e-5b7e-4b8e-9a43-1f0d6a1e2b10")  # BrokerGuard's namespace for STIX ids
 
@@ -31,18 +31,10 @@ class StixError(ValueError):
     """Input that cannot be exported; the message names the file, line and field."""
 
 
-class CampaignSymbol(msgspec.Struct, frozen=True):
-    symbol: str
-    market: str
+class CampaignLine(Campaign, frozen=True, kw_only=True):
+    """One line of the engine's ``campaigns.ndjson``: the evaluation's :class:`Campaign` (so the
+    two never drift apart) plus the infrastructure the engine records, when it does."""
 
-
-class CampaignLine(msgspec.Struct, frozen=True, kw_only=True):
-    """One line of the engine's ``campaigns.ndjson`` (unknown fields are ignored)."""
-
-    id: str
-    raised_at: Annotated[datetime, Meta(tz=True)]
-    symbols: list[CampaignSymbol] = []
-    accounts: list[str] = []
     infrastructure: list[str] = []  # "ip:1.2.3.4", "asn:NAME", "ua:..."
 
 
