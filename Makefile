@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BG := $(VENV)/bin/brokerguard
 
-.PHONY: venv demo test bench lint format clean
+.PHONY: venv demo test bench bench-phishing lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: venv
 bench: venv
 	$(PY) bench/simulate.py
 	$(PY) bench/engine.py
+
+# Needs JPCERT/CC's list and the benign sets in ../shared/data (never copied into the repo).
+bench-phishing: venv
+	$(PY) bench/phishing.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench

@@ -290,6 +290,8 @@ def main() -> None:  # pragma: no cover
     app()
 
 
+from brokerguard.phishing.cli import phish_app  # noqa: E402
 from brokerguard.reports.cli import report_app  # noqa: E402
 
 app.add_typer(report_app, name="report")
+app.add_typer(phish_app, name="phish")

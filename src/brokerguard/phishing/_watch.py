@@ -1,0 +1,149 @@
+"""The watch feed: read host names, URLs or certificate-log lines one at a time and raise an
+alert for every name that imitates a registered brand.
+
+Feeds are long-running and dirty. A line that is binary, huge, empty or not a name becomes a
+:class:`LineError` naming the line number and the problem, and the stream goes on; memory stays
+bounded however long a line is. Each name is scored once (repeats in certificate logs are
+skipped).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from brokerguard.phishing._brands import BrandRegistry, default_registry
+from brokerguard.phishing._score import THRESHOLD, Finding, score_url
+from brokerguard.phishing._url import MAX_URL_LENGTH, URLError
+
+__all__ = ["Alert", "LineError", "bounded_lines", "names_in_line", "watch_lines"]
+
+MAX_LINE_BYTES = 1 << 20  # certificate-log JSON lines with many SANs stay far below 1 MiB
+_JSON_NAME_KEYS = ("all_domains", "domains", "dns_names", "san", "domain", "url", "host", "name")
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A name on line ``line_no`` scored as phishing (or above ``min_score``)."""
+
+    line_no: int
+    name: str
+    finding: Finding
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """Line ``line_no`` could not be used; ``message`` says why."""
+
+    line_no: int
+    message: str
+
+
+def bounded_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[str | LineError]:
+    """Decoded lines of a byte stream; a line longer than ``limit`` bytes is skipped (read in
+    chunks, never held whole) and given as a :class:`LineError` instead."""
+    line_no = 0
+    while True:
+        chunk = stream.readline(limit + 1)
+        if not chunk:
+            return
+        line_no += 1
+        if len(chunk) > limit and not chunk.endswith(b"\n"):
+            size = len(chunk)
+            while chunk and not chunk.endswith(b"\n"):
+                chunk = stream.readline(limit)
+                size += len(chunk)
+            size -= 1 if chunk.endswith(b"\n") else 0
+            yield LineError(line_no, f"line {line_no}: {size:,} bytes long; at most {limit:,}")
+            continue
+        if b"\x00" in chunk:
+            yield LineError(line_no, f"line {line_no}: binary data (NUL bytes), skipped")
+            continue
+        try:
+            yield chunk.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            yield LineError(line_no, f"line {line_no}: not UTF-8 text, skipped")
+
+
+def _json_names(obj: object) -> list[str]:
+    found: list[str] = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key in _JSON_NAME_KEYS and isinstance(value, str):
+                found.append(value)
+            elif key in _JSON_NAME_KEYS and isinstance(value, list):
+                found.extend(v for v in value if isinstance(v, str))
+            elif isinstance(value, dict | list):
+                found.extend(_json_names(value))
+    elif isinstance(obj, list):
+        for value in obj:
+            found.extend(_json_names(value))
+    return found
+
+
+def names_in_line(line: str) -> list[str]:
+    """The host names or URLs in one feed line: a bare name or URL, a certstream-style JSON
+    object (``all_domains`` and the like), or a CSV/whitespace line whose fields include names.
+    Wildcards (``*.example.com``) lose their ``*.``. Raises :class:`URLError` if there is none."""
+    text = line.strip()
+    if not text:
+        raise URLError("empty line")
+    if len(text) > MAX_URL_LENGTH and not text.startswith("{"):
+        raise URLError(
+            f"{len(text):,} characters with no JSON object; a name is at most {MAX_URL_LENGTH:,}"
+        )
+    if text.startswith("{"):
+        try:
+            names = _json_names(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise URLError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not names:
+            raise URLError(
+                "JSON line has no domain or URL field (all_domains, domains, domain, url)"
+            )
+    else:
+        fields = [f for f in text.replace(",", " ").replace(";", " ").split() if f]
+        names = [f for f in fields if "." in f and not f[0].isdigit() or f.count(".") == 3]
+        if not names:
+            raise URLError(f"{text[:60]!r}: no host name or URL in the line")
+    return [n[2:] if n.startswith("*.") else n for n in names]
+
+
+def watch_lines(
+    lines: Iterable[str | LineError],
+    registry: BrandRegistry | None = None,
+    *,
+    min_score: float | None = None,
+    brands_only: bool = True,
+) -> Iterator[Alert | LineError]:
+    """Alerts and per-line errors for a feed, in order. By default a name alerts when it is
+    scored phishing *and* attributed to a registered brand (lookalike monitoring); with
+    ``brands_only=False`` any phishing verdict alerts; ``min_score`` overrides the threshold."""
+    reg = registry or default_registry()
+    seen: set[str] = set()
+    for line_no, line in enumerate(lines, start=1):
+        if isinstance(line, LineError):
+            yield line
+            continue
+        try:
+            names = names_in_line(line)
+        except URLError as exc:
+            yield LineError(line_no, f"line {line_no}: {exc}")
+            continue
+        for name in names:
+            key = name.lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                finding = score_url(name, reg, THRESHOLD)
+            except URLError as exc:
+                yield LineError(line_no, f"line {line_no}: {exc}")
+                continue
+            hit = finding.score >= min_score if min_score is not None else finding.is_phishing
+            if hit and (finding.brand is not None or not brands_only):
+                if finding.reasons and finding.reasons[0].code == "official_domain":
+                    continue
+                yield Alert(line_no, name, finding)

@@ -1,0 +1,104 @@
+"""Unwrapping of translation proxies and redirectors, decoded from the URL text alone."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from brokerguard.phishing import score_url, untranslate_host, unwrap
+
+
+def hosts(url: str) -> list[tuple[str, str]]:
+    return [(h.via, h.url.host) for h in unwrap(url)]
+
+
+@pytest.mark.parametrize(
+    ("url", "via", "host"),
+    [
+        (
+            "https://sbisec-jp-example--phish-top.translate.goog/ETGate/?_x_tr_sl=auto&_x_tr_tl=ja",
+            "google_translate_proxy",
+            "sbisec.jp.example-phish.top",
+        ),
+        (
+            "https://translate.google.com/translate?sl=auto&tl=ja&u=https://monex.example-phish.top/",
+            "google_translate",
+            "monex.example-phish.top",
+        ),
+        (
+            "https://www.google.com/url?q=https://daiwa.example-phish.top/login&sa=D",
+            "google_redirect",
+            "daiwa.example-phish.top",
+        ),
+        (
+            "https://apc01.safelinks.protection.outlook.com/?url=https%3A%2F%2Fnomura.example-phish.top%2F&data=x",
+            "outlook_safelinks",
+            "nomura.example-phish.top",
+        ),
+        (
+            "https://urldefense.com/v3/__https://matsui.example-phish.top/sp/login__;!!AbC",
+            "proofpoint_urldefense",
+            "matsui.example-phish.top",
+        ),
+        (
+            "https://web.archive.org/web/20250101000000/https://rakutensec.example-phish.top/",
+            "wayback_machine",
+            "rakutensec.example-phish.top",
+        ),
+        (
+            "https://redirect.example.net/out?url=https://sbisec.example-phish.top/",
+            "redirect_parameter",
+            "sbisec.example-phish.top",
+        ),
+    ],
+)
+def test_unwrap_reaches_the_real_target(url: str, via: str, host: str) -> None:
+    chain = hosts(url)
+    assert chain[0][0] == "input"
+    assert (via, host) in chain
+
+
+def test_bing_redirect_base64() -> None:
+    target = "https://sbisec.example-phish.top/"
+    code = base64.urlsafe_b64encode(target.encode()).decode().rstrip("=")
+    chain = hosts(f"https://www.bing.com/ck/a?!&&p=abc&u=a1{code}&ntb=1")
+    assert chain[-1] == ("bing_redirect", "sbisec.example-phish.top")
+
+
+def test_untranslate_host() -> None:
+    assert untranslate_host("www-sbisec-co-jp") == "www.sbisec.co.jp"
+    assert untranslate_host("rakuten--sec-example-com") == "rakuten-sec.example.com"
+
+
+def test_translated_official_site_is_benign_but_translated_phish_is_not() -> None:
+    legit = score_url("https://www-sbisec-co-jp.translate.goog/ETGate/?_x_tr_sl=ja&_x_tr_tl=en")
+    assert legit.verdict == "benign"
+    assert legit.hops == ["google_translate_proxy"]
+    phish = score_url("https://sbisec-example--phish-top.translate.goog/?_x_tr_sl=ja&_x_tr_tl=en")
+    assert phish.is_phishing and phish.brand == "sbi"
+    assert phish.reasons[0].code == "unwrapped"
+    assert phish.target and "example-phish.top" in phish.target
+
+
+def test_redirect_on_official_domain_to_phish_is_phishing() -> None:
+    f = score_url("https://www.sbisec.co.jp/redirect?url=https://sbisec-jp.example-phish.top/")
+    assert f.is_phishing
+    assert f.host == "sbisec-jp.example-phish.top"
+
+
+def test_userinfo_trick() -> None:
+    f = score_url("https://www.sbisec.co.jp%E2%88%95login@example-phish.top/")
+    assert f.host == "example-phish.top"
+    assert "userinfo_trick" in {r.code for r in f.reasons}
+    assert f.is_phishing
+
+
+def test_undecodable_inner_target_ends_the_chain() -> None:
+    chain = unwrap("https://www.google.com/url?q=https://exa%20mple/")
+    assert [h.via for h in chain] == ["input"]
+
+
+def test_unwrap_loops_are_bounded() -> None:
+    url = "https://r.example.net/?url=https://r.example.net/?url=https://r.example.net/"
+    assert len(unwrap(url)) <= 6
