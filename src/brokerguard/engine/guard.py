@@ -370,7 +370,10 @@ class BrokerGuard:
             thin = value >= THIN_SHARE * daily_value or any(
                 s.code == "illiquid_symbol" for s in signals
             )
-            liquidated = any(s.code == "liquidation_then_buy" for s in signals)
+            # right after a sell-off, in a session that is not the customer's familiar one
+            liquidated = (sess is None or sess.llr > 0 or sess.hijack > 0) and any(
+                s.code == "liquidation_then_buy" for s in signals
+            )
             found = self.campaigns.buy(
                 e.account, sym, sess, first_time, thin, suspicion, now, liquidated
             )

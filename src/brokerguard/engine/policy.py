@@ -121,6 +121,7 @@ class TradingParams(_Strict):
 class CampaignParams(_Strict):
     window_minutes: Positive = 60.0
     min_accounts: Annotated[int, Meta(gt=0)] = 3
+    compromised_llr: float = 6.0  # a session this doubtful counts twice toward min_accounts
     suspicious_llr: float = 4.0  # a first-time buy whose order llr exceeds this is suspicious
     infrastructure_accounts: Annotated[int, Meta(gt=0)] = 3  # risky sign-ins that make a cluster
     symbol_llr: Positive = 3.0

@@ -132,6 +132,7 @@ class SymbolState(msgspec.Struct, kw_only=True, gc=False):
     bars: int = 0
     day_open: float = 0.0
     suspicious: Window = {}  # account -> last suspicious buy (first-time buyers in risky sessions)
+    compromised: Window = {}  # ... of them, those whose session is all but certainly not theirs
     sells: list[tuple[float, float, str]] = []  # recent sell fills: (time, price, account)
     counterparties: dict[str, list[str]] = {}  # seller -> suspicious buyers it was matched with
     campaign: str = ""
