@@ -90,7 +90,7 @@ class SessionParams(_Strict):
     sensitive_llr: Positive = 1.5
     idle_hours: Positive = 12.0
     trusted_llr: float = -3.0  # the llr a session carries after a phishing-resistant step-up
-    unseen_login_llr: float = 1.0  # a session whose sign-in was never seen (a replayed cookie?)
+    unseen_login_llr: float = 1.5  # a session whose sign-in was never seen (a replayed cookie?)
 
 
 class AccountParams(_Strict):

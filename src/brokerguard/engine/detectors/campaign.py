@@ -121,14 +121,17 @@ class CampaignWatch:
         suspicious = first_time and not trusted and (suspicion > p.suspicious_llr or liquidated)
         if suspicious:
             touch_window(sym.suspicious, account, now, span, 200)
-            if sess is not None and (sess.hijack > 0 or sess.llr > p.compromised_llr):
+            compromised = sess is not None and (sess.hijack > 0 or sess.llr > p.compromised_llr)
+            if compromised:
                 # a stolen cookie or a sign-in far beyond doubt counts as two accounts' evidence
                 touch_window(sym.compromised, account, now, span, 200)
             elif sym.compromised:
                 sym.compromised.pop(account, None)
             need = p.min_accounts - (1 if sym.bars < 0 else 0)
-            if liquidated and thin:
-                need = 1  # the pump's own signature: sell everything, buy what one order moves
+            if thin and (liquidated or compromised):
+                # the pump's own signature: a hijacked account (or one that just sold everything)
+                # buying, for the first time, what one order can move
+                need = 1
             camp = self._get(sym.campaign)
             weight = len(sym.suspicious) + sum(1 for a in sym.compromised if a in sym.suspicious)
             if camp is None and weight >= need:
