@@ -267,6 +267,12 @@ class BrokerGuard:
             acc.challenge_failures = [t for t in acc.challenge_failures if t > now - 86400][-9:]
             acc.challenge_failures.append(now)
         if e.outcome != "passed":
+            if f is None and sess is not None and strong and e.outcome == "failed":
+                # Whoever holds this session could not confirm by passkey or to the registered
+                # contact: what they do next in it is not the customer's doing either.
+                sess.llr = max(sess.llr, 0.0) + self.policy.detectors.session.failed_step_up_llr
+                sess.trusted = False
+                self.state.put("session", session_id, sess)
             if f is not None:
                 if strong and e.outcome == "failed":  # customers give up too; they rarely fail
                     self._risky(account, f, now)

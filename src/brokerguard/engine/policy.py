@@ -90,6 +90,7 @@ class SessionParams(_Strict):
     sensitive_llr: Positive = 1.5
     idle_hours: Positive = 12.0
     trusted_llr: float = -3.0  # the llr a session carries after a phishing-resistant step-up
+    failed_step_up_llr: Positive = 5.0  # the session failed a strong step-up for an operation
     unseen_login_llr: float = 1.5  # a session whose sign-in was never seen (a replayed cookie?)
 
 
