@@ -17,6 +17,7 @@ from engine_helpers import (
 )
 
 from brokerguard.engine.detectors.login import MAX_FINE_VALUES
+from brokerguard.engine.state import LEVELS
 
 
 def test_sessions_idle_longer_than_idle_hours_are_swept_and_active_ones_kept():
@@ -113,5 +114,7 @@ def test_per_account_addresses_browsers_and_cookies_are_capped():
     for level in ("i", "u", "d"):
         kept = [k for k in acc.seen if k.startswith(level + ":")]
         assert 0 < len(kept) <= MAX_FINE_VALUES, level
-        assert acc.distinct[level] > len(kept)  # the novelty estimate still knows how many
+        assert acc.distinct[LEVELS.index(level)] > len(
+            kept
+        )  # the novelty estimate still knows how many
     assert acc.seen["n:isp"] == acc.n  # coarse levels are not capped

@@ -264,8 +264,8 @@ class BrokerGuard:
             else None
         )
         if e.outcome == "failed" and strong:  # customers abandon too; failing is telling
-            acc.challenge_failures = [t for t in acc.challenge_failures if t > now - 86400][-9:]
-            acc.challenge_failures.append(now)
+            recent = tuple(t for t in acc.challenge_failures if t > now - 86400)[-9:]
+            acc.challenge_failures = (*recent, now)
         if e.outcome != "passed":
             if f is None and sess is not None and strong and e.outcome == "failed":
                 # Whoever holds this session could not confirm by passkey or to the registered

@@ -20,6 +20,7 @@ import msgspec
 from brokerguard.events import LoginAttempt, Order
 
 __all__ = [
+    "LEVELS",
     "AccountState",
     "CampaignState",
     "EntityState",
@@ -34,6 +35,9 @@ __all__ = [
     "prune_window",
     "touch_window",
 ]
+
+LEVELS = "ncaikobud"
+"""Hierarchy levels: network kind, country, AS, IP; device kind, OS, browser, UA; cookie."""
 
 Window = dict[str, float]
 """Distinct members seen recently: member -> last time seen (epoch seconds)."""
@@ -64,17 +68,20 @@ class AccountState(msgspec.Struct, kw_only=True, gc=False):
     # login familiarity, learned from trusted sign-ins only (see detectors.login)
     n: int = 0
     seen: dict[str, int] = {}  # hierarchy key ("n:isp", "c:isp/JP", "u:1a2b3c4d", ...) -> count
-    distinct: dict[str, int] = {}  # level letter -> distinct values ever seen at that level
-    hours: list[int] = []  # 24 counts of sign-in hours (JST), empty until the first login
+    # Distinct values ever seen per hierarchy level, in the order of ``LEVELS`` (a list, not a
+    # dict, and hours as bytes: these two are in every account, so their size is what counts).
+    distinct: list[int] = []
+    hours: bytearray = msgspec.field(default_factory=bytearray)  # sign-ins per hour, halved at 255
     last_login: float = 0.0
     last_country: str = ""
-    failures: list[float] = []  # recent failed credential checks
-    challenge_failures: list[float] = []
+    # Rarely non-empty, so tuples: the empty tuple is shared, an empty list would cost each account.
+    failures: tuple[float, ...] = ()  # recent failed credential checks
+    challenge_failures: tuple[float, ...] = ()  # recent failed strong step-ups
     # holdings and trading habits
     cash: float = 0.0
     positions: dict[str, float] = {}  # "TSE:7203" -> quantity
-    bought: list[str] = []  # instruments bought before (most recent last, bounded)
-    markets: list[str] = []  # markets bought in before
+    bought: tuple[str, ...] = ()  # instruments bought before (most recent last, bounded)
+    markets: tuple[str, ...] = ()  # markets bought in before
     orders: int = 0
     order_log_mean: float = 0.0  # running mean / variance of log10(order value in JPY)
     order_log_m2: float = 0.0

@@ -22,7 +22,8 @@ _decoders = {kind: msgspec.msgpack.Decoder(cls) for kind, cls in KINDS.items()}
 
 
 def encode(record: msgspec.Struct) -> bytes:
-    return _encoder.encode(msgspec.to_builtins(record))
+    # bytes stay bytes (MessagePack has a binary type); datetimes become ISO strings
+    return _encoder.encode(msgspec.to_builtins(record, builtin_types=(bytes, bytearray)))
 
 
 def decode(kind: str, data: bytes) -> Any:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 from brokerguard.engine.policy import LoginParams
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import (
+    LEVELS,
     AccountState,
     EntityState,
     PopulationState,
@@ -136,7 +137,7 @@ class LoginRisk:
     def _novelty(self, acc: AccountState, level: str, parent_count: int) -> float:
         """Chance that this account shows a value it never showed at ``level`` (Pitman-Yor)."""
         p = self.p
-        distinct = min(acc.distinct.get(level, 0), parent_count)
+        distinct = min(acc.distinct[LEVELS.index(level)] if acc.distinct else 0, parent_count)
         # User-agent strings change with every browser update, every few weeks: a new string
         # under a familiar browser is expected far more often than a new network.
         theta = p.ua_novelty_concentration if level == "u" else p.novelty_concentration
@@ -262,6 +263,7 @@ class LoginRisk:
     def _hour(self, acc: AccountState, hour: int) -> float:
         if acc.n == 0 or not acc.hours:
             return 0.0
+        total = sum(acc.hours)
         pop = self.population
 
         def smooth(hours: list[int], total: int) -> float:
@@ -271,7 +273,7 @@ class LoginRisk:
         p_pop = smooth(pop.hours, pop.n) if pop.n else 1 / 24
         w = self.p.population_weight
         near = acc.hours[hour] + 0.5 * (acc.hours[hour - 1] + acc.hours[(hour + 1) % 24])
-        p_user = (near + w * 2.0 * p_pop) / (2.0 * acc.n + 2.0 * w)
+        p_user = (near + w * 2.0 * p_pop) / (2.0 * total + 2.0 * w)
         return _clip(math.log(p_pop / p_user), self.p.hour_cap)
 
     def familiarity(self, acc: AccountState, f: LoginFeatures) -> list[Signal]:
@@ -388,15 +390,13 @@ class LoginRisk:
     def _recent_failures(self, acc: AccountState, now: float) -> int:
         horizon = now - self.p.failure_window_minutes * 60
         if acc.failures and acc.failures[0] < horizon:
-            acc.failures = [t for t in acc.failures if t >= horizon]
+            acc.failures = tuple(t for t in acc.failures if t >= horizon)
         return len(acc.failures)
 
     # --- what a sign-in leaves behind -----------------------------------------------------
     def note_failure(self, account: str, acc: AccountState, ip: str, event_id: str, now: float):
         """A failed credential check; returns the account's failures in the window."""
-        acc.failures.append(now)
-        if len(acc.failures) > 20:
-            del acc.failures[:-20]
+        acc.failures = (*acc.failures[-19:], now)
         key = f"ip:{ip}"
         ent = self._entity(key)
         touch_window(ent.failures, event_id, now, self.p.failure_window_minutes * 60, 64)
@@ -450,7 +450,9 @@ class LoginRisk:
         for key in (*f.network, *f.device, f.cookie):
             if key not in seen:
                 level = key[0]
-                acc.distinct[level] = acc.distinct.get(level, 0) + 1
+                if not acc.distinct:
+                    acc.distinct = [0] * len(LEVELS)
+                acc.distinct[LEVELS.index(level)] += 1
                 if level in FINE_LEVELS:
                     self._make_room(seen, level)
                 seen[key] = 1
@@ -460,7 +462,9 @@ class LoginRisk:
                 counts[key] = counts.get(key, 0) + 1
         acc.n += 1
         if not acc.hours:
-            acc.hours = [0] * 24
+            acc.hours = bytearray(24)
+        elif acc.hours[f.hour] == 255:
+            acc.hours = bytearray(v // 2 for v in acc.hours)  # keeps the shape, forgets the scale
         acc.hours[f.hour] += 1
         pop.n += 1
         pop.hours[f.hour] += 1

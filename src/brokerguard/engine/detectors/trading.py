@@ -104,12 +104,8 @@ class TradingWatch:
                 sess.sold_value += value
             return
         key = f"{order.market}:{order.symbol}"
-        if key in acc.bought:
-            acc.bought.remove(key)
-        acc.bought.append(key)
-        if len(acc.bought) > MAX_BOUGHT:
-            del acc.bought[0]
+        acc.bought = (*(k for k in acc.bought if k != key), key)[-MAX_BOUGHT:]
         if order.market not in acc.markets:
-            acc.markets.append(order.market)
+            acc.markets = (*acc.markets, order.market)
         if order.margin:
             acc.margin_used = True
