@@ -409,15 +409,21 @@ class BrokerGuard:
     def _order_cancel(self, e: Order) -> None:
         return None
 
+    def _sensitive(
+        self, acc: AccountState, sess: SessionState | None, now: float, own: list[Signal]
+    ) -> list[Signal]:
+        """Signals of a settings change or withdrawal: the session's, its own, and any burst."""
+        signals = self._common(acc, sess, now) + own
+        burst = self.sessions.sensitive(sess, now)
+        if burst is not None:
+            signals.append(burst)
+        return signals
+
     def _decide_settings(self, e: SettingsChange) -> Decision:
         now = self._clock(e.ts)
         acc = self._account(e.account)
         sess: SessionState | None = self.state.get("session", e.session)
-        signals = self._common(acc, sess, now)
-        signals += self.changes.change(acc, e.field, now)
-        burst = self.sessions.sensitive(sess, now)
-        if burst is not None:
-            signals.append(burst)
+        signals = self._sensitive(acc, sess, now, self.changes.change(acc, e.field, now))
         decision = self._apply(
             "settings", e, signals, passkey=acc.passkey, step_up=e.field in self.always_step_up
         )
@@ -439,11 +445,7 @@ class BrokerGuard:
         now = self._clock(e.ts)
         acc = self._account(e.account)
         sess: SessionState | None = self.state.get("session", e.session)
-        signals = self._common(acc, sess, now)
-        signals += self.changes.withdrawal(acc, e.amount_jpy, now)
-        burst = self.sessions.sensitive(sess, now)
-        if burst is not None:
-            signals.append(burst)
+        signals = self._sensitive(acc, sess, now, self.changes.withdrawal(acc, e.amount_jpy, now))
         decision = self._apply("withdrawal", e, signals, passkey=acc.passkey)
         if decision.action == "allow":
             acc.cash = max(0.0, acc.cash - e.amount_jpy)
