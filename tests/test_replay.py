@@ -192,3 +192,31 @@ def test_bilingual_table_and_shipped_scenario() -> None:
     console.print(table)
     assert "victims / 被害口座" in console.export_text()
     assert find_scenario().name == "spring-2025.toml"
+
+
+def test_replay_with_state_continues_where_the_last_replay_stopped(
+    recorded: Path, tmp_path: Path
+) -> None:
+    lines = recorded.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "first.ndjson", tmp_path / "second.ndjson"
+    first.write_bytes(b"".join(lines[: len(lines) // 2]))
+    second.write_bytes(b"".join(lines[len(lines) // 2 :]))
+    state = tmp_path / "state.db"
+    for part, out in ((first, "r1"), (second, "r2")):
+        args = ["replay", str(part), "--state", str(state), "--out", str(tmp_path / out)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    whole = runner.invoke(app, ["replay", str(recorded), "--out", str(tmp_path / "whole")])
+    assert whole.exit_code == 0, whole.output
+
+    def answers(*dirs: str) -> list[tuple[str, str, float]]:
+        records = [r for d in dirs for r in lines_of(tmp_path / d / "decisions.ndjson")]
+        return [(r.event, r.action, r.score) for r in records]
+
+    assert answers("r1", "r2") == answers("whole")
+    assert len(answers("r2")) > 0
+
+
+def lines_of(path: Path) -> list[DecisionRecord]:
+    decoder = msgspec.json.Decoder(DecisionRecord)
+    return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]

@@ -180,19 +180,36 @@ def replay(
     out: Annotated[
         Path, typer.Option("--out", help="Directory for decisions, alerts and campaigns.")
     ] = Path("runs/replay"),
+    state: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file of the engine's state: continue from it, leave it there."),
+    ] = None,
 ) -> None:
     """Run the detection engine over a log, open loop; write decisions, alerts and campaigns."""
     from brokerguard.engine import PolicyError
-    from brokerguard.events import EventError
     from brokerguard.guards import engine_guard
     from brokerguard.replay import replay as run_replay
+    from brokerguard.stores.sqlite import SqliteState, StateFileError
 
-    # TODO(--state FILE.sqlite): keep the engine's state in stores.sqlite.SqliteState (being
-    # built separately) so that a replay can continue from, or leave, a persisted state.
     try:
-        engine = engine_guard(policy)
+        store = SqliteState(state) if state is not None else None
+    except StateFileError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        engine = engine_guard(policy, store)
     except PolicyError as exc:
         raise _fail(str(exc)) from None
+    summary = _replay_into(engine, events, out, run_replay)
+    if store is not None:
+        store.close()  # only a complete replay is written to the state file
+        console.print(f"state: {state}")
+    _print_replay(summary, events, out)
+
+
+def _replay_into(engine, events: Path, out: Path, run_replay):
+    """Replay ``events`` through ``engine`` into ``out``, with a progress bar for long logs."""
+    from brokerguard.events import EventError
+
     if events.is_dir():  # a run directory: its events.ndjson
         events = events / "events.ndjson"
     try:
@@ -215,6 +232,10 @@ def replay(
         raise _fail(f"{message}; nothing was written to {out}") from None
     except OSError as exc:
         raise _fail(f"{exc.filename or events}: {exc.strerror}; nothing was written") from None
+    return summary
+
+
+def _print_replay(summary, events: Path, out: Path) -> None:
     table = Table(title=f"Replay / リプレイ ({summary.guard})", show_header=False)
     table.add_column()
     table.add_column(justify="right")

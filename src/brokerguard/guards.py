@@ -43,15 +43,17 @@ def load_guard(name: str) -> Guard:
     )
 
 
-def engine_guard(policy: Path | str | None = None) -> BrokerGuard:
-    """A fresh detection engine: the shipped default policy, or the policy file at ``policy``.
+def engine_guard(policy: Path | str | None = None, state=None) -> BrokerGuard:
+    """A detection engine: the shipped default policy, or the policy file at ``policy``.
 
-    Raises :class:`~brokerguard.engine.PolicyError` naming the field when the file is not a
-    valid policy. The guard's name is ``brokerguard``, or ``brokerguard:<file stem>``.
+    ``state`` is where it keeps what it learns (fresh memory when None; a
+    :class:`~brokerguard.stores.sqlite.SqliteState` to continue from a file). Raises
+    :class:`~brokerguard.engine.PolicyError` naming the field when the file is not a valid
+    policy. The guard's name is ``brokerguard``, or ``brokerguard:<file stem>``.
     """
     from brokerguard.engine import BrokerGuard, load_policy
 
     if policy is None:
-        return BrokerGuard()
+        return BrokerGuard(state=state)
     path = Path(policy)
-    return BrokerGuard(load_policy(path), name=f"brokerguard:{path.stem}")
+    return BrokerGuard(load_policy(path), state=state, name=f"brokerguard:{path.stem}")
