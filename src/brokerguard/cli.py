@@ -288,3 +288,8 @@ def demo(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+from brokerguard.service.cli import mount as _mount_service  # noqa: E402
+
+_mount_service(app)  # serve, keys, users, audit (src/brokerguard/service/cli.py)
