@@ -101,9 +101,7 @@ async def _csrf_ok(request: Request, user: ConsoleUser) -> bool:
     return token is not None and token == user.csrf
 
 
-async def authenticate(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = None
-) -> Principal:
+async def authenticate(request: Request) -> Principal:
     """The caller of ``request``; raises :class:`Unauthorized` when there is none."""
     service = request.app.state.service
     header = request.headers.get("authorization")
@@ -135,7 +133,7 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
         raise ValueError(f"unknown permission {permission!r}")
 
     async def dependency(request: Request, credentials: BearerCredentials) -> Principal:
-        principal = await authenticate(request, credentials)
+        principal = await authenticate(request)
         if permission not in principal.permissions:
             what = "API key" if principal.kind == "key" else "console role"
             raise Forbidden(f"this {what} does not grant the {permission!r} permission")
@@ -145,7 +143,11 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-Caller = Annotated[Principal, Depends(authenticate)]
+async def _any_caller(request: Request, credentials: BearerCredentials) -> Principal:
+    return await authenticate(request)
+
+
+Caller = Annotated[Principal, Depends(_any_caller)]
 """Any authenticated caller."""
 CanDecide = Annotated[Principal, Depends(require("decide"))]
 CanIngest = Annotated[Principal, Depends(require("ingest"))]

@@ -200,16 +200,19 @@ def audit_verify(
     """Recompute the audit chain; exit 1 naming the first entry that was removed or altered."""
     from brokerguard.service import audit
 
+    anchor = None
+    if head is not None:
+        seq_text, _, digest = head.partition(":")
+        if not seq_text.isdigit() or len(digest) != 64:
+            raise _fail("--head is SEQ:HASH as printed by audit verify")
+        anchor = (int(seq_text), digest)
     engine = _engine(database)
-    with engine.connect() as conn:
-        report = audit.verify(conn)
-        anchor = None
-        if head is not None and report.problem is None:
-            seq_text, _, digest = head.partition(":")
-            if not seq_text.isdigit() or len(digest) != 64:
-                raise _fail("--head is SEQ:HASH as printed by audit verify")
-            anchor = (int(seq_text), digest)
-    engine.dispose()
+    try:
+        with engine.connect() as conn:
+            report = audit.verify(conn)
+            found = audit.hash_at(conn, anchor[0]) if anchor is not None else None
+    finally:
+        engine.dispose()
     if report.problem is not None:
         console.print(
             f"[red]audit log broken at entry {report.problem.seq}:[/red] {report.problem.problem} "
@@ -217,14 +220,13 @@ def audit_verify(
             highlight=False,
         )
         raise typer.Exit(code=1)
-    if anchor is not None:
-        seq, digest = anchor
-        with engine.connect() as conn:
-            found = audit.hash_at(conn, seq)
-        if found != digest:
-            what = "is missing" if found is None else "has another hash"
-            console.print(f"[red]audit log broken at entry {seq}:[/red] the head {what}")
-            raise typer.Exit(code=1)
+    if anchor is not None and found != anchor[1]:
+        what = "is missing" if found is None else "has another hash"
+        console.print(
+            f"[red]audit log broken at entry {anchor[0]}:[/red] the recorded head {what}",
+            highlight=False,
+        )
+        raise typer.Exit(code=1)
     console.print(f"audit log intact: {report.entries} entries")
     typer.echo(f"head {report.head_seq}:{report.head_hash}")
 

@@ -38,9 +38,12 @@ label{{display:block;margin:.8rem 0}}input{{width:100%;padding:.4rem}}p.err{{col
 <button type="submit">ログイン / Log in</button></form></body></html>"""
 
 
+_FAILED = '<p class="err">ユーザー名またはパスワードが違います。/ Wrong username or password.</p>'
+
+
 @router.get("/console/login", response_class=HTMLResponse, include_in_schema=False)
-async def login_form() -> HTMLResponse:
-    return HTMLResponse(_FORM.format(error=""))
+async def login_form(failed: int = 0) -> HTMLResponse:
+    return HTMLResponse(_FORM.format(error=_FAILED if failed else ""))
 
 
 async def _credentials(request: Request) -> tuple[LoginIn, bool]:
@@ -64,7 +67,11 @@ async def _credentials(request: Request) -> tuple[LoginIn, bool]:
 
 @router.post(
     "/console/login",
-    responses={200: {"model": WhoAmI}, **ERRORS},
+    responses={
+        200: {"model": WhoAmI},
+        303: {"description": "A form log-in: on to the console, or back to the form."},
+        **ERRORS,
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -78,7 +85,10 @@ async def _credentials(request: Request) -> tuple[LoginIn, bool]:
     },
 )
 async def login(request: Request) -> Response:
-    """Check the password (argon2) and open a console session (cookie ``bg_session``)."""
+    """Check the password (argon2) and open a console session (cookie ``bg_session``).
+
+    JSON in, JSON out (401 on a wrong password); a form post is redirected (303) to the
+    console, or back to the form when the password was wrong."""
     creds, from_form = await _credentials(request)
     svc = service(request)
 
@@ -93,12 +103,8 @@ async def login(request: Request) -> Response:
                 conn, [audit.AuditEntry("anonymous", "console.login_failed", creds.username, {})]
             )
         )
-        if from_form:
-            error = (
-                '<p class="err">ユーザー名またはパスワードが違います。'
-                "/ Wrong username or password.</p>"
-            )
-            return HTMLResponse(_FORM.format(error=error), 401)
+        if from_form:  # back to the form, which says what went wrong
+            return RedirectResponse("/console/login?failed=1", status_code=303)
         raise Unauthorized("wrong username or password")
 
     def open_session(conn: Any) -> tuple[str, Any]:
