@@ -11,7 +11,26 @@ and the concurrency model, and the modules for the details:
 - :mod:`.app`, ``api/``, :mod:`.presenter`, :mod:`.limits`, :mod:`.openapi`: the HTTP surface
 """
 
-from brokerguard.service.app import create_app
-from brokerguard.service.runtime import Service, Settings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from brokerguard.service.app import create_app
+    from brokerguard.service.runtime import Service, Settings
 
 __all__ = ["Service", "Settings", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the writer process imports this package's database modules and
+    # should not pay for FastAPI.
+    if name == "create_app":
+        from brokerguard.service.app import create_app
+
+        return create_app
+    if name in ("Service", "Settings"):
+        from brokerguard.service import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(name)

@@ -20,13 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
     "DEFAULT_DATABASE",
@@ -118,6 +117,8 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 
 def _alembic_config(conn: sa.Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     location = resources.files("brokerguard.service").joinpath("migrations")
     config.set_main_option("script_location", str(location))
@@ -126,6 +127,9 @@ def _alembic_config(conn: sa.Connection) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     config = Config()
     location = resources.files("brokerguard.service").joinpath("migrations")
     config.set_main_option("script_location", str(location))
@@ -135,12 +139,16 @@ def head_revision() -> str:
 
 
 def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def migrate(engine: sa.Engine, revision: str = "head") -> None:
     """Upgrade the schema to ``revision`` (the latest by default); a no-op when it is there."""
+    from alembic import command
+
     try:
         with engine.connect() as conn, conn.begin():
             command.upgrade(_alembic_config(conn), revision)
