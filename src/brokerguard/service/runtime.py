@@ -66,13 +66,12 @@ class Service:
         self.keys = KeyRing(self.db, settings.key_ttl)
         self.recorder = Recorder(settings.database_url, self.db)
         policy, source, origin = self._initial_policy()
-        state = SqliteState(settings.state_path) if settings.state_path is not None else None
-        guard = BrokerGuard(policy, state=state, name=guard_name(policy))
-        self.host = GuardHost(guard, state)
         self.policy_source = source
         self.policy_origin = origin
-        with self.db.connect() as conn:
-            self.host.locked = queries.locked_accounts(conn)
+        self._policy = policy
+        if settings.state_path is not None:  # a state file that cannot be used fails now
+            SqliteState(settings.state_path).close()
+        self.host: GuardHost = None  # type: ignore[assignment]  # built by start(), see there
         self._ticker: asyncio.Task[None] | None = None
         self._next_full_gc = 0.0
 
@@ -97,6 +96,14 @@ class Service:
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
+        """Build the engine on the event loop's thread (its SQLite state connection must live
+        on the thread that uses it) and start the writers and the ticker."""
+        path = self.settings.state_path
+        state = SqliteState(path) if path is not None else None
+        guard = BrokerGuard(self._policy, state=state, name=guard_name(self._policy))
+        self.host = GuardHost(guard, state)
+        with self.db.connect() as conn:
+            self.host.locked = queries.locked_accounts(conn)
         self.recorder.start()
         gc.collect()
         gc.freeze()  # what startup built is never walked again by the collector
@@ -201,6 +208,7 @@ class Service:
         }
 
     def set_policy(self, policy: Policy, source: str, origin: str) -> None:
+        self._policy = policy
         self.host.set_policy(policy)
         self.policy_source = source
         self.policy_origin = origin
