@@ -22,6 +22,7 @@ test: venv
 bench: venv
 	$(PY) bench/simulate.py
 	$(PY) bench/engine.py
+	$(PY) bench/api.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench

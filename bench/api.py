@@ -239,6 +239,48 @@ class Phase:
     errors: int
     elapsed: float
     statuses: dict[int, int]
+    others: float = 0.0  # cores' worth of CPU used by processes other than this benchmark's
+
+
+def _ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _family(root: int) -> list[int]:
+    """``root`` and its descendants (the server and its writer process)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+    family, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        family += frontier
+    return family
+
+
+class CpuMeter:
+    """CPU the rest of the machine used meanwhile: the benchmark shares its two cores with
+    whatever else runs, and a figure taken on a busy machine should say so."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.pids = [os.getpid(), *_family(server_pid)]
+
+    def sample(self) -> tuple[int, int]:
+        values = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        busy = sum(int(v) for v in values) - int(values[3]) - int(values[4])  # less idle, iowait
+        return busy, sum(_ticks(pid) for pid in self.pids)
+
+    def others(self, before: tuple[int, int], after: tuple[int, int], seconds: float) -> float:
+        hz = os.sysconf("SC_CLK_TCK")
+        return max(0.0, (after[0] - before[0]) - (after[1] - before[1])) / hz / seconds
 
 
 class Feed:
@@ -274,7 +316,9 @@ class Feed:
             await self._send(lines)
 
 
-async def run_phase(client: Client, feed: Feed, steps: list[Step], rate: int) -> Phase:
+async def run_phase(
+    client: Client, feed: Feed, steps: list[Step], rate: int, meter: CpuMeter | None = None
+) -> Phase:
     loop = asyncio.get_running_loop()
     clock = time.perf_counter  # uvloop's loop.time() counts whole milliseconds
     latencies: list[float] = []
@@ -294,6 +338,7 @@ async def run_phase(client: Client, feed: Feed, steps: list[Step], rate: int) ->
             errors += 1
 
     tasks = []
+    cpu_before = meter.sample() if meter is not None else None
     start = clock() + 0.05
     for i, step in enumerate(steps):
         due = start + i / rate
@@ -304,7 +349,10 @@ async def run_phase(client: Client, feed: Feed, steps: list[Step], rate: int) ->
         tasks.append(loop.create_task(one(step.body, due)))
     await asyncio.gather(*tasks)
     elapsed = clock() - start
-    return Phase(rate, latencies, errors, elapsed, statuses)
+    phase = Phase(rate, latencies, errors, elapsed, statuses)
+    if meter is not None and cpu_before is not None:
+        phase.others = meter.others(cpu_before, meter.sample(), elapsed)
+    return phase
 
 
 def quantile(ordered: list[float], q: float) -> float:
@@ -315,7 +363,9 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.2f}"
 
 
-async def drive(port: int, key: str, preload: list[bytes], steps: list[Step], args) -> list[Phase]:
+async def drive(
+    port: int, key: str, preload: list[bytes], steps: list[Step], args, meter: CpuMeter
+) -> list[Phase]:
     client = Client(port, key)
     feed_client = Client(port, key)
     started = time.perf_counter()
@@ -340,7 +390,7 @@ async def drive(port: int, key: str, preload: list[bytes], steps: list[Step], ar
                 "(use a larger scenario or fewer --seconds)"
             )
         position += count
-        phase = await run_phase(client, feed, chunk, rate)
+        phase = await run_phase(client, feed, chunk, rate, meter)
         await feed.drain()
         if reported:
             phases.append(phase)
@@ -379,6 +429,8 @@ def main() -> None:
         key = new_key(database)
         port = free_port()
         state = workdir / "state.db" if args.state else None
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"load average      {load} before the server starts (other work on this machine)")
         server = start_server(database, port, state, workdir / "server.log")
         try:
             try:
@@ -387,7 +439,8 @@ def main() -> None:
                 uvloop.install()
             except ImportError:
                 pass
-            phases = asyncio.run(drive(port, key, preload, steps, args))
+            meter = CpuMeter(server.pid)
+            phases = asyncio.run(drive(port, key, preload, steps, args, meter))
             with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=10) as answer:
                 health = json.loads(answer.read())
         finally:
@@ -403,16 +456,23 @@ def main() -> None:
             f"writer wrote {health['written']:,} records, dropped {health['dropped']}"
         )
         print()
-        print("  rate/s   sent  achieved/s   p50 ms   p99 ms  p99.9 ms   max ms  errors")
+        print(
+            "  rate/s   sent  achieved/s   p50 ms   p99 ms  p99.9 ms   max ms  errors  other load"
+        )
         for p in phases:
             ordered = sorted(p.latencies)
             print(
                 f"{p.rate:>8} {len(p.latencies):>6} {len(p.latencies) / p.elapsed:>11,.0f} "
                 f"{ms(quantile(ordered, 0.5)):>8} {ms(quantile(ordered, 0.99)):>8} "
                 f"{ms(quantile(ordered, 0.999)):>9} {ms(ordered[-1] if ordered else 0):>8} "
-                f"{p.errors:>7}"
+                f"{p.errors:>7}  {p.others:>10.2f}"
             )
-        print(f"(cores: {os.cpu_count()}; latency from the moment each request was due)")
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"(cores: {os.cpu_count()}; latency from the moment each request was due; other load:"
+            " cores' worth of CPU used meanwhile by processes that are not this benchmark's;"
+            f" load average at the end {load})"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -185,3 +185,36 @@ def test_a_bad_batch_changes_nothing(api: Api, database_url: str) -> None:
     api.settle()
     assert api.service.host.events == 0
     assert count(database_url, events) == 0
+
+
+def test_the_fast_path_answers_as_the_route_does(
+    make_api: Callable[..., Api], sqlite_url: str, recorded_events: list[Event]
+) -> None:
+    """``POST /v1/decide`` with a cached key skips FastAPI (service/fastpath.py); a key not yet
+    verified goes through the route. Same answers, same errors, either way."""
+    api = make_api(sqlite_url)
+    bodies = [
+        body(success="yes"),
+        body(colour="red"),
+        body(type="teleport"),
+        b'{"type": "login",',
+        b"",
+        body(user_agent="x" * (2 << 20)),
+    ]
+    for raw in bodies:
+        api.service.keys.forget()
+        slow = api.decide(raw)  # verifies the key: the route
+        fast = api.decide(raw)  # the key is cached now: the fast path
+        assert (fast.status_code, fast.json()) == (slow.status_code, slow.json())
+    points = [e for e in recorded_events if decision_point(e) is not None][:30]
+    for event in points[:15]:
+        api.service.keys.forget()
+        assert api.decide(event).status_code == 200
+    for event in points[15:]:
+        assert api.decide(event).status_code == 200
+    api.settle()
+    assert count(sqlite_url, decisions) == 30
+    wrong_scope = api.decide(points[0], scope="read")
+    assert wrong_scope.status_code == 403
+    api.decide(points[0], scope="read")  # cached now, still refused
+    assert api.decide(points[0], scope="read").status_code == 403

@@ -16,16 +16,34 @@ from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 import brokerguard
 from brokerguard.service.api import ROUTERS
 from brokerguard.service.db import DEFAULT_DATABASE
+from brokerguard.service.fastpath import PATH as FAST_PATH
+from brokerguard.service.fastpath import decide_fast
 from brokerguard.service.limits import BodyLimit
 from brokerguard.service.openapi import install_openapi
 from brokerguard.service.presenter import install_error_handlers
 from brokerguard.service.runtime import Service, Settings
 
-__all__ = ["create_app"]
+__all__ = ["BrokerGuardApp", "create_app"]
+
+
+class BrokerGuardApp(FastAPI):
+    """FastAPI, with ``POST /v1/decide`` answered by :mod:`.fastpath` when it can be."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == FAST_PATH
+            and scope["method"] == "POST"
+            and await decide_fast(self.state.service, scope, receive, send)
+        ):
+            return
+        await super().__call__(scope, receive, send)
+
 
 DESCRIPTION = """BrokerGuard's decision API and records.
 
@@ -58,7 +76,7 @@ def create_app(
         finally:
             await service.stop()
 
-    app = FastAPI(
+    app = BrokerGuardApp(
         title="BrokerGuard",
         version=getattr(brokerguard, "__version__", "0"),
         description=DESCRIPTION,
