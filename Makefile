@@ -22,6 +22,7 @@ test: venv
 bench: venv
 	$(PY) bench/simulate.py
 	$(PY) bench/engine.py
+	$(PY) bench/api.py
 
 # Needs JPCERT/CC's list and the benign sets in ../shared/data (never copied into the repo).
 bench-phishing: venv

@@ -316,3 +316,6 @@ from brokerguard.reports.cli import report_app  # noqa: E402
 
 app.add_typer(report_app, name="report")
 app.add_typer(phish_app, name="phish")
+from brokerguard.service.cli import mount as _mount_service  # noqa: E402
+
+_mount_service(app)  # serve, keys, users, audit (src/brokerguard/service/cli.py)

@@ -1,0 +1,15 @@
+"""The API's routers: thin — parse, call the service or a library function, present."""
+
+from brokerguard.service.api import accounts, alerts, cases, console, decide, health, policy
+
+ROUTERS = (
+    health.router,
+    decide.router,
+    alerts.router,
+    cases.router,
+    accounts.router,
+    policy.router,
+    console.router,
+)
+
+__all__ = ["ROUTERS"]

@@ -1,0 +1,98 @@
+"""Accounts: the timeline of what the service saw, and what analysts do to an account."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+
+from brokerguard.service import actions, queries
+from brokerguard.service.api._common import ERRORS, service
+from brokerguard.service.auth import CanAct, CanRead
+from brokerguard.service.errors import Conflict, InvalidInput
+from brokerguard.service.records import event_record
+from brokerguard.service.schemas import AccountActionIn, AccountActionOut, TimelineOut
+
+router = APIRouter(tags=["accounts"], responses=ERRORS)
+Account = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+@router.get("/v1/accounts/{account}/timeline", response_model=TimelineOut)
+def timeline(
+    request: Request,
+    _: CanRead,
+    account: Account,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 200,
+) -> dict[str, Any]:
+    """The account's events (sign-ins, sessions, orders, fills, settings changes, …), newest
+    first, each with the decision taken on it; and the analysts' actions on the account.
+
+    Records are written a moment after the decision (normally well under a second).
+    """
+    svc = service(request)
+    with svc.read() as conn:
+        data = queries.account_timeline(conn, account, limit)
+    for item in data["items"]:
+        body = item.pop("body")
+        item["event"] = json.loads(body) if body is not None else None
+    data["locked"] = account in svc.host.locked
+    return data
+
+
+@router.get("/v1/accounts/{account}/actions", response_model=list[AccountActionOut])
+def list_actions(
+    request: Request,
+    _: CanRead,
+    account: Account,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 100,
+) -> list[dict[str, Any]]:
+    """Actions taken on the account, newest first (the broker's systems may poll this)."""
+    with service(request).read() as conn:
+        return queries.list_account_actions(conn, account, limit)
+
+
+@router.post("/v1/accounts/{account}/actions", response_model=AccountActionOut, status_code=201)
+async def act(
+    request: Request,
+    account: Account,
+    body: AccountActionIn,
+    principal: CanAct,
+) -> dict[str, Any]:
+    """Act on an account. What the engine hears of it:
+
+    - ``release_order`` / ``cancel_order`` (target: the held order's event id): the out-of-band
+      confirmation the hold waited for, passed or failed; 409 if no such order is held.
+    - ``lock`` / ``unlock``: while locked, every decision on the account is ``lock``
+      (reason ``account_locked``) without asking the engine.
+    - ``force_reverify``, ``trust_device`` (target: the device cookie): recorded for the
+      broker's systems, which read them from ``GET .../actions``; the engine does not use them yet.
+    """
+    svc = service(request)
+    host = svc.host
+    if body.action in ("release_order", "cancel_order", "trust_device") and not body.target:
+        raise InvalidInput(f"{body.action} needs a target", field="target")
+    if body.action in ("release_order", "cancel_order"):
+        pending = host.pending(body.target or "")
+        if pending is None or pending.account != account or pending.point != "order":
+            raise Conflict(
+                f"no held order {body.target!r} of account {account!r} waits for an answer",
+                field="target",
+            )
+    row = await svc.recorder.run(
+        lambda conn: actions.record_account_action(
+            conn, principal.actor, account, body.action, body.target, body.note
+        )
+    )
+    if body.action in ("release_order", "cancel_order"):
+        answer = host.answer_hold(
+            body.target or "", body.action == "release_order", f"action-{row['id']}"
+        )
+        kept = event_record(answer) if answer is not None else None
+        if kept is not None:
+            svc.recorder.record(kept)
+    elif body.action == "lock":
+        host.locked[account] = principal.actor
+    elif body.action == "unlock":
+        host.locked.pop(account, None)
+    return row

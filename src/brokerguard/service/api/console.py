@@ -1,0 +1,170 @@
+"""Console log-in: the session-cookie helpers the server-rendered console builds on.
+
+``GET /console/login`` is a minimal form (Japanese and English, no asset from outside);
+``POST /console/login`` takes that form or JSON ``{"username", "password"}``, sets the
+``bg_session`` cookie and answers who logged in with the CSRF token to send back on changes.
+``POST /console/logout`` ends the session. ``GET /v1/whoami`` tells any caller who it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from brokerguard.service import audit
+from brokerguard.service.api._common import AUTH_ERRORS, ERRORS, service
+from brokerguard.service.auth import ROLE_PERMISSIONS, SESSION_COOKIE, Caller
+from brokerguard.service.errors import InvalidInput, MalformedBody, Unauthorized
+from brokerguard.service.schemas import LoginIn, WhoAmI
+from brokerguard.service.users import SESSION_HOURS, create_session, end_session
+from brokerguard.service.users import authenticate as check_password
+
+router = APIRouter(tags=["console"])
+
+_FORM = """<!doctype html>
+<html lang="ja"><head><meta charset="utf-8"><title>BrokerGuard ログイン / Log in</title>
+<style>body{{font-family:sans-serif;max-width:24rem;margin:4rem auto}}
+label{{display:block;margin:.8rem 0}}input{{width:100%;padding:.4rem}}p.err{{color:#b00}}
+</style></head>
+<body><h1>BrokerGuard</h1>{error}
+<form method="post" action="/console/login">
+<label>ユーザー名 / Username<input name="username" autocomplete="username" required></label>
+<label>パスワード / Password
+<input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">ログイン / Log in</button></form></body></html>"""
+
+
+_FAILED = '<p class="err">ユーザー名またはパスワードが違います。/ Wrong username or password.</p>'
+
+
+@router.get("/console/login", response_class=HTMLResponse, include_in_schema=False)
+async def login_form(failed: int = 0) -> HTMLResponse:
+    return HTMLResponse(_FORM.format(error=_FAILED if failed else ""))
+
+
+async def _credentials(request: Request) -> tuple[LoginIn, bool]:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    try:
+        if media == "application/json":
+            try:
+                raw: Any = await request.json()
+            except ValueError:
+                raise MalformedBody("the body is not JSON") from None
+            return LoginIn.model_validate(raw), False
+        form = await request.form()
+        return LoginIn.model_validate(
+            {"username": form.get("username", ""), "password": form.get("password", "")}
+        ), True
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or None
+        raise InvalidInput(f"{field}: {first.get('msg')}", field=field) from None
+
+
+@router.post(
+    "/console/login",
+    responses={
+        200: {"model": WhoAmI},
+        303: {"description": "A form log-in: on to the console, or back to the form."},
+        **ERRORS,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/LoginIn"}},
+                "application/x-www-form-urlencoded": {
+                    "schema": {"$ref": "#/components/schemas/LoginIn"}
+                },
+            },
+        }
+    },
+)
+async def login(request: Request) -> Response:
+    """Check the password (argon2) and open a console session (cookie ``bg_session``).
+
+    JSON in, JSON out (401 on a wrong password); a form post is redirected (303) to the
+    console, or back to the form when the password was wrong."""
+    creds, from_form = await _credentials(request)
+    svc = service(request)
+
+    def check() -> Any:
+        with svc.read() as conn:
+            return check_password(conn, creds.username, creds.password)
+
+    user = await run_in_threadpool(check)
+    if user is None:
+        await svc.recorder.run(
+            lambda conn: audit.append(
+                conn, [audit.AuditEntry("anonymous", "console.login_failed", creds.username, {})]
+            )
+        )
+        if from_form:  # back to the form, which says what went wrong
+            return RedirectResponse("/console/login?failed=1", status_code=303)
+        raise Unauthorized("wrong username or password")
+
+    def open_session(conn: Any) -> tuple[str, Any]:
+        token, session_user = create_session(conn, user)
+        audit.append(
+            conn, [audit.AuditEntry(f"user:{user.username}", "console.login", user.username, {})]
+        )
+        return token, session_user
+
+    token, session_user = await svc.recorder.run(open_session)
+    body = WhoAmI(
+        kind="user",
+        id=session_user.username,
+        role=session_user.role,
+        permissions=sorted(ROLE_PERMISSIONS[session_user.role]),
+        csrf_token=session_user.csrf,
+    )
+    response: Response
+    if from_form:
+        response = RedirectResponse("/console/", status_code=303)
+    else:
+        response = JSONResponse(body.model_dump())
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=SESSION_HOURS * 3600,
+        httponly=True,
+        samesite="strict",
+        secure=svc.settings.secure_cookies,
+        path="/",
+    )
+    return response
+
+
+@router.post("/console/logout", status_code=204, responses=AUTH_ERRORS)
+async def logout(request: Request, principal: Caller) -> Response:
+    """End the console session (its cookie no longer works anywhere)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if principal.kind == "user" and token:
+        await service(request).recorder.run(
+            lambda conn: (
+                end_session(conn, token),
+                audit.append(
+                    conn, [audit.AuditEntry(principal.actor, "console.logout", principal.id, {})]
+                ),
+            )
+        )
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/v1/whoami", response_model=WhoAmI, responses=AUTH_ERRORS)
+async def whoami(principal: Caller) -> WhoAmI:
+    """Who the caller is and what it may do (a console session also gets its CSRF token)."""
+    user = principal.user
+    return WhoAmI(
+        kind=principal.kind,  # type: ignore[arg-type]
+        id=principal.id,
+        role=user.role if user else None,
+        permissions=sorted(principal.permissions),
+        csrf_token=user.csrf if user else None,
+    )

@@ -1,0 +1,239 @@
+"""The service's commands: ``serve``, ``keys``, ``users`` and ``audit``, mounted on ``brokerguard``.
+
+Thin commands over the library, like the rest of the CLI. Heavy imports (FastAPI, SQLAlchemy,
+uvicorn) happen inside the commands, so ``brokerguard simulate`` does not pay for them. Every
+command that takes ``--database`` also reads ``BROKERGUARD_DATABASE``; the default is the
+embedded SQLite file ``brokerguard.db`` in the working directory. User errors exit with status 2
+and a message; ``audit verify`` exits 1 when the chain is broken.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["audit_app", "keys_app", "mount", "serve", "users_app"]
+
+console = Console(stderr=True)
+DEFAULT_DATABASE = "sqlite:///brokerguard.db"
+
+DatabaseOpt = Annotated[
+    str,
+    typer.Option(
+        "--database",
+        envvar="BROKERGUARD_DATABASE",
+        help="Database URL: sqlite:///PATH (default ./brokerguard.db) or postgresql://...",
+    ),
+]
+
+keys_app = typer.Typer(help="API keys for the broker's systems (stored hashed, shown once).")
+users_app = typer.Typer(help="Console users (analyst, supervisor, admin).")
+audit_app = typer.Typer(help="The hash-chained audit log.")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
+    return typer.Exit(code=code)
+
+
+def _engine(database: str):  # type: ignore[no-untyped-def]
+    """An engine on ``database`` with the schema brought up to date."""
+    from brokerguard.service.db import DatabaseError, make_engine, migrate
+
+    try:
+        engine = make_engine(database)
+        migrate(engine)
+    except DatabaseError as exc:
+        raise _fail(str(exc)) from None
+    return engine
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    database: DatabaseOpt = DEFAULT_DATABASE,
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy TOML file (default: the last one set, or shipped).")
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="Keep the engine's state in this SQLite file (flushed every second)."),
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Run the decision API (one process: the engine's state is in its memory)."""
+    import uvicorn
+
+    from brokerguard.engine import PolicyError
+    from brokerguard.service.app import create_app
+    from brokerguard.service.db import DatabaseError
+    from brokerguard.stores.sqlite import StateFileError
+
+    try:
+        app = create_app(database, policy, state)
+    except (DatabaseError, PolicyError, StateFileError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"BrokerGuard on http://{host}:{port}  (database {database})")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        workers=1,
+        access_log=access_log,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", help="decide, ingest, read or admin (repeat, or comma-separate)."),
+    ],
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    database: DatabaseOpt = DEFAULT_DATABASE,
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from brokerguard.service import audit
+    from brokerguard.service.db import write_transaction
+    from brokerguard.service.keys import create_key, parse_scopes
+
+    try:
+        scopes = parse_scopes(scope)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    engine = _engine(database)
+    with write_transaction(engine) as conn:
+        info, key = create_key(conn, scopes, name=name, created_by="cli")
+        detail = {"scopes": sorted(info.scopes), "name": name}
+        audit.append(conn, [audit.AuditEntry("cli", "key.create", info.id, detail)])
+    engine.dispose()
+    console.print(
+        f"key {info.id} ({', '.join(sorted(info.scopes))}) created; it is shown only now. "
+        "Send it as `Authorization: Bearer KEY`."
+    )
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(database: DatabaseOpt = DEFAULT_DATABASE) -> None:
+    """List keys (ids, scopes, when made and revoked), never the keys themselves."""
+    from brokerguard.service.keys import list_keys
+
+    engine = _engine(database)
+    with engine.connect() as conn:
+        for row in list_keys(conn):
+            revoked = f" revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else ""
+            typer.echo(
+                f"{row['id']}\t{row['scopes']}\t{row['created_at']:%Y-%m-%d %H:%M}"
+                f"\t{row['name']}{revoked}"
+            )
+    engine.dispose()
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (bgk_…).")],
+    database: DatabaseOpt = DEFAULT_DATABASE,
+) -> None:
+    """Revoke a key (a running server stops accepting it within 30 seconds)."""
+    from brokerguard.service import audit
+    from brokerguard.service.db import write_transaction
+    from brokerguard.service.keys import revoke_key
+
+    engine = _engine(database)
+    with write_transaction(engine) as conn:
+        done = revoke_key(conn, key_id)
+        if done:
+            audit.append(conn, [audit.AuditEntry("cli", "key.revoke", key_id, {})])
+    engine.dispose()
+    if not done:
+        raise _fail(f"no active key {key_id!r}")
+    console.print(f"key {key_id} revoked")
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="The login name.")],
+    role: Annotated[str, typer.Option(help="analyst, supervisor or admin.")] = "analyst",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    database: DatabaseOpt = DEFAULT_DATABASE,
+) -> None:
+    """Create a console user; the password is asked for (or read from stdin) and argon2-hashed."""
+    from brokerguard.service import audit
+    from brokerguard.service.db import write_transaction
+    from brokerguard.service.users import ROLES, UserError, create_user
+
+    if role not in ROLES:
+        raise _fail(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    engine = _engine(database)
+    try:
+        with write_transaction(engine) as conn:
+            user = create_user(conn, username, password, role)
+            audit.append(conn, [audit.AuditEntry("cli", "user.create", username, {"role": role})])
+    except UserError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    console.print(f"user {user.username} ({user.role}) created")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database: DatabaseOpt = DEFAULT_DATABASE,
+    head: Annotated[
+        str | None,
+        typer.Option(help="SEQ:HASH printed by an earlier verify: check it is still there."),
+    ] = None,
+) -> None:
+    """Recompute the audit chain; exit 1 naming the first entry that was removed or altered."""
+    from brokerguard.service import audit
+
+    anchor = None
+    if head is not None:
+        seq_text, _, digest = head.partition(":")
+        if not seq_text.isdigit() or len(digest) != 64:
+            raise _fail("--head is SEQ:HASH as printed by audit verify")
+        anchor = (int(seq_text), digest)
+    engine = _engine(database)
+    try:
+        with engine.connect() as conn:
+            report = audit.verify(conn)
+            found = audit.hash_at(conn, anchor[0]) if anchor is not None else None
+    finally:
+        engine.dispose()
+    if report.problem is not None:
+        console.print(
+            f"[red]audit log broken at entry {report.problem.seq}:[/red] {report.problem.problem} "
+            f"({report.entries} entries verified before it)",
+            highlight=False,
+        )
+        raise typer.Exit(code=1)
+    if anchor is not None and found != anchor[1]:
+        what = "is missing" if found is None else "has another hash"
+        console.print(
+            f"[red]audit log broken at entry {anchor[0]}:[/red] the recorded head {what}",
+            highlight=False,
+        )
+        raise typer.Exit(code=1)
+    console.print(f"audit log intact: {report.entries} entries")
+    typer.echo(f"head {report.head_seq}:{report.head_hash}")
+
+
+def mount(app: typer.Typer) -> None:
+    """Add the service's commands to the ``brokerguard`` command."""
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(users_app, name="users")
+    app.add_typer(audit_app, name="audit")

@@ -1,0 +1,156 @@
+"""Connecting to the service's database and bringing its schema up to date.
+
+The default is an embedded SQLite file (``sqlite:///brokerguard.db``), so ``brokerguard serve``
+needs no server; ``postgresql://...`` uses PostgreSQL through psycopg 3. Either way the schema is
+Alembic's (:func:`migrate`), never ``create_all``, so a database made today can be upgraded by a
+later release.
+
+SQLite needs three things set per connection: WAL (readers never wait for the writer), a busy
+timeout (a second process — ``brokerguard keys create`` beside a running server — waits instead of
+failing) and foreign keys. Its driver's own transaction handling is switched off so that
+SQLAlchemy's ``begin()`` really begins one, and :func:`write_transaction` can take the write lock
+up front (``BEGIN IMMEDIATE``): a transaction that reads the audit chain's head and then appends
+to it must not find the head moved by another process in between. On PostgreSQL the same
+guarantee comes from a transaction-scoped advisory lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = [
+    "DEFAULT_DATABASE",
+    "DatabaseError",
+    "current_revision",
+    "head_revision",
+    "make_engine",
+    "migrate",
+    "normalize_url",
+    "write_transaction",
+]
+
+DEFAULT_DATABASE = "sqlite:///brokerguard.db"
+WRITE_LOCK_KEY = 0x6267_5752  # "bgWR": the advisory lock that serializes writers on PostgreSQL
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class DatabaseError(RuntimeError):
+    """A database URL that cannot be used, or a schema that cannot be brought up to date."""
+
+
+def normalize_url(url: str) -> str:
+    """The URL SQLAlchemy needs: ``postgresql://`` means psycopg 3; a bare path means SQLite."""
+    if "://" not in url:  # a plain file path
+        return f"sqlite:///{Path(url)}"
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg2"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def make_engine(url: str, **kwargs: Any) -> sa.Engine:
+    """An Engine for ``url`` with the per-connection settings this service relies on."""
+    url = normalize_url(url)
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DatabaseError(f"not a database URL: {url!r} ({exc})") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            parent = Path(database).parent
+            if not parent.is_dir():
+                raise DatabaseError(f"{url}: the directory {parent} does not exist")
+        engine = sa.create_engine(
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **kwargs,
+        )
+        _sqlite_settings(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
+    raise DatabaseError(
+        f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
+    )
+
+
+def _sqlite_settings(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy says BEGIN, not the driver
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get("bg_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction that holds the database's write lock from its first statement.
+
+    Every append to the audit log runs in one, so the chain's head read at the start is still
+    the head at the commit, whichever process writes.
+    """
+    with engine.connect() as conn:
+        conn = conn.execution_options(bg_write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+            yield conn
+
+
+def _alembic_config(conn: sa.Connection) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    location = resources.files("brokerguard.service").joinpath("migrations")
+    config.set_main_option("script_location", str(location))
+    config.attributes["connection"] = conn
+    return config
+
+
+def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    location = resources.files("brokerguard.service").joinpath("migrations")
+    config.set_main_option("script_location", str(location))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: sa.Engine, revision: str = "head") -> None:
+    """Upgrade the schema to ``revision`` (the latest by default); a no-op when it is there."""
+    from alembic import command
+
+    try:
+        with engine.connect() as conn, conn.begin():
+            command.upgrade(_alembic_config(conn), revision)
+    except sa.exc.OperationalError as exc:
+        raise DatabaseError(f"cannot reach the database {engine.url!r}: {exc.orig}") from None

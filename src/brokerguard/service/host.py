@@ -1,0 +1,153 @@
+"""The engine inside the service, and the rule that keeps it consistent: one thread.
+
+:class:`~brokerguard.engine.BrokerGuard` is plain Python state that every event mutates; it is
+not thread-safe and does not need to be. The service calls it only from the event loop's thread:
+``/v1/decide``, ``/v1/events``, policy changes and account actions that feed the engine are
+``async`` handlers that call :class:`GuardHost` directly, never from a thread pool. A decision
+takes tens of microseconds, so running it inline on the loop costs less than handing it to
+another thread would; a large batch of ingested events yields to the loop every
+:data:`INGEST_SLICE` events so that decisions are not held up behind it. Everything slow —
+database writes — is handed to the recorder's thread (:mod:`.recorder`).
+
+uvicorn therefore runs one worker process: the engine's state is in that process's memory.
+Several workers would each learn from a part of the traffic; scaling out is the design's
+partitioned-worker mode, not more uvicorn workers.
+
+With ``--state FILE`` the engine's state lives in a :class:`~brokerguard.stores.sqlite.SqliteState`
+that :meth:`GuardHost.flush` writes to the file every second (from the loop, between events) and
+on shutdown, so a restart continues where the engine stopped, losing at most the last second.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from brokerguard.engine import BrokerGuard, Policy
+from brokerguard.engine.signals import Signal
+from brokerguard.engine.state import CampaignState, PendingState
+from brokerguard.events import ChallengeResult, Event
+from brokerguard.guard import Decision, Reason
+from brokerguard.service.records import campaign_id
+from brokerguard.stores.sqlite import SqliteState
+
+__all__ = ["ACCOUNT_LOCKED", "INGEST_SLICE", "GuardHost", "guard_name"]
+
+INGEST_SLICE = 256
+ACCOUNT_LOCKED = Reason(
+    code="account_locked",
+    en="The security team locked this account until the customer is verified again.",
+    ja="セキュリティ担当者がこの口座を凍結しています。本人確認が済むまで利用できません。",
+)
+
+
+def guard_name(policy: Policy) -> str:
+    return "brokerguard" if policy.name in ("", "default") else f"brokerguard:{policy.name}"
+
+
+class GuardHost:
+    """Owns the engine; every method must be called from the event loop's thread."""
+
+    def __init__(self, guard: BrokerGuard, state: SqliteState | None = None) -> None:
+        self.guard = guard
+        self.state_file = state
+        self.locked: dict[str, str] = {}  # account -> actor who locked it (analyst overlay)
+        self.last_ts: datetime | None = None  # the latest event time seen
+        self._signals: list[Signal] = []
+        self._campaigns_seen: dict[str, float] = {}
+        self.events = 0
+        guard.trace = self._trace
+
+    def _trace(self, event: Event, signals: list[Signal], decision: Decision) -> None:
+        self._signals = signals
+
+    @property
+    def name(self) -> str:
+        return self.guard.name
+
+    def _seen(self, event: Event) -> None:
+        self.events += 1
+        if self.last_ts is None or event.ts > self.last_ts:
+            self.last_ts = event.ts
+
+    # --- events ------------------------------------------------------------------------------
+    def decide(self, event: Event) -> tuple[Decision, list[Signal], bool]:
+        """The engine's decision, its signals, and whether an analyst's lock decided instead."""
+        self._seen(event)
+        account = getattr(event, "account", None)
+        if account is not None and account in self.locked:
+            return Decision(action="lock", score=1.0, reasons=(ACCOUNT_LOCKED,)), [], True
+        self._signals = []
+        decision = self.guard.decide(event)
+        return decision, self._signals, False
+
+    def observe(self, event: Event) -> None:
+        self._seen(event)
+        self.guard.observe(event)
+
+    # --- what analysts feed back -------------------------------------------------------------
+    def pending(self, event_id: str) -> PendingState | None:
+        """The decision awaiting an answer (a challenge or a hold) for this event, if any."""
+        return self.guard.state.get("pending", event_id)
+
+    def answer_hold(self, ref: str, passed: bool, event_id: str) -> ChallengeResult | None:
+        """An analyst confirmed (released) or refused (cancelled) a held operation.
+
+        The engine hears it as the out-of-band confirmation it asked for: ``passed`` or
+        ``failed`` with factor ``oob``, at the latest event time seen. Returns that event, or
+        None when nothing waits under ``ref``.
+        """
+        pending = self.pending(ref)
+        if pending is None:
+            return None
+        ts = self.last_ts or datetime.now(UTC)
+        answer = ChallengeResult(
+            id=event_id,
+            ts=ts,
+            account=pending.account,
+            session=pending.session,
+            ref=ref,
+            factor="oob",
+            outcome="passed" if passed else "failed",
+        )
+        self.guard.observe(answer)
+        return answer
+
+    def set_policy(self, policy: Policy) -> None:
+        """Run ``policy`` from the next event on, keeping everything the engine has learned."""
+        old = self.guard
+        new = BrokerGuard(policy, state=old.state, lookup=old.lookup, name=guard_name(policy))
+        new._next_sweep = old._next_sweep  # the hourly sweep's schedule carries over
+        new._tz = old._tz
+        new.trace = self._trace
+        self.guard = new
+
+    # --- periodic work -------------------------------------------------------------------------
+    def changed_campaigns(self) -> list[CampaignState]:
+        """Campaigns raised or grown since the last call."""
+        state = self.guard.state
+        changed = []
+        for cid in list(state.keys("campaign")):
+            camp: CampaignState | None = state.get("campaign", cid)
+            if camp is None:
+                continue
+            if self._campaigns_seen.get(cid) != camp.updated_at:
+                self._campaigns_seen[cid] = camp.updated_at
+                changed.append(camp)
+        return changed
+
+    def campaign_row_id(self, engine_id: str) -> str | None:
+        camp: CampaignState | None = self.guard.state.get("campaign", engine_id)
+        return campaign_id(camp) if camp is not None else None
+
+    def flush(self) -> int:
+        """Write the engine's state to its file (when it has one); returns rows written."""
+        return self.state_file.flush() if self.state_file is not None else 0
+
+    def close(self) -> None:
+        if self.state_file is not None:
+            self.state_file.close()
+            self.state_file = None
+
+    def stats(self) -> dict[str, Any]:
+        return {"guard": self.name, "events": self.events, "locked_accounts": len(self.locked)}

@@ -1,0 +1,201 @@
+"""Reads behind the API and the console: plain functions of a connection, returning dicts.
+
+Nothing here knows HTTP; the console's pages call the same functions as the JSON API. Lists are
+newest first and bounded by ``limit`` (at most :data:`MAX_LIMIT`); ``offset`` pages on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from brokerguard.service.models import (
+    account_actions,
+    alerts,
+    campaigns,
+    case_notes,
+    cases,
+    decisions,
+    events,
+    policies,
+)
+
+__all__ = [
+    "MAX_LIMIT",
+    "account_timeline",
+    "current_policy",
+    "get_alert",
+    "get_campaign",
+    "get_case",
+    "list_account_actions",
+    "list_alerts",
+    "list_campaigns",
+    "list_cases",
+    "locked_accounts",
+]
+
+MAX_LIMIT = 1000
+
+
+def _rows(conn: sa.Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _page(query: sa.Select[Any], limit: int, offset: int) -> sa.Select[Any]:
+    return query.limit(max(1, min(limit, MAX_LIMIT))).offset(max(0, offset))
+
+
+def list_alerts(
+    conn: sa.Connection,
+    *,
+    severity: str | None = None,
+    detector: str | None = None,
+    status: str | None = None,
+    account: str | None = None,
+    campaign: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    query = sa.select(alerts)
+    for column, value in (
+        (alerts.c.severity, severity),
+        (alerts.c.detector, detector),
+        (alerts.c.status, status),
+        (alerts.c.account, account),
+        (alerts.c.campaign, campaign),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    query = query.order_by(alerts.c.ts.desc(), alerts.c.id)
+    return _rows(conn, _page(query, limit, offset))
+
+
+def get_alert(conn: sa.Connection, alert_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def list_campaigns(
+    conn: sa.Connection, *, status: str | None = None, limit: int = 100, offset: int = 0
+) -> list[dict[str, Any]]:
+    query = sa.select(campaigns)
+    if status is not None:
+        query = query.where(campaigns.c.status == status)
+    return _rows(conn, _page(query.order_by(campaigns.c.raised_at.desc()), limit, offset))
+
+
+def get_campaign(conn: sa.Connection, campaign_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(campaigns).where(campaigns.c.id == campaign_id)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def list_cases(
+    conn: sa.Connection,
+    *,
+    status: str | None = None,
+    outcome: str | None = None,
+    account: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    query = sa.select(cases)
+    for column, value in (
+        (cases.c.status, status),
+        (cases.c.outcome, outcome),
+        (cases.c.account, account),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    return _rows(conn, _page(query.order_by(cases.c.id.desc()), limit, offset))
+
+
+def get_case(conn: sa.Connection, case_id: int) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(cases).where(cases.c.id == case_id)).first()
+    if row is None:
+        return None
+    case = dict(row._mapping)
+    case["notes"] = _rows(
+        conn, sa.select(case_notes).where(case_notes.c.case_id == case_id).order_by(case_notes.c.id)
+    )
+    return case
+
+
+def list_account_actions(
+    conn: sa.Connection, account: str, limit: int = 100
+) -> list[dict[str, Any]]:
+    query = (
+        sa.select(account_actions)
+        .where(account_actions.c.account == account)
+        .order_by(account_actions.c.id.desc())
+    )
+    return _rows(conn, _page(query, limit, 0))
+
+
+def locked_accounts(conn: sa.Connection) -> dict[str, str]:
+    """Accounts whose latest lock/unlock action is a lock: account -> who locked it."""
+    latest = (
+        sa.select(sa.func.max(account_actions.c.id))
+        .where(account_actions.c.action.in_(("lock", "unlock")))
+        .group_by(account_actions.c.account)
+    )
+    rows = conn.execute(
+        sa.select(account_actions.c.account, account_actions.c.actor).where(
+            account_actions.c.id.in_(latest), account_actions.c.action == "lock"
+        )
+    )
+    return {r.account: r.actor for r in rows}
+
+
+def account_timeline(conn: sa.Connection, account: str, limit: int = 200) -> dict[str, Any]:
+    """What the service saw of one account, newest first: its events and the decisions on them.
+
+    Each decision is attached to the event it answered (``decision`` on the event); decisions
+    whose event was not kept are listed too.
+    """
+    limit = max(1, min(limit, MAX_LIMIT))
+    seen = _rows(
+        conn,
+        sa.select(events.c.event_id, events.c.type, events.c.ts, events.c.session, events.c.body)
+        .where(events.c.account == account)
+        .order_by(events.c.ts.desc(), events.c.seq.desc())
+        .limit(limit),
+    )
+    decided = _rows(
+        conn,
+        sa.select(decisions)
+        .where(decisions.c.account == account)
+        .order_by(decisions.c.ts.desc())
+        .limit(limit),
+    )
+    alerted = set(
+        conn.scalars(sa.select(alerts.c.id).where(alerts.c.id.in_([d["id"] for d in decided])))
+    )
+    for d in decided:
+        d["alert_id"] = d["id"] if d["id"] in alerted else None
+    by_event = {d["event_id"]: d for d in decided}
+    items = []
+    for e in seen:
+        items.append({**e, "decision": by_event.pop(e["event_id"], None)})
+    for d in by_event.values():
+        items.append(
+            {
+                "event_id": d["event_id"],
+                "type": d["point"],
+                "ts": d["ts"],
+                "session": d["session"],
+                "body": None,
+                "decision": d,
+            }
+        )
+    items.sort(key=lambda i: i["ts"], reverse=True)
+    return {
+        "account": account,
+        "items": items[:limit],
+        "actions": list_account_actions(conn, account),
+    }
+
+
+def current_policy(conn: sa.Connection) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(policies).order_by(policies.c.id.desc()).limit(1)).first()
+    return dict(row._mapping) if row is not None else None

@@ -1,0 +1,339 @@
+"""Writing records without slowing decisions: a writer process for records, a thread for jobs.
+
+The engine answers ``/v1/decide`` from memory in tens of microseconds; a database round trip per
+decision (several on PostgreSQL) would be most of the 10 ms budget. So a request decides, hands
+its records to :meth:`Recorder.record` (an append to a queue, no I/O) and answers.
+
+Where the records are written, and why not in a thread: the serving thread and any thread of the
+same process share one interpreter lock. A writer *thread* turning thousands of rows a second
+into SQL (SQLAlchemy's parameter processing, JSON, hashing the audit chain) took about a quarter
+of a core and, sharing the lock, held up the event loop: p99 at 1,000 decisions/s went from
+~8 ms to 20–80 ms (bench/api.py). So the records cross a pipe — pickled in batches by a small
+sender thread — to a **writer process** with its own interpreter and its own database connection,
+which writes whatever accumulated in one transaction per batch and reports back what it wrote.
+
+Analyst actions (cases, notes, account actions, policy changes) are few and need an answer, so
+they run with :meth:`Recorder.call` on a **job thread** of the server process, each in its own
+transaction — after every record queued before them has been written, so that a case can be
+opened on an alert decided a moment ago. Both writers append to the audit chain inside
+:func:`~brokerguard.service.db.write_transaction`, which holds the database's write lock, so the
+chain stays one chain.
+
+What a crash can lose: records queued and not yet written (normally well under a second's
+worth). A write that fails for a passing reason (database restarting, locked) is retried with a
+growing pause while records keep queueing; one that fails for good (a constraint) is retried
+record by record and the bad record is logged and dropped. A writer process that dies is
+started again. ``/healthz`` shows the backlog, what was written and dropped, and the last error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import multiprocessing
+import pickle
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from brokerguard.service import audit
+from brokerguard.service.db import make_engine, write_transaction
+from brokerguard.service.models import alerts, campaigns, decisions, events
+
+__all__ = ["CampaignRecord", "DecisionRecord", "EventRecord", "Recorder", "write_records"]
+
+log = logging.getLogger("brokerguard.service.recorder")
+T = TypeVar("T")
+MAX_BATCH = 5000
+SEND_EVERY_S = 0.002  # the sender thread's nap between looks at the queue
+_STOP = b"STOP"
+
+
+@dataclass(slots=True)
+class EventRecord:
+    row: dict[str, Any]
+
+
+@dataclass(slots=True)
+class DecisionRecord:
+    decision: dict[str, Any]
+    alert: dict[str, Any] | None
+    audit: audit.AuditEntry
+
+
+@dataclass(slots=True)
+class CampaignRecord:
+    row: dict[str, Any]
+
+
+Record = EventRecord | DecisionRecord | CampaignRecord
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[sa.Connection], Any]
+    after: int  # records queued before the job: written first
+    future: Future[Any] = field(default_factory=Future)
+
+
+class Recorder:
+    """Records to the writer process, jobs to the job thread. :meth:`stop` drains both."""
+
+    def __init__(self, database_url: str, engine: sa.Engine) -> None:
+        self.database_url = database_url
+        self.engine = engine  # the job thread's; the writer process opens its own
+        self._outbox: collections.deque[Record] = collections.deque()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._state = threading.Condition()
+        self._queued = 0  # records handed to record()
+        self._acked = 0  # records the writer process has finished with (written or dropped)
+        self.written = 0
+        self.dropped = 0
+        self.last_error: str | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._to_writer: Connection | None = None
+        self._from_writer: Connection | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self._sent = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._stopping = False
+        self._spawn()
+        for target, name in (
+            (self._send_forever, "bg-sender"),
+            (self._jobs_forever, "bg-jobs"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _spawn(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        to_writer_r, to_writer_w = context.Pipe(duplex=False)
+        from_writer_r, from_writer_w = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_writer_main,
+            args=(self.database_url, to_writer_r, from_writer_w),
+            name="brokerguard-writer",
+            daemon=True,
+        )
+        process.start()
+        to_writer_r.close()
+        from_writer_w.close()
+        self._process, self._to_writer, self._from_writer = process, to_writer_w, from_writer_r
+        thread = threading.Thread(
+            target=self._acks_forever, args=(from_writer_r,), name="bg-acks", daemon=True
+        )
+        thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Write everything queued, then end the threads and the writer process."""
+        if not self._threads:
+            return
+        self._jobs.put(None)
+        self._stopping = True
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+        if self._to_writer is not None:
+            with contextlib.suppress(OSError):
+                self._to_writer.send_bytes(_STOP)
+        if self._process is not None:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                self._process.kill()
+        if self._to_writer is not None:
+            self._to_writer.close()
+        self._process = self._to_writer = None
+
+    @property
+    def backlog(self) -> int:
+        return self._queued - self._acked + self._jobs.qsize()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until everything queued so far is written (tests, shutdown, loaders)."""
+        target = self._queued
+        marker: Future[Any] = self.call(lambda conn: None)
+        deadline = time.monotonic() + timeout
+        with self._state:
+            while self._acked < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._state.wait(left)
+        try:
+            marker.result(max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return False
+        return True
+
+    # --- producers -----------------------------------------------------------------------------
+    def record(self, item: Record) -> None:
+        """Queue a record; never blocks, never does I/O (called on the event loop)."""
+        self._queued += 1  # only the event loop's thread records
+        self._outbox.append(item)
+
+    def call(self, fn: Callable[[sa.Connection], T]) -> Future[T]:
+        """Run ``fn(conn)`` in a write transaction on the job thread, after queued records."""
+        job = _Job(fn, self._queued)
+        self._jobs.put(job)
+        return job.future
+
+    async def run(self, fn: Callable[[sa.Connection], T]) -> T:
+        """:meth:`call`, awaited."""
+        return await asyncio.wrap_future(self.call(fn))
+
+    # --- the server process's threads ------------------------------------------------------------
+    def _send_forever(self) -> None:
+        outbox = self._outbox
+        while True:
+            if not outbox:
+                if self._stopping:
+                    return
+                time.sleep(SEND_EVERY_S)
+                continue
+            batch = []
+            while outbox and len(batch) < MAX_BATCH:
+                batch.append(outbox.popleft())
+            blob = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+            while True:
+                try:
+                    assert self._to_writer is not None
+                    self._to_writer.send_bytes(blob)
+                    break
+                except (OSError, AssertionError) as exc:  # the writer died: start another
+                    self.last_error = f"writer process lost: {exc}"
+                    log.error("the writer process is gone (%s); starting a new one", exc)
+                    time.sleep(0.5)
+                    self._spawn()
+
+    def _acks_forever(self, conn: Connection) -> None:
+        while True:
+            try:
+                written, dropped, error = conn.recv()
+            except (EOFError, OSError):
+                return
+            with self._state:
+                self.written += written
+                self.dropped += dropped
+                self._acked += written + dropped
+                self.last_error = error
+                self._state.notify_all()
+
+    def _jobs_forever(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            with self._state:
+                while self._acked < job.after and self._process is not None:
+                    if not self._state.wait(1.0) and not self._process.is_alive():
+                        break
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                with write_transaction(self.engine) as conn:
+                    result = job.fn(conn)
+            except BaseException as exc:  # handed to the waiting caller
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)
+
+
+# --- the writer process -------------------------------------------------------------------------
+def _writer_main(database_url: str, inbox: Connection, acks: Connection) -> None:
+    """Receive pickled batches, write them, acknowledge; until told to stop."""
+    engine = make_engine(database_url)
+    try:
+        while True:
+            try:
+                blob = inbox.recv_bytes()
+            except (EOFError, OSError):
+                return
+            if blob == _STOP:
+                return
+            records: list[Record] = pickle.loads(blob)
+            stop = False
+            while len(records) < MAX_BATCH and inbox.poll():
+                more = inbox.recv_bytes()
+                if more == _STOP:
+                    stop = True
+                    break
+                records.extend(pickle.loads(more))
+            acks.send(write_records(engine, records))
+            if stop:
+                return
+    finally:
+        engine.dispose()
+
+
+def write_records(engine: sa.Engine, records: list[Record]) -> tuple[int, int, str | None]:
+    """Write ``records`` in one transaction; returns (written, dropped, last error)."""
+    pause = 0.05
+    error: str | None = None
+    for _attempt in range(8):
+        try:
+            _insert(engine, records)
+            return len(records), 0, None
+        except sa.exc.OperationalError as exc:  # passing: the database is away or locked
+            error = str(exc.orig)
+            log.warning("writing %d records failed, retrying: %s", len(records), exc.orig)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+        except sa.exc.SQLAlchemyError as exc:
+            error = str(exc)
+            break
+    written = dropped = 0
+    for record in records:  # one by one: keep every record that can be written
+        try:
+            _insert(engine, [record])
+            written += 1
+        except sa.exc.SQLAlchemyError as exc:
+            dropped += 1
+            error = str(exc)
+            log.error("dropped a %s record that cannot be written: %s", type(record).__name__, exc)
+    return written, dropped, error
+
+
+def _insert(engine: sa.Engine, records: list[Record]) -> None:
+    event_rows = [r.row for r in records if isinstance(r, EventRecord)]
+    decided = [r for r in records if isinstance(r, DecisionRecord)]
+    camp_rows = {r.row["id"]: r.row for r in records if isinstance(r, CampaignRecord)}
+    with write_transaction(engine) as conn:
+        if event_rows:
+            conn.execute(events.insert(), event_rows)
+        if decided:
+            conn.execute(decisions.insert(), [r.decision for r in decided])
+            alert_rows = [r.alert for r in decided if r.alert is not None]
+            if alert_rows:
+                conn.execute(alerts.insert(), alert_rows)
+        if camp_rows:
+            _upsert_campaigns(conn, list(camp_rows.values()))
+        if decided:
+            audit.append(conn, [r.audit for r in decided])
+
+
+def _upsert_campaigns(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert new campaigns, refresh known ones; the analyst's ``status`` is never overwritten."""
+    ids = [r["id"] for r in rows]
+    known = set(conn.scalars(sa.select(campaigns.c.id).where(campaigns.c.id.in_(ids))))
+    new = [r for r in rows if r["id"] not in known]
+    if new:
+        conn.execute(campaigns.insert(), new)
+    for row in rows:
+        if row["id"] in known:
+            values = {k: v for k, v in row.items() if k not in ("id", "status")}
+            conn.execute(campaigns.update().where(campaigns.c.id == row["id"]).values(**values))

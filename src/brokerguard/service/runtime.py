@@ -1,0 +1,223 @@
+"""The running service: settings, and the one object that holds the parts together.
+
+:class:`Service` opens the database (and brings its schema up to date), picks the policy, builds
+the engine around its state, loads the analysts' account locks, and owns the recorder thread and
+the periodic work (campaign snapshots, state flushes). :meth:`Service.decide` and
+:meth:`Service.ingest` are the two uses of the engine; both run on the event loop (see
+:mod:`.host` for why).
+
+Which policy runs: ``--policy FILE`` when given (recorded as the current policy if it differs
+from the last one); else the last policy recorded in the database (one set through
+``PUT /v1/policy`` survives a restart); else the shipped default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from brokerguard.engine import BrokerGuard, Policy, load_policy
+from brokerguard.engine.policy import default_policy_path, parse_policy
+from brokerguard.events import Event
+from brokerguard.guard import decision_point
+from brokerguard.service import actions, queries
+from brokerguard.service.db import DEFAULT_DATABASE, make_engine, migrate, write_transaction
+from brokerguard.service.host import INGEST_SLICE, GuardHost, guard_name
+from brokerguard.service.keys import KeyRing
+from brokerguard.service.limits import DEFAULT_MAX_BODY
+from brokerguard.service.recorder import Recorder
+from brokerguard.service.records import campaign_record, decision_record, event_record
+from brokerguard.service.users import ConsoleUser, session_user
+from brokerguard.stores.sqlite import SqliteState
+
+__all__ = ["Service", "Settings"]
+
+log = logging.getLogger("brokerguard.service")
+BACKLOG_HIGH = 50_000  # ingest waits while the writer has more than this to write
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """What ``brokerguard serve`` and :func:`~brokerguard.service.app.create_app` take."""
+
+    database_url: str = DEFAULT_DATABASE
+    policy_path: Path | None = None
+    state_path: Path | None = None
+    max_body: int = DEFAULT_MAX_BODY  # bytes; larger requests get 413
+    tick_seconds: float = 1.0  # campaign snapshots, state flushes, garbage-collector freezes
+    full_gc_seconds: float = 3600.0  # how often the collector walks the whole heap (see tick)
+    key_ttl: float = 30.0  # seconds a verified API key is trusted without the database
+    secure_cookies: bool = False  # set behind HTTPS: the session cookie is then Secure
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = make_engine(settings.database_url)
+        migrate(self.db)
+        self.keys = KeyRing(self.db, settings.key_ttl)
+        self.recorder = Recorder(settings.database_url, self.db)
+        policy, source, origin = self._initial_policy()
+        self.policy_source = source
+        self.policy_origin = origin
+        self._policy = policy
+        if settings.state_path is not None:  # a state file that cannot be used fails now
+            SqliteState(settings.state_path).close()
+        self.host: GuardHost = None  # type: ignore[assignment]  # built by start(), see there
+        self._ticker: asyncio.Task[None] | None = None
+        self._next_full_gc = 0.0
+
+    def _initial_policy(self) -> tuple[Policy, str, str]:
+        path = self.settings.policy_path
+        with self.db.connect() as conn:
+            current = queries.current_policy(conn)
+        if path is None and current is not None:
+            return (
+                parse_policy(current["source"], f"stored policy {current['id']}"),
+                current["source"],
+                current["origin"],
+            )
+        origin = str(path) if path is not None else "default"
+        file = path if path is not None else default_policy_path()
+        policy = load_policy(file)
+        source = Path(file).read_text(encoding="utf-8")
+        if current is None or current["source"] != source:
+            with write_transaction(self.db) as conn:
+                actions.record_policy(conn, "system", policy.name, source, origin)
+        return policy, source, origin
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Build the engine on the event loop's thread (its SQLite state connection must live
+        on the thread that uses it) and start the writers and the ticker."""
+        path = self.settings.state_path
+        state = SqliteState(path) if path is not None else None
+        guard = BrokerGuard(self._policy, state=state, name=guard_name(self._policy))
+        self.host = GuardHost(guard, state)
+        with self.db.connect() as conn:
+            self.host.locked = queries.locked_accounts(conn)
+        self.recorder.start()
+        gc.collect()
+        gc.freeze()  # what startup built is never walked again by the collector
+        self._next_full_gc = time.monotonic() + self.settings.full_gc_seconds
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        self.tick()
+        self.host.close()
+        self.recorder.stop()
+        self.db.dispose()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick_seconds)
+            try:
+                self.tick()
+            except Exception:  # a failed flush must not end the ticker
+                log.exception("periodic flush failed")
+
+    def tick(self) -> None:
+        """Snapshot grown campaigns and flush the engine's state file (on the loop thread).
+
+        Then freeze the garbage collector's view: the engine's state only grows, and a full
+        collection walks all of it — tens of milliseconds stolen from whichever decision is
+        running (measured with bench/api.py). Objects alive for a tick are moved out of the
+        collector's generations, so automatic collections only walk the last second's objects.
+        Freed objects are still freed (reference counting); only garbage in reference cycles
+        that outlived a tick waits for the full collection made every ``full_gc_seconds``.
+        """
+        for camp in self.host.changed_campaigns():
+            self.recorder.record(campaign_record(camp))
+        self.host.flush()
+        if time.monotonic() >= self._next_full_gc:
+            self._next_full_gc = time.monotonic() + self.settings.full_gc_seconds
+            gc.unfreeze()
+            gc.collect()
+        gc.freeze()
+
+    # --- the engine ------------------------------------------------------------------------------
+    def decide(self, event: Event, point: str, caller: str) -> dict[str, Any]:
+        """Decide one event and queue its records; returns the answer's fields."""
+        decision, signals, locked = self.host.decide(event)
+        decision_id, alerted, record = decision_record(
+            event,
+            point,
+            decision,
+            signals,
+            guard=self.host.name,
+            caller=caller,
+            alert=not locked,
+            campaigns=self.host.campaign_row_id,
+        )
+        kept = event_record(event)
+        if kept is not None:
+            self.recorder.record(kept)
+        self.recorder.record(record)
+        return {
+            "decision_id": decision_id,
+            "event_id": event.id,
+            "account": record.decision["account"],
+            "point": point,
+            "action": decision.action,
+            "score": decision.score,
+            "factors": list(decision.factors),
+            "reasons": record.decision["reasons"],
+            "alert_id": decision_id if alerted else None,
+        }
+
+    async def ingest(self, events: list[Event], caller: str) -> dict[str, Any]:
+        """Observe a batch in order (deciding its decision points), yielding to the loop."""
+        counts: dict[str, int] = {}
+        observed = decided = alerts = 0
+        for start in range(0, len(events), INGEST_SLICE):
+            while self.recorder.backlog > BACKLOG_HIGH:
+                await asyncio.sleep(0.01)
+            for event in events[start : start + INGEST_SLICE]:
+                point = decision_point(event)
+                if point is None:
+                    self.host.observe(event)
+                    kept = event_record(event)
+                    if kept is not None:
+                        self.recorder.record(kept)
+                    observed += 1
+                    continue
+                answer = self.decide(event, point, caller)
+                decided += 1
+                counts[answer["action"]] = counts.get(answer["action"], 0) + 1
+                alerts += answer["alert_id"] is not None
+            await asyncio.sleep(0)
+        return {
+            "accepted": len(events),
+            "observed": observed,
+            "decided": decided,
+            "actions": counts,
+            "alerts": alerts,
+        }
+
+    def set_policy(self, policy: Policy, source: str, origin: str) -> None:
+        self._policy = policy
+        self.host.set_policy(policy)
+        self.policy_source = source
+        self.policy_origin = origin
+
+    # --- console sessions (called from a thread pool) ---------------------------------------------
+    def console_session(self, token: str) -> ConsoleUser | None:
+        with self.db.connect() as conn:
+            return session_user(conn, token)
+
+    def read(self) -> sa.Connection:
+        """A connection for reads (use as a context manager, from a thread pool)."""
+        return self.db.connect()

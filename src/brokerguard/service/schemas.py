@@ -1,0 +1,272 @@
+"""The API's wire shapes (pydantic), which are also its OpenAPI document.
+
+Request bodies forbid unknown fields, so a misspelt field is a 422 naming it rather than a
+change silently ignored. Events themselves are not here: ``/v1/decide`` and ``/v1/events`` read
+them with msgspec exactly as ``events.ndjson`` holds them (:mod:`brokerguard.events`), and their
+schemas are put into the OpenAPI document from the same Structs (:mod:`.openapi`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AccountActionIn",
+    "AccountActionOut",
+    "AlertOut",
+    "AlertUpdate",
+    "CampaignOut",
+    "CampaignUpdate",
+    "CaseIn",
+    "CaseOut",
+    "CaseUpdate",
+    "DecisionOut",
+    "ErrorOut",
+    "HealthOut",
+    "IngestOut",
+    "LoginIn",
+    "NoteIn",
+    "NoteOut",
+    "PolicyOut",
+    "ReasonOut",
+    "TimelineOut",
+    "WhoAmI",
+]
+
+AlertStatus = Literal["open", "acknowledged", "closed"]
+CaseStatus = Literal["open", "investigating", "closed"]
+Outcome = Literal["fraud", "not_fraud"]
+CampaignStatus = Literal["active", "contained", "closed"]
+Severity = Literal["low", "medium", "high", "critical"]
+Detector = Literal["login", "session", "account", "trading", "campaign", "policy"]
+AccountAction = Literal[
+    "release_order", "cancel_order", "lock", "unlock", "force_reverify", "trust_device"
+]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Label = Annotated[str, Field(min_length=1, max_length=64)]
+Key = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    message_ja: str
+    field: str | None
+    line: int | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: ``{"error": {...}}``."""
+
+    error: ErrorDetail
+
+
+class ReasonOut(BaseModel):
+    code: str
+    en: str
+    ja: str
+
+
+class DecisionOut(BaseModel):
+    """The answer to a decision-point event."""
+
+    decision_id: str
+    event_id: str
+    account: str
+    point: Literal["login", "order", "withdrawal", "settings"]
+    action: Literal["allow", "challenge", "hold", "deny", "lock"]
+    score: float
+    factors: list[str]
+    reasons: list[ReasonOut]
+    alert_id: str | None = Field(description="The alert this decision raised, if any.")
+
+
+class IngestOut(BaseModel):
+    accepted: int = Field(description="Events read from the batch (all of them, or none).")
+    observed: int
+    decided: int = Field(description="Decision-point events in the batch, decided and recorded.")
+    actions: dict[str, int]
+    alerts: int
+
+
+class SignalOut(BaseModel):
+    code: str
+    llr: float
+    evidence: dict[str, Any]
+
+
+class AlertOut(BaseModel):
+    id: str
+    event_id: str
+    ts: datetime
+    account: str
+    point: str
+    action: str
+    score: float
+    severity: Severity
+    detector: Detector
+    detectors: list[str]
+    campaign: str | None
+    reasons: list[ReasonOut]
+    signals: list[SignalOut]
+    status: AlertStatus
+    assignee: str | None
+    snoozed_until: datetime | None
+    updated_at: datetime
+
+
+class AlertUpdate(_In):
+    status: AlertStatus | None = None
+    assignee: Name | None = None
+    snoozed_until: AwareDatetime | None = None
+
+
+class CampaignOut(BaseModel):
+    id: str
+    engine_id: str
+    raised_at: datetime
+    updated_at: datetime
+    symbols: list[str]
+    accounts: list[str]
+    infrastructure: list[str]
+    counterparties: list[str]
+    timeline: list[dict[str, Any]]
+    status: CampaignStatus
+
+
+class CampaignUpdate(_In):
+    status: CampaignStatus
+
+
+class NoteOut(BaseModel):
+    id: int
+    case_id: int
+    author: str
+    text: str
+    created_at: datetime
+
+
+class CaseOut(BaseModel):
+    id: int
+    title: str
+    account: str | None
+    alert_id: str | None
+    campaign_id: str | None
+    status: CaseStatus
+    outcome: Outcome | None
+    labels: list[str]
+    assignee: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    notes: list[NoteOut] = []
+
+
+class CaseIn(_In):
+    """Open a case from an alert, a campaign or an account (at least one)."""
+
+    title: Annotated[str, Field(min_length=1, max_length=300)] | None = None
+    alert_id: Key | None = None
+    campaign_id: Key | None = None
+    account: Key | None = None
+    labels: Annotated[list[Label], Field(max_length=50)] = []
+    assignee: Name | None = None
+
+
+class CaseUpdate(_In):
+    title: Annotated[str, Field(min_length=1, max_length=300)] | None = None
+    status: CaseStatus | None = None
+    outcome: Outcome | None = None
+    labels: Annotated[list[Label], Field(max_length=50)] | None = None
+    assignee: Name | None = None
+
+
+class NoteIn(_In):
+    text: Annotated[str, Field(min_length=1, max_length=10_000)]
+
+
+class AccountActionIn(_In):
+    action: AccountAction
+    target: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="release_order/cancel_order: the held order's event id; "
+        "trust_device: the device cookie.",
+    )
+    note: Annotated[str, Field(max_length=2000)] = ""
+
+
+class AccountActionOut(BaseModel):
+    id: int
+    account: str
+    action: str
+    target: str | None
+    note: str
+    actor: str
+    created_at: datetime
+
+
+class TimelineDecision(BaseModel):
+    id: str
+    point: str
+    action: str
+    score: float
+    factors: list[str]
+    reasons: list[ReasonOut]
+    guard: str
+    decided_at: datetime
+    alert_id: str | None
+
+
+class TimelineItem(BaseModel):
+    event_id: str
+    type: str
+    ts: datetime
+    session: str | None
+    event: dict[str, Any] | None = Field(description="The event as received (None if not kept).")
+    decision: TimelineDecision | None
+
+
+class TimelineOut(BaseModel):
+    account: str
+    locked: bool
+    items: list[TimelineItem]
+    actions: list[AccountActionOut]
+
+
+class PolicyOut(BaseModel):
+    name: str
+    guard: str
+    origin: str
+    created_by: str
+    created_at: datetime
+    source: str = Field(description="The policy file (TOML) as given.")
+    policy: dict[str, Any] = Field(description="The policy as the engine reads it.")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    guard: str
+    backlog: int = Field(description="Records waiting for the database writer.")
+    written: int
+    dropped: int
+    last_error: str | None
+
+
+class LoginIn(_In):
+    username: Name
+    password: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class WhoAmI(BaseModel):
+    kind: Literal["key", "user"]
+    id: str
+    role: str | None
+    permissions: list[str]
+    csrf_token: str | None = None

@@ -1,0 +1,82 @@
+"""``brokerguard keys`` and ``brokerguard users``: keys printed once, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from brokerguard.cli import app
+from brokerguard.service.app import create_app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def test_keys_create_prints_a_working_key_once(url: str) -> None:
+    result = runner.invoke(
+        app, ["keys", "create", "--scope", "read", "--name", "soc", "--database", url]
+    )
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip()
+    assert key.startswith("bgk_") and len(key) > 40
+    listed = runner.invoke(app, ["keys", "list", "--database", url])
+    assert listed.exit_code == 0 and key.split("_")[1] in listed.stdout
+    assert key.split("_", 2)[2] not in listed.stdout  # never shown again
+    with TestClient(create_app(url)) as client:
+        assert (
+            client.get("/v1/alerts", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        )
+    key_id = "_".join(key.split("_")[:2])
+    assert runner.invoke(app, ["keys", "revoke", key_id, "--database", url]).exit_code == 0
+    assert runner.invoke(app, ["keys", "revoke", key_id, "--database", url]).exit_code == 2
+    with TestClient(create_app(url)) as client:
+        assert (
+            client.get("/v1/alerts", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+        )
+
+
+def test_keys_create_refuses_unknown_scopes(url: str) -> None:
+    result = runner.invoke(app, ["keys", "create", "--scope", "read,root", "--database", url])
+    assert result.exit_code == 2 and "unknown scope 'root'" in result.output
+
+
+def test_users_create(url: str) -> None:
+    ok = runner.invoke(
+        app,
+        ["users", "create", "alice", "--role", "supervisor", "--password-stdin", "--database", url],
+        input="a long enough password\n",
+    )
+    assert ok.exit_code == 0, ok.output
+    short = runner.invoke(
+        app, ["users", "create", "bob", "--password-stdin", "--database", url], input="short\n"
+    )
+    assert short.exit_code == 2 and "at least 12" in short.output
+    taken = runner.invoke(
+        app,
+        ["users", "create", "alice", "--password-stdin", "--database", url],
+        input="a long enough password\n",
+    )
+    assert taken.exit_code == 2 and "taken" in taken.output
+    role = runner.invoke(app, ["users", "create", "carol", "--role", "root", "--database", url])
+    assert role.exit_code == 2 and "unknown role" in role.output
+    with TestClient(create_app(url)) as client:
+        login = client.post(
+            "/console/login", json={"username": "alice", "password": "a long enough password"}
+        )
+        assert login.status_code == 200 and login.json()["role"] == "supervisor"
+
+
+def test_a_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["audit", "verify", "--database", f"sqlite:///{tmp_path}/no/such/dir.db"]
+    )
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["keys", "list", "--database", "mysql://x/y"])
+    assert result.exit_code == 2 and "unsupported database" in result.output

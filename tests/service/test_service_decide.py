@@ -1,0 +1,220 @@
+"""``/v1/decide`` answers as the engine would; bad events are refused with the field named."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+from conftest import Api
+
+from brokerguard.engine import BrokerGuard
+from brokerguard.events import Event, encode
+from brokerguard.guard import decision_point
+from brokerguard.service.db import make_engine
+from brokerguard.service.models import alerts, decisions, events
+
+LOGIN = {
+    "type": "login",
+    "id": "l1",
+    "ts": "2025-03-20T10:00:00+09:00",
+    "account": "A1",
+    "session": "s1",
+    "ip": "203.0.113.7",
+    "user_agent": "Mozilla/5.0",
+    "device": "d1",
+    "factors": ["password"],
+    "success": True,
+}
+
+
+def body(**changes: object) -> bytes:
+    event = {**LOGIN, **changes}
+    return msgspec.json.encode({k: v for k, v in event.items() if v is not ...})
+
+
+def error_of(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    return response.json()["error"]
+
+
+def count(url: str, table: sa.Table) -> int:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        n = conn.scalar(sa.select(sa.func.count()).select_from(table))
+    engine.dispose()
+    return int(n or 0)
+
+
+def test_decide_answers_like_the_engine(
+    api: Api, database_url: str, recorded_events: list[Event]
+) -> None:
+    """The recorded run through the API (observed events in batches, decision points one by
+    one, in order) gets the same decisions as a BrokerGuard fed the same events directly."""
+    direct = BrokerGuard()
+    expected = []
+    answers = []
+    batch: list[Event] = []
+    for event in recorded_events:
+        if decision_point(event) is None:
+            direct.observe(event)
+            batch.append(event)
+            continue
+        if batch:
+            assert api.ingest(batch).status_code == 200
+            batch = []
+        expected.append(direct.decide(event))
+        response = api.decide(event)
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    if batch:
+        assert api.ingest(batch).status_code == 200
+    assert len(answers) > 200
+    for want, got in zip(expected, answers, strict=True):
+        assert got["action"] == want.action
+        assert got["score"] == pytest.approx(want.score)
+        assert got["factors"] == list(want.factors)
+        assert [r["code"] for r in got["reasons"]] == [r.code for r in want.reasons]
+        assert all(r["en"] and r["ja"] for r in got["reasons"])
+    actions = {a["action"] for a in answers}
+    assert {"allow", "deny"} <= actions and actions & {"challenge", "hold"}
+
+    api.settle()
+    assert count(database_url, decisions) == len(answers)
+    raised = [a for a in answers if a["alert_id"] is not None]
+    assert raised and count(database_url, alerts) == len(raised)
+    assert all(a["action"] != "allow" for a in raised)
+    kept = sum(1 for e in recorded_events if getattr(e, "account", None) is not None)
+    assert count(database_url, events) == kept
+
+
+def test_a_batch_decides_its_decision_points(api: Api, recorded_events: list[Event]) -> None:
+    head = recorded_events[:3000]
+    points = sum(1 for e in head if decision_point(e) is not None)
+    response = api.ingest(head, batch=len(head))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["accepted"] == 3000
+    assert answer["decided"] == points == sum(answer["actions"].values())
+    assert answer["observed"] == 3000 - points
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"success": "yes"}, "success"),  # wrong type
+        ({"ip": "999.1.1.1"}, "ip"),  # impossible value
+        ({"colour": "red"}, "colour"),  # unknown field
+        ({"account": ...}, "account"),  # missing field
+        ({"ts": "2025-03-20T10:00:00"}, "ts"),  # no time zone
+        ({"factors": ["carrier-pigeon"]}, "factors[0]"),
+        ({"type": "teleport"}, "type"),  # unknown event type
+        ({"type": "session", "action": "view", "factors": ..., "success": ...}, "type"),
+    ],
+)
+def test_a_bad_event_is_refused_naming_the_field(
+    make_api: Callable[..., Api], sqlite_url: str, changes: dict, field: str
+) -> None:
+    api = make_api(sqlite_url)
+    error = error_of(api.decide(body(**changes)), 422)
+    assert error["code"] == "invalid_event"
+    assert error["field"] == field
+    assert field.split("[")[0] in error["message"] or field == "type"
+    assert api.service.host.events == 0  # nothing reached the engine
+
+
+def test_malformed_and_oversized_bodies(make_api: Callable[..., Api], sqlite_url: str) -> None:
+    api = make_api(sqlite_url)
+    assert error_of(api.decide(b'{"type": "login",'), 400)["code"] == "malformed_json"
+    assert error_of(api.decide(b""), 400)["code"] == "malformed_json"
+    cancel = {
+        "type": "order",
+        "id": "o1",
+        "ts": "2025-03-20T10:00:00+09:00",
+        "account": "A1",
+        "session": "s1",
+        "order_id": "x",
+        "action": "cancel",
+        "symbol": "7203",
+        "market": "TSE",
+        "side": "buy",
+        "quantity": 100,
+        "price_type": "market",
+    }
+    assert error_of(api.decide(msgspec.json.encode(cancel)), 422)["field"] == "action"
+    huge = body(user_agent="x" * (2 << 20))
+    error = error_of(api.decide(huge), 413)
+    assert error["code"] == "payload_too_large" and "1048576" in error["message"]
+
+    def chunks():  # no Content-Length: counted while received
+        for _ in range(40):
+            yield b" " * 65536
+
+    chunked = api.client.post(
+        "/v1/events",
+        content=chunks(),
+        headers={**api.auth("ingest"), "content-type": "application/x-ndjson"},
+    )
+    assert error_of(chunked, 413)["code"] == "payload_too_large"
+    wrong_type = api.client.post(
+        "/v1/decide", content=body(), headers={**api.auth("decide"), "content-type": "text/csv"}
+    )
+    assert error_of(wrong_type, 415)["code"] == "unsupported_media_type"
+    assert error_of(api.get("/v1/nowhere"), 404)["code"] == "not_found"
+    assert error_of(api.client.delete("/v1/decide"), 405)["code"] == "method_not_allowed"
+
+
+def test_a_bad_batch_changes_nothing(api: Api, database_url: str) -> None:
+    good = encode(msgspec.json.decode(body(), type=Event)) + b"\n"
+    bad = body(id="l2", ip="not-an-ip") + b"\n"
+    response = api.client.post(
+        "/v1/events",
+        content=good + good.replace(b'"l1"', b'"l3"') + bad,
+        headers={**api.auth("ingest"), "content-type": "application/x-ndjson"},
+    )
+    error = error_of(response, 422)
+    assert (error["code"], error["field"], error["line"]) == ("invalid_event", "ip", 3)
+    array = b"[" + good.strip() + b"," + bad.strip() + b"]"
+    response = api.client.post(
+        "/v1/events",
+        content=array,
+        headers={**api.auth("ingest"), "content-type": "application/json"},
+    )
+    assert error_of(response, 422)["field"] == "[1].ip"
+    api.settle()
+    assert api.service.host.events == 0
+    assert count(database_url, events) == 0
+
+
+def test_the_fast_path_answers_as_the_route_does(
+    make_api: Callable[..., Api], sqlite_url: str, recorded_events: list[Event]
+) -> None:
+    """``POST /v1/decide`` with a cached key skips FastAPI (service/fastpath.py); a key not yet
+    verified goes through the route. Same answers, same errors, either way."""
+    api = make_api(sqlite_url)
+    bodies = [
+        body(success="yes"),
+        body(colour="red"),
+        body(type="teleport"),
+        b'{"type": "login",',
+        b"",
+        body(user_agent="x" * (2 << 20)),
+    ]
+    for raw in bodies:
+        api.service.keys.forget()
+        slow = api.decide(raw)  # verifies the key: the route
+        fast = api.decide(raw)  # the key is cached now: the fast path
+        assert (fast.status_code, fast.json()) == (slow.status_code, slow.json())
+    points = [e for e in recorded_events if decision_point(e) is not None][:30]
+    for event in points[:15]:
+        api.service.keys.forget()
+        assert api.decide(event).status_code == 200
+    for event in points[15:]:
+        assert api.decide(event).status_code == 200
+    api.settle()
+    assert count(sqlite_url, decisions) == 30
+    wrong_scope = api.decide(points[0], scope="read")
+    assert wrong_scope.status_code == 403
+    api.decide(points[0], scope="read")  # cached now, still refused
+    assert api.decide(points[0], scope="read").status_code == 403

@@ -1,0 +1,189 @@
+"""An analyst's day through the API: alerts, cases, the account timeline, held orders, locks,
+campaigns and the policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+from conftest import Api
+
+from brokerguard.engine.policy import default_policy_path
+from brokerguard.events import Event, LoginAttempt
+from brokerguard.guard import decision_point
+
+
+@pytest.fixture
+def busy(api: Api, recorded_events: list[Event]) -> Api:
+    """The recorded attack run loaded through /v1/events, records written."""
+    response = api.ingest(recorded_events)
+    assert response.status_code == 200, response.text
+    api.settle()
+    return api
+
+
+def admin(api: Api) -> dict[str, str]:
+    return api.auth("admin")
+
+
+def test_alerts_filter_and_open_cases(busy: Api) -> None:
+    api = busy
+    everything = api.get("/v1/alerts", params={"limit": 1000}).json()
+    assert everything
+    assert [a["ts"] for a in everything] == sorted((a["ts"] for a in everything), reverse=True)
+    for name in ("severity", "detector", "status"):
+        value = everything[0][name]
+        some = api.get("/v1/alerts", params={name: value, "limit": 1000}).json()
+        assert some and all(a[name] == value for a in some)
+    assert api.get("/v1/alerts", params={"severity": "extreme"}).status_code == 422
+
+    alert = everything[0]
+    assert api.get(f"/v1/alerts/{alert['id']}").json() == alert
+    opened = api.client.post(
+        "/v1/cases", json={"alert_id": alert["id"], "labels": ["ato"]}, headers=admin(api)
+    )
+    assert opened.status_code == 201, opened.text
+    case = opened.json()
+    assert (case["account"], case["status"], case["labels"]) == (alert["account"], "open", ["ato"])
+    assert api.get(f"/v1/alerts/{alert['id']}").json()["status"] == "acknowledged"
+
+    note = api.client.post(
+        f"/v1/cases/{case['id']}/notes", json={"text": "本人に確認中 / calling"}, headers=admin(api)
+    )
+    assert note.status_code == 201
+    early = api.client.patch(
+        f"/v1/cases/{case['id']}", json={"status": "closed"}, headers=admin(api)
+    )
+    assert early.status_code == 409 and early.json()["error"]["field"] == "outcome"
+    closed = api.client.patch(
+        f"/v1/cases/{case['id']}",
+        json={"status": "closed", "outcome": "fraud", "labels": ["ato", "phishing"]},
+        headers=admin(api),
+    )
+    assert closed.status_code == 200, closed.text
+    got = api.get(f"/v1/cases/{case['id']}").json()
+    assert (got["status"], got["outcome"]) == ("closed", "fraud")
+    assert [n["text"] for n in got["notes"]] == ["本人に確認中 / calling"]
+    assert api.get("/v1/cases", params={"outcome": "fraud"}).json()[0]["id"] == case["id"]
+    missing = api.client.post("/v1/cases", json={"alert_id": "nope"}, headers=admin(api))
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "alert_id"
+    typo = api.client.post("/v1/cases", json={"alert": alert["id"]}, headers=admin(api))
+    assert typo.status_code == 422 and typo.json()["error"]["field"] == "alert"
+
+
+def test_campaigns_are_recorded(busy: Api) -> None:
+    api = busy
+    campaigns = api.get("/v1/campaigns").json()
+    assert campaigns, "the recorded attack raises at least one campaign"
+    camp = campaigns[0]
+    assert camp["accounts"] and camp["timeline"] and camp["status"] == "active"
+    contained = api.client.patch(
+        f"/v1/campaigns/{camp['id']}", json={"status": "contained"}, headers=admin(api)
+    )
+    assert contained.status_code == 200
+    api.service.tick()  # a later snapshot of the engine keeps the analyst's status
+    api.settle()
+    assert api.get(f"/v1/campaigns/{camp['id']}").json()["status"] == "contained"
+    case = api.client.post("/v1/cases", json={"campaign_id": camp["id"]}, headers=admin(api))
+    assert case.status_code == 201 and case.json()["campaign_id"] == camp["id"]
+
+
+def test_timeline_and_held_orders(
+    make_api: Callable[..., Api], database_url: str, recorded_events: list[Event], tmp_path: Path
+) -> None:
+    policy = tmp_path / "hold-orders.toml"
+    source = default_policy_path().read_text(encoding="utf-8")
+    policy.write_text(source.replace("prior = -4.5", "prior = 8.0", 1), encoding="utf-8")
+    api = make_api(database_url, policy_path=policy)  # every new order is held
+    last = max(i for i, e in enumerate(recorded_events) if decision_point(e) == "order")
+    assert api.ingest(recorded_events[:last]).status_code == 200
+    order = recorded_events[last]
+    answer = api.decide(order).json()
+    assert answer["action"] == "hold" and answer["alert_id"]
+    assert api.service.host.pending(order.id) is not None
+    api.settle()
+    account = answer["account"]
+    timeline = api.get(f"/v1/accounts/{account}/timeline").json()
+    assert timeline["account"] == account and not timeline["locked"]
+    item = timeline["items"][0]
+    assert item["event_id"] == order.id and item["event"]["type"] == "order"
+    assert item["decision"]["action"] == "hold"
+    assert item["decision"]["alert_id"] == answer["alert_id"]
+    assert {i["type"] for i in timeline["items"]} >= {"login", "order"}
+
+    url = f"/v1/accounts/{account}/actions"
+    wrong = api.client.post(
+        url, json={"action": "release_order", "target": "nope"}, headers=admin(api)
+    )
+    assert wrong.status_code == 409 and wrong.json()["error"]["field"] == "target"
+    untargeted = api.client.post(url, json={"action": "cancel_order"}, headers=admin(api))
+    assert untargeted.status_code == 422 and untargeted.json()["error"]["field"] == "target"
+    release = api.client.post(
+        url,
+        json={"action": "release_order", "target": order.id, "note": "本人確認済"},
+        headers=admin(api),
+    )
+    assert release.status_code == 201, release.text
+    assert api.service.host.pending(order.id) is None  # the engine heard the answer
+    api.settle()
+    timeline = api.get(f"/v1/accounts/{account}/timeline").json()
+    reply = next(i for i in timeline["items"] if i["type"] == "challenge")
+    assert reply["event"]["ref"] == order.id and reply["event"]["outcome"] == "passed"
+    assert timeline["actions"][0]["action"] == "release_order"
+
+
+def test_a_lock_holds_across_restarts(
+    make_api: Callable[..., Api], sqlite_url: str, recorded_events: list[Event]
+) -> None:
+    api = make_api(sqlite_url)
+    login = next(e for e in recorded_events if isinstance(e, LoginAttempt) and e.success)
+    locked = api.client.post(
+        f"/v1/accounts/{login.account}/actions", json={"action": "lock"}, headers=admin(api)
+    )
+    assert locked.status_code == 201
+    answer = api.decide(login).json()
+    assert answer["action"] == "lock"
+    assert [r["code"] for r in answer["reasons"]] == ["account_locked"]
+    assert answer["alert_id"] is None
+
+    again = make_api(sqlite_url)  # a restart on the same database
+    assert again.decide(login).json()["action"] == "lock"
+    assert again.get(f"/v1/accounts/{login.account}/timeline").json()["locked"]
+    again.client.post(
+        f"/v1/accounts/{login.account}/actions", json={"action": "unlock"}, headers=admin(again)
+    )
+    assert again.decide(login).json()["reasons"] != answer["reasons"]
+
+
+def test_policy_read_and_replace(api: Api, recorded_events: list[Event]) -> None:
+    current = api.get("/v1/policy").json()
+    assert current["name"] == "default" and current["guard"] == "brokerguard"
+    assert current["source"] == default_policy_path().read_text(encoding="utf-8")
+    assert current["policy"]["login"]["prior"] == -2.0
+
+    def put(text: str, scope: str = "admin"):
+        return api.client.put(
+            "/v1/policy",
+            content=text.encode(),
+            headers={**api.auth(scope), "content-type": "application/toml"},
+        )
+
+    assert put("name = ", "admin").json()["error"]["code"] == "invalid_policy"
+    source = current["source"]
+    unknown = put(source.replace("prior = -2.0", "prior = -2.0\npriour = 1", 1))
+    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "login.priour"
+    assert api.get("/v1/policy").json()["name"] == "default"  # nothing changed
+
+    strict = source.replace('name = "default"', 'name = "strict"').replace(
+        "prior = -2.0", "prior = 6.0", 1
+    )
+    replaced = put(strict)
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["guard"] == "brokerguard:strict"
+    assert api.client.get("/healthz").json()["guard"] == "brokerguard:strict"
+    login = next(e for e in recorded_events if isinstance(e, LoginAttempt) and e.success)
+    login = msgspec.structs.replace(login, factors=["password"])
+    assert decision_point(login) == "login"
+    assert api.decide(login).json()["action"] == "challenge"  # prior 6: every login steps up
