@@ -3,6 +3,7 @@ campaigns and the policy."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,13 +96,14 @@ def test_timeline_and_held_orders(
 ) -> None:
     policy = tmp_path / "hold-orders.toml"
     source = default_policy_path().read_text(encoding="utf-8")
-    policy.write_text(source.replace("prior = -4.5", "prior = 8.0", 1), encoding="utf-8")
+    order_prior = re.search(r"^\[order\]\nprior = \S+", source, re.M).group(0)
+    policy.write_text(source.replace(order_prior, "[order]\nprior = 40.0", 1), encoding="utf-8")
     api = make_api(database_url, policy_path=policy)  # every new order is held
     last = max(i for i, e in enumerate(recorded_events) if decision_point(e) == "order")
     assert api.ingest(recorded_events[:last]).status_code == 200
     order = recorded_events[last]
     answer = api.decide(order).json()
-    assert answer["action"] == "hold" and answer["alert_id"]
+    assert answer["action"] == "hold" and answer["alert_id"], (answer["score"], answer["reasons"])
     assert api.service.host.pending(order.id) is not None
     api.settle()
     account = answer["account"]
