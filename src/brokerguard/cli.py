@@ -290,6 +290,10 @@ def main() -> None:  # pragma: no cover
     app()
 
 
+from brokerguard.reports.cli import report_app  # noqa: E402
+
+app.add_typer(report_app, name="report")
+
 from brokerguard.service.cli import mount as _mount_service  # noqa: E402
 
 _mount_service(app)  # serve, keys, users, audit (src/brokerguard/service/cli.py)

@@ -1,0 +1,74 @@
+"""The monthly table as a bar chart: counts above, yen below, one group of bars per month.
+
+Counts (logins, trades) and values (¥ sold, ¥ bought) differ by six orders of magnitude, so they
+get a panel each rather than two y-axes on one. Labels are English and Japanese when a Japanese
+font is installed (:func:`brokerguard.charts.japanese_font`), English otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from brokerguard.charts import japanese_font  # sets matplotlib's Agg backend: no display needed
+from brokerguard.reports.monthly import MonthlyRow
+
+__all__ = ["plot_monthly"]
+
+
+def _t(en: str, ja: str, sep: str = " / ") -> str:
+    return f"{en}{sep}{ja}" if japanese_font() else en
+
+
+def plot_monthly(rows: Sequence[MonthlyRow], path: Path, title: str) -> Path:
+    """Draw the monthly table to a PNG at ``path`` (parents created); returns ``path``."""
+    font = japanese_font()
+    style = {}
+    if font is not None:
+        style = {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"]}
+    months = [row.month for row in rows]
+    xs = list(range(len(rows)))
+    width = 0.38
+    with plt.rc_context(style):
+        fig, (top, bottom) = plt.subplots(
+            2, 1, figsize=(max(8.0, 1.2 * len(rows) + 4), 6.5), dpi=110, sharex=True
+        )
+        for ax, series, unit in (
+            (
+                top,
+                [
+                    (_t("unauthorized logins", "不正アクセス件数"), [r.logins for r in rows]),
+                    (_t("unauthorized trades", "不正取引件数"), [r.trades for r in rows]),
+                ],
+                _t("count", "件数"),
+            ),
+            (
+                bottom,
+                [
+                    (_t("value sold", "売却金額"), [r.sold_jpy / 1e6 for r in rows]),
+                    (_t("value bought", "買付金額"), [r.bought_jpy / 1e6 for r in rows]),
+                ],
+                _t("¥ million", "百万円"),
+            ),
+        ):
+            for i, (label, values) in enumerate(series):
+                offset = (i - 0.5) * width
+                bars = ax.bar([x + offset for x in xs], values, width, label=label)
+                fmt = "{:,.0f}" if ax is top else "{:,.1f}"
+                ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)
+            ax.set_ylabel(unit)
+            ax.grid(True, axis="y", alpha=0.3)
+            ax.legend(loc="upper center", ncol=2, fontsize=9)
+            ax.margins(y=0.3)  # room for the legend above the tallest bar
+        bottom.set_xticks(xs, months)
+        bottom.set_xlim(-0.8, len(rows) - 0.2)
+        bottom.set_xlabel(_t("month (Japan time)", "月(日本時間)"))
+        fig.suptitle(title)
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+        plt.close(fig)
+    return path

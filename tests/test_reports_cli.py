@@ -1,0 +1,92 @@
+"""``brokerguard report …`` in process: tables with Japanese and English headers, files, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+from typer.testing import CliRunner
+
+from brokerguard.cli import app
+from brokerguard.guards import load_guard
+from brokerguard.reports import monthly_table, read_monthly_csv
+from brokerguard.sim.scenario import load_scenario
+from brokerguard.sim.world import simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    scenario = load_scenario(ROOT / "scenarios" / "tiny.toml")
+    broker = msgspec.structs.replace(scenario.broker, investors=300)
+    scenario = msgspec.structs.replace(scenario, days=3, broker=broker)
+    out = tmp_path_factory.mktemp("run")
+    simulate(scenario, load_guard("allow-all"), out)
+    return out
+
+
+def test_monthly_prints_the_table_and_writes_csv_and_chart(run: Path, tmp_path: Path) -> None:
+    csv, chart = tmp_path / "m.csv", tmp_path / "m.png"
+    result = runner.invoke(
+        app, ["report", "monthly", str(run), "--csv", str(csv), "--chart", str(chart)]
+    )
+    assert result.exit_code == 0, result.output
+    for header in ("不正アクセス件数", "unauthorized logins", "買付金額", "value bought", "合計"):
+        assert header in result.output
+    rows = monthly_table(run)
+    assert f"¥{rows[0].bought_jpy:,}" in result.output
+    assert read_monthly_csv(csv) == rows
+    assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_compensation_under_every_shipped_policy(run: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "c.csv"
+    result = runner.invoke(app, ["report", "compensation", str(run), "--csv", str(csv)])
+    assert result.exit_code == 0, result.output
+    for text in ("sbi-rakuten-2025", "matsui-2025", "full-restoration", "補償額", "payout"):
+        assert text in result.output
+    assert "評価日 valuation date: 2025-03-19" in result.output  # the run's last day
+    assert csv.read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+def test_compensation_under_one_policy_and_a_valuation_date(run: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            "compensation",
+            str(run),
+            "--policy",
+            "matsui-2025",
+            "--valuation-date",
+            "2025-03-19",
+            "--top",
+            "3",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "matsui-2025" in result.output and "sbi-rakuten-2025" not in result.output
+    assert "largest 3 of" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["monthly", "{tmp}/nowhere"], "events.ndjson: not found"),
+        (["compensation", "{run}", "--policy", "nomura"], "unknown policy 'nomura'"),
+        (["compensation", "{run}", "--valuation-date", "2025-03-01"], "before an unauthorized"),
+        (["monthly", "{run}", "--labels", "{tmp}/cases.csv"], "line 2: field `kind`"),
+        (["compensation", "{run}", "--labels", "{tmp}/absent.csv"], "labels file not found"),
+    ],
+)
+def test_bad_input_exits_2_with_the_problem_named(
+    run: Path, tmp_path: Path, args: list[str], words: str
+) -> None:
+    (tmp_path / "cases.csv").write_text("account,kind,event_id\nA1,logon,l1\n")
+    argv = ["report", *(a.format(run=run, tmp=tmp_path) for a in args)]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2
+    assert words in " ".join(result.output.split())

@@ -1,0 +1,255 @@
+"""The compensation calculator on hand-built accounts whose losses are worked out by hand.
+
+V1 held 100 shares of 1111 at ¥1,000. The attacker sold them (¥100,000) and bought 1,000 shares
+of the thin 9999 at ¥95 (¥95,000, in two fills of one order). On the valuation date 9999 closes
+at ¥40 and 1111 at ¥1,100:
+
+- buy loss  = 95,000 − 1,000 × 40 = ¥55,000
+- sale loss = 100 × 1,100 − 100,000 = ¥10,000 (the upside the customer lost)
+- fees      = ¥99 (sale of ¥100,000) + ¥99 (buy of ¥95,000) = ¥198 (shipped TSE schedule)
+
+V2's holdings of 2222 (200 at ¥500) were only sold, and 2222 closes at ¥600: sale loss ¥20,000.
+V3's 3333 (100 at ¥1,000) was only sold and closes at ¥800: the sale did not hurt, loss ¥0.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+from pathlib import Path
+
+import msgspec
+import pytest
+from reports_helpers import bar, daily, decision, fill, jst, order, truth, withdrawal, write_run
+
+from brokerguard.reports import (
+    CompensationRow,
+    FeeRule,
+    PriceBook,
+    ReportError,
+    compensation_table,
+    load_policies,
+    resolve_policies,
+    victim_losses,
+    write_compensation_csv,
+)
+from brokerguard.truth import Victim
+
+
+def scenario_run(tmp_path: Path) -> Path:
+    d1, d2 = jst(2025, 3, 24), jst(2025, 3, 28)
+    events = [
+        # V1: holdings sold, proceeds into the thin stock
+        order("o1", "V1", jst(2025, 3, 24, 10), "n1", "1111", "sell", 100),
+        fill("x1", "V1", jst(2025, 3, 24, 10), "n1", "1111", "sell", 100, 1000),
+        order("o2", "V1", jst(2025, 3, 24, 10, 5), "n2", "9999", "buy", 1000),
+        fill("x2", "V1", jst(2025, 3, 24, 10, 5), "n2", "9999", "buy", 600, 95),
+        fill("x3", "V1", jst(2025, 3, 24, 10, 6), "n2", "9999", "buy", 400, 95),
+        # V2, V3: sales only
+        order("o3", "V2", jst(2025, 3, 24, 11), "n3", "2222", "sell", 200),
+        fill("x4", "V2", jst(2025, 3, 24, 11), "n3", "2222", "sell", 200, 500),
+        order("o4", "V3", jst(2025, 3, 24, 11), "n4", "3333", "sell", 100),
+        fill("x5", "V3", jst(2025, 3, 24, 11), "n4", "3333", "sell", 100, 1000),
+        # V1's own later trade is not the fraud's
+        fill("x6", "V1", jst(2025, 3, 26, 10), "own", "9999", "sell", 100, 50),
+        # daily closes: first day, then the valuation date
+        daily("b1", "9999", d1.replace(hour=15, minute=30), 90),
+        daily("b2", "1111", d1.replace(hour=15, minute=30), 1000),
+        daily("b3", "2222", d1.replace(hour=15, minute=30), 500),
+        daily("b4", "3333", d1.replace(hour=15, minute=30), 1000),
+        daily("b5", "9999", d2.replace(hour=15, minute=30), 40),
+        daily("b6", "1111", d2.replace(hour=15, minute=30), 1100),
+        daily("b7", "2222", d2.replace(hour=15, minute=30), 600),
+        daily("b8", "3333", d2.replace(hour=15, minute=30), 800),
+    ]
+    labels = truth(
+        [
+            Victim(account="V1", attack=0, events=["o1", "x1", "o2", "x2", "x3"], orders=["n1"]),
+            Victim(account="V2", attack=0, events=["o3", "x4"], orders=["n3"]),
+            Victim(account="V3", attack=0, events=["o4", "x5"], orders=["n4"]),
+        ]
+    )
+    return write_run(tmp_path / "run", events, [], labels)
+
+
+def rows_of(run: Path, **kw) -> dict[tuple[str, str], CompensationRow]:
+    rows = compensation_table(run, resolve_policies(None), **kw)
+    return {(r.policy, r.account): r for r in rows}
+
+
+def test_losses_of_the_worked_example(tmp_path: Path) -> None:
+    report = victim_losses(scenario_run(tmp_path))
+    assert report.valuation_date == date(2025, 3, 28)  # the last day of the stream
+    v1, v2, v3 = report.victims
+    assert (v1.account, v1.buy_loss_jpy, v1.sale_loss_jpy) == ("V1", 55_000, 10_000)
+    assert sorted(v for _, v in v1.orders) == [95_000, 100_000]  # one order, two fills
+    assert (v2.buy_loss_jpy, v2.sale_loss_jpy, v2.bought) == (0, 20_000, False)
+    assert (v3.buy_loss_jpy, v3.sale_loss_jpy) == (0, 0)  # the price fell: no loss from the sale
+
+
+@pytest.mark.parametrize(
+    ("policy", "account", "eligible", "payout"),
+    [
+        ("sbi-rakuten-2025", "V1", True, 27_500 + 198 + 10_000),
+        ("matsui-2025", "V1", True, (55_000 + 10_000) // 2),
+        ("full-restoration", "V1", True, 55_000 + 10_000 + 198),
+        ("sbi-rakuten-2025", "V2", False, 0),  # sales only: excluded
+        ("matsui-2025", "V2", True, 10_000),  # forced-sale loss covered
+        ("full-restoration", "V2", True, 20_000 + 99),
+        ("sbi-rakuten-2025", "V3", False, 0),
+        ("matsui-2025", "V3", True, 0),
+        ("full-restoration", "V3", True, 99),  # nothing lost but the fee
+    ],
+)
+def test_payout_under_each_policy(
+    tmp_path: Path, policy: str, account: str, eligible: bool, payout: int
+) -> None:
+    row = rows_of(scenario_run(tmp_path))[(policy, account)]
+    assert (row.eligible, row.payout_jpy) == (eligible, payout)
+
+
+def test_rows_carry_components_and_explain_them_in_both_languages(tmp_path: Path) -> None:
+    rows = rows_of(scenario_run(tmp_path))
+    sbi = rows[("sbi-rakuten-2025", "V1")]
+    assert (sbi.buy_loss_jpy, sbi.sale_loss_jpy, sbi.fees_jpy, sbi.fixed_jpy) == (
+        55_000,
+        10_000,
+        198,
+        10_000,
+    )
+    assert "bought 1,000 TSE:9999 for ¥95,000, worth ¥40,000 at ¥40" in sbi.explanation_en
+    assert "daily close 2025-03-28" in sbi.explanation_en
+    assert (
+        "payout = buy loss ¥55,000 × 50% + fees ¥198 + fixed ¥10,000 = ¥37,698"
+        in sbi.explanation_en
+    )
+    assert "TSE:9999 1,000株を¥95,000で不正買付、評価額¥40,000" in sbi.explanation_ja
+    assert "支払額 = 買付損失¥55,000 × 50% + 手数料¥198 + 定額¥10,000 = ¥37,698" in (
+        sbi.explanation_ja
+    )
+    excluded = rows[("sbi-rakuten-2025", "V2")]
+    assert excluded.fixed_jpy == 0
+    assert "sales only" in excluded.explanation_en and "売却のみ" in excluded.explanation_ja
+    fell = rows[("full-restoration", "V3")]
+    assert "no loss (the price fell)" in fell.explanation_en
+    assert "値下がりのため損失なし" in fell.explanation_ja
+
+
+def test_an_earlier_valuation_date_uses_that_day_s_close(tmp_path: Path) -> None:
+    rows = rows_of(scenario_run(tmp_path), valuation_date=date(2025, 3, 25))
+    # Last close on or before 25 Mar is 24 Mar's: 9999 at ¥90, 1111 at ¥1,000.
+    v1 = rows[("full-restoration", "V1")]
+    assert (v1.buy_loss_jpy, v1.sale_loss_jpy) == (5_000, 0)
+
+
+def test_a_valuation_date_before_the_fraud_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=r"valuation date 2025-03-23 is before .* V1"):
+        victim_losses(scenario_run(tmp_path), valuation_date=date(2025, 3, 23))
+
+
+def test_shares_bought_and_sold_again_are_settled_at_both_prices(tmp_path: Path) -> None:
+    events = [
+        order("o1", "V", jst(2025, 3, 24, 10), "n1", "9999", "buy", 1000),
+        fill("x1", "V", jst(2025, 3, 24, 10), "n1", "9999", "buy", 1000, 100),
+        order("o2", "V", jst(2025, 3, 24, 11), "n2", "9999", "sell", 400),
+        fill("x2", "V", jst(2025, 3, 24, 11), "n2", "9999", "sell", 400, 90),
+        daily("b1", "9999", jst(2025, 3, 24, 15, 30), 50),
+    ]
+    labels = truth([Victim(account="V", attack=0, events=["o1", "o2"])])
+    (loss,) = victim_losses(write_run(tmp_path / "r", events, None, labels)).victims
+    # 400 round trip: 400 × (100 − 90) = 4,000; 600 held: 600 × (100 − 50) = 30,000
+    assert (loss.buy_loss_jpy, loss.sale_loss_jpy) == (34_000, 0)
+
+
+def test_withdrawals_paid_out_count_only_under_full_restoration(tmp_path: Path) -> None:
+    paid = withdrawal("w1", "V", jst(2025, 3, 24, 10), 50_000)
+    stopped = withdrawal("w2", "V", jst(2025, 3, 24, 11), 70_000)
+    labels = truth([Victim(account="V", attack=0, events=["w1", "w2"])])
+    run = write_run(
+        tmp_path / "r",
+        [paid, stopped],
+        [decision(paid, "allow"), decision(stopped, "deny")],
+        labels,
+    )
+    rows = rows_of(run)
+    assert rows[("full-restoration", "V")].payout_jpy == 50_000
+    assert rows[("full-restoration", "V")].withdrawn_jpy == 50_000
+    excluded = rows[("sbi-rakuten-2025", "V")]
+    assert not excluded.eligible and "proceeds stay" not in excluded.explanation_en
+
+
+# --- valuation prices -----------------------------------------------------------------------
+
+
+def test_price_book_prefers_the_day_s_close_then_the_latest_day() -> None:
+    book = PriceBook(date(2025, 3, 25))
+    book.observe(fill("x", "A", jst(2025, 3, 25, 14, 59), "n", "9999", "buy", 100, 70))
+    book.observe(daily("b1", "9999", jst(2025, 3, 25, 15, 30), 60))
+    book.observe(bar("b2", "9999", jst(2025, 3, 25, 15, 0), 65))  # same day: the close wins
+    price = book.price("TSE", "9999")
+    assert price is not None and (price.price, price.source) == (60, "daily close")
+    book.observe(bar("b3", "9999", jst(2025, 3, 26, 9, 0), 80))  # after the date: ignored
+    assert book.price("TSE", "9999").price == 60  # type: ignore[union-attr]
+    later = PriceBook(date(2025, 3, 26))
+    later.observe(daily("b1", "9999", jst(2025, 3, 25, 15, 30), 60))
+    later.observe(fill("x", "A", jst(2025, 3, 26, 9, 1), "n", "9999", "buy", 100, 72))
+    assert later.price("TSE", "9999").price == 72  # type: ignore[union-attr]
+    assert later.price("TSE", "1111") is None
+
+
+# --- policies and fees ----------------------------------------------------------------------
+
+
+def test_fee_schedule_tiers_and_rates() -> None:
+    tse = FeeRule(tiers=[(50_000, 55), (100_000, 99)], above=200)
+    assert [tse.fee(v) for v in (1, 50_000, 50_001, 100_000, 1e9)] == [55, 55, 99, 99, 200]
+    assert FeeRule(tiers=[(50_000, 55)]).fee(60_000) == 55  # no `above`: the last tier's fee
+    us = FeeRule(rate=0.00495, minimum=0, maximum=3_300)
+    assert (us.fee(100_000), us.fee(10_000_000)) == (495, 3_300)
+    with pytest.raises(ValueError, match="increasing"):
+        FeeRule(tiers=[(100_000, 99), (50_000, 55)])
+
+
+def test_policy_files_are_strict_and_name_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        '[policy.ours]\ntitle_en = "o"\ntitle_ja = "お"\nbuy_loss_share = 0.8\nbonus = 1\n'
+    )
+    with pytest.raises(ReportError, match=r"mine.toml: field `policy.ours.bonus`: .*unknown"):
+        load_policies(path)
+    path.write_text('[policy.ours]\ntitle_en = "o"\ntitle_ja = "お"\nbuy_loss_share = 1.5\n')
+    with pytest.raises(ReportError, match=r"field `policy.ours.buy_loss_share`: .*<= 1"):
+        load_policies(path)
+    path.write_text("[policy.ours\n")
+    with pytest.raises(ReportError, match=r"mine.toml: not valid TOML"):
+        load_policies(path)
+    with pytest.raises(FileNotFoundError, match="absent.toml: policy file not found"):
+        resolve_policies(str(tmp_path / "absent.toml"))
+    with pytest.raises(ReportError, match="unknown policy 'nomura'.*sbi-rakuten-2025"):
+        resolve_policies("nomura")
+
+
+def test_a_policy_file_without_fees_uses_the_shipped_schedule(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('[policy.ours]\ntitle_en = "o"\ntitle_ja = "お"\nbuy_loss_share = 0.8\n')
+    (ours,) = resolve_policies(str(path))
+    assert ours.name == "ours" and ours.fee("TSE", 95_000) == 99
+    rows = compensation_table(scenario_run(tmp_path), [ours])
+    assert [r.payout_jpy for r in rows] == [44_000, 0, 0]
+
+
+def test_csv_has_japanese_headers_and_every_row(tmp_path: Path) -> None:
+    rows = compensation_table(scenario_run(tmp_path), resolve_policies(None))
+    path = write_compensation_csv(rows, tmp_path / "c.csv")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        read = list(csv.DictReader(f))
+    assert len(read) == 9
+    first = read[0]
+    assert first["口座 (account)"] == "V1"
+    assert first["補償方針 (policy)"] == "sbi-rakuten-2025"
+    assert first["補償額（円） (payout (JPY))"] == "37698"
+    assert first["対象 (eligible)"] == "yes"
+    assert first["評価日 (valuation date)"] == "2025-03-28"
+    assert "不正買付" in first["説明 (explanation (Japanese))"]
+    assert msgspec.json.encode(rows[0])  # rows serialize for the web console as they are
