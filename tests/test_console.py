@@ -89,7 +89,11 @@ def test_pages_need_a_session(world: World) -> None:
     for path in ("/console/", "/console/alerts", "/console/cases", "/console/reports"):
         answer = world.client.get(path, follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
-    assert world.client.get("/console/static/console.css").status_code == 200
+    css = world.client.get("/console/static/console.css")
+    assert css.status_code == 200 and "/console/fonts/ipaexg.ttf" in css.text
+    assert "http" not in css.text, "no asset from the internet"
+    font = world.client.get("/console/fonts/ipaexg.ttf")
+    assert font.status_code == 200 and font.headers["content-type"] == "font/ttf"
 
 
 def _pages(world: World) -> list[str]:

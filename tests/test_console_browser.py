@@ -128,14 +128,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         log.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
+def require_chromium(path: Path = CHROMIUM) -> None:
+    """Fail (never skip) when Debian's Chromium is not installed, saying how to install it."""
+    if not path.exists():
         pytest.fail(
-            f"{CHROMIUM} is missing: the console's browser tests need Debian's Chromium; install "
+            f"{path} is missing: the console's browser tests need Debian's Chromium; install "
             "it with `apt-get install -y chromium chromium-driver` (.ci/run does this)",
             pytrace=False,
         )
+
+
+def test_a_missing_chromium_fails_loudly(tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        require_chromium(tmp_path / "no-chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -14,13 +14,14 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from brokerguard.web import pages_accounts, pages_alerts, pages_cases, pages_reports, session
+from brokerguard.web import fonts, pages_accounts, pages_alerts, pages_cases, pages_reports, session
 from brokerguard.web._common import LoginNeeded, login_redirect
 
 __all__ = ["ROUTERS", "mount_console"]
 
 ROUTERS = (
     session.router,
+    fonts.router,
     pages_alerts.router,
     pages_accounts.router,
     pages_cases.router,
