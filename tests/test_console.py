@@ -318,6 +318,22 @@ def test_reports_and_csv_downloads(world: World, tmp_path: Path) -> None:
     assert world.client.get("/console/reports/compensation.csv?policy=nope").status_code == 422
 
 
+def test_errors_on_console_pages_are_pages_for_browsers(world: World) -> None:
+    world.as_user("ana")
+    html = {"accept": "text/html,application/xhtml+xml"}
+    missing = world.client.get("/console/campaigns/nope?lang=en", headers=html)
+    assert missing.status_code == 404 and "no campaign &#39;nope&#39;" in missing.text
+    assert 'lang="en"' in missing.text and "Alerts" in missing.text
+    token = csrf_of(world.client.get("/console/alerts").text)
+    refused = world.client.post(
+        f"/console/accounts/{world.held['account']}/actions?lang=ja",
+        data={"csrf_token": token, "action": "lock"},
+        headers=html,
+    )
+    assert refused.status_code == 403 and "権限がありません" in refused.text
+    assert world.client.get("/console/campaigns/nope").json()["error"]["code"] == "not_found"
+
+
 def test_sign_out_ends_the_session(world: World) -> None:
     token = world.as_user("ana")
     out = world.client.post("/console/signout", data={"csrf_token": token}, follow_redirects=False)

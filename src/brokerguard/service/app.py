@@ -26,6 +26,7 @@ from brokerguard.service.openapi import install_openapi
 from brokerguard.service.presenter import install_error_handlers
 from brokerguard.service.runtime import Service, Settings
 from brokerguard.web import mount_console
+from brokerguard.web.errors import install_console_errors
 
 __all__ = ["create_app"]
 
@@ -80,5 +81,6 @@ def create_app(
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body)
     install_error_handlers(app)
+    install_console_errors(app)  # console pages show errors as pages
     install_openapi(app)
     return app
