@@ -126,6 +126,18 @@ def test_every_page_renders_in_both_languages(world: World, lang: str, words: tu
     world.client.get("/console/alerts?lang=ja")
 
 
+def test_an_alert_page_shows_reasons_and_signals(world: World) -> None:
+    world.as_user("ana")
+    alert = next(a for a in world.api("/v1/alerts?limit=1000") if a["signals"] and a["reasons"])
+    for lang in ("ja", "en"):
+        page = world.client.get(f"/console/alerts/{alert['id']}?lang={lang}")
+        assert page.status_code == 200
+        assert alert["reasons"][0][lang] in page.text
+        assert f"<code>{alert['signals'][0]['code']}</code>" in page.text
+        assert f'href="/console/accounts/{alert["account"]}"' in page.text
+    assert world.client.get("/console/alerts/nope").status_code == 404
+
+
 def test_alert_filters(world: World) -> None:
     world.as_user("ana")
     alerts = world.api("/v1/alerts?limit=1000")

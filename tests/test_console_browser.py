@@ -173,7 +173,9 @@ def test_alert_to_release_to_case_to_monthly_report(
         held = server.held
         row = page.locator(f"#alert-{held['alert_id']}")
         assert row.count() == 1, "the held order's alert is in the queue"
-        row.locator("a.account-link").click()
+        row.locator("a.alert-link").click()
+        page.wait_for_url(f"**/console/alerts/{held['alert_id']}")
+        page.locator("a.account-link").click()
         page.wait_for_url(f"**/console/accounts/{held['account']}")
         box = page.locator(f"#held-{held['event_id']}")
         assert box.count() == 1, "the held order is offered for release"

@@ -37,6 +37,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "action": ("判定", "Decision"),
     "score": ("スコア", "Score"),
     "reasons": ("理由", "Reasons"),
+    "signals": ("検知シグナルと根拠", "Detector signals and evidence"),
     "assignee": ("担当", "Assignee"),
     "assign_me": ("自分に割り当て", "Assign to me"),
     "snooze": ("スヌーズ（24時間）", "Snooze (24 h)"),

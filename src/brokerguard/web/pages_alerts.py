@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from brokerguard.service import actions, queries
 from brokerguard.service.auth import require_role
-from brokerguard.service.errors import InvalidInput
+from brokerguard.service.errors import InvalidInput, NotFound
 from brokerguard.service.records import DETECTORS, SEVERITIES
 from brokerguard.service.users import ConsoleUser
 from brokerguard.web._common import back, page_user, render, service
@@ -64,6 +64,21 @@ async def alert_queue(request: Request) -> Response:
         snoozed=snoozed,
         show_snoozed=show_snoozed,
     )
+
+
+@router.get("/console/alerts/{alert_id}")
+async def alert_page(request: Request, alert_id: str) -> Response:
+    """One alert: its reasons and the detector signals with their evidence."""
+    user = await page_user(request)
+
+    def load() -> dict | None:
+        with service(request).read() as conn:
+            return queries.get_alert(conn, alert_id)
+
+    alert = await run_in_threadpool(load)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id!r}", field="alert_id")
+    return render(request, "alert.html", user, a=alert)
 
 
 @router.post("/console/alerts/{alert_id}/assign")
