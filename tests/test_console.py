@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from brokerguard.service.app import create_app
 from brokerguard.service.db import make_engine
 from brokerguard.service.models import audit_log
 from brokerguard.web.i18n import MESSAGES
+from brokerguard.web.svg import campaign_graph, fill_chart
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "src" / "brokerguard" / "web" / "templates"
 
@@ -288,12 +290,19 @@ def test_cases_from_alert_notes_and_outcome(world: World) -> None:
     early = world.client.post(path, data={"csrf_token": token, "status": "closed", "outcome": ""})
     assert early.status_code == 409 and early.json()["error"]["field"] == "outcome"
     closed = world.client.post(
-        path, data={"csrf_token": token, "status": "closed", "outcome": "fraud"}
+        path,
+        data={
+            "csrf_token": token,
+            "status": "closed",
+            "outcome": "fraud",
+            "labels": "phishing, ato,",
+        },
     )
     assert closed.status_code == 200  # followed to the case page
     assert "本人に確認中" in closed.text and 'value="fraud" selected' in closed.text
     case = world.api(f"/v1/cases/{case_id}")
     assert (case["status"], case["outcome"], case["alert_id"]) == ("closed", "fraud", alert["id"])
+    assert case["labels"] == ["ato", "phishing"]
     logged = [a[1] for a in world.audit() if a[2] == str(case_id)]
     assert logged == ["case.create", "case.note", "case.update"]
     assert f"/console/cases/{case_id}" in world.client.get("/console/cases?status=closed").text
@@ -353,6 +362,20 @@ def test_sign_out_ends_the_session(world: World) -> None:
     world.client.cookies.clear()
     assert world.client.get("/console/alerts", follow_redirects=False).status_code == 303
     assert ("user:ana", "console.logout", "ana") in world.audit()
+
+
+def test_svg_is_deterministic_escaped_and_linked() -> None:
+    accounts, infra = ["A1", "A<2>"], ["ip:192.0.2.1", "asn:Evil & Co"]
+    edges = [("A1", "ip:192.0.2.1"), ("A<2>", "ip:192.0.2.1"), ("A1", "asn:Evil & Co")]
+    svg = campaign_graph(accounts, infra, edges)
+    assert svg == campaign_graph(accounts, infra, edges)
+    assert svg.count("<line") == 3 and svg.count("<circle") == 2 and svg.count("<rect") == 2
+    assert "A&lt;2&gt;" in svg and "Evil &amp; Co" in svg and "<2>" not in svg
+    assert 'href="/console/accounts/A1"' in svg
+    assert fill_chart([]) == ""
+    t0 = datetime(2025, 3, 18, tzinfo=UTC)
+    chart = fill_chart([(t0, 100.0, 10.0), (t0 + timedelta(hours=1), 150.0, 30.0)])
+    assert chart.count('class="vol"') == 2 and "<polyline" in chart and "150" in chart
 
 
 def test_the_catalogue_has_both_languages_for_every_key_the_templates_use() -> None:

@@ -81,6 +81,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "fraud": ("不正", "Fraud"),
     "not_fraud": ("不正ではない", "Not fraud"),
     "notes": ("メモ", "Notes"),
+    "labels": ("ラベル（カンマ区切り）", "Labels (comma-separated)"),
     "add_note": ("メモを追加", "Add note"),
     "save": ("保存", "Save"),
     "open": ("未対応", "open"),

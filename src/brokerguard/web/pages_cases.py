@@ -195,6 +195,11 @@ async def update_case(request: Request, case_id: int, user: Worker) -> Response:
     if outcome is not None and outcome not in OUTCOMES:
         raise InvalidInput(f"unknown outcome {outcome!r}", field="outcome")
     changes: dict[str, Any] = {"status": status, "outcome": outcome}
+    if "labels" in form:
+        labels = [x.strip() for x in str(form.get("labels", "")).split(",") if x.strip()]
+        if any(len(x) > 100 for x in labels):
+            raise InvalidInput("a label has at most 100 characters", field="labels")
+        changes["labels"] = labels
     actor = f"user:{user.username}"
     await service(request).recorder.run(
         lambda conn: actions.update_case(conn, actor, case_id, changes)
