@@ -1,7 +1,8 @@
 """The application factory: ``create_app(database_url, policy_path=None, state_path=None)``.
 
 Builds the :class:`~.runtime.Service` (database migrated, policy chosen, engine built), the
-FastAPI app with its routers under ``/v1`` (plus ``/healthz`` and ``/console/login``), the
+FastAPI app with its routers under ``/v1`` (plus ``/healthz``), the analyst console under
+``/console/`` (:mod:`brokerguard.web`), the
 request size limit, the error presenter and the OpenAPI document (served at
 ``/v1/openapi.json`` to authenticated callers; no interactive docs, which would load scripts
 from the internet). The recorder thread and the periodic flush start with the app's lifespan
@@ -27,6 +28,8 @@ from brokerguard.service.limits import BodyLimit
 from brokerguard.service.openapi import install_openapi
 from brokerguard.service.presenter import install_error_handlers
 from brokerguard.service.runtime import Service, Settings
+from brokerguard.web import mount_console
+from brokerguard.web.errors import install_console_errors
 
 __all__ = ["BrokerGuardApp", "create_app"]
 
@@ -58,8 +61,13 @@ def create_app(
     state_path: str | Path | None = None,
     *,
     settings: Settings | None = None,
+    console_run: str | Path | None = None,
 ) -> FastAPI:
-    """The service as an ASGI app. Opens and migrates the database now, so errors show early."""
+    """The service as an ASGI app. Opens and migrates the database now, so errors show early.
+
+    ``console_run`` is the run directory the console's reports read (see
+    :mod:`brokerguard.web.pages_reports`).
+    """
     settings = replace(
         settings or Settings(),
         database_url=database_url,
@@ -86,9 +94,11 @@ def create_app(
         openapi_url=None,
     )
     app.state.service = service
+    mount_console(app, console_run)  # first: its GET /console/login is the page served
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body)
     install_error_handlers(app)
+    install_console_errors(app)  # console pages show errors as pages
     install_openapi(app)
     return app

@@ -1,0 +1,135 @@
+"""The account timeline and the actions on an account.
+
+The timeline is the service's own (:func:`~brokerguard.service.queries.account_timeline`), with
+each sign-in placed (country and network from :mod:`brokerguard.netinfo`) and its device named
+(:mod:`brokerguard.useragent`). Actions go through the same steps as ``POST
+/v1/accounts/{account}/actions``: recorded with their audit entry by
+:func:`~brokerguard.service.actions.record_account_action`, then told to the engine (a held
+order's answer, a lock).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from brokerguard.netinfo import shared_lookup
+from brokerguard.service import actions, queries
+from brokerguard.service.auth import require_role
+from brokerguard.service.errors import Conflict, InvalidInput
+from brokerguard.service.records import event_record
+from brokerguard.service.users import ConsoleUser, role_at_least
+from brokerguard.useragent import parse_user_agent
+from brokerguard.web._common import back, page_user, render, service
+
+router = APIRouter(include_in_schema=False)
+Supervisor = Annotated[ConsoleUser, Depends(require_role("supervisor"))]
+NEEDS_TARGET = ("release_order", "cancel_order", "trust_device")
+
+
+def _describe(item: dict[str, Any]) -> dict[str, Any]:
+    """What the page shows of one event: where, which device, which factors, what it did."""
+    body = json.loads(item["body"]) if item.get("body") else {}
+    view: dict[str, Any] = {"body": body, "where": "", "device": "", "factors": "", "what": ""}
+    ip = body.get("ip")
+    if ip:
+        net = shared_lookup()(ip)
+        view["where"] = f"{ip} · {net.country} · {net.asn} ({net.kind})"
+    ua = body.get("user_agent")
+    if ua:
+        browser, os, kind = parse_user_agent(ua)
+        cookie = body.get("device")
+        view["device"] = f"{browser} / {os} / {kind}" + (f" · {cookie}" if cookie else "")
+    if body.get("factors"):
+        view["factors"] = ", ".join(body["factors"])
+    kind = item["type"]
+    if kind == "login":
+        view["what"] = "success" if body.get("success") else "failed"
+    elif kind in ("order", "execution"):
+        price = body.get("limit_price") or body.get("price") or ""
+        view["what"] = (
+            f"{body.get('action', '')} {body.get('side', '')} {body.get('symbol', '')} "
+            f"({body.get('market', '')}) × {body.get('quantity', '')} @ {price}"
+        ).strip()
+    elif kind == "settings":
+        view["what"] = body.get("field", "")
+    elif kind == "withdrawal":
+        view["what"] = f"¥{body.get('amount_jpy', 0):,.0f}"
+    elif kind == "challenge":
+        view["what"] = f"{body.get('factor', '')} {body.get('outcome', '')} ← {body.get('ref', '')}"
+    elif kind == "session":
+        view["what"] = body.get("action", "")
+    return view
+
+
+@router.get("/console/accounts/{account}")
+async def timeline(request: Request, account: str) -> Response:
+    user = await page_user(request)
+    svc = service(request)
+
+    def load() -> dict[str, Any]:
+        with svc.read() as conn:
+            return queries.account_timeline(conn, account, 300)
+
+    data = await run_in_threadpool(load)
+    items = [{**item, **_describe(item)} for item in data["items"]]
+    held = [
+        i
+        for i in items
+        if i["type"] == "order"
+        and i["decision"] is not None
+        and i["decision"]["action"] == "hold"
+        and svc.host.pending(i["event_id"]) is not None
+    ]
+    devices = sorted({i["body"]["device"] for i in items if i["body"].get("device")})
+    return render(
+        request,
+        "account.html",
+        user,
+        account=account,
+        items=items,
+        held=held,
+        devices=devices,
+        locked=account in svc.host.locked,
+        past=data["actions"],
+        can_act=role_at_least(user.role, "supervisor"),
+    )
+
+
+@router.post("/console/accounts/{account}/actions")
+async def act(request: Request, account: str, user: Supervisor) -> Response:
+    form = await request.form()
+    action = str(form.get("action", ""))
+    target = str(form.get("target", "")).strip() or None
+    note = str(form.get("note", ""))[:2000]
+    if action not in actions.ACCOUNT_ACTIONS:
+        raise InvalidInput(f"unknown account action {action!r}", field="action")
+    if action in NEEDS_TARGET and target is None:
+        raise InvalidInput(f"{action} needs a target", field="target")
+    svc = service(request)
+    host = svc.host
+    if action in ("release_order", "cancel_order"):
+        pending = host.pending(target or "")
+        if pending is None or pending.account != account or pending.point != "order":
+            raise Conflict(
+                f"no held order {target!r} of account {account!r} waits for an answer",
+                field="target",
+            )
+    actor = f"user:{user.username}"
+    row = await svc.recorder.run(
+        lambda conn: actions.record_account_action(conn, actor, account, action, target, note)
+    )
+    if action in ("release_order", "cancel_order"):
+        answer = host.answer_hold(target or "", action == "release_order", f"action-{row['id']}")
+        kept = event_record(answer) if answer is not None else None
+        if kept is not None:
+            svc.recorder.record(kept)
+    elif action == "lock":
+        host.locked[account] = actor
+    elif action == "unlock":
+        host.locked.pop(account, None)
+    return back(f"/console/accounts/{account}")

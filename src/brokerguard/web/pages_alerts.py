@@ -1,0 +1,106 @@
+"""The alert queue: filters, assignment to oneself, and a snooze per account."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from brokerguard.service import actions, queries
+from brokerguard.service.auth import require_role
+from brokerguard.service.errors import InvalidInput, NotFound
+from brokerguard.service.records import DETECTORS, SEVERITIES
+from brokerguard.service.users import ConsoleUser
+from brokerguard.web._common import back, page_user, render, service
+
+router = APIRouter(include_in_schema=False)
+Worker = Annotated[ConsoleUser, Depends(require_role("analyst"))]
+STATUSES = ("open", "acknowledged", "closed")
+SNOOZE = timedelta(hours=24)
+
+
+def _choice(value: str | None, allowed: tuple[str, ...] | list[str]) -> str | None:
+    return value if value in allowed else None
+
+
+@router.get("/console/")
+async def home(request: Request) -> Response:
+    await page_user(request)
+    return back("/console/alerts")
+
+
+@router.get("/console/alerts")
+async def alert_queue(request: Request) -> Response:
+    user = await page_user(request)
+    q = request.query_params
+    filters = {
+        "severity": _choice(q.get("severity"), SEVERITIES),
+        "detector": _choice(q.get("detector"), [*DETECTORS, "policy"]),
+        "status": _choice(q.get("status"), STATUSES),
+    }
+    show_snoozed = q.get("snoozed") == "1"
+
+    def load() -> list[dict]:
+        with service(request).read() as conn:
+            return queries.list_alerts(conn, **filters, limit=300)
+
+    rows = await run_in_threadpool(load)
+    now = datetime.now(UTC)
+    snoozed = sum(1 for a in rows if a["snoozed_until"] and a["snoozed_until"] > now)
+    if not show_snoozed:
+        rows = [a for a in rows if not (a["snoozed_until"] and a["snoozed_until"] > now)]
+    return render(
+        request,
+        "alerts.html",
+        user,
+        alerts=rows,
+        filters=filters,
+        severities=SEVERITIES,
+        detectors=[*DETECTORS, "policy"],
+        statuses=STATUSES,
+        snoozed=snoozed,
+        show_snoozed=show_snoozed,
+    )
+
+
+@router.get("/console/alerts/{alert_id}")
+async def alert_page(request: Request, alert_id: str) -> Response:
+    """One alert: its reasons and the detector signals with their evidence."""
+    user = await page_user(request)
+
+    def load() -> dict | None:
+        with service(request).read() as conn:
+            return queries.get_alert(conn, alert_id)
+
+    alert = await run_in_threadpool(load)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id!r}", field="alert_id")
+    return render(request, "alert.html", user, a=alert)
+
+
+@router.post("/console/alerts/{alert_id}/assign")
+async def assign(request: Request, alert_id: str, user: Worker) -> Response:
+    actor = f"user:{user.username}"
+    await service(request).recorder.run(
+        lambda conn: actions.update_alert(conn, actor, alert_id, {"assignee": user.username})
+    )
+    return back("/console/alerts")
+
+
+@router.post("/console/accounts/{account}/snooze")
+async def snooze(request: Request, account: str, user: Worker) -> Response:
+    """Snooze every open alert of one account for a day (the queue hides them meanwhile)."""
+    if not account:
+        raise InvalidInput("an account is needed", field="account")
+    actor = f"user:{user.username}"
+    until = datetime.now(UTC) + SNOOZE
+
+    def work(conn) -> None:  # noqa: ANN001 - a write transaction's connection
+        for alert in queries.list_alerts(conn, account=account, status="open", limit=1000):
+            actions.update_alert(conn, actor, alert["id"], {"snoozed_until": until})
+
+    await service(request).recorder.run(work)
+    return back("/console/alerts")

@@ -1,0 +1,110 @@
+"""Server-drawn SVG for the campaign page: the account/infrastructure graph and a fill chart.
+
+Drawn here, in a few dozen lines, because the console must load nothing from the internet and a
+JavaScript graph library would be one more asset to ship and audit. The graph is bipartite
+(accounts on one ring, shared infrastructure on an inner ring) — readable for the tens of nodes
+a campaign has, and deterministic, so a test can pin it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from xml.sax.saxutils import escape
+
+__all__ = ["campaign_graph", "fill_chart"]
+
+
+def _ring(n: int, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    return [
+        (
+            cx + r * math.cos(2 * math.pi * i / max(n, 1) - math.pi / 2),
+            cy + r * math.sin(2 * math.pi * i / max(n, 1) - math.pi / 2),
+        )
+        for i in range(n)
+    ]
+
+
+def campaign_graph(
+    accounts: Sequence[str],
+    infrastructure: Sequence[str],
+    edges: Sequence[tuple[str, str]],
+    *,
+    size: int = 520,
+    link: str = "/console/accounts/",
+) -> str:
+    """An SVG of accounts (outer ring, linked to their timelines) and infrastructure (inner).
+
+    ``edges`` are (account, infrastructure) pairs; a node without one is drawn unlinked.
+    """
+    c = size / 2
+    acc_pos = dict(zip(accounts, _ring(len(accounts), c, c, c - 60), strict=True))
+    infra_pos = dict(
+        zip(infrastructure, _ring(len(infrastructure), c, c, (c - 60) * 0.4), strict=True)
+    )
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{size}" '
+        f'height="{size}" viewBox="0 0 {size} {size}" role="img">'
+    ]
+    for a, i in edges:
+        if a in acc_pos and i in infra_pos:
+            (x1, y1), (x2, y2) = acc_pos[a], infra_pos[i]
+            parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}"/>')
+    for name, (x, y) in infra_pos.items():
+        parts.append(
+            f'<g class="infra"><rect x="{x - 6:.1f}" y="{y - 6:.1f}" width="12" height="12"/>'
+            f'<text x="{x:.1f}" y="{y - 10:.1f}">{escape(name)}</text></g>'
+        )
+    for name, (x, y) in acc_pos.items():
+        href = escape(link + name, {'"': "&quot;"})
+        parts.append(
+            f'<a href="{href}"><g class="acct"><circle cx="{x:.1f}" cy="{y:.1f}" r="7"/>'
+            f'<text x="{x:.1f}" y="{y + 20:.1f}">{escape(name)}</text></g></a>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def fill_chart(
+    fills: Sequence[tuple[datetime, float, float]], *, width: int = 520, height: int = 200
+) -> str:
+    """Fill price (line) over volume (bars) of one symbol; ``fills`` are (time, price, qty)."""
+    if not fills:
+        return ""
+    fills = sorted(fills)
+    t0, t1 = fills[0][0].timestamp(), fills[-1][0].timestamp()
+    span = max(t1 - t0, 1.0)
+    lo, hi = min(f[1] for f in fills), max(f[1] for f in fills)
+    vmax = max(f[2] for f in fills) or 1.0
+    pad, top, vol_h = 40, 10, 50
+    price_h = height - top - vol_h - 30
+
+    def x(ts: datetime) -> float:
+        return pad + (width - 2 * pad) * (ts.timestamp() - t0) / span
+
+    def y(price: float) -> float:
+        return top + price_h * (1 - (price - lo) / (hi - lo)) if hi > lo else top + price_h / 2
+
+    base = height - 20
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img">'
+    ]
+    for ts, _price, qty in fills:
+        h = vol_h * qty / vmax
+        parts.append(
+            f'<rect class="vol" x="{x(ts) - 1.5:.1f}" y="{base - h:.1f}" '
+            f'width="3" height="{h:.1f}"/>'
+        )
+    points = " ".join(f"{x(ts):.1f},{y(p):.1f}" for ts, p, _ in fills)
+    parts.append(f'<polyline class="price" points="{points}"/>')
+    parts.append(f'<text x="2" y="{top + 10}">{hi:,.0f}</text>')
+    parts.append(f'<text x="2" y="{top + price_h}">{lo:,.0f}</text>')
+    parts.append(f'<text x="{pad}" y="{height - 4}">{fills[0][0]:%m-%d %H:%M}</text>')
+    parts.append(
+        f'<text x="{width - pad}" y="{height - 4}" text-anchor="end">'
+        f"{fills[-1][0]:%m-%d %H:%M}</text>"
+    )
+    parts.append("</svg>")
+    return "".join(parts)
