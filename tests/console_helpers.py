@@ -2,7 +2,7 @@
 
 The run (``scenarios/tiny.toml``, 300 customers, 3 days, under allow-all) is both the reports'
 run directory and what the service ingests, so alerts, campaigns, timelines and reports all
-describe the same accounts. The policy holds every new order (order prior 8), so the last order
+describe the same accounts. The policy holds every new order (order prior 40), so the last order
 of the run waits in the engine for an analyst to release it.
 """
 
@@ -42,7 +42,8 @@ def simulate_run(out: Path) -> list[Event]:
 
 def hold_policy(path: Path) -> Path:
     source = default_policy_path().read_text(encoding="utf-8")
-    path.write_text(source.replace("prior = -4.5", "prior = 8.0", 1), encoding="utf-8")
+    order_prior = re.search(r"^\[order\]\nprior = \S+", source, re.M).group(0)
+    path.write_text(source.replace(order_prior, "[order]\nprior = 40.0", 1), encoding="utf-8")
     return path
 
 
