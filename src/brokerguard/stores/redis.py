@@ -71,6 +71,7 @@ class RedisState(MemoryState):
         self.round_trips = 0
         self._stored: dict[tuple[str, str], int] = {}  # hash of the bytes Redis holds
         self._recent: dict[tuple[str, str], None] = {}
+        self._absent: set[tuple[str, str]] = set()  # prefetched and not found, until the flush
         self._marks: dict[str, list[str]] = {}  # partition -> ids to add at the next flush
         self._hash = {kind: f"{prefix}:{kind}" for kind in KINDS}
 
@@ -78,8 +79,8 @@ class RedisState(MemoryState):
     def get(self, kind: str, key: str) -> Any | None:
         record = self.records[kind].get(key)
         if record is None:
-            if (kind, key) in self.dirty:  # deleted since the last flush
-                return None
+            if (kind, key) in self.dirty or (kind, key) in self._absent:
+                return None  # deleted since the last flush, or known not to be in Redis
             self.round_trips += 1
             data = self.redis.hget(self._hash[kind], key)
             if data is None:
@@ -106,6 +107,34 @@ class RedisState(MemoryState):
 
     def count(self, kind: str) -> int:
         return sum(1 for _ in self.keys(kind))
+
+    def prefetch(self, wanted: Iterable[tuple[str, str]]) -> int:
+        """Read the records a batch will need in one round trip (one HMGET per kind).
+
+        Records already in memory, or put or deleted since the last flush, are not read. Keys not
+        in Redis are remembered as absent until the next flush, so their ``get`` costs nothing.
+        Returns how many records were read.
+        """
+        by_kind: dict[str, list[str]] = {}
+        for kind, key in set(wanted):
+            if key not in self.records[kind] and (kind, key) not in self.dirty:
+                by_kind.setdefault(kind, []).append(key)
+        if not by_kind:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for kind, keys in by_kind.items():
+            pipe.hmget(self._hash[kind], keys)
+        self.round_trips += 1
+        read = 0
+        for (kind, keys), values in zip(by_kind.items(), pipe.execute(), strict=True):
+            for key, data in zip(keys, values, strict=True):
+                if data is None:
+                    self._absent.add((kind, key))
+                else:
+                    self.records[kind][key] = self._decode(kind, key, data)
+                    self._stored[kind, key] = hash(data)
+                    read += 1
+        return read
 
     # --- idempotency -----------------------------------------------------------------------------
     def seen(self, partition: str, ids: Iterable[str]) -> set[str]:
@@ -168,6 +197,7 @@ class RedisState(MemoryState):
         self.dirty.clear()
         self.handed.clear()
         self._marks.clear()
+        self._absent.clear()
         if self.max_cached is not None:
             self._evict(live, gone)
         return len(written) + len(gone)
@@ -196,6 +226,7 @@ class RedisState(MemoryState):
         self.dirty.clear()
         self.handed.clear()
         self._marks.clear()
+        self._absent.clear()
 
     def _evict(self, live: list[tuple[str, str]], gone: list[tuple[str, str]]) -> None:
         recent = self._recent
