@@ -85,6 +85,14 @@ def worker(
     campaigns: Annotated[
         Path | None, typer.Option(help="Append campaign lines here (JSON lines).")
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            envvar="BROKERGUARD_DATABASE",
+            help="Write decisions, alerts and campaigns to the service's tables (migrated first).",
+        ),
+    ] = None,
 ) -> None:
     """Consume the event stream and run the engine on Redis state; ack after state is written."""
     import redis
@@ -105,6 +113,7 @@ def worker(
                 ack_wait=ack_wait,
                 decisions=decisions,
                 campaigns=campaigns,
+                database=database,
             )
         )
     except redis.exceptions.ConnectionError as exc:

@@ -4,11 +4,14 @@ For each batch fetched from JetStream the worker
 
 1. asks Redis which of the batch's event ids its partitions already processed (one round trip)
    and skips those — a redelivered event changes no state twice and decides nothing twice — and
-   reads the records the rest will need (one more round trip);
+   reads the records the rest will need (two more round trips: what the events name, then the
+   symbols their accounts hold);
 2. runs the rest through the engine (:class:`~brokerguard.engine.guard.BrokerGuard` on
    :class:`~brokerguard.stores.redis.RedisState`), in stream order;
 3. writes the decisions and campaign lines it produced (to ``decisions`` / ``campaigns`` files,
-   appended, one JSON object per line);
+   appended, one JSON object per line) and, given a database, the decisions, alerts and
+   campaigns to the service's tables (:mod:`.records`: ids derived from event ids, so a
+   redelivered batch adds no row twice);
 4. flushes the state and the processed ids to Redis in one MULTI/EXEC;
 5. only then acknowledges the batch.
 
@@ -56,6 +59,16 @@ class WorkerStats:
     nats_round_trips: int = 0  # a fetch and a flush of the acks per batch
 
 
+def held(state: RedisState, events: list[Any]) -> Iterator[tuple[str, str]]:
+    """The symbols the batch's accounts hold (an order values the holdings of its account)."""
+    accounts = state.records["account"]
+    for account in {getattr(e, "account", None) for e in events}:
+        acc = accounts.get(account) if account is not None else None
+        if acc is not None:
+            for key in acc.positions:
+                yield "symbol", key
+
+
 def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
     """The records a batch's events will read, as far as the event alone tells."""
     for event in events:
@@ -89,6 +102,7 @@ async def run_worker(
     decisions: Path | None = None,
     campaigns: Path | None = None,
     max_events: int = 0,
+    database: str | None = None,
 ) -> WorkerStats:
     """Consume until stopped (SIGTERM/SIGINT), idle for ``idle_exit`` seconds, or ``max_events``.
 
@@ -99,6 +113,17 @@ async def run_worker(
     state = RedisState(redis_url, prefix=prefix)
     guard = BrokerGuard(state=state)
     stats = WorkerStats()
+    sink = None
+    if database:
+        from brokerguard.cluster.records import RecordSink
+
+        sink = RecordSink(database, guard)
+        last_signals: list = []
+
+        def trace(event, signals, decision) -> None:
+            last_signals[:] = signals
+
+        guard.trace = trace
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -137,6 +162,7 @@ async def run_worker(
             for p, e in zip(parts, events, strict=True):
                 by_part.setdefault(p, []).append(e.id)
             state.prefetch(wanted(events))
+            state.prefetch(held(state, events))
             done: set[tuple[str, str]] = set()
             for p, ids in by_part.items():
                 done.update((p, i) for i in state.seen(p, ids))
@@ -146,8 +172,13 @@ async def run_worker(
                 if (p, event.id) in done:
                     stats.skipped += 1
                     continue
-                if decision_point(event):
+                point = decision_point(event)
+                if point:
+                    if sink is not None:
+                        last_signals.clear()
                     d = guard.decide(event)
+                    if sink is not None:
+                        sink.decided(event, point, d, list(last_signals))
                     lines.append(
                         json.dumps(
                             {"event": event.id, "action": d.action, "score": d.score},
@@ -171,6 +202,9 @@ async def run_worker(
                 for record in guard.campaign_records():
                     out_campaigns.write(json.dumps(record, ensure_ascii=False) + "\n")
                 out_campaigns.flush()
+            if sink is not None:
+                sink.campaigns()
+                sink.write()  # before the state: a crash in between only rewrites the same rows
             state.flush()
             for m in msgs:
                 await m.ack()
@@ -188,3 +222,5 @@ async def run_worker(
                 f.close()
         await nc.close()
         state.redis.close()
+        if sink is not None:
+            sink.close()

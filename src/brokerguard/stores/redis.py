@@ -39,7 +39,7 @@ from brokerguard.stores.codec import decode, encode
 __all__ = ["HELD", "RedisState", "RedisStateError"]
 
 HELD = ("population",)
-SEEN_LIMIT = 100_000
+SEEN_LIMIT = 20_000  # per partition: redelivery comes within ack_wait, long before 20,000 more
 
 
 class RedisStateError(ValueError):
