@@ -165,3 +165,102 @@ def test_sigkill_mid_run_loses_nothing_and_doubles_nothing(run, names, tmp_path)
     )
     assert "worker:" in survivor.stderr
     assert decided(out) == embedded
+
+
+# --- records in PostgreSQL ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database (the worker migrates it)."""
+    import psycopg
+
+    server = os.environ.get("BG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"bg_cluster_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{server.rpartition('/')[0]}/{name}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def table_decisions(url: str) -> list[tuple]:
+    import sqlalchemy as sa
+
+    from brokerguard.service.db import make_engine
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT event_id, action, score FROM decisions")).all()
+        alerts = conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one()
+    engine.dispose()
+    assert alerts > 0
+    return [tuple(r) for r in rows]
+
+
+def test_records_land_in_postgresql_once_even_when_the_state_write_fails(
+    run, names, tmp_path, pg_url, monkeypatch
+) -> None:
+    """A batch whose records were written but whose state flush failed is redelivered; the
+    second pass adds no decision row twice, and the table equals the embedded decisions."""
+    from brokerguard.stores.redis import RedisState
+
+    path, embedded = run
+    publish(path, names)
+    real_flush = RedisState.flush
+    calls = {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] == 7 and (self.dirty or self.handed):
+            raise ConnectionError("Redis went away after the records were written")
+        return real_flush(self)
+
+    monkeypatch.setattr(RedisState, "flush", flaky)
+    out = tmp_path / "d.ndjson"
+    with pytest.raises(ConnectionError):
+        work(names, out, batch=200, ack_wait=1.0, database=pg_url)
+    monkeypatch.setattr(RedisState, "flush", real_flush)
+    work(names, out, batch=200, ack_wait=1.0, idle_exit=2.5, database=pg_url)
+    rows = table_decisions(pg_url)
+    assert len(rows) == len({r[0] for r in rows})  # no event decided twice in the table
+    assert sorted(rows) == sorted(embedded)
+
+
+def test_sigterm_finishes_the_batch_and_acknowledges_it(run, names, tmp_path) -> None:
+    path, embedded = run
+    subprocess.run([*BG, "ingest", str(path), *names.cli()], check=True, capture_output=True)
+    out = tmp_path / "d.ndjson"
+    common = [*names.cli(), "--prefix", names.prefix, "--durable", names.durable]
+    common += ["--batch", "40", "--ack-wait", "30", "--decisions", str(out)]
+    worker = subprocess.Popen([*BG, "worker", *common], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text()) < 4000):
+        time.sleep(0.02)
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0 and "worker:" in err
+    before = len(out.read_text().splitlines())
+    assert 0 < before < len(embedded)
+    # ack_wait is 30 s: finishing within a few seconds shows nothing was left unacknowledged
+    rest = subprocess.run(
+        [*BG, "worker", *common, "--idle-exit", "2"], capture_output=True, text=True, timeout=25
+    )
+    assert "0 redelivered events skipped" in rest.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(embedded)  # no line twice: the stopped worker acked what it wrote
+    assert decided(out) == embedded
+
+
+def test_ingest_reads_stdin_and_names_a_bad_line(run, names) -> None:
+    path, _ = run
+    head = b"".join(path.read_bytes().splitlines(keepends=True)[:5])
+    ok = subprocess.run(
+        [*BG, "ingest", "-", *names.cli()], input=head, capture_output=True, check=True
+    )
+    assert b"published 5 events" in ok.stderr
+    bad = head + b'{"type":"login","id":"x"}\n'
+    failed = subprocess.run([*BG, "ingest", "-", *names.cli()], input=bad, capture_output=True)
+    assert failed.returncode == 2 and b"line 6" in failed.stderr
+    missing = subprocess.run([*BG, "ingest", "/nonexistent.ndjson"], capture_output=True)
+    assert missing.returncode == 2 and b"no such events file" in missing.stderr
