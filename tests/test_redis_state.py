@@ -174,6 +174,9 @@ def test_processed_set_is_bounded(prefix: str) -> None:
         f"e{n}".encode() for n in ("1b", "2a", "2b", "3a", "3b")
     ]
     assert state.seen("p1", ["e0a", "e3b", "e9"]) == {"e3b"}
+    state.mark("p2", ["e3b", "f1"])  # not flushed yet: still counts as processed
+    found = state.seen_in({"p1": ["e0a", "e3b", "f1"], "p2": ["e3b", "f1", "f2"], "p3": []})
+    assert found == {("p1", "e3b"), ("p2", "e3b"), ("p2", "f1")}
 
 
 def test_unreachable_redis_is_an_error(tmp_path: Path) -> None:

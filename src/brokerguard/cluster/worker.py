@@ -55,6 +55,7 @@ class WorkerStats:
     started: float = field(default_factory=time.perf_counter)
     busy: float = 0.0  # seconds from a batch's arrival to its acknowledgement
     batch_seconds: list[float] = field(default_factory=list)  # each batch, arrival to ack
+    cpu: float = 0.0  # this process's CPU seconds in batches (fetch wait excluded)
     redis_round_trips: int = 0
     nats_round_trips: int = 0  # a fetch and a flush of the acks per batch
 
@@ -155,6 +156,7 @@ async def run_worker(
                 continue
             idle_since = time.monotonic()
             t0 = time.perf_counter()
+            c0 = time.process_time()
             # one partition name per message: the subject's last token
             parts = [m.subject.rsplit(".", 1)[1] for m in msgs]
             events = [decode_line(m.data) for m in msgs]
@@ -163,9 +165,7 @@ async def run_worker(
                 by_part.setdefault(p, []).append(e.id)
             state.prefetch(wanted(events))
             state.prefetch(held(state, events))
-            done: set[tuple[str, str]] = set()
-            for p, ids in by_part.items():
-                done.update((p, i) for i in state.seen(p, ids))
+            done = state.seen_in(by_part)
             lines: list[str] = []
             crashed = False
             for p, event in zip(parts, events, strict=True):
@@ -213,6 +213,7 @@ async def run_worker(
             stats.batches += 1
             stats.batch_seconds.append(time.perf_counter() - t0)
             stats.busy += stats.batch_seconds[-1]
+            stats.cpu += time.process_time() - c0
             stats.nats_round_trips += 2
             stats.redis_round_trips = state.round_trips
         return stats

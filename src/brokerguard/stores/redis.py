@@ -9,7 +9,7 @@ a batch's changes or none of them.
 
 Layout: one hash per kind, ``<prefix>:<kind>``, field = the record's key, value = the record
 encoded by :mod:`brokerguard.stores.codec`. One hash per kind (rather than one Redis key per
-record) makes ``keys(kind)`` an ``HKEYS`` instead of a scan of the whole keyspace, and costs less
+record) makes ``keys(kind)`` one ``HGETALL`` instead of a scan of the whole keyspace, and costs less
 memory per record (``bench/redis_state.py`` measures both).
 
 Idempotency: :meth:`RedisState.seen` tells which event ids of a batch were already processed,
@@ -50,7 +50,7 @@ class RedisState(MemoryState):
     """Records in memory with Redis behind them; :meth:`flush` writes changes in one transaction.
 
     Round trips: one per ``get`` that misses the cache, one per :meth:`flush`, one per
-    :meth:`seen`. ``round_trips`` counts them (for the benchmarks).
+    :meth:`seen`, :meth:`prefetch` and :meth:`keys`. ``round_trips`` counts them (benchmarks).
     """
 
     def __init__(
@@ -96,14 +96,23 @@ class RedisState(MemoryState):
         self.dirty.add((kind, key))
 
     def keys(self, kind: str) -> Iterator[str]:
+        """Every key of ``kind``; the records in Redis are read with them (one HGETALL).
+
+        The engine lists keys only to visit every record (the hourly sweep), so reading them in
+        the same round trip saves one ``get`` round trip per record.
+        """
         live = self.records[kind]
+        before = list(live)
         self.round_trips += 1
-        stored = [
-            k.decode()
-            for k in self.redis.hkeys(self._hash[kind])
-            if k.decode() not in live and (kind, k.decode()) not in self.dirty
-        ]
-        return iter([*live, *stored])
+        stored = []
+        for raw, data in self.redis.hgetall(self._hash[kind]).items():
+            key = raw.decode()
+            if key in live or (kind, key) in self.dirty:
+                continue
+            live[key] = self._decode(kind, key, data)
+            self._stored[kind, key] = hash(data)
+            stored.append(key)
+        return iter([*before, *stored])
 
     def count(self, kind: str) -> int:
         return sum(1 for _ in self.keys(kind))
@@ -146,6 +155,22 @@ class RedisState(MemoryState):
         self.round_trips += 1
         scores = self.redis.zmscore(self._seen_key(partition), ids)
         return {i for i, s in zip(ids, scores, strict=True) if s is not None or i in marked}
+
+    def seen_in(self, ids_by_partition: dict[str, list[str]]) -> set[tuple[str, str]]:
+        """(partition, id) pairs already processed, for several partitions in one round trip."""
+        parts = [(p, ids) for p, ids in ids_by_partition.items() if ids]
+        if not parts:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for p, ids in parts:
+            pipe.zmscore(self._seen_key(p), ids)
+        self.round_trips += 1
+        found = set()
+        for (p, ids), scores in zip(parts, pipe.execute(), strict=True):
+            marked = set(self._marks.get(p, ()))
+            found.update((p, i) for i, sc in zip(ids, scores, strict=True) if sc is not None)
+            found.update((p, i) for i in ids if i in marked)
+        return found
 
     def mark(self, partition: str, ids: Iterable[str]) -> None:
         """Record ``ids`` as processed; written with the next :meth:`flush`."""
@@ -229,6 +254,13 @@ class RedisState(MemoryState):
         self._absent.clear()
 
     def _evict(self, live: list[tuple[str, str]], gone: list[tuple[str, str]]) -> None:
+        if not self.max_cached:  # the cache lives for one batch: forget every record
+            for kind in self.records:
+                if kind not in HELD:
+                    self.records[kind].clear()
+            self._stored = {k: v for k, v in self._stored.items() if k[0] in HELD}
+            self._recent.clear()
+            return
         recent = self._recent
         for k in gone:
             recent.pop(k, None)
