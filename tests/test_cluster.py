@@ -151,7 +151,9 @@ def test_sigkill_mid_run_loses_nothing_and_doubles_nothing(run, names, tmp_path)
     subprocess.run([*BG, "ingest", str(path), *names.cli()], check=True, capture_output=True)
     out = tmp_path / "d.ndjson"
     common = [*names.cli(), "--prefix", names.prefix, "--durable", names.durable]
-    common += ["--batch", "40", "--ack-wait", "1", "--decisions", str(out)]
+    # ack_wait longer than a worker's start-up: the survivor asks for events before the dead
+    # worker's batch is redelivered, and must not get later events first
+    common += ["--batch", "40", "--ack-wait", "4", "--decisions", str(out)]
     victim = subprocess.Popen([*BG, "worker", *common], stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or len(out.read_text()) < 4000):
@@ -161,7 +163,7 @@ def test_sigkill_mid_run_loses_nothing_and_doubles_nothing(run, names, tmp_path)
     lines_before = len(out.read_text().splitlines())
     assert 0 < lines_before < len(embedded)  # killed in the middle
     survivor = subprocess.run(
-        [*BG, "worker", *common, "--idle-exit", "3"], capture_output=True, text=True, check=True
+        [*BG, "worker", *common, "--idle-exit", "8"], capture_output=True, text=True, check=True
     )
     assert "worker:" in survivor.stderr
     assert decided(out) == embedded

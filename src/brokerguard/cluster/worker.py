@@ -141,7 +141,9 @@ async def run_worker(
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=ack_wait,
-            max_ack_pending=max(batch * 4, 1000),
+            # one batch outstanding at a time: after a crash nothing later is delivered before
+            # the dead worker's batch comes back (after ack_wait), so events stay in order
+            max_ack_pending=batch,
         )
         sub = await js.pull_subscribe(f"{subject}.*", durable=durable, stream=stream, config=config)
         idle_since = time.monotonic()
