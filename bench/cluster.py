@@ -98,7 +98,7 @@ def main() -> None:
             n = stats.events
             print(
                 f"events {n:,}, accounts {args.investors:,}, partitions {args.partitions}, "
-                f"batch {args.batch}"
+                f"batch {args.batch}, records to {args.database or 'no database'}"
             )
             print(f"  ingest: {published / ingest_s:,.0f} events/s published and acknowledged")
             print(f"  1 worker: {n / stats.busy:,.0f} events/s from first batch to last ack")
