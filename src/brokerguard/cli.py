@@ -319,3 +319,6 @@ app.add_typer(phish_app, name="phish")
 from brokerguard.service.cli import mount as _mount_service  # noqa: E402
 
 _mount_service(app)  # serve, keys, users, audit (src/brokerguard/service/cli.py)
+from brokerguard.cluster.cli import mount as _mount_cluster  # noqa: E402
+
+_mount_cluster(app)  # ingest, worker (src/brokerguard/cluster/cli.py)

@@ -1,0 +1,112 @@
+"""The worker's records in the service's tables: decisions, alerts, campaigns (and their audit).
+
+The rows are the service's own (:mod:`brokerguard.service.records`), written with its writer
+(:func:`brokerguard.service.recorder.write_records`, one transaction per batch, the audit chain
+appended inside it). Two things differ, so that a redelivered batch writes nothing twice:
+
+- a decision's id is derived from its event id (``uuid5``), not drawn at random;
+- before writing, the ids already in ``decisions`` are read and those records dropped.
+
+Campaigns are upserted by id (the service's rule), so writing one again only refreshes it.
+Raw events are not copied into ``events`` (the stream keeps them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from brokerguard.engine import BrokerGuard
+from brokerguard.engine.signals import Signal
+from brokerguard.engine.state import CampaignState
+from brokerguard.events import Event
+from brokerguard.guard import Decision
+
+__all__ = ["RecordSink", "decision_id"]
+
+NAMESPACE = uuid.UUID("6f1c0b5e-0d1f-4c55-9d55-6b726f6b6572")
+
+
+def decision_id(event_id: str) -> str:
+    return uuid.uuid5(NAMESPACE, event_id).hex
+
+
+class RecordSink:
+    """Collects a batch's records, then writes them in one transaction (:meth:`write`)."""
+
+    def __init__(self, database_url: str, guard: BrokerGuard, caller: str = "worker") -> None:
+        from brokerguard.service.db import make_engine, migrate
+
+        self.engine = make_engine(database_url)
+        migrate(self.engine)
+        self.guard = guard
+        self.caller = caller
+        self.pending: list[Any] = []
+        self._campaigns_seen: dict[str, float] = {}
+        self.written = 0
+
+    def decided(self, event: Event, point: str, decision: Decision, signals: list[Signal]) -> None:
+        from brokerguard.service.audit import AuditEntry
+        from brokerguard.service.records import campaign_id, decision_record
+
+        def campaign_row(engine_id: str) -> str | None:
+            camp = self.guard.state.get("campaign", engine_id)
+            return campaign_id(camp) if camp is not None else None
+
+        _, _, record = decision_record(
+            event,
+            point,
+            decision,
+            signals,
+            guard=self.guard.name,
+            caller=self.caller,
+            campaigns=campaign_row,
+        )
+        did = decision_id(event.id)
+        record.decision["id"] = did
+        if record.alert is not None:
+            record.alert["id"] = did
+        detail = {**record.audit.detail, "decision": did}
+        record.audit = AuditEntry(
+            record.audit.actor, record.audit.action, record.audit.subject, detail
+        )
+        self.pending.append(record)
+
+    def campaigns(self) -> None:
+        """Queue the campaigns raised or grown since the last look."""
+        from brokerguard.service.records import campaign_record
+
+        state = self.guard.state
+        for cid in list(state.keys("campaign")):
+            camp: CampaignState | None = state.get("campaign", cid)
+            if camp is not None and self._campaigns_seen.get(cid) != camp.updated_at:
+                self._campaigns_seen[cid] = camp.updated_at
+                self.pending.append(campaign_record(camp))
+
+    def write(self) -> int:
+        """Write what was queued (less decisions already in the table); returns records written."""
+        from brokerguard.service.models import decisions
+        from brokerguard.service.recorder import DecisionRecord, write_records
+
+        records, self.pending = self.pending, []
+        if not records:
+            return 0
+        ids = [r.decision["id"] for r in records if isinstance(r, DecisionRecord)]
+        if ids:
+            with self.engine.connect() as conn:
+                known = set(conn.scalars(sa.select(decisions.c.id).where(decisions.c.id.in_(ids))))
+            records = [
+                r
+                for r in records
+                if not (isinstance(r, DecisionRecord) and r.decision["id"] in known)
+            ]
+        written, dropped, error = write_records(self.engine, records)
+        if dropped:
+            raise RuntimeError(f"{dropped} records could not be written: {error}")
+        self.written += written
+        return written
+
+    def close(self) -> None:
+        self.engine.dispose()

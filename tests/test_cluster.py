@@ -1,0 +1,268 @@
+"""Scale-out on the real NATS JetStream and Redis: the cluster decides as the embedded engine does.
+
+A recorded run is published with ``ingest`` and consumed by workers; their decisions must equal
+a replay of the same events on an in-memory engine — with one worker, with a worker that stops
+before acknowledging a batch, and with a worker killed by SIGKILL mid-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from cluster_helpers import (
+    NATS_URL,
+    REDIS_URL,
+    drop_prefix,
+    read_events,
+    recorded_run,
+    redis_client,
+    replay,
+)
+
+from brokerguard.cluster.stream import ingest, partition_of
+from brokerguard.cluster.worker import run_worker
+from brokerguard.engine import BrokerGuard
+from brokerguard.engine.state import MemoryState
+from brokerguard.events import decode_line
+
+BG = [sys.executable, "-m", "brokerguard"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, list[tuple]]:
+    """The recorded run's events file and the embedded engine's decisions on it."""
+    path = recorded_run(tmp_path_factory.mktemp("run"))
+    return path, replay(BrokerGuard(state=MemoryState()), read_events(path))
+
+
+class Names:
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.stream = f"BGT_{tag}"
+        self.subject = f"bgt.{tag}"
+        self.prefix = f"bgtest-{tag}"
+        self.durable = f"w{tag}"
+
+    def cli(self) -> list[str]:
+        return ["--stream", self.stream, "--subject", self.subject]
+
+
+@pytest.fixture
+def names() -> Iterator[Names]:
+    n = Names()
+    yield n
+
+    async def drop() -> None:
+        nc = await nats.connect(NATS_URL)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await nc.jetstream().delete_stream(n.stream)
+        await nc.close()
+
+    asyncio.run(drop())
+    drop_prefix(redis_client(), n.prefix)
+
+
+def publish(path: Path, n: Names, partitions: int = 8) -> int:
+    with open(path, "rb") as f:
+        return asyncio.run(ingest(f, NATS_URL, n.stream, n.subject, partitions))
+
+
+def work(n: Names, out: Path, **kw) -> object:
+    return asyncio.run(
+        run_worker(
+            NATS_URL,
+            REDIS_URL,
+            prefix=n.prefix,
+            stream=n.stream,
+            subject=n.subject,
+            durable=n.durable,
+            decisions=out,
+            **kw,
+        )
+    )
+
+
+def decided(out: Path) -> list[tuple]:
+    """Decisions in file order, one per event id; a repeated line must repeat the same decision."""
+    first: dict[str, tuple] = {}
+    for line in out.read_text().splitlines():
+        d = json.loads(line)
+        row = (d["event"], d["action"], d["score"])
+        assert first.setdefault(d["event"], row) == row
+    return list(first.values())
+
+
+def test_partitions_are_stable_and_keep_an_account_together(run) -> None:
+    events = read_events(run[0])
+    by_account: dict[str, set[int]] = {}
+    for e in events:
+        if hasattr(e, "account"):
+            by_account.setdefault(e.account, set()).add(partition_of(e, 8))
+    assert all(len(p) == 1 for p in by_account.values())
+    assert len({next(iter(p)) for p in by_account.values()}) == 8  # every partition used
+    # crc32, not the salted hash(): another interpreter puts an event in the same partition
+    line = next(x for x in run[0].read_bytes().splitlines() if b'"account"' in x)
+    probe = (
+        "import sys; from brokerguard.cluster.stream import partition_of;"
+        "from brokerguard.events import decode_line;"
+        "print(partition_of(decode_line(sys.stdin.buffer.read()), 8))"
+    )
+    other = subprocess.run([sys.executable, "-c", probe], input=line, capture_output=True)
+    assert int(other.stdout) == partition_of(decode_line(line), 8)
+
+
+def test_one_worker_decides_what_the_embedded_engine_does(run, names, tmp_path) -> None:
+    path, embedded = run
+    assert publish(path, names) == len(read_events(path))
+    stats = work(names, tmp_path / "d.ndjson", idle_exit=1.0)
+    assert stats.events == len(read_events(path)) and stats.skipped == 0
+    assert decided(tmp_path / "d.ndjson") == embedded
+    # publishing the same file again within the duplicate window adds nothing
+    publish(path, names)
+    again = work(names, tmp_path / "d.ndjson", idle_exit=1.0)
+    assert again.events == 0
+
+
+def test_a_batch_never_acknowledged_is_redelivered_and_processed_once(run, names, tmp_path):
+    path, embedded = run
+    publish(path, names)
+    out = tmp_path / "d.ndjson"
+    first = work(names, out, batch=100, ack_wait=1.0, max_events=3030)  # stops mid-batch
+    assert first.events == 3030
+    second = work(names, out, batch=100, ack_wait=1.0, idle_exit=2.5)
+    assert first.batches * 100 + second.events == len(read_events(path))
+    assert decided(out) == embedded
+
+
+def test_sigkill_mid_run_loses_nothing_and_doubles_nothing(run, names, tmp_path) -> None:
+    path, embedded = run
+    subprocess.run([*BG, "ingest", str(path), *names.cli()], check=True, capture_output=True)
+    out = tmp_path / "d.ndjson"
+    common = [*names.cli(), "--prefix", names.prefix, "--durable", names.durable]
+    # ack_wait longer than a worker's start-up: the survivor asks for events before the dead
+    # worker's batch is redelivered, and must not get later events first
+    common += ["--batch", "40", "--ack-wait", "4", "--decisions", str(out)]
+    victim = subprocess.Popen([*BG, "worker", *common], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text()) < 4000):
+        time.sleep(0.02)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    lines_before = len(out.read_text().splitlines())
+    assert 0 < lines_before < len(embedded)  # killed in the middle
+    survivor = subprocess.run(
+        [*BG, "worker", *common, "--idle-exit", "8"], capture_output=True, text=True, check=True
+    )
+    assert "worker:" in survivor.stderr
+    assert decided(out) == embedded
+
+
+# --- records in PostgreSQL ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database (the worker migrates it)."""
+    import psycopg
+
+    server = os.environ.get("BG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"bg_cluster_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{server.rpartition('/')[0]}/{name}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def table_decisions(url: str) -> list[tuple]:
+    import sqlalchemy as sa
+
+    from brokerguard.service.db import make_engine
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT event_id, action, score FROM decisions")).all()
+        alerts = conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one()
+    engine.dispose()
+    assert alerts > 0
+    return [tuple(r) for r in rows]
+
+
+def test_records_land_in_postgresql_once_even_when_the_state_write_fails(
+    run, names, tmp_path, pg_url, monkeypatch
+) -> None:
+    """A batch whose records were written but whose state flush failed is redelivered; the
+    second pass adds no decision row twice, and the table equals the embedded decisions."""
+    from brokerguard.stores.redis import RedisState
+
+    path, embedded = run
+    publish(path, names)
+    real_flush = RedisState.flush
+    calls = {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] == 7 and (self.dirty or self.handed):
+            raise ConnectionError("Redis went away after the records were written")
+        return real_flush(self)
+
+    monkeypatch.setattr(RedisState, "flush", flaky)
+    out = tmp_path / "d.ndjson"
+    with pytest.raises(ConnectionError):
+        work(names, out, batch=200, ack_wait=1.0, database=pg_url)
+    monkeypatch.setattr(RedisState, "flush", real_flush)
+    work(names, out, batch=200, ack_wait=1.0, idle_exit=2.5, database=pg_url)
+    rows = table_decisions(pg_url)
+    assert len(rows) == len({r[0] for r in rows})  # no event decided twice in the table
+    assert sorted(rows) == sorted(embedded)
+
+
+def test_sigterm_finishes_the_batch_and_acknowledges_it(run, names, tmp_path) -> None:
+    path, embedded = run
+    subprocess.run([*BG, "ingest", str(path), *names.cli()], check=True, capture_output=True)
+    out = tmp_path / "d.ndjson"
+    common = [*names.cli(), "--prefix", names.prefix, "--durable", names.durable]
+    common += ["--batch", "40", "--ack-wait", "30", "--decisions", str(out)]
+    worker = subprocess.Popen([*BG, "worker", *common], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text()) < 4000):
+        time.sleep(0.02)
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0 and "worker:" in err
+    before = len(out.read_text().splitlines())
+    assert 0 < before < len(embedded)
+    # ack_wait is 30 s: finishing within a few seconds shows nothing was left unacknowledged
+    rest = subprocess.run(
+        [*BG, "worker", *common, "--idle-exit", "2"], capture_output=True, text=True, timeout=25
+    )
+    assert "0 redelivered events skipped" in rest.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(embedded)  # no line twice: the stopped worker acked what it wrote
+    assert decided(out) == embedded
+
+
+def test_ingest_reads_stdin_and_names_a_bad_line(run, names) -> None:
+    path, _ = run
+    head = b"".join(path.read_bytes().splitlines(keepends=True)[:5])
+    ok = subprocess.run(
+        [*BG, "ingest", "-", *names.cli()], input=head, capture_output=True, check=True
+    )
+    assert b"published 5 events" in ok.stderr
+    bad = head + b'{"type":"login","id":"x"}\n'
+    failed = subprocess.run([*BG, "ingest", "-", *names.cli()], input=bad, capture_output=True)
+    assert failed.returncode == 2 and b"line 6" in failed.stderr
+    missing = subprocess.run([*BG, "ingest", "/nonexistent.ndjson"], capture_output=True)
+    assert missing.returncode == 2 and b"no such events file" in missing.stderr
