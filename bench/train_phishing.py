@@ -1,6 +1,6 @@
 """Train the phishing scorer's learned model (``src/brokerguard/phishing/model.json``).
 
-    python bench/train_phishing.py [--data /work/shared/data] [--out PATH] [--check]
+    python bench/train_phishing.py [--data /work/shared/data] [--out PATH] [--l2 1e-4]
 
 Reads only the training months 2024-01..2025-06 of ``phishurl/`` (every brand: broker-brand rows
 and, with a lower weight, other brands' rows as positives) and the "tune" half of ``benign/``
