@@ -131,14 +131,16 @@ def hard_negatives() -> list[str]:
 
 
 class Ours:
-    name = "brokerguard"
+    """The shipped scorer: rules alone (default) or, with ``model=True``, rules + learned model."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: bool = False) -> None:
         self.errors = 0
+        self.model = model
+        self.name = "rules+model" if model else "brokerguard"
 
     def __call__(self, url: str) -> tuple[bool, str | None]:
         try:
-            f = score_url(url)
+            f = score_url(url, model=self.model)
         except URLError:
             self.errors += 1
             return False, None
@@ -285,7 +287,13 @@ def main() -> None:
     reg = default_registry()
     label_brand = reg.by_description
 
-    detectors = [Ours(), DnstwistBaseline(), SubstringBaseline(), EditDistanceBaseline()]
+    detectors = [
+        Ours(),
+        Ours(model=True),
+        DnstwistBaseline(),
+        SubstringBaseline(),
+        EditDistanceBaseline(),
+    ]
     results: dict[str, dict] = {}
     for det in detectors:
         p_res = run(det, [u for u, _ in phish])

@@ -178,6 +178,10 @@ REASONS: dict[str, tuple[str, str]] = {
         "a single short token as the whole path ({d}), as phishing kits use",
         "パス全体が短いトークン一つです（{d}）（フィッシングキットの特徴）",
     ),
+    "learned_pattern": (
+        "a model trained on reported phishing URLs adds its judgement; strongest features: {d}",
+        "報告済みフィッシング URL で学習したモデルの判定を加えました。主な特徴: {d}",
+    ),
     "unwrapped": (
         "unwrapped {d}",
         "{d} を展開しました",

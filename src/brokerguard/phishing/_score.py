@@ -14,11 +14,12 @@ import msgspec
 
 from brokerguard.phishing._brands import BrandRegistry, default_registry
 from brokerguard.phishing._features import WEIGHTS, brand_reasons, structure_reasons
+from brokerguard.phishing._model import Model, default_model, features
 from brokerguard.phishing._reasons import Reason, make_reason
 from brokerguard.phishing._unwrap import Hop, unwrap
 from brokerguard.phishing._url import ParsedURL, URLError
 
-__all__ = ["THRESHOLD", "Finding", "score_url", "score_parsed"]
+__all__ = ["THRESHOLD", "Finding", "rule_evidence", "score_parsed", "score_url"]
 
 THRESHOLD = 3.0
 # Wrappers run by well-known services: the wrapper host itself is not the phisher's.
@@ -80,8 +81,8 @@ def _logistic(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def score_parsed(hops: list[Hop], reg: BrandRegistry, threshold: float = THRESHOLD) -> Finding:
-    """Decide on an already unwrapped chain (first hop = the given URL)."""
+def rule_evidence(hops: list[Hop], reg: BrandRegistry) -> tuple[float, int, list[Reason], list]:
+    """The rules alone: (summed weight, index of the judged hop, its reasons, every hop's)."""
     scored = []
     for i, hop in enumerate(hops):
         if i + 1 < len(hops) and hops[i + 1].via in SERVICE_WRAPPERS:
@@ -94,7 +95,42 @@ def score_parsed(hops: list[Hop], reg: BrandRegistry, threshold: float = THRESHO
             rs.insert(0, make_reason("unwrapped", WEIGHTS["proxied"] if proxied else 0.0, path))
         scored.append((sum(r.weight for r in rs), i, rs))
     total, best, reasons = max(scored, key=lambda s: (s[0], s[1]))
-    reasons = list(reasons)
+    return total, best, list(reasons), scored
+
+
+def _learned(p: ParsedURL, reasons: list[Reason], model: Model) -> Reason | None:
+    """The model's log-odds on the judged hop, as a reason naming its strongest features."""
+    if any(r.code in ("official_domain", "related_domain") for r in reasons):
+        return None  # the firms' own and group domains stay with the rules: never flagged
+    logit, names = model.explain(features(p, reasons))
+    w = round(logit, 3)
+    if w == 0.0:
+        return None
+    return make_reason("learned_pattern", w, names or "-")
+
+
+def score_parsed(
+    hops: list[Hop],
+    reg: BrandRegistry,
+    threshold: float = THRESHOLD,
+    model: Model | None | bool = False,
+) -> Finding:
+    """Decide on an already unwrapped chain (first hop = the given URL).
+
+    ``model``: ``False``/``None`` (default) = the rules alone, ``True`` = the shipped learned
+    model (:func:`default_model`), or a :class:`Model`. The shipped model is opt-in: on the
+    training months' validation it did not beat the rules at the FPR budget (see README). Its
+    log-odds is one more reason (``learned_pattern``), so the weights of the reasons still add
+    up to the score before the logistic.
+    """
+    total, best, reasons, scored = rule_evidence(hops, reg)
+    if model is True:
+        model = default_model()
+    if model:
+        learned = _learned(hops[best].url, reasons, model)
+        if learned is not None:
+            reasons.append(learned)
+    total = sum(r.weight for r in reasons)
     brand = _brand_of(reasons)
     if brand is None and total >= threshold:
         brand = _brand_of([r for _, _, rs in scored for r in rs])
@@ -114,11 +150,14 @@ def score_parsed(hops: list[Hop], reg: BrandRegistry, threshold: float = THRESHO
 
 
 def score_url(
-    url: str, registry: BrandRegistry | None = None, threshold: float = THRESHOLD
+    url: str,
+    registry: BrandRegistry | None = None,
+    threshold: float = THRESHOLD,
+    model: Model | None | bool = False,
 ) -> Finding:
     """Score one URL or host name. Raises :class:`URLError` if the text is not a web URL."""
     reg = registry or default_registry()
-    return score_parsed(unwrap(url), reg, threshold)
+    return score_parsed(unwrap(url), reg, threshold, model)
 
 
 def error_finding(text: str, error: URLError) -> Finding:
