@@ -179,11 +179,11 @@ def test_money_protected_against_allow_all() -> None:
     worse = Console(width=140, record=True, color_system=None)
     worse.print(protected_table([run("allow-all", 100.0), run("x", 150.0)]))
     text = worse.export_text()
-    assert "-¥50" in text and "-50.0%" in text
+    assert "-¥50" in text and "-50.00%" in text
     console = Console(width=140, record=True, color_system=None)
     console.print(protected_table(results))
     text = console.export_text()
-    assert "¥950" in text and "95.0%" in text and "守られた割合" in text
+    assert "¥950" in text and "95.00%" in text and "守られた割合" in text
 
 
 def test_bilingual_table_and_shipped_scenario() -> None:

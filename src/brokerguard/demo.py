@@ -79,7 +79,8 @@ def protected_table(results: list[dict[str, Any]]) -> Table:
             if value is None:
                 cells.append("—")
             elif key == "protected_share":
-                cells.append(f"{value:.1%}")
+                # two decimals, so that 99.98% is never shown as a round 100.0%
+                cells.append(f"{value:.2%}")
             else:  # a guard can lose more than allow-all: the closed loop differs
                 cells.append(f"{'-' if value < 0 else ''}¥{abs(value):,.0f}")
     table.add_column("")
