@@ -27,7 +27,7 @@ from brokerguard.guards import load_guard
 from brokerguard.sim.scenario import load_scenario
 from brokerguard.sim.world import simulate
 from brokerguard.stores import SqliteState, StateFileError, encode
-from brokerguard.stores import sqlite as sqlite_store
+from brokerguard.stores import changes as store_changes  # where a flush encodes records
 
 ROOT = Path(__file__).resolve().parent.parent
 JST_LOGIN = (
@@ -226,7 +226,7 @@ def test_failed_flush_keeps_what_was_stored(tmp_path: Path, monkeypatch) -> None
             raise OSError("disk on fire")
         return encode(record)
 
-    monkeypatch.setattr(sqlite_store, "encode", failing)
+    monkeypatch.setattr(store_changes, "encode", failing)
     with pytest.raises(OSError, match="disk on fire"):
         state.flush()
     assert calls == 6  # five rows were written inside the transaction before the failure
@@ -236,7 +236,7 @@ def test_failed_flush_keeps_what_was_stored(tmp_path: Path, monkeypatch) -> None
         assert {other.get("account", f"A{i}").orders for i in range(10)} == {1}
         assert other.get("symbol", "TSE:1") is None
 
-    monkeypatch.setattr(sqlite_store, "encode", encode)
+    monkeypatch.setattr(store_changes, "encode", encode)
     state.close()  # the changes stayed pending and land now
     with SqliteState(path) as again:
         assert sorted(again.keys("account")) == [f"A{i}" for i in range(9)]

@@ -25,7 +25,6 @@ for one batch, and the next batch reads from Redis what another worker may have 
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -34,11 +33,11 @@ import msgspec
 import redis
 
 from brokerguard.engine.state import KINDS, MemoryState
-from brokerguard.stores.codec import decode, encode
+from brokerguard.stores.changes import HELD, changed_records, forget_least_recent, pending
+from brokerguard.stores.codec import decode
 
 __all__ = ["HELD", "RedisState", "RedisStateError"]
 
-HELD = ("population",)
 SEEN_LIMIT = 20_000  # per partition: redelivery comes within ack_wait, long before 20,000 more
 
 
@@ -187,18 +186,12 @@ class RedisState(MemoryState):
 
         On an error nothing of the batch is in Redis and the changes stay pending.
         """
-        changed = self.dirty | self.handed
-        changed.update((kind, key) for kind in HELD for key in self.records[kind])
-        live = sorted(k for k in changed if k[1] in self.records[k[0]])
-        gone = sorted(changed.difference(live))
+        live, gone = pending(self, self.handed)
         written: dict[tuple[str, str], int] = {}
         puts: dict[str, dict[str, bytes]] = {}
-        for kind, key in live:
-            data = encode(self.records[kind][key])
-            digest = hash(data)
-            if self._stored.get((kind, key)) != digest:
-                written[kind, key] = digest
-                puts.setdefault(kind, {})[key] = data
+        for kind, key, data, digest in changed_records(self.records, self._stored, live):
+            written[kind, key] = digest
+            puts.setdefault(kind, {})[key] = data
         dels: dict[str, list[str]] = {}
         for kind, key in gone:
             dels.setdefault(kind, []).append(key)
@@ -261,18 +254,7 @@ class RedisState(MemoryState):
             self._stored = {k: v for k, v in self._stored.items() if k[0] in HELD}
             self._recent.clear()
             return
-        recent = self._recent
-        for k in gone:
-            recent.pop(k, None)
-        for k in live:
-            if k[0] not in HELD:
-                recent.pop(k, None)
-                recent[k] = None
-        excess = len(recent) - (self.max_cached or 0)
-        for kind, key in list(itertools.islice(recent, max(0, excess))):
-            del recent[kind, key]
-            self.records[kind].pop(key, None)
-            self._stored.pop((kind, key), None)
+        forget_least_recent(self, self._recent, self._stored, live, gone, self.max_cached)
 
     def _decode(self, kind: str, key: str, data: bytes) -> Any:
         try:

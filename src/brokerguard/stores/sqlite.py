@@ -15,7 +15,6 @@ time.
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +23,14 @@ from typing import Any
 import msgspec
 
 from brokerguard.engine.state import MemoryState
-from brokerguard.stores.codec import decode, encode
+from brokerguard.stores.changes import changed_records, forget_least_recent, pending
+from brokerguard.stores.codec import decode
 
 __all__ = ["SCHEMA_VERSION", "SqliteState", "StateFileError"]
 
 FORMAT = "brokerguard-state"
 SCHEMA_VERSION = 1
 
-HELD = ("population",)
 """Kinds whose records the engine holds on to between events (the login detector keeps the
 population's counts): they are never evicted and are checked at every flush."""
 
@@ -116,19 +115,13 @@ class SqliteState(MemoryState):
         what the previous flush wrote, and the changes stay pending for the next flush. A record
         handed out but left as it was is not written again.
         """
-        changed = self.dirty | self.handed
-        changed.update((kind, key) for kind in HELD for key in self.records[kind])
-        live = sorted(k for k in changed if k[1] in self.records[k[0]])
-        gone = sorted(changed.difference(live))
+        live, gone = pending(self, self.handed)
         written: dict[tuple[str, str], int] = {}
 
         def rows() -> Iterator[tuple[str, str, bytes]]:
-            for kind, key in live:
-                data = encode(self.records[kind][key])
-                digest = hash(data)  # 64 bits: a collision skipping a write is not a real risk
-                if self._stored.get((kind, key)) != digest:
-                    written[kind, key] = digest
-                    yield kind, key, data
+            for kind, key, data, digest in changed_records(self.records, self._stored, live):
+                written[kind, key] = digest
+                yield kind, key, data
 
         self.db.execute("BEGIN")
         try:
@@ -162,18 +155,7 @@ class SqliteState(MemoryState):
         self.close()
 
     def _evict(self, live: list[tuple[str, str]], gone: list[tuple[str, str]]) -> None:
-        recent = self._recent
-        for k in gone:
-            recent.pop(k, None)
-        for k in live:
-            if k[0] not in HELD:
-                recent.pop(k, None)
-                recent[k] = None
-        excess = len(recent) - (self.max_cached or 0)
-        for kind, key in list(itertools.islice(recent, max(0, excess))):
-            del recent[kind, key]
-            del self.records[kind][key]
-            self._stored.pop((kind, key), None)
+        forget_least_recent(self, self._recent, self._stored, live, gone, self.max_cached or 0)
 
     def _decode(self, kind: str, key: str, data: bytes) -> Any:
         try:
