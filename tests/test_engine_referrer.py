@@ -193,3 +193,25 @@ def test_the_export_reads_back_into_the_guard(tmp_path: Path):
     eid, d = r.login("A1", *who["A1"], referrer="https://www.sbisec.co.jp.account-verify.top/x?y=1")
     assert r.signal(eid, "phishing_referrer").evidence["listed"] is True
     assert d.action != "allow"
+
+
+def test_simulated_runs_carry_no_referrer_and_a_list_changes_none_of_their_decisions(
+    tmp_path: Path,
+):
+    from brokerguard.events import LoginAttempt, read_ndjson
+    from brokerguard.sim.scenario import parse_scenario
+    from brokerguard.sim.world import simulate
+
+    scenario = parse_scenario(
+        'name = "tiny"\nseed = 5\nstart = "2025-03-17T00:00:00+09:00"\ndays = 3\n'
+        "[broker]\ninvestors = 150\n"
+        '[[attack]]\nkind = "phishing"\nstart = "2025-03-18T09:00:00+09:00"\nvictims = 8\n'
+    )
+    plain, listed = tmp_path / "plain", tmp_path / "listed"
+    simulate(scenario, BrokerGuard(), plain)
+    simulate(scenario, BrokerGuard(blocklist=blocklist(LISTED, "*.phish-kit.top")), listed)
+    with open(plain / "events.ndjson", "rb") as f:
+        logins = [e for e in read_ndjson(f) if isinstance(e, LoginAttempt)]
+    assert logins and all(e.referrer is None for e in logins)
+    decisions = (plain / "decisions.ndjson").read_bytes()
+    assert decisions and decisions == (listed / "decisions.ndjson").read_bytes()
