@@ -25,6 +25,7 @@ from brokerguard.engine.detectors.login import (
 )
 from brokerguard.engine.detectors.session import SessionWatch
 from brokerguard.engine.detectors.trading import TradingWatch, holdings_value
+from brokerguard.engine.feedback import AnalystFeedback
 from brokerguard.engine.policy import Decider, Policy, load_policy
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import (
@@ -88,6 +89,7 @@ class BrokerGuard:
         self.changes = AccountChanges(params.account)
         self.trading = TradingWatch(params.trading)
         self.campaigns = CampaignWatch(self.state, params.campaign)
+        self.feedback = AnalystFeedback(self.state, params.feedback, self.login)
         self.decider = Decider(self.policy)
         self.always_step_up = set(self.policy.settings.always_step_up)
         self._next_sweep = 0.0
@@ -126,10 +128,44 @@ class BrokerGuard:
             handler(event)
 
     def _apply(self, point, event: Event, signals: list[Signal], **kw: Any) -> Decision:
+        if any(s.code == "reverify_required" for s in signals):
+            # An analyst's request is a rule, not evidence: no familiar device outweighs it.
+            kw["floor"] = "hold" if point == "order" else "challenge"
         decision = self.decider.decide(point, signals, **kw)
         if self.trace is not None:
             self.trace(event, signals, decision)
         return decision
+
+    # --- what analysts confirm (see engine.feedback) ------------------------------------------
+    def trust_device(self, account: str, cookie: str) -> None:
+        """The device cookie is the customer's (an analyst checked)."""
+        acc = self._account(account)
+        self.feedback.trust_device(acc, cookie)
+        self.state.put("account", account, acc)
+
+    def require_reverify(self, account: str, ts: datetime) -> None:
+        """Until the customer passes a passkey or out-of-band check, everything asks for one."""
+        acc = self._account(account)
+        self.feedback.require_reverify(acc, ts.timestamp())
+        self.state.put("account", account, acc)
+
+    def confirm_fraud(self, login: LoginAttempt, ts: datetime) -> list[str]:
+        """This sign-in was an attacker's: its infrastructure is marked, its victim re-verifies.
+
+        Returns the infrastructure keys marked.
+        """
+        f = self._features(login.ip, login.user_agent, login.device, login.ts)
+        keys = self.feedback.confirm_fraud(f, ts.timestamp())
+        self.require_reverify(login.account, ts)
+        return keys
+
+    def confirm_customer(self, login: LoginAttempt) -> None:
+        """This sign-in was the customer's own: learn it, and unlink it from other accounts."""
+        acc = self._account(login.account)
+        f = self._features(login.ip, login.user_agent, login.device, login.ts)
+        self.login.clear(login.account, f)
+        self.login.learn(acc, f, login.ts.timestamp())
+        self.state.put("account", login.account, acc)
 
     # --- records -----------------------------------------------------------------------------
     def _account(self, account: str) -> AccountState:
@@ -182,7 +218,8 @@ class BrokerGuard:
         # Campaign infrastructure counts against a sign-in only where the account does not
         # already know that network (customers of a VPN provider that criminals also use).
         campaign = self._campaign_of(f) if fam[0].llr > 0 else ""
-        signals = fam + infra
+        signals = fam + infra + self.feedback.login_signals(f, now)
+        signals += self.feedback.account_signals(acc)
         if campaign:
             signals.append(
                 Signal(
@@ -227,6 +264,7 @@ class BrokerGuard:
         sess.campaign = campaign
         if "passkey" in e.factors:
             sess.trusted = True
+            self.feedback.reverified(acc)
             self.login.clear(e.account, f)
             self.login.learn(acc, f, now)
         elif decision.action == "allow":
@@ -280,6 +318,8 @@ class BrokerGuard:
                     self.state.delete("session", session_id)  # never established
             self.state.put("account", account, acc)
             return
+        if strong:
+            self.feedback.reverified(acc)
         if strong and sess is not None:
             sess.trusted = True
             sess.hijack = 0.0
@@ -345,7 +385,7 @@ class BrokerGuard:
             self.state.delete("session", e.session)
 
     def _common(self, acc: AccountState, sess: SessionState | None, now: float) -> list[Signal]:
-        signals = self.sessions.risk(sess)
+        signals = self.sessions.risk(sess) + self.feedback.account_signals(acc)
         recent = self.changes.recent(acc, now)
         if recent is not None:
             signals.append(recent)
@@ -530,7 +570,7 @@ class BrokerGuard:
         span = self.policy.detectors.login.infrastructure_window_hours * 3600
         for key in self.state.keys("entity"):
             ent = self.state.get("entity", key)
-            if ent is None or ent.campaign:
+            if ent is None or ent.campaign or self.feedback.keeps(ent, now):
                 continue
             for window in (ent.unfamiliar, ent.risky):
                 prune_window(window, now, span, 64)

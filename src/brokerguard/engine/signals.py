@@ -49,4 +49,7 @@ SIGNAL_CODES: tuple[str, ...] = (
     # campaign (detectors.campaign)
     "campaign_symbol",  # buying a symbol a campaign is pumping
     "campaign_infrastructure",  # a session on a campaign's infrastructure
+    # analyst feedback (engine.feedback)
+    "reverify_required",  # an analyst asked for a strong re-verification of the account
+    "confirmed_fraud_infrastructure",  # an address or network of a confirmed fraudulent sign-in
 )

@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from brokerguard.events import LoginAttempt, decode_line
 from brokerguard.service.models import (
     account_actions,
     alerts,
@@ -22,6 +23,7 @@ from brokerguard.service.models import (
 )
 
 __all__ = [
+    "alert_login",
     "MAX_LIMIT",
     "account_timeline",
     "current_policy",
@@ -194,6 +196,20 @@ def account_timeline(conn: sa.Connection, account: str, limit: int = 200) -> dic
         "items": items[:limit],
         "actions": list_account_actions(conn, account),
     }
+
+
+def alert_login(conn: sa.Connection, alert_id: str) -> LoginAttempt | None:
+    """The sign-in an alert was raised on, as the service kept it; None for other alerts."""
+    body = conn.scalar(
+        sa.select(events.c.body)
+        .join(alerts, alerts.c.event_id == events.c.event_id)
+        .where(alerts.c.id == alert_id, events.c.type == "login")
+        .limit(1)
+    )
+    if body is None:
+        return None
+    event = decode_line(body.encode())
+    return event if isinstance(event, LoginAttempt) else None
 
 
 def current_policy(conn: sa.Connection) -> dict[str, Any] | None:

@@ -41,7 +41,7 @@ CaseStatus = Literal["open", "investigating", "closed"]
 Outcome = Literal["fraud", "not_fraud"]
 CampaignStatus = Literal["active", "contained", "closed"]
 Severity = Literal["low", "medium", "high", "critical"]
-Detector = Literal["login", "session", "account", "trading", "campaign", "policy"]
+Detector = Literal["login", "session", "account", "trading", "campaign", "analyst", "policy"]
 AccountAction = Literal[
     "release_order", "cancel_order", "lock", "unlock", "force_reverify", "trust_device"
 ]

@@ -201,9 +201,7 @@ async def update_case(request: Request, case_id: int, user: Worker) -> Response:
             raise InvalidInput("a label has at most 100 characters", field="labels")
         changes["labels"] = labels
     actor = f"user:{user.username}"
-    await service(request).recorder.run(
-        lambda conn: actions.update_case(conn, actor, case_id, changes)
-    )
+    await service(request).update_case(actor, case_id, changes)
     return back(f"/console/cases/{case_id}")
 
 
