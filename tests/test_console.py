@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from console_helpers import PASSWORD, csrf_of, hold_policy, load, login, prepare_database
 from console_helpers import simulate_run as simulate
 from fastapi.testclient import TestClient
+from pg_helpers import create_pg_database, drop_pg_database, pg_database_url
 
 from brokerguard.reports import monthly_table, write_monthly_csv
 from brokerguard.service.app import create_app
@@ -56,12 +57,33 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    run = tmp_path_factory.mktemp("console") / "run"
+    return run, simulate(run)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The console on a fresh SQLite file, then on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('console-db') / 'service.db'}"
+        return
+    name = create_pg_database()
+    try:
+        yield pg_database_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory, recorded: tuple[Path, list], database: str
+) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("console")
-    events = simulate(tmp / "run")
-    url = f"sqlite:///{tmp / 'service.db'}"
+    run, events = recorded
+    url = database
     key = prepare_database(url)
-    app = create_app(url, hold_policy(tmp / "hold.toml"), console_run=tmp / "run")
+    app = create_app(url, hold_policy(tmp / "hold.toml"), console_run=run)
     with TestClient(app) as client:
         held = load(lambda p, b, h: client.post(p, content=b, headers=h), key, events)
         w = World(client, url, key, held)

@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import random
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from conftest import Api
+from engine_helpers import ALIBABA_HK, OCN, T0, attacker_ua, device, ip_in
 
 from brokerguard.events import ChallengeResult, LoginAttempt
-from brokerguard.sim.devices import attacker_user_agents, random_device
-from brokerguard.sim.networks import Block, blocks_of, random_ip
 
 _ids = itertools.count(1)
-T0 = datetime(2025, 4, 7, 9, 0, tzinfo=timezone(timedelta(hours=9)))
-
-
-def _block(kind: str, label_part: str) -> Block:
-    return next(b for b in blocks_of(kind) if label_part in b.label)  # type: ignore[arg-type]
-
-
-OCN = _block("jp_home", "OCN")  # a home fibre line
-ALIBABA_HK = _block("overseas_hosting", "Alibaba Cloud (Hong Kong)")
-
-
-def ip_in(block: Block, seed: int) -> str:
-    return random_ip(block, random.Random(seed))
-
-
-def device(seed: int) -> str:
-    return random_device(random.Random(seed), "pc").user_agent
-
-
-def attacker_ua(seed: int) -> str:
-    return attacker_user_agents(random.Random(seed), 1)[0]
 
 
 class Customer:
