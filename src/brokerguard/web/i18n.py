@@ -101,9 +101,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "payout": ("補償額", "Payout"),
     "explanation": ("説明", "Explanation"),
     "reports_source": ("データ元", "Source data"),
-    "no_run": (
-        "レポート用の実行ディレクトリが設定されていません（BROKERGUARD_CONSOLE_RUN）。",
-        "No run directory is configured for reports (BROKERGUARD_CONSOLE_RUN).",
+    "records_source": (
+        "サービスの記録（不正と判定して閉じたケースを不正として集計）",
+        "The service's records (cases closed as fraud say what was unauthorized)",
     ),
     "not_found": ("見つかりません。", "Not found."),
     "language": ("English", "日本語"),

@@ -1,11 +1,17 @@
 """Reports: the regulator's monthly table and the compensation calculator, with CSV downloads.
 
-Source data: a **run directory** (``events.ndjson``, ``decisions.ndjson``, ``truth.json``, as
-``brokerguard simulate`` or ``brokerguard demo`` writes them) named by ``mount_console(run_dir=)``
-or the ``BROKERGUARD_CONSOLE_RUN`` environment variable. The service's own tables do not keep
-market prices, which the loss valuation needs, so the reports read the run directory that the
-demo also loads into the service. Compensation policies are the shipped ones, or the file named
-by ``BROKERGUARD_CONSOLE_POLICIES``. The CSV files are exactly what ``brokerguard report`` writes
+Source data, in this order:
+
+- a **run directory** (``events.ndjson``, ``decisions.ndjson``, ``truth.json``, as
+  ``brokerguard simulate`` or ``brokerguard demo`` writes them) named by
+  ``mount_console(run_dir=)`` or the ``BROKERGUARD_CONSOLE_RUN`` environment variable: the
+  simulator's ground truth says what was unauthorized;
+- else the **service's own records**: the events and decisions it recorded, labelled by the
+  cases the analysts closed as fraud (see :mod:`brokerguard.service.exports`), exported to a
+  temporary run directory for the length of the request.
+
+Compensation policies are the shipped ones, or the file named by
+``BROKERGUARD_CONSOLE_POLICIES``. The CSV files are exactly what ``brokerguard report`` writes
 (UTF-8 with BOM, bilingual headers).
 """
 
@@ -29,8 +35,10 @@ from brokerguard.reports import (
     write_compensation_csv,
     write_monthly_csv,
 )
-from brokerguard.service.errors import InvalidInput, NotFound
-from brokerguard.web._common import page_user, render
+from brokerguard.reports.labels import labels_from_cases, load_cases
+from brokerguard.service.errors import InvalidInput
+from brokerguard.service.exports import CASES, export_run
+from brokerguard.web._common import page_user, render, service
 
 router = APIRouter(include_in_schema=False)
 RUN_ENV = "BROKERGUARD_CONSOLE_RUN"
@@ -65,29 +73,55 @@ def _csv(write: Any, rows: list[Any], filename: str) -> Response:
     )
 
 
-def _need_run(request: Request) -> Path:
+def _tables(request: Request, monthly: bool, policies: list[Any] | None) -> tuple[list, list]:
+    """The monthly rows and compensation rows (each only when asked for), from the run
+    directory when one is configured, else from the service's records and fraud cases."""
+
+    def compute(run: Path, labels: Any) -> tuple[list, list]:
+        rows = monthly_table(run, labels) if monthly else []
+        paid = compensation_table(run, policies, labels) if policies is not None else []
+        return rows, paid
+
     run = run_dir(request)
-    if run is None:
-        raise NotFound(f"no run directory configured for reports ({RUN_ENV})", field="run")
-    return run
+    if run is not None:
+        return compute(run, None)
+    with tempfile.TemporaryDirectory(prefix="bg-report-") as tmp:
+        with service(request).read() as conn:
+            export_run(conn, Path(tmp))
+        labels = labels_from_cases(load_cases(Path(tmp) / CASES), source="fraud cases")
+        return compute(Path(tmp), labels)
+
+
+def _tables(request: Request, monthly: bool, policies: list[Any] | None) -> tuple[list, list]:
+    """The monthly rows and compensation rows (each only when asked for), from the run
+    directory when one is configured, else from the service's records and fraud cases."""
+
+    def compute(run: Path, labels: Any) -> tuple[list, list]:
+        rows = monthly_table(run, labels) if monthly else []
+        paid = compensation_table(run, policies, labels) if policies is not None else []
+        return rows, paid
+
+    run = run_dir(request)
+    if run is not None:
+        return compute(run, None)
+    with tempfile.TemporaryDirectory(prefix="bg-report-") as tmp:
+        with service(request).read() as conn:
+            export_run(conn, Path(tmp))
+        labels = labels_from_cases(load_cases(Path(tmp) / CASES), source="fraud cases")
+        return compute(Path(tmp), labels)
 
 
 @router.get("/console/reports")
 async def reports(request: Request) -> Response:
     user = await page_user(request)
-    run = run_dir(request)
     policies = _policies()
     chosen = _choose(request)
-    monthly: list[Any] = []
-    compensation: list[Any] = []
-    if run is not None:
-        monthly = await run_in_threadpool(monthly_table, run)
-        compensation = await run_in_threadpool(compensation_table, run, chosen)
+    monthly, compensation = await run_in_threadpool(_tables, request, True, chosen)
     return render(
         request,
         "reports.html",
         user,
-        run=run,
+        run=run_dir(request),
         monthly=monthly,
         monthly_columns=MONTHLY_COLUMNS,
         compensation=compensation,
@@ -100,13 +134,12 @@ async def reports(request: Request) -> Response:
 @router.get("/console/reports/monthly.csv")
 async def monthly_csv(request: Request) -> Response:
     await page_user(request)
-    rows = await run_in_threadpool(monthly_table, _need_run(request))
+    rows, _ = await run_in_threadpool(_tables, request, True, None)
     return _csv(write_monthly_csv, rows, "monthly.csv")
 
 
 @router.get("/console/reports/compensation.csv")
 async def compensation_csv(request: Request) -> Response:
     await page_user(request)
-    run = _need_run(request)
-    rows = await run_in_threadpool(compensation_table, run, _choose(request))
+    _, rows = await run_in_threadpool(_tables, request, False, _choose(request))
     return _csv(write_compensation_csv, rows, "compensation.csv")
