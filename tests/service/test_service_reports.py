@@ -190,6 +190,18 @@ def test_monthly_report_counts_what_fraud_cases_confirm(
     # the attacker's sign-in, its two trades, 300 x 2,900 sold and 8,000 x 110 bought
     assert monthly_rows(api) == [["2025-04", "1", "2", "870000", "880000"]]
 
+    monthly = api.get("/v1/reports/monthly").json()
+    assert monthly == [
+        {"month": "2025-04", "logins": 1, "trades": 2, "sold_jpy": 870000, "bought_jpy": 880000}
+    ]
+    paid = api.get("/v1/reports/compensation", params={"policy": "full-restoration"}).json()
+    assert [(p["account"], p["policy"]) for p in paid] == [("V1", "full-restoration")]
+    assert paid[0]["payout_jpy"] > 0
+    assert api.get("/v1/reports/compensation", params={"policy": "nope"}).status_code == 422
+    download = api.get("/v1/reports/monthly.csv")
+    assert download.headers["content-type"].startswith("text/csv")
+    assert "2025-04,1,2,870000,880000" in download.content.decode("utf-8-sig")
+
     engine = make_engine(database_url)
     with engine.connect() as conn:
         export_run(conn, tmp_path / "export")
