@@ -434,3 +434,22 @@ def test_the_catalogue_has_both_languages_for_every_key_the_templates_use() -> N
 def test_password_constant_is_long_enough() -> None:
     assert len(PASSWORD) >= 12
     assert csrf_of('<input name="csrf_token" value="abc">') == "abc"
+
+
+def test_dismissing_a_campaign_ends_its_containment_in_the_engine(world: World) -> None:
+    token = world.as_user("sup")
+    camp = max(world.api("/v1/campaigns"), key=lambda c: len(c["accounts"]))
+    state = world.service.host.guard.state
+    linked = [k for k in camp["symbols"] if state.get("symbol", k) is not None]
+    assert linked and all(state.get("symbol", k).campaign == camp["engine_id"] for k in linked)
+    done = world.client.post(
+        f"/console/campaigns/{camp['id']}/status",
+        data={"csrf_token": token, "status": "dismissed"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert all(state.get("symbol", k).campaign == "" for k in linked)
+    assert world.api(f"/v1/campaigns/{camp['id']}")["status"] == "dismissed"
+    assert ("user:sup", "campaign.update", camp["id"]) in world.audit()
+    page = world.client.get(f"/console/campaigns/{camp['id']}?lang=en").text
+    assert "Not an attack (end containment)" in page

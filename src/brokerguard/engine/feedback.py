@@ -13,7 +13,10 @@ the engine should conclude next time, so they reach it here rather than staying 
   hosting or anonymizer network) carries ``confirmed_fraud_infrastructure`` for every account
   for ``confirmed_fraud_days``; the victim must re-verify;
 - **confirmed not fraud** — the sign-in an alert was about was the customer's: it is learned as
-  a trusted sign-in and no longer counts against anyone as shared infrastructure.
+  a trusted sign-in and no longer counts against anyone as shared infrastructure;
+- **a dismissed campaign** — not an attack (a retail frenzy, a shared office network): its
+  symbols and infrastructure stop carrying containment signals, and the evidence that raised it
+  is forgotten, so the same buyers do not raise it again at once. New evidence still can.
 
 Everything is pure: the methods take the engine's records and return signals or change records;
 the guard puts them back.
@@ -24,7 +27,15 @@ from __future__ import annotations
 from brokerguard.engine.detectors.login import LoginFeatures, LoginRisk, cookie_key
 from brokerguard.engine.policy import FeedbackParams
 from brokerguard.engine.signals import Signal
-from brokerguard.engine.state import LEVELS, AccountState, EntityState, State
+from brokerguard.engine.state import (
+    LEVELS,
+    AccountState,
+    CampaignState,
+    EntityState,
+    SessionState,
+    State,
+    SymbolState,
+)
 
 __all__ = ["AnalystFeedback"]
 
@@ -66,6 +77,31 @@ class AnalystFeedback:
             ent.confirmed_fraud = max(ent.confirmed_fraud, now)
             self.state.put("entity", key, ent)
         return keys
+
+    def dismiss_campaign(self, camp: CampaignState, now: float) -> None:
+        """Unlink the campaign from its symbols, infrastructure and sessions."""
+        for key in camp.symbols:
+            sym: SymbolState | None = self.state.get("symbol", key)
+            if sym is not None and sym.campaign == camp.id:
+                sym.campaign = ""
+                sym.suspicious.clear()
+                sym.compromised.clear()
+                sym.counterparties.clear()
+                self.state.put("symbol", key, sym)
+        for key in camp.infrastructure:
+            ent: EntityState | None = self.state.get("entity", key)
+            if ent is not None and ent.campaign == camp.id:
+                ent.campaign = ""
+                ent.risky.clear()
+                self.state.put("entity", key, ent)
+        for sid in list(self.state.keys("session")):
+            sess: SessionState | None = self.state.get("session", sid)
+            if sess is not None and sess.campaign == camp.id:
+                sess.campaign = ""
+                self.state.put("session", sid, sess)
+        camp.timeline.append((now, "dismissed", "analyst"))
+        camp.updated_at = now
+        self.state.put("campaign", camp.id, camp)
 
     # --- what the engine concludes -----------------------------------------------------------
     def account_signals(self, acc: AccountState) -> list[Signal]:

@@ -159,6 +159,14 @@ class BrokerGuard:
         self.require_reverify(login.account, ts)
         return keys
 
+    def dismiss_campaign(self, campaign_id: str, ts: datetime) -> bool:
+        """Not an attack: the campaign stops containing anything. False if there is none."""
+        camp = self.state.get("campaign", campaign_id)
+        if camp is None:
+            return False
+        self.feedback.dismiss_campaign(camp, ts.timestamp())
+        return True
+
     def confirm_customer(self, login: LoginAttempt) -> None:
         """This sign-in was the customer's own: learn it, and unlink it from other accounts."""
         acc = self._account(login.account)

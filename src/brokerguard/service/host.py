@@ -129,6 +129,9 @@ class GuardHost:
         self.guard.confirm_customer(login)
         return []
 
+    def dismiss_campaign(self, engine_id: str) -> bool:
+        return self.guard.dismiss_campaign(engine_id, self.last_ts or datetime.now(UTC))
+
     def set_policy(self, policy: Policy) -> None:
         """Run ``policy`` from the next event on, keeping everything the engine has learned."""
         old = self.guard

@@ -276,6 +276,16 @@ class Service:
                 self.host.require_reverify(case["account"])
         return case
 
+    async def update_campaign(self, actor: str, campaign_id: str, status: str) -> dict[str, Any]:
+        """Set a campaign's status; ``dismissed`` (not an attack) also ends its containment in
+        the engine (see :mod:`brokerguard.engine.feedback`)."""
+        campaign = await self.recorder.run(
+            lambda conn: actions.update_campaign(conn, actor, campaign_id, status)
+        )
+        if status == "dismissed":
+            self.host.dismiss_campaign(campaign["engine_id"])
+        return campaign
+
     def set_policy(self, policy: Policy, source: str, origin: str) -> None:
         self._policy = policy
         self.host.set_policy(policy)

@@ -79,6 +79,23 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "no_fills": ("この銘柄の約定はまだ記録されていません。", "No fills of this symbol recorded."),
     "raised_at": ("検知時刻", "Raised at"),
     "contain": ("封じ込め済みにする", "Mark contained"),
+    "contain_help": (
+        "分析者の記録のみ（検知と封じ込めは続きます）",
+        "For the record (detection and containment go on)",
+    ),
+    "close_help": (
+        "分析者の記録のみ（検知と封じ込めは続きます）",
+        "For the record (detection and containment go on)",
+    ),
+    "dismiss": ("攻撃ではない（封じ込め解除）", "Not an attack (end containment)"),
+    "dismiss_help": (
+        "正当な売買の集中などと判断した場合: 銘柄と通信基盤への追加認証・保留を止めます",
+        "A legitimate frenzy or shared network: stop stepping up its symbols and infrastructure",
+    ),
+    "campaign": ("キャンペーン", "Campaign"),
+    "dismissed": ("攻撃ではない", "dismissed"),
+    "contained": ("封じ込め済み", "contained"),
+    "active": ("進行中", "active"),
     "close": ("クローズ", "Close"),
     "case_title": ("件名", "Title"),
     "outcome": ("結論", "Outcome"),
