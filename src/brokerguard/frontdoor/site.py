@@ -1,0 +1,178 @@
+"""The reference site's parts wired together: one :class:`Site` per app, built from a config.
+
+Everything a page needs hangs off the ``Site``: the authentication services of
+:mod:`brokerguard.auth` (passkeys, passwords with lockout, one-time codes, step-up), the
+notifier behind the customer's notification settings, the site's books and sessions, and the
+:class:`~.guardclient.GuardClient` to the BrokerGuard service. Locks go both ways: whatever
+locks the account here (failures, the freeze button, a ``lock`` answer) also locks it at the
+guard, so the broker's other systems (an app, a phone desk) get ``lock`` too; completing an
+unlock request lifts both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from brokerguard.auth import (
+    Lockout,
+    OneTimeCodes,
+    PasskeyConfig,
+    Passkeys,
+    Passwords,
+    RateLimiter,
+    SqliteStore,
+    StepUp,
+)
+from brokerguard.auth.passwords import LockReason
+from brokerguard.events import AccountSnapshot, Event, HoldingsSnapshot, Position
+from brokerguard.frontdoor.book import Book, Customer
+from brokerguard.frontdoor.guardclient import GuardClient, GuardError
+from brokerguard.frontdoor.prefs import Preferences, PreferredNotifier
+from brokerguard.frontdoor.sessions import Sessions
+from brokerguard.notify import Contact, Notifier
+from brokerguard.notify.outbox import Channel
+
+__all__ = ["BookContacts", "Site", "SiteConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteConfig:
+    """``origin`` is the site's own origin: passkeys are bound to it, the canary compares to it."""
+
+    origin: str
+    rp_id: str
+    store_path: str | Path
+    broker: str = "Demo Securities"
+    support: str = "0120-000-000"
+    max_failures: int = 5
+    code_key: bytes | None = None
+    secure_cookies: bool = False
+    extra_origins: tuple[str, ...] = field(default=())
+
+
+class BookContacts:
+    """The notifier's contacts, read from the site's customer records."""
+
+    def __init__(self, book: Book) -> None:
+        self.book = book
+
+    def get(self, account: str) -> Contact | None:
+        customer = self.book.customer(account)
+        if customer is None:
+            return None
+        lang = "en" if customer.lang == "en" else "ja"
+        return Contact(email=customer.email, phone=customer.phone, lang=lang)
+
+
+class Site:
+    def __init__(
+        self, config: SiteConfig, guard: GuardClient, channels: dict[str, Channel]
+    ) -> None:
+        self.config = config
+        self.guard = guard
+        self.store = SqliteStore(config.store_path)
+        self.book = Book(self.store)
+        self.sessions = Sessions(self.store)
+        self.prefs = Preferences(self.store)
+        self.contacts = BookContacts(self.book)
+        self.limiter = RateLimiter(self.store)  # canary reports per address
+        self.outbox = Notifier(
+            self.contacts,
+            channels,
+            broker=config.broker,
+            support={"ja": config.support, "en": config.support},
+        )
+        self.notifier = PreferredNotifier(self.outbox, self.prefs)
+        origins = (config.origin, *config.extra_origins)
+        self.passkeys = Passkeys(
+            PasskeyConfig(rp_id=config.rp_id, rp_name=config.broker, origins=origins),
+            self.store,
+            notifier=self.notifier,
+        )
+        self.lockout = Lockout(self.store, max_failures=config.max_failures, notifier=self.notifier)
+        self.passwords = Passwords(self.store, self.lockout)
+        self.codes = OneTimeCodes(self.store, self.notifier, self.contacts, key=config.code_key)
+        self.stepup = StepUp(
+            observe=self.tell, passkeys=self.passkeys, codes=self.codes, passwords=None
+        )
+
+    # --- the guard ---------------------------------------------------------------------------
+    def tell(self, event: Event) -> None:
+        """Send an event that needs no answer (a step-up outcome, set-up, holdings)."""
+        self.guard.send([event])
+
+    def snapshot(self, account: str) -> None:
+        """Tell the guard the account's set-up and holdings (before a sign-in is decided)."""
+        customer = self.book.customer(account)
+        if customer is None:
+            return
+        now = datetime.now(UTC)
+        self.guard.send(
+            [
+                AccountSnapshot(
+                    id=f"acct-{account}-{now.timestamp():.6f}",
+                    ts=now,
+                    account=account,
+                    opened=customer.opened,
+                    passkey_enrolled=self.passkeys.has_passkey(account),
+                    password_login=True,
+                    otp_channel="email",
+                ),
+                HoldingsSnapshot(
+                    id=f"hold-{account}-{now.timestamp():.6f}",
+                    ts=now,
+                    account=account,
+                    cash_jpy=max(customer.cash, 0.0),
+                    positions=[
+                        Position(symbol=s, market="TSE", quantity=q)
+                        for s, q in customer.positions.items()
+                        if q > 0
+                    ],
+                ),
+            ]
+        )
+
+    def lock(self, account: str, *, reason: LockReason, by: str) -> None:
+        """Lock here and at the guard; every session of the account ends."""
+        self.lockout.lock(account, reason=reason, by=by)
+        self.sessions.close_all(account)
+        # The site's own lock holds even when the guard cannot be reached.
+        with contextlib.suppress(GuardError):
+            self.guard.freeze(account, f"{reason}: locked by {by} at the front door")
+
+    def add_customer(
+        self,
+        account: str,
+        password: str,
+        *,
+        name: str,
+        email: str,
+        lang: str = "ja",
+        cash: float = 3_000_000.0,
+        positions: dict[str, int] | None = None,
+    ) -> Customer:
+        """Open a demo customer with a password (the demo's seed, and the tests')."""
+        customer = self.book.add(
+            Customer(
+                account=account,
+                name=name,
+                email=email,
+                lang=lang,
+                opened=datetime.now(UTC),
+                cash=cash,
+                positions=dict(positions or {}),
+            )
+        )
+        self.passwords.set(account, password)
+        return customer
+
+    def start(self) -> None:
+        self.outbox.start()
+
+    def close(self) -> None:
+        self.outbox.close(timeout=10)
+        self.guard.close()
+        self.store.close()
