@@ -1,0 +1,355 @@
+"""The reference site end to end over HTTP, on a real guard, a real SMTP server and software
+passkeys verified by py_webauthn: sign-in, the security page, step-up, freeze, lockout and
+unlock, notification settings and the clone canary."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_helpers import SOFTBANK_HIKARI, ip_in
+from frontdoor_helpers import (
+    HOME_IP,
+    ORIGIN,
+    SiteRig,
+    canary_body,
+    csrf_of,
+    enrol_passkey,
+    login,
+    passkey_login,
+    post_json,
+    site_rig,
+)
+from servers import Inbox, smtp_server
+
+from brokerguard.auth.testing import SoftAuthenticator
+from brokerguard.events import Order, Withdrawal
+from brokerguard.frontdoor.canary import report
+from brokerguard.frontdoor.embedded import EmbeddedGuard
+from brokerguard.frontdoor.texts import MESSAGES
+
+PROXY_IP = "13.112.10.20"  # an AWS Tokyo address: where phishing proxies run
+RESIDENTIAL_PROXY = ip_in(SOFTBANK_HIKARI, 77)  # a home line rented out as a proxy
+OTHER_HOME = ip_in(SOFTBANK_HIKARI, 78)
+PHISH = "https://sbisec.example-phish.top"
+
+
+@pytest.fixture(scope="module")
+def guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedGuard]:
+    embedded = EmbeddedGuard(tmp_path_factory.mktemp("guard")).start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    with smtp_server() as served:
+        yield served
+
+
+@pytest.fixture
+def rig(tmp_path: Path, smtp: tuple[Inbox, int], guard: EmbeddedGuard) -> Iterator[SiteRig]:
+    inbox, port = smtp
+    with site_rig(tmp_path, inbox, port, guard) as made:
+        yield made
+
+
+def withdrawal_action(rig: SiteRig, account: str) -> str:
+    """What the guard answers now to a small withdrawal of ``account`` (lock while frozen)."""
+    now = datetime.now(UTC)
+    event = Withdrawal(
+        id=f"w-{account}-{now.timestamp()}", ts=now, account=account, session="x", amount_jpy=1000
+    )
+    return rig.api.decide(event).action
+
+
+def timeline(rig: SiteRig, account: str, kind: str) -> list[dict[str, Any]]:
+    """The guard's recorded events of a type (written a moment after the answer)."""
+    import httpx
+
+    for _ in range(100):
+        answer = httpx.get(
+            f"{rig.guard.url}/v1/accounts/{account}/timeline",
+            headers={"Authorization": f"Bearer {rig.guard.key}"},
+        )
+        found = [i for i in answer.json()["items"] if i["type"] == kind]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
+def test_password_sign_in_is_decided_by_the_guard_notified_and_shown_on_the_security_page(
+    rig: SiteRig,
+):
+    rig.customer("C100")
+    browser = rig.client()
+    assert "canary.js" in browser.get("/login").text
+    assert login(browser, "C100") == "/portfolio"
+    assert browser.get("/portfolio").status_code == 200
+    page = browser.get("/settings?lang=en").text
+    assert "Recent sign-ins" in page and "Emergency freeze" in page
+    row = re.search(r'<tr class="login-allowed">(.*?)</tr>', page, re.S).group(1)
+    assert "JP" in row and HOME_IP in row  # place from netinfo; device from the user agent
+    assert 'id="session-' in page and "this device" in page
+    mail = rig.wait_mail("C100@example.jp", "ログイン")
+    body = mail.get_content()
+    assert "http" not in body and "ブックマーク" in body  # no link in any notice
+
+    assert login(rig.client(), "C100", "wrong-password!") == "/login?failed=1"
+    page = browser.get("/settings").text
+    assert 'class="login-wrong_password"' in page
+
+
+def test_sessions_are_listed_and_one_can_be_signed_out_from_another(rig: SiteRig):
+    rig.customer("C101")
+    first, second = rig.client(), rig.client("153.156.10.21")
+    login(first, "C101")
+    login(second, "C101")
+    page = first.get("/settings").text
+    ids = re.findall(r'id="session-([^"]+)"', page)
+    assert len(ids) == 2
+    mine = re.search(r'id="session-([^"]+)"><td>[^<]*<strong>', page).group(1)
+    other = next(i for i in ids if i != mine)
+    csrf = csrf_of(page)
+    assert first.post(f"/settings/sessions/{other}/signout", data={}).status_code == 403
+    signed = first.post(f"/settings/sessions/{other}/signout", data={"csrf_token": csrf})
+    assert signed.headers["location"] == "/settings"
+    assert second.get("/portfolio").headers["location"] == "/login"
+    assert first.get("/portfolio").status_code == 200
+
+
+def test_adding_a_passkey_is_stepped_up_and_removing_needs_a_fresh_passkey(rig: SiteRig):
+    rig.customer("C102")
+    browser, auth = rig.client(), SoftAuthenticator()
+    login(browser, "C102")
+    csrf = csrf_of(browser.get("/settings").text)
+    # Without the guard's step-up the site hands out no registration options.
+    assert post_json(browser, "/settings/passkeys/options", {}, csrf).status_code == 403
+    enrol_passkey(rig, browser, "C102", auth)
+    assert rig.wait_mail("C102@example.jp", "パスキー")  # passkey_registered notice
+    (passkey,) = rig.site.passkeys.list("C102")
+    assert passkey.name == "My phone"
+
+    renamed = browser.post(
+        f"/settings/passkeys/{passkey.credential_id}/rename",
+        data={"csrf_token": csrf, "name": "Work laptop"},
+    )
+    assert renamed.status_code == 303
+    assert rig.site.passkeys.list("C102")[0].name == "Work laptop"
+
+    remove = f"/settings/passkeys/{passkey.credential_id}/remove"
+    refused = browser.post(remove, data={"csrf_token": csrf})
+    assert "error=reauth_required" in refused.headers["location"]
+    assert rig.site.passkeys.list("C102")
+    options = post_json(browser, "/settings/reauth/options", {}, csrf).json()
+    assert (
+        post_json(browser, "/settings/reauth", auth.get(options, ORIGIN), csrf).status_code == 200
+    )
+    assert (
+        browser.post(remove, data={"csrf_token": csrf})
+        .headers["location"]
+        .endswith("saved=1#passkeys")
+    )
+    assert rig.site.passkeys.list("C102") == []
+
+
+def test_a_risky_order_is_challenged_and_resumes_only_after_the_passkey(rig: SiteRig):
+    rig.customer("C103", positions={"7203": 300})
+    browser, auth = rig.client(), SoftAuthenticator()
+    login(browser, "C103")
+    enrol_passkey(rig, browser, "C103", auth)
+    browser.cookies.clear()
+    answer = passkey_login(browser, auth)
+    assert answer.json() == {"redirect": "/portfolio"}
+    csrf = csrf_of(browser.get("/order").text)
+    sold = browser.post(
+        "/order",
+        data={"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "300"},
+    )
+    assert sold.headers["location"] == "/portfolio?done=placed"
+    bought = browser.post(
+        "/order",
+        data={
+            "csrf_token": csrf,
+            "symbol": "9347",
+            "side": "buy",
+            "quantity": "5000",
+            "limit_price": "180",
+        },
+    )
+    where = bought.headers["location"]
+    assert where.startswith("/stepup/"), "a sell-off then a thin small cap far above its price"
+    page = browser.get(where).text
+    assert 'id="stepup-passkey"' in page and "9347" in page
+    assert "9347" not in rig.site.book.customer("C103").positions
+
+    # A passkey assertion made on a phishing page does not verify: nothing resumes.
+    options = post_json(browser, where + "/options", {}, csrf).json()
+    phished = auth.get(options, "https://localhost.example-phish.top", unsafe_rp_id="localhost")
+    retry = post_json(browser, where + "/answer", {"response": phished}, csrf).json()
+    assert retry["redirect"].startswith(where + "?left=")
+    assert "9347" not in rig.site.book.customer("C103").positions
+
+    options = post_json(browser, where + "/options", {}, csrf).json()
+    done = post_json(browser, where + "/answer", {"response": auth.get(options, ORIGIN)}, csrf)
+    assert done.json() == {"redirect": "/portfolio?done=placed"}
+    assert rig.site.book.customer("C103").positions["9347"] == 5000
+    mail = rig.wait_mail("C103@example.jp", "普段と異なるご注文")
+    assert "9347" in mail.get_content() and "http" not in mail.get_content()
+    results = timeline(rig, "C103", "challenge")
+    assert results and results[0]["event"]["outcome"] == "passed"
+    assert results[0]["event"]["factor"] == "passkey"
+
+
+def test_the_freeze_button_locks_trading_and_withdrawals_at_the_guard_at_once(rig: SiteRig):
+    rig.customer("C104", positions={"7203": 100})
+    browser = rig.client()
+    login(browser, "C104")
+    assert withdrawal_action(rig, "C104") != "lock"
+    page = browser.get("/settings").text
+    csrf = csrf_of(page)
+    unconfirmed = browser.post("/settings/freeze", data={"csrf_token": csrf})
+    assert "error=confirm" in unconfirmed.headers["location"]
+    assert withdrawal_action(rig, "C104") != "lock"
+
+    frozen = browser.post("/settings/freeze", data={"csrf_token": csrf, "confirm": "on"})
+    assert frozen.headers["location"] == "/unlock?account=C104"
+    assert withdrawal_action(rig, "C104") == "lock"
+    now = datetime.now(UTC)
+    order = Order(
+        id=f"o-{now.timestamp()}",
+        ts=now,
+        account="C104",
+        session="x",
+        order_id="x1",
+        symbol="7203",
+        market="TSE",
+        side="sell",
+        quantity=100,
+        price_type="market",
+    )
+    assert rig.api.decide(order).action == "lock"
+    assert browser.get("/portfolio").headers["location"] == "/login"  # every session ended
+    assert login(rig.client(), "C104") == "/unlock?account=C104"  # the password alone: no
+    page = rig.client().get("/unlock?account=C104&lang=en").text
+    assert "frozen at your request" in page
+    assert rig.wait_mail("C104@example.jp", "ロック")
+
+
+def test_lockout_after_failures_then_unlock_with_a_passkey_reopens_site_and_guard(rig: SiteRig):
+    rig.customer("C105")
+    browser, auth = rig.client(), SoftAuthenticator()
+    login(browser, "C105")
+    enrol_passkey(rig, browser, "C105", auth)
+    attacker = rig.client(PROXY_IP)
+    places = [login(attacker, "C105", f"guess-{i}-xxxx") for i in range(5)]
+    assert places[:4] == ["/login?failed=1"] * 4
+    assert places[4] == "/unlock?account=C105"
+    assert withdrawal_action(rig, "C105") == "lock"
+    assert login(rig.client(), "C105") == "/unlock?account=C105"  # the right password: no
+    assert browser.get("/portfolio").headers["location"] == "/login"
+
+    page = rig.client().get("/unlock?account=C105&lang=en").text
+    assert "repeated failed sign-ins" in page and 'id="unlock-passkey"' in page
+    owner = rig.client()
+    begun = post_json(owner, "/unlock/options", {"account": "C105"}).json()
+    # A passkey made on a phishing page does not reopen it.
+    phished = auth.get(begun["options"], PHISH, unsafe_rp_id="localhost")
+    refused = post_json(
+        owner,
+        "/unlock/verify",
+        {"account": "C105", "request": begun["request"], "response": phished},
+    )
+    assert refused.status_code == 403
+    assert rig.site.lockout.is_locked("C105")
+    begun = post_json(owner, "/unlock/options", {"account": "C105"}).json()
+    proof = auth.get(begun["options"], ORIGIN)
+    done = post_json(
+        owner, "/unlock/verify", {"account": "C105", "request": begun["request"], "response": proof}
+    )
+    assert done.json() == {"redirect": "/login?unlocked=1"}
+    assert not rig.site.lockout.is_locked("C105")
+    assert withdrawal_action(rig, "C105") != "lock"
+    requests = rig.site.lockout.requests("C105")
+    assert requests[-1].status == "completed" and requests[-1].method.startswith("passkey:")
+    assert passkey_login(owner, auth).json() == {"redirect": "/portfolio"}
+
+
+def test_notification_settings_silence_sign_in_notices_but_never_security_notices(
+    rig: SiteRig,
+):
+    rig.customer("C106")
+    browser = rig.client()
+    login(browser, "C106")
+    rig.wait_mail("C106@example.jp", "ログイン")
+    csrf = csrf_of(browser.get("/settings").text)
+    nothing = browser.post("/settings/notifications", data={"csrf_token": csrf})
+    assert "error=channels" in nothing.headers["location"]
+    saved = browser.post(
+        "/settings/notifications", data={"csrf_token": csrf, "channel_email": "on"}
+    )
+    assert saved.headers["location"].startswith("/settings?saved=1")
+    prefs = rig.site.prefs.get("C106")
+    assert prefs.channels == ["email"] and not prefs.wants("new_login")
+    assert prefs.wants("account_locked")
+    before = len(rig.mails("C106@example.jp"))
+    login(rig.client(), "C106")
+    assert len(rig.mails("C106@example.jp")) == before  # no sign-in notice now
+    rig.site.lock("C106", reason="customer", by="customer")
+    assert rig.wait_mail("C106@example.jp", "ロック")  # a lock is always told
+
+
+def test_a_canary_hit_makes_later_password_sign_ins_from_that_address_high_risk(rig: SiteRig):
+    rig.customer("C107")
+    rig.customer("C108")
+    proxy = rig.client(RESIDENTIAL_PROXY)
+    own = proxy.post("/canary", content=canary_body(ORIGIN))
+    assert own.status_code == 204  # the broker's own origin is no hit
+    assert login(rig.client(RESIDENTIAL_PROXY), "C107").startswith("/portfolio")
+
+    hit = proxy.post("/canary", content=canary_body(PHISH), headers={"origin": PHISH})
+    assert hit.status_code == 204
+    where = login(rig.client(RESIDENTIAL_PROXY), "C108")
+    assert where.startswith("/stepup/"), "a password sign-in relayed by the proxy is challenged"
+    decisions = timeline(rig, "C108", "login")
+    assert decisions[0]["decision"]["action"] == "challenge"
+    assert decisions[0]["decision"]["reasons"][0]["code"] == "canary_proxy"
+    assert decisions[0]["decision"]["score"] > 0.9
+    assert login(rig.client(HOME_IP), "C108") == "/portfolio"  # the customer at home is not
+
+
+def test_the_style_beacon_reports_a_foreign_referer_and_reports_are_limited(rig: SiteRig):
+    rig.customer("C109")
+    rig.customer("C111")
+    css = rig.client(OTHER_HOME).get("/canary/style.css", headers={"referer": ORIGIN + "/login"})
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert login(rig.client(OTHER_HOME), "C109") == "/portfolio"
+    rig.client(OTHER_HOME).get("/canary/style.css", headers={"referer": PHISH + "/login"})
+    assert login(rig.client(OTHER_HOME), "C111").startswith("/stepup/")
+
+    flooder = "198.51.100.9"
+    sent = [report(rig.site, PHISH, flooder, "x") for _ in range(12)]
+    assert sent == [True] * 10 + [False] * 2  # 10 per address per 10 minutes reach the guard
+
+
+def test_every_customer_text_exists_in_japanese_and_english(rig: SiteRig):
+    for key, (ja, en) in MESSAGES.items():
+        assert ja and en and ja != en or key == "site", key
+    rig.customer("C110")
+    browser = rig.client()
+    assert "口座番号" in browser.get("/login").text
+    assert "Account number" in browser.get("/login?lang=en").text
+    login(browser, "C110")
+    assert "Security settings" in browser.get("/settings").text  # the cookie remembers
+    assert "セキュリティ設定" in browser.get("/settings?lang=ja").text
+    for page in ("/portfolio", "/order", "/settings"):
+        html = browser.get(page).text
+        assert "http://" not in html.replace(ORIGIN, "") and "https://" not in html, page
