@@ -15,6 +15,7 @@ __all__ = ["demo_site", "mount"]
 console = Console()
 DEMO_ACCOUNT = "demo01"
 DEMO_PASSWORD = "demo-password-1"
+SECOND_ACCOUNT = "demo02"
 
 
 def demo_site(
@@ -81,7 +82,18 @@ def demo_site(
             email=customer_email,
             positions={"7203": 300},
         )
-    console.print(f"demo site on {origin}  (log in as {DEMO_ACCOUNT} / {DEMO_PASSWORD})")
+    if seed and site.book.customer(SECOND_ACCOUNT) is None:  # a second one, with no history
+        user, _, domain = customer_email.partition("@")
+        site.add_customer(
+            SECOND_ACCOUNT,
+            DEMO_PASSWORD,
+            name="Demo Hanako",
+            email=f"{user}+{SECOND_ACCOUNT}@{domain}",
+            lang="en",
+        )
+    console.print(
+        f"demo site on {origin}  (log in as {DEMO_ACCOUNT} or {SECOND_ACCOUNT} / {DEMO_PASSWORD})"
+    )
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
     finally:
