@@ -16,6 +16,7 @@ from engine_helpers import SOFTBANK_HIKARI, ip_in
 from frontdoor_helpers import (
     HOME_IP,
     ORIGIN,
+    PASSWORD,
     SiteRig,
     canary_body,
     csrf_of,
@@ -25,13 +26,19 @@ from frontdoor_helpers import (
     post_json,
     site_rig,
 )
-from servers import Inbox, smtp_server
+from servers import Hooks, Inbox, smtp_server
+from starlette.testclient import TestClient
 
 from brokerguard.auth.testing import SoftAuthenticator
+from brokerguard.engine.policy import default_policy_path
 from brokerguard.events import Order, Withdrawal
+from brokerguard.frontdoor.app import create_site
 from brokerguard.frontdoor.canary import report
 from brokerguard.frontdoor.embedded import EmbeddedGuard
+from brokerguard.frontdoor.guardclient import GuardClient
+from brokerguard.frontdoor.site import SiteConfig
 from brokerguard.frontdoor.texts import MESSAGES
+from brokerguard.notify import SIGNATURE_HEADER, SmtpChannel, WebhookChannel
 
 PROXY_IP = "13.112.10.20"  # an AWS Tokyo address: where phishing proxies run
 RESIDENTIAL_PROXY = ip_in(SOFTBANK_HIKARI, 77)  # a home line rented out as a proxy
@@ -353,3 +360,146 @@ def test_every_customer_text_exists_in_japanese_and_english(rig: SiteRig):
     for page in ("/portfolio", "/order", "/settings"):
         html = browser.get(page).text
         assert "http://" not in html.replace(ORIGIN, "") and "https://" not in html, page
+
+
+def test_a_failed_step_up_never_resumes_the_order_and_the_guard_hears_it(rig: SiteRig):
+    rig.customer("C112", positions={"7203": 300})
+    browser, auth = rig.client(), SoftAuthenticator()
+    login(browser, "C112")
+    enrol_passkey(rig, browser, "C112", auth)
+    csrf = csrf_of(browser.get("/order").text)
+    browser.post(
+        "/order", data={"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "300"}
+    )
+    where = browser.post(
+        "/order",
+        data={
+            "csrf_token": csrf,
+            "symbol": "9347",
+            "side": "buy",
+            "quantity": "5000",
+            "limit_price": "400",  # far above any fill so far,
+        },
+    ).headers["location"]
+    assert where.startswith("/stepup/"), where
+    page = browser.get(where + "?lang=en").text
+    assert 'class="reason-liquidation_then_buy"' in page, page[page.find("<main") :][
+        :1500
+    ]  # the guard's reasons, in English
+    for attempt in range(3):
+        options = post_json(browser, where + "/options", {}, csrf).json()
+        wrong = auth.get(options, "https://localhost.example-phish.top", unsafe_rp_id="localhost")
+        answer = post_json(browser, where + "/answer", {"response": wrong}, csrf).json()
+        assert answer["redirect"].startswith(where if attempt < 2 else "/stepup-failed")
+    assert "9347" not in rig.site.book.customer("C112").positions
+    assert rig.site.book.orders("C112")[0].status == "refused"
+    results = timeline(rig, "C112", "challenge")
+    assert results and results[0]["event"]["outcome"] == "failed"
+    assert browser.get(where).status_code == 410  # answered for good
+
+
+@pytest.fixture(scope="module")
+def hold_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedGuard]:
+    """A guard on the shipped policy itself: risky orders are held, not challenged."""
+    shipped = default_policy_path().read_text(encoding="utf-8")
+    embedded = EmbeddedGuard(tmp_path_factory.mktemp("hold-guard"), policy_text=shipped).start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+def test_a_held_order_is_confirmed_by_the_mailed_code_or_rejected_as_not_mine(
+    tmp_path: Path, smtp: tuple[Inbox, int], hold_guard: EmbeddedGuard
+):
+    inbox, port = smtp
+    with site_rig(tmp_path, inbox, port, hold_guard) as rig:
+        rig.customer("H1", positions={"7203": 600})
+        browser = rig.client()
+        login(browser, "H1")
+        csrf = csrf_of(browser.get("/order").text)
+        form = {"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "600"}
+        assert browser.post("/order", data=form).headers["location"] == "/portfolio?done=placed"
+        buy = {
+            "csrf_token": csrf,
+            "symbol": "9347",
+            "side": "buy",
+            "quantity": "5000",
+            "limit_price": "180",
+        }
+        # "This was not me": the held order is refused and never placed.
+        where = browser.post("/order", data=buy).headers["location"]
+        assert where.startswith("/stepup/")
+        page = browser.get(where).text
+        assert 'id="code-form"' in page and 'id="reject-form"' in page  # the code went already
+        mail = rig.wait_mail("H1@example.jp", "ご本人確認のお願い")
+        body = mail.get_content()
+        assert "9347" in body and "http" not in body
+        assert rig.wait_mail("H1@example.jp", "保留")  # order_held notice
+        rejected = browser.post(where + "/reject", data={"csrf_token": csrf})
+        assert rejected.headers["location"] == "/portfolio?done=rejected"
+        assert "9347" not in rig.site.book.customer("H1").positions
+        assert rig.site.book.orders("H1")[0].status == "refused"
+
+        # Held again (the session failed its confirmation); this time the mailed code lets it go.
+        before = len(rig.mails("H1@example.jp"))
+        where = browser.post("/order", data={**buy, "quantity": "4000"}).headers["location"]
+        assert where.startswith("/stepup/")
+        for _ in range(100):
+            if len(rig.mails("H1@example.jp")) > before:
+                break
+            time.sleep(0.05)
+        code = rig.last_code("H1@example.jp")
+        done = browser.post(
+            where + "/answer", data={"csrf_token": csrf, "factor": "oob", "code": code}
+        )
+        assert done.headers["location"] == "/portfolio?done=placed"
+        assert rig.site.book.customer("H1").positions["9347"] == 4000
+        results = timeline(rig, "H1", "challenge")
+        for _ in range(100):
+            if len(results) >= 2:
+                break
+            time.sleep(0.05)
+            results = timeline(rig, "H1", "challenge")
+        assert [r["event"]["outcome"] for r in results[:2]] == ["passed", "failed"]
+
+
+def test_notices_go_to_the_sms_webhook_when_the_customer_chooses_it(
+    tmp_path: Path, smtp: tuple[Inbox, int], guard: EmbeddedGuard
+):
+    hooks = Hooks()
+    inbox, port = smtp
+    try:
+        config = SiteConfig(origin=ORIGIN, rp_id="localhost", store_path=tmp_path / "site.db")
+        channels = {
+            "email": SmtpChannel("127.0.0.1", port, sender="notice@demo.example", timeout=5),
+            "sms": WebhookChannel(hooks.url, b"secret"),
+        }
+        app = create_site(config, GuardClient(guard.url, guard.key), channels)
+        with TestClient(app, base_url=ORIGIN, client=(HOME_IP, 4000), follow_redirects=False) as c:
+            site = app.state.site
+            site.add_customer("W1", PASSWORD, name="W", email="W1@example.jp")
+            customer = site.book.customer("W1")
+            customer.phone = "+819012345678"
+            site.book.add(customer)
+            login(c, "W1")
+            site.outbox.wait_idle(30)
+            assert len(hooks.requests) == 1  # both channels by default
+            csrf = csrf_of(c.get("/settings").text)
+            c.post(
+                "/settings/notifications",
+                data={"csrf_token": csrf, "channel_sms": "on", "kind_new_login": "on"},
+            )
+            mails = len([m for m in inbox.messages if "W1@example.jp" in m[1]])
+            login(
+                TestClient(app, base_url=ORIGIN, client=(HOME_IP, 4001), follow_redirects=False),
+                "W1",
+            )
+            site.outbox.wait_idle(30)
+            assert len(hooks.requests) == 2
+            assert len([m for m in inbox.messages if "W1@example.jp" in m[1]]) == mails
+            headers, _body = hooks.requests[-1]
+            assert SIGNATURE_HEADER.lower() in {k.lower() for k in headers}
+            assert hooks.payload()["to"] == "+819012345678"
+    finally:
+        hooks.close()

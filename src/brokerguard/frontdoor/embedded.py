@@ -53,8 +53,12 @@ def free_port() -> int:
 class EmbeddedGuard:
     """Start with :meth:`start`; ``url`` and ``key`` are then what a GuardClient needs."""
 
-    def __init__(self, directory: str | Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: str | Path, port: int | None = None, policy_text: str | None = None
+    ) -> None:
+        """``policy_text``: the policy TOML to run (default :func:`demo_policy_text`)."""
         self.directory = Path(directory)
+        self.policy_text = policy_text
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = ""
@@ -69,7 +73,7 @@ class EmbeddedGuard:
         self.directory.mkdir(parents=True, exist_ok=True)
         database = f"sqlite:///{self.directory / 'guard.db'}"
         policy = self.directory / "demo-site-policy.toml"
-        policy.write_text(demo_policy_text(), encoding="utf-8")
+        policy.write_text(self.policy_text or demo_policy_text(), encoding="utf-8")
         engine = make_engine(database)
         migrate(engine)
         with write_transaction(engine) as conn:

@@ -91,6 +91,7 @@ def login(
             challenge = site.stepup.start(event, verdict.decision, establish, operation="login")
         except NotEnrolled:
             return Next("/login?refused=1")
+        site.wait_for(challenge, verdict.decision.reasons)
         return Next(f"/stepup/{challenge.id}", stepup=challenge.id)
     if action == "lock":
         note("locked")
@@ -157,6 +158,12 @@ def order(
             placed.status = "refused"
             site.book.record(placed)
             return Next("/portfolio?done=refused")
+
+        def refuse() -> None:
+            placed.status = "refused"
+            site.book.record(placed)
+
+        site.wait_for(challenge, verdict.decision.reasons, refuse)
         if action == "hold":
             site.notifier.notify(account, "order_held", {"order": _describe(placed)})
         return Next(f"/stepup/{challenge.id}", stepup=challenge.id)
@@ -220,6 +227,7 @@ def guarded_setting(site: Site, session: SiteSession, field: str, apply, back: s
             challenge = site.stepup.start(event, verdict.decision, resume)
         except NotEnrolled:
             return Next(back, error="refused")
+        site.wait_for(challenge, verdict.decision.reasons)
         return Next(f"/stepup/{challenge.id}", stepup=challenge.id)
     if verdict.action == "lock":
         return Next(back, error="frozen")

@@ -116,13 +116,15 @@ async def stepup_page(request: Request, challenge_id: str) -> Response:
     challenge = _challenge(request, challenge_id)
     if challenge is None or challenge.status != "open":
         return render(request, "message.html", None, 410, key="stepup_gone", back="/login")
-    verdict_reasons = request.query_params.get("left")
+    left = request.query_params.get("left")
+    waiting = site(request).waiting.get(challenge_id)
     return render(
         request,
         "stepup.html",
         session_of(request, required=False),
         challenge=challenge,
-        left=verdict_reasons,
+        left=left,
+        reasons=waiting.reasons if waiting is not None else (),
         sent=challenge.sent,
         pending=challenge_id,
     )

@@ -12,6 +12,7 @@ unlock request lifts both.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,11 +28,13 @@ from brokerguard.auth import (
     StepUp,
 )
 from brokerguard.auth.passwords import LockReason
-from brokerguard.events import AccountSnapshot, Event, HoldingsSnapshot, Position
+from brokerguard.auth.stepup import Challenge
+from brokerguard.events import AccountSnapshot, ChallengeResult, Event, HoldingsSnapshot, Position
 from brokerguard.frontdoor.book import Book, Customer
 from brokerguard.frontdoor.guardclient import GuardClient, GuardError
 from brokerguard.frontdoor.prefs import Preferences, PreferredNotifier
 from brokerguard.frontdoor.sessions import Sessions
+from brokerguard.guard import Reason
 from brokerguard.notify import Contact, Notifier
 from brokerguard.notify.outbox import Channel
 
@@ -51,6 +54,12 @@ class SiteConfig:
     code_key: bytes | None = None
     secure_cookies: bool = False
     extra_origins: tuple[str, ...] = field(default=())
+
+
+@dataclass
+class Waiting:
+    reasons: tuple[Reason, ...]
+    undo: Callable[[], None] | None = None
 
 
 class BookContacts:
@@ -98,11 +107,27 @@ class Site:
         self.stepup = StepUp(
             observe=self.tell, passkeys=self.passkeys, codes=self.codes, passwords=None
         )
+        self.waiting: dict[str, Waiting] = {}  # open step-up id -> reasons, undo
 
     # --- the guard ---------------------------------------------------------------------------
     def tell(self, event: Event) -> None:
-        """Send an event that needs no answer (a step-up outcome, set-up, holdings)."""
-        self.guard.send([event])
+        """Send an event that needs no answer (a step-up outcome, set-up, holdings).
+
+        A step-up's outcome also closes what the site kept for it, and undoes what waited on a
+        step-up that did not pass (an order becomes refused). The report to the guard is best
+        effort: a customer who passed must not lose the operation because the guard is away.
+        """
+        if isinstance(event, ChallengeResult) and event.id.startswith("stepup-"):
+            waiting = self.waiting.pop(event.id.removeprefix("stepup-"), None)
+            if waiting is not None and event.outcome != "passed" and waiting.undo is not None:
+                waiting.undo()
+        with contextlib.suppress(GuardError):
+            self.guard.send([event])
+
+    def wait_for(self, challenge: Challenge, reasons: tuple[Reason, ...], undo=None) -> None:
+        """Keep the guard's reasons for the step-up page, and what to undo if it fails."""
+        self.stepup.expire()  # abandoned step-ups are told to the guard and forgotten
+        self.waiting[challenge.id] = Waiting(reasons=reasons, undo=undo)
 
     def snapshot(self, account: str) -> None:
         """Tell the guard the account's set-up and holdings (before a sign-in is decided)."""
