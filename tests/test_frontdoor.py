@@ -39,6 +39,8 @@ from brokerguard.frontdoor.guardclient import GuardClient
 from brokerguard.frontdoor.site import SiteConfig
 from brokerguard.frontdoor.texts import MESSAGES
 from brokerguard.notify import SIGNATURE_HEADER, SmtpChannel, WebhookChannel
+from brokerguard.service.db import make_engine, write_transaction
+from brokerguard.service.keys import create_key
 
 PROXY_IP = "13.112.10.20"  # an AWS Tokyo address: where phishing proxies run
 RESIDENTIAL_PROXY = ip_in(SOFTBANK_HIKARI, 77)  # a home line rented out as a proxy
@@ -131,6 +133,9 @@ def test_sessions_are_listed_and_one_can_be_signed_out_from_another(rig: SiteRig
     assert signed.headers["location"] == "/settings"
     assert second.get("/portfolio").headers["location"] == "/login"
     assert first.get("/portfolio").status_code == 200
+    ended = timeline(rig, "C101", "session")
+    assert ended and ended[0]["event"]["action"] == "logout"
+    assert ended[0]["event"]["ip"] == "153.156.10.21"  # the signed-out session's own address
 
 
 def test_adding_a_passkey_is_stepped_up_and_removing_needs_a_fresh_passkey(rig: SiteRig):
@@ -503,3 +508,29 @@ def test_notices_go_to_the_sms_webhook_when_the_customer_chooses_it(
             assert hooks.payload()["to"] == "+819012345678"
     finally:
         hooks.close()
+
+
+def test_an_analyst_unlock_at_the_guard_with_the_identity_check_noted_reopens_the_site(
+    rig: SiteRig,
+):
+    rig.customer("C113")
+    browser = rig.client()
+    login(browser, "C113")
+    csrf = csrf_of(browser.get("/settings").text)
+    browser.post("/settings/freeze", data={"csrf_token": csrf, "confirm": "on"})
+    engine = make_engine(f"sqlite:///{rig.guard.directory / 'guard.db'}")
+    with write_transaction(engine) as conn:
+        _info, analyst_key = create_key(conn, ("admin",), name="security team")
+    engine.dispose()
+    analyst = GuardClient(rig.guard.url, analyst_key)
+    try:
+        analyst.unfreeze("C113", "")  # no note: how was the identity checked?
+        assert login(rig.client(), "C113") == "/unlock?account=C113"
+        analyst.freeze("C113", "again")
+        analyst.unfreeze("C113", "called back on the registered phone; identity confirmed")
+    finally:
+        analyst.close()
+    assert login(rig.client(), "C113") == "/portfolio"
+    done = rig.site.lockout.requests("C113")[-1]
+    assert done.status == "completed" and done.completed_by == f"analyst:key:{analyst_key[:12]}"
+    assert done.method == "called back on the registered phone; identity confirmed"

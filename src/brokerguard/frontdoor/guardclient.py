@@ -47,6 +47,8 @@ class GuardClient:
 
     def __init__(self, base_url: str, key: str, *, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
+        # How the service's audit log names this caller: ``key:`` and the key's public id.
+        self.actor = f"key:{key[:12]}" if key.startswith("bgk_") else ""
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {key}"},
@@ -67,6 +69,16 @@ class GuardClient:
 
     def unfreeze(self, account: str, note: str) -> dict[str, Any]:
         return self._act(account, "unlock", note)
+
+    def actions(self, account: str) -> list[dict[str, Any]]:
+        """The account's actions at the guard, newest first (needs the ``read`` permission)."""
+        try:
+            answer = self._http.get(f"/v1/accounts/{account}/actions")
+        except httpx.HTTPError as exc:
+            raise GuardError(f"guard at {self.base_url} unreachable: {exc}") from exc
+        if answer.status_code >= 400:
+            raise GuardError(f"guard answered {answer.status_code}: {answer.text[:300]}")
+        return answer.json()  # type: ignore[no-any-return]
 
     def _act(self, account: str, action: str, note: str) -> dict[str, Any]:
         body = json.dumps({"action": action, "note": note}).encode()

@@ -100,7 +100,7 @@ async def login_password(request: Request) -> Response:
         if not account or s.book.customer(account) is None:
             # The same Argon2 cost as a real check: no guessing of account numbers by time.
             s.passwords.verify(f"unknown\x1f{account}", password)
-        was_locked = s.lockout.is_locked(account)
+        was_locked = s.lockout.is_locked(account) and not s.lifted_by_analyst(account)
         try:
             s.passwords.verify(account, password)
         except AccountLocked:
@@ -149,7 +149,8 @@ async def logout(request: Request) -> Response:
     session = session_of(request, required=False)
     if session is not None:
         await check_csrf(request, session)
-        site(request).sessions.close(session.account, session.id)
+        ip, ua = client(request)
+        await run_in_threadpool(site(request).end_session, session, ip, ua)
     response = redirect("/login")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -160,6 +161,8 @@ async def logout(request: Request) -> Response:
 async def unlock_page(request: Request) -> Response:
     account = request.query_params.get("account", "")[:64]
     s = site(request)
+    if account:
+        await run_in_threadpool(s.lifted_by_analyst, account)
     state = s.lockout.state(account) if account else None
     return render(
         request,

@@ -76,7 +76,10 @@ async def settings_page(request: Request) -> Response:
 async def sign_out(request: Request, session_id: str) -> Response:
     session = session_of(request)
     await check_csrf(request, session)
-    site(request).sessions.close(session.account, session_id)
+    s = site(request)
+    target = next((x for x in s.sessions.of(session.account) if x.id == session_id), None)
+    if target is not None:  # told to the guard with the session's own address and browser
+        await run_in_threadpool(s.end_session, target, target.ip, target.user_agent)
     if session_id == session.id:
         response = redirect("/login")
         response.delete_cookie(SESSION_COOKIE, path="/")

@@ -29,11 +29,18 @@ from brokerguard.auth import (
 )
 from brokerguard.auth.passwords import LockReason
 from brokerguard.auth.stepup import Challenge
-from brokerguard.events import AccountSnapshot, ChallengeResult, Event, HoldingsSnapshot, Position
+from brokerguard.events import (
+    AccountSnapshot,
+    ChallengeResult,
+    Event,
+    HoldingsSnapshot,
+    Position,
+    SessionActivity,
+)
 from brokerguard.frontdoor.book import Book, Customer
 from brokerguard.frontdoor.guardclient import GuardClient, GuardError
 from brokerguard.frontdoor.prefs import Preferences, PreferredNotifier
-from brokerguard.frontdoor.sessions import Sessions
+from brokerguard.frontdoor.sessions import Sessions, SiteSession
 from brokerguard.guard import Reason
 from brokerguard.notify import Contact, Notifier
 from brokerguard.notify.outbox import Channel
@@ -167,6 +174,54 @@ class Site:
         # The site's own lock holds even when the guard cannot be reached.
         with contextlib.suppress(GuardError):
             self.guard.freeze(account, f"{reason}: locked by {by} at the front door")
+
+    def end_session(self, session: SiteSession, ip: str, user_agent: str) -> None:
+        """Sign a session out here and tell the guard, which then forgets the session."""
+        self.sessions.close(session.account, session.id)
+        now = datetime.now(UTC)
+        self.tell(
+            SessionActivity(
+                id=f"logout-{session.id}-{now.timestamp():.6f}",
+                ts=now,
+                account=session.account,
+                session=session.guard_session,
+                ip=ip,
+                user_agent=user_agent,
+                action="logout",
+            )
+        )
+
+    def lifted_by_analyst(self, account: str) -> bool:
+        """Complete the site's unlock when an analyst lifted the guard's lock after the site's.
+
+        The analyst path of the unlock flow: the security team checks the customer's identity
+        (a call back to the registered phone, documents) and unlocks the account in the console
+        or through the API, writing in the note how the identity was checked. The site reads
+        the guard's account actions and completes its own unlock request with that analyst and
+        that note; an unlock without a note completes nothing (the page keeps saying "contact
+        support"), nor does the site's own unlock or one older than the lock.
+        """
+        state = self.lockout.state(account)
+        if not state.locked:
+            return False
+        try:
+            actions = self.guard.actions(account)
+        except GuardError:
+            return False
+        latest = next((a for a in actions if a["action"] in ("lock", "unlock")), None)
+        if latest is None or latest["action"] != "unlock" or latest["actor"] == self.guard.actor:
+            return False
+        note = str(latest.get("note") or "").strip()
+        when = datetime.fromisoformat(str(latest["created_at"]))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if not note or (state.locked_at is not None and when < state.locked_at):
+            return False
+        request = self.lockout.request_unlock(account, requested_by=f"analyst:{latest['actor']}")
+        self.lockout.complete_by_analyst(
+            account, request.id, analyst=str(latest["actor"]), method=note
+        )
+        return True
 
     def add_customer(
         self,
