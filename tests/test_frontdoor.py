@@ -108,9 +108,13 @@ def test_password_sign_in_is_decided_by_the_guard_notified_and_shown_on_the_secu
     row = re.search(r'<tr class="login-allowed">(.*?)</tr>', page, re.S).group(1)
     assert "JP" in row and HOME_IP in row  # place from netinfo; device from the user agent
     assert 'id="session-' in page and "this device" in page
-    mail = rig.wait_mail("C100@example.jp", "ログイン")
+    mail = rig.wait_mail("C100@example.jp", "新しい端末")  # the first sign-in from this browser
     body = mail.get_content()
     assert "http" not in body and "ブックマーク" in body  # no link in any notice
+    browser.post("/logout", data={"csrf_token": csrf_of(browser.get("/portfolio").text)})
+    assert login(browser, "C100") == "/portfolio"
+    mail = rig.wait_mail("C100@example.jp", "ログインのお知らせ")  # the same browser again
+    assert "日本" in mail.get_content()  # the place, in the customer's language
 
     assert login(rig.client(), "C100", "wrong-password!") == "/login?failed=1"
     page = browser.get("/settings").text
@@ -301,7 +305,7 @@ def test_notification_settings_silence_sign_in_notices_but_never_security_notice
     rig.customer("C106")
     browser = rig.client()
     login(browser, "C106")
-    rig.wait_mail("C106@example.jp", "ログイン")
+    rig.wait_mail("C106@example.jp", "新しい端末")
     csrf = csrf_of(browser.get("/settings").text)
     nothing = browser.post("/settings/notifications", data={"csrf_token": csrf})
     assert "error=channels" in nothing.headers["location"]
@@ -493,7 +497,12 @@ def test_notices_go_to_the_sms_webhook_when_the_customer_chooses_it(
             csrf = csrf_of(c.get("/settings").text)
             c.post(
                 "/settings/notifications",
-                data={"csrf_token": csrf, "channel_sms": "on", "kind_new_login": "on"},
+                data={
+                    "csrf_token": csrf,
+                    "channel_sms": "on",
+                    "kind_new_login": "on",
+                    "kind_new_device": "on",
+                },
             )
             mails = len([m for m in inbox.messages if "W1@example.jp" in m[1]])
             login(

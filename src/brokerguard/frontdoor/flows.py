@@ -72,7 +72,8 @@ def login(
 
     def establish() -> Next:
         token = site.sessions.open(account, ip, user_agent, guard_session)
-        site.notifier.notify(account, "new_login", login_fields(event))
+        known = site.sessions.known_device(account, device)
+        site.notifier.notify(account, "new_login" if known else "new_device", login_fields(event))
         return Next("/portfolio", token=token)
 
     action = verdict.action

@@ -21,6 +21,7 @@ from brokerguard.auth.store import AuthStore, Records
 __all__ = ["LoginRecord", "SiteSession", "Sessions"]
 
 MAX_LOGINS = 50
+MAX_DEVICES = 20
 
 
 class SiteSession(msgspec.Struct, kw_only=True):
@@ -120,6 +121,21 @@ class Sessions:
         logins.items = [*logins.items, record][-MAX_LOGINS:]
         self._logins.put(account, logins)
 
+    def known_device(self, account: str, device: str | None) -> bool:
+        """Whether the device cookie signed in to this account before; remembers it now.
+
+        Only a SHA-256 of the cookie is kept, at most :data:`MAX_DEVICES` per account (the
+        oldest forgotten first). No cookie is never a known device.
+        """
+        if not device:
+            return False
+        digest = _digest(device)[:32]
+        logins = self._logins.get(account) or _Logins()
+        known = digest in logins.devices
+        logins.devices = [*(d for d in logins.devices if d != digest), digest][-MAX_DEVICES:]
+        self._logins.put(account, logins)
+        return known
+
     def logins(self, account: str) -> list[LoginRecord]:
         logins = self._logins.get(account)
         return list(reversed(logins.items)) if logins is not None else []
@@ -131,3 +147,4 @@ class _Ref(msgspec.Struct):
 
 class _Logins(msgspec.Struct):
     items: list[LoginRecord] = []
+    devices: list[str] = []  # digests of device cookies that signed in, oldest first
