@@ -140,3 +140,30 @@ def test_canary_events_decode_strictly_with_the_field_named():
             decode_line(line.replace("https://sbisec.example-phish.top", origin))
     with pytest.raises(EventError, match="timezone|tz"):
         decode_line(line.replace("+09:00", ""))
+
+
+def test_the_mark_survives_the_redis_store_of_the_scale_out_workers():
+    from cluster_helpers import drop_prefix, fresh_prefix, redis_client
+
+    from brokerguard.cluster.stream import partition_key
+    from brokerguard.stores.redis import RedisState
+
+    client, prefix = redis_client(), fresh_prefix()
+    proxy = ip_in(AWS_TOKYO, 10)
+    try:
+        r = Rig()
+        with RedisState(prefix=prefix) as state:
+            r.engine = BrokerGuard(state=state)
+            event = CanaryHit(id="c-redis", ts=r.now, ip=proxy, origin=PHISH, user_agent="x")
+            assert partition_key(event) == f"ip:{proxy}"  # the worker that owns the address
+            r.engine.observe(event)
+            state.flush()
+        with RedisState(prefix=prefix) as state:
+            r.engine = BrokerGuard(state=state)
+            r.engine.trace = r._trace
+            r.tick(minutes=5)
+            eid, _ = r.login("N8", proxy, device(8), None)
+            assert r.signal(eid, "canary_proxy").evidence["origin"] == PHISH
+    finally:
+        drop_prefix(client, prefix)
+        client.close()
