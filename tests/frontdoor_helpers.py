@@ -137,6 +137,7 @@ def enrol_passkey(rig: SiteRig, client: TestClient, account: str, auth: SoftAuth
     assert begun.status_code == 303
     where = begun.headers["location"]
     if where.startswith("/stepup/"):
+        assert "パスキーの登録" in client.get(where).text  # the operation, in words
         where = stepup_with_code(rig, client, where, f"{account}@example.jp")
     assert where.startswith("/settings?add=1"), where
     options = post_json(client, "/settings/passkeys/options", {}, csrf)

@@ -100,7 +100,9 @@ def test_password_sign_in_is_decided_by_the_guard_notified_and_shown_on_the_secu
 ):
     rig.customer("C100")
     browser = rig.client()
-    assert "canary.js" in browser.get("/login").text
+    page = browser.get("/login")
+    assert "canary.js" in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]  # no framing
     assert login(browser, "C100") == "/portfolio"
     assert browser.get("/portfolio").status_code == 200
     page = browser.get("/settings?lang=en").text

@@ -119,6 +119,14 @@ def render(
         response.set_cookie(LANG_COOKIE, lang, samesite="lax", path="/", httponly=True)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "same-origin"
+    # Everything is the site's own; no page may be framed (a framed log-in page is a
+    # clickjacking or phishing aid). The canary may still report to the broker's origin.
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        f"font-src 'self'; connect-src 'self' {s.config.origin}; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'self'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
     return response
 
 
