@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +297,7 @@ def test_lockout_after_failures_then_unlock_with_a_passkey_reopens_site_and_guar
     assert not rig.site.lockout.is_locked("C105")
     assert withdrawal_action(rig, "C105") != "lock"
     requests = rig.site.lockout.requests("C105")
+    assert len(requests) == 1  # the second try reused the open request
     assert requests[-1].status == "completed" and requests[-1].method.startswith("passkey:")
     assert passkey_login(owner, auth).json() == {"redirect": "/portfolio"}
 
@@ -356,6 +357,8 @@ def test_the_style_beacon_reports_a_foreign_referer_and_reports_are_limited(rig:
     flooder = "198.51.100.9"
     sent = [report(rig.site, PHISH, flooder, "x") for _ in range(12)]
     assert sent == [True] * 10 + [False] * 2  # 10 per address per 10 minutes reach the guard
+    assert rig.site.limiter.purge("canary", timedelta(0)) == 2  # OTHER_HOME's and the flood's
+    assert rig.site.limiter.purge("canary", timedelta(0)) == 0
 
 
 def test_every_customer_text_exists_in_japanese_and_english(rig: SiteRig):

@@ -70,6 +70,9 @@ def foreign_origin(s: Site, reported: str | None) -> str | None:
 
 def report(s: Site, origin: str, ip: str, user_agent: str) -> bool:
     """Forward one hit to the guard; False when the address is over its limit."""
+    s.canary_reports += 1
+    if s.canary_reports % 256 == 0:  # per-address windows must not pile up in the store
+        s.limiter.purge("canary", PER_ADDRESS.per)
     try:
         s.limiter.hit_all([("canary", ip, PER_ADDRESS, "canary reports from this address")])
     except RateLimited:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from brokerguard.auth import AccountLocked, AuthError, VerificationFailed
+from brokerguard.auth import AccountLocked, AuthError, Limit, VerificationFailed
 from brokerguard.frontdoor import flows
 from brokerguard.frontdoor._web import (
     DEVICE_COOKIE,
@@ -35,6 +36,7 @@ from brokerguard.frontdoor._web import (
 from brokerguard.frontdoor.canary import canary_attributes
 
 router = APIRouter(include_in_schema=False)
+UNLOCK_ATTEMPTS = Limit(10, timedelta(hours=1))
 
 
 def _go(request: Request, step: flows.Next, *, json_answer: bool = False) -> Response:
@@ -180,7 +182,15 @@ async def unlock_options(request: Request) -> Response:
     s = site(request)
 
     def begin() -> dict[str, Any]:
-        request_ = s.lockout.request_unlock(account, requested_by="customer")
+        # Anyone may ask (the page is before sign-in): limited, and an open request is reused,
+        # so that asking cannot fill the store.
+        s.limiter.hit("unlock", account, UNLOCK_ATTEMPTS, what="unlock attempts")
+        still_open = [r for r in s.lockout.requests(account) if r.status == "open"]
+        request_ = (
+            still_open[-1]
+            if still_open
+            else s.lockout.request_unlock(account, requested_by="customer")
+        )
         options = json.loads(s.passkeys.authentication_options(account))
         return {"request": request_.id, "options": options}
 

@@ -94,7 +94,8 @@ class Site:
         self.sessions = Sessions(self.store)
         self.prefs = Preferences(self.store)
         self.contacts = BookContacts(self.book)
-        self.limiter = RateLimiter(self.store)  # canary reports per address
+        self.limiter = RateLimiter(self.store)  # canary reports per address, unlock requests
+        self.canary_reports = 0
         self.outbox = Notifier(
             self.contacts,
             channels,
