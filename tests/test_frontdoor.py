@@ -4,6 +4,7 @@ unlock, notification settings and the clone canary."""
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Iterator
@@ -37,8 +38,9 @@ from brokerguard.frontdoor.canary import report
 from brokerguard.frontdoor.embedded import EmbeddedGuard
 from brokerguard.frontdoor.guardclient import GuardClient
 from brokerguard.frontdoor.site import SiteConfig
+from brokerguard.frontdoor.terminal import TerminalChannel
 from brokerguard.frontdoor.texts import MESSAGES
-from brokerguard.notify import SIGNATURE_HEADER, SmtpChannel, WebhookChannel
+from brokerguard.notify import SIGNATURE_HEADER, SmtpChannel, WebhookChannel, render
 from brokerguard.service.db import make_engine, write_transaction
 from brokerguard.service.keys import create_key
 
@@ -548,3 +550,12 @@ def test_an_analyst_unlock_at_the_guard_with_the_identity_check_noted_reopens_th
     done = rig.site.lockout.requests("C113")[-1]
     assert done.status == "completed" and done.completed_by == f"analyst:key:{analyst_key[:12]}"
     assert done.method == "called back on the registered phone; identity confirmed"
+
+
+def test_without_a_mail_relay_the_demo_prints_notices_with_their_codes():
+    stream = io.StringIO()
+    notice = render("one_time_code", "en", {"code": "123456", "minutes": "5", "purpose": "login"})
+    TerminalChannel(stream).send("taro@example.jp", notice)
+    printed = stream.getvalue()
+    assert "mail to taro@example.jp: [BrokerGuard] Your confirmation code" in printed
+    assert "Code: 123456" in printed

@@ -55,6 +55,7 @@ def demo_site(
     from brokerguard.frontdoor.embedded import EmbeddedGuard
     from brokerguard.frontdoor.guardclient import GuardClient
     from brokerguard.frontdoor.site import SiteConfig
+    from brokerguard.frontdoor.terminal import TerminalChannel
     from brokerguard.notify import SmtpChannel, WebhookChannel
 
     origin = origin or f"http://localhost:{port}"
@@ -71,6 +72,9 @@ def demo_site(
         channels["email"] = SmtpChannel(smtp_host, smtp_port, sender=mail_from)
     if webhook_url:
         channels["sms"] = WebhookChannel(webhook_url, webhook_secret.encode())
+    if not channels:  # the codes of step-ups must reach the person trying the demo somehow
+        channels["email"] = TerminalChannel()
+        console.print("no --smtp-host: notices (and their codes) are printed here")
     config = SiteConfig(origin=origin, rp_id=rp_id, store_path=store)
     app = create_site(config, GuardClient(guard_url, guard_key or ""), channels)
     site = app.state.site
