@@ -369,3 +369,6 @@ _mount_service(app)  # serve, keys, users, audit (src/brokerguard/service/cli.py
 from brokerguard.cluster.cli import mount as _mount_cluster  # noqa: E402
 
 _mount_cluster(app)  # ingest, worker (src/brokerguard/cluster/cli.py)
+from brokerguard.frontdoor.cli import mount as _mount_frontdoor  # noqa: E402
+
+_mount_frontdoor(app)  # demo-site (src/brokerguard/frontdoor/cli.py)

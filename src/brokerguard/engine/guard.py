@@ -39,6 +39,7 @@ from brokerguard.engine.state import (
 )
 from brokerguard.events import (
     AccountSnapshot,
+    CanaryHit,
     ChallengeResult,
     Event,
     Execution,
@@ -112,6 +113,7 @@ class BrokerGuard:
             Instrument: self._instrument,
             MarketBar: self._bar,
             Order: self._order_cancel,
+            CanaryHit: self._canary,
         }
 
     # --- the guard interface ---------------------------------------------------------------
@@ -567,6 +569,10 @@ class BrokerGuard:
         self.campaigns.bar(sym, e)
         self.state.put("symbol", key, sym)
 
+    def _canary(self, e: CanaryHit) -> None:
+        now = self._clock(e.ts, deciding=False)
+        self.login.note_canary(e.ip, self.lookup(e.ip), e.origin, now)
+
     # --- housekeeping and output -----------------------------------------------------------
     def sweep(self, now: float) -> None:
         """Forget idle sessions, empty windows and unanswered challenges: state stays bounded."""
@@ -583,7 +589,8 @@ class BrokerGuard:
             for window in (ent.unfamiliar, ent.risky):
                 prune_window(window, now, span, 64)
             prune_window(ent.failures, now, 3600 * 24, 64)
-            if not (ent.unfamiliar or ent.risky or ent.failures):
+            canary_since = now - self.policy.detectors.login.canary_hours * 3600
+            if not (ent.unfamiliar or ent.risky or ent.failures or ent.canary > canary_since):
                 self.state.delete("entity", key)
             else:
                 self.state.put("entity", key, ent)

@@ -78,6 +78,8 @@ class LoginParams(_Strict):
     step_up_failure_llr: Positive = 2.0
     travel_hours: Positive = 3.0
     travel_llr: Positive = 2.0
+    canary_hours: Positive = 24.0  # how long a clone-page canary hit marks its address
+    canary_llr: Positive = 6.0  # a sign-in from such an address (a relaying proxy's)
 
 
 class SessionParams(_Strict):

@@ -124,6 +124,8 @@ class EntityState(msgspec.Struct, kw_only=True, gc=False):
     unfamiliar_total: int = 0
     campaign: str = ""  # the campaign whose infrastructure this is
     confirmed_fraud: float = 0.0  # when an analyst confirmed a fraudulent sign-in from here
+    canary: float = 0.0  # last clone-page canary hit reported from here (epoch seconds)
+    canary_origin: str = ""  # the foreign origin that hit named
 
 
 class SymbolState(msgspec.Struct, kw_only=True, gc=False):

@@ -57,6 +57,7 @@ DETECTORS: dict[str, tuple[str, ...]] = {
         "failure_velocity",
         "impossible_travel",
         "failed_step_up",
+        "canary_proxy",
     ),
     "session": ("session_risk", "session_hijack", "sensitive_burst"),
     "account": ("sensitive_change", "recent_contact_change", "withdrawal_size"),
