@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from console_helpers import PASSWORD, csrf_of, hold_policy, load, login, prepare_database
 from console_helpers import simulate_run as simulate
 from fastapi.testclient import TestClient
+from pg_helpers import create_pg_database, drop_pg_database, pg_database_url
 
 from brokerguard.reports import monthly_table, write_monthly_csv
 from brokerguard.service.app import create_app
@@ -56,12 +57,33 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    run = tmp_path_factory.mktemp("console") / "run"
+    return run, simulate(run)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The console on a fresh SQLite file, then on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('console-db') / 'service.db'}"
+        return
+    name = create_pg_database()
+    try:
+        yield pg_database_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory, recorded: tuple[Path, list], database: str
+) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("console")
-    events = simulate(tmp / "run")
-    url = f"sqlite:///{tmp / 'service.db'}"
+    run, events = recorded
+    url = database
     key = prepare_database(url)
-    app = create_app(url, hold_policy(tmp / "hold.toml"), console_run=tmp / "run")
+    app = create_app(url, hold_policy(tmp / "hold.toml"), console_run=run)
     with TestClient(app) as client:
         held = load(lambda p, b, h: client.post(p, content=b, headers=h), key, events)
         w = World(client, url, key, held)
@@ -147,12 +169,35 @@ def test_alert_filters(world: World) -> None:
     page = world.client.get(f"/console/alerts?severity={severity}").text
     shown = re.findall(r'<span class="badge (\w+)">', page)
     assert shown and set(shown) == {severity}
-    assert len(shown) == min(300, sum(a["severity"] == severity for a in alerts))
+    assert len(shown) == min(100, sum(a["severity"] == severity for a in alerts))
     detector = alerts[0]["detector"]
     page = world.client.get(f"/console/alerts?detector={detector}&status=open").text
     rows = re.findall(r'<tr class="sev-\w+" id="alert-(\w+)">', page)
     by_id = {a["id"]: a for a in alerts}
     assert rows and all(by_id[r]["detector"] == detector for r in rows)
+
+
+def test_the_queue_pages_through_every_alert(world: World) -> None:
+    world.as_user("ana")
+    total = len(world.api("/v1/alerts?status=open&limit=1000"))
+    assert total > 100  # the hold-everything policy alerts on every order
+    seen: list[str] = []
+    page, pages = 1, None
+    while True:
+        text = world.client.get(f"/console/alerts?status=open&page={page}").text
+        rows = re.findall(r'<tr class="sev-\w+" id="alert-(\w+)">', text)
+        assert 0 < len(rows) <= 100
+        seen += rows
+        counted = re.search(r"(\d+) / (\d+) \((\d+) ", text)
+        assert counted is not None
+        pages = int(counted.group(2))
+        assert int(counted.group(3)) == total
+        if "pager-next" not in text:
+            break
+        assert "status=open" in text.split("pager-next")[1][:200]  # the filter is kept
+        page += 1
+    assert page == pages == -(-total // 100)
+    assert len(seen) == len(set(seen)) == total
 
 
 def test_assign_and_snooze_are_audited(world: World) -> None:
@@ -389,3 +434,22 @@ def test_the_catalogue_has_both_languages_for_every_key_the_templates_use() -> N
 def test_password_constant_is_long_enough() -> None:
     assert len(PASSWORD) >= 12
     assert csrf_of('<input name="csrf_token" value="abc">') == "abc"
+
+
+def test_dismissing_a_campaign_ends_its_containment_in_the_engine(world: World) -> None:
+    token = world.as_user("sup")
+    camp = max(world.api("/v1/campaigns"), key=lambda c: len(c["accounts"]))
+    state = world.service.host.guard.state
+    linked = [k for k in camp["symbols"] if state.get("symbol", k) is not None]
+    assert linked and all(state.get("symbol", k).campaign == camp["engine_id"] for k in linked)
+    done = world.client.post(
+        f"/console/campaigns/{camp['id']}/status",
+        data={"csrf_token": token, "status": "dismissed"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert all(state.get("symbol", k).campaign == "" for k in linked)
+    assert world.api(f"/v1/campaigns/{camp['id']}")["status"] == "dismissed"
+    assert ("user:sup", "campaign.update", camp["id"]) in world.audit()
+    page = world.client.get(f"/console/campaigns/{camp['id']}?lang=en").text
+    assert "Not an attack (end containment)" in page

@@ -88,6 +88,23 @@ def test_a_hijacked_sessions_first_buy_of_a_thin_symbol_raises_a_campaign_at_onc
     assert "campaign_symbol" in {reason.code for reason in d.reasons}
 
 
+def test_a_dismissed_campaign_no_longer_contains_its_symbol():
+    r = Rig()
+    market(r)
+    victims = [f"V{i}" for i in range(3)]
+    customers(r, victims)
+    hijacked_buy(r, 0, victims[0])
+    (raised,) = symbol_records(r, THIN_HK)
+    campaign = raised["id"]
+    assert r.engine.state.get("symbol", THIN_HK).campaign == campaign
+
+    assert r.engine.dismiss_campaign(campaign, r.now)
+    assert r.engine.state.get("symbol", THIN_HK).campaign == ""
+    assert not r.engine.dismiss_campaign("C9999", r.now)
+    oid, _, _ = stolen_session_buy(r, 1, victims[1])
+    assert r.llr(oid, "campaign_symbol") == 0  # the buy is judged on its own evidence again
+
+
 def _doubtful(account: str) -> SessionState:
     """A session that is doubtful (not trusted, positive llr) but not beyond doubt."""
     return SessionState(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 from pathlib import Path
+from typing import Any
 
+import httpx
 import msgspec
 import pytest
 from rich.console import Console
@@ -139,10 +142,47 @@ def test_a_bad_policy_file_is_refused_naming_the_field(recorded: Path, tmp_path:
     assert not (tmp_path / "r").exists()
 
 
-def test_demo_on_a_tiny_scenario_draws_its_charts(tmp_path: Path) -> None:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_demo_on_a_tiny_scenario_draws_its_charts_and_opens_the_console(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--scenario", str(TINY), "--out", str(out), *SMALL])
+    port = _free_port()
+    args = ["demo", "--scenario", str(TINY), "--out", str(out), "--console-port", str(port)]
+    result = runner.invoke(app, [*args, *SMALL])
     assert result.exit_code == 0, result.output
+    try:
+        _check_demo_console(result.stdout, port)
+    finally:
+        stopped = runner.invoke(app, ["demo", "--out", str(out), "--stop-console"])
+    assert "console stopped" in stopped.output
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    _check_demo_runs(out, result)
+
+
+def _check_demo_console(printed: str, port: int) -> None:
+    """The printed address and account open the console on the BrokerGuard run's alerts."""
+    address = re.search(r"http://127\.0\.0\.1:(\d+)/console/", printed)
+    password = re.search(r"password / パスワード: (\S+)", printed)
+    assert address and password, printed
+    assert int(address.group(1)) == port
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        login = client.post(
+            "/console/login", json={"username": "demo", "password": password.group(1)}
+        )
+        assert login.status_code == 200, login.text
+        alerts = client.get("/console/alerts")
+        assert alerts.status_code == 200
+        assert "/console/accounts/" in alerts.text  # alerts of the run, linked to accounts
+        reports = client.get("/console/reports/monthly.csv")
+        assert reports.status_code == 200 and "2025-03" in reports.text
+
+
+def _check_demo_runs(out: Path, result: Any) -> None:
     guards = ["allow-all", "otp-at-login", "passkey-at-login", "brokerguard"]
     for guard in guards:
         assert (out / guard / "metrics.json").is_file()

@@ -268,12 +268,29 @@ def demo(
     seed: SeedOpt = None,
     investors: InvestorsOpt = None,
     days: DaysOpt = None,
+    console_: Annotated[
+        bool,
+        typer.Option(
+            "--console/--no-console",
+            help="Load the BrokerGuard run into the console and serve it in the background.",
+        ),
+    ] = True,
+    console_port: Annotated[int, typer.Option(help="Port of the demo's console.")] = 8000,
+    stop_console: Annotated[
+        bool, typer.Option("--stop-console", help="Only stop a console an earlier demo started.")
+    ] = False,
 ) -> None:
-    """The spring-2025 attack against allow-all, OTP, passkeys and BrokerGuard, with charts."""
+    """The spring-2025 attack against allow-all, OTP, passkeys and BrokerGuard, with charts;
+    then the BrokerGuard run in the analyst console (its address is printed at the end)."""
     from brokerguard.charts import japanese_font, plot_campaign_timeline, plot_unauthorized_value
     from brokerguard.demo import DEMO_GUARDS, find_scenario, money_protected, protected_table
     from brokerguard.evaluate import campaign_timelines, format_table
 
+    if stop_console:
+        from brokerguard.service.demo_console import stop_console as stop
+
+        console.print("console stopped" if stop(out) else "no demo console was running")
+        return
     try:
         path = find_scenario(scenario)
     except FileNotFoundError as exc:
@@ -305,6 +322,36 @@ def demo(
             "charts are labelled in English only: no Japanese font is installed "
             "(install the matplotlib-fontja package, or a system font such as IPAexGothic)"
         )
+    if console_:
+        _demo_console(out / "brokerguard", out, console_port)
+
+
+def _demo_console(run_dir: Path, out: Path, port: int) -> None:
+    """Load the BrokerGuard run into a service database and start the console on it."""
+    from brokerguard.service.demo_console import load_run, start_console
+
+    with (run_dir / "events.ndjson").open("rb") as lines:
+        total = sum(1 for _ in lines)
+    with _progress() as progress:
+        task = progress.add_task("console: loading the run / コンソールに読み込み中", total=total)
+        counts = load_run(run_dir, out, lambda done: progress.update(task, completed=done))
+    console.print(
+        f"console: {counts['accepted']:,} events, {counts['decided']:,} decisions, "
+        f"{counts['alerts']:,} alerts recorded"
+    )
+    try:
+        info = start_console(run_dir, out, port=port)
+    except (OSError, RuntimeError) as exc:
+        raise _fail(f"console: {exc}") from None
+    screen = _screen()
+    screen.print(
+        f"\n[bold]Analyst console / 分析コンソール:[/bold] {info.url}\n"
+        f"  user / ユーザー: {info.username}   password / パスワード: {info.password}\n"
+        f"  running in the background (pid {info.pid}, log {info.log}); "
+        f"stop it with `brokerguard demo --out {out} --stop-console`",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:  # pragma: no cover
@@ -322,3 +369,6 @@ _mount_service(app)  # serve, keys, users, audit (src/brokerguard/service/cli.py
 from brokerguard.cluster.cli import mount as _mount_cluster  # noqa: E402
 
 _mount_cluster(app)  # ingest, worker (src/brokerguard/cluster/cli.py)
+from brokerguard.frontdoor.cli import mount as _mount_frontdoor  # noqa: E402
+
+_mount_frontdoor(app)  # demo-site (src/brokerguard/frontdoor/cli.py)

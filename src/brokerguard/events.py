@@ -21,12 +21,14 @@ import socket
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
 
 __all__ = [
     "AccountSnapshot",
+    "CanaryHit",
     "ChallengeResult",
     "DECISION_POINTS",
     "Event",
@@ -87,6 +89,28 @@ def _check_ip(ip: str) -> None:
         socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
     except (OSError, ValueError):
         raise ValueError(f"`ip` is not an IP address: {ip!r}") from None
+
+
+def _check_origin(origin: str) -> None:
+    # An origin as browsers write it: scheme://host[:port], nothing after; or "null" (a copied
+    # page opened from a file or a sandboxed frame has an opaque origin).
+    if origin == "null":
+        return
+    parts = urlsplit(origin)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+        or not port_ok
+    ):
+        raise ValueError(f"`origin` is not an http(s) origin (scheme://host[:port]): {origin!r}")
 
 
 def _check_referrer(referrer: str) -> None:
@@ -203,6 +227,25 @@ class SettingsChange(_AccountEvent, frozen=True, kw_only=True, tag="settings"):
     new_value_hash: Id | None = None
 
 
+class CanaryHit(_Event, frozen=True, kw_only=True, tag="canary"):
+    """The broker's login page reported being rendered under a foreign ``origin``.
+
+    The page's canary (a script and a stylesheet beacon) fires when the page runs anywhere but
+    the broker's own origin: a phishing reverse proxy relaying it, or a copy on another site.
+    ``ip`` is the address the report came from — for a relaying proxy, the proxy's own — and
+    the logins that follow from that address are what the guard distrusts. No account: the
+    page is rendered before anyone signs in.
+    """
+
+    ip: str
+    origin: Annotated[str, Meta(min_length=1, max_length=512)]
+    user_agent: Text
+
+    def __post_init__(self) -> None:
+        _check_ip(self.ip)
+        _check_origin(self.origin)
+
+
 class Position(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     symbol: Id
     market: Market
@@ -268,6 +311,7 @@ Event = (
     | AccountSnapshot
     | Instrument
     | MarketBar
+    | CanaryHit
 )
 
 DECISION_POINTS: tuple[type, ...] = (LoginAttempt, Order, Withdrawal, SettingsChange)

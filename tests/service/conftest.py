@@ -8,17 +8,15 @@ saying how to start it (CI starts it in ``.ci/run``). Each test session creates 
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import psycopg
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from pg_helpers import create_pg_database, drop_pg_database, pg_database_url
 
 from brokerguard.events import Event, encode, read_ndjson
 from brokerguard.guards import load_guard
@@ -31,36 +29,6 @@ from brokerguard.sim.scenario import load_scenario
 from brokerguard.sim.world import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_SERVER = os.environ.get("BG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-START_PG = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-
-
-def pg_admin() -> psycopg.Connection:
-    try:
-        return psycopg.connect(PG_SERVER, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL at {PG_SERVER} does not answer ({exc}); start it with `{START_PG}` "
-            "(the service tests need it and never skip)",
-            pytrace=False,
-        )
-
-
-def pg_database_url(name: str) -> str:
-    base, _, _db = PG_SERVER.rpartition("/")
-    return f"{base}/{name}"
-
-
-def create_pg_database() -> str:
-    name = f"bg_test_{secrets.token_hex(5)}"
-    with pg_admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-def drop_pg_database(name: str) -> None:
-    with pg_admin() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -74,5 +74,19 @@ class RateLimiter:
                 hits.append(now)
                 self._windows.put(record_key, _Window(hits))
 
+    def purge(self, name: str, per: timedelta) -> int:
+        """Forget the windows of ``name`` with no hit in the last ``per``; returns how many.
+
+        For limits keyed by something unbounded (a client's address), so that their records
+        do not pile up in the store.
+        """
+        horizon = self.clock() - per
+        gone = 0
+        for record_key in self._windows.keys(name + "\x1f"):
+            window = self._windows.get(record_key)
+            if window is not None and (not window.hits or window.hits[-1] <= horizon):
+                gone += self._windows.delete(record_key)
+        return gone
+
     def reset(self, name: str, key: str) -> None:
         self._windows.delete(f"{name}\x1f{key}")

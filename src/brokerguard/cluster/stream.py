@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 import nats
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
-from brokerguard.events import Event, decode_line
+from brokerguard.events import CanaryHit, Event, decode_line
 
 __all__ = [
     "DEFAULT_PARTITIONS",
@@ -37,6 +37,8 @@ def partition_key(event: Event) -> str:
     account = getattr(event, "account", None)
     if account is not None:
         return account
+    if isinstance(event, CanaryHit):
+        return f"ip:{event.ip}"
     return f"{event.market}:{event.symbol}"  # type: ignore[union-attr]
 
 

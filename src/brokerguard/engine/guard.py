@@ -26,6 +26,7 @@ from brokerguard.engine.detectors.login import (
 )
 from brokerguard.engine.detectors.session import SessionWatch
 from brokerguard.engine.detectors.trading import TradingWatch, holdings_value
+from brokerguard.engine.feedback import AnalystFeedback
 from brokerguard.engine.policy import Decider, Policy, load_policy, load_policy_blocklist
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import (
@@ -39,6 +40,7 @@ from brokerguard.engine.state import (
 )
 from brokerguard.events import (
     AccountSnapshot,
+    CanaryHit,
     ChallengeResult,
     Event,
     Execution,
@@ -96,6 +98,7 @@ class BrokerGuard:
         self.changes = AccountChanges(params.account)
         self.trading = TradingWatch(params.trading)
         self.campaigns = CampaignWatch(self.state, params.campaign)
+        self.feedback = AnalystFeedback(self.state, params.feedback, self.login)
         self.decider = Decider(self.policy)
         self.always_step_up = set(self.policy.settings.always_step_up)
         self._next_sweep = 0.0
@@ -118,6 +121,7 @@ class BrokerGuard:
             Instrument: self._instrument,
             MarketBar: self._bar,
             Order: self._order_cancel,
+            CanaryHit: self._canary,
         }
 
     # --- the guard interface ---------------------------------------------------------------
@@ -134,10 +138,52 @@ class BrokerGuard:
             handler(event)
 
     def _apply(self, point, event: Event, signals: list[Signal], **kw: Any) -> Decision:
+        if any(s.code == "reverify_required" for s in signals):
+            # An analyst's request is a rule, not evidence: no familiar device outweighs it.
+            kw["floor"] = "hold" if point == "order" else "challenge"
         decision = self.decider.decide(point, signals, **kw)
         if self.trace is not None:
             self.trace(event, signals, decision)
         return decision
+
+    # --- what analysts confirm (see engine.feedback) ------------------------------------------
+    def trust_device(self, account: str, cookie: str) -> None:
+        """The device cookie is the customer's (an analyst checked)."""
+        acc = self._account(account)
+        self.feedback.trust_device(acc, cookie)
+        self.state.put("account", account, acc)
+
+    def require_reverify(self, account: str, ts: datetime) -> None:
+        """Until the customer passes a passkey or out-of-band check, everything asks for one."""
+        acc = self._account(account)
+        self.feedback.require_reverify(acc, ts.timestamp())
+        self.state.put("account", account, acc)
+
+    def confirm_fraud(self, login: LoginAttempt, ts: datetime) -> list[str]:
+        """This sign-in was an attacker's: its infrastructure is marked, its victim re-verifies.
+
+        Returns the infrastructure keys marked.
+        """
+        f = self._features(login.ip, login.user_agent, login.device, login.ts)
+        keys = self.feedback.confirm_fraud(f, ts.timestamp())
+        self.require_reverify(login.account, ts)
+        return keys
+
+    def dismiss_campaign(self, campaign_id: str, ts: datetime) -> bool:
+        """Not an attack: the campaign stops containing anything. False if there is none."""
+        camp = self.state.get("campaign", campaign_id)
+        if camp is None:
+            return False
+        self.feedback.dismiss_campaign(camp, ts.timestamp())
+        return True
+
+    def confirm_customer(self, login: LoginAttempt) -> None:
+        """This sign-in was the customer's own: learn it, and unlink it from other accounts."""
+        acc = self._account(login.account)
+        f = self._features(login.ip, login.user_agent, login.device, login.ts)
+        self.login.clear(login.account, f)
+        self.login.learn(acc, f, login.ts.timestamp())
+        self.state.put("account", login.account, acc)
 
     def set_blocklist(self, blocklist: Blocklist | None) -> None:
         """Load a new phishing block-list into the running guard (e.g. after each export)."""
@@ -194,7 +240,8 @@ class BrokerGuard:
         # Campaign infrastructure counts against a sign-in only where the account does not
         # already know that network (customers of a VPN provider that criminals also use).
         campaign = self._campaign_of(f) if fam[0].llr > 0 else ""
-        signals = fam + infra
+        signals = fam + infra + self.feedback.login_signals(f, now)
+        signals += self.feedback.account_signals(acc)
         if campaign:
             signals.append(
                 Signal(
@@ -243,6 +290,7 @@ class BrokerGuard:
         sess.campaign = campaign
         if "passkey" in e.factors:
             sess.trusted = True
+            self.feedback.reverified(acc)
             self.login.clear(e.account, f)
             self.login.learn(acc, f, now)
         elif decision.action == "allow":
@@ -296,6 +344,8 @@ class BrokerGuard:
                     self.state.delete("session", session_id)  # never established
             self.state.put("account", account, acc)
             return
+        if strong:
+            self.feedback.reverified(acc)
         if strong and sess is not None:
             sess.trusted = True
             sess.hijack = 0.0
@@ -361,7 +411,7 @@ class BrokerGuard:
             self.state.delete("session", e.session)
 
     def _common(self, acc: AccountState, sess: SessionState | None, now: float) -> list[Signal]:
-        signals = self.sessions.risk(sess)
+        signals = self.sessions.risk(sess) + self.feedback.account_signals(acc)
         recent = self.changes.recent(acc, now)
         if recent is not None:
             signals.append(recent)
@@ -535,6 +585,10 @@ class BrokerGuard:
         self.campaigns.bar(sym, e)
         self.state.put("symbol", key, sym)
 
+    def _canary(self, e: CanaryHit) -> None:
+        now = self._clock(e.ts, deciding=False)
+        self.login.note_canary(e.ip, self.lookup(e.ip), e.origin, now)
+
     # --- housekeeping and output -----------------------------------------------------------
     def sweep(self, now: float) -> None:
         """Forget idle sessions, empty windows and unanswered challenges: state stays bounded."""
@@ -546,12 +600,13 @@ class BrokerGuard:
         span = self.policy.detectors.login.infrastructure_window_hours * 3600
         for key in self.state.keys("entity"):
             ent = self.state.get("entity", key)
-            if ent is None or ent.campaign:
+            if ent is None or ent.campaign or self.feedback.keeps(ent, now):
                 continue
             for window in (ent.unfamiliar, ent.risky):
                 prune_window(window, now, span, 64)
             prune_window(ent.failures, now, 3600 * 24, 64)
-            if not (ent.unfamiliar or ent.risky or ent.failures):
+            canary_since = now - self.policy.detectors.login.canary_hours * 3600
+            if not (ent.unfamiliar or ent.risky or ent.failures or ent.canary > canary_since):
                 self.state.delete("entity", key)
             else:
                 self.state.put("entity", key, ent)

@@ -89,6 +89,8 @@ class LoginParams(_Strict):
     step_up_failure_llr: Positive = 2.0
     travel_hours: Positive = 3.0
     travel_llr: Positive = 2.0
+    canary_hours: Positive = 24.0  # how long a clone-page canary hit marks its address
+    canary_llr: Positive = 6.0  # a sign-in from such an address (a relaying proxy's)
     # A sign-in whose Referer is a phishing page (detectors.login.ReferrerCheck): the block-list
     # file (`brokerguard phish blocklist` writes it; relative to the policy file), and the
     # evidence of a listed host and of a host only the URL scorer calls phishing for a brand.
@@ -147,12 +149,21 @@ class CampaignParams(_Strict):
     volume_multiple: Positive = 5.0  # bar volume over its usual level that counts as departing
 
 
+class FeedbackParams(_Strict):
+    """How much what analysts confirmed weighs (see engine.feedback)."""
+
+    reverify_llr: Positive = 10.0  # an account awaiting a forced re-verification
+    confirmed_fraud_llr: Positive = 6.0  # a sign-in from confirmed fraud infrastructure
+    confirmed_fraud_days: Positive = 30.0  # ... for this long after the confirmation
+
+
 class DetectorParams(_Strict):
     login: LoginParams = LoginParams()
     session: SessionParams = SessionParams()
     account: AccountParams = AccountParams()
     trading: TradingParams = TradingParams()
     campaign: CampaignParams = CampaignParams()
+    feedback: FeedbackParams = FeedbackParams()
 
 
 class ReasonText(_Strict):
@@ -308,11 +319,12 @@ class Decider:
             if score >= rule.min_score:
                 action, factors = rule.action, list(rule.factors)
                 break
+        strong = list(pp.step_up_factors) or list(STRONG_FACTORS)
         if step_up and action == "allow":
-            action, factors = "challenge", list(pp.step_up_factors)
+            action, factors = "challenge", strong
         if floor != "allow" and _rank(floor) > _rank(action):
             action = floor
-            factors = list(pp.step_up_factors) if floor == "challenge" else []
+            factors = strong if floor == "challenge" else []
         if action == "challenge":
             if not passkey:
                 factors = [f for f in factors if f != "passkey"] or ["oob"]
@@ -332,6 +344,7 @@ class Decider:
         )
 
 
+STRONG_FACTORS = ("passkey", "oob")  # what a step-up asks for when the point names nothing
 _ORDER = {"allow": 0, "challenge": 1, "hold": 2, "deny": 3, "lock": 4}
 
 

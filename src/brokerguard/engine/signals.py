@@ -29,6 +29,7 @@ SIGNAL_CODES: tuple[str, ...] = (
     "failure_velocity",  # failed credential checks on the account or from the address
     "impossible_travel",  # a country change faster than travel allows
     "failed_step_up",  # the account failed a phishing-resistant step-up recently
+    "canary_proxy",  # a sign-in from an address (or hosting AS) a clone-page canary reported
     "phishing_referrer",  # the sign-in came from a page on the phishing block-list, or scored so
     # session (detectors.session)
     "session_risk",  # the risk the session carries from its sign-in
@@ -50,4 +51,7 @@ SIGNAL_CODES: tuple[str, ...] = (
     # campaign (detectors.campaign)
     "campaign_symbol",  # buying a symbol a campaign is pumping
     "campaign_infrastructure",  # a session on a campaign's infrastructure
+    # analyst feedback (engine.feedback)
+    "reverify_required",  # an analyst asked for a strong re-verification of the account
+    "confirmed_fraud_infrastructure",  # an address or network of a confirmed fraudulent sign-in
 )

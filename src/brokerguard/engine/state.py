@@ -88,7 +88,7 @@ class AccountState(msgspec.Struct, kw_only=True, gc=False):
     margin_used: bool = False
     contact_changed: float = 0.0  # when e-mail or phone last changed
     bank_changed: float = 0.0
-    risk_until: float = 0.0  # elevated-risk flag set by a campaign or account-change detector
+    reverify_at: float = 0.0  # when an analyst asked for a strong re-verification (0: none)
 
 
 class SessionState(msgspec.Struct, kw_only=True, gc=False):
@@ -123,6 +123,9 @@ class EntityState(msgspec.Struct, kw_only=True, gc=False):
     logins: int = 0
     unfamiliar_total: int = 0
     campaign: str = ""  # the campaign whose infrastructure this is
+    confirmed_fraud: float = 0.0  # when an analyst confirmed a fraudulent sign-in from here
+    canary: float = 0.0  # last clone-page canary hit reported from here (epoch seconds)
+    canary_origin: str = ""  # the foreign origin that hit named
 
 
 class SymbolState(msgspec.Struct, kw_only=True, gc=False):

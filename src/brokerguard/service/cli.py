@@ -1,4 +1,5 @@
-"""The service's commands: ``serve``, ``keys``, ``users`` and ``audit``, mounted on ``brokerguard``.
+"""The service's commands: ``serve``, ``keys``, ``users``, ``audit`` and ``records``, mounted on
+``brokerguard``.
 
 Thin commands over the library, like the rest of the CLI. Heavy imports (FastAPI, SQLAlchemy,
 uvicorn) happen inside the commands, so ``brokerguard simulate`` does not pay for them. Every
@@ -16,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-__all__ = ["audit_app", "keys_app", "mount", "serve", "users_app"]
+__all__ = ["audit_app", "keys_app", "mount", "records_app", "serve", "users_app"]
 
 console = Console(stderr=True)
 DEFAULT_DATABASE = "sqlite:///brokerguard.db"
@@ -33,6 +34,7 @@ DatabaseOpt = Annotated[
 keys_app = typer.Typer(help="API keys for the broker's systems (stored hashed, shown once).")
 users_app = typer.Typer(help="Console users (analyst, supervisor, admin).")
 audit_app = typer.Typer(help="The hash-chained audit log.")
+records_app = typer.Typer(help="The service's recorded events, decisions and fraud cases.")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -231,9 +233,31 @@ def audit_verify(
     typer.echo(f"head {report.head_seq}:{report.head_hash}")
 
 
+@records_app.command("export")
+def records_export(
+    out: Annotated[Path, typer.Argument(help="Directory to write the run into.")],
+    database: DatabaseOpt = DEFAULT_DATABASE,
+) -> None:
+    """Write the records as a run directory for `brokerguard report`: events.ndjson,
+    decisions.ndjson, and cases.ndjson (the cases closed as fraud, as report labels)."""
+    from brokerguard.service.exports import CASES, export_run
+
+    engine = _engine(database)
+    try:
+        with engine.connect() as conn:
+            export_run(conn, out)
+    finally:
+        engine.dispose()
+    console.print(
+        f"records written to {out}; e.g. `brokerguard report monthly {out} --labels {out / CASES}`",
+        highlight=False,
+    )
+
+
 def mount(app: typer.Typer) -> None:
     """Add the service's commands to the ``brokerguard`` command."""
     app.command("serve")(serve)
     app.add_typer(keys_app, name="keys")
     app.add_typer(users_app, name="users")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(records_app, name="records")

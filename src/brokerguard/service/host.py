@@ -26,7 +26,7 @@ from typing import Any
 from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import CampaignState, PendingState
-from brokerguard.events import ChallengeResult, Event
+from brokerguard.events import ChallengeResult, Event, LoginAttempt
 from brokerguard.guard import Decision, Reason
 from brokerguard.service.records import campaign_id
 from brokerguard.stores.sqlite import SqliteState
@@ -112,6 +112,25 @@ class GuardHost:
         )
         self.guard.observe(answer)
         return answer
+
+    def trust_device(self, account: str, cookie: str) -> None:
+        self.guard.trust_device(account, cookie)
+
+    def require_reverify(self, account: str) -> None:
+        self.guard.require_reverify(account, self.last_ts or datetime.now(UTC))
+
+    def confirm(self, login: LoginAttempt, fraud: bool) -> list[str]:
+        """A case closed on this sign-in: fraud marks its infrastructure, not fraud teaches it.
+
+        Returns the infrastructure keys marked (none for not fraud).
+        """
+        if fraud:
+            return self.guard.confirm_fraud(login, self.last_ts or datetime.now(UTC))
+        self.guard.confirm_customer(login)
+        return []
+
+    def dismiss_campaign(self, engine_id: str) -> bool:
+        return self.guard.dismiss_campaign(engine_id, self.last_ts or datetime.now(UTC))
 
     def set_policy(self, policy: Policy) -> None:
         """Run ``policy`` from the next event on, keeping everything the engine has learned."""

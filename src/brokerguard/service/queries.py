@@ -6,10 +6,12 @@ newest first and bounded by ``limit`` (at most :data:`MAX_LIMIT`); ``offset`` pa
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from brokerguard.events import LoginAttempt, decode_line
 from brokerguard.service.models import (
     account_actions,
     alerts,
@@ -22,6 +24,8 @@ from brokerguard.service.models import (
 )
 
 __all__ = [
+    "alert_login",
+    "count_alerts",
     "MAX_LIMIT",
     "account_timeline",
     "current_policy",
@@ -46,18 +50,18 @@ def _page(query: sa.Select[Any], limit: int, offset: int) -> sa.Select[Any]:
     return query.limit(max(1, min(limit, MAX_LIMIT))).offset(max(0, offset))
 
 
-def list_alerts(
-    conn: sa.Connection,
-    *,
+def _alert_filters(
     severity: str | None = None,
     detector: str | None = None,
     status: str | None = None,
     account: str | None = None,
     campaign: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[dict[str, Any]]:
-    query = sa.select(alerts)
+    awake_at: datetime | None = None,
+    snoozed_at: datetime | None = None,
+) -> list[sa.ColumnElement[bool]]:
+    """Conditions on alerts: equal columns; ``awake_at`` keeps alerts not snoozed at that time,
+    ``snoozed_at`` only those snoozed then."""
+    where: list[sa.ColumnElement[bool]] = []
     for column, value in (
         (alerts.c.severity, severity),
         (alerts.c.detector, detector),
@@ -66,9 +70,32 @@ def list_alerts(
         (alerts.c.campaign, campaign),
     ):
         if value is not None:
-            query = query.where(column == value)
+            where.append(column == value)
+    if awake_at is not None:
+        where.append(sa.or_(alerts.c.snoozed_until.is_(None), alerts.c.snoozed_until <= awake_at))
+    if snoozed_at is not None:
+        where.append(alerts.c.snoozed_until > snoozed_at)
+    return where
+
+
+def list_alerts(
+    conn: sa.Connection,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    **filters: Any,
+) -> list[dict[str, Any]]:
+    """Alerts, newest first; ``filters`` as in :func:`count_alerts`."""
+    query = sa.select(alerts).where(*_alert_filters(**filters))
     query = query.order_by(alerts.c.ts.desc(), alerts.c.id)
     return _rows(conn, _page(query, limit, offset))
+
+
+def count_alerts(conn: sa.Connection, **filters: Any) -> int:
+    """How many alerts match: severity, detector, status, account, campaign (equal), awake_at
+    (not snoozed at that time), snoozed_at (snoozed at that time)."""
+    query = sa.select(sa.func.count()).select_from(alerts).where(*_alert_filters(**filters))
+    return int(conn.scalar(query) or 0)
 
 
 def get_alert(conn: sa.Connection, alert_id: str) -> dict[str, Any] | None:
@@ -194,6 +221,20 @@ def account_timeline(conn: sa.Connection, account: str, limit: int = 200) -> dic
         "items": items[:limit],
         "actions": list_account_actions(conn, account),
     }
+
+
+def alert_login(conn: sa.Connection, alert_id: str) -> LoginAttempt | None:
+    """The sign-in an alert was raised on, as the service kept it; None for other alerts."""
+    body = conn.scalar(
+        sa.select(events.c.body)
+        .join(alerts, alerts.c.event_id == events.c.event_id)
+        .where(alerts.c.id == alert_id, events.c.type == "login")
+        .limit(1)
+    )
+    if body is None:
+        return None
+    event = decode_line(body.encode())
+    return event if isinstance(event, LoginAttempt) else None
 
 
 def current_policy(conn: sa.Connection) -> dict[str, Any] | None:

@@ -56,6 +56,8 @@ DETECTORS: dict[str, tuple[str, ...]] = {
         "shared_infrastructure",
         "failure_velocity",
         "impossible_travel",
+        "failed_step_up",
+        "canary_proxy",
     ),
     "session": ("session_risk", "session_hijack", "sensitive_burst"),
     "account": ("sensitive_change", "recent_contact_change", "withdrawal_size"),
@@ -70,6 +72,7 @@ DETECTORS: dict[str, tuple[str, ...]] = {
         "margin_first_use",
     ),
     "campaign": ("campaign_symbol", "campaign_infrastructure"),
+    "analyst": ("reverify_required", "confirmed_fraud_infrastructure"),
 }
 DETECTOR_OF: dict[str, str] = {code: det for det, codes in DETECTORS.items() for code in codes}
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")

@@ -26,10 +26,11 @@ import sqlalchemy as sa
 
 from brokerguard.engine import BrokerGuard, Policy, load_policy
 from brokerguard.engine.policy import default_policy_path, parse_policy
-from brokerguard.events import Event
+from brokerguard.events import Event, LoginAttempt
 from brokerguard.guard import decision_point
 from brokerguard.service import actions, queries
 from brokerguard.service.db import DEFAULT_DATABASE, make_engine, migrate, write_transaction
+from brokerguard.service.errors import Conflict
 from brokerguard.service.host import INGEST_SLICE, GuardHost, guard_name
 from brokerguard.service.keys import KeyRing
 from brokerguard.service.limits import DEFAULT_MAX_BODY
@@ -206,6 +207,84 @@ class Service:
             "actions": counts,
             "alerts": alerts,
         }
+
+    # --- what analysts do that the engine must hear ----------------------------------------------
+    async def act_on_account(
+        self, actor: str, account: str, action: str, target: str | None, note: str
+    ) -> dict[str, Any]:
+        """Record an account action (with its audit entry), then tell the engine.
+
+        - ``release_order`` / ``cancel_order`` (target: the held order's event id): the
+          out-of-band confirmation the hold waited for, passed or failed; :class:`Conflict` if no
+          such order of the account is held.
+        - ``lock`` / ``unlock``: while locked, every decision on the account is ``lock``.
+        - ``force_reverify``: every sign-in and operation asks for a passkey or out-of-band
+          confirmation until the customer passes one.
+        - ``trust_device`` (target: the device cookie): the cookie counts as the customer's.
+        """
+        host = self.host
+        if action in ("release_order", "cancel_order"):
+            pending = host.pending(target or "")
+            if pending is None or pending.account != account or pending.point != "order":
+                raise Conflict(
+                    f"no held order {target!r} of account {account!r} waits for an answer",
+                    field="target",
+                )
+        row = await self.recorder.run(
+            lambda conn: actions.record_account_action(conn, actor, account, action, target, note)
+        )
+        if action in ("release_order", "cancel_order"):
+            answer = host.answer_hold(
+                target or "", action == "release_order", f"action-{row['id']}"
+            )
+            kept = event_record(answer) if answer is not None else None
+            if kept is not None:
+                self.recorder.record(kept)
+        elif action == "lock":
+            host.locked[account] = actor
+        elif action == "unlock":
+            host.locked.pop(account, None)
+        elif action == "force_reverify":
+            host.require_reverify(account)
+        elif action == "trust_device" and target:
+            host.trust_device(account, target)
+        return row
+
+    async def update_case(
+        self, actor: str, case_id: int, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Change a case; a newly given outcome is what the engine learns from.
+
+        Fraud on a sign-in alert marks the sign-in's address (and hosting AS) for every account
+        and makes the victim re-verify; fraud on anything else makes the account re-verify. Not
+        fraud on a sign-in alert teaches the engine that sign-in as the customer's own.
+        """
+
+        def change(conn: sa.Connection) -> tuple[dict[str, Any], bool, LoginAttempt | None]:
+            before = queries.get_case(conn, case_id)
+            case = actions.update_case(conn, actor, case_id, changes)
+            decided = bool(case["outcome"]) and (before or {}).get("outcome") != case["outcome"]
+            login = queries.alert_login(conn, case["alert_id"]) if case["alert_id"] else None
+            return case, decided, login
+
+        case, decided, login = await self.recorder.run(change)
+        if decided:
+            fraud = case["outcome"] == "fraud"
+            if login is not None:
+                self.host.confirm(login, fraud)
+            elif fraud and case["account"]:
+                self.host.require_reverify(case["account"])
+        return case
+
+    async def update_campaign(self, actor: str, campaign_id: str, status: str) -> dict[str, Any]:
+        """Set a campaign's status; ``dismissed`` (not an attack) also ends its containment in
+        the engine (see :mod:`brokerguard.engine.feedback`)."""
+        campaign = await self.recorder.run(
+            lambda conn: actions.update_campaign(conn, actor, campaign_id, status)
+        )
+        if status == "dismissed":
+            self.host.dismiss_campaign(campaign["engine_id"])
+        return campaign
 
     def set_policy(self, policy: Policy, source: str, origin: str) -> None:
         self._policy = policy

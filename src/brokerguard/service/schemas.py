@@ -8,7 +8,7 @@ schemas are put into the OpenAPI document from the same Structs (:mod:`.openapi`
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -39,9 +39,9 @@ __all__ = [
 AlertStatus = Literal["open", "acknowledged", "closed"]
 CaseStatus = Literal["open", "investigating", "closed"]
 Outcome = Literal["fraud", "not_fraud"]
-CampaignStatus = Literal["active", "contained", "closed"]
+CampaignStatus = Literal["active", "contained", "closed", "dismissed"]
 Severity = Literal["low", "medium", "high", "critical"]
-Detector = Literal["login", "session", "account", "trading", "campaign", "policy"]
+Detector = Literal["login", "session", "account", "trading", "campaign", "analyst", "policy"]
 AccountAction = Literal[
     "release_order", "cancel_order", "lock", "unlock", "force_reverify", "trust_device"
 ]
@@ -270,3 +270,30 @@ class WhoAmI(BaseModel):
     role: str | None
     permissions: list[str]
     csrf_token: str | None = None
+
+
+class MonthlyOut(BaseModel):
+    """One month of the regulator's table (Japan time; whole yen)."""
+
+    month: str = Field(description="YYYY-MM")
+    logins: int = Field(description="unauthorized logins (不正アクセス件数)")
+    trades: int = Field(description="unauthorized trades (不正取引件数)")
+    sold_jpy: int = Field(description="value sold (売却金額)")
+    bought_jpy: int = Field(description="value bought (買付金額)")
+
+
+class CompensationOut(BaseModel):
+    """What one compensation policy pays one victim, with the losses it was computed from."""
+
+    account: str
+    policy: str
+    valuation_date: date
+    eligible: bool
+    buy_loss_jpy: int
+    sale_loss_jpy: int
+    fees_jpy: int
+    withdrawn_jpy: int
+    fixed_jpy: int
+    payout_jpy: int
+    explanation_ja: str
+    explanation_en: str

@@ -20,8 +20,7 @@ from starlette.responses import Response
 from brokerguard.netinfo import shared_lookup
 from brokerguard.service import actions, queries
 from brokerguard.service.auth import require_role
-from brokerguard.service.errors import Conflict, InvalidInput
-from brokerguard.service.records import event_record
+from brokerguard.service.errors import InvalidInput
 from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.useragent import parse_user_agent
 from brokerguard.web._common import back, page_user, render, service
@@ -110,26 +109,6 @@ async def act(request: Request, account: str, user: Supervisor) -> Response:
         raise InvalidInput(f"unknown account action {action!r}", field="action")
     if action in NEEDS_TARGET and target is None:
         raise InvalidInput(f"{action} needs a target", field="target")
-    svc = service(request)
-    host = svc.host
-    if action in ("release_order", "cancel_order"):
-        pending = host.pending(target or "")
-        if pending is None or pending.account != account or pending.point != "order":
-            raise Conflict(
-                f"no held order {target!r} of account {account!r} waits for an answer",
-                field="target",
-            )
     actor = f"user:{user.username}"
-    row = await svc.recorder.run(
-        lambda conn: actions.record_account_action(conn, actor, account, action, target, note)
-    )
-    if action in ("release_order", "cancel_order"):
-        answer = host.answer_hold(target or "", action == "release_order", f"action-{row['id']}")
-        kept = event_record(answer) if answer is not None else None
-        if kept is not None:
-            svc.recorder.record(kept)
-    elif action == "lock":
-        host.locked[account] = actor
-    elif action == "unlock":
-        host.locked.pop(account, None)
+    await service(request).act_on_account(actor, account, action, target, note)
     return back(f"/console/accounts/{account}")

@@ -20,6 +20,7 @@ router = APIRouter(include_in_schema=False)
 Worker = Annotated[ConsoleUser, Depends(require_role("analyst"))]
 STATUSES = ("open", "acknowledged", "closed")
 SNOOZE = timedelta(hours=24)
+PAGE = 100  # alerts per page of the queue
 
 
 def _choice(value: str | None, allowed: tuple[str, ...] | list[str]) -> str | None:
@@ -42,16 +43,19 @@ async def alert_queue(request: Request) -> Response:
         "status": _choice(q.get("status"), STATUSES),
     }
     show_snoozed = q.get("snoozed") == "1"
-
-    def load() -> list[dict]:
-        with service(request).read() as conn:
-            return queries.list_alerts(conn, **filters, limit=300)
-
-    rows = await run_in_threadpool(load)
+    page = int(q["page"]) if q.get("page", "").isdigit() and int(q["page"]) > 0 else 1
     now = datetime.now(UTC)
-    snoozed = sum(1 for a in rows if a["snoozed_until"] and a["snoozed_until"] > now)
-    if not show_snoozed:
-        rows = [a for a in rows if not (a["snoozed_until"] and a["snoozed_until"] > now)]
+    shown = {**filters, "awake_at": None if show_snoozed else now}
+
+    def load() -> tuple[list[dict], int, int]:
+        with service(request).read() as conn:
+            rows = queries.list_alerts(conn, **shown, limit=PAGE, offset=(page - 1) * PAGE)
+            total = queries.count_alerts(conn, **shown)
+            snoozed = queries.count_alerts(conn, **filters, snoozed_at=now)
+        return rows, total, snoozed
+
+    rows, total, snoozed = await run_in_threadpool(load)
+    pages = max(1, -(-total // PAGE))
     return render(
         request,
         "alerts.html",
@@ -63,6 +67,10 @@ async def alert_queue(request: Request) -> Response:
         statuses=STATUSES,
         snoozed=snoozed,
         show_snoozed=show_snoozed,
+        page=page,
+        pages=pages,
+        total=total,
+        query={k: v for k, v in q.items() if k != "page"},
     )
 
 

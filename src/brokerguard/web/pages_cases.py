@@ -131,12 +131,10 @@ async def campaign_page(request: Request, campaign_id: str) -> Response:
 @router.post("/console/campaigns/{campaign_id}/status")
 async def campaign_status(request: Request, campaign_id: str, user: Supervisor) -> Response:
     status = str((await request.form()).get("status", ""))
-    if status not in ("active", "contained", "closed"):
+    if status not in ("active", "contained", "closed", "dismissed"):
         raise InvalidInput(f"unknown campaign status {status!r}", field="status")
     actor = f"user:{user.username}"
-    await service(request).recorder.run(
-        lambda conn: actions.update_campaign(conn, actor, campaign_id, status)
-    )
+    await service(request).update_campaign(actor, campaign_id, status)
     return back(f"/console/campaigns/{campaign_id}")
 
 
@@ -201,9 +199,7 @@ async def update_case(request: Request, case_id: int, user: Worker) -> Response:
             raise InvalidInput("a label has at most 100 characters", field="labels")
         changes["labels"] = labels
     actor = f"user:{user.username}"
-    await service(request).recorder.run(
-        lambda conn: actions.update_case(conn, actor, case_id, changes)
-    )
+    await service(request).update_case(actor, case_id, changes)
     return back(f"/console/cases/{case_id}")
 
 

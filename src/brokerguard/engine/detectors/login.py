@@ -378,6 +378,9 @@ class LoginRisk:
                     "failed_step_up", p.step_up_failure_llr * len(recent), {"count": len(recent)}
                 )
             )
+        canary = self._canary(keys, now)
+        if canary is not None:
+            signals.append(canary)
         if (
             acc.last_country
             and acc.last_country != f.net.country
@@ -396,6 +399,37 @@ class LoginRisk:
                 )
             )
         return signals
+
+    def _canary(self, keys: tuple[str, ...], now: float) -> Signal | None:
+        """A sign-in from where a clone of the login page was rendered in the last hours.
+
+        A phishing reverse proxy relays the broker's page, canary included, and the canary's
+        report arrives from the proxy's address; the victim's credentials then arrive from the
+        same address (or the same hosting network) moments later.
+        """
+        horizon = now - self.p.canary_hours * 3600
+        for key in keys[:2]:  # the address, and a hosting/anonymizer AS
+            ent = self.state.get("entity", key)
+            if ent is not None and ent.canary > horizon:
+                evidence = {"key": key, "origin": ent.canary_origin}
+                evidence["minutes"] = round((now - ent.canary) / 60)
+                return Signal("canary_proxy", self.p.canary_llr, evidence)
+        return None
+
+    def note_canary(self, ip: str, net: NetworkInfo, origin: str, now: float) -> None:
+        """Remember a canary hit on its address (and AS, when that is hosting or anonymizer).
+
+        One timestamp and origin per address record, swept with the other per-address records
+        once the window has passed: the state stays bounded by the addresses seen in a day.
+        """
+        keys = [f"ip:{ip}"]
+        if net.kind in ("hosting", "anonymizer"):
+            keys.append(f"asn:{net.asn}")
+        for key in keys:
+            ent = self._entity(key)
+            if now >= ent.canary:
+                ent.canary, ent.canary_origin = now, origin[:256]
+            self.state.put("entity", key, ent)
 
     def _recent_failures(self, acc: AccountState, now: float) -> int:
         horizon = now - self.p.failure_window_minutes * 60

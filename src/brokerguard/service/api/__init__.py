@@ -1,6 +1,15 @@
 """The API's routers: thin — parse, call the service or a library function, present."""
 
-from brokerguard.service.api import accounts, alerts, cases, console, decide, health, policy
+from brokerguard.service.api import (
+    accounts,
+    alerts,
+    cases,
+    console,
+    decide,
+    health,
+    policy,
+    reports,
+)
 
 ROUTERS = (
     health.router,
@@ -9,6 +18,7 @@ ROUTERS = (
     cases.router,
     accounts.router,
     policy.router,
+    reports.router,
     console.router,
 )
 

@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
-from brokerguard.service import actions, queries
+from brokerguard.service import queries
 from brokerguard.service.api._common import ERRORS, service
 from brokerguard.service.auth import CanAct, CanRead
-from brokerguard.service.errors import Conflict, InvalidInput
-from brokerguard.service.records import event_record
+from brokerguard.service.errors import InvalidInput
 from brokerguard.service.schemas import AccountActionIn, AccountActionOut, TimelineOut
 
 router = APIRouter(tags=["accounts"], responses=ERRORS)
@@ -59,40 +58,11 @@ async def act(
     body: AccountActionIn,
     principal: CanAct,
 ) -> dict[str, Any]:
-    """Act on an account. What the engine hears of it:
-
-    - ``release_order`` / ``cancel_order`` (target: the held order's event id): the out-of-band
-      confirmation the hold waited for, passed or failed; 409 if no such order is held.
-    - ``lock`` / ``unlock``: while locked, every decision on the account is ``lock``
-      (reason ``account_locked``) without asking the engine.
-    - ``force_reverify``, ``trust_device`` (target: the device cookie): recorded for the
-      broker's systems, which read them from ``GET .../actions``; the engine does not use them yet.
-    """
-    svc = service(request)
-    host = svc.host
+    """Act on an account; what the engine hears of each action is in
+    :meth:`~brokerguard.service.runtime.Service.act_on_account` (409 when a release or cancel
+    names no held order of the account)."""
     if body.action in ("release_order", "cancel_order", "trust_device") and not body.target:
         raise InvalidInput(f"{body.action} needs a target", field="target")
-    if body.action in ("release_order", "cancel_order"):
-        pending = host.pending(body.target or "")
-        if pending is None or pending.account != account or pending.point != "order":
-            raise Conflict(
-                f"no held order {body.target!r} of account {account!r} waits for an answer",
-                field="target",
-            )
-    row = await svc.recorder.run(
-        lambda conn: actions.record_account_action(
-            conn, principal.actor, account, body.action, body.target, body.note
-        )
+    return await service(request).act_on_account(
+        principal.actor, account, body.action, body.target, body.note
     )
-    if body.action in ("release_order", "cancel_order"):
-        answer = host.answer_hold(
-            body.target or "", body.action == "release_order", f"action-{row['id']}"
-        )
-        kept = event_record(answer) if answer is not None else None
-        if kept is not None:
-            svc.recorder.record(kept)
-    elif body.action == "lock":
-        host.locked[account] = principal.actor
-    elif body.action == "unlock":
-        host.locked.pop(account, None)
-    return row

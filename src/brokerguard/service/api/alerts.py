@@ -106,7 +106,6 @@ async def update_campaign(
     body: CampaignUpdate,
     principal: CanAct,
 ) -> dict[str, Any]:
-    """Mark a campaign contained or closed (the analyst's view; the engine keeps watching)."""
-    return await service(request).recorder.run(
-        lambda conn: actions.update_campaign(conn, principal.actor, campaign_id, body.status)
-    )
+    """Mark a campaign contained or closed (the analyst's view; the engine keeps watching), or
+    dismissed: not an attack, and the engine stops containing its symbols and infrastructure."""
+    return await service(request).update_campaign(principal.actor, campaign_id, body.status)

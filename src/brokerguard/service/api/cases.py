@@ -67,12 +67,12 @@ async def update_case(
 ) -> dict[str, Any]:
     """Change status, outcome (fraud / not_fraud), labels, assignee or title.
 
-    Closing a case needs an outcome (409 otherwise).
+    Closing a case needs an outcome (409 otherwise). A new outcome on a sign-in alert feeds the
+    engine: fraud marks the sign-in's infrastructure and makes the victim re-verify; not fraud
+    teaches the engine the sign-in as the customer's.
     """
     changes = body.model_dump(exclude_unset=True)
-    return await service(request).recorder.run(
-        lambda conn: actions.update_case(conn, principal.actor, case_id, changes)
-    )
+    return await service(request).update_case(principal.actor, case_id, changes)
 
 
 @router.post("/v1/cases/{case_id}/notes", response_model=NoteOut, status_code=201)

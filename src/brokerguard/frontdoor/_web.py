@@ -1,0 +1,151 @@
+"""What the site's pages share: templates, language, the signed-in session, CSRF, the client.
+
+Every change is a POST: forms carry the session's CSRF token; the WebAuthn calls are JSON
+``fetch`` requests with the token in ``X-CSRF-Token`` (a cross-site form cannot send JSON, and a
+cross-site script cannot read the token). Pages without a session redirect to the log-in page.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from brokerguard.frontdoor.sessions import SiteSession
+from brokerguard.frontdoor.site import Site
+from brokerguard.frontdoor.texts import translator
+from brokerguard.notify.outbox import JST
+from brokerguard.web.i18n import LANG_COOKIE, LANGS, language
+
+__all__ = [
+    "DEVICE_COOKIE",
+    "SESSION_COOKIE",
+    "Denied",
+    "NeedLogin",
+    "check_csrf",
+    "client",
+    "device_cookie",
+    "redirect",
+    "render",
+    "session_of",
+    "site",
+]
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "bgs_session"
+DEVICE_COOKIE = "bgs_device"
+PENDING_COOKIE = "bgs_pending"
+TEMPLATES = Jinja2Templates(
+    env=Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
+)
+
+
+class NeedLogin(Exception):
+    """A page that needs a session was opened without one."""
+
+
+class Denied(Exception):
+    """A change without its CSRF token, or on someone else's record."""
+
+
+def site(request: Request) -> Site:
+    return request.app.state.site  # type: ignore[no-any-return]
+
+
+def client(request: Request) -> tuple[str, str]:
+    """The address and user agent the request came from (the guard's evidence)."""
+    ip = request.client.host if request.client is not None else "0.0.0.0"
+    return ip, request.headers.get("user-agent", "")[:1024]
+
+
+def device_cookie(request: Request) -> str | None:
+    return request.cookies.get(DEVICE_COOKIE)
+
+
+def session_of(request: Request, *, required: bool = True) -> SiteSession | None:
+    session = site(request).sessions.get(request.cookies.get(SESSION_COOKIE))
+    if session is None and required:
+        raise NeedLogin
+    return session
+
+
+async def check_csrf(request: Request, session: SiteSession) -> None:
+    given = request.headers.get("x-csrf-token")
+    if given is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        given = str((await request.form()).get("csrf_token", ""))
+    if not given or not hmac.compare_digest(given, session.csrf):
+        raise Denied("missing or wrong CSRF token")
+
+
+def when(ts: datetime) -> str:
+    return ts.astimezone(JST).strftime("%Y-%m-%d %H:%M")
+
+
+def render(
+    request: Request,
+    name: str,
+    session: SiteSession | None = None,
+    status: int = 200,
+    **context: Any,
+) -> Response:
+    lang = language(request)
+    s = site(request)
+    response = TEMPLATES.TemplateResponse(
+        request,
+        name,
+        {
+            "t": translator(lang),
+            "lang": lang,
+            "other_lang": "en" if lang == "ja" else "ja",
+            "session": session,
+            "csrf": session.csrf if session is not None else "",
+            "broker": s.config.broker,
+            "when": when,
+            **context,
+        },
+        status_code=status,
+    )
+    if request.query_params.get("lang") in LANGS:
+        response.set_cookie(LANG_COOKIE, lang, samesite="lax", path="/", httponly=True)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "same-origin"
+    # Everything is the site's own; no page may be framed (a framed log-in page is a
+    # clickjacking or phishing aid). The canary may still report to the broker's origin.
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        f"font-src 'self'; connect-src 'self' {s.config.origin}; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'self'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+def redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(quote(path, safe="/?=&#%"), status_code=303)
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    secure = site(request).config.secure_cookies
+    response.set_cookie(
+        SESSION_COOKIE, token, httponly=True, samesite="lax", secure=secure, path="/"
+    )
+    if not request.cookies.get(DEVICE_COOKIE):
+        response.set_cookie(
+            DEVICE_COOKIE,
+            secrets.token_urlsafe(18),
+            httponly=True,
+            samesite="lax",
+            secure=secure,
+            path="/",
+            max_age=400 * 86400,
+        )

@@ -1,0 +1,81 @@
+"""The reference site as an ASGI app: ``create_site(config, guard, channels)``.
+
+Pages are server-rendered (Jinja2) in Japanese and English; the one stylesheet and the two
+small scripts (WebAuthn glue, the canary) are served by the app from the installed package —
+no CDN, no web font, nothing from the internet. At start-up the site tells the guard its
+instruments' reference data, as a broker's market-data feed would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+
+from brokerguard.frontdoor import canary, pages_access, pages_account, pages_security
+from brokerguard.frontdoor._web import Denied, NeedLogin, redirect, render
+from brokerguard.frontdoor.book import instrument_events
+from brokerguard.frontdoor.guardclient import GuardClient, GuardError
+from brokerguard.frontdoor.site import Site, SiteConfig
+from brokerguard.notify.outbox import Channel
+from brokerguard.web.fonts import router as fonts_router
+
+__all__ = ["create_site"]
+
+
+def create_site(
+    config: SiteConfig, guard: GuardClient, channels: dict[str, Channel] | None = None
+) -> FastAPI:
+    """The site; ``channels`` are the notifier's (``email``: SMTP, ``sms``: a webhook)."""
+    site = Site(config, guard, dict(channels or {}))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        site.start()
+        # The guard may come up later; trading signals then lack reference data.
+        with contextlib.suppress(GuardError):
+            await run_in_threadpool(guard.send, instrument_events())
+        try:
+            yield
+        finally:
+            await run_in_threadpool(site.close)
+
+    app = FastAPI(
+        title="BrokerGuard reference site",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.site = site
+    for router in (
+        pages_access.router,
+        pages_account.router,
+        pages_security.router,
+        canary.router,
+        fonts_router,
+    ):
+        app.include_router(router)
+    app.mount(
+        "/static", StaticFiles(directory=Path(__file__).parent / "static"), name="site-static"
+    )
+
+    async def need_login(_request: Request, _exc: Exception) -> Response:
+        return redirect("/login")
+
+    async def denied(request: Request, _exc: Exception) -> Response:
+        return render(request, "message.html", None, 403, key="error", back="/")
+
+    async def guard_down(request: Request, _exc: Exception) -> Response:
+        return render(request, "message.html", None, 503, key="guard_down", back="/")
+
+    app.add_exception_handler(NeedLogin, need_login)
+    app.add_exception_handler(Denied, denied)
+    app.add_exception_handler(GuardError, guard_down)
+    return app

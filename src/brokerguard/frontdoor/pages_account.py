@@ -1,0 +1,214 @@
+"""Inside the account: the portfolio, the order form, and the step-up page.
+
+The step-up page offers exactly the factors the guard's decision named and the customer has
+(:meth:`~brokerguard.auth.StepUp.start` filters them), runs the passkey ceremony in the browser
+or takes the code sent to the registered address, and reports the outcome to the guard as a
+``ChallengeResult``. Only a passed step-up resumes the operation; "this was not me" on a held
+order fails it. A sign-in's step-up is tied to the browser that started it by a cookie holding
+the step-up's random id; every other step-up to the session of the same account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from brokerguard.auth import AuthError, Challenge, RateLimited
+from brokerguard.frontdoor import flows
+from brokerguard.frontdoor._web import (
+    PENDING_COOKIE,
+    Denied,
+    check_csrf,
+    client,
+    redirect,
+    render,
+    session_of,
+    site,
+)
+from brokerguard.frontdoor.book import INSTRUMENTS
+from brokerguard.frontdoor.pages_access import _go, _json
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/portfolio")
+async def portfolio(request: Request) -> Response:
+    session = session_of(request)
+    s = site(request)
+    customer = s.book.customer(session.account)
+    return render(
+        request,
+        "portfolio.html",
+        session,
+        customer=customer,
+        instruments=INSTRUMENTS,
+        orders=s.book.orders(session.account),
+        done=request.query_params.get("done"),
+    )
+
+
+@router.get("/order")
+async def order_form(request: Request) -> Response:
+    session = session_of(request)
+    return render(request, "order.html", session, instruments=INSTRUMENTS)
+
+
+@router.post("/order")
+async def order(request: Request) -> Response:
+    session = session_of(request)
+    await check_csrf(request, session)
+    form = await request.form()
+    symbol = str(form.get("symbol", ""))
+    side = str(form.get("side", ""))
+    try:
+        quantity = int(str(form.get("quantity", "")))
+        price_text = str(form.get("limit_price", "")).strip()
+        limit_price = float(price_text) if price_text else None
+    except ValueError:
+        return redirect("/order?invalid=1")
+    if (
+        symbol not in INSTRUMENTS
+        or side not in ("buy", "sell")
+        or not 0 < quantity <= 1_000_000
+        or (limit_price is not None and not 0 < limit_price < 1e8)
+    ):
+        return redirect("/order?invalid=1")
+    ip, ua = client(request)
+    step = await run_in_threadpool(
+        flows.order, site(request), session, symbol, side, quantity, limit_price, ip, ua
+    )
+    return _go(request, step)
+
+
+# --- step-up ---------------------------------------------------------------------------------
+def _challenge(request: Request, challenge_id: str) -> Challenge | None:
+    """The step-up if this browser may answer it (its sign-in, or its session's account)."""
+    try:
+        challenge = site(request).stepup.get(challenge_id)
+    except AuthError:
+        return None
+    session = session_of(request, required=False)
+    if session is not None and session.account == challenge.account:
+        return challenge
+    if request.cookies.get(PENDING_COOKIE) == challenge_id and challenge.operation == "login":
+        return challenge
+    return None
+
+
+async def _guard_change(request: Request) -> None:
+    session = session_of(request, required=False)
+    if session is not None:
+        await check_csrf(request, session)
+    elif not request.headers.get("content-type", "").startswith("application/json"):
+        # A sign-in's step-up has no session yet: the JSON body proves it is no cross-site form,
+        # and forms carry the step-up's own id in a hidden field compared with the cookie.
+        form = await request.form()
+        if form.get("stepup") != request.cookies.get(PENDING_COOKIE):
+            raise Denied("step-up form without its id")
+
+
+@router.get("/stepup/{challenge_id}")
+async def stepup_page(request: Request, challenge_id: str) -> Response:
+    challenge = _challenge(request, challenge_id)
+    if challenge is None or challenge.status != "open":
+        return render(request, "message.html", None, 410, key="stepup_gone", back="/login")
+    left = request.query_params.get("left")
+    waiting = site(request).waiting.get(challenge_id)
+    return render(
+        request,
+        "stepup.html",
+        session_of(request, required=False),
+        challenge=challenge,
+        left=left,
+        reasons=waiting.reasons if waiting is not None else (),
+        sent=challenge.sent,
+        pending=challenge_id,
+    )
+
+
+@router.post("/stepup/{challenge_id}/options")
+async def stepup_options(request: Request, challenge_id: str) -> Response:
+    challenge = _challenge(request, challenge_id)
+    if challenge is None:
+        return JSONResponse({"error": "not_found"}, status_code=404)
+    await _guard_change(request)
+    await _json(request)
+    try:
+        prompt = await run_in_threadpool(site(request).stepup.select, challenge_id, "passkey")
+    except AuthError as exc:
+        return JSONResponse({"error": exc.code}, status_code=409)
+    return Response(prompt.passkey_options or "{}", media_type="application/json")
+
+
+@router.post("/stepup/{challenge_id}/send")
+async def stepup_send(request: Request, challenge_id: str) -> Response:
+    challenge = _challenge(request, challenge_id)
+    if challenge is None:
+        return redirect(f"/stepup/{challenge_id}")
+    await _guard_change(request)
+    form = await request.form()
+    factor = str(form.get("factor", "oob"))
+    try:
+        await run_in_threadpool(site(request).stepup.select, challenge_id, factor)  # type: ignore[arg-type]
+    except RateLimited:
+        pass  # the page still shows where the last code went
+    except AuthError:
+        return redirect(f"/stepup/{challenge_id}")
+    return redirect(f"/stepup/{challenge_id}")
+
+
+@router.post("/stepup/{challenge_id}/answer")
+async def stepup_answer(request: Request, challenge_id: str) -> Response:
+    challenge = _challenge(request, challenge_id)
+    is_json = request.headers.get("content-type", "").startswith("application/json")
+    if challenge is None:
+        gone = "/stepup/" + challenge_id
+        return JSONResponse({"redirect": gone}) if is_json else redirect(gone)
+    await _guard_change(request)
+    if is_json:
+        body = await _json(request)
+        factor, response = "passkey", json.dumps(body.get("response") or {})
+    else:
+        form = await request.form()
+        factor = str(form.get("factor", "oob"))
+        response = str(form.get("code", ""))
+    try:
+        outcome = await run_in_threadpool(
+            site(request).stepup.answer,
+            challenge_id,
+            factor,  # type: ignore[arg-type]
+            response,
+        )
+    except AuthError:
+        step = flows.Next(f"/stepup/{challenge_id}")
+        return _go(request, step, json_answer=is_json)
+    if outcome.status == "passed":
+        step = outcome.result if isinstance(outcome.result, flows.Next) else flows.Next("/")
+    elif outcome.status == "retry":
+        step = flows.Next(f"/stepup/{challenge_id}?left={outcome.attempts_left}")
+    else:
+        step = flows.Next("/stepup-failed")
+    return _go(request, step, json_answer=is_json)
+
+
+@router.post("/stepup/{challenge_id}/reject")
+async def stepup_reject(request: Request, challenge_id: str) -> Response:
+    challenge = _challenge(request, challenge_id)
+    if challenge is None:
+        return redirect(f"/stepup/{challenge_id}")
+    await _guard_change(request)
+    with contextlib.suppress(AuthError):
+        await run_in_threadpool(site(request).stepup.reject, challenge_id)
+    if session_of(request, required=False) is not None:
+        return redirect("/portfolio?done=rejected")
+    return redirect("/login")
+
+
+@router.get("/stepup-failed")
+async def stepup_failed(request: Request) -> Response:
+    back = "/portfolio" if session_of(request, required=False) else "/login"
+    return render(request, "message.html", None, key="stepup_failed", back=back)

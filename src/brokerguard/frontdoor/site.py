@@ -1,0 +1,259 @@
+"""The reference site's parts wired together: one :class:`Site` per app, built from a config.
+
+Everything a page needs hangs off the ``Site``: the authentication services of
+:mod:`brokerguard.auth` (passkeys, passwords with lockout, one-time codes, step-up), the
+notifier behind the customer's notification settings, the site's books and sessions, and the
+:class:`~.guardclient.GuardClient` to the BrokerGuard service. Locks go both ways: whatever
+locks the account here (failures, the freeze button, a ``lock`` answer) also locks it at the
+guard, so the broker's other systems (an app, a phone desk) get ``lock`` too; completing an
+unlock request lifts both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from brokerguard.auth import (
+    Lockout,
+    OneTimeCodes,
+    PasskeyConfig,
+    Passkeys,
+    Passwords,
+    RateLimiter,
+    SqliteStore,
+    StepUp,
+)
+from brokerguard.auth.passwords import LockReason
+from brokerguard.auth.stepup import Challenge
+from brokerguard.events import (
+    AccountSnapshot,
+    ChallengeResult,
+    Event,
+    HoldingsSnapshot,
+    Position,
+    SessionActivity,
+)
+from brokerguard.frontdoor.book import Book, Customer
+from brokerguard.frontdoor.guardclient import GuardClient, GuardError
+from brokerguard.frontdoor.prefs import Preferences, PreferredNotifier
+from brokerguard.frontdoor.sessions import Sessions, SiteSession
+from brokerguard.guard import Reason
+from brokerguard.notify import Contact, Notifier
+from brokerguard.notify.outbox import Channel
+
+__all__ = ["BookContacts", "Site", "SiteConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteConfig:
+    """``origin`` is the site's own origin: passkeys are bound to it, the canary compares to it."""
+
+    origin: str
+    rp_id: str
+    store_path: str | Path
+    broker: str = "Demo Securities"
+    support: str = "0120-000-000"
+    max_failures: int = 5
+    code_key: bytes | None = None
+    secure_cookies: bool = False
+    extra_origins: tuple[str, ...] = field(default=())
+
+
+@dataclass
+class Waiting:
+    reasons: tuple[Reason, ...]
+    undo: Callable[[], None] | None = None
+
+
+class BookContacts:
+    """The notifier's contacts, read from the site's customer records."""
+
+    def __init__(self, book: Book) -> None:
+        self.book = book
+
+    def get(self, account: str) -> Contact | None:
+        customer = self.book.customer(account)
+        if customer is None:
+            return None
+        lang = "en" if customer.lang == "en" else "ja"
+        return Contact(email=customer.email, phone=customer.phone, lang=lang)
+
+
+class Site:
+    def __init__(
+        self, config: SiteConfig, guard: GuardClient, channels: dict[str, Channel]
+    ) -> None:
+        self.config = config
+        self.guard = guard
+        self.store = SqliteStore(config.store_path)
+        self.book = Book(self.store)
+        self.sessions = Sessions(self.store)
+        self.prefs = Preferences(self.store)
+        self.contacts = BookContacts(self.book)
+        self.limiter = RateLimiter(self.store)  # canary reports per address, unlock requests
+        self.canary_reports = 0
+        self.outbox = Notifier(
+            self.contacts,
+            channels,
+            broker=config.broker,
+            support={"ja": config.support, "en": config.support},
+        )
+        self.notifier = PreferredNotifier(self.outbox, self.prefs)
+        origins = (config.origin, *config.extra_origins)
+        self.passkeys = Passkeys(
+            PasskeyConfig(rp_id=config.rp_id, rp_name=config.broker, origins=origins),
+            self.store,
+            notifier=self.notifier,
+        )
+        self.lockout = Lockout(self.store, max_failures=config.max_failures, notifier=self.notifier)
+        self.passwords = Passwords(self.store, self.lockout)
+        self.codes = OneTimeCodes(self.store, self.notifier, self.contacts, key=config.code_key)
+        self.stepup = StepUp(
+            observe=self.tell, passkeys=self.passkeys, codes=self.codes, passwords=None
+        )
+        self.waiting: dict[str, Waiting] = {}  # open step-up id -> reasons, undo
+
+    # --- the guard ---------------------------------------------------------------------------
+    def tell(self, event: Event) -> None:
+        """Send an event that needs no answer (a step-up outcome, set-up, holdings).
+
+        A step-up's outcome also closes what the site kept for it, and undoes what waited on a
+        step-up that did not pass (an order becomes refused). The report to the guard is best
+        effort: a customer who passed must not lose the operation because the guard is away.
+        """
+        if isinstance(event, ChallengeResult) and event.id.startswith("stepup-"):
+            waiting = self.waiting.pop(event.id.removeprefix("stepup-"), None)
+            if waiting is not None and event.outcome != "passed" and waiting.undo is not None:
+                waiting.undo()
+        with contextlib.suppress(GuardError):
+            self.guard.send([event])
+
+    def wait_for(self, challenge: Challenge, reasons: tuple[Reason, ...], undo=None) -> None:
+        """Keep the guard's reasons for the step-up page, and what to undo if it fails."""
+        self.stepup.expire()  # abandoned step-ups are told to the guard and forgotten
+        self.waiting[challenge.id] = Waiting(reasons=reasons, undo=undo)
+
+    def snapshot(self, account: str) -> None:
+        """Tell the guard the account's set-up and holdings (before a sign-in is decided)."""
+        customer = self.book.customer(account)
+        if customer is None:
+            return
+        now = datetime.now(UTC)
+        self.guard.send(
+            [
+                AccountSnapshot(
+                    id=f"acct-{account}-{now.timestamp():.6f}",
+                    ts=now,
+                    account=account,
+                    opened=customer.opened,
+                    passkey_enrolled=self.passkeys.has_passkey(account),
+                    password_login=True,
+                    otp_channel="email",
+                ),
+                HoldingsSnapshot(
+                    id=f"hold-{account}-{now.timestamp():.6f}",
+                    ts=now,
+                    account=account,
+                    cash_jpy=max(customer.cash, 0.0),
+                    positions=[
+                        Position(symbol=s, market="TSE", quantity=q)
+                        for s, q in customer.positions.items()
+                        if q > 0
+                    ],
+                ),
+            ]
+        )
+
+    def lock(self, account: str, *, reason: LockReason, by: str) -> None:
+        """Lock here and at the guard; every session of the account ends."""
+        self.lockout.lock(account, reason=reason, by=by)
+        self.sessions.close_all(account)
+        # The site's own lock holds even when the guard cannot be reached.
+        with contextlib.suppress(GuardError):
+            self.guard.freeze(account, f"{reason}: locked by {by} at the front door")
+
+    def end_session(self, session: SiteSession, ip: str, user_agent: str) -> None:
+        """Sign a session out here and tell the guard, which then forgets the session."""
+        self.sessions.close(session.account, session.id)
+        now = datetime.now(UTC)
+        self.tell(
+            SessionActivity(
+                id=f"logout-{session.id}-{now.timestamp():.6f}",
+                ts=now,
+                account=session.account,
+                session=session.guard_session,
+                ip=ip,
+                user_agent=user_agent,
+                action="logout",
+            )
+        )
+
+    def lifted_by_analyst(self, account: str) -> bool:
+        """Complete the site's unlock when an analyst lifted the guard's lock after the site's.
+
+        The analyst path of the unlock flow: the security team checks the customer's identity
+        (a call back to the registered phone, documents) and unlocks the account in the console
+        or through the API, writing in the note how the identity was checked. The site reads
+        the guard's account actions and completes its own unlock request with that analyst and
+        that note; an unlock without a note completes nothing (the page keeps saying "contact
+        support"), nor does the site's own unlock or one older than the lock.
+        """
+        state = self.lockout.state(account)
+        if not state.locked:
+            return False
+        try:
+            actions = self.guard.actions(account)
+        except GuardError:
+            return False
+        latest = next((a for a in actions if a["action"] in ("lock", "unlock")), None)
+        if latest is None or latest["action"] != "unlock" or latest["actor"] == self.guard.actor:
+            return False
+        note = str(latest.get("note") or "").strip()
+        when = datetime.fromisoformat(str(latest["created_at"]))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if not note or (state.locked_at is not None and when < state.locked_at):
+            return False
+        request = self.lockout.request_unlock(account, requested_by=f"analyst:{latest['actor']}")
+        self.lockout.complete_by_analyst(
+            account, request.id, analyst=str(latest["actor"]), method=note
+        )
+        return True
+
+    def add_customer(
+        self,
+        account: str,
+        password: str,
+        *,
+        name: str,
+        email: str,
+        lang: str = "ja",
+        cash: float = 3_000_000.0,
+        positions: dict[str, int] | None = None,
+    ) -> Customer:
+        """Open a demo customer with a password (the demo's seed, and the tests')."""
+        customer = self.book.add(
+            Customer(
+                account=account,
+                name=name,
+                email=email,
+                lang=lang,
+                opened=datetime.now(UTC),
+                cash=cash,
+                positions=dict(positions or {}),
+            )
+        )
+        self.passwords.set(account, password)
+        return customer
+
+    def start(self) -> None:
+        self.outbox.start()
+
+    def close(self) -> None:
+        self.outbox.close(timeout=10)
+        self.guard.close()
+        self.store.close()
