@@ -37,6 +37,7 @@ from brokerguard.phishing import (
     parse_url,
     score_url,
 )
+from brokerguard.phishing._model import Model
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -131,12 +132,13 @@ def hard_negatives() -> list[str]:
 
 
 class Ours:
-    """The shipped scorer: rules alone (default) or, with ``model=True``, rules + learned model."""
+    """The shipped scorer: the rules alone, or with ``model=True`` rules + learned model (what
+    ``brokerguard phish score`` uses unless ``--no-model``)."""
 
-    def __init__(self, model: bool = False) -> None:
+    def __init__(self, model: bool | Model = False) -> None:
         self.errors = 0
         self.model = model
-        self.name = "rules+model" if model else "brokerguard"
+        self.name = "rules+model" if model else "rules"
 
     def __call__(self, url: str) -> tuple[bool, str | None]:
         try:
@@ -265,6 +267,10 @@ def lookalike_coverage(phish: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
+def _model(path: Path) -> Model:
+    return Model.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -272,6 +278,12 @@ def main() -> None:
     parser.add_argument("--benign-split", choices=("test", "tune", "all"), default="test")
     parser.add_argument("--show-misses", type=int, default=0, metavar="N")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--model-file",
+        type=Path,
+        default=None,
+        help="score 'rules+model' with this model.json (e.g. train_phishing.py --val-out)",
+    )
     args = parser.parse_args()
     months = month_range(args.months)
     touches_test = any(m > TRAIN_LAST for m in months) or args.benign_split != "tune"
@@ -289,7 +301,7 @@ def main() -> None:
 
     detectors = [
         Ours(),
-        Ours(model=True),
+        Ours(model=_model(args.model_file) if args.model_file else True),
         DnstwistBaseline(),
         SubstringBaseline(),
         EditDistanceBaseline(),
@@ -359,7 +371,8 @@ def main() -> None:
     print(f"\n{time.perf_counter() - started:.1f} s")
 
     if args.show_misses:
-        ours_res = results["brokerguard"]
+        ours_res = results["rules+model"]
+        ours_model = detectors[1].model
         misses = [
             (u, lab) for (u, lab), (hit, _) in zip(phish, ours_res["phish"], strict=True) if not hit
         ]
@@ -371,7 +384,7 @@ def main() -> None:
         for src, items in benign.items():
             for x, (hit, brand) in zip(items, ours_res["benign"][src], strict=True):
                 if hit and shown < args.show_misses:
-                    f = score_url(x)
+                    f = score_url(x, model=ours_model)
                     print(src, x, brand, [(r.code, r.detail) for r in f.reasons])
                     shown += 1
         for x, (hit, _) in zip(hard, ours_res["hard"], strict=True):

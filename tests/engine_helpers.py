@@ -153,6 +153,7 @@ class Rig:
         session: str | None = None,
         factors: tuple[str, ...] = ("password",),
         success: bool = True,
+        referrer: str | None = None,
     ) -> tuple[str, Decision]:
         """A sign-in; returns (event id, decision). The session id is the event id."""
         eid = self.new_id("login")
@@ -166,6 +167,7 @@ class Rig:
             device=cookie,
             factors=list(factors),  # type: ignore[arg-type]
             success=success,
+            referrer=referrer,
         )
         return eid, self.engine.decide(e)
 

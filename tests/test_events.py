@@ -103,3 +103,34 @@ def test_market_order_must_not_carry_a_limit_price() -> None:
             price_type="market",
             limit_price=100.0,
         )
+
+
+def with_referrer(value: str) -> str:
+    return LOGIN.replace('"success":true', f'"success":true,"referrer":{value}')
+
+
+def test_login_referrer_is_optional_and_kept() -> None:
+    assert decode_line(LOGIN).referrer is None
+    event = decode_line(with_referrer('"https://sbi-login.example.top/ETGate/?a=1"'))
+    assert event.referrer == "https://sbi-login.example.top/ETGate/?a=1"
+    assert decode_line(encode_line(event)) == event
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ('"ftp://files.example.com/"', "http:// or https://"),
+        ('"sbi-login.example.top/ETGate/"', "http:// or https://"),
+        ('"https://a.example/x y"', "spaces or control characters"),
+        ('"https://a.example/\\u0000"', "spaces or control characters"),
+        ('""', "length >= 1"),
+        ('"https://a.example/' + "x" * 2100 + '"', "length <= 2048"),
+        ("42", "Expected `str | null`"),
+    ],
+    ids=["other-scheme", "no-scheme", "space", "control", "empty", "too-long", "not-a-string"],
+)
+def test_bad_referrer_names_the_field(value: str, words: str) -> None:
+    with pytest.raises(EventError) as info:
+        decode_line(with_referrer(value), line=3)
+    assert info.value.field == "referrer"
+    assert words in str(info.value)

@@ -131,3 +131,38 @@ def test_cli_json_shape_unchanged(tmp_path: Path) -> None:
             assert {"code", "weight", "detail", "en", "ja"} <= set(r)
     assert rows[-1]["error"] and rows[-1]["verdict"] == "benign"
     assert [r["url"] for r in rows[:-1]] == INVENTED
+
+
+def _learned_in_cli(*flags: str) -> bool:
+    result = CliRunner().invoke(app, ["phish", "score", INVENTED[1], "--json", *flags])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout.splitlines()[0])
+    return any(r["code"] == "learned_pattern" for r in row["reasons"])
+
+
+def test_cli_model_switch() -> None:
+    from brokerguard.phishing.cli import MODEL_BY_DEFAULT
+
+    assert _learned_in_cli("--model") is True
+    assert _learned_in_cli("--no-model") is False
+    assert _learned_in_cli() is MODEL_BY_DEFAULT
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://en.wikipedia.org/wiki/Nomura_Holdings",
+        "https://www.nikkei.com/article/DGXZQOUB123/",
+        "https://www.amazon.co.jp/dp/B0ABCDEF12",
+        "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+        "https://qiita.com/someone/items/abc123def456",
+        "https://www.bloomberg.co.jp/news/articles/2025-01-01/SBI-securities",
+        "https://kabutan.jp/stock/?code=8604",
+        "https://www.reuters.com/markets/asia/japan-brokers-2025-04-03/",
+    ],
+)
+def test_model_leaves_ordinary_modern_pages_alone(url: str) -> None:
+    """Pages with IDs and slugs in the path: the 2015-era benign sets never showed the model
+    these, and an earlier model called them phishing."""
+    f = score_url(url, model=True)
+    assert not f.is_phishing, f.reasons

@@ -211,3 +211,19 @@ def test_kit_structure_reasons(url: str, code: str) -> None:
 
 def test_locale_subdomain_is_not_a_japan_affix() -> None:
     assert "japan_affix" not in codes("https://jp.example.com/")
+
+
+@pytest.mark.parametrize(
+    ("url", "flagged"),
+    [
+        ("https://garden-club-example.com/sbisec.html", True),
+        ("https://garden-club-example.com/sbisec.php/", True),
+        ("https://garden-club-example.com/sbisec.pdf", False),
+        ("https://garden-club-example.com/news/sbisec.html", False),
+    ],
+)
+def test_a_page_named_after_the_firm_on_another_site(url: str, flagged: bool) -> None:
+    """Kits dropped on compromised sites name their page after the firm's domain label."""
+    f = score_url(url)
+    assert f.is_phishing is flagged, f.reasons
+    assert f.brand == "sbi"

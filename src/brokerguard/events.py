@@ -59,6 +59,7 @@ Price = Annotated[float, Meta(gt=0)]
 Money = Annotated[float, Meta(ge=0)]
 Quantity = Annotated[int, Meta(gt=0)]
 Volume = Annotated[int, Meta(ge=0)]
+Referrer = Annotated[str, Meta(min_length=1, max_length=2048)]
 
 Factor = Literal["password", "passkey", "sms", "email", "totp", "oob"]
 """Authentication factors. ``oob`` is an out-of-band confirmation to the registered contact."""
@@ -112,12 +113,24 @@ def _check_origin(origin: str) -> None:
         raise ValueError(f"`origin` is not an http(s) origin (scheme://host[:port]): {origin!r}")
 
 
+def _check_referrer(referrer: str) -> None:
+    # A Referer header is an absolute http(s) URL (RFC 9110 10.1.3) of printable characters;
+    # anything else is a logging fault that should be seen, not guessed at.
+    if not referrer.lower().startswith(("http://", "https://")):
+        raise ValueError(f"`referrer` must be an http:// or https:// URL: {referrer[:80]!r}")
+    if any(c.isspace() or not c.isprintable() for c in referrer):
+        raise ValueError(
+            f"`referrer` must not contain spaces or control characters: {referrer[:80]!r}"
+        )
+
+
 class LoginAttempt(_AccountEvent, frozen=True, kw_only=True, tag="login"):
     """A sign-in: the first factors presented and whether they were valid.
 
     ``success`` is the credential check of the broker's own login system; the guard's decision
     (which may still challenge or deny) comes on top of it. ``device`` is the device cookie, or
-    ``None`` when the browser sent none.
+    ``None`` when the browser sent none. ``referrer`` is the HTTP Referer the login system
+    logged (``None`` when there was none): a sign-in that arrives from a phishing page names it.
     """
 
     session: Id
@@ -126,11 +139,14 @@ class LoginAttempt(_AccountEvent, frozen=True, kw_only=True, tag="login"):
     device: Id | None = None
     factors: list[Factor]
     success: bool
+    referrer: Referrer | None = None
 
     def __post_init__(self) -> None:
         _check_ip(self.ip)
         if not self.factors:
             raise ValueError("`factors` must name at least one factor")
+        if self.referrer is not None:
+            _check_referrer(self.referrer)
 
 
 class ChallengeResult(_AccountEvent, frozen=True, kw_only=True, tag="challenge"):

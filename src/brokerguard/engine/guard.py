@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brokerguard.engine.detectors.account import AccountChanges
 from brokerguard.engine.detectors.campaign import CampaignWatch
 from brokerguard.engine.detectors.login import (
     LoginFeatures,
     LoginRisk,
+    ReferrerCheck,
     cookie_key,
     device_keys,
     login_features,
@@ -26,7 +27,7 @@ from brokerguard.engine.detectors.login import (
 from brokerguard.engine.detectors.session import SessionWatch
 from brokerguard.engine.detectors.trading import TradingWatch, holdings_value
 from brokerguard.engine.feedback import AnalystFeedback
-from brokerguard.engine.policy import Decider, Policy, load_policy
+from brokerguard.engine.policy import Decider, Policy, load_policy, load_policy_blocklist
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import (
     AccountState,
@@ -55,6 +56,9 @@ from brokerguard.events import (
 from brokerguard.guard import Decision, Reason
 from brokerguard.netinfo import NetworkInfo, shared_lookup
 
+if TYPE_CHECKING:
+    from brokerguard.phishing import Blocklist
+
 __all__ = ["BrokerGuard"]
 
 STRONG_FACTORS = ("passkey", "oob")
@@ -79,6 +83,7 @@ class BrokerGuard:
         state: State | None = None,
         lookup: Callable[[str], NetworkInfo] | None = None,
         name: str = "brokerguard",
+        blocklist: Blocklist | None = None,
     ) -> None:
         self.name = name
         self.policy = policy if policy is not None else load_policy()
@@ -86,6 +91,9 @@ class BrokerGuard:
         self.lookup = lookup if lookup is not None else shared_lookup()
         params = self.policy.detectors
         self.login = LoginRisk(self.state, params.login)
+        if blocklist is None:
+            blocklist = load_policy_blocklist(self.policy)
+        self.referrers = ReferrerCheck(params.login, blocklist)
         self.sessions = SessionWatch(params.session)
         self.changes = AccountChanges(params.account)
         self.trading = TradingWatch(params.trading)
@@ -177,6 +185,10 @@ class BrokerGuard:
         self.login.learn(acc, f, login.ts.timestamp())
         self.state.put("account", login.account, acc)
 
+    def set_blocklist(self, blocklist: Blocklist | None) -> None:
+        """Load a new phishing block-list into the running guard (e.g. after each export)."""
+        self.referrers.set_blocklist(blocklist)
+
     # --- records -----------------------------------------------------------------------------
     def _account(self, account: str) -> AccountState:
         acc = self.state.get("account", account)
@@ -262,6 +274,10 @@ class BrokerGuard:
             return Decision(action="deny", score=0.0, reasons=(BAD_CREDENTIALS,))
         f = self._features(e.ip, e.user_agent, e.device, e.ts)
         signals, total, campaign = self._judge_origin(e.account, acc, f, now)
+        referred = self.referrers.signal(e.referrer)
+        if referred is not None:
+            signals.append(referred)
+            total += referred.llr
         if "passkey" in e.factors:
             # Origin-bound and unrelayable: the person holds the enrolled authenticator.
             decision = Decision(action="allow", score=0.0)

@@ -16,7 +16,7 @@ import math
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -25,7 +25,18 @@ from brokerguard.engine.signals import SIGNAL_CODES, Signal
 from brokerguard.events import Factor, field_of_error
 from brokerguard.guard import Action, Decision, Reason
 
-__all__ = ["Policy", "PolicyError", "PointPolicy", "Rule", "default_policy_path", "load_policy"]
+if TYPE_CHECKING:
+    from brokerguard.phishing import Blocklist
+
+__all__ = [
+    "Policy",
+    "PolicyError",
+    "PointPolicy",
+    "Rule",
+    "default_policy_path",
+    "load_policy",
+    "load_policy_blocklist",
+]
 
 Point = Literal["login", "order", "withdrawal", "settings"]
 Positive = Annotated[float, Meta(gt=0)]
@@ -80,6 +91,12 @@ class LoginParams(_Strict):
     travel_llr: Positive = 2.0
     canary_hours: Positive = 24.0  # how long a clone-page canary hit marks its address
     canary_llr: Positive = 6.0  # a sign-in from such an address (a relaying proxy's)
+    # A sign-in whose Referer is a phishing page (detectors.login.ReferrerCheck): the block-list
+    # file (`brokerguard phish blocklist` writes it; relative to the policy file), and the
+    # evidence of a listed host and of a host only the URL scorer calls phishing for a brand.
+    blocklist: str | None = None
+    referrer_blocked_llr: Positive = 12.0
+    referrer_phishing_llr: Positive = 4.0
 
 
 class SessionParams(_Strict):
@@ -234,7 +251,33 @@ def load_policy(path: Path | str | None = None) -> Policy:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from None
-    return parse_policy(text, str(path))
+    policy = parse_policy(text, str(path))
+    listed = policy.detectors.login.blocklist
+    if listed and not Path(listed).is_absolute():
+        # A block-list named next to the policy file travels with it, wherever it is run from.
+        login = msgspec.structs.replace(policy.detectors.login, blocklist=str(path.parent / listed))
+        detectors = msgspec.structs.replace(policy.detectors, login=login)
+        policy = msgspec.structs.replace(policy, detectors=detectors)
+    return policy
+
+
+def load_policy_blocklist(policy: Policy) -> Blocklist | None:
+    """The phishing block-list the policy names (``detectors.login.blocklist``), or None.
+
+    The guard loads it once and hands it to the login detector, which stays free of I/O; a bad
+    line is a :class:`PolicyError` naming the file, the line and the problem.
+    """
+    from brokerguard.phishing import BlocklistError, load_blocklist
+
+    path = policy.detectors.login.blocklist
+    if not path:
+        return None
+    try:
+        return load_blocklist(path)
+    except BlocklistError as exc:
+        raise PolicyError(
+            f"`detectors.login.blocklist`: {exc}", "detectors.login.blocklist"
+        ) from None
 
 
 def _sigmoid(x: float) -> float:

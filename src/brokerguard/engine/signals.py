@@ -30,6 +30,7 @@ SIGNAL_CODES: tuple[str, ...] = (
     "impossible_travel",  # a country change faster than travel allows
     "failed_step_up",  # the account failed a phishing-resistant step-up recently
     "canary_proxy",  # a sign-in from an address (or hosting AS) a clone-page canary reported
+    "phishing_referrer",  # the sign-in came from a page on the phishing block-list, or scored so
     # session (detectors.session)
     "session_risk",  # the risk the session carries from its sign-in
     "session_hijack",  # the session seen from another network or device mid-life

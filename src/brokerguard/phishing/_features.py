@@ -240,6 +240,14 @@ def _lookalikes(p: ParsedURL, labels: list[tuple[str, str]], reg: BrandRegistry)
     return out
 
 
+PAGE_EXTENSIONS = (".html", ".htm", ".php", ".asp", ".aspx", ".jsp")
+
+
+def _page_named(segment: str, piece: str) -> bool:
+    """``segment`` is ``piece`` itself or a web page named ``piece`` (``piece.html``)."""
+    return segment == piece or any(segment == piece + ext for ext in PAGE_EXTENSIONS)
+
+
 def _rest_brand(p: ParsedURL, reg: BrandRegistry) -> list[Reason]:
     rest = p.rest.lower()
     if len(rest) <= 1:
@@ -255,8 +263,10 @@ def _rest_brand(p: ParsedURL, reg: BrandRegistry) -> list[Reason]:
             for token, bid in reg.strong_tokens:
                 how = _token_in(piece, token)
                 if how in ("exact", "affixed"):
-                    if len(segments) == 1 and depth == 0 and seg == piece:
-                        w = WEIGHTS["brand_is_path"]  # the whole path is the brand: /rakusec/
+                    if len(segments) == 1 and depth == 0 and _page_named(seg, piece):
+                        # the whole path is the brand: /rakusec/, or a page named after the
+                        # firm on somebody else's site: /sbisec.html
+                        w = WEIGHTS["brand_is_path"]
                     else:
                         w = WEIGHTS["brand_in_path_deep" if depth >= 2 else "brand_in_path"]
                     return [make_reason("brand_in_path", w, piece, bid)]

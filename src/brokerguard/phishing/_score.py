@@ -104,7 +104,10 @@ def _learned(p: ParsedURL, reasons: list[Reason], model: Model) -> Reason | None
         return None  # the firms' own and group domains stay with the rules: never flagged
     logit, names = model.explain(features(p, reasons))
     w = round(logit, 3)
-    if w == 0.0:
+    if w <= 0.0:
+        # The model only adds evidence: it finds kits the rules miss, but it may not overrule
+        # the rules' explainable findings (on validation, letting it subtract lost more of
+        # them than it gained; see bench/train_phishing.py).
         return None
     return make_reason("learned_pattern", w, names or "-")
 
@@ -118,9 +121,10 @@ def score_parsed(
     """Decide on an already unwrapped chain (first hop = the given URL).
 
     ``model``: ``False``/``None`` (default) = the rules alone, ``True`` = the shipped learned
-    model (:func:`default_model`), or a :class:`Model`. The shipped model is opt-in: on the
-    training months' validation it did not beat the rules at the FPR budget (see README). Its
-    log-odds is one more reason (``learned_pattern``), so the weights of the reasons still add
+    model (:func:`default_model`), or a :class:`Model`. The library default stays the rules
+    alone (the engine's referrer check uses them); ``brokerguard phish score`` adds the model
+    unless ``--no-model``. Its log-odds, when positive, is one more reason
+    (``learned_pattern``), so the weights of the reasons still add
     up to the score before the logistic.
     """
     total, best, reasons, scored = rule_evidence(hops, reg)

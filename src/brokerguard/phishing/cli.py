@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # The library is imported inside the commands, so that mounting this sub-app costs the other
 # `brokerguard` commands nothing at start-up (the public-suffix list and stix2 take ~0.2 s).
 THRESHOLD = 3.0  # same default as brokerguard.phishing.THRESHOLD (checked by a test)
+MODEL_BY_DEFAULT = True  # `phish score` adds the learned model unless --no-model (see README)
 
 
 phish_app = typer.Typer(
@@ -42,6 +43,13 @@ InputOpt = Annotated[
     str | None, typer.Option("--input", "-i", help="File with one item a line ('-' = stdin).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+ModelOpt = Annotated[
+    bool,
+    typer.Option(
+        "--model/--no-model",
+        help="Add the learned model (phishing/model.json) to the rules; --no-model: rules alone.",
+    ),
+]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -79,7 +87,9 @@ def _json(obj: object) -> str:
     return msgspec.json.encode(obj).decode("utf-8")
 
 
-def _score_lines(stream: BinaryIO, reg: BrandRegistry, threshold: float) -> Iterator[Finding]:
+def _score_lines(
+    stream: BinaryIO, reg: BrandRegistry, threshold: float, model: bool
+) -> Iterator[Finding]:
     from brokerguard.phishing import URLError, error_finding, score_url
     from brokerguard.phishing._watch import LineError, bounded_lines
 
@@ -89,7 +99,7 @@ def _score_lines(stream: BinaryIO, reg: BrandRegistry, threshold: float) -> Iter
             yield error_finding("", URLError(line.message))
             continue
         try:
-            yield score_url(line, reg, threshold)
+            yield score_url(line, reg, threshold, model=model)
         except URLError as exc:
             _warn(f"line {n}: {exc}")
             yield error_finding(line, exc)
@@ -102,6 +112,7 @@ def score(
     json: JsonOpt = False,
     brands: BrandsOpt = None,
     threshold: Annotated[float, typer.Option(help="Evidence needed for 'phishing'.")] = THRESHOLD,
+    model: ModelOpt = MODEL_BY_DEFAULT,
 ) -> None:
     """Score URLs (arguments or --input): phishing or benign, with the brand and the reasons.
 
@@ -118,12 +129,12 @@ def score(
     if urls:
         for u in urls:
             try:
-                findings.append(score_url(u, reg, threshold))
+                findings.append(score_url(u, reg, threshold, model=model))
             except URLError as exc:
                 _warn(str(exc))
                 findings.append(error_finding(u, exc))
     with _reading(input) if input is not None else nullcontext() as stream:
-        rows = _score_lines(stream, reg, threshold) if stream is not None else iter(())
+        rows = _score_lines(stream, reg, threshold, model) if stream is not None else iter(())
         if json:
             for f in findings:
                 sys.stdout.write(_json(f) + "\n")

@@ -58,6 +58,7 @@ DETECTORS: dict[str, tuple[str, ...]] = {
         "impossible_travel",
         "failed_step_up",
         "canary_proxy",
+        "phishing_referrer",
     ),
     "session": ("session_risk", "session_hijack", "sensitive_burst"),
     "account": ("sensitive_change", "recent_contact_change", "withdrawal_size"),

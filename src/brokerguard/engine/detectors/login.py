@@ -21,7 +21,7 @@ import math
 import zlib
 from datetime import datetime
 from functools import lru_cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from brokerguard.engine.policy import LoginParams
 from brokerguard.engine.signals import Signal
@@ -37,7 +37,17 @@ from brokerguard.engine.state import (
 from brokerguard.netinfo import NetworkInfo
 from brokerguard.useragent import parse_user_agent
 
-__all__ = ["LoginFeatures", "LoginRisk", "cookie_key", "device_keys", "login_features"]
+if TYPE_CHECKING:
+    from brokerguard.phishing import Blocklist
+
+__all__ = [
+    "LoginFeatures",
+    "LoginRisk",
+    "ReferrerCheck",
+    "cookie_key",
+    "device_keys",
+    "login_features",
+]
 
 FINE_LEVELS = ("i", "u", "d")  # ip, user-agent string, device cookie: values with many members
 MAX_FINE_VALUES = 6  # per fine level and account; the least-used value is forgotten first
@@ -511,3 +521,70 @@ class LoginRisk:
         values = [k for k in seen if k[0] == level]
         if len(values) >= MAX_FINE_VALUES:
             del seen[min(values, key=seen.__getitem__)]
+
+
+REFERRER_CACHE = 4096  # distinct referrers remembered; a login page has few, a phishing wave more
+
+
+class ReferrerCheck:
+    """Is the page a sign-in came from (its HTTP Referer) a phishing site?
+
+    A victim who typed the password into a fake site is often sent on to the real login page
+    afterwards, and an adversary-in-the-middle proxy relays the browser's headers: either way the
+    broker's login system logs the phishing page as the referrer. The referrer is unwrapped
+    (translation proxies, redirectors) with the phishing package; a hop on the block-list is
+    strong evidence, a URL the scorer calls phishing for a registered brand somewhat less (the
+    scorer errs, the list was confirmed). The firms' own and group domains never count.
+
+    Pure: the block-list is loaded by the guard and handed in; results are cached per referrer.
+    """
+
+    def __init__(self, params: LoginParams, blocklist: Blocklist | None = None) -> None:
+        self.p = params
+        self.blocklist = blocklist
+        self._cache: dict[str, Signal | None] = {}
+
+    def set_blocklist(self, blocklist: Blocklist | None) -> None:
+        """Swap in a new list (a running guard picks up today's export)."""
+        self.blocklist = blocklist
+        self._cache = {}
+
+    def signal(self, referrer: str | None) -> Signal | None:
+        """The ``phishing_referrer`` signal for this referrer, or None."""
+        if not referrer:
+            return None
+        if referrer in self._cache:
+            return self._cache[referrer]
+        found = self._judge(referrer)
+        if len(self._cache) >= REFERRER_CACHE:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[referrer] = found
+        return found
+
+    def _judge(self, referrer: str) -> Signal | None:
+        from brokerguard.phishing import URLError, default_registry, score_url, unwrap
+
+        try:
+            hops = unwrap(referrer)
+        except URLError:
+            return None
+        official = default_registry().official
+        if self.blocklist is not None and len(self.blocklist):
+            for hop in hops:
+                if hop.url.registrable in official:
+                    continue
+                entry = self.blocklist.match(hop.url.host)
+                if entry is not None:
+                    return Signal(
+                        "phishing_referrer",
+                        self.p.referrer_blocked_llr,
+                        {"host": hop.url.host, "listed": True, "brand": entry.brand},
+                    )
+        finding = score_url(referrer)
+        if finding.is_phishing and finding.brand is not None:
+            return Signal(
+                "phishing_referrer",
+                self.p.referrer_phishing_llr,
+                {"host": finding.host, "listed": False, "brand": finding.brand},
+            )
+        return None
