@@ -28,6 +28,14 @@ SubjectOpt = Annotated[
 ]
 
 
+PartitionsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1, envvar="BROKERGUARD_PARTITIONS", help="Partitions (by account) of the stream."
+    ),
+]
+
+
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
     return typer.Exit(code=2)
@@ -38,9 +46,10 @@ def ingest(
     nats_url: NatsOpt = "nats://127.0.0.1:4222",
     stream: StreamOpt = "BG_EVENTS",
     subject: SubjectOpt = "bg.events",
-    partitions: Annotated[int, typer.Option(min=1, help="Partitions (by account).")] = 16,
+    partitions: PartitionsOpt = 16,
 ) -> None:
     """Publish events to the JetStream stream, partitioned by account."""
+    from brokerguard.cluster.stream import PartitionMismatch
     from brokerguard.cluster.stream import ingest as publish
     from brokerguard.events import EventError
 
@@ -57,6 +66,8 @@ def ingest(
         count = asyncio.run(publish(lines, nats_url, stream, subject, partitions))
     except EventError as exc:
         raise _fail(f"{source}: {exc}") from None
+    except PartitionMismatch as exc:
+        raise _fail(str(exc)) from None
     except (OSError, TimeoutError) as exc:
         raise _fail(f"cannot publish to {nats_url}: {exc}") from None
     finally:
@@ -71,7 +82,10 @@ def worker(
     prefix: Annotated[str, typer.Option(help="Key prefix of the state in Redis.")] = "bg",
     stream: StreamOpt = "BG_EVENTS",
     subject: SubjectOpt = "bg.events",
-    durable: Annotated[str, typer.Option(help="Durable consumer name.")] = "bg-worker",
+    partitions: PartitionsOpt = 16,
+    durable: Annotated[
+        str, typer.Option(help="Durable consumer names: <durable>-<partition>.")
+    ] = "bg-worker",
     batch: Annotated[int, typer.Option(min=1, help="Events fetched per batch.")] = 500,
     idle_exit: Annotated[
         float, typer.Option(help="Stop after this many seconds without events (0: never).")
@@ -79,6 +93,10 @@ def worker(
     ack_wait: Annotated[
         float, typer.Option(help="Seconds before an unacked batch is redelivered.")
     ] = 30.0,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(help="Seconds before a dead worker's partitions move to the others."),
+    ] = 10.0,
     decisions: Annotated[
         Path | None, typer.Option(help="Append decisions here (JSON lines).")
     ] = None,
@@ -97,6 +115,7 @@ def worker(
     """Consume the event stream and run the engine on Redis state; ack after state is written."""
     import redis
 
+    from brokerguard.cluster.stream import PartitionMismatch
     from brokerguard.cluster.worker import run_worker
 
     try:
@@ -107,8 +126,10 @@ def worker(
                 prefix=prefix,
                 stream=stream,
                 subject=subject,
+                partitions=partitions,
                 durable=durable,
                 batch=batch,
+                lease_ttl=lease_ttl,
                 idle_exit=idle_exit,
                 ack_wait=ack_wait,
                 decisions=decisions,
@@ -116,13 +137,17 @@ def worker(
                 database=database,
             )
         )
+    except PartitionMismatch as exc:
+        raise _fail(str(exc)) from None
     except redis.exceptions.ConnectionError as exc:
         raise _fail(f"cannot reach Redis at {redis_url}: {exc}") from None
     except (OSError, TimeoutError) as exc:
         raise _fail(f"cannot reach NATS at {nats_url}: {exc}") from None
     console.print(
         f"worker: {stats.events:,} events, {stats.decisions:,} decisions, "
-        f"{stats.skipped:,} redelivered events skipped, {stats.batches:,} batches"
+        f"{stats.skipped:,} redelivered events skipped, {stats.batches:,} batches, "
+        f"partitions taken {stats.acquired}, handed over {stats.released}, lost {stats.lost}, "
+        f"rebuilt {stats.rebuilt}"
     )
 
 

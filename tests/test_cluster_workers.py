@@ -1,0 +1,192 @@
+"""Two workers on the real NATS JetStream, Redis and PostgreSQL, as separate processes.
+
+The reference is ``brokerguard replay --partitions 4`` (embedded, one engine per partition, as
+the cluster runs): the two workers' decisions, alerts and campaigns — in their files and in the
+service's tables — must equal it, while partitions move between the workers (the second joins
+mid-run), and when one of them is killed with SIGKILL mid-run and the other finishes alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_helpers import Names, fresh_names, pg_database, recorded_run
+
+BG = [sys.executable, "-m", "brokerguard"]
+PARTS = 4
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, Path]:
+    """The recorded run's events and the embedded replay of it on 4 partitions (its directory)."""
+    path = recorded_run(tmp_path_factory.mktemp("run"))
+    out = tmp_path_factory.mktemp("replay")
+    subprocess.run(
+        [*BG, "replay", str(path), "--partitions", str(PARTS), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return path, out
+
+
+@pytest.fixture
+def names() -> Iterator[Names]:
+    with fresh_names() as n:
+        yield n
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with pg_database() as url:
+        yield url
+
+
+def lines(*paths: Path) -> list[dict]:
+    """Every JSON line; a SIGKILL may cut a file's last line, and only that one is left out."""
+    out = []
+    for p in paths:
+        text = p.read_text() if p.exists() else ""
+        complete = text.endswith("\n")
+        rows = text.splitlines()
+        if rows and not complete:
+            rows.pop()
+        out += [json.loads(x) for x in rows]
+    return out
+
+
+def decisions(*paths: Path) -> list[tuple]:
+    """(event, action, score), one per event; a repeated event must repeat the same decision."""
+    first: dict[str, tuple] = {}
+    for d in lines(*paths):
+        row = (d["event"], d["action"], d["score"])
+        assert first.setdefault(d["event"], row) == row
+    return sorted(first.values())
+
+
+def campaigns(*paths: Path) -> list[tuple]:
+    """Campaign lines: each time a campaign took on a symbol (id, when, its symbols by then).
+
+    The accounts a line lists are those known when it was written — at the end of an embedded
+    replay, after each batch on the cluster — so they are compared through PostgreSQL instead.
+    """
+    return sorted({(c["id"], c["raised_at"], json.dumps(c["symbols"])) for c in lines(*paths)})
+
+
+def final_campaigns(path: Path) -> dict[str, tuple]:
+    """Each campaign as it ended (the replay writes its lines at the end): symbols, accounts."""
+    out: dict[str, tuple] = {}
+    for c in lines(path):
+        symbols = sorted(f"{s['market']}:{s['symbol']}" for s in c["symbols"])
+        out[c["id"]] = (symbols, sorted(c["accounts"]), sorted(c["infrastructure"]))
+    return out
+
+
+def tables(url: str) -> tuple[list[tuple], list[str], dict[str, tuple]]:
+    """Decisions (event, action, score), alerted events and campaigns in PostgreSQL."""
+    import sqlalchemy as sa
+
+    from brokerguard.service.db import make_engine
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = [
+            tuple(r) for r in conn.execute(sa.text("SELECT event_id, action, score FROM decisions"))
+        ]
+        alerted = list(conn.scalars(sa.text("SELECT event_id FROM alerts")))
+        camps = {
+            engine_id: (sorted(symbols), sorted(accounts), sorted(infrastructure))
+            for engine_id, symbols, accounts, infrastructure in conn.execute(
+                sa.text("SELECT engine_id, symbols, accounts, infrastructure FROM campaigns")
+            )
+        }
+    engine.dispose()
+    return rows, alerted, camps
+
+
+def worker(names: Names, tmp: Path, tag: str, *extra: str) -> subprocess.Popen:
+    args = [*names.cli(PARTS), "--prefix", names.prefix, "--durable", names.durable]
+    args += ["--batch", "50", "--ack-wait", "3", "--lease-ttl", "1.5"]
+    args += [
+        "--decisions",
+        str(tmp / f"d-{tag}.ndjson"),
+        "--campaigns",
+        str(tmp / f"c-{tag}.ndjson"),
+    ]
+    return subprocess.Popen(
+        [*BG, "worker", *args, *extra], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+
+
+def wait_for_output(path: Path, size: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < size):
+        time.sleep(0.02)
+    assert path.exists() and path.stat().st_size >= size
+
+
+def summary(stderr: str) -> dict[str, int]:
+    text = " ".join(stderr.split())
+    found = re.search(
+        r"worker: ([\d,]+) events.* taken (\d+), handed over (\d+), lost (\d+), rebuilt (\d+)",
+        text,
+    )
+    assert found, stderr
+    n = [int(g.replace(",", "")) for g in found.groups()]
+    return dict(zip(("events", "taken", "released", "lost", "rebuilt"), n, strict=True))
+
+
+def test_two_workers_decide_what_the_partitioned_embedded_engine_does(
+    reference, names, pg_url, tmp_path
+) -> None:
+    path, ref = reference
+    subprocess.run([*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True)
+    db = ["--database", pg_url, "--idle-exit", "4"]
+    first = worker(names, tmp_path, "a", *db)
+    wait_for_output(tmp_path / "d-a.ndjson", 2000)  # the first holds every partition by now
+    second = worker(names, tmp_path, "b", *db)
+    a = summary(first.communicate(timeout=120)[1])
+    b = summary(second.communicate(timeout=120)[1])
+    assert first.returncode == 0 and second.returncode == 0
+    # the second joined mid-run: the first handed partitions over, and both did work
+    assert a["taken"] == PARTS and a["released"] >= PARTS // 2 and b["taken"] >= 1
+    assert a["events"] > 0 and b["events"] > 0
+    files = (tmp_path / "d-a.ndjson", tmp_path / "d-b.ndjson")
+    expected = decisions(ref / "decisions.ndjson")
+    assert decisions(*files) == expected
+    assert campaigns(tmp_path / "c-a.ndjson", tmp_path / "c-b.ndjson") == campaigns(
+        ref / "campaigns.ndjson"
+    )
+    rows, alerted, camps = tables(pg_url)
+    assert len(rows) == len({r[0] for r in rows}) and sorted(rows) == expected
+    assert sorted(alerted) == sorted(x["event"] for x in lines(ref / "alerts.ndjson"))
+    assert camps == final_campaigns(ref / "campaigns.ndjson") and len(camps) > 1
+
+
+def test_sigkill_one_of_two_workers_the_survivor_finishes(reference, names, tmp_path) -> None:
+    path, ref = reference
+    subprocess.run([*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True)
+    # idle-exit longer than a lease and a redelivery: the survivor waits for the dead's share
+    survivor = worker(names, tmp_path, "a", "--idle-exit", "7")
+    victim = worker(names, tmp_path, "b")
+    wait_for_output(tmp_path / "d-b.ndjson", 3000)  # the victim holds partitions and works
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=30)
+    killed_at = len(lines(tmp_path / "d-a.ndjson", tmp_path / "d-b.ndjson"))
+    expected = decisions(ref / "decisions.ndjson")
+    assert 0 < killed_at < len(expected)  # killed in the middle
+    s = summary(survivor.communicate(timeout=120)[1])
+    assert survivor.returncode == 0
+    assert s["taken"] > PARTS // 2  # its own share, then the dead worker's
+    assert decisions(tmp_path / "d-a.ndjson", tmp_path / "d-b.ndjson") == expected
+    assert campaigns(tmp_path / "c-a.ndjson", tmp_path / "c-b.ndjson") == campaigns(
+        ref / "campaigns.ndjson"
+    )
