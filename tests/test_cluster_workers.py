@@ -8,6 +8,7 @@ mid-run), and when one of them is killed with SIGKILL mid-run and the other fini
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,7 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_helpers import Names, fresh_names, pg_database, recorded_run
+from cluster_helpers import (
+    NATS_URL,
+    REDIS_URL,
+    Names,
+    fresh_names,
+    pg_database,
+    recorded_run,
+    redis_client,
+)
+
+from brokerguard.cluster.status import cluster_status
 
 BG = [sys.executable, "-m", "brokerguard"]
 PARTS = 4
@@ -190,3 +201,77 @@ def test_sigkill_one_of_two_workers_the_survivor_finishes(reference, names, tmp_
     assert campaigns(tmp_path / "c-a.ndjson", tmp_path / "c-b.ndjson") == campaigns(
         ref / "campaigns.ndjson"
     )
+
+
+def test_status_metrics_config_and_a_graceful_stop(reference, names, tmp_path) -> None:
+    import urllib.request
+
+    from servers import free_port
+
+    path, _ = reference
+    config = tmp_path / "cluster.toml"
+    config.write_text(
+        f'[cluster]\nstream = "{names.stream}"\nsubject = "{names.subject}"\n'
+        f'partitions = {PARTS}\ndurable = "{names.durable}"\nprefix = "wrong-{names.prefix}"\n'
+        "batch = 50\nlease_ttl = 1.5\n"
+    )
+    env = {**os.environ, "BROKERGUARD_CONFIG": str(config), "BROKERGUARD_PREFIX": names.prefix}
+    run = {"capture_output": True, "text": True, "env": env}
+    subprocess.run([*BG, "ingest", str(path)], check=True, **run)  # stream etc. from the file
+    before = subprocess.run([*BG, "status", "--json"], **run)
+    assert before.returncode == 1  # work waiting and nobody to do it
+    st = json.loads(before.stdout)
+    assert st["partitions"] == PARTS and st["workers"] == {} and not st["healthy"]
+    port = free_port()
+    w = subprocess.Popen(
+        [*BG, "worker", "--metrics-port", str(port), "--decisions", str(tmp_path / "d.ndjson")],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    wait_for_output(tmp_path / "d.ndjson", 2000)
+    during = json.loads(subprocess.run([*BG, "status", "--json"], **run).stdout)
+    (alive,) = during["workers"]  # the one worker, holding every partition
+    assert {r["owner"] for r in during["partition"]} == {alive} and during["healthy"]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    for name in (
+        "brokerguard_worker_events_total",
+        "brokerguard_worker_decision_latency_seconds_bucket",
+        "brokerguard_worker_lag_events",
+        "brokerguard_worker_redeliveries_total",
+    ):
+        assert name in text
+    events = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("brokerguard_worker_events_total{")
+    )
+    assert events > 0
+    # let it finish, then SIGTERM: it acknowledges its batch and releases its partitions
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        st = asyncio.run(
+            cluster_status(
+                NATS_URL,
+                REDIS_URL,
+                prefix=names.prefix,
+                stream=names.stream,
+                durable=names.durable,
+            )
+        )
+        if st["lag"] == 0 and all(r["ack_pending"] == 0 for r in st["partition"]):
+            break
+        time.sleep(0.2)
+    w.send_signal(signal.SIGTERM)
+    assert "worker:" in w.communicate(timeout=30)[1] and w.returncode == 0
+    after = subprocess.run([*BG, "status"], **run)
+    assert after.returncode == 0 and "healthy" in after.stdout
+    st = json.loads(subprocess.run([*BG, "status", "--json"], **run).stdout)
+    assert st["workers"] == {} and all(r["owner"] is None for r in st["partition"])
+    assert all(r["state_in_redis"] and r["lag"] == 0 for r in st["partition"])
+    assert redis_client().exists(f"{names.prefix}:0:meta")  # the environment beat the file
+    # a key no command knows is an error naming it
+    config.write_text("[cluster]\nbatchsize = 5\n")
+    bad = subprocess.run([*BG, "worker"], **run)
+    assert bad.returncode == 2 and "unknown key `batchsize`" in bad.stderr
