@@ -122,13 +122,19 @@ class _Partition:
         self.guard = guard
         self.sub = sub
         self.task: asyncio.Task | None = None
+        self.seq = ""  # the stream sequence of the last event flushed ("": none yet)
 
-    def save_clock(self) -> None:
-        """The engine's sweep schedule and zone go with the state: a new owner continues them."""
+    def save_clock(self, seq: int) -> None:
+        """The engine's sweep schedule and zone go with the state: a new owner continues them.
+
+        With them, the stream sequence of the batch's last event: the state in Redis is the
+        effect of the partition's events up to there (see :meth:`check`).
+        """
         offset = self.guard._tz.utcoffset(None)
         self.state.meta = {
             "next_sweep": repr(self.guard._next_sweep),
             "tz": repr(offset.total_seconds() if offset is not None else 0.0),
+            "seq": str(seq),
         }
 
     def refresh(self) -> None:
@@ -139,10 +145,33 @@ class _Partition:
         then decides from the same state as the partition's new owner: its output lines are
         the same, and its fenced flush fails, so nothing of it is acknowledged.
         """
-        self.state.forget("population")
+        state = self.state
+        pipe = state.redis.pipeline(transaction=False)
+        pipe.hlen(f"{state.prefix}:campaign")
+        pipe.hgetall(f"{state.prefix}:meta")
+        state.round_trips += 1
+        count, raw = pipe.execute()
+        meta = {k.decode(): v.decode() for k, v in raw.items()}
+        if meta.get("seq", "") != self.seq:
+            raise LeaseLost(f"partition {self.number}: its state in Redis changed under us")
+        state.forget("population")
         self.guard.login._pop = None
-        self.guard.campaigns._count = self.state.count_stored("campaign")
-        self.load_clock(self.state.read_meta())
+        self.guard.campaigns._count = int(count)
+        self.load_clock(meta)
+
+    def check(self, lease: str, worker: str) -> None:
+        """Before writing a batch's records: the lease is ours and the state is what we read.
+
+        Redis that lost its data (or restarted from an older snapshot) during the batch would
+        otherwise let records decided from missing state reach the files and PostgreSQL.
+        """
+        pipe = self.state.redis.pipeline(transaction=False)
+        pipe.get(lease)
+        pipe.hget(f"{self.state.prefix}:meta", "seq")
+        self.state.round_trips += 1
+        owner, seq = pipe.execute()
+        if owner != worker.encode() or (seq or b"").decode() != self.seq:
+            raise LeaseLost(f"partition {self.number}: lease or state lost during the batch")
 
     def load_clock(self, meta: dict[str, str]) -> None:
         if "next_sweep" in meta:
@@ -210,16 +239,23 @@ async def run_worker(
         states.append(state)
         meta = state.read_meta()
         name = f"{durable}-{p}"
-        if not meta:
-            # No state for this partition. If its consumer already delivered events, Redis lost
-            # what they did: replay the partition from the start of the stream (README).
-            try:
-                info = await js.consumer_info(stream, name)
-            except nats.js.errors.NotFoundError:
-                info = None
-            if info is not None and info.delivered.stream_seq > 0:
-                await js.delete_consumer(stream, name)
-                stats.rebuilt += 1
+        try:
+            info = await js.consumer_info(stream, name)
+        except nats.js.errors.NotFoundError:
+            info = None
+        flushed_to = int(meta.get("seq", 0))
+        if info is not None and (
+            (not meta and info.delivered.stream_seq > 0) or flushed_to < info.ack_floor.stream_seq
+        ):
+            # Events were acknowledged whose effect is not in Redis: Redis lost its data, or
+            # came back from a snapshot older than the acknowledgements. Replay the partition
+            # from the start of the stream, from empty state (README, "Redis loss").
+            keys = list(client.scan_iter(match=f"{prefix}:{p}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+            meta = {}
+            await js.delete_consumer(stream, name)
+            stats.rebuilt += 1
         config = ConsumerConfig(
             durable_name=name,
             filter_subject=f"{subject}.{p}",
@@ -235,6 +271,7 @@ async def run_worker(
         guard.trace = trace
         part = _Partition(p, state, guard, sub)
         part.load_clock(meta)
+        part.seq = meta.get("seq", "")
         stats.acquired += 1
         return part
 
@@ -310,6 +347,7 @@ async def run_worker(
             stats.events += 1
             if max_events and stats.events >= max_events:
                 return False  # nothing written, nothing acknowledged: as if killed here
+        part.check(leases.key(part.number), worker)
         tag = campaign_tag(part.number, partitions)
         if out_decisions is not None and lines:
             out_decisions.write("\n".join(lines) + "\n")
@@ -321,8 +359,10 @@ async def run_worker(
         if sink is not None:
             sink.campaigns(guard, tag)
             sink.write()  # before the state: a crash in between only rewrites the same rows
-        part.save_clock()
+        seq = msgs[-1].metadata.sequence.stream
+        part.save_clock(seq)
         state.flush()  # LeaseLost if another worker holds the partition now: nothing acked
+        part.seq = str(seq)
         for m in msgs:
             await m.ack()
         await nc.flush()
@@ -395,8 +435,14 @@ async def run_worker(
                     if not await process(part, msgs):
                         return stats
                 except LeaseLost:
+                    # another worker holds it, or Redis lost (part of) its state: give back the
+                    # batch at once; the partition is taken again (and checked) at the next beat
                     stats.lost += 1
+                    for m in msgs:
+                        await m.nak()
                     await close_partition(part, release=False)
+                    leases.release(part.number)  # if it is still ours
+                    next_beat = 0.0
                     continue
                 worked = True
             if worked:

@@ -78,7 +78,7 @@ class RedisState(MemoryState):
         self._marks: dict[str, list[str]] = {}  # partition -> ids to add at the next flush
         self._hash = {kind: f"{prefix}:{kind}" for kind in KINDS}
         self.meta: dict[str, str] = {}
-        """Written to ``<prefix>:meta`` with every flush (the worker keeps its sweep clock)"""
+        """Written to ``<prefix>:meta`` with the next flush (the worker keeps its sweep clock)"""
         self.fence: tuple[str, str] | None = None
         """(key, value): flush only while Redis holds that value there (a partition's lease)."""
 
@@ -228,7 +228,7 @@ class RedisState(MemoryState):
         dels: dict[str, list[str]] = {}
         for kind, key in gone:
             dels.setdefault(kind, []).append(key)
-        if puts or dels or self._marks:
+        if puts or dels or self._marks or self.meta:
             pipe = self.redis.pipeline(transaction=True)
             if self.fence is not None:
                 fence_key, owner = self.fence
@@ -257,6 +257,7 @@ class RedisState(MemoryState):
             finally:
                 pipe.reset()
             self.round_trips += 1
+        self.meta = {}
         self._stored.update(written)
         for k in gone:
             self._stored.pop(k, None)
