@@ -190,6 +190,9 @@ def worker(
         ),
     ] = None,
     config: ConfigOpt = None,
+    stats_file: Annotated[
+        Path | None, typer.Option("--stats", hidden=True, help="Write the run's figures (bench).")
+    ] = None,
 ) -> None:
     """Consume this worker's share of the partitions; ack after state and records are written."""
     import redis
@@ -233,6 +236,11 @@ def worker(
         raise _fail(f"cannot reach Redis at {redis_url}: {exc}") from None
     except (OSError, TimeoutError) as exc:
         raise _fail(f"cannot reach NATS at {nats_url}: {exc}") from None
+    if stats_file is not None:
+        import time
+
+        figures = {**stats.as_dict(), "process_cpu": time.process_time()}
+        stats_file.write_text(json.dumps(figures))
     console.print(
         f"worker: {stats.events:,} events, {stats.decisions:,} decisions, "
         f"{stats.skipped:,} redelivered events skipped, {stats.batches:,} batches, "

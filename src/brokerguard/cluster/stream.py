@@ -84,33 +84,34 @@ async def ingest(
     stream: str = DEFAULT_STREAM,
     subject: str = DEFAULT_SUBJECT,
     partitions: int = DEFAULT_PARTITIONS,
+    window: int = WINDOW,
 ) -> int:
     """Publish every event line; returns how many events (not copies) the stream acknowledged.
 
     A bad line raises :class:`~brokerguard.events.EventError` naming the line; what was published
-    before it stays published. Publishes are pipelined ``WINDOW`` at a time and sent in file order.
+    before it stays published. Publishes are pipelined ``window`` at a time and sent in file order.
     """
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
         await ensure_stream(js, stream, subject, partitions)
         count = 0
-        window: list = []
+        pending: list = []
         for _, line, event in _lines(lines):
             p = partition_of(event, partitions)
             if p is None:  # a market event: a copy for every partition
                 for q in range(partitions):
                     copy = {"Nats-Msg-Id": f"{event.id}/{q}"}
-                    window.append(js.publish(f"{subject}.{q}", line, stream=stream, headers=copy))
+                    pending.append(js.publish(f"{subject}.{q}", line, stream=stream, headers=copy))
                 count -= partitions - 1
             else:
                 headers = {"Nats-Msg-Id": event.id}
-                window.append(js.publish(f"{subject}.{p}", line, stream=stream, headers=headers))
-            if len(window) >= WINDOW:
-                count += len(await asyncio.gather(*window))
-                window = []
-        if window:
-            count += len(await asyncio.gather(*window))
+                pending.append(js.publish(f"{subject}.{p}", line, stream=stream, headers=headers))
+            if len(pending) >= window:
+                count += len(await asyncio.gather(*pending))
+                pending = []
+        if pending:
+            count += len(await asyncio.gather(*pending))
         return count
     finally:
         await nc.close()

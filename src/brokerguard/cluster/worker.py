@@ -80,6 +80,11 @@ class WorkerStats:
     redis_round_trips: int = 0
     nats_round_trips: int = 0  # a fetch and a flush of the acks per batch
     partitions: dict[int, int] = field(default_factory=dict)  # partition -> events processed
+    first_batch: float = 0.0  # wall clock (epoch s) when the first batch arrived
+    last_ack: float = 0.0  # ... and when the last one was acknowledged
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "started"}
 
 
 def held_symbols(state: RedisState, events: list[Any]) -> Iterator[tuple[str, str]]:
@@ -313,6 +318,7 @@ async def run_worker(
         """Run one batch of one partition; False when ``max_events`` cut it (a crash)."""
         t0 = time.perf_counter()
         c0 = time.process_time()
+        stats.first_batch = stats.first_batch or time.time()
         before = stats.events
         state, guard, p = part.state, part.guard, part.name
         events = [decode_line(m.data) for m in msgs]
@@ -366,7 +372,7 @@ async def run_worker(
         for m in msgs:
             await m.ack()
         await nc.flush()
-        acked = time.time()
+        acked = stats.last_ack = time.time()
         redelivered = 0
         for i, m in enumerate(msgs):
             meta = m.metadata
