@@ -72,6 +72,7 @@ class WorkerStats:
     released: int = 0  # partitions handed over to another worker
     lost: int = 0  # partitions whose lease was gone when renewed or when flushing
     rebuilt: int = 0  # partitions replayed from the start of the stream (their state was gone)
+    resumed: int = 0  # partitions taken with unacknowledged messages: restarted at the ack floor
     started: float = field(default_factory=time.perf_counter)
     busy: float = 0.0  # seconds from a batch's arrival to its acknowledgement
     batch_seconds: list[float] = field(default_factory=list)  # each batch, arrival to ack
@@ -115,6 +116,28 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
             yield "entity", f"ip:{ip}"  # the address's shared-infrastructure record
         if isinstance(event, ChallengeResult):
             yield "pending", event.ref
+
+
+TIMEOUTS = (TimeoutError, nats.errors.TimeoutError)  # asyncio's, or nats-py's own
+
+
+async def pull(sub: Any, batch: int, wait: float = 0.5) -> list:
+    """Up to ``batch`` messages: what is there at once, else the first to arrive within ``wait``.
+
+    nats-py's ``fetch(batch, timeout)`` on an empty consumer waits for the whole batch or the
+    timeout: at a low rate every event would wait ``timeout``. So a short fetch first; if
+    nothing came, a long poll for one message, and then what else is there at once.
+    """
+    with contextlib.suppress(*TIMEOUTS):
+        return await sub.fetch(batch, timeout=0.02)
+    try:
+        msgs = await sub.fetch(1, timeout=wait)
+    except TIMEOUTS:
+        return []
+    if batch > 1:
+        with contextlib.suppress(*TIMEOUTS):
+            msgs += await sub.fetch(batch - 1, timeout=0.02)
+    return msgs
 
 
 class _Partition:
@@ -249,6 +272,7 @@ async def run_worker(
         except nats.js.errors.NotFoundError:
             info = None
         flushed_to = int(meta.get("seq", 0))
+        resume = 0
         if info is not None and (
             (not meta and info.delivered.stream_seq > 0) or flushed_to < info.ack_floor.stream_seq
         ):
@@ -261,14 +285,23 @@ async def run_worker(
             meta = {}
             await js.delete_consumer(stream, name)
             stats.rebuilt += 1
+        elif info is not None and info.num_ack_pending > 0:
+            # The previous holder died (or lost its lease) with messages delivered and not
+            # acknowledged. They would come back only after ack_wait, and meanwhile later
+            # messages could reach us first (a partial batch leaves room under
+            # max_ack_pending): out of order. So the consumer starts again just after its ack
+            # floor; what was processed but not acknowledged is skipped as already seen.
+            resume = info.ack_floor.stream_seq + 1
+            await js.delete_consumer(stream, name)
+            stats.resumed += 1
         config = ConsumerConfig(
             durable_name=name,
             filter_subject=f"{subject}.{p}",
             ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if resume else DeliverPolicy.ALL,
+            opt_start_seq=resume or None,
             ack_wait=ack_wait,
-            # one batch outstanding at a time: after a crash nothing later is delivered before
-            # the dead worker's batch comes back (after ack_wait), so events stay in order
+            # back-pressure: at most one batch delivered and not acknowledged per partition
             max_ack_pending=batch,
         )
         sub = await js.pull_subscribe(f"{subject}.{p}", durable=name, stream=stream, config=config)
@@ -412,7 +445,7 @@ async def run_worker(
                 next_beat = now + lease_ttl / 3
             for part in held.values():
                 if part.task is None:
-                    part.task = asyncio.create_task(part.sub.fetch(batch, timeout=0.5))
+                    part.task = asyncio.create_task(pull(part.sub, batch))
             if not held:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.01, next_beat - now))
@@ -433,7 +466,7 @@ async def run_worker(
                 part.task = None
                 try:
                     msgs = task.result()
-                except (TimeoutError, nats.errors.TimeoutError):  # asyncio's, or nats-py's own
+                except TIMEOUTS:
                     msgs = []
                 if not msgs:
                     continue
