@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,6 +157,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s (latency runs)")
     parser.add_argument("--database", help="also write records there (a migrated or empty DB)")
+    parser.add_argument("--repeat", type=int, default=1, help="throughput runs per count")
     args = parser.parse_args()
 
     scenario = load_scenario(ROOT / "scenarios" / "tiny.toml")
@@ -177,9 +179,10 @@ def main() -> None:
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start"
         )
         base: float | None = None
-        for n in (int(x) for x in args.workers.split(",")):
+        medians: list[str] = []
+        for n, r in ((int(x), r) for x in args.workers.split(",") for r in range(args.repeat)):
             # 1. throughput: the stream is full before the workers start
-            run = Run(args, out, f"t{n}")
+            run = Run(args, out, f"t{n}-{r}")
             try:
                 t0 = time.perf_counter()
                 with open(path, "rb") as f:
@@ -193,10 +196,11 @@ def main() -> None:
                 proc_cpu = sum(s["process_cpu"] for s in stats)
                 per_cpu = done / cpu
                 base = base or per_cpu
+                medians.append(f"{n}\t{per_cpu:.0f}\t{done / wall:.0f}")
                 redis_rt = sum(s["redis_round_trips"] for s in stats)
                 nats_rt = sum(s["nats_round_trips"] for s in stats)
                 size, count, seen = run.memory()
-                print(f"\n{n} worker(s), load average {os.getloadavg()[0]:.1f}:")
+                print(f"\n{n} worker(s), run {r + 1}, load average {os.getloadavg()[0]:.1f}:")
                 print(f"  ingest: {len(events) / ingest_s:,.0f} events/s published and acked")
                 print(
                     f"  drain: {done:,} messages in {wall:.2f} s = {done / wall:,.0f} messages/s "
@@ -233,6 +237,8 @@ def main() -> None:
                 )
             finally:
                 run.drop()
+            if r + 1 < args.repeat:
+                continue
             # 2. latency: workers waiting, events arriving at --rate
             run = Run(args, out, f"l{n}")
             try:
@@ -254,6 +260,21 @@ def main() -> None:
                 )
             finally:
                 run.drop()
+        print("\nmedian over the runs (workers: messages per worker CPU-second, messages/s):")
+        by: dict[int, list[tuple[float, float]]] = {}
+        for line in medians:
+            n, c, w = line.split("\t")
+            by.setdefault(int(n), []).append((float(c), float(w)))
+        one = statistics.median(c for c, _ in by[min(by)])
+        one_wall = statistics.median(w for _, w in by[min(by)])
+        for n, runs in by.items():
+            c = statistics.median(x for x, _ in runs)
+            w = statistics.median(y for _, y in runs)
+            print(
+                f"  {n} worker(s): {c:,.0f} per CPU-second ({c / one:.0%} of 1 worker's), "
+                f"{w:,.0f} messages/s wall clock ({w / one_wall:.2f}x); runs: "
+                + ", ".join(f"{x:,.0f}" for x, _ in runs)
+            )
 
 
 def _check(got: list[tuple], reference: list[tuple], what: str) -> None:

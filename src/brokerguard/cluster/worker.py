@@ -79,7 +79,7 @@ class WorkerStats:
     latencies: list[float] = field(default_factory=list)  # each decision: published to acked
     cpu: float = 0.0  # this process's CPU seconds in batches (fetch wait excluded)
     redis_round_trips: int = 0
-    nats_round_trips: int = 0  # a fetch and a flush of the acks per batch
+    nats_round_trips: int = 0  # pull requests (idle polls too) and a flush of the acks per batch
     partitions: dict[int, int] = field(default_factory=dict)  # partition -> events processed
     first_batch: float = 0.0  # wall clock (epoch s) when the first batch arrived
     last_ack: float = 0.0  # ... and when the last one was acknowledged
@@ -121,20 +121,25 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
 TIMEOUTS = (TimeoutError, nats.errors.TimeoutError)  # asyncio's, or nats-py's own
 
 
-async def pull(sub: Any, batch: int, wait: float = 0.5) -> list:
+async def pull(sub: Any, batch: int, wait: float = 0.5, count: list[int] | None = None) -> list:
     """Up to ``batch`` messages: what is there at once, else the first to arrive within ``wait``.
 
     nats-py's ``fetch(batch, timeout)`` on an empty consumer waits for the whole batch or the
     timeout: at a low rate every event would wait ``timeout``. So a short fetch first; if
-    nothing came, a long poll for one message, and then what else is there at once.
+    nothing came, a long poll for one message, and then what else is there at once. ``count``
+    gets one added per pull request sent (a NATS round trip).
     """
+    count = count if count is not None else [0]
+    count[0] += 1
     with contextlib.suppress(*TIMEOUTS):
         return await sub.fetch(batch, timeout=0.02)
+    count[0] += 1
     try:
         msgs = await sub.fetch(1, timeout=wait)
     except TIMEOUTS:
         return []
     if batch > 1:
+        count[0] += 1
         with contextlib.suppress(*TIMEOUTS):
             msgs += await sub.fetch(batch - 1, timeout=0.02)
     return msgs
@@ -259,6 +264,7 @@ async def run_worker(
     out_campaigns: IO[str] | None = open(campaigns, "a") if campaigns else None  # noqa: SIM115
     held: dict[int, _Partition] = {}
     states: list[RedisState] = []  # every partition state opened (round trips)
+    requests = [0]  # pull requests sent (NATS round trips), idle polls included
     js = nc.jetstream()
 
     async def open_partition(p: int) -> _Partition:
@@ -419,7 +425,7 @@ async def run_worker(
         stats.batch_seconds.append(time.perf_counter() - t0)
         stats.busy += stats.batch_seconds[-1]
         stats.cpu += time.process_time() - c0
-        stats.nats_round_trips += 2
+        stats.nats_round_trips = requests[0] + stats.batches  # the pulls, an ack flush a batch
         stats.partitions[part.number] = stats.partitions.get(part.number, 0) + len(msgs)
         stats.redis_round_trips = leases.round_trips + sum(s.round_trips for s in states)
         if metrics is not None:
@@ -445,7 +451,7 @@ async def run_worker(
                 next_beat = now + lease_ttl / 3
             for part in held.values():
                 if part.task is None:
-                    part.task = asyncio.create_task(pull(part.sub, batch))
+                    part.task = asyncio.create_task(pull(part.sub, batch, count=requests))
             if not held:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.01, next_beat - now))
