@@ -68,6 +68,14 @@ class Run:
         self.out = out
         self.label = label
         self.stream, self.subject, self.prefix = f"BGB_{tag}", f"bgb.{tag}", f"bgbench-{tag}"
+        self.database = None
+        if args.database:  # a database of its own: decisions already there are not written
+            import psycopg
+
+            self.dbname = f"bgbench_{tag}"
+            with psycopg.connect(args.database, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self.dbname}"')
+            self.database = f"{args.database.rpartition('/')[0]}/{self.dbname}"
 
     def start(self, n: int, idle_exit: float) -> list[tuple[subprocess.Popen, Path, Path]]:
         procs = []
@@ -79,8 +87,8 @@ class Run:
             cmd += ["--partitions", str(self.args.partitions), "--batch", str(self.args.batch)]
             cmd += ["--idle-exit", str(idle_exit), "--lease-ttl", "3", "--decisions", str(dec)]
             cmd += ["--stats", str(st)]
-            if self.args.database:
-                cmd += ["--database", self.args.database]
+            if self.database:
+                cmd += ["--database", self.database]
             procs.append((subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True), dec, st))
         return procs
 
@@ -134,6 +142,11 @@ class Run:
             await nc.close()
 
         asyncio.run(drop())
+        if self.database:
+            import psycopg
+
+            with psycopg.connect(self.args.database, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
 
 
 def paced(path: Path, rate: float) -> Iterator[bytes]:
@@ -156,7 +169,11 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s (latency runs)")
-    parser.add_argument("--database", help="also write records there (a migrated or empty DB)")
+    parser.add_argument(
+        "--database",
+        help="a PostgreSQL server's URL (a database on it): each run writes its records to a "
+        "database of its own, created there and dropped afterwards",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="throughput runs per count")
     args = parser.parse_args()
 

@@ -280,7 +280,7 @@ async def run_worker(
         flushed_to = int(meta.get("seq", 0))
         resume = 0
         if info is not None and (
-            (not meta and info.delivered.stream_seq > 0) or flushed_to < info.ack_floor.stream_seq
+            (not meta and info.ack_floor.stream_seq > 0) or flushed_to < info.ack_floor.stream_seq
         ):
             # Events were acknowledged whose effect is not in Redis: Redis lost its data, or
             # came back from a snapshot older than the acknowledgements. Replay the partition
