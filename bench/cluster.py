@@ -76,6 +76,11 @@ class Run:
             with psycopg.connect(args.database, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{self.dbname}"')
             self.database = f"{args.database.rpartition('/')[0]}/{self.dbname}"
+            from brokerguard.service.db import make_engine, migrate
+
+            engine = make_engine(self.database)  # once, before the workers (they race otherwise)
+            migrate(engine)
+            engine.dispose()
 
     def start(self, n: int, idle_exit: float) -> list[tuple[subprocess.Popen, Path, Path]]:
         procs = []

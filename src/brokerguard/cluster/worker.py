@@ -267,6 +267,21 @@ async def run_worker(
     requests = [0]  # pull requests sent (NATS round trips), idle polls included
     js = nc.jetstream()
 
+    async def acked_beyond(p: int, flushed_to: int, ack_floor: int) -> bool:
+        """Whether the consumer acknowledged an event of ``p`` after what the state stands for.
+
+        The ack floor of a filtered consumer can stand past its last acknowledged message (over
+        other partitions' sequences), so the question is whether a message of the partition
+        lies between the state's sequence and the floor.
+        """
+        if ack_floor <= flushed_to:
+            return False
+        try:
+            nxt = await js.get_msg(stream, seq=flushed_to + 1, subject=f"{subject}.{p}", next=True)
+        except nats.js.errors.NotFoundError:
+            return False
+        return nxt.seq is not None and nxt.seq <= ack_floor
+
     async def open_partition(p: int) -> _Partition:
         state = RedisState(redis_url, prefix=f"{prefix}:{p}", client=client)
         state.fence = (leases.key(p), worker)
@@ -279,9 +294,7 @@ async def run_worker(
             info = None
         flushed_to = int(meta.get("seq", 0))
         resume = 0
-        if info is not None and (
-            (not meta and info.ack_floor.stream_seq > 0) or flushed_to < info.ack_floor.stream_seq
-        ):
+        if info is not None and await acked_beyond(p, flushed_to, info.ack_floor.stream_seq):
             # Events were acknowledged whose effect is not in Redis: Redis lost its data, or
             # came back from a snapshot older than the acknowledgements. Replay the partition
             # from the start of the stream, from empty state (README, "Redis loss").
