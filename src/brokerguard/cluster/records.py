@@ -27,6 +27,7 @@ from brokerguard.guard import Decision
 
 __all__ = ["RecordSink", "decision_id"]
 
+MIGRATE_LOCK = 0x6267_4D49  # "bgMI": workers migrate the service's tables one at a time
 NAMESPACE = uuid.UUID("6f1c0b5e-0d1f-4c55-9d55-6b726f6b6572")
 
 
@@ -45,7 +46,17 @@ class RecordSink:
         from brokerguard.service.db import make_engine, migrate
 
         self.engine = make_engine(database_url)
-        migrate(self.engine)
+        if self.engine.dialect.name == "postgresql":
+            # workers started together would race to create the tables: one at a time
+            with self.engine.connect() as lock:
+                lock.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATE_LOCK})
+                try:
+                    migrate(self.engine)
+                finally:
+                    lock.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATE_LOCK})
+                    lock.commit()
+        else:
+            migrate(self.engine)
         self.caller = caller
         self.pending: list[Any] = []
         self._campaigns_seen: dict[str, float] = {}
