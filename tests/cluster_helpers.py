@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import nats
 import redis
 
 from brokerguard.engine import BrokerGuard
@@ -72,3 +77,51 @@ def drop_prefix(client: redis.Redis, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+class Names:
+    """A stream, subject, Redis prefix and consumer name of one test's own."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.stream = f"BGT_{tag}"
+        self.subject = f"bgt.{tag}"
+        self.prefix = f"bgtest-{tag}"
+        self.durable = f"w{tag}"
+
+    def cli(self, partitions: int = 8) -> list[str]:
+        return ["--stream", self.stream, "--subject", self.subject, "--partitions", str(partitions)]
+
+
+@contextlib.contextmanager
+def fresh_names() -> Iterator[Names]:
+    """Names for one test; its stream and Redis keys are deleted afterwards."""
+    n = Names()
+    try:
+        yield n
+    finally:
+
+        async def drop() -> None:
+            nc = await nats.connect(NATS_URL)
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await nc.jetstream().delete_stream(n.stream)
+            await nc.close()
+
+        asyncio.run(drop())
+        drop_prefix(redis_client(), n.prefix)
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database (the worker migrates it)."""
+    import psycopg
+
+    server = os.environ.get("BG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"bg_cluster_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,37 +1,37 @@
 """Scale-out on the real NATS JetStream and Redis: the cluster decides as the embedded engine does.
 
 A recorded run is published with ``ingest`` and consumed by workers; their decisions must equal
-a replay of the same events on an in-memory engine — with one worker, with a worker that stops
-before acknowledging a batch, and with a worker killed by SIGKILL mid-run.
+a replay of the same events on in-memory engines, one per partition (``PartitionedGuard``; with
+one partition that is the plain embedded engine) — with one worker, with a worker that stops
+before acknowledging a batch, a failed state write and a SIGTERM. Several workers (and a SIGKILL)
+are in ``test_cluster_workers.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import pytest
 from cluster_helpers import (
     NATS_URL,
     REDIS_URL,
-    drop_prefix,
+    Names,
+    fresh_names,
+    pg_database,
     read_events,
     recorded_run,
-    redis_client,
     replay,
 )
 
-from brokerguard.cluster.stream import ingest, partition_of
+from brokerguard.cluster.partition import PartitionedGuard, partition_of
+from brokerguard.cluster.stream import ingest
 from brokerguard.cluster.worker import run_worker
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.state import MemoryState
@@ -40,46 +40,30 @@ from brokerguard.events import decode_line
 BG = [sys.executable, "-m", "brokerguard"]
 
 
+PARTS = 2  # partitions of the streams these tests publish
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, list[tuple]]:
-    """The recorded run's events file and the embedded engine's decisions on it."""
+    """The recorded run's events file and the embedded engines' decisions on it (8 partitions)."""
     path = recorded_run(tmp_path_factory.mktemp("run"))
-    return path, replay(BrokerGuard(state=MemoryState()), read_events(path))
-
-
-class Names:
-    def __init__(self) -> None:
-        tag = uuid.uuid4().hex[:10]
-        self.stream = f"BGT_{tag}"
-        self.subject = f"bgt.{tag}"
-        self.prefix = f"bgtest-{tag}"
-        self.durable = f"w{tag}"
-
-    def cli(self) -> list[str]:
-        return ["--stream", self.stream, "--subject", self.subject]
+    return path, replay(PartitionedGuard(PARTS), read_events(path))  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def names() -> Iterator[Names]:
-    n = Names()
-    yield n
-
-    async def drop() -> None:
-        nc = await nats.connect(NATS_URL)
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await nc.jetstream().delete_stream(n.stream)
-        await nc.close()
-
-    asyncio.run(drop())
-    drop_prefix(redis_client(), n.prefix)
+    with fresh_names() as n:
+        yield n
 
 
-def publish(path: Path, n: Names, partitions: int = 8) -> int:
+def publish(path: Path, n: Names, partitions: int = PARTS) -> int:
     with open(path, "rb") as f:
         return asyncio.run(ingest(f, NATS_URL, n.stream, n.subject, partitions))
 
 
 def work(n: Names, out: Path, **kw) -> object:
+    kw.setdefault("partitions", PARTS)
+    kw.setdefault("lease_ttl", 1.5)
     return asyncio.run(
         run_worker(
             NATS_URL,
@@ -106,10 +90,12 @@ def decided(out: Path) -> list[tuple]:
 
 def test_partitions_are_stable_and_keep_an_account_together(run) -> None:
     events = read_events(run[0])
-    by_account: dict[str, set[int]] = {}
+    by_account: dict[str, set[int | None]] = {}
     for e in events:
         if hasattr(e, "account"):
             by_account.setdefault(e.account, set()).add(partition_of(e, 8))
+        else:
+            assert partition_of(e, 8) is None  # market events go to every partition
     assert all(len(p) == 1 for p in by_account.values())
     assert len({next(iter(p)) for p in by_account.values()}) == 8  # every partition used
     # crc32, not the salted hash(): another interpreter puts an event in the same partition
@@ -123,16 +109,36 @@ def test_partitions_are_stable_and_keep_an_account_together(run) -> None:
     assert int(other.stdout) == partition_of(decode_line(line), 8)
 
 
-def test_one_worker_decides_what_the_embedded_engine_does(run, names, tmp_path) -> None:
-    path, embedded = run
-    assert publish(path, names) == len(read_events(path))
-    stats = work(names, tmp_path / "d.ndjson", idle_exit=1.0)
-    assert stats.events == len(read_events(path)) and stats.skipped == 0
+def test_one_partition_decides_what_the_embedded_engine_does(run, names, tmp_path) -> None:
+    path, _ = run
+    events = read_events(path)
+    embedded = replay(BrokerGuard(state=MemoryState()), events)
+    assert publish(path, names, partitions=1) == len(events)
+    stats = work(names, tmp_path / "d.ndjson", idle_exit=1.0, partitions=1)
+    assert stats.events == len(events) and stats.skipped == 0
     assert decided(tmp_path / "d.ndjson") == embedded
     # publishing the same file again within the duplicate window adds nothing
-    publish(path, names)
-    again = work(names, tmp_path / "d.ndjson", idle_exit=1.0)
+    publish(path, names, partitions=1)
+    again = work(names, tmp_path / "d.ndjson", idle_exit=1.0, partitions=1)
     assert again.events == 0
+
+
+def test_one_worker_on_two_partitions_decides_what_two_embedded_engines_do(
+    run, names, tmp_path
+) -> None:
+    path, embedded = run
+    events = read_events(path)
+    market = sum(1 for e in events if partition_of(e, PARTS) is None)
+    assert publish(path, names) == len(events)
+    stats = work(names, tmp_path / "d.ndjson", idle_exit=1.0)
+    assert stats.events == len(events) + market * (PARTS - 1)  # market events in every partition
+    assert sorted(stats.partitions) == list(range(PARTS))
+    assert sorted(decided(tmp_path / "d.ndjson")) == sorted(embedded)
+    # a stream cut into 2 partitions refuses a worker told 4
+    from brokerguard.cluster.stream import PartitionMismatch
+
+    with pytest.raises(PartitionMismatch):
+        work(names, tmp_path / "d.ndjson", idle_exit=1.0, partitions=2 * PARTS)
 
 
 def test_a_batch_never_acknowledged_is_redelivered_and_processed_once(run, names, tmp_path):
@@ -142,31 +148,12 @@ def test_a_batch_never_acknowledged_is_redelivered_and_processed_once(run, names
     first = work(names, out, batch=100, ack_wait=1.0, max_events=3030)  # stops mid-batch
     assert first.events == 3030
     second = work(names, out, batch=100, ack_wait=1.0, idle_exit=2.5)
-    assert first.batches * 100 + second.events == len(read_events(path))
-    assert decided(out) == embedded
-
-
-def test_sigkill_mid_run_loses_nothing_and_doubles_nothing(run, names, tmp_path) -> None:
-    path, embedded = run
-    subprocess.run([*BG, "ingest", str(path), *names.cli()], check=True, capture_output=True)
-    out = tmp_path / "d.ndjson"
-    common = [*names.cli(), "--prefix", names.prefix, "--durable", names.durable]
-    # ack_wait longer than a worker's start-up: the survivor asks for events before the dead
-    # worker's batch is redelivered, and must not get later events first
-    common += ["--batch", "40", "--ack-wait", "4", "--decisions", str(out)]
-    victim = subprocess.Popen([*BG, "worker", *common], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not out.exists() or len(out.read_text()) < 4000):
-        time.sleep(0.02)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    lines_before = len(out.read_text().splitlines())
-    assert 0 < lines_before < len(embedded)  # killed in the middle
-    survivor = subprocess.run(
-        [*BG, "worker", *common, "--idle-exit", "8"], capture_output=True, text=True, check=True
-    )
-    assert "worker:" in survivor.stderr
-    assert decided(out) == embedded
+    events = read_events(path)
+    copies = len(events) + sum(1 for e in events if partition_of(e, PARTS) is None) * (PARTS - 1)
+    # every message processed once: the cut batch's events were never flushed, so the second
+    # worker processes them (anything it skips was redelivered after its own slow ack)
+    assert sum(first.partitions.values()) + second.events == copies
+    assert sorted(decided(out)) == sorted(embedded)
 
 
 # --- records in PostgreSQL ----------------------------------------------------------------------
@@ -174,16 +161,8 @@ def test_sigkill_mid_run_loses_nothing_and_doubles_nothing(run, names, tmp_path)
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A throwaway PostgreSQL database (the worker migrates it)."""
-    import psycopg
-
-    server = os.environ.get("BG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"bg_cluster_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{server.rpartition('/')[0]}/{name}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database() as url:
+        yield url
 
 
 def table_decisions(url: str) -> list[tuple]:
@@ -231,10 +210,11 @@ def test_records_land_in_postgresql_once_even_when_the_state_write_fails(
 
 def test_sigterm_finishes_the_batch_and_acknowledges_it(run, names, tmp_path) -> None:
     path, embedded = run
-    subprocess.run([*BG, "ingest", str(path), *names.cli()], check=True, capture_output=True)
+    subprocess.run([*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True)
     out = tmp_path / "d.ndjson"
-    common = [*names.cli(), "--prefix", names.prefix, "--durable", names.durable]
-    common += ["--batch", "40", "--ack-wait", "30", "--decisions", str(out)]
+    common = [*names.cli(PARTS), "--prefix", names.prefix, "--durable", names.durable]
+    common += ["--batch", "100", "--ack-wait", "30", "--decisions", str(out)]
+    common += ["--lease-ttl", "2"]
     worker = subprocess.Popen([*BG, "worker", *common], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or len(out.read_text()) < 4000):
@@ -251,18 +231,23 @@ def test_sigterm_finishes_the_batch_and_acknowledges_it(run, names, tmp_path) ->
     assert "0 redelivered events skipped" in rest.stderr
     lines = out.read_text().splitlines()
     assert len(lines) == len(embedded)  # no line twice: the stopped worker acked what it wrote
-    assert decided(out) == embedded
+    assert sorted(decided(out)) == sorted(embedded)
 
 
 def test_ingest_reads_stdin_and_names_a_bad_line(run, names) -> None:
     path, _ = run
     head = b"".join(path.read_bytes().splitlines(keepends=True)[:5])
     ok = subprocess.run(
-        [*BG, "ingest", "-", *names.cli()], input=head, capture_output=True, check=True
+        [*BG, "ingest", "-", *names.cli(4)],
+        input=head,
+        capture_output=True,
+        check=True,
     )
     assert b"published 5 events" in ok.stderr
     bad = head + b'{"type":"login","id":"x"}\n'
-    failed = subprocess.run([*BG, "ingest", "-", *names.cli()], input=bad, capture_output=True)
+    failed = subprocess.run([*BG, "ingest", "-", *names.cli(4)], input=bad, capture_output=True)
     assert failed.returncode == 2 and b"line 6" in failed.stderr
+    other = subprocess.run([*BG, "ingest", "-", *names.cli(16)], input=head, capture_output=True)
+    assert other.returncode == 2 and b"has 4 partitions, not 16" in other.stderr
     missing = subprocess.run([*BG, "ingest", "/nonexistent.ndjson"], capture_output=True)
     assert missing.returncode == 2 and b"no such events file" in missing.stderr

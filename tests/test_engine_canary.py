@@ -145,7 +145,7 @@ def test_canary_events_decode_strictly_with_the_field_named():
 def test_the_mark_survives_the_redis_store_of_the_scale_out_workers():
     from cluster_helpers import drop_prefix, fresh_prefix, redis_client
 
-    from brokerguard.cluster.stream import partition_key
+    from brokerguard.cluster.partition import partition_of
     from brokerguard.stores.redis import RedisState
 
     client, prefix = redis_client(), fresh_prefix()
@@ -155,7 +155,8 @@ def test_the_mark_survives_the_redis_store_of_the_scale_out_workers():
         with RedisState(prefix=prefix) as state:
             r.engine = BrokerGuard(state=state)
             event = CanaryHit(id="c-redis", ts=r.now, ip=proxy, origin=PHISH, user_agent="x")
-            assert partition_key(event) == f"ip:{proxy}"  # the worker that owns the address
+            # no account: like market data it goes to every partition, whose logins it marks
+            assert partition_of(event, 16) is None
             r.engine.observe(event)
             state.flush()
         with RedisState(prefix=prefix) as state:

@@ -184,6 +184,13 @@ def replay(
         Path | None,
         typer.Option(help="SQLite file of the engine's state: continue from it, leave it there."),
     ] = None,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="One engine per account partition, as the cluster runs (brokerguard worker).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the detection engine over a log, open loop; write decisions, alerts and campaigns."""
     from brokerguard.engine import PolicyError
@@ -195,10 +202,16 @@ def replay(
         store = SqliteState(state) if state is not None else None
     except StateFileError as exc:
         raise _fail(str(exc)) from None
+    if partitions > 1 and store is not None:
+        raise _fail("--state keeps one engine's state: it cannot be used with --partitions")
     try:
         engine = engine_guard(policy, store)
     except PolicyError as exc:
         raise _fail(str(exc)) from None
+    if partitions > 1:
+        from brokerguard.cluster.partition import PartitionedGuard
+
+        engine = PartitionedGuard(partitions, lambda: engine_guard(policy, None))
     summary = _replay_into(engine, events, out, run_replay)
     if store is not None:
         store.close()  # only a complete replay is written to the state file

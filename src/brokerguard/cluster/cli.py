@@ -1,20 +1,26 @@
-"""``brokerguard ingest`` and ``brokerguard worker``: the scale-out commands.
+"""``brokerguard ingest``, ``worker`` and ``status``: the scale-out commands.
 
-Mounted on the ``brokerguard`` command by :func:`mount`. URLs also come from the environment
-(``BROKERGUARD_NATS``, ``BROKERGUARD_REDIS``). User errors exit with status 2 and a message.
+Mounted on the ``brokerguard`` command by :func:`mount`. Settings come, in this order of
+precedence, from the command line, the environment (``BROKERGUARD_NATS``, ``BROKERGUARD_REDIS``,
+``BROKERGUARD_DATABASE``, ``BROKERGUARD_PREFIX``, ``BROKERGUARD_STREAM``,
+``BROKERGUARD_PARTITIONS``, ...: ``BROKERGUARD_`` and the option's name), a TOML file
+(``--config FILE`` or ``BROKERGUARD_CONFIG``: the options' names as keys, ``nats = "nats://..."``,
+``ack_wait = 30``) and the defaults. User errors exit with status 2 and a message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-__all__ = ["ingest", "mount", "worker"]
+__all__ = ["ingest", "mount", "status", "worker"]
 
 console = Console(stderr=True)
 
@@ -22,9 +28,31 @@ NatsOpt = Annotated[str, typer.Option("--nats", envvar="BROKERGUARD_NATS", help=
 RedisOpt = Annotated[
     str, typer.Option("--redis", envvar="BROKERGUARD_REDIS", help="Redis URL for the state.")
 ]
-StreamOpt = Annotated[str, typer.Option("--stream", help="JetStream stream name.")]
+StreamOpt = Annotated[
+    str, typer.Option("--stream", envvar="BROKERGUARD_STREAM", help="JetStream stream name.")
+]
 SubjectOpt = Annotated[
-    str, typer.Option("--subject", help="Subject prefix (<prefix>.<partition>).")
+    str,
+    typer.Option(
+        "--subject", envvar="BROKERGUARD_SUBJECT", help="Subject prefix (<prefix>.<partition>)."
+    ),
+]
+PrefixOpt = Annotated[
+    str, typer.Option(envvar="BROKERGUARD_PREFIX", help="Key prefix of the state in Redis.")
+]
+DurableOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="BROKERGUARD_DURABLE", help="Durable consumer names: <durable>-<partition>."
+    ),
+]
+
+
+PartitionsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1, envvar="BROKERGUARD_PARTITIONS", help="Partitions (by account) of the stream."
+    ),
 ]
 
 
@@ -33,14 +61,56 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+KEYS = {"nats": "nats_url", "redis": "redis_url"}  # file key -> parameter name, where they differ
+
+
+def _load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """Read the TOML file into the command's defaults (the command line and environment win)."""
+    if value is None:
+        return None
+    try:
+        data = tomllib.loads(value.read_text())
+    except OSError as exc:
+        raise _fail(f"{value}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(f"{value}: {exc}") from None
+    data = data.get("cluster", data)  # the keys at the top, or under [cluster]
+    names = {p.name for p in ctx.command.params if p.name != "config"}
+    defaults: dict[str, Any] = {}
+    for key, v in data.items():
+        name = KEYS.get(key, key.replace("-", "_"))
+        if name in names:
+            defaults[name] = v
+        elif name not in {p for c in _COMMANDS for p in c}:
+            raise _fail(f"{value}: unknown key `{key}`")
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+_COMMANDS: list[set[str]] = []  # every scale-out command's parameter names (one file for all)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="BROKERGUARD_CONFIG",
+        is_eager=True,
+        callback=_load_config,
+        help="TOML file of settings (keys: the options' names).",
+    ),
+]
+
+
 def ingest(
     source: Annotated[str, typer.Argument(help="An events.ndjson file, or - for standard input.")],
     nats_url: NatsOpt = "nats://127.0.0.1:4222",
     stream: StreamOpt = "BG_EVENTS",
     subject: SubjectOpt = "bg.events",
-    partitions: Annotated[int, typer.Option(min=1, help="Partitions (by account).")] = 16,
+    partitions: PartitionsOpt = 16,
+    config: ConfigOpt = None,
 ) -> None:
     """Publish events to the JetStream stream, partitioned by account."""
+    from brokerguard.cluster.stream import PartitionMismatch
     from brokerguard.cluster.stream import ingest as publish
     from brokerguard.events import EventError
 
@@ -57,6 +127,8 @@ def ingest(
         count = asyncio.run(publish(lines, nats_url, stream, subject, partitions))
     except EventError as exc:
         raise _fail(f"{source}: {exc}") from None
+    except PartitionMismatch as exc:
+        raise _fail(str(exc)) from None
     except (OSError, TimeoutError) as exc:
         raise _fail(f"cannot publish to {nats_url}: {exc}") from None
     finally:
@@ -68,17 +140,41 @@ def ingest(
 def worker(
     nats_url: NatsOpt = "nats://127.0.0.1:4222",
     redis_url: RedisOpt = "redis://127.0.0.1:6379/0",
-    prefix: Annotated[str, typer.Option(help="Key prefix of the state in Redis.")] = "bg",
+    prefix: PrefixOpt = "bg",
     stream: StreamOpt = "BG_EVENTS",
     subject: SubjectOpt = "bg.events",
-    durable: Annotated[str, typer.Option(help="Durable consumer name.")] = "bg-worker",
-    batch: Annotated[int, typer.Option(min=1, help="Events fetched per batch.")] = 500,
+    partitions: PartitionsOpt = 16,
+    durable: DurableOpt = "bg-worker",
+    batch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="BROKERGUARD_BATCH",
+            help="Events fetched per batch (and at most unacknowledged per partition).",
+        ),
+    ] = 500,
     idle_exit: Annotated[
         float, typer.Option(help="Stop after this many seconds without events (0: never).")
     ] = 0.0,
     ack_wait: Annotated[
-        float, typer.Option(help="Seconds before an unacked batch is redelivered.")
+        float,
+        typer.Option(
+            envvar="BROKERGUARD_ACK_WAIT", help="Seconds before an unacked batch is redelivered."
+        ),
     ] = 30.0,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="BROKERGUARD_LEASE_TTL",
+            help="Seconds before a dead worker's partitions move to the others.",
+        ),
+    ] = 10.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="BROKERGUARD_METRICS_PORT", help="Serve Prometheus metrics on this port."
+        ),
+    ] = None,
     decisions: Annotated[
         Path | None, typer.Option(help="Append decisions here (JSON lines).")
     ] = None,
@@ -93,11 +189,26 @@ def worker(
             help="Write decisions, alerts and campaigns to the service's tables (migrated first).",
         ),
     ] = None,
+    config: ConfigOpt = None,
+    stats_file: Annotated[
+        Path | None, typer.Option("--stats", hidden=True, help="Write the run's figures (bench).")
+    ] = None,
 ) -> None:
-    """Consume the event stream and run the engine on Redis state; ack after state is written."""
+    """Consume this worker's share of the partitions; ack after state and records are written."""
     import redis
 
+    from brokerguard.cluster.stream import PartitionMismatch
     from brokerguard.cluster.worker import run_worker
+
+    metrics = None
+    if metrics_port is not None:
+        from brokerguard.cluster.metrics import WorkerMetrics
+
+        metrics = WorkerMetrics()
+        try:
+            metrics.serve(metrics_port)
+        except OSError as exc:
+            raise _fail(f"cannot serve metrics on port {metrics_port}: {exc.strerror}") from None
 
     try:
         stats = asyncio.run(
@@ -107,26 +218,92 @@ def worker(
                 prefix=prefix,
                 stream=stream,
                 subject=subject,
+                partitions=partitions,
                 durable=durable,
                 batch=batch,
+                lease_ttl=lease_ttl,
                 idle_exit=idle_exit,
                 ack_wait=ack_wait,
                 decisions=decisions,
                 campaigns=campaigns,
                 database=database,
+                metrics=metrics,
             )
         )
+    except PartitionMismatch as exc:
+        raise _fail(str(exc)) from None
     except redis.exceptions.ConnectionError as exc:
         raise _fail(f"cannot reach Redis at {redis_url}: {exc}") from None
     except (OSError, TimeoutError) as exc:
         raise _fail(f"cannot reach NATS at {nats_url}: {exc}") from None
+    if stats_file is not None:
+        import time
+
+        figures = {**stats.as_dict(), "process_cpu": time.process_time()}
+        stats_file.write_text(json.dumps(figures))
     console.print(
         f"worker: {stats.events:,} events, {stats.decisions:,} decisions, "
-        f"{stats.skipped:,} redelivered events skipped, {stats.batches:,} batches"
+        f"{stats.skipped:,} redelivered events skipped, {stats.batches:,} batches, "
+        f"partitions taken {stats.acquired}, handed over {stats.released}, lost {stats.lost}, "
+        f"rebuilt {stats.rebuilt}"
     )
+
+
+def status(
+    nats_url: NatsOpt = "nats://127.0.0.1:4222",
+    redis_url: RedisOpt = "redis://127.0.0.1:6379/0",
+    prefix: PrefixOpt = "bg",
+    stream: StreamOpt = "BG_EVENTS",
+    durable: DurableOpt = "bg-worker",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Workers, partition owners, lag and redeliveries; exit status 1 when unhealthy."""
+    import nats
+    import redis
+    from rich.table import Table
+
+    from brokerguard.cluster.status import cluster_status
+
+    try:
+        st = asyncio.run(
+            cluster_status(nats_url, redis_url, prefix=prefix, stream=stream, durable=durable)
+        )
+    except nats.js.errors.NotFoundError:
+        raise _fail(f"no stream {stream} on {nats_url}") from None
+    except redis.exceptions.ConnectionError as exc:
+        raise _fail(f"cannot reach Redis at {redis_url}: {exc}") from None
+    except (OSError, TimeoutError, nats.errors.NoServersError) as exc:
+        raise _fail(f"cannot reach NATS at {nats_url}: {exc}") from None
+    if as_json:
+        print(json.dumps(st, indent=1))
+    else:
+        out = Console()
+        out.print(
+            f"stream {st['stream']}: {st['messages']:,} messages, {st['partitions']} partitions, "
+            f"lag {st['lag']:,}; workers: "
+            + (", ".join(f"{w} ({left:.0f} s)" for w, left in st["workers"].items()) or "none")
+        )
+        table = Table("partition", "owner", "lag", "ack pending", "redelivered", "acked to", "ok")
+        for r in st["partition"]:
+            table.add_row(
+                str(r["partition"]),
+                r["owner"] or "-",
+                *(f"{r[k]:,}" if r[k] is not None else "-" for k in ("lag", "ack_pending")),
+                f"{r['redelivered']:,}" if r["redelivered"] is not None else "-",
+                f"{r['ack_floor']:,}" if r["ack_floor"] is not None else "-",
+                "yes" if r["healthy"] else "NO",
+            )
+        out.print(table)
+        out.print("healthy" if st["healthy"] else "UNHEALTHY: partitions with work and no owner")
+    if not st["healthy"]:
+        raise typer.Exit(code=1)
 
 
 def mount(app: typer.Typer) -> None:
     """Add the scale-out commands to the ``brokerguard`` command."""
-    app.command("ingest")(ingest)
-    app.command("worker")(worker)
+    import inspect
+
+    for name, fn in (("ingest", ingest), ("worker", worker), ("status", status)):
+        _COMMANDS.append(set(inspect.signature(fn).parameters))
+        app.command(name)(fn)

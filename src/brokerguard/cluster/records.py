@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 
 from brokerguard.engine import BrokerGuard
@@ -26,7 +27,12 @@ from brokerguard.guard import Decision
 
 __all__ = ["RecordSink", "decision_id"]
 
+MIGRATE_LOCK = 0x6267_4D49  # "bgMI": workers migrate the service's tables one at a time
 NAMESPACE = uuid.UUID("6f1c0b5e-0d1f-4c55-9d55-6b726f6b6572")
+
+
+def _tagged(camp: CampaignState, tag: str) -> CampaignState:
+    return msgspec.structs.replace(camp, id=tag + camp.id) if tag else camp
 
 
 def decision_id(event_id: str) -> str:
@@ -36,31 +42,49 @@ def decision_id(event_id: str) -> str:
 class RecordSink:
     """Collects a batch's records, then writes them in one transaction (:meth:`write`)."""
 
-    def __init__(self, database_url: str, guard: BrokerGuard, caller: str = "worker") -> None:
+    def __init__(self, database_url: str, caller: str = "worker") -> None:
         from brokerguard.service.db import make_engine, migrate
 
         self.engine = make_engine(database_url)
-        migrate(self.engine)
-        self.guard = guard
+        if self.engine.dialect.name == "postgresql":
+            # workers started together would race to create the tables: one at a time
+            with self.engine.connect() as lock:
+                lock.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATE_LOCK})
+                try:
+                    migrate(self.engine)
+                finally:
+                    lock.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATE_LOCK})
+                    lock.commit()
+        else:
+            migrate(self.engine)
         self.caller = caller
         self.pending: list[Any] = []
         self._campaigns_seen: dict[str, float] = {}
         self.written = 0
 
-    def decided(self, event: Event, point: str, decision: Decision, signals: list[Signal]) -> None:
+    def decided(
+        self,
+        guard: BrokerGuard,
+        event: Event,
+        point: str,
+        decision: Decision,
+        signals: list[Signal],
+        tag: str = "",
+    ) -> None:
+        """Queue a decision of ``guard`` (a partition's engine; ``tag`` prefixes its campaigns)."""
         from brokerguard.service.audit import AuditEntry
         from brokerguard.service.records import campaign_id, decision_record
 
         def campaign_row(engine_id: str) -> str | None:
-            camp = self.guard.state.get("campaign", engine_id)
-            return campaign_id(camp) if camp is not None else None
+            camp = guard.state.get("campaign", engine_id)
+            return campaign_id(_tagged(camp, tag)) if camp is not None else None
 
         _, _, record = decision_record(
             event,
             point,
             decision,
             signals,
-            guard=self.guard.name,
+            guard=guard.name,
             caller=self.caller,
             campaigns=campaign_row,
         )
@@ -74,16 +98,16 @@ class RecordSink:
         )
         self.pending.append(record)
 
-    def campaigns(self) -> None:
-        """Queue the campaigns raised or grown since the last look."""
+    def campaigns(self, guard: BrokerGuard, tag: str = "") -> None:
+        """Queue the campaigns of ``guard`` raised or grown since the last look."""
         from brokerguard.service.records import campaign_record
 
-        state = self.guard.state
+        state = guard.state
         for cid in list(state.keys("campaign")):
             camp: CampaignState | None = state.get("campaign", cid)
-            if camp is not None and self._campaigns_seen.get(cid) != camp.updated_at:
-                self._campaigns_seen[cid] = camp.updated_at
-                self.pending.append(campaign_record(camp))
+            if camp is not None and self._campaigns_seen.get(tag + cid) != camp.updated_at:
+                self._campaigns_seen[tag + cid] = camp.updated_at
+                self.pending.append(campaign_record(_tagged(camp, tag)))
 
     def write(self) -> int:
         """Write what was queued (less decisions already in the table); returns records written."""

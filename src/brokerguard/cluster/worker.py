@@ -1,25 +1,31 @@
-"""A worker: a durable pull consumer on the event stream, the engine on Redis state.
+"""A worker: its share of the partitions, one engine per partition on Redis state.
 
-For each batch fetched from JetStream the worker
+The worker takes partitions by lease (:mod:`.leases`) and consumes each through a durable pull
+consumer of its own (``<durable>-<partition>``, filtered on ``<subject>.<partition>``), so a
+partition's events are processed by one worker at a time, in stream order. Each partition has
+its own engine and state (:mod:`.partition`). For each batch fetched from a partition the worker
 
-1. asks Redis which of the batch's event ids its partitions already processed (one round trip)
+1. asks Redis which of the batch's event ids the partition already processed (one round trip)
    and skips those — a redelivered event changes no state twice and decides nothing twice — and
    reads the records the rest will need (two more round trips: what the events name, then the
    symbols their accounts hold);
-2. runs the rest through the engine (:class:`~brokerguard.engine.guard.BrokerGuard` on
-   :class:`~brokerguard.stores.redis.RedisState`), in stream order;
+2. runs the rest through the partition's engine, in stream order;
 3. writes the decisions and campaign lines it produced (to ``decisions`` / ``campaigns`` files,
    appended, one JSON object per line) and, given a database, the decisions, alerts and
    campaigns to the service's tables (:mod:`.records`: ids derived from event ids, so a
    redelivered batch adds no row twice);
-4. flushes the state and the processed ids to Redis in one MULTI/EXEC;
+4. flushes the state, the processed ids and the engine's sweep clock to Redis in one MULTI/EXEC,
+   fenced on the partition's lease (a worker that lost the partition writes nothing);
 5. only then acknowledges the batch.
 
 A worker killed anywhere before 5 has its batch redelivered (after ``ack_wait``) to whichever
-worker consumes the partitions next. If it died after 3 but before 4, the redelivered events are
-processed again from the state before them, so they decide the same again: the output files can
-then hold a line twice with the same content (readers keep one line per event id); if it died
-after 4, the ids are in Redis and the events are skipped.
+worker holds the partition next (after ``lease_ttl``). If it died after 3 but before 4, the
+redelivered events are processed again from the state before them, so they decide the same
+again: the output files can then hold a line twice with the same content (readers keep one line
+per event id); if it died after 4, the ids are in Redis and the events are skipped.
+
+A partition whose consumer has delivered events but whose state is not in Redis (Redis lost its
+data) is replayed from the start of the stream: its consumer is deleted and created again.
 """
 
 from __future__ import annotations
@@ -31,17 +37,26 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
 import nats
+import redis
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from brokerguard.cluster.stream import DEFAULT_STREAM, DEFAULT_SUBJECT, ensure_stream
+from brokerguard.cluster.leases import Leases, new_worker_id
+from brokerguard.cluster.partition import campaign_tag, tag_records
+from brokerguard.cluster.stream import (
+    DEFAULT_PARTITIONS,
+    DEFAULT_STREAM,
+    DEFAULT_SUBJECT,
+    ensure_stream,
+)
 from brokerguard.engine import BrokerGuard
 from brokerguard.events import ChallengeResult, decode_line
 from brokerguard.guard import decision_point
-from brokerguard.stores.redis import RedisState
+from brokerguard.stores.redis import LeaseLost, RedisState
 
 __all__ = ["WorkerStats", "run_worker"]
 
@@ -52,15 +67,28 @@ class WorkerStats:
     skipped: int = 0  # redelivered events already processed
     decisions: int = 0
     batches: int = 0
+    redelivered: int = 0  # messages delivered more than once
+    acquired: int = 0  # partitions taken (at start, on rebalancing, after a death)
+    released: int = 0  # partitions handed over to another worker
+    lost: int = 0  # partitions whose lease was gone when renewed or when flushing
+    rebuilt: int = 0  # partitions replayed from the start of the stream (their state was gone)
+    resumed: int = 0  # partitions taken with unacknowledged messages: restarted at the ack floor
     started: float = field(default_factory=time.perf_counter)
     busy: float = 0.0  # seconds from a batch's arrival to its acknowledgement
     batch_seconds: list[float] = field(default_factory=list)  # each batch, arrival to ack
+    latencies: list[float] = field(default_factory=list)  # each decision: published to acked
     cpu: float = 0.0  # this process's CPU seconds in batches (fetch wait excluded)
     redis_round_trips: int = 0
-    nats_round_trips: int = 0  # a fetch and a flush of the acks per batch
+    nats_round_trips: int = 0  # pull requests (idle polls too) and a flush of the acks per batch
+    partitions: dict[int, int] = field(default_factory=dict)  # partition -> events processed
+    first_batch: float = 0.0  # wall clock (epoch s) when the first batch arrived
+    last_ack: float = 0.0  # ... and when the last one was acknowledged
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "started"}
 
 
-def held(state: RedisState, events: list[Any]) -> Iterator[tuple[str, str]]:
+def held_symbols(state: RedisState, events: list[Any]) -> Iterator[tuple[str, str]]:
     """The symbols the batch's accounts hold (an order values the holdings of its account)."""
     accounts = state.records["account"]
     for account in {getattr(e, "account", None) for e in events}:
@@ -72,6 +100,7 @@ def held(state: RedisState, events: list[Any]) -> Iterator[tuple[str, str]]:
 
 def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
     """The records a batch's events will read, as far as the event alone tells."""
+    yield "population", "all"
     for event in events:
         account = getattr(event, "account", None)
         if account is not None:
@@ -89,6 +118,100 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
             yield "pending", event.ref
 
 
+TIMEOUTS = (TimeoutError, nats.errors.TimeoutError)  # asyncio's, or nats-py's own
+
+
+async def pull(sub: Any, batch: int, wait: float = 0.5, count: list[int] | None = None) -> list:
+    """Up to ``batch`` messages: what is there at once, else the first to arrive within ``wait``.
+
+    nats-py's ``fetch(batch, timeout)`` on an empty consumer waits for the whole batch or the
+    timeout: at a low rate every event would wait ``timeout``. So a short fetch first; if
+    nothing came, a long poll for one message, and then what else is there at once. ``count``
+    gets one added per pull request sent (a NATS round trip).
+    """
+    count = count if count is not None else [0]
+    count[0] += 1
+    with contextlib.suppress(*TIMEOUTS):
+        return await sub.fetch(batch, timeout=0.02)
+    count[0] += 1
+    try:
+        msgs = await sub.fetch(1, timeout=wait)
+    except TIMEOUTS:
+        return []
+    if batch > 1:
+        count[0] += 1
+        with contextlib.suppress(*TIMEOUTS):
+            msgs += await sub.fetch(batch - 1, timeout=0.02)
+    return msgs
+
+
+class _Partition:
+    """One partition this worker holds: its engine on its own Redis state, its consumer."""
+
+    def __init__(self, number: int, state: RedisState, guard: BrokerGuard, sub: Any) -> None:
+        self.number = number
+        self.name = str(number)
+        self.state = state
+        self.guard = guard
+        self.sub = sub
+        self.task: asyncio.Task | None = None
+        self.seq = ""  # the stream sequence of the last event flushed ("": none yet)
+
+    def save_clock(self, seq: int) -> None:
+        """The engine's sweep schedule and zone go with the state: a new owner continues them.
+
+        With them, the stream sequence of the batch's last event: the state in Redis is the
+        effect of the partition's events up to there (see :meth:`check`).
+        """
+        offset = self.guard._tz.utcoffset(None)
+        self.state.meta = {
+            "next_sweep": repr(self.guard._next_sweep),
+            "tz": repr(offset.total_seconds() if offset is not None else 0.0),
+            "seq": str(seq),
+        }
+
+    def refresh(self) -> None:
+        """Before a batch: what the engine keeps between batches, read again from Redis.
+
+        The population counts (held by the login detector), the number of campaigns (the next
+        campaign's id) and the sweep clock. A worker whose lease lapsed without its knowing yet
+        then decides from the same state as the partition's new owner: its output lines are
+        the same, and its fenced flush fails, so nothing of it is acknowledged.
+        """
+        state = self.state
+        pipe = state.redis.pipeline(transaction=False)
+        pipe.hlen(f"{state.prefix}:campaign")
+        pipe.hgetall(f"{state.prefix}:meta")
+        state.round_trips += 1
+        count, raw = pipe.execute()
+        meta = {k.decode(): v.decode() for k, v in raw.items()}
+        if meta.get("seq", "") != self.seq:
+            raise LeaseLost(f"partition {self.number}: its state in Redis changed under us")
+        state.forget("population")
+        self.guard.login._pop = None
+        self.guard.campaigns._count = int(count)
+        self.load_clock(meta)
+
+    def check(self, lease: str, worker: str) -> None:
+        """Before writing a batch's records: the lease is ours and the state is what we read.
+
+        Redis that lost its data (or restarted from an older snapshot) during the batch would
+        otherwise let records decided from missing state reach the files and PostgreSQL.
+        """
+        pipe = self.state.redis.pipeline(transaction=False)
+        pipe.get(lease)
+        pipe.hget(f"{self.state.prefix}:meta", "seq")
+        self.state.round_trips += 1
+        owner, seq = pipe.execute()
+        if owner != worker.encode() or (seq or b"").decode() != self.seq:
+            raise LeaseLost(f"partition {self.number}: lease or state lost during the batch")
+
+    def load_clock(self, meta: dict[str, str]) -> None:
+        if "next_sweep" in meta:
+            self.guard._next_sweep = float(meta["next_sweep"])
+            self.guard._tz = timezone(timedelta(seconds=float(meta["tz"])))
+
+
 async def run_worker(
     nats_url: str,
     redis_url: str,
@@ -96,35 +219,41 @@ async def run_worker(
     prefix: str = "bg",
     stream: str = DEFAULT_STREAM,
     subject: str = DEFAULT_SUBJECT,
+    partitions: int = DEFAULT_PARTITIONS,
     durable: str = "bg-worker",
     batch: int = 500,
     idle_exit: float = 0.0,
     ack_wait: float = 30.0,
+    lease_ttl: float = 10.0,
     decisions: Path | None = None,
     campaigns: Path | None = None,
     max_events: int = 0,
     database: str | None = None,
+    metrics: Any = None,
+    worker_id: str | None = None,
 ) -> WorkerStats:
     """Consume until stopped (SIGTERM/SIGINT), idle for ``idle_exit`` seconds, or ``max_events``.
 
-    Every worker with the same ``durable`` name shares one consumer: JetStream hands each batch
-    to one of them. ``max_events`` (tests) stops after that many events without acknowledging
-    the batch that crossed it, like a crash.
+    The worker takes its share of the partitions (:mod:`.leases`) and consumes each through its
+    own durable consumer ``<durable>-<partition>``. ``max_events`` (tests) stops after that many
+    events without acknowledging the batch that crossed it and without releasing anything, like
+    a crash. ``metrics`` (a :class:`~brokerguard.cluster.metrics.WorkerMetrics`) is updated per
+    batch when given.
     """
-    state = RedisState(redis_url, prefix=prefix)
-    guard = BrokerGuard(state=state)
+    client = redis.Redis.from_url(redis_url)
+    worker = worker_id or new_worker_id()
+    leases = Leases(client, prefix, worker, partitions, lease_ttl)
     stats = WorkerStats()
     sink = None
+    last_signals: list = []
+
+    def trace(event, signals, decision) -> None:
+        last_signals[:] = signals
+
     if database:
         from brokerguard.cluster.records import RecordSink
 
-        sink = RecordSink(database, guard)
-        last_signals: list = []
-
-        def trace(event, signals, decision) -> None:
-            last_signals[:] = signals
-
-        guard.trace = trace
+        sink = RecordSink(database)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -133,97 +262,269 @@ async def run_worker(
     nc = await nats.connect(nats_url)
     out_decisions: IO[str] | None = open(decisions, "a") if decisions else None  # noqa: SIM115
     out_campaigns: IO[str] | None = open(campaigns, "a") if campaigns else None  # noqa: SIM115
-    try:
-        js = nc.jetstream()
-        await ensure_stream(js, stream, subject)
+    held: dict[int, _Partition] = {}
+    states: list[RedisState] = []  # every partition state opened (round trips)
+    requests = [0]  # pull requests sent (NATS round trips), idle polls included
+    js = nc.jetstream()
+
+    async def acked_beyond(p: int, flushed_to: int, ack_floor: int) -> bool:
+        """Whether the consumer acknowledged an event of ``p`` after what the state stands for.
+
+        The ack floor of a filtered consumer can stand past its last acknowledged message (over
+        other partitions' sequences), so the question is whether a message of the partition
+        lies between the state's sequence and the floor.
+        """
+        if ack_floor <= flushed_to:
+            return False
+        try:
+            nxt = await js.get_msg(stream, seq=flushed_to + 1, subject=f"{subject}.{p}", next=True)
+        except nats.js.errors.NotFoundError:
+            return False
+        return nxt.seq is not None and nxt.seq <= ack_floor
+
+    async def open_partition(p: int) -> _Partition:
+        state = RedisState(redis_url, prefix=f"{prefix}:{p}", client=client)
+        state.fence = (leases.key(p), worker)
+        states.append(state)
+        meta = state.read_meta()
+        name = f"{durable}-{p}"
+        try:
+            info = await js.consumer_info(stream, name)
+        except nats.js.errors.NotFoundError:
+            info = None
+        flushed_to = int(meta.get("seq", 0))
+        resume = 0
+        if info is not None and await acked_beyond(p, flushed_to, info.ack_floor.stream_seq):
+            # Events were acknowledged whose effect is not in Redis: Redis lost its data, or
+            # came back from a snapshot older than the acknowledgements. Replay the partition
+            # from the start of the stream, from empty state (README, "Redis loss").
+            keys = list(client.scan_iter(match=f"{prefix}:{p}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+            meta = {}
+            await js.delete_consumer(stream, name)
+            stats.rebuilt += 1
+        elif info is not None and info.num_ack_pending > 0:
+            # The previous holder died (or lost its lease) with messages delivered and not
+            # acknowledged. They would come back only after ack_wait, and meanwhile later
+            # messages could reach us first (a partial batch leaves room under
+            # max_ack_pending): out of order. So the consumer starts again just after its ack
+            # floor; what was processed but not acknowledged is skipped as already seen.
+            resume = info.ack_floor.stream_seq + 1
+            await js.delete_consumer(stream, name)
+            stats.resumed += 1
         config = ConsumerConfig(
-            durable_name=durable,
+            durable_name=name,
+            filter_subject=f"{subject}.{p}",
             ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if resume else DeliverPolicy.ALL,
+            opt_start_seq=resume or None,
             ack_wait=ack_wait,
-            # one batch outstanding at a time: after a crash nothing later is delivered before
-            # the dead worker's batch comes back (after ack_wait), so events stay in order
+            # back-pressure: at most one batch delivered and not acknowledged per partition
             max_ack_pending=batch,
         )
-        sub = await js.pull_subscribe(f"{subject}.*", durable=durable, stream=stream, config=config)
-        idle_since = time.monotonic()
-        while not stop.is_set():
+        sub = await js.pull_subscribe(f"{subject}.{p}", durable=name, stream=stream, config=config)
+        guard = BrokerGuard(state=state)
+        guard.trace = trace
+        part = _Partition(p, state, guard, sub)
+        part.load_clock(meta)
+        part.seq = meta.get("seq", "")
+        stats.acquired += 1
+        return part
+
+    async def close_partition(part: _Partition, release: bool) -> None:
+        task, part.task = part.task, None
+        if task is not None:
+            # Let the outstanding pull request end (it expires with its fetch timeout): a request
+            # left open on the server would still deliver messages that nobody acknowledges, and
+            # the partition would stall for ack_wait. What it brought is given back at once.
             try:
-                msgs = await sub.fetch(batch, timeout=0.5)
-            except (TimeoutError, nats.errors.TimeoutError):  # asyncio's, or nats-py's own
+                msgs = await task
+            except Exception:
                 msgs = []
-            if not msgs:
+            for m in msgs:
+                await m.nak()
+        with contextlib.suppress(Exception):
+            await part.sub.unsubscribe()
+        held.pop(part.number, None)
+        if release:
+            await nc.flush()  # the acks and naks are in before the next owner starts
+            leases.release(part.number)
+            stats.released += 1
+
+    async def rebalance() -> None:
+        live = leases.beat()
+        want = leases.desired(live)
+        for p in leases.renew(sorted(held)):
+            stats.lost += 1
+            await close_partition(held[p], release=False)
+        for p in sorted(set(held) - want):
+            await close_partition(held[p], release=True)
+        for p in sorted(want - set(held)):
+            if leases.acquire(p):
+                held[p] = await open_partition(p)
+        if metrics is not None:
+            metrics.owned(sorted(held))
+
+    async def process(part: _Partition, msgs: list) -> bool:
+        """Run one batch of one partition; False when ``max_events`` cut it (a crash)."""
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        stats.first_batch = stats.first_batch or time.time()
+        before = stats.events
+        state, guard, p = part.state, part.guard, part.name
+        events = [decode_line(m.data) for m in msgs]
+        part.refresh()
+        state.prefetch(wanted(events))
+        state.prefetch(held_symbols(state, events))
+        done = state.seen_in({p: [e.id for e in events]})
+        lines: list[str] = []
+        points: list[int] = []
+        for i, event in enumerate(events):
+            if (p, event.id) in done:
+                stats.skipped += 1
+                continue
+            point = decision_point(event)
+            if point:
+                last_signals.clear()
+                d = guard.decide(event)
+                if sink is not None:
+                    tag = campaign_tag(part.number, partitions)
+                    sink.decided(guard, event, point, d, list(last_signals), tag)
+                lines.append(
+                    json.dumps(
+                        {"event": event.id, "action": d.action, "score": d.score},
+                        separators=(",", ":"),
+                    )
+                )
+                points.append(i)
+            else:
+                guard.observe(event)
+            state.mark(p, [event.id])
+            done.add((p, event.id))  # a duplicate inside the batch too
+            stats.events += 1
+            if max_events and stats.events >= max_events:
+                return False  # nothing written, nothing acknowledged: as if killed here
+        part.check(leases.key(part.number), worker)
+        tag = campaign_tag(part.number, partitions)
+        if out_decisions is not None and lines:
+            out_decisions.write("\n".join(lines) + "\n")
+            out_decisions.flush()
+        if out_campaigns is not None:
+            for record in tag_records(guard.campaign_records(), tag):
+                out_campaigns.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out_campaigns.flush()
+        if sink is not None:
+            sink.campaigns(guard, tag)
+            sink.write()  # before the state: a crash in between only rewrites the same rows
+        seq = msgs[-1].metadata.sequence.stream
+        part.save_clock(seq)
+        state.flush()  # LeaseLost if another worker holds the partition now: nothing acked
+        part.seq = str(seq)
+        for m in msgs:
+            await m.ack()
+        await nc.flush()
+        acked = stats.last_ack = time.time()
+        redelivered = 0
+        for i, m in enumerate(msgs):
+            meta = m.metadata
+            if meta.num_delivered > 1:
+                redelivered += 1
+            if i in points:
+                stats.latencies.append(acked - meta.timestamp.timestamp())
+        stats.redelivered += redelivered
+        stats.decisions += len(lines)
+        stats.batches += 1
+        stats.batch_seconds.append(time.perf_counter() - t0)
+        stats.busy += stats.batch_seconds[-1]
+        stats.cpu += time.process_time() - c0
+        stats.nats_round_trips = requests[0] + stats.batches  # the pulls, an ack flush a batch
+        stats.partitions[part.number] = stats.partitions.get(part.number, 0) + len(msgs)
+        stats.redis_round_trips = leases.round_trips + sum(s.round_trips for s in states)
+        if metrics is not None:
+            metrics.batch(
+                part.number,
+                stats.events - before,
+                stats.latencies[len(stats.latencies) - len(points) :],
+                stats.batch_seconds[-1],
+                redelivered,
+                msgs[-1].metadata.num_pending,
+            )
+        return True
+
+    graceful = False  # only a stop, an idle exit or the end releases the partitions
+    try:
+        await ensure_stream(js, stream, subject, partitions)
+        idle_since = time.monotonic()
+        next_beat = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                await rebalance()
+                next_beat = now + lease_ttl / 3
+            for part in held.values():
+                if part.task is None:
+                    part.task = asyncio.create_task(pull(part.sub, batch, count=requests))
+            if not held:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(0.01, next_beat - now))
                 if idle_exit and time.monotonic() - idle_since >= idle_exit:
                     break
                 continue
-            idle_since = time.monotonic()
-            t0 = time.perf_counter()
-            c0 = time.process_time()
-            # one partition name per message: the subject's last token
-            parts = [m.subject.rsplit(".", 1)[1] for m in msgs]
-            events = [decode_line(m.data) for m in msgs]
-            by_part: dict[str, list[str]] = {}
-            for p, e in zip(parts, events, strict=True):
-                by_part.setdefault(p, []).append(e.id)
-            state.prefetch(wanted(events))
-            state.prefetch(held(state, events))
-            done = state.seen_in(by_part)
-            lines: list[str] = []
-            crashed = False
-            for p, event in zip(parts, events, strict=True):
-                if (p, event.id) in done:
-                    stats.skipped += 1
+            tasks = {part.task for part in held.values() if part.task is not None}
+            done, _ = await asyncio.wait(
+                tasks,
+                timeout=max(0.01, next_beat - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            worked = False
+            for part in list(held.values()):
+                task = part.task
+                if task is None or task not in done:
                     continue
-                point = decision_point(event)
-                if point:
-                    if sink is not None:
-                        last_signals.clear()
-                    d = guard.decide(event)
-                    if sink is not None:
-                        sink.decided(event, point, d, list(last_signals))
-                    lines.append(
-                        json.dumps(
-                            {"event": event.id, "action": d.action, "score": d.score},
-                            separators=(",", ":"),
-                        )
-                    )
-                else:
-                    guard.observe(event)
-                state.mark(p, [event.id])
-                done.add((p, event.id))  # a duplicate inside the batch too
-                stats.events += 1
-                if max_events and stats.events >= max_events:
-                    crashed = True
-                    break
-            if crashed:
-                break  # nothing written, nothing acknowledged: as if killed here
-            if out_decisions is not None and lines:
-                out_decisions.write("\n".join(lines) + "\n")
-                out_decisions.flush()
-            if out_campaigns is not None:
-                for record in guard.campaign_records():
-                    out_campaigns.write(json.dumps(record, ensure_ascii=False) + "\n")
-                out_campaigns.flush()
-            if sink is not None:
-                sink.campaigns()
-                sink.write()  # before the state: a crash in between only rewrites the same rows
-            state.flush()
-            for m in msgs:
-                await m.ack()
-            await nc.flush()
-            stats.decisions += len(lines)
-            stats.batches += 1
-            stats.batch_seconds.append(time.perf_counter() - t0)
-            stats.busy += stats.batch_seconds[-1]
-            stats.cpu += time.process_time() - c0
-            stats.nats_round_trips += 2
-            stats.redis_round_trips = state.round_trips
+                part.task = None
+                try:
+                    msgs = task.result()
+                except TIMEOUTS:
+                    msgs = []
+                if not msgs:
+                    continue
+                try:
+                    if not await process(part, msgs):
+                        return stats
+                except LeaseLost:
+                    # another worker holds it, or Redis lost (part of) its state: give back the
+                    # batch at once; the partition is taken again (and checked) at the next beat
+                    stats.lost += 1
+                    for m in msgs:
+                        await m.nak()
+                    await close_partition(part, release=False)
+                    leases.release(part.number)  # if it is still ours
+                    next_beat = 0.0
+                    continue
+                worked = True
+            if worked:
+                idle_since = time.monotonic()
+            elif idle_exit and time.monotonic() - idle_since >= idle_exit:
+                break
+        graceful = True
         return stats
     finally:
+        if graceful:
+            for part in list(held.values()):
+                with contextlib.suppress(Exception):
+                    await close_partition(part, release=True)
+            with contextlib.suppress(Exception):
+                leases.leave()
+        tasks = [part.task for part in held.values() if part.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stats.redis_round_trips = leases.round_trips + sum(s.round_trips for s in states)
         for f in (out_decisions, out_campaigns):
             if f is not None:
                 f.close()
         await nc.close()
-        state.redis.close()
+        client.close()
         if sink is not None:
             sink.close()

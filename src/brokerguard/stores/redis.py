@@ -36,13 +36,17 @@ from brokerguard.engine.state import KINDS, MemoryState
 from brokerguard.stores.changes import HELD, changed_records, forget_least_recent, pending
 from brokerguard.stores.codec import decode
 
-__all__ = ["HELD", "RedisState", "RedisStateError"]
+__all__ = ["HELD", "LeaseLost", "RedisState", "RedisStateError"]
 
 SEEN_LIMIT = 20_000  # per partition: redelivery comes within ack_wait, long before 20,000 more
 
 
 class RedisStateError(ValueError):
     """A record in Redis that cannot be read, or a Redis server that cannot be reached."""
+
+
+class LeaseLost(RuntimeError):
+    """The fence key no longer names this writer: another worker owns the partition now."""
 
 
 class RedisState(MemoryState):
@@ -73,6 +77,10 @@ class RedisState(MemoryState):
         self._absent: set[tuple[str, str]] = set()  # prefetched and not found, until the flush
         self._marks: dict[str, list[str]] = {}  # partition -> ids to add at the next flush
         self._hash = {kind: f"{prefix}:{kind}" for kind in KINDS}
+        self.meta: dict[str, str] = {}
+        """Written to ``<prefix>:meta`` with the next flush (the worker keeps its sweep clock)"""
+        self.fence: tuple[str, str] | None = None
+        """(key, value): flush only while Redis holds that value there (a partition's lease)."""
 
     # --- the State interface -------------------------------------------------------------------
     def get(self, kind: str, key: str) -> Any | None:
@@ -144,6 +152,23 @@ class RedisState(MemoryState):
                     read += 1
         return read
 
+    def forget(self, kind: str) -> None:
+        """Drop the cached records of ``kind`` (clean ones only): the next ``get`` reads Redis.
+
+        For the kinds in ``HELD`` when another process may have written them since: a worker
+        that lost its partition without knowing it yet must not decide from its old copy.
+        """
+        live = self.records[kind]
+        for key in [k for k in live if (kind, k) not in self.dirty]:
+            del live[key]
+            self._stored.pop((kind, key), None)
+            self.handed.discard((kind, key))
+
+    def count_stored(self, kind: str) -> int:
+        """How many records of ``kind`` Redis holds (one HLEN)."""
+        self.round_trips += 1
+        return int(self.redis.hlen(self._hash[kind]))
+
     # --- idempotency -----------------------------------------------------------------------------
     def seen(self, partition: str, ids: Iterable[str]) -> set[str]:
         """The ids among ``ids`` already processed in ``partition`` (stored or marked)."""
@@ -181,10 +206,18 @@ class RedisState(MemoryState):
         return f"{self.prefix}:seen:{partition}"
 
     # --- persistence ---------------------------------------------------------------------------
+    def read_meta(self) -> dict[str, str]:
+        """What the last flush wrote to ``<prefix>:meta`` (empty: nothing was ever flushed)."""
+        self.round_trips += 1
+        raw = self.redis.hgetall(f"{self.prefix}:meta")
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
     def flush(self) -> int:
         """Write every change since the last flush in one MULTI/EXEC; returns the records written.
 
-        On an error nothing of the batch is in Redis and the changes stay pending.
+        On an error nothing of the batch is in Redis and the changes stay pending. With a
+        :attr:`fence`, the transaction runs only while the fence key holds its value (WATCH), and
+        :class:`LeaseLost` is raised otherwise: a worker that lost its partition writes nothing.
         """
         live, gone = pending(self, self.handed)
         written: dict[tuple[str, str], int] = {}
@@ -195,8 +228,18 @@ class RedisState(MemoryState):
         dels: dict[str, list[str]] = {}
         for kind, key in gone:
             dels.setdefault(kind, []).append(key)
-        if puts or dels or self._marks:
+        if puts or dels or self._marks or self.meta:
             pipe = self.redis.pipeline(transaction=True)
+            if self.fence is not None:
+                fence_key, owner = self.fence
+                pipe.watch(fence_key)
+                self.round_trips += 1
+                if pipe.get(fence_key) != owner.encode():
+                    pipe.reset()
+                    raise LeaseLost(f"{fence_key} is no longer held by {owner}")
+                pipe.multi()
+            if self.meta:
+                pipe.hset(f"{self.prefix}:meta", mapping=self.meta)
             for kind, mapping in puts.items():
                 pipe.hset(self._hash[kind], mapping=mapping)
             for kind, keys in dels.items():
@@ -207,8 +250,14 @@ class RedisState(MemoryState):
                 # score: when it was marked (ties broken by order), so trimming keeps the newest
                 pipe.zadd(key, {i: now + n * 1e-6 for n, i in enumerate(ids)})
                 pipe.zremrangebyrank(key, 0, -self.seen_limit - 1)
-            pipe.execute()
+            try:
+                pipe.execute()
+            except redis.exceptions.WatchError:
+                raise LeaseLost(f"{self.fence[0] if self.fence else ''} changed hands") from None
+            finally:
+                pipe.reset()
             self.round_trips += 1
+        self.meta = {}
         self._stored.update(written)
         for k in gone:
             self._stored.pop(k, None)
