@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -38,6 +38,9 @@ from brokerguard.service.recorder import Recorder
 from brokerguard.service.records import campaign_record, decision_record, event_record
 from brokerguard.service.users import ConsoleUser, session_user
 from brokerguard.stores.sqlite import SqliteState
+
+if TYPE_CHECKING:
+    from brokerguard.service.publish import Publisher
 
 __all__ = ["Service", "Settings"]
 
@@ -57,6 +60,13 @@ class Settings:
     full_gc_seconds: float = 3600.0  # how often the collector walks the whole heap (see tick)
     key_ttl: float = 30.0  # seconds a verified API key is trusted without the database
     secure_cookies: bool = False  # set behind HTTPS: the session cookie is then Secure
+    # --nats: publish every event taken, and the decisions, to the cluster's stream (.publish)
+    nats_url: str | None = None
+    nats_stream: str = "BG_EVENTS"
+    nats_subject: str = "bg.events"
+    nats_partitions: int = 16
+    outbox: int = 100_000  # messages waiting for NATS, at most; more are dropped and counted
+    drain_seconds: float = 5.0  # on shutdown, how long to keep publishing what is queued
 
 
 class Service:
@@ -75,6 +85,18 @@ class Service:
         self.host: GuardHost = None  # type: ignore[assignment]  # built by start(), see there
         self._ticker: asyncio.Task[None] | None = None
         self._next_full_gc = 0.0
+        self.publisher: Publisher | None = None
+        if settings.nats_url:
+            from brokerguard.service.publish import Publisher
+
+            self.publisher = Publisher(
+                settings.nats_url,
+                stream=settings.nats_stream,
+                subject=settings.nats_subject,
+                partitions=settings.nats_partitions,
+                capacity=settings.outbox,
+                drain_timeout=settings.drain_seconds,
+            )
 
     def _initial_policy(self) -> tuple[Policy, str, str]:
         path = self.settings.policy_path
@@ -106,6 +128,8 @@ class Service:
         with self.db.connect() as conn:
             self.host.locked = queries.locked_accounts(conn)
         self.recorder.start()
+        if self.publisher is not None:
+            await self.publisher.start()
         gc.collect()
         gc.freeze()  # what startup built is never walked again by the collector
         self._next_full_gc = time.monotonic() + self.settings.full_gc_seconds
@@ -118,6 +142,8 @@ class Service:
                 await self._ticker
             self._ticker = None
         self.tick()
+        if self.publisher is not None:
+            await self.publisher.stop()
         self.host.close()
         self.recorder.stop()
         self.db.dispose()
@@ -167,7 +193,7 @@ class Service:
         if kept is not None:
             self.recorder.record(kept)
         self.recorder.record(record)
-        return {
+        answer = {
             "decision_id": decision_id,
             "event_id": event.id,
             "account": record.decision["account"],
@@ -178,6 +204,9 @@ class Service:
             "reasons": record.decision["reasons"],
             "alert_id": decision_id if alerted else None,
         }
+        if self.publisher is not None:
+            self.publisher.event(event, answer, self.host.name)
+        return answer
 
     async def ingest(self, events: list[Event], caller: str) -> dict[str, Any]:
         """Observe a batch in order (deciding its decision points), yielding to the loop."""
@@ -190,6 +219,8 @@ class Service:
                 point = decision_point(event)
                 if point is None:
                     self.host.observe(event)
+                    if self.publisher is not None:
+                        self.publisher.event(event)
                     kept = event_record(event)
                     if kept is not None:
                         self.recorder.record(kept)
@@ -240,6 +271,8 @@ class Service:
             kept = event_record(answer) if answer is not None else None
             if kept is not None:
                 self.recorder.record(kept)
+            if answer is not None and self.publisher is not None:
+                self.publisher.event(answer)  # the workers' engines hear the confirmation too
         elif action == "lock":
             host.locked[account] = actor
         elif action == "unlock":
