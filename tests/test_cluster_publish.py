@@ -26,7 +26,16 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from cluster_helpers import NATS_URL, REDIS_URL, Names, fresh_names, read_events, recorded_run
+import sqlalchemy as sa
+from cluster_helpers import (
+    NATS_URL,
+    REDIS_URL,
+    Names,
+    fresh_names,
+    pg_database,
+    read_events,
+    recorded_run,
+)
 from fastapi.testclient import TestClient
 
 from brokerguard.cluster.partition import partition_of
@@ -37,6 +46,7 @@ from brokerguard.guard import decision_point
 from brokerguard.service.app import create_app
 from brokerguard.service.db import make_engine, migrate, write_transaction
 from brokerguard.service.keys import create_key
+from brokerguard.service.models import decisions
 from brokerguard.service.runtime import Settings
 
 BG = [sys.executable, "-m", "brokerguard"]
@@ -116,8 +126,8 @@ class Client:
 def serve(tmp_path: Path) -> Iterator[Callable[..., Client]]:
     opened: list[TestClient] = []
 
-    def make(url: str, n: Names, **kw: Any) -> Client:
-        db = f"sqlite:///{tmp_path / f'service{len(opened)}.db'}"
+    def make(url: str, n: Names, database: str | None = None, **kw: Any) -> Client:
+        db = database or f"sqlite:///{tmp_path / f'service{len(opened)}.db'}"
         engine = make_engine(db)
         migrate(engine)
         keys = {}
@@ -304,24 +314,37 @@ def test_nats_going_away_fails_nothing_and_publishing_resumes(
 def test_worker_keeps_the_service_answer_beside_its_own(
     serve: Callable[..., Client], names: Names, events: list[Event], tmp_path: Path
 ) -> None:
-    api = serve(NATS_URL, names)
-    answers = {a["event_id"]: a for a in api.feed(events)}
-    assert api.drained()["outbox"] == 0
-    out = tmp_path / "decisions.ndjson"
-    stats = asyncio.run(
-        run_worker(
-            NATS_URL,
-            REDIS_URL,
-            prefix=names.prefix,
-            stream=names.stream,
-            subject=names.subject,
-            partitions=PARTS,
-            durable=names.durable,
-            decisions=out,
-            idle_exit=0.5,
-            lease_ttl=1.5,
+    """The worker decides every event itself (its file has both answers), and writes no
+    decision row for what the service answered inline: the database the two share holds one
+    decision per decision point, the service's."""
+    with pg_database() as db:
+        api = serve(NATS_URL, names, database=db)
+        answers = {a["event_id"]: a for a in api.feed(events)}
+        assert api.drained()["outbox"] == 0
+        api.service.recorder.wait_idle(10)
+        out = tmp_path / "decisions.ndjson"
+        stats = asyncio.run(
+            run_worker(
+                NATS_URL,
+                REDIS_URL,
+                prefix=names.prefix,
+                stream=names.stream,
+                subject=names.subject,
+                partitions=PARTS,
+                durable=names.durable,
+                decisions=out,
+                idle_exit=0.5,
+                lease_ttl=1.5,
+                database=db,
+            )
         )
-    )
+        engine = make_engine(db)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(decisions.c.id, decisions.c.event_id)).all()
+        engine.dispose()
+        api.client.__exit__(None, None, None)
+    assert sorted(r.event_id for r in rows) == sorted(answers)
+    assert {r.id for r in rows} == {a["decision_id"] for a in answers.values()}
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert {line["event"] for line in lines} == set(answers)
     for line in lines:

@@ -123,9 +123,12 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
 def inline_decision(headers: dict[str, str] | None) -> dict[str, Any] | None:
     """The service's answer to this event, when ``serve --nats`` published it (its headers).
 
-    The worker does not act on it: it decides the event itself, from its partition's state, so
-    the cluster stays deterministic (a replay of the stream decides the same). The service's
-    answer — the one the broker's system received — is kept beside the worker's own.
+    The worker still decides the event itself, from its partition's state, so the cluster stays
+    deterministic (a replay of the stream decides the same, and the state evolves as if the
+    event had come through ``ingest``). The service's answer — the one the broker's system
+    received — is the decision of record: the service wrote it (decision, alert) to the
+    database it shares with the workers, so the worker writes no decision row of its own for
+    the event; its decision goes to the ``--decisions`` file beside the service's (``inline``).
     """
     if not headers or "Bg-Action" not in headers:
         return None
@@ -411,11 +414,12 @@ async def run_worker(
             if point:
                 last_signals.clear()
                 d = guard.decide(event)
-                if sink is not None:
+                answered = inline_decision(msgs[i].headers)
+                if sink is not None and answered is None:
+                    # an inline answer is already in the tables: the service recorded it
                     tag = campaign_tag(part.number, partitions)
                     sink.decided(guard, event, point, d, list(last_signals), tag)
                 line: dict[str, Any] = {"event": event.id, "action": d.action, "score": d.score}
-                answered = inline_decision(msgs[i].headers)
                 if answered is not None:
                     line["inline"] = answered
                     stats.inline += 1
