@@ -6,6 +6,10 @@ the periodic work (campaign snapshots, state flushes). :meth:`Service.decide` an
 :meth:`Service.ingest` are the two uses of the engine; both run on the event loop (see
 :mod:`.host` for why).
 
+With ``nats_url`` (``serve --nats``) every event the engine takes, and every decision, is also
+handed to :class:`~brokerguard.service.publish.Publisher`, in the engine's order: an append to a
+bounded outbox, drained to NATS JetStream by a task of its own, so NATS never delays a decision.
+
 Which policy runs: ``--policy FILE`` when given (recorded as the current policy if it differs
 from the last one); else the last policy recorded in the database (one set through
 ``PUT /v1/policy`` survives a restart); else the shipped default.
