@@ -356,6 +356,23 @@ def test_worker_keeps_the_service_answer_beside_its_own(
     assert stats.inline_differ == sum(line["inline"]["action"] != line["action"] for line in lines)
 
 
+def test_nats_started_after_the_service_gets_what_was_queued(
+    serve: Callable[..., Client], names: Names, events: list[Event], tmp_path: Path
+) -> None:
+    port = unused_port()
+    api = serve(f"nats://127.0.0.1:{port}", names)
+    points = [e for e in events if decision_point(e) is not None][:5]
+    for event in points:
+        assert api.decide(event).status_code == 200
+    time.sleep(0.3)
+    assert api.service.publisher.stats()["retries"] >= 1  # connecting, backing off
+    with nats_server(port, tmp_path / "js"):
+        stats = api.drained(timeout=10)  # the back-off is at most 5 s
+        assert stats["outbox"] == 0 and stats["connected"] and stats["dropped"] == 0
+        assert api.health()["status"] == "ok"
+        api.client.__exit__(None, None, None)
+
+
 def test_serve_command_publishes_with_the_workers_environment(
     names: Names, events: list[Event], tmp_path: Path
 ) -> None:

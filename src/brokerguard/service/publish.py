@@ -192,16 +192,20 @@ class Publisher:
         async def back() -> None:
             self.connected = True
 
+        # Connecting the first time fails fast (one retry) and _run backs off; once connected,
+        # nats-py reconnects by itself, without end, and buffers what is published meanwhile.
         nc = await nats.connect(
             self.url,
             connect_timeout=1.0,
             allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.2,
             error_cb=quiet,
             disconnected_cb=gone,
             reconnected_cb=back,
         )
+        nc.options["max_reconnect_attempts"] = -1
+        nc.options["reconnect_time_wait"] = 0.5
         try:
             js = nc.jetstream(timeout=self.publish_timeout)
             await ensure_stream(js, self.stream, self.subject, self.partitions)
@@ -237,7 +241,9 @@ class Publisher:
                     js = None  # connecting failed: connect again next time
                 if self._stopping and js is None:
                     return  # no NATS to drain into: stop() counts the rest as dropped
-                log.warning("publishing to NATS failed (retry in %.1fs): %s", backoff, exc)
+                # once per outage at warning level (/healthz shows it meanwhile)
+                level = logging.WARNING if backoff == BACKOFF_MIN else logging.DEBUG
+                log.log(level, "publishing to NATS failed (retry in %.1fs): %s", backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
