@@ -18,7 +18,8 @@ second stream to create, configure and retain; the workers' consumers filter on
 
 Publishing never blocks or fails a decision. :meth:`Publisher.event` only appends to a bounded
 in-memory outbox (the event loop's thread, no I/O); a task on the same loop drains it in
-windows of pipelined JetStream publishes, in order, awaiting their acknowledgements. When NATS
+windows of pipelined JetStream asynchronous publishes, in order, awaiting their
+acknowledgements, and yielding to the loop every few messages. When NATS
 is unreachable the task retries with exponential back-off (0.1 s doubling to 5 s) while the
 outbox fills; once full, new messages are dropped and counted (``dropped``), never the
 decision. A failed window is published again from its first message; messages of it already
@@ -50,6 +51,7 @@ __all__ = ["DEFAULT_OUTBOX", "Publisher", "decisions_subject"]
 log = logging.getLogger("brokerguard.service.publish")
 DEFAULT_OUTBOX = 100_000  # messages waiting for NATS, at most
 WINDOW = 256  # publishes awaiting their acknowledgement at a time
+YIELD_EVERY = 16  # publishes between two yields to the event loop (decisions go first)
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 
@@ -248,14 +250,34 @@ class Publisher:
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _publish_window(self, js: Any) -> None:
-        """Publish the outbox's first messages, pipelined; remove them once all are acked."""
+        """Publish the outbox's first messages, pipelined; remove them once all are acked.
+
+        JetStream's asynchronous publish (one reply subscription for all acknowledgements) costs
+        about two thirds of a request per message. The loop is the one that decides, so the
+        window yields to it every :data:`YIELD_EVERY` messages: a request waits behind at most
+        that many publishes (well under a millisecond), not behind a whole window. Futures of a
+        failed window are cancelled, which gives their places back to nats-py's pending limit.
+        """
         window = [self.outbox[i] for i in range(min(WINDOW, len(self.outbox)))]
-        acks = await asyncio.gather(
-            *(
-                js.publish(subject, body, stream=self.stream, headers=headers)
-                for subject, body, headers in window
-            )
-        )
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for n, (subject, body, headers) in enumerate(window, start=1):
+                futures.append(
+                    await js.publish_async(
+                        subject,
+                        body,
+                        stream=self.stream,
+                        headers=headers,
+                        wait_stall=self.publish_timeout,
+                    )
+                )
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+            acks = await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
         for _ in window:
             self.outbox.popleft()
         self.published += len(acks)
