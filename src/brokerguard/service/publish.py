@@ -51,7 +51,7 @@ __all__ = ["DEFAULT_OUTBOX", "Publisher", "decisions_subject"]
 log = logging.getLogger("brokerguard.service.publish")
 DEFAULT_OUTBOX = 100_000  # messages waiting for NATS, at most
 WINDOW = 256  # publishes awaiting their acknowledgement at a time
-YIELD_EVERY = 16  # publishes between two yields to the event loop (decisions go first)
+YIELD_EVERY = 4  # publishes between two yields to the event loop (decisions go first)
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 
