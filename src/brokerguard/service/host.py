@@ -20,6 +20,7 @@ on shutdown, so a restart continues where the engine stopped, losing at most the
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,7 @@ from brokerguard.stores.sqlite import SqliteState
 __all__ = ["ACCOUNT_LOCKED", "INGEST_SLICE", "GuardHost", "guard_name"]
 
 INGEST_SLICE = 256
+FLUSH_SLICE = 200  # records encoded between two turns of the event loop (~1 ms)
 ACCOUNT_LOCKED = Reason(
     code="account_locked",
     en="The security team locked this account until the customer is verified again.",
@@ -162,6 +164,25 @@ class GuardHost:
     def flush(self) -> int:
         """Write the engine's state to its file (when it has one); returns rows written."""
         return self.state_file.flush() if self.state_file is not None else 0
+
+    async def flush_in_slices(self, slice_records: int = FLUSH_SLICE) -> int:
+        """The same, without holding up decisions: records are encoded a slice at a time between
+        requests, and written to the file on another thread (see
+        :meth:`~brokerguard.stores.sqlite.SqliteState.begin_flush` for what the snapshot then
+        means). Returns rows written."""
+        state = self.state_file
+        if state is None:
+            return 0
+        job = state.begin_flush()
+        written = False
+        try:
+            while not state.encode_some(job, slice_records):
+                await asyncio.sleep(0)  # let waiting requests in
+            await asyncio.to_thread(state.write, job)
+            written = True
+        finally:
+            rows = state.end_flush(job, written)
+        return rows
 
     def close(self) -> None:
         if self.state_file is not None:
