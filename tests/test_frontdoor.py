@@ -257,6 +257,9 @@ def test_the_freeze_button_locks_trading_and_withdrawals_at_the_guard_at_once(ri
         price_type="market",
     )
     assert rig.api.decide(order).action == "lock"
+    frozen_answer = rig.api.decide(order)
+    assert frozen_answer.action == "lock"
+    assert [r.code for r in frozen_answer.decision.reasons] == ["account_frozen"]  # their own
     assert browser.get("/portfolio").headers["location"] == "/login"  # every session ended
     assert login(rig.client(), "C104") == "/unlock?account=C104"  # the password alone: no
     page = rig.client().get("/unlock?account=C104&lang=en").text

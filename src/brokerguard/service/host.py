@@ -32,7 +32,7 @@ from brokerguard.guard import Decision, Reason
 from brokerguard.service.records import campaign_id
 from brokerguard.stores.sqlite import SqliteState
 
-__all__ = ["ACCOUNT_LOCKED", "INGEST_SLICE", "GuardHost", "guard_name"]
+__all__ = ["ACCOUNT_LOCKED", "CUSTOMER_FROZE", "INGEST_SLICE", "GuardHost", "guard_name"]
 
 INGEST_SLICE = 256
 FLUSH_SLICE = 200  # records encoded between two turns of the event loop (~1 ms)
@@ -40,6 +40,11 @@ ACCOUNT_LOCKED = Reason(
     code="account_locked",
     en="The security team locked this account until the customer is verified again.",
     ja="セキュリティ担当者がこの口座を凍結しています。本人確認が済むまで利用できません。",
+)
+CUSTOMER_FROZE = Reason(
+    code="account_frozen",
+    en="The customer froze this account; it reopens after the customer is verified again.",
+    ja="お客さまご自身の操作で口座が凍結されています。本人確認が済むまで利用できません。",
 )
 
 
@@ -54,6 +59,7 @@ class GuardHost:
         self.guard = guard
         self.state_file = state
         self.locked: dict[str, str] = {}  # account -> actor who locked it (analyst overlay)
+        self.frozen: set[str] = set()  # ... of them, those the customer froze
         self.last_ts: datetime | None = None  # the latest event time seen
         self._signals: list[Signal] = []
         self._campaigns_seen: dict[str, float] = {}
@@ -78,7 +84,8 @@ class GuardHost:
         self._seen(event)
         account = getattr(event, "account", None)
         if account is not None and account in self.locked:
-            return Decision(action="lock", score=1.0, reasons=(ACCOUNT_LOCKED,)), [], True
+            reason = CUSTOMER_FROZE if account in self.frozen else ACCOUNT_LOCKED
+            return Decision(action="lock", score=1.0, reasons=(reason,)), [], True
         self._signals = []
         decision = self.guard.decide(event)
         return decision, self._signals, False

@@ -105,7 +105,9 @@ class Service:
         guard = BrokerGuard(self._policy, state=state, name=guard_name(self._policy))
         self.host = GuardHost(guard, state)
         with self.db.connect() as conn:
-            self.host.locked = queries.locked_accounts(conn)
+            locks = queries.locked_accounts(conn)
+        self.host.locked = {account: actor for account, (_, actor) in locks.items()}
+        self.host.frozen = {account for account, (action, _) in locks.items() if action == "freeze"}
         self.recorder.start()
         gc.collect()
         gc.freeze()  # what startup built is never walked again by the collector
@@ -237,6 +239,8 @@ class Service:
           out-of-band confirmation the hold waited for, passed or failed; :class:`Conflict` if no
           such order of the account is held.
         - ``lock`` / ``unlock``: while locked, every decision on the account is ``lock``.
+        - ``freeze``: the same lock, asked for by the customer (through the broker's site); its
+          decisions say so. ``unlock`` ends it too.
         - ``force_reverify``: every sign-in and operation asks for a passkey or out-of-band
           confirmation until the customer passes one.
         - ``trust_device`` (target: the device cookie): the cookie counts as the customer's.
@@ -259,10 +263,15 @@ class Service:
             kept = event_record(answer) if answer is not None else None
             if kept is not None:
                 self.recorder.record(kept)
-        elif action == "lock":
+        elif action in ("lock", "freeze"):
             host.locked[account] = actor
+            if action == "freeze":
+                host.frozen.add(account)
+            else:
+                host.frozen.discard(account)
         elif action == "unlock":
             host.locked.pop(account, None)
+            host.frozen.discard(account)
         elif action == "force_reverify":
             host.require_reverify(account)
         elif action == "trust_device" and target:
