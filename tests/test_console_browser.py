@@ -21,18 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import chromium_browser, require_chromium
 from console_helpers import PASSWORD, hold_policy, load, prepare_database, simulate_run
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _free_port() -> int:
@@ -128,16 +118,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         log.close()
 
 
-def require_chromium(path: Path = CHROMIUM) -> None:
-    """Fail (never skip) when Debian's Chromium is not installed, saying how to install it."""
-    if not path.exists():
-        pytest.fail(
-            f"{path} is missing: the console's browser tests need Debian's Chromium; install "
-            "it with `apt-get install -y chromium chromium-driver` (.ci/run does this)",
-            pytrace=False,
-        )
-
-
 def test_a_missing_chromium_fails_loudly(tmp_path: Path) -> None:
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
         require_chromium(tmp_path / "no-chromium")
@@ -145,15 +125,8 @@ def test_a_missing_chromium_fails_loudly(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 def test_alert_to_release_to_case_to_monthly_report(

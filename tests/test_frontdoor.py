@@ -257,6 +257,9 @@ def test_the_freeze_button_locks_trading_and_withdrawals_at_the_guard_at_once(ri
         price_type="market",
     )
     assert rig.api.decide(order).action == "lock"
+    frozen_answer = rig.api.decide(order)
+    assert frozen_answer.action == "lock"
+    assert [r.code for r in frozen_answer.decision.reasons] == ["account_frozen"]  # their own
     assert browser.get("/portfolio").headers["location"] == "/login"  # every session ended
     assert login(rig.client(), "C104") == "/unlock?account=C104"  # the password alone: no
     page = rig.client().get("/unlock?account=C104&lang=en").text
@@ -559,3 +562,22 @@ def test_without_a_mail_relay_the_demo_prints_notices_with_their_codes():
     printed = stream.getvalue()
     assert "mail to taro@example.jp: [BrokerGuard] Your confirmation code" in printed
     assert "Code: 123456" in printed
+
+
+def test_a_log_in_posted_from_a_phishing_host_carries_its_referrer_to_the_guard(rig: SiteRig):
+    rig.customer("C120")
+    assert login(rig.client(HOME_IP), "C120") == "/portfolio"
+    relayed = rig.client(HOME_IP).post(
+        "/login",
+        data={"account": "C120", "password": PASSWORD},
+        headers={"referer": "https://sbisec.co.jp.example-phish.top/login/?lang=ja"},
+    )
+    assert relayed.status_code == 303
+    decisions = timeline(rig, "C120", "login")
+    last = decisions[0]
+    assert last["event"]["referrer"] == "https://sbisec.co.jp.example-phish.top/login/?lang=ja"
+    assert "phishing_referrer" in {r["code"] for r in last["decision"]["reasons"]}
+    odd = rig.client(HOME_IP).post(
+        "/login", data={"account": "C120", "password": PASSWORD}, headers={"referer": "x y"}
+    )
+    assert odd.status_code == 303  # a Referer the event model refuses is dropped, not an error

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import chromium_browser
 from servers import Inbox, free_port, smtp_server
-from test_console_browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 ACCOUNT, PASSWORD, EMAIL = "demo01", "demo-password-1", "taro@example.jp"
 CODE = re.compile(r"(?:確認コード|Code): (\d{6})")
@@ -97,15 +97,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 def virtual_authenticator(context: Any, page: Any) -> tuple[Any, str]:

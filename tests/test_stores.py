@@ -283,3 +283,73 @@ def test_undecodable_record_names_file_kind_and_key(tmp_path: Path) -> None:
         pytest.raises(StateFileError, match=r"state\.db: the account record 'A1' cannot be read"),
     ):
         state.get("account", "A1")
+
+
+# --- the sliced flush (a server's) -----------------------------------------------------------
+
+
+def test_sliced_flush_interleaved_with_events_restarts_like_the_whole_run(
+    stream: list[Event], tmp_path: Path
+) -> None:
+    """Events keep coming between the slices of a flush and while it is written: what they change
+    goes to the next flush, and a restart from the file continues exactly."""
+    whole = replay(BrokerGuard(state=MemoryState()), stream)
+    cut = cut_point(stream)
+    path = tmp_path / "sliced.db"
+    state = SqliteState(path)
+    guard = BrokerGuard(state=state)
+    first: list[tuple] = []
+    job = None
+    for i, event in enumerate(stream[:cut], start=1):
+        first += replay(guard, [event])
+        if job is None and i % 400 == 0:
+            job = state.begin_flush()
+        elif job is not None and state.encode_some(job, 50):
+            state.write(job)  # (another thread, in the service)
+            assert state.end_flush(job, True) > 0
+            job = None
+    if job is not None:
+        state.end_flush(job, False)  # abandoned: its changes stay pending
+    state.close()  # the final flush: everything else
+    with SqliteState(path) as again:
+        second = replay(BrokerGuard(state=again), stream[cut:], flush_every=500)
+    assert first + second == whole
+
+
+def test_a_record_changed_or_deleted_during_a_sliced_flush(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    state = SqliteState(path)
+    state.put("account", "A1", AccountState(orders=1))
+    state.put("account", "A2", AccountState(orders=1))
+    state.flush()
+    state.get("account", "A1").orders = 2
+    state.delete("account", "A2")
+    job = state.begin_flush()
+    assert state.get("account", "A2") is None  # deleted, though the file still has it
+    assert "A2" not in list(state.keys("account"))
+    assert state.encode_some(job, 10)
+    state.get("account", "A1").orders = 3  # after its slice was encoded: the next flush's
+    state.write(job)
+    state.end_flush(job, True)
+    with SqliteState(path) as other:
+        assert other.get("account", "A1").orders == 2 and other.get("account", "A2") is None
+    state.flush()
+    with SqliteState(path) as other:
+        assert other.get("account", "A1").orders == 3
+
+
+def test_a_sliced_flush_that_fails_leaves_its_changes_pending(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    state = SqliteState(path)
+    state.put("account", "A1", AccountState(orders=1))
+    job = state.begin_flush()
+    assert state.encode_some(job, 10)
+    job.rows.append(("account", None, b""))  # type: ignore[arg-type]  # violates NOT NULL
+    with pytest.raises(sqlite3.IntegrityError):
+        state.write(job)
+    assert state.end_flush(job, False) == 0
+    with SqliteState(path) as other:
+        assert other.get("account", "A1") is None  # the transaction was rolled back whole
+    state.close()
+    with SqliteState(path) as other:
+        assert other.get("account", "A1").orders == 1

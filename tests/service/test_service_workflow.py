@@ -158,6 +158,18 @@ def test_a_lock_holds_across_restarts(
     )
     assert again.decide(login).json()["reasons"] != answer["reasons"]
 
+    frozen = again.client.post(
+        f"/v1/accounts/{login.account}/actions", json={"action": "freeze"}, headers=admin(again)
+    )
+    assert frozen.status_code == 201
+    assert [r["code"] for r in again.decide(login).json()["reasons"]] == ["account_frozen"]
+    third = make_api(sqlite_url)  # a freeze holds across restarts too, and says it is one
+    answer = third.decide(login).json()
+    assert (answer["action"], [r["code"] for r in answer["reasons"]]) == (
+        "lock",
+        ["account_frozen"],
+    )
+
 
 def test_policy_read_and_replace(api: Api, recorded_events: list[Event]) -> None:
     current = api.get("/v1/policy").json()

@@ -33,6 +33,14 @@ class Next:
     error: str | None = None
 
 
+def _usable_referrer(value: str | None) -> str | None:
+    if not value or len(value) > 2048 or not value.lower().startswith(("http://", "https://")):
+        return None
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return None
+    return value
+
+
 def _stamp() -> tuple[datetime, str]:
     return datetime.now(UTC), secrets.token_hex(6)
 
@@ -46,8 +54,15 @@ def login(
     device: str | None,
     *,
     success: bool = True,
+    referrer: str | None = None,
 ) -> Next:
-    """A sign-in whose first factor was checked (``success``); ask the guard and act on it."""
+    """A sign-in whose first factor was checked (``success``); ask the guard and act on it.
+
+    ``referrer`` is the page the log-in form was posted from (HTTP ``Referer``): a proxy that
+    relays the broker's page from a phishing host often leaves that host in it, and the guard
+    checks it against its block-list (``phishing_referrer``). One the event model would refuse
+    is dropped rather than failing the sign-in.
+    """
     now, tag = _stamp()
     guard_session = f"web-{tag}"
     event = LoginAttempt(
@@ -60,6 +75,7 @@ def login(
         device=device,
         factors=[factor],  # type: ignore[list-item]
         success=success,
+        referrer=_usable_referrer(referrer),
     )
     if success:
         site.snapshot(account)

@@ -65,7 +65,7 @@ class GuardClient:
         return self._post("/v1/events", body, "application/x-ndjson")
 
     def freeze(self, account: str, note: str) -> dict[str, Any]:
-        return self._act(account, "lock", note)
+        return self._act(account, "freeze", note)
 
     def unfreeze(self, account: str, note: str) -> dict[str, Any]:
         return self._act(account, "unlock", note)

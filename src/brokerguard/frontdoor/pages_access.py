@@ -97,6 +97,7 @@ async def login_password(request: Request) -> Response:
     password = str(form.get("password", ""))
     s = site(request)
     ip, ua = client(request)
+    referrer = request.headers.get("referer")
 
     def check() -> flows.Next:
         if not account or s.book.customer(account) is None:
@@ -111,8 +112,12 @@ async def login_password(request: Request) -> Response:
             return flows.Next(f"/unlock?account={account}")
         except VerificationFailed:
             device = device_cookie(request)
-            return flows.login(s, account, "password", ip, ua, device, success=False)
-        return flows.login(s, account, "password", ip, ua, device_cookie(request))
+            return flows.login(
+                s, account, "password", ip, ua, device, success=False, referrer=referrer
+            )
+        return flows.login(
+            s, account, "password", ip, ua, device_cookie(request), referrer=referrer
+        )
 
     try:
         step = await run_in_threadpool(check)

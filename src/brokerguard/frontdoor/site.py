@@ -209,7 +209,7 @@ class Site:
             actions = self.guard.actions(account)
         except GuardError:
             return False
-        latest = next((a for a in actions if a["action"] in ("lock", "unlock")), None)
+        latest = next((a for a in actions if a["action"] in ("lock", "freeze", "unlock")), None)
         if latest is None or latest["action"] != "unlock" or latest["actor"] == self.guard.actor:
             return False
         note = str(latest.get("note") or "").strip()

@@ -42,7 +42,8 @@ ACCOUNT_ACTIONS: tuple[str, ...] = (
     "release_order",  # confirm a held order on the customer's behalf (target: the order event)
     "cancel_order",  # refuse a held order (target: the order event)
     "lock",
-    "unlock",
+    "freeze",  # the customer froze the account (the broker's site asks on their behalf)
+    "unlock",  # ends a lock or a freeze
     "force_reverify",  # the customer must pass a strong re-verification at the next sign-in
     "trust_device",  # the device cookie is the customer's (target: the cookie)
 )

@@ -20,6 +20,7 @@ on shutdown, so a restart continues where the engine stopped, losing at most the
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,13 +32,19 @@ from brokerguard.guard import Decision, Reason
 from brokerguard.service.records import campaign_id
 from brokerguard.stores.sqlite import SqliteState
 
-__all__ = ["ACCOUNT_LOCKED", "INGEST_SLICE", "GuardHost", "guard_name"]
+__all__ = ["ACCOUNT_LOCKED", "CUSTOMER_FROZE", "INGEST_SLICE", "GuardHost", "guard_name"]
 
 INGEST_SLICE = 256
+FLUSH_SLICE = 200  # records encoded between two turns of the event loop (~1 ms)
 ACCOUNT_LOCKED = Reason(
     code="account_locked",
     en="The security team locked this account until the customer is verified again.",
     ja="セキュリティ担当者がこの口座を凍結しています。本人確認が済むまで利用できません。",
+)
+CUSTOMER_FROZE = Reason(
+    code="account_frozen",
+    en="The customer froze this account; it reopens after the customer is verified again.",
+    ja="お客さまご自身の操作で口座が凍結されています。本人確認が済むまで利用できません。",
 )
 
 
@@ -52,6 +59,7 @@ class GuardHost:
         self.guard = guard
         self.state_file = state
         self.locked: dict[str, str] = {}  # account -> actor who locked it (analyst overlay)
+        self.frozen: set[str] = set()  # ... of them, those the customer froze
         self.last_ts: datetime | None = None  # the latest event time seen
         self._signals: list[Signal] = []
         self._campaigns_seen: dict[str, float] = {}
@@ -76,7 +84,8 @@ class GuardHost:
         self._seen(event)
         account = getattr(event, "account", None)
         if account is not None and account in self.locked:
-            return Decision(action="lock", score=1.0, reasons=(ACCOUNT_LOCKED,)), [], True
+            reason = CUSTOMER_FROZE if account in self.frozen else ACCOUNT_LOCKED
+            return Decision(action="lock", score=1.0, reasons=(reason,)), [], True
         self._signals = []
         decision = self.guard.decide(event)
         return decision, self._signals, False
@@ -162,6 +171,25 @@ class GuardHost:
     def flush(self) -> int:
         """Write the engine's state to its file (when it has one); returns rows written."""
         return self.state_file.flush() if self.state_file is not None else 0
+
+    async def flush_in_slices(self, slice_records: int = FLUSH_SLICE) -> int:
+        """The same, without holding up decisions: records are encoded a slice at a time between
+        requests, and written to the file on another thread (see
+        :meth:`~brokerguard.stores.sqlite.SqliteState.begin_flush` for what the snapshot then
+        means). Returns rows written."""
+        state = self.state_file
+        if state is None:
+            return 0
+        job = state.begin_flush()
+        written = False
+        try:
+            while not state.encode_some(job, slice_records):
+                await asyncio.sleep(0)  # let waiting requests in
+            await asyncio.to_thread(state.write, job)
+            written = True
+        finally:
+            rows = state.end_flush(job, written)
+        return rows
 
     def close(self) -> None:
         if self.state_file is not None:

@@ -159,19 +159,20 @@ def list_account_actions(
     return _rows(conn, _page(query, limit, 0))
 
 
-def locked_accounts(conn: sa.Connection) -> dict[str, str]:
-    """Accounts whose latest lock/unlock action is a lock: account -> who locked it."""
+def locked_accounts(conn: sa.Connection) -> dict[str, tuple[str, str]]:
+    """Accounts whose latest lock/freeze/unlock action is a lock or a freeze:
+    account -> (the action, who took it)."""
     latest = (
         sa.select(sa.func.max(account_actions.c.id))
-        .where(account_actions.c.action.in_(("lock", "unlock")))
+        .where(account_actions.c.action.in_(("lock", "freeze", "unlock")))
         .group_by(account_actions.c.account)
     )
     rows = conn.execute(
-        sa.select(account_actions.c.account, account_actions.c.actor).where(
-            account_actions.c.id.in_(latest), account_actions.c.action == "lock"
-        )
+        sa.select(
+            account_actions.c.account, account_actions.c.action, account_actions.c.actor
+        ).where(account_actions.c.id.in_(latest), account_actions.c.action != "unlock")
     )
-    return {r.account: r.actor for r in rows}
+    return {r.account: (r.action, r.actor) for r in rows}
 
 
 def account_timeline(conn: sa.Connection, account: str, limit: int = 200) -> dict[str, Any]:

@@ -43,7 +43,13 @@ CampaignStatus = Literal["active", "contained", "closed", "dismissed"]
 Severity = Literal["low", "medium", "high", "critical"]
 Detector = Literal["login", "session", "account", "trading", "campaign", "analyst", "policy"]
 AccountAction = Literal[
-    "release_order", "cancel_order", "lock", "unlock", "force_reverify", "trust_device"
+    "release_order",
+    "cancel_order",
+    "lock",
+    "freeze",
+    "unlock",
+    "force_reverify",
+    "trust_device",
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Label = Annotated[str, Field(min_length=1, max_length=64)]

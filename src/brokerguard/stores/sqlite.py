@@ -16,7 +16,9 @@ time.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from brokerguard.engine.state import MemoryState
 from brokerguard.stores.changes import changed_records, forget_least_recent, pending
 from brokerguard.stores.codec import decode
 
-__all__ = ["SCHEMA_VERSION", "SqliteState", "StateFileError"]
+__all__ = ["SCHEMA_VERSION", "FlushJob", "SqliteState", "StateFileError"]
 
 FORMAT = "brokerguard-state"
 SCHEMA_VERSION = 1
@@ -52,6 +54,18 @@ class StateFileError(ValueError):
     """A state file that cannot be used: not BrokerGuard's, another schema version, unreadable."""
 
 
+@dataclass
+class FlushJob:
+    """A flush taken apart (see :meth:`SqliteState.begin_flush`): what to write and delete, and
+    the bytes encoded so far."""
+
+    live: list[tuple[str, str]]
+    gone: list[tuple[str, str]]
+    rows: list[tuple[str, str, bytes]] = field(default_factory=list)
+    digests: dict[tuple[str, str], int] = field(default_factory=dict)
+    done: int = 0  # records of ``live`` looked at
+
+
 class SqliteState(MemoryState):
     """Records in memory with an SQLite file behind them; :meth:`flush` makes changes durable.
 
@@ -74,14 +88,17 @@ class SqliteState(MemoryState):
         self.handed: set[tuple[str, str]] = set()
         self._stored: dict[tuple[str, str], int] = {}  # hash of the bytes the file holds
         self._recent: dict[tuple[str, str], None] = {}  # flushed keys, least recently used first
+        self._in_flight: set[tuple[str, str]] = set()  # deleted, in a flush not committed yet
+        self._writer: sqlite3.Connection | None = None  # the sliced flush's, for another thread
+        self._writer_lock = threading.Lock()
         self.db = _open(self.path)
 
     # --- the State interface -------------------------------------------------------------------
     def get(self, kind: str, key: str) -> Any | None:
         record = self.records[kind].get(key)
         if record is None:
-            if (kind, key) in self.dirty:  # deleted since the last flush
-                return None
+            if (kind, key) in self.dirty or (kind, key) in self._in_flight:
+                return None  # deleted since the last flush (or in one still being written)
             row = self.db.execute(_GET, (kind, key)).fetchone()
             if row is None:
                 return None
@@ -100,7 +117,9 @@ class SqliteState(MemoryState):
         stored = [
             key
             for (key,) in self.db.execute(_KEYS, (kind,))
-            if key not in live and (kind, key) not in self.dirty
+            if key not in live
+            and (kind, key) not in self.dirty
+            and (kind, key) not in self._in_flight
         ]
         return iter([*live, *stored])
 
@@ -141,12 +160,74 @@ class SqliteState(MemoryState):
             self._evict(live, gone)
         return len(written) + len(gone)
 
+    # --- the same flush in slices, for a server that must keep answering meanwhile ----------------
+    def begin_flush(self) -> FlushJob:
+        """Start a flush whose work can be spread out: :meth:`encode_some` on this thread between
+        events, :meth:`write` on any thread, :meth:`end_flush` back here.
+
+        What changes from now on goes to the next flush. The snapshot is therefore spread over
+        the slices: each record is written as it was when its slice encoded it (a crash restores
+        every record as of some moment of the flush, not all of them as of one instant). Use
+        :meth:`flush` where one instant matters (at the end of a replay, on shutdown).
+        """
+        live, gone = pending(self, self.handed)
+        self.dirty, self.handed = set(), set()
+        self._in_flight = set(gone)
+        return FlushJob(live, gone)
+
+    def encode_some(self, job: FlushJob, count: int) -> bool:
+        """Encode the next ``count`` records of the job; True once every record is encoded."""
+        chunk = job.live[job.done : job.done + count]
+        job.done += len(chunk)
+        present = [k for k in chunk if k[1] in self.records[k[0]]]  # deleted since: next flush
+        for kind, key, data, digest in changed_records(self.records, self._stored, present):
+            job.rows.append((kind, key, data))
+            job.digests[kind, key] = digest
+        return job.done >= len(job.live)
+
+    def write(self, job: FlushJob) -> None:
+        """Write an encoded job in one transaction (any thread; its own connection)."""
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False
+                )
+            db = self._writer
+            db.execute("BEGIN")
+            try:
+                db.executemany(_UPSERT, job.rows)
+                db.executemany(_DELETE, job.gone)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def end_flush(self, job: FlushJob, written: bool) -> int:
+        """Finish a job on this thread; a job not written leaves its changes for the next flush.
+
+        Returns the rows written. A sliced flush evicts nothing: records may have changed again
+        while it ran; the next :meth:`flush` applies ``max_cached``.
+        """
+        self._in_flight = set()
+        if not written:
+            self.dirty.update(job.live)
+            self.dirty.update(job.gone)
+            return 0
+        self._stored.update(job.digests)
+        for k in job.gone:
+            self._stored.pop(k, None)
+        return len(job.rows) + len(job.gone)
+
     def close(self) -> None:
         """Flush and close the file; the state cannot be used afterwards."""
         try:
             self.flush()
         finally:
             self.db.close()
+            with self._writer_lock:
+                if self._writer is not None:
+                    self._writer.close()
 
     def __enter__(self) -> SqliteState:
         return self

@@ -59,6 +59,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "release_order": ("保留注文を承認", "Release held order"),
     "cancel_order": ("保留注文を取消", "Cancel held order"),
     "lock": ("口座をロック", "Lock account"),
+    "freeze": ("お客さまによる凍結", "Frozen by the customer"),
     "unlock": ("ロック解除", "Unlock account"),
     "force_reverify": ("再本人確認を要求", "Force re-verification"),
     "trust_device": ("端末を信頼済みにする", "Mark device trusted"),
