@@ -66,6 +66,8 @@ class WorkerStats:
     events: int = 0  # processed (not counting skipped redeliveries)
     skipped: int = 0  # redelivered events already processed
     decisions: int = 0
+    inline: int = 0  # decision points the service had already answered (``serve --nats``)
+    inline_differ: int = 0  # ... whose action differs from the worker's
     batches: int = 0
     redelivered: int = 0  # messages delivered more than once
     acquired: int = 0  # partitions taken (at start, on rebalancing, after a death)
@@ -116,6 +118,30 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
             yield "entity", f"ip:{ip}"  # the address's shared-infrastructure record
         if isinstance(event, ChallengeResult):
             yield "pending", event.ref
+
+
+def inline_decision(headers: dict[str, str] | None) -> dict[str, Any] | None:
+    """The service's answer to this event, when ``serve --nats`` published it (its headers).
+
+    The worker still decides the event itself, from its partition's state, so the cluster stays
+    deterministic (a replay of the stream decides the same, and the state evolves as if the
+    event had come through ``ingest``). The service's answer — the one the broker's system
+    received — is the decision of record: the service wrote it (decision, alert) to the
+    database it shares with the workers, so the worker writes no decision row of its own for
+    the event; its decision goes to the ``--decisions`` file beside the service's (``inline``).
+    """
+    if not headers or "Bg-Action" not in headers:
+        return None
+    try:
+        score: float | None = float(headers["Bg-Score"])
+    except (KeyError, ValueError):
+        score = None
+    return {
+        "action": headers["Bg-Action"],
+        "score": score,
+        "decision_id": headers.get("Bg-Decision-Id", ""),
+        "guard": headers.get("Bg-Guard", ""),
+    }
 
 
 TIMEOUTS = (TimeoutError, nats.errors.TimeoutError)  # asyncio's, or nats-py's own
@@ -388,15 +414,17 @@ async def run_worker(
             if point:
                 last_signals.clear()
                 d = guard.decide(event)
-                if sink is not None:
+                answered = inline_decision(msgs[i].headers)
+                if sink is not None and answered is None:
+                    # an inline answer is already in the tables: the service recorded it
                     tag = campaign_tag(part.number, partitions)
                     sink.decided(guard, event, point, d, list(last_signals), tag)
-                lines.append(
-                    json.dumps(
-                        {"event": event.id, "action": d.action, "score": d.score},
-                        separators=(",", ":"),
-                    )
-                )
+                line: dict[str, Any] = {"event": event.id, "action": d.action, "score": d.score}
+                if answered is not None:
+                    line["inline"] = answered
+                    stats.inline += 1
+                    stats.inline_differ += answered["action"] != d.action
+                lines.append(json.dumps(line, separators=(",", ":")))
                 points.append(i)
             else:
                 guard.observe(event)

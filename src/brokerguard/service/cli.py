@@ -66,20 +66,64 @@ def serve(
         typer.Option(help="Keep the engine's state in this SQLite file (flushed every second)."),
     ] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    nats_url: Annotated[
+        str | None,
+        typer.Option(
+            "--nats",
+            envvar="BROKERGUARD_NATS",
+            help="Publish every event taken, with the decisions, to this NATS JetStream.",
+        ),
+    ] = None,
+    stream: Annotated[
+        str, typer.Option(envvar="BROKERGUARD_STREAM", help="JetStream stream name (--nats).")
+    ] = "BG_EVENTS",
+    subject: Annotated[
+        str,
+        typer.Option(
+            envvar="BROKERGUARD_SUBJECT", help="Subject prefix (<prefix>.<partition>; --nats)."
+        ),
+    ] = "bg.events",
+    partitions: Annotated[
+        int,
+        typer.Option(
+            min=1, envvar="BROKERGUARD_PARTITIONS", help="Partitions (by account) of the stream."
+        ),
+    ] = 16,
+    outbox: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="BROKERGUARD_OUTBOX",
+            help="Messages held for NATS while it is unreachable; more are dropped and counted.",
+        ),
+    ] = 100_000,
 ) -> None:
-    """Run the decision API (one process: the engine's state is in its memory)."""
+    """Run the decision API (one process: the engine's state is in its memory).
+
+    With ``--nats`` it also publishes what it takes and decides to the cluster's stream, as
+    ``brokerguard ingest`` would (README, "Scale-out"); NATS being down never fails a decision.
+    """
     import uvicorn
 
     from brokerguard.engine import PolicyError
     from brokerguard.service.app import create_app
     from brokerguard.service.db import DatabaseError
+    from brokerguard.service.runtime import Settings
     from brokerguard.stores.sqlite import StateFileError
 
+    settings = Settings(
+        nats_url=nats_url or None,
+        nats_stream=stream,
+        nats_subject=subject,
+        nats_partitions=partitions,
+        outbox=outbox,
+    )
     try:
-        app = create_app(database, policy, state)
+        app = create_app(database, policy, state, settings=settings)
     except (DatabaseError, PolicyError, StateFileError) as exc:
         raise _fail(str(exc)) from None
-    console.print(f"BrokerGuard on http://{host}:{port}  (database {database})")
+    published = f", publishing to {nats_url} {stream}" if nats_url else ""
+    console.print(f"BrokerGuard on http://{host}:{port}  (database {database}{published})")
     uvicorn.run(
         app,
         host=host,

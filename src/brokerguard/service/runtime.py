@@ -6,6 +6,10 @@ the periodic work (campaign snapshots, state flushes). :meth:`Service.decide` an
 :meth:`Service.ingest` are the two uses of the engine; both run on the event loop (see
 :mod:`.host` for why).
 
+With ``nats_url`` (``serve --nats``) every event the engine takes, and every decision, is also
+handed to :class:`~brokerguard.service.publish.Publisher`, in the engine's order: an append to a
+bounded outbox, drained to NATS JetStream by a task of its own, so NATS never delays a decision.
+
 Which policy runs: ``--policy FILE`` when given (recorded as the current policy if it differs
 from the last one); else the last policy recorded in the database (one set through
 ``PUT /v1/policy`` survives a restart); else the shipped default.
@@ -20,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -38,6 +42,9 @@ from brokerguard.service.recorder import Recorder
 from brokerguard.service.records import campaign_record, decision_record, event_record
 from brokerguard.service.users import ConsoleUser, session_user
 from brokerguard.stores.sqlite import SqliteState
+
+if TYPE_CHECKING:
+    from brokerguard.service.publish import Publisher
 
 __all__ = ["Service", "Settings"]
 
@@ -57,6 +64,13 @@ class Settings:
     full_gc_seconds: float = 3600.0  # how often the collector walks the whole heap (see tick)
     key_ttl: float = 30.0  # seconds a verified API key is trusted without the database
     secure_cookies: bool = False  # set behind HTTPS: the session cookie is then Secure
+    # --nats: publish every event taken, and the decisions, to the cluster's stream (.publish)
+    nats_url: str | None = None
+    nats_stream: str = "BG_EVENTS"
+    nats_subject: str = "bg.events"
+    nats_partitions: int = 16
+    outbox: int = 100_000  # messages waiting for NATS, at most; more are dropped and counted
+    drain_seconds: float = 5.0  # on shutdown, how long to keep publishing what is queued
 
 
 class Service:
@@ -76,6 +90,18 @@ class Service:
         self._ticker: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[int] | None = None
         self._next_full_gc = 0.0
+        self.publisher: Publisher | None = None
+        if settings.nats_url:
+            from brokerguard.service.publish import Publisher
+
+            self.publisher = Publisher(
+                settings.nats_url,
+                stream=settings.nats_stream,
+                subject=settings.nats_subject,
+                partitions=settings.nats_partitions,
+                capacity=settings.outbox,
+                drain_timeout=settings.drain_seconds,
+            )
 
     def _initial_policy(self) -> tuple[Policy, str, str]:
         path = self.settings.policy_path
@@ -109,6 +135,8 @@ class Service:
         self.host.locked = {account: actor for account, (_, actor) in locks.items()}
         self.host.frozen = {account for account, (action, _) in locks.items() if action == "freeze"}
         self.recorder.start()
+        if self.publisher is not None:
+            await self.publisher.start()
         gc.collect()
         gc.freeze()  # what startup built is never walked again by the collector
         self._next_full_gc = time.monotonic() + self.settings.full_gc_seconds
@@ -125,6 +153,8 @@ class Service:
                 await self._flushing
             self._flushing = None
         self.tick()  # the last flush: one instant, everything
+        if self.publisher is not None:
+            await self.publisher.stop()
         self.host.close()
         self.recorder.stop()
         self.db.dispose()
@@ -188,7 +218,7 @@ class Service:
         if kept is not None:
             self.recorder.record(kept)
         self.recorder.record(record)
-        return {
+        answer = {
             "decision_id": decision_id,
             "event_id": event.id,
             "account": record.decision["account"],
@@ -199,6 +229,9 @@ class Service:
             "reasons": record.decision["reasons"],
             "alert_id": decision_id if alerted else None,
         }
+        if self.publisher is not None:
+            self.publisher.event(event, answer, self.host.name)
+        return answer
 
     async def ingest(self, events: list[Event], caller: str) -> dict[str, Any]:
         """Observe a batch in order (deciding its decision points), yielding to the loop."""
@@ -211,6 +244,8 @@ class Service:
                 point = decision_point(event)
                 if point is None:
                     self.host.observe(event)
+                    if self.publisher is not None:
+                        self.publisher.event(event)
                     kept = event_record(event)
                     if kept is not None:
                         self.recorder.record(kept)
@@ -263,6 +298,8 @@ class Service:
             kept = event_record(answer) if answer is not None else None
             if kept is not None:
                 self.recorder.record(kept)
+            if answer is not None and self.publisher is not None:
+                self.publisher.event(answer)  # the workers' engines hear the confirmation too
         elif action in ("lock", "freeze"):
             host.locked[account] = actor
             if action == "freeze":

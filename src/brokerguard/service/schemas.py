@@ -256,6 +256,19 @@ class PolicyOut(BaseModel):
     policy: dict[str, Any] = Field(description="The policy as the engine reads it.")
 
 
+class PublishOut(BaseModel):
+    """The publisher of ``serve --nats``: events and decisions on their way to NATS."""
+
+    connected: bool
+    outbox: int = Field(description="Messages waiting for NATS.")
+    capacity: int
+    published: int
+    duplicates: int = Field(description="Of the published, those JetStream already had.")
+    dropped: int = Field(description="Messages given up: the outbox was full, or at shutdown.")
+    retries: int
+    last_error: str | None
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     guard: str
@@ -263,6 +276,9 @@ class HealthOut(BaseModel):
     written: int
     dropped: int
     last_error: str | None
+    publish: PublishOut | None = Field(
+        default=None, description="Only with `serve --nats`; degraded while NATS is not reached."
+    )
 
 
 class LoginIn(_In):

@@ -20,6 +20,9 @@ async def healthz(request: Request) -> dict[str, Any]:
     svc = service(request)
     recorder = svc.recorder
     degraded = recorder.last_error is not None or recorder.backlog > BACKLOG_HIGH
+    publish = svc.publisher.stats() if svc.publisher is not None else None
+    if publish is not None and (not publish["connected"] and publish["outbox"]):
+        degraded = True  # events wait for NATS (and will be dropped if it stays away)
     return {
         "status": "degraded" if degraded else "ok",
         "guard": svc.host.name,
@@ -27,6 +30,7 @@ async def healthz(request: Request) -> dict[str, Any]:
         "written": recorder.written,
         "dropped": recorder.dropped,
         "last_error": recorder.last_error,
+        "publish": publish,
     }
 
 
