@@ -314,3 +314,42 @@ def test_redis_losing_everything_mid_run_is_rebuilt_from_the_stream(
     assert sorted(alerted) == sorted(x["event"] for x in lines(ref / "alerts.ndjson"))
     assert camps == final_campaigns(ref / "campaigns.ndjson")
     assert s["rebuilt"] >= 1 and s["lost"] >= 1
+
+
+def test_a_worker_runs_the_policy_it_is_given_like_replay_does(reference, names, tmp_path) -> None:
+    from console_helpers import hold_policy
+
+    path, _ = reference
+    policy = hold_policy(tmp_path / "hold.toml")  # every new order held
+    bad = tmp_path / "bad.toml"
+    bad.write_text(policy.read_text().replace("[order]\nprior = 40.0", "[order]\nprior = 'x'"))
+    refused = subprocess.run(
+        [*BG, "worker", *names.cli(PARTS), "--policy", str(bad)], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "order.prior" in refused.stderr
+
+    ref = tmp_path / "replay"
+    subprocess.run(
+        [
+            *BG,
+            "replay",
+            str(path),
+            "--partitions",
+            str(PARTS),
+            "--policy",
+            str(policy),
+            "--out",
+            str(ref),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run([*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True)
+    one = worker(names, tmp_path, "p", "--idle-exit", "3", "--policy", str(policy))
+    one.communicate(timeout=120)
+    assert one.returncode == 0
+    got = decisions(tmp_path / "d-p.ndjson")
+    assert got == decisions(ref / "decisions.ndjson")
+    default = decisions(reference[1] / "decisions.ndjson")  # the shipped policy's
+    holds = sum(action == "hold" for _, action, _ in got)
+    assert holds > sum(action == "hold" for _, action, _ in default)  # the policy, not the default

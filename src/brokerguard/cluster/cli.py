@@ -189,6 +189,13 @@ def worker(
             help="Write decisions, alerts and campaigns to the service's tables (migrated first).",
         ),
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="BROKERGUARD_POLICY",
+            help="Policy TOML file every partition's engine runs (default: the shipped one).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     stats_file: Annotated[
         Path | None, typer.Option("--stats", hidden=True, help="Write the run's figures (bench).")
@@ -199,7 +206,14 @@ def worker(
 
     from brokerguard.cluster.stream import PartitionMismatch
     from brokerguard.cluster.worker import run_worker
+    from brokerguard.engine import PolicyError, load_policy
 
+    try:
+        engine_policy = load_policy(policy) if policy is not None else None
+    except PolicyError as exc:
+        raise _fail(str(exc)) from None
+    # the same name as `replay --policy` and `simulate --guard FILE` give the engine
+    guard_name = f"brokerguard:{policy.stem}" if policy is not None else "brokerguard"
     metrics = None
     if metrics_port is not None:
         from brokerguard.cluster.metrics import WorkerMetrics
@@ -228,6 +242,8 @@ def worker(
                 campaigns=campaigns,
                 database=database,
                 metrics=metrics,
+                policy=engine_policy,
+                guard_name=guard_name,
             )
         )
     except PartitionMismatch as exc:

@@ -53,7 +53,7 @@ from brokerguard.cluster.stream import (
     DEFAULT_SUBJECT,
     ensure_stream,
 )
-from brokerguard.engine import BrokerGuard
+from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.events import ChallengeResult, decode_line
 from brokerguard.guard import decision_point
 from brokerguard.stores.redis import LeaseLost, RedisState
@@ -257,6 +257,8 @@ async def run_worker(
     database: str | None = None,
     metrics: Any = None,
     worker_id: str | None = None,
+    policy: Policy | None = None,
+    guard_name: str = "brokerguard",
 ) -> WorkerStats:
     """Consume until stopped (SIGTERM/SIGINT), idle for ``idle_exit`` seconds, or ``max_events``.
 
@@ -264,7 +266,9 @@ async def run_worker(
     own durable consumer ``<durable>-<partition>``. ``max_events`` (tests) stops after that many
     events without acknowledging the batch that crossed it and without releasing anything, like
     a crash. ``metrics`` (a :class:`~brokerguard.cluster.metrics.WorkerMetrics`) is updated per
-    batch when given.
+    batch when given. ``policy`` is the policy every partition's engine runs (the shipped one
+    when None): the same file as the service's and ``replay --partitions``'s, or the cluster
+    decides differently from them.
     """
     client = redis.Redis.from_url(redis_url)
     worker = worker_id or new_worker_id()
@@ -350,7 +354,7 @@ async def run_worker(
             max_ack_pending=batch,
         )
         sub = await js.pull_subscribe(f"{subject}.{p}", durable=name, stream=stream, config=config)
-        guard = BrokerGuard(state=state)
+        guard = BrokerGuard(policy, state=state, name=guard_name)
         guard.trace = trace
         part = _Partition(p, state, guard, sub)
         part.load_clock(meta)
