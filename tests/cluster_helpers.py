@@ -12,10 +12,9 @@ from pathlib import Path
 import msgspec
 import nats
 import redis
+from engine_helpers import cut_point, replay  # noqa: F401  (re-exported for the cluster tests)
 
-from brokerguard.engine import BrokerGuard
-from brokerguard.events import ChallengeResult, Event, LoginAttempt, read_ndjson
-from brokerguard.guard import decision_point
+from brokerguard.events import Event, read_ndjson
 from brokerguard.guards import load_guard
 from brokerguard.sim.scenario import load_scenario
 from brokerguard.sim.world import simulate
@@ -37,30 +36,6 @@ def recorded_run(out: Path, investors: int = 300, days: int = 3) -> Path:
 def read_events(path: Path) -> list[Event]:
     with open(path, "rb") as f:
         return list(read_ndjson(f))
-
-
-def replay(guard: BrokerGuard, events: list[Event], flush_every: int = 0) -> list[tuple]:
-    """(event id, action, score) of every decision point, flushing every ``flush_every`` events."""
-    decisions = []
-    for i, event in enumerate(events, start=1):
-        if decision_point(event):
-            decision = guard.decide(event)
-            decisions.append((event.id, decision.action, decision.score))
-        else:
-            guard.observe(event)
-        if flush_every and i % flush_every == 0:
-            guard.state.flush()  # type: ignore[attr-defined]
-    return decisions
-
-
-def cut_point(events: list[Event]) -> int:
-    """Past the middle, just after a sign-in whose challenge is answered after the cut."""
-    answered = {e.ref for e in events if isinstance(e, ChallengeResult)}
-    for i in range(len(events) // 2, len(events)):
-        event = events[i]
-        if isinstance(event, LoginAttempt) and event.id in answered:
-            return i + 1
-    return len(events) // 2
 
 
 def redis_client() -> redis.Redis:

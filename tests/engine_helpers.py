@@ -28,7 +28,7 @@ from brokerguard.events import (
     SettingsChange,
     Withdrawal,
 )
-from brokerguard.guard import Decision
+from brokerguard.guard import Decision, decision_point
 from brokerguard.netinfo import shared_lookup
 from brokerguard.sim.devices import attacker_user_agents, random_device
 from brokerguard.sim.networks import Block, blocks_of, random_ip
@@ -343,3 +343,28 @@ class Rig:
 
 def lookup_kind(ip: str) -> str:
     return shared_lookup()(ip).kind
+
+
+def replay(guard: BrokerGuard, events: list[Event], flush_every: int = 0) -> list[tuple]:
+    """(event id, action, score) of every decision point, flushing every ``flush_every`` events."""
+    decisions = []
+    for i, event in enumerate(events, start=1):
+        if decision_point(event):
+            decision = guard.decide(event)
+            decisions.append((event.id, decision.action, decision.score))
+        else:
+            guard.observe(event)
+        if flush_every and i % flush_every == 0:
+            guard.state.flush()  # type: ignore[attr-defined]
+    return decisions
+
+
+def cut_point(events: list[Event]) -> int:
+    """Past the middle, just after a sign-in whose challenge is answered after the cut: a
+    restart there must carry the waiting challenge over."""
+    answered = {e.ref for e in events if isinstance(e, ChallengeResult)}
+    for i in range(len(events) // 2, len(events)):
+        event = events[i]
+        if isinstance(event, LoginAttempt) and event.id in answered:
+            return i + 1
+    return len(events) // 2

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,12 +22,7 @@ from typing import Any
 import pytest
 from browser_helpers import chromium_browser, require_chromium
 from console_helpers import PASSWORD, hold_policy, load, prepare_database, simulate_run
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from servers import free_port
 
 
 class Answer:
@@ -75,7 +69,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     events = simulate_run(tmp / "run")
     url = f"sqlite:///{tmp / 'service.db'}"
     key = prepare_database(url)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     bg = Path(sys.executable).with_name("brokerguard")
     log = (tmp / "server.log").open("wb")

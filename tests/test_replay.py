@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import httpx
 import msgspec
 import pytest
 from rich.console import Console
+from servers import free_port
 from typer.testing import CliRunner
 
 from brokerguard.cli import app
@@ -142,15 +142,9 @@ def test_a_bad_policy_file_is_refused_naming_the_field(recorded: Path, tmp_path:
     assert not (tmp_path / "r").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_demo_on_a_tiny_scenario_draws_its_charts_and_opens_the_console(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    port = _free_port()
+    port = free_port()
     args = ["demo", "--scenario", str(TINY), "--out", str(out), "--console-port", str(port)]
     result = runner.invoke(app, [*args, *SMALL])
     assert result.exit_code == 0, result.output

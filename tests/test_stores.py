@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from engine_helpers import cut_point, replay
 
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.state import (
@@ -21,8 +22,7 @@ from brokerguard.engine.state import (
     SessionState,
     SymbolState,
 )
-from brokerguard.events import ChallengeResult, Event, LoginAttempt, decode_line, read_ndjson
-from brokerguard.guard import decision_point
+from brokerguard.events import Event, decode_line, read_ndjson
 from brokerguard.guards import load_guard
 from brokerguard.sim.scenario import load_scenario
 from brokerguard.sim.world import simulate
@@ -160,29 +160,6 @@ def stream(request, tmp_path_factory) -> list[Event]:
     simulate(scenario, load_guard(request.param), out)
     with open(out / "events.ndjson", "rb") as f:
         return list(read_ndjson(f))
-
-
-def replay(guard: BrokerGuard, events: list[Event], flush_every: int = 0) -> list[tuple]:
-    decisions = []
-    for i, event in enumerate(events, start=1):
-        if decision_point(event):
-            decision = guard.decide(event)
-            decisions.append((event.id, decision.action, decision.score))
-        else:
-            guard.observe(event)
-        if flush_every and i % flush_every == 0:
-            guard.state.flush()  # type: ignore[attr-defined]
-    return decisions
-
-
-def cut_point(events: list[Event]) -> int:
-    """Past the middle, just after a sign-in whose challenge is answered after the restart."""
-    answered = {e.ref for e in events if isinstance(e, ChallengeResult)}
-    for i in range(len(events) // 2, len(events)):
-        event = events[i]
-        if isinstance(event, LoginAttempt) and event.id in answered:
-            return i + 1
-    return len(events) // 2
 
 
 def test_restart_continues_where_it_stopped(stream: list[Event], tmp_path: Path) -> None:

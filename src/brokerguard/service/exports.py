@@ -36,10 +36,11 @@ CASES = "cases.ndjson"
 _encoder = msgspec.json.Encoder()
 
 
-def _alerted_events(conn: sa.Connection, case: dict[str, Any]) -> list[tuple[str, str]]:
-    """(event id, decision point) of the alerts a fraud case confirms."""
+def _alerted_events(conn: sa.Connection, case: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(account, event id, decision point) of the alerts a fraud case confirms."""
+    columns = (alerts.c.account, alerts.c.event_id, alerts.c.point)
     if case["alert_id"] is not None:
-        query = sa.select(alerts.c.event_id, alerts.c.point).where(alerts.c.id == case["alert_id"])
+        query = sa.select(*columns).where(alerts.c.id == case["alert_id"])
     else:
         accounts = [case["account"]] if case["account"] else []
         if case["campaign_id"] is not None:
@@ -49,8 +50,8 @@ def _alerted_events(conn: sa.Connection, case: dict[str, Any]) -> list[tuple[str
             accounts += list(found or [])
         if not accounts:
             return []
-        query = sa.select(alerts.c.event_id, alerts.c.point).where(alerts.c.account.in_(accounts))
-    return [(str(r.event_id), str(r.point)) for r in conn.execute(query)]
+        query = sa.select(*columns).where(alerts.c.account.in_(accounts))
+    return [(str(r.account), str(r.event_id), str(r.point)) for r in conn.execute(query)]
 
 
 def _session_operations(conn: sa.Connection, login_id: str) -> list[tuple[str, str, str]]:
@@ -83,12 +84,7 @@ def fraud_cases(conn: sa.Connection) -> list[FraudCase]:
     query = sa.select(cases).where(cases.c.outcome == "fraud").order_by(cases.c.id)
     for case in (dict(r._mapping) for r in conn.execute(query)):
         confirmed = case["updated_at"]
-        for event_id, point in _alerted_events(conn, case):
-            account = conn.scalar(
-                sa.select(alerts.c.account).where(alerts.c.event_id == event_id).limit(1)
-            )
-            if account is None:
-                continue
+        for account, event_id, point in _alerted_events(conn, case):
             if point == "login":
                 add(account, "login", event_id, confirmed)
                 for acc, op_id, kind in _session_operations(conn, event_id):
