@@ -329,7 +329,8 @@ class Service:
             before = queries.get_case(conn, case_id)
             case = actions.update_case(conn, actor, case_id, changes)
             decided = bool(case["outcome"]) and (before or {}).get("outcome") != case["outcome"]
-            login = queries.alert_login(conn, case["alert_id"]) if case["alert_id"] else None
+            alert = case["alert_id"] if decided else None
+            login = queries.alert_login(conn, alert) if alert is not None else None
             return case, decided, login
 
         case, decided, login = await self.recorder.run(change)
