@@ -63,6 +63,8 @@ class Names:
         self.subject = f"bgt.{tag}"
         self.prefix = f"bgtest-{tag}"
         self.durable = f"w{tag}"
+        self.facts_stream = f"BGTF_{tag}"  # the campaign stage's facts
+        self.facts_subject = f"bgtf.{tag}"
 
     def cli(self, partitions: int = 8) -> list[str]:
         return ["--stream", self.stream, "--subject", self.subject, "--partitions", str(partitions)]
@@ -78,8 +80,9 @@ def fresh_names() -> Iterator[Names]:
 
         async def drop() -> None:
             nc = await nats.connect(NATS_URL)
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await nc.jetstream().delete_stream(n.stream)
+            for stream in (n.stream, n.facts_stream):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await nc.jetstream().delete_stream(stream)
             await nc.close()
 
         asyncio.run(drop())

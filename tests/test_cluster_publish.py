@@ -39,7 +39,7 @@ from cluster_helpers import (
 from fastapi.testclient import TestClient
 
 from brokerguard.cluster.partition import partition_of
-from brokerguard.cluster.stream import ingest
+from brokerguard.cluster.stream import DEFAULT_EPOCH_SECONDS, EpochClock, epoch_marker, ingest
 from brokerguard.cluster.worker import run_worker
 from brokerguard.events import Event, encode
 from brokerguard.guard import decision_point
@@ -175,7 +175,11 @@ def stream_messages(n: Names) -> list[tuple[str, dict[str, str], bytes]]:
 def expected_messages(events: list[Event], n: Names) -> list[tuple[str, str]]:
     """(subject, message id) as ingest publishes them, plus the decision records."""
     out = []
+    clock = EpochClock(DEFAULT_EPOCH_SECONDS)
     for event in events:
+        opened = clock.opens(event)  # an epoch marker to every partition first
+        if opened is not None:
+            out += [(f"{n.subject}.{q}", f"epoch-{opened}/{q}") for q in range(PARTS)]
         p = partition_of(event, PARTS)
         if p is None:
             out += [(f"{n.subject}.{q}", f"{event.id}/{q}") for q in range(PARTS)]
@@ -213,6 +217,9 @@ def test_serve_publishes_events_in_order_with_its_decisions(
             assert record["guard"] == guard
             records += 1
             continue
+        if epoch_marker(headers) is not None:
+            assert not body and msg_id.startswith("epoch-")
+            continue
         event_id = msg_id.split("/")[0]
         assert body == bodies[event_id]
         answer = by_event.get(msg_id)
@@ -227,9 +234,10 @@ def test_serve_publishes_events_in_order_with_its_decisions(
     assert records == len(by_event)
 
     # the same events published again by ingest (a broker that also streams them): no new message
+    # but the marker that closes the file's last epoch, one to each partition
     lines = [encode(e) for e in events]
     asyncio.run(ingest(lines, NATS_URL, names.stream, names.subject, PARTS))
-    assert len(stream_messages(names)) == len(messages)
+    assert len(stream_messages(names)) == len(messages) + PARTS
 
 
 def unused_port() -> int:
@@ -254,8 +262,8 @@ def test_nats_unreachable_at_start_fails_nothing_and_counts_drops(
     publish = health["publish"]
     assert health["status"] == "degraded"
     assert not publish["connected"] and publish["last_error"]
-    assert publish["outbox"] == 50  # two messages per decision point: full after 25
-    assert publish["dropped"] == 2 * len(points) - 50
+    assert publish["outbox"] == 50  # two messages per decision point, and epoch markers
+    assert publish["dropped"] == len(expected_messages(points, names)) - 50
     assert publish["published"] == 0
 
 
@@ -289,7 +297,7 @@ def test_nats_going_away_fails_nothing_and_publishing_resumes(
         api = serve(url, names)
         for event in points[:5]:
             assert api.decide(event).status_code == 200
-        assert api.drained()["published"] == 10
+        assert api.drained()["published"] == len(expected_messages(points[:5], names))
     # the server is gone
     t0 = time.perf_counter()
     for event in points[5:15]:
@@ -299,7 +307,8 @@ def test_nats_going_away_fails_nothing_and_publishing_resumes(
     with nats_server(port, tmp_path / "js"):  # back, with its stored stream
         stats = api.drained(timeout=10)
         assert stats["outbox"] == 0 and stats["dropped"] == 0
-        assert stats["published"] >= 30  # a retried window may count a message twice
+        expected = len(expected_messages(points[:15], names))
+        assert stats["published"] >= expected  # a retried window may count a message twice
 
         async def count() -> int:
             nc = await nats.connect(url)
@@ -307,7 +316,7 @@ def test_nats_going_away_fails_nothing_and_publishing_resumes(
             await nc.close()
             return int(info.state.messages)
 
-        assert asyncio.run(count()) == 30  # nothing lost, nothing doubled
+        assert asyncio.run(count()) == expected  # nothing lost, nothing doubled
         api.client.__exit__(None, None, None)  # shut down while NATS is still there
 
 
@@ -419,4 +428,5 @@ def test_serve_command_publishes_with_the_workers_environment(
         proc.wait(timeout=15)
     messages = stream_messages(names)
     assert [(s, h["Nats-Msg-Id"]) for s, h, _ in messages] == expected_messages([point], names)
-    assert messages[0][1]["Bg-Decision-Id"] == response.json()["decision_id"]
+    published = next(h for _, h, _ in messages if h["Nats-Msg-Id"] == point.id)
+    assert published["Bg-Decision-Id"] == response.json()["decision_id"]

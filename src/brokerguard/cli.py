@@ -191,6 +191,21 @@ def replay(
             help="One engine per account partition, as the cluster runs (brokerguard worker).",
         ),
     ] = 1,
+    campaign_stage: Annotated[
+        bool,
+        typer.Option(
+            "--campaign-stage",
+            help="With --partitions: campaigns found by a stage over all partitions, as the "
+            "cluster with `brokerguard campaign-stage` does; they contain from the next epoch.",
+        ),
+    ] = False,
+    epoch_seconds: Annotated[
+        float,
+        typer.Option(min=1.0, help="With --campaign-stage: the epoch, in seconds of event time."),
+    ] = 60.0,
+    stage_shards: Annotated[
+        int, typer.Option(min=1, help="With --campaign-stage: shards of the stage (by symbol).")
+    ] = 1,
 ) -> None:
     """Run the detection engine over a log, open loop; write decisions, alerts and campaigns."""
     from brokerguard.engine import PolicyError
@@ -208,7 +223,21 @@ def replay(
         engine = engine_guard(policy, store)
     except PolicyError as exc:
         raise _fail(str(exc)) from None
-    if partitions > 1:
+    if campaign_stage:
+        from brokerguard.cluster.staged import StagedGuard
+        from brokerguard.engine import BrokerGuard
+
+        if store is not None:
+            raise _fail("--state keeps one engine's state: it cannot be used with --campaign-stage")
+        base = engine
+        engine = StagedGuard(
+            partitions,
+            stage_shards,
+            epoch_seconds,
+            base.policy,
+            lambda link: BrokerGuard(base.policy, stage=link, name=base.name),
+        )
+    elif partitions > 1:
         from brokerguard.cluster.partition import PartitionedGuard
 
         engine = PartitionedGuard(partitions, lambda: engine_guard(policy, None))

@@ -1,4 +1,4 @@
-"""``brokerguard ingest``, ``worker`` and ``status``: the scale-out commands.
+"""``brokerguard ingest``, ``worker``, ``campaign-stage`` and ``status``: the scale-out commands.
 
 Mounted on the ``brokerguard`` command by :func:`mount`. Settings come, in this order of
 precedence, from the command line, the environment (``BROKERGUARD_NATS``, ``BROKERGUARD_REDIS``,
@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-__all__ = ["ingest", "mount", "status", "worker"]
+__all__ = ["campaign_stage", "ingest", "mount", "status", "worker"]
 
 console = Console(stderr=True)
 
@@ -52,6 +52,33 @@ PartitionsOpt = Annotated[
     int,
     typer.Option(
         min=1, envvar="BROKERGUARD_PARTITIONS", help="Partitions (by account) of the stream."
+    ),
+]
+
+
+EpochOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        envvar="BROKERGUARD_EPOCH_SECONDS",
+        help="Epoch markers every this many seconds of event time, for the campaign stage "
+        "(0: none).",
+    ),
+]
+StageShardsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1, envvar="BROKERGUARD_STAGE_SHARDS", help="Shards (by symbol) of the campaign stage."
+    ),
+]
+FactsStreamOpt = Annotated[
+    str,
+    typer.Option(envvar="BROKERGUARD_FACTS_STREAM", help="JetStream stream of the facts."),
+]
+FactsSubjectOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="BROKERGUARD_FACTS_SUBJECT", help="Subject prefix of the facts (<prefix>.<shard>)."
     ),
 ]
 
@@ -107,6 +134,7 @@ def ingest(
     stream: StreamOpt = "BG_EVENTS",
     subject: SubjectOpt = "bg.events",
     partitions: PartitionsOpt = 16,
+    epoch_seconds: EpochOpt = 60.0,
     config: ConfigOpt = None,
 ) -> None:
     """Publish events to the JetStream stream, partitioned by account."""
@@ -124,7 +152,9 @@ def ingest(
             raise _fail(f"{source}: no such events file")
         lines = open(path, "rb")  # noqa: SIM115 - closed below
     try:
-        count = asyncio.run(publish(lines, nats_url, stream, subject, partitions))
+        count = asyncio.run(
+            publish(lines, nats_url, stream, subject, partitions, epoch_seconds=epoch_seconds)
+        )
     except EventError as exc:
         raise _fail(f"{source}: {exc}") from None
     except PartitionMismatch as exc:
@@ -196,6 +226,18 @@ def worker(
             help="Policy TOML file every partition's engine runs (default: the shipped one).",
         ),
     ] = None,
+    campaign_stage: Annotated[
+        bool,
+        typer.Option(
+            "--campaign-stage",
+            envvar="BROKERGUARD_CAMPAIGN_STAGE",
+            help="Leave campaigns to `brokerguard campaign-stage`: send it facts, read "
+            "its containment, wait for it at each epoch.",
+        ),
+    ] = False,
+    stage_shards: StageShardsOpt = 1,
+    facts_stream: FactsStreamOpt = "BG_FACTS",
+    facts_subject: FactsSubjectOpt = "bg.facts",
     config: ConfigOpt = None,
     stats_file: Annotated[
         Path | None, typer.Option("--stats", hidden=True, help="Write the run's figures (bench).")
@@ -244,6 +286,10 @@ def worker(
                 metrics=metrics,
                 policy=engine_policy,
                 guard_name=guard_name,
+                campaign_stage=campaign_stage,
+                stage_shards=stage_shards,
+                facts_stream=facts_stream,
+                facts_subject=facts_subject,
             )
         )
     except PartitionMismatch as exc:
@@ -262,6 +308,83 @@ def worker(
         f"{stats.skipped:,} redelivered events skipped, {stats.batches:,} batches, "
         f"partitions taken {stats.acquired}, handed over {stats.released}, lost {stats.lost}, "
         f"rebuilt {stats.rebuilt}"
+    )
+
+
+def campaign_stage(
+    nats_url: NatsOpt = "nats://127.0.0.1:4222",
+    redis_url: RedisOpt = "redis://127.0.0.1:6379/0",
+    prefix: PrefixOpt = "bg",
+    partitions: PartitionsOpt = 16,
+    shard: Annotated[int, typer.Option(min=0, help="The shard this process runs.")] = 0,
+    shards: StageShardsOpt = 1,
+    facts_stream: FactsStreamOpt = "BG_FACTS",
+    facts_subject: FactsSubjectOpt = "bg.facts",
+    durable: Annotated[
+        str, typer.Option(help="Durable consumer names: <durable>-<shard>.")
+    ] = "bg-stage",
+    idle_exit: Annotated[
+        float, typer.Option(help="Stop after this many seconds without facts (0: never).")
+    ] = 0.0,
+    campaigns: Annotated[
+        Path | None, typer.Option(help="Append campaign lines here (JSON lines).")
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            envvar="BROKERGUARD_DATABASE",
+            help="Write campaigns to the service's tables (migrated first).",
+        ),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(envvar="BROKERGUARD_POLICY", help="Policy TOML file (the workers' one)."),
+    ] = None,
+    config: ConfigOpt = None,
+    stats_file: Annotated[
+        Path | None, typer.Option("--stats", hidden=True, help="Write the run's figures (bench).")
+    ] = None,
+) -> None:
+    """Run one shard of the campaign stage: campaigns over all partitions' facts."""
+    import redis
+
+    from brokerguard.cluster.stage import run_campaign_stage
+    from brokerguard.engine import PolicyError, load_policy
+
+    if shard >= shards:
+        raise _fail(f"--shard {shard} is not below --shards {shards}")
+    try:
+        engine_policy = load_policy(policy) if policy is not None else None
+    except PolicyError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        stats = asyncio.run(
+            run_campaign_stage(
+                nats_url,
+                redis_url,
+                shard=shard,
+                shards=shards,
+                partitions=partitions,
+                prefix=prefix,
+                facts_stream=facts_stream,
+                facts_subject=facts_subject,
+                durable=durable,
+                idle_exit=idle_exit,
+                campaigns=campaigns,
+                database=database,
+                policy=engine_policy,
+            )
+        )
+    except redis.exceptions.ConnectionError as exc:
+        raise _fail(f"cannot reach Redis at {redis_url}: {exc}") from None
+    except (OSError, TimeoutError) as exc:
+        raise _fail(f"cannot reach NATS at {nats_url}: {exc}") from None
+    if stats_file is not None:
+        stats_file.write_text(json.dumps(stats.as_dict()))
+    console.print(
+        f"campaign stage {shard}/{shards}: {stats.facts:,} facts, {stats.epochs:,} epochs, "
+        f"{stats.containment} keys contained, {stats.campaign_lines} campaign lines"
     )
 
 
@@ -320,6 +443,12 @@ def mount(app: typer.Typer) -> None:
     """Add the scale-out commands to the ``brokerguard`` command."""
     import inspect
 
-    for name, fn in (("ingest", ingest), ("worker", worker), ("status", status)):
+    commands = (
+        ("ingest", ingest),
+        ("worker", worker),
+        ("campaign-stage", campaign_stage),
+        ("status", status),
+    )
+    for name, fn in commands:
         _COMMANDS.append(set(inspect.signature(fn).parameters))
         app.command(name)(fn)

@@ -8,6 +8,12 @@ its ``Nats-Msg-Id`` header is the event id (``<id>/<partition>`` for a market ev
 JetStream drops a publish of the same event within its duplicate window (an ingest re-run after a
 crash does not double events). The stream's description records the number of partitions
 (``partitions=16``); workers refuse a stream cut differently from what they were told.
+
+**Epoch markers.** Before the first event of each new epoch (``epoch_seconds`` of event time,
+the running maximum, so a late event never moves it back) a marker goes to every partition: an
+empty body with the header ``Bg-Epoch: <k>`` (message id ``epoch-<k>/<p>``). The campaign stage
+(:mod:`brokerguard.engine.stage`) counts in these epochs; workers without it skip the markers.
+At the end of a file one more marker closes the last epoch, so that its facts are processed.
 """
 
 from __future__ import annotations
@@ -26,8 +32,12 @@ __all__ = [
     "DEFAULT_PARTITIONS",
     "DEFAULT_STREAM",
     "DEFAULT_SUBJECT",
+    "EPOCH_HEADER",
+    "EpochClock",
     "PartitionMismatch",
     "ensure_stream",
+    "epoch_marker",
+    "marker_headers",
     "ingest",
     "partition_of",
     "stream_partitions",
@@ -36,6 +46,8 @@ __all__ = [
 DEFAULT_STREAM = "BG_EVENTS"
 DEFAULT_SUBJECT = "bg.events"
 DEFAULT_PARTITIONS = 16
+DEFAULT_EPOCH_SECONDS = 60.0
+EPOCH_HEADER = "Bg-Epoch"
 WINDOW = 512  # publishes awaiting their acknowledgement at a time
 
 
@@ -71,6 +83,35 @@ async def ensure_stream(js, stream: str, subject: str, partitions: int) -> None:
         )
 
 
+def epoch_marker(headers: dict[str, str] | None) -> int | None:
+    """The epoch a marker message opens; None for an event."""
+    if headers and EPOCH_HEADER in headers:
+        return int(headers[EPOCH_HEADER])
+    return None
+
+
+def marker_headers(epoch: int, partition: int) -> dict[str, str]:
+    return {"Nats-Msg-Id": f"epoch-{epoch}/{partition}", EPOCH_HEADER: str(epoch)}
+
+
+class EpochClock:
+    """The running epoch of a stream being published; says when a marker is due."""
+
+    def __init__(self, epoch_seconds: float) -> None:
+        self.epoch_seconds = epoch_seconds
+        self.epoch: int | None = None
+
+    def opens(self, event: Event) -> int | None:
+        """The epoch ``event`` opens (a marker goes before it), or None."""
+        if not self.epoch_seconds:
+            return None
+        k = int(event.ts.timestamp() // self.epoch_seconds)
+        if self.epoch is None or k > self.epoch:
+            self.epoch = k
+            return k
+        return None
+
+
 def _lines(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, Event]]:
     for n, raw in enumerate(lines, start=1):
         line = raw.strip()
@@ -85,19 +126,34 @@ async def ingest(
     subject: str = DEFAULT_SUBJECT,
     partitions: int = DEFAULT_PARTITIONS,
     window: int = WINDOW,
+    epoch_seconds: float = DEFAULT_EPOCH_SECONDS,
 ) -> int:
     """Publish every event line; returns how many events (not copies) the stream acknowledged.
 
     A bad line raises :class:`~brokerguard.events.EventError` naming the line; what was published
     before it stays published. Publishes are pipelined ``window`` at a time and sent in file order.
+    ``epoch_seconds`` 0 publishes no epoch markers.
     """
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
         await ensure_stream(js, stream, subject, partitions)
-        count = 0
+        count = markers = 0
         pending: list = []
+        clock = EpochClock(epoch_seconds)
+
+        def mark(k: int) -> None:
+            nonlocal markers
+            for q in range(partitions):
+                pending.append(
+                    js.publish(f"{subject}.{q}", b"", stream=stream, headers=marker_headers(k, q))
+                )
+            markers += partitions
+
         for _, line, event in _lines(lines):
+            opened = clock.opens(event)
+            if opened is not None:
+                mark(opened)
             p = partition_of(event, partitions)
             if p is None:  # a market event: a copy for every partition
                 for q in range(partitions):
@@ -110,8 +166,10 @@ async def ingest(
             if len(pending) >= window:
                 count += len(await asyncio.gather(*pending))
                 pending = []
+        if clock.epoch is not None:
+            mark(clock.epoch + 1)  # the end of the file closes its last epoch
         if pending:
             count += len(await asyncio.gather(*pending))
-        return count
+        return count - markers
     finally:
         await nc.close()

@@ -45,6 +45,13 @@ import nats
 import redis
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from brokerguard.cluster.facts import (
+    DEFAULT_FACTS_STREAM,
+    DEFAULT_FACTS_SUBJECT,
+    ContainmentStore,
+    ensure_facts_stream,
+    fact_messages,
+)
 from brokerguard.cluster.leases import Leases, new_worker_id
 from brokerguard.cluster.partition import campaign_tag, tag_records
 from brokerguard.cluster.stream import (
@@ -52,8 +59,10 @@ from brokerguard.cluster.stream import (
     DEFAULT_STREAM,
     DEFAULT_SUBJECT,
     ensure_stream,
+    epoch_marker,
 )
 from brokerguard.engine import BrokerGuard, Policy
+from brokerguard.engine.stage import Containment, StageLink
 from brokerguard.events import ChallengeResult, decode_line
 from brokerguard.guard import decision_point
 from brokerguard.stores.redis import LeaseLost, RedisState
@@ -75,6 +84,8 @@ class WorkerStats:
     lost: int = 0  # partitions whose lease was gone when renewed or when flushing
     rebuilt: int = 0  # partitions replayed from the start of the stream (their state was gone)
     resumed: int = 0  # partitions taken with unacknowledged messages: restarted at the ack floor
+    facts: int = 0  # facts sent to the campaign stage
+    waits: int = 0  # batches cut at an epoch the campaign stage had not finished
     started: float = field(default_factory=time.perf_counter)
     busy: float = 0.0  # seconds from a batch's arrival to its acknowledgement
     batch_seconds: list[float] = field(default_factory=list)  # each batch, arrival to ack
@@ -174,14 +185,32 @@ async def pull(sub: Any, batch: int, wait: float = 0.5, count: list[int] | None 
 class _Partition:
     """One partition this worker holds: its engine on its own Redis state, its consumer."""
 
-    def __init__(self, number: int, state: RedisState, guard: BrokerGuard, sub: Any) -> None:
+    def __init__(
+        self,
+        number: int,
+        state: RedisState,
+        guard: BrokerGuard,
+        sub: Any,
+        link: StageLink | None = None,
+    ) -> None:
         self.number = number
         self.name = str(number)
         self.state = state
         self.guard = guard
         self.sub = sub
+        self.link = link  # with a campaign stage: facts out, containment in
+        self.epoch: int | None = None  # the last epoch marker passed (campaign stage)
+        self.backlog: list = []  # fetched, waiting for the campaign stage to finish an epoch
         self.task: asyncio.Task | None = None
         self.seq = ""  # the stream sequence of the last event flushed ("": none yet)
+
+    def see(self, containment: list[Containment]) -> None:
+        """Make visible what the campaign stage found in epochs before this partition's."""
+        if self.link is None or self.epoch is None:
+            return
+        for update in containment:
+            if update.epoch < self.epoch:
+                self.link.contain(update)
 
     def save_clock(self, seq: int) -> None:
         """The engine's sweep schedule and zone go with the state: a new owner continues them.
@@ -195,6 +224,8 @@ class _Partition:
             "tz": repr(offset.total_seconds() if offset is not None else 0.0),
             "seq": str(seq),
         }
+        if self.epoch is not None:
+            self.state.meta["epoch"] = str(self.epoch)
 
     def refresh(self) -> None:
         """Before a batch: what the engine keeps between batches, read again from Redis.
@@ -233,6 +264,10 @@ class _Partition:
             raise LeaseLost(f"partition {self.number}: lease or state lost during the batch")
 
     def load_clock(self, meta: dict[str, str]) -> None:
+        if "epoch" in meta:
+            self.epoch = int(meta["epoch"])
+            if self.link is not None:
+                self.link.epoch = self.epoch
         if "next_sweep" in meta:
             self.guard._next_sweep = float(meta["next_sweep"])
             self.guard._tz = timezone(timedelta(seconds=float(meta["tz"])))
@@ -259,6 +294,10 @@ async def run_worker(
     worker_id: str | None = None,
     policy: Policy | None = None,
     guard_name: str = "brokerguard",
+    campaign_stage: bool = False,
+    stage_shards: int = 1,
+    facts_stream: str = DEFAULT_FACTS_STREAM,
+    facts_subject: str = DEFAULT_FACTS_SUBJECT,
 ) -> WorkerStats:
     """Consume until stopped (SIGTERM/SIGINT), idle for ``idle_exit`` seconds, or ``max_events``.
 
@@ -269,8 +308,15 @@ async def run_worker(
     batch when given. ``policy`` is the policy every partition's engine runs (the shipped one
     when None): the same file as the service's and ``replay --partitions``'s, or the cluster
     decides differently from them.
+
+    ``campaign_stage``: campaigns are left to ``brokerguard campaign-stage`` (one process per
+    shard of ``stage_shards``). Each partition's engine sends its facts to the facts stream and
+    reads containment from Redis, and an event of epoch ``k`` waits until the stage is done with
+    every epoch before ``k`` (:mod:`brokerguard.engine.stage`); the reference is
+    ``replay --partitions N --campaign-stage``.
     """
     client = redis.Redis.from_url(redis_url)
+    store = ContainmentStore(client, prefix, stage_shards) if campaign_stage else None
     worker = worker_id or new_worker_id()
     leases = Leases(client, prefix, worker, partitions, lease_ttl)
     stats = WorkerStats()
@@ -354,9 +400,10 @@ async def run_worker(
             max_ack_pending=batch,
         )
         sub = await js.pull_subscribe(f"{subject}.{p}", durable=name, stream=stream, config=config)
-        guard = BrokerGuard(policy, state=state, name=guard_name)
+        link = StageLink(p, emit_market=p == 0) if campaign_stage else None
+        guard = BrokerGuard(policy, state=state, name=guard_name, stage=link)
         guard.trace = trace
-        part = _Partition(p, state, guard, sub)
+        part = _Partition(p, state, guard, sub, link)
         part.load_clock(meta)
         part.seq = meta.get("seq", "")
         stats.acquired += 1
@@ -373,6 +420,10 @@ async def run_worker(
             except Exception:
                 msgs = []
             for m in msgs:
+                await m.nak()
+        backlog, part.backlog = part.backlog, []
+        for m in backlog:
+            with contextlib.suppress(Exception):
                 await m.nak()
         with contextlib.suppress(Exception):
             await part.sub.unsubscribe()
@@ -397,23 +448,58 @@ async def run_worker(
             metrics.owned(sorted(held))
 
     async def process(part: _Partition, msgs: list) -> bool:
-        """Run one batch of one partition; False when ``max_events`` cut it (a crash)."""
+        """Run one batch of one partition; False when ``max_events`` cut it (a crash).
+
+        With a campaign stage the batch can stop at an epoch marker the stage has not caught up
+        with: what follows waits in the partition's backlog and what came before is finished
+        (facts sent, records and state written, acknowledged) as a batch of its own.
+        """
         t0 = time.perf_counter()
         c0 = time.process_time()
         stats.first_batch = stats.first_batch or time.time()
         before = stats.events
-        state, guard, p = part.state, part.guard, part.name
-        events = [decode_line(m.data) for m in msgs]
+        state, guard, p, link = part.state, part.guard, part.name, part.link
+        markers = [epoch_marker(m.headers) for m in msgs]
+        events = [
+            None if k is not None else decode_line(m.data)
+            for m, k in zip(msgs, markers, strict=True)
+        ]
         part.refresh()
-        state.prefetch(wanted(events))
-        state.prefetch(held_symbols(state, events))
-        done = state.seen_in({p: [e.id for e in events]})
+        below: int | None = None
+        containment: list[Containment] = []
+        if store is not None:
+            below, containment = store.read()
+            part.see(containment)
+        real = [e for e in events if e is not None]
+        state.prefetch(wanted(real))
+        state.prefetch(held_symbols(state, real))
+        done = state.seen_in({p: [e.id for e in real]})
         lines: list[str] = []
         points: list[int] = []
+        announce: list[tuple[int, int]] = []
+        taken = 0
         for i, event in enumerate(events):
+            if event is None:  # an epoch marker
+                k = markers[i]
+                if link is not None and (part.epoch is None or k > part.epoch):
+                    part.epoch = link.epoch = k
+                    announce.append((part.number, k))
+                    part.see(containment)
+                taken = i + 1
+                continue
+            if (
+                link is not None
+                and part.epoch is not None
+                and (below is None or below < part.epoch)
+            ):
+                stats.waits += 1
+                break  # the campaign stage is not done with the epochs before this one
+            taken = i + 1
             if (p, event.id) in done:
                 stats.skipped += 1
                 continue
+            if link is not None:
+                link.order = msgs[i].metadata.sequence.stream
             point = decision_point(event)
             if point:
                 last_signals.clear()
@@ -437,6 +523,17 @@ async def run_worker(
             stats.events += 1
             if max_events and stats.events >= max_events:
                 return False  # nothing written, nothing acknowledged: as if killed here
+        part.backlog = msgs[taken:]
+        msgs = msgs[:taken]
+        if not msgs:
+            return True  # waiting at the first message: nothing to write
+        if link is not None:
+            facts = link.take()
+            out = fact_messages(facts, announce, facts_subject, stage_shards)
+            if out:
+                acks = [js.publish(subj, body, headers=h) for subj, body, h in out]
+                await asyncio.gather(*acks)
+                stats.facts += len(facts)
         part.check(leases.key(part.number), worker)
         tag = campaign_tag(part.number, partitions)
         if out_decisions is not None and lines:
@@ -471,7 +568,8 @@ async def run_worker(
         stats.busy += stats.batch_seconds[-1]
         stats.cpu += time.process_time() - c0
         stats.nats_round_trips = requests[0] + stats.batches  # the pulls, an ack flush a batch
-        stats.partitions[part.number] = stats.partitions.get(part.number, 0) + len(msgs)
+        count = sum(1 for e in events[:taken] if e is not None)  # markers are not events
+        stats.partitions[part.number] = stats.partitions.get(part.number, 0) + count
         stats.redis_round_trips = leases.round_trips + sum(s.round_trips for s in states)
         if metrics is not None:
             metrics.batch(
@@ -484,9 +582,30 @@ async def run_worker(
             )
         return True
 
+    async def wait_for_stage(part: _Partition, most: float = 0.5) -> list:
+        """The backlog, once the campaign stage is done with the epochs before the partition's
+        (or after ``most`` seconds, to let the loop beat, rebalance and stop)."""
+        assert store is not None
+        give_up = time.monotonic() + most
+        while time.monotonic() < give_up:
+            below = store.below()
+            if below is not None and part.epoch is not None and below >= part.epoch:
+                break
+            await asyncio.sleep(0.005)
+        if time.monotonic() - part_progress.get(part.number, 0.0) > ack_wait / 3:
+            for m in part.backlog:  # still waiting: not to be redelivered meanwhile
+                with contextlib.suppress(Exception):
+                    await m.in_progress()
+            part_progress[part.number] = time.monotonic()
+        msgs, part.backlog = part.backlog, []
+        return msgs
+
+    part_progress: dict[int, float] = {}
     graceful = False  # only a stop, an idle exit or the end releases the partitions
     try:
         await ensure_stream(js, stream, subject, partitions)
+        if campaign_stage:
+            await ensure_facts_stream(js, facts_stream, facts_subject)
         idle_since = time.monotonic()
         next_beat = 0.0
         while not stop.is_set():
@@ -495,7 +614,9 @@ async def run_worker(
                 await rebalance()
                 next_beat = now + lease_ttl / 3
             for part in held.values():
-                if part.task is None:
+                if part.task is None and part.backlog:
+                    part.task = asyncio.create_task(wait_for_stage(part))
+                elif part.task is None:
                     part.task = asyncio.create_task(pull(part.sub, batch, count=requests))
             if not held:
                 with contextlib.suppress(TimeoutError):

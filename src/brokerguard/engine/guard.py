@@ -15,7 +15,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from brokerguard.engine.detectors.account import AccountChanges
-from brokerguard.engine.detectors.campaign import CampaignWatch
+from brokerguard.engine.detectors.campaign import CampaignWatch, StagedCampaigns
 from brokerguard.engine.detectors.login import (
     LoginFeatures,
     LoginRisk,
@@ -57,6 +57,7 @@ from brokerguard.guard import Decision, Reason
 from brokerguard.netinfo import NetworkInfo, shared_lookup
 
 if TYPE_CHECKING:
+    from brokerguard.engine.stage import StageLink
     from brokerguard.phishing import Blocklist
 
 __all__ = ["BrokerGuard"]
@@ -84,6 +85,7 @@ class BrokerGuard:
         lookup: Callable[[str], NetworkInfo] | None = None,
         name: str = "brokerguard",
         blocklist: Blocklist | None = None,
+        stage: StageLink | None = None,
     ) -> None:
         self.name = name
         self.policy = policy if policy is not None else load_policy()
@@ -97,7 +99,11 @@ class BrokerGuard:
         self.sessions = SessionWatch(params.session)
         self.changes = AccountChanges(params.account)
         self.trading = TradingWatch(params.trading)
-        self.campaigns = CampaignWatch(self.state, params.campaign)
+        self.campaigns: CampaignWatch = (
+            CampaignWatch(self.state, params.campaign)
+            if stage is None
+            else StagedCampaigns(self.state, params.campaign, stage)
+        )
         self.feedback = AnalystFeedback(self.state, params.feedback, self.login)
         self.decider = Decider(self.policy)
         self.always_step_up = set(self.policy.settings.always_step_up)
@@ -181,7 +187,7 @@ class BrokerGuard:
         """This sign-in was the customer's own: learn it, and unlink it from other accounts."""
         acc = self._account(login.account)
         f = self._features(login.ip, login.user_agent, login.device, login.ts)
-        self.login.clear(login.account, f)
+        self._cleared(login.account, f)
         self.login.learn(acc, f, login.ts.timestamp())
         self.state.put("account", login.account, acc)
 
@@ -253,11 +259,12 @@ class BrokerGuard:
         return signals, sum(s.llr for s in signals), campaign
 
     def _campaign_of(self, f: LoginFeatures) -> str:
-        for key in self.login.entity_keys(f):
-            ent = self.state.get("entity", key)
-            if ent is not None and ent.campaign:
-                return ent.campaign
-        return ""
+        return self.campaigns.infrastructure_of(self.login.entity_keys(f))
+
+    def _cleared(self, account: str, f: LoginFeatures) -> None:
+        """The account holder proved it was them: their sign-in counts against no one."""
+        self.login.clear(account, f)
+        self.campaigns.cleared(account, self.login.entity_keys(f))
 
     def _risky(self, account: str, f: LoginFeatures, now: float) -> str:
         touched = self.login.note_risky(account, f, now)
@@ -291,7 +298,7 @@ class BrokerGuard:
         if "passkey" in e.factors:
             sess.trusted = True
             self.feedback.reverified(acc)
-            self.login.clear(e.account, f)
+            self._cleared(e.account, f)
             self.login.learn(acc, f, now)
         elif decision.action == "allow":
             params = self.policy.detectors.login
@@ -351,7 +358,7 @@ class BrokerGuard:
             sess.hijack = 0.0
         if f is not None:
             if strong:
-                self.login.clear(account, f)
+                self._cleared(account, f)
                 self.login.learn(acc, f, now)
         elif kind == "order" and pending.order is not None:
             self.trading.placed(pending.order, acc, sess, pending.value)

@@ -39,10 +39,13 @@ from typing import Any
 
 from brokerguard.cluster.partition import partition_of
 from brokerguard.cluster.stream import (
+    DEFAULT_EPOCH_SECONDS,
     DEFAULT_PARTITIONS,
     DEFAULT_STREAM,
     DEFAULT_SUBJECT,
+    EpochClock,
     ensure_stream,
+    marker_headers,
 )
 from brokerguard.events import Event, encode
 
@@ -80,8 +83,10 @@ class Publisher:
         capacity: int = DEFAULT_OUTBOX,
         publish_timeout: float = 2.0,
         drain_timeout: float = 5.0,
+        epoch_seconds: float = DEFAULT_EPOCH_SECONDS,
     ) -> None:
         self.url = url
+        self.clock = EpochClock(epoch_seconds)
         self.stream = stream
         self.subject = subject
         self.partitions = partitions
@@ -115,6 +120,10 @@ class Publisher:
         """
         try:
             body = encode(event)
+            opened = self.clock.opens(event)
+            if opened is not None:  # the campaign stage's epochs, as ingest marks them
+                for q in range(self.partitions):
+                    self._put((f"{self.subject}.{q}", b"", marker_headers(opened, q)))
             p = partition_of(event, self.partitions)
             if p is None:  # a market event: a copy for every partition, as ingest does
                 for q in range(self.partitions):

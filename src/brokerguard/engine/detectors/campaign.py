@@ -15,7 +15,7 @@ are not touched, because there is no blanket ban.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brokerguard.engine.policy import CampaignParams
 from brokerguard.engine.signals import Signal
@@ -29,7 +29,10 @@ from brokerguard.engine.state import (
 )
 from brokerguard.events import MarketBar
 
-__all__ = ["CampaignWatch"]
+if TYPE_CHECKING:
+    from brokerguard.engine.stage import StageLink
+
+__all__ = ["CampaignWatch", "StagedCampaigns"]
 
 
 class CampaignWatch:
@@ -37,12 +40,16 @@ class CampaignWatch:
         self.state = state
         self.p = params
         self._count = sum(1 for _ in state.keys("campaign"))
+        self.prefix = ""  # of new campaigns' ids (a stage shard's own, so ids never collide)
+        self.aliases = False  # start campaigns raised elsewhere under their id (stage shards)
+        self.contained: list[tuple[str, str, str]] = []
+        """(``symbol`` | ``entity``, key, campaign id) each time a key comes under a campaign."""
 
     # --- raising and growing campaigns ----------------------------------------------------
     def _new(self, now: float, what: str, detail: str) -> CampaignState:
         self._count += 1
         camp = CampaignState(
-            id=f"C{self._count:04d}",
+            id=f"{self.prefix}C{self._count:04d}",
             raised_at=now,
             updated_at=now,
             timeline=[(now, "raised", f"{what} {detail}")],
@@ -80,12 +87,24 @@ class CampaignWatch:
         for key, ent in entities:
             if ent.campaign == "" and len(ent.risky) >= self.p.infrastructure_accounts:
                 ent.campaign = camp.id
+                self.contained.append(("entity", key, camp.id))
                 self.state.put("entity", key, ent)
                 self._add(camp, camp.infrastructure, key, now, "infrastructure")
                 for member in ent.risky:  # everyone who failed from here is part of it
                     self._add(camp, camp.accounts, member, now, "account")
         self._add(camp, camp.accounts, account, now, "account")
         return camp.id
+
+    def infrastructure_of(self, keys: tuple[str, ...]) -> str:
+        """The campaign whose infrastructure one of these keys is ("" if none)."""
+        for key in keys:
+            ent = self.state.get("entity", key)
+            if ent is not None and ent.campaign:
+                return ent.campaign
+        return ""
+
+    def cleared(self, account: str, keys: tuple[str, ...]) -> None:
+        """The account proved its sign-in its own (the login detector already unlinked it)."""
 
     def infrastructure_signal(self, sess: SessionState | None) -> Signal | None:
         if sess is not None and sess.campaign and not sess.trusted:
@@ -105,7 +124,41 @@ class CampaignWatch:
         now: float,
         liquidated: bool = False,
     ) -> Signal | None:
-        """A buy was asked for; note it, maybe raise or grow a campaign, and say if it is one.
+        """A buy was asked for; note it, maybe raise or grow a campaign, and say if it is one."""
+        suspicious, compromised = self.classify_buy(sess, first_time, suspicion, liquidated)
+        if suspicious:
+            campaign = sess.campaign if sess is not None else ""
+            self.note_buy(account, sym, compromised, thin, liquidated, campaign, now)
+        return self.symbol_signal(sym.campaign, f"{sym.market}:{sym.symbol}", sess, liquidated)
+
+    def classify_buy(
+        self, sess: SessionState | None, first_time: bool, suspicion: float, liquidated: bool
+    ) -> tuple[bool, bool]:
+        """Whether a buy counts toward symbol pressure, and whether it counts double.
+
+        Buying right after selling off the holdings is the takeover pattern itself; a retail
+        frenzy buys with cash, and a sell-off sells without buying.
+        """
+        p = self.p
+        trusted = sess is not None and sess.trusted
+        suspicious = first_time and not trusted and (suspicion > p.suspicious_llr or liquidated)
+        # a stolen cookie or a sign-in far beyond doubt counts as two accounts' evidence
+        compromised = suspicious and (
+            sess is not None and (sess.hijack > 0 or sess.llr > p.compromised_llr)
+        )
+        return suspicious, compromised
+
+    def note_buy(
+        self,
+        account: str,
+        sym: SymbolState,
+        compromised: bool,
+        thin: bool,
+        liquidated: bool,
+        session_campaign: str,
+        now: float,
+    ) -> None:
+        """A suspicious first-time buy: count it, and raise or grow the symbol's campaign.
 
         Several suspicious first-time buyers raise a campaign on any instrument. A single one is
         linked to the campaign whose infrastructure its session uses only when the instrument is
@@ -114,40 +167,56 @@ class CampaignWatch:
         """
         p = self.p
         key = f"{sym.market}:{sym.symbol}"
-        trusted = sess is not None and sess.trusted
         span = p.window_minutes * 60
-        # Buying right after selling off the holdings is the takeover pattern itself; a retail
-        # frenzy buys with cash, and a sell-off sells without buying.
-        suspicious = first_time and not trusted and (suspicion > p.suspicious_llr or liquidated)
-        if suspicious:
-            touch_window(sym.suspicious, account, now, span, 200)
-            compromised = sess is not None and (sess.hijack > 0 or sess.llr > p.compromised_llr)
-            if compromised:
-                # a stolen cookie or a sign-in far beyond doubt counts as two accounts' evidence
-                touch_window(sym.compromised, account, now, span, 200)
-            elif sym.compromised:
-                sym.compromised.pop(account, None)
-            need = p.min_accounts - (1 if sym.bars < 0 else 0)
-            if thin and (liquidated or compromised):
-                # the pump's own signature: a hijacked account (or one that just sold everything)
-                # buying, for the first time, what one order can move
-                need = 1
-            camp = self._get(sym.campaign)
-            weight = len(sym.suspicious) + sum(1 for a in sym.compromised if a in sym.suspicious)
-            if camp is None and weight >= need:
-                camp = self._new(now, "symbol", key)
-            if camp is None and thin and sess is not None:
-                camp = self._get(sess.campaign)
-            if camp is not None:
-                if not sym.campaign:
-                    sym.campaign = camp.id
-                self._add(camp, camp.symbols, key, now, "symbol")
-                for member in sym.suspicious:
-                    self._add(camp, camp.accounts, member, now, "account")
+        touch_window(sym.suspicious, account, now, span, 200)
+        if compromised:
+            touch_window(sym.compromised, account, now, span, 200)
+        elif sym.compromised:
+            sym.compromised.pop(account, None)
+        need = p.min_accounts - (1 if sym.bars < 0 else 0)
+        if thin and (liquidated or compromised):
+            # the pump's own signature: a hijacked account (or one that just sold everything)
+            # buying, for the first time, what one order can move
+            need = 1
+        camp = self._get(sym.campaign)
+        weight = len(sym.suspicious) + sum(1 for a in sym.compromised if a in sym.suspicious)
+        if camp is None and weight >= need:
+            camp = self._new(now, "symbol", key)
+        if camp is None and thin:
+            camp = self._linked(session_campaign, now)
+        if camp is not None:
+            if not sym.campaign:
+                sym.campaign = camp.id
+                self.contained.append(("symbol", key, camp.id))
+            self._add(camp, camp.symbols, key, now, "symbol")
+            for member in sym.suspicious:
+                self._add(camp, camp.accounts, member, now, "account")
+
+    def _linked(self, cid: str, now: float) -> CampaignState | None:
+        """The campaign a session was linked to by its infrastructure.
+
+        When campaigns are detected in a separate stage sharded by key (see
+        :mod:`brokerguard.engine.stage`), the campaign may have been raised in another shard:
+        it is then started here under the same id, and the records of both shards name it.
+        """
+        if not cid:
+            return None
+        camp = self._get(cid)
+        if camp is None and self.aliases:
+            camp = CampaignState(id=cid, raised_at=now, updated_at=now, timeline=[])
+            self.state.put("campaign", cid, camp)
+        return camp
+
+    def symbol_signal(
+        self, campaign: str, key: str, sess: SessionState | None, liquidated: bool
+    ) -> Signal | None:
+        """Containment: a doubtful buy of a campaign's symbol from a session not proven the
+        customer's gets a signal; a trusted session buying the same symbol does not."""
+        trusted = sess is not None and sess.trusted
         doubtful = sess is None or sess.llr > 1.0 or sess.hijack > 0 or liquidated
-        if sym.campaign and not trusted and doubtful:
+        if campaign and not trusted and doubtful:
             return Signal(
-                "campaign_symbol", p.symbol_llr, {"campaign": sym.campaign, "symbol": key}
+                "campaign_symbol", self.p.symbol_llr, {"campaign": campaign, "symbol": key}
             )
         return None
 
@@ -177,6 +246,7 @@ class CampaignWatch:
                 if camp is None and len(buyers) >= 2:
                     camp = self._new(now, "counterparty", seller)
                     sym.campaign = camp.id
+                    self.contained.append(("symbol", f"{sym.market}:{sym.symbol}", camp.id))
                     self._add(camp, camp.symbols, f"{sym.market}:{sym.symbol}", now, "symbol")
                 if camp is not None:
                     self._add(camp, camp.counterparties, seller, now, "counterparty")
@@ -224,3 +294,84 @@ class CampaignWatch:
                     "infrastructure": list(camp.infrastructure),
                     "counterparties": list(camp.counterparties),
                 }
+
+
+class StagedCampaigns(CampaignWatch):
+    """An account stage's side of campaign detection run as a stage of its own.
+
+    When accounts are split over partitions (the cluster), no partition sees all buyers of a
+    symbol or all sign-ins from an address. Each partition's engine then *sends* what the
+    campaign detector needs — risky sign-ins, suspicious first-time buys, fills, bars — through
+    its :class:`~brokerguard.engine.stage.StageLink`, and *reads* containment (which symbols
+    and which infrastructure are under a campaign) from the link's view, which the campaign
+    stage fills one epoch later (see :mod:`brokerguard.engine.stage`). It raises no campaign
+    itself.
+    """
+
+    def __init__(self, state: State, params: CampaignParams, link: StageLink) -> None:
+        super().__init__(state, params)
+        self.link = link
+
+    def risky_login(self, account: str, entities: list[tuple[str, EntityState]], now: float) -> str:
+        keys = tuple(key for key, _ in entities)
+        self.link.send("risky", account=account, keys=keys, at=now)
+        return self.infrastructure_of(keys)
+
+    def cleared(self, account: str, keys: tuple[str, ...]) -> None:
+        self.link.send("clear", account=account, keys=keys)
+
+    def infrastructure_of(self, keys: tuple[str, ...]) -> str:
+        entities = self.link.entities
+        for key in keys:
+            cid = entities.get(key)
+            if cid:
+                return cid
+        return ""
+
+    def buy(
+        self,
+        account: str,
+        sym: SymbolState,
+        sess: SessionState | None,
+        first_time: bool,
+        thin: bool,
+        suspicion: float,
+        now: float,
+        liquidated: bool = False,
+    ) -> Signal | None:
+        key = f"{sym.market}:{sym.symbol}"
+        suspicious, compromised = self.classify_buy(sess, first_time, suspicion, liquidated)
+        if suspicious:
+            # kept here too: only this account's own fills of the symbol need to go out
+            touch_window(sym.suspicious, account, now, self.p.window_minutes * 60, 200)
+            self.link.send(
+                "buy",
+                account=account,
+                symbol=key,
+                compromised=compromised,
+                thin=thin,
+                liquidated=liquidated,
+                campaign=sess.campaign if sess is not None else "",
+                at=now,
+            )
+        return self.symbol_signal(self.link.symbols.get(key, ""), key, sess, liquidated)
+
+    def fill(self, sym: SymbolState, account: str, side: str, price: float, now: float) -> None:
+        if side == "sell" or account in sym.suspicious:
+            key = f"{sym.market}:{sym.symbol}"
+            self.link.send("fill", account=account, symbol=key, side=side, price=price, at=now)
+
+    def bar(self, sym: SymbolState, bar: MarketBar) -> None:
+        if self.link.emit_market and bar.minutes < 1440:
+            self.link.send(
+                "bar",
+                symbol=f"{sym.market}:{sym.symbol}",
+                minutes=bar.minutes,
+                volume=float(bar.volume),
+                open=bar.open,
+                close=bar.close,
+                at=bar.ts.timestamp(),
+            )
+
+    def records(self, iso) -> Iterator[dict[str, Any]]:
+        return iter(())  # the campaign stage writes the campaigns

@@ -1,0 +1,125 @@
+"""The second stream: what account partitions tell the campaign stage, keyed by symbol.
+
+Subjects ``<facts subject>.<shard>`` in the stream ``BG_FACTS``; a fact goes to the shard of its
+symbol (:func:`~brokerguard.engine.stage.shard_of`). Two kinds of message:
+
+- a **fact** (:class:`~brokerguard.engine.stage.Fact` as JSON), message id
+  ``f-<order>-<n>``: a worker that processes a batch again after a crash sends the very same
+  facts, and JetStream (or, beyond its duplicate window, the stage) drops them;
+- an **epoch announcement**, ``{"partition": p, "epoch": k}`` with the header ``Bg-Announce``,
+  to every shard, message id ``e-<p>-<k>/<shard>``: partition ``p`` passed the marker of epoch
+  ``k``, so every fact it will ever send for an earlier epoch is in the stream before it.
+
+Containment flows back through Redis (:class:`ContainmentStore`): the stage writes each key that
+came under a campaign with the epoch it was found in, then how far it got (every epoch below
+``below`` is done). Keys never change campaign once set, so readers only ever add.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import msgspec
+import nats
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+from brokerguard.engine.stage import Containment, Fact, shard_of
+
+__all__ = [
+    "ANNOUNCE_HEADER",
+    "DEFAULT_FACTS_STREAM",
+    "DEFAULT_FACTS_SUBJECT",
+    "ContainmentStore",
+    "ensure_facts_stream",
+    "fact_messages",
+]
+
+DEFAULT_FACTS_STREAM = "BG_FACTS"
+DEFAULT_FACTS_SUBJECT = "bg.facts"
+ANNOUNCE_HEADER = "Bg-Announce"
+
+_encode = msgspec.json.Encoder().encode
+
+
+async def ensure_facts_stream(js, stream: str, subject: str) -> None:
+    try:
+        await js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(
+            StreamConfig(
+                name=stream,
+                subjects=[f"{subject}.*"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                duplicate_window=120.0,
+            )
+        )
+
+
+def fact_messages(
+    facts: Iterable[Fact], announce: Iterable[tuple[int, int]], subject: str, shards: int
+) -> list[tuple[str, bytes, dict[str, str]]]:
+    """(subject, body, headers) of a batch's facts, then its epoch announcements, in order."""
+    out: list[tuple[str, bytes, dict[str, str]]] = []
+    for fact in facts:
+        headers = {"Nats-Msg-Id": f"f-{fact.order}-{fact.n}"}
+        out.append((f"{subject}.{shard_of(fact, shards)}", _encode(fact), headers))
+    for partition, epoch in announce:
+        body = json.dumps({"partition": partition, "epoch": epoch}).encode()
+        for s in range(shards):
+            # one stream holds every shard's subject: the id names the shard too
+            headers = {"Nats-Msg-Id": f"e-{partition}-{epoch}/{s}", ANNOUNCE_HEADER: "1"}
+            out.append((f"{subject}.{s}", body, headers))
+    return out
+
+
+class ContainmentStore:
+    """Containment in Redis: ``<prefix>:stage:contain`` and each shard's ``below``.
+
+    ``contain`` maps ``s|<symbol>`` or ``e|<infrastructure key>`` to ``<campaign>|<epoch>``.
+    """
+
+    def __init__(self, client, prefix: str, shards: int) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.shards = shards
+        self.key = f"{prefix}:stage:contain"
+        self.round_trips = 0
+
+    def below_key(self, shard: int) -> str:
+        return f"{self.prefix}:stage:{shard}:below"
+
+    def write(self, shard: int, updates: list[Containment], below: int) -> None:
+        """The stage's output for the epochs below ``below``: containment first, then progress."""
+        pipe = self.redis.pipeline(transaction=True)
+        for u in updates:
+            pipe.hsetnx(self.key, f"{u.kind[0]}|{u.key}", f"{u.campaign}|{u.epoch}")
+        pipe.set(self.below_key(shard), below)
+        pipe.execute()
+        self.round_trips += 1
+
+    def below(self) -> int | None:
+        """How far every shard got: each epoch below this is done (None: a shard never wrote)."""
+        values = self.redis.mget([self.below_key(s) for s in range(self.shards)])
+        self.round_trips += 1
+        if any(v is None for v in values):
+            return None
+        return min(int(v) for v in values)
+
+    def read(self) -> tuple[int | None, list[Containment]]:
+        """Progress, then every containment written (read in that order: none is missed)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget([self.below_key(s) for s in range(self.shards)])
+        pipe.hgetall(self.key)
+        values, raw = pipe.execute()
+        self.round_trips += 1
+        below = None if any(v is None for v in values) else min(int(v) for v in values)
+        out = []
+        for field, value in raw.items():
+            kind, _, key = field.decode().partition("|")
+            campaign, _, epoch = value.decode().rpartition("|")
+            out.append(
+                Containment("symbol" if kind == "s" else "entity", key, campaign, int(epoch))
+            )
+        return below, out

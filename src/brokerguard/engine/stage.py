@@ -1,0 +1,235 @@
+"""Campaign detection as a stage of its own: facts in, campaigns and containment out.
+
+A campaign is what no single account shows, so it cannot be detected where the accounts are
+split over partitions. In the staged arrangement every account partition's engine sends the
+*facts* the campaign detector needs (:class:`Fact`: risky sign-ins and the infrastructure they
+came from, suspicious first-time buys, fills, bars) and a :class:`CampaignStage` — one per
+*shard*, facts routed by symbol — runs the same :class:`CampaignWatch` over the facts of all
+partitions. What it decides flows back as *containment*: which symbols and which addresses,
+networks and user agents are under a campaign.
+
+Time is cut into **epochs** (``epoch_seconds`` of event time; the stream carries a marker at
+each new epoch, see :mod:`brokerguard.cluster.stream`). The rules, which make the outcome the
+same however the work is scheduled:
+
+1. an account partition tags each fact with its current epoch and the event's position in the
+   stream (``order``);
+2. the stage processes the facts of epoch ``j`` once every partition has passed the marker of a
+   later epoch (so it has them all), in ``order`` — the stream's own order;
+3. containment found from epoch ``j``'s facts applies to events of epochs ``> j``: an account
+   partition processes an event of epoch ``k`` only once the stages are done with ``k - 1``.
+
+Processing the stream in its order on one machine is one valid schedule
+(:class:`brokerguard.cluster.staged.StagedGuard`), so the cluster's results can be compared with
+it exactly. The price is latency: a campaign contains from the next epoch on, not from the very
+order that raised it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
+
+import msgspec
+
+from brokerguard.engine.detectors.campaign import CampaignWatch
+from brokerguard.engine.policy import DetectorParams
+from brokerguard.engine.state import EntityState, State, SymbolState, prune_window, touch_window
+
+__all__ = [
+    "CampaignStage",
+    "Containment",
+    "Fact",
+    "FactKind",
+    "StageLink",
+    "shard_of",
+]
+
+FactKind = Literal["risky", "clear", "buy", "fill", "bar"]
+SWEEP_EVERY_S = 3600.0
+
+
+class Fact(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
+    """One thing an account partition saw that the campaign stage needs.
+
+    ``order`` is the event's position in the stream and ``n`` the fact's index among those of
+    the same event: together they identify the fact (a re-sent fact is dropped) and order it.
+    Only fields the broker's own logs hold: accounts, addresses, symbols, prices, times.
+    """
+
+    kind: FactKind
+    epoch: int
+    order: int
+    n: int = 0
+    partition: int = 0
+    at: float = 0.0
+    account: str = ""
+    keys: tuple[str, ...] = ()  # risky / clear: the sign-in's infrastructure keys
+    symbol: str = ""  # "MARKET:SYMBOL"
+    compromised: bool = False  # buy: the session is all but certainly not the customer's
+    thin: bool = False  # buy: one order of this size moves the instrument
+    liquidated: bool = False  # buy: right after a sell-off of the holdings
+    campaign: str = ""  # buy: the campaign the session's infrastructure is under
+    side: str = ""  # fill
+    price: float = 0.0  # fill
+    minutes: int = 0  # bar
+    volume: float = 0.0  # bar
+    open: float = 0.0  # bar
+    close: float = 0.0  # bar
+
+    @property
+    def id(self) -> tuple[int, int]:
+        return (self.order, self.n)
+
+
+class Containment(msgspec.Struct, frozen=True, array_like=True):
+    """A key that came under a campaign in ``epoch``: it contains from ``epoch + 1`` on."""
+
+    kind: Literal["symbol", "entity"]
+    key: str
+    campaign: str
+    epoch: int
+
+
+def shard_of(fact: Fact, shards: int) -> int:
+    """Symbol facts by symbol (crc32, stable across machines); infrastructure on shard 0.
+
+    A risky sign-in touches an address, an AS and a user agent at once and the campaign links
+    them, so all infrastructure stays together.
+    """
+    if shards == 1 or not fact.symbol:
+        return 0
+    return zlib.crc32(fact.symbol.encode()) % shards
+
+
+class StageLink:
+    """An account partition's line to the campaign stage: facts out, containment in.
+
+    The driver (the in-process reference or a cluster worker) sets ``epoch`` and ``order``
+    before each event, takes the facts sent, and adds containment as it becomes visible.
+    """
+
+    def __init__(self, partition: int = 0, emit_market: bool = True) -> None:
+        self.partition = partition
+        self.emit_market = emit_market  # one partition sends the market's bars
+        self.epoch = 0
+        self.order = 0
+        self.facts: list[Fact] = []
+        self.symbols: dict[str, str] = {}  # visible containment: symbol key -> campaign
+        self.entities: dict[str, str] = {}  # ... infrastructure key -> campaign
+        self._n = 0
+        self._last_order = -1
+
+    def send(self, kind: FactKind, **fields: Any) -> None:
+        if self.order != self._last_order:
+            self._last_order, self._n = self.order, 0
+        self.facts.append(
+            Fact(
+                kind=kind,
+                epoch=self.epoch,
+                order=self.order,
+                n=self._n,
+                partition=self.partition,
+                **fields,
+            )
+        )
+        self._n += 1
+
+    def take(self) -> list[Fact]:
+        facts, self.facts = self.facts, []
+        return facts
+
+    def contain(self, update: Containment) -> None:
+        """Make one containment visible (the driver checks its epoch first)."""
+        view = self.symbols if update.kind == "symbol" else self.entities
+        view.setdefault(update.key, update.campaign)
+
+
+class CampaignStage:
+    """One shard of the campaign stage: the campaign detector over all partitions' facts."""
+
+    def __init__(self, state: State, params: DetectorParams, shard: int = 0, shards: int = 1):
+        self.state = state
+        self.watch = CampaignWatch(state, params.campaign)
+        if shards > 1:
+            self.watch.prefix = f"K{shard}-"
+            self.watch.aliases = True
+        self.span = params.login.infrastructure_window_hours * 3600
+        self.next_sweep = 0.0
+        self._handlers = {
+            "risky": self._risky,
+            "clear": self._clear,
+            "buy": self._buy,
+            "fill": self._fill,
+            "bar": self._bar,
+        }
+
+    def process(self, facts: Iterable[Fact], epoch: int) -> list[Containment]:
+        """Run one epoch's facts, in stream order; returns what came under a campaign."""
+        for fact in sorted(facts, key=lambda f: (f.order, f.n)):
+            if fact.at >= self.next_sweep and fact.at:
+                if self.next_sweep:
+                    self.sweep(fact.at)
+                self.next_sweep = fact.at + SWEEP_EVERY_S
+            self._handlers[fact.kind](fact)
+        found, self.watch.contained = self.watch.contained, []
+        return [Containment(kind, key, cid, epoch) for kind, key, cid in found]  # type: ignore[arg-type]
+
+    def records(self, iso) -> Iterator[dict[str, Any]]:
+        return self.watch.records(iso)
+
+    # --- the facts ------------------------------------------------------------------------
+    def _entity(self, key: str) -> EntityState:
+        ent = self.state.get("entity", key)
+        return ent if ent is not None else EntityState()
+
+    def _symbol(self, key: str) -> SymbolState:
+        sym = self.state.get("symbol", key)
+        if sym is None:
+            market, _, symbol = key.partition(":")
+            sym = SymbolState(market=market, symbol=symbol)
+        return sym
+
+    def _risky(self, f: Fact) -> None:
+        touched = []
+        for key in f.keys:
+            ent = self._entity(key)
+            touch_window(ent.risky, f.account, f.at, self.span, 64)
+            self.state.put("entity", key, ent)
+            touched.append((key, ent))
+        self.watch.risky_login(f.account, touched, f.at)
+
+    def _clear(self, f: Fact) -> None:
+        for key in f.keys:
+            ent = self.state.get("entity", key)
+            if ent is not None and f.account in ent.risky:
+                ent.risky.pop(f.account)
+                self.state.put("entity", key, ent)
+
+    def _buy(self, f: Fact) -> None:
+        sym = self._symbol(f.symbol)
+        self.watch.note_buy(f.account, sym, f.compromised, f.thin, f.liquidated, f.campaign, f.at)
+        self.state.put("symbol", f.symbol, sym)
+
+    def _fill(self, f: Fact) -> None:
+        sym = self._symbol(f.symbol)
+        self.watch.fill(sym, f.account, f.side, f.price, f.at)
+        self.state.put("symbol", f.symbol, sym)
+
+    def _bar(self, f: Fact) -> None:
+        sym = self._symbol(f.symbol)
+        self.watch.bar(sym, f)  # type: ignore[arg-type]  (a bar's minutes, volume, open, close)
+        self.state.put("symbol", f.symbol, sym)
+
+    def sweep(self, now: float) -> None:
+        """Forget infrastructure windows that emptied, as the engine's own sweep does."""
+        for key in self.state.keys("entity"):
+            ent = self.state.get("entity", key)
+            if ent is None or ent.campaign:
+                continue
+            prune_window(ent.risky, now, self.span, 64)
+            if ent.risky:
+                self.state.put("entity", key, ent)
+            else:
+                self.state.delete("entity", key)

@@ -1,0 +1,252 @@
+"""The campaign stage on the real NATS, Redis and PostgreSQL: the staged cluster decides, and raises
+the campaigns, that ``replay --partitions N --campaign-stage`` does in one process.
+
+Workers send facts to the second stream and wait for the stage at each epoch; the stage (one or
+two shards, by symbol) raises the campaigns over all partitions. A stage killed with SIGKILL and
+started again changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from cluster_helpers import Names, fresh_names, pg_database, read_events, recorded_run
+
+from brokerguard.cluster.partition import PartitionedGuard
+from brokerguard.cluster.staged import StagedGuard
+from brokerguard.engine.policy import load_policy
+from brokerguard.engine.stage import CampaignStage, Fact
+from brokerguard.engine.state import MemoryState
+
+BG = [sys.executable, "-m", "brokerguard"]
+PARTS = 4
+EPOCH = 600.0  # seconds of event time: fewer waits on this short recorded run
+
+
+@pytest.fixture(scope="module")
+def events_path(tmp_path_factory) -> Path:
+    return recorded_run(tmp_path_factory.mktemp("run"))
+
+
+def reference(path: Path, out: Path, shards: int) -> Path:
+    subprocess.run(
+        [
+            *BG,
+            "replay",
+            str(path),
+            "--partitions",
+            str(PARTS),
+            "--campaign-stage",
+            "--stage-shards",
+            str(shards),
+            "--epoch-seconds",
+            str(EPOCH),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+@pytest.fixture
+def names() -> Iterator[Names]:
+    with fresh_names() as n:
+        yield n
+
+
+def lines(*paths: Path) -> list[dict]:
+    out = []
+    for p in paths:
+        text = p.read_text() if p.exists() else ""
+        rows = text.splitlines()
+        if rows and not text.endswith("\n"):
+            rows.pop()  # cut by a SIGKILL
+        out += [json.loads(x) for x in rows]
+    return out
+
+
+def decisions(*paths: Path) -> list[tuple]:
+    first: dict[str, tuple] = {}
+    for d in lines(*paths):
+        row = (d["event"], d["action"], d["score"])
+        assert first.setdefault(d["event"], row) == row
+    return sorted(first.values())
+
+
+def campaign_lines(*paths: Path) -> list[tuple]:
+    """(id, instant, first instant, symbols by then) of each line: each time a campaign took on
+    a symbol.
+
+    Times are compared as instants: the stage writes them in UTC, the replay in the events' zone.
+    The accounts a line lists are those known when it was written (at the end of the replay,
+    after each epoch on the cluster), so they are compared in PostgreSQL instead.
+    """
+    return sorted(
+        {
+            (
+                c["id"],
+                datetime.fromisoformat(c["raised_at"]).timestamp(),
+                datetime.fromisoformat(c["first_raised_at"]).timestamp(),
+                json.dumps(c["symbols"]),
+            )
+            for c in lines(*paths)
+        }
+    )
+
+
+def final_campaigns(path: Path) -> dict[str, tuple]:
+    """Each campaign as the replay ended it: symbols, accounts, infrastructure."""
+    out: dict[str, tuple] = {}
+    for c in lines(path):
+        symbols = sorted(f"{s['market']}:{s['symbol']}" for s in c["symbols"])
+        out[c["id"]] = (symbols, sorted(c["accounts"]), sorted(c["infrastructure"]))
+    return out
+
+
+def start_worker(
+    names: Names, tmp: Path, tag: str, *extra: str, shards: int = 1
+) -> subprocess.Popen:
+    args = [*names.cli(PARTS), "--prefix", names.prefix, "--facts-stream", names.facts_stream]
+    args += ["--facts-subject", names.facts_subject, "--durable", names.durable]
+    args += ["--campaign-stage", "--stage-shards", str(shards), "--batch", "100"]
+    args += ["--lease-ttl", "1.5", "--idle-exit", "4", "--decisions", str(tmp / f"d-{tag}.ndjson")]
+    return subprocess.Popen(
+        [*BG, "worker", *args, *extra], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+
+
+def start_stage(names: Names, tmp: Path, shard: int, shards: int, *extra: str):
+    args = ["--partitions", str(PARTS), "--prefix", names.prefix, "--shard", str(shard)]
+    args += ["--shards", str(shards), "--facts-stream", names.facts_stream]
+    args += ["--facts-subject", names.facts_subject, "--durable", f"st{names.durable}"]
+    args += ["--idle-exit", "6", "--campaigns", str(tmp / f"c-{shard}.ndjson")]
+    return subprocess.Popen(
+        [*BG, "campaign-stage", *args, *extra],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def ingest(path: Path, names: Names) -> None:
+    subprocess.run(
+        [*BG, "ingest", str(path), *names.cli(PARTS), "--epoch-seconds", str(EPOCH)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def finish(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+
+
+# --- the stage alone -----------------------------------------------------------------------------
+
+
+def test_buyers_in_different_partitions_make_one_campaign_that_contains_from_the_next_epoch():
+    """Three doubtful first-time buyers of one symbol, each alone in its partition: no
+    partition sees a campaign; the stage, which sees all three, raises it once."""
+    policy = load_policy()
+    stage = CampaignStage(MemoryState(), policy.detectors)
+    need = policy.detectors.campaign.min_accounts
+    facts = [
+        Fact(
+            kind="buy",
+            epoch=7,
+            order=10 + i,
+            partition=i,
+            at=1000.0 + i,
+            account=f"A{i}",
+            symbol="TSE:2929",
+        )
+        for i in range(need)
+    ]
+    assert stage.process(facts[:-1], 7) == []  # one buyer short
+    found = stage.process(facts[-1:], 7)
+    assert [(c.kind, c.key, c.epoch) for c in found] == [("symbol", "TSE:2929", 7)]
+    (record,) = stage.records(lambda t: str(t))
+    assert sorted(record["accounts"]) == [f"A{i}" for i in range(need)]
+    # a fact sent again (a worker redid its batch) is the same fact: the set is unchanged
+    assert stage.process(facts[:1], 8) == []
+
+
+def test_the_staged_reference_raises_each_campaign_once_across_partitions(events_path):
+    events = read_events(events_path)
+
+    def run(guard) -> set[str]:
+        for e in events:
+            guard.decide(e) if hasattr(e, "account") else guard.observe(e)
+        return {r["id"] for r in guard.campaign_records()}
+
+    plain = run(PartitionedGuard(PARTS))
+    staged = run(StagedGuard(PARTS, epoch_seconds=EPOCH))
+    one = run(StagedGuard(1, epoch_seconds=EPOCH))
+    assert staged and all(not i.startswith("P") for i in staged)
+    assert len(staged) < len(plain)  # partitions no longer raise the same campaign again
+    assert len(staged) == len(one)
+
+
+# --- the cluster ---------------------------------------------------------------------------------
+
+
+def test_two_workers_and_the_stage_decide_and_raise_what_the_staged_replay_does(
+    events_path, names, tmp_path
+) -> None:
+    ref = reference(events_path, tmp_path / "ref", shards=1)
+    with pg_database() as db:
+        ingest(events_path, names)
+        stage = start_stage(names, tmp_path, 0, 1, "--database", db)
+        a = start_worker(names, tmp_path, "a", "--database", db)
+        b = start_worker(names, tmp_path, "b", "--database", db)
+        finish(a, b, stage)
+        assert decisions(tmp_path / "d-a.ndjson", tmp_path / "d-b.ndjson") == decisions(
+            ref / "decisions.ndjson"
+        )
+        expected = campaign_lines(ref / "campaigns.ndjson")
+        assert expected and campaign_lines(tmp_path / "c-0.ndjson") == expected
+
+        import sqlalchemy as sa
+
+        from brokerguard.service.db import make_engine
+
+        engine = make_engine(db)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT engine_id, symbols, accounts, infrastructure FROM campaigns")
+            )
+            camps = {i: (sorted(s), sorted(a), sorted(n)) for i, s, a, n in rows}
+        engine.dispose()
+        assert camps == final_campaigns(ref / "campaigns.ndjson")
+
+
+def test_a_stage_killed_mid_run_and_started_again_changes_nothing(
+    events_path, names, tmp_path
+) -> None:
+    ref = reference(events_path, tmp_path / "ref", shards=2)
+    ingest(events_path, names)
+    worker = start_worker(names, tmp_path, "a", shards=2)
+    first = start_stage(names, tmp_path, 0, 2)
+    other = start_stage(names, tmp_path, 1, 2)
+    deadline = time.monotonic() + 60
+    out = tmp_path / "d-a.ndjson"
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 3000):
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=10)
+    again = start_stage(names, tmp_path, 0, 2)
+    finish(worker, other, again)
+    assert decisions(out) == decisions(ref / "decisions.ndjson")
+    got = campaign_lines(tmp_path / "c-0.ndjson", tmp_path / "c-1.ndjson")
+    assert got == campaign_lines(ref / "campaigns.ndjson")
