@@ -213,7 +213,8 @@ def decide(
         .values(status=status, decided_by=actor, decided_at=now, note=note)
     )
     detail = {"note": note, "blocklist": str(target), "score": row["score"], "brand": row["brand"]}
-    audit.append(conn, [audit.AuditEntry(actor, f"blocklist.{status[:-1]}", host, detail)])
+    action = "blocklist.approve" if approve else "blocklist.reject"
+    audit.append(conn, [audit.AuditEntry(actor, action, host, detail)])
     updated = get_entry(conn, host)
     assert updated is not None
     return updated

@@ -47,7 +47,7 @@ async def review_page(request: Request) -> Response:
         "blocklist.html",
         user,
         rows=rows,
-        status=status,
+        shown=status,
         statuses=STATUSES,
         served=watch.status() if watch is not None else None,
     )
