@@ -106,6 +106,9 @@ def test_the_split_follows_who_decided() -> None:
     # a higher threshold than the findings were scored with moves nothing into the list
     split = split_findings([rules, model, benign], threshold=30.0)
     assert set(split.model) == {RULES_HOST, MODEL_HOST} and not split.rules
+    # a finding the rules alone made phishing (under a lower threshold) is the rules' own
+    lenient = score_url(MODEL, threshold=2.0)
+    assert lenient.is_phishing and decided_by(lenient) == "rules"
     # one host found twice: the rules' word wins over the model's
     both = split_findings([model, rules, score_url("https://secure-login.verify-acc.xyz/")])
     assert set(both.rules) == {RULES_HOST} and set(both.model) == {MODEL_HOST}

@@ -33,9 +33,16 @@ def rule_weight(finding: Finding) -> float:
 def decided_by(finding: Finding, threshold: float = THRESHOLD) -> Decider | None:
     """``"rules"`` when the rules alone reach the threshold, ``"model"`` when the finding is
     phishing only with the model's evidence added, None when it is not phishing (or has no
-    host to list)."""
+    host to list).
+
+    A finding without the model's reason was decided by the rules whatever threshold it was
+    scored with; with it, ``threshold`` should be the one it was scored with (a lower one would
+    let model findings through unreviewed, a higher one only sends more to review).
+    """
     if not finding.is_phishing or not finding.host:
         return None
+    if all(r.code != LEARNED for r in finding.reasons):
+        return "rules"
     return "rules" if rule_weight(finding) >= threshold else "model"
 
 
