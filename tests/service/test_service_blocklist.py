@@ -304,12 +304,12 @@ def test_serve_refuses_to_start_with_a_broken_list(sqlite_url: str, tmp_path: Pa
 # --- the console ------------------------------------------------------------------------------
 @pytest.mark.parametrize("lang", ["ja", "en"])
 def test_console_approve_and_reject_through_http(
-    make_api: Callable[..., Api], sqlite_url: str, tmp_path: Path, lang: str
+    make_api: Callable[..., Api], database_url: str, tmp_path: Path, lang: str
 ) -> None:
     out = tmp_path / "bl.txt"
-    queue(sqlite_url, scored(tmp_path), out)
-    add_user(sqlite_url, "ana", "analyst")
-    api = served(make_api, sqlite_url, out, poll=3600.0)  # only the approval itself reloads
+    queue(database_url, scored(tmp_path), out)
+    add_user(database_url, "ana", "analyst")
+    api = served(make_api, database_url, out, poll=3600.0)  # only the approval itself reloads
     client = api.client
     assert client.get("/console/blocklist", follow_redirects=False).status_code == 303
     csrf = login(client, "ana")
@@ -343,12 +343,12 @@ def test_console_approve_and_reject_through_http(
         follow_redirects=False,
     )
     assert no.status_code == 303
-    rows = review_rows(sqlite_url)
+    rows = review_rows(database_url)
     assert rows[MODEL_HOST]["status"] == "approved" and rows[MODEL_HOST]["decided_by"] == "user:ana"
     assert rows[PAYPAL_HOST]["status"] == "rejected" and rows[PAYPAL_HOST]["note"] == (
         "the real PayPal"
     )
-    trail = [(a, act, s) for a, act, s, _ in audit(sqlite_url)]
+    trail = [(a, act, s) for a, act, s, _ in audit(database_url)]
     assert ("user:ana", "blocklist.approve", MODEL_HOST) in trail
     assert ("user:ana", "blocklist.reject", PAYPAL_HOST) in trail
     pending = client.get(f"/console/blocklist?lang={lang}").text
