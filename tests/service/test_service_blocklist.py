@@ -363,3 +363,32 @@ def test_console_approve_and_reject_through_http(
         follow_redirects=False,
     )
     assert twice.status_code == 409
+
+
+def test_a_file_rewritten_while_it_is_read_waits_for_the_next_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brokerguard.service.blocklist_watch import BlocklistWatch
+
+    path = tmp_path / "bl.txt"
+    path.write_text(f"{HEADER_LINE}\none.example\ntwo.example\n", encoding="utf-8")
+    watch = BlocklistWatch(path)
+    assert len(watch.load()) == 2
+    read = Path.read_bytes
+
+    def half_written(self: Path) -> bytes:  # a writer truncates and rewrites in place meanwhile
+        data = read(self)
+        self.write_text(f"{HEADER_LINE}\nthree.example\nfour.example\nfive.example\n")
+        return data[: len(data) // 2]
+
+    path.write_text(f"{HEADER_LINE}\nthree.example\n", encoding="utf-8")
+    monkeypatch.setattr(Path, "read_bytes", half_written)
+    assert watch.check() is None  # not half-loaded
+    assert watch.blocklist is not None and len(watch.blocklist) == 2 and watch.last_error is None
+    monkeypatch.setattr(Path, "read_bytes", read)
+    fresh = watch.check()  # the writer is done: the whole new version
+    assert fresh is not None and {e.host for e in fresh.entries()} == {
+        "three.example",
+        "four.example",
+        "five.example",
+    }

@@ -143,9 +143,13 @@ def _row(r: Any) -> dict[str, Any]:
     return row
 
 
+def _raw(conn: sa.Connection, host: str) -> Any:
+    return conn.execute(sa.select(blocklist_review).where(blocklist_review.c.host == host)).first()
+
+
 def get_entry(conn: sa.Connection, host: str) -> dict[str, Any] | None:
     """One host's review row (with the finding's reasons), or None."""
-    r = conn.execute(sa.select(blocklist_review).where(blocklist_review.c.host == host)).first()
+    r = _raw(conn, host)
     return _row(r) if r is not None else None
 
 
@@ -186,9 +190,10 @@ def decide(
         raise InvalidInput("a host is needed", field="host")
     if len(note) > MAX_NOTE:
         raise InvalidInput(f"the note has at most {MAX_NOTE} characters", field="note")
-    row = get_entry(conn, host)
-    if row is None:
+    raw = _raw(conn, host)
+    if raw is None:
         raise NotFound(f"{host!r} is not in the review queue", field="host")
+    row = _row(raw)
     if row["status"] == "approved":
         raise Conflict(
             f"{host} was approved by {row['decided_by']} and is on the block-list already",
@@ -198,13 +203,7 @@ def decide(
         raise Conflict(f"{host} was rejected by {row['decided_by']} already", field="host")
     target = (list_path or Path(row["blocklist"])).resolve()
     if approve:
-        finding = msgspec.json.decode(
-            conn.execute(
-                sa.select(blocklist_review.c.finding).where(blocklist_review.c.host == host)
-            ).scalar_one(),
-            type=Finding,
-        )
-        write_blocklist(target, [finding])
+        write_blocklist(target, [msgspec.json.decode(raw.finding, type=Finding)])
     status = "approved" if approve else "rejected"
     now = _now()
     conn.execute(

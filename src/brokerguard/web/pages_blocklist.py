@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from brokerguard.phishing._takedown import defang
 from brokerguard.service.auth import require_role
 from brokerguard.service.blocklist_review import MAX_NOTE, STATUSES, list_entries
 from brokerguard.service.errors import InvalidInput
@@ -22,10 +23,6 @@ from brokerguard.web._common import back, page_user, render, service
 
 router = APIRouter(include_in_schema=False)
 Worker = Annotated[ConsoleUser, Depends(require_role("analyst"))]
-
-
-def _defang(url: str) -> str:
-    return url.replace("http", "hxxp", 1).replace(".", "[.]")
 
 
 @router.get("/console/blocklist")
@@ -40,7 +37,7 @@ async def review_page(request: Request) -> Response:
 
     rows = await run_in_threadpool(load)
     for row in rows:
-        row["shown_url"] = _defang(row["url"])
+        row["shown_url"] = defang(row["url"])
     watch = service(request).blocklist
     return render(
         request,
