@@ -171,6 +171,12 @@ def test_approve_writes_the_list_and_reject_keeps_a_host_out_for_good(
     assert twice.exit_code == 2 and "already" in twice.stderr
     unknown = cli("phish", "review", "reject", "nowhere.example", *db)
     assert unknown.exit_code == 2 and "nowhere.example" in unknown.stderr
+    # an analyst may change their mind about a rejected host (not the other way round)
+    turned = cli("phish", "review", "approve", PAYPAL_HOST, "--note", "cloned after all", *db)
+    assert turned.exit_code == 0, turned.output
+    assert PAYPAL_HOST in hosts_in(out) and review_rows(database_url)[PAYPAL_HOST]["status"] == (
+        "approved"
+    )
 
 
 def test_a_broken_list_file_queues_nothing(sqlite_url: str, tmp_path: Path) -> None:
