@@ -110,7 +110,13 @@ def test_login_page_in_both_languages_and_wrong_password(world: World) -> None:
 
 def test_pages_need_a_session(world: World) -> None:
     world.client.cookies.clear()
-    for path in ("/console/", "/console/alerts", "/console/cases", "/console/reports"):
+    for path in (
+        "/console/",
+        "/console/alerts",
+        "/console/cases",
+        "/console/reports",
+        "/console/blocklist",
+    ):
         answer = world.client.get(path, follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
     css = world.client.get("/console/static/console.css")
@@ -130,6 +136,7 @@ def _pages(world: World) -> list[str]:
         f"/console/campaigns/{campaign}",
         "/console/cases",
         "/console/reports",
+        "/console/blocklist",
     ]
 
 

@@ -186,7 +186,17 @@ def test_takedown_stix_blocklist_from_score_output(tmp_path: Path) -> None:
 
     blocklist = tmp_path / "blocklist.txt"
     result = runner.invoke(
-        app, ["phish", "blocklist", "--input", str(findings), "--out", str(blocklist)]
+        app,
+        [
+            "phish",
+            "blocklist",
+            "--input",
+            str(findings),
+            "--out",
+            str(blocklist),
+            "--database",
+            f"sqlite:///{tmp_path / 'queue.db'}",
+        ],
     )
     assert result.exit_code == 0
     assert "sbisec-jp.example-phish.top\tsbi\t" in blocklist.read_text()

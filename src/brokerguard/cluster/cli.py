@@ -238,6 +238,17 @@ def worker(
     stage_shards: StageShardsOpt = 1,
     facts_stream: FactsStreamOpt = "BG_FACTS",
     facts_subject: FactsSubjectOpt = "bg.facts",
+    blocklist: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="BROKERGUARD_BLOCKLIST",
+            help="Phishing block-list file (`phish blocklist --out`), instead of the policy's: "
+            "reloaded when it changes; a broken version is logged and the old list kept.",
+        ),
+    ] = None,
+    blocklist_poll: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between checks of the --blocklist file.")
+    ] = 5.0,
     config: ConfigOpt = None,
     stats_file: Annotated[
         Path | None, typer.Option("--stats", hidden=True, help="Write the run's figures (bench).")
@@ -249,10 +260,15 @@ def worker(
     from brokerguard.cluster.stream import PartitionMismatch
     from brokerguard.cluster.worker import run_worker
     from brokerguard.engine import PolicyError, load_policy
+    from brokerguard.phishing._blocklist import BlocklistError
+    from brokerguard.service.blocklist_watch import BlocklistWatch
 
     try:
         engine_policy = load_policy(policy) if policy is not None else None
-    except PolicyError as exc:
+        watch = BlocklistWatch(blocklist) if blocklist is not None else None
+        if watch is not None:
+            watch.load()
+    except (PolicyError, BlocklistError) as exc:
         raise _fail(str(exc)) from None
     # the same name as `replay --policy` and `simulate --guard FILE` give the engine
     guard_name = f"brokerguard:{policy.stem}" if policy is not None else "brokerguard"
@@ -290,6 +306,8 @@ def worker(
                 stage_shards=stage_shards,
                 facts_stream=facts_stream,
                 facts_subject=facts_subject,
+                blocklist=watch,
+                blocklist_poll=blocklist_poll,
             )
         )
     except PartitionMismatch as exc:

@@ -65,6 +65,7 @@ from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.engine.stage import Containment, StageLink
 from brokerguard.events import ChallengeResult, decode_line
 from brokerguard.guard import decision_point
+from brokerguard.service.blocklist_watch import BlocklistWatch
 from brokerguard.stores.redis import LeaseLost, RedisState
 
 __all__ = ["WorkerStats", "run_worker"]
@@ -298,6 +299,8 @@ async def run_worker(
     stage_shards: int = 1,
     facts_stream: str = DEFAULT_FACTS_STREAM,
     facts_subject: str = DEFAULT_FACTS_SUBJECT,
+    blocklist: BlocklistWatch | None = None,
+    blocklist_poll: float = 5.0,
 ) -> WorkerStats:
     """Consume until stopped (SIGTERM/SIGINT), idle for ``idle_exit`` seconds, or ``max_events``.
 
@@ -307,7 +310,11 @@ async def run_worker(
     a crash. ``metrics`` (a :class:`~brokerguard.cluster.metrics.WorkerMetrics`) is updated per
     batch when given. ``policy`` is the policy every partition's engine runs (the shipped one
     when None): the same file as the service's and ``replay --partitions``'s, or the cluster
-    decides differently from them.
+    decides differently from them. ``blocklist`` (``worker --blocklist FILE``, already loaded)
+    replaces the policy's phishing block-list in every partition's engine; the file is checked
+    every ``blocklist_poll`` seconds and a new version that reads whole is swapped into every
+    engine held (a broken one is logged and the old list kept, see
+    :mod:`brokerguard.service.blocklist_watch`).
 
     ``campaign_stage``: campaigns are left to ``brokerguard campaign-stage`` (one process per
     shard of ``stage_shards``). Each partition's engine sends its facts to the facts stream and
@@ -401,7 +408,8 @@ async def run_worker(
         )
         sub = await js.pull_subscribe(f"{subject}.{p}", durable=name, stream=stream, config=config)
         link = StageLink(p, emit_market=p == 0) if campaign_stage else None
-        guard = BrokerGuard(policy, state=state, name=guard_name, stage=link)
+        listed = blocklist.blocklist if blocklist is not None else None
+        guard = BrokerGuard(policy, state=state, name=guard_name, blocklist=listed, stage=link)
         guard.trace = trace
         part = _Partition(p, state, guard, sub, link)
         part.load_clock(meta)
@@ -608,11 +616,18 @@ async def run_worker(
             await ensure_facts_stream(js, facts_stream, facts_subject)
         idle_since = time.monotonic()
         next_beat = 0.0
+        next_poll = time.monotonic() + blocklist_poll
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_beat:
                 await rebalance()
                 next_beat = now + lease_ttl / 3
+            if blocklist is not None and now >= next_poll:
+                fresh = await asyncio.to_thread(blocklist.check)
+                for part in held.values() if fresh is not None else ():
+                    part.guard.set_blocklist(fresh)
+                next_poll = now + blocklist_poll
+            wake = min(next_beat, next_poll) if blocklist is not None else next_beat
             for part in held.values():
                 if part.task is None and part.backlog:
                     part.task = asyncio.create_task(wait_for_stage(part))
@@ -620,14 +635,14 @@ async def run_worker(
                     part.task = asyncio.create_task(pull(part.sub, batch, count=requests))
             if not held:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(0.01, next_beat - now))
+                    await asyncio.wait_for(stop.wait(), max(0.01, wake - now))
                 if idle_exit and time.monotonic() - idle_since >= idle_exit:
                     break
                 continue
             tasks = {part.task for part in held.values() if part.task is not None}
             done, _ = await asyncio.wait(
                 tasks,
-                timeout=max(0.01, next_beat - time.monotonic()),
+                timeout=max(0.01, wake - time.monotonic()),
                 return_when=asyncio.FIRST_COMPLETED,
             )
             worked = False

@@ -22,7 +22,15 @@ from pathlib import Path
 from brokerguard.phishing._score import Finding
 from brokerguard.phishing._url import URLError, parse_url
 
-__all__ = ["BlockEntry", "Blocklist", "BlocklistError", "load_blocklist", "write_blocklist"]
+__all__ = [
+    "HEADER",
+    "BlockEntry",
+    "Blocklist",
+    "BlocklistError",
+    "load_blocklist",
+    "parse_blocklist",
+    "write_blocklist",
+]
 
 HEADER = "# brokerguard phishing block-list v1"
 
@@ -112,22 +120,30 @@ def _parse_line(text: str, where: str) -> BlockEntry:
     return BlockEntry(host=host, brand=brand, first_seen=seen, score=score, wildcard=wildcard)
 
 
-def load_blocklist(path: str | Path) -> Blocklist:
-    """Read a block-list file; any bad line raises :class:`BlocklistError` (nothing half-read)."""
-    p = Path(path)
+def parse_blocklist(data: bytes, where: str) -> Blocklist:
+    """Parse a block-list file's bytes (``where`` names it in errors); any bad line raises
+    :class:`BlocklistError`, so a list is used whole or not at all."""
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BlocklistError(f"{p}: cannot read: {exc.strerror}") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise BlocklistError(f"{p}: not UTF-8 text") from None
+        raise BlocklistError(f"{where}: not UTF-8 text") from None
     entries = []
     for n, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        entries.append(_parse_line(line.rstrip("\r"), f"{p}:{n}"))
+        entries.append(_parse_line(line.rstrip("\r"), f"{where}:{n}"))
     return Blocklist(entries)
+
+
+def load_blocklist(path: str | Path) -> Blocklist:
+    """Read a block-list file; any bad line raises :class:`BlocklistError` (nothing half-read)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise BlocklistError(f"{p}: cannot read: {exc.strerror}") from None
+    return parse_blocklist(data, str(p))
 
 
 def write_blocklist(

@@ -341,20 +341,10 @@ def stix(
     err.print(f"wrote {out_file}")
 
 
-@phish_app.command()
-def blocklist(
-    input: Annotated[
-        str, typer.Option("--input", "-i", help="URLs or `phish score --json` lines.")
-    ],
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="Block-list file (merged).")],
-    brands: BrandsOpt = None,
-) -> None:
-    """Add the phishing hosts to the guard's block-list file (see load_blocklist)."""
-    from brokerguard.phishing._blocklist import BlocklistError, write_blocklist
+# `phish blocklist` and `phish review` (the analyst's review of model-only findings) live in
+# review_cli.py; imported last because they use the helpers above.
+from brokerguard.phishing.review_cli import blocklist as _blocklist  # noqa: E402
+from brokerguard.phishing.review_cli import review_app  # noqa: E402
 
-    reg = _registry(brands)
-    try:
-        result = write_blocklist(out_file, _findings(input, reg))
-    except BlocklistError as exc:
-        raise _fail(str(exc)) from None
-    err.print(f"{out_file}: {len(result)} entries")
+phish_app.command("blocklist")(_blocklist)
+phish_app.add_typer(review_app, name="review")

@@ -97,8 +97,24 @@ def serve(
             help="Messages held for NATS while it is unreachable; more are dropped and counted.",
         ),
     ] = 100_000,
+    blocklist: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="BROKERGUARD_BLOCKLIST",
+            help="Phishing block-list file (`phish blocklist --out`), instead of the policy's: "
+            "reloaded when it changes; a broken version is logged and the old list kept.",
+        ),
+    ] = None,
+    blocklist_poll: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between checks of the --blocklist file.")
+    ] = 5.0,
 ) -> None:
     """Run the decision API (one process: the engine's state is in its memory).
+
+    With ``--blocklist FILE`` sign-in referrers are checked against that file (not the
+    policy's ``detectors.login.blocklist``); the file is checked every ``--blocklist-poll``
+    seconds and after each approval in the console's block-list review, and a new version is
+    swapped in only when every line reads (``/healthz`` says how many entries and since when).
 
     With ``--nats`` it also publishes what it takes and decides to the cluster's stream, as
     ``brokerguard ingest`` would (README, "Scale-out"); NATS being down never fails a decision.
@@ -106,6 +122,7 @@ def serve(
     import uvicorn
 
     from brokerguard.engine import PolicyError
+    from brokerguard.phishing._blocklist import BlocklistError
     from brokerguard.service.app import create_app
     from brokerguard.service.db import DatabaseError
     from brokerguard.service.runtime import Settings
@@ -117,13 +134,20 @@ def serve(
         nats_subject=subject,
         nats_partitions=partitions,
         outbox=outbox,
+        blocklist_path=blocklist,
+        blocklist_poll_seconds=blocklist_poll,
     )
     try:
         app = create_app(database, policy, state, settings=settings)
-    except (DatabaseError, PolicyError, StateFileError) as exc:
+    except (DatabaseError, PolicyError, StateFileError, BlocklistError) as exc:
         raise _fail(str(exc)) from None
     published = f", publishing to {nats_url} {stream}" if nats_url else ""
-    console.print(f"BrokerGuard on http://{host}:{port}  (database {database}{published})")
+    watch = app.state.service.blocklist
+    listed = f", block-list {watch.path}: {watch.status()['entries']} entries" if watch else ""
+    console.print(
+        f"BrokerGuard on http://{host}:{port}  (database {database}{published}{listed})",
+        highlight=False,
+    )
     uvicorn.run(
         app,
         host=host,

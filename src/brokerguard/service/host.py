@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.engine.signals import Signal
@@ -31,6 +31,9 @@ from brokerguard.events import ChallengeResult, Event, LoginAttempt
 from brokerguard.guard import Decision, Reason
 from brokerguard.service.records import campaign_id
 from brokerguard.stores.sqlite import SqliteState
+
+if TYPE_CHECKING:
+    from brokerguard.phishing import Blocklist
 
 __all__ = ["ACCOUNT_LOCKED", "CUSTOMER_FROZE", "INGEST_SLICE", "GuardHost", "guard_name"]
 
@@ -55,8 +58,14 @@ def guard_name(policy: Policy) -> str:
 class GuardHost:
     """Owns the engine; every method must be called from the event loop's thread."""
 
-    def __init__(self, guard: BrokerGuard, state: SqliteState | None = None) -> None:
+    def __init__(
+        self,
+        guard: BrokerGuard,
+        state: SqliteState | None = None,
+        blocklist: Blocklist | None = None,
+    ) -> None:
         self.guard = guard
+        self.blocklist = blocklist  # from `serve --blocklist`; None = the policy's own list
         self.state_file = state
         self.locked: dict[str, str] = {}  # account -> actor who locked it (analyst overlay)
         self.frozen: set[str] = set()  # ... of them, those the customer froze
@@ -144,11 +153,22 @@ class GuardHost:
     def set_policy(self, policy: Policy) -> None:
         """Run ``policy`` from the next event on, keeping everything the engine has learned."""
         old = self.guard
-        new = BrokerGuard(policy, state=old.state, lookup=old.lookup, name=guard_name(policy))
+        new = BrokerGuard(
+            policy,
+            state=old.state,
+            lookup=old.lookup,
+            name=guard_name(policy),
+            blocklist=self.blocklist,  # the served list outlives policy changes
+        )
         new._next_sweep = old._next_sweep  # the hourly sweep's schedule carries over
         new._tz = old._tz
         new.trace = self._trace
         self.guard = new
+
+    def set_blocklist(self, blocklist: Blocklist) -> None:
+        """Check sign-in referrers against ``blocklist`` from the next event on."""
+        self.blocklist = blocklist
+        self.guard.set_blocklist(blocklist)
 
     # --- periodic work -------------------------------------------------------------------------
     def changed_campaigns(self) -> list[CampaignState]:

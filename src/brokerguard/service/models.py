@@ -15,6 +15,9 @@ What the tables hold and why it is shaped so:
 - ``account_actions``: what analysts did to accounts (release or cancel a held order, lock,
   unlock, force re-verification, mark a device trusted).
 - ``policies``: every policy the service ran, newest last; the newest is the current one.
+- ``blocklist_review``: phishing hosts that only the learned model called phishing, waiting for
+  an analyst before they may enter the guard's block-list (see :mod:`.blocklist_review`); one
+  row per host, kept after the decision so that a rejected host is never queued again.
 - ``audit_log``: append-only and hash-chained (see :mod:`.audit`); ``seq`` is assigned by the
   writer, never by the database, so a removed row leaves a visible gap.
 
@@ -35,6 +38,7 @@ __all__ = [
     "alerts",
     "api_keys",
     "audit_log",
+    "blocklist_review",
     "campaigns",
     "case_notes",
     "cases",
@@ -255,4 +259,22 @@ audit_log = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),  # canonical JSON text
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+)
+
+blocklist_review = sa.Table(
+    "blocklist_review",
+    metadata,
+    sa.Column("host", sa.String(253), primary_key=True),  # a DNS name has at most 253 characters
+    sa.Column("brand", sa.String(64), nullable=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),  # the reported URL the finding is about
+    sa.Column("finding", sa.Text, nullable=False),  # the `phish score --json` line, as JSON
+    sa.Column("blocklist", sa.String(1000), nullable=False),  # the list file it was queued for
+    sa.Column("status", sa.String(20), nullable=False, server_default="pending"),
+    sa.Column("queued_by", sa.String(200), nullable=False),
+    sa.Column("queued_at", UTCDateTime, nullable=False),
+    sa.Column("decided_by", sa.String(200), nullable=True),
+    sa.Column("decided_at", UTCDateTime, nullable=True),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_blocklist_review_status", "status"),
 )

@@ -10,6 +10,12 @@ With ``nats_url`` (``serve --nats``) every event the engine takes, and every dec
 handed to :class:`~brokerguard.service.publish.Publisher`, in the engine's order: an append to a
 bounded outbox, drained to NATS JetStream by a task of its own, so NATS never delays a decision.
 
+With ``blocklist_path`` (``serve --blocklist FILE``) the phishing block-list comes from that file
+instead of the policy's ``[detectors.login] blocklist``: loaded at start (a broken file stops the
+start), then polled every ``blocklist_poll_seconds`` and swapped into the running engine when it
+changed and reads whole (:mod:`.blocklist_watch`); an analyst's approval in the console reloads
+it at once. Policy changes keep it.
+
 Which policy runs: ``--policy FILE`` when given (recorded as the current policy if it differs
 from the last one); else the last policy recorded in the database (one set through
 ``PUT /v1/policy`` survives a restart); else the shipped default.
@@ -33,6 +39,7 @@ from brokerguard.engine.policy import default_policy_path, parse_policy
 from brokerguard.events import Event, LoginAttempt
 from brokerguard.guard import decision_point
 from brokerguard.service import actions, queries
+from brokerguard.service.blocklist_watch import BlocklistWatch
 from brokerguard.service.db import DEFAULT_DATABASE, make_engine, migrate, write_transaction
 from brokerguard.service.errors import Conflict
 from brokerguard.service.host import INGEST_SLICE, GuardHost, guard_name
@@ -71,6 +78,9 @@ class Settings:
     nats_partitions: int = 16
     outbox: int = 100_000  # messages waiting for NATS, at most; more are dropped and counted
     drain_seconds: float = 5.0  # on shutdown, how long to keep publishing what is queued
+    # --blocklist: the phishing block-list file, reloaded when it changes (.blocklist_watch)
+    blocklist_path: Path | None = None
+    blocklist_poll_seconds: float = 5.0
 
 
 class Service:
@@ -86,6 +96,12 @@ class Service:
         self._policy = policy
         if settings.state_path is not None:  # a state file that cannot be used fails now
             SqliteState(settings.state_path).close()
+        self.blocklist: BlocklistWatch | None = None
+        if settings.blocklist_path is not None:  # a list that cannot be read fails now
+            self.blocklist = BlocklistWatch(settings.blocklist_path)
+            self.blocklist.load()
+        self._blocklist_lock: asyncio.Lock | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self.host: GuardHost = None  # type: ignore[assignment]  # built by start(), see there
         self._ticker: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[int] | None = None
@@ -128,8 +144,11 @@ class Service:
         on the thread that uses it) and start the writers and the ticker."""
         path = self.settings.state_path
         state = SqliteState(path) if path is not None else None
-        guard = BrokerGuard(self._policy, state=state, name=guard_name(self._policy))
-        self.host = GuardHost(guard, state)
+        listed = self.blocklist.blocklist if self.blocklist is not None else None
+        guard = BrokerGuard(
+            self._policy, state=state, name=guard_name(self._policy), blocklist=listed
+        )
+        self.host = GuardHost(guard, state, blocklist=listed)
         with self.db.connect() as conn:
             locks = queries.locked_accounts(conn)
         self.host.locked = {account: actor for account, (_, actor) in locks.items()}
@@ -141,8 +160,16 @@ class Service:
         gc.freeze()  # what startup built is never walked again by the collector
         self._next_full_gc = time.monotonic() + self.settings.full_gc_seconds
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        if self.blocklist is not None:
+            self._blocklist_lock = asyncio.Lock()
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_blocklist())
 
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -175,6 +202,26 @@ class Service:
         except Exception:  # the changes stay pending for the next flush
             log.exception("state flush failed")
             return 0
+
+    async def _watch_blocklist(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.blocklist_poll_seconds)
+            try:
+                await self.reload_blocklist()
+            except Exception:  # a failed poll must not end the watch
+                log.exception("block-list poll failed")
+
+    async def reload_blocklist(self) -> bool:
+        """Read the block-list file if it changed (in a thread) and swap the new list into the
+        engine (on the loop); True when a new list is in force. A broken file keeps the old."""
+        if self.blocklist is None or self._blocklist_lock is None:
+            return False
+        async with self._blocklist_lock:
+            fresh = await asyncio.to_thread(self.blocklist.check)
+            if fresh is None:
+                return False
+            self.host.set_blocklist(fresh)
+            return True
 
     def tick(self, flush: bool = True) -> None:
         """Snapshot grown campaigns and flush the engine's state file (on the loop thread).
@@ -351,6 +398,35 @@ class Service:
         if status == "dismissed":
             self.host.dismiss_campaign(campaign["engine_id"])
         return campaign
+
+    async def review_blocklist(
+        self, actor: str, host: str, approve: bool, note: str
+    ) -> dict[str, Any]:
+        """An analyst's decision on a host in the block-list review queue.
+
+        Approval writes the host to the served list (``--blocklist``; without it, the list the
+        host was queued for) and reloads it at once, so the next sign-in from that host is
+        checked against it; rejection keeps it out for good. A list file that cannot be read or
+        written is a :class:`Conflict` and changes nothing.
+        """
+        from brokerguard.phishing._blocklist import BlocklistError
+        from brokerguard.service import blocklist_review
+
+        path = self.blocklist.path if self.blocklist is not None else None
+
+        def decide(conn: sa.Connection) -> dict[str, Any]:
+            return blocklist_review.decide(conn, actor, host, approve, note, path)
+
+        try:
+            row = await self.recorder.run(decide)
+        except BlocklistError as exc:
+            raise Conflict(str(exc), field="blocklist") from None
+        except OSError as exc:
+            problem = f"cannot write the block-list: {exc.strerror}"
+            raise Conflict(problem, field="blocklist") from None
+        if approve:
+            await self.reload_blocklist()
+        return row
 
     def set_policy(self, policy: Policy, source: str, origin: str) -> None:
         self._policy = policy

@@ -269,6 +269,19 @@ class PublishOut(BaseModel):
     last_error: str | None
 
 
+class BlocklistOut(BaseModel):
+    """The phishing block-list of ``serve --blocklist``, as the running guard holds it."""
+
+    path: str
+    entries: int = Field(description="Entries in force (the last version that read whole).")
+    loaded_at: datetime | None = Field(description="When those entries were loaded.")
+    reloads: int = Field(description="Changes of the file taken since start.")
+    last_error: str | None = Field(
+        description="Why the file's current version was not loaded (the old list stays)."
+    )
+    last_error_at: datetime | None
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     guard: str
@@ -279,6 +292,7 @@ class HealthOut(BaseModel):
     publish: PublishOut | None = Field(
         default=None, description="Only with `serve --nats`; degraded while NATS is not reached."
     )
+    blocklist: BlocklistOut | None = Field(default=None, description="Only with `--blocklist`.")
 
 
 class LoginIn(_In):

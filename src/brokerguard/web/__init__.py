@@ -14,7 +14,15 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from brokerguard.web import fonts, pages_accounts, pages_alerts, pages_cases, pages_reports, session
+from brokerguard.web import (
+    fonts,
+    pages_accounts,
+    pages_alerts,
+    pages_blocklist,
+    pages_cases,
+    pages_reports,
+    session,
+)
 from brokerguard.web._common import LoginNeeded, login_redirect
 
 __all__ = ["ROUTERS", "mount_console"]
@@ -26,6 +34,7 @@ ROUTERS = (
     pages_accounts.router,
     pages_cases.router,
     pages_reports.router,
+    pages_blocklist.router,
 )
 
 

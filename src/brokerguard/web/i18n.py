@@ -123,6 +123,38 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "サービスの記録（不正と判定して閉じたケースを不正として集計）",
         "The service's records (cases closed as fraud say what was unauthorized)",
     ),
+    "blocklist": ("ブロックリスト審査", "Block-list review"),
+    "blocklist_help": (
+        "学習モデルだけがフィッシングと判定したホストです。承認するとブロックリストに載り、"
+        "そこから来たログインには追加認証が求められます。却下したホストは二度と審査待ちに"
+        "なりません。ルールで判定されたホストは審査なしで載ります。",
+        "Hosts that only the learned model called phishing. Approved, a host enters the "
+        "block-list and sign-ins referred from it are stepped up; a rejected host is never "
+        "queued again. Hosts the rules call phishing enter the list without review.",
+    ),
+    "blocklist_loaded": ("稼働中のブロックリスト", "Block-list in force"),
+    "blocklist_entries": ("件", "entries"),
+    "blocklist_since": ("読み込み", "loaded"),
+    "blocklist_none": (
+        "このサービスはブロックリストのファイルを監視していません（serve --blocklist）。"
+        "承認したホストは登録時のファイルに書き込まれます。",
+        "This service watches no block-list file (serve --blocklist); an approved host is "
+        "written to the file it was queued for.",
+    ),
+    "blocklist_error": (
+        "ファイルを読み込めなかったため、前のリストを使い続けています",
+        "The file could not be read; the previous list stays in force",
+    ),
+    "host": ("ホスト", "Host"),
+    "reported_url": ("報告されたURL", "Reported URL"),
+    "queued": ("登録", "Queued"),
+    "decided": ("判断", "Decided"),
+    "approve": ("承認（ブロックリストへ）", "Approve (into the block-list)"),
+    "reject": ("却下（フィッシングではない）", "Reject (not phishing)"),
+    "pending": ("審査待ち", "pending"),
+    "approved": ("承認済み", "approved"),
+    "rejected": ("却下", "rejected"),
+    "no_pending": ("審査待ちのホストはありません。", "No hosts to review."),
     "not_found": ("見つかりません。", "Not found."),
     "language": ("English", "日本語"),
 }

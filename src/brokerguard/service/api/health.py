@@ -31,6 +31,7 @@ async def healthz(request: Request) -> dict[str, Any]:
         "dropped": recorder.dropped,
         "last_error": recorder.last_error,
         "publish": publish,
+        "blocklist": svc.blocklist.status() if svc.blocklist is not None else None,
     }
 
 
