@@ -2,6 +2,7 @@
 
     python bench/cluster.py [--investors N] [--days N] [--batch N] [--partitions N]
                             [--workers 1,2] [--rate EVENTS_PER_S] [--database URL]
+                            [--campaign-stage] [--epoch-seconds S]
 
 Records a run (scenarios/tiny.toml, open loop under allow-all) and replays it embedded on
 ``--partitions`` engines (the reference). Then, for each number of workers, on a stream and Redis
@@ -15,8 +16,11 @@ prefix of its own:
    from the event's publication to the acknowledgement of its batch, p50 / p99.
 
 Also: Redis and NATS round trips per event, Redis memory per account. Every run's decisions must
-equal the reference's (else it stops). Deletes its streams and keys afterwards. The machine's
-other load is not controlled: the CPU-second figures are the ones to compare.
+equal the reference's (else it stops). With ``--campaign-stage`` the workers leave campaigns to a
+``brokerguard campaign-stage`` process (one shard) and wait for it at each epoch; the reference is
+then ``StagedGuard`` and the stage's CPU is reported beside the workers'. Deletes its streams
+and keys afterwards. The machine's other load is not controlled: the CPU-second figures are the
+ones to compare.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import nats
 import redis
 
 from brokerguard.cluster.partition import PartitionedGuard, partition_of
+from brokerguard.cluster.staged import StagedGuard
 from brokerguard.cluster.stream import ingest
 from brokerguard.engine.state import KINDS
 from brokerguard.events import read_ndjson
@@ -68,6 +73,8 @@ class Run:
         self.out = out
         self.label = label
         self.stream, self.subject, self.prefix = f"BGB_{tag}", f"bgb.{tag}", f"bgbench-{tag}"
+        self.facts_stream, self.facts_subject = f"BGBF_{tag}", f"bgbf.{tag}"
+        self.stage: tuple[subprocess.Popen, Path] | None = None
         self.database = None
         if args.database:  # a database of its own: decisions already there are not written
             import psycopg
@@ -94,8 +101,28 @@ class Run:
             cmd += ["--stats", str(st)]
             if self.database:
                 cmd += ["--database", self.database]
+            if self.args.campaign_stage:
+                cmd += ["--campaign-stage", *self.facts_args()]
             procs.append((subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True), dec, st))
+        if self.args.campaign_stage:
+            st = self.out / f"{self.label}-stage.json"
+            cmd = [*BG, "campaign-stage", "--prefix", self.prefix, *self.facts_args()]
+            cmd += ["--partitions", str(self.args.partitions), "--durable", "bench-stage"]
+            cmd += ["--idle-exit", str(idle_exit), "--stats", str(st)]
+            self.stage = (subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True), st)
         return procs
+
+    def facts_args(self) -> list[str]:
+        return ["--facts-stream", self.facts_stream, "--facts-subject", self.facts_subject]
+
+    def stage_stats(self) -> dict | None:
+        if self.stage is None:
+            return None
+        proc, st = self.stage
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"campaign stage failed: {err}")
+        return json.loads(st.read_text())
 
     def wait_ready(self, n: int, timeout: float = 60) -> None:
         """Until the workers hold every partition between them (they balanced)."""
@@ -142,8 +169,9 @@ class Run:
 
         async def drop() -> None:
             nc = await nats.connect(NATS_URL)
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await nc.jetstream().delete_stream(self.stream)
+            for stream in (self.stream, self.facts_stream):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await nc.jetstream().delete_stream(stream)
             await nc.close()
 
         asyncio.run(drop())
@@ -180,6 +208,10 @@ def main() -> None:
         "database of its own, created there and dropped afterwards",
     )
     parser.add_argument("--repeat", type=int, default=1, help="throughput runs per count")
+    parser.add_argument(
+        "--campaign-stage", action="store_true", help="campaigns in a stage of their own"
+    )
+    parser.add_argument("--epoch-seconds", type=float, default=60.0)
     args = parser.parse_args()
 
     scenario = load_scenario(ROOT / "scenarios" / "tiny.toml")
@@ -193,7 +225,7 @@ def main() -> None:
             events = list(read_ndjson(f))
         market = sum(1 for e in events if partition_of(e, args.partitions) is None)
         messages = len(events) + market * (args.partitions - 1)
-        reference = _embedded(events, args.partitions)
+        reference = _embedded(events, args.partitions, args)
         print(
             f"{len(events):,} events ({market:,} market events, copied to every partition: "
             f"{messages:,} messages), {args.investors:,} accounts, {args.partitions} partitions, "
@@ -208,9 +240,19 @@ def main() -> None:
             try:
                 t0 = time.perf_counter()
                 with open(path, "rb") as f:
-                    asyncio.run(ingest(f, NATS_URL, run.stream, run.subject, args.partitions))
+                    asyncio.run(
+                        ingest(
+                            f,
+                            NATS_URL,
+                            run.stream,
+                            run.subject,
+                            args.partitions,
+                            epoch_seconds=args.epoch_seconds,
+                        )
+                    )
                 ingest_s = time.perf_counter() - t0
                 stats, got = run.finish(run.start(n, idle_exit=3.0))
+                stage = run.stage_stats()
                 _check(got, reference, f"{n} workers")
                 done = sum(s["events"] for s in stats)
                 wall = max(s["last_ack"] for s in stats) - min(s["first_batch"] for s in stats)
@@ -242,6 +284,12 @@ def main() -> None:
                         for s in stats
                     )
                 )
+                if stage is not None:
+                    print(
+                        f"  campaign stage: {stage['facts']:,} facts, {stage['epochs']:,} epochs, "
+                        f"{stage['cpu']:.2f} CPU-s; workers cut {sum(s['waits'] for s in stats):,}"
+                        f" batches at an epoch to wait for it"
+                    )
                 print(
                     f"  Redis round trips per message {redis_rt / done:.3f}, "
                     f"NATS round trips per message {nats_rt / done:.3f}"
@@ -269,10 +317,19 @@ def main() -> None:
                 t0 = time.perf_counter()
                 lines = paced(path, args.rate)
                 asyncio.run(
-                    ingest(lines, NATS_URL, run.stream, run.subject, args.partitions, window=8)
+                    ingest(
+                        lines,
+                        NATS_URL,
+                        run.stream,
+                        run.subject,
+                        args.partitions,
+                        window=8,
+                        epoch_seconds=args.epoch_seconds,
+                    )
                 )
                 sent = time.perf_counter() - t0
                 stats, got = run.finish(procs)
+                run.stage_stats()
                 _check(got, reference, f"{n} workers, paced")
                 lat = [x for s in stats for x in s["latencies"]]
                 print(
@@ -308,8 +365,10 @@ def _check(got: list[tuple], reference: list[tuple], what: str) -> None:
         )
 
 
-def _embedded(events: list, partitions: int) -> list[tuple]:
-    guard = PartitionedGuard(partitions)
+def _embedded(events: list, partitions: int, args) -> list[tuple]:
+    guard: PartitionedGuard | StagedGuard = PartitionedGuard(partitions)
+    if args.campaign_stage:
+        guard = StagedGuard(partitions, epoch_seconds=args.epoch_seconds)
     out = []
     for e in events:
         if decision_point(e):
