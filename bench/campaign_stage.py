@@ -15,7 +15,8 @@ Replays one open-loop run (default: spring-2025, seed 7, under allow-all, simula
 and prints, for each: campaign ids raised, pumped symbols named by a campaign and the delay from
 the first pump buy, the attackers' decision points let through of those the embedded engine
 stopped, decisions that differ from the embedded engine's, the legitimate login challenge rate
-and order hold rate, and the replay's events per second. Reads only the run's events; the
+and order hold rate (sign-ins with the right password that were challenged; orders held), and
+the replay's events per second. Reads only the run's events; the
 ground truth (``truth.json``) only scores.
 """
 
@@ -81,7 +82,7 @@ def score(decided, records, truth, attacker, base) -> dict[str, object]:
             first = datetime.fromisoformat(p["first_buy"])
             delays.append(max(0.0, (raised[key] - first).total_seconds()))
     legit = [(a, pt) for e, (a, pt) in decided.items() if e not in attacker]
-    logins = [a for a, pt in legit if pt == "login"]
+    logins = [a for a, pt in legit if pt == "login" and a != "deny"]  # not wrong passwords
     orders = [a for a, pt in legit if pt == "order"]
     stopped = [e for e, (a, _) in base.items() if e in attacker and a != "allow"]
     return {
@@ -90,7 +91,7 @@ def score(decided, records, truth, attacker, base) -> dict[str, object]:
         "delay": statistics.median(delays) if delays else None,
         "through": f"{sum(1 for e in stopped if decided[e][0] == 'allow')} of {len(stopped)}",
         "differ": sum(1 for e, (a, _) in decided.items() if base[e][0] != a),
-        "challenge": sum(a != "allow" for a in logins) / max(1, len(logins)),
+        "challenge": sum(a == "challenge" for a in logins) / max(1, len(logins)),
         "hold": sum(a == "hold" for a in orders) / max(1, len(orders)),
     }
 
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--epochs", default="10,60,300", help="epoch lengths, seconds")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=170)
     run = ensure_run(args.run)
     with open(run / "events.ndjson", "rb") as f:
         events = list(read_ndjson(f))

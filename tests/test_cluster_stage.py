@@ -23,7 +23,7 @@ from cluster_helpers import Names, fresh_names, pg_database, read_events, record
 from brokerguard.cluster.partition import PartitionedGuard
 from brokerguard.cluster.staged import StagedGuard
 from brokerguard.engine.policy import load_policy
-from brokerguard.engine.stage import CampaignStage, Fact
+from brokerguard.engine.stage import CampaignStage, Containment, Fact
 from brokerguard.engine.state import MemoryState
 
 BG = [sys.executable, "-m", "brokerguard"]
@@ -129,7 +129,8 @@ def start_stage(names: Names, tmp: Path, shard: int, shards: int, *extra: str):
     args = ["--partitions", str(PARTS), "--prefix", names.prefix, "--shard", str(shard)]
     args += ["--shards", str(shards), "--facts-stream", names.facts_stream]
     args += ["--facts-subject", names.facts_subject, "--durable", f"st{names.durable}"]
-    args += ["--idle-exit", "6", "--campaigns", str(tmp / f"c-{shard}.ndjson")]
+    args += ["--idle-exit", "6", "--lease-ttl", "1.5"]
+    args += ["--campaigns", str(tmp / f"c-{shard}.ndjson")]
     return subprocess.Popen(
         [*BG, "campaign-stage", *args, *extra],
         stderr=subprocess.PIPE,
@@ -250,3 +251,85 @@ def test_a_stage_killed_mid_run_and_started_again_changes_nothing(
     assert decisions(out) == decisions(ref / "decisions.ndjson")
     got = campaign_lines(tmp_path / "c-0.ndjson", tmp_path / "c-1.ndjson")
     assert got == campaign_lines(ref / "campaigns.ndjson")
+
+
+def test_a_campaign_two_shards_grow_is_one_row_with_both_shares(tmp_path) -> None:
+    """Infrastructure stays on shard 0; a thin buy from a session on that infrastructure is
+    linked on its symbol's shard under the same id. The row joins what each shard knows."""
+    import sqlalchemy as sa
+
+    from brokerguard.cluster.records import RecordSink
+    from brokerguard.service.db import make_engine
+
+    policy = load_policy()
+    infra = CampaignStage(MemoryState(), policy.detectors, 0, 2)
+    symbols = CampaignStage(MemoryState(), policy.detectors, 1, 2)
+    need = policy.detectors.campaign.infrastructure_accounts
+    risky = [
+        Fact(
+            kind="risky", epoch=1, order=i, at=100.0 + i, account=f"V{i}", keys=("ip:203.0.113.9",)
+        )
+        for i in range(need)
+    ]
+    (contained,) = infra.process(risky, 1)
+    campaign = contained.campaign
+    assert contained.kind == "entity" and campaign.startswith("K0-")
+    buy = Fact(
+        kind="buy",
+        epoch=2,
+        order=50,
+        at=300.0,
+        account="V0",
+        symbol="HK:8371",
+        thin=True,
+        campaign=campaign,
+    )
+    assert symbols.process([buy], 2) == [Containment("symbol", "HK:8371", campaign, 2)]
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    sink = RecordSink(url)
+    for stage in (infra, symbols):
+        sink.campaigns(stage, merge=True)
+        sink.write()
+    sink.close()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT engine_id, symbols, accounts, infrastructure FROM campaigns")
+        ).all()
+    engine.dispose()
+    assert len(rows) == 1
+    engine_id, syms, accounts, infrastructure = rows[0]
+    if isinstance(syms, str):  # JSON text on SQLite
+        syms, accounts, infrastructure = (json.loads(x) for x in (syms, accounts, infrastructure))
+    assert engine_id == campaign
+    assert syms == ["HK:8371"] and infrastructure == ["ip:203.0.113.9"]
+    assert sorted(accounts) == [f"V{i}" for i in range(need)]
+
+
+WIPE = "for _, k in ipairs(redis.call('keys', ARGV[1])) do redis.call('del', k) end return 1"
+
+
+def test_redis_losing_everything_mid_run_the_stage_replays_its_facts(
+    events_path, names, tmp_path
+) -> None:
+    """Documented behaviour: the shard whose state is gone replays its facts from the start of
+    the facts stream (the workers replay their partitions); the results are unchanged."""
+    from cluster_helpers import redis_client
+
+    ref = reference(events_path, tmp_path / "ref", shards=1)
+    ingest(events_path, names)
+    stage = start_stage(names, tmp_path, 0, 1, "--stats", str(tmp_path / "stage.json"))
+    worker = start_worker(names, tmp_path, "a")
+    out = tmp_path / "d-a.ndjson"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 4000):
+        time.sleep(0.02)
+    client = redis_client()
+    assert client.exists(f"{names.prefix}:stage:0:meta")
+    client.eval(WIPE, 0, f"{names.prefix}:*")  # at once, as a Redis that lost its data
+    finish(worker, stage)
+    assert decisions(out) == decisions(ref / "decisions.ndjson")
+    got = campaign_lines(tmp_path / "c-0.ndjson")
+    assert got == campaign_lines(ref / "campaigns.ndjson")
+    stats = json.loads((tmp_path / "stage.json").read_text())
+    assert stats["rebuilt"] >= 1 and stats["lost"] >= 1

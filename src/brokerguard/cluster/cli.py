@@ -344,6 +344,13 @@ def campaign_stage(
     idle_exit: Annotated[
         float, typer.Option(help="Stop after this many seconds without facts (0: never).")
     ] = 0.0,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="BROKERGUARD_LEASE_TTL",
+            help="Seconds before a standby takes over the shard of a dead holder.",
+        ),
+    ] = 10.0,
     campaigns: Annotated[
         Path | None, typer.Option(help="Append campaign lines here (JSON lines).")
     ] = None,
@@ -389,6 +396,7 @@ def campaign_stage(
                 facts_subject=facts_subject,
                 durable=durable,
                 idle_exit=idle_exit,
+                lease_ttl=lease_ttl,
                 campaigns=campaigns,
                 database=database,
                 policy=engine_policy,

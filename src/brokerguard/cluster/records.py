@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.signals import Signal
+from brokerguard.engine.stage import CampaignStage
 from brokerguard.engine.state import CampaignState
 from brokerguard.events import Event
 from brokerguard.guard import Decision
@@ -98,8 +99,12 @@ class RecordSink:
         )
         self.pending.append(record)
 
-    def campaigns(self, guard: BrokerGuard, tag: str = "") -> None:
-        """Queue the campaigns of ``guard`` raised or grown since the last look."""
+    def campaigns(self, guard: BrokerGuard | CampaignStage, tag: str = "", merge: bool = False):
+        """Queue the campaigns of ``guard`` raised or grown since the last look.
+
+        ``merge``: the lists are joined with those already stored (a campaign that several
+        campaign-stage shards grow: each knows its own symbols).
+        """
         from brokerguard.service.records import campaign_record
 
         state = guard.state
@@ -107,7 +112,9 @@ class RecordSink:
             camp: CampaignState | None = state.get("campaign", cid)
             if camp is not None and self._campaigns_seen.get(tag + cid) != camp.updated_at:
                 self._campaigns_seen[tag + cid] = camp.updated_at
-                self.pending.append(campaign_record(_tagged(camp, tag)))
+                record = campaign_record(_tagged(camp, tag))
+                record.merge = merge
+                self.pending.append(record)
 
     def write(self) -> int:
         """Write what was queued (less decisions already in the table); returns records written."""

@@ -13,9 +13,12 @@ partition has announced an epoch later than some buffered ones, it
    containment first: ``HSETNX``, so a rerun changes nothing), which the workers wait on;
 4. flushes its state with the announcements and its progress, and only then acknowledges.
 
-A stage killed anywhere before 4 has its messages redelivered (after ``ack_wait``) and processes
-the same epochs again from the state before them, deciding the same. Run one process per shard
-(under systemd it is restarted); two processes on one shard would process the same facts twice.
+A stage killed anywhere before 4 has its messages redelivered and processes the same epochs
+again from the state before them, deciding the same. One process holds a shard at a time (a lock
+in Redis with a heartbeat; the state flush is fenced on it), so a second process per shard is a
+hot standby that takes over after ``lease_ttl``, restarting the consumer just after its ack floor.
+If Redis loses the shard's state, the shard replays its facts from the start of the stream (and
+the workers, which lose theirs too, replay their partitions): the same campaigns again.
 """
 
 from __future__ import annotations
@@ -43,12 +46,13 @@ from brokerguard.cluster.facts import (
     ContainmentStore,
     ensure_facts_stream,
 )
+from brokerguard.cluster.leases import new_worker_id
 from brokerguard.cluster.stream import DEFAULT_PARTITIONS
 from brokerguard.cluster.worker import TIMEOUTS, pull
 from brokerguard.engine import Policy
 from brokerguard.engine.policy import load_policy
 from brokerguard.engine.stage import CampaignStage, Containment, Fact
-from brokerguard.stores.redis import RedisState
+from brokerguard.stores.redis import LeaseLost, RedisState
 
 __all__ = ["StageStats", "run_campaign_stage"]
 
@@ -63,6 +67,9 @@ class StageStats:
     containment: int = 0  # keys that came under a campaign
     campaign_lines: int = 0
     cpu: float = 0.0
+    taken: int = 0  # times this process took the shard (at start, after another's death)
+    lost: int = 0  # times it found the shard taken, or its state gone, mid-run
+    rebuilt: int = 0  # times the shard's state was gone and its facts were replayed
     wait_for: list[int] = field(default_factory=list)  # partitions not heard from (last look)
 
     def as_dict(self) -> dict[str, Any]:
@@ -71,6 +78,120 @@ class StageStats:
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+class StageLost(Exception):
+    """Another process holds the shard now, or Redis lost the shard's state: start again."""
+
+
+class _Shard:
+    """One shard while this process holds it: state, buffered facts, what to acknowledge."""
+
+    def __init__(self, cfg: _Config, client: redis.Redis, stats: StageStats, owner: str) -> None:
+        self.cfg = cfg
+        self.stats = stats
+        self.state = RedisState(cfg.redis_url, prefix=cfg.state_prefix, client=client)
+        self.state.fence = (cfg.lock_key, owner)  # a flush only while the shard is ours
+        meta = self.state.read_meta()
+        self.stage = CampaignStage(self.state, cfg.policy.detectors, cfg.shard, cfg.shards)
+        self.stage.next_sweep = float(meta.get("next_sweep", 0.0))
+        self.below: int | None = int(meta["below"]) if "below" in meta else None
+        self.announced = {int(p): k for p, k in json.loads(meta.get("announced", "{}")).items()}
+        self.store = ContainmentStore(client, cfg.prefix, cfg.shards)
+        self.buffer: dict[int, dict[tuple[int, int], Fact]] = defaultdict(dict)
+        self.waiting: dict[int, list] = defaultdict(list)  # epoch -> its facts' messages
+        self.heard: list = []  # announcements and duplicates, acknowledged at the next flush
+
+    def ready(self) -> int | None:
+        """The epoch below which every partition has sent all its facts (None: not yet)."""
+        parts = range(self.cfg.partitions)
+        self.stats.wait_for = [p for p in parts if p not in self.announced]
+        if self.stats.wait_for:
+            return None
+        return min(self.announced[p] for p in parts)
+
+    def settled(self) -> bool:
+        """Every partition heard from and nothing buffered: no worker waits on this shard."""
+        return not self.stats.wait_for and not any(self.buffer.values()) and self.below is not None
+
+    def take(self, msgs: list) -> None:
+        for m in msgs:
+            if m.headers and ANNOUNCE_HEADER in m.headers:
+                said = json.loads(m.data)
+                p, k = int(said["partition"]), int(said["epoch"])
+                self.announced[p] = max(self.announced.get(p, k), k)
+                self.heard.append(m)
+                continue
+            fact = _decode_fact(m.data)
+            old = self.below is not None and fact.epoch < self.below
+            if old or fact.id in self.buffer[fact.epoch]:
+                self.stats.duplicates += 1
+                self.heard.append(m)
+                continue
+            self.buffer[fact.epoch][fact.id] = fact
+            self.waiting[fact.epoch].append(m)
+
+    def check(self) -> None:
+        """Before writing: the state in Redis is the one this process last flushed."""
+        stored = self.state.redis.hget(f"{self.cfg.state_prefix}:meta", "below")
+        mine = None if self.below is None else str(self.below)
+        if (stored.decode() if stored else None) != mine:
+            raise StageLost(f"shard {self.cfg.shard}: its state in Redis changed under us")
+
+    def advance(self, new_below: int, out: IO[str] | None, sink: Any) -> list:
+        """Process every complete epoch; returns the messages to acknowledge."""
+        stats, stage, state = self.stats, self.stage, self.state
+        self.check()
+        updates: list[Containment] = []
+        done: list = []
+        for epoch in sorted(e for e in self.buffer if e < new_below):
+            facts = self.buffer.pop(epoch)
+            state.prefetch(_wanted(facts.values()))
+            updates += stage.process(facts.values(), epoch)
+            stats.facts += len(facts)
+            stats.epochs += 1
+            done += self.waiting.pop(epoch, [])
+        lines = list(stage.records(_iso))
+        if out is not None and lines:
+            out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
+            out.flush()
+        stats.campaign_lines += len(lines)
+        if sink is not None:
+            sink.campaigns(stage, merge=self.cfg.shards > 1)
+            sink.write()
+        self.store.write(self.cfg.shard, updates, new_below)
+        stats.containment += len(updates)
+        state.meta = {
+            "below": str(new_below),
+            "announced": json.dumps(self.announced),
+            "next_sweep": repr(stage.next_sweep),
+        }
+        try:
+            state.flush()
+        except LeaseLost as exc:
+            raise StageLost(str(exc)) from None
+        self.below = new_below
+        done += self.heard
+        self.heard = []
+        return done
+
+
+@dataclass
+class _Config:
+    redis_url: str
+    prefix: str
+    shard: int
+    shards: int
+    partitions: int
+    policy: Policy
+
+    @property
+    def state_prefix(self) -> str:
+        return f"{self.prefix}:stage:{self.shard}"
+
+    @property
+    def lock_key(self) -> str:
+        return f"{self.prefix}:stage:{self.shard}:owner"
 
 
 async def run_campaign_stage(
@@ -86,27 +207,23 @@ async def run_campaign_stage(
     durable: str = "bg-stage",
     batch: int = 1000,
     ack_wait: float = 300.0,
+    lease_ttl: float = 10.0,
     idle_exit: float = 0.0,
     campaigns: Path | None = None,
     database: str | None = None,
     policy: Policy | None = None,
 ) -> StageStats:
-    """Consume the shard's facts until stopped (SIGTERM/SIGINT) or idle for ``idle_exit`` s.
+    """Hold the shard and consume its facts until stopped (SIGTERM/SIGINT) or idle.
 
-    Idle means: no fact for that long, every partition heard from, and nothing buffered — a
-    stage never leaves workers waiting for an epoch it holds facts of.
+    One process holds a shard at a time (a lock in Redis, renewed every ``lease_ttl / 3``);
+    another started on the same shard waits as a hot standby and takes over ``lease_ttl`` after
+    the holder dies. Idle (``idle_exit`` seconds without a fact) counts only when every
+    partition has been heard from and nothing is buffered: a stage never leaves workers waiting
+    for an epoch it holds facts of.
     """
-    policy = policy if policy is not None else load_policy()
+    cfg = _Config(redis_url, prefix, shard, shards, partitions, policy if policy else load_policy())
     client = redis.Redis.from_url(redis_url)
-    state = RedisState(redis_url, prefix=f"{prefix}:stage:{shard}", client=client)
-    meta = state.read_meta()
-    stage = CampaignStage(state, policy.detectors, shard, shards)
-    stage.next_sweep = float(meta.get("next_sweep", 0.0))
-    below: int | None = int(meta["below"]) if "below" in meta else None
-    announced: dict[int, int] = {
-        int(p): k for p, k in json.loads(meta.get("announced", "{}")).items()
-    }
-    store = ContainmentStore(client, prefix, shards)
+    owner = new_worker_id()
     stats = StageStats()
     sink = None
     if database:
@@ -114,9 +231,6 @@ async def run_campaign_stage(
 
         sink = RecordSink(database)
     out: IO[str] | None = open(campaigns, "a") if campaigns else None  # noqa: SIM115
-    buffer: dict[int, dict[tuple[int, int], Fact]] = defaultdict(dict)
-    waiting: dict[int, list] = defaultdict(list)  # epoch -> its facts' messages, unacknowledged
-    heard: list = []  # announcements (and duplicates) to acknowledge at the next flush
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -124,60 +238,36 @@ async def run_campaign_stage(
             loop.add_signal_handler(sig, stop.set)
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
+    name = f"{durable}-{shard}"
+    ttl_ms = int(lease_ttl * 1000)
 
-    def ready() -> int | None:
-        """The epoch below which every partition has sent all its facts (None: not yet)."""
-        stats.wait_for = [p for p in range(partitions) if p not in announced]
-        if stats.wait_for:
-            return None
-        return min(announced[p] for p in range(partitions))
+    def hold() -> bool:
+        """Take the shard's lock, or renew it if it is ours."""
+        if client.set(cfg.lock_key, owner, nx=True, px=ttl_ms):
+            return True
+        if client.get(cfg.lock_key) == owner.encode():
+            return bool(client.pexpire(cfg.lock_key, ttl_ms))
+        return False
 
-    async def advance(new_below: int) -> None:
-        nonlocal below
-        c0 = time.process_time()
-        updates: list[Containment] = []
-        done: list = []
-        for epoch in sorted(e for e in buffer if e < new_below):
-            facts = buffer.pop(epoch)
-            state.prefetch(_wanted(facts.values()))
-            updates += stage.process(facts.values(), epoch)
-            stats.facts += len(facts)
-            stats.epochs += 1
-            done += waiting.pop(epoch, [])
-        lines = list(stage.records(_iso))
-        if out is not None and lines:
-            out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
-            out.flush()
-        stats.campaign_lines += len(lines)
-        if sink is not None:
-            sink.campaigns(stage)
-            sink.write()
-        store.write(shard, updates, new_below)
-        stats.containment += len(updates)
-        state.meta = {
-            "below": str(new_below),
-            "announced": json.dumps(announced),
-            "next_sweep": repr(stage.next_sweep),
-        }
-        state.flush()
-        below = new_below
-        for m in done + heard:
-            await m.ack()
-        heard.clear()
-        await nc.flush()
-        stats.cpu += time.process_time() - c0
-
-    try:
-        await ensure_facts_stream(js, facts_stream, facts_subject)
-        name = f"{durable}-{shard}"
+    async def subscribe(part: _Shard) -> Any:
+        """The shard's consumer, restarted where what is in Redis needs it to start."""
         try:
             info = await js.consumer_info(facts_stream, name)
         except nats.js.errors.NotFoundError:
             info = None
         resume = 0
-        if info is not None and info.num_ack_pending > 0:
-            # A previous stage died holding facts it had not processed: they would come back
-            # only after ack_wait. Start again just after the ack floor; what of it was
+        if info is not None and part.below is None and info.ack_floor.stream_seq > 0:
+            # Facts were acknowledged, but the state they went into is not in Redis (Redis lost
+            # its data): replay the shard's facts from the start of the stream, from empty.
+            keys = list(client.scan_iter(match=f"{cfg.state_prefix}:*", count=1000))
+            keys = [k for k in keys if k != cfg.lock_key.encode()]
+            if keys:
+                client.delete(*keys)
+            await js.delete_consumer(facts_stream, name)
+            stats.rebuilt += 1
+        elif info is not None and info.num_ack_pending > 0:
+            # The previous holder died holding facts it had not processed: they would come
+            # back only after ack_wait. Start again just after the ack floor; what of that was
             # processed already is dropped (epochs below ``below``) or is the same again.
             resume = info.ack_floor.stream_seq + 1
             await js.delete_consumer(facts_stream, name)
@@ -192,42 +282,61 @@ async def run_campaign_stage(
             # announcements that complete them could never be delivered
             max_ack_pending=-1,
         )
-        sub = await js.pull_subscribe(
+        return await js.pull_subscribe(
             f"{facts_subject}.{shard}", durable=name, stream=facts_stream, config=config
         )
+
+    try:
+        await ensure_facts_stream(js, facts_stream, facts_subject)
         idle_since = time.monotonic()
-        ready()  # who is not heard from yet
         while not stop.is_set():
-            try:
-                msgs = await pull(sub, batch)
-            except TIMEOUTS:
-                msgs = []
-            if not msgs:
-                # idle: every partition heard from, nothing waiting (workers may wait on us)
-                settled = not stats.wait_for and not any(buffer.values()) and below is not None
-                if idle_exit and settled and time.monotonic() - idle_since >= idle_exit:
-                    break
+            if not hold():  # standby
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), lease_ttl / 3)
                 continue
-            idle_since = time.monotonic()
-            for m in msgs:
-                if m.headers and ANNOUNCE_HEADER in m.headers:
-                    said = json.loads(m.data)
-                    p, k = int(said["partition"]), int(said["epoch"])
-                    announced[p] = max(announced.get(p, k), k)
-                    heard.append(m)
-                    continue
-                fact = _decode_fact(m.data)
-                if below is not None and fact.epoch < below or fact.id in buffer[fact.epoch]:
-                    stats.duplicates += 1
-                    heard.append(m)
-                    continue
-                buffer[fact.epoch][fact.id] = fact
-                waiting[fact.epoch].append(m)
-            target = ready()
-            if target is not None and (below is None or target > below):
-                await advance(target)
+            stats.taken += 1
+            part = _Shard(cfg, client, stats, owner)
+            sub = await subscribe(part)
+            next_beat = time.monotonic() + lease_ttl / 3
+            part.ready()
+            try:
+                while not stop.is_set():
+                    if time.monotonic() >= next_beat:
+                        if not hold():
+                            raise StageLost(f"shard {shard}: the lock was taken")
+                        # a Redis that lost its data is noticed here even when no fact comes
+                        # (the workers' replayed facts are duplicates JetStream drops)
+                        part.check()
+                        next_beat = time.monotonic() + lease_ttl / 3
+                    try:
+                        msgs = await pull(sub, batch)
+                    except TIMEOUTS:
+                        msgs = []
+                    if not msgs:
+                        quiet = time.monotonic() - idle_since >= idle_exit
+                        if idle_exit and part.settled() and quiet:
+                            stop.set()
+                        continue
+                    idle_since = time.monotonic()
+                    part.take(msgs)
+                    target = part.ready()
+                    if target is not None and (part.below is None or target > part.below):
+                        c0 = time.process_time()
+                        acks = part.advance(target, out, sink)
+                        for m in acks:
+                            await m.ack()
+                        await nc.flush()
+                        stats.cpu += time.process_time() - c0
+            except StageLost:
+                stats.lost += 1
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
         return stats
     finally:
+        with contextlib.suppress(Exception):
+            if client.get(cfg.lock_key) == owner.encode():
+                client.delete(cfg.lock_key)  # a clean stop hands over at once
         if out is not None:
             out.close()
         await nc.close()

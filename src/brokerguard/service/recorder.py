@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 import multiprocessing
 import pickle
@@ -40,6 +41,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
@@ -73,6 +75,7 @@ class DecisionRecord:
 @dataclass(slots=True)
 class CampaignRecord:
     row: dict[str, Any]
+    merge: bool = False  # join the lists with the stored row's (a campaign several shards grow)
 
 
 Record = EventRecord | DecisionRecord | CampaignRecord
@@ -311,7 +314,7 @@ def write_records(engine: sa.Engine, records: list[Record]) -> tuple[int, int, s
 def _insert(engine: sa.Engine, records: list[Record]) -> None:
     event_rows = [r.row for r in records if isinstance(r, EventRecord)]
     decided = [r for r in records if isinstance(r, DecisionRecord)]
-    camp_rows = {r.row["id"]: r.row for r in records if isinstance(r, CampaignRecord)}
+    camps = {r.row["id"]: r for r in records if isinstance(r, CampaignRecord)}
     with write_transaction(engine) as conn:
         if event_rows:
             conn.execute(events.insert(), event_rows)
@@ -320,20 +323,51 @@ def _insert(engine: sa.Engine, records: list[Record]) -> None:
             alert_rows = [r.alert for r in decided if r.alert is not None]
             if alert_rows:
                 conn.execute(alerts.insert(), alert_rows)
-        if camp_rows:
-            _upsert_campaigns(conn, list(camp_rows.values()))
+        if camps:
+            _upsert_campaigns(conn, list(camps.values()))
         if decided:
             audit.append(conn, [r.audit for r in decided])
 
 
-def _upsert_campaigns(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+def _upsert_campaigns(conn: sa.Connection, records: list[CampaignRecord]) -> None:
     """Insert new campaigns, refresh known ones; the analyst's ``status`` is never overwritten."""
+    stored: dict[str, Any] = {}
+    merging = {r.row["engine_id"]: r for r in records if r.merge}
+    if merging:
+        # A shard that grew another shard's campaign started its own copy later: the row is
+        # the stored one of the same engine id raised last before it.
+        query = sa.select(campaigns).where(campaigns.c.engine_id.in_(list(merging)))
+        for row in sorted(conn.execute(query), key=lambda r: _aware(r.raised_at)):
+            record = merging[row.engine_id]
+            if _aware(row.raised_at) <= record.row["raised_at"]:
+                record.row["id"] = row.id
+                stored[row.id] = row
+    rows = list({r.row["id"]: r.row for r in records}.values())
     ids = [r["id"] for r in rows]
     known = set(conn.scalars(sa.select(campaigns.c.id).where(campaigns.c.id.in_(ids))))
     new = [r for r in rows if r["id"] not in known]
     if new:
         conn.execute(campaigns.insert(), new)
-    for row in rows:
+    for record in {r.row["id"]: r for r in records}.values():
+        row = record.row
         if row["id"] in known:
             values = {k: v for k, v in row.items() if k not in ("id", "status")}
+            if record.merge and row["id"] in stored:
+                values = _joined(stored[row["id"]], values)
             conn.execute(campaigns.update().where(campaigns.c.id == row["id"]).values(**values))
+
+
+def _joined(old: Any, new: dict[str, Any]) -> dict[str, Any]:
+    """A campaign row grown in two places: both lists, in the order first seen; the span."""
+    out = dict(new)
+    for key in ("symbols", "accounts", "infrastructure", "counterparties"):
+        out[key] = list(dict.fromkeys([*(getattr(old, key) or []), *new[key]]))
+    timeline = {json.dumps(t, sort_keys=True): t for t in [*(old.timeline or []), *new["timeline"]]}
+    out["timeline"] = sorted(timeline.values(), key=lambda t: t["at"])
+    out["raised_at"] = min(_aware(old.raised_at), new["raised_at"])
+    out["updated_at"] = max(_aware(old.updated_at), new["updated_at"])
+    return out
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
