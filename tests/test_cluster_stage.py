@@ -127,7 +127,7 @@ def start_worker(
 
 def start_stage(names: Names, tmp: Path, shard: int, shards: int, *extra: str):
     args = ["--partitions", str(PARTS), "--prefix", names.prefix, "--shard", str(shard)]
-    args += ["--shards", str(shards), "--facts-stream", names.facts_stream]
+    args += ["--stage-shards", str(shards), "--facts-stream", names.facts_stream]
     args += ["--facts-subject", names.facts_subject, "--durable", f"st{names.durable}"]
     args += ["--idle-exit", "6", "--lease-ttl", "1.5"]
     args += ["--campaigns", str(tmp / f"c-{shard}.ndjson")]

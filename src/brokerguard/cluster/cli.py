@@ -335,7 +335,7 @@ def campaign_stage(
     prefix: PrefixOpt = "bg",
     partitions: PartitionsOpt = 16,
     shard: Annotated[int, typer.Option(min=0, help="The shard this process runs.")] = 0,
-    shards: StageShardsOpt = 1,
+    stage_shards: StageShardsOpt = 1,
     facts_stream: FactsStreamOpt = "BG_FACTS",
     facts_subject: FactsSubjectOpt = "bg.facts",
     durable: Annotated[
@@ -377,8 +377,8 @@ def campaign_stage(
     from brokerguard.cluster.stage import run_campaign_stage
     from brokerguard.engine import PolicyError, load_policy
 
-    if shard >= shards:
-        raise _fail(f"--shard {shard} is not below --shards {shards}")
+    if shard >= stage_shards:
+        raise _fail(f"--shard {shard} is not below --stage-shards {stage_shards}")
     try:
         engine_policy = load_policy(policy) if policy is not None else None
     except PolicyError as exc:
@@ -389,7 +389,7 @@ def campaign_stage(
                 nats_url,
                 redis_url,
                 shard=shard,
-                shards=shards,
+                shards=stage_shards,
                 partitions=partitions,
                 prefix=prefix,
                 facts_stream=facts_stream,
@@ -409,7 +409,7 @@ def campaign_stage(
     if stats_file is not None:
         stats_file.write_text(json.dumps(stats.as_dict()))
     console.print(
-        f"campaign stage {shard}/{shards}: {stats.facts:,} facts, {stats.epochs:,} epochs, "
+        f"campaign stage {shard}/{stage_shards}: {stats.facts:,} facts, {stats.epochs:,} epochs, "
         f"{stats.containment} keys contained, {stats.campaign_lines} campaign lines"
     )
 

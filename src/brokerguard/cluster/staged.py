@@ -89,9 +89,10 @@ class StagedGuard:
         elif k > self.epoch:
             self.close_epoch()
             self.epoch = k
+        else:
+            return
         for link in self.links:
             link.epoch = self.epoch
-            link.order = self.order
 
     def close_epoch(self) -> None:
         """Run the stages on the facts sent so far (all of epochs before the current one)."""
@@ -112,15 +113,24 @@ class StagedGuard:
         self._advance(event)
         p = partition_of(event, self.partitions)
         if p is None:
-            for engine in self.engines:
-                engine.observe(event)
+            self.observe_market(event)
             return Decision(action="allow")
+        self.links[p].order = self.order
         return self.engines[p].decide(event)
 
     def observe(self, event: Event) -> None:
         self._advance(event)
         p = partition_of(event, self.partitions)
-        for engine in self.engines if p is None else [self.engines[p]]:
+        if p is None:
+            self.observe_market(event)
+        else:
+            self.links[p].order = self.order
+            self.engines[p].observe(event)
+
+    def observe_market(self, event: Event) -> None:
+        """A market event goes to every partition (only partition 0 sends its facts)."""
+        self.links[0].order = self.order
+        for engine in self.engines:
             engine.observe(event)
 
     def campaign_records(self) -> list[dict[str, Any]]:
