@@ -107,7 +107,7 @@ class Run:
         if self.args.campaign_stage:
             st = self.out / f"{self.label}-stage.json"
             cmd = [*BG, "campaign-stage", "--prefix", self.prefix, *self.facts_args()]
-            cmd += ["--partitions", str(self.args.partitions), "--durable", "bench-stage"]
+            cmd += ["--partitions", str(self.args.partitions), "--stage-durable", "bench-stage"]
             cmd += ["--idle-exit", str(idle_exit), "--stats", str(st)]
             self.stage = (subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True), st)
         return procs

@@ -128,7 +128,7 @@ def start_worker(
 def start_stage(names: Names, tmp: Path, shard: int, shards: int, *extra: str):
     args = ["--partitions", str(PARTS), "--prefix", names.prefix, "--shard", str(shard)]
     args += ["--stage-shards", str(shards), "--facts-stream", names.facts_stream]
-    args += ["--facts-subject", names.facts_subject, "--durable", f"st{names.durable}"]
+    args += ["--facts-subject", names.facts_subject, "--stage-durable", f"st{names.durable}"]
     args += ["--idle-exit", "6", "--lease-ttl", "1.5"]
     args += ["--campaigns", str(tmp / f"c-{shard}.ndjson")]
     return subprocess.Popen(
@@ -215,6 +215,16 @@ def test_two_workers_and_the_stage_decide_and_raise_what_the_staged_replay_does(
         assert decisions(tmp_path / "d-a.ndjson", tmp_path / "d-b.ndjson") == decisions(
             ref / "decisions.ndjson"
         )
+        status = subprocess.run(
+            [*BG, "status", "--json", "--stream", names.stream, "--prefix", names.prefix]
+            + ["--durable", names.durable, "--facts-stream", names.facts_stream]
+            + ["--stage-durable", f"st{names.durable}"],
+            capture_output=True,
+            text=True,
+        )
+        (shard,) = json.loads(status.stdout)["stage"]
+        assert shard["lag"] == 0 and shard["ack_pending"] == 0 and shard["healthy"]
+        assert shard["done_below_epoch"] is not None and shard["owner"] is None  # handed over
         expected = campaign_lines(ref / "campaigns.ndjson")
         assert expected and campaign_lines(tmp_path / "c-0.ndjson") == expected
 

@@ -83,6 +83,15 @@ FactsSubjectOpt = Annotated[
 ]
 
 
+StageDurableOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="BROKERGUARD_STAGE_DURABLE",
+        help="Durable consumer names of the campaign stage: <stage-durable>-<shard>.",
+    ),
+]
+
+
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
     return typer.Exit(code=2)
@@ -338,9 +347,7 @@ def campaign_stage(
     stage_shards: StageShardsOpt = 1,
     facts_stream: FactsStreamOpt = "BG_FACTS",
     facts_subject: FactsSubjectOpt = "bg.facts",
-    durable: Annotated[
-        str, typer.Option(help="Durable consumer names: <durable>-<shard>.")
-    ] = "bg-stage",
+    stage_durable: StageDurableOpt = "bg-stage",
     idle_exit: Annotated[
         float, typer.Option(help="Stop after this many seconds without facts (0: never).")
     ] = 0.0,
@@ -394,7 +401,7 @@ def campaign_stage(
                 prefix=prefix,
                 facts_stream=facts_stream,
                 facts_subject=facts_subject,
-                durable=durable,
+                durable=stage_durable,
                 idle_exit=idle_exit,
                 lease_ttl=lease_ttl,
                 campaigns=campaigns,
@@ -420,10 +427,14 @@ def status(
     prefix: PrefixOpt = "bg",
     stream: StreamOpt = "BG_EVENTS",
     durable: DurableOpt = "bg-worker",
+    facts_stream: FactsStreamOpt = "BG_FACTS",
+    stage_shards: StageShardsOpt = 1,
+    stage_durable: StageDurableOpt = "bg-stage",
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Workers, partition owners, lag and redeliveries; exit status 1 when unhealthy."""
+    """Workers, partition owners, lag and redeliveries (and the campaign stage's shards);
+    exit status 1 when unhealthy."""
     import nats
     import redis
     from rich.table import Table
@@ -432,7 +443,16 @@ def status(
 
     try:
         st = asyncio.run(
-            cluster_status(nats_url, redis_url, prefix=prefix, stream=stream, durable=durable)
+            cluster_status(
+                nats_url,
+                redis_url,
+                prefix=prefix,
+                stream=stream,
+                durable=durable,
+                facts_stream=facts_stream,
+                stage_shards=stage_shards,
+                stage_durable=stage_durable,
+            )
         )
     except nats.js.errors.NotFoundError:
         raise _fail(f"no stream {stream} on {nats_url}") from None
@@ -460,7 +480,18 @@ def status(
                 "yes" if r["healthy"] else "NO",
             )
         out.print(table)
-        out.print("healthy" if st["healthy"] else "UNHEALTHY: partitions with work and no owner")
+        if st["stage"] is not None:
+            stage = Table("stage shard", "holder", "lag", "ack pending", "done below epoch", "ok")
+            for r in st["stage"]:
+                stage.add_row(
+                    str(r["shard"]),
+                    r["owner"] or "-",
+                    *(f"{r[k]:,}" if r[k] is not None else "-" for k in ("lag", "ack_pending")),
+                    str(r["done_below_epoch"]) if r["done_below_epoch"] is not None else "-",
+                    "yes" if r["healthy"] else "NO",
+                )
+            out.print(stage)
+        out.print("healthy" if st["healthy"] else "UNHEALTHY: work waiting with no owner")
     if not st["healthy"]:
         raise typer.Exit(code=1)
 

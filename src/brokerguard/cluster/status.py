@@ -5,6 +5,11 @@ not yet delivered (``lag``), delivered and not yet acknowledged (``ack_pending``
 the stream sequence acknowledged so far (``ack_floor``) — and whether its state is in Redis.
 Healthy means: every partition with lag or unacknowledged messages has an owner, and every owner
 is a live member.
+
+With a campaign stage (its facts stream exists): for each shard, the process holding it, its
+consumer's lag, and the epoch below which it is done — the epoch every worker waits for at the
+next boundary. A shard with facts waiting and no holder is unhealthy: the workers stop at the
+next epoch.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ async def cluster_status(
     stream: str,
     durable: str,
     partitions: int | None = None,
+    facts_stream: str = "BG_FACTS",
+    stage_durable: str = "bg-stage",
+    stage_shards: int = 1,
 ) -> dict[str, Any]:
     """The status as a JSON-ready dict; raises ``nats.js.errors.NotFoundError`` for no stream."""
     nc = await nats.connect(nats_url)
@@ -41,6 +49,18 @@ async def cluster_status(
                 consumers[p] = await js.consumer_info(stream, f"{durable}-{p}")
             except nats.js.errors.NotFoundError:
                 consumers[p] = None
+        shards: dict[int, Any] | None = None
+        try:
+            await js.stream_info(facts_stream)
+            shards = {}
+        except nats.js.errors.NotFoundError:
+            pass
+        if shards is not None:
+            for s in range(stage_shards):
+                try:
+                    shards[s] = await js.consumer_info(facts_stream, f"{stage_durable}-{s}")
+                except nats.js.errors.NotFoundError:
+                    shards[s] = None
     finally:
         await nc.close()
     client = redis.Redis.from_url(redis_url)
@@ -52,6 +72,7 @@ async def cluster_status(
         for p in range(parts):
             pipe.exists(f"{prefix}:{p}:meta")
         has_state = pipe.execute()
+        stage_rows = _stage_rows(client, prefix, shards) if shards is not None else None
     finally:
         client.close()
     rows = []
@@ -75,6 +96,8 @@ async def cluster_status(
         row["healthy"] = not busy or row["owner_alive"]
         healthy = healthy and row["healthy"]
         rows.append(row)
+    if stage_rows is not None:
+        healthy = healthy and all(r["healthy"] for r in stage_rows)
     return {
         "stream": stream,
         "messages": info.state.messages,
@@ -84,4 +107,28 @@ async def cluster_status(
         "lag": sum(r["lag"] or 0 for r in rows),
         "healthy": healthy,
         "partition": rows,
+        "stage": stage_rows,
     }
+
+
+def _stage_rows(client: redis.Redis, prefix: str, shards: dict[int, Any]) -> list[dict[str, Any]]:
+    pipe = client.pipeline(transaction=False)
+    for s in shards:
+        pipe.get(f"{prefix}:stage:{s}:owner")
+        pipe.get(f"{prefix}:stage:{s}:below")
+    got = pipe.execute()
+    rows = []
+    for i, (s, c) in enumerate(shards.items()):
+        owner, below = got[2 * i], got[2 * i + 1]
+        row: dict[str, Any] = {
+            "shard": s,
+            "owner": owner.decode() if owner else None,
+            "done_below_epoch": int(below) if below else None,
+            "consumer": c is not None,
+            "lag": c.num_pending if c else None,
+            "ack_pending": c.num_ack_pending if c else None,
+        }
+        waiting = c is not None and ((c.num_pending or 0) > 0 or (c.num_ack_pending or 0) > 0)
+        row["healthy"] = not waiting or row["owner"] is not None
+        rows.append(row)
+    return rows

@@ -591,22 +591,26 @@ async def run_worker(
         return True
 
     async def wait_for_stage(part: _Partition, most: float = 0.5) -> list:
-        """The backlog, once the campaign stage is done with the epochs before the partition's
-        (or after ``most`` seconds, to let the loop beat, rebalance and stop)."""
+        """The backlog, once the campaign stage is done with the epochs before the partition's;
+        nothing (the backlog kept) after ``most`` seconds, to let the loop beat and stop."""
         assert store is not None
         give_up = time.monotonic() + most
-        while time.monotonic() < give_up:
+        pause = 0.001
+        while True:
             below = store.below()
             if below is not None and part.epoch is not None and below >= part.epoch:
+                msgs, part.backlog = part.backlog, []
+                return msgs
+            if time.monotonic() >= give_up:
                 break
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(pause)
+            pause = min(0.02, pause * 2)
         if time.monotonic() - part_progress.get(part.number, 0.0) > ack_wait / 3:
             for m in part.backlog:  # still waiting: not to be redelivered meanwhile
                 with contextlib.suppress(Exception):
                     await m.in_progress()
             part_progress[part.number] = time.monotonic()
-        msgs, part.backlog = part.backlog, []
-        return msgs
+        return []
 
     part_progress: dict[int, float] = {}
     graceful = False  # only a stop, an idle exit or the end releases the partitions
@@ -671,8 +675,8 @@ async def run_worker(
                     next_beat = 0.0
                     continue
                 worked = True
-            if worked:
-                idle_since = time.monotonic()
+            if worked or any(part.backlog for part in held.values()):
+                idle_since = time.monotonic()  # waiting for the campaign stage is not idle
             elif idle_exit and time.monotonic() - idle_since >= idle_exit:
                 break
         graceful = True
