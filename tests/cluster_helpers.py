@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -103,3 +104,34 @@ def pg_database() -> Iterator[str]:
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def lines(*paths: Path) -> list[dict]:
+    """Every JSON line; a SIGKILL may cut a file's last line, and only that one is left out."""
+    out = []
+    for p in paths:
+        text = p.read_text() if p.exists() else ""
+        complete = text.endswith("\n")
+        rows = text.splitlines()
+        if rows and not complete:
+            rows.pop()
+        out += [json.loads(x) for x in rows]
+    return out
+
+
+def decisions(*paths: Path) -> list[tuple]:
+    """(event, action, score), one per event; a repeated event must repeat the same decision."""
+    first: dict[str, tuple] = {}
+    for d in lines(*paths):
+        row = (d["event"], d["action"], d["score"])
+        assert first.setdefault(d["event"], row) == row
+    return sorted(first.values())
+
+
+def final_campaigns(path: Path) -> dict[str, tuple]:
+    """Each campaign as it ended (the replay writes its lines at the end): symbols, accounts."""
+    out: dict[str, tuple] = {}
+    for c in lines(path):
+        symbols = sorted(f"{s['market']}:{s['symbol']}" for s in c["symbols"])
+        out[c["id"]] = (symbols, sorted(c["accounts"]), sorted(c["infrastructure"]))
+    return out

@@ -18,7 +18,16 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from cluster_helpers import Names, fresh_names, pg_database, read_events, recorded_run
+from cluster_helpers import (
+    Names,
+    decisions,
+    final_campaigns,
+    fresh_names,
+    lines,
+    pg_database,
+    read_events,
+    recorded_run,
+)
 
 from brokerguard.cluster.partition import PartitionedGuard
 from brokerguard.cluster.staged import StagedGuard
@@ -64,25 +73,6 @@ def names() -> Iterator[Names]:
         yield n
 
 
-def lines(*paths: Path) -> list[dict]:
-    out = []
-    for p in paths:
-        text = p.read_text() if p.exists() else ""
-        rows = text.splitlines()
-        if rows and not text.endswith("\n"):
-            rows.pop()  # cut by a SIGKILL
-        out += [json.loads(x) for x in rows]
-    return out
-
-
-def decisions(*paths: Path) -> list[tuple]:
-    first: dict[str, tuple] = {}
-    for d in lines(*paths):
-        row = (d["event"], d["action"], d["score"])
-        assert first.setdefault(d["event"], row) == row
-    return sorted(first.values())
-
-
 def campaign_lines(*paths: Path) -> list[tuple]:
     """(id, instant, first instant, symbols by then) of each line: each time a campaign took on
     a symbol.
@@ -102,15 +92,6 @@ def campaign_lines(*paths: Path) -> list[tuple]:
             for c in lines(*paths)
         }
     )
-
-
-def final_campaigns(path: Path) -> dict[str, tuple]:
-    """Each campaign as the replay ended it: symbols, accounts, infrastructure."""
-    out: dict[str, tuple] = {}
-    for c in lines(path):
-        symbols = sorted(f"{s['market']}:{s['symbol']}" for s in c["symbols"])
-        out[c["id"]] = (symbols, sorted(c["accounts"]), sorted(c["infrastructure"]))
-    return out
 
 
 def start_worker(

@@ -24,7 +24,10 @@ from cluster_helpers import (
     NATS_URL,
     REDIS_URL,
     Names,
+    decisions,
+    final_campaigns,
     fresh_names,
+    lines,
     pg_database,
     recorded_run,
     redis_client,
@@ -61,28 +64,6 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def lines(*paths: Path) -> list[dict]:
-    """Every JSON line; a SIGKILL may cut a file's last line, and only that one is left out."""
-    out = []
-    for p in paths:
-        text = p.read_text() if p.exists() else ""
-        complete = text.endswith("\n")
-        rows = text.splitlines()
-        if rows and not complete:
-            rows.pop()
-        out += [json.loads(x) for x in rows]
-    return out
-
-
-def decisions(*paths: Path) -> list[tuple]:
-    """(event, action, score), one per event; a repeated event must repeat the same decision."""
-    first: dict[str, tuple] = {}
-    for d in lines(*paths):
-        row = (d["event"], d["action"], d["score"])
-        assert first.setdefault(d["event"], row) == row
-    return sorted(first.values())
-
-
 def campaigns(*paths: Path) -> list[tuple]:
     """Campaign lines: each time a campaign took on a symbol (id, when, its symbols by then).
 
@@ -90,15 +71,6 @@ def campaigns(*paths: Path) -> list[tuple]:
     replay, after each batch on the cluster — so they are compared through PostgreSQL instead.
     """
     return sorted({(c["id"], c["raised_at"], json.dumps(c["symbols"])) for c in lines(*paths)})
-
-
-def final_campaigns(path: Path) -> dict[str, tuple]:
-    """Each campaign as it ended (the replay writes its lines at the end): symbols, accounts."""
-    out: dict[str, tuple] = {}
-    for c in lines(path):
-        symbols = sorted(f"{s['market']}:{s['symbol']}" for s in c["symbols"])
-        out[c["id"]] = (symbols, sorted(c["accounts"]), sorted(c["infrastructure"]))
-    return out
 
 
 def tables(url: str) -> tuple[list[tuple], list[str], dict[str, tuple]]:

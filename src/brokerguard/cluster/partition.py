@@ -31,7 +31,7 @@ from brokerguard.engine.signals import Signal
 from brokerguard.events import Event
 from brokerguard.guard import Decision
 
-__all__ = ["PartitionedGuard", "campaign_tag", "partition_key", "partition_of"]
+__all__ = ["EngineGroup", "PartitionedGuard", "campaign_tag", "partition_key", "partition_of"]
 
 
 def partition_key(event: Event) -> str | None:
@@ -59,7 +59,24 @@ def tag_records(records: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]
     return records
 
 
-class PartitionedGuard:
+class EngineGroup:
+    """Several engines that ``replay`` treats as one: one ``trace`` for them all."""
+
+    engines: list[BrokerGuard]
+    _trace: Callable[[Event, list[Signal], Decision], None] | None = None
+
+    @property
+    def trace(self) -> Callable[[Event, list[Signal], Decision], None] | None:
+        return self._trace
+
+    @trace.setter
+    def trace(self, fn: Callable[[Event, list[Signal], Decision], None] | None) -> None:
+        self._trace = fn
+        for engine in self.engines:
+            engine.trace = fn
+
+
+class PartitionedGuard(EngineGroup):
     """``partitions`` engines in one process, routed like the cluster: the cluster's reference.
 
     Has the engine's interface as ``replay`` uses it (``decide``, ``observe``, ``trace``,
@@ -71,17 +88,6 @@ class PartitionedGuard:
         self.partitions = partitions
         self.engines = [make() for _ in range(partitions)]
         self.name = self.engines[0].name
-        self._trace: Callable[[Event, list[Signal], Decision], None] | None = None
-
-    @property
-    def trace(self) -> Callable[[Event, list[Signal], Decision], None] | None:
-        return self._trace
-
-    @trace.setter
-    def trace(self, fn: Callable[[Event, list[Signal], Decision], None] | None) -> None:
-        self._trace = fn
-        for engine in self.engines:
-            engine.trace = fn
 
     def decide(self, event: Event) -> Decision:
         p = partition_of(event, self.partitions)

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from brokerguard.cluster.partition import partition_of
+from brokerguard.cluster.partition import EngineGroup, partition_of
 from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.engine.policy import load_policy
-from brokerguard.engine.signals import Signal
 from brokerguard.engine.stage import CampaignStage, Containment, Fact, StageLink, shard_of
 from brokerguard.engine.state import MemoryState
 from brokerguard.events import Event
@@ -34,7 +33,7 @@ def epoch_of(ts: datetime, epoch_seconds: float) -> int:
     return int(ts.timestamp() // epoch_seconds)
 
 
-class StagedGuard:
+class StagedGuard(EngineGroup):
     """``partitions`` account engines and ``shards`` campaign stages, in stream order.
 
     Has the engine's interface as ``replay`` uses it (``decide``, ``observe``, ``trace``,
@@ -66,17 +65,6 @@ class StagedGuard:
         self.containment: list[Containment] = []
         self._facts: list[list[Fact]] = [[] for _ in range(shards)]
         self._tz: tzinfo = UTC
-        self._trace: Callable[[Event, list[Signal], Decision], None] | None = None
-
-    @property
-    def trace(self) -> Callable[[Event, list[Signal], Decision], None] | None:
-        return self._trace
-
-    @trace.setter
-    def trace(self, fn: Callable[[Event, list[Signal], Decision], None] | None) -> None:
-        self._trace = fn
-        for engine in self.engines:
-            engine.trace = fn
 
     # --- the epoch rule -----------------------------------------------------------------------
     def _advance(self, event: Event) -> None:
