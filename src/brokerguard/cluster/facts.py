@@ -25,6 +25,7 @@ import nats
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from brokerguard.engine.stage import Containment, Fact, shard_of
+from brokerguard.engine.state import PopulationState
 
 __all__ = [
     "ANNOUNCE_HEADER",
@@ -38,6 +39,7 @@ __all__ = [
 DEFAULT_FACTS_STREAM = "BG_FACTS"
 DEFAULT_FACTS_SUBJECT = "bg.facts"
 ANNOUNCE_HEADER = "Bg-Announce"
+KEEP_POPULATIONS = 16  # a restarted partition needs the counts of an epoch or two back
 
 _encode = msgspec.json.Encoder().encode
 
@@ -85,19 +87,51 @@ class ContainmentStore:
         self.prefix = prefix
         self.shards = shards
         self.key = f"{prefix}:stage:contain"
+        self.pop_key = f"{prefix}:stage:population"  # epoch -> the counts after it
+        self.pop_index = f"{prefix}:stage:population-epochs"
         self.round_trips = 0
 
     def below_key(self, shard: int) -> str:
         return f"{self.prefix}:stage:{shard}:below"
 
-    def write(self, shard: int, updates: list[Containment], below: int) -> None:
-        """The stage's output for the epochs below ``below``: containment first, then progress."""
+    def write(
+        self,
+        shard: int,
+        updates: list[Containment],
+        below: int,
+        populations: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        """The stage's output for the epochs below ``below``: containment and the population
+        counts after each epoch that changed them, then progress."""
         pipe = self.redis.pipeline(transaction=True)
         for u in updates:
             pipe.hsetnx(self.key, f"{u.kind[0]}|{u.key}", f"{u.campaign}|{u.epoch}")
+        for epoch, encoded in populations or ():
+            pipe.hset(self.pop_key, str(epoch), encoded)
+            pipe.zadd(self.pop_index, {str(epoch): epoch})
         pipe.set(self.below_key(shard), below)
         pipe.execute()
         self.round_trips += 1
+        if populations:
+            self._prune(KEEP_POPULATIONS)
+
+    def _prune(self, keep: int) -> None:
+        old = self.redis.zrange(self.pop_index, 0, -keep - 1)
+        if old:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hdel(self.pop_key, *old)
+            pipe.zrem(self.pop_index, *old)
+            pipe.execute()
+
+    def population(self, upto: int) -> PopulationState | None:
+        """The counts over all partitions after the last epoch up to ``upto`` that changed them."""
+        found = self.redis.zrevrangebyscore(self.pop_index, upto, "-inf", start=0, num=1)
+        self.round_trips += 1
+        if not found:
+            return None
+        data = self.redis.hget(self.pop_key, found[0])
+        self.round_trips += 1
+        return msgspec.msgpack.decode(data, type=PopulationState) if data else None
 
     def below(self) -> int | None:
         """How far every shard got: each epoch below this is done (None: a shard never wrote)."""

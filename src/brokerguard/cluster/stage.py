@@ -144,10 +144,15 @@ class _Shard:
         self.check()
         updates: list[Containment] = []
         done: list = []
+        populations = []
         for epoch in sorted(e for e in self.buffer if e < new_below):
             facts = self.buffer.pop(epoch)
             state.prefetch(_wanted(facts.values()))
             updates += stage.process(facts.values(), epoch)
+            if stage.population_changed:
+                stage.population_changed = False
+                # encoded now: the next epoch goes on counting in the same record
+                populations.append((epoch, msgspec.msgpack.encode(stage.population())))
             stats.facts += len(facts)
             stats.epochs += 1
             done += self.waiting.pop(epoch, [])
@@ -159,7 +164,7 @@ class _Shard:
         if sink is not None:
             sink.campaigns(stage, merge=self.cfg.shards > 1)
             sink.write()
-        self.store.write(self.cfg.shard, updates, new_below)
+        self.store.write(self.cfg.shard, updates, new_below, populations)
         stats.containment += len(updates)
         state.meta = {
             "below": str(new_below),
@@ -347,11 +352,12 @@ async def run_campaign_stage(
 
 def _wanted(facts) -> list[tuple[str, str]]:
     """The records an epoch's facts will touch (read from Redis in one round trip)."""
-    wanted: list[tuple[str, str]] = []
+    wanted: list[tuple[str, str]] = [("population", "all")]
     for fact in facts:
         if fact.symbol:
             wanted.append(("symbol", fact.symbol))
-        wanted += [("entity", key) for key in fact.keys]
+        if fact.kind in ("risky", "clear"):
+            wanted += [("entity", key) for key in fact.keys]
         if fact.campaign:
             wanted.append(("campaign", fact.campaign))
     return wanted

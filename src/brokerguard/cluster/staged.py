@@ -95,6 +95,11 @@ class StagedGuard(EngineGroup):
                 self.containment.append(update)
                 for link in self.links:
                     link.contain(update)
+            if stage.population_changed:  # the counts over all partitions, for the next epoch
+                stage.population_changed = False
+                shared = stage.population()
+                for engine in self.engines:
+                    engine.login.take_population(shared)
 
     # --- the engine's interface ---------------------------------------------------------------
     def decide(self, event: Event) -> Decision:

@@ -201,6 +201,7 @@ class _Partition:
         self.sub = sub
         self.link = link  # with a campaign stage: facts out, containment in
         self.epoch: int | None = None  # the last epoch marker passed (campaign stage)
+        self.pop_epoch: int | None = None  # the epoch whose shared population counts are in
         self.backlog: list = []  # fetched, waiting for the campaign stage to finish an epoch
         self.task: asyncio.Task | None = None
         self.seq = ""  # the stream sequence of the last event flushed ("": none yet)
@@ -227,6 +228,8 @@ class _Partition:
         }
         if self.epoch is not None:
             self.state.meta["epoch"] = str(self.epoch)
+        if self.pop_epoch is not None:
+            self.state.meta["pop_epoch"] = str(self.pop_epoch)
 
     def refresh(self) -> None:
         """Before a batch: what the engine keeps between batches, read again from Redis.
@@ -265,6 +268,8 @@ class _Partition:
             raise LeaseLost(f"partition {self.number}: lease or state lost during the batch")
 
     def load_clock(self, meta: dict[str, str]) -> None:
+        if "pop_epoch" in meta:
+            self.pop_epoch = int(meta["pop_epoch"])
         if "epoch" in meta:
             self.epoch = int(meta["epoch"])
             if self.link is not None:
@@ -495,13 +500,16 @@ async def run_worker(
                     part.see(containment)
                 taken = i + 1
                 continue
-            if (
-                link is not None
-                and part.epoch is not None
-                and (below is None or below < part.epoch)
-            ):
-                stats.waits += 1
-                break  # the campaign stage is not done with the epochs before this one
+            if link is not None and part.epoch is not None:
+                if below is None or below < part.epoch:
+                    stats.waits += 1
+                    break  # the campaign stage is not done with the epochs before this one
+                if part.pop_epoch != part.epoch:
+                    # the population counted over all partitions up to the epoch before
+                    shared = store.population(part.epoch - 1) if store is not None else None
+                    if shared is not None:
+                        guard.login.take_population(shared)
+                    part.pop_epoch = part.epoch
             taken = i + 1
             if (p, event.id) in done:
                 stats.skipped += 1

@@ -35,7 +35,14 @@ import msgspec
 
 from brokerguard.engine.detectors.campaign import CampaignWatch
 from brokerguard.engine.policy import DetectorParams
-from brokerguard.engine.state import EntityState, State, SymbolState, prune_window, touch_window
+from brokerguard.engine.state import (
+    EntityState,
+    PopulationState,
+    State,
+    SymbolState,
+    prune_window,
+    touch_window,
+)
 
 __all__ = [
     "CampaignStage",
@@ -46,7 +53,7 @@ __all__ = [
     "shard_of",
 ]
 
-FactKind = Literal["risky", "clear", "buy", "fill", "bar"]
+FactKind = Literal["risky", "clear", "buy", "fill", "bar", "learn"]
 SWEEP_EVERY_S = 3600.0
 
 
@@ -65,7 +72,8 @@ class Fact(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
     partition: int = 0
     at: float = 0.0
     account: str = ""
-    keys: tuple[str, ...] = ()  # risky / clear: the sign-in's infrastructure keys
+    keys: tuple[str, ...] = ()  # risky / clear: infrastructure keys; learn: population keys
+    hour: int = 0  # learn: the sign-in's hour
     symbol: str = ""  # "MARKET:SYMBOL"
     compromised: bool = False  # buy: the session is all but certainly not the customer's
     thin: bool = False  # buy: one order of this size moves the instrument
@@ -163,7 +171,9 @@ class CampaignStage:
             "buy": self._buy,
             "fill": self._fill,
             "bar": self._bar,
+            "learn": self._learn,
         }
+        self.population_changed = False
 
     def process(self, facts: Iterable[Fact], epoch: int) -> list[Containment]:
         """Run one epoch's facts, in stream order; returns what came under a campaign."""
@@ -178,6 +188,14 @@ class CampaignStage:
 
     def records(self, iso) -> Iterator[dict[str, Any]]:
         return self.watch.records(iso)
+
+    def population(self) -> PopulationState:
+        """The counts of trusted sign-ins over all partitions (shard 0 keeps them)."""
+        pop = self.state.get("population", "all")
+        if pop is None:
+            pop = PopulationState(hours=[0] * 24)
+            self.state.put("population", "all", pop)
+        return pop
 
     # --- the facts ------------------------------------------------------------------------
     def _entity(self, key: str) -> EntityState:
@@ -216,6 +234,17 @@ class CampaignStage:
         sym = self._symbol(f.symbol)
         self.watch.fill(sym, f.account, f.side, f.price, f.at)
         self.state.put("symbol", f.symbol, sym)
+
+    def _learn(self, f: Fact) -> None:
+        """The same increments as the login detector's ``learn``, over every partition."""
+        pop = self.population()
+        counts = pop.counts
+        for key in f.keys:
+            counts[key] = counts.get(key, 0) + 1
+        pop.n += 1
+        pop.hours[f.hour] += 1
+        self.state.put("population", "all", pop)
+        self.population_changed = True
 
     def _bar(self, f: Fact) -> None:
         sym = self._symbol(f.symbol)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
@@ -127,6 +128,9 @@ class LoginRisk:
         self.reuse = {"i": reuse["ip"], "u": reuse["ua"], "d": reuse["cookie"]}
         self.no_cookie = reuse["no_cookie"]
         self._pop: PopulationState | None = None
+        self.on_learn: Callable[[tuple[str, ...], int], None] | None = None
+        """Told the population keys and the hour of each trusted sign-in learned (campaign stage:
+        the population is counted over all partitions there)."""
 
     # --- population ------------------------------------------------------------------------
     @property
@@ -139,6 +143,15 @@ class LoginRisk:
                 self.state.put("population", "all", pop)
             self._pop = pop
         return pop
+
+    def take_population(self, shared: PopulationState) -> None:
+        """The counts over all partitions replace this partition's (campaign stage, at each
+        epoch). What is derived from them on reading (the home country) stays this engine's."""
+        pop = self.population
+        pop.n = shared.n
+        pop.counts = dict(shared.counts)
+        pop.hours = list(shared.hours)
+        self.state.put("population", "all", pop)
 
     def _p_pop(self, key: str, parent_count: int) -> float:
         return (self.population.counts.get(key, 0) + 0.5) / (parent_count + 1.0)
@@ -504,6 +517,9 @@ class LoginRisk:
                 seen[key] += 1
             if key[0] not in FINE_LEVELS:
                 counts[key] = counts.get(key, 0) + 1
+        if self.on_learn is not None:
+            counted = tuple(k for k in (*f.network, *f.device, f.cookie) if k[0] not in FINE_LEVELS)
+            self.on_learn(counted, f.hour)
         acc.n += 1
         if not acc.hours:
             acc.hours = bytearray(24)
