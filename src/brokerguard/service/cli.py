@@ -97,6 +97,15 @@ def serve(
             help="Messages held for NATS while it is unreachable; more are dropped and counted.",
         ),
     ] = 100_000,
+    epoch_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            envvar="BROKERGUARD_EPOCH_SECONDS",
+            help="With --nats: epoch markers every this many seconds of event time, as ingest "
+            "puts them (the campaign stage's epochs; 0: none).",
+        ),
+    ] = 60.0,
     blocklist: Annotated[
         Path | None,
         typer.Option(
@@ -134,6 +143,7 @@ def serve(
         nats_subject=subject,
         nats_partitions=partitions,
         outbox=outbox,
+        epoch_seconds=epoch_seconds,
         blocklist_path=blocklist,
         blocklist_poll_seconds=blocklist_poll,
     )

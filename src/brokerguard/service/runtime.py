@@ -77,6 +77,7 @@ class Settings:
     nats_subject: str = "bg.events"
     nats_partitions: int = 16
     outbox: int = 100_000  # messages waiting for NATS, at most; more are dropped and counted
+    epoch_seconds: float = 60.0  # epoch markers for the campaign stage (ingest's --epoch-seconds)
     drain_seconds: float = 5.0  # on shutdown, how long to keep publishing what is queued
     # --blocklist: the phishing block-list file, reloaded when it changes (.blocklist_watch)
     blocklist_path: Path | None = None
@@ -116,6 +117,7 @@ class Service:
                 subject=settings.nats_subject,
                 partitions=settings.nats_partitions,
                 capacity=settings.outbox,
+                epoch_seconds=settings.epoch_seconds,
                 drain_timeout=settings.drain_seconds,
             )
 
