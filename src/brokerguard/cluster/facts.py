@@ -89,6 +89,7 @@ class ContainmentStore:
         self.key = f"{prefix}:stage:contain"
         self.pop_key = f"{prefix}:stage:population"  # epoch -> the counts after it
         self.pop_index = f"{prefix}:stage:population-epochs"
+        self.ent_index = f"{prefix}:stage:entity-epochs"  # epochs that changed infrastructure
         self.round_trips = 0
 
     def below_key(self, shard: int) -> str:
@@ -100,28 +101,55 @@ class ContainmentStore:
         updates: list[Containment],
         below: int,
         populations: list[tuple[int, bytes]] | None = None,
+        entities: list[tuple[int, dict[str, bytes]]] | None = None,
     ) -> None:
-        """The stage's output for the epochs below ``below``: containment and the population
-        counts after each epoch that changed them, then progress."""
+        """The stage's output for the epochs below ``below``: containment, the population counts
+        after each epoch that changed them and the infrastructure records each epoch changed,
+        then progress."""
         pipe = self.redis.pipeline(transaction=True)
         for u in updates:
             pipe.hsetnx(self.key, f"{u.kind[0]}|{u.key}", f"{u.campaign}|{u.epoch}")
         for epoch, encoded in populations or ():
             pipe.hset(self.pop_key, str(epoch), encoded)
             pipe.zadd(self.pop_index, {str(epoch): epoch})
+        for epoch, records in entities or ():
+            pipe.delete(self.entity_key(epoch))  # a rerun of the epoch writes it whole again
+            pipe.hset(self.entity_key(epoch), mapping=records)
+            pipe.zadd(self.ent_index, {str(epoch): epoch})
         pipe.set(self.below_key(shard), below)
         pipe.execute()
         self.round_trips += 1
-        if populations:
+        if populations or entities:
             self._prune(KEEP_POPULATIONS)
+
+    def entity_key(self, epoch: int) -> str:
+        return f"{self.prefix}:stage:entities:{epoch}"
 
     def _prune(self, keep: int) -> None:
         old = self.redis.zrange(self.pop_index, 0, -keep - 1)
+        gone = self.redis.zrange(self.ent_index, 0, -keep - 1)
+        pipe = self.redis.pipeline(transaction=True)
         if old:
-            pipe = self.redis.pipeline(transaction=True)
             pipe.hdel(self.pop_key, *old)
             pipe.zrem(self.pop_index, *old)
-            pipe.execute()
+        if gone:
+            pipe.delete(*(self.entity_key(int(e)) for e in gone))
+            pipe.zrem(self.ent_index, *gone)
+        pipe.execute()
+
+    def entities(self, after: int | None, upto: int) -> list[dict[bytes, bytes]]:
+        """The infrastructure records changed in each epoch after ``after`` up to ``upto``, in
+        epoch order (a partition takes them in that order)."""
+        low = "-inf" if after is None else f"({after}"
+        epochs = self.redis.zrangebyscore(self.ent_index, low, upto)
+        self.round_trips += 1
+        if not epochs:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for e in epochs:
+            pipe.hgetall(self.entity_key(int(e)))
+        self.round_trips += 1
+        return pipe.execute()
 
     def population(self, upto: int) -> PopulationState | None:
         """The counts over all partitions after the last epoch up to ``upto`` that changed them."""

@@ -145,6 +145,7 @@ class _Shard:
         updates: list[Containment] = []
         done: list = []
         populations = []
+        entities: list[tuple[int, dict[str, bytes]]] = []
         for epoch in sorted(e for e in self.buffer if e < new_below):
             facts = self.buffer.pop(epoch)
             state.prefetch(_wanted(facts.values()))
@@ -153,6 +154,9 @@ class _Shard:
                 stage.population_changed = False
                 # encoded now: the next epoch goes on counting in the same record
                 populations.append((epoch, msgspec.msgpack.encode(stage.population())))
+            changed = stage.changed_entities()
+            if changed:
+                entities.append((epoch, changed))
             stats.facts += len(facts)
             stats.epochs += 1
             done += self.waiting.pop(epoch, [])
@@ -164,7 +168,7 @@ class _Shard:
         if sink is not None:
             sink.campaigns(stage, merge=self.cfg.shards > 1)
             sink.write()
-        self.store.write(self.cfg.shard, updates, new_below, populations)
+        self.store.write(self.cfg.shard, updates, new_below, populations, entities)
         stats.containment += len(updates)
         state.meta = {
             "below": str(new_below),

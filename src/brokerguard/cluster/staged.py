@@ -19,7 +19,14 @@ from typing import Any
 from brokerguard.cluster.partition import EngineGroup, partition_of
 from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.engine.policy import load_policy
-from brokerguard.engine.stage import CampaignStage, Containment, Fact, StageLink, shard_of
+from brokerguard.engine.stage import (
+    CampaignStage,
+    Containment,
+    Fact,
+    StageLink,
+    decode_entity,
+    shard_of,
+)
 from brokerguard.engine.state import MemoryState
 from brokerguard.events import Event
 from brokerguard.guard import Decision
@@ -100,6 +107,9 @@ class StagedGuard(EngineGroup):
                 shared = stage.population()
                 for engine in self.engines:
                     engine.login.take_population(shared)
+            for key, data in stage.changed_entities().items():  # ... and the infrastructure
+                for engine in self.engines:
+                    engine.login.take_entity(key, decode_entity(data))
 
     # --- the engine's interface ---------------------------------------------------------------
     def decide(self, event: Event) -> Decision:

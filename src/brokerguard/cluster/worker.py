@@ -62,7 +62,7 @@ from brokerguard.cluster.stream import (
     epoch_marker,
 )
 from brokerguard.engine import BrokerGuard, Policy
-from brokerguard.engine.stage import Containment, StageLink
+from brokerguard.engine.stage import Containment, StageLink, decode_entity
 from brokerguard.events import ChallengeResult, decode_line
 from brokerguard.guard import decision_point
 from brokerguard.service.blocklist_watch import BlocklistWatch
@@ -504,11 +504,18 @@ async def run_worker(
                 if below is None or below < part.epoch:
                     stats.waits += 1
                     break  # the campaign stage is not done with the epochs before this one
-                if part.pop_epoch != part.epoch:
-                    # the population counted over all partitions up to the epoch before
-                    shared = store.population(part.epoch - 1) if store is not None else None
+                if part.pop_epoch != part.epoch and store is not None:
+                    # the population and infrastructure records kept over all partitions, up
+                    # to the epoch before, in place of this partition's
+                    shared = store.population(part.epoch - 1)
                     if shared is not None:
                         guard.login.take_population(shared)
+                    taken_to = None if part.pop_epoch is None else part.pop_epoch - 1
+                    changed = store.entities(taken_to, part.epoch - 1)
+                    state.prefetch(("entity", k.decode()) for r in changed for k in r)
+                    for records in changed:
+                        for key, data in records.items():
+                            guard.login.take_entity(key.decode(), decode_entity(data))
                     part.pop_epoch = part.epoch
             taken = i + 1
             if (p, event.id) in done:

@@ -104,8 +104,9 @@ class BrokerGuard:
             if stage is None
             else StagedCampaigns(self.state, params.campaign, stage)
         )
-        if stage is not None:  # the population is counted over all partitions by the stage
+        if stage is not None:  # population and infrastructure are kept over all partitions
             self.login.on_learn = lambda keys, hour: stage.send("learn", keys=keys, hour=hour)
+            self.login.on_entity = stage.send
         self.feedback = AnalystFeedback(self.state, params.feedback, self.login)
         self.decider = Decider(self.policy)
         self.always_step_up = set(self.policy.settings.always_step_up)

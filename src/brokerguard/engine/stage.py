@@ -44,16 +44,22 @@ from brokerguard.engine.state import (
     touch_window,
 )
 
+_encode_entity = msgspec.msgpack.Encoder().encode
+decode_entity = msgspec.msgpack.Decoder(EntityState).decode
+
 __all__ = [
     "CampaignStage",
     "Containment",
     "Fact",
     "FactKind",
     "StageLink",
+    "decode_entity",
     "shard_of",
 ]
 
-FactKind = Literal["risky", "clear", "buy", "fill", "bar", "learn"]
+FactKind = Literal[
+    "risky", "clear", "buy", "fill", "bar", "learn", "unfamiliar", "failure", "canary"
+]
 SWEEP_EVERY_S = 3600.0
 
 
@@ -74,6 +80,7 @@ class Fact(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
     account: str = ""
     keys: tuple[str, ...] = ()  # risky / clear: infrastructure keys; learn: population keys
     hour: int = 0  # learn: the sign-in's hour
+    origin: str = ""  # canary: the foreign origin the page was rendered under
     symbol: str = ""  # "MARKET:SYMBOL"
     compromised: bool = False  # buy: the session is all but certainly not the customer's
     thin: bool = False  # buy: one order of this size moves the instrument
@@ -172,8 +179,15 @@ class CampaignStage:
             "fill": self._fill,
             "bar": self._bar,
             "learn": self._learn,
+            "unfamiliar": self._unfamiliar,
+            "failure": self._failure,
+            "canary": self._canary,
         }
         self.population_changed = False
+        self.entities_changed: set[str] = set()
+        """Infrastructure records changed since the driver last looked (it hands them on)."""
+        self.failure_span = params.login.failure_window_minutes * 60
+        self.canary_span = params.login.canary_hours * 3600
 
     def process(self, facts: Iterable[Fact], epoch: int) -> list[Containment]:
         """Run one epoch's facts, in stream order; returns what came under a campaign."""
@@ -209,21 +223,48 @@ class CampaignStage:
             sym = SymbolState(market=market, symbol=symbol)
         return sym
 
+    def _put_entity(self, key: str, ent: EntityState) -> None:
+        self.state.put("entity", key, ent)
+        self.entities_changed.add(key)
+
     def _risky(self, f: Fact) -> None:
         touched = []
         for key in f.keys:
             ent = self._entity(key)
             touch_window(ent.risky, f.account, f.at, self.span, 64)
-            self.state.put("entity", key, ent)
+            self._put_entity(key, ent)
             touched.append((key, ent))
         self.watch.risky_login(f.account, touched, f.at)
 
     def _clear(self, f: Fact) -> None:
         for key in f.keys:
             ent = self.state.get("entity", key)
-            if ent is not None and f.account in ent.risky:
-                ent.risky.pop(f.account)
-                self.state.put("entity", key, ent)
+            if ent is not None and (f.account in ent.risky or f.account in ent.unfamiliar):
+                ent.risky.pop(f.account, None)
+                ent.unfamiliar.pop(f.account, None)
+                self._put_entity(key, ent)
+
+    # the login detector's own changes to the records (note_unfamiliar, note_failure, note_canary)
+    def _unfamiliar(self, f: Fact) -> None:
+        for key in f.keys:
+            ent = self._entity(key)
+            ent.logins += 1
+            ent.unfamiliar_total += 1
+            touch_window(ent.unfamiliar, f.account, f.at, self.span, 64)
+            self._put_entity(key, ent)
+
+    def _failure(self, f: Fact) -> None:
+        for key in f.keys:
+            ent = self._entity(key)
+            touch_window(ent.failures, f.account, f.at, self.failure_span, 64)
+            self._put_entity(key, ent)
+
+    def _canary(self, f: Fact) -> None:
+        for key in f.keys:
+            ent = self._entity(key)
+            if f.at >= ent.canary:
+                ent.canary, ent.canary_origin = f.at, f.origin
+            self._put_entity(key, ent)
 
     def _buy(self, f: Fact) -> None:
         sym = self._symbol(f.symbol)
@@ -257,8 +298,22 @@ class CampaignStage:
             ent = self.state.get("entity", key)
             if ent is None or ent.campaign:
                 continue
-            prune_window(ent.risky, now, self.span, 64)
-            if ent.risky:
-                self.state.put("entity", key, ent)
-            else:
+            for window in (ent.unfamiliar, ent.risky):
+                prune_window(window, now, self.span, 64)
+            prune_window(ent.failures, now, 3600 * 24, 64)
+            if not (
+                ent.unfamiliar or ent.risky or ent.failures or ent.canary > now - self.canary_span
+            ):
                 self.state.delete("entity", key)
+            else:
+                self.state.put("entity", key, ent)
+
+    def changed_entities(self) -> dict[str, bytes]:
+        """The infrastructure records changed since the last call, encoded (handed on)."""
+        out = {}
+        for key in sorted(self.entities_changed):
+            ent = self.state.get("entity", key)
+            if ent is not None:
+                out[key] = _encode_entity(ent)
+        self.entities_changed = set()
+        return out

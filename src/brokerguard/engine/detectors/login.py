@@ -131,6 +131,9 @@ class LoginRisk:
         self.on_learn: Callable[[tuple[str, ...], int], None] | None = None
         """Told the population keys and the hour of each trusted sign-in learned (campaign stage:
         the population is counted over all partitions there)."""
+        self.on_entity: Callable[..., None] | None = None
+        """Told each change to the shared-infrastructure records (``unfamiliar``, ``failure``,
+        ``canary``; campaign stage: they are kept over all partitions there)."""
 
     # --- population ------------------------------------------------------------------------
     @property
@@ -152,6 +155,14 @@ class LoginRisk:
         pop.counts = dict(shared.counts)
         pop.hours = list(shared.hours)
         self.state.put("population", "all", pop)
+
+    def take_entity(self, key: str, shared: EntityState) -> None:
+        """An address's (AS's, user agent's) record as kept over all partitions replaces this
+        partition's (campaign stage, at each epoch); an analyst's confirmation stays."""
+        mine = self.state.get("entity", key)
+        if mine is not None:
+            shared.confirmed_fraud = max(shared.confirmed_fraud, mine.confirmed_fraud)
+        self.state.put("entity", key, shared)
 
     def _p_pop(self, key: str, parent_count: int) -> float:
         return (self.population.counts.get(key, 0) + 0.5) / (parent_count + 1.0)
@@ -443,6 +454,8 @@ class LoginRisk:
             if now >= ent.canary:
                 ent.canary, ent.canary_origin = now, origin[:256]
             self.state.put("entity", key, ent)
+        if self.on_entity is not None:
+            self.on_entity("canary", keys=tuple(keys), origin=origin[:256], at=now)
 
     def _recent_failures(self, acc: AccountState, now: float) -> int:
         horizon = now - self.p.failure_window_minutes * 60
@@ -458,6 +471,8 @@ class LoginRisk:
         ent = self._entity(key)
         touch_window(ent.failures, event_id, now, self.p.failure_window_minutes * 60, 64)
         self.state.put("entity", key, ent)
+        if self.on_entity is not None:
+            self.on_entity("failure", keys=(key,), account=event_id, at=now)
         return self._recent_failures(acc, now)
 
     def note_unfamiliar(
@@ -473,6 +488,8 @@ class LoginRisk:
             ent.unfamiliar_total += 1
             touch_window(ent.unfamiliar, account, now, span, 64)
             self.state.put("entity", key, ent)
+        if self.on_entity is not None:
+            self.on_entity("unfamiliar", keys=self.entity_keys(f), account=account, at=now)
 
     def note_risky(
         self, account: str, f: LoginFeatures, now: float
