@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -108,7 +109,7 @@ class Run:
             st = self.out / f"{self.label}-stage.json"
             cmd = [*BG, "campaign-stage", "--prefix", self.prefix, *self.facts_args()]
             cmd += ["--partitions", str(self.args.partitions), "--stage-durable", "bench-stage"]
-            cmd += ["--idle-exit", str(idle_exit), "--stats", str(st)]
+            cmd += ["--stats", str(st)]  # no idle exit: stopped once the workers are done
             self.stage = (subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True), st)
         return procs
 
@@ -119,6 +120,7 @@ class Run:
         if self.stage is None:
             return None
         proc, st = self.stage
+        proc.send_signal(signal.SIGTERM)  # the workers are done: nothing waits on the stage
         _, err = proc.communicate(timeout=600)
         if proc.returncode != 0:
             raise SystemExit(f"campaign stage failed: {err}")

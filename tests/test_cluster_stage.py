@@ -110,7 +110,7 @@ def start_stage(names: Names, tmp: Path, shard: int, shards: int, *extra: str):
     args = ["--partitions", str(PARTS), "--prefix", names.prefix, "--shard", str(shard)]
     args += ["--stage-shards", str(shards), "--facts-stream", names.facts_stream]
     args += ["--facts-subject", names.facts_subject, "--stage-durable", f"st{names.durable}"]
-    args += ["--idle-exit", "6", "--lease-ttl", "1.5"]
+    args += ["--lease-ttl", "1.5"]  # no idle exit: stopped when the workers are done
     args += ["--campaigns", str(tmp / f"c-{shard}.ndjson")]
     return subprocess.Popen(
         [*BG, "campaign-stage", *args, *extra],
@@ -128,9 +128,14 @@ def ingest(path: Path, names: Names) -> None:
     )
 
 
-def finish(*procs: subprocess.Popen) -> None:
-    for proc in procs:
+def finish(workers: list[subprocess.Popen], stages: list[subprocess.Popen]) -> None:
+    """The workers run out of events (idle exit); then the stages are stopped (SIGTERM)."""
+    for proc in workers:
         _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    for proc in stages:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
 
 
@@ -192,7 +197,7 @@ def test_two_workers_and_the_stage_decide_and_raise_what_the_staged_replay_does(
         stage = start_stage(names, tmp_path, 0, 1, "--database", db)
         a = start_worker(names, tmp_path, "a", "--database", db)
         b = start_worker(names, tmp_path, "b", "--database", db)
-        finish(a, b, stage)
+        finish([a, b], [stage])
         assert decisions(tmp_path / "d-a.ndjson", tmp_path / "d-b.ndjson") == decisions(
             ref / "decisions.ndjson"
         )
@@ -238,7 +243,7 @@ def test_a_stage_killed_mid_run_and_started_again_changes_nothing(
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=10)
     again = start_stage(names, tmp_path, 0, 2)
-    finish(worker, other, again)
+    finish([worker], [other, again])
     assert decisions(out) == decisions(ref / "decisions.ndjson")
     got = campaign_lines(tmp_path / "c-0.ndjson", tmp_path / "c-1.ndjson")
     assert got == campaign_lines(ref / "campaigns.ndjson")
@@ -318,7 +323,7 @@ def test_redis_losing_everything_mid_run_the_stage_replays_its_facts(
     client = redis_client()
     assert client.exists(f"{names.prefix}:stage:0:meta")
     client.eval(WIPE, 0, f"{names.prefix}:*")  # at once, as a Redis that lost its data
-    finish(worker, stage)
+    finish([worker], [stage])
     assert decisions(out) == decisions(ref / "decisions.ndjson")
     got = campaign_lines(tmp_path / "c-0.ndjson")
     assert got == campaign_lines(ref / "campaigns.ndjson")
