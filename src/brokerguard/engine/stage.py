@@ -8,6 +8,11 @@ came from, suspicious first-time buys, fills, bars) and a :class:`CampaignStage`
 partitions. What it decides flows back as *containment*: which symbols and which addresses,
 networks and user agents are under a campaign.
 
+The login detector's cross-account records go the same way: each learned sign-in (population
+counts), unfamiliar sign-in, failed password and canary hit is a fact; shard 0 keeps the
+population and the shared-infrastructure records over all partitions, and each partition takes
+them, as of the epoch before, at the start of each epoch (``take_population``/``take_entity``).
+
 Time is cut into **epochs** (``epoch_seconds`` of event time; the stream carries a marker at
 each new epoch, see :mod:`brokerguard.cluster.stream`). The rules, which make the outcome the
 same however the work is scheduled:
