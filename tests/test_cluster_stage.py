@@ -9,10 +9,12 @@ started again changes nothing.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +30,7 @@ from cluster_helpers import (
     read_events,
     recorded_run,
 )
+from servers import free_port
 
 from brokerguard.cluster.partition import PartitionedGuard
 from brokerguard.cluster.staged import StagedGuard
@@ -194,10 +197,17 @@ def test_two_workers_and_the_stage_decide_and_raise_what_the_staged_replay_does(
     ref = reference(events_path, tmp_path / "ref", shards=1)
     with pg_database() as db:
         ingest(events_path, names)
-        stage = start_stage(names, tmp_path, 0, 1, "--database", db)
+        port = free_port()
+        stage = start_stage(names, tmp_path, 0, 1, "--database", db, "--metrics-port", str(port))
         a = start_worker(names, tmp_path, "a", "--database", db)
         b = start_worker(names, tmp_path, "b", "--database", db)
-        finish([a, b], [stage])
+        finish([a, b], [])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert "brokerguard_stage_holding 1.0" in metrics
+        facts = re.search(r"^brokerguard_stage_facts_total (\S+)$", metrics, re.M)
+        assert facts and float(facts.group(1)) > 0
+        finish([], [stage])
         assert decisions(tmp_path / "d-a.ndjson", tmp_path / "d-b.ndjson") == decisions(
             ref / "decisions.ndjson"
         )

@@ -358,6 +358,12 @@ def campaign_stage(
             help="Seconds before a standby takes over the shard of a dead holder.",
         ),
     ] = 10.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="BROKERGUARD_STAGE_METRICS_PORT", help="Serve Prometheus metrics on this port."
+        ),
+    ] = None,
     campaigns: Annotated[
         Path | None, typer.Option(help="Append campaign lines here (JSON lines).")
     ] = None,
@@ -386,6 +392,15 @@ def campaign_stage(
 
     if shard >= stage_shards:
         raise _fail(f"--shard {shard} is not below --stage-shards {stage_shards}")
+    metrics = None
+    if metrics_port is not None:
+        from brokerguard.cluster.metrics import StageMetrics
+
+        metrics = StageMetrics()
+        try:
+            metrics.serve(metrics_port)
+        except OSError as exc:
+            raise _fail(f"cannot serve metrics on port {metrics_port}: {exc.strerror}") from None
     try:
         engine_policy = load_policy(policy) if policy is not None else None
     except PolicyError as exc:
@@ -407,6 +422,7 @@ def campaign_stage(
                 campaigns=campaigns,
                 database=database,
                 policy=engine_policy,
+                metrics=metrics,
             )
         )
     except redis.exceptions.ConnectionError as exc:

@@ -221,6 +221,7 @@ async def run_campaign_stage(
     campaigns: Path | None = None,
     database: str | None = None,
     policy: Policy | None = None,
+    metrics: Any = None,
 ) -> StageStats:
     """Hold the shard and consume its facts until stopped (SIGTERM/SIGINT) or idle.
 
@@ -228,7 +229,8 @@ async def run_campaign_stage(
     another started on the same shard waits as a hot standby and takes over ``lease_ttl`` after
     the holder dies. Idle (``idle_exit`` seconds without a fact) counts only when every
     partition has been heard from and nothing is buffered: a stage never leaves workers waiting
-    for an epoch it holds facts of.
+    for an epoch it holds facts of. ``metrics`` (a
+    :class:`~brokerguard.cluster.metrics.StageMetrics`) is updated as it goes.
     """
     cfg = _Config(redis_url, prefix, shard, shards, partitions, policy if policy else load_policy())
     client = redis.Redis.from_url(redis_url)
@@ -299,11 +301,15 @@ async def run_campaign_stage(
         await ensure_facts_stream(js, facts_stream, facts_subject)
         idle_since = time.monotonic()
         while not stop.is_set():
+            if metrics is not None:
+                metrics.holding.set(0)
             if not hold():  # standby
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), lease_ttl / 3)
                 continue
             stats.taken += 1
+            if metrics is not None:
+                metrics.holding.set(1)
             part = _Shard(cfg, client, stats, owner)
             sub = await subscribe(part)
             next_beat = time.monotonic() + lease_ttl / 3
@@ -327,6 +333,7 @@ async def run_campaign_stage(
                             stop.set()
                         continue
                     idle_since = time.monotonic()
+                    before = (stats.facts, stats.epochs, stats.duplicates)
                     part.take(msgs)
                     target = part.ready()
                     if target is not None and (part.below is None or target > part.below):
@@ -336,6 +343,13 @@ async def run_campaign_stage(
                             await m.ack()
                         await nc.flush()
                         stats.cpu += time.process_time() - c0
+                    if metrics is not None:
+                        metrics.facts.inc(stats.facts - before[0])
+                        metrics.epochs.inc(stats.epochs - before[1])
+                        metrics.duplicates.inc(stats.duplicates - before[2])
+                        if part.below is not None:
+                            metrics.below.set(part.below)
+                        metrics.lag.set(msgs[-1].metadata.num_pending)
             except StageLost:
                 stats.lost += 1
             finally:

@@ -471,6 +471,7 @@ async def run_worker(
         c0 = time.process_time()
         stats.first_batch = stats.first_batch or time.time()
         before = stats.events
+        waits_before = stats.waits
         state, guard, p, link = part.state, part.guard, part.name, part.link
         markers = [epoch_marker(m.headers) for m in msgs]
         events = [
@@ -602,6 +603,7 @@ async def run_worker(
                 stats.batch_seconds[-1],
                 redelivered,
                 msgs[-1].metadata.num_pending,
+                stats.waits - waits_before,
             )
         return True
 
