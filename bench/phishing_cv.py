@@ -101,8 +101,8 @@ class Candidate:
     name: str
     modern: bool
     budget: float
-    l2: float = tp.L2
-    other_weight: float = tp.OTHER_WEIGHT
+    l2: float = 1e-4  # the recipe's L2 before this protocol chose 3e-5
+    other_weight: float = 0.5
 
 
 CANDIDATES = {
