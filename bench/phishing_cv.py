@@ -37,10 +37,11 @@ replaces the current recipe only if it beats it by at least 3 points and is not 
 fold. Otherwise the current recipe stays.
 
 Candidates are recipes of ``train_phishing.py`` (no brand- or month-specific constant tuned to
-the data): ``current`` (the shipped one: modern-page negatives, FPR budget 0.02%),
-``no-modern`` (without the generated modern-page negatives), ``loose`` (the earlier model's
-0.05% budget), ``no-modern-loose`` (about the earlier model's recipe) and ``l2x10`` (the current
-recipe with ten times the L2 penalty, a generalisation tweak: fewer kit-specific n-grams).
+the data): ``current`` (the recipe shipped until this protocol chose ``l2/3``: modern-page
+negatives, FPR budget 0.02%, L2 1e-4), ``no-modern`` (without the generated modern-page
+negatives), ``loose`` (the earlier model's 0.05% budget), ``no-modern-loose`` (about the earlier
+model's recipe) and ``l2x10`` (the current recipe with ten times the L2 penalty, a
+generalisation tweak: fewer kit-specific n-grams).
 Round 2, added after round 1 (the first five) had kept the current recipe, under the same rule:
 ``other-full`` (other brands' phishing at full weight instead of half: more kit structure to
 learn from) and ``l2/3`` (a third of the L2 penalty, the other direction from ``l2x10``).
