@@ -60,19 +60,29 @@ async def ensure_facts_stream(js, stream: str, subject: str) -> None:
 
 
 def fact_messages(
-    facts: Iterable[Fact], announce: Iterable[tuple[int, int]], subject: str, shards: int
+    facts: Iterable[Fact],
+    announce: Iterable[tuple[int, int]],
+    subject: str,
+    shards: int,
+    token: str = "",
 ) -> list[tuple[str, bytes, dict[str, str]]]:
-    """(subject, body, headers) of a batch's facts, then its epoch announcements, in order."""
+    """(subject, body, headers) of a batch's facts, then its epoch announcements, in order.
+
+    ``token`` names the partition's state since it was last built from empty: after Redis
+    lost it, the rebuilt partition's announcements are new (the stage counts only those of the
+    state Redis holds now), while its facts, the same again, are dropped as duplicates.
+    """
     out: list[tuple[str, bytes, dict[str, str]]] = []
     for fact in facts:
         headers = {"Nats-Msg-Id": f"f-{fact.order}-{fact.n}"}
         out.append((f"{subject}.{shard_of(fact, shards)}", _encode(fact), headers))
     for partition, epoch in announce:
-        body = json.dumps({"partition": partition, "epoch": epoch}).encode()
+        said = {"partition": partition, "epoch": epoch, "token": token}
+        body = json.dumps(said).encode()
         for s in range(shards):
             # one stream holds every shard's subject: the id names the shard too
-            headers = {"Nats-Msg-Id": f"e-{partition}-{epoch}/{s}", ANNOUNCE_HEADER: "1"}
-            out.append((f"{subject}.{s}", body, headers))
+            msg_id = f"e-{partition}-{epoch}-{token}/{s}"
+            out.append((f"{subject}.{s}", body, {"Nats-Msg-Id": msg_id, ANNOUNCE_HEADER: "1"}))
     return out
 
 
@@ -95,18 +105,18 @@ class ContainmentStore:
     def below_key(self, shard: int) -> str:
         return f"{self.prefix}:stage:{shard}:below"
 
-    def write(
+    def queue(
         self,
+        pipe,
         shard: int,
         updates: list[Containment],
         below: int,
         populations: list[tuple[int, bytes]] | None = None,
         entities: list[tuple[int, dict[str, bytes]]] | None = None,
     ) -> None:
-        """The stage's output for the epochs below ``below``: containment, the population counts
-        after each epoch that changed them and the infrastructure records each epoch changed,
-        then progress."""
-        pipe = self.redis.pipeline(transaction=True)
+        """Add to ``pipe`` the stage's output for the epochs below ``below``: containment, the
+        population counts after each epoch that changed them and the infrastructure records
+        each epoch changed, then progress (the stage adds them to its fenced state flush)."""
         for u in updates:
             pipe.hsetnx(self.key, f"{u.kind[0]}|{u.key}", f"{u.campaign}|{u.epoch}")
         for epoch, encoded in populations or ():
@@ -117,15 +127,12 @@ class ContainmentStore:
             pipe.hset(self.entity_key(epoch), mapping=records)
             pipe.zadd(self.ent_index, {str(epoch): epoch})
         pipe.set(self.below_key(shard), below)
-        pipe.execute()
-        self.round_trips += 1
-        if populations or entities:
-            self._prune(KEEP_POPULATIONS)
 
     def entity_key(self, epoch: int) -> str:
         return f"{self.prefix}:stage:entities:{epoch}"
 
-    def _prune(self, keep: int) -> None:
+    def prune(self, keep: int = KEEP_POPULATIONS) -> None:
+        """Drop the snapshots of all but the last ``keep`` epochs."""
         old = self.redis.zrange(self.pop_index, 0, -keep - 1)
         gone = self.redis.zrange(self.ent_index, 0, -keep - 1)
         pipe = self.redis.pipeline(transaction=True)

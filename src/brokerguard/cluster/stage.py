@@ -96,19 +96,34 @@ class _Shard:
         self.stage = CampaignStage(self.state, cfg.policy.detectors, cfg.shard, cfg.shards)
         self.stage.next_sweep = float(meta.get("next_sweep", 0.0))
         self.below: int | None = int(meta["below"]) if "below" in meta else None
-        self.announced = {int(p): k for p, k in json.loads(meta.get("announced", "{}")).items()}
+        # partition -> token of its state -> the latest epoch it announced
+        self.announced: dict[int, dict[str, int]] = {
+            int(p): dict(by_token)
+            for p, by_token in json.loads(meta.get("announced", "{}")).items()
+        }
+        self.tokens: dict[int, str] = {}  # each partition's state now in Redis (last look)
         self.store = ContainmentStore(client, cfg.prefix, cfg.shards)
         self.buffer: dict[int, dict[tuple[int, int], Fact]] = defaultdict(dict)
         self.waiting: dict[int, list] = defaultdict(list)  # epoch -> its facts' messages
         self.heard: list = []  # announcements and duplicates, acknowledged at the next flush
 
     def ready(self) -> int | None:
-        """The epoch below which every partition has sent all its facts (None: not yet)."""
+        """The epoch below which every partition has sent all its facts (None: not yet).
+
+        Only announcements of the partitions' states now in Redis count: after Redis lost
+        its data the stream still holds the old states' announcements, and counting those would
+        run this shard ahead of the partitions being rebuilt.
+        """
         parts = range(self.cfg.partitions)
-        self.stats.wait_for = [p for p in parts if p not in self.announced]
+        pipe = self.state.redis.pipeline(transaction=False)
+        for p in parts:
+            pipe.hget(f"{self.cfg.prefix}:{p}:meta", "token")
+        self.tokens = {p: t.decode() for p, t in zip(parts, pipe.execute(), strict=True) if t}
+        said = {p: self.announced.get(p, {}).get(self.tokens[p]) for p in parts if p in self.tokens}
+        self.stats.wait_for = [p for p in parts if said.get(p) is None]
         if self.stats.wait_for:
             return None
-        return min(self.announced[p] for p in parts)
+        return min(k for k in said.values() if k is not None)
 
     def settled(self) -> bool:
         """Every partition heard from and nothing buffered: no worker waits on this shard."""
@@ -118,8 +133,9 @@ class _Shard:
         for m in msgs:
             if m.headers and ANNOUNCE_HEADER in m.headers:
                 said = json.loads(m.data)
-                p, k = int(said["partition"]), int(said["epoch"])
-                self.announced[p] = max(self.announced.get(p, k), k)
+                p, k, token = int(said["partition"]), int(said["epoch"]), said.get("token", "")
+                by_token = self.announced.setdefault(p, {})
+                by_token[token] = max(by_token.get(token, k), k)
                 self.heard.append(m)
                 continue
             fact = _decode_fact(m.data)
@@ -168,8 +184,16 @@ class _Shard:
         if sink is not None:
             sink.campaigns(stage, merge=self.cfg.shards > 1)
             sink.write()
-        self.store.write(self.cfg.shard, updates, new_below, populations, entities)
-        stats.containment += len(updates)
+        # The output goes with the state, in one transaction fenced on the shard's lock: a
+        # stage that lost the shard (or whose Redis lost its data) writes none of it.
+        shard = self.cfg.shard
+        state.also.append(
+            lambda pipe: self.store.queue(pipe, shard, updates, new_below, populations, entities)
+        )
+        for p, by_token in self.announced.items():  # older states' announcements are done
+            keep = self.tokens.get(p)
+            for token in [t for t in by_token if t != keep and keep is not None]:
+                del by_token[token]
         state.meta = {
             "below": str(new_below),
             "announced": json.dumps(self.announced),
@@ -179,6 +203,8 @@ class _Shard:
             state.flush()
         except LeaseLost as exc:
             raise StageLost(str(exc)) from None
+        self.store.prune()
+        stats.containment += len(updates)
         self.below = new_below
         done += self.heard
         self.heard = []
@@ -327,15 +353,18 @@ async def run_campaign_stage(
                         msgs = await pull(sub, batch)
                     except TIMEOUTS:
                         msgs = []
-                    if not msgs:
+                    before = (stats.facts, stats.epochs, stats.duplicates)
+                    if msgs:
+                        idle_since = time.monotonic()
+                        part.take(msgs)
+                    # also when nothing came: a partition's state (its token) may have reached
+                    # Redis after its announcement reached us
+                    target = part.ready()
+                    if not msgs and (target is None or target == part.below):
                         quiet = time.monotonic() - idle_since >= idle_exit
                         if idle_exit and part.settled() and quiet:
                             stop.set()
                         continue
-                    idle_since = time.monotonic()
-                    before = (stats.facts, stats.epochs, stats.duplicates)
-                    part.take(msgs)
-                    target = part.ready()
                     if target is not None and (part.below is None or target > part.below):
                         c0 = time.process_time()
                         acks = part.advance(target, out, sink)
@@ -349,7 +378,8 @@ async def run_campaign_stage(
                         metrics.duplicates.inc(stats.duplicates - before[2])
                         if part.below is not None:
                             metrics.below.set(part.below)
-                        metrics.lag.set(msgs[-1].metadata.num_pending)
+                        if msgs:
+                            metrics.lag.set(msgs[-1].metadata.num_pending)
             except StageLost:
                 stats.lost += 1
             finally:

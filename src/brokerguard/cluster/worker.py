@@ -35,6 +35,7 @@ import contextlib
 import json
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
@@ -157,6 +158,7 @@ def inline_decision(headers: dict[str, str] | None) -> dict[str, Any] | None:
 
 
 TIMEOUTS = (TimeoutError, nats.errors.TimeoutError)  # asyncio's, or nats-py's own
+PARTITION_CACHE = 20_000  # records of a partition kept in memory between batches, at most
 
 
 async def pull(sub: Any, batch: int, wait: float = 0.5, count: list[int] | None = None) -> list:
@@ -202,6 +204,7 @@ class _Partition:
         self.link = link  # with a campaign stage: facts out, containment in
         self.epoch: int | None = None  # the last epoch marker passed (campaign stage)
         self.pop_epoch: int | None = None  # the epoch whose shared population counts are in
+        self.token = uuid.uuid4().hex[:12]  # this state's, since built from empty (see facts)
         self.backlog: list = []  # fetched, waiting for the campaign stage to finish an epoch
         self.task: asyncio.Task | None = None
         self.seq = ""  # the stream sequence of the last event flushed ("": none yet)
@@ -230,14 +233,17 @@ class _Partition:
             self.state.meta["epoch"] = str(self.epoch)
         if self.pop_epoch is not None:
             self.state.meta["pop_epoch"] = str(self.pop_epoch)
+        self.state.meta["token"] = self.token
 
     def refresh(self) -> None:
-        """Before a batch: what the engine keeps between batches, read again from Redis.
+        """Before a batch: the state in Redis is still what this worker flushed last.
 
-        The population counts (held by the login detector), the number of campaigns (the next
-        campaign's id) and the sweep clock. A worker whose lease lapsed without its knowing yet
-        then decides from the same state as the partition's new owner: its output lines are
-        the same, and its fenced flush fails, so nothing of it is acknowledged.
+        Then the records cached from earlier batches are still true, and the number of
+        campaigns (the next campaign's id) and the sweep clock are read again. If another worker
+        flushed meanwhile (this one's lease lapsed without its knowing) the partition is given up
+        (:class:`LeaseLost`); a worker that lost its lease to one that has not flushed yet
+        decides from the same state as the new owner: its output lines are the same, and its
+        fenced flush fails, so nothing of it is acknowledged.
         """
         state = self.state
         pipe = state.redis.pipeline(transaction=False)
@@ -248,8 +254,7 @@ class _Partition:
         meta = {k.decode(): v.decode() for k, v in raw.items()}
         if meta.get("seq", "") != self.seq:
             raise LeaseLost(f"partition {self.number}: its state in Redis changed under us")
-        state.forget("population")
-        self.guard.login._pop = None
+        # the state in Redis is what this worker last flushed: what it has cached is still true
         self.guard.campaigns._count = int(count)
         self.load_clock(meta)
 
@@ -268,6 +273,8 @@ class _Partition:
             raise LeaseLost(f"partition {self.number}: lease or state lost during the batch")
 
     def load_clock(self, meta: dict[str, str]) -> None:
+        if "token" in meta:
+            self.token = meta["token"]
         if "pop_epoch" in meta:
             self.pop_epoch = int(meta["pop_epoch"])
         if "epoch" in meta:
@@ -371,7 +378,11 @@ async def run_worker(
         return nxt.seq is not None and nxt.seq <= ack_floor
 
     async def open_partition(p: int) -> _Partition:
-        state = RedisState(redis_url, prefix=f"{prefix}:{p}", client=client)
+        # The partition is this worker's alone while its lease and state sequence hold (checked
+        # before every batch), so its records stay cached from one batch to the next.
+        state = RedisState(
+            redis_url, prefix=f"{prefix}:{p}", client=client, max_cached=PARTITION_CACHE
+        )
         state.fence = (leases.key(p), worker)
         states.append(state)
         meta = state.read_meta()
@@ -553,7 +564,7 @@ async def run_worker(
             return True  # waiting at the first message: nothing to write
         if link is not None:
             facts = link.take()
-            out = fact_messages(facts, announce, facts_subject, stage_shards)
+            out = fact_messages(facts, announce, facts_subject, stage_shards, part.token)
             if out:
                 acks = [js.publish(subj, body, headers=h) for subj, body, h in out]
                 await asyncio.gather(*acks)

@@ -26,7 +26,7 @@ for one batch, and the next batch reads from Redis what another worker may have 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -81,6 +81,9 @@ class RedisState(MemoryState):
         """Written to ``<prefix>:meta`` with the next flush (the worker keeps its sweep clock)"""
         self.fence: tuple[str, str] | None = None
         """(key, value): flush only while Redis holds that value there (a partition's lease)."""
+        self.also: list[Callable[[Any], None]] = []
+        """Called with the flush's transaction (a pipeline) to add commands of their own: they
+        are written with the records, under the same fence, or not at all."""
 
     # --- the State interface -------------------------------------------------------------------
     def get(self, kind: str, key: str) -> Any | None:
@@ -228,7 +231,7 @@ class RedisState(MemoryState):
         dels: dict[str, list[str]] = {}
         for kind, key in gone:
             dels.setdefault(kind, []).append(key)
-        if puts or dels or self._marks or self.meta:
+        if puts or dels or self._marks or self.meta or self.also:
             pipe = self.redis.pipeline(transaction=True)
             if self.fence is not None:
                 fence_key, owner = self.fence
@@ -238,6 +241,8 @@ class RedisState(MemoryState):
                     pipe.reset()
                     raise LeaseLost(f"{fence_key} is no longer held by {owner}")
                 pipe.multi()
+            for add in self.also:
+                add(pipe)
             if self.meta:
                 pipe.hset(f"{self.prefix}:meta", mapping=self.meta)
             for kind, mapping in puts.items():
@@ -258,6 +263,7 @@ class RedisState(MemoryState):
                 pipe.reset()
             self.round_trips += 1
         self.meta = {}
+        self.also = []
         self._stored.update(written)
         for k in gone:
             self._stored.pop(k, None)
