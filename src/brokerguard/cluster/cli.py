@@ -97,6 +97,29 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _serve_metrics(metrics: Any, port: int | None) -> Any:
+    """Serve ``metrics`` on ``port`` (None: no metrics); exit 2 when the port is taken."""
+    if port is None:
+        return None
+    try:
+        metrics.serve(port)
+    except OSError as exc:
+        raise _fail(f"cannot serve metrics on port {port}: {exc.strerror}") from None
+    return metrics
+
+
+def _run_connected(coro: Any, nats_url: str, redis_url: str) -> Any:
+    """Run a cluster process's coroutine; an unreachable server exits 2 naming it."""
+    import redis
+
+    try:
+        return asyncio.run(coro)
+    except redis.exceptions.ConnectionError as exc:
+        raise _fail(f"cannot reach Redis at {redis_url}: {exc}") from None
+    except (OSError, TimeoutError) as exc:
+        raise _fail(f"cannot reach NATS at {nats_url}: {exc}") from None
+
+
 KEYS = {"nats": "nats_url", "redis": "redis_url"}  # file key -> parameter name, where they differ
 
 
@@ -264,7 +287,6 @@ def worker(
     ] = None,
 ) -> None:
     """Consume this worker's share of the partitions; ack after state and records are written."""
-    import redis
 
     from brokerguard.cluster.stream import PartitionMismatch
     from brokerguard.cluster.worker import run_worker
@@ -281,18 +303,11 @@ def worker(
         raise _fail(str(exc)) from None
     # the same name as `replay --policy` and `simulate --guard FILE` give the engine
     guard_name = f"brokerguard:{policy.stem}" if policy is not None else "brokerguard"
-    metrics = None
-    if metrics_port is not None:
-        from brokerguard.cluster.metrics import WorkerMetrics
+    from brokerguard.cluster.metrics import WorkerMetrics
 
-        metrics = WorkerMetrics()
-        try:
-            metrics.serve(metrics_port)
-        except OSError as exc:
-            raise _fail(f"cannot serve metrics on port {metrics_port}: {exc.strerror}") from None
-
+    metrics = _serve_metrics(WorkerMetrics(), metrics_port) if metrics_port is not None else None
     try:
-        stats = asyncio.run(
+        stats = _run_connected(
             run_worker(
                 nats_url,
                 redis_url,
@@ -317,14 +332,12 @@ def worker(
                 facts_subject=facts_subject,
                 blocklist=watch,
                 blocklist_poll=blocklist_poll,
-            )
+            ),
+            nats_url,
+            redis_url,
         )
     except PartitionMismatch as exc:
         raise _fail(str(exc)) from None
-    except redis.exceptions.ConnectionError as exc:
-        raise _fail(f"cannot reach Redis at {redis_url}: {exc}") from None
-    except (OSError, TimeoutError) as exc:
-        raise _fail(f"cannot reach NATS at {nats_url}: {exc}") from None
     if stats_file is not None:
         import time
 
@@ -385,50 +398,40 @@ def campaign_stage(
     ] = None,
 ) -> None:
     """Run one shard of the campaign stage: campaigns over all partitions' facts."""
-    import redis
 
     from brokerguard.cluster.stage import run_campaign_stage
     from brokerguard.engine import PolicyError, load_policy
 
     if shard >= stage_shards:
         raise _fail(f"--shard {shard} is not below --stage-shards {stage_shards}")
-    metrics = None
-    if metrics_port is not None:
-        from brokerguard.cluster.metrics import StageMetrics
+    from brokerguard.cluster.metrics import StageMetrics
 
-        metrics = StageMetrics()
-        try:
-            metrics.serve(metrics_port)
-        except OSError as exc:
-            raise _fail(f"cannot serve metrics on port {metrics_port}: {exc.strerror}") from None
+    metrics = _serve_metrics(StageMetrics(), metrics_port) if metrics_port is not None else None
     try:
         engine_policy = load_policy(policy) if policy is not None else None
     except PolicyError as exc:
         raise _fail(str(exc)) from None
-    try:
-        stats = asyncio.run(
-            run_campaign_stage(
-                nats_url,
-                redis_url,
-                shard=shard,
-                shards=stage_shards,
-                partitions=partitions,
-                prefix=prefix,
-                facts_stream=facts_stream,
-                facts_subject=facts_subject,
-                durable=stage_durable,
-                idle_exit=idle_exit,
-                lease_ttl=lease_ttl,
-                campaigns=campaigns,
-                database=database,
-                policy=engine_policy,
-                metrics=metrics,
-            )
-        )
-    except redis.exceptions.ConnectionError as exc:
-        raise _fail(f"cannot reach Redis at {redis_url}: {exc}") from None
-    except (OSError, TimeoutError) as exc:
-        raise _fail(f"cannot reach NATS at {nats_url}: {exc}") from None
+    stats = _run_connected(
+        run_campaign_stage(
+            nats_url,
+            redis_url,
+            shard=shard,
+            shards=stage_shards,
+            partitions=partitions,
+            prefix=prefix,
+            facts_stream=facts_stream,
+            facts_subject=facts_subject,
+            durable=stage_durable,
+            idle_exit=idle_exit,
+            lease_ttl=lease_ttl,
+            campaigns=campaigns,
+            database=database,
+            policy=engine_policy,
+            metrics=metrics,
+        ),
+        nats_url,
+        redis_url,
+    )
     if stats_file is not None:
         stats_file.write_text(json.dumps(stats.as_dict()))
     console.print(

@@ -21,7 +21,6 @@ from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.engine.policy import load_policy
 from brokerguard.engine.stage import (
     CampaignStage,
-    Containment,
     Fact,
     StageLink,
     decode_entity,
@@ -69,7 +68,6 @@ class StagedGuard(EngineGroup):
         self.name = self.engines[0].name
         self.epoch: int | None = None
         self.order = 0
-        self.containment: list[Containment] = []
         self._facts: list[list[Fact]] = [[] for _ in range(shards)]
         self._tz: tzinfo = UTC
 
@@ -99,7 +97,6 @@ class StagedGuard(EngineGroup):
         for s, stage in enumerate(self.stages):
             facts, self._facts[s] = self._facts[s], []
             for update in stage.process(facts, self.epoch):
-                self.containment.append(update)
                 for link in self.links:
                     link.contain(update)
             if stage.population_changed:  # the counts over all partitions, for the next epoch

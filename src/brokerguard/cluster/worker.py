@@ -360,6 +360,11 @@ async def run_worker(
     held: dict[int, _Partition] = {}
     states: list[RedisState] = []  # every partition state opened (round trips)
     requests = [0]  # pull requests sent (NATS round trips), idle polls included
+
+    def redis_round_trips() -> int:
+        stage = store.round_trips if store is not None else 0  # the campaign stage's view
+        return leases.round_trips + sum(s.round_trips for s in states) + stage
+
     js = nc.jetstream()
 
     async def acked_beyond(p: int, flushed_to: int, ack_floor: int) -> bool:
@@ -605,7 +610,7 @@ async def run_worker(
         stats.nats_round_trips = requests[0] + stats.batches  # the pulls, an ack flush a batch
         count = sum(1 for e in events[:taken] if e is not None)  # markers are not events
         stats.partitions[part.number] = stats.partitions.get(part.number, 0) + count
-        stats.redis_round_trips = leases.round_trips + sum(s.round_trips for s in states)
+        stats.redis_round_trips = redis_round_trips()
         if metrics is not None:
             metrics.batch(
                 part.number,
@@ -720,7 +725,7 @@ async def run_worker(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        stats.redis_round_trips = leases.round_trips + sum(s.round_trips for s in states)
+        stats.redis_round_trips = redis_round_trips()
         for f in (out_decisions, out_campaigns):
             if f is not None:
                 f.close()

@@ -17,6 +17,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from brokerguard.cluster.cli import EpochOpt
+
 __all__ = ["audit_app", "keys_app", "mount", "records_app", "serve", "users_app"]
 
 console = Console(stderr=True)
@@ -97,15 +99,7 @@ def serve(
             help="Messages held for NATS while it is unreachable; more are dropped and counted.",
         ),
     ] = 100_000,
-    epoch_seconds: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            envvar="BROKERGUARD_EPOCH_SECONDS",
-            help="With --nats: epoch markers every this many seconds of event time, as ingest "
-            "puts them (the campaign stage's epochs; 0: none).",
-        ),
-    ] = 60.0,
+    epoch_seconds: EpochOpt = 60.0,  # with --nats, as ingest puts them
     blocklist: Annotated[
         Path | None,
         typer.Option(
