@@ -41,7 +41,7 @@ from fastapi.testclient import TestClient
 from brokerguard.cluster.partition import partition_of
 from brokerguard.cluster.stream import DEFAULT_EPOCH_SECONDS, EpochClock, epoch_marker, ingest
 from brokerguard.cluster.worker import run_worker
-from brokerguard.events import Event, encode
+from brokerguard.events import AnalystAction, Event, LoginAttempt, decode_line, encode
 from brokerguard.guard import decision_point
 from brokerguard.service.app import create_app
 from brokerguard.service.db import make_engine, migrate, write_transaction
@@ -132,7 +132,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Client]]:
         migrate(engine)
         keys = {}
         with write_transaction(engine) as conn:
-            for scope in ("decide", "ingest"):
+            for scope in ("decide", "ingest", "admin"):
                 keys[scope] = create_key(conn, [scope], name="test")[1]
         engine.dispose()
         settings = Settings(
@@ -238,6 +238,28 @@ def test_serve_publishes_events_in_order_with_its_decisions(
     lines = [encode(e) for e in events]
     asyncio.run(ingest(lines, NATS_URL, names.stream, names.subject, PARTS))
     assert len(stream_messages(names)) == len(messages) + PARTS
+
+
+def test_analyst_conclusions_are_published_to_the_partitions_that_need_them(
+    serve: Callable[..., Client], names: Names, events: list[Event]
+) -> None:
+    """A forced re-verification goes to its account's partition, after the events before it."""
+    api = serve(NATS_URL, names)
+    api.feed(events[:200])
+    account = next(e.account for e in events[:200] if isinstance(e, LoginAttempt))
+    acted = api.client.post(
+        f"/v1/accounts/{account}/actions",
+        json={"action": "force_reverify", "note": "called the customer"},
+        headers={"Authorization": f"Bearer {api.keys['admin']}"},
+    )
+    assert acted.status_code == 201, acted.text
+    assert api.drained()["outbox"] == 0
+    last_subject, headers, body = stream_messages(names)[-1]
+    heard = decode_line(body)
+    assert isinstance(heard, AnalystAction) and heard.action == "force_reverify"
+    assert heard.account == account and headers["Nats-Msg-Id"] == heard.id
+    assert last_subject == f"{names.subject}.{partition_of(heard, PARTS)}"
+    assert heard.ts == max(e.ts for e in events[:200])  # the engine's time, not the wall clock
 
 
 def unused_port() -> int:

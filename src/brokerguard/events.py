@@ -28,6 +28,7 @@ from msgspec import Meta
 
 __all__ = [
     "AccountSnapshot",
+    "AnalystAction",
     "CanaryHit",
     "ChallengeResult",
     "DECISION_POINTS",
@@ -246,6 +247,57 @@ class CanaryHit(_Event, frozen=True, kw_only=True, tag="canary"):
         _check_origin(self.origin)
 
 
+AnalystActionKind = Literal["force_reverify", "trust_device", "confirm_customer", "confirm_fraud"]
+
+
+class AnalystAction(_Event, frozen=True, kw_only=True, tag="analyst"):
+    """What the security team concluded, as an event of the stream.
+
+    An analyst's conclusion changes what the engine should decide next, so it travels the way
+    events do: recorded with them, replayed with them and, in the scale-out mode, published to
+    the partitions whose engines must hear it, in stream order, so that a replay of the stream
+    decides what the cluster decided. The service writes these from its analyst API and
+    console; its public event routes refuse them (a login system may not confirm its own
+    sign-ins).
+
+    - ``force_reverify`` (``account``): every sign-in and operation asks for a passkey or an
+      out-of-band confirmation until the customer passes one;
+    - ``trust_device`` (``account``, ``device``): the device cookie is the customer's;
+    - ``confirm_customer`` (``account``, ``login``): that sign-in was the customer's own;
+    - ``confirm_fraud`` (``login``, no ``account``): that sign-in was an attacker's, and its
+      address (and hosting network) is marked for *every* account, which is why the event has
+      no account and goes to every partition. The victim's re-verification is a
+      ``force_reverify`` of its own.
+    """
+
+    action: AnalystActionKind
+    account: Id | None = None
+    device: Id | None = None
+    login: LoginAttempt | None = None
+
+    def __post_init__(self) -> None:
+        needs = {
+            "force_reverify": ("account",),
+            "trust_device": ("account", "device"),
+            "confirm_customer": ("account", "login"),
+            "confirm_fraud": ("login",),
+        }[self.action]
+        for name in ("account", "device", "login"):
+            given = getattr(self, name) is not None
+            if name in needs and not given:
+                raise ValueError(f"`{name}` is required for action {self.action!r}")
+            if given and name not in needs:
+                raise ValueError(f"`{name}` must be absent for action {self.action!r}")
+        if (
+            self.login is not None
+            and self.account is not None
+            and self.login.account != self.account
+        ):
+            raise ValueError(
+                f"`login.account` ({self.login.account!r}) is not `account` ({self.account!r})"
+            )
+
+
 class Position(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     symbol: Id
     market: Market
@@ -312,6 +364,7 @@ Event = (
     | Instrument
     | MarketBar
     | CanaryHit
+    | AnalystAction
 )
 
 DECISION_POINTS: tuple[type, ...] = (LoginAttempt, Order, Withdrawal, SettingsChange)

@@ -187,6 +187,34 @@ def test_a_bad_batch_changes_nothing(api: Api, database_url: str) -> None:
     assert count(database_url, events) == 0
 
 
+def test_analyst_events_are_refused_on_the_public_event_routes(api: Api, database_url: str) -> None:
+    """A login or trading system may not send an analyst's conclusion (trust this device,
+    this sign-in was the customer's): those come only from the analyst API and the console."""
+    trust = (
+        b'{"type":"analyst","id":"a1","ts":"2025-03-20T10:00:00+09:00",'
+        b'"action":"trust_device","account":"A1","device":"ck-1"}'
+    )
+    good = encode(msgspec.json.decode(body(), type=Event))
+    ndjson = api.client.post(
+        "/v1/events",
+        content=good + b"\n" + trust + b"\n",
+        headers={**api.auth("ingest"), "content-type": "application/x-ndjson"},
+    )
+    error = error_of(ndjson, 422)
+    assert (error["code"], error["field"], error["line"]) == ("invalid_event", "type", 2)
+    assert "analyst API" in error["message"]
+    array = api.client.post(
+        "/v1/events",
+        content=b"[" + good + b"," + trust + b"]",
+        headers={**api.auth("ingest"), "content-type": "application/json"},
+    )
+    assert error_of(array, 422)["field"] == "[1].type"
+    assert error_of(api.decide(trust), 422)["field"] == "type"
+    api.settle()
+    assert api.service.host.events == 0
+    assert count(database_url, events) == 0
+
+
 def test_the_fast_path_answers_as_the_route_does(
     make_api: Callable[..., Api], sqlite_url: str, recorded_events: list[Event]
 ) -> None:

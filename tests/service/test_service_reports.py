@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -214,7 +215,19 @@ def test_monthly_report_counts_what_fraud_cases_confirm(
         ("trade", "att-o1-new"),
     ]
     exported = (tmp_path / "export" / "events.ndjson").read_text().splitlines()
-    assert len(exported) == sum(1 for e in events if hasattr(e, "account"))
+    kinds = [json.loads(line)["type"] for line in exported]
+    assert kinds.count("analyst") == 3  # the two outcomes, as the engine heard them
+    assert len(exported) - 3 == sum(1 for e in events if hasattr(e, "account"))
+    heard = sorted(
+        (a["action"], (a["login"] or {}).get("id"))
+        for a in map(json.loads, exported)
+        if a["type"] == "analyst"
+    )
+    assert heard == [
+        ("confirm_customer", own_login),
+        ("confirm_fraud", attacker_login),
+        ("force_reverify", None),
+    ]
 
 
 def test_records_export_feeds_brokerguard_report(make_api, sqlite_url: str, tmp_path: Path) -> None:

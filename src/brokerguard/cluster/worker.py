@@ -131,6 +131,10 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
             yield "entity", f"ip:{ip}"  # the address's shared-infrastructure record
         if isinstance(event, ChallengeResult):
             yield "pending", event.ref
+        login = getattr(event, "login", None)  # an analyst's conclusion about a sign-in
+        if login is not None:
+            yield "account", login.account
+            yield "entity", f"ip:{login.ip}"
 
 
 def inline_decision(headers: dict[str, str] | None) -> dict[str, Any] | None:

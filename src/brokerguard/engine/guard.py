@@ -40,6 +40,7 @@ from brokerguard.engine.state import (
 )
 from brokerguard.events import (
     AccountSnapshot,
+    AnalystAction,
     CanaryHit,
     ChallengeResult,
     Event,
@@ -131,6 +132,7 @@ class BrokerGuard:
             MarketBar: self._bar,
             Order: self._order_cancel,
             CanaryHit: self._canary,
+            AnalystAction: self._analyst,
         }
 
     # --- the guard interface ---------------------------------------------------------------
@@ -173,10 +175,14 @@ class BrokerGuard:
 
         Returns the infrastructure keys marked.
         """
-        f = self._features(login.ip, login.user_agent, login.device, login.ts)
-        keys = self.feedback.confirm_fraud(f, ts.timestamp())
+        keys = self.mark_fraud_infrastructure(login, ts)
         self.require_reverify(login.account, ts)
         return keys
+
+    def mark_fraud_infrastructure(self, login: LoginAttempt, ts: datetime) -> list[str]:
+        """The address (and hosting AS) of a confirmed fraudulent sign-in, for every account."""
+        f = self._features(login.ip, login.user_agent, login.device, login.ts)
+        return self.feedback.confirm_fraud(f, ts.timestamp())
 
     def dismiss_campaign(self, campaign_id: str, ts: datetime) -> bool:
         """Not an attack: the campaign stops containing anything. False if there is none."""
@@ -193,6 +199,18 @@ class BrokerGuard:
         self._cleared(login.account, f)
         self.login.learn(acc, f, login.ts.timestamp())
         self.state.put("account", login.account, acc)
+
+    def _analyst(self, action: AnalystAction) -> None:
+        """An analyst's conclusion that came as an event (recorded, replayed, streamed)."""
+        match action.action:
+            case "force_reverify":
+                self.require_reverify(action.account, action.ts)  # type: ignore[arg-type]
+            case "trust_device":
+                self.trust_device(action.account, action.device)  # type: ignore[arg-type]
+            case "confirm_customer":
+                self.confirm_customer(action.login)  # type: ignore[arg-type]
+            case "confirm_fraud":
+                self.mark_fraud_infrastructure(action.login, action.ts)  # type: ignore[arg-type]
 
     def set_blocklist(self, blocklist: Blocklist | None) -> None:
         """Load a new phishing block-list into the running guard (e.g. after each export)."""

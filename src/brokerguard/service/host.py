@@ -23,11 +23,18 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import CampaignState, PendingState
-from brokerguard.events import ChallengeResult, Event, LoginAttempt
+from brokerguard.events import (
+    AnalystAction,
+    AnalystActionKind,
+    ChallengeResult,
+    Event,
+    LoginAttempt,
+)
 from brokerguard.guard import Decision, Reason
 from brokerguard.service.records import campaign_id
 from brokerguard.stores.sqlite import SqliteState
@@ -131,21 +138,40 @@ class GuardHost:
         self.guard.observe(answer)
         return answer
 
-    def trust_device(self, account: str, cookie: str) -> None:
-        self.guard.trust_device(account, cookie)
+    def conclude(
+        self,
+        action: AnalystActionKind,
+        *,
+        account: str | None = None,
+        device: str | None = None,
+        login: LoginAttempt | None = None,
+    ) -> AnalystAction:
+        """An analyst's conclusion as an event, at the latest event time, heard by the engine.
 
-    def require_reverify(self, account: str) -> None:
-        self.guard.require_reverify(account, self.last_ts or datetime.now(UTC))
+        The caller records it with the events and publishes it (``serve --nats``), so that the
+        workers' engines and any replay hear the same thing at the same place in the stream.
+        """
+        event = AnalystAction(
+            id=f"analyst-{uuid4().hex}",
+            ts=self.last_ts or datetime.now(UTC),
+            action=action,
+            account=account,
+            device=device,
+            login=login,
+        )
+        self.observe(event)
+        return event
 
-    def confirm(self, login: LoginAttempt, fraud: bool) -> list[str]:
-        """A case closed on this sign-in: fraud marks its infrastructure, not fraud teaches it.
-
-        Returns the infrastructure keys marked (none for not fraud).
+    def confirm(self, login: LoginAttempt, fraud: bool) -> list[AnalystAction]:
+        """A case closed on this sign-in, as events: fraud marks its infrastructure for every
+        account and makes the victim re-verify; not fraud teaches the sign-in as the customer's.
         """
         if fraud:
-            return self.guard.confirm_fraud(login, self.last_ts or datetime.now(UTC))
-        self.guard.confirm_customer(login)
-        return []
+            return [
+                self.conclude("confirm_fraud", login=login),
+                self.conclude("force_reverify", account=login.account),
+            ]
+        return [self.conclude("confirm_customer", account=login.account, login=login)]
 
     def dismiss_campaign(self, engine_id: str) -> bool:
         return self.guard.dismiss_campaign(engine_id, self.last_ts or datetime.now(UTC))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from brokerguard.events import Event, EventError, decode_line
+from brokerguard.events import AnalystAction, Event, EventError, decode_line
 from brokerguard.guard import decision_point
 from brokerguard.service.errors import InvalidInput, MalformedBody, UnsupportedMediaType
 
@@ -40,6 +40,21 @@ def _invalid(exc: EventError, *, prefix: str = "", line: int | None = None) -> I
     return InvalidInput(message, field=field, code="invalid_event", extra=extra)
 
 
+def _not_analyst(event: Event, field: str = "type", line: int | None = None) -> Event:
+    """Analyst actions come from the analyst API and the console (authenticated, audited),
+    never from the broker's login or trading systems: those may not confirm their own
+    sign-ins or trust a device."""
+    if isinstance(event, AnalystAction):
+        raise InvalidInput(
+            "an 'analyst' event is an analyst's conclusion: take it through the analyst API "
+            "(/v1/accounts/{account}/actions, /v1/cases/{id}) or the console, not as an event",
+            field=field,
+            code="invalid_event",
+            extra={"line": line} if line is not None else None,
+        )
+    return event
+
+
 def parse_decision_event(body: bytes, content_type: str | None) -> tuple[Event, str]:
     """The event and its decision point; refuses events that are not decision points."""
     media = _media_type(content_type)
@@ -48,7 +63,7 @@ def parse_decision_event(body: bytes, content_type: str | None) -> tuple[Event, 
     if not body.strip():
         raise MalformedBody("the body is empty: send one event as JSON")
     try:
-        event = decode_line(body)
+        event = _not_analyst(decode_line(body))
     except EventError as exc:
         raise _invalid(exc) from None
     point = decision_point(event)
@@ -86,7 +101,7 @@ def parse_batch(body: bytes, content_type: str | None) -> list[Event]:
         events = []
         for i, raw in enumerate(raws):
             try:
-                events.append(decode_line(bytes(raw)))
+                events.append(_not_analyst(decode_line(bytes(raw)), f"[{i}].type"))
             except EventError as exc:
                 raise _invalid(exc, prefix=f"[{i}]") from None
         return events
@@ -96,7 +111,7 @@ def parse_batch(body: bytes, content_type: str | None) -> list[Event]:
     for number, line in enumerate(body.splitlines(), start=1):
         if line.strip():
             try:
-                events.append(decode_line(line, line=number))
+                events.append(_not_analyst(decode_line(line, line=number), line=number))
             except EventError as exc:
                 raise _invalid(exc, line=number) from None
     return events

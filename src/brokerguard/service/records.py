@@ -31,7 +31,7 @@ import msgspec
 
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import CampaignState
-from brokerguard.events import Event, encode
+from brokerguard.events import AnalystAction, Event, encode
 from brokerguard.guard import Decision
 from brokerguard.service.audit import AuditEntry
 from brokerguard.service.recorder import CampaignRecord, DecisionRecord, EventRecord
@@ -99,6 +99,8 @@ def _jsonable(value: Any) -> Any:
 def event_record(event: Event) -> EventRecord | None:
     """The events-table row of an account event; market data (no account) is not kept."""
     account = getattr(event, "account", None)
+    if account is None and isinstance(event, AnalystAction) and event.login is not None:
+        account = event.login.account  # a confirmed fraud: on the victim's timeline
     if account is None:
         return None
     return EventRecord(

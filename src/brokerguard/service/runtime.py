@@ -344,11 +344,8 @@ class Service:
             answer = host.answer_hold(
                 target or "", action == "release_order", f"action-{row['id']}"
             )
-            kept = event_record(answer) if answer is not None else None
-            if kept is not None:
-                self.recorder.record(kept)
-            if answer is not None and self.publisher is not None:
-                self.publisher.event(answer)  # the workers' engines hear the confirmation too
+            if answer is not None:
+                self._pass_on(answer)  # the workers' engines hear the confirmation too
         elif action in ("lock", "freeze"):
             host.locked[account] = actor
             if action == "freeze":
@@ -359,10 +356,19 @@ class Service:
             host.locked.pop(account, None)
             host.frozen.discard(account)
         elif action == "force_reverify":
-            host.require_reverify(account)
+            self._pass_on(host.conclude("force_reverify", account=account))
         elif action == "trust_device" and target:
-            host.trust_device(account, target)
+            self._pass_on(host.conclude("trust_device", account=account, device=target))
         return row
+
+    def _pass_on(self, event: Event) -> None:
+        """An event the service made itself (an analyst's conclusion, a hold's answer): kept
+        with the events and, with ``--nats``, published, so workers and replays hear it too."""
+        kept = event_record(event)
+        if kept is not None:
+            self.recorder.record(kept)
+        if self.publisher is not None:
+            self.publisher.event(event)
 
     async def update_case(
         self, actor: str, case_id: int, changes: dict[str, Any]
@@ -386,9 +392,10 @@ class Service:
         if decided:
             fraud = case["outcome"] == "fraud"
             if login is not None:
-                self.host.confirm(login, fraud)
+                for event in self.host.confirm(login, fraud):
+                    self._pass_on(event)
             elif fraud and case["account"]:
-                self.host.require_reverify(case["account"])
+                self._pass_on(self.host.conclude("force_reverify", account=case["account"]))
         return case
 
     async def update_campaign(self, actor: str, campaign_id: str, status: str) -> dict[str, Any]:

@@ -62,6 +62,11 @@ def _describe(item: dict[str, Any]) -> dict[str, Any]:
         view["what"] = f"{body.get('factor', '')} {body.get('outcome', '')} ← {body.get('ref', '')}"
     elif kind == "session":
         view["what"] = body.get("action", "")
+    elif kind == "analyst":  # an analyst's conclusion, as the engine heard it
+        login = body.get("login") or {}
+        about = f" ← {login.get('id', '')} ({login.get('ip', '')})" if login else ""
+        device = f" · {body['device']}" if body.get("device") else ""
+        view["what"] = f"{body.get('action', '')}{about}{device}"
     return view
 
 
