@@ -2,26 +2,99 @@
 
 The service writes an analyst's conclusion as an ``analyst`` event (see
 :class:`brokerguard.events.AnalystAction`) and publishes it like any other: an account's own to
-the account's partition, a confirmed fraud (whose infrastructure concerns every account) to every
-partition. Here a recorded run gets such events mid-stream; a real worker on NATS and Redis must
-decide exactly what ``replay --partitions 4`` decides from the same file, and that must differ
-from the run without them, also on a partition other than the victim's.
+the account's partition, a confirmed fraud or a dismissed campaign (which concern every account)
+to every partition. Here a recorded run gets such events mid-stream; real workers on NATS and
+Redis (with the campaign stage, for a dismissal of a stage's campaign) must decide exactly what
+``replay --partitions 4`` decides from the same file, and that must differ from the run without
+them.
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from cluster_helpers import decisions, fresh_names, read_events, recorded_run
+import pytest
+from cluster_helpers import Names, decisions, fresh_names, read_events, recorded_run
 
-from brokerguard.cluster.partition import partition_of
+from brokerguard.cluster.partition import PartitionedGuard, partition_of
+from brokerguard.cluster.staged import StagedGuard
 from brokerguard.events import AnalystAction, Event, LoginAttempt, write_ndjson
 
 BG = [sys.executable, "-m", "brokerguard"]
 PARTS = 4
+EPOCH = 600.0
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory) -> list[Event]:
+    return read_events(recorded_run(tmp_path_factory.mktemp("run"), investors=200))
+
+
+def in_process(guard, events: list[Event]) -> dict[str, tuple]:
+    """Decisions of a reference guard run in this process (event id -> action, score)."""
+    out: dict[str, tuple] = {}
+    guard.trace = lambda e, signals, d: out.__setitem__(e.id, (d.action, d.score))
+    for e in events:
+        guard.decide(e) if hasattr(e, "account") else guard.observe(e)
+    return out
+
+
+def with_dismissal(events: list[Event], make: Callable[[], object]) -> list[Event]:
+    """The run with a dismissal, 20 minutes after it was raised, of the first campaign (of the
+    reference ``make`` builds) whose dismissal changes a decision."""
+    plain = in_process(make(), events)
+    guard = make()
+    in_process(guard, events)
+    for camp in sorted(guard.campaign_records(), key=lambda c: c["raised_at"]):
+        raised = datetime.fromisoformat(camp["raised_at"])
+        i = next(i for i, e in enumerate(events) if e.ts >= raised + timedelta(minutes=20))
+        dismissal = AnalystAction(
+            id=f"analyst-d-{camp['id']}",
+            ts=events[i - 1].ts,
+            action="dismiss_campaign",
+            campaign=camp["id"],
+        )
+        changed = [*events[:i], dismissal, *events[i:]]
+        if in_process(make(), changed) != plain:
+            return changed
+    raise AssertionError("no campaign of the recorded run whose dismissal changes a decision")
+
+
+def replay(source: Path, out: Path, *extra: str) -> list[tuple]:
+    subprocess.run(
+        [*BG, "replay", str(source), "--partitions", str(PARTS), "--out", str(out), *extra],
+        check=True,
+        capture_output=True,
+    )
+    return decisions(out / "decisions.ndjson")
+
+
+def written(events: list[Event], path: Path) -> Path:
+    with open(path, "wb") as f:
+        write_ndjson(f, events)
+    return path
+
+
+def worker_args(names: Names, out: Path) -> list[str]:
+    return [
+        *BG,
+        "worker",
+        *names.cli(PARTS),
+        "--prefix",
+        names.prefix,
+        "--durable",
+        names.durable,
+        "--idle-exit",
+        "3",
+        "--decisions",
+        str(out),
+    ]
 
 
 def with_conclusions(events: list[Event]) -> tuple[list[Event], set[str]]:
@@ -46,23 +119,12 @@ def with_conclusions(events: list[Event]) -> tuple[list[Event], set[str]]:
     return out, {e.id for _, e in later}
 
 
-def test_a_worker_hears_analyst_events_as_replay_does(tmp_path: Path) -> None:
-    events = read_events(recorded_run(tmp_path / "run", investors=200))
+def test_a_worker_hears_analyst_events_as_replay_does(events: list[Event], tmp_path: Path) -> None:
     concluded, later = with_conclusions(events)
-    path = tmp_path / "with-analyst.ndjson"
-    with open(path, "wb") as f:
-        write_ndjson(f, concluded)
-
-    def replay(source: Path, out: Path) -> list[tuple]:
-        subprocess.run(
-            [*BG, "replay", str(source), "--partitions", str(PARTS), "--out", str(out)],
-            check=True,
-            capture_output=True,
-        )
-        return decisions(out / "decisions.ndjson")
-
+    concluded = with_dismissal(concluded, lambda: PartitionedGuard(PARTS))
+    path = written(concluded, tmp_path / "with-analyst.ndjson")
     expected = replay(path, tmp_path / "ref")
-    without = replay(tmp_path / "run" / "events.ndjson", tmp_path / "ref-plain")
+    without = replay(written(events, tmp_path / "plain.ndjson"), tmp_path / "ref-plain")
     changed = {row[0] for row in set(expected) ^ set(without)}
     assert changed & later  # the confirmed address counts in another partition
 
@@ -71,22 +133,48 @@ def test_a_worker_hears_analyst_events_as_replay_does(tmp_path: Path) -> None:
             [*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True
         )
         run = subprocess.run(
-            [
-                *BG,
-                "worker",
-                *names.cli(PARTS),
-                "--prefix",
-                names.prefix,
-                "--durable",
-                names.durable,
-                "--idle-exit",
-                "3",
-                "--decisions",
-                str(tmp_path / "d.ndjson"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
+            worker_args(names, tmp_path / "d.ndjson"), capture_output=True, text=True, timeout=300
         )
+        assert run.returncode == 0, run.stderr
+    assert decisions(tmp_path / "d.ndjson") == expected
+
+
+def test_a_dismissal_reaches_the_campaign_stage_as_in_the_staged_replay(
+    events: list[Event], tmp_path: Path
+) -> None:
+    """Two stage shards (ids ``K0-``/``K1-``): the dismissal goes to both, frees the campaign's
+    keys from the next epoch, and the workers see it through the stage's output in Redis."""
+    dismissed = with_dismissal(events, lambda: StagedGuard(PARTS, shards=2, epoch_seconds=EPOCH))
+    path = written(dismissed, tmp_path / "dismissed.ndjson")
+    staged = ["--campaign-stage", "--stage-shards", "2", "--epoch-seconds", str(EPOCH)]
+    expected = replay(path, tmp_path / "ref", *staged)
+    assert expected != replay(written(events, tmp_path / "plain.ndjson"), tmp_path / "r0", *staged)
+
+    with fresh_names() as names:
+        subprocess.run(
+            [*BG, "ingest", str(path), *names.cli(PARTS), "--epoch-seconds", str(EPOCH)],
+            check=True,
+            capture_output=True,
+        )
+        stage_args = ["--partitions", str(PARTS), "--prefix", names.prefix, "--stage-shards", "2"]
+        stage_args += ["--facts-stream", names.facts_stream, "--facts-subject", names.facts_subject]
+        stage_args += ["--stage-durable", f"st{names.durable}", "--lease-ttl", "1.5"]
+        stages = [
+            subprocess.Popen(
+                [*BG, "campaign-stage", *stage_args, "--shard", str(s)],
+                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+            )
+            for s in range(2)
+        ]
+        args = worker_args(names, tmp_path / "d.ndjson")
+        args += ["--facts-stream", names.facts_stream, "--facts-subject", names.facts_subject]
+        args += ["--campaign-stage", "--stage-shards", "2", "--lease-ttl", "1.5"]
+        run = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        for proc in stages:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
         assert run.returncode == 0, run.stderr
     assert decisions(tmp_path / "d.ndjson") == expected

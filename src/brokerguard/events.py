@@ -247,7 +247,9 @@ class CanaryHit(_Event, frozen=True, kw_only=True, tag="canary"):
         _check_origin(self.origin)
 
 
-AnalystActionKind = Literal["force_reverify", "trust_device", "confirm_customer", "confirm_fraud"]
+AnalystActionKind = Literal[
+    "force_reverify", "trust_device", "confirm_customer", "confirm_fraud", "dismiss_campaign"
+]
 
 
 class AnalystAction(_Event, frozen=True, kw_only=True, tag="analyst"):
@@ -267,13 +269,17 @@ class AnalystAction(_Event, frozen=True, kw_only=True, tag="analyst"):
     - ``confirm_fraud`` (``login``, no ``account``): that sign-in was an attacker's, and its
       address (and hosting network) is marked for *every* account, which is why the event has
       no account and goes to every partition. The victim's re-verification is a
-      ``force_reverify`` of its own.
+      ``force_reverify`` of its own;
+    - ``dismiss_campaign`` (``campaign``, no account): not an attack; the campaign named by the
+      id the engine that raised it gave it (a partition's ``P003-C0001``, a stage shard's
+      ``K1-C0002``) stops containing anything. It goes to every partition too.
     """
 
     action: AnalystActionKind
     account: Id | None = None
     device: Id | None = None
     login: LoginAttempt | None = None
+    campaign: Id | None = None
 
     def __post_init__(self) -> None:
         needs = {
@@ -281,8 +287,9 @@ class AnalystAction(_Event, frozen=True, kw_only=True, tag="analyst"):
             "trust_device": ("account", "device"),
             "confirm_customer": ("account", "login"),
             "confirm_fraud": ("login",),
+            "dismiss_campaign": ("campaign",),
         }[self.action]
-        for name in ("account", "device", "login"):
+        for name in ("account", "device", "login", "campaign"):
             given = getattr(self, name) is not None
             if name in needs and not given:
                 raise ValueError(f"`{name}` is required for action {self.action!r}")

@@ -24,7 +24,7 @@ import msgspec
 import nats
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
-from brokerguard.engine.stage import Containment, Fact, shard_of
+from brokerguard.engine.stage import Containment, Fact, shards_of
 from brokerguard.engine.state import PopulationState
 
 __all__ = [
@@ -74,8 +74,11 @@ def fact_messages(
     """
     out: list[tuple[str, bytes, dict[str, str]]] = []
     for fact in facts:
-        headers = {"Nats-Msg-Id": f"f-{fact.order}-{fact.n}"}
-        out.append((f"{subject}.{shard_of(fact, shards)}", _encode(fact), headers))
+        body = _encode(fact)
+        for s in shards_of(fact, shards):  # one shard, or every shard for a dismissal
+            suffix = f"/{s}" if fact.kind == "dismiss" else ""
+            headers = {"Nats-Msg-Id": f"f-{fact.order}-{fact.n}{suffix}"}
+            out.append((f"{subject}.{s}", body, headers))
     for partition, epoch in announce:
         said = {"partition": partition, "epoch": epoch, "token": token}
         body = json.dumps(said).encode()
@@ -89,7 +92,10 @@ def fact_messages(
 class ContainmentStore:
     """Containment in Redis: ``<prefix>:stage:contain`` and each shard's ``below``.
 
-    ``contain`` maps ``s|<symbol>`` or ``e|<infrastructure key>`` to ``<campaign>|<epoch>``.
+    ``contain`` has one field per change: ``s|<symbol>|<epoch>|<n>`` or ``e|<infrastructure
+    key>|<epoch>|<n>`` (``n``: its place among the shard's changes of that epoch) maps to
+    ``<campaign>|+`` (came under the campaign) or ``<campaign>|-`` (freed by a dismissal). A
+    key belongs to one shard, so the order of a key's changes is (epoch, n).
     """
 
     def __init__(self, client, prefix: str, shards: int) -> None:
@@ -117,8 +123,11 @@ class ContainmentStore:
         """Add to ``pipe`` the stage's output for the epochs below ``below``: containment, the
         population counts after each epoch that changed them and the infrastructure records
         each epoch changed, then progress (the stage adds them to its fenced state flush)."""
-        for u in updates:
-            pipe.hsetnx(self.key, f"{u.kind[0]}|{u.key}", f"{u.campaign}|{u.epoch}")
+        within: dict[int, int] = {}
+        for u in updates:  # one field per change, named by its place: a rerun adds nothing
+            n = within[u.epoch] = within.get(u.epoch, -1) + 1
+            sign = "-" if u.released else "+"
+            pipe.hsetnx(self.key, f"{u.kind[0]}|{u.key}|{u.epoch}|{n}", f"{u.campaign}|{sign}")
         for epoch, encoded in populations or ():
             pipe.hset(self.pop_key, str(epoch), encoded)
             pipe.zadd(self.pop_index, {str(epoch): epoch})
@@ -186,9 +195,12 @@ class ContainmentStore:
         below = None if any(v is None for v in values) else min(int(v) for v in values)
         out = []
         for field, value in raw.items():
-            kind, _, key = field.decode().partition("|")
-            campaign, _, epoch = value.decode().rpartition("|")
-            out.append(
-                Containment("symbol" if kind == "s" else "entity", key, campaign, int(epoch))
+            kind, rest = field.decode().split("|", 1)
+            key, epoch, n = rest.rsplit("|", 2)
+            campaign, _, sign = value.decode().rpartition("|")
+            update = Containment(
+                "symbol" if kind == "s" else "entity", key, campaign, int(epoch), sign == "-"
             )
-        return below, out
+            out.append(((int(epoch), int(n)), update))
+        out.sort(key=lambda item: item[0])  # the stage's own order (each shard's keys apart)
+        return below, [update for _, update in out]

@@ -87,6 +87,8 @@ class PartitionedGuard(EngineGroup):
         make = make or BrokerGuard
         self.partitions = partitions
         self.engines = [make() for _ in range(partitions)]
+        for p, engine in enumerate(self.engines):
+            engine.campaign_tag = campaign_tag(p, partitions)  # an analyst names its ids so
         self.name = self.engines[0].name
 
     def decide(self, event: Event) -> Decision:

@@ -24,7 +24,7 @@ from brokerguard.engine.stage import (
     Fact,
     StageLink,
     decode_entity,
-    shard_of,
+    shards_of,
 )
 from brokerguard.engine.state import MemoryState
 from brokerguard.events import Event
@@ -91,7 +91,8 @@ class StagedGuard(EngineGroup):
         """Run the stages on the facts sent so far (all of epochs before the current one)."""
         for link in self.links:
             for fact in link.take():
-                self._facts[shard_of(fact, self.shards)].append(fact)
+                for s in shards_of(fact, self.shards):
+                    self._facts[s].append(fact)
         if self.epoch is None:
             return
         for s, stage in enumerate(self.stages):

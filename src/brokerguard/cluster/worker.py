@@ -214,12 +214,12 @@ class _Partition:
         self.seq = ""  # the stream sequence of the last event flushed ("": none yet)
 
     def see(self, containment: list[Containment]) -> None:
-        """Make visible what the campaign stage found in epochs before this partition's."""
+        """Make visible what the campaign stage found in epochs before this partition's (the
+        whole output, in the stage's order: a dismissal frees what came before it)."""
         if self.link is None or self.epoch is None:
             return
-        for update in containment:
-            if update.epoch < self.epoch:
-                self.link.contain(update)
+        epoch = self.epoch
+        self.link.see_only(u for u in containment if u.epoch < epoch)
 
     def save_clock(self, seq: int) -> None:
         """The engine's sweep schedule and zone go with the state: a new owner continues them.
@@ -436,6 +436,8 @@ async def run_worker(
         listed = blocklist.blocklist if blocklist is not None else None
         guard = BrokerGuard(policy, state=state, name=guard_name, blocklist=listed, stage=link)
         guard.trace = trace
+        if link is None:  # the partition raises campaigns itself, under its tag
+            guard.campaign_tag = campaign_tag(p, partitions)
         part = _Partition(p, state, guard, sub, link)
         part.load_clock(meta)
         part.seq = meta.get("seq", "")

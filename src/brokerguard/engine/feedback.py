@@ -37,7 +37,34 @@ from brokerguard.engine.state import (
     SymbolState,
 )
 
-__all__ = ["AnalystFeedback"]
+__all__ = ["AnalystFeedback", "unlink_campaign"]
+
+
+def unlink_campaign(state: State, camp: CampaignState, now: float) -> list[tuple[str, str]]:
+    """Free the campaign's symbols and infrastructure and forget the evidence that raised it;
+    returns the keys freed (``symbol`` | ``entity``, key). Shared by the engine and the campaign
+    stage, which has the same records but no sessions."""
+    freed: list[tuple[str, str]] = []
+    for key in camp.symbols:
+        sym: SymbolState | None = state.get("symbol", key)
+        if sym is not None and sym.campaign == camp.id:
+            sym.campaign = ""
+            sym.suspicious.clear()
+            sym.compromised.clear()
+            sym.counterparties.clear()
+            state.put("symbol", key, sym)
+            freed.append(("symbol", key))
+    for key in camp.infrastructure:
+        ent: EntityState | None = state.get("entity", key)
+        if ent is not None and ent.campaign == camp.id:
+            ent.campaign = ""
+            ent.risky.clear()
+            state.put("entity", key, ent)
+            freed.append(("entity", key))
+    camp.timeline.append((now, "dismissed", "analyst"))
+    camp.updated_at = now
+    state.put("campaign", camp.id, camp)
+    return freed
 
 
 class AnalystFeedback:
@@ -80,28 +107,12 @@ class AnalystFeedback:
 
     def dismiss_campaign(self, camp: CampaignState, now: float) -> None:
         """Unlink the campaign from its symbols, infrastructure and sessions."""
-        for key in camp.symbols:
-            sym: SymbolState | None = self.state.get("symbol", key)
-            if sym is not None and sym.campaign == camp.id:
-                sym.campaign = ""
-                sym.suspicious.clear()
-                sym.compromised.clear()
-                sym.counterparties.clear()
-                self.state.put("symbol", key, sym)
-        for key in camp.infrastructure:
-            ent: EntityState | None = self.state.get("entity", key)
-            if ent is not None and ent.campaign == camp.id:
-                ent.campaign = ""
-                ent.risky.clear()
-                self.state.put("entity", key, ent)
+        unlink_campaign(self.state, camp, now)
         for sid in list(self.state.keys("session")):
             sess: SessionState | None = self.state.get("session", sid)
             if sess is not None and sess.campaign == camp.id:
                 sess.campaign = ""
                 self.state.put("session", sid, sess)
-        camp.timeline.append((now, "dismissed", "analyst"))
-        camp.updated_at = now
-        self.state.put("campaign", camp.id, camp)
 
     # --- what the engine concludes -----------------------------------------------------------
     def account_signals(self, acc: AccountState) -> list[Signal]:

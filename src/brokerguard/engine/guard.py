@@ -109,6 +109,8 @@ class BrokerGuard:
             self.login.on_learn = lambda keys, hour: stage.send("learn", keys=keys, hour=hour)
             self.login.on_entity = stage.send
         self.feedback = AnalystFeedback(self.state, params.feedback, self.login)
+        self.campaign_tag = ""
+        """Prefix of this engine's campaign ids outside it (a partition's, see cluster)."""
         self.decider = Decider(self.policy)
         self.always_step_up = set(self.policy.settings.always_step_up)
         self._next_sweep = 0.0
@@ -185,7 +187,16 @@ class BrokerGuard:
         return self.feedback.confirm_fraud(f, ts.timestamp())
 
     def dismiss_campaign(self, campaign_id: str, ts: datetime) -> bool:
-        """Not an attack: the campaign stops containing anything. False if there is none."""
+        """Not an attack: the campaign stops containing anything. False if it is not this
+        engine's (``campaign_tag`` names a partition's ids; with a campaign stage the stage
+        holds the campaigns and this engine passes the dismissal on)."""
+        if self.campaign_tag:
+            if not campaign_id.startswith(self.campaign_tag):
+                return False
+            campaign_id = campaign_id.removeprefix(self.campaign_tag)
+        if isinstance(self.campaigns, StagedCampaigns):
+            self.campaigns.dismiss(campaign_id, ts.timestamp())
+            return True
         camp = self.state.get("campaign", campaign_id)
         if camp is None:
             return False
@@ -211,6 +222,8 @@ class BrokerGuard:
                 self.confirm_customer(action.login)  # type: ignore[arg-type]
             case "confirm_fraud":
                 self.mark_fraud_infrastructure(action.login, action.ts)  # type: ignore[arg-type]
+            case "dismiss_campaign":
+                self.dismiss_campaign(action.campaign, action.ts)  # type: ignore[arg-type]
 
     def set_blocklist(self, blocklist: Blocklist | None) -> None:
         """Load a new phishing block-list into the running guard (e.g. after each export)."""

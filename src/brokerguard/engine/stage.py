@@ -39,6 +39,7 @@ from typing import Any, Literal
 import msgspec
 
 from brokerguard.engine.detectors.campaign import CampaignWatch
+from brokerguard.engine.feedback import unlink_campaign
 from brokerguard.engine.policy import DetectorParams
 from brokerguard.engine.state import (
     EntityState,
@@ -60,10 +61,11 @@ __all__ = [
     "StageLink",
     "decode_entity",
     "shard_of",
+    "shards_of",
 ]
 
 FactKind = Literal[
-    "risky", "clear", "buy", "fill", "bar", "learn", "unfamiliar", "failure", "canary"
+    "risky", "clear", "buy", "fill", "bar", "learn", "unfamiliar", "failure", "canary", "dismiss"
 ]
 SWEEP_EVERY_S = 3600.0
 
@@ -90,7 +92,7 @@ class Fact(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
     compromised: bool = False  # buy: the session is all but certainly not the customer's
     thin: bool = False  # buy: one order of this size moves the instrument
     liquidated: bool = False  # buy: right after a sell-off of the holdings
-    campaign: str = ""  # buy: the campaign the session's infrastructure is under
+    campaign: str = ""  # buy: the campaign the session's infrastructure is under; dismiss
     side: str = ""  # fill
     price: float = 0.0  # fill
     minutes: int = 0  # bar
@@ -104,12 +106,14 @@ class Fact(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
 
 
 class Containment(msgspec.Struct, frozen=True, array_like=True):
-    """A key that came under a campaign in ``epoch``: it contains from ``epoch + 1`` on."""
+    """A key that came under a campaign in ``epoch`` (or, ``released``, was freed from it by a
+    dismissal): it contains (or stops) from ``epoch + 1`` on."""
 
     kind: Literal["symbol", "entity"]
     key: str
     campaign: str
     epoch: int
+    released: bool = False
 
 
 def shard_of(fact: Fact, shards: int) -> int:
@@ -121,6 +125,12 @@ def shard_of(fact: Fact, shards: int) -> int:
     if shards == 1 or not fact.symbol:
         return 0
     return zlib.crc32(fact.symbol.encode()) % shards
+
+
+def shards_of(fact: Fact, shards: int) -> Iterable[int]:
+    """Where a fact goes: its shard, or every shard for a dismissal (a campaign raised in one
+    shard may have symbols in others, under the same id)."""
+    return range(shards) if fact.kind == "dismiss" else (shard_of(fact, shards),)
 
 
 class StageLink:
@@ -138,6 +148,7 @@ class StageLink:
         self.facts: list[Fact] = []
         self.symbols: dict[str, str] = {}  # visible containment: symbol key -> campaign
         self.entities: dict[str, str] = {}  # ... infrastructure key -> campaign
+        self.released: set[str] = set()  # ... campaigns an analyst dismissed
         self._n = 0
         self._last_order = -1
 
@@ -161,9 +172,21 @@ class StageLink:
         return facts
 
     def contain(self, update: Containment) -> None:
-        """Make one containment visible (the driver checks its epoch first)."""
+        """Make one containment (or release) visible, in the stage's order (the driver checks
+        its epoch first)."""
         view = self.symbols if update.kind == "symbol" else self.entities
-        view.setdefault(update.key, update.campaign)
+        if not update.released:
+            view.setdefault(update.key, update.campaign)
+            return
+        self.released.add(update.campaign)
+        if view.get(update.key) == update.campaign:
+            del view[update.key]
+
+    def see_only(self, updates: Iterable[Containment]) -> None:
+        """Rebuild the visible containment from the stage's whole output so far, in order."""
+        self.symbols, self.entities, self.released = {}, {}, set()
+        for update in updates:
+            self.contain(update)
 
 
 class CampaignStage:
@@ -187,6 +210,7 @@ class CampaignStage:
             "unfamiliar": self._unfamiliar,
             "failure": self._failure,
             "canary": self._canary,
+            "dismiss": self._dismiss,
         }
         self.population_changed = False
         self.entities_changed: set[str] = set()
@@ -203,7 +227,10 @@ class CampaignStage:
                 self.next_sweep = fact.at + SWEEP_EVERY_S
             self._handlers[fact.kind](fact)
         found, self.watch.contained = self.watch.contained, []
-        return [Containment(kind, key, cid, epoch) for kind, key, cid in found]  # type: ignore[arg-type]
+        return [
+            Containment(kind, key, cid, epoch, released)  # type: ignore[arg-type]
+            for kind, key, cid, released in found
+        ]
 
     def records(self, iso) -> Iterator[dict[str, Any]]:
         return self.watch.records(iso)
@@ -291,6 +318,16 @@ class CampaignStage:
         pop.hours[f.hour] += 1
         self.state.put("population", "all", pop)
         self.population_changed = True
+
+    def _dismiss(self, f: Fact) -> None:
+        """An analyst dismissed the campaign: free its keys here, and say so in order."""
+        camp = self.state.get("campaign", f.campaign)
+        if camp is None:
+            return  # not raised, nor aliased, in this shard
+        for kind, key in unlink_campaign(self.state, camp, f.at):
+            self.watch.contained.append((kind, key, camp.id, True))
+            if kind == "entity":
+                self.entities_changed.add(key)
 
     def _bar(self, f: Fact) -> None:
         sym = self._symbol(f.symbol)

@@ -145,6 +145,7 @@ class GuardHost:
         account: str | None = None,
         device: str | None = None,
         login: LoginAttempt | None = None,
+        campaign: str | None = None,
     ) -> AnalystAction:
         """An analyst's conclusion as an event, at the latest event time, heard by the engine.
 
@@ -158,6 +159,7 @@ class GuardHost:
             account=account,
             device=device,
             login=login,
+            campaign=campaign,
         )
         self.observe(event)
         return event
@@ -172,9 +174,6 @@ class GuardHost:
                 self.conclude("force_reverify", account=login.account),
             ]
         return [self.conclude("confirm_customer", account=login.account, login=login)]
-
-    def dismiss_campaign(self, engine_id: str) -> bool:
-        return self.guard.dismiss_campaign(engine_id, self.last_ts or datetime.now(UTC))
 
     def set_policy(self, policy: Policy) -> None:
         """Run ``policy`` from the next event on, keeping everything the engine has learned."""

@@ -404,8 +404,8 @@ class Service:
         campaign = await self.recorder.run(
             lambda conn: actions.update_campaign(conn, actor, campaign_id, status)
         )
-        if status == "dismissed":
-            self.host.dismiss_campaign(campaign["engine_id"])
+        if status == "dismissed":  # the workers' engines and a campaign stage hear it too
+            self._pass_on(self.host.conclude("dismiss_campaign", campaign=campaign["engine_id"]))
         return campaign
 
     async def review_blocklist(

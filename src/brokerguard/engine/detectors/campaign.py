@@ -42,8 +42,9 @@ class CampaignWatch:
         self._count = sum(1 for _ in state.keys("campaign"))
         self.prefix = ""  # of new campaigns' ids (a stage shard's own, so ids never collide)
         self.aliases = False  # start campaigns raised elsewhere under their id (stage shards)
-        self.contained: list[tuple[str, str, str]] = []
-        """(``symbol`` | ``entity``, key, campaign id) each time a key comes under a campaign."""
+        self.contained: list[tuple[str, str, str, bool]] = []
+        """(``symbol`` | ``entity``, key, campaign id, released) each time a key comes under a
+        campaign (released False) or is freed by a dismissal (True), in order."""
 
     # --- raising and growing campaigns ----------------------------------------------------
     def _new(self, now: float, what: str, detail: str) -> CampaignState:
@@ -87,7 +88,7 @@ class CampaignWatch:
         for key, ent in entities:
             if ent.campaign == "" and len(ent.risky) >= self.p.infrastructure_accounts:
                 ent.campaign = camp.id
-                self.contained.append(("entity", key, camp.id))
+                self.contained.append(("entity", key, camp.id, False))
                 self.state.put("entity", key, ent)
                 self._add(camp, camp.infrastructure, key, now, "infrastructure")
                 for member in ent.risky:  # everyone who failed from here is part of it
@@ -187,7 +188,7 @@ class CampaignWatch:
         if camp is not None:
             if not sym.campaign:
                 sym.campaign = camp.id
-                self.contained.append(("symbol", key, camp.id))
+                self.contained.append(("symbol", key, camp.id, False))
             self._add(camp, camp.symbols, key, now, "symbol")
             for member in sym.suspicious:
                 self._add(camp, camp.accounts, member, now, "account")
@@ -246,7 +247,7 @@ class CampaignWatch:
                 if camp is None and len(buyers) >= 2:
                     camp = self._new(now, "counterparty", seller)
                     sym.campaign = camp.id
-                    self.contained.append(("symbol", f"{sym.market}:{sym.symbol}", camp.id))
+                    self.contained.append(("symbol", f"{sym.market}:{sym.symbol}", camp.id, False))
                     self._add(camp, camp.symbols, f"{sym.market}:{sym.symbol}", now, "symbol")
                 if camp is not None:
                     self._add(camp, camp.counterparties, seller, now, "counterparty")
@@ -317,6 +318,20 @@ class StagedCampaigns(CampaignWatch):
         self.link.send("risky", account=account, keys=keys, at=now)
         return self.infrastructure_of(keys)
 
+    def dismiss(self, cid: str, now: float) -> None:
+        """An analyst dismissed a campaign: the stage frees its keys (from the next epoch on,
+        as containment starts). Every partition hears the dismissal; one passes it on."""
+        if self.link.emit_market:
+            self.link.send("dismiss", campaign=cid, at=now)
+
+    def _live(self, cid: str) -> str:
+        return "" if cid in self.link.released else cid
+
+    def infrastructure_signal(self, sess: SessionState | None) -> Signal | None:
+        if sess is not None and self._live(sess.campaign):
+            return super().infrastructure_signal(sess)
+        return None
+
     def cleared(self, account: str, keys: tuple[str, ...]) -> None:
         self.link.send("clear", account=account, keys=keys)
 
@@ -351,7 +366,7 @@ class StagedCampaigns(CampaignWatch):
                 compromised=compromised,
                 thin=thin,
                 liquidated=liquidated,
-                campaign=sess.campaign if sess is not None else "",
+                campaign=self._live(sess.campaign) if sess is not None else "",
                 at=now,
             )
         return self.symbol_signal(self.link.symbols.get(key, ""), key, sess, liquidated)
