@@ -195,6 +195,7 @@ class CampaignStage:
     def __init__(self, state: State, params: DetectorParams, shard: int = 0, shards: int = 1):
         self.state = state
         self.watch = CampaignWatch(state, params.campaign)
+        self.watch.contained = []  # what came under (or left) a campaign: this stage's output
         if shards > 1:
             self.watch.prefix = f"K{shard}-"
             self.watch.aliases = True
@@ -226,7 +227,7 @@ class CampaignStage:
                     self.sweep(fact.at)
                 self.next_sweep = fact.at + SWEEP_EVERY_S
             self._handlers[fact.kind](fact)
-        found, self.watch.contained = self.watch.contained, []
+        found, self.watch.contained = self.watch.contained or [], []
         return [
             Containment(kind, key, cid, epoch, released)  # type: ignore[arg-type]
             for kind, key, cid, released in found
@@ -325,7 +326,7 @@ class CampaignStage:
         if camp is None:
             return  # not raised, nor aliased, in this shard
         for kind, key in unlink_campaign(self.state, camp, f.at):
-            self.watch.contained.append((kind, key, camp.id, True))
+            self.watch.contained.append((kind, key, camp.id, True))  # type: ignore[union-attr]
             if kind == "entity":
                 self.entities_changed.add(key)
 

@@ -42,9 +42,10 @@ class CampaignWatch:
         self._count = sum(1 for _ in state.keys("campaign"))
         self.prefix = ""  # of new campaigns' ids (a stage shard's own, so ids never collide)
         self.aliases = False  # start campaigns raised elsewhere under their id (stage shards)
-        self.contained: list[tuple[str, str, str, bool]] = []
+        self.contained: list[tuple[str, str, str, bool]] | None = None
         """(``symbol`` | ``entity``, key, campaign id, released) each time a key comes under a
-        campaign (released False) or is freed by a dismissal (True), in order."""
+        campaign (released False) or is freed by a dismissal (True), in order: kept only where
+        someone takes them (a campaign stage sets a list and empties it each epoch)."""
 
     # --- raising and growing campaigns ----------------------------------------------------
     def _new(self, now: float, what: str, detail: str) -> CampaignState:
@@ -57,6 +58,10 @@ class CampaignWatch:
         )
         self.state.put("campaign", camp.id, camp)
         return camp
+
+    def _contained(self, kind: str, key: str, cid: str) -> None:
+        if self.contained is not None:
+            self.contained.append((kind, key, cid, False))
 
     def _get(self, cid: str) -> CampaignState | None:
         return self.state.get("campaign", cid) if cid else None
@@ -88,7 +93,7 @@ class CampaignWatch:
         for key, ent in entities:
             if ent.campaign == "" and len(ent.risky) >= self.p.infrastructure_accounts:
                 ent.campaign = camp.id
-                self.contained.append(("entity", key, camp.id, False))
+                self._contained("entity", key, camp.id)
                 self.state.put("entity", key, ent)
                 self._add(camp, camp.infrastructure, key, now, "infrastructure")
                 for member in ent.risky:  # everyone who failed from here is part of it
@@ -188,7 +193,7 @@ class CampaignWatch:
         if camp is not None:
             if not sym.campaign:
                 sym.campaign = camp.id
-                self.contained.append(("symbol", key, camp.id, False))
+                self._contained("symbol", key, camp.id)
             self._add(camp, camp.symbols, key, now, "symbol")
             for member in sym.suspicious:
                 self._add(camp, camp.accounts, member, now, "account")
@@ -247,7 +252,7 @@ class CampaignWatch:
                 if camp is None and len(buyers) >= 2:
                     camp = self._new(now, "counterparty", seller)
                     sym.campaign = camp.id
-                    self.contained.append(("symbol", f"{sym.market}:{sym.symbol}", camp.id, False))
+                    self._contained("symbol", f"{sym.market}:{sym.symbol}", camp.id)
                     self._add(camp, camp.symbols, f"{sym.market}:{sym.symbol}", now, "symbol")
                 if camp is not None:
                     self._add(camp, camp.counterparties, seller, now, "counterparty")
