@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -330,3 +331,36 @@ def test_a_sliced_flush_that_fails_leaves_its_changes_pending(tmp_path: Path) ->
     state.close()
     with SqliteState(path) as other:
         assert other.get("account", "A1").orders == 1
+
+
+# --- the engine's clock -----------------------------------------------------------------------
+
+
+def test_the_sweep_schedule_survives_a_restart(stream: list[Event], tmp_path: Path) -> None:
+    """The hourly sweep's schedule is written with the records (whole and sliced flushes), and an
+    engine started on the file, directly or in the service's host, continues it."""
+    from brokerguard.service.host import GuardHost
+
+    cut = len(stream) // 3
+    continuous = BrokerGuard(state=MemoryState())
+    replay(continuous, stream[:cut])
+    assert continuous.clock()["next_sweep"] != "0.0"
+
+    path = tmp_path / "clock.db"
+    state = SqliteState(path)
+    guard = BrokerGuard(state=state)
+    replay(guard, stream[:cut])
+    state.meta = guard.clock()
+    state.close()
+    with SqliteState(path) as again:
+        assert again.saved_meta() == continuous.clock()  # the file's own marks are not in it
+        assert BrokerGuard(state=again).clock() != continuous.clock()  # nothing restores itself
+        host = GuardHost(BrokerGuard(state=again), again)
+        assert host.guard.clock() == continuous.clock()
+        replay(host.guard, stream[cut:])  # sweeps on: the schedule moves
+        moved = host.guard.clock()
+        assert moved != continuous.clock()
+        assert asyncio.run(host.flush_in_slices()) > 0  # the service's sliced flush
+        with sqlite3.connect(path) as reader:  # before the closing flush: the slices wrote it
+            written = dict(reader.execute("SELECT name, value FROM meta"))
+        assert {k: written[k] for k in moved} == moved

@@ -223,6 +223,8 @@ def replay(
         engine = engine_guard(policy, store)
     except PolicyError as exc:
         raise _fail(str(exc)) from None
+    if store is not None:
+        engine.set_clock(store.saved_meta())  # a state file continues its sweep schedule
     if campaign_stage:
         from brokerguard.cluster.staged import StagedGuard
         from brokerguard.engine import BrokerGuard
@@ -243,6 +245,7 @@ def replay(
         engine = PartitionedGuard(partitions, lambda: engine_guard(policy, None))
     summary = _replay_into(engine, events, out, run_replay)
     if store is not None:
+        store.meta = engine.clock()
         store.close()  # only a complete replay is written to the state file
         console.print(f"state: {state}")
     _print_replay(summary, events, out)

@@ -38,7 +38,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -227,12 +226,7 @@ class _Partition:
         With them, the stream sequence of the batch's last event: the state in Redis is the
         effect of the partition's events up to there (see :meth:`check`).
         """
-        offset = self.guard._tz.utcoffset(None)
-        self.state.meta = {
-            "next_sweep": repr(self.guard._next_sweep),
-            "tz": repr(offset.total_seconds() if offset is not None else 0.0),
-            "seq": str(seq),
-        }
+        self.state.meta = {**self.guard.clock(), "seq": str(seq)}
         if self.epoch is not None:
             self.state.meta["epoch"] = str(self.epoch)
         if self.pop_epoch is not None:
@@ -285,9 +279,7 @@ class _Partition:
             self.epoch = int(meta["epoch"])
             if self.link is not None:
                 self.link.epoch = self.epoch
-        if "next_sweep" in meta:
-            self.guard._next_sweep = float(meta["next_sweep"])
-            self.guard._tz = timezone(timedelta(seconds=float(meta["tz"])))
+        self.guard.set_clock(meta)
 
 
 async def run_worker(

@@ -11,7 +11,7 @@ persisted state continues where it stopped.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from brokerguard.engine.detectors.account import AccountChanges
@@ -250,6 +250,21 @@ class BrokerGuard:
         self, ip: str, user_agent: str, cookie: str | None, ts: datetime
     ) -> LoginFeatures:
         return login_features(ip, user_agent, cookie, ts, self.lookup(ip))
+
+    def clock(self) -> dict[str, str]:
+        """The hourly sweep's schedule and the zone of its day boundaries, as text: a store
+        keeps them with the state, so that an engine started on it sweeps on time."""
+        offset = self._tz.utcoffset(None)
+        return {
+            "next_sweep": repr(self._next_sweep),
+            "tz": repr(offset.total_seconds() if offset is not None else 0.0),
+        }
+
+    def set_clock(self, saved: dict[str, str]) -> None:
+        """Continue the schedule :meth:`clock` gave (nothing when ``saved`` has none)."""
+        if "next_sweep" in saved:
+            self._next_sweep = float(saved["next_sweep"])
+            self._tz = timezone(timedelta(seconds=float(saved.get("tz", "0"))))
 
     def _clock(self, ts: datetime, deciding: bool = True) -> float:
         """Event time; sweeps the state once an hour, preferably on an event nobody waits for."""

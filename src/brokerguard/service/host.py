@@ -74,6 +74,8 @@ class GuardHost:
         self.guard = guard
         self.blocklist = blocklist  # from `serve --blocklist`; None = the policy's own list
         self.state_file = state
+        if state is not None:  # continue the hourly sweep's schedule of the last run
+            guard.set_clock(state.saved_meta())
         self.locked: dict[str, str] = {}  # account -> actor who locked it (analyst overlay)
         self.frozen: set[str] = set()  # ... of them, those the customer froze
         self.last_ts: datetime | None = None  # the latest event time seen
@@ -215,7 +217,10 @@ class GuardHost:
 
     def flush(self) -> int:
         """Write the engine's state to its file (when it has one); returns rows written."""
-        return self.state_file.flush() if self.state_file is not None else 0
+        if self.state_file is None:
+            return 0
+        self.state_file.meta = self.guard.clock()
+        return self.state_file.flush()
 
     async def flush_in_slices(self, slice_records: int = FLUSH_SLICE) -> int:
         """The same, without holding up decisions: records are encoded a slice at a time between
@@ -225,6 +230,7 @@ class GuardHost:
         state = self.state_file
         if state is None:
             return 0
+        state.meta = self.guard.clock()
         job = state.begin_flush()
         written = False
         try:
@@ -238,6 +244,7 @@ class GuardHost:
 
     def close(self) -> None:
         if self.state_file is not None:
+            self.state_file.meta = self.guard.clock()
             self.state_file.close()
             self.state_file = None
 

@@ -48,6 +48,8 @@ _UPSERT = (
     " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value"
 )
 _DELETE = "DELETE FROM state WHERE kind = ? AND key = ?"
+_SET_META = "INSERT OR REPLACE INTO meta VALUES (?, ?)"
+_OWN_META = ("format", "schema_version")  # the file's own marks; never the engine's
 
 
 class StateFileError(ValueError):
@@ -64,6 +66,7 @@ class FlushJob:
     rows: list[tuple[str, str, bytes]] = field(default_factory=list)
     digests: dict[tuple[str, str], int] = field(default_factory=dict)
     done: int = 0  # records of ``live`` looked at
+    meta: list[tuple[str, str]] = field(default_factory=list)  # written with the records
 
 
 class SqliteState(MemoryState):
@@ -92,6 +95,17 @@ class SqliteState(MemoryState):
         self._writer: sqlite3.Connection | None = None  # the sliced flush's, for another thread
         self._writer_lock = threading.Lock()
         self.db = _open(self.path)
+        self.meta: dict[str, str] = {}
+        """Written to the file's ``meta`` table with the next flush, in its transaction (the
+        engine's sweep clock: see :meth:`saved_meta`)."""
+
+    def saved_meta(self) -> dict[str, str]:
+        """What earlier runs wrote through :attr:`meta` (the file's own marks left out)."""
+        rows = self.db.execute("SELECT name, value FROM meta").fetchall()
+        return {name: value for name, value in rows if name not in _OWN_META}
+
+    def _meta_rows(self) -> list[tuple[str, str]]:
+        return [(k, v) for k, v in self.meta.items() if k not in _OWN_META]
 
     # --- the State interface -------------------------------------------------------------------
     def get(self, kind: str, key: str) -> Any | None:
@@ -146,6 +160,7 @@ class SqliteState(MemoryState):
         try:
             self.db.executemany(_UPSERT, rows())
             self.db.executemany(_DELETE, gone)
+            self.db.executemany(_SET_META, self._meta_rows())
             self.db.execute("COMMIT")
         except BaseException:
             if self.db.in_transaction:
@@ -173,7 +188,7 @@ class SqliteState(MemoryState):
         live, gone = pending(self, self.handed)
         self.dirty, self.handed = set(), set()
         self._in_flight = set(gone)
-        return FlushJob(live, gone)
+        return FlushJob(live, gone, meta=self._meta_rows())
 
     def encode_some(self, job: FlushJob, count: int) -> bool:
         """Encode the next ``count`` records of the job; True once every record is encoded."""
@@ -197,6 +212,7 @@ class SqliteState(MemoryState):
             try:
                 db.executemany(_UPSERT, job.rows)
                 db.executemany(_DELETE, job.gone)
+                db.executemany(_SET_META, job.meta)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
