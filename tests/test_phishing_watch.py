@@ -8,7 +8,14 @@ import json
 import pytest
 
 from brokerguard.phishing import URLError
-from brokerguard.phishing._watch import Alert, LineError, bounded_lines, names_in_line, watch_lines
+from brokerguard.phishing._watch import (
+    Alert,
+    LineError,
+    Watcher,
+    bounded_lines,
+    names_in_line,
+    watch_lines,
+)
 
 
 def run(data: bytes, **kw: object) -> list[Alert | LineError]:
@@ -79,3 +86,64 @@ def test_names_in_line_shapes() -> None:
 def test_bounded_lines_handles_crlf_and_no_final_newline() -> None:
     lines = list(bounded_lines(io.BytesIO(b"a.example.com\r\nb.example.com")))
     assert lines == ["a.example.com", "b.example.com"]
+
+
+def test_the_memory_of_names_seen_is_bounded() -> None:
+    """A months-long feed does not grow the watch without end: past ``remember`` names the
+    oldest is forgotten (and judged again if it comes back)."""
+    watcher = Watcher(remember=2)
+    phish = "sbisec-jp.example-phish.top"
+    assert len(watcher.feed(1, phish)) == 1
+    assert watcher.feed(2, phish) == []  # remembered
+    watcher.feed(3, "www.example.org")
+    watcher.feed(4, "www.example.net")  # the phishing name is now the oldest forgotten
+    assert len(watcher._seen) == 2
+    assert [a.line_no for a in watcher.feed(5, phish)] == [5]
+
+
+def test_the_watch_reads_a_nats_subject_and_publishes_its_alerts(tmp_path) -> None:
+    """``phish watch --subject``: messages of one line or several, junk among them; the alerts
+    are printed and published to ``--alerts-subject``; the watch stops when idle."""
+    import asyncio
+    import subprocess
+    import sys
+    import uuid
+
+    import nats
+    from cluster_helpers import NATS_URL
+
+    tag = uuid.uuid4().hex[:8]
+    feed, out = f"bgt.feed.{tag}", f"bgt.alerts.{tag}"
+    args = [sys.executable, "-m", "brokerguard", "phish", "watch", "--nats", NATS_URL]
+    args += ["--subject", feed, "--alerts-subject", out, "--json", "--idle-exit", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    ready = proc.stderr.readline()
+    assert "watching NATS subject" in ready, ready
+
+    async def publish_and_collect() -> list[dict]:
+        nc = await nats.connect(NATS_URL)
+        got: list[dict] = []
+        sub = await nc.subscribe(out)
+        await nc.publish(feed, b"sbisec-jp.example-phish.top")
+        await nc.publish(feed, b"\x00\x01binary\nwww.example.org\ndaiwa-jp.example-phish.com\n")
+        await nc.publish(feed, b"{not json")
+        await nc.publish(feed, b"sbisec-jp.example-phish.top")  # a repeat: judged once
+        await nc.flush()
+        try:
+            while len(got) < 3:
+                msg = await sub.next_msg(timeout=10)
+                got.append(json.loads(msg.data))
+        except nats.errors.TimeoutError:
+            pass
+        await nc.close()
+        return got
+
+    published = asyncio.run(publish_and_collect())
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    printed = [json.loads(line) for line in stdout.splitlines()]
+    assert [(a["line"], a["brand"]) for a in printed] == [(1, "sbi"), (4, "daiwa")]
+    assert published == printed
+    assert "line 2: binary" in stderr and "line 5:" in stderr and "JSON" in stderr
+    assert "2 alert(s), 2 line(s) skipped, 6 line(s) in 4 message(s)" in " ".join(stderr.split())

@@ -18,7 +18,7 @@ from brokerguard.phishing._brands import BrandRegistry, default_registry
 from brokerguard.phishing._score import THRESHOLD, Finding, score_url
 from brokerguard.phishing._url import MAX_URL_LENGTH, URLError
 
-__all__ = ["Alert", "LineError", "bounded_lines", "names_in_line", "watch_lines"]
+__all__ = ["Alert", "LineError", "Watcher", "bounded_lines", "names_in_line", "watch_lines"]
 
 MAX_LINE_BYTES = 1 << 20  # certificate-log JSON lines with many SANs stay far below 1 MiB
 _JSON_NAME_KEYS = ("all_domains", "domains", "dns_names", "san", "domain", "url", "host", "name")
@@ -41,10 +41,13 @@ class LineError:
     message: str
 
 
-def bounded_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[str | LineError]:
+def bounded_lines(
+    stream: BinaryIO, limit: int = MAX_LINE_BYTES, first_line: int = 1
+) -> Iterator[str | LineError]:
     """Decoded lines of a byte stream; a line longer than ``limit`` bytes is skipped (read in
-    chunks, never held whole) and given as a :class:`LineError` instead."""
-    line_no = 0
+    chunks, never held whole) and given as a :class:`LineError` instead. Lines are numbered
+    from ``first_line`` (a feed of several messages numbers its lines throughout)."""
+    line_no = first_line - 1
     while True:
         chunk = stream.readline(limit + 1)
         if not chunk:
@@ -111,6 +114,67 @@ def names_in_line(line: str) -> list[str]:
     return [n[2:] if n.startswith("*.") else n for n in names]
 
 
+class Watcher:
+    """The watch's judgement of one feed, a line at a time, for any source (a file, standard
+    input, a NATS subject).
+
+    A name is scored once: certificate logs repeat names (renewals, many logs), and an alert a
+    second time is noise. The memory of names seen is bounded (``remember`` names, the oldest
+    forgotten first), so a feed that runs for months does not grow without end; a name seen again
+    after that long is judged again.
+    """
+
+    def __init__(
+        self,
+        registry: BrandRegistry | None = None,
+        *,
+        min_score: float | None = None,
+        brands_only: bool = True,
+        remember: int = 1_000_000,
+    ) -> None:
+        self.registry = registry or default_registry()
+        self.min_score = min_score
+        self.brands_only = brands_only
+        self.remember = remember
+        self._seen: dict[str, None] = {}  # insertion order: the oldest first
+
+    def _first_time(self, name: str) -> bool:
+        key = name.lower()
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.remember:
+            del self._seen[next(iter(self._seen))]
+        return True
+
+    def feed(self, line_no: int, line: str | LineError) -> list[Alert | LineError]:
+        """Alerts and errors of one line (an error never stops the feed)."""
+        if isinstance(line, LineError):
+            return [line]
+        try:
+            names = names_in_line(line)
+        except URLError as exc:
+            return [LineError(line_no, f"line {line_no}: {exc}")]
+        out: list[Alert | LineError] = []
+        for name in names:
+            if not self._first_time(name):
+                continue
+            try:
+                finding = score_url(name, self.registry, THRESHOLD)
+            except URLError as exc:
+                out.append(LineError(line_no, f"line {line_no}: {exc}"))
+                continue
+            if self.min_score is not None:
+                hit = finding.score >= self.min_score
+            else:
+                hit = finding.is_phishing
+            if hit and (finding.brand is not None or not self.brands_only):
+                if finding.reasons and finding.reasons[0].code == "official_domain":
+                    continue
+                out.append(Alert(line_no, name, finding))
+        return out
+
+
 def watch_lines(
     lines: Iterable[str | LineError],
     registry: BrandRegistry | None = None,
@@ -121,29 +185,6 @@ def watch_lines(
     """Alerts and per-line errors for a feed, in order. By default a name alerts when it is
     scored phishing *and* attributed to a registered brand (lookalike monitoring); with
     ``brands_only=False`` any phishing verdict alerts; ``min_score`` overrides the threshold."""
-    reg = registry or default_registry()
-    seen: set[str] = set()
+    watcher = Watcher(registry, min_score=min_score, brands_only=brands_only)
     for line_no, line in enumerate(lines, start=1):
-        if isinstance(line, LineError):
-            yield line
-            continue
-        try:
-            names = names_in_line(line)
-        except URLError as exc:
-            yield LineError(line_no, f"line {line_no}: {exc}")
-            continue
-        for name in names:
-            key = name.lower()
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                finding = score_url(name, reg, THRESHOLD)
-            except URLError as exc:
-                yield LineError(line_no, f"line {line_no}: {exc}")
-                continue
-            hit = finding.score >= min_score if min_score is not None else finding.is_phishing
-            if hit and (finding.brand is not None or not brands_only):
-                if finding.reasons and finding.reasons[0].code == "official_domain":
-                    continue
-                yield Alert(line_no, name, finding)
+        yield from watcher.feed(line_no, line)

@@ -20,7 +20,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from brokerguard.phishing._brands import BrandRegistry
     from brokerguard.phishing._score import Finding
-    from brokerguard.phishing._watch import Alert
+    from brokerguard.phishing._watch import Alert, LineError, Watcher
 
 # The library is imported inside the commands, so that mounting this sub-app costs the other
 # `brokerguard` commands nothing at start-up (the public-suffix list and stix2 take ~0.2 s).
@@ -161,20 +161,40 @@ def watch(
         bool, typer.Option("--any", help="Alert on phishing verdicts without a brand too.")
     ] = False,
     min_score: Annotated[float | None, typer.Option(help="Alert at or above this score.")] = None,
+    nats_url: Annotated[
+        str, typer.Option("--nats", envvar="BROKERGUARD_NATS", help="NATS server of --subject.")
+    ] = "nats://127.0.0.1:4222",
+    subject: Annotated[
+        str | None, typer.Option(help="Read the feed from this NATS subject instead of a file.")
+    ] = None,
+    alerts_subject: Annotated[
+        str | None, typer.Option(help="Also publish each alert (JSON) to this NATS subject.")
+    ] = None,
+    queue: Annotated[str, typer.Option(help="NATS queue group (watchers sharing a feed).")] = "",
+    idle_exit: Annotated[
+        float | None, typer.Option(help="With --subject: stop after this many idle seconds.")
+    ] = None,
 ) -> None:
     """Watch a feed of new domains or certificate-log lines and alert on brand lookalikes.
 
     The feed has one host name, URL or certificate-log JSON object (certstream's all_domains)
-    a line. Bad lines (binary, huge, not a name) are reported on stderr with their number and
+    a line: a file, standard input, or a NATS subject (--subject; a message carries one line or
+    several). Bad lines (binary, huge, not a name) are reported on stderr with their number and
     the stream goes on.
     """
-    from brokerguard.phishing._watch import LineError, bounded_lines, watch_lines
+    from brokerguard.phishing._watch import LineError, Watcher, bounded_lines
 
     reg = _registry(brands)
+    watcher = Watcher(reg, min_score=min_score, brands_only=not any_brand)
+    if subject is not None:
+        _watch_nats(watcher, nats_url, subject, alerts_subject, queue, idle_exit, json)
+        return
     alerts = errors = 0
     with _reading(source) as stream:
-        events = watch_lines(
-            bounded_lines(stream), reg, min_score=min_score, brands_only=not any_brand
+        events = (
+            event
+            for n, line in enumerate(bounded_lines(stream), start=1)
+            for event in watcher.feed(n, line)
         )
         for event in events:
             if isinstance(event, LineError):
@@ -187,12 +207,66 @@ def watch(
     err.print(f"{alerts} alert(s), {errors} line(s) skipped")
 
 
+def _watch_nats(
+    watcher: Watcher,
+    url: str,
+    subject: str,
+    alerts_subject: str | None,
+    queue: str,
+    idle_exit: float | None,
+    as_json: bool,
+) -> None:
+    """The watch on a NATS subject until SIGINT/SIGTERM (or ``idle_exit`` quiet seconds)."""
+    import asyncio
+    import signal
+
+    from brokerguard.phishing._feed import watch_subject
+    from brokerguard.phishing._watch import LineError
+
+    def show(event: Alert | LineError) -> None:
+        if isinstance(event, LineError):
+            _warn(event.message)
+        else:
+            _print_alert(event, as_json)
+            sys.stdout.flush()
+
+    async def run():
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await watch_subject(
+            url,
+            subject,
+            watcher,
+            show,
+            alerts_subject=alerts_subject,
+            queue=queue,
+            idle_exit=idle_exit,
+            stop=stop,
+            on_ready=lambda: err.print(f"watching NATS subject {subject} on {url}"),
+        )
+
+    try:
+        stats = asyncio.run(run())
+    except (OSError, TimeoutError) as exc:
+        raise _fail(f"--nats {url}: cannot connect ({exc})") from None
+    except Exception as exc:  # nats-py's own connection errors
+        if type(exc).__module__.startswith("nats"):
+            raise _fail(f"--nats {url}: {type(exc).__name__}: {exc}") from None
+        raise
+    err.print(
+        f"{stats.alerts} alert(s), {stats.errors} line(s) skipped, "
+        f"{stats.lines} line(s) in {stats.messages} message(s)"
+    )
+
+
 def _print_alert(alert: Alert, as_json: bool) -> None:
     f = alert.finding
     if as_json:
-        sys.stdout.write(
-            _json({"line": alert.line_no, "name": alert.name, **msgspec.to_builtins(f)}) + "\n"
-        )
+        from brokerguard.phishing._feed import alert_json
+
+        sys.stdout.write(alert_json(alert).decode() + "\n")
         return
     why = "; ".join(r.en for r in f.reasons if r.weight > 0)
     sys.stdout.write(
