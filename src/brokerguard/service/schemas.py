@@ -289,6 +289,9 @@ class HealthOut(BaseModel):
     written: int
     dropped: int
     last_error: str | None
+    writer_restarts: int = Field(
+        description="Writer processes started again after one was lost (pauses grow to 30 s)."
+    )
     publish: PublishOut | None = Field(
         default=None, description="Only with `serve --nats`; degraded while NATS is not reached."
     )
