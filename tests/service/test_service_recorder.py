@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,6 +90,43 @@ def test_a_writer_that_cannot_start_is_retried_with_growing_pauses_and_loses_not
         assert pauses[failing:] == [0.5]
         assert recorder.writer_restarts == failing + 1
         assert stored_ids(url)[-1] == "e30"
+    finally:
+        recorder.stop()
+        engine.dispose()
+
+
+def test_records_a_dying_writer_had_taken_are_counted_dropped_and_jobs_go_on(
+    tmp_path: Path,
+) -> None:
+    """A writer killed while it holds a batch: the batch is written off (dropped), so the backlog
+    empties, a later analyst job runs, and what comes after is written by the next writer."""
+    path = tmp_path / "service.db"
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    migrate(engine)
+    pauses: list[float] = []
+    recorder = Recorder(url, engine, sleep=pauses.append)
+    recorder.start()
+    try:
+        recorder.record(row(0))
+        assert recorder.wait_idle(30)
+        lock = sqlite3.connect(path, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the writer cannot write what it takes now
+        taken = 5
+        for i in range(1, 1 + taken):
+            recorder.record(row(i))
+        deadline = time.monotonic() + 60
+        while recorder._sent < 1 + taken and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the sender has handed them over
+        kill_writer(recorder)
+        lock.rollback()
+        lock.close()
+        recorder.record(row(99))
+        assert recorder.wait_idle(60)
+        assert recorder.call(lambda conn: "job ran").result(30) == "job ran"
+        assert stored_ids(url) == ["e0", "e99"]
+        assert (recorder.written, recorder.dropped, recorder.backlog) == (2, taken, 0)
+        assert (pauses, recorder.writer_restarts) == ([0.5], 1)
     finally:
         recorder.stop()
         engine.dispose()

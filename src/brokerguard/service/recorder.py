@@ -19,14 +19,16 @@ opened on an alert decided a moment ago. Both writers append to the audit chain 
 :func:`~brokerguard.service.db.write_transaction`, which holds the database's write lock, so the
 chain stays one chain.
 
-What a crash can lose: records queued and not yet written (normally well under a second's
-worth). A write that fails for a passing reason (database restarting, locked) is retried with a
-growing pause while records keep queueing; one that fails for good (a constraint) is retried
-record by record and the bad record is logged and dropped. A writer process that dies is
-started again, after a pause that doubles (0.5 s up to 30 s) while new ones die before writing
-anything — a writer that cannot start (a missing database directory or driver) must not become a
-process a second and a log line each — and the batch it did not take waits for the next one.
-``/healthz`` shows the backlog, what was written and dropped, the last error and the restarts.
+What a crash can lose: records queued and not yet written (normally well under a second's worth). A
+writer process that dies loses the records it had taken and not yet acknowledged; they are counted
+as dropped, so that the backlog empties and jobs waiting for them go on. A write that fails for a
+passing reason (database restarting, locked) is retried with a growing pause while records keep
+queueing; one that fails for good (a constraint) is retried record by record and the bad record is
+logged and dropped. A writer process that dies is started again, after a pause that doubles (0.5 s
+up to 30 s) while new ones die before writing anything — a writer that cannot start (a missing
+database directory or driver) must not become a process a second and a log line each — and the
+batch it did not take waits for the next one. ``/healthz`` shows the backlog, what was written and
+dropped, the last error and the restarts.
 """
 
 from __future__ import annotations
@@ -113,14 +115,16 @@ class Recorder:
         self.writer_restarts = 0  # writer processes started after one was lost
         self._sleep = sleep  # the pause before a restart (tests pass one that only notes it)
         self._restart_delay = 0.0  # the last pause; 0 while writers write
-        self._acked_at_restart = 0
+        self._progress_at_restart = 0  # records acknowledged by writers at the last restart
+        self._lost = 0  # records taken by writers that died before acknowledging them
+        self._acks_thread: threading.Thread | None = None
         self._ready = False  # the current writer said it is ready
         self._process: multiprocessing.process.BaseProcess | None = None
         self._to_writer: Connection | None = None
         self._from_writer: Connection | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = False
-        self._sent = 0
+        self._sent = 0  # records handed to writer processes
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -234,16 +238,17 @@ class Recorder:
             while outbox and len(batch) < MAX_BATCH:
                 batch.append(outbox.popleft())
             blob = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-            while not self._send(blob):
+            while not self._send(blob, len(batch)):
                 self._restart()
 
-    def _send(self, blob: bytes) -> bool:
+    def _send(self, blob: bytes, count: int) -> bool:
         """Hand a batch to the writer; False (the batch kept by the caller) if it is gone."""
         try:
             if not self._ready:
                 self._await_ready()
             assert self._to_writer is not None, "no writer process"  # a failed start
             self._to_writer.send_bytes(blob)
+            self._sent += count
         except (OSError, EOFError, AssertionError) as exc:
             process = self._process
             if process is None:  # none could be started: _restart said why
@@ -265,10 +270,10 @@ class Recorder:
         assert self._from_writer is not None, "no writer process"
         if self._from_writer.recv() != _READY:
             raise EOFError("the writer process did not say it was ready")
-        thread = threading.Thread(
+        self._acks_thread = threading.Thread(
             target=self._acks_forever, args=(self._from_writer,), name="bg-acks", daemon=True
         )
-        thread.start()
+        self._acks_thread.start()
         self._ready = True
 
     def _restart(self) -> None:
@@ -278,7 +283,9 @@ class Recorder:
         since the last restart. Logged at the first loss and whenever the pause grows, so a
         writer that cannot start costs a line per doubling, not one every half second.
         """
-        if self._acked != self._acked_at_restart:  # the last writer wrote: a new outage
+        self._retire()
+        self._write_off()
+        if self._acked - self._lost != self._progress_at_restart:  # it wrote: a new outage
             self._restart_delay = 0.0
         delay = (
             min(self._restart_delay * 2, RESTART_MAX_S) if self._restart_delay else RESTART_FIRST_S
@@ -291,13 +298,33 @@ class Recorder:
                 delay,
             )
         self._restart_delay = delay
-        self._acked_at_restart = self._acked
+        self._progress_at_restart = self._acked - self._lost
         self._sleep(delay)
         self.writer_restarts += 1
         try:
             self._spawn()
         except OSError as exc:  # no process to be had now (limits, memory): wait longer
             self.last_error = f"cannot start a writer process: {exc}"
+
+    def _write_off(self) -> None:
+        """Count the records a lost writer had taken and never acknowledged as dropped.
+
+        Otherwise the backlog would never empty and every job queued after them (an analyst's
+        action) would wait for them for ever. Its last acknowledgements are read first.
+        """
+        if self._acks_thread is not None:
+            self._acks_thread.join(5)  # it ends at the dead writer's end of file
+            self._acks_thread = None
+        with self._state:
+            lost = self._sent - self._acked
+            if lost <= 0:
+                return
+            self.dropped += lost
+            self._acked += lost
+            self._lost += lost
+            self.last_error = f"{self.last_error}; {lost} records it had taken are lost"
+            self._state.notify_all()
+        log.error("%d records went with the lost writer process (counted as dropped)", lost)
 
     def _acks_forever(self, conn: Connection) -> None:
         while True:
