@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import sqlalchemy as sa
 from conftest import Api, add_user
 from engine_helpers import ALIBABA_HK, OCN, T0, attacker_ua, device, ip_in
@@ -24,7 +25,9 @@ from brokerguard.events import (
     Order,
     Position,
 )
+from brokerguard.reports import CompensationRow
 from brokerguard.reports.labels import load_cases
+from brokerguard.service.app import create_app
 from brokerguard.service.db import make_engine
 from brokerguard.service.exports import CASES, export_run
 
@@ -263,3 +266,23 @@ def test_records_export_feeds_brokerguard_report(make_api, sqlite_url: str, tmp_
     assert report.exit_code == 0, report.output
     rows = list(csv.reader(io.StringIO(csv_path.read_text(encoding="utf-8-sig"))))
     assert rows[1] == ["2025-04", "1", "2", "870000", "880000"]
+
+
+def test_the_documented_compensation_rows_are_the_struct(sqlite_url: str) -> None:
+    """The OpenAPI document describes ``CompensationRow`` itself: the same fields in the same
+    order, the same JSON types, the same required ones — a field added to the Struct shows."""
+    doc = create_app(sqlite_url).openapi()
+    answer = doc["paths"]["/v1/reports/compensation"]["get"]["responses"]["200"]
+    ref = answer["content"]["application/json"]["schema"]["items"]["$ref"]
+    documented = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    (_,), components = msgspec.json.schema_components((CompensationRow,))
+    struct = components[CompensationRow.__name__]
+
+    def untitled(properties: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+        return {
+            name: {k: v for k, v in p.items() if k != "title"} for name, p in properties.items()
+        }
+
+    assert list(documented["properties"]) == list(CompensationRow.__struct_fields__)
+    assert untitled(documented["properties"]) == untitled(struct["properties"])
+    assert sorted(documented["required"]) == sorted(struct["required"])

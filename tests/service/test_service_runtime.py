@@ -42,6 +42,8 @@ def test_a_dead_writer_process_is_replaced(
     api.settle()
     assert decided(sqlite_url) == 40
     assert api.service.recorder._process.pid != writer.pid
+    health = api.client.get("/healthz").json()
+    assert (health["status"], health["writer_restarts"]) == ("ok", 1)
 
 
 def test_the_engine_state_survives_a_restart(

@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.templating import Jinja2Templates
 
 from brokerguard.frontdoor.sessions import SiteSession
 from brokerguard.frontdoor.site import Site
 from brokerguard.frontdoor.texts import translator
 from brokerguard.notify.outbox import JST
-from brokerguard.web.i18n import LANG_COOKIE, LANGS, language
+from brokerguard.web.rendering import render_page, templates
 
 __all__ = [
     "DEVICE_COOKIE",
@@ -43,9 +41,7 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "bgs_session"
 DEVICE_COOKIE = "bgs_device"
 PENDING_COOKIE = "bgs_pending"
-TEMPLATES = Jinja2Templates(
-    env=Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
-)
+TEMPLATES = templates(HERE / "templates")
 
 
 class NeedLogin(Exception):
@@ -98,25 +94,22 @@ def render(
     status: int = 200,
     **context: Any,
 ) -> Response:
-    lang = language(request)
+    """A page of the site: the shared rendering with the site's texts and ``lax`` cookies (like
+    its session cookie), plus its security headers."""
     s = site(request)
-    response = TEMPLATES.TemplateResponse(
+    response = render_page(
+        TEMPLATES,
+        translator,
         request,
         name,
-        {
-            "t": translator(lang),
-            "lang": lang,
-            "other_lang": "en" if lang == "ja" else "ja",
-            "session": session,
-            "csrf": session.csrf if session is not None else "",
-            "broker": s.config.broker,
-            "when": when,
-            **context,
-        },
-        status_code=status,
+        status=status,
+        samesite="lax",
+        session=session,
+        csrf=session.csrf if session is not None else "",
+        broker=s.config.broker,
+        when=when,
+        **context,
     )
-    if request.query_params.get("lang") in LANGS:
-        response.set_cookie(LANG_COOKIE, lang, samesite="lax", path="/", httponly=True)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "same-origin"
     # Everything is the site's own; no page may be framed (a framed log-in page is a

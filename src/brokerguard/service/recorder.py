@@ -19,11 +19,16 @@ opened on an alert decided a moment ago. Both writers append to the audit chain 
 :func:`~brokerguard.service.db.write_transaction`, which holds the database's write lock, so the
 chain stays one chain.
 
-What a crash can lose: records queued and not yet written (normally well under a second's
-worth). A write that fails for a passing reason (database restarting, locked) is retried with a
-growing pause while records keep queueing; one that fails for good (a constraint) is retried
-record by record and the bad record is logged and dropped. A writer process that dies is
-started again. ``/healthz`` shows the backlog, what was written and dropped, and the last error.
+What a crash can lose: records queued and not yet written (normally well under a second's worth). A
+writer process that dies loses the records it had taken and not yet acknowledged; they are counted
+as dropped, so that the backlog empties and jobs waiting for them go on. A write that fails for a
+passing reason (database restarting, locked) is retried with a growing pause while records keep
+queueing; one that fails for good (a constraint) is retried record by record and the bad record is
+logged and dropped. A writer process that dies is started again, after a pause that doubles (0.5 s
+up to 30 s) while new ones die before writing anything — a writer that cannot start (a missing
+database directory or driver) must not become a process a second and a log line each — and the
+batch it did not take waits for the next one. ``/healthz`` shows the backlog, what was written and
+dropped, the last error and the restarts.
 """
 
 from __future__ import annotations
@@ -57,7 +62,10 @@ log = logging.getLogger("brokerguard.service.recorder")
 T = TypeVar("T")
 MAX_BATCH = 5000
 SEND_EVERY_S = 0.002  # the sender thread's nap between looks at the queue
+RESTART_FIRST_S = 0.5  # pause before starting a lost writer again; doubles while they keep dying
+RESTART_MAX_S = 30.0
 _STOP = b"STOP"
+_READY = "READY"  # a new writer's first message: its database is open, batches may come
 
 
 @dataclass(slots=True)
@@ -91,7 +99,9 @@ class _Job:
 class Recorder:
     """Records to the writer process, jobs to the job thread. :meth:`stop` drains both."""
 
-    def __init__(self, database_url: str, engine: sa.Engine) -> None:
+    def __init__(
+        self, database_url: str, engine: sa.Engine, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.database_url = database_url
         self.engine = engine  # the job thread's; the writer process opens its own
         self._outbox: collections.deque[Record] = collections.deque()
@@ -102,12 +112,19 @@ class Recorder:
         self.written = 0
         self.dropped = 0
         self.last_error: str | None = None
+        self.writer_restarts = 0  # writer processes started after one was lost
+        self._sleep = sleep  # the pause before a restart (tests pass one that only notes it)
+        self._restart_delay = 0.0  # the last pause; 0 while writers write
+        self._progress_at_restart = 0  # records acknowledged by writers at the last restart
+        self._lost = 0  # records taken by writers that died before acknowledging them
+        self._acks_thread: threading.Thread | None = None
+        self._ready = False  # the current writer said it is ready
         self._process: multiprocessing.process.BaseProcess | None = None
         self._to_writer: Connection | None = None
         self._from_writer: Connection | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = False
-        self._sent = 0
+        self._sent = 0  # records handed to writer processes
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,6 +141,8 @@ class Recorder:
             self._threads.append(thread)
 
     def _spawn(self) -> None:
+        """Start a writer process; the sender waits for its ready message before the first batch."""
+        self._retire()
         context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         to_writer_r, to_writer_w = context.Pipe(duplex=False)
         from_writer_r, from_writer_w = context.Pipe(duplex=False)
@@ -133,14 +152,25 @@ class Recorder:
             name="brokerguard-writer",
             daemon=True,
         )
-        process.start()
-        to_writer_r.close()
-        from_writer_w.close()
+        try:
+            process.start()
+        finally:
+            to_writer_r.close()
+            from_writer_w.close()
         self._process, self._to_writer, self._from_writer = process, to_writer_w, from_writer_r
-        thread = threading.Thread(
-            target=self._acks_forever, args=(from_writer_r,), name="bg-acks", daemon=True
-        )
-        thread.start()
+        self._ready = False
+
+    def _retire(self) -> None:
+        """Close a lost writer's pipe and reap its process: a long outage must not leak them."""
+        if self._to_writer is not None:
+            self._to_writer.close()
+        if self._from_writer is not None and not self._ready:  # else the acks thread closes it
+            self._from_writer.close()
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(5)
+        self._process = self._to_writer = self._from_writer = None
 
     def stop(self, timeout: float = 60.0) -> None:
         """Write everything queued, then end the threads and the writer process."""
@@ -156,11 +186,7 @@ class Recorder:
                 self._to_writer.send_bytes(_STOP)
         if self._process is not None:
             self._process.join(timeout)
-            if self._process.is_alive():
-                self._process.kill()
-        if self._to_writer is not None:
-            self._to_writer.close()
-        self._process = self._to_writer = None
+        self._retire()
 
     @property
     def backlog(self) -> int:
@@ -212,22 +238,100 @@ class Recorder:
             while outbox and len(batch) < MAX_BATCH:
                 batch.append(outbox.popleft())
             blob = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-            while True:
-                try:
-                    assert self._to_writer is not None
-                    self._to_writer.send_bytes(blob)
-                    break
-                except (OSError, AssertionError) as exc:  # the writer died: start another
-                    self.last_error = f"writer process lost: {exc}"
-                    log.error("the writer process is gone (%s); starting a new one", exc)
-                    time.sleep(0.5)
-                    self._spawn()
+            while not self._send(blob, len(batch)):
+                self._restart()
+
+    def _send(self, blob: bytes, count: int) -> bool:
+        """Hand a batch to the writer; False (the batch kept by the caller) if it is gone."""
+        try:
+            if not self._ready:
+                self._await_ready()
+            assert self._to_writer is not None, "no writer process"  # a failed start
+            self._to_writer.send_bytes(blob)
+            self._sent += count
+        except (OSError, EOFError, AssertionError) as exc:
+            process = self._process
+            if process is None:  # none could be started: _restart said why
+                return False
+            process.join(1)  # it closed its pipe by exiting: say how it ended
+            if process.exitcode is not None:
+                self.last_error = f"writer process lost: exit code {process.exitcode}"
+            else:
+                self.last_error = f"writer process lost: {str(exc) or type(exc).__name__}"
+            return False
+        return True
+
+    def _await_ready(self) -> None:
+        """Block until a new writer has opened its database; EOFError if it died first.
+
+        Without this, a writer that dies while starting would take a batch into its pipe and
+        lose it, and its failure would pass for a success that resets the restart pause.
+        """
+        assert self._from_writer is not None, "no writer process"
+        if self._from_writer.recv() != _READY:
+            raise EOFError("the writer process did not say it was ready")
+        self._acks_thread = threading.Thread(
+            target=self._acks_forever, args=(self._from_writer,), name="bg-acks", daemon=True
+        )
+        self._acks_thread.start()
+        self._ready = True
+
+    def _restart(self) -> None:
+        """Start a new writer after a pause: 0.5 s, doubling to 30 s while none writes anything.
+
+        The pause starts again from 0.5 s once a writer has written (its records acknowledged)
+        since the last restart. Logged at the first loss and whenever the pause grows, so a
+        writer that cannot start costs a line per doubling, not one every half second.
+        """
+        self._retire()
+        self._write_off()
+        if self._acked - self._lost != self._progress_at_restart:  # it wrote: a new outage
+            self._restart_delay = 0.0
+        delay = (
+            min(self._restart_delay * 2, RESTART_MAX_S) if self._restart_delay else RESTART_FIRST_S
+        )
+        if delay != self._restart_delay:
+            log.error(
+                "%s (restarts so far: %d); starting a new one in %.1f s",
+                self.last_error,
+                self.writer_restarts,
+                delay,
+            )
+        self._restart_delay = delay
+        self._progress_at_restart = self._acked - self._lost
+        self._sleep(delay)
+        self.writer_restarts += 1
+        try:
+            self._spawn()
+        except OSError as exc:  # no process to be had now (limits, memory): wait longer
+            self.last_error = f"cannot start a writer process: {exc}"
+
+    def _write_off(self) -> None:
+        """Count the records a lost writer had taken and never acknowledged as dropped.
+
+        Otherwise the backlog would never empty and every job queued after them (an analyst's
+        action) would wait for them for ever. Its last acknowledgements are read first.
+        """
+        if self._acks_thread is not None:
+            self._acks_thread.join(5)  # it ends at the dead writer's end of file
+            self._acks_thread = None
+        with self._state:
+            lost = self._sent - self._acked
+            if lost <= 0:
+                return
+            self.dropped += lost
+            self._acked += lost
+            self._lost += lost
+            self.last_error = f"{self.last_error}; {lost} records it had taken are lost"
+            self._state.notify_all()
+        log.error("%d records went with the lost writer process (counted as dropped)", lost)
 
     def _acks_forever(self, conn: Connection) -> None:
         while True:
             try:
                 written, dropped, error = conn.recv()
             except (EOFError, OSError):
+                conn.close()
                 return
             with self._state:
                 self.written += written
@@ -242,8 +346,11 @@ class Recorder:
             if job is None:
                 return
             with self._state:
-                while self._acked < job.after and self._process is not None:
-                    if not self._state.wait(1.0) and not self._process.is_alive():
+                while self._acked < job.after:
+                    process = self._process  # the sender thread replaces a lost one
+                    if process is None:
+                        break
+                    if not self._state.wait(1.0) and not process.is_alive():
                         break
             if not job.future.set_running_or_notify_cancel():
                 continue
@@ -260,6 +367,7 @@ class Recorder:
 def _writer_main(database_url: str, inbox: Connection, acks: Connection) -> None:
     """Receive pickled batches, write them, acknowledge; until told to stop."""
     engine = make_engine(database_url)
+    acks.send(_READY)
     try:
         while True:
             try:

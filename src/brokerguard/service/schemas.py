@@ -8,10 +8,14 @@ schemas are put into the OpenAPI document from the same Structs (:mod:`.openapi`
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import inspect
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+import msgspec
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+
+from brokerguard.reports.compensation import CompensationRow
 
 __all__ = [
     "AccountActionIn",
@@ -289,6 +293,9 @@ class HealthOut(BaseModel):
     written: int
     dropped: int
     last_error: str | None
+    writer_restarts: int = Field(
+        description="Writer processes started again after one was lost (pauses grow to 30 s)."
+    )
     publish: PublishOut | None = Field(
         default=None, description="Only with `serve --nats`; degraded while NATS is not reached."
     )
@@ -318,18 +325,22 @@ class MonthlyOut(BaseModel):
     bought_jpy: int = Field(description="value bought (買付金額)")
 
 
-class CompensationOut(BaseModel):
-    """What one compensation policy pays one victim, with the losses it was computed from."""
+def model_of_struct(struct: type[msgspec.Struct], name: str) -> type[BaseModel]:
+    """A response model with a msgspec Struct's fields, types, defaults and description.
 
-    account: str
-    policy: str
-    valuation_date: date
-    eligible: bool
-    buy_loss_jpy: int
-    sale_loss_jpy: int
-    fees_jpy: int
-    withdrawn_jpy: int
-    fixed_jpy: int
-    payout_jpy: int
-    explanation_ja: str
-    explanation_en: str
+    For a Struct the API returns as it is: its fields are written once, in the Struct, and the
+    OpenAPI document follows it instead of a copy that could drift.
+    """
+    fields: dict[str, Any] = {}
+    for f in msgspec.structs.fields(struct):
+        if f.default is not msgspec.NODEFAULT:
+            fields[f.name] = (f.type, f.default)
+        elif f.default_factory is not msgspec.NODEFAULT:
+            fields[f.name] = (f.type, Field(default_factory=f.default_factory))
+        else:
+            fields[f.name] = (f.type, ...)
+    doc = inspect.cleandoc(struct.__doc__ or "")
+    return create_model(name, __doc__=doc or None, __module__=__name__, **fields)
+
+
+CompensationOut = model_of_struct(CompensationRow, "CompensationOut")

@@ -12,26 +12,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.templating import Jinja2Templates
 
 from brokerguard.service.auth import console_user
 from brokerguard.service.errors import Forbidden
 from brokerguard.service.runtime import Service
 from brokerguard.service.users import ConsoleUser, role_at_least
-from brokerguard.web.i18n import LANG_COOKIE, LANGS, language, translator
+from brokerguard.web.i18n import translator
+from brokerguard.web.rendering import render_page, templates
 
 __all__ = ["LoginNeeded", "back", "page_user", "render", "service"]
 
-HERE = Path(__file__).parent
-TEMPLATES = Jinja2Templates(
-    env=Environment(
-        loader=FileSystemLoader(HERE / "templates"),
-        autoescape=select_autoescape(["html"]),
-    )
-)
+TEMPLATES = templates(Path(__file__).parent / "templates")
 
 
 class LoginNeeded(Exception):
@@ -55,23 +48,18 @@ async def page_user(request: Request, minimum: str = "analyst") -> ConsoleUser:
 def render(
     request: Request, name: str, user: ConsoleUser | None, status: int = 200, **context: Any
 ) -> Response:
-    lang = language(request)
-    response = TEMPLATES.TemplateResponse(
+    """A console page; its language cookie is ``strict``, like the console's session cookie."""
+    return render_page(
+        TEMPLATES,
+        translator,
         request,
         name,
-        {
-            "t": translator(lang),
-            "lang": lang,
-            "other_lang": "en" if lang == "ja" else "ja",
-            "user": user,
-            "csrf": user.csrf if user is not None else "",
-            **context,
-        },
-        status_code=status,
+        status=status,
+        samesite="strict",
+        user=user,
+        csrf=user.csrf if user is not None else "",
+        **context,
     )
-    if request.query_params.get("lang") in LANGS:
-        response.set_cookie(LANG_COOKIE, lang, samesite="strict", path="/", httponly=True)
-    return response
 
 
 def back(path: str) -> RedirectResponse:

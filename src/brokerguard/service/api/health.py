@@ -30,6 +30,7 @@ async def healthz(request: Request) -> dict[str, Any]:
         "written": recorder.written,
         "dropped": recorder.dropped,
         "last_error": recorder.last_error,
+        "writer_restarts": recorder.writer_restarts,
         "publish": publish,
         "blocklist": svc.blocklist.status() if svc.blocklist is not None else None,
     }

@@ -1,0 +1,60 @@
+"""Rendering a page in the reader's language: what the console and the broker's site share.
+
+Both are server-rendered Jinja pages in Japanese or English, the language chosen by ``?lang=``
+and remembered in a cookie (:mod:`.i18n`). One implementation puts the translator and the
+language into every template and sets the cookie when the language was just chosen, so the two
+cannot drift apart; what differs stays with each caller — its template folder and message
+catalogue, the console's user, the site's session and security headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+from brokerguard.web.i18n import LANG_COOKIE, LANGS, language
+
+__all__ = ["render_page", "templates"]
+
+
+def templates(folder: Path) -> Jinja2Templates:
+    """The templates of ``folder``, HTML escaped by default."""
+    return Jinja2Templates(
+        env=Environment(loader=FileSystemLoader(folder), autoescape=select_autoescape())
+    )
+
+
+def render_page(
+    jinja: Jinja2Templates,
+    translator: Callable[[str], Callable[..., str]],
+    request: Request,
+    name: str,
+    /,  # pages pass any name in the context ("pages", "request", ...)
+    *,
+    status: int = 200,
+    samesite: Literal["lax", "strict"],
+    **context: Any,
+) -> Response:
+    """Template ``name`` with ``t`` (``translator`` of the request's language), ``lang`` and
+    ``other_lang`` besides ``context``; a ``?lang=`` choice is kept in the language cookie."""
+    lang = language(request)
+    response = jinja.TemplateResponse(
+        request,
+        name,
+        {
+            "t": translator(lang),
+            "lang": lang,
+            "other_lang": "en" if lang == "ja" else "ja",
+            **context,
+        },
+        status_code=status,
+    )
+    if request.query_params.get("lang") in LANGS:
+        response.set_cookie(LANG_COOKIE, lang, samesite=samesite, path="/", httponly=True)
+    return response

@@ -1,0 +1,132 @@
+"""A writer process that cannot start: restarted with growing pauses, counted, nothing lost.
+
+The writer is made unable to start for real — its SQLite file's directory is renamed away, so
+:func:`~brokerguard.service.db.make_engine` refuses in the new process — and the recorder's
+pause is the only thing replaced: it notes the delay instead of sleeping, and puts the
+directory back after a few restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from brokerguard.service import recorder as recorder_module
+from brokerguard.service.db import make_engine, migrate
+from brokerguard.service.models import events
+from brokerguard.service.recorder import EventRecord, Recorder
+
+
+def row(i: int) -> EventRecord:
+    ts = datetime(2025, 4, 1, tzinfo=UTC)
+    return EventRecord(
+        {"event_id": f"e{i}", "type": "login", "ts": ts, "account": "a1", "body": "{}"}
+    )
+
+
+def stored_ids(url: str) -> list[str]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        ids = list(conn.scalars(sa.select(events.c.event_id).order_by(events.c.seq)))
+    engine.dispose()
+    return ids
+
+
+def kill_writer(recorder: Recorder) -> None:
+    writer = recorder._process
+    assert writer is not None and writer.pid is not None
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join(10)
+
+
+def test_a_writer_that_cannot_start_is_retried_with_growing_pauses_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(recorder_module, "RESTART_MAX_S", 2.0)  # reach the cap in 3 steps
+    home, away = tmp_path / "db", tmp_path / "away"
+    home.mkdir()
+    url = f"sqlite:///{home / 'service.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    failing = 5  # writers that die before they are ready
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == failing:
+            away.rename(home)  # the next writer finds its database again
+
+    recorder = Recorder(url, engine, sleep=pause)
+    recorder.start()
+    try:
+        for i in range(10):
+            recorder.record(row(i))
+        assert recorder.wait_idle(30)
+        home.rename(away)
+        kill_writer(recorder)
+        caplog.set_level(logging.ERROR, logger="brokerguard.service.recorder")
+        for i in range(10, 30):  # queued while no writer can start
+            recorder.record(row(i))
+        assert recorder.wait_idle(120)
+
+        assert pauses == [0.5, 1.0, 2.0, 2.0, 2.0]
+        assert recorder.writer_restarts == failing
+        lines = [r.getMessage() for r in caplog.records if "starting a new one" in r.getMessage()]
+        assert len(lines) == 3  # the first loss and each growth of the pause, not every restart
+        assert stored_ids(url) == [f"e{i}" for i in range(30)]
+        assert (recorder.written, recorder.dropped, recorder.last_error) == (30, 0, None)
+
+        kill_writer(recorder)  # a writer that wrote: the next loss starts from the short pause
+        recorder.record(row(30))
+        assert recorder.wait_idle(30)
+        assert pauses[failing:] == [0.5]
+        assert recorder.writer_restarts == failing + 1
+        assert stored_ids(url)[-1] == "e30"
+    finally:
+        recorder.stop()
+        engine.dispose()
+
+
+def test_records_a_dying_writer_had_taken_are_counted_dropped_and_jobs_go_on(
+    tmp_path: Path,
+) -> None:
+    """A writer killed while it holds a batch: the batch is written off (dropped), so the backlog
+    empties, a later analyst job runs, and what comes after is written by the next writer."""
+    path = tmp_path / "service.db"
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    migrate(engine)
+    pauses: list[float] = []
+    recorder = Recorder(url, engine, sleep=pauses.append)
+    recorder.start()
+    try:
+        recorder.record(row(0))
+        assert recorder.wait_idle(30)
+        lock = sqlite3.connect(path, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the writer cannot write what it takes now
+        taken = 5
+        for i in range(1, 1 + taken):
+            recorder.record(row(i))
+        deadline = time.monotonic() + 60
+        while recorder._sent < 1 + taken and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the sender has handed them over
+        kill_writer(recorder)
+        lock.rollback()
+        lock.close()
+        recorder.record(row(99))
+        assert recorder.wait_idle(60)
+        assert recorder.call(lambda conn: "job ran").result(30) == "job ran"
+        assert stored_ids(url) == ["e0", "e99"]
+        assert (recorder.written, recorder.dropped, recorder.backlog) == (2, taken, 0)
+        assert (pauses, recorder.writer_restarts) == ([0.5], 1)
+    finally:
+        recorder.stop()
+        engine.dispose()
