@@ -28,6 +28,9 @@ from brokerguard.web._common import back, page_user, render, service
 router = APIRouter(include_in_schema=False)
 Supervisor = Annotated[ConsoleUser, Depends(require_role("supervisor"))]
 NEEDS_TARGET = ("release_order", "cancel_order", "trust_device")
+CUSTOMERS_OWN = ("request_unlock",)  # the customer's word, told by the broker's site
+RETURNS = ("/console/unlocks", "/console/unlocks?requested=1")
+"""Pages besides the account's own that post actions here and are sent back to (``back``)."""
 
 
 def _describe(item: dict[str, Any]) -> dict[str, Any]:
@@ -105,10 +108,11 @@ async def act(request: Request, account: str, user: Supervisor) -> Response:
     action = str(form.get("action", ""))
     target = str(form.get("target", "")).strip() or None
     note = str(form.get("note", ""))[:2000]
-    if action not in actions.ACCOUNT_ACTIONS:
+    if action not in actions.ACCOUNT_ACTIONS or action in CUSTOMERS_OWN:
         raise InvalidInput(f"unknown account action {action!r}", field="action")
     if action in NEEDS_TARGET and target is None:
         raise InvalidInput(f"{action} needs a target", field="target")
     actor = f"user:{user.username}"
     await service(request).act_on_account(actor, account, action, target, note)
-    return back(f"/console/accounts/{account}")
+    returns = str(form.get("back", ""))
+    return back(returns if returns in RETURNS else f"/console/accounts/{account}")
