@@ -97,7 +97,7 @@ def waiting_unlocks(
         sa.select(
             decisions.c.account, decisions.c.point, decisions.c.reasons, decisions.c.decided_at
         )
-        .where(decisions.c.action == "lock")
+        .where(decisions.c.action == "lock")  # the partial index ix_decisions_locks
         .order_by(decisions.c.decided_at)
     )
     for d in locks:
