@@ -15,17 +15,13 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from conftest import Api, add_user
+from conftest import Api, add_user, audit
 from console_helpers import login
 from markupsafe import escape
 
 from brokerguard.events import LoginAttempt
-from brokerguard.service.db import make_engine
-from brokerguard.service.models import audit_log
 
 _ids = itertools.count(1)
 FREEZE_NOTE = "customer: locked by C2 at the front door"
@@ -60,18 +56,6 @@ def act(api: Api, account: str, action: str, note: str = "") -> None:
         headers=api.auth("admin"),
     )
     assert answer.status_code == 201, answer.text
-
-
-def audit(url: str) -> list[tuple[str, str, str, Any]]:
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(
-                audit_log.c.actor, audit_log.c.action, audit_log.c.subject, audit_log.c.detail
-            ).order_by(audit_log.c.seq)
-        ).all()
-    engine.dispose()
-    return [tuple(r) for r in rows]
 
 
 def row_of(html: str, account: str) -> str | None:
