@@ -25,6 +25,7 @@ from brokerguard.events import LoginAttempt
 
 _ids = itertools.count(1)
 FREEZE_NOTE = "customer: locked by C2 at the front door"
+SITE_NOTE = "guard: locked by guard at the front door"
 ASK_NOTE = "unlock request r-1: the customer asked for an analyst's unlock"
 
 
@@ -72,6 +73,7 @@ def locked(make_api: Callable[..., Api], database_url: str) -> Api:
     api = make_api(database_url)
     answers = fail_logins(api, "C1", 10)
     assert answers[:9] == ["deny"] * 9 and answers[9] == "lock"  # the policy's rule
+    act(api, "C1", "freeze", SITE_NOTE)  # the site locks on the guard's answer and tells it
     act(api, "C2", "freeze", FREEZE_NOTE)
     act(api, "C2", "request_unlock", ASK_NOTE)
     act(api, "C3", "lock", "chargeback dispute")
@@ -113,6 +115,9 @@ def test_the_list_shows_each_lock_with_its_origin_and_the_filter_keeps_requests(
     policy, frozen, by_key, analyst = (row_of(html, a) for a in ("C1", "C2", "C3", "C4"))
     assert policy and frozen and by_key and analyst
     assert "rule_locked" in policy and 'href="/console/accounts/C1"' in policy
+    assert SITE_NOTE in policy  # what followed the policy's lock, under it
+    assert fail_logins(locked, "C1", 1) == ["lock"]  # the freeze's echo is no origin
+    assert row_of(client.get(f"/console/unlocks?lang={lang}").text, "C1") == policy
     assert FREEZE_NOTE in frozen and "key:" in frozen and escape(ASK_NOTE) in frozen
     assert "user:sup" in analyst and "suspicious calls" in analyst
     assert "chargeback dispute" in by_key and 'class="requested"' not in by_key
