@@ -162,6 +162,11 @@ def test_an_unlock_with_a_note_leaves_the_list_and_is_audited(
     detail = json.loads(detail) if isinstance(detail, str) else detail
     assert trail[-1][0] == "user:sup" and detail["note"] == note
 
+    # the account page says the same: waiting since the policy's lock, and offers the unlock
+    account = client.get("/console/accounts/C1?lang=en").text
+    assert 'id="waiting-unlock"' in account and "Policy decision" in account
+    assert '<input type="hidden" name="action" value="unlock">' in account
+    assert 'id="waiting-unlock"' not in client.get("/console/accounts/C5").text
     # a policy's lock leaves the list with the analyst's unlock too; elsewhere goes home
     other = client.post(
         "/console/accounts/C1/actions",
@@ -170,6 +175,7 @@ def test_an_unlock_with_a_note_leaves_the_list_and_is_audited(
     )
     assert other.headers["location"] == "/console/accounts/C1"
     assert row_of(client.get("/console/unlocks").text, "C1") is None
+    assert 'id="waiting-unlock"' not in client.get("/console/accounts/C1").text
     # the customer's request is the site's word, not an analyst's action
     spoof = client.post(
         "/console/accounts/C3/actions",

@@ -60,7 +60,11 @@ def _entry(account: str, first: dict[str, Any], origin: str) -> dict[str, Any]:
 
 
 def waiting_unlocks(
-    conn: sa.Connection, *, requested_only: bool = False, limit: int = 500
+    conn: sa.Connection,
+    *,
+    requested_only: bool = False,
+    account: str | None = None,
+    limit: int = 500,
 ) -> list[dict[str, Any]]:
     """Accounts waiting for an unlock, newest wait first.
 
@@ -68,12 +72,15 @@ def waiting_unlocks(
     ``system``), ``actor`` and ``note`` of the locking action, ``point`` and ``reasons`` of the
     policy's decision, ``then`` (the action entry that followed a policy's lock, if any), and
     ``requested_at`` and ``request_note`` of the customer's latest request (None when none was
-    made). ``requested_only`` keeps the accounts whose customer asked.
+    made). ``requested_only`` keeps the accounts whose customer asked; ``account`` reads only
+    that account (its page).
     """
+    only_acts = [account_actions.c.account == account] if account is not None else []
+    only_decisions = [decisions.c.account == account] if account is not None else []
     kinds = (*LOCKS, "unlock", "request_unlock")
     acts = conn.execute(
         sa.select(account_actions)
-        .where(account_actions.c.action.in_(kinds))
+        .where(account_actions.c.action.in_(kinds), *only_acts)
         .order_by(account_actions.c.id)
     )
     by_account: dict[str, list[dict[str, Any]]] = {}
@@ -97,7 +104,7 @@ def waiting_unlocks(
         sa.select(
             decisions.c.account, decisions.c.point, decisions.c.reasons, decisions.c.decided_at
         )
-        .where(decisions.c.action == "lock")  # the partial index ix_decisions_locks
+        .where(decisions.c.action == "lock", *only_decisions)  # index ix_decisions_locks
         .order_by(decisions.c.decided_at)
     )
     for d in locks:

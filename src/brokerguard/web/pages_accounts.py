@@ -21,6 +21,7 @@ from brokerguard.netinfo import shared_lookup
 from brokerguard.service import actions, queries
 from brokerguard.service.auth import require_role
 from brokerguard.service.errors import InvalidInput
+from brokerguard.service.unlock_queue import waiting_unlocks
 from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.useragent import parse_user_agent
 from brokerguard.web._common import back, page_user, render, service
@@ -73,11 +74,12 @@ async def timeline(request: Request, account: str) -> Response:
     user = await page_user(request)
     svc = service(request)
 
-    def load() -> dict[str, Any]:
+    def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         with svc.read() as conn:
-            return queries.account_timeline(conn, account, 300)
+            timeline = queries.account_timeline(conn, account, 300)
+            return timeline, waiting_unlocks(conn, account=account)
 
-    data = await run_in_threadpool(load)
+    data, waiting = await run_in_threadpool(load)
     items = [{**item, **_describe(item)} for item in data["items"]]
     held = [
         i
@@ -97,6 +99,7 @@ async def timeline(request: Request, account: str) -> Response:
         held=held,
         devices=devices,
         locked=account in svc.host.locked,
+        waiting=waiting[0] if waiting else None,  # also a policy's lock: the engine holds none
         past=data["actions"],
         can_act=role_at_least(user.role, "supervisor"),
     )
