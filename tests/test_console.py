@@ -116,6 +116,7 @@ def test_pages_need_a_session(world: World) -> None:
         "/console/cases",
         "/console/reports",
         "/console/blocklist",
+        "/console/unlocks",
     ):
         answer = world.client.get(path, follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
@@ -137,6 +138,7 @@ def _pages(world: World) -> list[str]:
         "/console/cases",
         "/console/reports",
         "/console/blocklist",
+        "/console/unlocks",
     ]
 
 

@@ -581,3 +581,57 @@ def test_a_log_in_posted_from_a_phishing_host_carries_its_referrer_to_the_guard(
         "/login", data={"account": "C120", "password": PASSWORD}, headers={"referer": "x y"}
     )
     assert odd.status_code == 303  # a Referer the event model refuses is dropped, not an error
+
+
+def test_a_customer_without_a_passkey_asks_and_the_console_lists_and_unlocks_it(rig: SiteRig):
+    """The analyst path end to end: freeze at the site, "ask the support desk" on the unlock
+    page, the request in the guard's console list (real HTTP to the embedded guard), the
+    supervisor's unlock with a note there, and the site reopened by that note."""
+    import httpx
+    from console_helpers import PASSWORD as CONSOLE_PASSWORD
+    from console_helpers import login as console_login
+
+    from brokerguard.service.users import create_user
+
+    rig.customer("C120")
+    browser = rig.client()
+    login(browser, "C120")
+    csrf = csrf_of(browser.get("/settings").text)
+    browser.post("/settings/freeze", data={"csrf_token": csrf, "confirm": "on"})
+    unlock = rig.client().get("/unlock?account=C120&lang=en").text
+    assert 'id="unlock-ask"' in unlock and 'id="unlock-passkey"' not in unlock
+    asked = rig.client().post("/unlock/ask", data={"account": "C120"})
+    assert asked.headers["location"] == "/unlock?account=C120&asked=yes"
+    assert "We have your request" in rig.client().get(asked.headers["location"] + "&lang=en").text
+    open_request = rig.site.lockout.requests("C120")[-1]
+    assert open_request.status == "open" and open_request.requested_by == "customer"
+    not_locked = rig.client().post("/unlock/ask", data={"account": "C999"})
+    assert not_locked.headers["location"].endswith("asked=refused")
+
+    engine = make_engine(f"sqlite:///{rig.guard.directory / 'guard.db'}")
+    with write_transaction(engine) as conn:
+        create_user(conn, "desk", CONSOLE_PASSWORD, "supervisor")
+    engine.dispose()
+    with httpx.Client(base_url=rig.guard.url) as console:
+        token = console_login(console, "desk")
+        listed = console.get("/console/unlocks?requested=1&lang=en").text
+        row = re.search(r'<tr id="unlock-C120"[^>]*>(.*?)</tr>', listed, re.S)
+        assert row and "Requested" in row.group(1) and open_request.id in row.group(1)
+        assert "customer: locked by" in row.group(1)  # the site's freeze note
+        note = "called back on the registered phone; identity confirmed"
+        done = console.post(
+            "/console/accounts/C120/actions",
+            data={
+                "csrf_token": token,
+                "action": "unlock",
+                "note": note,
+                "back": "/console/unlocks",
+            },
+            follow_redirects=False,
+        )
+        assert done.status_code == 303 and done.headers["location"] == "/console/unlocks"
+        assert 'id="unlock-C120"' not in console.get("/console/unlocks").text
+    assert login(rig.client(), "C120") == "/portfolio"
+    completed = rig.site.lockout.requests("C120")[-1]
+    assert completed.id == open_request.id and completed.status == "completed"
+    assert completed.completed_by == "analyst:user:desk" and completed.method == note

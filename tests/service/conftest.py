@@ -23,7 +23,7 @@ from brokerguard.guards import load_guard
 from brokerguard.service.app import create_app
 from brokerguard.service.db import make_engine, migrate, write_transaction
 from brokerguard.service.keys import create_key
-from brokerguard.service.models import metadata
+from brokerguard.service.models import audit_log, metadata
 from brokerguard.service.users import create_user
 from brokerguard.sim.scenario import load_scenario
 from brokerguard.sim.world import simulate
@@ -83,6 +83,19 @@ def add_user(url: str, username: str, role: str, password: str = "correct horse 
     with write_transaction(engine) as conn:
         create_user(conn, username, password, role)
     engine.dispose()
+
+
+def audit(url: str) -> list[tuple[str, str, str, Any]]:
+    """The audit log, oldest first: (actor, action, subject, detail)."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                audit_log.c.actor, audit_log.c.action, audit_log.c.subject, audit_log.c.detail
+            ).order_by(audit_log.c.seq)
+        ).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
 
 
 class Api:

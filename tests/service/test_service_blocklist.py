@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import Api, add_user
+from conftest import Api, add_user, audit
 from console_helpers import login
 from typer.testing import CliRunner
 
@@ -31,7 +31,7 @@ from brokerguard.phishing._review import decided_by, split_findings
 from brokerguard.phishing.review_cli import DEFAULT_DATABASE as REVIEW_DEFAULT
 from brokerguard.service.cli import DEFAULT_DATABASE as SERVICE_DEFAULT
 from brokerguard.service.db import make_engine
-from brokerguard.service.models import audit_log, blocklist_review
+from brokerguard.service.models import blocklist_review
 from brokerguard.service.runtime import Settings
 
 runner = CliRunner()
@@ -73,18 +73,6 @@ def review_rows(url: str) -> dict[str, dict[str, Any]]:
         rows = {r.host: dict(r._mapping) for r in conn.execute(sa.select(blocklist_review))}
     engine.dispose()
     return rows
-
-
-def audit(url: str) -> list[tuple[str, str, str, str]]:
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(
-                audit_log.c.actor, audit_log.c.action, audit_log.c.subject, audit_log.c.detail
-            ).order_by(audit_log.c.seq)
-        ).all()
-    engine.dispose()
-    return [tuple(r) for r in rows]
 
 
 def hosts_in(path: Path) -> set[str]:

@@ -4,7 +4,8 @@ A broker's own login and order systems talk to the guard exactly like this, so t
 site uses nothing else: ``POST /v1/decide`` for each decision point, ``POST /v1/events`` for
 what needs no answer (challenge outcomes, account set-up, reference data, canary hits) and
 ``POST /v1/accounts/{a}/actions`` for the customer's freeze and its lifting after
-re-verification (the service's account lock: while it holds, every decision is ``lock``).
+re-verification (the service's account lock: while it holds, every decision is ``lock``), and
+for the customer's request of an analyst's unlock.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class GuardClient:
 
     def unfreeze(self, account: str, note: str) -> dict[str, Any]:
         return self._act(account, "unlock", note)
+
+    def request_unlock(self, account: str, note: str) -> dict[str, Any]:
+        """The customer asked for an analyst's unlock: it appears in the console's list of
+        accounts waiting for an unlock, marked as requested."""
+        return self._act(account, "request_unlock", note)
 
     def actions(self, account: str) -> list[dict[str, Any]]:
         """The account's actions at the guard, newest first (needs the ``read`` permission)."""

@@ -5,6 +5,8 @@ only the first factor: the guard decides the sign-in (:func:`.flows.login`), and
 told to the guard too (it counts failures per account and per address). A locked account —
 after N failures, a freeze, or the guard's ``lock`` — goes to the unlock page, which reopens
 it only after a passkey verification made after the unlock request, and lifts the guard's lock.
+A customer without a passkey asks for an analyst's unlock there; the guard records the request
+(``request_unlock``) so that it shows in the console's list of accounts waiting for an unlock.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import secrets
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -177,7 +180,28 @@ async def unlock_page(request: Request) -> Response:
         account=account,
         state=state,
         has_passkey=bool(account) and s.passkeys.has_passkey(account),
+        asked=request.query_params.get("asked"),
     )
+
+
+@router.post("/unlock/ask")
+async def unlock_ask(request: Request) -> Response:
+    """Ask for an analyst's unlock. A plain form without a CSRF token, like the log-in: the page
+    comes before sign-in, so a forged post could do nothing that a direct one cannot. Anyone may
+    ask for any locked account; the request only marks it in the analysts' list (they check the
+    identity before unlocking), and asking is bounded like the passkey path."""
+    account = str((await request.form()).get("account", ""))[:64]
+    s = site(request)
+
+    def ask() -> bool:
+        s.limiter.hit("unlock", account, UNLOCK_ATTEMPTS, what="unlock attempts")
+        return s.ask_analyst_unlock(account)
+
+    try:
+        told = await run_in_threadpool(ask)
+    except AuthError:  # not locked, or asked too often
+        return redirect(f"/unlock?account={quote(account)}&asked=refused")
+    return redirect(f"/unlock?account={quote(account)}&asked={'yes' if told else 'failed'}")
 
 
 @router.post("/unlock/options")

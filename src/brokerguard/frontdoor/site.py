@@ -27,7 +27,7 @@ from brokerguard.auth import (
     SqliteStore,
     StepUp,
 )
-from brokerguard.auth.passwords import LockReason
+from brokerguard.auth.passwords import LockReason, UnlockRequest
 from brokerguard.auth.stepup import Challenge
 from brokerguard.events import (
     AccountSnapshot,
@@ -192,6 +192,29 @@ class Site:
             )
         )
 
+    def _open_request(self, account: str, requested_by: str) -> UnlockRequest:
+        """The account's open unlock request, or a new one: the customer's request is the one
+        an analyst's unlock completes, so its trail shows who asked and who reopened."""
+        still_open = [r for r in self.lockout.requests(account) if r.status == "open"]
+        if still_open:
+            return still_open[-1]
+        return self.lockout.request_unlock(account, requested_by=requested_by)
+
+    def ask_analyst_unlock(self, account: str) -> bool:
+        """The customer asks the security team to reopen a locked account (no passkey, or
+        none at hand): the open unlock request is reused or one opened, and the guard records
+        the request (``request_unlock``) for the analysts' list. False when the guard could not
+        be told (the page then says to call the support desk); the request stays open here and
+        an analyst's unlock with a note completes it all the same (:meth:`lifted_by_analyst`).
+        """
+        request = self._open_request(account, "customer")
+        note = f"unlock request {request.id}: the customer asked for an analyst's unlock"
+        try:
+            self.guard.request_unlock(account, note)
+        except GuardError:
+            return False
+        return True
+
     def lifted_by_analyst(self, account: str) -> bool:
         """Complete the site's unlock when an analyst lifted the guard's lock after the site's.
 
@@ -218,7 +241,7 @@ class Site:
             when = when.replace(tzinfo=UTC)
         if not note or (state.locked_at is not None and when < state.locked_at):
             return False
-        request = self.lockout.request_unlock(account, requested_by=f"analyst:{latest['actor']}")
+        request = self._open_request(account, f"analyst:{latest['actor']}")
         self.lockout.complete_by_analyst(
             account, request.id, analyst=str(latest["actor"]), method=note
         )

@@ -172,6 +172,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "パスキーをお持ちでない場合は、お問い合わせ窓口で本人確認のうえ再開します。",
         "Without a passkey, our support desk reopens the account after checking your identity.",
     ),
+    "unlock_ask": ("窓口での再開を依頼する", "Ask the support desk to reopen"),
+    "unlock_asked": (
+        "ご依頼を受け付けました。担当者が登録済みの電話番号などで本人確認のうえ再開します。",
+        "We have your request. Our security team reopens the account after checking your "
+        "identity (for example by calling your registered phone number).",
+    ),
+    "unlock_ask_failed": (
+        "ご依頼を受け付けられませんでした。お問い合わせ窓口にお電話ください。",
+        "Your request could not be taken. Please call our support desk.",
+    ),
     "unlock_with_passkey": ("パスキーで本人確認して再開", "Confirm with a passkey and reopen"),
     "unlocked": ("口座を再開しました。もう一度ログインしてください。", "Reopened. Please log in."),
     "not_locked": ("この口座はロックされていません。", "This account is not locked."),

@@ -44,6 +44,7 @@ ACCOUNT_ACTIONS: tuple[str, ...] = (
     "lock",
     "freeze",  # the customer froze the account (the broker's site asks on their behalf)
     "unlock",  # ends a lock or a freeze
+    "request_unlock",  # the customer asked for an analyst's unlock (the broker's site tells)
     "force_reverify",  # the customer must pass a strong re-verification at the next sign-in
     "trust_device",  # the device cookie is the customer's (target: the cookie)
 )

@@ -13,7 +13,8 @@ What the tables hold and why it is shaped so:
   analyst's ``status`` is the service's own.
 - ``cases`` / ``case_notes``: investigations opened from an alert, a campaign or an account.
 - ``account_actions``: what analysts did to accounts (release or cancel a held order, lock,
-  unlock, force re-verification, mark a device trusted).
+  unlock, force re-verification, mark a device trusted), and what the broker's site did on the
+  customer's behalf (freeze, request an analyst's unlock).
 - ``policies``: every policy the service ran, newest last; the newest is the current one.
 - ``blocklist_review``: phishing hosts that only the learned model called phishing, waiting for
   an analyst before they may enter the guard's block-list (see :mod:`.blocklist_review`); one
@@ -148,6 +149,15 @@ decisions = sa.Table(
     sa.Column("decided_at", UTCDateTime, nullable=False),  # wall-clock time of the decision
     sa.Index("ix_decisions_account_ts", "account", "ts"),
     sa.Index("ix_decisions_event_id", "event_id"),
+    # The console's unlock list reads every `lock` decision: rare rows of the largest table,
+    # so a partial index (a few rows, nothing for the other decisions to maintain).
+    sa.Index(
+        "ix_decisions_locks",
+        "account",
+        "decided_at",
+        postgresql_where=sa.text("action = 'lock'"),
+        sqlite_where=sa.text("action = 'lock'"),
+    ),
 )
 
 alerts = sa.Table(

@@ -325,6 +325,9 @@ class Service:
         - ``lock`` / ``unlock``: while locked, every decision on the account is ``lock``.
         - ``freeze``: the same lock, asked for by the customer (through the broker's site); its
           decisions say so. ``unlock`` ends it too.
+        - ``request_unlock``: the customer asked the broker's site for an analyst's unlock; the
+          record is for the console's list of waiting accounts (:mod:`.unlock_queue`), the
+          engine hears nothing.
         - ``force_reverify``: every sign-in and operation asks for a passkey or out-of-band
           confirmation until the customer passes one.
         - ``trust_device`` (target: the device cookie): the cookie counts as the customer's.

@@ -52,6 +52,7 @@ AccountAction = Literal[
     "lock",
     "freeze",
     "unlock",
+    "request_unlock",
     "force_reverify",
     "trust_device",
 ]

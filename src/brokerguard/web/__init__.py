@@ -21,6 +21,7 @@ from brokerguard.web import (
     pages_blocklist,
     pages_cases,
     pages_reports,
+    pages_unlocks,
     session,
 )
 from brokerguard.web._common import LoginNeeded, login_redirect
@@ -35,6 +36,7 @@ ROUTERS = (
     pages_cases.router,
     pages_reports.router,
     pages_blocklist.router,
+    pages_unlocks.router,
 )
 
 

@@ -156,6 +156,36 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "rejected": ("却下", "rejected"),
     "no_pending": ("審査待ちのホストはありません。", "No hosts to review."),
     "not_found": ("見つかりません。", "Not found."),
+    "request_unlock": ("お客さまのロック解除依頼", "Unlock asked by the customer"),
+    "unlocks": ("ロック解除待ち", "Waiting for unlock"),
+    "unlocks_help": (
+        "ロックまたは凍結されたままの口座です（新しい順）。パスキーで本人確認できないお客さまは"
+        "窓口での解除を依頼できます。本人確認の方法をメモに書いて解除してください"
+        "（お客さまのサイトはこのメモで解除依頼を完了します）。",
+        "Accounts still locked or frozen, newest first. A customer who cannot re-verify with a "
+        "passkey may ask for an analyst's unlock. Unlock with a note saying how the identity "
+        "was checked (the broker's site completes the customer's request with it).",
+    ),
+    "unlocks_all": ("すべて", "All"),
+    "unlocks_requested_only": ("解除依頼ありのみ", "Requested only"),
+    "no_unlocks": ("ロック解除を待つ口座はありません。", "No account waits for an unlock."),
+    "locked_since": ("ロック開始", "Locked since"),
+    "locked_by": ("ロックしたもの", "Locked by"),
+    "unlock_requested": ("お客さまの解除依頼", "Customer's unlock request"),
+    "requested": ("依頼あり", "Requested"),
+    "unlock_note": ("本人確認の方法（必須）", "How the identity was checked (required)"),
+    "origin_policy": ("判定ポリシー", "Policy decision"),
+    "origin_analyst": ("分析者", "Analyst"),
+    "origin_customer": (
+        "凍結（お客さま・証券会社サイト経由）",
+        "Freeze (the customer, through the broker's site)",
+    ),
+    "origin_system": ("証券会社のシステム", "Broker's system"),
+    "then": ("その後", "Then"),
+    "point_login": ("ログイン時", "at sign-in"),
+    "point_order": ("注文時", "at an order"),
+    "point_withdrawal": ("出金時", "at a withdrawal"),
+    "point_settings": ("設定変更時", "at a settings change"),
     "language": ("English", "日本語"),
 }
 

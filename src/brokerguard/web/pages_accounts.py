@@ -21,6 +21,7 @@ from brokerguard.netinfo import shared_lookup
 from brokerguard.service import actions, queries
 from brokerguard.service.auth import require_role
 from brokerguard.service.errors import InvalidInput
+from brokerguard.service.unlock_queue import waiting_unlocks
 from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.useragent import parse_user_agent
 from brokerguard.web._common import back, page_user, render, service
@@ -28,6 +29,9 @@ from brokerguard.web._common import back, page_user, render, service
 router = APIRouter(include_in_schema=False)
 Supervisor = Annotated[ConsoleUser, Depends(require_role("supervisor"))]
 NEEDS_TARGET = ("release_order", "cancel_order", "trust_device")
+CUSTOMERS_OWN = ("request_unlock",)  # the customer's word, told by the broker's site
+RETURNS = ("/console/unlocks", "/console/unlocks?requested=1")
+"""Pages besides the account's own that post actions here and are sent back to (``back``)."""
 
 
 def _describe(item: dict[str, Any]) -> dict[str, Any]:
@@ -75,11 +79,12 @@ async def timeline(request: Request, account: str) -> Response:
     user = await page_user(request)
     svc = service(request)
 
-    def load() -> dict[str, Any]:
+    def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         with svc.read() as conn:
-            return queries.account_timeline(conn, account, 300)
+            timeline = queries.account_timeline(conn, account, 300)
+            return timeline, waiting_unlocks(conn, account=account)
 
-    data = await run_in_threadpool(load)
+    data, waiting = await run_in_threadpool(load)
     items = [{**item, **_describe(item)} for item in data["items"]]
     held = [
         i
@@ -99,6 +104,7 @@ async def timeline(request: Request, account: str) -> Response:
         held=held,
         devices=devices,
         locked=account in svc.host.locked,
+        waiting=waiting[0] if waiting else None,  # also a policy's lock: the engine holds none
         past=data["actions"],
         can_act=role_at_least(user.role, "supervisor"),
     )
@@ -110,10 +116,11 @@ async def act(request: Request, account: str, user: Supervisor) -> Response:
     action = str(form.get("action", ""))
     target = str(form.get("target", "")).strip() or None
     note = str(form.get("note", ""))[:2000]
-    if action not in actions.ACCOUNT_ACTIONS:
+    if action not in actions.ACCOUNT_ACTIONS or action in CUSTOMERS_OWN:
         raise InvalidInput(f"unknown account action {action!r}", field="action")
     if action in NEEDS_TARGET and target is None:
         raise InvalidInput(f"{action} needs a target", field="target")
     actor = f"user:{user.username}"
     await service(request).act_on_account(actor, account, action, target, note)
-    return back(f"/console/accounts/{account}")
+    returns = str(form.get("back", ""))
+    return back(returns if returns in RETURNS else f"/console/accounts/{account}")
