@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -10,9 +11,10 @@ import sqlalchemy as sa
 from conftest import Api
 
 from brokerguard.engine import BrokerGuard
-from brokerguard.events import Event, encode
+from brokerguard.events import Event, encode, read_ndjson
 from brokerguard.guard import decision_point
 from brokerguard.service.db import make_engine
+from brokerguard.service.exports import export_run
 from brokerguard.service.models import alerts, decisions, events
 
 LOGIN = {
@@ -48,10 +50,11 @@ def count(url: str, table: sa.Table) -> int:
 
 
 def test_decide_answers_like_the_engine(
-    api: Api, database_url: str, recorded_events: list[Event]
+    api: Api, database_url: str, recorded_events: list[Event], tmp_path: Path
 ) -> None:
     """The recorded run through the API (observed events in batches, decision points one by
-    one, in order) gets the same decisions as a BrokerGuard fed the same events directly."""
+    one, in order) gets the same decisions as a BrokerGuard fed the same events directly; and
+    the service's records, exported, replay to the same decisions (market data included)."""
     direct = BrokerGuard()
     expected = []
     answers = []
@@ -85,8 +88,22 @@ def test_decide_answers_like_the_engine(
     raised = [a for a in answers if a["alert_id"] is not None]
     assert raised and count(database_url, alerts) == len(raised)
     assert all(a["action"] != "allow" for a in raised)
-    kept = sum(1 for e in recorded_events if getattr(e, "account", None) is not None)
-    assert count(database_url, events) == kept
+    assert count(database_url, events) == len(recorded_events)  # market data too
+
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        export_run(conn, tmp_path / "export")
+    engine.dispose()
+    with (tmp_path / "export" / "events.ndjson").open("rb") as f:
+        exported = list(read_ndjson(f))
+    assert sorted(e.id for e in exported) == sorted(e.id for e in recorded_events)
+    assert [e.id for e in exported] == [e.id for e in recorded_events]  # as the engine saw them
+    again = BrokerGuard()
+    replayed = [
+        again.decide(e) if decision_point(e) is not None else again.observe(e) for e in exported
+    ]
+    decided = [d for e, d in zip(exported, replayed, strict=True) if decision_point(e)]
+    assert [(d.action, d.score) for d in decided] == [(d.action, d.score) for d in expected]
 
 
 def test_a_batch_decides_its_decision_points(api: Api, recorded_events: list[Event]) -> None:

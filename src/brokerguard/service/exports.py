@@ -104,7 +104,9 @@ def export_run(conn: sa.Connection, out: Path) -> Path:
     """Write ``events.ndjson``, ``decisions.ndjson`` and ``cases.ndjson`` under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     with (out / "events.ndjson").open("w", encoding="utf-8") as sink:
-        query = sa.select(events.c.body).order_by(events.c.ts, events.c.seq)
+        # in the order the engine took them (a bar is stamped with its start but arrives at its
+        # close, after the sign-ins within it): a replay of the file sees what the engine saw
+        query = sa.select(events.c.body).order_by(events.c.seq)
         for row in _lines(conn, query):
             sink.write(row.body)
             sink.write("\n")

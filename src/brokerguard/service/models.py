@@ -125,7 +125,7 @@ events = sa.Table(
     sa.Column("event_id", sa.String(128), nullable=False),
     sa.Column("type", sa.String(20), nullable=False),
     sa.Column("ts", UTCDateTime, nullable=False),
-    sa.Column("account", Account, nullable=False),
+    sa.Column("account", Account, nullable=True),  # none for market data, canary reports
     sa.Column("session", sa.String(128), nullable=True),
     sa.Column("body", sa.Text, nullable=False),  # the event as JSON, exactly as decoded
     sa.Index("ix_events_account_ts", "account", "ts"),

@@ -96,13 +96,12 @@ def _jsonable(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
-def event_record(event: Event) -> EventRecord | None:
-    """The events-table row of an account event; market data (no account) is not kept."""
+def event_record(event: Event) -> EventRecord:
+    """The events-table row of an event. Every event is kept, market data included, so that an
+    export replays what the engine saw and the reports value holdings at market prices."""
     account = getattr(event, "account", None)
     if account is None and isinstance(event, AnalystAction) and event.login is not None:
         account = event.login.account  # a confirmed fraud: on the victim's timeline
-    if account is None:
-        return None
     return EventRecord(
         {
             "event_id": event.id,

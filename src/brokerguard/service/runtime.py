@@ -263,9 +263,7 @@ class Service:
             alert=not locked,
             campaigns=self.host.campaign_row_id,
         )
-        kept = event_record(event)
-        if kept is not None:
-            self.recorder.record(kept)
+        self.recorder.record(event_record(event))
         self.recorder.record(record)
         answer = {
             "decision_id": decision_id,
@@ -295,9 +293,7 @@ class Service:
                     self.host.observe(event)
                     if self.publisher is not None:
                         self.publisher.event(event)
-                    kept = event_record(event)
-                    if kept is not None:
-                        self.recorder.record(kept)
+                    self.recorder.record(event_record(event))
                     observed += 1
                     continue
                 answer = self.decide(event, point, caller)
@@ -367,9 +363,7 @@ class Service:
     def _pass_on(self, event: Event) -> None:
         """An event the service made itself (an analyst's conclusion, a hold's answer): kept
         with the events and, with ``--nats``, published, so workers and replays hear it too."""
-        kept = event_record(event)
-        if kept is not None:
-            self.recorder.record(kept)
+        self.recorder.record(event_record(event))
         if self.publisher is not None:
             self.publisher.event(event)
 
