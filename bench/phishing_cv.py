@@ -55,7 +55,8 @@ their own, TLD x structure crosses - features meant to carry over to kits not in
 ``feat2-l2/3`` (the same with L2 1e-5: more features, and the L2 trend so far favoured less
 penalty), ``kit-sqrt`` (set 1 features, each phishing row weighted 1/sqrt of its kit's rows in
 the fold's training data: the judged URLs are novel kits, and a kit reported thousands of times
-otherwise dominates the fit) and ``feat2-kit-sqrt`` (both changes).
+otherwise dominates the fit) and ``feat2-kit-sqrt`` (both changes). None won: ``l2/3`` stays
+(see the README).
 
 The data is read in place (default ``../shared/data``), never copied; URLs are strings only,
 never fetched. Featurising takes a few minutes; each fit about a minute on one core.

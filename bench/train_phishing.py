@@ -34,6 +34,7 @@ Options tried by ``bench/phishing_cv.py`` round 3 (off by default): ``--features
 kit-general feature set 2 of ``_model.features``; the model file records its set) and
 ``--kit-weight sqrt`` (each phishing row weighted by 1/sqrt of the number of training rows of
 its kit, so a kit reported thousands of times does not dominate what the model learns).
+Neither was chosen (README, round 3), so the defaults stay feature set 1, no kit weight.
 
 The data is read in place, never copied; URLs are strings only, never fetched.
 """
