@@ -45,6 +45,18 @@ generalisation tweak: fewer kit-specific n-grams).
 Round 2, added after round 1 (the first five) had kept the current recipe, under the same rule:
 ``other-full`` (other brands' phishing at full weight instead of half: more kit structure to
 learn from) and ``l2/3`` (a third of the L2 penalty, the other direction from ``l2x10``).
+Round 2 chose ``l2/3``, which has been the current recipe since (what ``model.json`` ships), so
+from round 3 on the rule compares challengers with ``l2/3`` (``BASELINE``), not with the
+candidate still named ``current`` (that name is kept so that rounds 1-2 can be rerun).
+Round 3, declared (committed) before any of it ran, same rule, all on top of ``l2/3`` (L2 3e-5,
+modern negatives, budget 0.02%): ``feat2`` (feature set 2 of ``_model.features``: host-label
+words, character-class shapes, n-grams of the first subdomain label and first path segment on
+their own, TLD x structure crosses - features meant to carry over to kits not in the fit),
+``feat2-l2/3`` (the same with L2 1e-5: more features, and the L2 trend so far favoured less
+penalty), ``kit-sqrt`` (set 1 features, each phishing row weighted 1/sqrt of its kit's rows in
+the fold's training data: the judged URLs are novel kits, and a kit reported thousands of times
+otherwise dominates the fit) and ``feat2-kit-sqrt`` (both changes). None won: ``l2/3`` stays
+(see the README).
 
 The data is read in place (default ``../shared/data``), never copied; URLs are strings only,
 never fetched. Featurising takes a few minutes; each fit about a minute on one core.
@@ -73,7 +85,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_phishing as tp  # noqa: E402
 from phishing import _host_of, hard_negatives, read_benign  # noqa: E402
 
-from brokerguard.phishing import URLError, default_registry, unwrap  # noqa: E402
+from brokerguard.phishing import default_registry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -82,6 +94,7 @@ WINDOW = 3
 LAST_BUILD = "2025-06"
 FPR_TARGET = 0.001
 MARGIN = 0.03  # points of the rules' misses a challenger must gain over the current recipe
+BASELINE = "l2/3"  # the current recipe (model.json) since round 2; challengers must beat it
 # The modern pages tests/test_phishing_model.py requires to stay benign (invented by hand).
 TEST_PAGES = (
     "https://en.wikipedia.org/wiki/Nomura_Holdings",
@@ -104,6 +117,8 @@ class Candidate:
     budget: float
     l2: float = 1e-4  # the recipe's L2 before this protocol chose 3e-5
     other_weight: float = 0.5
+    features: int = 1  # feature set of _model.features
+    kit_weight: str = "none"  # "sqrt": phishing rows weighted 1/sqrt(rows of their kit)
 
 
 CANDIDATES = {
@@ -117,6 +132,20 @@ CANDIDATES = {
         # Round 2, added after round 1 had kept the current recipe (see the README):
         Candidate("other-full", modern=True, budget=0.0002, other_weight=1.0),
         Candidate("l2/3", modern=True, budget=0.0002, l2=3e-5),
+        # Round 3, declared before running, all on top of l2/3 (the current recipe):
+        # feature set 2 - host-label words, character-class shapes, n-grams of the first
+        # subdomain label and of the first path segment alone, TLD x structure crosses: does
+        # describing a URL by what kits share (not by their domains) catch more novel kits?
+        Candidate("feat2", modern=True, budget=0.0002, l2=3e-5, features=2),
+        # the same with L2 1e-5: more features to fit, and less penalty helped so far
+        Candidate("feat2-l2/3", modern=True, budget=0.0002, l2=1e-5, features=2),
+        # set 1 features, phishing rows weighted 1/sqrt(kit size): the judged URLs are novel
+        # kits, and a kit with thousands of reports otherwise dominates the fit
+        Candidate("kit-sqrt", modern=True, budget=0.0002, l2=3e-5, kit_weight="sqrt"),
+        # both changes together
+        Candidate(
+            "feat2-kit-sqrt", modern=True, budget=0.0002, l2=3e-5, features=2, kit_weight="sqrt"
+        ),
     )
 }
 
@@ -135,43 +164,59 @@ def calib_side(text: str) -> int:
     return _host_hash(text, 1) % 2
 
 
-def kit(url: str) -> str:
-    """The kit a URL belongs to: the judged (innermost) hop's site, or its IP."""
-    try:
-        p = unwrap(url)[-1].url
-    except URLError:
-        return url
-    return p.host if p.is_ip else (p.site or p.host)
+kit = tp.kit  # the judged (innermost) hop's site, or its IP
 
 
 @dataclass
 class Block:
-    """Featurised URLs: the sparse matrix and, per row, the rules' log-odds (the offset)."""
+    """Featurised URLs: per feature set, the sparse matrix and, per row, the rules' log-odds
+    (the offset); the rows kept are the same for every set."""
 
-    mat: tp.Matrix
+    mats: dict[int, tp.Matrix]
     kept: list[bool]
 
 
-def featurize(urls: list[str]) -> Block:
-    """As the scorer sees them (``train_phishing.featurize``)."""
-    mat, kept = tp.featurize(urls, default_registry())
-    return Block(mat, kept)
+def featurize(urls: list[str], versions: tuple[int, ...]) -> Block:
+    """As the scorer sees them (``train_phishing.featurize_sets``)."""
+    mats, kept = tp.featurize_sets(urls, default_registry(), versions)
+    return Block(mats, kept)
 
 
 @dataclass
 class Data:
-    """Everything a fold needs, featurised once and shared with the worker processes."""
+    """Everything a fold needs, featurised once and shared with the worker processes. The
+    matrices are per feature set (``Candidate.features``), the row order the same in each."""
 
-    phish: tp.Matrix
+    phish: dict[int, tp.Matrix]
     months: np.ndarray
     broker: np.ndarray
     kits: np.ndarray
-    neg_base: tp.Matrix  # fit-part benign + https forms + benign paths + brokers' own URLs
-    neg_modern: tp.Matrix  # generated modern page addresses on fit-part domains
-    held: tp.Matrix  # the held-back benign quarter
+    neg_base: dict[int, tp.Matrix]  # fit-part benign + https forms + benign paths + own URLs
+    neg_modern: dict[int, tp.Matrix]  # generated modern page addresses on fit-part domains
+    held: dict[int, tp.Matrix]  # the held-back benign quarter
     held_side: np.ndarray
-    modern_held: tp.Matrix  # generated modern pages on held-back domains (another seed)
-    pages: tp.Matrix  # TEST_PAGES
+    modern_held: dict[int, tp.Matrix]  # generated modern pages on held-back domains
+    pages: dict[int, tp.Matrix]  # TEST_PAGES
+
+
+# Everything that decides the featurised rows: a cache written by other code is not reused.
+_FINGERPRINT_FILES = (
+    *sorted((ROOT / "src" / "brokerguard" / "phishing").glob("*.py")),
+    *sorted((ROOT / "src" / "brokerguard" / "phishing").glob("*.json")),
+    ROOT / "src" / "brokerguard" / "phishing" / "brands.toml",
+    ROOT / "bench" / "train_phishing.py",
+    ROOT / "bench" / "phishing.py",
+    Path(__file__).resolve(),
+)
+
+
+def fingerprint(data: Path, versions: tuple[int, ...]) -> str:
+    """Hash of the featurising code, the data path and the feature sets."""
+    h = hashlib.sha256(f"{data.resolve()}|{sorted(versions)}".encode())
+    for f in _FINGERPRINT_FILES:
+        if f.name != "model.json":  # the shipped weights do not change the features
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
 
 
 def _modern_held(benign: dict[str, list[str]]) -> list[str]:
@@ -187,8 +232,8 @@ def _modern_held(benign: dict[str, list[str]]) -> list[str]:
     ]
 
 
-def load(data: Path, console: Console) -> Data:
-    """Read the build months and the benign tune half, featurise every row once."""
+def load(data: Path, console: Console, versions: tuple[int, ...]) -> Data:
+    """Read the build months and the benign tune half, featurise every row once per set."""
     tp._quarter = held_back  # the recipe's split, grouped by host for an honest FPR
     started = time.perf_counter()
     rows = tp.read_phish_all(data)
@@ -201,20 +246,20 @@ def load(data: Path, console: Console) -> Data:
         f"phishing rows {len(rows):,} (broker {sum(b for *_, b in rows):,}); benign fit "
         f"{len(base):,} + {len(modern):,} modern; held back {len(held):,}"
     )
-    with console.status("featurising (a few minutes)"):
-        p = featurize([u for u, _, _ in rows])
+    with console.status(f"featurising, feature sets {list(versions)} (a few minutes)"):
+        p = featurize([u for u, _, _ in rows], versions)
         rows = [r for r, k in zip(rows, p.kept, strict=True) if k]
         out = Data(
-            phish=p.mat,
+            phish=p.mats,
             months=np.array([m for _, m, _ in rows]),
             broker=np.array([b for *_, b in rows]),
             kits=np.array([kit(u) for u, _, _ in rows]),
-            neg_base=featurize(base).mat,
-            neg_modern=featurize(modern).mat,
-            held=(hb := featurize(held)).mat,
+            neg_base=featurize(base, versions).mats,
+            neg_modern=featurize(modern, versions).mats,
+            held=(hb := featurize(held, versions)).mats,
             held_side=np.array([calib_side(x) for x, k in zip(held, hb.kept, strict=True) if k]),
-            modern_held=featurize(_modern_held(benign)).mat,
-            pages=featurize(list(TEST_PAGES)).mat,
+            modern_held=featurize(_modern_held(benign), versions).mats,
+            pages=featurize(list(TEST_PAGES), versions).mats,
         )
     console.print(f"featurised in {time.perf_counter() - started:.0f} s")
     return out
@@ -255,15 +300,18 @@ def run_fold(cand: Candidate, origin: str) -> dict:
     """Fit one candidate on the rows up to ``origin``; judge it on the following months."""
     d = _DATA
     assert d is not None
+    v = cand.features
+    phish, held, modern_held, pages = d.phish[v], d.held[v], d.modern_held[v], d.pages[v]
     months = tp.month_range(f"{origin}..{LAST_BUILD}")[1 : WINDOW + 1]
     train = d.months <= origin
     seen = set(d.kits[train].tolist())
     ev = np.isin(d.months, months) & d.broker & ~np.isin(d.kits, list(seen))
-    negs = [(d.neg_base, None)] + ([(d.neg_modern, None)] if cand.modern else [])
-    p_idx, p_val, p_row, p_off = _stack([(d.phish, train)])
+    negs = [(d.neg_base[v], None)] + ([(d.neg_modern[v], None)] if cand.modern else [])
+    p_idx, p_val, p_row, p_off = _stack([(phish, train)])
     n_idx, n_val, n_row, n_off = _stack(negs)
     k = len(p_off)
     pos_w = np.where(d.broker[train], 1.0, cand.other_weight)
+    pos_w = pos_w * tp.kit_weights(d.kits[train], cand.kit_weight)
     neg_w = np.full(len(n_off), pos_w.sum() / len(n_off))
     tp.L2 = cand.l2
     w, b = tp.quantize(
@@ -276,9 +324,9 @@ def run_fold(cand: Candidate, origin: str) -> dict:
             np.concatenate([pos_w, neg_w]),
         )
     )
-    rules = d.phish.arrays()[3]
-    held_m = tp.margins(d.held, w, b)
-    held_off = d.held.arrays()[3]
+    rules = phish.arrays()[3]
+    held_m = tp.margins(held, w, b)
+    held_off = held.arrays()[3]
     out: dict = {"cand": cand.name, "origin": origin, "months": months}
     out["eval"] = int(ev.sum())
     out["eval_all"] = int((np.isin(d.months, months) & d.broker).sum())
@@ -295,19 +343,19 @@ def run_fold(cand: Candidate, origin: str) -> dict:
     for side in (0, 1):
         calib, check = d.held_side == side, d.held_side != side
         shift = allowed_shift(held_m[calib], held_off[calib], cand.budget)
-        pm = tp.combined(d.phish, w, b + shift)
+        pm = tp.combined(phish, w, b + shift)
         out["caught"] += int(np.sum(pm[miss] >= 0))
         out["other_caught"] += int(np.sum(pm[other] >= 0))
-        hm = tp.combined(d.held, w, b + shift)
+        hm = tp.combined(held, w, b + shift)
         out["fp"] += int(np.sum(hm[check] >= 0))
         out["fp_rules"] += int(np.sum(held_off[check] >= 0))
         out["held"] += int(check.sum())
-        out["modern_fp"] += int(np.sum(tp.combined(d.modern_held, w, b + shift) >= 0))
-        out["pages_fp"] = max(out["pages_fp"], int(np.sum(tp.combined(d.pages, w, b + shift) >= 0)))
+        out["modern_fp"] += int(np.sum(tp.combined(modern_held, w, b + shift) >= 0))
+        out["pages_fp"] = max(out["pages_fp"], int(np.sum(tp.combined(pages, w, b + shift) >= 0)))
     out["caught"] /= 2  # mean of the two calibrations
     out["other_caught"] /= 2
     out["modern_fp"] /= 2
-    out["modern_n"] = d.modern_held.n
+    out["modern_n"] = modern_held.n
     return out
 
 
@@ -334,25 +382,26 @@ def choose(results: dict[str, list[dict]]) -> tuple[str, list[str]]:
             notes.append(f"{name}: out, flags {pages} of the {len(TEST_PAGES)} test pages")
         else:
             ok[name] = share
-    if "current" not in results:
-        return max(ok, key=ok.get) if ok else "current", notes
+    cur = BASELINE
+    if cur not in results:
+        return max(ok, key=ok.get) if ok else cur, notes
     if not ok:
-        return "current", notes + ["no candidate passes the gates: keep the current recipe"]
+        return cur, notes + ["no candidate passes the gates: keep the current recipe"]
     best = max(sorted(ok), key=lambda n: ok[n])
-    if best == "current":
-        return "current", notes + ["the current recipe scores best"]
-    base = {f["origin"]: f["caught"] / max(f["misses"], 1) for f in results["current"]}
+    if best == cur:
+        return cur, notes + [f"the current recipe ({cur}) scores best"]
+    base = {f["origin"]: f["caught"] / max(f["misses"], 1) for f in results[cur]}
     worse = [
         f["origin"] for f in results[best] if f["caught"] / max(f["misses"], 1) < base[f["origin"]]
     ]
-    gain = ok[best] - ok.get("current", 0.0)
-    if "current" not in ok:
-        notes.append(f"current fails a gate; {best} is the best that passes")
+    gain = ok[best] - ok.get(cur, 0.0)
+    if cur not in ok:
+        notes.append(f"{cur} (current) fails a gate; {best} is the best that passes")
         return best, notes
     if gain < MARGIN or worse:
         why = f"gain {gain:+.2%} < {MARGIN:.0%}" if gain < MARGIN else f"worse at {worse}"
-        return "current", notes + [f"{best} is best but {why}: keep the current recipe"]
-    return best, notes + [f"{best} beats current by {gain:+.2%} and in every fold"]
+        return cur, notes + [f"{best} is best but {why}: keep the current recipe ({cur})"]
+    return best, notes + [f"{best} beats {cur} (current) by {gain:+.2%} and in every fold"]
 
 
 def main() -> None:
@@ -369,12 +418,18 @@ def main() -> None:
     cands = [CANDIDATES[c] for c in args.candidates.split(",")]
     origins = args.origins.split(",")
     assert all(o < LAST_BUILD for o in origins), "origins must leave a build month to judge"
-    if args.cache and args.cache.is_file():
-        data = pickle.loads(args.cache.read_bytes())
+    versions = tuple(sorted({c.features for c in cands}))
+    key = fingerprint(args.data, versions)
+    cached = pickle.loads(args.cache.read_bytes()) if args.cache and args.cache.is_file() else None
+    if isinstance(cached, dict) and cached.get("fingerprint") == key:
+        data = cached["data"]
+        console.print(f"featurised rows from {args.cache} (same code, data and feature sets)")
     else:
-        data = load(args.data, console)
+        if cached is not None:
+            console.print(f"{args.cache}: written by other code or feature sets, featurising again")
+        data = load(args.data, console, versions)
         if args.cache:
-            args.cache.write_bytes(pickle.dumps(data))
+            args.cache.write_bytes(pickle.dumps({"fingerprint": key, "data": data}))
     jobs = [(c, o) for c in cands for o in origins]
     results: dict[str, list[dict]] = {c.name: [] for c in cands}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
@@ -409,7 +464,9 @@ def main() -> None:
             )
     console.print(fold)
     summary = Table(title="Pooled over origins (the figure the selection uses)")
-    for col in ("candidate", "modern negs", "budget", "L2", "rules' misses caught"):
+    for col in ("candidate", "modern negs", "budget", "L2", "features", "kit weight"):
+        summary.add_column(col, justify="right")
+    for col in ("rules' misses caught",):
         summary.add_column(col, justify="right")
     for col in (
         "held-out FPR rules+model",
@@ -429,6 +486,8 @@ def main() -> None:
             "yes" if c.modern else "no",
             f"{c.budget:.2%}",
             f"{c.l2:g}",
+            f"set {c.features}",
+            c.kit_weight,
             f"{caught:.1f}/{misses} ({pct(caught, misses)})",
             f"{pct(fp, held)} ({fp}/{held})",
             f"{pct(fpr, held)} ({fpr})",

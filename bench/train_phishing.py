@@ -2,6 +2,7 @@
 
     python bench/train_phishing.py [--data /work/shared/data] [--out PATH] [--l2 3e-5]
                                    [--budget 0.0002] [--no-modern-negatives]
+                                   [--features 1|2] [--kit-weight none|sqrt]
 
 Reads only the training months 2024-01..2025-06 of ``phishurl/`` (every brand: broker-brand rows
 and, with a lower weight, other brands' rows as positives) and the "tune" half of ``benign/``
@@ -29,6 +30,12 @@ Two fits, both deterministic (full-batch gradient descent, fixed order, no rando
 
     PYTHONPATH=src python bench/train_phishing.py --data ../shared/data   # ~5-8 min, 2 cores
 
+Options tried by ``bench/phishing_cv.py`` round 3 (off by default): ``--features 2`` (the
+kit-general feature set 2 of ``_model.features``; the model file records its set) and
+``--kit-weight sqrt`` (each phishing row weighted by 1/sqrt of the number of training rows of
+its kit, so a kit reported thousands of times does not dominate what the model learns).
+Neither was chosen (README, round 3), so the defaults stay feature set 1, no kit weight.
+
 The data is read in place, never copied; URLs are strings only, never fetched.
 """
 
@@ -51,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phishing import hard_negatives, month_range, read_benign  # noqa: E402
 
 from brokerguard.phishing import THRESHOLD, URLError, default_registry, unwrap  # noqa: E402
-from brokerguard.phishing._model import features, hash_feature  # noqa: E402
+from brokerguard.phishing._model import FEATURE_SETS, features, hash_feature  # noqa: E402
 from brokerguard.phishing._score import rule_evidence  # noqa: E402
 from brokerguard.phishing._words import words  # noqa: E402
 
@@ -66,6 +73,8 @@ STEPS = 400
 LR = 0.1
 OTHER_WEIGHT = 0.5  # other brands' phishing URLs: useful kit structure, less like the brokers'
 FPR_BUDGET = 0.0002  # of the held-back benign quarter the model may add to the rules' findings
+FEATURES = 1  # the feature set of _model.features (2: round 3's kit-general additions)
+KIT_WEIGHT = "none"  # "sqrt": phishing rows weighted 1/sqrt(rows of their kit)
 
 
 def read_phish_all(data: Path) -> list[tuple[str, str, bool]]:
@@ -204,9 +213,20 @@ class Matrix:
         )
 
 
-def featurize(urls: list[str], reg) -> tuple[Matrix, list[bool]]:
+def featurize(urls: list[str], reg, version: int | None = None) -> tuple[Matrix, list[bool]]:
     """Rows for the URLs the model would see (not errors, not the firms' own domains)."""
-    m = Matrix()
+    v = FEATURES if version is None else version
+    mats, kept = featurize_sets(urls, reg, (v,))
+    return mats[v], kept
+
+
+def featurize_sets(
+    urls: list[str], reg, versions: tuple[int, ...]
+) -> tuple[dict[int, Matrix], list[bool]]:
+    """``featurize`` for several feature sets at once (the rules run once per URL); the rows
+    are the same for every set."""
+    assert all(v in FEATURE_SETS for v in versions), versions
+    mats = {v: Matrix() for v in versions}
     kept = []
     for url in urls:
         try:
@@ -218,9 +238,28 @@ def featurize(urls: list[str], reg) -> tuple[Matrix, list[bool]]:
         if any(r.code in ("official_domain", "related_domain") for r in reasons):
             kept.append(False)
             continue
-        m.add(features(hops[best].url, reasons), total - THRESHOLD)
+        for v, m in mats.items():
+            m.add(features(hops[best].url, reasons, v), total - THRESHOLD)
         kept.append(True)
-    return m, kept
+    return mats, kept
+
+
+def kit(url: str) -> str:
+    """The kit a URL belongs to: the judged (innermost) hop's site, or its IP."""
+    try:
+        p = unwrap(url)[-1].url
+    except URLError:
+        return url
+    return p.host if p.is_ip else (p.site or p.host)
+
+
+def kit_weights(kits: np.ndarray, mode: str) -> np.ndarray:
+    """Per-row weight factor: 1, or 1/sqrt(rows of the row's kit among these rows)."""
+    if mode == "none":
+        return np.ones(len(kits))
+    assert mode == "sqrt", mode
+    _, inverse, counts = np.unique(kits, return_inverse=True, return_counts=True)
+    return 1.0 / np.sqrt(counts[inverse])
 
 
 def fit(
@@ -300,6 +339,19 @@ def main() -> None:
         help="leave out the generated modern page addresses (a bench/phishing_cv.py candidate)",
     )
     parser.add_argument(
+        "--features",
+        type=int,
+        choices=FEATURE_SETS,
+        default=FEATURES,
+        help="feature set of _model.features (2: kit-general additions, recorded in the file)",
+    )
+    parser.add_argument(
+        "--kit-weight",
+        choices=("none", "sqrt"),
+        default=KIT_WEIGHT,
+        help="sqrt: weight each phishing row by 1/sqrt(training rows of its kit)",
+    )
+    parser.add_argument(
         "--val-out",
         type=Path,
         default=None,
@@ -308,6 +360,8 @@ def main() -> None:
     args = parser.parse_args()
     globals()["L2"] = args.l2
     globals()["FPR_BUDGET"] = args.budget
+    globals()["FEATURES"] = args.features
+    globals()["KIT_WEIGHT"] = args.kit_weight
     started = time.perf_counter()
     reg = default_registry()
 
@@ -345,12 +399,13 @@ def main() -> None:
         offset = np.concatenate([po[keep_rows], no])
         y = np.concatenate([np.ones(k), np.zeros(nf_mat.n)])
         broker = np.array([phish[i][2] for i in keep_rows])
-        pos_w = np.where(broker, 1.0, OTHER_WEIGHT)
+        pos_w = np.where(broker, 1.0, OTHER_WEIGHT) * kit_weights(kits[keep_rows], KIT_WEIGHT)
         neg_w = np.full(nf_mat.n, pos_w.sum() / max(nf_mat.n, 1))  # classes weigh the same
         return idx, val, row, offset, y, np.concatenate([pos_w, neg_w])
 
     months = np.array([m for _, m, _ in phish])
     broker = np.array([b for _, _, b in phish])
+    kits = np.array([kit(u) for u, _, _ in phish])
 
     # 1. validation fit: months before the validation months
     in_val = np.isin(months, VAL_MONTHS)
@@ -416,6 +471,8 @@ def write_model(path: Path, w: np.ndarray, b: float, last: str = "2025-06") -> N
         "bias": b,
         "weights_milli": milli,
     }
+    if FEATURES != 1:  # set 1 files carry no key, as before feature sets were versioned
+        model["features"] = FEATURES
     path.write_text(json.dumps(model, separators=(",", ":"), sort_keys=False) + "\n")
 
 

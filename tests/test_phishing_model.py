@@ -166,3 +166,16 @@ def test_model_leaves_ordinary_modern_pages_alone(url: str) -> None:
     these, and an earlier model called them phishing."""
     f = score_url(url, model=True)
     assert not f.is_phishing, f.reasons
+
+
+def test_feature_sets_are_versioned() -> None:
+    """The shipped file names no set (set 1); set 2 only adds features; unknown sets fail."""
+    p = parse_url("https://secure-login.abc.example-phish.top/jp/Login.php?id=1")
+    one, two = features(p, []), features(p, [], 2)
+    assert one == features(p, [], 1) and set(one) < set(two)
+    assert one.items() <= two.items()
+    assert default_model().features == 1
+    m = Model.from_json({"buckets": 2, "bias": 0.0, "weights_milli": [1, 2], "features": 2})
+    assert m.features == 2
+    with pytest.raises(ValueError, match="feature set"):
+        Model.from_json({"buckets": 2, "bias": 0.0, "weights_milli": [1, 2], "features": 9})

@@ -6,6 +6,11 @@ benign set (``bench/train_phishing.py`` rebuilds ``model.json`` deterministicall
 named strings (the rules' reason codes, character 3-5-grams of host and path, host and path
 structure, query keys) hashed into a fixed number of buckets, so the shipped file is only a list
 of weights and the top contributors of a finding can still be named. Pure Python at run time.
+
+Feature sets are versioned: a model file names the set it was trained on (``"features"``,
+default 1, the set every model before round 3 of ``bench/phishing_cv.py`` used), and the scorer
+computes exactly that set, so an older model scores as it always did. Set 2 adds kit-general
+features (``_extra_v2``) to set 1.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from importlib import resources
 from brokerguard.phishing._reasons import Reason
 from brokerguard.phishing._url import ParsedURL
 
-__all__ = ["Model", "default_model", "features", "hash_feature"]
+__all__ = ["FEATURE_SETS", "Model", "default_model", "features", "hash_feature"]
 
 _SPLIT = re.compile(r"[/._\-?=&#~+%]+")
 _MAX_PATH = 64
+_ALPHA = re.compile(r"[a-z]{2,20}")
+FEATURE_SETS = (1, 2)
 
 
 def hash_feature(name: str, buckets: int) -> int:
@@ -64,8 +71,54 @@ def _ngrams(prefix: str, text: str, out: dict[str, float]) -> None:
         out[f"{prefix}:{g}"] = v
 
 
-def features(p: ParsedURL, reasons: list[Reason]) -> dict[str, float]:
-    """Named features of one hop (and the rules' reasons on it); values are small floats."""
+def _shape(text: str) -> str:
+    """Character classes with runs collapsed (``sbi-sec24`` -> ``a-a9``), at most 12 long."""
+    out: list[str] = []
+    for c in text:
+        k = "9" if c.isdigit() else "a" if c.isalpha() else c if c in "-_.~" else "?"
+        if not out or out[-1] != k:
+            out.append(k)
+    return "".join(out)[:12]
+
+
+def _extra_v2(p: ParsedURL, f: dict[str, float]) -> None:
+    """Set 2's additions: features meant to carry over from one kit to the next rather than
+    name one kit's domain - the words of the host labels, the character-class shapes of the
+    registered name, first subdomain label and first path segment, n-grams of the first
+    subdomain label and of the first path segment on their own (in set 1 they are diluted in
+    the whole subdomain / path), and the TLD crossed with the host's and path's structure."""
+    path = p.path
+    segs = [s for s in path.split("/") if s]
+    depth = min(len(segs), 3)
+    if p.is_ip:
+        f[f"ip_depth:{depth}"] = 1.0
+    else:
+        reg = p.registered_label
+        sub = [s for s in p.subdomain_labels if s]
+        for label in [reg, *sub[:4]]:
+            for t in sorted(set(_ALPHA.findall(label.lower()))):
+                f[f"htok:{t}"] = 1.0
+        f[f"regshape:{_shape(reg)}"] = 1.0
+        if sub:
+            f[f"sub0shape:{_shape(sub[0])}"] = 1.0
+            _ngrams("s0", sub[0].lower()[:30], f)
+        reglen = _bucket(len(reg), (5, 9, 14))
+        f[f"tld_depth:{p.suffix}:{depth}"] = 1.0
+        f[f"tld_reglen:{p.suffix}:{reglen}"] = 1.0
+        f[f"tld_sub:{p.suffix}:{min(len(sub), 2)}"] = 1.0
+        f[f"reglen_depth:{reglen}:{depth}"] = 1.0
+    f[f"depth_query:{depth}:{int(bool(p.query))}"] = 1.0
+    if segs:
+        first = segs[0].lower()[:40]
+        f[f"p1shape:{_shape(first)}"] = 1.0
+        _ngrams("p1", first, f)
+
+
+def features(p: ParsedURL, reasons: list[Reason], version: int = 1) -> dict[str, float]:
+    """Named features of one hop (and the rules' reasons on it); values are small floats.
+    ``version``: the feature set (``FEATURE_SETS``) the model was trained on."""
+    if version not in FEATURE_SETS:
+        raise ValueError(f"model: unknown feature set {version}")
     f: dict[str, float] = {}
     for r in reasons:
         f[f"rule:{r.code}"] = 1.0
@@ -127,6 +180,8 @@ def features(p: ParsedURL, reasons: list[Reason]) -> dict[str, float]:
                 f[f"ftok:{t}"] = 1.0
     if p.port is not None:
         f["port"] = 1.0
+    if version >= 2:
+        _extra_v2(p, f)
     return f
 
 
@@ -138,6 +193,7 @@ class Model:
     weights: tuple[float, ...]
     bias: float
     version: str
+    features: int = 1  # the feature set (``FEATURE_SETS``) the weights were trained on
 
     def contributions(self, feats: dict[str, float]) -> list[tuple[str, float]]:
         out = []
@@ -166,7 +222,10 @@ class Model:
         if len(milli) != buckets:
             raise ValueError(f"model: {len(milli)} weights for {buckets} buckets")
         weights = tuple(int(m) / 1000 for m in milli)
-        return cls(buckets, weights, float(data["bias"]), str(data.get("version", "")))
+        fset = int(data.get("features", 1))
+        if fset not in FEATURE_SETS:
+            raise ValueError(f"model: unknown feature set {fset}")
+        return cls(buckets, weights, float(data["bias"]), str(data.get("version", "")), fset)
 
 
 @lru_cache(maxsize=1)

@@ -102,7 +102,7 @@ def _learned(p: ParsedURL, reasons: list[Reason], model: Model) -> Reason | None
     """The model's log-odds on the judged hop, as a reason naming its strongest features."""
     if any(r.code in ("official_domain", "related_domain") for r in reasons):
         return None  # the firms' own and group domains stay with the rules: never flagged
-    logit, names = model.explain(features(p, reasons))
+    logit, names = model.explain(features(p, reasons, model.features))
     w = round(logit, 3)
     if w <= 0.0:
         # The model only adds evidence: it finds kits the rules miss, but it may not overrule
