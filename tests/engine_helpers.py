@@ -171,6 +171,20 @@ class Rig:
         )
         return eid, self.engine.decide(e)
 
+    def login_event(self, account: str, ip: str, ua: str, cookie: str | None) -> LoginAttempt:
+        """A password sign-in at the rig's time, not yet decided (for what analysts conclude)."""
+        return LoginAttempt(
+            id=self.new_id("login"),
+            ts=self.now,
+            account=account,
+            session="s-x",
+            ip=ip,
+            user_agent=ua,
+            device=cookie,
+            factors=["password"],
+            success=True,
+        )
+
     def session_of(self, login_id: str) -> str:
         return f"s-{login_id}"
 

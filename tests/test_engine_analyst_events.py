@@ -15,20 +15,6 @@ from engine_helpers import ALIBABA_HK, OCN, SOFTBANK_HIKARI, Rig, attacker_ua, d
 from brokerguard.events import AnalystAction, EventError, LoginAttempt, decode_line, encode
 
 
-def _login(r: Rig, account: str, ip: str, ua: str, cookie: str | None) -> LoginAttempt:
-    return LoginAttempt(
-        id=r.new_id("login"),
-        ts=r.now,
-        account=account,
-        session="s-x",
-        ip=ip,
-        user_agent=ua,
-        device=cookie,
-        factors=["password"],
-        success=True,
-    )
-
-
 def _story(conclude: Callable[[Rig, LoginAttempt], None]) -> list[tuple[str, float, list]]:
     """Two customers with history, one attacker sign-in into A1, the conclusion, then the sign-ins
     an analyst's conclusion changes: the customer's from a new home line, another account from
@@ -38,7 +24,7 @@ def _story(conclude: Callable[[Rig, LoginAttempt], None]) -> list[tuple[str, flo
     for account, seed in (("A1", 51), ("A2", 52)):
         r.history(account, ip_in(OCN, seed), device(seed), f"ck-{account}")
     r.tick(days=1)
-    fraud = _login(r, "A1", ip_in(ALIBABA_HK, 51), attacker_ua(51), None)
+    fraud = r.login_event("A1", ip_in(ALIBABA_HK, 51), attacker_ua(51), None)
     r.engine.decide(fraud)
     conclude(r, fraud)
     r.tick(hours=2)
@@ -70,13 +56,13 @@ CASES = {
     ),
     "confirm_customer": (
         lambda r, f: r.engine.confirm_customer(
-            _login(r, "A1", ip_in(SOFTBANK_HIKARI, 51), device(51), "ck-A1")
+            r.login_event("A1", ip_in(SOFTBANK_HIKARI, 51), device(51), "ck-A1")
         ),
         lambda r, f: _event(
             r,
             "confirm_customer",
             account="A1",
-            login=_login(r, "A1", ip_in(SOFTBANK_HIKARI, 51), device(51), "ck-A1"),
+            login=r.login_event("A1", ip_in(SOFTBANK_HIKARI, 51), device(51), "ck-A1"),
         ),
     ),
     "confirm_fraud": (

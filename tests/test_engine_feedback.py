@@ -4,22 +4,7 @@ from __future__ import annotations
 
 from engine_helpers import ALIBABA_HK, OCN, SOFTBANK_HIKARI, Rig, attacker_ua, device, ip_in
 
-from brokerguard.events import LoginAttempt
 from brokerguard.stores.codec import decode, encode
-
-
-def _login_event(r: Rig, account: str, ip: str, ua: str, cookie: str | None) -> LoginAttempt:
-    return LoginAttempt(
-        id=r.new_id("login"),
-        ts=r.now,
-        account=account,
-        session="s-x",
-        ip=ip,
-        user_agent=ua,
-        device=cookie,
-        factors=["password"],
-        success=True,
-    )
 
 
 def test_a_trusted_device_speaks_for_the_customer_like_a_familiar_one():
@@ -86,7 +71,7 @@ def test_confirmed_fraud_marks_the_address_for_other_accounts_and_makes_the_vict
         r.history(account, ip_in(OCN, seed), device(seed), f"ck-{account}")
     r.tick(days=1)
     attacker_ip, ua = ip_in(ALIBABA_HK, 21), attacker_ua(21)
-    fraud = _login_event(r, "A1", attacker_ip, ua, None)
+    fraud = r.login_event("A1", attacker_ip, ua, None)
     r.engine.decide(fraud)
     keys = r.engine.confirm_fraud(fraud, r.now)
     assert f"ip:{attacker_ip}" in keys
@@ -111,7 +96,7 @@ def test_confirmed_customer_sign_in_is_learned_and_unlinked_from_other_accounts(
     r.history("A1", home, ua, "ck-A1")
     r.tick(days=1)
     new_home = ip_in(SOFTBANK_HIKARI, 31)  # the customer moved house
-    login = _login_event(r, "A1", new_home, ua, "ck-A1")
+    login = r.login_event("A1", new_home, ua, "ck-A1")
     r.engine.decide(login)
     before = r.total(login.id)
     r.engine.confirm_customer(login)
@@ -124,7 +109,7 @@ def test_feedback_survives_the_state_codec():
     r = Rig()
     r.history("A1", ip_in(OCN, 41), device(41), "ck-A1")
     r.engine.require_reverify("A1", r.now)
-    fraud = _login_event(r, "A2", ip_in(ALIBABA_HK, 41), attacker_ua(41), None)
+    fraud = r.login_event("A2", ip_in(ALIBABA_HK, 41), attacker_ua(41), None)
     keys = r.engine.confirm_fraud(fraud, r.now)
     acc = r.engine.state.get("account", "A1")
     assert decode("account", encode(acc)).reverify_at == acc.reverify_at > 0
