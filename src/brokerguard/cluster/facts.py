@@ -34,6 +34,7 @@ __all__ = [
     "ContainmentStore",
     "ensure_facts_stream",
     "fact_messages",
+    "progress_subject",
 ]
 
 DEFAULT_FACTS_STREAM = "BG_FACTS"
@@ -57,6 +58,13 @@ async def ensure_facts_stream(js, stream: str, subject: str) -> None:
                 duplicate_window=120.0,
             )
         )
+
+
+def progress_subject(facts_subject: str, shard: int | str) -> str:
+    """Where a stage shard says it got further (core NATS, outside the facts stream, whose
+    subjects are one token deeper): a waiting worker looks at Redis at once instead of
+    polling. The word is only a hint; Redis holds the progress."""
+    return f"{facts_subject}.done.{shard}"
 
 
 def fact_messages(
@@ -107,6 +115,8 @@ class ContainmentStore:
         self.pop_index = f"{prefix}:stage:population-epochs"
         self.ent_index = f"{prefix}:stage:entity-epochs"  # epochs that changed infrastructure
         self.round_trips = 0
+        self._read_at: tuple | None = None  # the shards' progress when last read ...
+        self._read: list[Containment] = []  # ... and the containment then
 
     def below_key(self, shard: int) -> str:
         return f"{self.prefix}:stage:{shard}:below"
@@ -186,13 +196,19 @@ class ContainmentStore:
         return min(int(v) for v in values)
 
     def read(self) -> tuple[int | None, list[Containment]]:
-        """Progress, then every containment written (read in that order: none is missed)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.mget([self.below_key(s) for s in range(self.shards)])
-        pipe.hgetall(self.key)
-        values, raw = pipe.execute()
+        """Progress, then every containment written (read in that order: none is missed).
+
+        A shard writes its containment and its progress in one transaction, so while no
+        shard's progress moved the containment is the one read last time: it is not read again
+        (the same list is returned, which tells the partitions there is nothing new to see).
+        """
+        values = self.redis.mget([self.below_key(s) for s in range(self.shards)])
         self.round_trips += 1
         below = None if any(v is None for v in values) else min(int(v) for v in values)
+        if tuple(values) == self._read_at:
+            return below, self._read
+        raw = self.redis.hgetall(self.key)
+        self.round_trips += 1
         out = []
         for field, value in raw.items():
             kind, rest = field.decode().split("|", 1)
@@ -203,4 +219,5 @@ class ContainmentStore:
             )
             out.append(((int(epoch), int(n)), update))
         out.sort(key=lambda item: item[0])  # the stage's own order (each shard's keys apart)
-        return below, [update for _, update in out]
+        self._read_at, self._read = tuple(values), [update for _, update in out]
+        return below, self._read

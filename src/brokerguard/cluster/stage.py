@@ -45,6 +45,7 @@ from brokerguard.cluster.facts import (
     DEFAULT_FACTS_SUBJECT,
     ContainmentStore,
     ensure_facts_stream,
+    progress_subject,
 )
 from brokerguard.cluster.leases import new_worker_id
 from brokerguard.cluster.stream import DEFAULT_PARTITIONS
@@ -370,6 +371,7 @@ async def run_campaign_stage(
                         acks = part.advance(target, out, sink)
                         for m in acks:
                             await m.ack()
+                        await nc.publish(progress_subject(facts_subject, shard), b"%d" % target)
                         await nc.flush()
                         stats.cpu += time.process_time() - c0
                     if metrics is not None:

@@ -51,6 +51,7 @@ from brokerguard.cluster.facts import (
     ContainmentStore,
     ensure_facts_stream,
     fact_messages,
+    progress_subject,
 )
 from brokerguard.cluster.leases import Leases, new_worker_id
 from brokerguard.cluster.partition import campaign_tag, tag_records
@@ -211,14 +212,18 @@ class _Partition:
         self.backlog: list = []  # fetched, waiting for the campaign stage to finish an epoch
         self.task: asyncio.Task | None = None
         self.seq = ""  # the stream sequence of the last event flushed ("": none yet)
+        self._seen: tuple[list | None, int | None] = (None, None)  # what see() last applied
 
     def see(self, containment: list[Containment]) -> None:
         """Make visible what the campaign stage found in epochs before this partition's (the
         whole output, in the stage's order: a dismissal frees what came before it)."""
         if self.link is None or self.epoch is None:
             return
+        if containment is self._seen[0] and self.epoch == self._seen[1]:
+            return  # the store returned what it did last time, and the epoch is the same
         epoch = self.epoch
         self.link.see_only(u for u in containment if u.epoch < epoch)
+        self._seen = (containment, epoch)
 
     def save_clock(self, seq: int) -> None:
         """The engine's sweep schedule and zone go with the state: a new owner continues them.
@@ -351,6 +356,13 @@ async def run_worker(
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
     nc = await nats.connect(nats_url)
+    stage_moved = asyncio.Event()  # a stage shard said it got further (a hint: Redis decides)
+    if campaign_stage:
+
+        async def moved(msg) -> None:
+            stage_moved.set()
+
+        await nc.subscribe(progress_subject(facts_subject, "*"), cb=moved)
     out_decisions: IO[str] | None = open(decisions, "a") if decisions else None  # noqa: SIM115
     out_campaigns: IO[str] | None = open(campaigns, "a") if campaigns else None  # noqa: SIM115
     held: dict[int, _Partition] = {}
@@ -626,16 +638,18 @@ async def run_worker(
         nothing (the backlog kept) after ``most`` seconds, to let the loop beat and stop."""
         assert store is not None
         give_up = time.monotonic() + most
-        pause = 0.001
         while True:
+            stage_moved.clear()  # before reading: a word that comes after the read wakes us
             below = store.below()
             if below is not None and part.epoch is not None and below >= part.epoch:
                 msgs, part.backlog = part.backlog, []
                 return msgs
-            if time.monotonic() >= give_up:
+            left = give_up - time.monotonic()
+            if left <= 0:
                 break
-            await asyncio.sleep(pause)
-            pause = min(0.02, pause * 2)
+            # woken by the stage's word; a lost word (core NATS) costs at most 50 ms
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stage_moved.wait(), timeout=min(0.05, left))
         if time.monotonic() - part_progress.get(part.number, 0.0) > ack_wait / 3:
             for m in part.backlog:  # still waiting: not to be redelivered meanwhile
                 with contextlib.suppress(Exception):
