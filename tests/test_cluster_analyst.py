@@ -129,8 +129,15 @@ def test_a_worker_hears_analyst_events_as_replay_does(events: list[Event], tmp_p
     assert changed & later  # the confirmed address counts in another partition
 
     with fresh_names() as names:
-        subprocess.run(
-            [*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True
+        feed = subprocess.run(
+            [*BG, "ingest", str(path), *names.cli(PARTS)], capture_output=True, text=True
+        )
+        assert feed.returncode == 2  # a feed may not carry analysts' conclusions ...
+        assert "'analyst' event" in feed.stderr and "line " in feed.stderr
+        subprocess.run(  # ... an export of the service's records may
+            [*BG, "ingest", str(path), *names.cli(PARTS), "--with-analyst"],
+            check=True,
+            capture_output=True,
         )
         run = subprocess.run(
             worker_args(names, tmp_path / "d.ndjson"), capture_output=True, text=True, timeout=300
@@ -152,7 +159,8 @@ def test_a_dismissal_reaches_the_campaign_stage_as_in_the_staged_replay(
 
     with fresh_names() as names:
         subprocess.run(
-            [*BG, "ingest", str(path), *names.cli(PARTS), "--epoch-seconds", str(EPOCH)],
+            [*BG, "ingest", str(path), *names.cli(PARTS), "--epoch-seconds", str(EPOCH)]
+            + ["--with-analyst"],
             check=True,
             capture_output=True,
         )

@@ -35,7 +35,7 @@ from servers import free_port
 from brokerguard.cluster.partition import PartitionedGuard
 from brokerguard.cluster.staged import StagedGuard
 from brokerguard.engine.policy import load_policy
-from brokerguard.engine.stage import CampaignStage, Containment, Fact
+from brokerguard.engine.stage import CampaignStage, Containment, Fact, StageLink
 from brokerguard.engine.state import MemoryState
 
 BG = [sys.executable, "-m", "brokerguard"]
@@ -339,3 +339,75 @@ def test_redis_losing_everything_mid_run_the_stage_replays_its_facts(
     assert got == campaign_lines(ref / "campaigns.ndjson")
     stats = json.loads((tmp_path / "stage.json").read_text())
     assert stats["rebuilt"] >= 1 and stats["lost"] >= 1
+
+
+def test_a_dismissed_campaign_takes_on_nothing_new_in_any_shard() -> None:
+    """The partitions hear of a dismissal one epoch after the stage: meanwhile a session still
+    linked to the campaign can send a thin buy naming it. No shard may start or grow the
+    campaign again, whether it held a copy (shard 0) or not (shard 1), and a partition's view
+    takes no containment of a campaign it saw released."""
+    policy = load_policy()
+    infra = CampaignStage(MemoryState(), policy.detectors, 0, 2)
+    symbols = CampaignStage(MemoryState(), policy.detectors, 1, 2)
+    need = policy.detectors.campaign.infrastructure_accounts
+    risky = [
+        Fact(kind="risky", epoch=1, order=i, at=100.0 + i, account=f"V{i}", keys=("ip:1.2.3.4",))
+        for i in range(need)
+    ]
+    (raised,) = infra.process(risky, 1)
+    cid = raised.campaign
+    dismiss = Fact(kind="dismiss", epoch=2, order=60, at=200.0, campaign=cid)
+
+    def buy(symbol: str, order: int) -> Fact:
+        return Fact(
+            kind="buy",
+            epoch=2,
+            order=order,
+            at=210.0,
+            account="V0",
+            symbol=symbol,
+            thin=True,
+            campaign=cid,
+        )
+
+    out0 = infra.process([dismiss, buy("X:ABC", 61)], 2)
+    out1 = symbols.process([dismiss, buy("X:DEF", 62)], 2)
+    assert out0 == [Containment("entity", "ip:1.2.3.4", cid, 2, True)]
+    assert out1 == []  # shard 1 never had it, and does not start it now
+    link = StageLink(0)
+    link.see_only([raised, *out0, Containment("symbol", "X:GHI", cid, 2)])
+    assert link.symbols == {} and link.entities == {} and link.released == {cid}
+
+
+def test_the_containment_store_keeps_each_change_in_order_and_reads_again_only_on_progress():
+    """Changes of two shards, a dismissal among them: read back in the stage's order; a read
+    with no progress returns the same list (the partitions then rebuild nothing)."""
+    from cluster_helpers import drop_prefix, fresh_prefix, redis_client
+
+    from brokerguard.cluster.facts import ContainmentStore
+
+    client = redis_client()
+    prefix = fresh_prefix()
+    store = ContainmentStore(client, prefix, 2)
+    try:
+        assert store.read() == (None, [])
+        first = [Containment("entity", "ip:1.2.3.4", "K0-C0001", 3)]
+        later = [
+            Containment("symbol", "X:ABC", "K0-C0001", 5),
+            Containment("entity", "ip:1.2.3.4", "K0-C0001", 5, True),
+        ]
+        other = [Containment("symbol", "X:DEF", "K1-C0001", 4)]
+        for shard, updates, below in ((0, first, 4), (1, other, 5), (0, later, 6), (0, later, 6)):
+            pipe = client.pipeline(transaction=True)
+            store.queue(pipe, shard, updates, below)
+            pipe.execute()
+        below, read = store.read()
+        assert below == 5 and read == [*first, *other, *later]  # a rerun added nothing
+        again = store.read()[1]
+        assert again is read
+        pipe = client.pipeline(transaction=True)
+        store.queue(pipe, 1, [], 7)
+        pipe.execute()
+        assert store.read() == (6, read) and store.read()[1] is not read
+    finally:
+        drop_prefix(client, prefix)

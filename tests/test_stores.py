@@ -357,6 +357,7 @@ def test_the_sweep_schedule_survives_a_restart(stream: list[Event], tmp_path: Pa
         assert BrokerGuard(state=again).clock() != continuous.clock()  # nothing restores itself
         host = GuardHost(BrokerGuard(state=again), again)
         assert host.guard.clock() == continuous.clock()
+        assert host.last_ts is None  # this file was written by replay, which keeps no time
         replay(host.guard, stream[cut:])  # sweeps on: the schedule moves
         moved = host.guard.clock()
         assert moved != continuous.clock()
@@ -364,3 +365,8 @@ def test_the_sweep_schedule_survives_a_restart(stream: list[Event], tmp_path: Pa
         with sqlite3.connect(path) as reader:  # before the closing flush: the slices wrote it
             written = dict(reader.execute("SELECT name, value FROM meta"))
         assert {k: written[k] for k in moved} == moved
+        assert "last_ts" not in written  # the host was given no event (replay fed its engine)
+        host.last_ts = stream[-1].ts
+        host.flush()
+    with SqliteState(path) as fourth:  # the service's host keeps the latest event time too
+        assert GuardHost(BrokerGuard(state=fourth), fourth).last_ts == stream[-1].ts

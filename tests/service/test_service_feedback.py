@@ -85,6 +85,13 @@ def test_a_trusted_device_lowers_the_score_of_its_sign_ins(api: Api) -> None:
     act(api, "A200", "trust_device", "ck-A200-phone")
     trusted = bob.login(cookie="phone")["score"]
     assert trusted < unknown
+    # a cookie longer than an event id allows is refused before anything is recorded: the
+    # conclusion would be an event the workers cannot read
+    long = {"action": "trust_device", "target": "c" * 129}
+    refused = api.client.post("/v1/accounts/A200/actions", json=long, headers=api.auth("admin"))
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "target"
+    listed = api.client.get("/v1/accounts/A200/actions", headers=api.auth("admin")).json()
+    assert [a["action"] for a in listed] == ["trust_device"]
 
 
 def test_a_fraud_case_on_a_sign_in_marks_its_address_for_other_accounts(api: Api) -> None:

@@ -167,6 +167,13 @@ def ingest(
     subject: SubjectOpt = "bg.events",
     partitions: PartitionsOpt = 16,
     epoch_seconds: EpochOpt = 60.0,
+    with_analyst: Annotated[
+        bool,
+        typer.Option(
+            "--with-analyst",
+            help="Also publish 'analyst' events (an export of the service's records has them).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Publish events to the JetStream stream, partitioned by account."""
@@ -185,7 +192,15 @@ def ingest(
         lines = open(path, "rb")  # noqa: SIM115 - closed below
     try:
         count = asyncio.run(
-            publish(lines, nats_url, stream, subject, partitions, epoch_seconds=epoch_seconds)
+            publish(
+                lines,
+                nats_url,
+                stream,
+                subject,
+                partitions,
+                epoch_seconds=epoch_seconds,
+                analyst=with_analyst,
+            )
         )
     except EventError as exc:
         raise _fail(f"{source}: {exc}") from None

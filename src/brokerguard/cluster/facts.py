@@ -98,9 +98,9 @@ def fact_messages(
 
 
 class ContainmentStore:
-    """Containment in Redis: ``<prefix>:stage:contain`` and each shard's ``below``.
+    """Containment in Redis: ``<prefix>:stage:changes`` and each shard's ``below``.
 
-    ``contain`` has one field per change: ``s|<symbol>|<epoch>|<n>`` or ``e|<infrastructure
+    ``changes`` has one field per change: ``s|<symbol>|<epoch>|<n>`` or ``e|<infrastructure
     key>|<epoch>|<n>`` (``n``: its place among the shard's changes of that epoch) maps to
     ``<campaign>|+`` (came under the campaign) or ``<campaign>|-`` (freed by a dismissal). A
     key belongs to one shard, so the order of a key's changes is (epoch, n).
@@ -110,7 +110,9 @@ class ContainmentStore:
         self.redis = client
         self.prefix = prefix
         self.shards = shards
-        self.key = f"{prefix}:stage:contain"
+        # one field per change; the earlier `stage:contain` (first campaign wins) is not read:
+        # a stage upgraded from it replays its facts (README, "Scale-out")
+        self.key = f"{prefix}:stage:changes"
         self.pop_key = f"{prefix}:stage:population"  # epoch -> the counts after it
         self.pop_index = f"{prefix}:stage:population-epochs"
         self.ent_index = f"{prefix}:stage:entity-epochs"  # epochs that changed infrastructure

@@ -26,7 +26,7 @@ import nats
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from brokerguard.cluster.partition import partition_of
-from brokerguard.events import Event, decode_line
+from brokerguard.events import AnalystAction, Event, EventError, decode_line
 
 __all__ = [
     "DEFAULT_PARTITIONS",
@@ -112,11 +112,19 @@ class EpochClock:
         return None
 
 
-def _lines(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, Event]]:
+def _lines(lines: Iterable[bytes], analyst: bool) -> Iterator[tuple[int, bytes, Event]]:
     for n, raw in enumerate(lines, start=1):
         line = raw.strip()
         if line:
-            yield n, line, decode_line(line, line=n)
+            event = decode_line(line, line=n)
+            if isinstance(event, AnalystAction) and not analyst:
+                raise EventError(
+                    "an 'analyst' event is an analyst's conclusion, which the service publishes; "
+                    "a feed may not carry one (--with-analyst to publish an export that does)",
+                    line=n,
+                    field="type",
+                )
+            yield n, line, event
 
 
 async def ingest(
@@ -127,8 +135,12 @@ async def ingest(
     partitions: int = DEFAULT_PARTITIONS,
     window: int = WINDOW,
     epoch_seconds: float = DEFAULT_EPOCH_SECONDS,
+    analyst: bool = False,
 ) -> int:
     """Publish every event line; returns how many events (not copies) the stream acknowledged.
+
+    ``analyst``: also publish ``analyst`` events (an export of the service's records carries
+    them); without it such a line is an error, as on the service's public routes.
 
     A bad line raises :class:`~brokerguard.events.EventError` naming the line; what was published
     before it stays published. Publishes are pipelined ``window`` at a time and sent in file order.
@@ -150,7 +162,7 @@ async def ingest(
                 )
             markers += partitions
 
-        for _, line, event in _lines(lines):
+        for _, line, event in _lines(lines, analyst):
             opened = clock.opens(event)
             if opened is not None:
                 mark(opened)

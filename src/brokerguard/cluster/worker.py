@@ -287,6 +287,40 @@ class _Partition:
         self.guard.set_clock(meta)
 
 
+class StageProgress:
+    """How far the campaign stage got, for the partitions waiting on it.
+
+    A stage shard publishes a word on core NATS each time it gets further; the partitions that
+    wait look at Redis then, instead of polling it. One read of Redis serves every partition
+    woken by the same word. Redis decides, the word only wakes: a read older than ``STALE_S`` is
+    done again, so a lost word costs at most that.
+    """
+
+    STALE_S = 0.05
+
+    def __init__(self, store: ContainmentStore) -> None:
+        self.store = store
+        self.words = 0
+        self._next = asyncio.Event()  # set (and replaced) by the next word: no lost wake-ups
+        self._read: tuple[int, float, int | None] = (-1, 0.0, None)  # (words, when, below)
+
+    async def heard(self, msg: Any) -> None:
+        self.words += 1
+        word, self._next = self._next, asyncio.Event()
+        word.set()
+
+    def next_word(self) -> asyncio.Event:
+        return self._next
+
+    def below(self) -> int | None:
+        words, at, below = self._read
+        now = time.monotonic()
+        if words != self.words or now - at >= self.STALE_S:
+            below = self.store.below()
+            self._read = (self.words, now, below)
+        return below
+
+
 async def run_worker(
     nats_url: str,
     redis_url: str,
@@ -356,13 +390,9 @@ async def run_worker(
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
     nc = await nats.connect(nats_url)
-    stage_moved = asyncio.Event()  # a stage shard said it got further (a hint: Redis decides)
-    if campaign_stage:
-
-        async def moved(msg) -> None:
-            stage_moved.set()
-
-        await nc.subscribe(progress_subject(facts_subject, "*"), cb=moved)
+    progress = StageProgress(store) if store is not None else None
+    if progress is not None:
+        await nc.subscribe(progress_subject(facts_subject, "*"), cb=progress.heard)
     out_decisions: IO[str] | None = open(decisions, "a") if decisions else None  # noqa: SIM115
     out_campaigns: IO[str] | None = open(campaigns, "a") if campaigns else None  # noqa: SIM115
     held: dict[int, _Partition] = {}
@@ -636,20 +666,20 @@ async def run_worker(
     async def wait_for_stage(part: _Partition, most: float = 0.5) -> list:
         """The backlog, once the campaign stage is done with the epochs before the partition's;
         nothing (the backlog kept) after ``most`` seconds, to let the loop beat and stop."""
-        assert store is not None
+        assert progress is not None
         give_up = time.monotonic() + most
         while True:
-            stage_moved.clear()  # before reading: a word that comes after the read wakes us
-            below = store.below()
+            word = progress.next_word()  # taken before reading: a later word wakes us
+            below = progress.below()
             if below is not None and part.epoch is not None and below >= part.epoch:
                 msgs, part.backlog = part.backlog, []
                 return msgs
             left = give_up - time.monotonic()
             if left <= 0:
                 break
-            # woken by the stage's word; a lost word (core NATS) costs at most 50 ms
+            # woken by the stage's word; a lost word (core NATS) costs at most STALE_S
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stage_moved.wait(), timeout=min(0.05, left))
+                await asyncio.wait_for(word.wait(), timeout=min(StageProgress.STALE_S, left))
         if time.monotonic() - part_progress.get(part.number, 0.0) > ack_wait / 3:
             for m in part.backlog:  # still waiting: not to be redelivered meanwhile
                 with contextlib.suppress(Exception):

@@ -42,6 +42,7 @@ from brokerguard.engine.detectors.campaign import CampaignWatch
 from brokerguard.engine.feedback import unlink_campaign
 from brokerguard.engine.policy import DetectorParams
 from brokerguard.engine.state import (
+    CampaignState,
     EntityState,
     PopulationState,
     State,
@@ -176,7 +177,8 @@ class StageLink:
         its epoch first)."""
         view = self.symbols if update.kind == "symbol" else self.entities
         if not update.released:
-            view.setdefault(update.key, update.campaign)
+            if update.campaign not in self.released:  # a dismissed campaign contains nothing
+                view.setdefault(update.key, update.campaign)
             return
         self.released.add(update.campaign)
         if view.get(update.key) == update.campaign:
@@ -324,7 +326,11 @@ class CampaignStage:
         """An analyst dismissed the campaign: free its keys here, and say so in order."""
         camp = self.state.get("campaign", f.campaign)
         if camp is None:
-            return  # not raised, nor aliased, in this shard
+            if not self.watch.aliases:
+                return  # one shard: the campaign was never raised
+            # Not in this shard yet; remember the dismissal, so that a buy from a session still
+            # linked to it (the partitions hear of it one epoch later) cannot start it here.
+            camp = CampaignState(id=f.campaign, raised_at=f.at, updated_at=f.at, timeline=[])
         for kind, key in unlink_campaign(self.state, camp, f.at):
             self.watch.contained.append((kind, key, camp.id, True))  # type: ignore[union-attr]
             if kind == "entity":

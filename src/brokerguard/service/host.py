@@ -34,6 +34,8 @@ from brokerguard.events import (
     ChallengeResult,
     Event,
     LoginAttempt,
+    decode_line,
+    encode,
 )
 from brokerguard.guard import Decision, Reason
 from brokerguard.service.records import campaign_id
@@ -74,11 +76,14 @@ class GuardHost:
         self.guard = guard
         self.blocklist = blocklist  # from `serve --blocklist`; None = the policy's own list
         self.state_file = state
-        if state is not None:  # continue the hourly sweep's schedule of the last run
-            guard.set_clock(state.saved_meta())
         self.locked: dict[str, str] = {}  # account -> actor who locked it (analyst overlay)
         self.frozen: set[str] = set()  # ... of them, those the customer froze
         self.last_ts: datetime | None = None  # the latest event time seen
+        if state is not None:  # continue the hourly sweep's schedule and time of the last run
+            saved = state.saved_meta()
+            guard.set_clock(saved)
+            if "last_ts" in saved:
+                self.last_ts = datetime.fromisoformat(saved["last_ts"])
         self._signals: list[Signal] = []
         self._campaigns_seen: dict[str, float] = {}
         self.events = 0
@@ -163,6 +168,7 @@ class GuardHost:
             login=login,
             campaign=campaign,
         )
+        decode_line(encode(event))  # the limits a reader applies (building a struct checks none)
         self.observe(event)
         return event
 
@@ -215,11 +221,20 @@ class GuardHost:
         camp: CampaignState | None = self.guard.state.get("campaign", engine_id)
         return campaign_id(camp) if camp is not None else None
 
+    def _clock(self) -> dict[str, str]:
+        """What the state file keeps of time: the sweep's schedule, and the latest event time
+        (an analyst's conclusion right after a restart is stamped with it, not the wall
+        clock, which may be far from the stream's time)."""
+        saved = self.guard.clock()
+        if self.last_ts is not None:
+            saved["last_ts"] = self.last_ts.isoformat()
+        return saved
+
     def flush(self) -> int:
         """Write the engine's state to its file (when it has one); returns rows written."""
         if self.state_file is None:
             return 0
-        self.state_file.meta = self.guard.clock()
+        self.state_file.meta = self._clock()
         return self.state_file.flush()
 
     async def flush_in_slices(self, slice_records: int = FLUSH_SLICE) -> int:
@@ -230,7 +245,7 @@ class GuardHost:
         state = self.state_file
         if state is None:
             return 0
-        state.meta = self.guard.clock()
+        state.meta = self._clock()
         job = state.begin_flush()
         written = False
         try:
@@ -244,7 +259,7 @@ class GuardHost:
 
     def close(self) -> None:
         if self.state_file is not None:
-            self.state_file.meta = self.guard.clock()
+            self.state_file.meta = self._clock()
             self.state_file.close()
             self.state_file = None
 

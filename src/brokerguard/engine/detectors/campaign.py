@@ -32,7 +32,12 @@ from brokerguard.events import MarketBar
 if TYPE_CHECKING:
     from brokerguard.engine.stage import StageLink
 
-__all__ = ["CampaignWatch", "StagedCampaigns"]
+__all__ = ["CampaignWatch", "StagedCampaigns", "dismissed"]
+
+
+def dismissed(camp: CampaignState) -> bool:
+    """Whether an analyst dismissed the campaign (its timeline says so)."""
+    return any(what == "dismissed" for _, what, _ in camp.timeline)
 
 
 class CampaignWatch:
@@ -208,6 +213,8 @@ class CampaignWatch:
         if not cid:
             return None
         camp = self._get(cid)
+        if camp is not None and dismissed(camp):
+            return None  # an analyst said it is not an attack: nothing joins it any more
         if camp is None and self.aliases:
             camp = CampaignState(id=cid, raised_at=now, updated_at=now, timeline=[])
             self.state.put("campaign", cid, camp)
