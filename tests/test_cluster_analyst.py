@@ -186,3 +186,37 @@ def test_a_dismissal_reaches_the_campaign_stage_as_in_the_staged_replay(
             assert proc.returncode == 0, err
         assert run.returncode == 0, run.stderr
     assert decisions(tmp_path / "d.ndjson") == expected
+
+
+def test_a_message_that_is_no_event_is_passed_over_not_stopped_at(
+    events: list[Event], tmp_path: Path
+) -> None:
+    """Something other than ``ingest`` or the service published junk into a partition: the
+    worker logs it, acknowledges it and goes on; it does not stop the partition for good."""
+    import asyncio
+
+    import nats
+    from cluster_helpers import NATS_URL
+
+    path = written(events, tmp_path / "events.ndjson")
+    expected = replay(path, tmp_path / "ref")
+    with fresh_names() as names:
+        subprocess.run(
+            [*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True
+        )
+
+        async def junk() -> None:
+            nc = await nats.connect(NATS_URL)
+            js = nc.jetstream()
+            await js.publish(f"{names.subject}.1", b'{"type":"login","id":"x"}')
+            await js.publish(f"{names.subject}.2", b"\x00 not json")
+            await nc.close()
+
+        asyncio.run(junk())
+        run = subprocess.run(
+            worker_args(names, tmp_path / "d.ndjson"), capture_output=True, text=True, timeout=300
+        )
+        assert run.returncode == 0, run.stderr
+    assert "2 unreadable messages passed over" in " ".join(run.stderr.split())
+    assert "not an event, passed over" in run.stderr and "stream sequence" in run.stderr
+    assert decisions(tmp_path / "d.ndjson") == expected

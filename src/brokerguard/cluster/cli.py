@@ -360,7 +360,8 @@ def worker(
         stats_file.write_text(json.dumps(figures))
     console.print(
         f"worker: {stats.events:,} events, {stats.decisions:,} decisions, "
-        f"{stats.skipped:,} redelivered events skipped, {stats.batches:,} batches, "
+        f"{stats.skipped:,} redelivered events skipped, {stats.unreadable:,} unreadable "
+        f"messages passed over, {stats.batches:,} batches, "
         f"partitions taken {stats.acquired}, handed over {stats.released}, lost {stats.lost}, "
         f"rebuilt {stats.rebuilt}"
     )

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import time
 import uuid
@@ -64,7 +65,7 @@ from brokerguard.cluster.stream import (
 )
 from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.engine.stage import Containment, StageLink, decode_entity
-from brokerguard.events import ChallengeResult, decode_line
+from brokerguard.events import ChallengeResult, EventError, decode_line
 from brokerguard.guard import decision_point
 from brokerguard.service.blocklist_watch import BlocklistWatch
 from brokerguard.stores.redis import LeaseLost, RedisState
@@ -76,6 +77,7 @@ __all__ = ["WorkerStats", "run_worker"]
 class WorkerStats:
     events: int = 0  # processed (not counting skipped redeliveries)
     skipped: int = 0  # redelivered events already processed
+    unreadable: int = 0  # messages that are no valid event (logged, acknowledged, passed over)
     decisions: int = 0
     inline: int = 0  # decision points the service had already answered (``serve --nats``)
     inline_differ: int = 0  # ... whose action differs from the worker's
@@ -321,6 +323,29 @@ class StageProgress:
         return below
 
 
+log = logging.getLogger("brokerguard.worker")
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A message of the stream that is not a valid event (``ingest`` and the service validate
+    what they publish, so only a foreign publisher or a damaged store makes one). It is logged
+    and passed over: stopping at it would stop its partition for good, since it would be
+    delivered again after every restart."""
+
+    error: str
+
+
+def read_event(data: bytes, partition: int, seq: int) -> Any:
+    try:
+        return decode_line(data)
+    except EventError as exc:
+        log.error(
+            "partition %s, stream sequence %s: not an event, passed over: %s", partition, seq, exc
+        )
+        return Unreadable(str(exc))
+
+
 async def run_worker(
     nats_url: str,
     redis_url: str,
@@ -531,7 +556,7 @@ async def run_worker(
         state, guard, p, link = part.state, part.guard, part.name, part.link
         markers = [epoch_marker(m.headers) for m in msgs]
         events = [
-            None if k is not None else decode_line(m.data)
+            None if k is not None else read_event(m.data, part.number, m.metadata.sequence.stream)
             for m, k in zip(msgs, markers, strict=True)
         ]
         part.refresh()
@@ -540,7 +565,7 @@ async def run_worker(
         if store is not None:
             below, containment = store.read()
             part.see(containment)
-        real = [e for e in events if e is not None]
+        real = [e for e in events if e is not None and not isinstance(e, Unreadable)]
         state.prefetch(wanted(real))
         state.prefetch(held_symbols(state, real))
         done = state.seen_in({p: [e.id for e in real]})
@@ -549,6 +574,10 @@ async def run_worker(
         announce: list[tuple[int, int]] = []
         taken = 0
         for i, event in enumerate(events):
+            if isinstance(event, Unreadable):
+                stats.unreadable += 1
+                taken = i + 1
+                continue
             if event is None:  # an epoch marker
                 k = markers[i]
                 if link is not None and (part.epoch is None or k > part.epoch):
@@ -648,7 +677,7 @@ async def run_worker(
         stats.busy += stats.batch_seconds[-1]
         stats.cpu += time.process_time() - c0
         stats.nats_round_trips = requests[0] + stats.batches  # the pulls, an ack flush a batch
-        count = sum(1 for e in events[:taken] if e is not None)  # markers are not events
+        count = sum(1 for e in events[:taken] if e is not None and not isinstance(e, Unreadable))
         stats.partitions[part.number] = stats.partitions.get(part.number, 0) + count
         stats.redis_round_trips = redis_round_trips()
         if metrics is not None:
