@@ -411,3 +411,35 @@ def test_the_containment_store_keeps_each_change_in_order_and_reads_again_only_o
         assert store.read() == (6, read) and store.read()[1] is not read
     finally:
         drop_prefix(client, prefix)
+
+
+def test_junk_on_the_facts_stream_is_passed_over_by_the_stage(events_path, names, tmp_path) -> None:
+    """Only workers publish facts; a message that is neither a fact nor an announcement is
+    logged and passed over, and the run decides what the staged replay does."""
+    import asyncio
+
+    import nats
+    from cluster_helpers import NATS_URL
+
+    ref = reference(events_path, tmp_path / "ref", shards=1)
+    ingest(events_path, names)
+
+    async def junk() -> None:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        from brokerguard.cluster.facts import ensure_facts_stream
+
+        await ensure_facts_stream(js, names.facts_stream, names.facts_subject)
+        await js.publish(f"{names.facts_subject}.0", b'{"kind":"nonsense"}')
+        await js.publish(f"{names.facts_subject}.0", b"[1,", headers={"Bg-Announce": "1"})
+        await nc.close()
+
+    asyncio.run(junk())
+    stage = start_stage(names, tmp_path, 0, 1)
+    worker = start_worker(names, tmp_path, "a")
+    finish([worker], [])
+    stage.send_signal(signal.SIGTERM)
+    _, err = stage.communicate(timeout=30)
+    assert stage.returncode == 0, err
+    assert "2 unreadable messages passed over" in " ".join(err.split())
+    assert decisions(tmp_path / "d-a.ndjson") == decisions(ref / "decisions.ndjson")

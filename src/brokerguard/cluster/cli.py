@@ -452,7 +452,8 @@ def campaign_stage(
         stats_file.write_text(json.dumps(stats.as_dict()))
     console.print(
         f"campaign stage {shard}/{stage_shards}: {stats.facts:,} facts, {stats.epochs:,} epochs, "
-        f"{stats.containment} keys contained, {stats.campaign_lines} campaign lines"
+        f"{stats.containment} keys contained, {stats.campaign_lines} campaign lines, "
+        f"{stats.unreadable} unreadable messages passed over"
     )
 
 

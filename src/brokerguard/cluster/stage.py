@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import time
 from collections import defaultdict
@@ -60,10 +61,14 @@ __all__ = ["StageStats", "run_campaign_stage"]
 _decode_fact = msgspec.json.Decoder(Fact).decode
 
 
+log = logging.getLogger("brokerguard.stage")
+
+
 @dataclass
 class StageStats:
     facts: int = 0  # facts processed (duplicates not counted)
     duplicates: int = 0  # facts sent again (a worker redid a batch) and dropped
+    unreadable: int = 0  # messages that are no fact nor announcement (logged, passed over)
     epochs: int = 0  # epochs processed
     containment: int = 0  # keys that came under a campaign
     campaign_lines: int = 0
@@ -132,14 +137,25 @@ class _Shard:
 
     def take(self, msgs: list) -> None:
         for m in msgs:
-            if m.headers and ANNOUNCE_HEADER in m.headers:
-                said = json.loads(m.data)
-                p, k, token = int(said["partition"]), int(said["epoch"]), said.get("token", "")
-                by_token = self.announced.setdefault(p, {})
-                by_token[token] = max(by_token.get(token, k), k)
+            try:
+                if m.headers and ANNOUNCE_HEADER in m.headers:
+                    said = json.loads(m.data)
+                    p, k = int(said["partition"]), int(said["epoch"])
+                    token = str(said.get("token", ""))
+                    by_token = self.announced.setdefault(p, {})
+                    by_token[token] = max(by_token.get(token, k), k)
+                    self.heard.append(m)
+                    continue
+                fact = _decode_fact(m.data)
+            except (ValueError, KeyError, TypeError, msgspec.DecodeError) as exc:
+                # only the workers publish here; anything else is logged and passed over
+                # rather than stopping the shard (it would come again after every restart)
+                log.error(
+                    "shard %s: a message that is no fact, passed over: %s", self.cfg.shard, exc
+                )
+                self.stats.unreadable += 1
                 self.heard.append(m)
                 continue
-            fact = _decode_fact(m.data)
             old = self.below is not None and fact.epoch < self.below
             if old or fact.id in self.buffer[fact.epoch]:
                 self.stats.duplicates += 1
