@@ -359,6 +359,11 @@ def test_cases_from_alert_notes_and_outcome(world: World) -> None:
     assert case["labels"] == ["ato", "phishing"]
     logged = [a[1] for a in world.audit() if a[2] == str(case_id)]
     assert logged == ["case.create", "case.note", "case.update"]
+    # what the engine heard of the outcome is on the account's timeline, in the reader's language
+    for lang, words in (("ja", "再本人確認を要求"), ("en", "Force re-verification")):
+        page = world.client.get(f"/console/accounts/{alert['account']}?lang={lang}").text
+        rows = re.findall(r'<tr class="ev-analyst">(.*?)</tr>', page, re.S)
+        assert rows and any(words in row for row in rows), (lang, rows)
     assert f"/console/cases/{case_id}" in world.client.get("/console/cases?status=closed").text
 
     campaign = world.api("/v1/campaigns")[0]["id"]

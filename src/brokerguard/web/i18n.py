@@ -63,6 +63,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "unlock": ("ロック解除", "Unlock account"),
     "force_reverify": ("再本人確認を要求", "Force re-verification"),
     "trust_device": ("端末を信頼済みにする", "Mark device trusted"),
+    "confirm_fraud": (
+        "不正と確認（接続元を全口座で警戒）",
+        "Confirmed fraud (its address, for every account)",
+    ),
+    "confirm_customer": ("お客さまご本人の操作と確認", "Confirmed the customer's own"),
+    "dismiss_campaign": (
+        "攻撃ではないと判断（封じ込め解除）",
+        "Campaign dismissed (containment ended)",
+    ),
     "note": ("メモ", "Note"),
     "past_actions": ("これまでの操作", "Actions taken"),
     "actor": ("実行者", "By"),

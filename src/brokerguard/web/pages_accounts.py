@@ -68,9 +68,10 @@ def _describe(item: dict[str, Any]) -> dict[str, Any]:
         view["what"] = body.get("action", "")
     elif kind == "analyst":  # an analyst's conclusion, as the engine heard it
         login = body.get("login") or {}
-        about = f" ← {login.get('id', '')} ({login.get('ip', '')})" if login else ""
-        device = f" · {body['device']}" if body.get("device") else ""
-        view["what"] = f"{body.get('action', '')}{about}{device}"
+        about = f"← {login.get('id', '')} ({login.get('ip', '')})" if login else ""
+        device = body.get("device") or ""
+        view["what_key"] = body.get("action", "")  # named in the reader's language
+        view["what"] = " ".join(x for x in (about, device) if x)
     return view
 
 
