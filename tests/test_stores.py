@@ -370,3 +370,16 @@ def test_the_sweep_schedule_survives_a_restart(stream: list[Event], tmp_path: Pa
         host.flush()
     with SqliteState(path) as fourth:  # the service's host keeps the latest event time too
         assert GuardHost(BrokerGuard(state=fourth), fourth).last_ts == stream[-1].ts
+
+
+def test_the_clock_keeps_the_offset_of_a_named_zone() -> None:
+    """A zone given by name (no fixed offset of its own) is kept as its offset at the time."""
+    from datetime import timezone
+    from zoneinfo import ZoneInfo
+
+    guard = BrokerGuard(state=MemoryState())
+    guard._tz, guard._next_sweep = ZoneInfo("Asia/Tokyo"), 1.74e9
+    again = BrokerGuard(state=MemoryState())
+    again.set_clock(guard.clock())
+    assert again._tz == timezone(timedelta(hours=9)) and again._next_sweep == 1.74e9
+    assert BrokerGuard(state=MemoryState()).clock()["tz"] == "0.0"  # a fresh engine: UTC

@@ -254,8 +254,8 @@ class BrokerGuard:
     def clock(self) -> dict[str, str]:
         """The hourly sweep's schedule and the zone of its day boundaries, as text: a store
         keeps them with the state, so that an engine started on it sweeps on time."""
-        offset = self._tz.utcoffset(None)
-        return {
+        offset = datetime.fromtimestamp(self._next_sweep or 0.0, self._tz).utcoffset()
+        return {  # the offset then (a named zone such as Asia/Tokyo has no offset of its own)
             "next_sweep": repr(self._next_sweep),
             "tz": repr(offset.total_seconds() if offset is not None else 0.0),
         }
