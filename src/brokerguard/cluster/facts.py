@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 import nats
@@ -197,15 +198,24 @@ class ContainmentStore:
             return None
         return min(int(v) for v in values)
 
-    def read(self) -> tuple[int | None, list[Containment]]:
-        """Progress, then every containment written (read in that order: none is missed).
+    def queue_progress(self, pipe: Any) -> int:
+        """Add the read of every shard's progress to ``pipe`` (a round trip of the caller's,
+        taken before :meth:`read`, which is given its reply); returns the replies it makes."""
+        pipe.mget([self.below_key(s) for s in range(self.shards)])
+        return 1
+
+    def read(self, progress: list | None = None) -> tuple[int | None, list[Containment]]:
+        """Progress (read here, or given: the reply of :meth:`queue_progress`), then every
+        containment written (read in that order: none is missed).
 
         A shard writes its containment and its progress in one transaction, so while no
         shard's progress moved the containment is the one read last time: it is not read again
         (the same list is returned, which tells the partitions there is nothing new to see).
         """
-        values = self.redis.mget([self.below_key(s) for s in range(self.shards)])
-        self.round_trips += 1
+        if progress is None:
+            progress = self.redis.mget([self.below_key(s) for s in range(self.shards)])
+            self.round_trips += 1
+        values = progress
         below = None if any(v is None for v in values) else min(int(v) for v in values)
         if tuple(values) == self._read_at:
             return below, self._read

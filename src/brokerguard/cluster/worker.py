@@ -37,7 +37,7 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -240,8 +240,11 @@ class _Partition:
             self.state.meta["pop_epoch"] = str(self.pop_epoch)
         self.state.meta["token"] = self.token
 
-    def refresh(self) -> None:
+    def refresh(self, *also: Callable[[Any], int]) -> list[list]:
         """Before a batch: the state in Redis is still what this worker flushed last.
+
+        ``also``: functions that add reads of their own to the same round trip and return how
+        many replies they make; their replies are returned, one list each, in order.
 
         Then the records cached from earlier batches are still true, and the number of
         campaigns (the next campaign's id) and the sweep clock are read again. If another worker
@@ -254,14 +257,20 @@ class _Partition:
         pipe = state.redis.pipeline(transaction=False)
         pipe.hlen(f"{state.prefix}:campaign")
         pipe.hgetall(f"{state.prefix}:meta")
+        sizes = [queue(pipe) for queue in also]
         state.round_trips += 1
-        count, raw = pipe.execute()
+        count, raw, *rest = pipe.execute()
         meta = {k.decode(): v.decode() for k, v in raw.items()}
         if meta.get("seq", "") != self.seq:
             raise LeaseLost(f"partition {self.number}: its state in Redis changed under us")
         # the state in Redis is what this worker last flushed: what it has cached is still true
         self.guard.campaigns._count = int(count)
         self.load_clock(meta)
+        replies, at = [], 0
+        for size in sizes:
+            replies.append(rest[at : at + size])
+            at += size
+        return replies
 
     def check(self, lease: str, worker: str) -> None:
         """Before writing a batch's records: the lease is ours and the state is what we read.
@@ -559,16 +568,21 @@ async def run_worker(
             None if k is not None else read_event(m.data, part.number, m.metadata.sequence.stream)
             for m, k in zip(msgs, markers, strict=True)
         ]
-        part.refresh()
+        real = [e for e in events if e is not None and not isinstance(e, Unreadable)]
+        ids = {p: [e.id for e in real]}
+        # one round trip: the state is ours, which ids were done, and how far the stage got
+        queues = [lambda pipe: state.queue_seen(pipe, ids)]
+        if store is not None:
+            queues.append(store.queue_progress)
+        seen_replies, *progress = part.refresh(*queues)
+        done = state.take_seen(ids, seen_replies)
         below: int | None = None
         containment: list[Containment] = []
         if store is not None:
-            below, containment = store.read()
+            below, containment = store.read(progress[0][0])
             part.see(containment)
-        real = [e for e in events if e is not None and not isinstance(e, Unreadable)]
         state.prefetch(wanted(real))
         state.prefetch(held_symbols(state, real))
-        done = state.seen_in({p: [e.id for e in real]})
         lines: list[str] = []
         points: list[int] = []
         announce: list[tuple[int, int]] = []

@@ -185,15 +185,28 @@ class RedisState(MemoryState):
 
     def seen_in(self, ids_by_partition: dict[str, list[str]]) -> set[tuple[str, str]]:
         """(partition, id) pairs already processed, for several partitions in one round trip."""
-        parts = [(p, ids) for p, ids in ids_by_partition.items() if ids]
-        if not parts:
+        if not any(ids_by_partition.values()):
             return set()
         pipe = self.redis.pipeline(transaction=False)
+        self.queue_seen(pipe, ids_by_partition)
+        self.round_trips += 1
+        return self.take_seen(ids_by_partition, pipe.execute())
+
+    def queue_seen(self, pipe: Any, ids_by_partition: dict[str, list[str]]) -> int:
+        """Add :meth:`seen_in`'s reads to ``pipe`` (a round trip of the caller's); returns how
+        many replies they make, for :meth:`take_seen`."""
+        parts = [(p, ids) for p, ids in ids_by_partition.items() if ids]
         for p, ids in parts:
             pipe.zmscore(self._seen_key(p), ids)
-        self.round_trips += 1
+        return len(parts)
+
+    def take_seen(
+        self, ids_by_partition: dict[str, list[str]], replies: list
+    ) -> set[tuple[str, str]]:
+        """:meth:`seen_in`'s answer from the replies of :meth:`queue_seen`."""
+        parts = [(p, ids) for p, ids in ids_by_partition.items() if ids]
         found = set()
-        for (p, ids), scores in zip(parts, pipe.execute(), strict=True):
+        for (p, ids), scores in zip(parts, replies, strict=True):
             marked = set(self._marks.get(p, ()))
             found.update((p, i) for i, sc in zip(ids, scores, strict=True) if sc is not None)
             found.update((p, i) for i in ids if i in marked)
