@@ -118,6 +118,7 @@ class ContainmentStore:
         self.pop_index = f"{prefix}:stage:population-epochs"
         self.ent_index = f"{prefix}:stage:entity-epochs"  # epochs that changed infrastructure
         self.round_trips = 0
+        self._below_keys = [self.below_key(s) for s in range(shards)]
         self._read_at: tuple | None = None  # the shards' progress when last read ...
         self._read: list[Containment] = []  # ... and the containment then
 
@@ -192,7 +193,7 @@ class ContainmentStore:
 
     def below(self) -> int | None:
         """How far every shard got: each epoch below this is done (None: a shard never wrote)."""
-        values = self.redis.mget([self.below_key(s) for s in range(self.shards)])
+        values = self.redis.mget(self._below_keys)
         self.round_trips += 1
         if any(v is None for v in values):
             return None
@@ -201,7 +202,7 @@ class ContainmentStore:
     def queue_progress(self, pipe: Any) -> int:
         """Add the read of every shard's progress to ``pipe`` (a round trip of the caller's,
         taken before :meth:`read`, which is given its reply); returns the replies it makes."""
-        pipe.mget([self.below_key(s) for s in range(self.shards)])
+        pipe.mget(self._below_keys)
         return 1
 
     def read(self, progress: list | None = None) -> tuple[int | None, list[Containment]]:
@@ -213,7 +214,7 @@ class ContainmentStore:
         (the same list is returned, which tells the partitions there is nothing new to see).
         """
         if progress is None:
-            progress = self.redis.mget([self.below_key(s) for s in range(self.shards)])
+            progress = self.redis.mget(self._below_keys)
             self.round_trips += 1
         values = progress
         below = None if any(v is None for v in values) else min(int(v) for v in values)

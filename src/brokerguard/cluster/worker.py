@@ -574,12 +574,12 @@ async def run_worker(
         queues = [lambda pipe: state.queue_seen(pipe, ids)]
         if store is not None:
             queues.append(store.queue_progress)
-        seen_replies, *progress = part.refresh(*queues)
+        seen_replies, *stage_replies = part.refresh(*queues)
         done = state.take_seen(ids, seen_replies)
         below: int | None = None
         containment: list[Containment] = []
         if store is not None:
-            below, containment = store.read(progress[0][0])
+            below, containment = store.read(stage_replies[0][0])
             part.see(containment)
         state.prefetch(wanted(real))
         state.prefetch(held_symbols(state, real))

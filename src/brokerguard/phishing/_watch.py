@@ -174,6 +174,11 @@ class Watcher:
                 out.append(Alert(line_no, name, finding))
         return out
 
+    def feed_lines(self, lines: Iterable[str | LineError]) -> Iterator[Alert | LineError]:
+        """Alerts and per-line errors of a whole feed, in order (lines numbered from 1)."""
+        for line_no, line in enumerate(lines, start=1):
+            yield from self.feed(line_no, line)
+
 
 def watch_lines(
     lines: Iterable[str | LineError],
@@ -185,6 +190,4 @@ def watch_lines(
     """Alerts and per-line errors for a feed, in order. By default a name alerts when it is
     scored phishing *and* attributed to a registered brand (lookalike monitoring); with
     ``brands_only=False`` any phishing verdict alerts; ``min_score`` overrides the threshold."""
-    watcher = Watcher(registry, min_score=min_score, brands_only=brands_only)
-    for line_no, line in enumerate(lines, start=1):
-        yield from watcher.feed(line_no, line)
+    return Watcher(registry, min_score=min_score, brands_only=brands_only).feed_lines(lines)

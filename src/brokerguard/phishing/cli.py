@@ -191,12 +191,7 @@ def watch(
         return
     alerts = errors = 0
     with _reading(source) as stream:
-        events = (
-            event
-            for n, line in enumerate(bounded_lines(stream), start=1)
-            for event in watcher.feed(n, line)
-        )
-        for event in events:
+        for event in watcher.feed_lines(bounded_lines(stream)):
             if isinstance(event, LineError):
                 errors += 1
                 _warn(event.message)
