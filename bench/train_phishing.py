@@ -79,9 +79,15 @@ KIT_WEIGHT = "none"  # "sqrt": phishing rows weighted 1/sqrt(rows of their kit)
 
 def read_phish_all(data: Path) -> list[tuple[str, str, bool]]:
     """(url, month, is_broker) for every row of the training months, URLs de-duplicated."""
+    assert all(m <= "2025-06" for m in TRAIN_MONTHS), TRAIN_MONTHS  # never a test month
+    return read_phish_rows(data, TRAIN_MONTHS)
+
+
+def read_phish_rows(data: Path, months: list[str]) -> list[tuple[str, str, bool]]:
+    """(url, month, is_broker) for every row of ``months``, each URL once: under the first month
+    it was reported in, and as a broker row if any of its reports names a broker."""
     rows: dict[str, tuple[str, str, bool]] = {}
-    for month in TRAIN_MONTHS:
-        assert month <= "2025-06", month  # never a test month
+    for month in months:
         path = data / "phishurl" / month[:4] / f"{month.replace('-', '')}.csv"
         with path.open(encoding="utf-8", newline="") as f:
             for rec in csv.DictReader(f):
