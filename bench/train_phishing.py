@@ -3,6 +3,7 @@
     python bench/train_phishing.py [--data /work/shared/data] [--out PATH] [--l2 3e-5]
                                    [--budget 0.0002] [--no-modern-negatives]
                                    [--features 1|2] [--kit-weight none|sqrt]
+                                   [--through YYYY-MM]
 
 Reads only the training months 2024-01..2025-06 of ``phishurl/`` (every brand: broker-brand rows
 and, with a lower weight, other brands' rows as positives) and the "tune" half of ``benign/``
@@ -36,6 +37,11 @@ kit-general feature set 2 of ``_model.features``; the model file records its set
 its kit, so a kit reported thousands of times does not dominate what the model learns).
 Neither was chosen (README, round 3), so the defaults stay feature set 1, no kit weight.
 
+``--through YYYY-MM`` fits the same recipe on 2024-01..that month instead (validation on its last
+two months): a monthly refresh as a broker would run it on the newest confirmed list, measured
+by ``bench/phishing_refresh.py``. Past 2025-06 it needs ``--out`` (the shipped model is fitted
+on the build months only) and says that the test months are then in the fit.
+
 The data is read in place, never copied; URLs are strings only, never fetched.
 """
 
@@ -46,6 +52,7 @@ import csv
 import hashlib
 import json
 import random
+import re
 import string
 import sys
 import time
@@ -65,8 +72,10 @@ from brokerguard.phishing._words import words  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path("/work/shared/data")
 DEFAULT_OUT = ROOT / "src" / "brokerguard" / "phishing" / "model.json"
-TRAIN_MONTHS = month_range("2024-01..2025-06")
-VAL_MONTHS = month_range("2025-05..2025-06")
+LAST_BUILD = "2025-06"  # the last build month; 2025-07..10 are the issue's test months
+TRAIN_MONTHS = month_range(f"2024-01..{LAST_BUILD}")
+VAL_MONTHS = TRAIN_MONTHS[-2:]
+THROUGH_TEST = False  # --through reaches the test months (a refresh, not the shipped model)
 BUCKETS = 1 << 16
 L2 = 3e-5  # chosen by bench/phishing_cv.py over 1e-4 (the previous recipe) and 1e-3
 STEPS = 400
@@ -79,7 +88,8 @@ KIT_WEIGHT = "none"  # "sqrt": phishing rows weighted 1/sqrt(rows of their kit)
 
 def read_phish_all(data: Path) -> list[tuple[str, str, bool]]:
     """(url, month, is_broker) for every row of the training months, URLs de-duplicated."""
-    assert all(m <= "2025-06" for m in TRAIN_MONTHS), TRAIN_MONTHS  # never a test month
+    # never a test month, unless a refresh (--through) asked for them
+    assert all(m <= LAST_BUILD for m in TRAIN_MONTHS) or THROUGH_TEST, TRAIN_MONTHS
     return read_phish_rows(data, TRAIN_MONTHS)
 
 
@@ -363,7 +373,25 @@ def main() -> None:
         default=None,
         help="also write the validation fit's model here (for bench/phishing.py --model-file)",
     )
+    parser.add_argument(
+        "--through",
+        default=LAST_BUILD,
+        metavar="YYYY-MM",
+        help="last month fitted (a monthly refresh; default the last build month, 2025-06)",
+    )
     args = parser.parse_args()
+    if not re.fullmatch(r"20\d\d-(0[1-9]|1[0-2])", args.through) or args.through < "2024-06":
+        parser.error(f"--through: {args.through!r} is not a month from 2024-06 on (YYYY-MM)")
+    if args.through > LAST_BUILD:
+        if args.out.resolve() == DEFAULT_OUT.resolve():
+            parser.error("--through past 2025-06 needs --out: the shipped model stays held out")
+        print(
+            f"warning: fitting through {args.through} puts held-out test months in the fit; "
+            "bench/phishing.py figures for those months are then no test of this model"
+        )
+    globals()["TRAIN_MONTHS"] = month_range(f"2024-01..{args.through}")
+    globals()["VAL_MONTHS"] = TRAIN_MONTHS[-2:]
+    globals()["THROUGH_TEST"] = args.through > LAST_BUILD
     globals()["L2"] = args.l2
     globals()["FPR_BUDGET"] = args.budget
     globals()["FEATURES"] = args.features
@@ -442,7 +470,7 @@ def main() -> None:
     shift = shift_for_budget(nv, nv_offset, FPR_BUDGET)
     w, b = quantize(w, b + shift)
     pm = combined(p_mat, w, b)
-    print("final (fit on 2024-01..2025-06):")
+    print(f"final (fit on {TRAIN_MONTHS[0]}..{TRAIN_MONTHS[-1]}):")
     print(
         f"  bias shift {shift:+.3f}; held-back benign FPR "
         f"{np.mean(combined(nv_mat, w, b) >= 0):.3%}"
@@ -454,7 +482,7 @@ def main() -> None:
         f"other brands {np.mean(pm[~broker] >= 0):.2%} (in-sample)"
     )
 
-    write_model(args.out, w, b)
+    write_model(args.out, w, b, last=TRAIN_MONTHS[-1])
     print(
         f"wrote {args.out} ({args.out.stat().st_size:,} bytes, {np.count_nonzero(w):,} weights) "
         f"in {time.perf_counter() - started:.0f} s"

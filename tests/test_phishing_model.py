@@ -148,6 +148,57 @@ def test_cli_model_switch() -> None:
     assert _learned_in_cli() is MODEL_BY_DEFAULT
 
 
+def _write_model(path: Path, bias: float, buckets: int = 16) -> Path:
+    """A model file in the shipped format: no weights, only a bias (what a refresh could not
+    produce, but what shows plainly whether the file was used)."""
+    model = {"version": "2099-01", "buckets": buckets, "bias": bias, "weights_milli": [0] * buckets}
+    path.write_text(json.dumps(model), encoding="utf-8")
+    return path
+
+
+def test_cli_model_file_is_used(tmp_path: Path) -> None:
+    url = "https://www.example.com/about/company"
+    for bias, verdict in ((50.0, "phishing"), (-50.0, "benign")):
+        path = _write_model(tmp_path / f"m{bias}.json", bias)
+        result = CliRunner().invoke(
+            app, ["phish", "score", url, "--json", "--model-file", str(path)]
+        )
+        assert result.exit_code == 0, result.output
+        row = json.loads(result.stdout.splitlines()[0])
+        assert row["verdict"] == verdict
+    # and the shipped model calls this page benign, so the file made the difference
+    assert not score_url(url, model=True).is_phishing
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read"),
+        ("{not json", "not a JSON model file"),
+        ("[1, 2]", "a JSON object is expected"),
+        ('{"buckets": 4}', "missing weights_milli, bias"),
+        ('{"buckets": 4, "bias": 0, "weights_milli": [1]}', "1 weights for 4 buckets"),
+    ],
+)
+def test_cli_model_file_errors_name_the_option(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    path = tmp_path / "model.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = CliRunner().invoke(app, ["phish", "score", "a.example.com", "--model-file", str(path)])
+    assert result.exit_code == 2
+    assert "--model-file" in result.stderr and problem in result.stderr
+
+
+def test_cli_model_file_refuses_no_model(tmp_path: Path) -> None:
+    path = _write_model(tmp_path / "m.json", 0.0)
+    result = CliRunner().invoke(
+        app, ["phish", "score", "a.example.com", "--no-model", "--model-file", str(path)]
+    )
+    assert result.exit_code == 2 and "--no-model" in result.stderr
+
+
 @pytest.mark.parametrize(
     "url",
     [

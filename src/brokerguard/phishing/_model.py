@@ -23,11 +23,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 from brokerguard.phishing._reasons import Reason
 from brokerguard.phishing._url import ParsedURL
 
-__all__ = ["FEATURE_SETS", "Model", "default_model", "features", "hash_feature"]
+__all__ = ["FEATURE_SETS", "Model", "default_model", "features", "hash_feature", "load_model"]
 
 _SPLIT = re.compile(r"[/._\-?=&#~+%]+")
 _MAX_PATH = 64
@@ -226,6 +227,26 @@ class Model:
         if fset not in FEATURE_SETS:
             raise ValueError(f"model: unknown feature set {fset}")
         return cls(buckets, weights, float(data["bias"]), str(data.get("version", "")), fset)
+
+
+def load_model(path: Path) -> Model:
+    """A model file written by ``bench/train_phishing.py`` (a monthly refresh, say), checked:
+    a wrong file is a ``ValueError`` naming the path and what is wrong, never a half model."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a JSON model file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a model file (a JSON object is expected)")
+    missing = [k for k in ("buckets", "weights_milli", "bias") if k not in data]
+    if missing:
+        raise ValueError(f"{path}: not a model file (missing {', '.join(missing)})")
+    try:
+        return Model.from_json(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 @lru_cache(maxsize=1)

@@ -19,6 +19,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from brokerguard.phishing._brands import BrandRegistry
+    from brokerguard.phishing._model import Model
     from brokerguard.phishing._score import Finding
     from brokerguard.phishing._watch import Alert, LineError, Watcher
 
@@ -87,8 +88,17 @@ def _json(obj: object) -> str:
     return msgspec.json.encode(obj).decode("utf-8")
 
 
+def _model_file(path: Path) -> Model:
+    from brokerguard.phishing._model import load_model
+
+    try:
+        return load_model(path)
+    except ValueError as exc:
+        raise _fail(f"--model-file: {exc}") from None
+
+
 def _score_lines(
-    stream: BinaryIO, reg: BrandRegistry, threshold: float, model: bool
+    stream: BinaryIO, reg: BrandRegistry, threshold: float, model: bool | Model
 ) -> Iterator[Finding]:
     from brokerguard.phishing import URLError, error_finding, score_url
     from brokerguard.phishing._watch import LineError, bounded_lines
@@ -113,6 +123,14 @@ def score(
     brands: BrandsOpt = None,
     threshold: Annotated[float, typer.Option(help="Evidence needed for 'phishing'.")] = THRESHOLD,
     model: ModelOpt = MODEL_BY_DEFAULT,
+    model_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-file",
+            help="Use this model file (e.g. a monthly refresh by bench/train_phishing.py "
+            "--through) instead of the shipped one.",
+        ),
+    ] = None,
 ) -> None:
     """Score URLs (arguments or --input): phishing or benign, with the brand and the reasons.
 
@@ -125,16 +143,21 @@ def score(
     reg = _registry(brands)
     if not urls and input is None:
         raise _fail("give URLs as arguments or --input FILE ('-' for stdin)")
+    used: bool | Model = model
+    if model_file is not None:
+        if not model:
+            raise _fail("--model-file: not with --no-model (which scores with the rules alone)")
+        used = _model_file(model_file)
     findings: list[Finding] = []
     if urls:
         for u in urls:
             try:
-                findings.append(score_url(u, reg, threshold, model=model))
+                findings.append(score_url(u, reg, threshold, model=used))
             except URLError as exc:
                 _warn(str(exc))
                 findings.append(error_finding(u, exc))
     with _reading(input) if input is not None else nullcontext() as stream:
-        rows = _score_lines(stream, reg, threshold, model) if stream is not None else iter(())
+        rows = _score_lines(stream, reg, threshold, used) if stream is not None else iter(())
         if json:
             for f in findings:
                 sys.stdout.write(_json(f) + "\n")
