@@ -1,15 +1,19 @@
-"""Real local servers for the notification tests: SMTP (aiosmtpd), HTTP and a hanging socket."""
+"""Real local servers for the tests: SMTP (aiosmtpd), HTTP, a hanging socket, a private NATS."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
@@ -18,6 +22,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def nats_server(port: int, store: Path) -> Iterator[subprocess.Popen]:
+    """A JetStream nats-server of the test's own (killed at the end): one a test may stop,
+    unlike the machine's shared server."""
+    proc = subprocess.Popen(
+        ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
+                break
+            time.sleep(0.02)
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 class Inbox:

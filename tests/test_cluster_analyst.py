@@ -24,7 +24,15 @@ from cluster_helpers import Names, decisions, fresh_names, read_events, recorded
 
 from brokerguard.cluster.partition import PartitionedGuard, partition_of
 from brokerguard.cluster.staged import StagedGuard
-from brokerguard.events import AnalystAction, Event, LoginAttempt, write_ndjson
+from brokerguard.cluster.stream import WITH_ANALYST_HINT, _lines
+from brokerguard.events import (
+    ANALYST_EVENT_REFUSED,
+    AnalystAction,
+    Event,
+    EventError,
+    LoginAttempt,
+    write_ndjson,
+)
 
 BG = [sys.executable, "-m", "brokerguard"]
 PARTS = 4
@@ -119,6 +127,20 @@ def with_conclusions(events: list[Event]) -> tuple[list[Event], set[str]]:
     return out, {e.id for _, e in later}
 
 
+def test_ingest_refuses_an_analyst_line_in_the_words_of_the_service() -> None:
+    """The one refusal (field ``type``, the analyst API and the console named) that
+    ``/v1/events`` and ``/v1/decide`` give, with ingest's own way out after it."""
+    trust = (
+        b'{"type":"analyst","id":"a1","ts":"2025-03-20T10:00:00+09:00",'
+        b'"action":"trust_device","account":"A1","device":"ck-1"}'
+    )
+    with pytest.raises(EventError) as refused:
+        list(_lines([b"", trust], analyst=False))
+    assert (refused.value.field, refused.value.line) == ("type", 2)
+    assert str(refused.value) == f"line 2: {ANALYST_EVENT_REFUSED}; {WITH_ANALYST_HINT}"
+    assert [n for n, _, _ in _lines([b"", trust], analyst=True)] == [2]
+
+
 def test_a_worker_hears_analyst_events_as_replay_does(events: list[Event], tmp_path: Path) -> None:
     concluded, later = with_conclusions(events)
     concluded = with_dismissal(concluded, lambda: PartitionedGuard(PARTS))
@@ -133,7 +155,8 @@ def test_a_worker_hears_analyst_events_as_replay_does(events: list[Event], tmp_p
             [*BG, "ingest", str(path), *names.cli(PARTS)], capture_output=True, text=True
         )
         assert feed.returncode == 2  # a feed may not carry analysts' conclusions ...
-        assert "'analyst' event" in feed.stderr and "line " in feed.stderr
+        said = " ".join(feed.stderr.split())
+        assert f"{ANALYST_EVENT_REFUSED}; {WITH_ANALYST_HINT}" in said and "line " in said
         subprocess.run(  # ... an export of the service's records may
             [*BG, "ingest", str(path), *names.cli(PARTS), "--with-analyst"],
             check=True,

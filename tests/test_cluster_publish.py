@@ -37,6 +37,7 @@ from cluster_helpers import (
     recorded_run,
 )
 from fastapi.testclient import TestClient
+from servers import nats_server
 
 from brokerguard.cluster.partition import partition_of
 from brokerguard.cluster.stream import DEFAULT_EPOCH_SECONDS, EpochClock, epoch_marker, ingest
@@ -287,26 +288,6 @@ def test_nats_unreachable_at_start_fails_nothing_and_counts_drops(
     assert publish["outbox"] == 50  # two messages per decision point, and epoch markers
     assert publish["dropped"] == len(expected_messages(points, names)) - 50
     assert publish["published"] == 0
-
-
-@contextlib.contextmanager
-def nats_server(port: int, store: Path) -> Iterator[subprocess.Popen]:
-    """A JetStream nats-server of this test's own (killed at the end)."""
-    proc = subprocess.Popen(
-        ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
-                break
-            time.sleep(0.02)
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_nats_going_away_fails_nothing_and_publishing_resumes(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import queue
+import threading
+import time
 
 import pytest
 
@@ -147,3 +150,119 @@ def test_the_watch_reads_a_nats_subject_and_publishes_its_alerts(tmp_path) -> No
     assert published == printed
     assert "line 2: binary" in stderr and "line 5:" in stderr and "JSON" in stderr
     assert "2 alert(s), 2 line(s) skipped, 6 line(s) in 4 message(s)" in " ".join(stderr.split())
+
+
+def _lines_of(stream) -> tuple[queue.Queue[str], threading.Thread]:  # noqa: ANN001 - a pipe
+    """The pipe's lines as they come, read (and closed at its end) by a thread: a test must
+    not block on a pipe."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        with stream:
+            for line in stream:
+                lines.put(line.rstrip("\n"))
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return lines, thread
+
+
+def _until(lines: queue.Queue[str], needle: str, seen: list[str], timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no line with {needle!r} in {seen}"
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if needle in line:
+            return line
+
+
+def test_the_subject_watch_says_when_the_server_goes_away_and_comes_back(tmp_path) -> None:
+    """A private nats-server (never the machine's shared one) is killed under a running watch
+    and started again: the watch says it lost the server, says each error of the reconnection
+    attempts once (not a line per attempt), says it is back, and judges what comes after."""
+    import asyncio
+    import signal
+    import subprocess
+    import sys
+
+    import nats
+    from servers import free_port, nats_server
+
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "brokerguard", "phish", "watch", "--nats", url]
+    args += ["--subject", "bgt.feed", "--json"]
+    seen: list[str] = []
+    with nats_server(port, tmp_path / "js"):
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        (stderr, err_pump), (stdout, out_pump) = _lines_of(proc.stderr), _lines_of(proc.stdout)
+        _until(stderr, "watching NATS subject", seen)
+    try:
+        lost = _until(stderr, "lost the NATS server", seen)
+        assert lost == f"phish watch: lost the NATS server at {url}; reconnecting"
+        time.sleep(5)  # several reconnection attempts fail (one each 2 s), all alike
+        with nats_server(port, tmp_path / "js"):
+            back = _until(stderr, "reconnected", seen)
+            assert back == f"phish watch: reconnected to the NATS server at {url}"
+
+            async def publish() -> None:
+                nc = await nats.connect(url)
+                await nc.publish("bgt.feed", b"sbisec-jp.example-phish.top")
+                await nc.flush()
+                await nc.close()
+
+            asyncio.run(publish())
+            alert = json.loads(stdout.get(timeout=30))
+            assert (alert["line"], alert["brand"]) == (1, "sbi")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err_pump.join(10)
+    out_pump.join(10)
+    while not stderr.empty():
+        seen.append(stderr.get())
+    said = [line for line in seen if line.startswith("phish watch:")]
+    assert len(said) == len(set(said)), said  # each distinct error once, not per attempt
+    assert sum("lost the NATS server" in line for line in said) == 1
+    assert not any("Traceback" in line for line in seen), seen
+    assert "1 alert(s), 0 line(s) skipped, 1 line(s) in 1 message(s)" in " ".join(seen[-3:])
+
+
+def test_the_connection_report_tells_each_thing_once() -> None:
+    """The callbacks as nats-py calls them: an error repeated on every attempt is one line, the
+    next outage tells its errors again, and a close the watch asked for is not a loss."""
+    import asyncio
+
+    from brokerguard.phishing._feed import ConnectionReport
+
+    said: list[str] = []
+    report = ConnectionReport("nats://127.0.0.1:1", said.append)
+    refused = ConnectionRefusedError(111, "Connect call failed")
+
+    async def outage() -> None:
+        await report.disconnected()
+        for _ in range(5):
+            await report.error(refused)
+            await report.disconnected()  # nats-py may say it again between attempts
+        await report.reconnected()
+
+    asyncio.run(outage())
+    assert said == [
+        "phish watch: lost the NATS server at nats://127.0.0.1:1; reconnecting",
+        "phish watch: NATS at nats://127.0.0.1:1: ConnectionRefusedError: [Errno 111] "
+        "Connect call failed",
+        "phish watch: reconnected to the NATS server at nats://127.0.0.1:1",
+    ]
+    asyncio.run(outage())
+    assert len(said) == 6  # the second outage told again
+    report.closing = True
+    asyncio.run(report.disconnected())
+    assert len(said) == 6

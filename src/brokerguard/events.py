@@ -27,6 +27,7 @@ import msgspec
 from msgspec import Meta
 
 __all__ = [
+    "ANALYST_EVENT_REFUSED",
     "AccountSnapshot",
     "AnalystAction",
     "CanaryHit",
@@ -49,6 +50,7 @@ __all__ = [
     "encode",
     "encode_line",
     "read_ndjson",
+    "refuse_analyst",
     "write_ndjson",
 ]
 
@@ -386,6 +388,24 @@ class EventError(ValueError):
         self.field = field
         where = f"line {line}: " if line is not None else ""
         super().__init__(f"{where}{message}")
+
+
+ANALYST_EVENT_REFUSED = (
+    "`type` 'analyst' is refused: an 'analyst' event is an analyst's conclusion, which comes "
+    "only through the analyst API (/v1/accounts/{account}/actions, /v1/cases/{id}) or the "
+    "console, never from the broker's systems (a login system may not confirm its own sign-ins)"
+)
+"""Why the service's event routes and ``brokerguard ingest`` refuse an ``analyst`` event (field
+``type``): the one wording of both."""
+
+
+def refuse_analyst(event: Event, *, line: int | None = None, hint: str = "") -> Event:
+    """``event``, unless it is an :class:`AnalystAction`: then :class:`EventError` naming the
+    field ``type`` (and ``line``), with ``hint`` (what the caller can do instead) after it."""
+    if isinstance(event, AnalystAction):
+        message = f"{ANALYST_EVENT_REFUSED}; {hint}" if hint else ANALYST_EVENT_REFUSED
+        raise EventError(message, line=line, field="type")
+    return event
 
 
 _encoder = msgspec.json.Encoder()

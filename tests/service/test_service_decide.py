@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from conftest import Api
 
 from brokerguard.engine import BrokerGuard
-from brokerguard.events import Event, encode, read_ndjson
+from brokerguard.events import ANALYST_EVENT_REFUSED, Event, encode, read_ndjson
 from brokerguard.guard import decision_point
 from brokerguard.service.db import make_engine
 from brokerguard.service.exports import export_run
@@ -219,14 +219,17 @@ def test_analyst_events_are_refused_on_the_public_event_routes(api: Api, databas
     )
     error = error_of(ndjson, 422)
     assert (error["code"], error["field"], error["line"]) == ("invalid_event", "type", 2)
-    assert "analyst API" in error["message"]
+    assert error["message"] == f"line 2: {ANALYST_EVENT_REFUSED}"  # as `brokerguard ingest`
+    assert "analyst API" in error["message"] and "console" in error["message"]
     array = api.client.post(
         "/v1/events",
         content=b"[" + good + b"," + trust + b"]",
         headers={**api.auth("ingest"), "content-type": "application/json"},
     )
-    assert error_of(array, 422)["field"] == "[1].type"
-    assert error_of(api.decide(trust), 422)["field"] == "type"
+    error = error_of(array, 422)
+    assert (error["field"], error["message"]) == ("[1].type", ANALYST_EVENT_REFUSED)
+    error = error_of(api.decide(trust), 422)
+    assert (error["field"], error["message"]) == ("type", ANALYST_EVENT_REFUSED)
     api.settle()
     assert api.service.host.events == 0
     assert count(database_url, events) == 0

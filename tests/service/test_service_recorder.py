@@ -130,3 +130,43 @@ def test_records_a_dying_writer_had_taken_are_counted_dropped_and_jobs_go_on(
     finally:
         recorder.stop()
         engine.dispose()
+
+
+def test_stop_with_no_writer_returns_in_seconds_and_counts_the_queue_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No writer can start (its database directory is gone) and the sender is in a long pause
+    before the next: ``stop`` waits out neither the pause nor the minute of its timeout. The
+    writer it starts at once dies too, the queued records are counted as dropped, and a job
+    queued before the stop gets its answer."""
+    monkeypatch.setattr(recorder_module, "RESTART_FIRST_S", 30.0)
+    home, away = tmp_path / "db", tmp_path / "away"
+    home.mkdir()
+    url = f"sqlite:///{home / 'service.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    recorder = Recorder(url, engine)  # the real pause, which a stop ends
+    recorder.start()
+    try:
+        recorder.record(row(0))
+        assert recorder.wait_idle(30)
+        home.rename(away)
+        kill_writer(recorder)
+        for i in range(1, 11):
+            recorder.record(row(i))
+        deadline = time.monotonic() + 30
+        while recorder._restart_delay != 30.0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the sender has found the writer lost and pauses
+        assert recorder._restart_delay == 30.0
+        job = recorder.call(lambda conn: "job ran")
+    finally:
+        t0 = time.monotonic()
+        recorder.stop()
+        took = time.monotonic() - t0
+        engine.dispose()
+    assert took < 8, f"stop took {took:.1f} s"
+    assert (recorder.written, recorder.dropped, recorder.backlog) == (1, 10, 0)
+    assert "10 records dropped" in (recorder.last_error or "")
+    assert job.done()
+    away.rename(home)
+    assert stored_ids(url) == ["e0"]

@@ -22,6 +22,7 @@ from console_helpers import login
 from markupsafe import escape
 
 from brokerguard.events import LoginAttempt
+from brokerguard.service.unlock_queue import PAGE
 
 _ids = itertools.count(1)
 FREEZE_NOTE = "customer: locked by C2 at the front door"
@@ -197,3 +198,56 @@ def test_a_new_lock_after_an_unlock_waits_again_and_old_requests_do_not_count(
     assert row_of(page, "C2") is not None and 'class="requested"' not in row_of(page, "C2")
     assert "Account actions need the supervisor role" in row_of(page, "C2")  # analysts: no form
     assert 'value="unlock"' not in page
+
+
+def listed(html: str) -> list[str]:
+    return [m.group(1) for m in re.finditer(r'<tr id="unlock-(\w+)"', html)]
+
+
+def test_the_list_comes_a_page_at_a_time_and_an_unlock_returns_to_its_page(
+    make_api: Callable[..., Api], database_url: str
+) -> None:
+    """More accounts wait than a page holds: page 2 has the rest, newest first throughout, with
+    previous/next links in both languages that keep the other parameters; an unlock made on
+    page 2 returns to page 2, and a page past the end shows the last one."""
+    add_user(database_url, "sup", "supervisor")
+    api = make_api(database_url)
+    count = PAGE + 5
+    accounts = [f"P{n:03d}" for n in range(count)]
+    for account in accounts:
+        act(api, account, "lock", "paging")
+    api.settle()
+    client = api.client
+    token = login(client, "sup")
+
+    first = client.get("/console/unlocks?lang=en").text
+    second = client.get("/console/unlocks?lang=en&page=2").text
+    assert len(listed(first)) == PAGE and len(listed(second)) == 5
+    assert listed(first) + listed(second) == accounts[::-1]  # newest first, none twice
+    assert f"Page 1 / 2 ({count} accounts)" in first and "pager-prev" not in first
+    assert 'class="pager-next" href="?lang=en&amp;page=2">Next →' in first
+    assert f"Page 2 / 2 ({count} accounts)" in second and "pager-next" not in second
+    assert 'class="pager-prev" href="?lang=en&amp;page=1">← Previous' in second
+    ja = client.get("/console/unlocks?lang=ja&page=2").text
+    assert f"ページ 2 / 2 ({count} 口座)" in ja and "← 前へ" in ja and listed(ja) == listed(second)
+    assert listed(client.get("/console/unlocks?page=9").text) == listed(second)
+    assert "pager" not in client.get("/console/unlocks?requested=1").text  # one page: no pager
+
+    oldest = accounts[0]
+    assert 'name="back" value="/console/unlocks?page=2"' in row_of(second, oldest)
+    page2 = "/console/unlocks?page=2"
+    done = client.post(
+        f"/console/accounts/{oldest}/actions",
+        data={"csrf_token": token, "action": "unlock", "note": "id checked", "back": page2},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/console/unlocks?page=2"
+    after = client.get(done.headers["location"]).text
+    assert oldest not in listed(after) and len(listed(after)) == 4
+    for elsewhere in (f"{page2}&next=https://evil.example", "//evil.example/console/unlocks"):
+        sent = client.post(
+            f"/console/accounts/{accounts[1]}/actions",
+            data={"csrf_token": token, "action": "lock", "note": "x", "back": elsewhere},
+            follow_redirects=False,
+        )
+        assert sent.headers["location"] == f"/console/accounts/{accounts[1]}"

@@ -26,7 +26,7 @@ import nats
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from brokerguard.cluster.partition import partition_of
-from brokerguard.events import AnalystAction, Event, EventError, decode_line
+from brokerguard.events import Event, decode_line, refuse_analyst
 
 __all__ = [
     "DEFAULT_PARTITIONS",
@@ -112,18 +112,17 @@ class EpochClock:
         return None
 
 
+WITH_ANALYST_HINT = "an export of the service's records, which carries them, needs --with-analyst"
+"""What ``ingest`` adds to the one refusal of an ``analyst`` line."""
+
+
 def _lines(lines: Iterable[bytes], analyst: bool) -> Iterator[tuple[int, bytes, Event]]:
     for n, raw in enumerate(lines, start=1):
         line = raw.strip()
         if line:
             event = decode_line(line, line=n)
-            if isinstance(event, AnalystAction) and not analyst:
-                raise EventError(
-                    "an 'analyst' event is an analyst's conclusion, which the service publishes; "
-                    "a feed may not carry one (--with-analyst to publish an export that does)",
-                    line=n,
-                    field="type",
-                )
+            if not analyst:
+                refuse_analyst(event, line=n, hint=WITH_ANALYST_HINT)
             yield n, line, event
 
 

@@ -7,6 +7,10 @@ that never stop the feed). Alerts go to the caller and, with ``alerts_subject``,
 bus as the JSON objects ``phish watch --json`` prints, for the SOC's own consumers. Several
 watchers on one subject share it with a queue group. Core NATS: a message published while no
 watcher listens is not judged (use a JetStream stream behind the subject to keep them).
+
+Once connected, the watch rides out the server going away: it says so (``on_status``, one short
+line when the server is lost, one when it is back, and each distinct error once per outage, not
+a line per reconnection attempt) and goes on.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import msgspec
 
 from brokerguard.phishing._watch import Alert, LineError, Watcher, bounded_lines
 
-__all__ = ["FeedStats", "alert_json", "watch_subject"]
+__all__ = ["ConnectionReport", "FeedStats", "alert_json", "watch_subject"]
 
 
 @dataclass
@@ -31,6 +35,44 @@ class FeedStats:
     lines: int = 0
     alerts: int = 0
     errors: int = 0
+
+
+class ConnectionReport:
+    """nats-py's connection callbacks, told to a person in short lines.
+
+    ``disconnected`` and ``reconnected`` say that the server at ``url`` was lost and is back;
+    ``error`` says each distinct error once per outage (the same refused connection on every
+    reconnection attempt is one line, not one a second). A close that the watch asked for is
+    not a loss (nats-py calls the disconnected callback on close too).
+    """
+
+    def __init__(self, url: str, say: Callable[[str], None]) -> None:
+        self.url = url
+        self.say = say
+        self.closing = False
+        self.lost = False
+        self._told: set[tuple[str, str]] = set()
+
+    async def disconnected(self) -> None:
+        if self.closing or self.lost:
+            return
+        self.lost = True
+        self.say(f"phish watch: lost the NATS server at {self.url}; reconnecting")
+
+    async def reconnected(self) -> None:
+        self.lost = False
+        self._told.clear()  # the next outage tells its errors again
+        self.say(f"phish watch: reconnected to the NATS server at {self.url}")
+
+    async def error(self, exc: Exception) -> None:
+        if self.closing:
+            return
+        key = (type(exc).__name__, str(exc))
+        if key in self._told:
+            return
+        self._told.add(key)
+        detail = f"{key[0]}: {key[1]}" if key[1] else key[0]
+        self.say(f"phish watch: NATS at {self.url}: {detail}")
 
 
 def alert_json(alert: Alert) -> bytes:
@@ -51,16 +93,18 @@ async def watch_subject(
     idle_exit: float | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
 ) -> FeedStats:
     """Judge every message of ``subject`` until ``stop`` is set or, with ``idle_exit``, no
-    message came for that many seconds. Returns what was seen."""
+    message came for that many seconds. Returns what was seen. ``on_status`` hears the
+    connection's losses, returns and errors (:class:`ConnectionReport`)."""
     import nats
 
     stats = FeedStats()
     stop = stop or asyncio.Event()
     inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)  # back-pressure on a burst
 
-    async def quiet(exc: Exception) -> None:  # nats-py would log a traceback per attempt
+    async def quiet(exc: Exception) -> None:  # the probe's failure is raised, not logged
         pass
 
     # Fail at once when the server is not there (a clear error, not two minutes of retries);
@@ -73,8 +117,14 @@ async def watch_subject(
         error_cb=quiet,
     )
     await probe.close()
+    report = ConnectionReport(nats_url, on_status or (lambda line: None))
     nc = await nats.connect(
-        nats_url, name="brokerguard-phish-watch", max_reconnect_attempts=-1, error_cb=quiet
+        nats_url,
+        name="brokerguard-phish-watch",
+        max_reconnect_attempts=-1,
+        error_cb=report.error,  # nats-py's default logs a traceback per attempt
+        disconnected_cb=report.disconnected,
+        reconnected_cb=report.reconnected,
     )
     try:
 
@@ -107,5 +157,6 @@ async def watch_subject(
                     on_event(event)
         await nc.flush()
     finally:
+        report.closing = True
         await nc.close()
     return stats

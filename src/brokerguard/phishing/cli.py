@@ -263,6 +263,7 @@ def _watch_nats(
             idle_exit=idle_exit,
             stop=stop,
             on_ready=lambda: err.print(f"watching NATS subject {subject} on {url}"),
+            on_status=lambda line: err.print(line, markup=False),
         )
 
     try:

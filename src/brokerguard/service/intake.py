@@ -2,16 +2,18 @@
 
 Events are decoded with the same msgspec decoder as ``events.ndjson``
 (:func:`~brokerguard.events.decode_line`), so what ``brokerguard simulate`` writes is exactly
-what the API accepts, and a bad event is refused with the field named. A batch is read whole
-before anything is applied: one bad event refuses the batch, and nothing of it reaches the
-engine or the database.
+what the API accepts, and a bad event is refused with the field named. An ``analyst`` event
+(an analyst's conclusion) is refused as ``brokerguard ingest`` refuses it
+(:func:`~brokerguard.events.refuse_analyst`): those come from the analyst API and the console.
+A batch is read whole before anything is applied: one bad event refuses the batch, and nothing
+of it reaches the engine or the database.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from brokerguard.events import AnalystAction, Event, EventError, decode_line
+from brokerguard.events import Event, EventError, decode_line, refuse_analyst
 from brokerguard.guard import decision_point
 from brokerguard.service.errors import InvalidInput, MalformedBody, UnsupportedMediaType
 
@@ -40,21 +42,6 @@ def _invalid(exc: EventError, *, prefix: str = "", line: int | None = None) -> I
     return InvalidInput(message, field=field, code="invalid_event", extra=extra)
 
 
-def _not_analyst(event: Event, field: str = "type", line: int | None = None) -> Event:
-    """Analyst actions come from the analyst API and the console (authenticated, audited),
-    never from the broker's login or trading systems: those may not confirm their own
-    sign-ins or trust a device."""
-    if isinstance(event, AnalystAction):
-        raise InvalidInput(
-            "an 'analyst' event is an analyst's conclusion: take it through the analyst API "
-            "(/v1/accounts/{account}/actions, /v1/cases/{id}) or the console, not as an event",
-            field=field,
-            code="invalid_event",
-            extra={"line": line} if line is not None else None,
-        )
-    return event
-
-
 def parse_decision_event(body: bytes, content_type: str | None) -> tuple[Event, str]:
     """The event and its decision point; refuses events that are not decision points."""
     media = _media_type(content_type)
@@ -63,7 +50,7 @@ def parse_decision_event(body: bytes, content_type: str | None) -> tuple[Event, 
     if not body.strip():
         raise MalformedBody("the body is empty: send one event as JSON")
     try:
-        event = _not_analyst(decode_line(body))
+        event = refuse_analyst(decode_line(body))
     except EventError as exc:
         raise _invalid(exc) from None
     point = decision_point(event)
@@ -101,7 +88,7 @@ def parse_batch(body: bytes, content_type: str | None) -> list[Event]:
         events = []
         for i, raw in enumerate(raws):
             try:
-                events.append(_not_analyst(decode_line(bytes(raw)), f"[{i}].type"))
+                events.append(refuse_analyst(decode_line(bytes(raw))))
             except EventError as exc:
                 raise _invalid(exc, prefix=f"[{i}]") from None
         return events
@@ -111,7 +98,7 @@ def parse_batch(body: bytes, content_type: str | None) -> list[Event]:
     for number, line in enumerate(body.splitlines(), start=1):
         if line.strip():
             try:
-                events.append(_not_analyst(decode_line(line, line=number), line=number))
+                events.append(refuse_analyst(decode_line(line, line=number), line=number))
             except EventError as exc:
                 raise _invalid(exc, line=number) from None
     return events

@@ -29,6 +29,11 @@ up to 30 s) while new ones die before writing anything — a writer that cannot 
 database directory or driver) must not become a process a second and a log line each — and the
 batch it did not take waits for the next one. ``/healthz`` shows the backlog, what was written and
 dropped, the last error and the restarts.
+
+Stopping writes everything queued while a writer writes. While none can start, :meth:`Recorder.stop`
+does not wait out the pauses: the pause ends at once, the writer then started gets
+:data:`STOP_GRACE_S` to say it is ready, and if it does not (or dies) what is still queued is
+counted as dropped and the stop returns — in seconds, not after the minute of its timeout.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ MAX_BATCH = 5000
 SEND_EVERY_S = 0.002  # the sender thread's nap between looks at the queue
 RESTART_FIRST_S = 0.5  # pause before starting a lost writer again; doubles while they keep dying
 RESTART_MAX_S = 30.0
+STOP_GRACE_S = 3.0  # while stopping, how long a starting writer has to say it is ready
 _STOP = b"STOP"
 _READY = "READY"  # a new writer's first message: its database is open, batches may come
 
@@ -100,7 +106,11 @@ class Recorder:
     """Records to the writer process, jobs to the job thread. :meth:`stop` drains both."""
 
     def __init__(
-        self, database_url: str, engine: sa.Engine, *, sleep: Callable[[float], None] = time.sleep
+        self,
+        database_url: str,
+        engine: sa.Engine,
+        *,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.database_url = database_url
         self.engine = engine  # the job thread's; the writer process opens its own
@@ -113,7 +123,9 @@ class Recorder:
         self.dropped = 0
         self.last_error: str | None = None
         self.writer_restarts = 0  # writer processes started after one was lost
-        self._sleep = sleep  # the pause before a restart (tests pass one that only notes it)
+        self._stop_asked = threading.Event()  # ends a pause before a restart at once
+        # the pause before a restart (tests pass one that only notes it)
+        self._sleep = sleep if sleep is not None else self._stop_asked.wait
         self._restart_delay = 0.0  # the last pause; 0 while writers write
         self._progress_at_restart = 0  # records acknowledged by writers at the last restart
         self._lost = 0  # records taken by writers that died before acknowledging them
@@ -131,6 +143,7 @@ class Recorder:
         if self._threads:
             return
         self._stopping = False
+        self._stop_asked.clear()
         self._spawn()
         for target, name in (
             (self._send_forever, "bg-sender"),
@@ -173,11 +186,16 @@ class Recorder:
         self._process = self._to_writer = self._from_writer = None
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Write everything queued, then end the threads and the writer process."""
+        """Write everything queued, then end the threads and the writer process.
+
+        While no writer can start, what is queued is counted as dropped instead (after one
+        last writer, given :data:`STOP_GRACE_S` to start): the stop takes seconds, not
+        ``timeout``."""
         if not self._threads:
             return
         self._jobs.put(None)
         self._stopping = True
+        self._stop_asked.set()
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
@@ -239,6 +257,9 @@ class Recorder:
                 batch.append(outbox.popleft())
             blob = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
             while not self._send(blob, len(batch)):
+                if self._stopping:  # no writer to be had: do not hold up the stop
+                    self._give_up(len(batch))
+                    return
                 self._restart()
 
     def _send(self, blob: bytes, count: int) -> bool:
@@ -268,6 +289,13 @@ class Recorder:
         lose it, and its failure would pass for a success that resets the restart pause.
         """
         assert self._from_writer is not None, "no writer process"
+        give_up_at: float | None = None
+        while not self._from_writer.poll(0.1):  # a writer that died is readable (end of file)
+            if not self._stopping:
+                continue
+            give_up_at = give_up_at or time.monotonic() + STOP_GRACE_S
+            if time.monotonic() >= give_up_at:
+                raise TimeoutError(f"no writer process ready {STOP_GRACE_S:.0f} s into the stop")
         if self._from_writer.recv() != _READY:
             raise EOFError("the writer process did not say it was ready")
         self._acks_thread = threading.Thread(
@@ -305,6 +333,21 @@ class Recorder:
             self._spawn()
         except OSError as exc:  # no process to be had now (limits, memory): wait longer
             self.last_error = f"cannot start a writer process: {exc}"
+
+    def _give_up(self, batch: int) -> None:
+        """Stopping with no writer: the batch in hand and everything still queued are dropped."""
+        self._retire()
+        self._write_off()
+        with self._state:
+            lost = batch
+            while self._outbox:  # popped one by one: record() may still append meanwhile
+                self._outbox.popleft()
+                lost += 1
+            self.dropped += lost
+            self._acked += lost
+            self.last_error = f"{self.last_error}; stopped with no writer: {lost} records dropped"
+            self._state.notify_all()
+        log.error("stopped with no writer process: %d queued records dropped", lost)
 
     def _write_off(self) -> None:
         """Count the records a lost writer had taken and never acknowledged as dropped.

@@ -17,6 +17,9 @@ reopening it:
 A customer who cannot re-verify with a passkey asks the broker's site for an analyst's unlock;
 the site records it at the guard as the ``request_unlock`` account action (audited like every
 action). Requests older than the wait's start belong to an earlier lock and are ignored.
+
+The console shows the list a page at a time (:func:`unlock_page`, :data:`PAGE` accounts a
+page): every waiting account is on some page, however many there are.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ import sqlalchemy as sa
 from brokerguard.service.host import ACCOUNT_LOCKED, CUSTOMER_FROZE
 from brokerguard.service.models import account_actions, decisions
 
-__all__ = ["waiting_unlocks"]
+__all__ = ["PAGE", "unlock_page", "waiting_unlocks"]
 
 ECHOES = frozenset({ACCOUNT_LOCKED.code, CUSTOMER_FROZE.code})
 """Reason codes of decisions made by an account action's lock, not by the policy."""
 
 LOCKS = ("lock", "freeze")
+PAGE = 100
+"""Accounts per page of the console's list."""
 
 
 def _origin_of_action(row: dict[str, Any]) -> str:
@@ -64,9 +69,8 @@ def waiting_unlocks(
     *,
     requested_only: bool = False,
     account: str | None = None,
-    limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """Accounts waiting for an unlock, newest wait first.
+    """Accounts waiting for an unlock, newest wait first (all of them: see :func:`unlock_page`).
 
     Each entry: ``account``, ``since``, ``origin`` (``policy``, ``analyst``, ``customer`` or
     ``system``), ``actor`` and ``note`` of the locking action, ``point`` and ``reasons`` of the
@@ -132,4 +136,16 @@ def waiting_unlocks(
             entry["request_note"] = asked[-1]["note"]
     rows = [e for e in waiting.values() if e["requested_at"] is not None or not requested_only]
     rows.sort(key=lambda e: (e["since"], e["account"]), reverse=True)
-    return rows[: max(1, limit)]
+    return rows
+
+
+def unlock_page(
+    conn: sa.Connection, page: int = 1, *, per_page: int = PAGE, requested_only: bool = False
+) -> tuple[list[dict[str, Any]], int, int]:
+    """One page of :func:`waiting_unlocks`: its rows, the page shown (1-based; a page past the
+    end shows the last one, as after unlocking the last account of the last page) and how many
+    accounts wait in all."""
+    rows = waiting_unlocks(conn, requested_only=requested_only)
+    pages = max(1, -(-len(rows) // per_page))
+    page = min(max(1, page), pages)
+    return rows[(page - 1) * per_page : page * per_page], page, len(rows)

@@ -178,6 +178,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "unlocks_all": ("すべて", "All"),
     "unlocks_requested_only": ("解除依頼ありのみ", "Requested only"),
     "no_unlocks": ("ロック解除を待つ口座はありません。", "No account waits for an unlock."),
+    "accounts_counted": ("口座", "accounts"),
     "locked_since": ("ロック開始", "Locked since"),
     "locked_by": ("ロックしたもの", "Locked by"),
     "unlock_requested": ("お客さまの解除依頼", "Customer's unlock request"),

@@ -25,12 +25,12 @@ from brokerguard.service.unlock_queue import waiting_unlocks
 from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.useragent import parse_user_agent
 from brokerguard.web._common import back, page_user, render, service
+from brokerguard.web.pages_unlocks import is_return
 
 router = APIRouter(include_in_schema=False)
 Supervisor = Annotated[ConsoleUser, Depends(require_role("supervisor"))]
 NEEDS_TARGET = ("release_order", "cancel_order", "trust_device")
 CUSTOMERS_OWN = ("request_unlock",)  # the customer's word, told by the broker's site
-RETURNS = ("/console/unlocks", "/console/unlocks?requested=1")
 """Pages besides the account's own that post actions here and are sent back to (``back``)."""
 
 
@@ -124,4 +124,4 @@ async def act(request: Request, account: str, user: Supervisor) -> Response:
     actor = f"user:{user.username}"
     await service(request).act_on_account(actor, account, action, target, note)
     returns = str(form.get("back", ""))
-    return back(returns if returns in RETURNS else f"/console/accounts/{account}")
+    return back(returns if is_return(returns) else f"/console/accounts/{account}")
