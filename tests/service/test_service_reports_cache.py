@@ -257,3 +257,89 @@ def test_the_watermark_moves_with_every_kind_of_record(sqlite_url: str, tmp_path
     mark()
     engine.dispose()
     assert len(set(marks)) == len(marks), marks
+
+
+def test_a_recorded_attack_reports_as_a_full_export_does(
+    make_api: Any, sqlite_url: str, tmp_path: Path, recorded_events: list[Any]
+) -> None:
+    """A simulated attack decided by the engine, cases closed as fraud on accounts, alerts and
+    campaigns: the tables from the report's own export equal those of the full export."""
+    api = make_api(sqlite_url)
+    assert api.ingest(recorded_events).status_code == 200
+    api.settle()
+    alerts = api.get("/v1/alerts", params={"limit": 500}).json()
+    found = api.get("/v1/campaigns").json()
+    assert alerts, "the engine raised no alert: nothing to label"
+    admin = api.auth("admin")
+    opened = [{"account": a} for a in sorted({a["account"] for a in alerts})[:5]]
+    opened += [{"alert_id": a["id"]} for a in alerts[-5:]]
+    opened += [{"campaign_id": c["id"]} for c in found[:1]]
+    for body in opened:
+        case = api.client.post("/v1/cases", json=body, headers=admin)
+        assert case.status_code == 201, case.text
+        api.client.patch(
+            f"/v1/cases/{case.json()['id']}",
+            json={"status": "closed", "outcome": "fraud"},
+            headers=admin,
+        ).raise_for_status()
+    api.settle()
+    every = reporting.choose_policies(None)
+    expected = fresh(sqlite_url, tmp_path / "fresh", every)
+    assert expected[0] and any(r.logins or r.trades for r in expected[0])
+    assert reporting.report_tables(api.service, None, False, every)[1] == expected[1]
+    assert reporting.report_tables(api.service, None, True, None)[0] == expected[0]
+
+    class Unseen:  # both tables at once, for a service the cache has not seen
+        def read(self) -> sa.Connection:
+            return api.service.read()
+
+    assert reporting.report_tables(Unseen(), None, True, every) == expected
+
+
+def test_a_reports_selection_of_events_keeps_the_engines_order(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brokerguard.service import exports
+    from brokerguard.service.db import migrate
+    from brokerguard.service.exports import write_events
+
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    rows = [  # (event id, type, minute, account), in the order the engine took them
+        ("bar-late", "bar", 30, None),
+        ("first", "session", 0, "Z"),
+        ("mine", "login", 5, "V"),
+        ("labelled", "order", 6, "W"),
+        ("other", "login", 7, "Z"),
+        ("result", "challenge", 8, "Z"),
+        ("fill", "execution", 9, "Z"),
+        ("last", "session", 40, "Z"),
+    ]
+    with write_transaction(engine) as conn:
+        for event_id, kind, minute, account in rows:
+            conn.execute(
+                sa.text(
+                    "insert into events (event_id, type, ts, account, session, body) "
+                    "values (:id, :type, :ts, :account, null, :id)"
+                ),
+                {
+                    "id": event_id,
+                    "type": kind,
+                    "ts": f"2025-04-01 00:{minute:02d}:00.000000",
+                    "account": account,
+                },
+            )
+
+    def written(**selection: Any) -> list[str]:
+        with engine.connect() as conn:
+            path = write_events(conn, tmp_path / "events.ndjson", **selection)
+        return path.read_text().splitlines()
+
+    assert written() == [r[0] for r in rows]
+    chosen = written(types={"challenge"}, accounts={"V"}, ids={"labelled"})
+    assert chosen == ["first", "mine", "labelled", "result", "last"]
+    priced = written(types={"challenge", "bar", "execution"}, accounts=(), ids=())
+    assert priced == ["bar-late", "first", "result", "fill", "last"]
+    monkeypatch.setattr(exports, "_MAX_LISTED", 1)  # too many ids for one statement: every event
+    assert written(types={"challenge"}, accounts={"V"}, ids={"labelled"}) == written()
+    engine.dispose()

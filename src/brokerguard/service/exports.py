@@ -42,6 +42,7 @@ __all__ = [
 
 CASES = "cases.ndjson"
 _encoder = msgspec.json.Encoder()
+_MAX_LISTED = 20_000  # ids in one statement: below SQLite's 32,766 and PostgreSQL's 65,535
 _CHUNK = 500  # event ids per IN (...) list: far below any database's limit on parameters
 
 
@@ -145,12 +146,37 @@ def _lines(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Any]:
     yield from conn.execution_options(yield_per=5000).execute(query)
 
 
-def write_events(conn: sa.Connection, path: Path) -> Path:
-    """Every recorded event as ``events.ndjson``, in the order the engine took them (a bar is
+def write_events(
+    conn: sa.Connection,
+    path: Path,
+    *,
+    types: Collection[str] | None = None,
+    accounts: Collection[str] = (),
+    ids: Collection[str] = (),
+) -> Path:
+    """The recorded events as ``events.ndjson``, in the order the engine took them (a bar is
     stamped with its start but arrives at its close, after the sign-ins within it): a replay of
-    the file sees what the engine saw."""
+    the file sees what the engine saw.
+
+    With ``types``, a report's selection: only the events of those types, on those
+    ``accounts``, with those ``ids``, and the first and the last ones in time (they set the
+    months covered and the valuation date), still in that order. When the lists are too long
+    for one statement, every event, which no report reads differently.
+    """
+    query = sa.select(events.c.body).order_by(events.c.seq)
+    if types is not None and len(accounts) + len(ids) <= _MAX_LISTED:
+        first = sa.select(sa.func.min(events.c.ts)).scalar_subquery()
+        last = sa.select(sa.func.max(events.c.ts)).scalar_subquery()
+        query = query.where(
+            sa.or_(
+                events.c.type.in_(sorted(types)),
+                events.c.account.in_(sorted(accounts)),
+                events.c.event_id.in_(sorted(ids)),
+                events.c.ts == first,
+                events.c.ts == last,
+            )
+        )
     with path.open("w", encoding="utf-8") as sink:
-        query = sa.select(events.c.body).order_by(events.c.seq)
         for row in _lines(conn, query):
             sink.write(row.body)
             sink.write("\n")

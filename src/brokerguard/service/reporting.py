@@ -16,9 +16,10 @@ counts, one cheap statement). A request whose watermark matches is answered from
 event, decision, case change or campaign change moves it and the next request computes afresh.
 What is kept is the monthly rows and the victims' losses, each computed only when a request
 asks for it; the compensation rows are worked out from the losses on every request (cheap), so
-a changed policy file shows at once. The export itself is the smallest the tables need: all
-events (every one moves prices and the months covered), the fraud cases, and only the
-decisions on the events those cases label.
+a changed policy file shows at once. The export itself is only what the tables read: the fraud
+cases; the events of the victims, the events the cases label, every challenge result, the first
+and the last event, and for the losses every price (bars and fills); and the decisions on the
+labelled events.
 
 Compensation policies are the shipped ones, or the file named by
 ``BROKERGUARD_CONSOLE_POLICIES``. The CSV files are exactly what ``brokerguard report`` writes
@@ -38,6 +39,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from brokerguard.events import ChallengeResult, Execution, MarketBar
 from brokerguard.reports import MonthlyRow, compensation_table, load_policies, monthly_table
 from brokerguard.reports.compensation import LossReport, compensate, victim_losses
 from brokerguard.reports.labels import labels_from_cases, load_cases
@@ -129,7 +131,17 @@ def _records_tables(service: Any, monthly: bool, losses: bool) -> _Tables:
                 return tables
             write_cases(conn, directory / CASES)
             labels = labels_from_cases(load_cases(directory / CASES), source="fraud cases")
-            write_events(conn, directory / EVENTS)
+            # what the tables read of the events (see monthly_table and victim_losses): the
+            # challenge results, the labelled events, the victims' events, the first and last
+            # event; for the losses also every price (bars, fills)
+            kinds = {ChallengeResult} | ({MarketBar, Execution} if losses else set())
+            write_events(
+                conn,
+                directory / EVENTS,
+                types={k.__struct_config__.tag for k in kinds},
+                accounts=labels.accounts,
+                ids=labels.events,
+            )
             write_decisions(conn, directory / DECISIONS, only=labels.events)
         if monthly:
             tables.monthly = monthly_table(directory, labels)
