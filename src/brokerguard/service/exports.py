@@ -64,13 +64,27 @@ def _alerted_events(conn: sa.Connection, case: dict[str, Any]) -> list[tuple[str
     return [(str(r.account), str(r.event_id), str(r.point)) for r in conn.execute(query)]
 
 
-def _session_operations(conn: sa.Connection, login_id: str) -> list[tuple[str, str, str]]:
-    """(account, event id, type) of the orders, fills and withdrawals of a sign-in's session."""
-    login = conn.execute(
-        sa.select(events.c.account, events.c.session).where(
-            events.c.event_id == login_id, events.c.type == "login"
+def _logins(conn: sa.Connection, ids: Collection[str]) -> dict[str, Any]:
+    """The first recorded sign-in event (its account and session) of each of ``ids``.
+
+    Looked up a chunk of ids at a time: ``event_id`` has no index of its own (the events table
+    is the one every decision writes to), so each lookup reads the table once.
+    """
+    found: dict[str, Any] = {}
+    wanted = sorted(set(ids))
+    for start in range(0, len(wanted), _CHUNK):
+        query = (
+            sa.select(events.c.event_id, events.c.account, events.c.session)
+            .where(events.c.event_id.in_(wanted[start : start + _CHUNK]), events.c.type == "login")
+            .order_by(events.c.seq)
         )
-    ).first()
+        for row in conn.execute(query):
+            found.setdefault(row.event_id, row)
+    return found
+
+
+def _session_operations(conn: sa.Connection, login: Any) -> list[tuple[str, str, str]]:
+    """(account, event id, type) of the orders, fills and withdrawals of a sign-in's session."""
     if login is None or login.session is None:
         return []
     rows = conn.execute(
@@ -92,12 +106,21 @@ def fraud_cases(conn: sa.Connection) -> list[FraudCase]:
         found.setdefault((kind, event_id), case)
 
     query = sa.select(cases).where(cases.c.outcome == "fraud").order_by(cases.c.id)
-    for case in (dict(r._mapping) for r in conn.execute(query)):
-        confirmed = case["updated_at"]
-        for account, event_id, point in _alerted_events(conn, case):
+    confirms = [
+        (case["updated_at"], _alerted_events(conn, case))
+        for case in (dict(r._mapping) for r in conn.execute(query))
+    ]
+    logins = _logins(
+        conn, [e for _, alerted in confirms for _, e, point in alerted if point == "login"]
+    )
+    sessions: dict[str, list[tuple[str, str, str]]] = {}
+    for confirmed, alerted in confirms:
+        for account, event_id, point in alerted:
             if point == "login":
                 add(account, "login", event_id, confirmed)
-                for acc, op_id, kind in _session_operations(conn, event_id):
+                if event_id not in sessions:
+                    sessions[event_id] = _session_operations(conn, logins.get(event_id))
+                for acc, op_id, kind in sessions[event_id]:
                     add(acc, "trade" if kind == "order" else "withdrawal", op_id, confirmed)
             elif point == "order":
                 add(account, "trade", event_id, confirmed)
