@@ -1,6 +1,7 @@
 """Benchmark: the service's reports from its own records, cold and warm (default spring-2025).
 
     python bench/reports.py [SCENARIO] [--investors N] [--cases N] [--work DIR] [--repeat N]
+                            [--only page|monthly|compensation]
 
 Builds a service database the way ``brokerguard demo`` does — the scenario simulated under the
 ``brokerguard`` guard, its events decided and recorded by the same service ``brokerguard serve``
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -33,9 +35,12 @@ import msgspec
 import sqlalchemy as sa
 
 from brokerguard.guards import load_guard
+from brokerguard.reports import compensation_table, monthly_table
+from brokerguard.reports.labels import labels_from_cases, load_cases
 from brokerguard.service import actions
 from brokerguard.service.db import make_engine, write_transaction
 from brokerguard.service.demo_console import DATABASE_FILE, load_run
+from brokerguard.service.exports import CASES, export_run
 from brokerguard.service.models import alerts, cases, decisions, events
 from brokerguard.service.reporting import choose_policies, report_tables
 from brokerguard.sim.scenario import load_scenario
@@ -55,7 +60,7 @@ class Records:
         return self.db.connect()
 
 
-def build(scenario_path: str, investors: int | None, work: Path) -> Path:
+def build(scenario_path: str, investors: int | None, guard: str, work: Path) -> Path:
     """The run under ``work/run`` and its database under ``work/db``; made once."""
     run, db = work / "run", work / "db"
     if not (run / "truth.json").is_file():
@@ -64,7 +69,7 @@ def build(scenario_path: str, investors: int | None, work: Path) -> Path:
             broker = msgspec.structs.replace(scenario.broker, investors=investors)
             scenario = msgspec.structs.replace(scenario, broker=broker)
         started = time.perf_counter()
-        summary = simulate(scenario, load_guard("brokerguard"), run)
+        summary = simulate(scenario, load_guard(guard), run)
         print(
             f"simulated         {summary.events:,} events in {time.perf_counter() - started:.0f} s"
         )
@@ -88,6 +93,16 @@ def close_fraud_cases(engine: sa.Engine, truth: Truth, count: int, skip: int = 0
             actions.update_case(conn, "bench", case["id"], {"status": "closed", "outcome": "fraud"})
         closed.append(case["id"])
     return closed
+
+
+def full_export(engine: sa.Engine, policies: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Both tables the way they were computed before they were kept: everything exported."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        with engine.connect() as conn:
+            export_run(conn, out)
+        labels = labels_from_cases(load_cases(out / CASES), source="fraud cases")
+        return monthly_table(out, labels), compensation_table(out, policies, labels)
 
 
 def timed(work: Callable[[], Any], repeat: int) -> float:
@@ -116,9 +131,18 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=150, help="victims closed as fraud")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-reports")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--guard",
+        default="brokerguard",
+        help="the guard of the simulated run (the service decides again with its engine); "
+        "a weak one (otp-at-login) leaves victims with losses to compensate",
+    )
+    parser.add_argument(
+        "--only", default="", help="the requests whose name contains this (page, monthly, …)"
+    )
     args = parser.parse_args()
 
-    path = build(args.scenario, args.investors, args.work)
+    path = build(args.scenario, args.investors, args.guard, args.work)
     engine = make_engine(f"sqlite:///{path}")
     truth = msgspec.json.decode((args.work / "run" / "truth.json").read_bytes(), type=Truth)
     with engine.connect() as conn:
@@ -141,11 +165,23 @@ def main() -> None:
         "/v1/reports/monthly": lambda svc: report_tables(svc, None, True, None),
         "/v1/reports/compensation": lambda svc: report_tables(svc, None, False, every),
     }
+    started = time.perf_counter()
+    before = full_export(engine, every)
+    took = time.perf_counter() - started
+    same = before == report_tables(Records(engine), None, True, every)
+    print(
+        f"full export       {took:.2f} s: every record exported, both tables computed (the "
+        f"path before the tables were kept); {len(before[0])} months, "
+        f"{sum(r.logins for r in before[0])} logins, {sum(r.trades for r in before[0])} trades, "
+        f"{len(before[1])} compensation rows; report_tables {'equal' if same else 'DIFFERENT'}"
+    )
     columns = ("cold s", "warm s", "changed s", "cold MiB", "warm MiB")
     print(f"{'request':32} " + " ".join(f"{c:>9}" for c in columns))
     skip = n_fraud
     added: list[int] = []
     for name, ask in requests.items():
+        if args.only not in name:
+            continue
         cold = timed(lambda ask=ask: ask(Records(engine)), args.repeat)
         svc = Records(engine)
         ask(svc)
