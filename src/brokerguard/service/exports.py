@@ -19,7 +19,7 @@ last fill price recorded for each symbol: the fallback the price book already us
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,22 @@ import sqlalchemy as sa
 
 from brokerguard.guard import DecisionRecord, Reason
 from brokerguard.reports.labels import FraudCase
-from brokerguard.service.models import alerts, campaigns, cases, decisions, events
+from brokerguard.service.models import alerts, audit_log, campaigns, cases, decisions, events
 
-__all__ = ["CASES", "export_run", "fraud_cases"]
+__all__ = [
+    "CASES",
+    "export_run",
+    "fraud_cases",
+    "records_mark",
+    "write_cases",
+    "write_decisions",
+    "write_events",
+]
 
 CASES = "cases.ndjson"
 _encoder = msgspec.json.Encoder()
+_MAX_LISTED = 20_000  # ids in one statement: below SQLite's 32,766 and PostgreSQL's 65,535
+_CHUNK = 500  # event ids per IN (...) list: far below any database's limit on parameters
 
 
 def _alerted_events(conn: sa.Connection, case: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -54,13 +64,27 @@ def _alerted_events(conn: sa.Connection, case: dict[str, Any]) -> list[tuple[str
     return [(str(r.account), str(r.event_id), str(r.point)) for r in conn.execute(query)]
 
 
-def _session_operations(conn: sa.Connection, login_id: str) -> list[tuple[str, str, str]]:
-    """(account, event id, type) of the orders, fills and withdrawals of a sign-in's session."""
-    login = conn.execute(
-        sa.select(events.c.account, events.c.session).where(
-            events.c.event_id == login_id, events.c.type == "login"
+def _logins(conn: sa.Connection, ids: Collection[str]) -> dict[str, Any]:
+    """The first recorded sign-in event (its account and session) of each of ``ids``.
+
+    Looked up a chunk of ids at a time: ``event_id`` has no index of its own (the events table
+    is the one every decision writes to), so each lookup reads the table once.
+    """
+    found: dict[str, Any] = {}
+    wanted = sorted(set(ids))
+    for start in range(0, len(wanted), _CHUNK):
+        query = (
+            sa.select(events.c.event_id, events.c.account, events.c.session)
+            .where(events.c.event_id.in_(wanted[start : start + _CHUNK]), events.c.type == "login")
+            .order_by(events.c.seq)
         )
-    ).first()
+        for row in conn.execute(query):
+            found.setdefault(row.event_id, row)
+    return found
+
+
+def _session_operations(conn: sa.Connection, login: Any) -> list[tuple[str, str, str]]:
+    """(account, event id, type) of the orders, fills and withdrawals of a sign-in's session."""
     if login is None or login.session is None:
         return []
     rows = conn.execute(
@@ -82,12 +106,21 @@ def fraud_cases(conn: sa.Connection) -> list[FraudCase]:
         found.setdefault((kind, event_id), case)
 
     query = sa.select(cases).where(cases.c.outcome == "fraud").order_by(cases.c.id)
-    for case in (dict(r._mapping) for r in conn.execute(query)):
-        confirmed = case["updated_at"]
-        for account, event_id, point in _alerted_events(conn, case):
+    confirms = [
+        (case["updated_at"], _alerted_events(conn, case))
+        for case in (dict(r._mapping) for r in conn.execute(query))
+    ]
+    logins = _logins(
+        conn, [e for _, alerted in confirms for _, e, point in alerted if point == "login"]
+    )
+    sessions: dict[str, list[tuple[str, str, str]]] = {}
+    for confirmed, alerted in confirms:
+        for account, event_id, point in alerted:
             if point == "login":
                 add(account, "login", event_id, confirmed)
-                for acc, op_id, kind in _session_operations(conn, event_id):
+                if event_id not in sessions:
+                    sessions[event_id] = _session_operations(conn, logins.get(event_id))
+                for acc, op_id, kind in sessions[event_id]:
                     add(acc, "trade" if kind == "order" else "withdrawal", op_id, confirmed)
             elif point == "order":
                 add(account, "trade", event_id, confirmed)
@@ -96,36 +129,133 @@ def fraud_cases(conn: sa.Connection) -> list[FraudCase]:
     return list(found.values())
 
 
+def records_mark(conn: sa.Connection) -> tuple[Any, ...]:
+    """A watermark of every record the reports read: equal marks, equal reports.
+
+    Cheap (maxima and counts) and read in one statement. Why each part moves when a report's
+    input changes:
+
+    - ``events`` are only ever appended, by writers that hold the database's write lock
+      (:func:`~brokerguard.service.db.write_transaction`), so a new row has a higher ``seq``
+      than any committed before it; the count also catches a row removed by hand;
+    - ``decisions`` (and their ``alerts``, written in the same transaction) are only appended,
+      with random ids: their counts move;
+    - a case opened, changed or annotated moves the cases' count, largest id or latest
+      ``updated_at``, and always appends to the hash-chained ``audit_log``, whose ``seq`` only
+      grows (so does an analyst's change of a campaign);
+    - a campaign that grows (its accounts feed the fraud labels) moves its ``updated_at``.
+    """
+
+    def scalar(column: Any, table: sa.Table) -> Any:
+        return sa.select(column).select_from(table).scalar_subquery()
+
+    count = sa.func.count
+    query = sa.select(
+        scalar(sa.func.max(events.c.seq), events),
+        scalar(count(), events),
+        scalar(count(), decisions),
+        scalar(count(), alerts),
+        scalar(count(), cases),
+        scalar(sa.func.max(cases.c.id), cases),
+        scalar(sa.func.max(cases.c.updated_at), cases),
+        scalar(count(), campaigns),
+        scalar(sa.func.max(campaigns.c.updated_at), campaigns),
+        scalar(sa.func.max(audit_log.c.seq), audit_log),
+    )
+    return tuple(conn.execute(query).one())
+
+
 def _lines(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[Any]:
     yield from conn.execution_options(yield_per=5000).execute(query)
+
+
+def write_events(
+    conn: sa.Connection,
+    path: Path,
+    *,
+    types: Collection[str] | None = None,
+    accounts: Collection[str] = (),
+    ids: Collection[str] = (),
+) -> Path:
+    """The recorded events as ``events.ndjson``, in the order the engine took them (a bar is
+    stamped with its start but arrives at its close, after the sign-ins within it): a replay of
+    the file sees what the engine saw.
+
+    With ``types``, a report's selection: only the events of those types, on those
+    ``accounts``, with those ``ids``, and the first and the last ones in time (they set the
+    months covered and the valuation date), still in that order. When the lists are too long
+    for one statement, every event, which no report reads differently.
+    """
+    query = sa.select(events.c.body).order_by(events.c.seq)
+    if types is not None and len(accounts) + len(ids) <= _MAX_LISTED:
+        first = sa.select(sa.func.min(events.c.ts)).scalar_subquery()
+        last = sa.select(sa.func.max(events.c.ts)).scalar_subquery()
+        query = query.where(
+            sa.or_(
+                events.c.type.in_(sorted(types)),
+                events.c.account.in_(sorted(accounts)),
+                events.c.event_id.in_(sorted(ids)),
+                events.c.ts == first,
+                events.c.ts == last,
+            )
+        )
+    with path.open("w", encoding="utf-8") as sink:
+        for row in _lines(conn, query):
+            sink.write(row.body)
+            sink.write("\n")
+    return path
+
+
+def _decision_lines(conn: sa.Connection, query: sa.Select[Any]) -> Iterator[bytes]:
+    for row in _lines(conn, query):
+        record = DecisionRecord(
+            event=row.event_id,
+            ts=row.ts,
+            account=row.account,
+            point=row.point,
+            guard=row.guard,
+            action=row.action,
+            score=row.score,
+            factors=tuple(row.factors),
+            reasons=tuple(msgspec.convert(r, type=Reason) for r in row.reasons),
+        )
+        yield _encoder.encode(record) + b"\n"
+
+
+def write_decisions(
+    conn: sa.Connection, path: Path, *, only: Collection[str] | None = None
+) -> Path:
+    """The recorded decisions as ``decisions.ndjson``, by event time.
+
+    With ``only``, just the decisions on those events (looked up by the event-id index): what a
+    report reads of the file, which keeps the first decision on each labelled event and nothing
+    else. Within one event the order is the full file's, so that first decision is the same.
+    """
+    with path.open("wb") as sink:
+        ordered = (decisions.c.ts, decisions.c.id)
+        if only is None:
+            sink.writelines(_decision_lines(conn, sa.select(decisions).order_by(*ordered)))
+            return path
+        wanted = sorted(only)
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            query = sa.select(decisions).where(decisions.c.event_id.in_(chunk)).order_by(*ordered)
+            sink.writelines(_decision_lines(conn, query))
+    return path
+
+
+def write_cases(conn: sa.Connection, path: Path) -> Path:
+    """The operations the cases closed as fraud confirm, as ``cases.ndjson``."""
+    with path.open("wb") as sink:
+        for case in fraud_cases(conn):
+            sink.write(_encoder.encode(case) + b"\n")
+    return path
 
 
 def export_run(conn: sa.Connection, out: Path) -> Path:
     """Write ``events.ndjson``, ``decisions.ndjson`` and ``cases.ndjson`` under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "events.ndjson").open("w", encoding="utf-8") as sink:
-        # in the order the engine took them (a bar is stamped with its start but arrives at its
-        # close, after the sign-ins within it): a replay of the file sees what the engine saw
-        query = sa.select(events.c.body).order_by(events.c.seq)
-        for row in _lines(conn, query):
-            sink.write(row.body)
-            sink.write("\n")
-    with (out / "decisions.ndjson").open("wb") as sink:
-        query = sa.select(decisions).order_by(decisions.c.ts, decisions.c.id)
-        for row in _lines(conn, query):
-            record = DecisionRecord(
-                event=row.event_id,
-                ts=row.ts,
-                account=row.account,
-                point=row.point,
-                guard=row.guard,
-                action=row.action,
-                score=row.score,
-                factors=tuple(row.factors),
-                reasons=tuple(msgspec.convert(r, type=Reason) for r in row.reasons),
-            )
-            sink.write(_encoder.encode(record) + b"\n")
-    with (out / CASES).open("wb") as sink:
-        for case in fraud_cases(conn):
-            sink.write(_encoder.encode(case) + b"\n")
+    write_events(conn, out / "events.ndjson")
+    write_decisions(conn, out / "decisions.ndjson")
+    write_cases(conn, out / CASES)
     return out

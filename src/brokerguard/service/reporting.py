@@ -8,7 +8,18 @@ Source data, in this order:
   simulator's ground truth says what was unauthorized;
 - else the **service's own records**: the events and decisions it recorded, labelled by the
   cases the analysts closed as fraud (see :mod:`brokerguard.service.exports`), exported to a
-  temporary run directory for the length of the request.
+  temporary run directory when they changed.
+
+The tables computed from the records are kept in memory per service, with a watermark of the
+records they were computed from (:func:`~brokerguard.service.exports.records_mark`: maxima and
+counts, one cheap statement). A request whose watermark matches is answered from memory; a new
+event, decision, case change or campaign change moves it and the next request computes afresh.
+What is kept is the monthly rows and the victims' losses, each computed only when a request
+asks for it; the compensation rows are worked out from the losses on every request (cheap), so
+a changed policy file shows at once. The export itself is only what the tables read: the fraud
+cases; the events of the victims, the events the cases label, every challenge result, the first
+and the last event, and for the losses every price (bars and fills); and the decisions on the
+labelled events.
 
 Compensation policies are the shipped ones, or the file named by
 ``BROKERGUARD_CONSOLE_POLICIES``. The CSV files are exactly what ``brokerguard report`` writes
@@ -19,16 +30,28 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from starlette.responses import Response
 
-from brokerguard.reports import compensation_table, load_policies, monthly_table
+from brokerguard.events import ChallengeResult, Execution, MarketBar
+from brokerguard.reports import MonthlyRow, compensation_table, load_policies, monthly_table
+from brokerguard.reports.compensation import LossReport, compensate, victim_losses
 from brokerguard.reports.labels import labels_from_cases, load_cases
+from brokerguard.reports.run import DECISIONS, EVENTS
 from brokerguard.service.errors import InvalidInput
-from brokerguard.service.exports import CASES, export_run
+from brokerguard.service.exports import (
+    CASES,
+    records_mark,
+    write_cases,
+    write_decisions,
+    write_events,
+)
 
 __all__ = [
     "POLICIES_ENV",
@@ -63,24 +86,94 @@ def choose_policies(name: str | None) -> list[Any]:
     return [policies[name]] if name else list(policies.values())
 
 
+@dataclass
+class _Tables:
+    """What was computed from the records at one watermark (None: not asked for yet)."""
+
+    mark: tuple[Any, ...]
+    monthly: list[MonthlyRow] | None = None
+    losses: LossReport | None = None
+
+
+@dataclass
+class _Cache:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tables: _Tables | None = None
+
+
+_caches: weakref.WeakKeyDictionary[Any, _Cache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def _cache(service: Any) -> _Cache:
+    with _caches_lock:
+        cache = _caches.get(service)
+        if cache is None:
+            cache = _caches[service] = _Cache()
+        return cache
+
+
+def _records_tables(service: Any, monthly: bool, losses: bool) -> _Tables:
+    """The tables of ``service``'s records at their current watermark, each one asked for
+    computed at most once per watermark. One computation at a time per service: a request
+    arriving meanwhile waits for it and then reads it from memory."""
+    cache = _cache(service)
+    with cache.lock, tempfile.TemporaryDirectory(prefix="bg-report-") as tmp:
+        directory = Path(tmp)
+        with service.read() as conn:
+            # the watermark first: the records exported below are at least as new as it says
+            mark = records_mark(conn)
+            tables = cache.tables if cache.tables and cache.tables.mark == mark else _Tables(mark)
+            monthly = monthly and tables.monthly is None
+            losses = losses and tables.losses is None
+            if not (monthly or losses):
+                cache.tables = tables
+                return tables
+            write_cases(conn, directory / CASES)
+            labels = labels_from_cases(load_cases(directory / CASES), source="fraud cases")
+            # what the tables read of the events (see monthly_table and victim_losses): the
+            # challenge results, the labelled events, the victims' events, the first and last
+            # event; for the losses also every price (bars, fills)
+            kinds = {ChallengeResult} | ({MarketBar, Execution} if losses else set())
+            write_events(
+                conn,
+                directory / EVENTS,
+                types={k.__struct_config__.tag for k in kinds},
+                accounts=labels.accounts,
+                ids=labels.events,
+            )
+            write_decisions(conn, directory / DECISIONS, only=labels.events)
+        if monthly:
+            tables.monthly = monthly_table(directory, labels)
+        if losses:
+            tables.losses = victim_losses(directory, labels)
+        cache.tables = tables
+        return tables
+
+
 def report_tables(
     service: Any, run: Path | None, monthly: bool, policies: list[Any] | None
 ) -> tuple[list[Any], list[Any]]:
     """The monthly rows and the compensation rows, each only when asked for (``monthly``; a
-    list of policies), from ``run`` when given, else from ``service``'s records and cases."""
-
-    def compute(directory: Path, labels: Any) -> tuple[list[Any], list[Any]]:
-        rows = monthly_table(directory, labels) if monthly else []
-        paid = compensation_table(directory, policies, labels) if policies is not None else []
-        return rows, paid
-
+    list of policies), from ``run`` when given, else from ``service``'s records and cases
+    (from memory while they have not changed)."""
     if run is not None:
-        return compute(run, None)
-    with tempfile.TemporaryDirectory(prefix="bg-report-") as tmp:
-        with service.read() as conn:
-            export_run(conn, Path(tmp))
-        labels = labels_from_cases(load_cases(Path(tmp) / CASES), source="fraud cases")
-        return compute(Path(tmp), labels)
+        rows = monthly_table(run) if monthly else []
+        paid = compensation_table(run, policies) if policies is not None else []
+        return rows, paid
+    tables = _records_tables(service, monthly, policies is not None)
+    rows = list(tables.monthly or []) if monthly else []
+    paid = []
+    if policies is not None:
+        assert tables.losses is not None
+        report = tables.losses
+        # compensation_table's own loop, on the kept losses
+        paid = [
+            compensate(loss, policy, report.valuation_date)
+            for policy in policies
+            for loss in report.victims
+        ]
+    return rows, paid
 
 
 def csv_response(write: Callable[[Any, Path], Path], rows: list[Any], filename: str) -> Response:
