@@ -17,7 +17,7 @@ demo: venv
 	$(BG) demo --out runs/demo
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: venv
 	$(PY) bench/simulate.py
