@@ -293,6 +293,30 @@ def allowed_shift(neg: np.ndarray, offset: np.ndarray, budget: float) -> float:
     return float(-order[allowed] - 0.05) if allowed < len(order) else 0.0
 
 
+def fit_rows(
+    phish: tp.Matrix,
+    train: np.ndarray,
+    negs: list[tuple[tp.Matrix, np.ndarray | None]],
+    pos_w: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """The recipe's fit (quantised, before the bias calibration) on the ``train`` rows of
+    ``phish`` weighted ``pos_w`` against ``negs``; the classes weigh the same in all."""
+    p_idx, p_val, p_row, p_off = _stack([(phish, train)])
+    n_idx, n_val, n_row, n_off = _stack(negs)
+    k = len(p_off)
+    neg_w = np.full(len(n_off), pos_w.sum() / len(n_off))
+    return tp.quantize(
+        *tp.fit(
+            np.concatenate([p_idx, n_idx]),
+            np.concatenate([p_val, n_val]),
+            np.concatenate([p_row, n_row + k]),
+            np.concatenate([p_off, n_off]),
+            np.concatenate([np.ones(k), np.zeros(len(n_off))]),
+            np.concatenate([pos_w, neg_w]),
+        )
+    )
+
+
 _DATA: Data | None = None
 
 
@@ -307,23 +331,10 @@ def run_fold(cand: Candidate, origin: str) -> dict:
     seen = set(d.kits[train].tolist())
     ev = np.isin(d.months, months) & d.broker & ~np.isin(d.kits, list(seen))
     negs = [(d.neg_base[v], None)] + ([(d.neg_modern[v], None)] if cand.modern else [])
-    p_idx, p_val, p_row, p_off = _stack([(phish, train)])
-    n_idx, n_val, n_row, n_off = _stack(negs)
-    k = len(p_off)
     pos_w = np.where(d.broker[train], 1.0, cand.other_weight)
     pos_w = pos_w * tp.kit_weights(d.kits[train], cand.kit_weight)
-    neg_w = np.full(len(n_off), pos_w.sum() / len(n_off))
     tp.L2 = cand.l2
-    w, b = tp.quantize(
-        *tp.fit(
-            np.concatenate([p_idx, n_idx]),
-            np.concatenate([p_val, n_val]),
-            np.concatenate([p_row, n_row + k]),
-            np.concatenate([p_off, n_off]),
-            np.concatenate([np.ones(k), np.zeros(len(n_off))]),
-            np.concatenate([pos_w, neg_w]),
-        )
-    )
+    w, b = fit_rows(phish, train, negs, pos_w)
     rules = phish.arrays()[3]
     held_m = tp.margins(held, w, b)
     held_off = held.arrays()[3]

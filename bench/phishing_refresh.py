@@ -136,21 +136,8 @@ def load(data: Path, last_fit: str, test: bool, console: Console) -> Inputs:
 def fit_through(d: Inputs, last: str) -> tuple[np.ndarray, float]:
     """The recipe's fit on the phishing rows up to ``last`` (before the bias calibration)."""
     train = d.months <= last
-    p_idx, p_val, p_row, p_off = cv._stack([(d.phish, train)])
-    n_idx, n_val, n_row, n_off = cv._stack([(d.negs, None)])
-    k = len(p_off)
     pos_w = np.where(d.broker[train], 1.0, tp.OTHER_WEIGHT)
-    neg_w = np.full(len(n_off), pos_w.sum() / len(n_off))
-    return tp.quantize(
-        *tp.fit(
-            np.concatenate([p_idx, n_idx]),
-            np.concatenate([p_val, n_val]),
-            np.concatenate([p_row, n_row + k]),
-            np.concatenate([p_off, n_off]),
-            np.concatenate([np.ones(k), np.zeros(len(n_off))]),
-            np.concatenate([pos_w, neg_w]),
-        )
-    )
+    return cv.fit_rows(d.phish, train, [(d.negs, None)], pos_w)
 
 
 @dataclass
