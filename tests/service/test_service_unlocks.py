@@ -231,6 +231,10 @@ def test_the_list_comes_a_page_at_a_time_and_an_unlock_returns_to_its_page(
     ja = client.get("/console/unlocks?lang=ja&page=2").text
     assert f"ページ 2 / 2 ({count} 口座)" in ja and "← 前へ" in ja and listed(ja) == listed(second)
     assert listed(client.get("/console/unlocks?page=9").text) == listed(second)
+    first_listed = listed(first)
+    for odd in ("²", "٣", "9" * 5000, "-1", "0", "x"):  # not a page number: the first page
+        shown = client.get("/console/unlocks", params={"lang": "en", "page": odd})
+        assert shown.status_code == 200 and listed(shown.text) == first_listed
     assert "pager" not in client.get("/console/unlocks?requested=1").text  # one page: no pager
 
     oldest = accounts[0]

@@ -28,8 +28,14 @@ router = APIRouter(include_in_schema=False)
 PATH = "/console/unlocks"
 
 
+def _is_page(value: str) -> bool:
+    """A page number as a link writes it: ASCII digits, not absurdly long (``"²".isdigit()``
+    is true and ``int("²")`` an error; so is a 5,000-digit number)."""
+    return value.isascii() and value.isdigit() and len(value) <= 9
+
+
 def _page_number(value: str | None) -> int:
-    return int(value) if value and value.isdigit() and int(value) > 0 else 1
+    return int(value) if value and _is_page(value) and int(value) > 0 else 1
 
 
 def is_return(url: str) -> bool:
@@ -39,7 +45,7 @@ def is_return(url: str) -> bool:
     if parts.scheme or parts.netloc or parts.path != PATH or parts.fragment:
         return False
     query = parse_qsl(parts.query, keep_blank_values=True)
-    allowed = {"requested": lambda v: v == "1", "page": lambda v: v.isdigit()}
+    allowed = {"requested": lambda v: v == "1", "page": _is_page}
     names = [k for k, _ in query]
     return len(names) == len(set(names)) and all(k in allowed and allowed[k](v) for k, v in query)
 
