@@ -207,6 +207,11 @@ def test_the_queue_pages_through_every_alert(world: World) -> None:
         page += 1
     assert page == pages == -(-total // 100)
     assert len(seen) == len(set(seen)) == total
+    first = world.client.get("/console/alerts?status=open").text
+    for odd in ("²", "9" * 5000, "0", "x"):  # not a page number: the first page, not an error
+        shown = world.client.get("/console/alerts", params={"status": "open", "page": odd})
+        assert shown.status_code == 200
+        assert re.findall(r'id="alert-(\w+)"', shown.text) == re.findall(r'id="alert-(\w+)"', first)
 
 
 def test_assign_and_snooze_are_audited(world: World) -> None:

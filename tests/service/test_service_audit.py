@@ -102,3 +102,6 @@ def test_a_cut_tail_is_found_against_a_recorded_head(
     assert verify(database_url).exit_code == 0  # the rest of the chain is still consistent...
     result = verify(database_url, "--head", head)  # ...but the head kept elsewhere is gone
     assert result.exit_code == 1 and f"entry {head.split(':')[0]}" in result.output
+    for bad in ("²:" + "0" * 64, "7:abc", head.replace(":", "")):  # named, not a traceback
+        result = verify(database_url, "--head", bad)
+        assert result.exit_code == 2 and "--head is SEQ:HASH" in result.output

@@ -277,7 +277,7 @@ def audit_verify(
     anchor = None
     if head is not None:
         seq_text, _, digest = head.partition(":")
-        if not seq_text.isdigit() or len(digest) != 64:
+        if not (seq_text.isascii() and seq_text.isdigit()) or len(digest) != 64:
             raise _fail("--head is SEQ:HASH as printed by audit verify")
         anchor = (int(seq_text), digest)
     engine = _engine(database)

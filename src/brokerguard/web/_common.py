@@ -31,6 +31,17 @@ class LoginNeeded(Exception):
     """A page was asked for without a console session: the handler redirects to the login."""
 
 
+def is_page(value: str) -> bool:
+    """A page number as a link writes it: ASCII digits, not absurdly long (``"²".isdigit()``
+    is true and ``int("²")`` an error; so is a 5,000-digit number)."""
+    return value.isascii() and value.isdigit() and len(value) <= 9
+
+
+def page_number(value: str | None) -> int:
+    """The page a query asks for; anything that is not a page number asks for the first."""
+    return int(value) if value and is_page(value) and int(value) > 0 else 1
+
+
 def service(request: Request) -> Service:
     return request.app.state.service  # type: ignore[no-any-return]
 

@@ -14,7 +14,7 @@ from brokerguard.service.auth import require_role
 from brokerguard.service.errors import InvalidInput, NotFound
 from brokerguard.service.records import DETECTORS, SEVERITIES
 from brokerguard.service.users import ConsoleUser
-from brokerguard.web._common import back, page_user, render, service
+from brokerguard.web._common import back, page_number, page_user, render, service
 
 router = APIRouter(include_in_schema=False)
 Worker = Annotated[ConsoleUser, Depends(require_role("analyst"))]
@@ -43,7 +43,7 @@ async def alert_queue(request: Request) -> Response:
         "status": _choice(q.get("status"), STATUSES),
     }
     show_snoozed = q.get("snoozed") == "1"
-    page = int(q["page"]) if q.get("page", "").isdigit() and int(q["page"]) > 0 else 1
+    page = page_number(q.get("page"))
     now = datetime.now(UTC)
     shown = {**filters, "awake_at": None if show_snoozed else now}
 

@@ -22,20 +22,10 @@ from starlette.responses import Response
 
 from brokerguard.service.unlock_queue import PAGE, unlock_page
 from brokerguard.service.users import role_at_least
-from brokerguard.web._common import page_user, render, service
+from brokerguard.web._common import is_page, page_number, page_user, render, service
 
 router = APIRouter(include_in_schema=False)
 PATH = "/console/unlocks"
-
-
-def _is_page(value: str) -> bool:
-    """A page number as a link writes it: ASCII digits, not absurdly long (``"²".isdigit()``
-    is true and ``int("²")`` an error; so is a 5,000-digit number)."""
-    return value.isascii() and value.isdigit() and len(value) <= 9
-
-
-def _page_number(value: str | None) -> int:
-    return int(value) if value and _is_page(value) and int(value) > 0 else 1
 
 
 def is_return(url: str) -> bool:
@@ -45,7 +35,7 @@ def is_return(url: str) -> bool:
     if parts.scheme or parts.netloc or parts.path != PATH or parts.fragment:
         return False
     query = parse_qsl(parts.query, keep_blank_values=True)
-    allowed = {"requested": lambda v: v == "1", "page": _is_page}
+    allowed = {"requested": lambda v: v == "1", "page": is_page}
     names = [k for k, _ in query]
     return len(names) == len(set(names)) and all(k in allowed and allowed[k](v) for k, v in query)
 
@@ -54,7 +44,7 @@ def is_return(url: str) -> bool:
 async def unlocks_page(request: Request) -> Response:
     user = await page_user(request)
     requested_only = request.query_params.get("requested") == "1"
-    asked = _page_number(request.query_params.get("page"))
+    asked = page_number(request.query_params.get("page"))
 
     def load() -> tuple[list[dict[str, Any]], int, int]:
         with service(request).read() as conn:
