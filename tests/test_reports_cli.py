@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import msgspec
@@ -10,7 +12,7 @@ from typer.testing import CliRunner
 
 from brokerguard.cli import app
 from brokerguard.guards import load_guard
-from brokerguard.reports import monthly_table, read_monthly_csv
+from brokerguard.reports import compensation_table, monthly_table, read_monthly_csv
 from brokerguard.sim.scenario import load_scenario
 from brokerguard.sim.world import simulate
 
@@ -90,3 +92,29 @@ def test_bad_input_exits_2_with_the_problem_named(
     result = runner.invoke(app, argv)
     assert result.exit_code == 2
     assert words in " ".join(result.output.split())
+
+
+def test_the_console_keeps_a_run_directorys_tables_until_its_files_change(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's console reports from a run directory: each table is computed once while the
+    directory's files stay as they are, equals the direct computation, and a changed file
+    computes it again."""
+    from brokerguard.service import reporting
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    policies = list(reporting.compensation_policies().values())
+    calls: list[Path] = []
+    real = reporting.monthly_table
+    monkeypatch.setattr(reporting, "monthly_table", lambda d: calls.append(d) or real(d))
+    first = reporting.report_tables(None, copy, True, policies)
+    assert first[1], "the allow-all run has victims to compensate"
+    assert first == (monthly_table(copy), compensation_table(copy, policies))
+    assert reporting.report_tables(None, copy, True, policies) == first
+    assert len(calls) == 1
+    truth = copy / "truth.json"
+    later = truth.stat().st_mtime_ns + 2_000_000_000
+    os.utime(truth, ns=(later, later))
+    assert reporting.report_tables(None, copy, True, policies) == first
+    assert len(calls) == 2

@@ -40,7 +40,7 @@ from typing import Any
 from starlette.responses import Response
 
 from brokerguard.events import ChallengeResult, Execution, MarketBar
-from brokerguard.reports import MonthlyRow, compensation_table, load_policies, monthly_table
+from brokerguard.reports import MonthlyRow, load_policies, monthly_table
 from brokerguard.reports.compensation import LossReport, compensate, victim_losses
 from brokerguard.reports.labels import labels_from_cases, load_cases
 from brokerguard.reports.run import DECISIONS, EVENTS
@@ -151,6 +151,32 @@ def _records_tables(service: Any, monthly: bool, losses: bool) -> _Tables:
         return tables
 
 
+_run_caches: dict[Path, _Cache] = {}
+
+
+def run_mark(run: Path) -> tuple[Any, ...]:
+    """What a run directory's tables depend on, cheaply: each file's name, size and time of
+    last change (a rewritten run, or a truth file edited in place, moves it)."""
+    files = sorted(f for f in run.iterdir() if f.is_file())
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+
+def _run_tables(run: Path, monthly: bool, losses: bool) -> _Tables:
+    """The tables of a run directory (the demo's console reads one), each computed at most once
+    while the directory's files stay as they are: the demo's run takes seconds a table."""
+    with _caches_lock:
+        cache = _run_caches.setdefault(run.resolve(), _Cache())
+    with cache.lock:
+        mark = run_mark(run)
+        tables = cache.tables if cache.tables and cache.tables.mark == mark else _Tables(mark)
+        if monthly and tables.monthly is None:
+            tables.monthly = monthly_table(run)
+        if losses and tables.losses is None:
+            tables.losses = victim_losses(run)
+        cache.tables = tables
+        return tables
+
+
 def report_tables(
     service: Any, run: Path | None, monthly: bool, policies: list[Any] | None
 ) -> tuple[list[Any], list[Any]]:
@@ -158,10 +184,9 @@ def report_tables(
     list of policies), from ``run`` when given, else from ``service``'s records and cases
     (from memory while they have not changed)."""
     if run is not None:
-        rows = monthly_table(run) if monthly else []
-        paid = compensation_table(run, policies) if policies is not None else []
-        return rows, paid
-    tables = _records_tables(service, monthly, policies is not None)
+        tables = _run_tables(run, monthly, policies is not None)
+    else:
+        tables = _records_tables(service, monthly, policies is not None)
     rows = list(tables.monthly or []) if monthly else []
     paid = []
     if policies is not None:
