@@ -266,3 +266,22 @@ def test_the_connection_report_tells_each_thing_once() -> None:
     report.closing = True
     asyncio.run(report.disconnected())
     assert len(said) == 6
+
+
+def test_the_connection_report_never_prints_credentials() -> None:
+    import asyncio
+
+    from brokerguard.phishing._feed import ConnectionReport
+    from brokerguard.redact import shown_url
+
+    assert shown_url("nats://watch:s3cret@10.0.0.5:4222") == "nats://10.0.0.5:4222"
+    assert shown_url("tls://tok@a:4222, nats://b:4222") == "tls://a:4222, nats://b:4222"
+    assert shown_url("127.0.0.1:4222") == "127.0.0.1:4222"
+    assert (
+        shown_url("postgresql+psycopg://g:pw@db:5432/guard") == "postgresql+psycopg://db:5432/guard"
+    )
+    assert shown_url("sqlite:///var/lib/bg/records.db") == "sqlite:///var/lib/bg/records.db"
+    said: list[str] = []
+    report = ConnectionReport("nats://watch:s3cret@10.0.0.5:4222", said.append)
+    asyncio.run(report.disconnected())
+    assert said == ["phish watch: lost the NATS server at nats://10.0.0.5:4222; reconnecting"]

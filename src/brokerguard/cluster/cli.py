@@ -20,6 +20,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from brokerguard.redact import shown_url
+
 __all__ = ["campaign_stage", "ingest", "mount", "status", "worker"]
 
 console = Console(stderr=True)
@@ -115,9 +117,9 @@ def _run_connected(coro: Any, nats_url: str, redis_url: str) -> Any:
     try:
         return asyncio.run(coro)
     except redis.exceptions.ConnectionError as exc:
-        raise _fail(f"cannot reach Redis at {redis_url}: {exc}") from None
+        raise _fail(f"cannot reach Redis at {shown_url(redis_url)}: {exc}") from None
     except (OSError, TimeoutError) as exc:
-        raise _fail(f"cannot reach NATS at {nats_url}: {exc}") from None
+        raise _fail(f"cannot reach NATS at {shown_url(nats_url)}: {exc}") from None
 
 
 KEYS = {"nats": "nats_url", "redis": "redis_url"}  # file key -> parameter name, where they differ
@@ -207,7 +209,7 @@ def ingest(
     except PartitionMismatch as exc:
         raise _fail(str(exc)) from None
     except (OSError, TimeoutError) as exc:
-        raise _fail(f"cannot publish to {nats_url}: {exc}") from None
+        raise _fail(f"cannot publish to {shown_url(nats_url)}: {exc}") from None
     finally:
         if lines is not sys.stdin.buffer:
             lines.close()
@@ -491,11 +493,11 @@ def status(
             )
         )
     except nats.js.errors.NotFoundError:
-        raise _fail(f"no stream {stream} on {nats_url}") from None
+        raise _fail(f"no stream {stream} on {shown_url(nats_url)}") from None
     except redis.exceptions.ConnectionError as exc:
-        raise _fail(f"cannot reach Redis at {redis_url}: {exc}") from None
+        raise _fail(f"cannot reach Redis at {shown_url(redis_url)}: {exc}") from None
     except (OSError, TimeoutError, nats.errors.NoServersError) as exc:
-        raise _fail(f"cannot reach NATS at {nats_url}: {exc}") from None
+        raise _fail(f"cannot reach NATS at {shown_url(nats_url)}: {exc}") from None
     if as_json:
         print(json.dumps(st, indent=1))
     else:

@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from brokerguard.phishing._watch import Alert, LineError, Watcher, bounded_lines
+from brokerguard.redact import shown_url
 
 __all__ = ["ConnectionReport", "FeedStats", "alert_json", "watch_subject"]
 
@@ -47,7 +48,7 @@ class ConnectionReport:
     """
 
     def __init__(self, url: str, say: Callable[[str], None]) -> None:
-        self.url = url
+        self.url = shown_url(url)
         self.say = say
         self.closing = False
         self.lost = False

@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from brokerguard.redact import shown_url
+
 if TYPE_CHECKING:
     from brokerguard.phishing._brands import BrandRegistry
     from brokerguard.phishing._model import Model
@@ -262,17 +264,17 @@ def _watch_nats(
             queue=queue,
             idle_exit=idle_exit,
             stop=stop,
-            on_ready=lambda: err.print(f"watching NATS subject {subject} on {url}"),
+            on_ready=lambda: err.print(f"watching NATS subject {subject} on {shown_url(url)}"),
             on_status=lambda line: err.print(line, markup=False),
         )
 
     try:
         stats = asyncio.run(run())
     except (OSError, TimeoutError) as exc:
-        raise _fail(f"--nats {url}: cannot connect ({exc})") from None
+        raise _fail(f"--nats {shown_url(url)}: cannot connect ({exc})") from None
     except Exception as exc:  # nats-py's own connection errors
         if type(exc).__module__.startswith("nats"):
-            raise _fail(f"--nats {url}: {type(exc).__name__}: {exc}") from None
+            raise _fail(f"--nats {shown_url(url)}: {type(exc).__name__}: {exc}") from None
         raise
     err.print(
         f"{stats.alerts} alert(s), {stats.errors} line(s) skipped, "

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from brokerguard.cluster.cli import EpochOpt
+from brokerguard.redact import shown_url
 
 __all__ = ["audit_app", "keys_app", "mount", "records_app", "serve", "users_app"]
 
@@ -145,11 +146,11 @@ def serve(
         app = create_app(database, policy, state, settings=settings)
     except (DatabaseError, PolicyError, StateFileError, BlocklistError) as exc:
         raise _fail(str(exc)) from None
-    published = f", publishing to {nats_url} {stream}" if nats_url else ""
+    published = f", publishing to {shown_url(nats_url)} {stream}" if nats_url else ""
     watch = app.state.service.blocklist
     listed = f", block-list {watch.path}: {watch.status()['entries']} entries" if watch else ""
     console.print(
-        f"BrokerGuard on http://{host}:{port}  (database {database}{published}{listed})",
+        f"BrokerGuard on http://{host}:{port}  (database {shown_url(database)}{published}{listed})",
         highlight=False,
     )
     uvicorn.run(
