@@ -64,6 +64,13 @@ def _alerted_events(conn: sa.Connection, case: dict[str, Any]) -> list[tuple[str
     return [(str(r.account), str(r.event_id), str(r.point)) for r in conn.execute(query)]
 
 
+def _chunks(ids: Collection[str]) -> Iterator[list[str]]:
+    """The distinct ``ids``, sorted, :data:`_CHUNK` at a time (one ``IN (...)`` list each)."""
+    wanted = sorted(set(ids))
+    for start in range(0, len(wanted), _CHUNK):
+        yield wanted[start : start + _CHUNK]
+
+
 def _logins(conn: sa.Connection, ids: Collection[str]) -> dict[str, Any]:
     """The first recorded sign-in event (its account and session) of each of ``ids``.
 
@@ -71,11 +78,10 @@ def _logins(conn: sa.Connection, ids: Collection[str]) -> dict[str, Any]:
     is the one every decision writes to), so each lookup reads the table once.
     """
     found: dict[str, Any] = {}
-    wanted = sorted(set(ids))
-    for start in range(0, len(wanted), _CHUNK):
+    for chunk in _chunks(ids):
         query = (
             sa.select(events.c.event_id, events.c.account, events.c.session)
-            .where(events.c.event_id.in_(wanted[start : start + _CHUNK]), events.c.type == "login")
+            .where(events.c.event_id.in_(chunk), events.c.type == "login")
             .order_by(events.c.seq)
         )
         for row in conn.execute(query):
@@ -236,9 +242,7 @@ def write_decisions(
         if only is None:
             sink.writelines(_decision_lines(conn, sa.select(decisions).order_by(*ordered)))
             return path
-        wanted = sorted(only)
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
+        for chunk in _chunks(only):
             query = sa.select(decisions).where(decisions.c.event_id.in_(chunk)).order_by(*ordered)
             sink.writelines(_decision_lines(conn, query))
     return path

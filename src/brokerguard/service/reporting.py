@@ -100,6 +100,12 @@ class _Cache:
     lock: threading.Lock = field(default_factory=threading.Lock)
     tables: _Tables | None = None
 
+    def at(self, mark: tuple[Any, ...]) -> _Tables:
+        """The kept tables if they were computed at ``mark``, else empty ones kept for it."""
+        if self.tables is None or self.tables.mark != mark:
+            self.tables = _Tables(mark)
+        return self.tables
+
 
 _caches: weakref.WeakKeyDictionary[Any, _Cache] = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
@@ -123,11 +129,10 @@ def _records_tables(service: Any, monthly: bool, losses: bool) -> _Tables:
         with service.read() as conn:
             # the watermark first: the records exported below are at least as new as it says
             mark = records_mark(conn)
-            tables = cache.tables if cache.tables and cache.tables.mark == mark else _Tables(mark)
+            tables = cache.at(mark)
             monthly = monthly and tables.monthly is None
             losses = losses and tables.losses is None
             if not (monthly or losses):
-                cache.tables = tables
                 return tables
             write_cases(conn, directory / CASES)
             labels = labels_from_cases(load_cases(directory / CASES), source="fraud cases")
@@ -147,7 +152,6 @@ def _records_tables(service: Any, monthly: bool, losses: bool) -> _Tables:
             tables.monthly = monthly_table(directory, labels)
         if losses:
             tables.losses = victim_losses(directory, labels)
-        cache.tables = tables
         return tables
 
 
@@ -157,8 +161,8 @@ _run_caches: dict[Path, _Cache] = {}
 def run_mark(run: Path) -> tuple[Any, ...]:
     """What a run directory's tables depend on, cheaply: each file's name, size and time of
     last change (a rewritten run, or a truth file edited in place, moves it)."""
-    files = sorted(f for f in run.iterdir() if f.is_file())
-    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    stats = sorted((f.name, f.stat()) for f in run.iterdir() if f.is_file())
+    return tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)
 
 
 def _run_tables(run: Path, monthly: bool, losses: bool) -> _Tables:
@@ -167,13 +171,11 @@ def _run_tables(run: Path, monthly: bool, losses: bool) -> _Tables:
     with _caches_lock:
         cache = _run_caches.setdefault(run.resolve(), _Cache())
     with cache.lock:
-        mark = run_mark(run)
-        tables = cache.tables if cache.tables and cache.tables.mark == mark else _Tables(mark)
+        tables = cache.at(run_mark(run))
         if monthly and tables.monthly is None:
             tables.monthly = monthly_table(run)
         if losses and tables.losses is None:
             tables.losses = victim_losses(run)
-        cache.tables = tables
         return tables
 
 
