@@ -288,3 +288,30 @@ def test_a_customer_on_a_rotating_vpn_provider_is_learned():
     vultr = block("overseas_hosting", "Vultr (Singapore)")
     r.history("VPN", [ip_in(vultr, 40 + i) for i in range(10)], device(40), "ck-VPN", days=10)
     assert r.engine.state.get("account", "VPN").n == 10
+
+
+def _cold_engine_with_customers(first_abroad: bool) -> Rig:
+    """A fresh engine whose first trusted sign-in is a traveller's (or not), then 40 at home."""
+    r = Rig()
+    if first_abroad:
+        r.login("TRAVELLER", ip_in(HINET, 40), device(40), "ck-T")
+    for i in range(40):
+        r.tick(minutes=1)
+        _, d = r.login(f"P{i}", ip_in(OCN, 41 + i), device(41 + i), f"ck-P{i}")
+        assert d.action == "allow"
+    r.tick(minutes=1)
+    return r
+
+
+def test_home_country_is_learned_again_soon_after_a_cold_start():
+    # Regression: the home country was counted at the first trusted sign-in and kept for the
+    # next thousand, so when that first one came from abroad, every sign-in from Japan looked
+    # foreign and a new account's takeover from a Japanese cloud scored as familiar.
+    scores = {}
+    for first_abroad in (False, True):
+        r = _cold_engine_with_customers(first_abroad)
+        eid, _ = r.login("VICTIM", ip_in(AWS_TOKYO, 40), attacker_ua(40), None)
+        scores[first_abroad] = r.llr(eid, "login_network")
+        assert r.engine.login._home_country() == "JP"
+    assert scores[False] > 0
+    assert scores[True] == pytest.approx(scores[False], abs=0.05)

@@ -249,9 +249,14 @@ class LoginRisk:
         return _clip(math.log(max(p_att, 1e-9) / max(p_user, 1e-9)), self.p.level_cap)
 
     def _home_country(self) -> str:
-        """The country most of this broker's trusted sign-ins come from (learned, not assumed)."""
+        """The country most of this broker's trusted sign-ins come from (learned, not assumed).
+
+        Counted again each time the population doubles, then every 1,000 sign-ins: an engine
+        that starts empty must not keep the country of its first few sign-ins (a traveller at
+        midnight) as home for the next thousand, which made every home sign-in look foreign.
+        """
         pop = self.population
-        if pop.n and (not pop.home or pop.n >= pop.home_at + 1000):
+        if pop.n and (not pop.home or pop.n >= min(2 * pop.home_at, pop.home_at + 1000)):
             totals: dict[str, int] = {}
             for key, count in pop.counts.items():
                 if key.startswith("c:"):
