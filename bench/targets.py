@@ -18,7 +18,11 @@ The targets (from the engine's issue):
 - legitimate login challenge rate ≤ 2%, legitimate order hold rate ≤ 0.2%, no legitimate account
   locked, every frenzy buyer and every sell-off seller left alone (no login or order of theirs
   in the confounder's window answered with anything but ``allow``);
-- every pumped symbol named by a campaign within 10 minutes of the first coordinated buy.
+- every pumped symbol named by a campaign within 10 minutes of the first coordinated buy. A
+  symbol counts as pumped when at least two hijacked accounts placed buys in it
+  (:data:`COORDINATED`): a buy by a single hijacked account is no cross-account campaign to
+  name, so such symbols are listed apart (the per-account trading detector must hold that buy,
+  and the unauthorized value counts it if it executed).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ VALUE_SHARE = 0.01  # of allow-all's unauthorized value
 LOGIN_CHALLENGE_RATE = 0.02
 ORDER_HOLD_RATE = 0.002
 CAMPAIGN_DELAY_S = 600.0
+COORDINATED = 2  # hijacked accounts buying one symbol for a coordinated buy
 
 #: How long after a confounder's last session starts its logins and orders are still its own:
 #: a login comes first in a session (a mistyped password may delay it by a minute); orders follow
@@ -309,9 +314,14 @@ def judge(runs: dict[str, dict[str, Any]], engine: str) -> list[dict[str, Any]]:
         measured += f" ({detail})" if detail else f" ({logins:,} logins, {orders:,} orders)"
         targets.append(_target(label, measured, bothered == 0))
 
-    pumped = runs[engine]["pumped"]
+    everything = runs[engine]["pumped"]
+    pumped = {s: p for s, p in everything.items() if p["hijacked_buyers"] >= COORDINATED}
+    lone = [s for s, p in everything.items() if 0 < p["hijacked_buyers"] < COORDINATED]
     if not pumped:
-        targets.append(_target("every pumped symbol detected ≤ 10 min", "no pumped symbol", None))
+        measured = "no pumped symbol"
+        if lone:
+            measured += f" (bought by a single hijacked account only: {', '.join(lone)})"
+        targets.append(_target("every pumped symbol detected ≤ 10 min", measured, None))
     else:
         named = [p["delay_s"] for p in pumped.values() if p["delay_s"] is not None]
         in_time = sum(d <= CAMPAIGN_DELAY_S for d in named)
@@ -332,6 +342,8 @@ def judge(runs: dict[str, dict[str, Any]], engine: str) -> list[dict[str, Any]]:
             measured += f"; never named: {', '.join(missed)}"
         if late:
             measured += f"; late: {', '.join(late)}"
+        if lone:
+            measured += f"; bought by one hijacked account only (not judged): {', '.join(lone)}"
         targets.append(
             _target("every pumped symbol detected ≤ 10 min", measured, in_time == len(pumped))
         )
