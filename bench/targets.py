@@ -316,7 +316,11 @@ def judge(runs: dict[str, dict[str, Any]], engine: str) -> list[dict[str, Any]]:
 
     everything = runs[engine]["pumped"]
     pumped = {s: p for s, p in everything.items() if p["hijacked_buyers"] >= COORDINATED}
-    lone = [s for s, p in everything.items() if 0 < p["hijacked_buyers"] < COORDINATED]
+    lone = [
+        f"{s} ({'never named' if p['delay_s'] is None else 'named ' + _minutes(p['delay_s'])})"
+        for s, p in everything.items()
+        if 0 < p["hijacked_buyers"] < COORDINATED
+    ]
     if not pumped:
         measured = "no pumped symbol"
         if lone:
