@@ -8,7 +8,13 @@ import pytest
 from engine_helpers import HEADLESS_UA, chrome_on_windows, device
 
 from brokerguard.engine.detectors.login import device_keys
-from brokerguard.netinfo import NetworkLookup, network_kind, shared_lookup
+from brokerguard.netinfo import (
+    AddressRanges,
+    NetworkInfo,
+    NetworkLookup,
+    network_kind,
+    shared_lookup,
+)
 from brokerguard.sim.devices import attacker_user_agents
 from brokerguard.sim.networks import KINDS, blocks_of, random_ip
 from brokerguard.useragent import parse_user_agent
@@ -69,8 +75,6 @@ def test_lookup_of_every_catalogue_block_gives_its_country_and_kind(lookup, kind
     rng = random.Random(kind)
     wrong = []
     for b in blocks_of(kind):
-        if b.cidr == SURF:
-            continue  # see the xfail below
         for _ in range(3):
             info = lookup(random_ip(b, rng))
             if info.country != b.country or info.kind not in EXPECTED_KIND[kind]:
@@ -78,16 +82,46 @@ def test_lookup_of_every_catalogue_block_gives_its_country_and_kind(lookup, kind
     assert wrong == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="netinfo: the Tor exits of 'Nothing to hide' (192.42.116.0/22) are classified 'isp': "
-    "GeoLite2 names the AS 'SURF B.V.', so the anonymizer pattern 'nothing to hide' in "
-    "data/networks.toml never matches (an AS-name list cannot single out exit addresses in a "
-    "research network; it needs an address-level entry).",
-)
-def test_tor_exits_at_surf_are_anonymizers(lookup):
+def test_tor_exits_at_surf_are_anonymizers_by_their_address_range(lookup):
+    # GeoLite2 names the AS "SURF B.V.", a research network: no AS-name pattern can single out
+    # the exits, so data/networks.toml lists their range under [addresses].
     (b,) = [b for b in blocks_of("tor") if b.cidr == SURF]
-    assert lookup(random_ip(b, random.Random(1))).kind == "anonymizer"
+    for seed in range(5):
+        info = lookup(random_ip(b, random.Random(seed)))
+        assert (info.asn, info.kind) == ("SURF B.V.", "anonymizer")
+    # the rest of SURF's network is still what its name says
+    assert lookup("192.42.120.1") == NetworkInfo("NL", "SURF B.V.", "isp")
+
+
+def test_address_ranges_override_by_the_most_specific_entry():
+    ranges = AddressRanges(
+        {
+            "hosting": ["198.51.100.0/24", "2001:db8::/32"],
+            "anonymizer": ["198.51.100.7", "203.0.113.0/25"],
+        }
+    )
+    assert ranges.kind_of("198.51.100.7") == "anonymizer"  # the single address inside the /24
+    assert ranges.kind_of("198.51.100.8") == "hosting"
+    assert ranges.kind_of("203.0.113.127") == "anonymizer"
+    assert ranges.kind_of("203.0.113.128") is None
+    assert ranges.kind_of("2001:db8:1::5") == "hosting"
+    assert ranges.kind_of("2001:db9::5") is None
+    assert ranges.kind_of("not an address") is None
+    assert AddressRanges({}).kind_of("198.51.100.7") is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"anonymizer": ["192.0.2.0/33"]}, "addresses.anonymizer[0]: not an address or prefix"),
+        ({"hosting": ["10.0.0.0/8", 7]}, "addresses.hosting[1]: not an address or prefix"),
+        ({"isp": ["192.0.2.1"]}, "addresses.isp: unknown kind"),
+        ({"hosting": "192.0.2.1"}, "addresses.hosting must be a list"),
+    ],
+)
+def test_bad_address_ranges_name_the_entry(table, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        AddressRanges(table)
 
 
 @pytest.mark.parametrize("ip", ["192.168.1.10", "10.20.30.40", "127.0.0.1"])
