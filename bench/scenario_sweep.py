@@ -1,7 +1,7 @@
 """Scenario sweep: the engine's targets on random scenarios nobody tuned it on.
 
     python bench/scenario_sweep.py [--count N] [--seed S] [--out DIR] [--jobs N]
-                                   [--guard NAME|POLICY.toml]
+                                   [--guard NAME|POLICY.toml] [--investors MIN-MAX] [--days MIN-MAX]
 
 The shipped scenario files were written by the same people who tuned the engine, so meeting the
 targets on them says little about a broker's next attack. This bench draws ``--count`` scenarios
@@ -67,13 +67,18 @@ def _moment(rng: random.Random, start: datetime, days: int, *, latest_day: int) 
     return start + timedelta(days=day, hours=hour, minutes=rng.randrange(0, 60))
 
 
-def draw_scenario(rng: random.Random, index: int) -> str:
+def draw_scenario(
+    rng: random.Random,
+    index: int,
+    investors: tuple[int, int] = (3000, 9000),
+    days: tuple[int, int] = (7, 14),
+) -> str:
     """One random scenario as TOML text (validated by the scenario loader before it is used)."""
-    days = rng.randint(7, 14)
+    days = rng.randint(*days)
     start = datetime.fromisoformat(
         f"2025-{rng.randint(1, 10):02d}-{rng.randint(1, 25):02d}T00:00:00{JST}"
     )
-    investors = rng.randrange(3000, 9001, 500)
+    investors = rng.randrange(investors[0], investors[1] + 1, 500)
     lines = [
         "# drawn by bench/scenario_sweep.py",
         f'name = "sweep-{index:03d}"',
@@ -202,11 +207,26 @@ def spread(results: list[dict[str, Any]], engine: str) -> Table:
     return table
 
 
+def _span(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        span = (int(low), int(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN-MAX, got {text!r}") from None
+    if not 0 < span[0] <= span[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 < MIN <= MAX, got {text!r}")
+    return span
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=12, help="scenarios to draw")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the draw")
     parser.add_argument("--guard", default="brokerguard", help="engine name or policy .toml path")
+    parser.add_argument(
+        "--investors", type=_span, default=(3000, 9000), help="range of brokers' sizes, MIN-MAX"
+    )
+    parser.add_argument("--days", type=_span, default=(7, 14), help="range of periods, MIN-MAX")
     parser.add_argument("--out", type=Path, default=None, help="keep scenarios and runs here")
     parser.add_argument(
         "--jobs", type=int, default=min(3, os.cpu_count() or 1), help="runs in parallel"
@@ -225,7 +245,7 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         scenarios = []
         for i in range(args.count):
-            text = draw_scenario(rng, i)
+            text = draw_scenario(rng, i, args.investors, args.days)
             path = folder / f"sweep-{i:03d}.toml"
             scenario = parse_scenario(text, source=str(path))  # a drawing bug fails here
             path.write_text(text, encoding="utf-8")
