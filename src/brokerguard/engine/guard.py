@@ -293,8 +293,12 @@ class BrokerGuard:
         familiarity = sum(s.llr for s in fam)
         self.login.note_unfamiliar(account, f, familiarity, now)
         # Campaign infrastructure counts against a sign-in only where the account does not
-        # already know that network (customers of a VPN provider that criminals also use).
-        campaign = self._campaign_of(f) if fam[0].llr > 0 else ""
+        # already know that network (customers of a VPN provider that criminals also use): its
+        # kind, country or AS is new to the account. (Not "the network's ratio is positive": that
+        # also weighs where the broker's other customers sign in from, which is not this
+        # account's knowledge.)
+        knows_network = fam[0].evidence["new"] in ("", "i")
+        campaign = "" if knows_network else self._campaign_of(f)
         signals = fam + infra + self.feedback.login_signals(f, now)
         signals += self.feedback.account_signals(acc)
         if campaign:
