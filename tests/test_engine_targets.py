@@ -8,7 +8,7 @@ adds friction fails the test suite, not only the benchmark.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -95,3 +95,26 @@ def test_every_pumped_symbol_is_named_by_a_campaign_within_10_minutes(runs):
         at = raised.get((pumped.market, pumped.symbol))
         assert at is not None, f"{pumped.market}:{pumped.symbol} was never named"
         assert (at - pumped.first_buy).total_seconds() <= 600
+
+
+def test_the_targets_hold_when_the_attacks_start_in_the_engines_first_hour(tmp_path):
+    # A cold start: the engine has seen no customer yet when the phishing wave (20 minutes in)
+    # and the session theft through Tor (40 minutes in) begin. Regressions this catches: the
+    # home country taken from the first sign-in (a traveller) for the next thousand, and the
+    # Tor exits inside SURF's research network taken for an ISP (2.2% of allow-all's value).
+    scenario = load_scenario(E2E)
+    early = [
+        msgspec.structs.replace(a, start=scenario.start + timedelta(minutes=20 * (i + 1)))
+        for i, a in enumerate(scenario.attack)
+    ]
+    scenario = msgspec.structs.replace(scenario, name="e2e-cold", attack=early)
+    values = {}
+    for guard in ("allow-all", "brokerguard"):
+        run = tmp_path / guard
+        simulate(scenario, load_guard(guard), run)
+        values[guard] = value(run)
+    assert values["allow-all"] > 0
+    assert values["brokerguard"] <= 0.01 * values["allow-all"]
+    legit = evaluate_run(tmp_path / "brokerguard")["legit"]
+    assert legit["login_challenge_rate"] <= 0.02
+    assert legit["accounts_locked"] == 0
