@@ -56,6 +56,7 @@ NO_COOKIE = "d:-"
 NETWORK_KINDS = ("isp", "hosting", "anonymizer", "private", "unknown")
 COINCIDENCE = 1e-3  # chance that an attacker's own address, browser or cookie is the customer's
 COUNTRY_PRIOR = 50.0  # sign-ins' worth of "customers are where attackers are" before any data
+CLOUD_KINDS = ("n:hosting", "n:anonymizer")  # networks rented by customers and criminals alike
 
 
 class LoginFeatures(NamedTuple):
@@ -218,7 +219,7 @@ class LoginRisk:
                 p_base = 1.0
                 p_att = COINCIDENCE if count > 0 else 1.0
             elif level == "c" and geography is not None:
-                p_att = geography
+                p_att = self._attacker_country(key, top, parent_pop, geography)
                 p_base = (pop.counts.get(key, 0) + COUNTRY_PRIOR * geography) / (
                     parent_pop + COUNTRY_PRIOR
                 )
@@ -231,6 +232,27 @@ class LoginRisk:
             parent_count = count
             parent_pop = pop.counts.get(key, 0)
         return total, new_levels
+
+    def _attacker_country(self, key: str, top: str, parent_pop: int, geography: float) -> float:
+        """Chance that an attacker on this kind of network shows up in this country.
+
+        Clouds and VPNs abroad are rented by customers and criminals alike, from the same few
+        popular regions: so abroad, which country an exit is in says nothing about who rents it,
+        and the attacker's share of a foreign country follows the customers' own foreign exits
+        of that kind. Only home against abroad is evidence. (For home ISPs abroad — travellers'
+        hotel lines — the attackers' spread over many countries still stands.)
+        """
+        if top not in CLOUD_KINDS:
+            return geography
+        home = self._home_country()
+        if key.rsplit("/", 1)[1] == home:
+            return geography
+        pop = self.population
+        kind = top[2:]
+        foreign = parent_pop - pop.counts.get(f"c:{kind}/{home}", 0)
+        spread = 1.0 / self.p.attacker_countries
+        share = (pop.counts.get(key, 0) + COUNTRY_PRIOR * spread) / (foreign + COUNTRY_PRIOR)
+        return (1.0 - self.p.attacker_home_share) * share
 
     def _cookie(self, acc: AccountState, cookie: str) -> float:
         if acc.n == 0:
