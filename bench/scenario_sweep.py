@@ -251,7 +251,9 @@ def main() -> None:
             path.write_text(text, encoding="utf-8")
             scenarios.append((path, scenario, scenario.seed))
         console.print(f"{args.count} scenarios drawn with seed {args.seed}: {folder}")
-        results = _run_all(scenarios, args.guard, engine, None, out, args.jobs, console)
+        results = _run_all(
+            scenarios, args.guard, engine, None, out, args.jobs, console, keep=bool(args.out)
+        )
         report = {"guard": engine, "draw_seed": args.seed, "scenarios": results}
         (out / "sweep.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
         console.print()

@@ -32,6 +32,7 @@ import json
 import multiprocessing
 import os
 import queue
+import shutil
 import tempfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -436,7 +437,9 @@ def main() -> None:
             (path, scenario, scenario.seed if args.seed is None else args.seed)
             for path, scenario in loaded
         ]
-        results = _run_all(scenarios, args.guard, engine, args.seed, out, args.jobs, console)
+        results = _run_all(
+            scenarios, args.guard, engine, args.seed, out, args.jobs, console, keep=bool(args.out)
+        )
 
         report = {"guard": engine, "seed": args.seed, "scenarios": results}
         if json_path is not None:
@@ -449,7 +452,11 @@ def main() -> None:
         console.print(f"results: {json_path}")
 
 
-def _run_all(scenarios, guard, engine, seed, out, jobs, console) -> list[dict[str, Any]]:
+def _run_all(
+    scenarios, guard, engine, seed, out, jobs, console, keep: bool = True
+) -> list[dict[str, Any]]:
+    """Run every scenario under every guard; ``keep=False`` deletes a scenario's run files as
+    soon as it is judged (a run of a few thousand customers writes about 100 MB)."""
     guards = (*BASELINES, guard)
     manager = multiprocessing.Manager()
     updates = manager.Queue()
@@ -501,6 +508,8 @@ def _run_all(scenarios, guard, engine, seed, out, jobs, console) -> list[dict[st
                     progress.console.print(
                         scenario_table(scenario.name, info, named, targets, engine)
                     )
+                    if not keep:
+                        shutil.rmtree(out / scenario.name, ignore_errors=True)
                     results[i] = {
                         "scenario": str(path),
                         "name": scenario.name,
