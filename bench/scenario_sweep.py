@@ -24,6 +24,7 @@ import os
 import random
 import sys
 import tempfile
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -145,30 +146,31 @@ def draw_scenario(
 
 def tally(results: list[dict[str, Any]]) -> Table:
     """How many scenarios met each target, and which did not."""
-    counts: dict[str, list[int]] = {}
+    applicable: Counter[str] = Counter()
     failed: dict[str, list[str]] = {}
     for r in results:
         for t in r["targets"]:
             if t["status"] == "n/a":
                 continue
-            met, applicable = counts.setdefault(t["target"], [0, 0])
-            counts[t["target"]] = [met + (t["status"] is True), applicable + 1]
+            applicable[t["target"]] += 1
             if t["status"] is False:
                 failed.setdefault(t["target"], []).append(r["name"])
     table = Table(title="targets over the drawn scenarios", title_justify="left")
     table.add_column("target")
     table.add_column("met", justify="right")
     table.add_column("not met in")
-    for target, (met, applicable) in counts.items():
-        table.add_row(target, f"{met} of {applicable}", ", ".join(failed.get(target, [])))
+    for target, n in applicable.items():
+        missed = failed.get(target, [])
+        table.add_row(target, f"{n - len(missed)} of {n}", ", ".join(missed))
     return table
 
 
 def spread(results: list[dict[str, Any]], engine: str) -> Table:
     """The figures behind the pass/fail counts, over all drawn scenarios."""
     shares, challenge, held = [], [], []
-    confounders: dict[str, list[int]] = {}
-    kinds: dict[str, int] = {}
+    bothered: Counter[str] = Counter()
+    accounts: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
     for r in results:
         runs = r["runs"]
         allow = runs["allow-all"]["metrics"]["attack"]["unauthorized_value_jpy"]
@@ -179,14 +181,10 @@ def spread(results: list[dict[str, Any]], engine: str) -> Table:
         challenge.append(legit["login_challenge_rate"])
         held.append(legit["order_hold_rate"])
         for c in runs[engine]["confounders"]:
-            bothered, accounts = confounders.setdefault(c["kind"], [0, 0])
-            confounders[c["kind"]] = [
-                bothered + c["accounts_not_left_alone"],
-                accounts + c["accounts"],
-            ]
+            bothered[c["kind"]] += c["accounts_not_left_alone"]
+            accounts[c["kind"]] += c["accounts"]
             for k, n in c["not_allowed"].items():
-                key = f"{c['kind']}: {k.replace('_', ' ')}s (events)"
-                kinds[key] = kinds.get(key, 0) + n
+                kinds[f"{c['kind']}: {k.replace('_', ' ')}s (events)"] += n
     table = Table(title="spread over the drawn scenarios", title_justify="left")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -200,8 +198,10 @@ def spread(results: list[dict[str, Any]], engine: str) -> Table:
         table.add_row("  scenarios at ¥0", f"{sum(x == 0 for x in shares)}")
     table.add_row("legit login challenge rate: highest", f"{max(challenge):.2%}")
     table.add_row("legit order hold rate: highest", f"{max(held):.3%}")
-    for kind, (bothered, accounts) in sorted(confounders.items()):
-        table.add_row(f"{kind}: customers with any friction", f"{bothered:,} of {accounts:,}")
+    for kind in sorted(accounts):
+        table.add_row(
+            f"{kind}: customers with any friction", f"{bothered[kind]:,} of {accounts[kind]:,}"
+        )
     for what, n in sorted(kinds.items()):
         table.add_row(f"  {what}", f"{n:,}")
     return table

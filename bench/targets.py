@@ -322,10 +322,9 @@ def judge(runs: dict[str, dict[str, Any]], engine: str) -> list[dict[str, Any]]:
         for s, p in everything.items()
         if 0 < p["hijacked_buyers"] < COORDINATED
     ]
+    lone_text = f"bought by one hijacked account only (not judged): {', '.join(lone)}"
     if not pumped:
-        measured = "no pumped symbol"
-        if lone:
-            measured += f" (bought by a single hijacked account only: {', '.join(lone)})"
+        measured = "no pumped symbol" + (f" ({lone_text})" if lone else "")
         targets.append(_target("every pumped symbol detected ≤ 10 min", measured, None))
     else:
         named = [p["delay_s"] for p in pumped.values() if p["delay_s"] is not None]
@@ -348,7 +347,7 @@ def judge(runs: dict[str, dict[str, Any]], engine: str) -> list[dict[str, Any]]:
         if late:
             measured += f"; late: {', '.join(late)}"
         if lone:
-            measured += f"; bought by one hijacked account only (not judged): {', '.join(lone)}"
+            measured += f"; {lone_text}"
         targets.append(
             _target("every pumped symbol detected ≤ 10 min", measured, in_time == len(pumped))
         )
