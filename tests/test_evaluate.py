@@ -22,7 +22,7 @@ from brokerguard.events import (
     Withdrawal,
     write_ndjson,
 )
-from brokerguard.guard import DecisionRecord
+from brokerguard.guard import DecisionRecord, Instruction
 from brokerguard.truth import PumpedSymbol, Truth, Victim, save_truth
 
 JST = timezone(timedelta(hours=9))
@@ -284,6 +284,7 @@ def test_attack_metrics(main_run: Path) -> None:
         "stopped_before_trade": 2,  # V3, V4
         "victims_with_unauthorized_trades": 1,
         "unauthorized_orders_executed": 2,
+        "unauthorized_orders_cancelled": 0,  # no instructions.ndjson: the cancel is L1's own
         "unauthorized_value_jpy": 1_050_000.0,  # 300k + 200k + 450k + 100k withdrawal
         "unauthorized_trade_value_jpy": 950_000.0,
         "unauthorized_withdrawals": 1,
@@ -310,6 +311,7 @@ def test_run_level_and_legit_metrics(main_run: Path) -> None:
         "order_hold_rate": 0.3333,
         "orders_challenged": 1,
         "orders_denied": 0,
+        "orders_cancelled": 0,
         "accounts_locked": 1,  # L3 only: V1 is a victim, C1 a criminal
     }
 
@@ -417,3 +419,38 @@ def test_format_table_has_one_column_per_guard(main_run: Path, tmp_path: Path) -
     ja = Console(width=120, record=True, color_system=None)
     ja.print(format_table([empty], lang="ja"))
     assert "乗っ取り成立" in ja.export_text()
+
+
+def test_cancels_count_as_the_guards_only_where_it_instructed_them(tmp_path: Path) -> None:
+    """A cancel in the log is the guard's doing only for an order it named: customers cancel too."""
+    victim = Victim(account="V1", attack=0, events=["v-login", "v-sell"], orders=["vo1"])
+    events = [
+        login("v-login", "V1", 0),
+        order("v-sell", "V1", 10, "vo1", "sell"),
+        order("l-buy", "L1", 20, "lo1", "buy"),
+        order("l-buy2", "L1", 25, "lo2", "buy"),
+        order("k-buy", "L2", 30, "ko1", "buy"),
+        order("x1", "V1", 60, "vo1", "sell", action="cancel"),  # the broker, instructed
+        order("x2", "L1", 61, "lo1", "buy", action="cancel"),  # the broker, instructed
+        order("x3", "L2", 62, "ko1", "buy", action="cancel"),  # L2's own change of mind
+    ]
+    run = write_run(tmp_path / "run", events, [], make_truth([victim]))
+    (run / "instructions.ndjson").write_bytes(
+        b"".join(
+            msgspec.json.encode(
+                Instruction(
+                    kind="cancel_orders",
+                    ts=at(60),
+                    account=account,
+                    session="s",
+                    orders=orders,
+                    cause="c",
+                )
+            )
+            + b"\n"
+            for account, orders in (("V1", ("vo1",)), ("L1", ("lo1", "lo2")))
+        )
+    )
+    metrics = evaluate_run(run)
+    assert metrics["attack"]["unauthorized_orders_cancelled"] == 1
+    assert metrics["legit"]["orders_cancelled"] == 1  # lo2 was named but never cancelled

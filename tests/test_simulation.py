@@ -18,12 +18,13 @@ from brokerguard.evaluate import evaluate_run
 from brokerguard.events import (
     ChallengeResult,
     Event,
+    Execution,
     LoginAttempt,
     Order,
     SessionActivity,
     read_ndjson,
 )
-from brokerguard.guard import Decision
+from brokerguard.guard import Decision, Instruction
 from brokerguard.sim.scenario import Scenario, parse_scenario
 from brokerguard.sim.world import simulate
 from brokerguard.truth import load_truth
@@ -197,3 +198,73 @@ def test_passkey_at_login_blocks_only_the_enrolled_victims(tmp_path: Path) -> No
     assert 0 < blocked < 20
     assert metrics["attack"]["takeovers"] == 20 - blocked
     assert len(enrolled) > 100
+
+
+class CancelsWhatItAllowed:
+    """Allows every order, then at the next event asks the broker to cancel it."""
+
+    name = "cancels"
+
+    def __init__(self) -> None:
+        self.allowed: list[Order] = []
+        self.ready: list[Instruction] = []
+
+    def _instruct(self) -> None:
+        self.ready += [
+            Instruction(
+                kind="cancel_orders",
+                ts=o.ts,
+                account=o.account,
+                session=o.session,
+                orders=(o.order_id,),
+                cause=o.id,
+            )
+            for o in self.allowed
+        ]
+        self.allowed = []
+
+    def decide(self, event: Event) -> Decision:
+        self._instruct()
+        if isinstance(event, Order):
+            self.allowed.append(event)
+        return Decision(action="allow")
+
+    def observe(self, event: Event) -> None:
+        self._instruct()
+
+    def take_instructions(self) -> list[Instruction]:
+        taken, self.ready = self.ready, []
+        return taken
+
+
+def test_the_broker_cancels_what_is_still_open_of_the_orders_a_guard_names(tmp_path: Path) -> None:
+    metrics, events, out = run(tmp_path, small(), CancelsWhatItAllowed())
+    with open(out / "instructions.ndjson", "rb") as f:
+        instructed = {
+            order_id
+            for line in f
+            for order_id in msgspec.json.decode(line, type=Instruction).orders
+        }
+    placed = {e.order_id for e in events if isinstance(e, Order) and e.action == "new"}
+    assert instructed == placed  # every order was named once it was sent
+    cancelled = {e.order_id: e.ts for e in events if isinstance(e, Order) and e.action == "cancel"}
+    executed = {e.order_id: e.ts for e in events if isinstance(e, Execution)}
+    # Orders placed while their market was closed wait for the open: those are cancelled and
+    # never execute. Orders that filled at once are beyond reach and are not "cancelled".
+    assert cancelled and executed
+    assert all(executed.get(oid, ts) <= ts for oid, ts in cancelled.items())
+    truth = load_truth(out / "truth.json")
+    attackers = {(v.account, oid) for v in truth.victims for oid in v.orders}
+    by_attackers = sum(
+        (e.account, e.order_id) in attackers
+        for e in events
+        if isinstance(e, Order) and e.action == "cancel"
+    )
+    criminals = set(truth.criminal_accounts)
+    by_customers = sum(
+        (e.account, e.order_id) not in attackers and e.account not in criminals
+        for e in events
+        if isinstance(e, Order) and e.action == "cancel"
+    )
+    assert metrics["attack"]["unauthorized_orders_cancelled"] == by_attackers
+    assert metrics["legit"]["orders_cancelled"] == by_customers > 0

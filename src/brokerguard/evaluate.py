@@ -3,9 +3,10 @@ what it cost legitimate customers.
 
 A run directory holds ``events.ndjson`` (what the broker logged), ``decisions.ndjson`` (what the
 guard answered), ``truth.json`` (which events the attackers caused) and, once a detection engine
-raises them, ``campaigns.ndjson``. The metrics are computed from those files only — events,
-decisions and labels — so that the same evaluation scores a broker's own labelled history, not
-just the simulator's runs.
+raises them, ``campaigns.ndjson`` and ``instructions.ndjson`` (orders the guard asked the broker
+to cancel; a cancel the log shows for one of those counts as the guard's doing). The metrics are
+computed from those files only — events, decisions and labels — so that the same evaluation
+scores a broker's own labelled history, not just the simulator's runs.
 
 Runs have about a million events, so both NDJSON files are streamed once each. What is kept in
 memory is proportional to the attack (the attackers' events, decisions, challenge results and
@@ -46,7 +47,7 @@ from brokerguard.events import (
     decode_line,
     read_ndjson,
 )
-from brokerguard.guard import DecisionRecord
+from brokerguard.guard import DecisionRecord, Instruction
 from brokerguard.truth import Truth, load_truth
 
 __all__ = [
@@ -64,6 +65,7 @@ EVENTS = "events.ndjson"
 DECISIONS = "decisions.ndjson"
 TRUTH = "truth.json"
 CAMPAIGNS = "campaigns.ndjson"
+INSTRUCTIONS = "instructions.ndjson"
 
 #: Events that can only be sent from inside an authenticated session: an attacker sending one
 #: holds a session, whether from a login or a stolen cookie.
@@ -135,6 +137,7 @@ class _Scan:
     takeovers: set[int] = field(default_factory=set)
     traded: set[int] = field(default_factory=set)
     orders_executed: int = 0
+    orders_cancelled: int = 0  # unauthorized orders the guard's instructions cancelled
     # (ts, value in JPY, "trade" | "withdrawal") of every unauthorized value that went through
     losses: list[tuple[datetime, float, str]] = field(default_factory=list)
     detection_delays: list[float] = field(default_factory=list)
@@ -181,6 +184,11 @@ def _scan(run_dir: Path) -> _Scan:
         if rec.point in ("login", "order") and rec.action != "allow":
             legit_actions[rec.event] = rec.action
     scan.accounts_locked = len(locked)
+    instructed: set[tuple[str, str]] = set()  # (account, order id) the guard asked to cancel
+    if (run_dir / INSTRUCTIONS).is_file():
+        for ins in _read_lines(run_dir / INSTRUCTIONS, Instruction):
+            if ins.kind == "cancel_orders":
+                instructed.update((ins.account, order_id) for order_id in ins.orders)
 
     legit = dict.fromkeys(
         (
@@ -192,6 +200,7 @@ def _scan(run_dir: Path) -> _Scan:
             "orders_challenged",
             "orders_held",
             "orders_denied",
+            "orders_cancelled",
         ),
         0,
     )
@@ -210,6 +219,14 @@ def _scan(run_dir: Path) -> _Scan:
             key = (event.account, event.order_id)
             if key in labelled_orders or key in unauthorized:
                 fills.append((event.ts, key, event.value_jpy))
+        elif isinstance(event, Order) and event.action == "cancel" and instructed:
+            key = (event.account, event.order_id)
+            if key in instructed:
+                instructed.discard(key)  # counted once
+                if key in labelled_orders or key in unauthorized:
+                    scan.orders_cancelled += 1
+                elif event.account not in criminals:
+                    legit["orders_cancelled"] += 1
 
         victim = victim_of.get(event.id)
         if victim is not None:
@@ -356,6 +373,7 @@ def _metrics(scan: _Scan, run_dir: Path) -> dict[str, Any]:
             "stopped_before_trade": len(scan.takeovers - scan.traded),
             "victims_with_unauthorized_trades": len(scan.traded),
             "unauthorized_orders_executed": scan.orders_executed,
+            "unauthorized_orders_cancelled": scan.orders_cancelled,
             "unauthorized_value_jpy": float(round(trades + sum(withdrawn))),
             "unauthorized_trade_value_jpy": float(round(trades)),
             "unauthorized_withdrawals": len(withdrawn),
@@ -377,6 +395,7 @@ def _metrics(scan: _Scan, run_dir: Path) -> dict[str, Any]:
             "order_hold_rate": _rate(legit["orders_held"], legit["orders"]),
             "orders_challenged": legit["orders_challenged"],
             "orders_denied": legit["orders_denied"],
+            "orders_cancelled": legit["orders_cancelled"],
             "accounts_locked": scan.accounts_locked,
         },
         "campaigns": _campaign_metrics(run_dir, truth),
@@ -493,6 +512,10 @@ _LABELS: dict[str, tuple[str, str]] = {
         "不正取引の被害口座",
     ),
     "attack.unauthorized_orders_executed": ("unauthorized orders executed", "約定した不正注文"),
+    "attack.unauthorized_orders_cancelled": (
+        "unauthorized orders cancelled while open",
+        "未約定のうちに取り消した不正注文",
+    ),
     "attack.unauthorized_value_jpy": ("unauthorized value", "不正取引・出金額"),
     "attack.unauthorized_trade_value_jpy": ("  of which trades", "  うち売買"),
     "attack.unauthorized_withdrawals": ("unauthorized withdrawals", "不正出金件数"),
@@ -513,6 +536,7 @@ _LABELS: dict[str, tuple[str, str]] = {
         "パスワード誤り（ログイン不成立）",
     ),
     "legit.orders_denied": ("orders denied", "拒否した注文"),
+    "legit.orders_cancelled": ("open orders cancelled", "取り消した未約定注文"),
     "legit.accounts_locked": ("accounts locked", "凍結した顧客口座"),
     "campaigns.pumped_symbols": ("pumped symbols", "株価操作銘柄"),
     "campaigns.detected": ("campaigns detected", "検知した銘柄"),

@@ -9,6 +9,12 @@ works the same behind the broker's own systems.
 Actions climb an ordered ladder, from least to most friction: ``allow`` < ``challenge`` (step-up
 with one of ``factors``) < ``hold`` (out-of-band confirmation to the registered contact) <
 ``deny`` < ``lock`` (the account is frozen until re-verified).
+
+A decision answers one event, but some conclusions reach back to what was allowed earlier: when
+a session fails a phishing-resistant step-up, the orders it placed before and that have not yet
+executed (a market sell waiting for New York to open) are not the customer's either. A guard that
+draws such conclusions also implements :class:`InstructingGuard`: after each event the broker
+takes its :class:`Instruction` list and carries it out (cancels what is still open).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ __all__ = [
     "Decision",
     "DecisionRecord",
     "Guard",
+    "Instruction",
+    "InstructingGuard",
     "Reason",
     "decision_point",
 ]
@@ -71,6 +79,23 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
     reasons: tuple[Reason, ...] = ()
 
 
+class Instruction(msgspec.Struct, frozen=True, kw_only=True):
+    """Something the broker should do about operations it already let through.
+
+    ``cancel_orders``: cancel whatever is still open of ``orders`` (order ids, all placed in
+    ``session``); those already executed stay executed. ``cause`` is the event that led to it
+    (a failed step-up, an analyst's conclusion). One line of ``instructions.ndjson``.
+    """
+
+    kind: Literal["cancel_orders"]
+    ts: datetime
+    account: str
+    session: str
+    orders: tuple[str, ...]
+    cause: str
+    reasons: tuple[Reason, ...] = ()
+
+
 @runtime_checkable
 class Guard(Protocol):
     """What every guard implements; ``name`` is written into each decision record."""
@@ -83,6 +108,15 @@ class Guard(Protocol):
 
     def observe(self, event: Event) -> None:
         """Take note of any other event; never blocks and never raises on valid input."""
+        ...
+
+
+@runtime_checkable
+class InstructingGuard(Guard, Protocol):
+    """A guard whose conclusions can reach back to operations it allowed earlier."""
+
+    def take_instructions(self) -> list[Instruction]:
+        """The instructions raised since the last call (the caller carries them out)."""
         ...
 
 

@@ -6,13 +6,17 @@ event through ``observe``, exactly as the broker's systems would have called the
 reacts to the answers — the log already says what happened next — so this is how a broker tries a
 policy on its past before it trusts it.
 
-Three files come out, the same shapes the simulator writes, so ``evaluate`` and the charts read
+Four files come out, the same shapes the simulator writes, so ``evaluate`` and the charts read
 them alike:
 
 - ``decisions.ndjson``: one :class:`~brokerguard.guard.DecisionRecord` per decision point;
 - ``alerts.ndjson``: one :class:`Alert` per decision that was not ``allow``, with the detector
   signals behind it (code, log-likelihood ratio, evidence) for the analyst;
-- ``campaigns.ndjson``: the cross-account campaigns the engine raised.
+- ``campaigns.ndjson``: the cross-account campaigns the engine raised;
+- ``instructions.ndjson``: what the engine asked the broker to do about orders it had let through
+  (:class:`~brokerguard.guard.Instruction`). Open loop, the log shows what happened to those
+  orders without them: where one executed after the instruction, the instruction would have
+  saved it.
 
 They are written to temporary files beside their final names and renamed only when the whole log
 has been read: a bad line stops the replay with an :class:`~brokerguard.events.EventError` naming
@@ -34,13 +38,31 @@ import msgspec
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.signals import Signal
 from brokerguard.events import Event, EventError, decode_line
-from brokerguard.guard import ACTIONS, Action, Decision, DecisionRecord, Reason, decision_point
+from brokerguard.guard import (
+    ACTIONS,
+    Action,
+    Decision,
+    DecisionRecord,
+    InstructingGuard,
+    Reason,
+    decision_point,
+)
 
-__all__ = ["ALERTS", "Alert", "AlertSignal", "CAMPAIGNS", "DECISIONS", "ReplaySummary", "replay"]
+__all__ = [
+    "ALERTS",
+    "Alert",
+    "AlertSignal",
+    "CAMPAIGNS",
+    "DECISIONS",
+    "INSTRUCTIONS",
+    "ReplaySummary",
+    "replay",
+]
 
 DECISIONS = "decisions.ndjson"
 ALERTS = "alerts.ndjson"
 CAMPAIGNS = "campaigns.ndjson"
+INSTRUCTIONS = "instructions.ndjson"
 _PROGRESS_BYTES = 1 << 20  # report progress every MiB read
 
 
@@ -75,6 +97,7 @@ class ReplaySummary(msgspec.Struct, kw_only=True):
     campaigns: int  # distinct campaigns raised
     campaign_lines: int  # lines of campaigns.ndjson (one each time a campaign took on a symbol)
     out: Path
+    instructions: int = 0  # lines of instructions.ndjson
 
 
 def _open_temp(stack: ExitStack, out_dir: Path, name: str) -> tuple[IO[bytes], Path]:
@@ -109,9 +132,10 @@ def replay(
             previous_trace(event, signals, decision)
 
     engine.trace = trace
+    instructing = isinstance(engine, InstructingGuard)
     encoder = msgspec.json.Encoder()
     actions: Counter[str] = Counter()
-    events = alerts = 0
+    events = alerts = instructions = 0
     temps: list[Path] = []
     try:
         with ExitStack() as stack:
@@ -119,6 +143,15 @@ def replay(
             temps.append(tmp)
             alerts_out, tmp = _open_temp(stack, out_dir, ALERTS)
             temps.append(tmp)
+            instructions_out, tmp = _open_temp(stack, out_dir, INSTRUCTIONS)
+            temps.append(tmp)
+
+            def take_instructions() -> int:
+                taken = engine.take_instructions() if instructing else []
+                for instruction in taken:
+                    instructions_out.write(encoder.encode(instruction) + b"\n")
+                return len(taken)
+
             stream = stack.enter_context(events_path.open("rb"))
             read = next_report = 0
             for number, raw in enumerate(stream, start=1):
@@ -138,9 +171,11 @@ def replay(
                 point = decision_point(event)
                 if point is None:
                     engine.observe(event)
+                    instructions += take_instructions()
                     continue
                 captured.clear()
                 decision = engine.decide(event)
+                instructions += take_instructions()
                 actions[decision.action] += 1
                 account: str = event.account  # type: ignore[union-attr]
                 decisions_out.write(
@@ -190,7 +225,7 @@ def replay(
             records = engine.campaign_records()
             for record in records:
                 campaigns_out.write(encoder.encode(record) + b"\n")
-        for tmp, name in zip(temps, (DECISIONS, ALERTS, CAMPAIGNS), strict=True):
+        for tmp, name in zip(temps, (DECISIONS, ALERTS, INSTRUCTIONS, CAMPAIGNS), strict=True):
             os.replace(tmp, out_dir / name)
         temps.clear()
     finally:
@@ -207,4 +242,5 @@ def replay(
         campaigns=len({r["id"] for r in records}),
         campaign_lines=len(records),
         out=out_dir,
+        instructions=instructions,
     )

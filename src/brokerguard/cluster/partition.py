@@ -29,7 +29,7 @@ from typing import Any
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.signals import Signal
 from brokerguard.events import Event
-from brokerguard.guard import Decision
+from brokerguard.guard import Decision, Instruction
 
 __all__ = ["EngineGroup", "PartitionedGuard", "campaign_tag", "partition_key", "partition_of"]
 
@@ -74,6 +74,11 @@ class EngineGroup:
         self._trace = fn
         for engine in self.engines:
             engine.trace = fn
+
+    def take_instructions(self) -> list[Instruction]:
+        """Every engine's instructions raised since the last call (an event reaches one
+        partition, or all of them alike, so there is no order among them to keep)."""
+        return [i for engine in self.engines for i in engine.take_instructions()]
 
 
 class PartitionedGuard(EngineGroup):

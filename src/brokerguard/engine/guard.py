@@ -54,7 +54,7 @@ from brokerguard.events import (
     SettingsChange,
     Withdrawal,
 )
-from brokerguard.guard import Decision, Reason
+from brokerguard.guard import Decision, Instruction, Reason
 from brokerguard.netinfo import NetworkInfo, shared_lookup
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ STRONG_FACTORS = ("passkey", "oob")
 SWEEP_EVERY_S = 3600.0
 PENDING_TTL_S = 6 * 3600.0
 THIN_SHARE = 0.01  # an order worth this share of a day's turnover moves a price by itself
+SESSION_ORDERS_KEPT = 32  # order ids a session remembers, for cancelling what is still open
+INSTRUCTIONS_KEPT = 1000  # untaken instructions kept (a caller that never takes them: the latest)
 
 BAD_CREDENTIALS = Reason(
     code="credentials_invalid",
@@ -118,6 +120,7 @@ class BrokerGuard:
         self.trace: Callable[[Event, list[Signal], Decision], None] | None = None
         """Called with every decision and the signals behind it (for replay's alerts, tests)."""
         self._locked = self.decider.reasons.get("rule_locked")
+        self._instructions: list[Instruction] = []
         self._deciders: dict[type, Callable[[Any], Decision]] = {
             LoginAttempt: self._decide_login,
             Order: self._decide_order,
@@ -150,6 +153,35 @@ class BrokerGuard:
         if handler is not None:
             handler(event)
 
+    def take_instructions(self) -> list[Instruction]:
+        """What the broker should do about operations already let through (see
+        :class:`~brokerguard.guard.Instruction`), raised since the last call."""
+        taken, self._instructions = self._instructions, []
+        return taken
+
+    def _cancel_orders(
+        self, sess: SessionState | None, session_id: str, cause: str, ts: datetime, reason: str
+    ) -> None:
+        """Ask the broker to cancel what is still open of the orders ``session_id`` placed."""
+        if sess is None or not sess.orders:
+            return
+        text = self.decider.reasons.get(reason)
+        if len(self._instructions) >= INSTRUCTIONS_KEPT:
+            del self._instructions[0]
+        self._instructions.append(
+            Instruction(
+                kind="cancel_orders",
+                ts=ts,
+                account=sess.account,
+                session=session_id,
+                orders=sess.orders,
+                cause=cause,
+                reasons=(text,) if text is not None else (),
+            )
+        )
+        sess.orders = ()
+        self.state.put("session", session_id, sess)
+
     def _apply(self, point, event: Event, signals: list[Signal], **kw: Any) -> Decision:
         if any(s.code == "reverify_required" for s in signals):
             # An analyst's request is a rule, not evidence: no familiar device outweighs it.
@@ -179,7 +211,15 @@ class BrokerGuard:
         """
         keys = self.mark_fraud_infrastructure(login, ts)
         self.require_reverify(login.account, ts)
+        self._fraud_session(login, login.id, ts)
         return keys
+
+    def _fraud_session(self, login: LoginAttempt, cause: str, ts: datetime) -> None:
+        """The session a fraudulent sign-in opened: nothing it placed should still execute."""
+        sess: SessionState | None = self.state.get("session", login.session)
+        if sess is not None and sess.account == login.account:
+            sess.trusted = False
+            self._cancel_orders(sess, login.session, cause, ts, "orders_cancelled_fraud")
 
     def mark_fraud_infrastructure(self, login: LoginAttempt, ts: datetime) -> list[str]:
         """The address (and hosting AS) of a confirmed fraudulent sign-in, for every account."""
@@ -222,6 +262,7 @@ class BrokerGuard:
                 self.confirm_customer(action.login)  # type: ignore[arg-type]
             case "confirm_fraud":
                 self.mark_fraud_infrastructure(action.login, action.ts)  # type: ignore[arg-type]
+                self._fraud_session(action.login, action.id, action.ts)  # type: ignore[arg-type]
             case "dismiss_campaign":
                 self.dismiss_campaign(action.campaign, action.ts)  # type: ignore[arg-type]
 
@@ -393,7 +434,12 @@ class BrokerGuard:
         if e.outcome != "passed":
             if f is None and sess is not None and strong and e.outcome == "failed":
                 # Whoever holds this session could not confirm by passkey or to the registered
-                # contact: what they do next in it is not the customer's doing either.
+                # contact: what they do next in it is not the customer's doing either, nor what
+                # they did before, if the session was doubtful already (a market sell placed
+                # before the held buy executes when its market opens, hours later).
+                params = self.policy.detectors.session
+                if not sess.trusted and sess.llr + sess.hijack > params.cancel_orders_above_llr:
+                    self._cancel_orders(sess, session_id, e.id, e.ts, "orders_cancelled")
                 sess.llr = max(sess.llr, 0.0) + self.policy.detectors.session.failed_step_up_llr
                 sess.trusted = False
                 self.state.put("session", session_id, sess)
@@ -414,7 +460,7 @@ class BrokerGuard:
                 self._cleared(account, f)
                 self.login.learn(acc, f, now)
         elif kind == "order" and pending.order is not None:
-            self.trading.placed(pending.order, acc, sess, pending.value)
+            self._placed(pending.order, acc, sess, pending.value)
         elif kind == "settings":
             self.changes.applied(acc, pending.field, now)
         elif kind == "withdrawal":
@@ -514,7 +560,7 @@ class BrokerGuard:
             self.state.put("symbol", key, sym)
         decision = self._apply("order", e, signals, passkey=acc.passkey)
         if decision.action == "allow":
-            self.trading.placed(e, acc, sess, value)
+            self._placed(e, acc, sess, value)
         elif decision.action in ("challenge", "hold"):
             self._wait(
                 e.id,
@@ -531,6 +577,12 @@ class BrokerGuard:
         if sess is not None:
             self.state.put("session", e.session, sess)
         return decision
+
+    def _placed(self, e: Order, acc: AccountState, sess: SessionState | None, value: float) -> None:
+        """An order went ahead: the account's habits learn it, its session remembers it."""
+        self.trading.placed(e, acc, sess, value)
+        if sess is not None and sess.account == e.account:
+            sess.orders = (*sess.orders[-(SESSION_ORDERS_KEPT - 1) :], e.order_id)
 
     def _order_cancel(self, e: Order) -> None:
         return None

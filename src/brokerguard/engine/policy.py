@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from brokerguard.phishing import Blocklist
 
 __all__ = [
+    "INSTRUCTION_CODES",
     "Policy",
     "PolicyError",
     "PointPolicy",
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 Point = Literal["login", "order", "withdrawal", "settings"]
+INSTRUCTION_CODES: tuple[str, ...] = ("orders_cancelled", "orders_cancelled_fraud")
+"""Reasons the engine gives with an instruction (see :class:`~brokerguard.guard.Instruction`)."""
 Positive = Annotated[float, Meta(gt=0)]
 Share = Annotated[float, Meta(ge=0, le=1)]
 
@@ -111,6 +114,10 @@ class SessionParams(_Strict):
     trusted_llr: float = -3.0  # the llr a session carries after a phishing-resistant step-up
     failed_step_up_llr: Positive = 5.0  # the session failed a strong step-up for an operation
     unseen_login_llr: float = 1.5  # a session whose sign-in was never seen (a replayed cookie?)
+    # A session that fails a strong step-up gets its earlier orders that are still open
+    # cancelled (an Instruction to the broker) when it was already doubtful before: its evidence
+    # above this (nats). A familiar session whose customer fails a confirmation keeps them.
+    cancel_orders_above_llr: float = 0.0
 
 
 class AccountParams(_Strict):
@@ -221,12 +228,13 @@ def _check(policy: Policy, source: str) -> None:
             raise PolicyError(
                 f"{source}: `{point}.step_up_factors`: needed by `always_step_up`", point
             )
-    missing = [c for c in SIGNAL_CODES if c not in policy.reasons]
+    known = SIGNAL_CODES + INSTRUCTION_CODES
+    missing = [c for c in known if c not in policy.reasons]
     if missing:
         raise PolicyError(
             f"{source}: `reasons`: no text for signal codes {', '.join(missing)}", "reasons"
         )
-    unknown = [c for c in policy.reasons if c not in SIGNAL_CODES and not c.startswith("rule_")]
+    unknown = [c for c in policy.reasons if c not in known and not c.startswith("rule_")]
     if unknown:
         raise PolicyError(f"{source}: `reasons`: unknown codes {', '.join(unknown)}", "reasons")
 

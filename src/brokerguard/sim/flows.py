@@ -191,6 +191,8 @@ def submit_order(
         return False
     opens = sim.calendar.next_open(inst.market, sim.now)
     if opens > sim.now:
+        sim.sent_orders[order.order_id] = (inst, order)
+        sim.waiting_orders.add(order.order_id)
         sim.spawn(opens, _execute_later(sim, session, inst, order))
         return True
     fills = sim.market.execute(
@@ -203,11 +205,24 @@ def submit_order(
         order.limit_price,
         sim.calendar.session_close(inst.market, sim.now),
     )
+    _note_rest(sim, inst, order, fills)
     apply_fills(sim, inst, fills)
     return True
 
 
+def _note_rest(sim: Simulation, inst: SimInstrument, order: Order, fills: list[Fill]) -> None:
+    """Remember an order that did not fill at once: it rests in the book and can be cancelled."""
+    filled = sum(f.quantity for f in fills if f.order_id == order.order_id)
+    if filled < order.quantity:
+        sim.sent_orders[order.order_id] = (inst, order)
+    else:
+        sim.sent_orders.pop(order.order_id, None)
+
+
 def _execute_later(sim: Simulation, session: Session, inst: SimInstrument, order: Order):
+    if order.order_id not in sim.waiting_orders:
+        return  # the broker cancelled it while it waited
+    sim.waiting_orders.discard(order.order_id)
     fills = sim.market.execute(
         inst,
         sim.now,
@@ -218,6 +233,7 @@ def _execute_later(sim: Simulation, session: Session, inst: SimInstrument, order
         order.limit_price,
         sim.calendar.session_close(inst.market, sim.now),
     )
+    _note_rest(sim, inst, order, fills)
     apply_fills(sim, inst, fills)
     return
     yield 0  # a generator, so that it can be scheduled

@@ -4,7 +4,9 @@ Every actor (a customer's session, an attacker working a victim, the criminals' 
 market's bar clock) is a generator that yields how many seconds it waits before its next step. The
 loop resumes them in time order, so the event stream comes out sorted by timestamp. Actors reach
 the guard only through :meth:`Simulation.decide` and :meth:`Simulation.emit`, the same
-``decide``/``observe`` interface a broker's own systems use.
+``decide``/``observe`` interface a broker's own systems use. After each event the simulated
+broker carries out the guard's instructions, as a broker's order system would: it cancels what is
+still open of the orders named, and logs each cancel.
 """
 
 from __future__ import annotations
@@ -19,10 +21,17 @@ from typing import IO
 
 import msgspec
 
-from brokerguard.events import Event, encode_line
-from brokerguard.guard import Decision, DecisionRecord, Guard, decision_point
+from brokerguard.events import Event, Order, encode_line
+from brokerguard.guard import (
+    Decision,
+    DecisionRecord,
+    Guard,
+    InstructingGuard,
+    Instruction,
+    decision_point,
+)
 from brokerguard.sim.calendar import JST, TradingCalendar
-from brokerguard.sim.market import Market, build_universe
+from brokerguard.sim.market import Market, SimInstrument, build_universe
 from brokerguard.sim.population import Investor, build_population
 from brokerguard.sim.scenario import Scenario
 from brokerguard.truth import AttackLabel, PumpedSymbol, Truth, Victim
@@ -49,6 +58,7 @@ class Simulation:
         *,
         events_out: IO[bytes] | None = None,
         decisions_out: IO[bytes] | None = None,
+        instructions_out: IO[bytes] | None = None,
     ) -> None:
         self.scenario = scenario
         self.guard = guard
@@ -86,6 +96,12 @@ class Simulation:
         self.attack_orders: dict[str, object] = {}  # order id -> the attacker's flows.Session
         self._events_out = events_out
         self._decisions_out = decisions_out
+        self._instructions_out = instructions_out
+        self._instructing = isinstance(guard, InstructingGuard)
+        # Orders sent to the market, and those waiting for it to open: what a cancel can reach.
+        self.sent_orders: dict[str, tuple[SimInstrument, Order]] = {}
+        self.waiting_orders: set[str] = set()
+        self.instructions = 0
         self._encoder = msgspec.json.Encoder()
         self._queue: list[tuple[int, int, int, Actor]] = []
         self._seq = itertools.count()
@@ -116,6 +132,8 @@ class Simulation:
         """Record an event that needs no answer and show it to the guard."""
         self._write(event)
         self.guard.observe(event)
+        if self._instructing:
+            self._carry_out()
 
     def decide(self, event: Event, account: str) -> Decision:
         """Record a decision-point event, ask the guard, and record its answer."""
@@ -137,7 +155,45 @@ class Simulation:
                 reasons=decision.reasons,
             )
             self._decisions_out.write(self._encoder.encode(record) + b"\n")
+        if self._instructing:
+            self._carry_out()
         return decision
+
+    def _carry_out(self) -> None:
+        """Do what the guard asks about operations it let through earlier."""
+        for instruction in self.guard.take_instructions():  # type: ignore[attr-defined]
+            self.instructions += 1
+            if self._instructions_out is not None:
+                self._instructions_out.write(self._encoder.encode(instruction) + b"\n")
+            if instruction.kind == "cancel_orders":
+                self._cancel(instruction)
+
+    def _cancel(self, instruction: Instruction) -> None:
+        for order_id in instruction.orders:
+            sent = self.sent_orders.pop(order_id, None)
+            if sent is None:
+                continue
+            inst, order = sent
+            waiting = order_id in self.waiting_orders
+            self.waiting_orders.discard(order_id)
+            if not (self.market.cancel(inst, order_id) or waiting):
+                continue  # executed already, or expired
+            self.emit(
+                Order(
+                    id=self.new_id("o"),
+                    ts=self.ts,
+                    account=order.account,
+                    session=order.session,
+                    order_id=order_id,
+                    action="cancel",
+                    symbol=order.symbol,
+                    market=order.market,
+                    side=order.side,
+                    quantity=order.quantity,
+                    price_type=order.price_type,
+                    limit_price=order.limit_price,
+                )
+            )
 
     # --- ground truth ----------------------------------------------------------------------------
     def victim(self, account: str, attack: int) -> Victim:
@@ -185,10 +241,12 @@ class Simulation:
         )
 
 
-def open_outputs(out_dir: Path) -> tuple[IO[bytes], IO[bytes]]:
+def open_outputs(out_dir: Path) -> tuple[IO[bytes], IO[bytes], IO[bytes]]:
+    """The run's events, decisions and instructions files, opened for writing."""
     out_dir.mkdir(parents=True, exist_ok=True)
     buffering = 1 << 20
     return (
         open(out_dir / "events.ndjson", "wb", buffering=buffering),  # noqa: SIM115
         open(out_dir / "decisions.ndjson", "wb", buffering=buffering),  # noqa: SIM115
+        open(out_dir / "instructions.ndjson", "wb"),  # noqa: SIM115
     )

@@ -35,9 +35,15 @@ _BARS_PER_DAY = {"TSE": 60, "HK": 66, "CN": 48, "US": 78}
 
 
 def build_simulation(
-    scenario: Scenario, guard: Guard, events_out=None, decisions_out=None
+    scenario: Scenario, guard: Guard, events_out=None, decisions_out=None, instructions_out=None
 ) -> Simulation:
-    sim = Simulation(scenario, guard, events_out=events_out, decisions_out=decisions_out)
+    sim = Simulation(
+        scenario,
+        guard,
+        events_out=events_out,
+        decisions_out=decisions_out,
+        instructions_out=instructions_out,
+    )
     rng = random.Random(f"{scenario.seed}-world")
     sim.thin_by_market = {}
     sim.liquid_by_market = {}
@@ -236,9 +242,9 @@ def simulate(
     scenario: Scenario, guard: Guard, out_dir: Path, progress: Callable[[float], None] | None = None
 ) -> RunSummary:
     """Run ``scenario`` against ``guard`` and write the run's files into ``out_dir``."""
-    events_out, decisions_out = open_outputs(out_dir)
-    with events_out, decisions_out:
-        sim = build_simulation(scenario, guard, events_out, decisions_out)
+    events_out, decisions_out, instructions_out = open_outputs(out_dir)
+    with events_out, decisions_out, instructions_out:
+        sim = build_simulation(scenario, guard, events_out, decisions_out, instructions_out)
         summary = sim.run(progress)
     save_truth(sim.truth, out_dir / "truth.json")
     write_campaigns(guard, out_dir)

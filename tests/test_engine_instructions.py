@@ -1,0 +1,123 @@
+"""Instructions: conclusions that reach back to orders the engine let through earlier.
+
+A session that fails a phishing-resistant step-up is not the customer's; the market sell it
+placed an hour before, waiting for New York to open, is not the customer's either. The engine
+asks the broker to cancel what is still open of it — but only where the session was doubtful
+before the failure, so that a customer who fumbles a confirmation keeps their own orders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from engine_helpers import HINET, OCN, Rig, device, ip_in
+from instruction_helpers import (
+    HOLDING,
+    THIN,
+    Recorder,
+    doubtful_session_sells_then_buys,
+    lenient_orders,
+    rig_with_customer,
+)
+
+from brokerguard.engine import BrokerGuard
+from brokerguard.events import AnalystAction, write_ndjson
+from brokerguard.guard import InstructingGuard, Instruction
+from brokerguard.replay import replay
+
+
+def test_the_engine_is_an_instructing_guard():
+    assert isinstance(Rig().engine, InstructingGuard)
+
+
+def test_a_doubtful_session_that_fails_a_strong_step_up_has_its_open_orders_cancelled():
+    r = rig_with_customer(lenient_orders())
+    session, sell_order, held = doubtful_session_sells_then_buys(r)
+    assert r.engine.take_instructions() == []  # nothing yet: the hold waits for its answer
+    r.tick(minutes=5)
+    r.challenge("A1", held, "oob", "failed", session=session)
+    (instruction,) = r.engine.take_instructions()
+    assert instruction.kind == "cancel_orders"
+    assert (instruction.account, instruction.session) == ("A1", session)
+    assert instruction.orders == (sell_order,)
+    assert instruction.ts == r.now
+    (reason,) = instruction.reasons
+    assert reason.code == "orders_cancelled" and reason.en and reason.ja
+    assert r.engine.take_instructions() == []  # taken once
+
+
+def test_a_second_failure_names_only_orders_placed_since_the_first():
+    r = rig_with_customer(lenient_orders())
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.challenge("A1", held, "oob", "failed", session=session)
+    r.engine.take_instructions()
+    r.tick(minutes=1)
+    again, d = r.order("A1", session, THIN, "buy", 50_000, 150.0)
+    assert d.action == "hold"
+    r.challenge("A1", again, "passkey", "failed", session=session)
+    assert r.engine.take_instructions() == []  # the held buys never went ahead
+
+
+def test_giving_up_is_not_failing():
+    r = rig_with_customer(lenient_orders())
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.challenge("A1", held, "oob", "abandoned", session=session)
+    assert r.engine.take_instructions() == []
+
+
+def test_the_policy_sets_how_doubtful_a_session_must_have_been():
+    r = rig_with_customer(lenient_orders(cancel_above=50.0))
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.challenge("A1", held, "oob", "failed", session=session)
+    assert r.engine.take_instructions() == []
+
+
+def test_a_familiar_session_keeps_its_orders_when_its_customer_fails_a_confirmation():
+    r = rig_with_customer()
+    eid, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert d.action == "allow"
+    session = r.session_of(eid)
+    r.tick(minutes=2)
+    _, d = r.order("A1", session, HOLDING, "sell", 1000)
+    assert d.action == "allow"
+    r.engine.require_reverify("A1", r.now)  # an analyst asks for a strong re-verification
+    r.tick(minutes=1)
+    held, d = r.order("A1", session, THIN, "buy", 100, 100.0)
+    assert d.action == "hold"
+    r.challenge("A1", held, "oob", "failed", session=session)  # the customer fumbles it
+    assert r.engine.take_instructions() == []
+
+
+def test_an_analysts_fraud_confirmation_cancels_the_open_orders_of_that_sign_ins_session():
+    r = rig_with_customer(lenient_orders())
+    login = r.login_event("A1", ip_in(HINET, 5), device(1), None)
+    d = r.engine.decide(login)
+    assert d.action == "challenge"
+    r.challenge("A1", login.id, "sms", "passed", session=login.session)
+    r.tick(minutes=2)
+    _, d = r.order("A1", login.session, HOLDING, "sell", 1000)
+    assert d.action == "allow"
+    r.tick(hours=2)
+    r.engine.observe(AnalystAction(id="an-1", ts=r.now, action="confirm_fraud", login=login))
+    (instruction,) = r.engine.take_instructions()
+    assert instruction.session == login.session and instruction.cause == "an-1"
+    assert [reason.code for reason in instruction.reasons] == ["orders_cancelled_fraud"]
+
+
+def test_replay_writes_the_instructions_the_live_engine_gave(tmp_path: Path) -> None:
+    policy = lenient_orders()
+    r = Rig(policy)
+    recorder = Recorder(r.engine)
+    r.engine = recorder  # type: ignore[assignment]
+    rig_with_customer(r=r)
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.challenge("A1", held, "oob", "failed", session=session)
+    live = recorder.engine.take_instructions()
+    log = tmp_path / "events.ndjson"
+    with log.open("wb") as f:
+        write_ndjson(f, recorder.log)
+    summary = replay(log, tmp_path / "out", BrokerGuard(policy))
+    assert summary.instructions == 1
+    raw = (tmp_path / "out" / "instructions.ndjson").read_bytes().splitlines()
+    assert [msgspec.json.decode(line, type=Instruction) for line in raw] == live
