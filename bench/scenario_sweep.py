@@ -168,6 +168,7 @@ def tally(results: list[dict[str, Any]]) -> Table:
 def spread(results: list[dict[str, Any]], engine: str) -> Table:
     """The figures behind the pass/fail counts, over all drawn scenarios."""
     shares, challenge, held = [], [], []
+    cancelled = 0
     bothered: Counter[str] = Counter()
     accounts: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
@@ -179,7 +180,9 @@ def spread(results: list[dict[str, Any]], engine: str) -> Table:
             shares.append(mine / allow)
         legit = runs[engine]["metrics"]["legit"]
         challenge.append(legit["login_challenge_rate"])
-        held.append(legit["order_hold_rate"])
+        stopped = legit["orders_held"] + legit.get("orders_cancelled", 0)
+        held.append(stopped / legit["orders"] if legit["orders"] else 0.0)
+        cancelled += legit.get("orders_cancelled", 0)
         for c in runs[engine]["confounders"]:
             bothered[c["kind"]] += c["accounts_not_left_alone"]
             accounts[c["kind"]] += c["accounts"]
@@ -197,7 +200,8 @@ def spread(results: list[dict[str, Any]], engine: str) -> Table:
         table.add_row("  worst", f"{shares[-1]:.2%}")
         table.add_row("  scenarios at ¥0", f"{sum(x == 0 for x in shares)}")
     table.add_row("legit login challenge rate: highest", f"{max(challenge):.2%}")
-    table.add_row("legit order hold rate: highest", f"{max(held):.3%}")
+    table.add_row("legit orders held or cancelled: highest rate", f"{max(held):.3%}")
+    table.add_row("legit open orders cancelled on instruction: all scenarios", f"{cancelled:,}")
     for kind in sorted(accounts):
         table.add_row(
             f"{kind}: customers with any friction", f"{bothered[kind]:,} of {accounts[kind]:,}"

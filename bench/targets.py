@@ -46,7 +46,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from brokerguard.evaluate import Campaign, evaluate_run
-from brokerguard.guard import DecisionRecord
+from brokerguard.guard import DecisionRecord, Instruction
 from brokerguard.guards import UnknownGuard, load_guard
 from brokerguard.sim.scenario import ScenarioError, load_scenario
 from brokerguard.sim.world import simulate
@@ -140,6 +140,12 @@ def measure_run(run_dir: Path, truth: Truth) -> dict[str, Any]:
             rec = decoder.decode(raw)
             if rec.action != "allow" and rec.account in watched:
                 not_allowed[rec.event] = rec.action
+    instructed: set[tuple[str, str]] = set()  # (account, order id) the guard had cancelled
+    if (run_dir / "instructions.ndjson").is_file():
+        with open(run_dir / "instructions.ndjson", "rb") as stream:
+            for raw in stream:
+                ins = msgspec.json.decode(raw, type=Instruction)
+                instructed.update((ins.account, o) for o in ins.orders if ins.account in watched)
 
     stats = [
         {
@@ -175,6 +181,13 @@ def measure_run(run_dir: Path, truth: Truth) -> dict[str, Any]:
                 if not event.success or event.ts > c.end + LOGIN_SLACK:
                     continue
                 stat["logins"] += 1
+            elif event.action == "cancel":
+                if (event.account, event.order_id) in instructed:
+                    stat["not_allowed"]["order_cancelled"] = (
+                        stat["not_allowed"].get("order_cancelled", 0) + 1
+                    )
+                    stat["accounts_not_left_alone"].add(event.account)
+                continue
             else:
                 if event.action != "new" or event.ts > c.end + ORDER_SLACK:
                     continue
@@ -283,11 +296,13 @@ def judge(runs: dict[str, dict[str, Any]], engine: str) -> list[dict[str, Any]]:
             rate <= LOGIN_CHALLENGE_RATE,
         )
     )
-    rate = legit["order_hold_rate"]
+    stopped = legit["orders_held"] + legit.get("orders_cancelled", 0)
+    rate = stopped / legit["orders"] if legit["orders"] else 0.0
     targets.append(
         _target(
-            "legit order hold rate ≤ 0.2%",
-            f"{rate:.2%}  ({legit['orders_held']:,} of {legit['orders']:,})",
+            "legit orders held or cancelled ≤ 0.2%",
+            f"{rate:.2%}  ({legit['orders_held']:,} held, "
+            f"{legit.get('orders_cancelled', 0):,} cancelled, of {legit['orders']:,})",
             rate <= ORDER_HOLD_RATE,
         )
     )

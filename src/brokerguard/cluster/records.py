@@ -1,4 +1,5 @@
-"""The worker's records in the service's tables: decisions, alerts, campaigns (and their audit).
+"""The worker's records in the service's tables: decisions, alerts, campaigns (and their audit),
+and the engine's instructions (orders to cancel) for the broker's feed.
 
 The rows are the service's own (:mod:`brokerguard.service.records`), written with its writer
 (:func:`brokerguard.service.recorder.write_records`, one transaction per batch, the audit chain
@@ -7,7 +8,9 @@ appended inside it). Two things differ, so that a redelivered batch writes nothi
 - a decision's id is derived from its event id (``uuid5``), not drawn at random;
 - before writing, the ids already in ``decisions`` are read and those records dropped.
 
-Campaigns are upserted by id (the service's rule), so writing one again only refreshes it.
+Campaigns are upserted by id (the service's rule), so writing one again only refreshes it. An
+instruction is known by its cause and session: one already in ``instructions`` is not written
+again.
 Raw events are not copied into ``events`` (the stream keeps them).
 """
 
@@ -99,6 +102,13 @@ class RecordSink:
         )
         self.pending.append(record)
 
+    def instructed(self, guard: BrokerGuard) -> None:
+        """Queue the instructions ``guard`` raised since it was last asked."""
+        from brokerguard.service.records import instruction_record
+
+        for instruction in guard.take_instructions():
+            self.pending.append(instruction_record(instruction, guard.name))
+
     def campaigns(self, guard: BrokerGuard | CampaignStage, tag: str = "", merge: bool = False):
         """Queue the campaigns of ``guard`` raised or grown since the last look.
 
@@ -133,11 +143,29 @@ class RecordSink:
                 for r in records
                 if not (isinstance(r, DecisionRecord) and r.decision["id"] in known)
             ]
+        records = self._without_known_instructions(records)
         written, dropped, error = write_records(self.engine, records)
         if dropped:
             raise RuntimeError(f"{dropped} records could not be written: {error}")
         self.written += written
         return written
+
+    def _without_known_instructions(self, records: list[Any]) -> list[Any]:
+        """Drop instructions already written (a redelivered batch raises them again)."""
+        from brokerguard.service.models import instructions
+        from brokerguard.service.recorder import InstructionRecord
+
+        def key(r: Any) -> tuple[str, str] | None:
+            return (r.row["cause"], r.row["session"]) if isinstance(r, InstructionRecord) else None
+
+        causes = [k[0] for r in records if (k := key(r)) is not None]
+        if not causes:
+            return records
+        table = instructions.c
+        with self.engine.connect() as conn:
+            query = sa.select(table.cause, table.session).where(table.cause.in_(causes))
+            known = {(row.cause, row.session) for row in conn.execute(query)}
+        return [r for r in records if key(r) not in known]
 
     def close(self) -> None:
         self.engine.dispose()

@@ -641,6 +641,8 @@ async def run_worker(
                 points.append(i)
             else:
                 guard.observe(event)
+            if sink is not None:
+                sink.instructed(guard)
             state.mark(p, [event.id])
             done.add((p, event.id))  # a duplicate inside the batch too
             stats.events += 1

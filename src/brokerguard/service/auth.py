@@ -12,7 +12,11 @@ read         read, admin                      analyst, supervisor, admin
 cases        admin                            analyst, supervisor, admin
 actions      admin                            supervisor, admin
 admin        admin                            admin
+instructions decide, ingest, read, admin      analyst, supervisor, admin
 ============ ================================ =========================================
+
+``instructions`` is reading the feed of orders to cancel (``GET /v1/instructions``): the
+broker's systems that send events or ask for decisions act on it.
 
 No credentials, or a key that is unknown or revoked, is 401; a valid caller without the
 permission is 403. Keys come as ``Authorization: Bearer KEY``. A console session comes as the
@@ -53,17 +57,17 @@ __all__ = [
     "require_role",
 ]
 
-PERMISSIONS = ("decide", "ingest", "read", "cases", "actions", "admin")
+PERMISSIONS = ("decide", "ingest", "read", "cases", "actions", "admin", "instructions")
 KEY_PERMISSIONS: dict[str, frozenset[str]] = {
-    "decide": frozenset({"decide"}),
-    "ingest": frozenset({"ingest"}),
-    "read": frozenset({"read"}),
-    "admin": frozenset({"read", "cases", "actions", "admin"}),
+    "decide": frozenset({"decide", "instructions"}),
+    "ingest": frozenset({"ingest", "instructions"}),
+    "read": frozenset({"read", "instructions"}),
+    "admin": frozenset({"read", "cases", "actions", "admin", "instructions"}),
 }
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "analyst": frozenset({"read", "cases"}),
-    "supervisor": frozenset({"read", "cases", "actions"}),
-    "admin": frozenset({"read", "cases", "actions", "admin"}),
+    "analyst": frozenset({"read", "cases", "instructions"}),
+    "supervisor": frozenset({"read", "cases", "actions", "instructions"}),
+    "admin": frozenset({"read", "cases", "actions", "admin", "instructions"}),
 }
 SESSION_COOKIE = "bg_session"
 CSRF_HEADER = "x-csrf-token"
@@ -155,6 +159,7 @@ CanRead = Annotated[Principal, Depends(require("read"))]
 CanWorkCases = Annotated[Principal, Depends(require("cases"))]
 CanAct = Annotated[Principal, Depends(require("actions"))]
 CanAdmin = Annotated[Principal, Depends(require("admin"))]
+CanTakeInstructions = Annotated[Principal, Depends(require("instructions"))]
 
 
 async def console_user(request: Request) -> ConsoleUser | None:

@@ -46,6 +46,7 @@ __all__ = [
     "console_sessions",
     "decisions",
     "events",
+    "instructions",
     "metadata",
     "policies",
     "users",
@@ -269,6 +270,24 @@ audit_log = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),  # canonical JSON text
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+)
+
+instructions = sa.Table(
+    "instructions",
+    metadata,
+    # The broker's order system reads this table as a feed: `GET /v1/instructions?after=SEQ`.
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),  # cancel_orders
+    sa.Column("ts", UTCDateTime, nullable=False),  # the time of the event that caused it
+    sa.Column("account", Account, nullable=False),
+    sa.Column("session", sa.String(128), nullable=False),
+    sa.Column("orders", sa.JSON, nullable=False),  # order ids
+    sa.Column("cause", sa.String(128), nullable=False),  # the event that caused it
+    sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("guard", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),  # wall-clock time it was raised
+    sa.Index("ix_instructions_account", "account"),
+    sa.Index("ix_instructions_cause", "cause"),  # a worker's redelivered batch: known already?
 )
 
 blocklist_review = sa.Table(

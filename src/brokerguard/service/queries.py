@@ -20,6 +20,7 @@ from brokerguard.service.models import (
     cases,
     decisions,
     events,
+    instructions,
     policies,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "list_alerts",
     "list_campaigns",
     "list_cases",
+    "list_instructions",
     "locked_accounts",
 ]
 
@@ -157,6 +159,16 @@ def list_account_actions(
         .order_by(account_actions.c.id.desc())
     )
     return _rows(conn, _page(query, limit, 0))
+
+
+def list_instructions(
+    conn: sa.Connection, after: int = 0, account: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Instructions after ``seq`` ``after``, oldest first: a feed read with the last seq seen."""
+    query = sa.select(instructions).where(instructions.c.seq > after)
+    if account is not None:
+        query = query.where(instructions.c.account == account)
+    return _rows(conn, _page(query.order_by(instructions.c.seq), limit, 0))
 
 
 def locked_accounts(conn: sa.Connection) -> dict[str, tuple[str, str]]:

@@ -59,9 +59,16 @@ import sqlalchemy as sa
 
 from brokerguard.service import audit
 from brokerguard.service.db import make_engine, write_transaction
-from brokerguard.service.models import alerts, campaigns, decisions, events
+from brokerguard.service.models import alerts, campaigns, decisions, events, instructions
 
-__all__ = ["CampaignRecord", "DecisionRecord", "EventRecord", "Recorder", "write_records"]
+__all__ = [
+    "CampaignRecord",
+    "DecisionRecord",
+    "EventRecord",
+    "InstructionRecord",
+    "Recorder",
+    "write_records",
+]
 
 log = logging.getLogger("brokerguard.service.recorder")
 T = TypeVar("T")
@@ -92,7 +99,12 @@ class CampaignRecord:
     merge: bool = False  # join the lists with the stored row's (a campaign several shards grow)
 
 
-Record = EventRecord | DecisionRecord | CampaignRecord
+@dataclass(slots=True)
+class InstructionRecord:
+    row: dict[str, Any]
+
+
+Record = EventRecord | DecisionRecord | CampaignRecord | InstructionRecord
 
 
 @dataclass(slots=True)
@@ -466,9 +478,12 @@ def _insert(engine: sa.Engine, records: list[Record]) -> None:
     event_rows = [r.row for r in records if isinstance(r, EventRecord)]
     decided = [r for r in records if isinstance(r, DecisionRecord)]
     camps = {r.row["id"]: r for r in records if isinstance(r, CampaignRecord)}
+    instructed = [r.row for r in records if isinstance(r, InstructionRecord)]
     with write_transaction(engine) as conn:
         if event_rows:
             conn.execute(events.insert(), event_rows)
+        if instructed:
+            conn.execute(instructions.insert(), instructed)
         if decided:
             conn.execute(decisions.insert(), [r.decision for r in decided])
             alert_rows = [r.alert for r in decided if r.alert is not None]

@@ -32,9 +32,14 @@ import msgspec
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import CampaignState
 from brokerguard.events import AnalystAction, Event, encode
-from brokerguard.guard import Decision
+from brokerguard.guard import Decision, Instruction
 from brokerguard.service.audit import AuditEntry
-from brokerguard.service.recorder import CampaignRecord, DecisionRecord, EventRecord
+from brokerguard.service.recorder import (
+    CampaignRecord,
+    DecisionRecord,
+    EventRecord,
+    InstructionRecord,
+)
 
 __all__ = [
     "DETECTOR_OF",
@@ -44,6 +49,7 @@ __all__ = [
     "campaign_record",
     "decision_record",
     "event_record",
+    "instruction_record",
     "severity",
 ]
 
@@ -110,6 +116,25 @@ def event_record(event: Event) -> EventRecord:
             "account": account,
             "session": getattr(event, "session", None),
             "body": encode(event).decode(),
+        }
+    )
+
+
+def instruction_record(
+    instruction: Instruction, guard: str, now: datetime | None = None
+) -> InstructionRecord:
+    """The instructions-table row of an instruction (its ``seq`` is given when it is written)."""
+    return InstructionRecord(
+        {
+            "kind": instruction.kind,
+            "ts": instruction.ts,
+            "account": instruction.account,
+            "session": instruction.session,
+            "orders": list(instruction.orders),
+            "cause": instruction.cause,
+            "reasons": _jsonable(instruction.reasons),
+            "guard": guard,
+            "created_at": now or datetime.now(UTC),
         }
     )
 

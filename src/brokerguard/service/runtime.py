@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import sqlalchemy as sa
 
 from brokerguard.engine import BrokerGuard, Policy, load_policy
@@ -46,7 +47,12 @@ from brokerguard.service.host import INGEST_SLICE, GuardHost, guard_name
 from brokerguard.service.keys import KeyRing
 from brokerguard.service.limits import DEFAULT_MAX_BODY
 from brokerguard.service.recorder import Recorder
-from brokerguard.service.records import campaign_record, decision_record, event_record
+from brokerguard.service.records import (
+    campaign_record,
+    decision_record,
+    event_record,
+    instruction_record,
+)
 from brokerguard.service.users import ConsoleUser, session_user
 from brokerguard.stores.sqlite import SqliteState
 
@@ -278,12 +284,24 @@ class Service:
         }
         if self.publisher is not None:
             self.publisher.event(event, answer, self.host.name)
+        self.instructed()
         return answer
+
+    def instructed(self) -> list[dict[str, Any]]:
+        """Record the instructions the engine raised since it was last asked; return them.
+
+        Called after everything that feeds the engine, so that none waits in it: the broker's
+        order system reads them from the feed (``GET /v1/instructions``)."""
+        taken = self.host.guard.take_instructions()
+        for instruction in taken:
+            self.recorder.record(instruction_record(instruction, self.host.name))
+        return [msgspec.to_builtins(i) for i in taken]
 
     async def ingest(self, events: list[Event], caller: str) -> dict[str, Any]:
         """Observe a batch in order (deciding its decision points), yielding to the loop."""
         counts: dict[str, int] = {}
         observed = decided = alerts = 0
+        instructions: list[dict[str, Any]] = []
         for start in range(0, len(events), INGEST_SLICE):
             while self.recorder.backlog > BACKLOG_HIGH:
                 await asyncio.sleep(0.01)
@@ -294,6 +312,7 @@ class Service:
                     if self.publisher is not None:
                         self.publisher.event(event)
                     self.recorder.record(event_record(event))
+                    instructions += self.instructed()
                     observed += 1
                     continue
                 answer = self.decide(event, point, caller)
@@ -307,6 +326,7 @@ class Service:
             "decided": decided,
             "actions": counts,
             "alerts": alerts,
+            "instructions": instructions,
         }
 
     # --- what analysts do that the engine must hear ----------------------------------------------
@@ -358,6 +378,7 @@ class Service:
             self._pass_on(host.conclude("force_reverify", account=account))
         elif action == "trust_device" and target:
             self._pass_on(host.conclude("trust_device", account=account, device=target))
+        self.instructed()  # refusing a held order can cancel what its session placed before
         return row
 
     def _pass_on(self, event: Event) -> None:
@@ -393,6 +414,7 @@ class Service:
                     self._pass_on(event)
             elif fraud and case["account"]:
                 self._pass_on(self.host.conclude("force_reverify", account=case["account"]))
+            self.instructed()  # a fraudulent sign-in's session: its open orders
         return case
 
     async def update_campaign(self, actor: str, campaign_id: str, status: str) -> dict[str, Any]:

@@ -31,6 +31,8 @@ __all__ = [
     "ErrorOut",
     "HealthOut",
     "IngestOut",
+    "InstructionIn",
+    "InstructionOut",
     "LoginIn",
     "NoteIn",
     "NoteOut",
@@ -99,12 +101,41 @@ class DecisionOut(BaseModel):
     alert_id: str | None = Field(description="The alert this decision raised, if any.")
 
 
+class InstructionIn(BaseModel):
+    """What the engine asks the broker to do about orders it let through earlier."""
+
+    kind: Literal["cancel_orders"] = Field(
+        description="cancel_orders: cancel whatever is still open of `orders`; executed parts "
+        "stay executed."
+    )
+    ts: datetime = Field(description="The time of the event that led to it.")
+    account: str
+    session: str = Field(description="The session that placed the orders.")
+    orders: list[str] = Field(description="Order ids (the events' `order_id`).")
+    cause: str = Field(
+        description="The event that led to it: a failed step-up, an analyst's conclusion."
+    )
+    reasons: list[ReasonOut]
+
+
+class InstructionOut(InstructionIn):
+    """An instruction as kept in the feed."""
+
+    seq: int = Field(description="Its place in the feed: read on with `after=seq`.")
+    guard: str
+    created_at: datetime
+
+
 class IngestOut(BaseModel):
     accepted: int = Field(description="Events read from the batch (all of them, or none).")
     observed: int
     decided: int = Field(description="Decision-point events in the batch, decided and recorded.")
     actions: dict[str, int]
     alerts: int
+    instructions: list[InstructionIn] = Field(
+        default=[],
+        description="Orders to cancel that this batch led to (also in GET /v1/instructions).",
+    )
 
 
 class SignalOut(BaseModel):

@@ -7,6 +7,7 @@ from brokerguard.service.api import (
     console,
     decide,
     health,
+    instructions,
     policy,
     reports,
 )
@@ -14,6 +15,7 @@ from brokerguard.service.api import (
 ROUTERS = (
     health.router,
     decide.router,
+    instructions.router,
     alerts.router,
     cases.router,
     accounts.router,
