@@ -7,11 +7,14 @@ import random
 import pytest
 from engine_helpers import HEADLESS_UA, chrome_on_windows, device
 
+from brokerguard.engine import BrokerGuard
 from brokerguard.engine.detectors.login import device_keys
+from brokerguard.engine.policy import PolicyError, default_policy_path, load_policy
 from brokerguard.netinfo import (
     AddressRanges,
     NetworkInfo,
     NetworkLookup,
+    load_networks,
     network_kind,
     shared_lookup,
 )
@@ -153,3 +156,68 @@ def test_device_keys_share_the_browser_level_across_an_update_and_split_across_d
     phone = device_keys(device(1, "phone"))
     assert phone[0] != old[0]  # k:phone vs k:pc
     assert all(key[1] == ":" for key in (*old, *phone))
+
+
+# --- a broker's own networks file ---------------------------------------------------------------
+
+OWN_NETWORKS = """
+hosting = ["ntt communications"]   # say, the broker's feed calls this one a data centre
+[addresses]
+anonymizer = ["203.0.113.0/24"]
+"""
+
+
+def test_a_brokers_own_networks_file_adds_to_the_shipped_list(tmp_path) -> None:
+    path = tmp_path / "own.toml"
+    path.write_text(OWN_NETWORKS, encoding="utf-8")
+    table = load_networks(path)
+    assert table.kind("NTT Communications Corporation") == "hosting"
+    assert table.kind("AMAZON-02") == "hosting"  # the shipped list still applies
+    assert table.kind("Proton AG") == "anonymizer"
+    assert table.ranges.kind_of("203.0.113.9") == "anonymizer"
+    assert table.ranges.kind_of("192.42.116.20") == "anonymizer"  # the shipped range too
+    lookup = NetworkLookup(table=table)
+    assert lookup("203.0.113.9").kind == "anonymizer"
+    assert network_kind("NTT Communications Corporation") == "isp"  # nobody else changed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('hostng = ["x"]', "`hostng`: unknown key"),
+        ("hosting = [3]", "`hosting[0]`: not a name"),
+        ('hosting = "x"', "`hosting` must be a list"),
+        ('[addresses]\nanonymizer = ["not an address"]', "addresses.anonymizer[0]"),
+        ("hosting = [", "not valid TOML"),
+    ],
+)
+def test_a_bad_networks_file_is_an_error_naming_the_file_and_the_entry(
+    tmp_path, text: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError) as caught:
+        load_networks(path)
+    assert str(path) in str(caught.value) and message in str(caught.value)
+
+
+def test_the_policy_names_the_networks_file_beside_it(tmp_path) -> None:
+    (tmp_path / "own.toml").write_text(OWN_NETWORKS, encoding="utf-8")
+    source = default_policy_path().read_text(encoding="utf-8")
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(
+        source.replace('# networks = "my-networks.toml"', 'networks = "own.toml"'),
+        encoding="utf-8",
+    )
+    engine = BrokerGuard(load_policy(policy_file))
+    assert engine.lookup("203.0.113.9").kind == "anonymizer"
+    assert BrokerGuard().lookup("203.0.113.9").kind != "anonymizer"
+
+    policy_file.write_text(
+        source.replace('# networks = "my-networks.toml"', 'networks = "missing.toml"'),
+        encoding="utf-8",
+    )
+    with pytest.raises(PolicyError) as caught:
+        BrokerGuard(load_policy(policy_file))
+    assert caught.value.field == "detectors.login.networks"
+    assert "missing.toml" in str(caught.value)

@@ -27,7 +27,13 @@ from brokerguard.engine.detectors.login import (
 from brokerguard.engine.detectors.session import SessionWatch
 from brokerguard.engine.detectors.trading import TradingWatch, holdings_value
 from brokerguard.engine.feedback import AnalystFeedback
-from brokerguard.engine.policy import Decider, Policy, load_policy, load_policy_blocklist
+from brokerguard.engine.policy import (
+    Decider,
+    Policy,
+    load_policy,
+    load_policy_blocklist,
+    load_policy_lookup,
+)
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import (
     AccountState,
@@ -55,7 +61,7 @@ from brokerguard.events import (
     Withdrawal,
 )
 from brokerguard.guard import Decision, Instruction, Reason
-from brokerguard.netinfo import NetworkInfo, shared_lookup
+from brokerguard.netinfo import NetworkInfo
 
 if TYPE_CHECKING:
     from brokerguard.engine.stage import StageLink
@@ -93,7 +99,7 @@ class BrokerGuard:
         self.name = name
         self.policy = policy if policy is not None else load_policy()
         self.state: State = state if state is not None else MemoryState(track_changes=False)
-        self.lookup = lookup if lookup is not None else shared_lookup()
+        self.lookup = lookup if lookup is not None else load_policy_lookup(self.policy)
         params = self.policy.detectors
         self.login = LoginRisk(self.state, params.login)
         if blocklist is None:

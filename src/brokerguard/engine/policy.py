@@ -24,6 +24,7 @@ from msgspec import Meta
 from brokerguard.engine.signals import SIGNAL_CODES, Signal
 from brokerguard.events import Factor, field_of_error
 from brokerguard.guard import Action, Decision, Reason
+from brokerguard.netinfo import NetworkLookup, load_networks, shared_lookup
 
 if TYPE_CHECKING:
     from brokerguard.phishing import Blocklist
@@ -37,6 +38,7 @@ __all__ = [
     "default_policy_path",
     "load_policy",
     "load_policy_blocklist",
+    "load_policy_lookup",
 ]
 
 Point = Literal["login", "order", "withdrawal", "settings"]
@@ -98,6 +100,10 @@ class LoginParams(_Strict):
     # file (`brokerguard phish blocklist` writes it; relative to the policy file), and the
     # evidence of a listed host and of a host only the URL scorer calls phishing for a brand.
     blocklist: str | None = None
+    # The broker's own list of hosting and anonymizer networks (AS name patterns, address ranges
+    # such as the Tor exit list), in the format of data/networks.toml; relative to the policy
+    # file. Its entries are added to the shipped list.
+    networks: str | None = None
     referrer_blocked_llr: Positive = 12.0
     referrer_phishing_llr: Positive = 4.0
 
@@ -260,13 +266,34 @@ def load_policy(path: Path | str | None = None) -> Policy:
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from None
     policy = parse_policy(text, str(path))
-    listed = policy.detectors.login.blocklist
-    if listed and not Path(listed).is_absolute():
-        # A block-list named next to the policy file travels with it, wherever it is run from.
-        login = msgspec.structs.replace(policy.detectors.login, blocklist=str(path.parent / listed))
+    login = policy.detectors.login
+    # Files named next to the policy file travel with it, wherever it is run from.
+    beside = {
+        name: str(path.parent / listed)
+        for name in ("blocklist", "networks")
+        if (listed := getattr(login, name)) and not Path(listed).is_absolute()
+    }
+    if beside:
+        login = msgspec.structs.replace(login, **beside)
         detectors = msgspec.structs.replace(policy.detectors, login=login)
         policy = msgspec.structs.replace(policy, detectors=detectors)
     return policy
+
+
+def load_policy_lookup(policy: Policy) -> NetworkLookup:
+    """The address lookup the policy asks for: the shipped networks list plus the file named by
+    ``detectors.login.networks``, if any. A file that cannot be used is a :class:`PolicyError`
+    naming that key, the file and the entry."""
+    path = policy.detectors.login.networks
+    if not path:
+        return shared_lookup()
+    key = "detectors.login.networks"
+    try:
+        return NetworkLookup(table=load_networks(path))
+    except OSError as exc:
+        raise PolicyError(f"`{key}`: {path}: cannot read: {exc.strerror}", key) from None
+    except ValueError as exc:
+        raise PolicyError(f"`{key}`: {exc}", key) from None
 
 
 def load_policy_blocklist(policy: Policy) -> Blocklist | None:

@@ -189,7 +189,8 @@ class GuardHost:
         new = BrokerGuard(
             policy,
             state=old.state,
-            lookup=old.lookup,
+            # a policy naming a networks file reads it again (the broker may have updated it)
+            lookup=None if policy.detectors.login.networks else old.lookup,
             name=guard_name(policy),
             blocklist=self.blocklist,  # the served list outlives policy changes
         )
