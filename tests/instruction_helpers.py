@@ -11,12 +11,12 @@ HOLDING = "TSE:9984"
 THIN = "TSE:1234"
 
 
-def lenient_orders_text(cancel_above: float | None = None) -> str:
+def lenient_orders_text(cancel_above: float | None = None, order_prior: float = -8.0) -> str:
     """The default policy with orders held only when nearly certain, so that a doubtful
     session's first sell goes through (as it does for accounts with almost no history)."""
     text = default_policy_path().read_text(encoding="utf-8")
     assert "[order]\nprior = -3.5" in text and "cancel_orders_above_llr = 0.0" in text
-    text = text.replace("[order]\nprior = -3.5", "[order]\nprior = -8.0")
+    text = text.replace("[order]\nprior = -3.5", f"[order]\nprior = {order_prior}")
     if cancel_above is not None:
         text = text.replace(
             "cancel_orders_above_llr = 0.0", f"cancel_orders_above_llr = {cancel_above}"
@@ -24,8 +24,8 @@ def lenient_orders_text(cancel_above: float | None = None) -> str:
     return text
 
 
-def lenient_orders(cancel_above: float | None = None) -> Policy:
-    return parse_policy(lenient_orders_text(cancel_above))
+def lenient_orders(cancel_above: float | None = None, order_prior: float = -8.0) -> Policy:
+    return parse_policy(lenient_orders_text(cancel_above, order_prior))
 
 
 def rig_with_customer(policy=None, r: Rig | None = None) -> Rig:

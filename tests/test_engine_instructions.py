@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
-from engine_helpers import HINET, OCN, Rig, device, ip_in
+from engine_helpers import ALIBABA_HK, HINET, OCN, Rig, device, ip_in
 from instruction_helpers import (
     HOLDING,
     THIN,
@@ -121,3 +121,26 @@ def test_replay_writes_the_instructions_the_live_engine_gave(tmp_path: Path) -> 
     assert summary.instructions == 1
     raw = (tmp_path / "out" / "instructions.ndjson").read_bytes().splitlines()
     assert [msgspec.json.decode(line, type=Instruction) for line in raw] == live
+
+
+def test_a_stolen_session_names_only_what_was_placed_after_the_thief_took_it():
+    r = rig_with_customer(lenient_orders(order_prior=-12.0))
+    home, ua = ip_in(OCN, 1), device(1)
+    eid, d = r.login("A1", home, ua, "ck-A1")
+    assert d.action == "allow"
+    session = r.session_of(eid)
+    r.tick(minutes=2)
+    _, d = r.order("A1", session, HOLDING, "sell", 100, 9000.0, ip=home, ua=ua)  # the customer's
+    assert d.action == "allow"
+    r.tick(minutes=30)
+    thief = ip_in(ALIBABA_HK, 1)  # the session cookie replayed from a cloud abroad
+    r.activity("A1", session, thief, ua, "ck-A1", action="portfolio")
+    r.tick(minutes=1)
+    sell, d = r.order("A1", session, HOLDING, "sell", 900, ip=thief, ua=ua)
+    assert d.action == "allow"
+    r.tick(minutes=5)
+    buy, d = r.order("A1", session, THIN, "buy", 50_000, 150.0, ip=thief, ua=ua)
+    assert d.action == "hold"
+    r.challenge("A1", buy, "oob", "failed", session=session)
+    (instruction,) = r.engine.take_instructions()
+    assert instruction.orders == (f"o-{sell}",)  # the customer's limit sell is not named

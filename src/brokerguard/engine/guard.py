@@ -441,11 +441,9 @@ class BrokerGuard:
             if f is None and sess is not None and strong and e.outcome == "failed":
                 # Whoever holds this session could not confirm by passkey or to the registered
                 # contact: what they do next in it is not the customer's doing either, nor what
-                # they did before, if the session was doubtful already (a market sell placed
-                # before the held buy executes when its market opens, hours later).
-                params = self.policy.detectors.session
-                if not sess.trusted and sess.llr + sess.hijack > params.cancel_orders_above_llr:
-                    self._cancel_orders(sess, session_id, e.id, e.ts, "orders_cancelled")
+                # they did while the session was doubtful (a market sell placed before the held
+                # buy executes when its market opens, hours later).
+                self._cancel_orders(sess, session_id, e.id, e.ts, "orders_cancelled")
                 sess.llr = max(sess.llr, 0.0) + self.policy.detectors.session.failed_step_up_llr
                 sess.trusted = False
                 self.state.put("session", session_id, sess)
@@ -461,6 +459,7 @@ class BrokerGuard:
         if strong and sess is not None:
             sess.trusted = True
             sess.hijack = 0.0
+            sess.orders = ()  # the customer, all along
         if f is not None:
             if strong:
                 self._cleared(account, f)
@@ -585,9 +584,17 @@ class BrokerGuard:
         return decision
 
     def _placed(self, e: Order, acc: AccountState, sess: SessionState | None, value: float) -> None:
-        """An order went ahead: the account's habits learn it, its session remembers it."""
+        """An order went ahead: the account's habits learn it, and a doubtful session remembers
+        it, in case the session fails a strong step-up later (:meth:`_cancel_orders`).
+
+        Doubtful means not trusted and with evidence above ``cancel_orders_above_llr`` when the
+        order was placed: the orders a customer placed in their own session before a thief took
+        it over (a stolen cookie) are not named, nor those of a familiar customer who fumbles a
+        confirmation afterwards."""
         self.trading.placed(e, acc, sess, value)
-        if sess is not None and sess.account == e.account:
+        if sess is None or sess.account != e.account or sess.trusted:
+            return
+        if sess.llr + sess.hijack > self.policy.detectors.session.cancel_orders_above_llr:
             sess.orders = (*sess.orders[-(SESSION_ORDERS_KEPT - 1) :], e.order_id)
 
     def _order_cancel(self, e: Order) -> None:

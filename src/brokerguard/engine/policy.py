@@ -120,9 +120,11 @@ class SessionParams(_Strict):
     trusted_llr: float = -3.0  # the llr a session carries after a phishing-resistant step-up
     failed_step_up_llr: Positive = 5.0  # the session failed a strong step-up for an operation
     unseen_login_llr: float = 1.5  # a session whose sign-in was never seen (a replayed cookie?)
-    # A session that fails a strong step-up gets its earlier orders that are still open
-    # cancelled (an Instruction to the broker) when it was already doubtful before: its evidence
-    # above this (nats). A familiar session whose customer fails a confirmation keeps them.
+    # A session that fails a strong step-up gets the orders it placed while it was doubtful
+    # cancelled where still open (an Instruction to the broker): doubtful = not trusted, with
+    # evidence above this (nats) when the order was placed. A familiar session whose customer
+    # fails a confirmation keeps its orders, and so do a customer's orders placed before a thief
+    # took the session over.
     cancel_orders_above_llr: float = 0.0
 
 

@@ -111,7 +111,7 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     sold_value: float = 0.0  # value of sell orders placed in this session
     holdings_value: float = 0.0  # value of the holdings when the session started
     pending: dict[str, str] = {}  # event id awaiting a challenge answer -> decision point
-    orders: tuple[str, ...] = ()  # order ids that went ahead in this session (the latest few)
+    orders: tuple[str, ...] = ()  # orders that went ahead while it was doubtful (the latest few)
     campaign: str = ""  # a campaign this session's infrastructure belongs to
 
 
