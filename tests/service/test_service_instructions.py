@@ -11,7 +11,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from conftest import Api
+from conftest import Api, add_user
+from console_helpers import login
 from engine_helpers import Rig
 from instruction_helpers import (
     Recorder,
@@ -92,6 +93,11 @@ def test_an_analyst_refusing_the_held_buy_cancels_what_the_session_placed_before
     (kept,) = api.get("/v1/instructions").json()
     assert kept["session"] == session and kept["orders"] == [sell]
     assert kept["cause"] == f"action-{refused.json()['id']}"
+
+    add_user(database_url, "ana", "analyst")
+    login(api.client, "ana")
+    page = api.client.get("/console/accounts/A1", headers={"accept-language": "ja"}).text
+    assert "取消指示" in page and sell in page and "orders_cancelled" in page
 
 
 def test_the_feed_needs_a_key(make_api: Callable[..., Api], sqlite_url: str) -> None:

@@ -74,6 +74,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "note": ("メモ", "Note"),
     "past_actions": ("これまでの操作", "Actions taken"),
+    "instructions": ("取消指示（未約定注文）", "Orders to cancel (still open ones)"),
+    "session": ("セッション", "Session"),
+    "orders": ("注文", "Orders"),
+    "cause": ("きっかけ", "Cause"),
     "actor": ("実行者", "By"),
     "target": ("対象", "Target"),
     "needs_supervisor": (

@@ -80,12 +80,13 @@ async def timeline(request: Request, account: str) -> Response:
     user = await page_user(request)
     svc = service(request)
 
-    def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def load() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         with svc.read() as conn:
             timeline = queries.account_timeline(conn, account, 300)
-            return timeline, waiting_unlocks(conn, account=account)
+            instructed = queries.list_instructions(conn, account=account, limit=100)
+            return timeline, waiting_unlocks(conn, account=account), instructed
 
-    data, waiting = await run_in_threadpool(load)
+    data, waiting, instructed = await run_in_threadpool(load)
     items = [{**item, **_describe(item)} for item in data["items"]]
     held = [
         i
@@ -107,6 +108,7 @@ async def timeline(request: Request, account: str) -> Response:
         locked=account in svc.host.locked,
         waiting=waiting[0] if waiting else None,  # also a policy's lock: the engine holds none
         past=data["actions"],
+        instructions=instructed,
         can_act=role_at_least(user.role, "supervisor"),
     )
 
