@@ -144,3 +144,16 @@ def test_a_stolen_session_names_only_what_was_placed_after_the_thief_took_it():
     r.challenge("A1", buy, "oob", "failed", session=session)
     (instruction,) = r.engine.take_instructions()
     assert instruction.orders == (f"o-{sell}",)  # the customer's limit sell is not named
+
+
+def test_a_fraud_confirmation_names_every_order_of_the_session_however_familiar_it_looked():
+    r = rig_with_customer()
+    login = r.login_event("A1", ip_in(OCN, 1), device(1), "ck-A1")  # a perfect infostealer copy
+    assert r.engine.decide(login).action == "allow"
+    r.tick(minutes=2)
+    sell, d = r.order("A1", login.session, HOLDING, "sell", 1000)
+    assert d.action == "allow"
+    assert r.engine.take_instructions() == []
+    r.engine.observe(AnalystAction(id="an-2", ts=r.now, action="confirm_fraud", login=login))
+    (instruction,) = r.engine.take_instructions()
+    assert instruction.orders == (f"o-{sell}",)

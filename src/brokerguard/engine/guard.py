@@ -166,10 +166,16 @@ class BrokerGuard:
         return taken
 
     def _cancel_orders(
-        self, sess: SessionState | None, session_id: str, cause: str, ts: datetime, reason: str
+        self,
+        sess: SessionState,
+        session_id: str,
+        orders: tuple[str, ...],
+        cause: str,
+        ts: datetime,
+        reason: str,
     ) -> None:
-        """Ask the broker to cancel what is still open of the orders ``session_id`` placed."""
-        if sess is None or not sess.orders:
+        """Ask the broker to cancel what is still open of ``orders``, placed in ``session_id``."""
+        if not orders:
             return
         text = self.decider.reasons.get(reason)
         if len(self._instructions) >= INSTRUCTIONS_KEPT:
@@ -180,12 +186,13 @@ class BrokerGuard:
                 ts=ts,
                 account=sess.account,
                 session=session_id,
-                orders=sess.orders,
+                orders=orders,
                 cause=cause,
                 reasons=(text,) if text is not None else (),
             )
         )
-        sess.orders = ()
+        sess.orders = tuple(o for o in sess.orders if o not in orders)
+        sess.doubtful = ()
         self.state.put("session", session_id, sess)
 
     def _apply(self, point, event: Event, signals: list[Signal], **kw: Any) -> Decision:
@@ -221,11 +228,13 @@ class BrokerGuard:
         return keys
 
     def _fraud_session(self, login: LoginAttempt, cause: str, ts: datetime) -> None:
-        """The session a fraudulent sign-in opened: nothing it placed should still execute."""
+        """The session a fraudulent sign-in opened: nothing it placed should still execute,
+        doubtful or not (a takeover can look familiar)."""
         sess: SessionState | None = self.state.get("session", login.session)
         if sess is not None and sess.account == login.account:
             sess.trusted = False
-            self._cancel_orders(sess, login.session, cause, ts, "orders_cancelled_fraud")
+            orders = sess.orders
+            self._cancel_orders(sess, login.session, orders, cause, ts, "orders_cancelled_fraud")
 
     def mark_fraud_infrastructure(self, login: LoginAttempt, ts: datetime) -> list[str]:
         """The address (and hosting AS) of a confirmed fraudulent sign-in, for every account."""
@@ -443,7 +452,7 @@ class BrokerGuard:
                 # contact: what they do next in it is not the customer's doing either, nor what
                 # they did while the session was doubtful (a market sell placed before the held
                 # buy executes when its market opens, hours later).
-                self._cancel_orders(sess, session_id, e.id, e.ts, "orders_cancelled")
+                self._cancel_orders(sess, session_id, sess.doubtful, e.id, e.ts, "orders_cancelled")
                 sess.llr = max(sess.llr, 0.0) + self.policy.detectors.session.failed_step_up_llr
                 sess.trusted = False
                 self.state.put("session", session_id, sess)
@@ -459,7 +468,7 @@ class BrokerGuard:
         if strong and sess is not None:
             sess.trusted = True
             sess.hijack = 0.0
-            sess.orders = ()  # the customer, all along
+            sess.doubtful = ()  # the customer, all along
         if f is not None:
             if strong:
                 self._cleared(account, f)
@@ -584,18 +593,21 @@ class BrokerGuard:
         return decision
 
     def _placed(self, e: Order, acc: AccountState, sess: SessionState | None, value: float) -> None:
-        """An order went ahead: the account's habits learn it, and a doubtful session remembers
-        it, in case the session fails a strong step-up later (:meth:`_cancel_orders`).
+        """An order went ahead: the account's habits learn it, and its session remembers it, in
+        case the session fails a strong step-up later or its sign-in is confirmed as fraud
+        (:meth:`_cancel_orders`); the first names only the orders placed while it was doubtful.
 
         Doubtful means not trusted and with evidence above ``cancel_orders_above_llr`` when the
         order was placed: the orders a customer placed in their own session before a thief took
         it over (a stolen cookie) are not named, nor those of a familiar customer who fumbles a
         confirmation afterwards."""
         self.trading.placed(e, acc, sess, value)
-        if sess is None or sess.account != e.account or sess.trusted:
+        if sess is None or sess.account != e.account:
             return
-        if sess.llr + sess.hijack > self.policy.detectors.session.cancel_orders_above_llr:
-            sess.orders = (*sess.orders[-(SESSION_ORDERS_KEPT - 1) :], e.order_id)
+        sess.orders = (*sess.orders[-(SESSION_ORDERS_KEPT - 1) :], e.order_id)
+        threshold = self.policy.detectors.session.cancel_orders_above_llr
+        if not sess.trusted and sess.llr + sess.hijack > threshold:
+            sess.doubtful = (*sess.doubtful[-(SESSION_ORDERS_KEPT - 1) :], e.order_id)
 
     def _order_cancel(self, e: Order) -> None:
         return None

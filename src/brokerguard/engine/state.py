@@ -111,7 +111,8 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     sold_value: float = 0.0  # value of sell orders placed in this session
     holdings_value: float = 0.0  # value of the holdings when the session started
     pending: dict[str, str] = {}  # event id awaiting a challenge answer -> decision point
-    orders: tuple[str, ...] = ()  # orders that went ahead while it was doubtful (the latest few)
+    orders: tuple[str, ...] = ()  # orders that went ahead in it (the latest few)
+    doubtful: tuple[str, ...] = ()  # ... of them, those placed while it was doubtful
     campaign: str = ""  # a campaign this session's infrastructure belongs to
 
 
