@@ -47,7 +47,7 @@ def test_a_doubtful_session_that_fails_a_strong_step_up_has_its_open_orders_canc
     assert r.engine.take_instructions() == []  # taken once
 
 
-def test_a_second_failure_names_only_orders_placed_since_the_first():
+def test_an_order_is_named_once_however_many_step_ups_fail():
     r = rig_with_customer(lenient_orders())
     session, _, held = doubtful_session_sells_then_buys(r)
     r.challenge("A1", held, "oob", "failed", session=session)
@@ -157,3 +157,13 @@ def test_a_fraud_confirmation_names_every_order_of_the_session_however_familiar_
     r.engine.observe(AnalystAction(id="an-2", ts=r.now, action="confirm_fraud", login=login))
     (instruction,) = r.engine.take_instructions()
     assert instruction.orders == (f"o-{sell}",)
+
+
+def test_a_session_that_ended_before_the_answer_still_has_its_orders_named():
+    r = rig_with_customer(lenient_orders())
+    session, sell_order, held = doubtful_session_sells_then_buys(r)
+    r.activity("A1", session, ip_in(HINET, 5), device(1), None, action="logout")
+    r.tick(minutes=30)  # the hold's confirmation is refused after the thief left
+    r.challenge("A1", held, "oob", "failed", session=session)
+    (instruction,) = r.engine.take_instructions()
+    assert instruction.orders == (sell_order,) and instruction.session == session

@@ -454,3 +454,16 @@ def test_cancels_count_as_the_guards_only_where_it_instructed_them(tmp_path: Pat
     metrics = evaluate_run(run)
     assert metrics["attack"]["unauthorized_orders_cancelled"] == 1
     assert metrics["legit"]["orders_cancelled"] == 1  # lo2 was named but never cancelled
+
+
+def test_a_cancel_before_the_instruction_is_the_customers_own(tmp_path: Path) -> None:
+    events = [
+        order("l-buy", "L1", 20, "lo1", "buy"),
+        order("x1", "L1", 30, "lo1", "buy", action="cancel"),  # the customer changed their mind
+    ]
+    run = write_run(tmp_path / "run", events, [], make_truth([]))
+    late = Instruction(
+        kind="cancel_orders", ts=at(60), account="L1", session="s", orders=("lo1",), cause="c"
+    )
+    (run / "instructions.ndjson").write_bytes(msgspec.json.encode(late) + b"\n")
+    assert evaluate_run(run)["legit"]["orders_cancelled"] == 0

@@ -58,6 +58,7 @@ __all__ = [
     "evaluate_run",
     "evaluate_run_and_timeline",
     "format_table",
+    "orders_named_for_cancelling",
     "unauthorized_value_timeline",
 ]
 
@@ -123,6 +124,20 @@ def _read_lines(path: Path, kind: type[T]) -> Iterator[T]:
                 raise ValueError(f"{path}: line {number}: {exc}") from None
 
 
+def orders_named_for_cancelling(run_dir: Path) -> dict[tuple[str, str], datetime]:
+    """(account, order id) -> when the guard first asked the broker to cancel that order, from
+    the run's ``instructions.ndjson`` (empty when the guard wrote none). A cancel in the log at
+    or after that time is the guard's doing; the customer's own cancels are not."""
+    path = Path(run_dir) / INSTRUCTIONS
+    named: dict[tuple[str, str], datetime] = {}
+    if path.is_file():
+        for ins in _read_lines(path, Instruction):
+            if ins.kind == "cancel_orders":
+                for order_id in ins.orders:
+                    named.setdefault((ins.account, order_id), ins.ts)
+    return named
+
+
 # --- one pass over a run -------------------------------------------------------------------
 
 
@@ -184,11 +199,7 @@ def _scan(run_dir: Path) -> _Scan:
         if rec.point in ("login", "order") and rec.action != "allow":
             legit_actions[rec.event] = rec.action
     scan.accounts_locked = len(locked)
-    instructed: set[tuple[str, str]] = set()  # (account, order id) the guard asked to cancel
-    if (run_dir / INSTRUCTIONS).is_file():
-        for ins in _read_lines(run_dir / INSTRUCTIONS, Instruction):
-            if ins.kind == "cancel_orders":
-                instructed.update((ins.account, order_id) for order_id in ins.orders)
+    named = orders_named_for_cancelling(run_dir)
 
     legit = dict.fromkeys(
         (
@@ -219,10 +230,10 @@ def _scan(run_dir: Path) -> _Scan:
             key = (event.account, event.order_id)
             if key in labelled_orders or key in unauthorized:
                 fills.append((event.ts, key, event.value_jpy))
-        elif isinstance(event, Order) and event.action == "cancel" and instructed:
+        elif isinstance(event, Order) and event.action == "cancel" and named:
             key = (event.account, event.order_id)
-            if key in instructed:
-                instructed.discard(key)  # counted once
+            if key in named and event.ts >= named[key]:  # a cancel before it was the customer's
+                del named[key]  # counted once
                 if key in labelled_orders or key in unauthorized:
                     scan.orders_cancelled += 1
                 elif event.account not in criminals:

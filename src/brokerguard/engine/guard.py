@@ -167,14 +167,17 @@ class BrokerGuard:
 
     def _cancel_orders(
         self,
-        sess: SessionState,
+        account: str,
         session_id: str,
         orders: tuple[str, ...],
         cause: str,
         ts: datetime,
         reason: str,
     ) -> None:
-        """Ask the broker to cancel what is still open of ``orders``, placed in ``session_id``."""
+        """Ask the broker to cancel what is still open of ``orders``, placed in ``session_id``.
+
+        Only the engine's conclusion: the broker's order system knows which of them are open.
+        """
         if not orders:
             return
         text = self.decider.reasons.get(reason)
@@ -184,16 +187,19 @@ class BrokerGuard:
             Instruction(
                 kind="cancel_orders",
                 ts=ts,
-                account=sess.account,
+                account=account,
                 session=session_id,
                 orders=orders,
                 cause=cause,
                 reasons=(text,) if text is not None else (),
             )
         )
+
+    @staticmethod
+    def _forget_orders(sess: SessionState, orders: tuple[str, ...]) -> None:
+        """Orders named in an instruction are not named again by a later one."""
         sess.orders = tuple(o for o in sess.orders if o not in orders)
-        sess.doubtful = ()
-        self.state.put("session", session_id, sess)
+        sess.doubtful = tuple(o for o in sess.doubtful if o not in orders)
 
     def _apply(self, point, event: Event, signals: list[Signal], **kw: Any) -> Decision:
         if any(s.code == "reverify_required" for s in signals):
@@ -234,7 +240,11 @@ class BrokerGuard:
         if sess is not None and sess.account == login.account:
             sess.trusted = False
             orders = sess.orders
-            self._cancel_orders(sess, login.session, orders, cause, ts, "orders_cancelled_fraud")
+            self._cancel_orders(
+                login.account, login.session, orders, cause, ts, "orders_cancelled_fraud"
+            )
+            self._forget_orders(sess, orders)
+            self.state.put("session", login.session, sess)
 
     def mark_fraud_infrastructure(self, login: LoginAttempt, ts: datetime) -> list[str]:
         """The address (and hosting AS) of a confirmed fraudulent sign-in, for every account."""
@@ -447,12 +457,18 @@ class BrokerGuard:
             recent = tuple(t for t in acc.challenge_failures if t > now - 86400)[-9:]
             acc.challenge_failures = (*recent, now)
         if e.outcome != "passed":
-            if f is None and sess is not None and strong and e.outcome == "failed":
+            if f is None and strong and e.outcome == "failed":
                 # Whoever holds this session could not confirm by passkey or to the registered
-                # contact: what they do next in it is not the customer's doing either, nor what
-                # they did while the session was doubtful (a market sell placed before the held
-                # buy executes when its market opens, hours later).
-                self._cancel_orders(sess, session_id, sess.doubtful, e.id, e.ts, "orders_cancelled")
+                # contact: what they did while the session was doubtful is not the customer's
+                # doing either (a market sell placed before the held buy executes when its market
+                # opens, hours later). The session may have ended since (a logout, the idle
+                # sweep): then the doubtful orders it had when the answer was asked for.
+                doubtful = sess.doubtful if sess is not None else pending.doubtful
+                reason = "orders_cancelled"
+                self._cancel_orders(account, session_id, doubtful, e.id, e.ts, reason)
+            if f is None and sess is not None and strong and e.outcome == "failed":
+                # ... and what they do next in it is not the customer's doing either
+                self._forget_orders(sess, sess.doubtful)
                 sess.llr = max(sess.llr, 0.0) + self.policy.detectors.session.failed_step_up_llr
                 sess.trusted = False
                 self.state.put("session", session_id, sess)
@@ -585,6 +601,7 @@ class BrokerGuard:
                     at=now,
                     order=e,
                     value=value,
+                    doubtful=sess.doubtful if sess is not None else (),
                 ),
             )
         self.state.put("account", e.account, acc)
@@ -636,7 +653,12 @@ class BrokerGuard:
             self._wait(
                 e.id,
                 PendingState(
-                    point="settings", account=e.account, session=e.session, at=now, field=e.field
+                    point="settings",
+                    account=e.account,
+                    session=e.session,
+                    at=now,
+                    field=e.field,
+                    doubtful=sess.doubtful if sess is not None else (),
                 ),
             )
         self.state.put("account", e.account, acc)
@@ -661,6 +683,7 @@ class BrokerGuard:
                     session=e.session,
                     at=now,
                     amount=e.amount_jpy,
+                    doubtful=sess.doubtful if sess is not None else (),
                 ),
             )
         self.state.put("account", e.account, acc)

@@ -186,6 +186,7 @@ class PendingState(msgspec.Struct, kw_only=True, gc=False):
     value: float = 0.0  # the order's value in JPY
     field: str = ""  # the settings field
     amount: float = 0.0  # the withdrawal amount
+    doubtful: tuple[str, ...] = ()  # the session's doubtful orders then (it may end meanwhile)
 
 
 KINDS: dict[str, type[msgspec.Struct]] = {
