@@ -18,7 +18,7 @@ def test_a_redelivered_batch_does_not_write_an_instruction_twice(tmp_path: Path)
         r = rig_with_customer(lenient_orders())
         session, sell, held = doubtful_session_sells_then_buys(r)
         r.challenge("A1", held, "oob", "failed", session=session)
-        sink.instructed(r.engine)
+        sink.queue_instructions(r.engine)
         sink.write()
     engine = sa.create_engine(url)
     with engine.connect() as conn:

@@ -9,8 +9,8 @@ appended inside it). Two things differ, so that a redelivered batch writes nothi
 - before writing, the ids already in ``decisions`` are read and those records dropped.
 
 Campaigns are upserted by id (the service's rule), so writing one again only refreshes it. An
-instruction is known by its cause and session: one already in ``instructions`` is not written
-again.
+instruction is known by its cause and session: the table keeps the first (the service's writer
+skips one already stored, whoever wrote it).
 Raw events are not copied into ``events`` (the stream keeps them).
 """
 
@@ -102,7 +102,7 @@ class RecordSink:
         )
         self.pending.append(record)
 
-    def instructed(self, guard: BrokerGuard) -> None:
+    def queue_instructions(self, guard: BrokerGuard) -> None:
         """Queue the instructions ``guard`` raised since it was last asked."""
         from brokerguard.service.records import instruction_record
 
@@ -143,29 +143,11 @@ class RecordSink:
                 for r in records
                 if not (isinstance(r, DecisionRecord) and r.decision["id"] in known)
             ]
-        records = self._without_known_instructions(records)
         written, dropped, error = write_records(self.engine, records)
         if dropped:
             raise RuntimeError(f"{dropped} records could not be written: {error}")
         self.written += written
         return written
-
-    def _without_known_instructions(self, records: list[Any]) -> list[Any]:
-        """Drop instructions already written (a redelivered batch raises them again)."""
-        from brokerguard.service.models import instructions
-        from brokerguard.service.recorder import InstructionRecord
-
-        def key(r: Any) -> tuple[str, str] | None:
-            return (r.row["cause"], r.row["session"]) if isinstance(r, InstructionRecord) else None
-
-        causes = [k[0] for r in records if (k := key(r)) is not None]
-        if not causes:
-            return records
-        table = instructions.c
-        with self.engine.connect() as conn:
-            query = sa.select(table.cause, table.session).where(table.cause.in_(causes))
-            known = {(row.cause, row.session) for row in conn.execute(query)}
-        return [r for r in records if key(r) not in known]
 
     def close(self) -> None:
         self.engine.dispose()

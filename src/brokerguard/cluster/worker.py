@@ -642,7 +642,7 @@ async def run_worker(
             else:
                 guard.observe(event)
             if sink is not None:
-                sink.instructed(guard)
+                sink.queue_instructions(guard)
             state.mark(p, [event.id])
             done.add((p, event.id))  # a duplicate inside the batch too
             stats.events += 1

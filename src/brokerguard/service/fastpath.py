@@ -85,6 +85,7 @@ async def decide_fast(service: Any, scope: Scope, receive: Receive, send: Send) 
     try:
         event, point = parse_decision_event(body, media.decode() or None)
         answer = service.decide(event, point, f"key:{info.id}")
+        service.record_instructions()  # in the feed (no decision raises one today)
     except ServiceError as exc:
         await _answer(send, exc.status, error_body(exc.code, exc.message, exc.field, **exc.extra))
         return True

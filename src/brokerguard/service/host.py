@@ -183,21 +183,33 @@ class GuardHost:
             ]
         return [self.conclude("confirm_customer", account=login.account, login=login)]
 
-    def set_policy(self, policy: Policy) -> None:
-        """Run ``policy`` from the next event on, keeping everything the engine has learned."""
+    def engine_for(self, policy: Policy) -> BrokerGuard:
+        """An engine running ``policy`` on everything this one has learned, not yet in use.
+
+        Reads the files the policy names (its networks list, its block-list unless the service
+        serves one): :class:`~brokerguard.engine.PolicyError` when one cannot be used, so that
+        a caller can refuse the policy before recording it.
+        """
         old = self.guard
+        networks_named = policy.detectors.login.networks or old.policy.detectors.login.networks
         new = BrokerGuard(
             policy,
             state=old.state,
-            # a policy naming a networks file reads it again (the broker may have updated it)
-            lookup=None if policy.detectors.login.networks else old.lookup,
+            # A networks file named now or before is read again (the broker may have updated
+            # it, or dropped it); otherwise the loaded lookup carries on.
+            lookup=None if networks_named else old.lookup,
             name=guard_name(policy),
             blocklist=self.blocklist,  # the served list outlives policy changes
         )
         new._next_sweep = old._next_sweep  # the hourly sweep's schedule carries over
         new._tz = old._tz
         new.trace = self._trace
-        self.guard = new
+        return new
+
+    def set_policy(self, policy: Policy, engine: BrokerGuard | None = None) -> None:
+        """Run ``policy`` from the next event on, keeping everything the engine has learned
+        (``engine``: the one :meth:`engine_for` built for it)."""
+        self.guard = engine if engine is not None else self.engine_for(policy)
 
     def set_blocklist(self, blocklist: Blocklist) -> None:
         """Check sign-in referrers against ``blocklist`` from the next event on."""

@@ -287,7 +287,9 @@ instructions = sa.Table(
     sa.Column("guard", sa.String(200), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),  # wall-clock time it was raised
     sa.Index("ix_instructions_account", "account"),
-    sa.Index("ix_instructions_cause", "cause"),  # a worker's redelivered batch: known already?
+    # One instruction per cause and session: the service and a worker, or a redelivered batch,
+    # raise the same one again; the second write is ignored.
+    sa.UniqueConstraint("cause", "session", name="uq_instructions_cause_session"),
 )
 
 blocklist_review = sa.Table(

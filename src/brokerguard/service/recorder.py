@@ -483,7 +483,7 @@ def _insert(engine: sa.Engine, records: list[Record]) -> None:
         if event_rows:
             conn.execute(events.insert(), event_rows)
         if instructed:
-            conn.execute(instructions.insert(), instructed)
+            conn.execute(_insert_new(conn, instructions, ["cause", "session"]), instructed)
         if decided:
             conn.execute(decisions.insert(), [r.decision for r in decided])
             alert_rows = [r.alert for r in decided if r.alert is not None]
@@ -493,6 +493,17 @@ def _insert(engine: sa.Engine, records: list[Record]) -> None:
             _upsert_campaigns(conn, list(camps.values()))
         if decided:
             audit.append(conn, [r.audit for r in decided])
+
+
+def _insert_new(conn: sa.Connection, table: sa.Table, keys: list[str]) -> Any:
+    """An insert that skips rows whose ``keys`` are already stored (both dialects say it so)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
 def _upsert_campaigns(conn: sa.Connection, records: list[CampaignRecord]) -> None:

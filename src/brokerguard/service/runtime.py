@@ -284,14 +284,14 @@ class Service:
         }
         if self.publisher is not None:
             self.publisher.event(event, answer, self.host.name)
-        self.instructed()
         return answer
 
-    def instructed(self) -> list[dict[str, Any]]:
+    def record_instructions(self) -> list[dict[str, Any]]:
         """Record the instructions the engine raised since it was last asked; return them.
 
-        Called after everything that feeds the engine, so that none waits in it: the broker's
-        order system reads them from the feed (``GET /v1/instructions``)."""
+        Called after everything that feeds the engine (a decision's callers call it too), so
+        that none waits in it: the broker's order system reads them from the feed
+        (``GET /v1/instructions``)."""
         taken = self.host.guard.take_instructions()
         for instruction in taken:
             self.recorder.record(instruction_record(instruction, self.host.name))
@@ -312,10 +312,11 @@ class Service:
                     if self.publisher is not None:
                         self.publisher.event(event)
                     self.recorder.record(event_record(event))
-                    instructions += self.instructed()
+                    instructions += self.record_instructions()
                     observed += 1
                     continue
                 answer = self.decide(event, point, caller)
+                instructions += self.record_instructions()
                 decided += 1
                 counts[answer["action"]] = counts.get(answer["action"], 0) + 1
                 alerts += answer["alert_id"] is not None
@@ -378,7 +379,7 @@ class Service:
             self._pass_on(host.conclude("force_reverify", account=account))
         elif action == "trust_device" and target:
             self._pass_on(host.conclude("trust_device", account=account, device=target))
-        self.instructed()  # refusing a held order can cancel what its session placed before
+        self.record_instructions()  # refusing a held order: what its session placed before
         return row
 
     def _pass_on(self, event: Event) -> None:
@@ -414,7 +415,7 @@ class Service:
                     self._pass_on(event)
             elif fraud and case["account"]:
                 self._pass_on(self.host.conclude("force_reverify", account=case["account"]))
-            self.instructed()  # a fraudulent sign-in's session: its open orders
+            self.record_instructions()  # a fraudulent sign-in's session: its open orders
         return case
 
     async def update_campaign(self, actor: str, campaign_id: str, status: str) -> dict[str, Any]:
@@ -456,9 +457,11 @@ class Service:
             await self.reload_blocklist()
         return row
 
-    def set_policy(self, policy: Policy, source: str, origin: str) -> None:
+    def set_policy(
+        self, policy: Policy, source: str, origin: str, engine: BrokerGuard | None = None
+    ) -> None:
         self._policy = policy
-        self.host.set_policy(policy)
+        self.host.set_policy(policy, engine)
         self.policy_source = source
         self.policy_origin = origin
 

@@ -31,7 +31,7 @@ __all__ = [
     "ErrorOut",
     "HealthOut",
     "IngestOut",
-    "InstructionIn",
+    "InstructionBody",
     "InstructionOut",
     "LoginIn",
     "NoteIn",
@@ -101,7 +101,7 @@ class DecisionOut(BaseModel):
     alert_id: str | None = Field(description="The alert this decision raised, if any.")
 
 
-class InstructionIn(BaseModel):
+class InstructionBody(BaseModel):
     """What the engine asks the broker to do about orders it let through earlier."""
 
     kind: Literal["cancel_orders"] = Field(
@@ -118,7 +118,7 @@ class InstructionIn(BaseModel):
     reasons: list[ReasonOut]
 
 
-class InstructionOut(InstructionIn):
+class InstructionOut(InstructionBody):
     """An instruction as kept in the feed."""
 
     seq: int = Field(description="Its place in the feed: read on with `after=seq`.")
@@ -132,7 +132,7 @@ class IngestOut(BaseModel):
     decided: int = Field(description="Decision-point events in the batch, decided and recorded.")
     actions: dict[str, int]
     alerts: int
-    instructions: list[InstructionIn] = Field(
+    instructions: list[InstructionBody] = Field(
         default=[],
         description="Orders to cancel that this batch led to (also in GET /v1/instructions).",
     )

@@ -37,7 +37,10 @@ async def decide(request: Request, principal: CanDecide) -> Response:
     answer is sent (see the service's concurrency model).
     """
     event, point = parse_decision_event(await request.body(), request.headers.get("content-type"))
-    return json_response(service(request).decide(event, point, principal.actor))
+    svc = service(request)
+    answer = svc.decide(event, point, principal.actor)
+    svc.record_instructions()  # in the feed (no decision raises one today)
+    return json_response(answer)
 
 
 @router.post(

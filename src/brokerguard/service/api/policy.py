@@ -61,13 +61,14 @@ async def put_policy(request: Request, principal: CanAdmin) -> dict[str, Any]:
         source = (await request.body()).decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedBody("the policy is not UTF-8 text") from None
+    svc = service(request)
     try:
         policy = parse_policy(source, "policy")
+        engine = svc.host.engine_for(policy)  # the files it names are read before it is kept
     except PolicyError as exc:
         raise InvalidInput(str(exc), field=exc.field, code="invalid_policy") from None
-    svc = service(request)
     row = await svc.recorder.run(
         lambda conn: actions.record_policy(conn, principal.actor, policy.name, source, "api")
     )
-    svc.set_policy(policy, source, "api")
+    svc.set_policy(policy, source, "api", engine)
     return _out(svc, row)

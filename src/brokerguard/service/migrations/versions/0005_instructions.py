@@ -36,12 +36,11 @@ def upgrade() -> None:
         sa.Column("guard", sa.String(length=200), nullable=False),
         sa.Column("created_at", UTC, nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_instructions")),
+        sa.UniqueConstraint("cause", "session", name="uq_instructions_cause_session"),
     )
     op.create_index("ix_instructions_account", "instructions", ["account"])
-    op.create_index("ix_instructions_cause", "instructions", ["cause"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_instructions_cause", table_name="instructions")
     op.drop_index("ix_instructions_account", table_name="instructions")
     op.drop_table("instructions")
