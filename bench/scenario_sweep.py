@@ -34,7 +34,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from targets import _run_all, summary_line  # noqa: E402  (a sibling bench script)
+from targets import _run_all, orders_stopped_rate, summary_line  # noqa: E402  (a sibling)
 
 from brokerguard.guards import UnknownGuard, load_guard  # noqa: E402
 from brokerguard.sim.scenario import parse_scenario  # noqa: E402
@@ -180,8 +180,7 @@ def spread(results: list[dict[str, Any]], engine: str) -> Table:
             shares.append(mine / allow)
         legit = runs[engine]["metrics"]["legit"]
         challenge.append(legit["login_challenge_rate"])
-        stopped = legit["orders_held"] + legit.get("orders_cancelled", 0)
-        held.append(stopped / legit["orders"] if legit["orders"] else 0.0)
+        held.append(orders_stopped_rate(legit))
         cancelled += legit.get("orders_cancelled", 0)
         for c in runs[engine]["confounders"]:
             bothered[c["kind"]] += c["accounts_not_left_alone"]

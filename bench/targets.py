@@ -45,8 +45,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from brokerguard.evaluate import Campaign, evaluate_run
-from brokerguard.guard import DecisionRecord, Instruction
+from brokerguard.evaluate import Campaign, evaluate_run, orders_named_for_cancelling
+from brokerguard.guard import DecisionRecord
 from brokerguard.guards import UnknownGuard, load_guard
 from brokerguard.sim.scenario import ScenarioError, load_scenario
 from brokerguard.sim.world import simulate
@@ -140,12 +140,7 @@ def measure_run(run_dir: Path, truth: Truth) -> dict[str, Any]:
             rec = decoder.decode(raw)
             if rec.action != "allow" and rec.account in watched:
                 not_allowed[rec.event] = rec.action
-    instructed: set[tuple[str, str]] = set()  # (account, order id) the guard had cancelled
-    if (run_dir / "instructions.ndjson").is_file():
-        with open(run_dir / "instructions.ndjson", "rb") as stream:
-            for raw in stream:
-                ins = msgspec.json.decode(raw, type=Instruction)
-                instructed.update((ins.account, o) for o in ins.orders if ins.account in watched)
+    named = orders_named_for_cancelling(run_dir)  # a cancel of one of them is the guard's doing
 
     stats = [
         {
@@ -182,7 +177,8 @@ def measure_run(run_dir: Path, truth: Truth) -> dict[str, Any]:
                     continue
                 stat["logins"] += 1
             elif event.action == "cancel":
-                if (event.account, event.order_id) in instructed:
+                asked = named.get((event.account, event.order_id))
+                if asked is not None and event.ts >= asked:
                     stat["not_allowed"]["order_cancelled"] = (
                         stat["not_allowed"].get("order_cancelled", 0) + 1
                     )
@@ -262,6 +258,13 @@ def _target(name: str, measured: str, ok: bool | None) -> dict[str, Any]:
     return {"target": name, "measured": measured, "status": "n/a" if ok is None else ok}
 
 
+def orders_stopped_rate(legit: dict[str, Any]) -> float:
+    """Customers' orders held, or cancelled on the guard's instruction, per order placed: both
+    stop an honest order (a cancel after the fact, which is why it counts no less)."""
+    stopped = legit["orders_held"] + legit.get("orders_cancelled", 0)
+    return stopped / legit["orders"] if legit["orders"] else 0.0
+
+
 def judge(runs: dict[str, dict[str, Any]], engine: str) -> list[dict[str, Any]]:
     """Each target with the measured figure and True/False (or "n/a" where it does not apply)."""
     value = {g: r["metrics"]["attack"]["unauthorized_value_jpy"] for g, r in runs.items()}
@@ -296,8 +299,7 @@ def judge(runs: dict[str, dict[str, Any]], engine: str) -> list[dict[str, Any]]:
             rate <= LOGIN_CHALLENGE_RATE,
         )
     )
-    stopped = legit["orders_held"] + legit.get("orders_cancelled", 0)
-    rate = stopped / legit["orders"] if legit["orders"] else 0.0
+    rate = orders_stopped_rate(legit)
     targets.append(
         _target(
             "legit orders held or cancelled ≤ 0.2%",
