@@ -101,7 +101,6 @@ class Simulation:
         # Orders sent to the market, and those waiting for it to open: what a cancel can reach.
         self.sent_orders: dict[str, tuple[SimInstrument, Order]] = {}
         self.waiting_orders: set[str] = set()
-        self.instructions = 0
         self._encoder = msgspec.json.Encoder()
         self._queue: list[tuple[int, int, int, Actor]] = []
         self._seq = itertools.count()
@@ -162,7 +161,6 @@ class Simulation:
     def _carry_out(self) -> None:
         """Do what the guard asks about operations it let through earlier."""
         for instruction in self.guard.take_instructions():  # type: ignore[attr-defined]
-            self.instructions += 1
             if self._instructions_out is not None:
                 self._instructions_out.write(self._encoder.encode(instruction) + b"\n")
             if instruction.kind == "cancel_orders":
