@@ -167,3 +167,28 @@ def test_a_session_that_ended_before_the_answer_still_has_its_orders_named():
     r.challenge("A1", held, "oob", "failed", session=session)
     (instruction,) = r.engine.take_instructions()
     assert instruction.orders == (sell_order,) and instruction.session == session
+
+
+def fraud_confirmed_later(**later: float) -> list:
+    """A doubtful session sells, logs out or idles; fraud is confirmed ``later``."""
+    r = rig_with_customer(lenient_orders())
+    login = r.login_event("A1", ip_in(HINET, 5), device(1), None)
+    assert r.engine.decide(login).action == "challenge"
+    r.challenge("A1", login.id, "sms", "passed", session=login.session)
+    r.tick(minutes=2)
+    sell, d = r.order("A1", login.session, HOLDING, "sell", 1000)
+    assert d.action == "allow"
+    r.tick(**later)
+    r.order("A1", "another-session", HOLDING, "sell", 1, 9_000.0, ip=ip_in(OCN, 1), ua=device(1))
+    r.engine.observe(AnalystAction(id="an-3", ts=r.now, action="confirm_fraud", login=login))
+    return [(i.session, i.orders) for i in r.engine.take_instructions()], login.session, sell
+
+
+def test_a_fraud_confirmation_days_later_still_names_the_orders_of_the_swept_session():
+    named, session, sell = fraud_confirmed_later(days=3)  # swept after 12 idle hours
+    assert named == [(session, (f"o-{sell}",))]
+
+
+def test_the_orders_of_an_ended_session_are_forgotten_after_a_week():
+    named, _, _ = fraud_confirmed_later(days=8)
+    assert named == []

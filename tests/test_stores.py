@@ -16,6 +16,7 @@ from brokerguard.engine.state import (
     KINDS,
     AccountState,
     CampaignState,
+    EndedSessionState,
     EntityState,
     MemoryState,
     PendingState,
@@ -97,9 +98,16 @@ def samples() -> dict[str, dict[str, msgspec.Struct]]:
         "pending": {
             "l1": PendingState(point="login", account="A1", session="s1", at=1.7e9, login=login),
             "o1": PendingState(
-                point="order", account="A1", session="s1", at=1.7e9, order=order, value=250000.0
+                point="order",
+                account="A1",
+                session="s1",
+                at=1.7e9,
+                order=order,
+                value=250000.0,
+                doubtful=("n1", "n2"),
             ),
         },
+        "ended": {"s9": EndedSessionState(account="A1", ended=1.7e9, orders=("n1", "n2"))},
     }
 
 

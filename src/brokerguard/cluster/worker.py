@@ -137,6 +137,8 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
         if login is not None:
             yield "account", login.account
             yield "entity", f"ip:{login.ip}"
+            yield "session", login.session  # its orders, live or ended
+            yield "ended", login.session
 
 
 def inline_decision(headers: dict[str, str] | None) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ from brokerguard.engine.policy import (
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import (
     AccountState,
+    EndedSessionState,
     MemoryState,
     PendingState,
     SessionState,
@@ -236,15 +237,19 @@ class BrokerGuard:
     def _fraud_session(self, login: LoginAttempt, cause: str, ts: datetime) -> None:
         """The session a fraudulent sign-in opened: nothing it placed should still execute,
         doubtful or not (a takeover can look familiar)."""
+        reason = "orders_cancelled_fraud"
         sess: SessionState | None = self.state.get("session", login.session)
         if sess is not None and sess.account == login.account:
             sess.trusted = False
             orders = sess.orders
-            self._cancel_orders(
-                login.account, login.session, orders, cause, ts, "orders_cancelled_fraud"
-            )
+            self._cancel_orders(login.account, login.session, orders, cause, ts, reason)
             self._forget_orders(sess, orders)
             self.state.put("session", login.session, sess)
+            return
+        ended: EndedSessionState | None = self.state.get("ended", login.session)
+        if ended is not None and ended.account == login.account:  # confirmed days later
+            self._cancel_orders(login.account, login.session, ended.orders, cause, ts, reason)
+            self.state.delete("ended", login.session)
 
     def mark_fraud_infrastructure(self, login: LoginAttempt, ts: datetime) -> list[str]:
         """The address (and hosting AS) of a confirmed fraudulent sign-in, for every account."""
@@ -544,7 +549,18 @@ class BrokerGuard:
         now = self._clock(e.ts, deciding=False)
         self._session_for(e.account, e.session, e.ip, e.user_agent, e.device, e.ts, now)
         if e.action == "logout":
-            self.state.delete("session", e.session)
+            self._end_session(e.session)
+
+    def _end_session(self, session_id: str) -> None:
+        """Forget a session; the orders of one that was not trusted are kept a while longer
+        (counted from its last request)."""
+        sess: SessionState | None = self.state.get("session", session_id)
+        if sess is None:
+            return
+        if sess.orders and not sess.trusted:
+            ended = EndedSessionState(account=sess.account, ended=sess.last, orders=sess.orders)
+            self.state.put("ended", session_id, ended)
+        self.state.delete("session", session_id)
 
     def _common(self, acc: AccountState, sess: SessionState | None, now: float) -> list[Signal]:
         signals = self.sessions.risk(sess) + self.feedback.account_signals(acc)
@@ -752,11 +768,17 @@ class BrokerGuard:
     # --- housekeeping and output -----------------------------------------------------------
     def sweep(self, now: float) -> None:
         """Forget idle sessions, empty windows and unanswered challenges: state stays bounded."""
-        idle = now - self.policy.detectors.session.idle_hours * 3600
+        params = self.policy.detectors.session
+        idle = now - params.idle_hours * 3600
         for sid in self.state.keys("session"):
             sess = self.state.get("session", sid)
             if sess is not None and sess.last < idle:
-                self.state.delete("session", sid)
+                self._end_session(sid)
+        kept_since = now - params.ended_orders_days * 86400
+        for sid in self.state.keys("ended"):
+            ended = self.state.get("ended", sid)
+            if ended is not None and ended.ended < kept_since:
+                self.state.delete("ended", sid)
         span = self.policy.detectors.login.infrastructure_window_hours * 3600
         for key in self.state.keys("entity"):
             ent = self.state.get("entity", key)

@@ -126,6 +126,9 @@ class SessionParams(_Strict):
     # fails a confirmation keeps its orders, and so do a customer's orders placed before a thief
     # took the session over.
     cancel_orders_above_llr: float = 0.0
+    # How long the orders of a session that was not trusted are remembered after it ended, so
+    # that a fraud confirmation can still have what is open of them cancelled (GTC orders).
+    ended_orders_days: Positive = 7.0
 
 
 class AccountParams(_Strict):

@@ -23,6 +23,7 @@ __all__ = [
     "LEVELS",
     "AccountState",
     "CampaignState",
+    "EndedSessionState",
     "EntityState",
     "KINDS",
     "MemoryState",
@@ -174,6 +175,15 @@ class CampaignState(msgspec.Struct, kw_only=True, gc=False):
     written: int = 0  # timeline entries already written out
 
 
+class EndedSessionState(msgspec.Struct, kw_only=True, gc=False):
+    """The orders of a session that was not trusted, kept for a while after it ended (a logout,
+    the idle sweep): a fraud confirmation days later can still name them (keyed by session)."""
+
+    account: str
+    ended: float
+    orders: tuple[str, ...] = ()
+
+
 class PendingState(msgspec.Struct, kw_only=True, gc=False):
     """A decision waiting for the answer to its challenge or hold (keyed by the event id)."""
 
@@ -197,6 +207,7 @@ KINDS: dict[str, type[msgspec.Struct]] = {
     "population": PopulationState,
     "campaign": CampaignState,
     "pending": PendingState,
+    "ended": EndedSessionState,
 }
 """Every kind of record, so that stores can encode and decode them."""
 
