@@ -439,7 +439,11 @@ class BrokerGuard:
         self.state.put("account", e.account, acc)
         return decision
 
-    def _wait(self, event_id: str, pending: PendingState) -> None:
+    def _wait(self, event_id: str, pending: PendingState, sess: SessionState | None = None) -> None:
+        """Keep a decision waiting for its answer, with the session's doubtful orders then (the
+        session may have ended when the answer comes)."""
+        if sess is not None:
+            pending.doubtful = sess.doubtful
         self.state.put("pending", event_id, pending)
 
     def _challenge(self, e: ChallengeResult) -> None:
@@ -617,8 +621,8 @@ class BrokerGuard:
                     at=now,
                     order=e,
                     value=value,
-                    doubtful=sess.doubtful if sess is not None else (),
                 ),
+                sess,
             )
         self.state.put("account", e.account, acc)
         if sess is not None:
@@ -669,13 +673,9 @@ class BrokerGuard:
             self._wait(
                 e.id,
                 PendingState(
-                    point="settings",
-                    account=e.account,
-                    session=e.session,
-                    at=now,
-                    field=e.field,
-                    doubtful=sess.doubtful if sess is not None else (),
+                    point="settings", account=e.account, session=e.session, at=now, field=e.field
                 ),
+                sess,
             )
         self.state.put("account", e.account, acc)
         if sess is not None:
@@ -699,8 +699,8 @@ class BrokerGuard:
                     session=e.session,
                     at=now,
                     amount=e.amount_jpy,
-                    doubtful=sess.doubtful if sess is not None else (),
                 ),
+                sess,
             )
         self.state.put("account", e.account, acc)
         if sess is not None:
