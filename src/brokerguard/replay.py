@@ -14,9 +14,8 @@ them alike:
   signals behind it (code, log-likelihood ratio, evidence) for the analyst;
 - ``campaigns.ndjson``: the cross-account campaigns the engine raised;
 - ``instructions.ndjson``: what the engine asked the broker to do about orders it had let through
-  (:class:`~brokerguard.guard.Instruction`). Open loop, the log shows what happened to those
-  orders without them: where one executed after the instruction, the instruction would have
-  saved it.
+  (:class:`~brokerguard.guard.Instruction`). Open loop, nobody carried them out: the log shows
+  what became of those orders without them.
 
 They are written to temporary files beside their final names and renamed only when the whole log
 has been read: a bad line stops the replay with an :class:`~brokerguard.events.EventError` naming

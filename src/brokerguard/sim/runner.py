@@ -176,20 +176,16 @@ class Simulation:
             self.waiting_orders.discard(order_id)
             if not (self.market.cancel(inst, order_id) or waiting):
                 continue  # executed already, or expired
+            # the order as placed, now cancelled by the broker (no request: no address, no UA)
             self.emit(
-                Order(
+                msgspec.structs.replace(
+                    order,
                     id=self.new_id("o"),
                     ts=self.ts,
-                    account=order.account,
-                    session=order.session,
-                    order_id=order_id,
                     action="cancel",
-                    symbol=order.symbol,
-                    market=order.market,
-                    side=order.side,
-                    quantity=order.quantity,
-                    price_type=order.price_type,
-                    limit_price=order.limit_price,
+                    margin=False,
+                    ip=None,
+                    user_agent=None,
                 )
             )
 
