@@ -25,6 +25,7 @@ import random
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -68,11 +69,93 @@ def _moment(rng: random.Random, start: datetime, days: int, *, latest_day: int) 
     return start + timedelta(days=day, hours=hour, minutes=rng.randrange(0, 60))
 
 
+@dataclass(frozen=True)
+class Space:
+    """The ranges a draw picks from: ``(low, high)`` pairs are uniform, tuples are choices.
+
+    ``NARROW`` is what every published sweep used (the same seed draws the same scenarios);
+    ``WIDE`` reaches the corners a broker's own scenario files might: one address for a whole
+    wave, waves a minute apart, a fifth of the broker hit, most customers on passkeys, customers
+    who fail their own step-ups, travel and new phones ten times as common, crowds of thousands.
+    """
+
+    passkey_enrolled: tuple[float, ...]
+    otp_pass_rate: tuple[float, float]
+    passkey_pass_rate: tuple[float, float]
+    oob_confirm_rate: tuple[float, float]
+    give_up_rate: tuple[float, float]
+    travel_rate: tuple[float, float]
+    new_device_rate: tuple[float, float]
+    victims_per_investors: int  # at most investors // this many victims per attack
+    ip_pool: tuple[int, ...]
+    markets: tuple[int, int]
+    targets: tuple[int, int]
+    waves: tuple[int, int]
+    wave_interval_minutes: tuple[int, ...]
+    takeover_days: tuple[int, int]
+    criminal_accounts: tuple[int, int]
+    withdraw_share: tuple[float, ...]
+    frenzy_buyers: tuple[int, int]
+    selloff_share: tuple[float, float]
+    habit_share: tuple[float, float]  # travel / new-device confounders
+    habit_days: tuple[int, int]
+
+
+NARROW = Space(
+    passkey_enrolled=(0.0, 0.02, 0.05, 0.1, 0.2, 0.4),
+    otp_pass_rate=(0.9, 0.99),
+    passkey_pass_rate=(0.95, 0.995),
+    oob_confirm_rate=(0.8, 0.95),
+    give_up_rate=(0.0, 0.05),
+    travel_rate=(0.002, 0.015),
+    new_device_rate=(0.001, 0.006),
+    victims_per_investors=30,
+    ip_pool=(3, 5, 10, 25, 40, 80),
+    markets=(1, 2),
+    targets=(1, 3),
+    waves=(1, 5),
+    wave_interval_minutes=(10, 20, 30, 45, 60, 90, 120),
+    takeover_days=(1, 4),
+    criminal_accounts=(0, 4),
+    withdraw_share=(0.0, 0.0, 0.05, 0.2, 0.4),
+    frenzy_buyers=(100, 900),
+    selloff_share=(0.05, 0.3),
+    habit_share=(0.005, 0.03),
+    habit_days=(1, 5),
+)
+
+WIDE = Space(
+    passkey_enrolled=(0.0, 0.05, 0.2, 0.5, 0.8),
+    otp_pass_rate=(0.6, 0.99),
+    passkey_pass_rate=(0.85, 0.995),
+    oob_confirm_rate=(0.5, 0.95),
+    give_up_rate=(0.0, 0.2),
+    travel_rate=(0.002, 0.05),
+    new_device_rate=(0.001, 0.02),
+    victims_per_investors=5,
+    ip_pool=(1, 2, 3, 10, 40, 200),
+    markets=(1, 3),
+    targets=(1, 5),
+    waves=(1, 10),
+    wave_interval_minutes=(1, 5, 15, 60, 240),
+    takeover_days=(1, 7),
+    criminal_accounts=(0, 10),
+    withdraw_share=(0.0, 0.2, 0.5, 0.8),
+    frenzy_buyers=(100, 3000),
+    selloff_share=(0.05, 0.6),
+    habit_share=(0.005, 0.1),
+    habit_days=(1, 10),
+)
+
+SPACES = {"narrow": NARROW, "wide": WIDE}
+
+
 def draw_scenario(
     rng: random.Random,
     index: int,
     investors: tuple[int, int] = (3000, 9000),
     days: tuple[int, int] = (7, 14),
+    space: Space = NARROW,
 ) -> str:
     """One random scenario as TOML text (validated by the scenario loader before it is used)."""
     days = rng.randint(*days)
@@ -92,38 +175,38 @@ def draw_scenario(
         "[broker]",
         {
             "investors": investors,
-            "passkey_enrolled": round(rng.choice((0.0, 0.02, 0.05, 0.1, 0.2, 0.4)), 2),
+            "passkey_enrolled": round(rng.choice(space.passkey_enrolled), 2),
             "password_fallback": rng.random() < 0.7,
             "otp_channel": rng.choice(OTP_CHANNELS),
-            "otp_pass_rate": round(rng.uniform(0.9, 0.99), 3),
-            "passkey_pass_rate": round(rng.uniform(0.95, 0.995), 3),
-            "oob_confirm_rate": round(rng.uniform(0.8, 0.95), 3),
-            "give_up_rate": round(rng.uniform(0.0, 0.05), 3),
-            "travel_rate": round(rng.uniform(0.002, 0.015), 4),
-            "new_device_rate": round(rng.uniform(0.001, 0.006), 4),
+            "otp_pass_rate": round(rng.uniform(*space.otp_pass_rate), 3),
+            "passkey_pass_rate": round(rng.uniform(*space.passkey_pass_rate), 3),
+            "oob_confirm_rate": round(rng.uniform(*space.oob_confirm_rate), 3),
+            "give_up_rate": round(rng.uniform(*space.give_up_rate), 3),
+            "travel_rate": round(rng.uniform(*space.travel_rate), 4),
+            "new_device_rate": round(rng.uniform(*space.new_device_rate), 4),
         },
     )
     for _ in range(rng.choice((1, 1, 2, 2, 3))):
         kind = "session_theft" if rng.random() < 0.3 else "phishing"
-        markets = rng.sample(MARKETS, rng.randint(1, 2))
+        markets = rng.sample(MARKETS, rng.randint(*space.markets))
         lines += _table(
             "[[attack]]",
             {
                 "kind": kind,
                 "start": _moment(rng, start, days, latest_day=days - 2),
-                "victims": rng.randrange(20, max(21, investors // 30)),
+                "victims": rng.randrange(20, max(21, investors // space.victims_per_investors)),
                 "relay_otp": rng.random() < 0.7,
                 "origin": rng.choice(ORIGINS),
-                "ip_pool": rng.choice((3, 5, 10, 25, 40, 80)),
+                "ip_pool": rng.choice(space.ip_pool),
                 "change_contact_share": round(rng.uniform(0.0, 0.6), 2),
                 "liquidate_share": round(rng.uniform(0.5, 1.0), 2),
                 "target_markets": markets,
-                "targets": rng.randint(1, 3),
-                "waves": rng.randint(1, 5),
-                "wave_interval_minutes": rng.choice((10, 20, 30, 45, 60, 90, 120)),
-                "takeover_days": rng.randint(1, 4),
-                "criminal_accounts": rng.randint(0, 4),
-                "withdraw_share": round(rng.choice((0.0, 0.0, 0.05, 0.2, 0.4)), 2),
+                "targets": rng.randint(*space.targets),
+                "waves": rng.randint(*space.waves),
+                "wave_interval_minutes": rng.choice(space.wave_interval_minutes),
+                "takeover_days": rng.randint(*space.takeover_days),
+                "criminal_accounts": rng.randint(*space.criminal_accounts),
+                "withdraw_share": round(rng.choice(space.withdraw_share), 2),
             },
         )
     for _ in range(rng.choice((0, 1, 2, 3))):
@@ -133,13 +216,13 @@ def draw_scenario(
             "start": _moment(rng, start, days, latest_day=days - 1),
         }
         if kind == "frenzy":
-            fields["buyers"] = rng.randrange(100, 900, 50)
+            fields["buyers"] = rng.randrange(*space.frenzy_buyers, 50)
             fields["market"] = rng.choice(MARKETS)
         elif kind == "selloff":
-            fields["share"] = round(rng.uniform(0.05, 0.3), 2)
+            fields["share"] = round(rng.uniform(*space.selloff_share), 2)
         else:
-            fields["share"] = round(rng.uniform(0.005, 0.03), 3)
-            fields["days"] = rng.randint(1, 5)
+            fields["share"] = round(rng.uniform(*space.habit_share), 3)
+            fields["days"] = rng.randint(*space.habit_days)
         lines += _table("[[confounder]]", fields)
     return "\n".join(lines)
 
@@ -230,6 +313,12 @@ def main() -> None:
         "--investors", type=_span, default=(3000, 9000), help="range of brokers' sizes, MIN-MAX"
     )
     parser.add_argument("--days", type=_span, default=(7, 14), help="range of periods, MIN-MAX")
+    parser.add_argument(
+        "--space",
+        choices=sorted(SPACES),
+        default="narrow",
+        help="ranges of the other knobs: narrow (published sweeps) or wide (the corners)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="keep scenarios and runs here")
     parser.add_argument(
         "--jobs", type=int, default=min(3, os.cpu_count() or 1), help="runs in parallel"
@@ -248,12 +337,14 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         scenarios = []
         for i in range(args.count):
-            text = draw_scenario(rng, i, args.investors, args.days)
+            text = draw_scenario(rng, i, args.investors, args.days, SPACES[args.space])
             path = folder / f"sweep-{i:03d}.toml"
             scenario = parse_scenario(text, source=str(path))  # a drawing bug fails here
             path.write_text(text, encoding="utf-8")
             scenarios.append((path, scenario, scenario.seed))
-        console.print(f"{args.count} scenarios drawn with seed {args.seed}: {folder}")
+        console.print(
+            f"{args.count} scenarios drawn with seed {args.seed} ({args.space}): {folder}"
+        )
         results = _run_all(
             scenarios, args.guard, engine, None, out, args.jobs, console, keep=bool(args.out)
         )
