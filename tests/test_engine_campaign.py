@@ -139,6 +139,22 @@ def test_doubtful_buyers_need_the_threshold_and_compromised_ones_count_more(comp
     assert raised_after == expected
 
 
+@pytest.mark.parametrize("thin", [False, True])
+def test_a_symbol_one_order_can_move_needs_one_doubtful_buyer_fewer(thin):
+    """A small broker's pump may have two victims: two doubtful first-time buyers are enough
+    where each order alone could move the price, and not where it could not."""
+    engine = BrokerGuard()
+    watch = CampaignWatch(engine.state, engine.policy.detectors.campaign)
+    need = engine.policy.detectors.campaign.min_accounts
+    sym = SymbolState(market="TSE", symbol="2929", adv=300_000, last_price=95.0)
+    raised_after = None
+    for i in range(need):
+        watch.buy(f"D{i}", sym, _doubtful(f"D{i}"), True, thin, 5.0, 1000.0 + i)
+        if sym.campaign and raised_after is None:
+            raised_after = i + 1
+    assert raised_after == (need - 1 if thin else need)
+
+
 def test_a_retail_frenzy_in_a_thin_symbol_raises_no_campaign_and_holds_nobody():
     r = Rig()
     market(r)

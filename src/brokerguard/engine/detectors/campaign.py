@@ -184,7 +184,10 @@ class CampaignWatch:
             touch_window(sym.compromised, account, now, span, 200)
         elif sym.compromised:
             sym.compromised.pop(account, None)
-        need = p.min_accounts - (1 if sym.bars < 0 else 0)
+        # one account fewer where fewer can move the price: a symbol whose bars already depart
+        # from their usual volume, or one this order alone could move (a small broker's pump
+        # may have only two victims buying)
+        need = p.min_accounts - (1 if sym.bars < 0 or thin else 0)
         if thin and (liquidated or compromised):
             # the pump's own signature: a hijacked account (or one that just sold everything)
             # buying, for the first time, what one order can move
