@@ -251,7 +251,7 @@ def tally(results: list[dict[str, Any]]) -> Table:
 def spread(results: list[dict[str, Any]], engine: str) -> Table:
     """The figures behind the pass/fail counts, over all drawn scenarios."""
     shares, challenge, held = [], [], []
-    cancelled = 0
+    cancelled = signed_out = 0
     bothered: Counter[str] = Counter()
     accounts: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
@@ -265,6 +265,7 @@ def spread(results: list[dict[str, Any]], engine: str) -> Table:
         challenge.append(legit["login_challenge_rate"])
         held.append(orders_stopped_rate(legit))
         cancelled += legit.get("orders_cancelled", 0)
+        signed_out += legit.get("sessions_signed_out", 0)
         for c in runs[engine]["confounders"]:
             bothered[c["kind"]] += c["accounts_not_left_alone"]
             accounts[c["kind"]] += c["accounts"]
@@ -284,6 +285,7 @@ def spread(results: list[dict[str, Any]], engine: str) -> Table:
     table.add_row("legit login challenge rate: highest", f"{max(challenge):.2%}")
     table.add_row("legit orders held or cancelled: highest rate", f"{max(held):.3%}")
     table.add_row("legit open orders cancelled on instruction: all scenarios", f"{cancelled:,}")
+    table.add_row("legit sessions signed out on instruction: all scenarios", f"{signed_out:,}")
     for kind in sorted(accounts):
         table.add_row(
             f"{kind}: customers with any friction", f"{bothered[kind]:,} of {accounts[kind]:,}"

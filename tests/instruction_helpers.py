@@ -11,21 +11,38 @@ HOLDING = "TSE:9984"
 THIN = "TSE:1234"
 
 
-def lenient_orders_text(cancel_above: float | None = None, order_prior: float = -8.0) -> str:
+def lenient_orders_text(
+    cancel_above: float | None = None, order_prior: float = -8.0, end_sessions: bool = True
+) -> str:
     """The default policy with orders held only when nearly certain, so that a doubtful
     session's first sell goes through (as it does for accounts with almost no history)."""
     text = default_policy_path().read_text(encoding="utf-8")
     assert "[order]\nprior = -3.5" in text and "cancel_orders_above_llr = 0.0" in text
+    assert "end_doubtful_sessions = true" in text
     text = text.replace("[order]\nprior = -3.5", f"[order]\nprior = {order_prior}")
     if cancel_above is not None:
         text = text.replace(
             "cancel_orders_above_llr = 0.0", f"cancel_orders_above_llr = {cancel_above}"
         )
+    if not end_sessions:
+        text = text.replace("end_doubtful_sessions = true", "end_doubtful_sessions = false")
     return text
 
 
-def lenient_orders(cancel_above: float | None = None, order_prior: float = -8.0) -> Policy:
-    return parse_policy(lenient_orders_text(cancel_above, order_prior))
+def lenient_orders(
+    cancel_above: float | None = None, order_prior: float = -8.0, end_sessions: bool = True
+) -> Policy:
+    return parse_policy(lenient_orders_text(cancel_above, order_prior, end_sessions))
+
+
+def kinds(instructions) -> list[tuple[str, str]]:
+    """Each instruction's kind and session, in the order raised."""
+    return [(i.kind, i.session) for i in instructions]
+
+
+def cancels(instructions) -> list:
+    """The ``cancel_orders`` instructions among ``instructions``."""
+    return [i for i in instructions if i.kind == "cancel_orders"]
 
 
 def rig_with_customer(policy=None, r: Rig | None = None) -> Rig:

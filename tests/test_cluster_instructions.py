@@ -25,4 +25,7 @@ def test_a_redelivered_batch_does_not_write_an_instruction_twice(tmp_path: Path)
         rows = queries.list_instructions(conn)
     engine.dispose()
     sink.close()
-    assert [(row["session"], row["orders"]) for row in rows] == [(session, [sell])]
+    assert [(row["kind"], row["session"], row["orders"]) for row in rows] == [
+        ("cancel_orders", session, [sell]),
+        ("end_session", session, []),
+    ]

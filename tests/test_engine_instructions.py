@@ -2,8 +2,9 @@
 
 A session that fails a phishing-resistant step-up is not the customer's; the market sell it
 placed an hour before, waiting for New York to open, is not the customer's either. The engine
-asks the broker to cancel what is still open of it — but only where the session was doubtful
-before the failure, so that a customer who fumbles a confirmation keeps their own orders.
+asks the broker to cancel what is still open of it, and to sign the session out — but only where
+the session was doubtful before the failure, so that a customer who fumbles a confirmation keeps
+their own orders and their session.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from instruction_helpers import (
     HOLDING,
     THIN,
     Recorder,
+    cancels,
     doubtful_session_sells_then_buys,
+    kinds,
     lenient_orders,
     rig_with_customer,
 )
@@ -37,14 +40,26 @@ def test_a_doubtful_session_that_fails_a_strong_step_up_has_its_open_orders_canc
     assert r.engine.take_instructions() == []  # nothing yet: the hold waits for its answer
     r.tick(minutes=5)
     r.challenge("A1", held, "oob", "failed", session=session)
-    (instruction,) = r.engine.take_instructions()
+    instruction, signed_out = r.engine.take_instructions()
     assert instruction.kind == "cancel_orders"
     assert (instruction.account, instruction.session) == ("A1", session)
     assert instruction.orders == (sell_order,)
     assert instruction.ts == r.now
     (reason,) = instruction.reasons
     assert reason.code == "orders_cancelled" and reason.en and reason.ja
+    # ... and the session is signed out: whoever holds it must sign in again
+    assert (signed_out.kind, signed_out.session, signed_out.orders) == ("end_session", session, ())
+    assert signed_out.cause == instruction.cause and signed_out.ts == r.now
+    (reason,) = signed_out.reasons
+    assert reason.code == "session_ended" and reason.en and reason.ja
     assert r.engine.take_instructions() == []  # taken once
+
+
+def test_the_policy_can_leave_signing_out_to_the_broker():
+    r = rig_with_customer(lenient_orders(end_sessions=False))
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.challenge("A1", held, "oob", "failed", session=session)
+    assert kinds(r.engine.take_instructions()) == [("cancel_orders", session)]
 
 
 def test_an_order_is_named_once_however_many_step_ups_fail():
@@ -56,7 +71,8 @@ def test_an_order_is_named_once_however_many_step_ups_fail():
     again, d = r.order("A1", session, THIN, "buy", 50_000, 150.0)
     assert d.action == "hold"
     r.challenge("A1", again, "passkey", "failed", session=session)
-    assert r.engine.take_instructions() == []  # the held buys never went ahead
+    # the held buys never went ahead; the session still in use is asked to be signed out again
+    assert kinds(r.engine.take_instructions()) == [("end_session", session)]
 
 
 def test_giving_up_is_not_failing():
@@ -100,9 +116,15 @@ def test_an_analysts_fraud_confirmation_cancels_the_open_orders_of_that_sign_ins
     assert d.action == "allow"
     r.tick(hours=2)
     r.engine.observe(AnalystAction(id="an-1", ts=r.now, action="confirm_fraud", login=login))
-    (instruction,) = r.engine.take_instructions()
+    instruction, signed_out = r.engine.take_instructions()
     assert instruction.session == login.session and instruction.cause == "an-1"
     assert [reason.code for reason in instruction.reasons] == ["orders_cancelled_fraud"]
+    assert (signed_out.kind, signed_out.session, signed_out.cause) == (
+        "end_session",
+        login.session,
+        "an-1",
+    )
+    assert [reason.code for reason in signed_out.reasons] == ["session_ended_fraud"]
 
 
 def test_replay_writes_the_instructions_the_live_engine_gave(tmp_path: Path) -> None:
@@ -118,7 +140,7 @@ def test_replay_writes_the_instructions_the_live_engine_gave(tmp_path: Path) -> 
     with log.open("wb") as f:
         write_ndjson(f, recorder.log)
     summary = replay(log, tmp_path / "out", BrokerGuard(policy))
-    assert summary.instructions == 1
+    assert summary.instructions == len(live) == 2
     raw = (tmp_path / "out" / "instructions.ndjson").read_bytes().splitlines()
     assert [msgspec.json.decode(line, type=Instruction) for line in raw] == live
 
@@ -142,7 +164,7 @@ def test_a_stolen_session_names_only_what_was_placed_after_the_thief_took_it():
     buy, d = r.order("A1", session, THIN, "buy", 50_000, 150.0, ip=thief, ua=ua)
     assert d.action == "hold"
     r.challenge("A1", buy, "oob", "failed", session=session)
-    (instruction,) = r.engine.take_instructions()
+    (instruction,) = cancels(r.engine.take_instructions())
     assert instruction.orders == (f"o-{sell}",)  # the customer's limit sell is not named
 
 
@@ -155,7 +177,7 @@ def test_a_fraud_confirmation_names_every_order_of_the_session_however_familiar_
     assert d.action == "allow"
     assert r.engine.take_instructions() == []
     r.engine.observe(AnalystAction(id="an-2", ts=r.now, action="confirm_fraud", login=login))
-    (instruction,) = r.engine.take_instructions()
+    (instruction,) = cancels(r.engine.take_instructions())
     assert instruction.orders == (f"o-{sell}",)
 
 
@@ -165,7 +187,7 @@ def test_a_session_that_ended_before_the_answer_still_has_its_orders_named():
     r.activity("A1", session, ip_in(HINET, 5), device(1), None, action="logout")
     r.tick(minutes=30)  # the hold's confirmation is refused after the thief left
     r.challenge("A1", held, "oob", "failed", session=session)
-    (instruction,) = r.engine.take_instructions()
+    (instruction,) = r.engine.take_instructions()  # nothing left to sign out
     assert instruction.orders == (sell_order,) and instruction.session == session
 
 
@@ -187,6 +209,11 @@ def fraud_confirmed_later(**later: float) -> list:
 def test_a_fraud_confirmation_days_later_still_names_the_orders_of_the_swept_session():
     named, session, sell = fraud_confirmed_later(days=3)  # swept after 12 idle hours
     assert named == [(session, (f"o-{sell}",))]
+
+
+def test_a_swept_session_confirmed_as_fraud_has_nothing_left_to_sign_out():
+    named, session, _ = fraud_confirmed_later(days=3)
+    assert [s for s, orders in named if not orders] == []
 
 
 def test_the_orders_of_an_ended_session_are_forgotten_after_a_week():

@@ -285,6 +285,7 @@ def test_attack_metrics(main_run: Path) -> None:
         "victims_with_unauthorized_trades": 1,
         "unauthorized_orders_executed": 2,
         "unauthorized_orders_cancelled": 0,  # no instructions.ndjson: the cancel is L1's own
+        "sessions_signed_out": 0,
         "unauthorized_value_jpy": 1_050_000.0,  # 300k + 200k + 450k + 100k withdrawal
         "unauthorized_trade_value_jpy": 950_000.0,
         "unauthorized_withdrawals": 1,
@@ -312,6 +313,7 @@ def test_run_level_and_legit_metrics(main_run: Path) -> None:
         "orders_challenged": 1,
         "orders_denied": 0,
         "orders_cancelled": 0,
+        "sessions_signed_out": 0,
         "accounts_locked": 1,  # L3 only: V1 is a victim, C1 a criminal
     }
 
@@ -467,3 +469,32 @@ def test_a_cancel_before_the_instruction_is_the_customers_own(tmp_path: Path) ->
     )
     (run / "instructions.ndjson").write_bytes(msgspec.json.encode(late) + b"\n")
     assert evaluate_run(run)["legit"]["orders_cancelled"] == 0
+
+
+def test_sessions_signed_out_count_for_attackers_or_customers_by_whose_session(
+    tmp_path: Path,
+) -> None:
+    victim = Victim(account="V1", attack=0, events=["v-login"], sessions=["s-thief"])
+    run = write_run(tmp_path / "run", [login("v-login", "V1", 0)], [], make_truth([victim]))
+    ended = [
+        ("V1", "s-thief"),  # the attacker's session in the victim's account
+        ("V1", "s-own"),  # the victim's own session, signed out too: friction
+        ("L1", "s-l1"),
+        ("L1", "s-l1"),  # asked twice, one session
+        ("C1", "s-crook"),  # the criminals' own account: neither
+    ]
+    (run / "instructions.ndjson").write_bytes(
+        b"".join(
+            msgspec.json.encode(
+                Instruction(kind="end_session", ts=at(60), account=a, session=s, cause="c")
+            )
+            + b"\n"
+            for a, s in ended
+        )
+    )
+    truth = make_truth([victim])
+    truth = msgspec.structs.replace(truth, criminal_accounts=["C1"])
+    save_truth(truth, run / "truth.json")
+    metrics = evaluate_run(run)
+    assert metrics["attack"]["sessions_signed_out"] == 1
+    assert metrics["legit"]["sessions_signed_out"] == 2

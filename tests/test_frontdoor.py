@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import SOFTBANK_HIKARI, ip_in
+from engine_helpers import ALIBABA_HK, SOFTBANK_HIKARI, ip_in
 from frontdoor_helpers import (
     HOME_IP,
     ORIGIN,
@@ -415,6 +415,48 @@ def test_a_failed_step_up_never_resumes_the_order_and_the_guard_hears_it(rig: Si
     results = timeline(rig, "C112", "challenge")
     assert results and results[0]["event"]["outcome"] == "failed"
     assert browser.get(where).status_code == 410  # answered for good
+
+
+def test_a_stolen_session_that_fails_the_passkey_is_signed_out_and_the_customers_other_stays(
+    rig: SiteRig,
+):
+    """An infostealer replays the customer's session cookie from a cloud server; at its order
+    the guard asks for the passkey, which the thief cannot give. The guard then asks the site to
+    sign that session out, and the site does; the customer's other session stays open."""
+    import httpx
+
+    rig.customer("T1", positions={"7203": 300})
+    customer, auth = rig.client(), SoftAuthenticator()
+    login(customer, "T1")
+    enrol_passkey(rig, customer, "T1", auth)
+    other = rig.client()  # the customer's second browser
+    assert passkey_login(other, auth).json() == {"redirect": "/portfolio"}
+
+    thief = rig.client(ip_in(ALIBABA_HK, 31))
+    thief.cookies.update(customer.cookies)  # the stolen session cookie
+    csrf = csrf_of(thief.get("/order").text)
+    order = {"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "300"}
+    where = thief.post("/order", data=order).headers["location"]
+    if where == "/portfolio?done=placed":  # the sell went through; the pump buy will not
+        buy = {**order, "symbol": "9347", "side": "buy", "quantity": "5000", "limit_price": "400"}
+        where = thief.post("/order", data=buy).headers["location"]
+    assert where.startswith("/stepup/"), where
+    for attempt in range(3):
+        options = post_json(thief, where + "/options", {}, csrf).json()
+        wrong = auth.get(options, "https://localhost.example-phish.top", unsafe_rp_id="localhost")
+        answer = post_json(thief, where + "/answer", {"response": wrong}, csrf).json()
+        assert answer["redirect"].startswith(where if attempt < 2 else "/stepup-failed")
+
+    gone = thief.get("/portfolio")
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+    assert customer.get("/portfolio").status_code == 303  # the same session, signed out
+    assert other.get("/portfolio").status_code == 200
+    assert len(rig.site.sessions.of("T1")) == 1
+    feed = httpx.get(
+        f"{rig.guard.url}/v1/instructions?account=T1",
+        headers={"Authorization": f"Bearer {rig.guard.key}"},
+    ).json()
+    assert [i["kind"] for i in feed if i["kind"] == "end_session"] == ["end_session"]
 
 
 @pytest.fixture(scope="module")

@@ -268,3 +268,52 @@ def test_the_broker_cancels_what_is_still_open_of_the_orders_a_guard_names(tmp_p
     )
     assert metrics["attack"]["unauthorized_orders_cancelled"] == by_attackers
     assert metrics["legit"]["orders_cancelled"] == by_customers > 0
+
+
+class SignsOutAtTheFirstOrder:
+    """Allows everything, and asks the broker to sign out each session that places an order."""
+
+    name = "signs-out"
+
+    def __init__(self) -> None:
+        self.ready: list[Instruction] = []
+
+    def decide(self, event: Event) -> Decision:
+        if isinstance(event, Order):
+            self.ready.append(
+                Instruction(
+                    kind="end_session",
+                    ts=event.ts,
+                    account=event.account,
+                    session=event.session,
+                    cause=event.id,
+                )
+            )
+        return Decision(action="allow")
+
+    def observe(self, event: Event) -> None:
+        pass
+
+    def take_instructions(self) -> list[Instruction]:
+        taken, self.ready = self.ready, []
+        return taken
+
+
+def test_a_session_the_broker_signed_out_makes_no_more_requests(tmp_path: Path) -> None:
+    metrics, events, out = run(tmp_path, small(), SignsOutAtTheFirstOrder())
+    ended: dict[str, str] = {}
+    after: list[Event] = []
+    for e in events:
+        session = getattr(e, "session", None)
+        if session in ended and not isinstance(e, (ChallengeResult, Execution)):
+            after.append(e)
+        if isinstance(e, Order) and e.action == "new":
+            ended.setdefault(e.session, e.account)
+    assert len(ended) > 20
+    assert after == []  # no page view, order, settings change or withdrawal
+    truth = load_truth(out / "truth.json")
+    thieves = {s for v in truth.victims for s in v.sessions}
+    criminals = set(truth.criminal_accounts)
+    customers = [s for s, a in ended.items() if s not in thieves and a not in criminals]
+    assert metrics["attack"]["sessions_signed_out"] == len(thieves & ended.keys()) > 0
+    assert metrics["legit"]["sessions_signed_out"] == len(customers) > 0

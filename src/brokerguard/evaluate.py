@@ -59,6 +59,7 @@ __all__ = [
     "evaluate_run_and_timeline",
     "format_table",
     "orders_named_for_cancelling",
+    "sessions_signed_out",
     "unauthorized_value_timeline",
 ]
 
@@ -138,6 +139,18 @@ def orders_named_for_cancelling(run_dir: Path) -> dict[tuple[str, str], datetime
     return named
 
 
+def sessions_signed_out(run_dir: Path) -> dict[str, str]:
+    """Session -> account, for every session the guard asked the broker to sign out
+    (``end_session`` in the run's ``instructions.ndjson``; empty when the guard wrote none)."""
+    path = Path(run_dir) / INSTRUCTIONS
+    ended: dict[str, str] = {}
+    if path.is_file():
+        for ins in _read_lines(path, Instruction):
+            if ins.kind == "end_session":
+                ended.setdefault(ins.session, ins.account)
+    return ended
+
+
 # --- one pass over a run -------------------------------------------------------------------
 
 
@@ -153,6 +166,7 @@ class _Scan:
     traded: set[int] = field(default_factory=set)
     orders_executed: int = 0
     orders_cancelled: int = 0  # unauthorized orders the guard's instructions cancelled
+    sessions_signed_out: int = 0  # attackers' sessions the guard had signed out
     # (ts, value in JPY, "trade" | "withdrawal") of every unauthorized value that went through
     losses: list[tuple[datetime, float, str]] = field(default_factory=list)
     detection_delays: list[float] = field(default_factory=list)
@@ -212,9 +226,16 @@ def _scan(run_dir: Path) -> _Scan:
             "orders_held",
             "orders_denied",
             "orders_cancelled",
+            "sessions_signed_out",
         ),
         0,
     )
+    attackers_sessions = {s for v in truth.victims for s in v.sessions}
+    for session, account in sessions_signed_out(run_dir).items():
+        if session in attackers_sessions:
+            scan.sessions_signed_out += 1
+        elif account not in criminals:
+            legit["sessions_signed_out"] += 1
     first_seen: dict[int, datetime] = {}
     logins: list[tuple[int, str]] = []  # attacker logins with valid credentials
     withdrawals: list[tuple[datetime, str, float]] = []
@@ -385,6 +406,7 @@ def _metrics(scan: _Scan, run_dir: Path) -> dict[str, Any]:
             "victims_with_unauthorized_trades": len(scan.traded),
             "unauthorized_orders_executed": scan.orders_executed,
             "unauthorized_orders_cancelled": scan.orders_cancelled,
+            "sessions_signed_out": scan.sessions_signed_out,
             "unauthorized_value_jpy": float(round(trades + sum(withdrawn))),
             "unauthorized_trade_value_jpy": float(round(trades)),
             "unauthorized_withdrawals": len(withdrawn),
@@ -407,6 +429,7 @@ def _metrics(scan: _Scan, run_dir: Path) -> dict[str, Any]:
             "orders_challenged": legit["orders_challenged"],
             "orders_denied": legit["orders_denied"],
             "orders_cancelled": legit["orders_cancelled"],
+            "sessions_signed_out": legit["sessions_signed_out"],
             "accounts_locked": scan.accounts_locked,
         },
         "campaigns": _campaign_metrics(run_dir, truth),
@@ -527,6 +550,10 @@ _LABELS: dict[str, tuple[str, str]] = {
         "unauthorized orders cancelled while open",
         "未約定のうちに取り消した不正注文",
     ),
+    "attack.sessions_signed_out": (
+        "attackers' sessions signed out",
+        "ログアウトさせた攻撃者のセッション",
+    ),
     "attack.unauthorized_value_jpy": ("unauthorized value", "不正取引・出金額"),
     "attack.unauthorized_trade_value_jpy": ("  of which trades", "  うち売買"),
     "attack.unauthorized_withdrawals": ("unauthorized withdrawals", "不正出金件数"),
@@ -548,6 +575,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     ),
     "legit.orders_denied": ("orders denied", "拒否した注文"),
     "legit.orders_cancelled": ("open orders cancelled", "取り消した未約定注文"),
+    "legit.sessions_signed_out": ("sessions signed out", "ログアウトさせたセッション"),
     "legit.accounts_locked": ("accounts locked", "凍結した顧客口座"),
     "campaigns.pumped_symbols": ("pumped symbols", "株価操作銘柄"),
     "campaigns.detected": ("campaigns detected", "検知した銘柄"),

@@ -83,15 +83,17 @@ class Instruction(msgspec.Struct, frozen=True, kw_only=True):
     """Something the broker should do about operations it already let through.
 
     ``cancel_orders``: cancel whatever is still open of ``orders`` (order ids, all placed in
-    ``session``); those already executed stay executed. ``cause`` is the event that led to it
-    (a failed step-up, an analyst's conclusion). One line of ``instructions.ndjson``.
+    ``session``); those already executed stay executed. ``end_session``: sign ``session`` out,
+    so that whoever holds it must sign in again (and meet the guard there); ``orders`` is empty.
+    ``cause`` is the event that led to it (a failed step-up, an analyst's conclusion). One line
+    of ``instructions.ndjson``.
     """
 
-    kind: Literal["cancel_orders"]
+    kind: Literal["cancel_orders", "end_session"]
     ts: datetime
     account: str
     session: str
-    orders: tuple[str, ...]
+    orders: tuple[str, ...] = ()
     cause: str
     reasons: tuple[Reason, ...] = ()
 

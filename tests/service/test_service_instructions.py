@@ -58,20 +58,28 @@ def test_a_failed_step_up_answers_with_the_orders_to_cancel_and_feeds_them(
         outcome="failed",
     )
     answer = api.ingest([failed]).json()
-    (instruction,) = answer["instructions"]
+    instruction, signed_out = answer["instructions"]
     assert instruction["kind"] == "cancel_orders"
     assert (instruction["account"], instruction["session"]) == ("A1", session)
     assert instruction["orders"] == [sell] and instruction["cause"] == "chal-failed"
     assert [reason["code"] for reason in instruction["reasons"]] == ["orders_cancelled"]
     assert all(reason["en"] and reason["ja"] for reason in instruction["reasons"])
+    assert (signed_out["kind"], signed_out["session"], signed_out["orders"]) == (
+        "end_session",
+        session,
+        [],
+    )
+    assert [reason["code"] for reason in signed_out["reasons"]] == ["session_ended"]
 
     api.settle()
     feed = api.get("/v1/instructions", scope="decide")
     assert feed.status_code == 200
-    (kept,) = feed.json()
+    kept, kept_end = feed.json()  # one cause, two kinds: both kept, in the order raised
     assert kept["orders"] == [sell] and kept["cause"] == "chal-failed" and kept["seq"] > 0
     assert kept["guard"].startswith("brokerguard")
-    later = api.get(f"/v1/instructions?after={kept['seq']}", scope="ingest")
+    assert kept_end["kind"] == "end_session" and kept_end["seq"] > kept["seq"]
+    assert api.get(f"/v1/instructions?after={kept['seq']}").json() == [kept_end]
+    later = api.get(f"/v1/instructions?after={kept_end['seq']}", scope="ingest")
     assert later.status_code == 200 and later.json() == []
     assert api.get("/v1/instructions?account=someone-else").json() == []
     assert api.get("/v1/instructions?after=-1").status_code == 422
@@ -90,14 +98,16 @@ def test_an_analyst_refusing_the_held_buy_cancels_what_the_session_placed_before
     )
     assert refused.status_code == 201, refused.text
     api.settle()
-    (kept,) = api.get("/v1/instructions").json()
+    kept, kept_end = api.get("/v1/instructions").json()
     assert kept["session"] == session and kept["orders"] == [sell]
     assert kept["cause"] == f"action-{refused.json()['id']}"
+    assert (kept_end["kind"], kept_end["session"]) == ("end_session", session)
 
     add_user(database_url, "ana", "analyst")
     login(api.client, "ana")
     page = api.client.get("/console/accounts/A1", headers={"accept-language": "ja"}).text
-    assert "取消指示" in page and sell in page and "orders_cancelled" in page
+    assert "未約定注文の取消" in page and sell in page and "orders_cancelled" in page
+    assert "セッションのログアウト" in page and "session_ended" in page
 
 
 def test_the_feed_needs_a_key(make_api: Callable[..., Api], sqlite_url: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from brokerguard.engine.detectors.account import AccountChanges
 from brokerguard.engine.detectors.campaign import CampaignWatch, StagedCampaigns
@@ -179,14 +179,25 @@ class BrokerGuard:
 
         Only the engine's conclusion: the broker's order system knows which of them are open.
         """
-        if not orders:
-            return
+        if orders:
+            self._instruct("cancel_orders", account, session_id, orders, cause, ts, reason)
+
+    def _instruct(
+        self,
+        kind: Literal["cancel_orders", "end_session"],
+        account: str,
+        session_id: str,
+        orders: tuple[str, ...],
+        cause: str,
+        ts: datetime,
+        reason: str,
+    ) -> None:
         text = self.decider.reasons.get(reason)
         if len(self._instructions) >= INSTRUCTIONS_KEPT:
             del self._instructions[0]
         self._instructions.append(
             Instruction(
-                kind="cancel_orders",
+                kind=kind,
                 ts=ts,
                 account=account,
                 session=session_id,
@@ -195,6 +206,12 @@ class BrokerGuard:
                 reasons=(text,) if text is not None else (),
             )
         )
+
+    def _doubtful(self, sess: SessionState) -> bool:
+        """Not trusted, with evidence above ``cancel_orders_above_llr``: what the session does
+        now may not be the customer's doing."""
+        threshold = self.policy.detectors.session.cancel_orders_above_llr
+        return not sess.trusted and sess.llr + sess.hijack > threshold
 
     @staticmethod
     def _forget_orders(sess: SessionState, orders: tuple[str, ...]) -> None:
@@ -245,6 +262,8 @@ class BrokerGuard:
             self._cancel_orders(login.account, login.session, orders, cause, ts, reason)
             self._forget_orders(sess, orders)
             self.state.put("session", login.session, sess)
+            ended = "session_ended_fraud"
+            self._instruct("end_session", login.account, login.session, (), cause, ts, ended)
             return
         ended: EndedSessionState | None = self.state.get("ended", login.session)
         if ended is not None and ended.account == login.account:  # confirmed days later
@@ -476,7 +495,12 @@ class BrokerGuard:
                 reason = "orders_cancelled"
                 self._cancel_orders(account, session_id, doubtful, e.id, e.ts, reason)
             if f is None and sess is not None and strong and e.outcome == "failed":
-                # ... and what they do next in it is not the customer's doing either
+                # ... and what they do next in it is not the customer's doing either: a doubtful
+                # session is signed out (a customer who fumbles a confirmation in a session
+                # already proven theirs is not)
+                if self._doubtful(sess) and self.policy.detectors.session.end_doubtful_sessions:
+                    ended = "session_ended"
+                    self._instruct("end_session", account, session_id, (), e.id, e.ts, ended)
                 self._forget_orders(sess, sess.doubtful)
                 sess.llr = max(sess.llr, 0.0) + self.policy.detectors.session.failed_step_up_llr
                 sess.trusted = False
@@ -642,8 +666,7 @@ class BrokerGuard:
         if sess is None or sess.account != e.account:
             return
         sess.orders = (*sess.orders[-(SESSION_ORDERS_KEPT - 1) :], e.order_id)
-        threshold = self.policy.detectors.session.cancel_orders_above_llr
-        if not sess.trusted and sess.llr + sess.hijack > threshold:
+        if self._doubtful(sess):
             sess.doubtful = (*sess.doubtful[-(SESSION_ORDERS_KEPT - 1) :], e.order_id)
 
     def _order_cancel(self, e: Order) -> None:

@@ -42,7 +42,12 @@ __all__ = [
 ]
 
 Point = Literal["login", "order", "withdrawal", "settings"]
-INSTRUCTION_CODES: tuple[str, ...] = ("orders_cancelled", "orders_cancelled_fraud")
+INSTRUCTION_CODES: tuple[str, ...] = (
+    "orders_cancelled",
+    "orders_cancelled_fraud",
+    "session_ended",
+    "session_ended_fraud",
+)
 """Reasons the engine gives with an instruction (see :class:`~brokerguard.guard.Instruction`)."""
 Positive = Annotated[float, Meta(gt=0)]
 Share = Annotated[float, Meta(ge=0, le=1)]
@@ -126,6 +131,10 @@ class SessionParams(_Strict):
     # fails a confirmation keeps its orders, and so do a customer's orders placed before a thief
     # took the session over.
     cancel_orders_above_llr: float = 0.0
+    # ... and such a session, doubtful by the same measure when it fails, is signed out (an
+    # Instruction ``end_session``): whoever holds it must sign in again. A session an analyst
+    # confirmed as fraud is signed out whatever this says.
+    end_doubtful_sessions: bool = True
     # How long the orders of a session that was not trusted are remembered after it ended, so
     # that a fraud confirmation can still have what is open of them cancelled (GTC orders).
     ended_orders_days: Positive = 7.0

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from brokerguard.auth import (
     Lockout,
@@ -124,13 +125,32 @@ class Site:
         A step-up's outcome also closes what the site kept for it, and undoes what waited on a
         step-up that did not pass (an order becomes refused). The report to the guard is best
         effort: a customer who passed must not lose the operation because the guard is away.
+        What the guard's answer instructs is carried out (:meth:`carry_out`).
         """
         if isinstance(event, ChallengeResult) and event.id.startswith("stepup-"):
             waiting = self.waiting.pop(event.id.removeprefix("stepup-"), None)
             if waiting is not None and event.outcome != "passed" and waiting.undo is not None:
                 waiting.undo()
         with contextlib.suppress(GuardError):
-            self.guard.send([event])
+            self.carry_out(self.guard.send([event]).get("instructions") or [])
+
+    def carry_out(self, instructions: list[dict[str, Any]]) -> int:
+        """Do what the guard asks about what it let through; returns the sessions signed out.
+
+        ``end_session``: the session that failed a phishing-resistant step-up while doubtful
+        (or whose sign-in an analyst confirmed as fraud) is signed out here; whoever holds it
+        signs in again and meets the guard there. ``cancel_orders`` needs nothing: this site's
+        orders fill at once, so none is still open.
+        """
+        ended = 0
+        for instruction in instructions:
+            if instruction.get("kind") != "end_session":
+                continue
+            account = instruction["account"]
+            for session in self.sessions.of(account):
+                if session.guard_session == instruction["session"]:
+                    ended += self.sessions.close(account, session.id)
+        return ended
 
     def wait_for(self, challenge: Challenge, reasons: tuple[Reason, ...], undo=None) -> None:
         """Keep the guard's reasons for the step-up page, and what to undo if it fails."""

@@ -15,7 +15,8 @@ admin        admin                            admin
 instructions decide, ingest, read, admin      analyst, supervisor, admin
 ============ ================================ =========================================
 
-``instructions`` is reading the feed of orders to cancel (``GET /v1/instructions``): the
+``instructions`` is reading the feed of orders to cancel and sessions to sign out
+(``GET /v1/instructions``): the
 broker's systems that send events or ask for decisions act on it.
 
 No credentials, or a key that is unknown or revoked, is 401; a valid caller without the

@@ -277,19 +277,19 @@ instructions = sa.Table(
     metadata,
     # The broker's order system reads this table as a feed: `GET /v1/instructions?after=SEQ`.
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-    sa.Column("kind", sa.String(32), nullable=False),  # cancel_orders
+    sa.Column("kind", sa.String(32), nullable=False),  # cancel_orders, end_session
     sa.Column("ts", UTCDateTime, nullable=False),  # the time of the event that caused it
     sa.Column("account", Account, nullable=False),
     sa.Column("session", sa.String(128), nullable=False),
-    sa.Column("orders", sa.JSON, nullable=False),  # order ids
+    sa.Column("orders", sa.JSON, nullable=False),  # order ids (empty for end_session)
     sa.Column("cause", sa.String(128), nullable=False),  # the event that caused it
     sa.Column("reasons", sa.JSON, nullable=False),
     sa.Column("guard", sa.String(200), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),  # wall-clock time it was raised
     sa.Index("ix_instructions_account", "account"),
-    # One instruction per cause and session: the service and a worker, or a redelivered batch,
-    # raise the same one again; the second write is ignored.
-    sa.UniqueConstraint("cause", "session", name="uq_instructions_cause_session"),
+    # One instruction per cause, session and kind: the service and a worker, or a redelivered
+    # batch, raise the same one again; the second write is ignored.
+    sa.UniqueConstraint("cause", "session", "kind", name="uq_instructions_cause_session_kind"),
 )
 
 blocklist_review = sa.Table(

@@ -483,7 +483,7 @@ def _insert(engine: sa.Engine, records: list[Record]) -> None:
         if event_rows:
             conn.execute(events.insert(), event_rows)
         if instructed:
-            conn.execute(_insert_new(conn, instructions, ["cause", "session"]), instructed)
+            conn.execute(_insert_new(conn, instructions, ["cause", "session", "kind"]), instructed)
         if decided:
             conn.execute(decisions.insert(), [r.decision for r in decided])
             alert_rows = [r.alert for r in decided if r.alert is not None]

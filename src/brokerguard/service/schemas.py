@@ -102,16 +102,18 @@ class DecisionOut(BaseModel):
 
 
 class InstructionBody(BaseModel):
-    """What the engine asks the broker to do about orders it let through earlier."""
+    """What the engine asks the broker to do about operations it let through earlier."""
 
-    kind: Literal["cancel_orders"] = Field(
+    kind: Literal["cancel_orders", "end_session"] = Field(
         description="cancel_orders: cancel whatever is still open of `orders`; executed parts "
-        "stay executed."
+        "stay executed. end_session: sign `session` out (whoever holds it must sign in again)."
     )
     ts: datetime = Field(description="The time of the event that led to it.")
     account: str
-    session: str = Field(description="The session that placed the orders.")
-    orders: list[str] = Field(description="Order ids (the events' `order_id`).")
+    session: str = Field(description="The session that placed the orders, or to sign out.")
+    orders: list[str] = Field(
+        default=[], description="Order ids (the events' `order_id`); empty for end_session."
+    )
     cause: str = Field(
         description="The event that led to it: a failed step-up, an analyst's conclusion."
     )
@@ -134,7 +136,8 @@ class IngestOut(BaseModel):
     alerts: int
     instructions: list[InstructionBody] = Field(
         default=[],
-        description="Orders to cancel that this batch led to (also in GET /v1/instructions).",
+        description="Orders to cancel and sessions to sign out that this batch led to (also in "
+        "GET /v1/instructions).",
     )
 
 

@@ -191,6 +191,8 @@ def _ordinary(sim: Simulation, inv: Investor, session: Session, respond) -> Step
 
 def change_setting(sim: Simulation, inv: Investor, session: Session, respond, what: str) -> Step:
     yield from _activity(sim, session, "settings")
+    if session.session in sim.signed_out:
+        return False
     change = SettingsChange(
         id=sim.new_id("g"),
         ts=sim.ts,
@@ -206,6 +208,8 @@ def change_setting(sim: Simulation, inv: Investor, session: Session, respond, wh
 
 def withdraw(sim: Simulation, session: Session, respond, amount: float) -> Step:
     yield _rng(sim, session.account).randint(20, 120)
+    if session.session in sim.signed_out:
+        return False
     event = Withdrawal(
         id=sim.new_id("w"),
         ts=sim.ts,

@@ -68,7 +68,9 @@ def login_event(sim: Simulation, session: Session, factor: str, success: bool) -
 
 
 def view(sim: Simulation, session: Session, action: str) -> None:
-    """Emit a request inside the session (a page view)."""
+    """Emit a request inside the session (a page view); a signed-out session makes none."""
+    if session.session in sim.signed_out:
+        return
     event = SessionActivity(
         id=sim.new_id("v"),
         ts=sim.ts,
@@ -163,7 +165,10 @@ def submit_order(
     """Place an order through the guard and, if it may go ahead, send it to the market.
 
     An order placed while its market is closed waits for the next open, as at a real broker.
+    A session the broker signed out places nothing.
     """
+    if session.session in sim.signed_out:
+        return False
     order = Order(
         id=sim.new_id("o"),
         ts=sim.ts,

@@ -6,7 +6,9 @@ loop resumes them in time order, so the event stream comes out sorted by timesta
 the guard only through :meth:`Simulation.decide` and :meth:`Simulation.emit`, the same
 ``decide``/``observe`` interface a broker's own systems use. After each event the simulated
 broker carries out the guard's instructions, as a broker's order system would: it cancels what is
-still open of the orders named, and logs each cancel.
+still open of the orders named, and logs each cancel; it signs a session out, after which the
+session's requests never reach the guard (the actor behind it gives up: a simplification, a
+phisher holding the password could sign in again).
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class Simulation:
         # Orders sent to the market, and those waiting for it to open: what a cancel can reach.
         self.sent_orders: dict[str, tuple[SimInstrument, Order]] = {}
         self.waiting_orders: set[str] = set()
+        self.signed_out: set[str] = set()  # sessions the guard asked the broker to end
         self._encoder = msgspec.json.Encoder()
         self._queue: list[tuple[int, int, int, Actor]] = []
         self._seq = itertools.count()
@@ -165,6 +168,8 @@ class Simulation:
                 self._instructions_out.write(self._encoder.encode(instruction) + b"\n")
             if instruction.kind == "cancel_orders":
                 self._cancel(instruction)
+            elif instruction.kind == "end_session":
+                self.signed_out.add(instruction.session)
 
     def _cancel(self, instruction: Instruction) -> None:
         for order_id in instruction.orders:

@@ -1,11 +1,11 @@
-"""``GET /v1/instructions``: the feed of orders the broker's order system should cancel.
+"""``GET /v1/instructions``: the feed of orders the broker should cancel, sessions it should end.
 
-The engine raises an instruction when a conclusion reaches back to orders it let through: a
+The engine raises an instruction when a conclusion reaches back to what it let through: a
 session failed a phishing-resistant step-up (its earlier orders that are still open are not the
-customer's), or an analyst confirmed that the sign-in behind a session was fraud. The answer to
-``POST /v1/events`` carries the instructions its batch led to; this feed carries all of them,
-those from analysts' actions included, in the order they were raised. A reader keeps the last
-``seq`` it saw and asks for what came after.
+customer's, and the session is signed out), or an analyst confirmed that the sign-in behind a
+session was fraud. The answer to ``POST /v1/events`` carries the instructions its batch led to;
+this feed carries all of them, those from analysts' actions included, in the order they were
+raised. A reader keeps the last ``seq`` it saw and asks for what came after.
 """
 
 from __future__ import annotations
