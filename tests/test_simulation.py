@@ -317,3 +317,15 @@ def test_a_session_the_broker_signed_out_makes_no_more_requests(tmp_path: Path) 
     customers = [s for s, a in ended.items() if s not in thieves and a not in criminals]
     assert metrics["attack"]["sessions_signed_out"] == len(thieves & ended.keys()) > 0
     assert metrics["legit"]["sessions_signed_out"] == len(customers) > 0
+
+
+def test_a_phisher_signed_out_signs_in_once_more_with_the_password(tmp_path: Path) -> None:
+    _, events, out = run(tmp_path, small(), SignsOutAtTheFirstOrder())
+    truth = load_truth(out / "truth.json")
+    ordering: dict[str, set[str]] = {}  # victim -> the attacker's sessions that placed orders
+    thieves = {s: v.account for v in truth.victims for s in v.sessions}
+    for e in events:
+        if isinstance(e, Order) and e.action == "new" and e.session in thieves:
+            ordering.setdefault(thieves[e.session], set()).add(e.session)
+    assert ordering
+    assert max(len(sessions) for sessions in ordering.values()) == 2  # signed in again, once

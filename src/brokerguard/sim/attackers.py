@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Generator
 
 from brokerguard.events import AccountSnapshot
 from brokerguard.guard import Decision
@@ -23,6 +24,7 @@ from brokerguard.sim.population import Investor
 from brokerguard.sim.runner import Actor, Simulation
 from brokerguard.sim.scenario import Attack
 from brokerguard.sim.streams import Stream
+from brokerguard.truth import Victim
 
 __all__ = ["plan_attack"]
 
@@ -151,6 +153,30 @@ def phishing_victim(
 ) -> Actor:
     victim = sim.victim(inv.account, campaign.index)
     attacker = _Attacker(campaign, sim.now, "phishing")
+    for signed_out in range(2):
+        session = yield from _phished_sign_in(sim, campaign, attacker, inv, victim, rng)
+        if session is None:
+            return
+        yield from _work_account(
+            sim, campaign, attacker, session, inv, wave_time, target, wave, rng
+        )
+        if signed_out or session.session not in sim.signed_out:
+            return
+        # The broker signed the session out; the phisher still has the password (and, within
+        # the hour, the victim's relayed codes): he signs in once more.
+        yield rng.randint(60, 600)
+
+
+def _phished_sign_in(
+    sim: Simulation,
+    campaign: Campaign,
+    attacker: _Attacker,
+    inv: Investor,
+    victim: Victim,
+    rng: random.Random,
+) -> Generator[int, None, Session | None]:
+    """Sign in with the phished password, from up to three addresses of the pool; the session,
+    or None when the guard (or the broker's passkey-only sign-in) kept him out."""
     broker = sim.scenario.broker
     for attempt in range(3):
         # An adversary-in-the-middle kit forwards the victim's own browser headers; a kit that
@@ -170,13 +196,13 @@ def phishing_victim(
         login = login_event(sim, session, "password", accepted)
         decision = sim.decide(login, inv.account)
         if decision.action == "lock" or not accepted:
-            return
+            return None
         if (yield from go_ahead(sim, decision, login.id, attacker.responder(session, rng))):
-            break
+            return session
         if decision.action != "deny" or attempt == 2:
-            return  # a failed challenge: the victim's code no longer works
+            return None  # a failed challenge: the victim's code no longer works
         yield rng.randint(60, 600)  # try again from another address in the pool
-    yield from _work_account(sim, campaign, attacker, session, inv, wave_time, target, wave, rng)
+    return None
 
 
 def session_theft(
