@@ -139,14 +139,16 @@ def test_doubtful_buyers_need_the_threshold_and_compromised_ones_count_more(comp
     assert raised_after == expected
 
 
-@pytest.mark.parametrize("thin", [False, True])
-def test_a_symbol_one_order_can_move_needs_one_doubtful_buyer_fewer(thin):
+@pytest.mark.parametrize(("thin", "departing"), [(False, False), (True, False), (True, True)])
+def test_a_symbol_one_order_can_move_needs_one_doubtful_buyer_fewer(thin, departing):
     """A small broker's pump may have two victims: two doubtful first-time buyers are enough
-    where each order alone could move the price, and not where it could not."""
+    where each order alone could move the price, and not where it could not. A symbol whose
+    volume already departs needs no fewer for being thin as well: one fewer is the most."""
     engine = BrokerGuard()
     watch = CampaignWatch(engine.state, engine.policy.detectors.campaign)
     need = engine.policy.detectors.campaign.min_accounts
     sym = SymbolState(market="TSE", symbol="2929", adv=300_000, last_price=95.0)
+    sym.bars = -1 if departing else 0
     raised_after = None
     for i in range(need):
         watch.buy(f"D{i}", sym, _doubtful(f"D{i}"), True, thin, 5.0, 1000.0 + i)

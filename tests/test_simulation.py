@@ -299,8 +299,14 @@ class SignsOutAtTheFirstOrder:
         return taken
 
 
-def test_a_session_the_broker_signed_out_makes_no_more_requests(tmp_path: Path) -> None:
-    metrics, events, out = run(tmp_path, small(), SignsOutAtTheFirstOrder())
+@pytest.fixture(scope="module")
+def signing_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[Event], Path]:
+    """A run under a guard that has every session signed out at its first order."""
+    return run(tmp_path_factory.mktemp("signing-out"), small(), SignsOutAtTheFirstOrder())
+
+
+def test_a_session_the_broker_signed_out_makes_no_more_requests(signing_out) -> None:
+    metrics, events, out = signing_out
     ended: dict[str, str] = {}
     after: list[Event] = []
     for e in events:
@@ -319,8 +325,8 @@ def test_a_session_the_broker_signed_out_makes_no_more_requests(tmp_path: Path) 
     assert metrics["legit"]["sessions_signed_out"] == len(customers) > 0
 
 
-def test_a_phisher_signed_out_signs_in_once_more_with_the_password(tmp_path: Path) -> None:
-    _, events, out = run(tmp_path, small(), SignsOutAtTheFirstOrder())
+def test_a_phisher_signed_out_signs_in_once_more_with_the_password(signing_out) -> None:
+    _, events, out = signing_out
     truth = load_truth(out / "truth.json")
     ordering: dict[str, set[str]] = {}  # victim -> the attacker's sessions that placed orders
     thieves = {s: v.account for v in truth.victims for s in v.sessions}

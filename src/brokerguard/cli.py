@@ -290,7 +290,7 @@ def _print_replay(summary, events: Path, out: Path) -> None:
         table.add_row(f"  {action} / {_ACTION_JA[action]}", f"{count:,}")
     table.add_row("alerts / アラート", f"{summary.alerts:,}")
     table.add_row("campaigns / キャンペーン", f"{summary.campaigns:,}")
-    table.add_row("orders to cancel / 取消指示", f"{summary.instructions:,}")
+    table.add_row("instructions / 指示 (取消・ログアウト)", f"{summary.instructions:,}")
     _screen().print(table)
     console.print(
         f"{events} -> {out}/: decisions.ndjson, alerts.ndjson, campaigns.ndjson, "

@@ -129,26 +129,24 @@ def orders_named_for_cancelling(run_dir: Path) -> dict[tuple[str, str], datetime
     """(account, order id) -> when the guard first asked the broker to cancel that order, from
     the run's ``instructions.ndjson`` (empty when the guard wrote none). A cancel in the log at
     or after that time is the guard's doing; the customer's own cancels are not."""
-    path = Path(run_dir) / INSTRUCTIONS
     named: dict[tuple[str, str], datetime] = {}
-    if path.is_file():
-        for ins in _read_lines(path, Instruction):
-            if ins.kind == "cancel_orders":
-                for order_id in ins.orders:
-                    named.setdefault((ins.account, order_id), ins.ts)
+    for ins in _instructions(run_dir, "cancel_orders"):
+        for order_id in ins.orders:
+            named.setdefault((ins.account, order_id), ins.ts)
     return named
 
 
 def sessions_signed_out(run_dir: Path) -> dict[str, str]:
     """Session -> account, for every session the guard asked the broker to sign out
     (``end_session`` in the run's ``instructions.ndjson``; empty when the guard wrote none)."""
+    return {ins.session: ins.account for ins in _instructions(run_dir, "end_session")}
+
+
+def _instructions(run_dir: Path, kind: str) -> Iterator[Instruction]:
+    """The run's instructions of one kind (none when the guard wrote no file)."""
     path = Path(run_dir) / INSTRUCTIONS
-    ended: dict[str, str] = {}
     if path.is_file():
-        for ins in _read_lines(path, Instruction):
-            if ins.kind == "end_session":
-                ended.setdefault(ins.session, ins.account)
-    return ended
+        yield from (ins for ins in _read_lines(path, Instruction) if ins.kind == kind)
 
 
 # --- one pass over a run -------------------------------------------------------------------

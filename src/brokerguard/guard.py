@@ -12,9 +12,10 @@ with one of ``factors``) < ``hold`` (out-of-band confirmation to the registered 
 
 A decision answers one event, but some conclusions reach back to what was allowed earlier: when
 a session fails a phishing-resistant step-up, the orders it placed before and that have not yet
-executed (a market sell waiting for New York to open) are not the customer's either. A guard that
-draws such conclusions also implements :class:`InstructingGuard`: after each event the broker
-takes its :class:`Instruction` list and carries it out (cancels what is still open).
+executed (a market sell waiting for New York to open) are not the customer's either, and nor is
+the session. A guard that draws such conclusions also implements :class:`InstructingGuard`: after
+each event the broker takes its :class:`Instruction` list and carries it out (cancels what is
+still open, signs the session out).
 """
 
 from __future__ import annotations

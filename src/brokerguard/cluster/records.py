@@ -1,5 +1,5 @@
 """The worker's records in the service's tables: decisions, alerts, campaigns (and their audit),
-and the engine's instructions (orders to cancel) for the broker's feed.
+and the engine's instructions (orders to cancel, sessions to sign out) for the broker's feed.
 
 The rows are the service's own (:mod:`brokerguard.service.records`), written with its writer
 (:func:`brokerguard.service.recorder.write_records`, one transaction per batch, the audit chain
@@ -9,7 +9,7 @@ appended inside it). Two things differ, so that a redelivered batch writes nothi
 - before writing, the ids already in ``decisions`` are read and those records dropped.
 
 Campaigns are upserted by id (the service's rule), so writing one again only refreshes it. An
-instruction is known by its cause and session: the table keeps the first (the service's writer
+instruction is known by its cause, session and kind: the table keeps the first (the service's writer
 skips one already stored, whoever wrote it).
 Raw events are not copied into ``events`` (the stream keeps them).
 """

@@ -253,22 +253,30 @@ class BrokerGuard:
 
     def _fraud_session(self, login: LoginAttempt, cause: str, ts: datetime) -> None:
         """The session a fraudulent sign-in opened: nothing it placed should still execute,
-        doubtful or not (a takeover can look familiar)."""
-        reason = "orders_cancelled_fraud"
-        sess: SessionState | None = self.state.get("session", login.session)
-        if sess is not None and sess.account == login.account:
+        doubtful or not (a takeover can look familiar), and whoever holds it is signed out.
+
+        The sign-out is asked for even when the engine no longer keeps the session (ended, or
+        idle past ``idle_hours``): the broker's session, or a stolen cookie, can outlive the
+        engine's memory of it, and a broker ignores a session it already closed."""
+        account, session_id = login.account, login.session
+        cancelled = "orders_cancelled_fraud"
+        asked_before = False
+        sess: SessionState | None = self.state.get("session", session_id)
+        if sess is not None and sess.account == account:
             sess.trusted = False
             orders = sess.orders
-            self._cancel_orders(login.account, login.session, orders, cause, ts, reason)
+            self._cancel_orders(account, session_id, orders, cause, ts, cancelled)
             self._forget_orders(sess, orders)
-            self.state.put("session", login.session, sess)
-            ended = "session_ended_fraud"
-            self._instruct("end_session", login.account, login.session, (), cause, ts, ended)
-            return
-        ended: EndedSessionState | None = self.state.get("ended", login.session)
-        if ended is not None and ended.account == login.account:  # confirmed days later
-            self._cancel_orders(login.account, login.session, ended.orders, cause, ts, reason)
-            self.state.delete("ended", login.session)
+            asked_before, sess.signed_out = sess.signed_out, True
+            self.state.put("session", session_id, sess)
+        else:
+            ended: EndedSessionState | None = self.state.get("ended", session_id)
+            if ended is not None and ended.account == account:  # confirmed days later
+                self._cancel_orders(account, session_id, ended.orders, cause, ts, cancelled)
+                self.state.delete("ended", session_id)
+        if not asked_before:
+            signed_out = "session_ended_fraud"
+            self._instruct("end_session", account, session_id, (), cause, ts, signed_out)
 
     def mark_fraud_infrastructure(self, login: LoginAttempt, ts: datetime) -> list[str]:
         """The address (and hosting AS) of a confirmed fraudulent sign-in, for every account."""
@@ -498,9 +506,11 @@ class BrokerGuard:
                 # ... and what they do next in it is not the customer's doing either: a doubtful
                 # session is signed out (a customer who fumbles a confirmation in a session
                 # already proven theirs is not)
-                if self._doubtful(sess) and self.policy.detectors.session.end_doubtful_sessions:
-                    ended = "session_ended"
-                    self._instruct("end_session", account, session_id, (), e.id, e.ts, ended)
+                end = self.policy.detectors.session.end_doubtful_sessions
+                if end and self._doubtful(sess) and not sess.signed_out:
+                    sess.signed_out = True  # asked once
+                    signed_out = "session_ended"
+                    self._instruct("end_session", account, session_id, (), e.id, e.ts, signed_out)
                 self._forget_orders(sess, sess.doubtful)
                 sess.llr = max(sess.llr, 0.0) + self.policy.detectors.session.failed_step_up_llr
                 sess.trusted = False

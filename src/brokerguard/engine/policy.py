@@ -12,6 +12,7 @@ factors or a signal without a reason is a :class:`PolicyError` that names the fi
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from importlib import resources
@@ -251,9 +252,7 @@ def _check(policy: Policy, source: str) -> None:
     known = SIGNAL_CODES + INSTRUCTION_CODES
     missing = [c for c in known if c not in policy.reasons]
     if missing:
-        raise PolicyError(
-            f"{source}: `reasons`: no text for signal codes {', '.join(missing)}", "reasons"
-        )
+        raise PolicyError(f"{source}: `reasons`: no text for codes {', '.join(missing)}", "reasons")
     unknown = [c for c in policy.reasons if c not in known and not c.startswith("rule_")]
     if unknown:
         raise PolicyError(f"{source}: `reasons`: unknown codes {', '.join(unknown)}", "reasons")
@@ -268,8 +267,27 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         policy = msgspec.convert(raw, type=Policy)
     except msgspec.ValidationError as exc:
         raise PolicyError(f"{source}: {exc}", field_of_error(str(exc))) from None
+    policy = _with_shipped_texts(policy)
     _check(policy, source)
     return policy
+
+
+def _with_shipped_texts(policy: Policy) -> Policy:
+    """A code the policy gives no text for takes the shipped text, so that a broker's policy
+    written for an earlier version keeps loading when a version adds a signal or instruction
+    (its own texts, and unknown codes, are kept and checked as before)."""
+    known = SIGNAL_CODES + INSTRUCTION_CODES
+    if all(code in policy.reasons for code in known):
+        return policy
+    shipped = _shipped_reasons()
+    added = {c: shipped[c] for c in known if c not in policy.reasons and c in shipped}
+    return msgspec.structs.replace(policy, reasons={**policy.reasons, **added})
+
+
+@functools.cache
+def _shipped_reasons() -> dict[str, ReasonText]:
+    raw = tomllib.loads(default_policy_path().read_text(encoding="utf-8"))
+    return msgspec.convert(raw.get("reasons", {}), type=dict[str, ReasonText])
 
 
 def load_policy(path: Path | str | None = None) -> Policy:

@@ -115,6 +115,7 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     orders: tuple[str, ...] = ()  # orders that went ahead in it (the latest few)
     doubtful: tuple[str, ...] = ()  # ... of them, those placed while it was doubtful
     campaign: str = ""  # a campaign this session's infrastructure belongs to
+    signed_out: bool = False  # the broker was asked to sign it out (asked once)
 
 
 class EntityState(msgspec.Struct, kw_only=True, gc=False):

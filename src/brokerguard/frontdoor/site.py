@@ -137,10 +137,11 @@ class Site:
     def carry_out(self, instructions: list[dict[str, Any]]) -> int:
         """Do what the guard asks about what it let through; returns the sessions signed out.
 
-        ``end_session``: the session that failed a phishing-resistant step-up while doubtful
-        (or whose sign-in an analyst confirmed as fraud) is signed out here; whoever holds it
-        signs in again and meets the guard there. ``cancel_orders`` needs nothing: this site's
-        orders fill at once, so none is still open.
+        ``end_session``: the session that failed a phishing-resistant step-up while doubtful is
+        signed out here; whoever holds it signs in again and meets the guard there. Only the
+        answers to this site's own reports are read: a sign-out an analyst's fraud conclusion
+        asks for is in the guard's feed (``GET /v1/instructions``), which this reference site
+        does not poll. ``cancel_orders`` needs nothing: this site's orders fill at once.
         """
         ended = 0
         for instruction in instructions:

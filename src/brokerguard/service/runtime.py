@@ -415,7 +415,7 @@ class Service:
                     self._pass_on(event)
             elif fraud and case["account"]:
                 self._pass_on(self.host.conclude("force_reverify", account=case["account"]))
-            self.record_instructions()  # a fraudulent sign-in's session: its open orders
+            self.record_instructions()  # a fraudulent sign-in's session: open orders, sign-out
         return case
 
     async def update_campaign(self, actor: str, campaign_id: str, status: str) -> dict[str, Any]:

@@ -160,7 +160,7 @@ def phishing_victim(
         yield from _work_account(
             sim, campaign, attacker, session, inv, wave_time, target, wave, rng
         )
-        if signed_out or session.session not in sim.signed_out:
+        if signed_out or not sim.signed_out(session.session):
             return
         # The broker signed the session out; the phisher still has the password (and, within
         # the hour, the victim's relayed codes): he signs in once more.

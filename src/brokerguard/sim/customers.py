@@ -191,7 +191,7 @@ def _ordinary(sim: Simulation, inv: Investor, session: Session, respond) -> Step
 
 def change_setting(sim: Simulation, inv: Investor, session: Session, respond, what: str) -> Step:
     yield from _activity(sim, session, "settings")
-    if session.session in sim.signed_out:
+    if sim.signed_out(session.session):
         return False
     change = SettingsChange(
         id=sim.new_id("g"),
@@ -208,7 +208,7 @@ def change_setting(sim: Simulation, inv: Investor, session: Session, respond, wh
 
 def withdraw(sim: Simulation, session: Session, respond, amount: float) -> Step:
     yield _rng(sim, session.account).randint(20, 120)
-    if session.session in sim.signed_out:
+    if sim.signed_out(session.session):
         return False
     event = Withdrawal(
         id=sim.new_id("w"),

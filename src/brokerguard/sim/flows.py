@@ -69,7 +69,7 @@ def login_event(sim: Simulation, session: Session, factor: str, success: bool) -
 
 def view(sim: Simulation, session: Session, action: str) -> None:
     """Emit a request inside the session (a page view); a signed-out session makes none."""
-    if session.session in sim.signed_out:
+    if sim.signed_out(session.session):
         return
     event = SessionActivity(
         id=sim.new_id("v"),
@@ -167,7 +167,7 @@ def submit_order(
     An order placed while its market is closed waits for the next open, as at a real broker.
     A session the broker signed out places nothing.
     """
-    if session.session in sim.signed_out:
+    if sim.signed_out(session.session):
         return False
     order = Order(
         id=sim.new_id("o"),

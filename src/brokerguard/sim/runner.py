@@ -7,8 +7,8 @@ the guard only through :meth:`Simulation.decide` and :meth:`Simulation.emit`, th
 ``decide``/``observe`` interface a broker's own systems use. After each event the simulated
 broker carries out the guard's instructions, as a broker's order system would: it cancels what is
 still open of the orders named, and logs each cancel; it signs a session out, after which the
-session's requests never reach the guard (the actor behind it gives up: a simplification, a
-phisher holding the password could sign in again).
+session's requests never reach the guard (a phisher then signs in once more with the password,
+see :mod:`brokerguard.sim.attackers`; anyone else gives up).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Simulation:
         # Orders sent to the market, and those waiting for it to open: what a cancel can reach.
         self.sent_orders: dict[str, tuple[SimInstrument, Order]] = {}
         self.waiting_orders: set[str] = set()
-        self.signed_out: set[str] = set()  # sessions the guard asked the broker to end
+        self._signed_out: set[str] = set()  # sessions the guard asked the broker to end
         self._encoder = msgspec.json.Encoder()
         self._queue: list[tuple[int, int, int, Actor]] = []
         self._seq = itertools.count()
@@ -169,7 +169,11 @@ class Simulation:
             if instruction.kind == "cancel_orders":
                 self._cancel(instruction)
             elif instruction.kind == "end_session":
-                self.signed_out.add(instruction.session)
+                self._signed_out.add(instruction.session)
+
+    def signed_out(self, session_id: str) -> bool:
+        """Whether the broker signed this session out: its requests never reach the guard."""
+        return session_id in self._signed_out
 
     def _cancel(self, instruction: Instruction) -> None:
         for order_id in instruction.orders:
