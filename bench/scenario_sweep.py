@@ -251,7 +251,7 @@ def tally(results: list[dict[str, Any]]) -> Table:
 def spread(results: list[dict[str, Any]], engine: str) -> Table:
     """The figures behind the pass/fail counts, over all drawn scenarios."""
     shares, challenge, held = [], [], []
-    cancelled = signed_out = 0
+    cancelled = signed_out = thieves_out = 0
     bothered: Counter[str] = Counter()
     accounts: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
@@ -266,6 +266,7 @@ def spread(results: list[dict[str, Any]], engine: str) -> Table:
         held.append(orders_stopped_rate(legit))
         cancelled += legit.get("orders_cancelled", 0)
         signed_out += legit.get("sessions_signed_out", 0)
+        thieves_out += runs[engine]["metrics"]["attack"].get("sessions_signed_out", 0)
         for c in runs[engine]["confounders"]:
             bothered[c["kind"]] += c["accounts_not_left_alone"]
             accounts[c["kind"]] += c["accounts"]
@@ -286,6 +287,7 @@ def spread(results: list[dict[str, Any]], engine: str) -> Table:
     table.add_row("legit orders held or cancelled: highest rate", f"{max(held):.3%}")
     table.add_row("legit open orders cancelled on instruction: all scenarios", f"{cancelled:,}")
     table.add_row("legit sessions signed out on instruction: all scenarios", f"{signed_out:,}")
+    table.add_row("attackers' sessions signed out: all scenarios", f"{thieves_out:,}")
     for kind in sorted(accounts):
         table.add_row(
             f"{kind}: customers with any friction", f"{bothered[kind]:,} of {accounts[kind]:,}"
