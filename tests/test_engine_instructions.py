@@ -235,3 +235,31 @@ def test_a_session_is_asked_to_be_signed_out_once():
     r.engine.confirm_fraud(login, r.now)  # the analyst's conclusion on the same session
     r.engine.confirm_fraud(login, r.now)
     assert r.engine.take_instructions() == []
+
+
+def test_after_a_session_fails_a_strong_step_up_the_next_sign_ins_must_confirm():
+    """The phisher signed out signs in again with the password; his first sign-in may have been
+    learned as the customer's habit, so the next sign-ins ask for a strong factor, for a day or
+    until one passes."""
+    r = rig_with_customer(lenient_orders())
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.challenge("A1", held, "oob", "failed", session=session)
+    r.engine.take_instructions()
+    r.tick(minutes=10)
+    # however familiar it looks (the customer's own home, browser and cookie)
+    eid, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert d.action == "challenge" and set(d.factors) <= {"passkey", "oob"}
+    assert "failed_step_up" in {reason.code for reason in d.reasons}
+    r.challenge("A1", eid, "oob", "passed", session=r.session_of(eid))  # the customer, after all
+    r.tick(minutes=10)
+    _, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert d.action == "allow"
+
+
+def test_a_day_later_sign_ins_are_judged_as_before():
+    r = rig_with_customer(lenient_orders())
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.challenge("A1", held, "oob", "failed", session=session)
+    r.tick(hours=25)
+    _, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert d.action == "allow"

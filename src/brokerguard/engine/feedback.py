@@ -92,8 +92,10 @@ class AnalystFeedback:
         acc.reverify_at = acc.reverify_at or max(now, 1.0)
 
     def reverified(self, acc: AccountState) -> None:
-        """The customer passed a phishing-resistant check: the request is met."""
+        """The customer passed a phishing-resistant check: the request is met, and so is the
+        strong sign-in asked for after a session failed one (``session_failed_at``)."""
         acc.reverify_at = 0.0
+        acc.session_failed_at = 0.0
 
     def confirm_fraud(self, f: LoginFeatures, now: float) -> list[str]:
         """Mark the infrastructure of a confirmed fraudulent sign-in; returns its keys."""

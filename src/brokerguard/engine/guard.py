@@ -207,6 +207,10 @@ class BrokerGuard:
             )
         )
 
+    def _confirm_sign_in(self, acc: AccountState, now: float) -> bool:
+        hours = self.policy.detectors.session.confirm_sign_ins_hours
+        return acc.session_failed_at > 0 and now - acc.session_failed_at < hours * 3600
+
     def _doubtful(self, sess: SessionState) -> bool:
         """Not trusted, with evidence above ``cancel_orders_above_llr``: what the session does
         now may not be the customer's doing."""
@@ -439,6 +443,11 @@ class BrokerGuard:
         if "passkey" in e.factors:
             # Origin-bound and unrelayable: the person holds the enrolled authenticator.
             decision = Decision(action="allow", score=0.0)
+        elif self._confirm_sign_in(acc, now):
+            # A session opened with this password failed a strong step-up lately: whoever signs
+            # in now confirms by passkey or to the registered contact, however familiar it looks
+            # (the thief's earlier sign-in may have been learned as the customer's habit).
+            decision = self._apply("login", e, signals, passkey=acc.passkey, floor="challenge")
         else:
             decision = self._apply("login", e, signals, passkey=acc.passkey)
         if decision.action in ("deny", "lock"):
@@ -507,10 +516,14 @@ class BrokerGuard:
                 # session is signed out (a customer who fumbles a confirmation in a session
                 # already proven theirs is not)
                 end = self.policy.detectors.session.end_doubtful_sessions
-                if end and self._doubtful(sess) and not sess.signed_out:
-                    sess.signed_out = True  # asked once
-                    signed_out = "session_ended"
-                    self._instruct("end_session", account, session_id, (), e.id, e.ts, signed_out)
+                if self._doubtful(sess):
+                    acc.session_failed_at = now  # the next sign-ins must confirm (see below)
+                    if end and not sess.signed_out:
+                        sess.signed_out = True  # asked once
+                        signed_out = "session_ended"
+                        self._instruct(
+                            "end_session", account, session_id, (), e.id, e.ts, signed_out
+                        )
                 self._forget_orders(sess, sess.doubtful)
                 sess.llr = max(sess.llr, 0.0) + self.policy.detectors.session.failed_step_up_llr
                 sess.trusted = False

@@ -90,6 +90,8 @@ class AccountState(msgspec.Struct, kw_only=True, gc=False):
     contact_changed: float = 0.0  # when e-mail or phone last changed
     bank_changed: float = 0.0
     reverify_at: float = 0.0  # when an analyst asked for a strong re-verification (0: none)
+    # when a session signed in with the password failed a strong step-up while doubtful (0: none)
+    session_failed_at: float = 0.0
 
 
 class SessionState(msgspec.Struct, kw_only=True, gc=False):
