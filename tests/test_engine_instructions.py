@@ -21,10 +21,12 @@ from instruction_helpers import (
     doubtful_session_sells_then_buys,
     kinds,
     lenient_orders,
+    lenient_orders_text,
     rig_with_customer,
 )
 
 from brokerguard.engine import BrokerGuard
+from brokerguard.engine.policy import parse_policy
 from brokerguard.events import AnalystAction, write_ndjson
 from brokerguard.guard import InstructingGuard, Instruction
 from brokerguard.replay import replay
@@ -237,17 +239,22 @@ def test_a_session_is_asked_to_be_signed_out_once():
     assert r.engine.take_instructions() == []
 
 
-def test_after_a_session_fails_a_strong_step_up_the_next_sign_ins_must_confirm():
-    """The phisher signed out signs in again with the password; his first sign-in may have been
-    learned as the customer's habit, so the next sign-ins ask for a strong factor, for a day or
-    until one passes."""
-    r = rig_with_customer(lenient_orders())
+def confirming_policy(hours: int):
+    text = lenient_orders_text().replace(
+        "confirm_sign_ins_hours = 0", f"confirm_sign_ins_hours = {hours}"
+    )
+    return parse_policy(text)
+
+
+def test_a_broker_can_have_sign_ins_confirmed_for_a_while_after_a_session_failed():
+    """With ``confirm_sign_ins_hours``, the sign-ins after such a failure ask for a strong factor,
+    however familiar they look, until one passes or the time is up."""
+    r = rig_with_customer(confirming_policy(24))
     session, _, held = doubtful_session_sells_then_buys(r)
     r.challenge("A1", held, "oob", "failed", session=session)
     r.engine.take_instructions()
     r.tick(minutes=10)
-    # however familiar it looks (the customer's own home, browser and cookie)
-    eid, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    eid, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")  # the customer's own home
     assert d.action == "challenge" and set(d.factors) <= {"passkey", "oob"}
     assert "failed_step_up" in {reason.code for reason in d.reasons}
     r.challenge("A1", eid, "oob", "passed", session=r.session_of(eid))  # the customer, after all
@@ -256,10 +263,37 @@ def test_after_a_session_fails_a_strong_step_up_the_next_sign_ins_must_confirm()
     assert d.action == "allow"
 
 
-def test_a_day_later_sign_ins_are_judged_as_before():
+def test_by_default_the_customers_familiar_sign_in_stays_free_after_a_session_failed():
     r = rig_with_customer(lenient_orders())
     session, _, held = doubtful_session_sells_then_buys(r)
     r.challenge("A1", held, "oob", "failed", session=session)
-    r.tick(hours=25)
+    r.tick(minutes=10)
     _, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
     assert d.action == "allow"
+
+
+def test_a_doubtful_sign_in_learned_as_a_habit_is_taken_back_out_when_its_session_fails():
+    """A phisher's sign-in allowed at a low score taught the profile; once his session fails a
+    strong step-up, the profile is as it was before him, so his next sign-in is no more familiar
+    (only when the account last signed in is kept: the travel check reads it)."""
+
+    def profile() -> dict:
+        acc = msgspec.to_builtins(r.engine.state.get("account", "A1"))
+        return {k: v for k, v in acc.items() if k not in ("last_login", "last_country")}
+
+    r = rig_with_customer()
+    before = profile()
+    login = r.login_event("A1", ip_in(OCN, 200), device(1), "ck-x")  # an address, a cookie: new
+    d = r.engine.decide(login)
+    sess = r.engine.state.get("session", login.session)
+    assert d.action == "allow" and sess.learned, "allowed, learned although doubtful"
+    assert profile() != before
+    r.tick(minutes=2)
+    held, d = r.order(
+        "A1", login.session, THIN, "buy", 50_000, 150.0, ip=ip_in(OCN, 200), ua=device(1)
+    )
+    assert d.action == "hold"
+    r.challenge("A1", held, "oob", "failed", session=login.session)
+    after = profile()
+    assert after.pop("challenge_failures") and after.pop("session_failed_at")
+    assert after == {k: v for k, v in before.items() if k in after}

@@ -464,6 +464,9 @@ class BrokerGuard:
             params = self.policy.detectors.login
             if total < params.learn_below:
                 self.login.learn(acc, f, now)
+                if total > 0:  # learned although doubtful: kept to take back out on failure
+                    sess.learned = (*f.network, *f.device, f.cookie)
+                    sess.learned_hour = f.hour
             if total > params.risky_llr:
                 sess.campaign = sess.campaign or self._risky(e.account, f, now)
         else:
@@ -517,7 +520,10 @@ class BrokerGuard:
                 # already proven theirs is not)
                 end = self.policy.detectors.session.end_doubtful_sessions
                 if self._doubtful(sess):
-                    acc.session_failed_at = now  # the next sign-ins must confirm (see below)
+                    acc.session_failed_at = now  # the next sign-ins may have to confirm
+                    if sess.learned:  # its sign-in was not the customer's habit after all
+                        self.login.unlearn(acc, sess.learned, sess.learned_hour)
+                        sess.learned, sess.learned_hour = (), -1
                     if end and not sess.signed_out:
                         sess.signed_out = True  # asked once
                         signed_out = "session_ended"

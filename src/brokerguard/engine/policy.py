@@ -136,11 +136,11 @@ class SessionParams(_Strict):
     # Instruction ``end_session``): whoever holds it must sign in again. A session an analyst
     # confirmed as fraud is signed out whatever this says.
     end_doubtful_sessions: bool = True
-    # After such a failure the password is in the wrong hands, and the sign-in that opened the
-    # session may have taught the account's profile (an allowed sign-in is learned): for this
-    # long every password sign-in to the account asks for a passkey or out-of-band confirmation
-    # (until one passes). 0 turns it off.
-    confirm_sign_ins_hours: Annotated[float, Meta(ge=0)] = 24.0
+    # After such a failure the password is in the wrong hands: for this long every password
+    # sign-in to the account asks for a passkey or out-of-band confirmation, however familiar
+    # (until one passes). Off (0) by default: the failed session's own sign-in is taken back out
+    # of the profile instead, and the customer's familiar sign-ins stay free.
+    confirm_sign_ins_hours: Annotated[float, Meta(ge=0)] = 0.0
     # How long the orders of a session that was not trusted are remembered after it ended, so
     # that a fraud confirmation can still have what is open of them cancelled (GTC orders).
     ended_orders_days: Positive = 7.0

@@ -118,6 +118,10 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     doubtful: tuple[str, ...] = ()  # ... of them, those placed while it was doubtful
     campaign: str = ""  # a campaign this session's infrastructure belongs to
     signed_out: bool = False  # the broker was asked to sign it out (asked once)
+    # a sign-in learned into the account's profile although it was doubtful: its keys and hour,
+    # to take back out if the session fails a strong step-up
+    learned: tuple[str, ...] = ()
+    learned_hour: int = -1
 
 
 class EntityState(msgspec.Struct, kw_only=True, gc=False):

@@ -577,6 +577,26 @@ class LoginRisk:
         self.state.put("population", "all", pop)
 
     @staticmethod
+    def unlearn(acc: AccountState, keys: tuple[str, ...], hour: int) -> None:
+        """Take a sign-in back out of the account's profile: it turned out not to be the
+        customer's (its session failed a strong step-up). The population keeps it: one sign-in
+        among the broker's is noise there, and a scale-out stage has already shared it."""
+        for key in keys:
+            count = acc.seen.get(key)
+            if count is None:
+                continue  # made room for since
+            if count > 1:
+                acc.seen[key] = count - 1
+                continue
+            del acc.seen[key]
+            if acc.distinct:
+                level = LEVELS.index(key[0])
+                acc.distinct[level] = max(0, acc.distinct[level] - 1)
+        acc.n = max(0, acc.n - 1)
+        if acc.hours and 0 <= hour < 24 and acc.hours[hour]:
+            acc.hours[hour] -= 1
+
+    @staticmethod
     def _make_room(seen: dict[str, int], level: str) -> None:
         values = [k for k in seen if k[0] == level]
         if len(values) >= MAX_FINE_VALUES:
