@@ -166,22 +166,6 @@ class BrokerGuard:
         taken, self._instructions = self._instructions, []
         return taken
 
-    def _cancel_orders(
-        self,
-        account: str,
-        session_id: str,
-        orders: tuple[str, ...],
-        cause: str,
-        ts: datetime,
-        reason: str,
-    ) -> None:
-        """Ask the broker to cancel what is still open of ``orders``, placed in ``session_id``.
-
-        Only the engine's conclusion: the broker's order system knows which of them are open.
-        """
-        if orders:
-            self._instruct("cancel_orders", account, session_id, orders, cause, ts, reason)
-
     def _instruct(
         self,
         kind: Literal["cancel_orders", "end_session"],
@@ -192,6 +176,11 @@ class BrokerGuard:
         ts: datetime,
         reason: str,
     ) -> None:
+        """Ask the broker to cancel what is still open of ``orders`` (placed in ``session_id``;
+        nothing when there are none), or to sign ``session_id`` out. Only the engine's
+        conclusion: the broker's systems know which orders are open, which sessions live."""
+        if kind == "cancel_orders" and not orders:
+            return
         text = self.decider.reasons.get(reason)
         if len(self._instructions) >= INSTRUCTIONS_KEPT:
             del self._instructions[0]
@@ -269,14 +258,16 @@ class BrokerGuard:
         if sess is not None and sess.account == account:
             sess.trusted = False
             orders = sess.orders
-            self._cancel_orders(account, session_id, orders, cause, ts, cancelled)
+            self._instruct("cancel_orders", account, session_id, orders, cause, ts, cancelled)
             self._forget_orders(sess, orders)
             asked_before, sess.signed_out = sess.signed_out, True
             self.state.put("session", session_id, sess)
         else:
             ended: EndedSessionState | None = self.state.get("ended", session_id)
             if ended is not None and ended.account == account:  # confirmed days later
-                self._cancel_orders(account, session_id, ended.orders, cause, ts, cancelled)
+                self._instruct(
+                    "cancel_orders", account, session_id, ended.orders, cause, ts, cancelled
+                )
                 self.state.delete("ended", session_id)
         if not asked_before:
             signed_out = "session_ended_fraud"
@@ -513,7 +504,7 @@ class BrokerGuard:
                 # sweep): then the doubtful orders it had when the answer was asked for.
                 doubtful = sess.doubtful if sess is not None else pending.doubtful
                 reason = "orders_cancelled"
-                self._cancel_orders(account, session_id, doubtful, e.id, e.ts, reason)
+                self._instruct("cancel_orders", account, session_id, doubtful, e.id, e.ts, reason)
             if f is None and sess is not None and strong and e.outcome == "failed":
                 # ... and what they do next in it is not the customer's doing either: a doubtful
                 # session is signed out (a customer who fumbles a confirmation in a session
@@ -685,7 +676,7 @@ class BrokerGuard:
     def _placed(self, e: Order, acc: AccountState, sess: SessionState | None, value: float) -> None:
         """An order went ahead: the account's habits learn it, and its session remembers it, in
         case the session fails a strong step-up later or its sign-in is confirmed as fraud
-        (:meth:`_cancel_orders`); the first names only the orders placed while it was doubtful.
+        (:meth:`_instruct`); the first names only the orders placed while it was doubtful.
 
         Doubtful means not trusted and with evidence above ``cancel_orders_above_llr`` when the
         order was placed: the orders a customer placed in their own session before a thief took
