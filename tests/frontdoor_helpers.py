@@ -79,8 +79,14 @@ class SiteRig:
 
 
 @contextmanager
-def site_rig(tmp: Path, inbox: Inbox, smtp_port: int, guard: EmbeddedGuard) -> Iterator[SiteRig]:
-    config = SiteConfig(origin=ORIGIN, rp_id="localhost", store_path=tmp / "site.db")
+def site_rig(
+    tmp: Path, inbox: Inbox, smtp_port: int, guard: EmbeddedGuard, poll: float = 0.0
+) -> Iterator[SiteRig]:
+    """The site on ``guard``; it reads the guard's feed every ``poll`` seconds (0: only when a
+    test calls ``site.follow_instructions()``)."""
+    config = SiteConfig(
+        origin=ORIGIN, rp_id="localhost", store_path=tmp / "site.db", instructions_poll=poll
+    )
     channels = {
         "email": SmtpChannel("127.0.0.1", smtp_port, sender="notice@demo.example", timeout=5)
     }

@@ -32,7 +32,7 @@ from starlette.testclient import TestClient
 
 from brokerguard.auth.testing import SoftAuthenticator
 from brokerguard.engine.policy import default_policy_path
-from brokerguard.events import Order, Withdrawal
+from brokerguard.events import ChallengeResult, Order, Withdrawal
 from brokerguard.frontdoor.app import create_site
 from brokerguard.frontdoor.canary import report
 from brokerguard.frontdoor.embedded import EmbeddedGuard
@@ -457,6 +457,73 @@ def test_a_stolen_session_that_fails_the_passkey_is_signed_out_and_the_customers
         headers={"Authorization": f"Bearer {rig.guard.key}"},
     ).json()
     assert [i["kind"] for i in feed if i["kind"] == "end_session"] == ["end_session"]
+
+
+def thief_waits_for_a_step_up(rig: SiteRig, account: str, n: int) -> tuple[TestClient, dict]:
+    """A stolen session cookie used from a cloud server; its order waits for a step-up.
+    Returns the thief's browser and the waiting order's event as the guard recorded it."""
+    rig.customer(account, positions={"7203": 300})
+    customer, auth = rig.client(), SoftAuthenticator()
+    login(customer, account)
+    enrol_passkey(rig, customer, account, auth)
+    thief = rig.client(ip_in(ALIBABA_HK, n))
+    thief.cookies.update(customer.cookies)
+    csrf = csrf_of(thief.get("/order").text)
+    order = {"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "300"}
+    where = thief.post("/order", data=order).headers["location"]
+    if where == "/portfolio?done=placed":
+        buy = {**order, "symbol": "9347", "side": "buy", "quantity": "5000", "limit_price": "400"}
+        where = thief.post("/order", data=buy).headers["location"]
+    assert where.startswith("/stepup/"), where
+    waiting = [o for o in timeline(rig, account, "order") if o["decision"]["action"] != "allow"]
+    return thief, waiting[0]["event"]
+
+
+def refused_by_the_call_centre(rig: SiteRig, order_event: dict) -> dict:
+    """Another of the broker's systems reports that the customer refused the order."""
+    call_centre = GuardClient(rig.guard.url, rig.guard.key)
+    refused = ChallengeResult(
+        id=f"callcentre-{order_event['id']}",
+        ts=datetime.now(UTC),
+        account=order_event["account"],
+        session=order_event["session"],
+        ref=order_event["id"],
+        factor="oob",
+        outcome="failed",
+    )
+    try:
+        return call_centre.send([refused])
+    finally:
+        call_centre.close()
+
+
+def test_a_sign_out_another_system_asks_for_reaches_the_site_through_the_feed(rig: SiteRig):
+    """The thief's order waits for its step-up; the customer tells the broker's call centre that
+    it was not them, and that system reports the refusal to the guard. The site did not send
+    that report, so it learns of the sign-out from the guard's feed."""
+    thief, order_event = thief_waits_for_a_step_up(rig, "T2", 32)
+    answer = refused_by_the_call_centre(rig, order_event)
+    assert "end_session" in {i["kind"] for i in answer["instructions"]}
+    assert thief.get("/portfolio").status_code == 200  # the site has not heard yet
+    assert rig.site.follow_instructions() == 1
+    gone = thief.get("/portfolio")
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+    assert rig.site.follow_instructions() == 0  # read again: nothing more to do
+
+
+def test_the_site_reads_the_feed_on_its_own(
+    tmp_path: Path, smtp: tuple[Inbox, int], guard: EmbeddedGuard
+):
+    inbox, port = smtp
+    with site_rig(tmp_path, inbox, port, guard, poll=0.2) as rig:
+        thief, order_event = thief_waits_for_a_step_up(rig, "T3", 33)
+        refused_by_the_call_centre(rig, order_event)
+        for _ in range(100):
+            if not rig.site.sessions.of("T3"):
+                break
+            time.sleep(0.1)
+        assert rig.site.sessions.of("T3") == []
+        assert thief.get("/portfolio").status_code == 303
 
 
 @pytest.fixture(scope="module")

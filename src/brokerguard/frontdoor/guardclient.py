@@ -78,8 +78,15 @@ class GuardClient:
 
     def actions(self, account: str) -> list[dict[str, Any]]:
         """The account's actions at the guard, newest first (needs the ``read`` permission)."""
+        return self._get(f"/v1/accounts/{account}/actions")
+
+    def instructions(self, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+        """The guard's feed of instructions after ``after`` (a ``seq``), oldest first."""
+        return self._get(f"/v1/instructions?after={after}&limit={limit}")
+
+    def _get(self, path: str) -> list[dict[str, Any]]:
         try:
-            answer = self._http.get(f"/v1/accounts/{account}/actions")
+            answer = self._http.get(path)
         except httpx.HTTPError as exc:
             raise GuardError(f"guard at {self.base_url} unreachable: {exc}") from exc
         if answer.status_code >= 400:

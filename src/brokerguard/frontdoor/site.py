@@ -12,6 +12,7 @@ unlock request lifts both.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,8 @@ from brokerguard.notify.outbox import Channel
 
 __all__ = ["BookContacts", "Site", "SiteConfig"]
 
+FEED_MARGIN = 100  # instructions read again before the last seen (see Site.follow_instructions)
+
 
 @dataclass(frozen=True, kw_only=True)
 class SiteConfig:
@@ -62,6 +65,9 @@ class SiteConfig:
     code_key: bytes | None = None
     secure_cookies: bool = False
     extra_origins: tuple[str, ...] = field(default=())
+    # How often the guard's feed of instructions is read (seconds; 0: never): sign-outs that an
+    # analyst's conclusion or another system's report asks for reach the site this way.
+    instructions_poll: float = 5.0
 
 
 @dataclass
@@ -117,6 +123,9 @@ class Site:
             observe=self.tell, passkeys=self.passkeys, codes=self.codes, passwords=None
         )
         self.waiting: dict[str, Waiting] = {}  # open step-up id -> reasons, undo
+        self._feed_seq = 0  # the last instruction read from the guard's feed
+        self._stopping = threading.Event()
+        self._follower: threading.Thread | None = None
 
     # --- the guard ---------------------------------------------------------------------------
     def tell(self, event: Event) -> None:
@@ -125,7 +134,7 @@ class Site:
         A step-up's outcome also closes what the site kept for it, and undoes what waited on a
         step-up that did not pass (an order becomes refused). The report to the guard is best
         effort: a customer who passed must not lose the operation because the guard is away.
-        What the guard's answer instructs is carried out (:meth:`carry_out`).
+        What the guard's answer instructs is carried out at once (:meth:`carry_out`).
         """
         if isinstance(event, ChallengeResult) and event.id.startswith("stepup-"):
             waiting = self.waiting.pop(event.id.removeprefix("stepup-"), None)
@@ -137,11 +146,11 @@ class Site:
     def carry_out(self, instructions: list[dict[str, Any]]) -> int:
         """Do what the guard asks about what it let through; returns the sessions signed out.
 
-        ``end_session``: the session that failed a phishing-resistant step-up while doubtful is
-        signed out here; whoever holds it signs in again and meets the guard there. Only the
-        answers to this site's own reports are read: a sign-out an analyst's fraud conclusion
-        asks for is in the guard's feed (``GET /v1/instructions``), which this reference site
-        does not poll. ``cancel_orders`` needs nothing: this site's orders fill at once.
+        ``end_session``: the session that failed a phishing-resistant step-up while doubtful,
+        or whose sign-in an analyst confirmed as fraud, is signed out here; whoever holds it
+        signs in again and meets the guard there. Closing a session already closed does
+        nothing, so an instruction read twice (the answer, then the feed) is harmless.
+        ``cancel_orders`` needs nothing: this site's orders fill at once.
         """
         ended = 0
         for instruction in instructions:
@@ -294,10 +303,30 @@ class Site:
         self.passwords.set(account, password)
         return customer
 
+    def follow_instructions(self) -> int:
+        """Read the guard's feed since the last read and carry it out; returns the sessions
+        signed out. A margin before the last ``seq`` is read again: rows of concurrent writers
+        can commit out of order, and carrying one out twice is harmless."""
+        rows = self.guard.instructions(after=max(0, self._feed_seq - FEED_MARGIN))
+        if rows:
+            self._feed_seq = max(self._feed_seq, max(int(row["seq"]) for row in rows))
+        return self.carry_out(rows)
+
+    def _follow(self) -> None:
+        while not self._stopping.wait(self.config.instructions_poll):
+            with contextlib.suppress(GuardError):
+                self.follow_instructions()
+
     def start(self) -> None:
         self.outbox.start()
+        if self.config.instructions_poll > 0:
+            self._follower = threading.Thread(target=self._follow, name="feed", daemon=True)
+            self._follower.start()
 
     def close(self) -> None:
+        self._stopping.set()
+        if self._follower is not None:
+            self._follower.join(timeout=10)
         self.outbox.close(timeout=10)
         self.guard.close()
         self.store.close()
