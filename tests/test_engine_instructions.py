@@ -272,28 +272,62 @@ def test_by_default_the_customers_familiar_sign_in_stays_free_after_a_session_fa
     assert d.action == "allow"
 
 
+def profile(r: Rig) -> dict:
+    """The account's learned profile (when it last signed in aside: the travel check reads it)."""
+    acc = msgspec.to_builtins(r.engine.state.get("account", "A1"))
+    return {k: v for k, v in acc.items() if k not in ("last_login", "last_country")}
+
+
+def new_phone_at_home(r: Rig):
+    """A sign-in from a new address of the home ISP with a new cookie: allowed, a little
+    doubtful, and learned into the profile."""
+    login = r.login_event("A1", ip_in(OCN, 200), device(1), "ck-x")
+    d = r.engine.decide(login)
+    assert d.action == "allow" and r.engine.state.get("session", login.session).learned
+    return login
+
+
 def test_a_doubtful_sign_in_learned_as_a_habit_is_taken_back_out_when_its_session_fails():
     """A phisher's sign-in allowed at a low score taught the profile; once his session fails a
     strong step-up, the profile is as it was before him, so his next sign-in is no more familiar
-    (only when the account last signed in is kept: the travel check reads it)."""
-
-    def profile() -> dict:
-        acc = msgspec.to_builtins(r.engine.state.get("account", "A1"))
-        return {k: v for k, v in acc.items() if k not in ("last_login", "last_country")}
-
+    (as far as the per-account limit of values lets: one his pushed out is not restored)."""
     r = rig_with_customer()
-    before = profile()
-    login = r.login_event("A1", ip_in(OCN, 200), device(1), "ck-x")  # an address, a cookie: new
-    d = r.engine.decide(login)
-    sess = r.engine.state.get("session", login.session)
-    assert d.action == "allow" and sess.learned, "allowed, learned although doubtful"
-    assert profile() != before
+    before = profile(r)
+    login = new_phone_at_home(r)
+    assert profile(r) != before
     r.tick(minutes=2)
     held, d = r.order(
         "A1", login.session, THIN, "buy", 50_000, 150.0, ip=ip_in(OCN, 200), ua=device(1)
     )
     assert d.action == "hold"
     r.challenge("A1", held, "oob", "failed", session=login.session)
-    after = profile()
+    after = profile(r)
     assert after.pop("challenge_failures") and after.pop("session_failed_at")
+    assert after == {k: v for k, v in before.items() if k in after}
+
+
+def test_a_stolen_cookie_failing_leaves_the_customers_own_sign_in_learned():
+    """The session's sign-in was the customer's (a new phone at home); a thief then used the
+    session from a cloud abroad and failed. The doubt is the thief's, not the sign-in's."""
+    r = rig_with_customer()
+    login = new_phone_at_home(r)
+    learned = profile(r)
+    r.tick(minutes=30)
+    thief = ip_in(ALIBABA_HK, 3)
+    r.activity("A1", login.session, thief, device(1), "ck-x", action="portfolio")
+    r.tick(minutes=1)
+    held, d = r.order("A1", login.session, THIN, "buy", 50_000, 150.0, ip=thief, ua=device(1))
+    assert d.action == "hold"
+    r.challenge("A1", held, "oob", "failed", session=login.session)
+    after = profile(r)
+    assert after.pop("challenge_failures") and after["session_failed_at"] == 0.0
+    assert after == {k: v for k, v in learned.items() if k != "challenge_failures"}
+
+
+def test_a_fraud_confirmation_takes_the_sign_in_back_out_of_the_profile():
+    r = rig_with_customer()
+    before = profile(r)
+    login = new_phone_at_home(r)
+    r.engine.observe(AnalystAction(id="an-4", ts=r.now, action="confirm_fraud", login=login))
+    after = profile(r)
     assert after == {k: v for k, v in before.items() if k in after}

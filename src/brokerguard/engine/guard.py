@@ -196,6 +196,13 @@ class BrokerGuard:
             )
         )
 
+    def _unlearn_sign_in(self, acc: AccountState, sess: SessionState) -> None:
+        """The session's sign-in, learned although doubtful, was not the customer's habit after
+        all: take it back out of the profile (a value it pushed out is not restored)."""
+        if sess.learned:
+            self.login.unlearn(acc, sess.learned, sess.learned_hour)
+            sess.learned, sess.learned_hour = (), -1
+
     def _confirm_sign_in(self, acc: AccountState, now: float) -> bool:
         hours = self.policy.detectors.session.confirm_sign_ins_hours
         return acc.session_failed_at > 0 and now - acc.session_failed_at < hours * 3600
@@ -257,6 +264,10 @@ class BrokerGuard:
         sess: SessionState | None = self.state.get("session", session_id)
         if sess is not None and sess.account == account:
             sess.trusted = False
+            if sess.learned:
+                acc = self._account(account)
+                self._unlearn_sign_in(acc, sess)
+                self.state.put("account", account, acc)
             orders = sess.orders
             self._instruct("cancel_orders", account, session_id, orders, cause, ts, cancelled)
             self._forget_orders(sess, orders)
@@ -435,9 +446,9 @@ class BrokerGuard:
             # Origin-bound and unrelayable: the person holds the enrolled authenticator.
             decision = Decision(action="allow", score=0.0)
         elif self._confirm_sign_in(acc, now):
-            # A session opened with this password failed a strong step-up lately: whoever signs
-            # in now confirms by passkey or to the registered contact, however familiar it looks
-            # (the thief's earlier sign-in may have been learned as the customer's habit).
+            # A session whose own sign-in was doubtful failed a strong step-up lately (the
+            # password is probably in other hands): whoever signs in now confirms by passkey or
+            # to the registered contact, however familiar it looks (a broker's choice).
             decision = self._apply("login", e, signals, passkey=acc.passkey, floor="challenge")
         else:
             decision = self._apply("login", e, signals, passkey=acc.passkey)
@@ -455,7 +466,7 @@ class BrokerGuard:
             params = self.policy.detectors.login
             if total < params.learn_below:
                 self.login.learn(acc, f, now)
-                if total > 0:  # learned although doubtful: kept to take back out on failure
+                if self._doubtful(sess):  # learned although doubtful: kept to take back out
                     sess.learned = (*f.network, *f.device, f.cookie)
                     sess.learned_hour = f.hour
             if total > params.risky_llr:
@@ -511,10 +522,9 @@ class BrokerGuard:
                 # already proven theirs is not)
                 end = self.policy.detectors.session.end_doubtful_sessions
                 if self._doubtful(sess):
-                    acc.session_failed_at = now  # the next sign-ins may have to confirm
-                    if sess.learned:  # its sign-in was not the customer's habit after all
-                        self.login.unlearn(acc, sess.learned, sess.learned_hour)
-                        sess.learned, sess.learned_hour = (), -1
+                    if sess.hijack == 0:  # the doubt is the sign-in's: the password's holder
+                        acc.session_failed_at = now  # the next sign-ins may have to confirm
+                        self._unlearn_sign_in(acc, sess)
                     if end and not sess.signed_out:
                         sess.signed_out = True  # asked once
                         signed_out = "session_ended"

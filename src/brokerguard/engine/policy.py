@@ -136,10 +136,12 @@ class SessionParams(_Strict):
     # Instruction ``end_session``): whoever holds it must sign in again. A session an analyst
     # confirmed as fraud is signed out whatever this says.
     end_doubtful_sessions: bool = True
-    # After such a failure the password is in the wrong hands: for this long every password
-    # sign-in to the account asks for a passkey or out-of-band confirmation, however familiar
-    # (until one passes). Off (0) by default: the failed session's own sign-in is taken back out
-    # of the profile instead, and the customer's familiar sign-ins stay free.
+    # After such a failure in a session whose own sign-in was doubtful (not a stolen cookie),
+    # the password is probably in other hands: for this long every password sign-in to the
+    # account asks for a passkey or out-of-band confirmation, however familiar (until one
+    # passes; with rules that offer relayable codes, those stay on offer). Off (0) by default:
+    # the failed session's own sign-in is taken back out of the profile instead, and the
+    # customer's familiar sign-ins stay free.
     confirm_sign_ins_hours: Annotated[float, Meta(ge=0)] = 0.0
     # How long the orders of a session that was not trusted are remembered after it ended, so
     # that a fraud confirmation can still have what is open of them cancelled (GTC orders).

@@ -12,6 +12,7 @@ unlock request lifts both.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ from brokerguard.notify.outbox import Channel
 __all__ = ["BookContacts", "Site", "SiteConfig"]
 
 FEED_MARGIN = 100  # instructions read again before the last seen (see Site.follow_instructions)
+FEED_PAGE = 500  # instructions asked for at once (the API allows up to 1,000)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -307,15 +310,27 @@ class Site:
         """Read the guard's feed since the last read and carry it out; returns the sessions
         signed out. A margin before the last ``seq`` is read again: rows of concurrent writers
         can commit out of order, and carrying one out twice is harmless."""
-        rows = self.guard.instructions(after=max(0, self._feed_seq - FEED_MARGIN))
-        if rows:
-            self._feed_seq = max(self._feed_seq, max(int(row["seq"]) for row in rows))
-        return self.carry_out(rows)
+        ended = 0
+        after = max(0, self._feed_seq - FEED_MARGIN)
+        while True:  # page by page, so that a long feed is caught up with in one call
+            rows = self.guard.instructions(after=after, limit=FEED_PAGE)
+            ended += self.carry_out(rows)
+            if not rows:
+                break
+            after = max(int(row["seq"]) for row in rows)
+            self._feed_seq = max(self._feed_seq, after)
+            if len(rows) < FEED_PAGE:
+                break
+        return ended
 
     def _follow(self) -> None:
         while not self._stopping.wait(self.config.instructions_poll):
-            with contextlib.suppress(GuardError):
+            try:
                 self.follow_instructions()
+            except GuardError as exc:  # the guard is away: try again at the next poll
+                log.info("instructions feed: %s", exc)
+            except Exception:  # anything else must not end the thread unseen
+                log.exception("instructions feed: could not be carried out")
 
     def start(self) -> None:
         self.outbox.start()
