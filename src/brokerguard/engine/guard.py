@@ -23,6 +23,7 @@ from brokerguard.engine.detectors.login import (
     cookie_key,
     device_keys,
     login_features,
+    profile_keys,
 )
 from brokerguard.engine.detectors.session import SessionWatch
 from brokerguard.engine.detectors.trading import TradingWatch, holdings_value
@@ -467,7 +468,7 @@ class BrokerGuard:
             if total < params.learn_below:
                 self.login.learn(acc, f, now)
                 if self._doubtful(sess):  # learned although doubtful: kept to take back out
-                    sess.learned = (*f.network, *f.device, f.cookie)
+                    sess.learned = profile_keys(f)
                     sess.learned_hour = f.hour
             if total > params.risky_llr:
                 sess.campaign = sess.campaign or self._risky(e.account, f, now)
@@ -508,33 +509,7 @@ class BrokerGuard:
             acc.challenge_failures = (*recent, now)
         if e.outcome != "passed":
             if f is None and strong and e.outcome == "failed":
-                # Whoever holds this session could not confirm by passkey or to the registered
-                # contact: what they did while the session was doubtful is not the customer's
-                # doing either (a market sell placed before the held buy executes when its market
-                # opens, hours later). The session may have ended since (a logout, the idle
-                # sweep): then the doubtful orders it had when the answer was asked for.
-                doubtful = sess.doubtful if sess is not None else pending.doubtful
-                reason = "orders_cancelled"
-                self._instruct("cancel_orders", account, session_id, doubtful, e.id, e.ts, reason)
-            if f is None and sess is not None and strong and e.outcome == "failed":
-                # ... and what they do next in it is not the customer's doing either: a doubtful
-                # session is signed out (a customer who fumbles a confirmation in a session
-                # already proven theirs is not)
-                end = self.policy.detectors.session.end_doubtful_sessions
-                if self._doubtful(sess):
-                    if sess.hijack == 0:  # the doubt is the sign-in's: the password's holder
-                        acc.session_failed_at = now  # the next sign-ins may have to confirm
-                        self._unlearn_sign_in(acc, sess)
-                    if end and not sess.signed_out:
-                        sess.signed_out = True  # asked once
-                        signed_out = "session_ended"
-                        self._instruct(
-                            "end_session", account, session_id, (), e.id, e.ts, signed_out
-                        )
-                self._forget_orders(sess, sess.doubtful)
-                sess.llr = max(sess.llr, 0.0) + self.policy.detectors.session.failed_step_up_llr
-                sess.trusted = False
-                self.state.put("session", session_id, sess)
+                self._failed_in_session(acc, session_id, sess, pending, e, now)
             if f is not None:
                 if strong and e.outcome == "failed":  # customers give up too; they rarely fail
                     self._risky(account, f, now)
@@ -561,6 +536,44 @@ class BrokerGuard:
         self.state.put("account", account, acc)
         if sess is not None:
             self.state.put("session", session_id, sess)
+
+    def _failed_in_session(
+        self,
+        acc: AccountState,
+        session_id: str,
+        sess: SessionState | None,
+        pending: PendingState,
+        e: ChallengeResult,
+        now: float,
+    ) -> None:
+        """Whoever holds this session could not confirm by passkey or to the registered contact.
+
+        What they did while the session was doubtful is not the customer's doing either (a
+        market sell placed before the held buy executes when its market opens, hours later); if
+        the session ended since (a logout, the idle sweep), the doubtful orders it had when the
+        answer was asked for. What they do next in it is not the customer's doing either: a
+        doubtful session is signed out (a customer who fumbles a confirmation in a session
+        already proven theirs is not), and its next orders carry ``failed_step_up_llr``.
+        """
+        account = pending.account
+        doubtful = sess.doubtful if sess is not None else pending.doubtful
+        reason = "orders_cancelled"
+        self._instruct("cancel_orders", account, session_id, doubtful, e.id, e.ts, reason)
+        if sess is None:
+            return
+        params = self.policy.detectors.session
+        if self._doubtful(sess):
+            if sess.hijack == 0:  # the doubt is the sign-in's: the password's holder
+                acc.session_failed_at = now  # the next sign-ins may have to confirm
+                self._unlearn_sign_in(acc, sess)
+            if params.end_doubtful_sessions and not sess.signed_out:
+                sess.signed_out = True  # asked once
+                signed_out = "session_ended"
+                self._instruct("end_session", account, session_id, (), e.id, e.ts, signed_out)
+        self._forget_orders(sess, sess.doubtful)
+        sess.llr = max(sess.llr, 0.0) + params.failed_step_up_llr
+        sess.trusted = False
+        self.state.put("session", session_id, sess)
 
     # --- inside a session --------------------------------------------------------------------
     def _session_for(

@@ -153,14 +153,14 @@ def phishing_victim(
 ) -> Actor:
     victim = sim.victim(inv.account, campaign.index)
     attacker = _Attacker(campaign, sim.now, "phishing")
-    for signed_out in range(2):
+    for again in (False, True):
         session = yield from _phished_sign_in(sim, campaign, attacker, inv, victim, rng)
         if session is None:
             return
         yield from _work_account(
             sim, campaign, attacker, session, inv, wave_time, target, wave, rng
         )
-        if signed_out or not sim.signed_out(session.session):
+        if again or not sim.signed_out(session.session):
             return
         # The broker signed the session out; the phisher still has the password (and, within
         # the hour, the victim's relayed codes): he signs in once more.

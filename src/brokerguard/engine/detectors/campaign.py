@@ -3,7 +3,8 @@
 Two things raise a campaign. *Infrastructure*: several risky sign-ins to different accounts from
 the same address, AS or user agent within a window. *Symbol pressure*: several accounts buying the
 same thin symbol for the first time from sessions that are not fully trusted, within a window. A
-symbol whose bars depart from their usual volume needs one account fewer. Buys from a session on a
+symbol whose bars depart from their usual volume, or that one such order could move, needs one
+account fewer. Buys from a session on a
 campaign's infrastructure attach their symbol to that campaign at once.
 
 A campaign is a record (symbols, accounts, infrastructure, timeline) and drives containment: later

@@ -48,6 +48,7 @@ __all__ = [
     "cookie_key",
     "device_keys",
     "login_features",
+    "profile_keys",
 ]
 
 FINE_LEVELS = ("i", "u", "d")  # ip, user-agent string, device cookie: values with many members
@@ -113,6 +114,12 @@ def login_features(
 
 def _clip(x: float, cap: float) -> float:
     return cap if x > cap else (-cap if x < -cap else x)
+
+
+def profile_keys(f: LoginFeatures) -> tuple[str, ...]:
+    """The keys a sign-in adds to the account's profile (:meth:`LoginRisk.learn`), and takes
+    back out (:meth:`LoginRisk.unlearn`)."""
+    return (*f.network, *f.device, f.cookie)
 
 
 class LoginRisk:
@@ -548,7 +555,8 @@ class LoginRisk:
         seen = acc.seen
         pop = self.population
         counts = pop.counts
-        for key in (*f.network, *f.device, f.cookie):
+        keys = profile_keys(f)
+        for key in keys:
             if key not in seen:
                 level = key[0]
                 if not acc.distinct:
@@ -562,7 +570,7 @@ class LoginRisk:
             if key[0] not in FINE_LEVELS:
                 counts[key] = counts.get(key, 0) + 1
         if self.on_learn is not None:
-            counted = tuple(k for k in (*f.network, *f.device, f.cookie) if k[0] not in FINE_LEVELS)
+            counted = tuple(k for k in keys if k[0] not in FINE_LEVELS)
             self.on_learn(counted, f.hour)
         acc.n += 1
         if not acc.hours:
