@@ -260,12 +260,20 @@ def worker(
     campaigns: Annotated[
         Path | None, typer.Option(help="Append campaign lines here (JSON lines).")
     ] = None,
+    instructions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append the engine's instructions (orders to cancel, sessions to sign out) "
+            "here (JSON lines, as `replay` writes them)."
+        ),
+    ] = None,
     database: Annotated[
         str | None,
         typer.Option(
             "--database",
             envvar="BROKERGUARD_DATABASE",
-            help="Write decisions, alerts and campaigns to the service's tables (migrated first).",
+            help="Write decisions, alerts, campaigns and instructions to the service's tables "
+            "(migrated first; the feed `GET /v1/instructions` reads them).",
         ),
     ] = None,
     policy: Annotated[
@@ -339,6 +347,7 @@ def worker(
                 ack_wait=ack_wait,
                 decisions=decisions,
                 campaigns=campaigns,
+                instructions=instructions,
                 database=database,
                 metrics=metrics,
                 policy=engine_policy,

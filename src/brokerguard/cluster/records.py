@@ -27,7 +27,7 @@ from brokerguard.engine.signals import Signal
 from brokerguard.engine.stage import CampaignStage
 from brokerguard.engine.state import CampaignState
 from brokerguard.events import Event
-from brokerguard.guard import Decision
+from brokerguard.guard import Decision, Instruction
 
 __all__ = ["RecordSink", "decision_id"]
 
@@ -102,12 +102,12 @@ class RecordSink:
         )
         self.pending.append(record)
 
-    def queue_instructions(self, guard: BrokerGuard) -> None:
-        """Queue the instructions ``guard`` raised since it was last asked."""
+    def queue_instructions(self, instructions: list[Instruction], guard_name: str) -> None:
+        """Queue ``instructions``, raised by the engine called ``guard_name``."""
         from brokerguard.service.records import instruction_record
 
-        for instruction in guard.take_instructions():
-            self.pending.append(instruction_record(instruction, guard.name))
+        for instruction in instructions:
+            self.pending.append(instruction_record(instruction, guard_name))
 
     def campaigns(self, guard: BrokerGuard | CampaignStage, tag: str = "", merge: bool = False):
         """Queue the campaigns of ``guard`` raised or grown since the last look.

@@ -10,10 +10,10 @@ its own engine and state (:mod:`.partition`). For each batch fetched from a part
    reads the records the rest will need (two more round trips: what the events name, then the
    symbols their accounts hold);
 2. runs the rest through the partition's engine, in stream order;
-3. writes the decisions and campaign lines it produced (to ``decisions`` / ``campaigns`` files,
-   appended, one JSON object per line) and, given a database, the decisions, alerts and
-   campaigns to the service's tables (:mod:`.records`: ids derived from event ids, so a
-   redelivered batch adds no row twice);
+3. writes the decisions, campaign lines and instructions it produced (to ``decisions`` /
+   ``campaigns`` / ``instructions`` files, appended, one JSON object per line) and, given a
+   database, the decisions, alerts, campaigns and instructions to the service's tables
+   (:mod:`.records`: ids derived from event ids, so a redelivered batch adds no row twice);
 4. flushes the state, the processed ids and the engine's sweep clock to Redis in one MULTI/EXEC,
    fenced on the partition's lease (a worker that lost the partition writes nothing);
 5. only then acknowledges the batch.
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
 import nats
 import redis
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -66,7 +67,7 @@ from brokerguard.cluster.stream import (
 from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.engine.stage import Containment, StageLink, decode_entity
 from brokerguard.events import ChallengeResult, EventError, decode_line
-from brokerguard.guard import decision_point
+from brokerguard.guard import Instruction, decision_point
 from brokerguard.service.blocklist_watch import BlocklistWatch
 from brokerguard.stores.redis import LeaseLost, RedisState
 
@@ -372,6 +373,7 @@ async def run_worker(
     lease_ttl: float = 10.0,
     decisions: Path | None = None,
     campaigns: Path | None = None,
+    instructions: Path | None = None,
     max_events: int = 0,
     database: str | None = None,
     metrics: Any = None,
@@ -431,6 +433,13 @@ async def run_worker(
         await nc.subscribe(progress_subject(facts_subject, "*"), cb=progress.heard)
     out_decisions: IO[str] | None = open(decisions, "a") if decisions else None  # noqa: SIM115
     out_campaigns: IO[str] | None = open(campaigns, "a") if campaigns else None  # noqa: SIM115
+    out_instructions: IO[bytes] | None = open(instructions, "ab") if instructions else None  # noqa: SIM115
+    if sink is None and out_instructions is None:
+        log.warning(
+            "worker: no --database and no --instructions file: the engine's instructions "
+            "(orders to cancel, sessions to sign out) reach nobody"
+        )
+    encode_instruction = msgspec.json.Encoder().encode
     held: dict[int, _Partition] = {}
     states: list[RedisState] = []  # every partition state opened (round trips)
     requests = [0]  # pull requests sent (NATS round trips), idle polls included
@@ -587,6 +596,7 @@ async def run_worker(
         state.prefetch(held_symbols(state, real))
         lines: list[str] = []
         points: list[int] = []
+        instructed: list[Instruction] = []
         announce: list[tuple[int, int]] = []
         taken = 0
         for i, event in enumerate(events):
@@ -643,8 +653,7 @@ async def run_worker(
                 points.append(i)
             else:
                 guard.observe(event)
-            if sink is not None:
-                sink.queue_instructions(guard)
+            instructed += guard.take_instructions()
             state.mark(p, [event.id])
             done.add((p, event.id))  # a duplicate inside the batch too
             stats.events += 1
@@ -670,7 +679,11 @@ async def run_worker(
             for record in tag_records(guard.campaign_records(), tag):
                 out_campaigns.write(json.dumps(record, ensure_ascii=False) + "\n")
             out_campaigns.flush()
+        if out_instructions is not None and instructed:
+            out_instructions.write(b"".join(encode_instruction(i) + b"\n" for i in instructed))
+            out_instructions.flush()
         if sink is not None:
+            sink.queue_instructions(instructed, guard.name)
             sink.campaigns(guard, tag)
             sink.write()  # before the state: a crash in between only rewrites the same rows
         seq = msgs[-1].metadata.sequence.stream
@@ -815,7 +828,7 @@ async def run_worker(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         stats.redis_round_trips = redis_round_trips()
-        for f in (out_decisions, out_campaigns):
+        for f in (out_decisions, out_campaigns, out_instructions):
             if f is not None:
                 f.close()
         await nc.close()
