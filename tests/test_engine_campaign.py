@@ -102,7 +102,11 @@ def test_a_dismissed_campaign_no_longer_contains_its_symbol():
     assert r.engine.state.get("symbol", THIN_HK).campaign == ""
     assert not r.engine.dismiss_campaign("C9999", r.now)
     oid, _, _ = stolen_session_buy(r, 1, victims[1])
-    assert r.llr(oid, "campaign_symbol") == 0  # the buy is judged on its own evidence again
+    # the buy is judged on its own evidence again: not as part of the dismissed campaign (a
+    # stolen session beyond doubt buying a thin symbol may well raise a new one)
+    named = r.signal(oid, "campaign_symbol")
+    assert named is None or named.evidence["campaign"] != campaign
+    assert victims[1] not in r.engine.state.get("campaign", campaign).accounts
 
 
 def _doubtful(account: str) -> SessionState:
@@ -203,7 +207,7 @@ def failed_takeovers(r: Rig, accounts: list[str], ip: str) -> None:
 def test_strong_challenges_failed_from_one_address_make_campaign_infrastructure():
     r = Rig()
     # a customer who always trades through a VPS at the same provider the criminals rent from
-    r.history("VPS", ip_in(VULTR_SG, 1), device(60), "ck-VPS", days=10)
+    r.history("VPS", ip_in(VULTR_SG, 1), device(60), "ck-VPS", days=10, first_step_up=True)
     victims = [f"V{i}" for i in range(5)]
     customers(r, victims, seed=40)
     proxy = ip_in(VULTR_SG, 2)

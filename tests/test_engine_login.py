@@ -22,6 +22,8 @@ from engine_helpers import (
     ip_in,
 )
 
+from brokerguard.engine.policy import default_policy_path, parse_policy
+
 RELAYABLE = {"sms", "email", "totp", "password"}
 V6PLUS = block("jp_home", "v6plus")  # one IPv4 address shared by several households
 AWS_TOKYO = block("jp_hosting", "AWS Tokyo")
@@ -286,7 +288,14 @@ def test_second_sign_in_from_the_same_device_is_not_evidence_against_the_custome
 def test_a_customer_on_a_rotating_vpn_provider_is_learned():
     r = Rig()
     vultr = block("overseas_hosting", "Vultr (Singapore)")
-    r.history("VPN", [ip_in(vultr, 40 + i) for i in range(10)], device(40), "ck-VPN", days=10)
+    r.history(
+        "VPN",
+        [ip_in(vultr, 40 + i) for i in range(10)],
+        device(40),
+        "ck-VPN",
+        days=10,
+        first_step_up=True,
+    )
     assert r.engine.state.get("account", "VPN").n == 10
 
 
@@ -351,3 +360,68 @@ def test_which_foreign_cloud_region_says_nothing_about_who_rents_it():
     fi_id, _ = r.login("V", ip_in(HETZNER_FI, 302), attacker_ua(302), None)
     assert r.signal(us_id, "login_network").evidence["new"] == "c"
     assert abs(r.llr(us_id, "login_network") - r.llr(fi_id, "login_network")) < 1.0
+
+
+def _rig(customer_network_weight: float | None = None) -> Rig:
+    """A rig on the shipped policy, or on it with another weight of the customer-network belief."""
+    if customer_network_weight is None:
+        return Rig()
+    text = default_policy_path().read_text(encoding="utf-8")
+    assert "customer_network_weight = 100" in text
+    return Rig(
+        parse_policy(
+            text.replace(
+                "customer_network_weight = 100",
+                f"customer_network_weight = {customer_network_weight}",
+            )
+        )
+    )
+
+
+def _customers_at_home(r: Rig, count: int, cloud_every: int = 0) -> None:
+    """``count`` customers' first sign-ins, at home, or one in ``cloud_every`` from a Japanese cloud
+    (passing the out-of-band confirmation when asked)."""
+    for i in range(count):
+        r.tick(minutes=1)
+        cloud = cloud_every and i % cloud_every == 0
+        ip = ip_in(AWS_TOKYO, 500 + i) if cloud else ip_in(OCN, 500 + i)
+        eid, d = r.login(f"P{i}", ip, device(500 + i), f"ck-P{i}")
+        if d.action == "challenge":
+            r.challenge(f"P{i}", eid, "oob", "passed", session=r.session_of(eid))
+        else:
+            assert d.action == "allow"
+
+
+def test_the_first_hours_of_a_deployment_are_not_taught_by_the_first_thieves():
+    # Regression (small-broker sweep, seed 31): a new engine has seen a few customers' sign-ins
+    # when thieves on Japanese clouds sign in to accounts it has no history for. Without a
+    # belief about where customers sign in from, a few sign-ins said clouds were common, the
+    # first thieves were allowed, learned, and made clouds look commoner: each next one scored
+    # lower.
+    llrs: dict[float | None, list[float]] = {}
+    for weight in (0, None):
+        r = _rig(weight)
+        _customers_at_home(r, 3)
+        llrs[weight] = []
+        for k in range(4):
+            r.tick(minutes=3)
+            eid, d = r.login(f"V{k}", ip_in(AWS_TOKYO, 900 + k), attacker_ua(900 + k), None)
+            llrs[weight].append(r.llr(eid, "login_network"))
+            if weight is None:
+                assert d.action == "challenge", k
+    assert llrs[0][-1] < llrs[0][0] - 0.3  # the old way: the thieves taught each other
+    assert all(x > 2.0 for x in llrs[None])  # the belief: each is judged as the first was
+    assert max(llrs[None]) - min(llrs[None]) < 0.1
+
+
+def test_the_belief_fades_once_the_broker_has_its_own_sign_ins():
+    # A broker whose customers use clouds ten times as often as the belief says: after a few
+    # thousand sign-ins its own share rules, whatever weight the belief had.
+    llrs = []
+    for weight in (0, None):
+        r = _rig(weight)
+        _customers_at_home(r, 2000, cloud_every=3)
+        eid, _ = r.login("NEW", ip_in(AWS_TOKYO, 7), device(7), "ck-NEW")
+        llrs.append(r.llr(eid, "login_network"))
+    assert llrs[1] == pytest.approx(llrs[0], abs=0.3)
+    assert llrs[1] < 1.0  # a cloud sign-in is ordinary at this broker

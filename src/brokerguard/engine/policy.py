@@ -82,6 +82,10 @@ class LoginParams(_Strict):
     novelty_discount: Share = 0.5
     population_weight: Positive = 2.0  # how many sign-ins' worth the population prior counts
     attacker_network: dict[str, Share] = {}  # where attackers sign in from, by network kind
+    # Where customers sign in from, by network kind, before the broker's own sign-ins say it,
+    # and how many sign-ins' worth that belief counts (0: none; see detectors.login).
+    customer_network: dict[str, Share] = {}
+    customer_network_weight: Annotated[float, Meta(ge=0)] = 100.0
     attacker_reuse: dict[str, Share] = {}  # chance an attacker presents a value the account used
     attacker_home_share: Share = 0.5  # attackers signing in from the broker's home country
     attacker_countries: Annotated[int, Meta(gt=0)] = 40  # ... and from how many others, evenly

@@ -58,6 +58,15 @@ NETWORK_KINDS = ("isp", "hosting", "anonymizer", "private", "unknown")
 COINCIDENCE = 1e-3  # chance that an attacker's own address, browser or cookie is the customer's
 COUNTRY_PRIOR = 50.0  # sign-ins' worth of "customers are where attackers are" before any data
 CLOUD_KINDS = ("n:hosting", "n:anonymizer")  # networks rented by customers and criminals alike
+# Where customers sign in from before the broker's own sign-ins say it (the policy's
+# ``customer_network`` overrides it; see LoginRisk._p_pop_top)
+CUSTOMER_NETWORK = {
+    "isp": 0.965,
+    "hosting": 0.02,
+    "anonymizer": 0.005,
+    "private": 0.005,
+    "unknown": 0.005,
+}
 
 
 class LoginFeatures(NamedTuple):
@@ -131,6 +140,8 @@ class LoginRisk:
         attacker = {"hosting": 0.5, "anonymizer": 0.25, "isp": 0.2, "private": 0.02}
         attacker.update(params.attacker_network)
         self.attacker_network = attacker
+        customer = {**CUSTOMER_NETWORK, **params.customer_network}
+        self.customer_network = {f"n:{k}": v for k, v in customer.items()}
         reuse = {"ip": 0.02, "ua": 0.4, "cookie": 0.05, "no_cookie": 0.5}
         reuse.update(params.attacker_reuse)
         self.reuse = {"i": reuse["ip"], "u": reuse["ua"], "d": reuse["cookie"]}
@@ -175,6 +186,22 @@ class LoginRisk:
     def _p_pop(self, key: str, parent_count: int) -> float:
         return (self.population.counts.get(key, 0) + 0.5) / (parent_count + 1.0)
 
+    def _p_pop_top(self, top: str) -> float:
+        """The population's share of a kind of network (or device), over all sign-ins learned.
+
+        A kind of network starts from the policy's belief (``customer_network``, worth
+        ``customer_network_weight`` sign-ins), as the country level starts from the attackers'
+        geography: with a few dozen sign-ins learned — the first hours of a new deployment, a
+        small broker — the counts alone are noise, and the first thieves' sign-ins, allowed
+        because nothing was known yet, would make cloud exits look common to the next ones.
+        """
+        pop = self.population
+        prior = self.customer_network.get(top)
+        weight = self.p.customer_network_weight
+        if prior is None or weight <= 0:
+            return self._p_pop(top, pop.n)
+        return (pop.counts.get(top, 0) + weight * prior) / (pop.n + weight)
+
     # --- the familiarity model -----------------------------------------------------------------
     def _novelty(self, acc: AccountState, level: str, parent_count: int) -> float:
         """Chance that this account shows a value it never showed at ``level`` (Pitman-Yor)."""
@@ -201,7 +228,7 @@ class LoginRisk:
         new_levels: list[str] = []
         # The top level (kind of network / of device) is smoothed toward the population.
         top = keys[0]
-        p_pop_top = self._p_pop(top, pop.n)
+        p_pop_top = self._p_pop_top(top)
         p_user = (seen.get(top, 0) + w * p_pop_top) / (acc.n + w)
         p_att = top_attacker if top_attacker is not None else p_pop_top
         total += _clip(math.log(p_att / p_user), cap)
