@@ -341,7 +341,8 @@ class Rig:
         hour: int = 9,
         first_step_up: bool = False,
     ) -> None:
-        """``days`` daily sign-ins at about ``hour`` JST, each allowed (asserted) and logged out.
+        """``days`` daily sign-ins at about ``hour`` JST, each allowed (asserted, but see
+        ``first_step_up``) and logged out.
 
         ``ip`` is one fixed address, or one address per day (a mobile carrier).
         ``first_step_up``: the first sign-in may be challenged (a customer on a cloud or VPN

@@ -415,8 +415,8 @@ def test_the_first_hours_of_a_deployment_are_not_taught_by_the_first_thieves():
 
 
 def test_the_belief_fades_once_the_broker_has_its_own_sign_ins():
-    # A broker whose customers use clouds ten times as often as the belief says: after a few
-    # thousand sign-ins its own share rules, whatever weight the belief had.
+    # A broker whose customers use clouds far more often than the belief says (one sign-in in
+    # three): after a few thousand sign-ins its own share rules, whatever weight the belief had.
     llrs = []
     for weight in (0, None):
         r = _rig(weight)

@@ -116,6 +116,16 @@ def test_the_shipped_default_loads_with_a_reason_for_every_signal():
             id="empty-reason-text",
         ),
         pytest.param(
+            edited("customer_network = { isp", "customer_network = { cloud = 0.1, isp"),
+            ["detectors.login.customer_network", "cloud"],
+            id="unknown-network-kind",
+        ),
+        pytest.param(
+            edited("customer_network_weight = 100", "customer_network_weight = -1"),
+            ["detectors.login.customer_network_weight"],
+            id="negative-belief-weight",
+        ),
+        pytest.param(
             edited(LOGIN_PRIOR, "[login]\nprior = "), ["not valid TOML"], id="invalid-toml"
         ),
     ],

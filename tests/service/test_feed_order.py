@@ -5,8 +5,9 @@ if no row with a smaller ``seq`` can become visible after a larger one: two writ
 and a scale-out worker) each taking a number and committing in the other order would make the
 reader skip a row for good. Every writer's transaction takes the database's write lock first
 (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so the second writer waits for
-the first to commit before it takes its number. These tests hold one writer's transaction open
-and watch the other wait.
+the first to commit before it takes its number. The test holds one writer's transaction open
+and watches the other wait. Only the PostgreSQL run can catch a missing lock: SQLite lets one
+writer in at a time whatever the code does.
 """
 
 from __future__ import annotations

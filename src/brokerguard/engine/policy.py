@@ -25,7 +25,7 @@ from msgspec import Meta
 from brokerguard.engine.signals import SIGNAL_CODES, Signal
 from brokerguard.events import Factor, field_of_error
 from brokerguard.guard import Action, Decision, Reason
-from brokerguard.netinfo import NetworkLookup, load_networks, shared_lookup
+from brokerguard.netinfo import NetworkKindName, NetworkLookup, load_networks, shared_lookup
 
 if TYPE_CHECKING:
     from brokerguard.phishing import Blocklist
@@ -81,10 +81,12 @@ class LoginParams(_Strict):
     ua_novelty_concentration: Positive = 4.0  # browser updates make new UA strings common
     novelty_discount: Share = 0.5
     population_weight: Positive = 2.0  # how many sign-ins' worth the population prior counts
-    attacker_network: dict[str, Share] = {}  # where attackers sign in from, by network kind
-    # Where customers sign in from, by network kind, before the broker's own sign-ins say it,
-    # and how many sign-ins' worth that belief counts (0: none; see detectors.login).
-    customer_network: dict[str, Share] = {}
+    # where attackers sign in from, by network kind
+    attacker_network: dict[NetworkKindName, Share] = {}
+    # Where customers sign in from, by network kind, before the broker's own sign-ins say it
+    # (kinds not given keep the shipped belief), and how many sign-ins' worth that belief
+    # counts (0: none; see detectors.login).
+    customer_network: dict[NetworkKindName, Share] = {}
     customer_network_weight: Annotated[float, Meta(ge=0)] = 100.0
     attacker_reuse: dict[str, Share] = {}  # chance an attacker presents a value the account used
     attacker_home_share: Share = 0.5  # attackers signing in from the broker's home country

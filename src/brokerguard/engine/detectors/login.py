@@ -614,8 +614,10 @@ class LoginRisk:
     @staticmethod
     def unlearn(acc: AccountState, keys: tuple[str, ...], hour: int) -> None:
         """Take a sign-in back out of the account's profile: it turned out not to be the
-        customer's (its session failed a strong step-up). The population keeps it: one sign-in
-        among the broker's is noise there, and a scale-out stage has already shared it."""
+        customer's (its session failed a strong step-up). The population keeps it: among a
+        broker's sign-ins one is noise, and while they are few the policy's belief about where
+        customers sign in from outweighs it (:meth:`_p_pop_top`); a scale-out stage has already
+        shared it."""
         for key in keys:
             count = acc.seen.get(key)
             if count is None:
