@@ -425,3 +425,34 @@ def test_the_belief_fades_once_the_broker_has_its_own_sign_ins():
         llrs.append(r.llr(eid, "login_network"))
     assert llrs[1] == pytest.approx(llrs[0], abs=0.3)
     assert llrs[1] < 1.0  # a cloud sign-in is ordinary at this broker
+
+
+def _ring_signs_in(r: Rig, accounts: int, times: int) -> None:
+    """``accounts`` accounts that each sign in ``times`` times from their own Japanese cloud
+    server, with their own browser and cookie (a criminal ring's accounts at the broker, or
+    traders on rented servers)."""
+    for _ in range(times):
+        for j in range(accounts):
+            r.tick(minutes=7)
+            eid, d = r.login(f"R{j}", ip_in(AWS_TOKYO, 50 + j), device(50 + j), f"ck-R{j}")
+            if d.action == "challenge":
+                r.challenge(f"R{j}", eid, "oob", "passed", session=r.session_of(eid))
+    assert r.engine.state.get("account", "R0").n == times  # every sign-in was learned
+
+
+def test_accounts_that_sign_in_all_day_from_clouds_count_once_in_the_population():
+    # Regression (wide sweep at small brokers, seed 61): a criminal ring's own accounts signed
+    # in from Japanese clouds dozens of times a day; counted per sign-in they made clouds look
+    # like where this broker's customers are, and a thief's first cloud sign-in into an account
+    # with no history was allowed by the second day. The population counts accounts.
+    llrs = []
+    for times in (1, 60):
+        r = _rig()
+        _customers_at_home(r, 300)
+        _ring_signs_in(r, 5, times)
+        r.tick(minutes=30)
+        eid, d = r.login("NEW", ip_in(AWS_TOKYO, 7), attacker_ua(7), None)
+        llrs.append(r.llr(eid, "login_network"))
+        assert d.action == "challenge", times
+    assert llrs[1] == pytest.approx(llrs[0], abs=0.05)  # the ring's 300 sign-ins count as 5
+    assert llrs[1] > 2.0

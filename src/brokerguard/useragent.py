@@ -62,6 +62,10 @@ def _os(ua: str) -> str:
     return "Other"
 
 
+DEVICE_KINDS = ("pc", "phone", "tablet", "other")
+"""Every device kind :func:`parse_user_agent` says."""
+
+
 def _device(ua: str, os: str) -> str:
     if os == "iOS":
         return "phone"

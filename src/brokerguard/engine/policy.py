@@ -84,8 +84,8 @@ class LoginParams(_Strict):
     # where attackers sign in from, by network kind
     attacker_network: dict[NetworkKindName, Share] = {}
     # Where customers sign in from, by network kind, before the broker's own sign-ins say it
-    # (kinds not given keep the shipped belief), and how many sign-ins' worth that belief
-    # counts (0: none; see detectors.login).
+    # (kinds not given keep the shipped belief), and how many accounts' worth that belief
+    # counts (the population counts each account once; 0: none; see detectors.login).
     customer_network: dict[NetworkKindName, Share] = {}
     customer_network_weight: Annotated[float, Meta(ge=0)] = 100.0
     attacker_reuse: dict[str, Share] = {}  # chance an attacker presents a value the account used

@@ -159,12 +159,15 @@ class SymbolState(msgspec.Struct, kw_only=True, gc=False):
 
 
 class PopulationState(msgspec.Struct, kw_only=True, gc=False):
-    """Counts over all accounts' trusted sign-ins: what "usual" looks like at this broker."""
+    """Counts over all accounts' trusted sign-ins: what "usual" looks like at this broker.
+
+    ``counts`` counts accounts (a value once per account, when the account first shows it);
+    ``n`` and ``hours`` count sign-ins."""
 
     n: int = 0
     counts: dict[str, int] = {}
     hours: list[int] = []
-    home: str = ""  # the country most sign-ins come from, as of sign-in number ``home_at``
+    home: str = ""  # the country most accounts sign in from, as of sign-in number ``home_at``
     home_at: int = 0
 
 

@@ -36,7 +36,7 @@ from brokerguard.engine.state import (
     touch_window,
 )
 from brokerguard.netinfo import NetworkInfo
-from brokerguard.useragent import parse_user_agent
+from brokerguard.useragent import DEVICE_KINDS, parse_user_agent
 
 if TYPE_CHECKING:
     from brokerguard.phishing import Blocklist
@@ -55,8 +55,10 @@ FINE_LEVELS = ("i", "u", "d")  # ip, user-agent string, device cookie: values wi
 MAX_FINE_VALUES = 6  # per fine level and account; the least-used value is forgotten first
 NO_COOKIE = "d:-"
 NETWORK_KINDS = ("isp", "hosting", "anonymizer", "private", "unknown")
+NETWORK_TOPS = tuple(f"n:{kind}" for kind in NETWORK_KINDS)
+DEVICE_TOPS = tuple(f"k:{kind}" for kind in DEVICE_KINDS)
 COINCIDENCE = 1e-3  # chance that an attacker's own address, browser or cookie is the customer's
-COUNTRY_PRIOR = 50.0  # sign-ins' worth of "customers are where attackers are" before any data
+COUNTRY_PRIOR = 50.0  # accounts' worth of "customers are where attackers are" before any data
 CLOUD_KINDS = ("n:hosting", "n:anonymizer")  # networks rented by customers and criminals alike
 # Where customers sign in from before the broker's own sign-ins say it (the policy's
 # ``customer_network`` overrides it; see LoginRisk._p_pop_top)
@@ -186,21 +188,28 @@ class LoginRisk:
     def _p_pop(self, key: str, parent_count: int) -> float:
         return (self.population.counts.get(key, 0) + 0.5) / (parent_count + 1.0)
 
+    def _accounts(self, tops: tuple[str, ...]) -> int:
+        """How many (account, kind) pairs the population holds over one hierarchy's top level:
+        the population counts each account once per value (see :meth:`learn`)."""
+        counts = self.population.counts
+        return sum(counts.get(top, 0) for top in tops)
+
     def _p_pop_top(self, top: str) -> float:
-        """The population's share of a kind of network (or device), over all sign-ins learned.
+        """The population's share of a kind of network (or device), over the accounts learned.
 
         A kind of network starts from the policy's belief (``customer_network``, worth
-        ``customer_network_weight`` sign-ins), as the country level starts from the attackers'
-        geography: with a few dozen sign-ins learned — the first hours of a new deployment, a
+        ``customer_network_weight`` accounts), as the country level starts from the attackers'
+        geography: with a few dozen accounts learned — the first hours of a new deployment, a
         small broker — the counts alone are noise, and the first thieves' sign-ins, allowed
         because nothing was known yet, would make cloud exits look common to the next ones.
         """
         pop = self.population
         prior = self.customer_network.get(top)
+        total = self._accounts(DEVICE_TOPS if top[0] == "k" else NETWORK_TOPS)
         weight = self.p.customer_network_weight
         if prior is None or weight <= 0:
-            return self._p_pop(top, pop.n)
-        return (pop.counts.get(top, 0) + weight * prior) / (pop.n + weight)
+            return self._p_pop(top, total)
+        return (pop.counts.get(top, 0) + weight * prior) / (total + weight)
 
     # --- the familiarity model -----------------------------------------------------------------
     def _novelty(self, acc: AccountState, level: str, parent_count: int) -> float:
@@ -344,7 +353,7 @@ class LoginRisk:
         pop = self.population
         country = key.rsplit("/", 1)[1]
         seen = sum(pop.counts.get(f"c:{kind}/{country}", 0) for kind in NETWORK_KINDS)
-        return (seen + COUNTRY_PRIOR * geography) / (pop.n + COUNTRY_PRIOR)
+        return (seen + COUNTRY_PRIOR * geography) / (self._accounts(NETWORK_TOPS) + COUNTRY_PRIOR)
 
     @staticmethod
     def _copyable(llr: float, copy: float) -> float:
@@ -578,27 +587,35 @@ class LoginRisk:
                 self.state.put("entity", key, ent)
 
     def learn(self, acc: AccountState, f: LoginFeatures, now: float) -> None:
-        """Add a trusted sign-in to the account's profile and to the population."""
+        """Add a trusted sign-in to the account's profile and to the population.
+
+        The population counts accounts, not sign-ins: a value is counted the first time an
+        account shows it. Its shares are where *customers* sign in from, the base measure for a
+        customer the engine does not know yet; counted per sign-in, the few accounts that sign
+        in all day — a trader on a rented server, or a criminal ring's own accounts at the same
+        broker, dozens of sign-ins a day each from clouds — made clouds look common for everyone.
+        (The hours stay counted per sign-in: they are the population's clock.)
+        """
         seen = acc.seen
         pop = self.population
         counts = pop.counts
-        keys = profile_keys(f)
-        for key in keys:
-            if key not in seen:
-                level = key[0]
-                if not acc.distinct:
-                    acc.distinct = [0] * len(LEVELS)
-                acc.distinct[LEVELS.index(level)] += 1
-                if level in FINE_LEVELS:
-                    self._make_room(seen, level)
-                seen[key] = 1
-            else:
+        counted: list[str] = []
+        for key in profile_keys(f):
+            if key in seen:
                 seen[key] += 1
-            if key[0] not in FINE_LEVELS:
+                continue
+            level = key[0]
+            if not acc.distinct:
+                acc.distinct = [0] * len(LEVELS)
+            acc.distinct[LEVELS.index(level)] += 1
+            if level in FINE_LEVELS:
+                self._make_room(seen, level)
+            else:
                 counts[key] = counts.get(key, 0) + 1
+                counted.append(key)
+            seen[key] = 1
         if self.on_learn is not None:
-            counted = tuple(k for k in keys if k[0] not in FINE_LEVELS)
-            self.on_learn(counted, f.hour)
+            self.on_learn(tuple(counted), f.hour)
         acc.n += 1
         if not acc.hours:
             acc.hours = bytearray(24)
@@ -615,9 +632,10 @@ class LoginRisk:
     def unlearn(acc: AccountState, keys: tuple[str, ...], hour: int) -> None:
         """Take a sign-in back out of the account's profile: it turned out not to be the
         customer's (its session failed a strong step-up). The population keeps it: among a
-        broker's sign-ins one is noise, and while they are few the policy's belief about where
+        broker's accounts one is noise, and while they are few the policy's belief about where
         customers sign in from outweighs it (:meth:`_p_pop_top`); a scale-out stage has already
-        shared it."""
+        shared it. (Should the customer later show a value taken out, the population counts the
+        account for it again: rare, and one count.)"""
         for key in keys:
             count = acc.seen.get(key)
             if count is None:
