@@ -415,8 +415,8 @@ def test_the_first_hours_of_a_deployment_are_not_taught_by_the_first_thieves():
 
 
 def test_the_belief_fades_once_the_broker_has_its_own_sign_ins():
-    # A broker whose customers use clouds far more often than the belief says (one sign-in in
-    # three): after a few thousand sign-ins its own share rules, whatever weight the belief had.
+    # A broker whose customers use clouds far more often than the belief says (one customer in
+    # three): after a few thousand customers its own share rules, whatever weight the belief had.
     llrs = []
     for weight in (0, None):
         r = _rig(weight)
@@ -456,3 +456,29 @@ def test_accounts_that_sign_in_all_day_from_clouds_count_once_in_the_population(
         assert d.action == "challenge", times
     assert llrs[1] == pytest.approx(llrs[0], abs=0.05)  # the ring's 300 sign-ins count as 5
     assert llrs[1] > 2.0
+
+
+def test_customers_with_cloud_exits_at_home_and_abroad_do_not_inflate_a_foreign_region():
+    # Counted once per account, a customer with both a Tokyo and a US cloud exit is one account
+    # under "clouds" but one in each country: the US's share of the foreign cloud exits must not
+    # then exceed one, which made a customer's first US exit look like the attackers'.
+    llrs = []
+    for also_at_home in (False, True):
+        r = _rig()
+        _customers_at_home(r, 60)
+        exits = (AWS_TOKYO, DIGITALOCEAN_US) if also_at_home else (DIGITALOCEAN_US,)
+        for i in range(100):
+            for where in exits:
+                r.tick(minutes=3)
+                eid, d = r.login(f"C{i}", ip_in(where, 1000 + i), device(1000 + i), f"ck-C{i}")
+                if d.action == "challenge":
+                    r.challenge(f"C{i}", eid, "oob", "passed", session=r.session_of(eid))
+        for _ in range(3):
+            r.tick(hours=2)
+            eid, d = r.login("X", ip_in(AWS_TOKYO, 7), device(77), "ck-X")
+            if d.action == "challenge":
+                r.challenge("X", eid, "oob", "passed", session=r.session_of(eid))
+        r.tick(days=1)
+        eid, _ = r.login("X", ip_in(DIGITALOCEAN_US, 7), device(77), "ck-X")
+        llrs.append(r.llr(eid, "login_network"))
+    assert llrs[1] == pytest.approx(llrs[0], abs=0.3)

@@ -292,9 +292,13 @@ class LoginRisk:
             return geography
         pop = self.population
         kind = top[2:]
-        foreign = parent_pop - pop.counts.get(f"c:{kind}/{home}", 0)
+        here = pop.counts.get(key, 0)
+        # Accounts abroad on this kind: the population counts an account once under the kind
+        # but once in each country it used, so one with exits both at home and abroad is in
+        # both; at the least, this country's own accounts are abroad.
+        foreign = max(parent_pop - pop.counts.get(f"c:{kind}/{home}", 0), here)
         spread = 1.0 / self.p.attacker_countries
-        share = (pop.counts.get(key, 0) + COUNTRY_PRIOR * spread) / (foreign + COUNTRY_PRIOR)
+        share = (here + COUNTRY_PRIOR * spread) / (foreign + COUNTRY_PRIOR)
         return (1.0 - self.p.attacker_home_share) * share
 
     def _cookie(self, acc: AccountState, cookie: str) -> float:
@@ -314,7 +318,7 @@ class LoginRisk:
         return _clip(math.log(max(p_att, 1e-9) / max(p_user, 1e-9)), self.p.level_cap)
 
     def _home_country(self) -> str:
-        """The country most of this broker's trusted sign-ins come from (learned, not assumed).
+        """The country most of this broker's accounts sign in from (learned, not assumed).
 
         Counted again each time the population doubles, then every 1,000 sign-ins: an engine
         that starts empty must not keep the country of its first few sign-ins (a traveller at
@@ -346,7 +350,7 @@ class LoginRisk:
         return share if country == home else (1.0 - share) / self.p.attacker_countries
 
     def _p_country(self, key: str, geography: float) -> float:
-        """Share of trusted sign-ins from a country, whatever the kind of network.
+        """Share of accounts that signed in from a country, whatever the kind of network.
 
         Smoothed toward the attackers' geography, so that a small population says nothing.
         """
