@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from engine_helpers import (
     ALIBABA_HK,
@@ -22,7 +24,11 @@ from engine_helpers import (
     ip_in,
 )
 
+from brokerguard.engine.detectors.login import LoginRisk, login_features
 from brokerguard.engine.policy import default_policy_path, parse_policy
+from brokerguard.engine.stage import CampaignStage, StageLink
+from brokerguard.engine.state import AccountState, MemoryState
+from brokerguard.netinfo import NetworkInfo
 
 RELAYABLE = {"sms", "email", "totp", "password"}
 V6PLUS = block("jp_home", "v6plus")  # one IPv4 address shared by several households
@@ -482,3 +488,40 @@ def test_customers_with_cloud_exits_at_home_and_abroad_do_not_inflate_a_foreign_
         eid, _ = r.login("X", ip_in(DIGITALOCEAN_US, 7), device(77), "ck-X")
         llrs.append(r.llr(eid, "login_network"))
     assert llrs[1] == pytest.approx(llrs[0], abs=0.3)
+
+
+def test_the_campaign_stage_counts_the_population_as_one_engine_does():
+    # In scale-out each partition learns its own accounts' sign-ins and sends the stage the
+    # keys it counted; since an account lives in one partition, the stage's population must be
+    # the one a single engine learns from the same sign-ins, account by account.
+    params = parse_policy(default_policy_path().read_text(encoding="utf-8")).detectors
+    one = LoginRisk(MemoryState(), params.login)
+    stage = CampaignStage(MemoryState(), params)
+    links = [StageLink(partition) for partition in range(2)]
+    partitions = []
+    for link in links:
+        part = LoginRisk(MemoryState(), params.login)
+        part.on_learn = lambda keys, hour, link=link: link.send("learn", keys=keys, hour=hour)
+        partitions.append(part)
+    networks = [
+        NetworkInfo("JP", "NTT Communications", "isp"),
+        NetworkInfo("JP", "Amazon.com", "hosting"),
+        NetworkInfo("US", "DIGITALOCEAN-ASN", "hosting"),
+        NetworkInfo("TW", "HiNet", "isp"),
+    ]
+    mine: dict[str, AccountState] = {}
+    theirs: dict[str, AccountState] = {}
+    start = datetime(2025, 4, 1, tzinfo=UTC)
+    for i in range(400):
+        account = f"A{i % 37}"  # accounts come back, on networks old and new
+        net = networks[(i * 7 + i // 37) % len(networks)]
+        ts = start + timedelta(minutes=13 * i)
+        f = login_features(f"10.0.{i % 5}.{i % 7}", device(i % 3), f"ck-{account}", ts, net)
+        for engine, accounts in ((one, mine), (partitions[i % 37 % 2], theirs)):
+            links[i % 37 % 2].order = i
+            engine.learn(accounts.setdefault(account, AccountState()), f, ts.timestamp())
+    stage.process([fact for link in links for fact in link.take()], epoch=0)
+    shared = stage.population()
+    assert shared.counts == one.population.counts
+    assert (shared.n, shared.hours) == (one.population.n, one.population.hours)
+    assert shared.counts["n:isp"] < one.population.n  # accounts, not sign-ins
