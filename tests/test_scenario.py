@@ -39,6 +39,7 @@ def test_shipped_scenarios_load(path: Path) -> None:
         ("days = [", "not valid TOML"),
         ("[broker]\ninvestors = 0", "broker.investors: Expected `int` >= 1"),
         ("[[attack]]\ntarget_markets = []", "target_markets must name at least one market"),
+        ("[[attack]]\nrelogins = 21", "attack[0].relogins: Expected `int` <= 20"),
     ],
 )
 def test_bad_scenarios_name_the_key(text: str, message: str) -> None:

@@ -325,13 +325,32 @@ def test_a_session_the_broker_signed_out_makes_no_more_requests(signing_out) -> 
     assert metrics["legit"]["sessions_signed_out"] == len(customers) > 0
 
 
-def test_a_phisher_signed_out_signs_in_once_more_with_the_password(signing_out) -> None:
-    _, events, out = signing_out
+def ordering_sessions(events: list[Event], out: Path) -> dict[str, set[str]]:
+    """Victim -> the attacker's sessions that placed orders on it."""
     truth = load_truth(out / "truth.json")
-    ordering: dict[str, set[str]] = {}  # victim -> the attacker's sessions that placed orders
+    ordering: dict[str, set[str]] = {}
     thieves = {s: v.account for v in truth.victims for s in v.sessions}
     for e in events:
         if isinstance(e, Order) and e.action == "new" and e.session in thieves:
             ordering.setdefault(thieves[e.session], set()).add(e.session)
+    return ordering
+
+
+def test_a_phisher_signed_out_signs_in_once_more_with_the_password(signing_out) -> None:
+    _, events, out = signing_out
+    ordering = ordering_sessions(events, out)
     assert ordering
     assert max(len(sessions) for sessions in ordering.values()) == 2  # signed in again, once
+
+
+@pytest.mark.parametrize("relogins", [0, 3])
+def test_a_persistent_phisher_signs_in_again_as_often_as_the_scenario_says(
+    tmp_path: Path, relogins: int
+) -> None:
+    scenario = small()
+    attack = msgspec.structs.replace(scenario.attack[0], relogins=relogins)
+    scenario = msgspec.structs.replace(scenario, attack=[attack])
+    _, events, out = run(tmp_path, scenario, SignsOutAtTheFirstOrder())
+    ordering = ordering_sessions(events, out)
+    assert ordering
+    assert max(len(sessions) for sessions in ordering.values()) == relogins + 1

@@ -153,17 +153,18 @@ def phishing_victim(
 ) -> Actor:
     victim = sim.victim(inv.account, campaign.index)
     attacker = _Attacker(campaign, sim.now, "phishing")
-    for again in (False, True):
+    relogins = campaign.attack.relogins
+    for sign_in in range(relogins + 1):
         session = yield from _phished_sign_in(sim, campaign, attacker, inv, victim, rng)
         if session is None:
             return
         yield from _work_account(
             sim, campaign, attacker, session, inv, wave_time, target, wave, rng
         )
-        if again or not sim.signed_out(session.session):
+        if sign_in == relogins or not sim.signed_out(session.session):
             return
         # The broker signed the session out; the phisher still has the password (and, within
-        # the hour, the victim's relayed codes): he signs in once more.
+        # the hour, the victim's relayed codes): he signs in again, up to `relogins` times.
         yield rng.randint(60, 600)
 
 

@@ -88,6 +88,9 @@ class Attack(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The criminals' own accounts here: they buy the targets early and sell into the pump."""
     withdraw_share: Share = 0.0
     """Share of takeovers where the attacker changes the payout bank account and withdraws."""
+    relogins: Annotated[int, Meta(ge=0, le=20)] = 1
+    """Times a phisher whose session the broker signed out signs in again with the password
+    (phishing only: a stolen cookie ends with its session). Persistent crews retry more."""
 
 
 class Confounder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
