@@ -744,3 +744,28 @@ def test_a_customer_without_a_passkey_asks_and_the_console_lists_and_unlocks_it(
     completed = rig.site.lockout.requests("C120")[-1]
     assert completed.id == open_request.id and completed.status == "completed"
     assert completed.completed_by == "analyst:user:desk" and completed.method == note
+
+
+def test_a_body_that_is_not_a_json_object_is_a_400_not_a_server_error(rig: SiteRig):
+    rig.customer("C121")
+    browser = rig.client()
+    login(browser, "C121")
+    csrf = csrf_of(browser.get("/settings").text)
+    paths = [
+        "/login/passkey/options",
+        "/login/passkey",
+        "/unlock/options",
+        "/unlock/verify",
+        "/settings/reauth/options",
+        "/settings/reauth",
+        "/settings/passkeys/options",
+        "/settings/passkeys",
+    ]
+    for path in paths:
+        for body, kind in ((b"{not json", "application/json"), (b"[1]", "application/json")):
+            answer = browser.post(
+                path, content=body, headers={"content-type": kind, "x-csrf-token": csrf}
+            )
+            assert answer.status_code == 400, (path, body, answer.status_code)
+        form = browser.post(path, data={"csrf_token": csrf})
+        assert form.status_code == 400, (path, "form", form.status_code)

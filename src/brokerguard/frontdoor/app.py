@@ -15,9 +15,10 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from brokerguard.auth import AuthError
 from brokerguard.frontdoor import canary, pages_access, pages_account, pages_security
 from brokerguard.frontdoor._web import Denied, NeedLogin, redirect, render
 from brokerguard.frontdoor.book import instrument_events
@@ -75,7 +76,13 @@ def create_site(
     async def guard_down(request: Request, _exc: Exception) -> Response:
         return render(request, "message.html", None, 503, key="guard_down", back="/")
 
+    async def bad_request(_request: Request, exc: Exception) -> Response:
+        """An AuthError no page caught: a body that is not the JSON object a WebAuthn call
+        sends (``pages_access._json``) is the client's mistake, a 400 — never a 500."""
+        return JSONResponse({"error": getattr(exc, "code", "auth_error")}, status_code=400)
+
     app.add_exception_handler(NeedLogin, need_login)
     app.add_exception_handler(Denied, denied)
     app.add_exception_handler(GuardError, guard_down)
+    app.add_exception_handler(AuthError, bad_request)
     return app
