@@ -769,3 +769,14 @@ def test_a_body_that_is_not_a_json_object_is_a_400_not_a_server_error(rig: SiteR
             assert answer.status_code == 400, (path, body, answer.status_code)
         form = browser.post(path, data={"csrf_token": csrf})
         assert form.status_code == 400, (path, "form", form.status_code)
+
+
+def test_a_malformed_canary_origin_or_referer_is_ignored_not_a_server_error(rig: SiteRig):
+    browser = rig.client("198.51.100.23")
+    beacon = browser.post("/canary", content=canary_body("http://[::1"))
+    assert beacon.status_code == 204
+    assert (
+        browser.post("/canary", content=b"{}", headers={"origin": "https://[x"}).status_code == 204
+    )
+    css = browser.get("/canary/style.css", headers={"referer": "http://[bad/login"})
+    assert css.status_code == 200

@@ -49,7 +49,10 @@ def canary_attributes(s: Site) -> dict[str, str]:
 
 
 def _origin_of(url: str) -> str | None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "http://[::1": anyone can send it; no origin, never a 500
+        return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}".lower()
