@@ -780,3 +780,15 @@ def test_a_malformed_canary_origin_or_referer_is_ignored_not_a_server_error(rig:
     )
     css = browser.get("/canary/style.css", headers={"referer": "http://[bad/login"})
     assert css.status_code == 200
+
+
+def test_a_csrf_token_with_non_ascii_characters_is_denied_not_a_server_error(rig: SiteRig):
+    rig.customer("C122")
+    browser = rig.client()
+    login(browser, "C122")
+    form = browser.post("/settings/freeze", data={"csrf_token": "é", "confirm": "on"})
+    assert form.status_code == 403
+    header = browser.post("/logout", headers={"x-csrf-token": "\xe9".encode("latin-1")})
+    assert header.status_code == 403
+    assert not rig.site.lockout.is_locked("C122")
+    assert browser.get("/portfolio").status_code == 200  # still signed in

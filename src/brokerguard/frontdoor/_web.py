@@ -79,7 +79,9 @@ async def check_csrf(request: Request, session: SiteSession) -> None:
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
         given = str((await request.form()).get("csrf_token", ""))
-    if not given or not hmac.compare_digest(given, session.csrf):
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError,
+    # so a 500), and anyone can send such a token.
+    if not given or not hmac.compare_digest(given.encode(), session.csrf.encode()):
         raise Denied("missing or wrong CSRF token")
 
 
