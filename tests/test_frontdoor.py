@@ -26,6 +26,7 @@ from frontdoor_helpers import (
     passkey_login,
     post_json,
     site_rig,
+    stepup_with_code,
 )
 from servers import Hooks, Inbox, smtp_server
 from starlette.testclient import TestClient
@@ -792,3 +793,19 @@ def test_a_csrf_token_with_non_ascii_characters_is_denied_not_a_server_error(rig
     assert header.status_code == 403
     assert not rig.site.lockout.is_locked("C122")
     assert browser.get("/portfolio").status_code == 200  # still signed in
+
+
+def test_a_sign_in_step_up_passed_after_the_account_was_frozen_opens_no_session(rig: SiteRig):
+    """The criminal's password sign-in waits for its step-up; meanwhile the customer freezes
+    the account. Passing the step-up afterwards must not sign anyone in to the frozen account."""
+    rig.customer("C123")
+    relay = ip_in(SOFTBANK_HIKARI, 79)
+    proxy = rig.client(relay)
+    proxy.post("/canary", content=canary_body(PHISH), headers={"origin": PHISH})
+    where = login(proxy, "C123")
+    assert where.startswith("/stepup/"), where
+    rig.site.lock("C123", reason="customer", by="customer")
+    after = stepup_with_code(rig, proxy, where, "C123@example.jp")
+    assert after == "/unlock?account=C123"
+    assert rig.site.sessions.of("C123") == []
+    assert proxy.get("/portfolio").headers["location"] == "/login"

@@ -87,6 +87,10 @@ def login(
         )
 
     def establish() -> Next:
+        # Also the resume of a sign-in's step-up, which may be answered minutes later: an
+        # account locked meanwhile (the customer's freeze, failures) gets no session.
+        if site.lockout.is_locked(account):
+            return Next(f"/unlock?account={account}")
         token = site.sessions.open(account, ip, user_agent, guard_session)
         known = site.sessions.known_device(account, device)
         site.notifier.notify(account, "new_login" if known else "new_device", login_fields(event))
