@@ -593,6 +593,26 @@ def test_a_held_order_is_confirmed_by_the_mailed_code_or_rejected_as_not_mine(
         assert [r["event"]["outcome"] for r in results[:2]] == ["passed", "failed"]
 
 
+def test_a_held_order_whose_code_cannot_be_sent_is_refused_not_left_waiting(
+    tmp_path: Path, smtp: tuple[Inbox, int], hold_guard: EmbeddedGuard
+):
+    inbox, port = smtp
+    with site_rig(tmp_path, inbox, port, hold_guard) as rig:
+        rig.customer("H2", positions={"7203": 600})
+        browser = rig.client()
+        login(browser, "H2")
+        csrf = csrf_of(browser.get("/order").text)
+        form = {"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "600"}
+        assert browser.post("/order", data=form).headers["location"] == "/portfolio?done=placed"
+        for i in range(5):  # the e-mail codes of the hour are used up
+            rig.site.codes.send("H2", "email", purpose=f"other-{i}")
+        buy = {**form, "symbol": "9347", "side": "buy", "quantity": "5000", "limit_price": "180"}
+        answer = browser.post("/order", data=buy)
+        assert answer.headers["location"] == "/portfolio?done=refused"
+        assert rig.site.book.orders("H2")[0].status == "refused"
+        assert "9347" not in rig.site.book.customer("H2").positions
+
+
 def test_notices_go_to_the_sms_webhook_when_the_customer_chooses_it(
     tmp_path: Path, smtp: tuple[Inbox, int], guard: EmbeddedGuard
 ):

@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from auth_helpers import BROKER, CONFIG, PHISH, FakeClock, Recorder
 from servers import smtp_server
 
-from brokerguard.auth.errors import AuthError, NotEnrolled
+from brokerguard.auth.errors import AuthError, NotEnrolled, RateLimited
 from brokerguard.auth.otp import OneTimeCodes, Totp
 from brokerguard.auth.passkeys import Passkeys
 from brokerguard.auth.passwords import Lockout, Passwords
@@ -182,6 +182,16 @@ def test_a_hold_sends_a_link_free_confirmation_and_resumes_on_the_code() -> None
     outcome = w.stepup.answer(challenge.id, "oob", fields["code"])
     assert outcome.status == "passed" and w.resumed == ["order placed"]
     assert [(e.factor, e.outcome) for e in w.events] == [("oob", "passed")]
+
+
+def test_a_hold_whose_code_cannot_be_sent_leaves_no_open_step_up() -> None:
+    w = World()
+    for i in range(5):  # the e-mail codes of the hour are used up
+        w.codes.send("A1", "email", purpose=f"other-{i}")
+    with pytest.raises(RateLimited):
+        w.stepup.start(ORDER, Decision(action="hold"), w.resume)
+    w.clock.advance(minutes=11)
+    assert w.stepup.expire() == 0 and w.events == []  # nothing to report as abandoned
 
 
 def test_this_was_not_me_rejects_a_hold() -> None:

@@ -190,10 +190,12 @@ class StepUp:
             expires=now + self.ttl,
             resume=resume,
         )
+        if decision.action == "hold":
+            # Sent before the challenge opens: a code that cannot go out (RateLimited) must not
+            # leave an open step-up behind, later reported to the guard as abandoned.
+            challenge.sent = self._send_confirmation(challenge)
         with self._lock:
             self._open[challenge.id] = challenge
-        if decision.action == "hold":
-            challenge.sent = self._send_confirmation(challenge)
         return challenge
 
     def get(self, challenge_id: str) -> Challenge:

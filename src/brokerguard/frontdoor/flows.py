@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from brokerguard.auth import NotEnrolled
+from brokerguard.auth import NotEnrolled, RateLimited
 from brokerguard.events import Execution, LoginAttempt, Order, SettingsChange
 from brokerguard.frontdoor.book import INSTRUMENTS, PlacedOrder, new_order_id
 from brokerguard.frontdoor.guardclient import GuardVerdict
@@ -110,7 +110,7 @@ def login(
         note("challenged")
         try:
             challenge = site.stepup.start(event, verdict.decision, establish, operation="login")
-        except NotEnrolled:
+        except (NotEnrolled, RateLimited):  # no factor, or a hold's code cannot be sent now
             return Next("/login?refused=1")
         site.wait_for(challenge, verdict.decision.reasons)
         return Next(f"/stepup/{challenge.id}", stepup=challenge.id)
@@ -175,7 +175,7 @@ def order(
 
         try:
             challenge = site.stepup.start(event, verdict.decision, resume)
-        except NotEnrolled:
+        except (NotEnrolled, RateLimited):  # no factor, or a hold's code cannot be sent now
             placed.status = "refused"
             site.book.record(placed)
             return Next("/portfolio?done=refused")
@@ -246,7 +246,7 @@ def guarded_setting(site: Site, session: SiteSession, field: str, apply, back: s
 
         try:
             challenge = site.stepup.start(event, verdict.decision, resume)
-        except NotEnrolled:
+        except (NotEnrolled, RateLimited):  # no factor, or a hold's code cannot be sent now
             return Next(back, error="refused")
         site.wait_for(challenge, verdict.decision.reasons)
         return Next(f"/stepup/{challenge.id}", stepup=challenge.id)
