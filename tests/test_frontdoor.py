@@ -829,3 +829,18 @@ def test_a_sign_in_step_up_passed_after_the_account_was_frozen_opens_no_session(
     assert after == "/unlock?account=C123"
     assert rig.site.sessions.of("C123") == []
     assert proxy.get("/portfolio").headers["location"] == "/login"
+
+
+def test_unlock_requests_for_accounts_that_are_not_locked_leave_nothing_in_the_store(
+    rig: SiteRig,
+):
+    rig.customer("C124")
+    before = rig.site.store.keys("ratelimit", "unlock\x1f")
+    browser = rig.client()
+    for i in range(20):
+        asked = browser.post("/unlock/ask", data={"account": f"made-up-{i}"})
+        assert asked.headers["location"].endswith("asked=refused")
+        begun = post_json(browser, "/unlock/options", {"account": f"made-up-{i}"})
+        assert begun.status_code == 409
+    assert post_json(browser, "/unlock/options", {"account": "C124"}).status_code == 409
+    assert rig.site.store.keys("ratelimit", "unlock\x1f") == before

@@ -37,6 +37,7 @@ from brokerguard.frontdoor._web import (
     site,
 )
 from brokerguard.frontdoor.canary import canary_attributes
+from brokerguard.frontdoor.site import Site
 
 router = APIRouter(include_in_schema=False)
 UNLOCK_ATTEMPTS = Limit(10, timedelta(hours=1))
@@ -184,6 +185,13 @@ async def unlock_page(request: Request) -> Response:
     )
 
 
+def _locked_first(s: Site, account: str) -> None:
+    """Refuse an account that is not locked before its attempt is counted: every ID anyone
+    makes up would otherwise leave a rate-limit window in the store, and never be purged."""
+    if not s.lockout.is_locked(account):
+        raise AuthError(f"account {account!r} is not locked")
+
+
 @router.post("/unlock/ask")
 async def unlock_ask(request: Request) -> Response:
     """Ask for an analyst's unlock. A plain form without a CSRF token, like the log-in: the page
@@ -194,6 +202,7 @@ async def unlock_ask(request: Request) -> Response:
     s = site(request)
 
     def ask() -> bool:
+        _locked_first(s, account)
         s.limiter.hit("unlock", account, UNLOCK_ATTEMPTS, what="unlock attempts")
         return s.ask_analyst_unlock(account)
 
@@ -213,6 +222,7 @@ async def unlock_options(request: Request) -> Response:
     def begin() -> dict[str, Any]:
         # Anyone may ask (the page is before sign-in): limited, and an open request is reused,
         # so that asking cannot fill the store.
+        _locked_first(s, account)
         s.limiter.hit("unlock", account, UNLOCK_ATTEMPTS, what="unlock attempts")
         still_open = [r for r in s.lockout.requests(account) if r.status == "open"]
         request_ = (
