@@ -67,6 +67,22 @@ def test_attacker_chosen_values_cannot_put_a_link_in_a_notice() -> None:
     assert "\nCode: 000000" not in multi.body  # a field cannot forge a line of its own
 
 
+@pytest.mark.parametrize(
+    "name", ["x_https://sbisec.example-phish.top/login", "私のhttps://phish.top", "1www.phish.top"]
+)
+def test_a_link_glued_to_a_word_is_removed_and_the_notice_still_goes(name: str) -> None:
+    """A refused notice is a warning the customer never gets: an attacker who adds a passkey
+    to a taken-over account would name it so, and the passkey stays while its notice is lost."""
+    contacts = MemoryContacts({"A1": ALICE})
+    smtp = SmtpChannel("127.0.0.1", 9, sender="n@broker.example.jp")
+    notifier = Notifier(contacts, {"email": smtp})  # worker never started: queued is enough
+    assert len(notifier.notify("A1", "passkey_registered", {"name": name})) == 1
+    for lang in ("ja", "en"):
+        notice = render("passkey_registered", lang, {"when": "now", "name": name})
+        for text in (notice.subject, notice.body, notice.short):
+            assert not URL.search(text) and "phish.top" not in text, text
+
+
 def test_template_errors_name_the_missing_field_and_known_kinds() -> None:
     with pytest.raises(TemplateError, match="needs the field.*device"):
         render("new_login", "ja", {"when": "x", "place": "y", "network": "z"})

@@ -37,7 +37,10 @@ TRANSLATED = ("what", "reason", "purpose", "operation", "place")
 """Fields whose value, when it is a known label key (``email``, ``failures``, a country code
 such as ``JP``), is translated."""
 
-_URL = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]*://|www\.)\S*")
+_URL = re.compile(r"(?i)(?:[a-z][a-z0-9+.-]*://|www\.)\S*")
+"""A URL, wherever it starts: no word boundary is asked for, because a value that glues one to
+a word (``x_https://…``, ``私のhttps://…``) would otherwise keep it and :func:`render` refuse the
+notice, so that a customer would never be warned (of a passkey an attacker added, say)."""
 _HOST = re.compile(r"(?i)\b(?:[a-z0-9-]+\.)+[a-z]{2,63}\b")
 URL_PATTERN = re.compile(r"(?i)(?:https?://|www\.|\b[a-z][a-z0-9+.-]*://)")
 
