@@ -472,3 +472,10 @@ def test_dismissing_a_campaign_ends_its_containment_in_the_engine(world: World) 
     assert ("user:sup", "campaign.update", camp["id"]) in world.audit()
     page = world.client.get(f"/console/campaigns/{camp['id']}?lang=en").text
     assert "Not an attack (end containment)" in page
+
+
+def test_svg_links_an_account_as_the_pages_do() -> None:
+    """An account number with ``?`` or ``#`` links to its own timeline, not to another's."""
+    svg = campaign_graph(["V1?x=1#y", "V 2"], [], [])
+    assert 'href="/console/accounts/V1%3Fx%3D1%23y"' in svg
+    assert 'href="/console/accounts/V%202"' in svg

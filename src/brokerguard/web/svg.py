@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 __all__ = ["campaign_graph", "fill_chart"]
@@ -57,7 +58,9 @@ def campaign_graph(
             f'<text x="{x:.1f}" y="{y - 10:.1f}">{escape(name)}</text></g>'
         )
     for name, (x, y) in acc_pos.items():
-        href = escape(link + name, {'"': "&quot;"})
+        # quoted as the templates' ``urlencode`` does: a ``?`` or ``#`` in an account number
+        # would otherwise link to another account's timeline
+        href = escape(link + quote(name), {'"': "&quot;"})
         parts.append(
             f'<a href="{href}"><g class="acct"><circle cx="{x:.1f}" cy="{y:.1f}" r="7"/>'
             f'<text x="{x:.1f}" y="{y + 20:.1f}">{escape(name)}</text></g></a>'
