@@ -66,6 +66,13 @@ def test_bing_redirect_base64() -> None:
     assert chain[-1] == ("bing_redirect", "sbisec.example-phish.top")
 
 
+@pytest.mark.parametrize("code", ["a1%C3%A9", "a1\u00e9", "a1%FF%FE", "a1!!!", "a1/w=="])
+def test_bing_redirect_undecodable_ends_the_chain(code: str) -> None:
+    url = f"https://www.bing.com/ck/a?u={code}"
+    assert [h.via for h in unwrap(url)] == ["input"]
+    assert score_url(url).verdict == "benign"
+
+
 def test_untranslate_host() -> None:
     assert untranslate_host("www-sbisec-co-jp") == "www.sbisec.co.jp"
     assert untranslate_host("rakuten--sec-example-com") == "rakuten-sec.example.com"

@@ -10,7 +10,6 @@ parameter. Each step is decoded offline from the URL text itself; nothing is fet
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
@@ -85,7 +84,9 @@ def _bing(query: str) -> str | None:
             data = value[2:]
             try:
                 return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:
+                # binascii.Error, UnicodeDecodeError, and a non-ASCII value (parse_qsl decoded
+                # ``%C3%A9``), which b64decode refuses with a plain ValueError
                 return None
     return None
 
