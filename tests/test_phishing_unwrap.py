@@ -73,6 +73,22 @@ def test_bing_redirect_undecodable_ends_the_chain(code: str) -> None:
     assert score_url(url).verdict == "benign"
 
 
+def test_translate_proxy_keeps_the_query_as_written() -> None:
+    # parse_qsl decodes %20 and + to spaces: re-joined unencoded, the target stopped parsing
+    # and the chain ended at the proxy, hiding the phishing host behind a space in the query
+    url = (
+        "https://sbisec-example--phish-top.translate.goog/login"
+        "?next=%2Fhome%20page&q=a+b&v=x%26y&_x_tr_sl=ja&_x_tr_tl=en"
+    )
+    chain = unwrap(url)
+    assert [(h.via, h.url.host) for h in chain][-1] == (
+        "google_translate_proxy",
+        "sbisec.example-phish.top",
+    )
+    assert chain[-1].url.query == "next=%2Fhome%20page&q=a+b&v=x%26y"
+    assert score_url(url).is_phishing
+
+
 def test_untranslate_host() -> None:
     assert untranslate_host("www-sbisec-co-jp") == "www.sbisec.co.jp"
     assert untranslate_host("rakuten--sec-example-com") == "rakuten-sec.example.com"

@@ -107,10 +107,14 @@ def _translate_goog(p: ParsedURL) -> str | None:
     if "." in label or not label:
         return None
     host = untranslate_host(label)
+    # Drop the proxy's own _x_tr_ parameters and keep the rest as written: decoded and joined
+    # again, a space or "&" in a value would make the target unparsable or change it
     keep = [
-        (k, v) for k, v in parse_qsl(p.query, keep_blank_values=True) if not k.startswith("_x_tr_")
+        kv
+        for kv in p.query.split("&")
+        if kv and not unquote(kv.partition("=")[0]).startswith("_x_tr_")
     ]
-    query = "&".join(f"{k}={v}" for k, v in keep)
+    query = "&".join(keep)
     return f"https://{host}{p.path}" + (f"?{query}" if query else "")
 
 
