@@ -42,6 +42,12 @@ def hosts(url: str) -> list[tuple[str, str]]:
             "matsui.example-phish.top",
         ),
         (
+            "https://urldefense.proofpoint.com/v2/url?u=https-3A__matsui.example-2Dphish.top_sp_login"
+            "&d=DwMFaQ&c=abc&r=def",
+            "proofpoint_urldefense",
+            "matsui.example-phish.top",
+        ),
+        (
             "https://web.archive.org/web/20250101000000/https://rakutensec.example-phish.top/",
             "wayback_machine",
             "rakutensec.example-phish.top",

@@ -98,7 +98,8 @@ def _proofpoint(p: ParsedURL) -> str | None:
     if p.path.startswith("/v2/url"):
         for key, value in parse_qsl(p.query):
             if key == "u":
-                return value.replace("-", "%").replace("_", "/")
+                # v2 writes "%" as "-" and "/" as "_": https-3A__host_path is https://host/path
+                return unquote(value.replace("-", "%").replace("_", "/"))
     return None
 
 
