@@ -123,6 +123,17 @@ def test_userinfo_trick() -> None:
     assert f.is_phishing
 
 
+def test_backslash_before_at_is_a_path_not_a_user_name() -> None:
+    # Browsers read a backslash as "/" in a web URL: this goes to example-phish.top, not the firm
+    f = score_url("https://sbisec-login.example-phish.top\\@www.sbisec.co.jp/")
+    assert f.host == "sbisec-login.example-phish.top"
+    assert "official_domain" not in {r.code for r in f.reasons}
+    assert f.is_phishing
+    assert unwrap("https:\\\\sbisec.example-phish.top\\login")[0].url.host == (
+        "sbisec.example-phish.top"
+    )
+
+
 def test_undecodable_inner_target_ends_the_chain() -> None:
     chain = unwrap("https://www.google.com/url?q=https://exa%20mple/")
     assert [h.via for h in chain] == ["input"]

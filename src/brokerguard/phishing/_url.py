@@ -112,13 +112,17 @@ def _clip(text: str, n: int = 80) -> str:
 
 
 def _split(text: str) -> SplitResult:
-    candidate = text
-    low = text.lower()
+    # Browsers read "\" as "/" before the query of a web URL (WHATWG URL), so that
+    # https://evil.example\@bank.example/ opens evil.example, where urlsplit would take
+    # "evil.example\" for the user name and bank.example for the host.
+    cut = min((i for i in (text.find("?"), text.find("#")) if i >= 0), default=len(text))
+    candidate = text[:cut].replace("\\", "/") + text[cut:]
+    low = candidate.lower()
     if "://" not in low[:12]:
         if re.match(r"^[a-z][a-z0-9+.-]*:(?!\d)", low) and not low.startswith(("http:", "https:")):
             scheme = low.split(":", 1)[0]
             raise URLError(f"{_clip(text)!r}: scheme {scheme!r} is not a web URL")
-        candidate = "http://" + text.lstrip("/")
+        candidate = "http://" + candidate.lstrip("/")
     try:
         parts = urlsplit(candidate)
         _ = parts.port  # a bad port raises here
