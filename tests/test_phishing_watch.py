@@ -64,6 +64,21 @@ def test_bad_lines_never_stop_the_stream() -> None:
     assert alerts[1].name == "monex-login.example-phish.top"  # wildcard stripped
 
 
+def test_json_the_parser_cannot_hold_is_a_bad_line() -> None:
+    # json.loads raises RecursionError for deep nesting and a plain ValueError for an integer
+    # of more than 4,300 digits: neither may stop the feed
+    lines = [
+        '{"a":' * 5000 + "1" + "}" * 5000,
+        '{"a":' + "[" * 20000 + "]" * 20000 + "}",
+        '{"a": ' + "1" * 5000 + "}",
+        "sbisec-jp.example-phish.top",
+    ]
+    events = list(watch_lines(lines))
+    assert [e.line_no for e in events if isinstance(e, LineError)] == [1, 2, 3]
+    assert all("JSON" in e.message for e in events if isinstance(e, LineError))
+    assert [(e.line_no, e.finding.brand) for e in events if isinstance(e, Alert)] == [(4, "sbi")]
+
+
 def test_brandless_phishing_only_with_any() -> None:
     feed = b"https://203.0.113.9/#/mlogin\n"
     assert run(feed) == []

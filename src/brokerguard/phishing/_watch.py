@@ -102,6 +102,10 @@ def names_in_line(line: str) -> list[str]:
             names = _json_names(json.loads(text))
         except json.JSONDecodeError as exc:
             raise URLError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except (ValueError, RecursionError):
+            # a number of more than 4,300 digits (ValueError) or nesting deeper than the
+            # interpreter's recursion limit, in json.loads or in _json_names
+            raise URLError("JSON too deeply nested or with a number too long to read") from None
         if not names:
             raise URLError(
                 "JSON line has no domain or URL field (all_domains, domains, domain, url)"
