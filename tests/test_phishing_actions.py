@@ -36,6 +36,18 @@ def test_blocklist_roundtrip_and_matching(tmp_path: Path) -> None:
     assert path.read_text().startswith("# brokerguard phishing block-list v1\n")
 
 
+def test_blocklist_ipv6_host_roundtrip(tmp_path: Path) -> None:
+    # a finding's host is the bare address; written so, the list could not be read back
+    path = tmp_path / "bl.txt"
+    f = score_url("http://[2001:db8::1]/sbisec/login")
+    assert f.is_phishing and f.host == "2001:db8::1"
+    write_blocklist(path, [f])
+    again = load_blocklist(path)
+    assert again.match("https://[2001:db8::1]/other") is not None
+    assert again.match("2001:db8::1") is not None  # the guard matches each hop's host
+    assert again.match("https://[2001:db8::2]/") is None
+
+
 @pytest.mark.parametrize(
     ("line", "problem"),
     [

@@ -14,6 +14,7 @@ so that a broken list is never half-loaded.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +54,15 @@ class BlockEntry:
         return "\t".join([host, self.brand or "-", self.first_seen or "", score]).rstrip("\t")
 
 
+def _as_url(text: str) -> str:
+    """A bare IPv6 address (a finding's host, a hop's host: ``2001:db8::1``) in brackets, so
+    that :func:`parse_url` reads it as a host and not as ``host:port``; other text unchanged."""
+    try:
+        return f"[{text}]" if ipaddress.ip_address(text).version == 6 else text
+    except ValueError:
+        return text
+
+
 class Blocklist:
     """Exact hosts and wildcard domains; ``match`` takes a URL, a referrer or a bare host."""
 
@@ -74,7 +84,7 @@ class Blocklist:
         """The entry naming this URL's host (or a parent domain for wildcards), or None; text
         that is not a URL never matches."""
         try:
-            host = parse_url(url_or_host).host
+            host = parse_url(_as_url(url_or_host)).host
         except URLError:
             return None
         if host in self.exact:
@@ -93,7 +103,7 @@ def _parse_line(text: str, where: str) -> BlockEntry:
     wildcard = raw.startswith("*.")
     host = raw[2:] if wildcard else raw
     try:
-        parsed = parse_url(host)
+        parsed = parse_url(_as_url(host))
     except URLError as exc:
         raise BlocklistError(f"{where}: host: {exc}") from None
     if parsed.host != host or parsed.path != "/":
