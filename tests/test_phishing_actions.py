@@ -97,6 +97,22 @@ def test_takedown_text_is_defanged_and_bilingual() -> None:
     assert defang("http://a.b/c") == "hxxp://a[.]b/c"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://www.sbisec.co.jp.example-phish.top/login",  # domain_in_subdomain names the host
+        "https://SBISEC-JP.EXAMPLE-PHISH.TOP/login",  # uppercase_host
+        "https://securitiesloginjapan.example-phish.top/",  # kit_subdomain
+    ],
+)
+def test_takedown_evidence_is_defanged_too(url: str) -> None:
+    f = score_url(url)
+    assert f.is_phishing
+    text = takedown_request(f, now=NOW)
+    assert "example-phish.top" not in text.lower()
+    assert "example-phish[.]top" in text.lower()
+
+
 def test_lookalike_generators() -> None:
     sbi = default_registry().get("sbi")
     ours = generate_lookalikes(sbi)

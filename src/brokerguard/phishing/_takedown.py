@@ -38,8 +38,11 @@ def takedown_request(
     url = defang(finding.target or finding.url)
     host = defang(finding.host or "-")
     domain = defang(finding.registrable or "-")
-    ja = "\n".join(f"・{r.ja}" for r in finding.reasons if r.weight > 0) or "・（根拠なし）"
-    en = "\n".join(f"- {r.en}" for r in finding.reasons if r.weight > 0) or "- (no evidence)"
+    # The evidence names the phishing host too (domain_in_subdomain, kit_subdomain, ...):
+    # defanged like the URL, so that no line of the request is a live link
+    shown = [r for r in finding.reasons if r.weight > 0]
+    ja = "\n".join(f"・{defang(r.ja)}" for r in shown) or "・（根拠なし）"
+    en = "\n".join(f"- {defang(r.en)}" for r in shown) or "- (no evidence)"
     return f"""件名: フィッシングサイトの停止のお願い（{name_ja}を装ったサイト）
 
 ご担当者様
