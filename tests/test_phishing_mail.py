@@ -68,3 +68,20 @@ def test_legitimate_notice_is_benign() -> None:
 def test_not_a_mail(data: bytes, problem: str) -> None:
     with pytest.raises(MailError, match=problem):
         analyse_mail(data)
+
+
+def _html_mail(html: str) -> bytes:
+    return (
+        "From: SBI証券 <info@sbisec-notice.example-phish.top>\r\nSubject: 【重要】\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n\r\n" + html + "\r\n"
+    ).encode()
+
+
+def test_href_with_whitespace_around_or_inside_is_still_a_link() -> None:
+    # browsers strip the spaces around an href and drop tabs and newlines inside it
+    r = analyse_mail(
+        _html_mail('<a href=" \nhttps://sbisec-jp.example-\nphish.top/login ">ログイン</a>')
+    )
+    (link,) = r.links
+    assert link.url == "https://sbisec-jp.example-phish.top/login"
+    assert link.finding is not None and link.finding.is_phishing

@@ -105,6 +105,9 @@ class MailReport(msgspec.Struct, frozen=True, kw_only=True):
     reasons_ja: list[str]
 
 
+_C0_OR_SPACE = "".join(chr(c) for c in range(0x21))
+
+
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -115,7 +118,10 @@ class _Links(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
-            self._href = dict(attrs).get("href") or ""
+            # As a browser reads an href (WHATWG URL): spaces and control characters around
+            # it stripped, tabs and newlines inside it removed, so " https://x" is a link too
+            href = (dict(attrs).get("href") or "").strip(_C0_OR_SPACE)
+            self._href = re.sub(r"[\t\n\r]", "", href)
             self._buf = []
 
     def handle_endtag(self, tag: str) -> None:
