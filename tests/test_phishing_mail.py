@@ -85,3 +85,19 @@ def test_href_with_whitespace_around_or_inside_is_still_a_link() -> None:
     (link,) = r.links
     assert link.url == "https://sbisec-jp.example-phish.top/login"
     assert link.finding is not None and link.finding.is_phishing
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<p><a href="https://sbisec-jp.example-phish.top/login">ログイン</p>',  # never closed
+        '<a href="https://sbisec-jp.example-phish.top/login">ログイン<a name="x"></a>',  # next <a>
+    ],
+)
+def test_an_anchor_closed_implicitly_is_still_a_link(html: str) -> None:
+    # a browser ends an <a> at the next <a> or the end of the document, and it stays a link
+    r = analyse_mail(_html_mail(html))
+    assert [(lk.url, lk.text) for lk in r.links] == [
+        ("https://sbisec-jp.example-phish.top/login", "ログイン")
+    ]
+    assert r.links[0].finding is not None and r.links[0].finding.is_phishing

@@ -118,6 +118,7 @@ class _Links(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
+            self._end_link()  # a browser ends an open <a> at the next one: it stays a link
             # As a browser reads an href (WHATWG URL): spaces and control characters around
             # it stripped, tabs and newlines inside it removed, so " https://x" is a link too
             href = (dict(attrs).get("href") or "").strip(_C0_OR_SPACE)
@@ -125,7 +126,15 @@ class _Links(HTMLParser):
             self._buf = []
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
+        if tag == "a":
+            self._end_link()
+
+    def close(self) -> None:
+        super().close()
+        self._end_link()  # an <a> never closed is a link to the end of the document
+
+    def _end_link(self) -> None:
+        if self._href is not None:
             self.links.append((self._href, "".join(self._buf).strip()))
             self._href = None
 
@@ -220,6 +229,7 @@ def analyse_mail(data: bytes, registry: BrandRegistry | None = None) -> MailRepo
     if html:
         parser = _Links()
         parser.feed(html)
+        parser.close()
         pairs += [(h, t) for h, t in parser.links if h.lower().startswith(("http", "www."))]
     seen = {h for h, _ in pairs}
     for m in _URL_IN_TEXT.finditer(plain):
