@@ -101,3 +101,18 @@ def test_an_anchor_closed_implicitly_is_still_a_link(html: str) -> None:
         ("https://sbisec-jp.example-phish.top/login", "ログイン")
     ]
     assert r.links[0].finding is not None and r.links[0].finding.is_phishing
+
+
+def test_authentication_results_reads_methods_not_property_values() -> None:
+    # the envelope sender (the phisher's choice) appears in a comment and in smtp.mailfrom
+    raw = (
+        "Authentication-Results: mx.example.jp;\r\n"
+        "  spf=softfail (mx.example.jp: domain of dmarc=pass@example-phish.top does not\r\n"
+        "  designate 203.0.113.9 as permitted sender)\r\n"
+        "  smtp.mailfrom=dmarc=pass@example-phish.top;\r\n"
+        "  dkim=none (message not signed; spf=pass);\r\n"
+        "  dmarc=fail (p=REJECT) header.from=sbisec.co.jp\r\n"
+        "From: SBI証券 <info@sbisec.co.jp>\r\nSubject: 【重要】\r\n\r\nhello\r\n"
+    ).encode()
+    r = analyse_mail(raw)
+    assert r.authentication == {"spf": "softfail", "dkim": "none", "dmarc": "fail"}

@@ -150,8 +150,13 @@ _URL_IN_TEXT = re.compile(r"(?:https?://|www\.)[^\s<>\"'「」（）()、。]+",
 def _auth_results(msg: EmailMessage) -> dict[str, str]:
     out: dict[str, str] = {}
     for header in msg.get_all("Authentication-Results", []) or []:
+        # A result is "; method=result" (RFC 8601). Comments and property values can hold the
+        # sender's own text (smtp.mailfrom=dmarc=pass@phish.example), so comments are dropped
+        # (one pass: linear time, and a stray "(" cannot hide what follows its comment) and a
+        # method counts only right after a semicolon.
+        text = re.sub(r"\([^()]*\)", " ", str(header))
         for method in ("spf", "dkim", "dmarc"):
-            m = re.search(rf"\b{method}\s*=\s*([a-z]+)", str(header), re.IGNORECASE)
+            m = re.search(rf";\s*{method}\s*=\s*([a-z]+)", text, re.IGNORECASE)
             if m and method not in out:
                 out[method] = m.group(1).lower()
     if "spf" not in out:
