@@ -116,3 +116,11 @@ def test_authentication_results_reads_methods_not_property_values() -> None:
     ).encode()
     r = analyse_mail(raw)
     assert r.authentication == {"spf": "softfail", "dkim": "none", "dmarc": "fail"}
+
+
+def test_mime_nested_too_deeply_is_a_mail_error() -> None:
+    # the standard library's parser recurses once per level: a small file can exhaust the stack
+    level = b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n"
+    raw = b"From: a@example-phish.top\r\n" + b"".join(level % (i, i) for i in range(2000))
+    with pytest.raises(MailError, match="nested"):
+        analyse_mail(raw)

@@ -217,7 +217,11 @@ def analyse_mail(data: bytes, registry: BrandRegistry | None = None) -> MailRepo
         raise MailError(f"{len(data):,} bytes; a mail is at most {MAX_MAIL_BYTES:,}")
     if not data.strip():
         raise MailError("empty file")
-    msg = BytesParser(policy=policy.default).parsebytes(data)
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(data)
+    except RecursionError:
+        # the email package recurses once per MIME level: a few kB of nesting exhaust it
+        raise MailError("MIME parts nested too deeply to read") from None
     if not any(msg.get(h) for h in ("From", "Subject", "Date", "Message-ID", "Received")):
         raise MailError("no mail headers (From, Subject, Date, ...): not an .eml file")
     subject = str(msg.get("Subject", "") or "")
