@@ -134,6 +134,13 @@ def test_backslash_before_at_is_a_path_not_a_user_name() -> None:
     )
 
 
+def test_percent_encoded_capital_in_the_host_is_read_as_browsers_do() -> None:
+    # a browser decodes %53 to "S" and lower-cases the host: this opens sbisec-jp.example-...
+    f = score_url("https://%53bisec-jp.example-phish.top/login")
+    assert f.host == "sbisec-jp.example-phish.top"
+    assert f.is_phishing and f.brand == "sbi"
+
+
 def test_undecodable_inner_target_ends_the_chain() -> None:
     chain = unwrap("https://www.google.com/url?q=https://exa%20mple/")
     assert [h.via for h in chain] == ["input"]

@@ -137,7 +137,7 @@ def _host_forms(raw_host: str, text: str) -> tuple[str, str]:
     host = raw_host.strip(".").lower()
     if not host:
         raise URLError(f"{_clip(text)!r}: no host name")
-    host = unquote(host)
+    host = unquote(host).lower()  # %53 is "S": lower-cased after decoding, as browsers do
     if host.startswith("[") or ":" in host:
         return host.strip("[]"), host.strip("[]")
     if host.isascii():
