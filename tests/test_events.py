@@ -77,6 +77,15 @@ def test_malformed_json_and_huge_lines_are_rejected() -> None:
         decode_line(b'{"type":"login","pad":"' + b"x" * 70_000 + b'"}', line=2)
 
 
+def test_bytes_that_are_not_utf8_are_a_bad_line_not_a_crash() -> None:
+    """msgspec raises UnicodeDecodeError for them: the API answered 500, replay a traceback."""
+    with pytest.raises(EventError, match="not UTF-8") as info:
+        decode_line(LOGIN.encode().replace(b'"A1"', b'"A\xff"'), line=3)
+    assert info.value.line == 3
+    with pytest.raises(EventError, match="malformed JSON"):
+        decode_line(LOGIN.encode().replace(b'"A1"', b'"A\xff"'))
+
+
 def test_ndjson_stream_reports_the_failing_line_and_skips_blank_lines() -> None:
     good = LOGIN.encode()
     stream = io.BytesIO(good + b"\n\n" + good.replace(b'"l1"', b'"l2"') + b"\n{oops}\n")

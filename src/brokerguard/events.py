@@ -444,6 +444,10 @@ def decode_line(data: bytes | str, *, line: int | None = None) -> Event:
         raise EventError(message, line=line, field=field_of_error(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise EventError(f"malformed JSON: {exc}", line=line) from None
+    except UnicodeDecodeError:
+        # msgspec raises this (not a DecodeError) for a string that is not UTF-8: without it a
+        # stray byte was a 500 in the API and a traceback in replay and ingest.
+        raise EventError("malformed JSON: a string is not UTF-8", line=line) from None
 
 
 def encode(event: Event) -> bytes:

@@ -145,6 +145,14 @@ def test_malformed_and_oversized_bodies(make_api: Callable[..., Api], sqlite_url
     api = make_api(sqlite_url)
     assert error_of(api.decide(b'{"type": "login",'), 400)["code"] == "malformed_json"
     assert error_of(api.decide(b""), 400)["code"] == "malformed_json"
+    not_utf8 = body().replace(b'"A1"', b'"A\xff"')  # was a 500 (UnicodeDecodeError)
+    assert error_of(api.decide(not_utf8), 400)["code"] == "malformed_json"
+    in_batch = api.client.post(
+        "/v1/events",
+        content=body() + b"\n" + not_utf8,
+        headers={**api.auth("ingest"), "content-type": "application/x-ndjson"},
+    )
+    assert error_of(in_batch, 422)["line"] == 2
     cancel = {
         "type": "order",
         "id": "o1",
