@@ -86,6 +86,27 @@ def test_bytes_that_are_not_utf8_are_a_bad_line_not_a_crash() -> None:
         decode_line(LOGIN.encode().replace(b'"A1"', b'"A\xff"'))
 
 
+@pytest.mark.parametrize("field", ["quantity", "positions[0].quantity", "avg_daily_volume"])
+def test_integers_beyond_64_bits_are_refused(field: str) -> None:
+    """JSON integers have no size; the engine's float arithmetic overflowed on them (a 500, and
+    a batch half applied)."""
+    huge = "9" * 400
+    lines = {
+        "quantity": '{"type":"execution","id":"e",' + TS + ',"account":"A","order_id":"o",'
+        '"symbol":"7992","market":"TSE","side":"buy","quantity":' + huge + ","
+        '"price":5,"value_jpy":5}',
+        "positions[0].quantity": '{"type":"holdings","id":"h",' + TS + ',"account":"A",'
+        '"cash_jpy":0,"positions":[{"symbol":"7992","market":"TSE","quantity":' + huge + "}]}",
+        "avg_daily_volume": '{"type":"instrument","id":"i",' + TS + ',"symbol":"7992",'
+        '"market":"TSE","segment":"p","currency":"JPY","lot_size":100,"price":5,'
+        '"avg_daily_volume":' + huge + ',"market_cap_jpy":1}',
+    }
+    with pytest.raises(EventError) as info:
+        decode_line(lines[field])
+    assert info.value.field == field
+    assert decode_line(lines[field].replace(huge, str(2**63 - 1)))
+
+
 def test_ndjson_stream_reports_the_failing_line_and_skips_blank_lines() -> None:
     good = LOGIN.encode()
     stream = io.BytesIO(good + b"\n\n" + good.replace(b'"l1"', b'"l2"') + b"\n{oops}\n")

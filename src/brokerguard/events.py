@@ -60,8 +60,11 @@ Text = Annotated[str, Meta(max_length=1024)]
 Timestamp = Annotated[datetime, Meta(tz=True)]
 Price = Annotated[float, Meta(gt=0)]
 Money = Annotated[float, Meta(ge=0)]
-Quantity = Annotated[int, Meta(gt=0)]
-Volume = Annotated[int, Meta(ge=0)]
+# JSON integers have no size limit and msgspec keeps them whole; the detectors' float arithmetic
+# overflows on one of hundreds of digits, so counts stop at what a 64-bit integer holds.
+MAX_COUNT = 2**63 - 1
+Quantity = Annotated[int, Meta(gt=0, le=MAX_COUNT)]
+Volume = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 Referrer = Annotated[str, Meta(min_length=1, max_length=2048)]
 
 Factor = Literal["password", "passkey", "sms", "email", "totp", "oob"]
