@@ -107,6 +107,27 @@ def test_integers_beyond_64_bits_are_refused(field: str) -> None:
     assert decode_line(lines[field].replace(huge, str(2**63 - 1)))
 
 
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        (LOGIN.replace("2025-03-20T10:00:00+09:00", "0001-01-01T00:00:00+09:00"), "ts"),
+        (LOGIN.replace("2025-03-20T10:00:00+09:00", "9999-12-31T23:00:00-09:00"), "ts"),
+        (
+            '{"type":"account","id":"a",' + TS + ',"account":"A",'
+            '"opened":"0001-01-01T08:59:59+09:00"}',
+            "opened",
+        ),
+    ],
+)
+def test_times_outside_the_range_of_utc_are_refused(line: str, field: str) -> None:
+    """Such a time has no UTC equivalent: the service decided the event, then could not store
+    it or its decision (OverflowError in the writer, the records dropped)."""
+    with pytest.raises(EventError, match="out of range") as info:
+        decode_line(line, line=4)
+    assert info.value.field == field and info.value.line == 4
+    assert decode_line(line.replace("+09:00", "+00:00").replace("-09:00", "+00:00"))
+
+
 def test_ndjson_stream_reports_the_failing_line_and_skips_blank_lines() -> None:
     good = LOGIN.encode()
     stream = io.BytesIO(good + b"\n\n" + good.replace(b'"l1"', b'"l2"') + b"\n{oops}\n")

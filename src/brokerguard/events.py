@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -439,7 +439,7 @@ def decode_line(data: bytes | str, *, line: int | None = None) -> Event:
     if len(data) > MAX_LINE_BYTES:
         raise EventError(f"event is {len(data)} bytes, more than {MAX_LINE_BYTES}", line=line)
     try:
-        return _decoder.decode(data)
+        event: Event = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         message = str(exc)
         if "Invalid value" in message and "$.type" in message:
@@ -451,6 +451,25 @@ def decode_line(data: bytes | str, *, line: int | None = None) -> Event:
         # msgspec raises this (not a DecodeError) for a string that is not UTF-8: without it a
         # stray byte was a 500 in the API and a traceback in replay and ingest.
         raise EventError("malformed JSON: a string is not UTF-8", line=line) from None
+    _check_utc(event, line)
+    return event
+
+
+def _check_utc(event: Event, line: int | None) -> None:
+    """Refuse a time with no UTC equivalent (``0001-01-01T00:00+09:00``): the engine took it, but
+    the service stores times in UTC, so its records were dropped after it had been decided."""
+    for name in ("ts", "opened"):
+        value = getattr(event, name, None)
+        if value is None or 1 < value.year < 9999:  # an offset is less than a day
+            continue
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise EventError(
+                f"`{name}` is out of range: {value.isoformat()} has no time in UTC",
+                line=line,
+                field=name,
+            ) from None
 
 
 def encode(event: Event) -> bytes:
