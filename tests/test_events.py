@@ -128,6 +128,26 @@ def test_times_outside_the_range_of_utc_are_refused(line: str, field: str) -> No
     assert decode_line(line.replace("+09:00", "+00:00").replace("-09:00", "+00:00"))
 
 
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        (LOGIN.replace('"A1"', '"A\\u0000"'), "account"),
+        (LOGIN.replace("Mozilla/5.0", "Mozilla\\u0000"), "user_agent"),
+        (
+            '{"type":"canary","id":"c",' + TS + ',"ip":"198.51.100.7",'
+            '"origin":"https://evil\\u0000.example","user_agent":"x"}',
+            "origin",
+        ),
+    ],
+)
+def test_nul_characters_are_refused(line: str, field: str) -> None:
+    """PostgreSQL cannot store U+0000 in text: the service decided such an event (200), then
+    dropped its records."""
+    with pytest.raises(EventError) as info:
+        decode_line(line)
+    assert info.value.field == field
+
+
 def test_ndjson_stream_reports_the_failing_line_and_skips_blank_lines() -> None:
     good = LOGIN.encode()
     stream = io.BytesIO(good + b"\n\n" + good.replace(b'"l1"', b'"l2"') + b"\n{oops}\n")

@@ -452,7 +452,23 @@ def decode_line(data: bytes | str, *, line: int | None = None) -> Event:
         # stray byte was a 500 in the API and a traceback in replay and ingest.
         raise EventError("malformed JSON: a string is not UTF-8", line=line) from None
     _check_utc(event, line)
+    if b"\\u0000" in data:  # the only way a JSON string holds U+0000 (a raw NUL is malformed)
+        _check_nul(msgspec.to_builtins(event), "", line)
     return event
+
+
+def _check_nul(value: object, path: str, line: int | None) -> None:
+    """Refuse U+0000 in any string: PostgreSQL cannot store it in text, so the service decided
+    such an event and then dropped its records."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise EventError(f"`{path}` contains the character U+0000 (NUL)", line=line, field=path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_nul(item, f"{path}.{key}" if path else key, line)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_nul(item, f"{path}[{i}]", line)
 
 
 def _check_utc(event: Event, line: int | None) -> None:
