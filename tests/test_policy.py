@@ -128,6 +128,21 @@ def test_the_shipped_default_loads_with_a_reason_for_every_signal():
         pytest.param(
             edited(LOGIN_PRIOR, "[login]\nprior = "), ["not valid TOML"], id="invalid-toml"
         ),
+        pytest.param(
+            edited(LOGIN_PRIOR, "[login]\nprior = nan"),
+            ["login.prior", "finite"],
+            id="nan-prior",  # the score was NaN, no rule matched: every login was allowed
+        ),
+        pytest.param(
+            edited("[login]\n", "[login]\nweights = { login_network = inf }\n"),
+            ["login.weights.login_network", "finite"],
+            id="infinite-weight",
+        ),
+        pytest.param(
+            edited("risky_llr = 3.0", "risky_llr = -inf"),
+            ["detectors.login.risky_llr", "finite"],
+            id="infinite-tunable",
+        ),
     ],
 )
 def test_every_mistake_is_a_policy_error_that_names_it(text, names):

@@ -276,6 +276,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+    _check_finite(raw, "", source)
     try:
         policy = msgspec.convert(raw, type=Policy)
     except msgspec.ValidationError as exc:
@@ -283,6 +284,19 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     policy = _with_shipped_texts(policy)
     _check(policy, source)
     return policy
+
+
+def _check_finite(value: object, path: str, source: str) -> None:
+    """Refuse TOML's ``nan`` and ``inf`` anywhere: a NaN prior or weight makes every score NaN,
+    which reaches no rule's ``min_score``, so every decision was a silent ``allow``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PolicyError(f"{source}: `{path}`: must be a finite number, not {value}", path)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}" if path else key, source)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{path}[{i}]", source)
 
 
 def _with_shipped_texts(policy: Policy) -> Policy:
