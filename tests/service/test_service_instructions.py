@@ -113,3 +113,11 @@ def test_an_analyst_refusing_the_held_buy_cancels_what_the_session_placed_before
 def test_the_feed_needs_a_key(make_api: Callable[..., Api], sqlite_url: str) -> None:
     api = make_api(sqlite_url)
     assert api.client.get("/v1/instructions").status_code == 401
+
+
+def test_an_after_beyond_the_seq_column_is_refused_naming_it(api: Api) -> None:
+    """A ``seq`` is a 64-bit integer: a larger ``after`` overflowed the query (a 500)."""
+    assert api.get(f"/v1/instructions?after={2**63 - 1}").json() == []
+    response = api.get(f"/v1/instructions?after={2**63}")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "after"

@@ -26,7 +26,10 @@ router = APIRouter(responses=ERRORS, tags=["decisions"])
 def list_instructions(
     request: Request,
     _: CanTakeInstructions,
-    after: Annotated[int, Query(ge=0, description="The last `seq` already read.")] = 0,
+    # ``seq`` is a 64-bit integer: a larger ``after`` overflowed the query (a 500, not a 422).
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="The last `seq` already read.")
+    ] = 0,
     account: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 100,
 ) -> list[dict[str, Any]]:
