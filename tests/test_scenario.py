@@ -40,6 +40,8 @@ def test_shipped_scenarios_load(path: Path) -> None:
         ("[broker]\ninvestors = 0", "broker.investors: Expected `int` >= 1"),
         ("[[attack]]\ntarget_markets = []", "target_markets must name at least one market"),
         ("[[attack]]\nrelogins = 21", "attack[0].relogins: Expected `int` <= 20"),
+        ("start = 9999-12-31T00:00:00+09:00", "start"),  # start + days: an OverflowError
+        ("start = 0001-01-01T00:00:00+09:00\ndays = 1", "start"),
     ],
 )
 def test_bad_scenarios_name_the_key(text: str, message: str) -> None:
@@ -52,3 +54,12 @@ def test_bad_scenarios_name_the_key(text: str, message: str) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="cannot read scenario"):
         load_scenario(tmp_path / "nope.toml")
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    """It was a UnicodeDecodeError traceback out of ``brokerguard simulate``."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ScenarioError, match="not UTF-8") as info:
+        load_scenario(path)
+    assert str(info.value).startswith(str(path))

@@ -8,7 +8,7 @@ field has a default; a file may say as little as ``name = "x"``.
 from __future__ import annotations
 
 import tomllib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -122,6 +122,14 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return self.start + timedelta(days=self.days)
 
     def __post_init__(self) -> None:
+        try:  # else an OverflowError (not a ValueError) escaped as a traceback
+            self.start.astimezone(UTC)
+            self.end.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                f"start: {self.start.isoformat()} with days = {self.days} runs outside the "
+                "years 1 to 9999 (UTC)"
+            ) from None
         for i, attack in enumerate(self.attack):
             if not self.start <= attack.start < self.end:
                 raise ValueError(f"attack[{i}].start {attack.start} is outside the scenario's days")
@@ -162,4 +170,6 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return parse_scenario(text, source=str(path))
