@@ -196,6 +196,14 @@ def test_an_unreadable_policy_file_is_a_policy_error(tmp_path: Path):
         load_policy(tmp_path / "missing.toml")
 
 
+def test_a_policy_file_that_is_not_utf8_is_a_policy_error(tmp_path: Path):
+    """It was a UnicodeDecodeError traceback out of simulate --guard and replay --policy."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(DEFAULT.encode() + "# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(PolicyError, match="not UTF-8"):
+        load_policy(path)
+
+
 def mixed_logins(policy: Policy | None) -> list[str]:
     """The same accounts and the same sign-ins, judged under ``policy``; returns the actions."""
     r = Rig(policy)

@@ -324,6 +324,8 @@ def load_policy(path: Path | str | None = None) -> Policy:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: it was a traceback
+        raise PolicyError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     policy = parse_policy(text, str(path))
     login = policy.detectors.login
     # Files named next to the policy file travel with it, wherever it is run from.
