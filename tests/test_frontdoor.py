@@ -844,3 +844,23 @@ def test_unlock_requests_for_accounts_that_are_not_locked_leave_nothing_in_the_s
         assert begun.status_code == 409
     assert post_json(browser, "/unlock/options", {"account": "C124"}).status_code == 409
     assert rig.site.store.keys("ratelimit", "unlock\x1f") == before
+
+
+def test_an_account_typed_at_the_sign_in_stays_in_the_guards_account_path():
+    """The site freezes at the guard whatever ID failed its passwords, and that ID is typed by
+    anyone: its dots and slashes must not lead the site's key to another endpoint."""
+    import httpx
+
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={})
+
+    client = GuardClient("http://guard.test", "bgk_x", transport=httpx.MockTransport(answer))
+    client.freeze("X/../../cases?", "failures")
+    client.actions("A 1#2")
+    assert seen == [
+        "/v1/accounts/X%2F..%2F..%2Fcases%3F/actions",
+        "/v1/accounts/A%201%232/actions",
+    ]

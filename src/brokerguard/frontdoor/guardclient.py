@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -43,10 +44,24 @@ class GuardVerdict:
         return self.decision.action
 
 
+def _actions_path(account: str) -> str:
+    """The account's actions at the guard, the account quoted whole: it is what someone typed
+    at the sign-in form (the site locks an unknown ID after failures too), and unquoted
+    ``X/../../cases?`` would send the site's key to another endpoint."""
+    return f"/v1/accounts/{quote(account, safe='')}/actions"
+
+
 class GuardClient:
     """A small synchronous client (the site's handlers run in a thread pool)."""
 
-    def __init__(self, base_url: str, key: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        *,
+        timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         # How the service's audit log names this caller: ``key:`` and the key's public id.
         self.actor = f"key:{key[:12]}" if key.startswith("bgk_") else ""
@@ -54,6 +69,7 @@ class GuardClient:
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {key}"},
             timeout=timeout,
+            transport=transport,
         )
 
     def decide(self, event: Event) -> GuardVerdict:
@@ -78,7 +94,7 @@ class GuardClient:
 
     def actions(self, account: str) -> list[dict[str, Any]]:
         """The account's actions at the guard, newest first (needs the ``read`` permission)."""
-        return self._get(f"/v1/accounts/{account}/actions")
+        return self._get(_actions_path(account))
 
     def instructions(self, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
         """The guard's feed of instructions after ``after`` (a ``seq``), oldest first."""
@@ -95,7 +111,7 @@ class GuardClient:
 
     def _act(self, account: str, action: str, note: str) -> dict[str, Any]:
         body = json.dumps({"action": action, "note": note}).encode()
-        return self._post(f"/v1/accounts/{account}/actions", body, "application/json")
+        return self._post(_actions_path(account), body, "application/json")
 
     def _post(self, path: str, body: bytes, content_type: str) -> dict[str, Any]:
         try:
