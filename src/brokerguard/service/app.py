@@ -25,6 +25,7 @@ from brokerguard.service.db import DEFAULT_DATABASE
 from brokerguard.service.fastpath import PATH as FAST_PATH
 from brokerguard.service.fastpath import decide_fast
 from brokerguard.service.limits import BodyLimit
+from brokerguard.service.nul import NoNul
 from brokerguard.service.openapi import install_openapi
 from brokerguard.service.presenter import install_error_handlers
 from brokerguard.service.runtime import Service, Settings
@@ -97,6 +98,7 @@ def create_app(
     mount_console(app, console_run)  # first: its GET /console/login is the page served
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(NoNul)  # inside the body limit: it reads a form body whole
     app.add_middleware(BodyLimit, max_bytes=settings.max_body)
     install_error_handlers(app)
     install_console_errors(app)  # console pages show errors as pages

@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator
 
 from brokerguard.reports.compensation import CompensationRow
+from brokerguard.service.nul import NUL_MESSAGE, has_nul
 
 __all__ = [
     "AccountActionIn",
@@ -65,6 +66,14 @@ Key = Annotated[str, Field(min_length=1, max_length=128)]
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        """PostgreSQL cannot store U+0000 in text: a 422 naming the field, not a 500 there."""
+        if has_nul(value):
+            raise ValueError(NUL_MESSAGE)
+        return value
 
 
 class ErrorDetail(BaseModel):
