@@ -6,6 +6,13 @@ domains appear only as the legitimate side.
 
 from __future__ import annotations
 
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from brokerguard.phishing import (
@@ -19,6 +26,7 @@ from brokerguard.phishing import (
     score_url,
     skeleton,
 )
+from brokerguard.phishing._features import _JP_DOMAIN
 from brokerguard.phishing._lexical import looks_random
 from brokerguard.phishing.cli import THRESHOLD as CLI_THRESHOLD
 
@@ -211,6 +219,41 @@ def test_kit_structure_reasons(url: str, code: str) -> None:
 
 def test_locale_subdomain_is_not_a_japan_affix() -> None:
     assert "japan_affix" not in codes("https://jp.example.com/")
+
+
+# The pattern before the search was made linear, kept to check that the matches did not change.
+_JP_DOMAIN_BEFORE = re.compile(
+    r"([a-z0-9-]+\.)+(co|ne|or|ac|go)\.jp\b|\bwww\.[a-z0-9-]+\.jp\b", re.I
+)
+
+
+def test_jp_domain_in_path_matches_as_before() -> None:
+    rnd = random.Random(20)
+    parts = ["a", "x1", "-", ".", ".", "co.", "co.jp", "ne.jp", ".jp", "jp", "www.", "/", "_"]
+    parts += ["C", "O.", "J", "P", "\u212a", "é"]  # upper case; K (Kelvin) is k under re.I
+    for _ in range(20_000):
+        text = "".join(rnd.choice(parts) for _ in range(rnd.randint(0, 12)))
+        before, now = _JP_DOMAIN_BEFORE.search(text), _JP_DOMAIN.search(text)
+        assert (before and (before.span(), before.groups())) == (
+            now and (now.span(), now.groups())
+        ), text
+    f = score_url("https://r.example-phish.net/a_b..x.bank.co.jp.example/")
+    assert [r.detail for r in f.reasons if r.code == "jp_domain_in_path"] == ["x.bank.co.jp"]
+
+
+def test_jp_domain_search_is_linear_in_the_path() -> None:
+    """A long dotted name that is no .jp domain was searched again from each of its labels:
+    quadratic, a minute or more for 64 KB. In a child process with a generous limit, so that a
+    return of it fails the test instead of stalling it; the search now takes milliseconds."""
+    code = (
+        "from brokerguard.phishing._features import _JP_DOMAIN as p\n"
+        "for s in ('a.' * 32768, 'a-b.' * 16384 + 'x', 'www.' * 16384):\n"
+        "    assert p.search(s) is None\n"
+    )
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
 
 
 @pytest.mark.parametrize(
