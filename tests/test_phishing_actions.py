@@ -65,6 +65,25 @@ def test_blocklist_bad_lines_name_file_and_line(tmp_path: Path, line: str, probl
         load_blocklist(path)
 
 
+def test_blocklist_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # Windows editors start a UTF-8 file with one; it made line 1 an error and refused the list
+    path = tmp_path / "bl.txt"
+    path.write_bytes(b"\xef\xbb\xbfevil.example-phish.top\tsbi\r\nok.example.com\r\n")
+    bl = load_blocklist(path)
+    assert bl.match("https://evil.example-phish.top/login").brand == "sbi"
+    assert bl.match("ok.example.com") is not None
+
+
+@pytest.mark.parametrize("brk", ["\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029", "\r"])
+def test_blocklist_lines_end_at_line_feeds_only(tmp_path: Path, brk: str) -> None:
+    # str.splitlines broke a comment at these too: its tail was read as a host, and the error
+    # named a line number one past the line an editor shows
+    path = tmp_path / "bl.txt"
+    path.write_bytes(f"# a{brk}comment\nok.example.com\nbad host\n".encode())
+    with pytest.raises(BlocklistError, match=r"bl.txt:3: host: 'bad host'"):
+        load_blocklist(path)
+
+
 def test_stix_bundle_is_valid_and_deterministic() -> None:
     f = score_url("https://sbisec-jp.example-phish.top/login")
     camp = CampaignLine(

@@ -132,17 +132,22 @@ def _parse_line(text: str, where: str) -> BlockEntry:
 
 def parse_blocklist(data: bytes, where: str) -> Blocklist:
     """Parse a block-list file's bytes (``where`` names it in errors); any bad line raises
-    :class:`BlocklistError`, so a list is used whole or not at all."""
+    :class:`BlocklistError`, so a list is used whole or not at all.
+
+    A leading UTF-8 byte-order mark (Windows editors write one) is dropped: it made line 1 a bad
+    host and refused the list. Lines end at a line feed only (a carriage return before it is
+    dropped), not at every break ``str.splitlines`` knows (vertical tab, U+001C, U+2028...), so
+    the line numbers in errors are the ones an editor shows."""
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BlocklistError(f"{where}: not UTF-8 text") from None
     entries = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        entries.append(_parse_line(line.rstrip("\r"), f"{where}:{n}"))
+        entries.append(_parse_line(line.removesuffix("\r"), f"{where}:{n}"))
     return Blocklist(entries)
 
 
