@@ -107,6 +107,28 @@ def test_stix_bundle_is_valid_and_deterministic() -> None:
     assert all(o.get("spec_version") == "2.1" for o in bundle["objects"])
 
 
+def test_stix_objects_keep_their_created_time_across_exports() -> None:
+    # ids are the same on every export, and STIX 2.1 forbids a new version to change created:
+    # it was the export time, so each run contradicted the one before
+    import stix2
+
+    f = score_url("https://sbisec-jp.example-phish.top/login")
+    raised = datetime(2025, 6, 30, 9, 0, tzinfo=UTC)
+    camp = CampaignLine(id="c-1", raised_at=raised, infrastructure=["ip:203.0.113.5"])
+    later = datetime(2025, 8, 15, 12, 30, tzinfo=UTC)
+    first, second = (json.loads(export_stix([f], [camp], now=t)) for t in (NOW, later))
+    before = {o["id"]: o for o in first["objects"]}
+    after = {o["id"]: o for o in second["objects"]}
+    assert before.keys() == after.keys()
+    for oid, o in after.items():
+        assert o["created"] == before[oid]["created"], oid
+        assert o["modified"] == "2025-08-15T12:30:00.000Z", oid  # a new version of it
+        assert o["modified"] >= o["created"], oid
+    (c,) = [o for o in after.values() if o["type"] == "campaign"]
+    assert c["created"] == "2025-06-30T09:00:00.000Z"  # the campaign's own time: raised_at
+    stix2.parse(json.dumps(second), allow_custom=True)  # still a valid bundle
+
+
 def test_takedown_text_is_defanged_and_bilingual() -> None:
     f = score_url("https://sbisec-jp.example-phish.top/login")
     text = takedown_request(f, reporter="Example Sec", contact="abuse@example.jp", now=NOW)

@@ -26,6 +26,13 @@ __all__ = ["CampaignLine", "CampaignSymbol", "StixError", "export_stix", "read_c
 
 _NS = uuid.UUID("6f1c3c1e-5b7e-4b8e-9a43-1f0d6a1e2b10")  # BrokerGuard's namespace for STIX ids
 
+# ``created`` of an object whose own first time is not known (an indicator, the identity). Ids
+# are stable across exports, and STIX 2.1 forbids changing ``created`` between versions of an
+# object; the export time changed it on every run. No export can tell when an earlier one first
+# wrote the object, so the rule is a fixed time: the day STIX 2.1 became an OASIS standard, which
+# no STIX 2.1 object predates. ``modified`` is the export time: each export is a new version.
+_FIRST_VERSION = datetime(2021, 6, 10, tzinfo=UTC)
+
 
 class StixError(ValueError):
     """Input that cannot be exported; the message names the file, line and field."""
@@ -65,11 +72,18 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def _versioned(created: datetime, when: datetime) -> dict[str, datetime]:
+    """``created`` and ``modified`` of an object exported at ``when`` (never before created)."""
+    return {"created": created, "modified": max(created, when)}
+
+
 def _indicator(
     pattern: str, name: str, description: str, valid_from: datetime, creator: str, labels: list[str]
 ) -> Any:
     import stix2
 
+    # valid_from stays the export time (when BrokerGuard asserts the indicator): no rule fixes
+    # it, and the first time is unknown; the fixed ``created`` would claim years of validity.
     return stix2.Indicator(
         id=_sid("indicator", pattern),
         name=name,
@@ -80,8 +94,7 @@ def _indicator(
         indicator_types=["malicious-activity"],
         labels=labels,
         created_by_ref=creator,
-        created=valid_from,
-        modified=valid_from,
+        **_versioned(_FIRST_VERSION, valid_from),
     )
 
 
@@ -100,8 +113,7 @@ def export_stix(
         id=_sid("identity", organisation),
         name=organisation,
         identity_class="organization",
-        created=when,
-        modified=when,
+        **_versioned(_FIRST_VERSION, when),
     )
     objects: dict[str, object] = {identity.id: identity}
     for f in findings:
@@ -143,8 +155,7 @@ def export_stix(
             ),
             first_seen=c.raised_at,
             created_by_ref=identity.id,
-            created=when,
-            modified=when,
+            **_versioned(c.raised_at, when),  # the campaign's id is its own: raised_at is fixed
             custom_properties={"x_brokerguard_symbols": symbols},
         )
         objects[camp.id] = camp
@@ -169,8 +180,7 @@ def export_stix(
                 relationship_type="indicates",
                 source_ref=ind.id,
                 target_ref=camp.id,
-                created=when,
-                modified=when,
+                **_versioned(c.raised_at, when),
             )
             objects[rel.id] = rel
     bundle = stix2.Bundle(
