@@ -192,6 +192,13 @@ def test_webhook_is_signed_retried_and_carries_the_short_text() -> None:
         hooks.close()
 
 
+@pytest.mark.parametrize("mac", ["é" * 64, "\udcff", "０" * 64])
+def test_a_signature_with_non_ascii_characters_is_refused_not_an_error(mac: str) -> None:
+    # hmac.compare_digest raises TypeError on a str that is not ASCII
+    header = f"t=1700000000,v1={mac}"
+    assert verify_signature(b"s", b"{}", header, now=1700000000) is False
+
+
 def test_webhook_client_errors_are_permanent() -> None:
     hooks = Hooks(statuses=[400])
     try:

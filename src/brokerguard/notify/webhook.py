@@ -47,6 +47,8 @@ def verify_signature(
         given = parts["v1"]
     except (KeyError, ValueError):
         return False
+    if not given.isascii():
+        return False  # compare_digest raises TypeError on a str with non-ASCII characters
     now = time.time() if now is None else now
     if abs(now - timestamp) > tolerance:
         return False
