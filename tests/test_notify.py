@@ -199,6 +199,11 @@ def test_a_signature_with_non_ascii_characters_is_refused_not_an_error(mac: str)
     assert verify_signature(b"s", b"{}", header, now=1700000000) is False
 
 
+def test_a_signature_time_too_large_for_a_float_is_refused_not_an_error() -> None:
+    # now - t raised OverflowError for a t= of more than 308 digits
+    assert verify_signature(b"s", b"{}", "t=" + "9" * 400 + ",v1=00", now=1.7e9) is False
+
+
 def test_webhook_client_errors_are_permanent() -> None:
     hooks = Hooks(statuses=[400])
     try:
