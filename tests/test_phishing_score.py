@@ -6,12 +6,8 @@ domains appear only as the legitimate side.
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -241,19 +237,13 @@ def test_jp_domain_in_path_matches_as_before() -> None:
     assert [r.detail for r in f.reasons if r.code == "jp_domain_in_path"] == ["x.bank.co.jp"]
 
 
-def test_jp_domain_search_is_linear_in_the_path() -> None:
+def test_jp_domain_search_ends_on_long_dotted_names_that_are_no_jp_domain() -> None:
     """A long dotted name that is no .jp domain was searched again from each of its labels:
-    quadratic, a minute or more for 64 KB. In a child process with a generous limit, so that a
-    return of it fails the test instead of stalling it; the search now takes milliseconds."""
-    code = (
-        "from brokerguard.phishing._features import _JP_DOMAIN as p\n"
-        "for s in ('a.' * 32768, 'a-b.' * 16384 + 'x', 'www.' * 16384):\n"
-        "    assert p.search(s) is None\n"
-    )
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parent.parent / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
+    quadratic, a minute or more for these 64 KB (the search now takes milliseconds; no time is
+    asserted here, but a return of it would stall the suite)."""
+    for text in ("a." * 32768, "a-b." * 16384 + "x", "www." * 16384):
+        assert _JP_DOMAIN.search(text) is None
+    assert _JP_DOMAIN.search("a." * 32768 + "bank.co.jp").span() == (0, 65546)
 
 
 @pytest.mark.parametrize(
