@@ -864,3 +864,14 @@ def test_an_account_typed_at_the_sign_in_stays_in_the_guards_account_path():
         "/v1/accounts/X%2F..%2F..%2Fcases%3F/actions",
         "/v1/accounts/A%201%232/actions",
     ]
+
+
+def test_an_id_locked_by_failures_goes_to_its_own_unlock_page_whatever_it_holds(rig: SiteRig):
+    """The unlock page's address carries the ID quoted whole: an ``&`` in it must not add a
+    parameter (a broker's IDs may hold any character the login form accepts)."""
+    rig.customer("Z9&asked=yes")
+    attacker = rig.client(PROXY_IP)
+    places = [login(attacker, "Z9&asked=yes", f"guess-{i}-xxxx") for i in range(5)]
+    assert places[4] == "/unlock?account=Z9%26asked%3Dyes"
+    page = rig.client().get(places[4] + "&lang=en")
+    assert page.status_code == 200 and "Z9&amp;asked=yes" in page.text

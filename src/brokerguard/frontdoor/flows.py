@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from brokerguard.auth import NotEnrolled, RateLimited
 from brokerguard.events import Execution, LoginAttempt, Order, SettingsChange
@@ -31,6 +32,12 @@ class Next:
     token: str | None = None
     stepup: str | None = None  # an open step-up the browser must be allowed to answer
     error: str | None = None
+
+
+def unlock_path(account: str) -> str:
+    """The unlock page for ``account``, quoted whole: the ID is what someone typed at the sign-in
+    (``&`` or ``#`` in it would add parameters to the page or cut its address short)."""
+    return f"/unlock?account={quote(account, safe='')}"
 
 
 def _usable_referrer(value: str | None) -> str | None:
@@ -90,7 +97,7 @@ def login(
         # Also the resume of a sign-in's step-up, which may be answered minutes later: an
         # account locked meanwhile (the customer's freeze, failures) gets no session.
         if site.lockout.is_locked(account):
-            return Next(f"/unlock?account={account}")
+            return Next(unlock_path(account))
         token = site.sessions.open(account, ip, user_agent, guard_session)
         known = site.sessions.known_device(account, device)
         site.notifier.notify(account, "new_login" if known else "new_device", login_fields(event))
@@ -101,7 +108,7 @@ def login(
         note("wrong_password")
         if action == "lock":
             site.lock(account, reason="guard", by="guard")
-            return Next(f"/unlock?account={account}")
+            return Next(unlock_path(account))
         return Next("/login?failed=1")
     if action == "allow":
         note("allowed")
@@ -117,7 +124,7 @@ def login(
     if action == "lock":
         note("locked")
         site.lock(account, reason="guard", by="guard")
-        return Next(f"/unlock?account={account}")
+        return Next(unlock_path(account))
     note("refused")
     return Next("/login?refused=1")
 

@@ -15,7 +15,6 @@ import json
 import secrets
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -113,7 +112,7 @@ async def login_password(request: Request) -> Response:
         except AccountLocked:
             if not was_locked:  # this failure was the N-th: lock at the guard too
                 s.lock(account, reason="failures", by="system")
-            return flows.Next(f"/unlock?account={account}")
+            return flows.Next(flows.unlock_path(account))
         except VerificationFailed:
             device = device_cookie(request)
             return flows.login(
@@ -149,7 +148,7 @@ async def login_passkey(request: Request) -> Response:
         except AuthError:
             return flows.Next("/login?failed=1")
         if s.lockout.is_locked(proof.account):
-            return flows.Next(f"/unlock?account={proof.account}")
+            return flows.Next(flows.unlock_path(proof.account))
         return flows.login(s, proof.account, "passkey", ip, ua, device_cookie(request))
 
     return _go(request, await run_in_threadpool(check), json_answer=True)
@@ -209,8 +208,8 @@ async def unlock_ask(request: Request) -> Response:
     try:
         told = await run_in_threadpool(ask)
     except AuthError:  # not locked, or asked too often
-        return redirect(f"/unlock?account={quote(account)}&asked=refused")
-    return redirect(f"/unlock?account={quote(account)}&asked={'yes' if told else 'failed'}")
+        return redirect(f"{flows.unlock_path(account)}&asked=refused")
+    return redirect(f"{flows.unlock_path(account)}&asked={'yes' if told else 'failed'}")
 
 
 @router.post("/unlock/options")

@@ -242,6 +242,6 @@ async def freeze(request: Request) -> Response:
     s = site(request)
     account = session.account
     await run_in_threadpool(s.lock, account, reason="customer", by="customer")
-    response = redirect(f"/unlock?account={account}")
+    response = redirect(flows.unlock_path(account))
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
