@@ -53,6 +53,13 @@ def test_a_nul_in_a_form_body_is_refused_before_any_page_reads_it(api: Api) -> N
     assert error["field"] == "username"
 
 
+def test_a_nul_in_a_multipart_form_is_refused_too(api: Api) -> None:
+    answer = api.client.post(
+        "/console/login", files={"username": (None, "al\x00ice"), "password": (None, "x")}
+    )
+    assert _error(answer)["field"] == "form"
+
+
 def test_a_form_without_nul_reaches_its_page(api: Api) -> None:
     answer = api.client.post(
         "/console/login",
@@ -61,3 +68,18 @@ def test_a_form_without_nul_reaches_its_page(api: Api) -> None:
         follow_redirects=False,
     )
     assert answer.status_code != 422  # the login page's own answer (a wrong password)
+
+
+def test_a_chunked_form_over_the_body_limit_is_still_a_413(api: Api) -> None:
+    """The form is read here before any page: the body limit's refusal must keep its 413."""
+
+    def chunks():
+        for _ in range(40):
+            yield b"note=" + b"x" * 32768 + b"&"
+
+    answer = api.client.post(
+        "/console/login",
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 413, answer.text

@@ -4,7 +4,7 @@ PostgreSQL cannot keep the character U+0000 (NUL) in text, so a case title, a no
 in a path or a filter holding one was a 500 there (and accepted on SQLite). Events are checked
 where they are decoded (:func:`brokerguard.events.decode_line`, naming the field); JSON bodies
 by the request models (:class:`brokerguard.service.schemas._In`); this middleware checks the
-rest: the path, the query string and the console's form bodies.
+rest: the path, the query string and the console's form bodies (URL-encoded or multipart).
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from brokerguard.service.errors import PayloadTooLarge
 from brokerguard.service.presenter import error_response
 
 __all__ = ["NUL_MESSAGE", "NoNul", "has_nul"]
 
 NUL_MESSAGE = "contains the character U+0000 (NUL), which cannot be stored"
 FORM = b"application/x-www-form-urlencoded"
+MULTIPART = b"multipart/form-data"  # the console has no uploads: a NUL byte is never a value
 
 
 def has_nul(value: object) -> bool:
@@ -66,19 +68,30 @@ class NoNul:
             await response(scope, receive, send)
             return
         content_type = dict(scope["headers"]).get(b"content-type", b"")
-        if scope["method"] != "POST" or not content_type.startswith(FORM):
+        if scope["method"] != "POST" or not content_type.startswith((FORM, MULTIPART)):
             await self.app(scope, receive, send)
             return
         # A form body is small (the console's notes; the body limit holds it): read it whole,
         # look, and hand the very same messages on.
         messages: list[Message] = []
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                break
+        try:
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    break
+        except PayloadTooLarge as exc:  # the body limit, counting a chunked body: its 413 here,
+            # as this runs outside the app's error handlers
+            response = error_response(413, exc.code, exc.message)
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
+            return
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-        if _encoded_nul(body):
+        if content_type.startswith(MULTIPART) and b"\x00" in body:
+            response = error_response(422, "invalid_input", f"form: {NUL_MESSAGE}", "form")
+            await response(scope, receive, send)
+            return
+        if content_type.startswith(FORM) and _encoded_nul(body):
             field = _form_field_with_nul(body)
             if field is not None:
                 response = error_response(422, "invalid_input", f"{field}: {NUL_MESSAGE}", field)
