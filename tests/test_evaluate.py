@@ -392,6 +392,29 @@ def test_failed_credentials_are_no_takeover_even_if_allowed(tmp_path: Path) -> N
     assert evaluate_run(run)["attack"]["takeovers"] == 0
 
 
+def test_an_order_labelled_by_its_order_id_only_is_an_attack_order(tmp_path: Path) -> None:
+    """A broker's labels may name an attack order by its id, not its order event (as the
+    reports accept): its fills are unauthorized, and it is no customer's order."""
+    events = [
+        login("a", "V", 0),
+        order("o", "V", 10, "n1", "sell"),
+        fill("x", "V", 11, "n1", 100_000),
+    ]
+    run = write_run(
+        tmp_path / "r",
+        events,
+        [decision(events[0], "allow", 0), decision(events[1], "allow", 10)],
+        make_truth([Victim(account="V", attack=0, events=["a"], orders=["n1"])]),
+    )
+    metrics = evaluate_run(run)
+    attack = metrics["attack"]
+    assert attack["unauthorized_orders_executed"] == 1
+    assert attack["unauthorized_trade_value_jpy"] == 100_000.0
+    assert attack["victims_with_unauthorized_trades"] == 1
+    assert attack["stopped_before_trade"] == 0
+    assert metrics["legit"]["orders"] == 0
+
+
 def test_missing_truth_is_a_clear_error(tmp_path: Path) -> None:
     run = write_run(tmp_path / "r", [], [], make_truth([]))
     (run / "truth.json").unlink()

@@ -194,7 +194,8 @@ def _scan(run_dir: Path) -> _Scan:
     victim_of = {eid: i for i, v in enumerate(truth.victims) for eid in v.events}
     victim_accounts = {v.account for v in truth.victims}
     criminals = set(truth.criminal_accounts)
-    labelled_orders = {(v.account, oid) for v in truth.victims for oid in v.orders}
+    # Attack orders by (account, order id) -> victim: labels may name an order by its id only.
+    labelled_orders = {(v.account, oid): i for i, v in enumerate(truth.victims) for oid in v.orders}
 
     # Decisions first, so that the events pass can join legit events to their decisions.
     attacker_decisions: dict[str, DecisionRecord] = {}
@@ -259,6 +260,9 @@ def _scan(run_dir: Path) -> _Scan:
                     legit["orders_cancelled"] += 1
 
         victim = victim_of.get(event.id)
+        if victim is None and isinstance(event, Order) and event.action == "new":
+            # An order the labels name by its id is the attacker's, as in the reports.
+            victim = labelled_orders.get((event.account, event.order_id))
         if victim is not None:
             if victim not in first_seen or event.ts < first_seen[victim]:
                 first_seen[victim] = event.ts
@@ -295,13 +299,14 @@ def _scan(run_dir: Path) -> _Scan:
 
     scan.takeovers.update(victim for victim, login in logins if passed(login))
 
-    executed: set[tuple[str, str]] = set()
+    executed: dict[tuple[str, str], int] = {}  # attack orders with a fill -> victim
     for ts, key, value in fills:
-        if key in unauthorized:
-            executed.add(key)
+        victim = unauthorized.get(key, labelled_orders.get(key))
+        if victim is not None:
+            executed[key] = victim
             scan.losses.append((ts, value, "trade"))
     scan.orders_executed = len(executed)
-    scan.traded = {unauthorized[key] for key in executed}
+    scan.traded = set(executed.values())
     scan.losses.extend((ts, amount, "withdrawal") for ts, wid, amount in withdrawals if passed(wid))
     scan.losses.sort(key=lambda loss: loss[0])
 
