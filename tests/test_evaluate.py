@@ -415,6 +415,27 @@ def test_an_order_labelled_by_its_order_id_only_is_an_attack_order(tmp_path: Pat
     assert metrics["legit"]["orders"] == 0
 
 
+def test_a_wrong_password_denied_is_no_detection(tmp_path: Path) -> None:
+    """The broker's own credential check (a passkey-only account refusing the phished
+    password) kept the attacker out, not the guard: allow-all denies it too. A lock is the
+    guard's doing."""
+    events = [login("a", "V", 0, success=False), login("b", "W", 0, success=False)]
+    run = write_run(
+        tmp_path / "r",
+        events,
+        [decision(events[0], "deny", 0), decision(events[1], "lock", 5)],
+        make_truth(
+            [
+                Victim(account="V", attack=0, events=["a"]),
+                Victim(account="W", attack=0, events=["b"]),
+            ]
+        ),
+    )
+    attack = evaluate_run(run)["attack"]
+    assert (attack["blocked_at_login"], attack["detected"]) == (2, 1)
+    assert attack["detection_delay_s"]["median"] == 5.0
+
+
 def test_missing_truth_is_a_clear_error(tmp_path: Path) -> None:
     run = write_run(tmp_path / "r", [], [], make_truth([]))
     (run / "truth.json").unlink()

@@ -237,6 +237,7 @@ def _scan(run_dir: Path) -> _Scan:
             legit["sessions_signed_out"] += 1
     first_seen: dict[int, datetime] = {}
     logins: list[tuple[int, str]] = []  # attacker logins with valid credentials
+    wrong_passwords: set[str] = set()  # attacker logins the broker's own check refused
     withdrawals: list[tuple[datetime, str, float]] = []
     unauthorized: dict[tuple[str, str], int] = {}  # attacker new orders -> victim
     fills: list[tuple[datetime, tuple[str, str], float]] = []
@@ -268,6 +269,8 @@ def _scan(run_dir: Path) -> _Scan:
                 first_seen[victim] = event.ts
             if isinstance(event, LoginAttempt) and event.success:
                 logins.append((victim, event.id))
+            elif isinstance(event, LoginAttempt):
+                wrong_passwords.add(event.id)
             elif isinstance(event, _SESSION_EVENTS):
                 scan.takeovers.add(victim)
             if isinstance(event, Order) and event.action == "new":
@@ -312,6 +315,10 @@ def _scan(run_dir: Path) -> _Scan:
 
     detected_at: dict[int, datetime] = {}
     for event_id, rec in attacker_decisions.items():
+        if event_id in wrong_passwords and rec.action != "lock":
+            # Invalid credentials never get in, whatever the guard says (allow-all denies them
+            # too): the broker's check stopped him, not the guard. A lock is the guard's doing.
+            continue
         victim = victim_of[event_id]
         if not passed(event_id) and (victim not in detected_at or rec.ts < detected_at[victim]):
             detected_at[victim] = rec.ts
