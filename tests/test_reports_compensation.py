@@ -268,3 +268,29 @@ def test_an_account_number_that_starts_a_formula_is_text_in_the_csv(
         read = list(csv.DictReader(f))
     assert read[0]["口座 (account)"] == "'" + account
     assert read[0]["補償方針 (policy)"] == "sbi-rakuten-2025"  # other text as it was
+
+
+def test_a_log_that_repeats_its_lines_counts_each_fill_and_withdrawal_once(tmp_path: Path) -> None:
+    """A log delivered at least once may hold a line twice: the money is still counted once,
+    by the losses, the monthly table and the evaluation alike."""
+    from brokerguard.evaluate import evaluate_run
+    from brokerguard.reports import monthly_table
+
+    run = scenario_run(tmp_path)
+    with (run / "events.ndjson").open("ab") as stream:  # a paid-out withdrawal too
+        stream.write(msgspec.json.encode(withdrawal("w1", "V2", jst(2025, 3, 24, 12), 5000)))
+        stream.write(b"\n")
+    labels = msgspec.json.decode((run / "truth.json").read_bytes())
+    labels["victims"][1]["events"].append("w1")
+    (run / "truth.json").write_bytes(msgspec.json.encode(labels))
+    once = (victim_losses(run), monthly_table(run), evaluate_run(run)["attack"])
+
+    lines = (run / "events.ndjson").read_bytes().splitlines(keepends=True)
+    (run / "events.ndjson").write_bytes(b"".join(line + line for line in lines))
+    twice = (victim_losses(run), monthly_table(run), evaluate_run(run)["attack"])
+
+    assert once[0].victims[0].buy_loss_jpy == 55_000  # the worked example, unchanged
+    assert once[2]["unauthorized_withdrawals_jpy"] == 5000
+    assert twice[0] == once[0] and twice[1] == once[1]
+    assert twice[2]["unauthorized_value_jpy"] == once[2]["unauthorized_value_jpy"] > 0
+    assert twice[2]["unauthorized_withdrawals_jpy"] == 5000

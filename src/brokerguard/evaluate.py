@@ -41,6 +41,7 @@ from brokerguard.events import (
     LoginAttempt,
     MarketBar,
     Order,
+    SeenOnce,
     SessionActivity,
     SettingsChange,
     Withdrawal,
@@ -243,13 +244,14 @@ def _scan(run_dir: Path) -> _Scan:
     fills: list[tuple[datetime, tuple[str, str], float]] = []
     results: dict[str, list[ChallengeResult]] = {}  # challenge results on attacker events
 
+    money = SeenOnce()  # a repeated fill or withdrawal line is counted once
     for event in _read_events(events_path):
         scan.events += 1
         if isinstance(event, ChallengeResult) and event.ref in victim_of:
             results.setdefault(event.ref, []).append(event)
         if isinstance(event, Execution):
             key = (event.account, event.order_id)
-            if key in labelled_orders or key in unauthorized:
+            if (key in labelled_orders or key in unauthorized) and money.first(event.id):
                 fills.append((event.ts, key, event.value_jpy))
         elif isinstance(event, Order) and event.action == "cancel" and named:
             key = (event.account, event.order_id)
@@ -275,7 +277,7 @@ def _scan(run_dir: Path) -> _Scan:
                 scan.takeovers.add(victim)
             if isinstance(event, Order) and event.action == "new":
                 unauthorized[(event.account, event.order_id)] = victim
-            elif isinstance(event, Withdrawal):
+            elif isinstance(event, Withdrawal) and money.first(event.id):
                 withdrawals.append((event.ts, event.id, event.amount_jpy))
             continue
 

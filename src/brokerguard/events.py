@@ -43,6 +43,7 @@ __all__ = [
     "MarketBar",
     "Order",
     "Position",
+    "SeenOnce",
     "SessionActivity",
     "SettingsChange",
     "Withdrawal",
@@ -493,6 +494,22 @@ def _check_utc(event: Event, line: int | None) -> None:
 
 def encode(event: Event) -> bytes:
     return _encoder.encode(event)
+
+
+class SeenOnce:
+    """Event ids seen so far: a log delivered at least once may repeat a line, and a fill or a
+    withdrawal counted twice is money counted twice (evaluation, reports). Keep it for the
+    events that carry money only: the set grows with them."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+
+    def first(self, event_id: str) -> bool:
+        """True the first time ``event_id`` is offered, False for a repeat."""
+        if event_id in self._ids:
+            return False
+        self._ids.add(event_id)
+        return True
 
 
 def encode_line(event: Event) -> bytes:

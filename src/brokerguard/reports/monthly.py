@@ -36,7 +36,7 @@ from pathlib import Path
 
 import msgspec
 
-from brokerguard.events import ChallengeResult, Execution, LoginAttempt, Order
+from brokerguard.events import ChallengeResult, Execution, LoginAttempt, Order, SeenOnce
 from brokerguard.reports.errors import ReportError
 from brokerguard.reports.labels import FraudLabels
 from brokerguard.reports.run import (
@@ -121,6 +121,7 @@ def monthly_table(
     results: dict[str, list[ChallengeResult]] = defaultdict(list)
     ordered: set[tuple[str, str]] = set()  # orders whose order event is labelled
     fills: list[tuple[datetime, tuple[str, str], str, str, float]] = []
+    money = SeenOnce()
     for event in read_events(path):
         if first is None or event.ts < first:
             first = event.ts
@@ -135,7 +136,11 @@ def monthly_table(
         elif isinstance(event, Order):
             if event.id in labels.events and event.action == "new":
                 ordered.add((event.account, event.order_id))
-        elif isinstance(event, Execution) and event.account in labels.accounts:
+        elif (
+            isinstance(event, Execution)
+            and event.account in labels.accounts
+            and money.first(event.id)
+        ):
             key = (event.account, event.order_id)
             fills.append((event.ts, key, event.id, event.side, event.value_jpy))
     if first is None or last is None:
