@@ -875,3 +875,14 @@ def test_an_id_locked_by_failures_goes_to_its_own_unlock_page_whatever_it_holds(
     assert places[4] == "/unlock?account=Z9%26asked%3Dyes"
     page = rig.client().get(places[4] + "&lang=en")
     assert page.status_code == 200 and "Z9&amp;asked=yes" in page.text
+
+
+def test_one_step_up_adds_one_passkey(rig: SiteRig):
+    """The permit a step-up gives is used up by the passkey it lets in: a second key needs a
+    second step-up (whoever passed the first, with a relayed code say, cannot add a spare)."""
+    rig.customer("C130")
+    browser = rig.client()
+    login(browser, "C130")
+    csrf = enrol_passkey(rig, browser, "C130", SoftAuthenticator())
+    again = post_json(browser, "/settings/passkeys/options", {}, csrf)
+    assert (again.status_code, again.json()) == (403, {"error": "reauth_required"})

@@ -138,9 +138,16 @@ async def passkey_register(request: Request) -> Response:
         return JSONResponse({"error": "reauth_required"}, status_code=403)
     s = site(request)
     name = str(body.get("name") or "passkey")[:64]
+    token = request.cookies.get(SESSION_COOKIE, "")
 
     def register() -> None:
         s.passkeys.register(session.account, body.get("response") or {}, name)
+        # One passkey per step-up: whoever got through it once (a relayed code, say) must not
+        # add more keys until the permit runs out
+        current = s.sessions.get(token)
+        if current is not None:
+            current.passkey_permit = None
+            s.sessions.save(token, current)
         s.snapshot(session.account)  # the guard now offers "passkey" in this account's step-ups
 
     try:
