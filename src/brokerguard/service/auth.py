@@ -27,6 +27,7 @@ also carry the session's CSRF token in the ``X-CSRF-Token`` header or a ``csrf_t
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -103,7 +104,8 @@ async def _csrf_ok(request: Request, user: ConsoleUser) -> bool:
         form = await request.form()
         value = form.get("csrf_token")
         token = value if isinstance(value, str) else None
-    return token is not None and token == user.csrf
+    # in constant time, as bytes (compare_digest refuses str with non-ASCII characters)
+    return token is not None and hmac.compare_digest(token.encode(), user.csrf.encode())
 
 
 async def authenticate(request: Request) -> Principal:
