@@ -260,3 +260,26 @@ def test_a_page_named_after_the_firm_on_another_site(url: str, flagged: bool) ->
     f = score_url(url)
     assert f.is_phishing is flagged, f.reasons
     assert f.brand == "sbi"
+
+
+def test_the_same_url_gets_the_same_brand_and_reasons_in_every_process() -> None:
+    """Two firms share the abbreviation ``mufg``: which comes first must not depend on the
+    process's string-hash seed (it did, through a set), or the same report differs between runs."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json\n"
+        "from brokerguard.phishing import score_url\n"
+        "f = score_url('https://mufgaj.com')\n"
+        "print(json.dumps([f.brand, [(r.code, r.brand) for r in f.reasons]]))\n"
+    )
+    answers = set()
+    for seed in ("1", "2", "3", "4", "5", "6"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        answers.add(done.stdout)
+    assert len(answers) == 1, answers

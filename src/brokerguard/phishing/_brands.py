@@ -73,15 +73,18 @@ class BrandRegistry:
 
     @cached_property
     def strong_tokens(self) -> list[tuple[str, str]]:
-        """(token, brand id), longest token first so that the most specific one wins."""
+        """(token, brand id), longest token first so that the most specific one wins; a token
+        two brands share, in brand-id order (never the set's, which changes with each process's
+        hash seed: the same URL must get the same brand and reasons every time)."""
         pairs = [(t.lower(), b.id) for b in self.brands for t in b.tokens]
-        return sorted(set(pairs), key=lambda p: (-len(p[0]), p[0]))
+        return sorted(set(pairs), key=lambda p: (-len(p[0]), p[0], p[1]))
 
     @cached_property
     def weak_tokens(self) -> list[tuple[str, str]]:
-        """(token, brand id) for ambiguous tokens, longest first."""
+        """(token, brand id) for ambiguous tokens, longest first (ties as in
+        :attr:`strong_tokens`)."""
         pairs = [(t.lower(), b.id) for b in self.brands for t in b.weak_tokens]
-        return sorted(set(pairs), key=lambda p: (-len(p[0]), p[0]))
+        return sorted(set(pairs), key=lambda p: (-len(p[0]), p[0], p[1]))
 
     @cached_property
     def by_description(self) -> dict[str, str]:
