@@ -251,3 +251,38 @@ def test_ingest_reads_stdin_and_names_a_bad_line(run, names) -> None:
     assert other.returncode == 2 and b"has 4 partitions, not 16" in other.stderr
     missing = subprocess.run([*BG, "ingest", "/nonexistent.ndjson"], capture_output=True)
     assert missing.returncode == 2 and b"no such events file" in missing.stderr
+
+
+def test_a_batch_decided_from_state_lost_mid_batch_writes_no_record(
+    run, names, tmp_path, pg_url, monkeypatch
+) -> None:
+    """Redis loses a partition's keys in the middle of a batch: the batch is decided from the
+    missing state, the check before its records fails and it is given back, and the partition is
+    rebuilt from the stream. None of the lost batch's decisions may reach PostgreSQL (another
+    partition's next batch wrote them, and the rebuilt partition's were then dropped as known)."""
+    from brokerguard.cluster import worker as worker_module
+    from brokerguard.stores.redis import RedisState
+
+    path, embedded = run
+    publish(path, names)
+    monkeypatch.setattr(worker_module, "PARTITION_CACHE", 1)  # records read again every batch
+    real_prefetch = RedisState.prefetch
+    calls = {"n": 0, "lost": 0}
+
+    def losing(self, wanted):
+        wanted = list(wanted)
+        if self.prefix == f"{names.prefix}:0":
+            calls["n"] += 1
+            accounts = sum(1 for kind, _ in wanted if kind == "account")
+            if calls["n"] > 60 and accounts >= 10 and not calls["lost"]:
+                # mid-run, a batch of account events: partition 0's keys are gone from Redis
+                calls["lost"] = 1
+                self.redis.delete(*self.redis.scan_iter(match=f"{self.prefix}:*"))
+        return real_prefetch(self, wanted)
+
+    monkeypatch.setattr(RedisState, "prefetch", losing)
+    stats = work(names, tmp_path / "d.ndjson", batch=100, idle_exit=2.5, database=pg_url)
+    assert calls["lost"] and stats.lost >= 1 and stats.rebuilt == 1
+    rows = table_decisions(pg_url)
+    assert len(rows) == len({r[0] for r in rows})
+    assert sorted(rows) == sorted(embedded)

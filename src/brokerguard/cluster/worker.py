@@ -803,6 +803,11 @@ async def run_worker(
                     # another worker holds it, or Redis lost (part of) its state: give back the
                     # batch at once; the partition is taken again (and checked) at the next beat
                     stats.lost += 1
+                    if sink is not None:
+                        # the batch's decisions, queued as it ran, were decided from a state
+                        # that may be gone: left queued, the next batch of another partition
+                        # would write them, and the redone batch's rows be dropped as known
+                        sink.pending.clear()
                     for m in msgs:
                         await m.nak()
                     await close_partition(part, release=False)
