@@ -286,3 +286,42 @@ def test_a_batch_decided_from_state_lost_mid_batch_writes_no_record(
     rows = table_decisions(pg_url)
     assert len(rows) == len({r[0] for r in rows})
     assert sorted(rows) == sorted(embedded)
+
+
+def test_a_partition_taken_again_leaves_no_old_state_in_memory(run, names, tmp_path, monkeypatch):
+    """Each time a worker takes a partition it opens a new state, with a cache of up to
+    ``PARTITION_CACHE`` records; the state of a partition it gave back must be freed, or every
+    handover (a rebalance, a lapsed lease) leaves a cache behind for good."""
+    import gc
+    import weakref
+
+    from brokerguard.stores.redis import RedisState
+
+    path, embedded = run
+    publish(path, names)
+    opened: list[weakref.ref] = []
+    live: list[int] = []  # partition 0's states alive, looked at before its batches
+    real_init, real_prefetch = RedisState.__init__, RedisState.prefetch
+    batches = {"n": 0}
+
+    def init(self, *args, **kw):
+        real_init(self, *args, **kw)
+        opened.append(weakref.ref(self))
+
+    def prefetch(self, wanted):
+        wanted = list(wanted)
+        if self.prefix == f"{names.prefix}:0" and ("population", "all") in wanted:
+            batches["n"] += 1
+            if batches["n"] % 5 == 0 and len(live) < 6:
+                gc.collect()
+                live.append(sum(1 for r in opened if (s := r()) and s.prefix == self.prefix))
+                self.redis.delete(f"{names.prefix}:lease:0")  # the lease lapses mid-batch
+        return real_prefetch(self, wanted)
+
+    monkeypatch.setattr(RedisState, "__init__", init)
+    monkeypatch.setattr(RedisState, "prefetch", prefetch)
+    out = tmp_path / "d.ndjson"
+    stats = work(names, out, batch=100, idle_exit=2.5)
+    assert stats.lost >= 6 and len(live) == 6
+    assert max(live) == 1, live  # only the state open now
+    assert sorted(decided(out)) == sorted(embedded)

@@ -441,12 +441,14 @@ async def run_worker(
         )
     encode_instruction = msgspec.json.Encoder().encode
     held: dict[int, _Partition] = {}
-    states: list[RedisState] = []  # every partition state opened (round trips)
+    states: list[RedisState] = []  # the partition states open now (round trips)
+    closed_trips = [0]  # ... and the round trips of those closed before
     requests = [0]  # pull requests sent (NATS round trips), idle polls included
 
     def redis_round_trips() -> int:
         stage = store.round_trips if store is not None else 0  # the campaign stage's view
-        return leases.round_trips + sum(s.round_trips for s in states) + stage
+        open_trips = sum(s.round_trips for s in states)
+        return leases.round_trips + open_trips + closed_trips[0] + stage
 
     js = nc.jetstream()
 
@@ -542,6 +544,11 @@ async def run_worker(
         with contextlib.suppress(Exception):
             await part.sub.unsubscribe()
         held.pop(part.number, None)
+        # forget the state, counting its round trips: kept in ``states``, its cache (up to
+        # PARTITION_CACHE records) would stay in memory after every handover
+        if part.state in states:
+            states.remove(part.state)
+            closed_trips[0] += part.state.round_trips
         if release:
             await nc.flush()  # the acks and naks are in before the next owner starts
             leases.release(part.number)
