@@ -325,3 +325,16 @@ def test_a_partition_taken_again_leaves_no_old_state_in_memory(run, names, tmp_p
     assert stats.lost >= 6 and len(live) == 6
     assert max(live) == 1, live  # only the state open now
     assert sorted(decided(out)) == sorted(embedded)
+
+
+def test_a_long_running_worker_keeps_its_figures_bounded(run, names, tmp_path, monkeypatch):
+    """The per-decision latencies and per-batch times are kept for the final figures: a worker
+    that runs for weeks keeps only the latest ``FIGURES_KEPT`` (here 40), not every decision's."""
+    from brokerguard.cluster import worker as worker_module
+
+    path, embedded = run
+    publish(path, names)
+    monkeypatch.setattr(worker_module, "FIGURES_KEPT", 40, raising=False)
+    stats = work(names, tmp_path / "d.ndjson", batch=20, idle_exit=1.0)
+    assert stats.decisions == len(embedded) > 200 and stats.batches > 200
+    assert 40 <= len(stats.latencies) <= 80 and 40 <= len(stats.batch_seconds) <= 80

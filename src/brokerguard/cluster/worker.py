@@ -168,6 +168,7 @@ def inline_decision(headers: dict[str, str] | None) -> dict[str, Any] | None:
 
 TIMEOUTS = (TimeoutError, nats.errors.TimeoutError)  # asyncio's, or nats-py's own
 PARTITION_CACHE = 20_000  # records of a partition kept in memory between batches, at most
+FIGURES_KEPT = 1_000_000  # the latest decision latencies and batch times kept in the stats
 
 
 async def pull(sub: Any, batch: int, wait: float = 0.5, count: list[int] | None = None) -> list:
@@ -728,6 +729,11 @@ async def run_worker(
                 msgs[-1].metadata.num_pending,
                 stats.waits - waits_before,
             )
+        # a worker runs for weeks: the per-decision figures (for the bench's final percentiles)
+        # keep only the latest, or they would grow by every decision it ever made
+        for figures in (stats.latencies, stats.batch_seconds):
+            if len(figures) > 2 * FIGURES_KEPT:
+                del figures[:-FIGURES_KEPT]
         return True
 
     async def wait_for_stage(part: _Partition, most: float = 0.5) -> list:
