@@ -183,3 +183,20 @@ def test_unreachable_redis_is_an_error(tmp_path: Path) -> None:
     state = RedisState(url="redis://127.0.0.1:1/0")
     with pytest.raises(Exception, match="(?i)connect"):
         state.get("account", "a")
+
+
+def test_records_read_ahead_and_not_used_are_not_kept_beyond_max_cached(prefix: str) -> None:
+    """A worker reads ahead what a batch may need (prefetch); what no event took must not stay
+    in memory beyond ``max_cached`` (it was never among the recently used, so never evicted)."""
+    with RedisState(prefix=prefix) as state:
+        for i in range(50):
+            state.put("account", f"a{i}", AccountState(n=i))
+    state = RedisState(prefix=prefix, max_cached=5)
+    try:
+        assert state.prefetch(("account", f"a{i}") for i in range(50)) == 50
+        state.get("account", "a0").n += 100
+        state.flush()
+        assert sum(len(records) for records in state.records.values()) <= 5
+        assert state.get("account", "a0").n == 100 and state.get("account", "a7").n == 7
+    finally:
+        state.redis.close()

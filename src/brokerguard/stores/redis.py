@@ -75,6 +75,7 @@ class RedisState(MemoryState):
         self._stored: dict[tuple[str, str], int] = {}  # hash of the bytes Redis holds
         self._recent: dict[tuple[str, str], None] = {}
         self._absent: set[tuple[str, str]] = set()  # prefetched and not found, until the flush
+        self._loaded: set[tuple[str, str]] = set()  # read ahead (prefetch, keys), until the flush
         self._marks: dict[str, list[str]] = {}  # partition -> ids to add at the next flush
         self._hash = {kind: f"{prefix}:{kind}" for kind in KINDS}
         self.meta: dict[str, str] = {}
@@ -121,6 +122,7 @@ class RedisState(MemoryState):
                 continue
             live[key] = self._decode(kind, key, data)
             self._stored[kind, key] = hash(data)
+            self._loaded.add((kind, key))
             stored.append(key)
         return iter([*before, *stored])
 
@@ -152,6 +154,7 @@ class RedisState(MemoryState):
                 else:
                     self.records[kind][key] = self._decode(kind, key, data)
                     self._stored[kind, key] = hash(data)
+                    self._loaded.add((kind, key))
                     read += 1
         return read
 
@@ -286,6 +289,7 @@ class RedisState(MemoryState):
         self._absent.clear()
         if self.max_cached is not None:
             self._evict(live, gone)
+        self._loaded.clear()
         return len(written) + len(gone)
 
     def close(self) -> None:
@@ -313,6 +317,7 @@ class RedisState(MemoryState):
         self.handed.clear()
         self._marks.clear()
         self._absent.clear()
+        self._loaded.clear()
 
     def _evict(self, live: list[tuple[str, str]], gone: list[tuple[str, str]]) -> None:
         if not self.max_cached:  # the cache lives for one batch: forget every record
@@ -323,6 +328,12 @@ class RedisState(MemoryState):
             self._recent.clear()
             return
         forget_least_recent(self, self._recent, self._stored, live, gone, self.max_cached)
+        # Records read ahead that no event took are not among the recently used: forgotten now,
+        # or they would stay beyond ``max_cached`` until some later batch happened to use them.
+        for kind, key in self._loaded.difference(live):
+            if kind not in HELD and (kind, key) not in self._recent:
+                self.records[kind].pop(key, None)
+                self._stored.pop((kind, key), None)
 
     def _decode(self, kind: str, key: str, data: bytes) -> Any:
         try:
