@@ -18,6 +18,7 @@ from engine_helpers import (
 
 from brokerguard.engine.detectors.login import MAX_FINE_VALUES
 from brokerguard.engine.state import LEVELS
+from brokerguard.events import MarketBar
 
 
 def test_sessions_idle_longer_than_idle_hours_are_swept_and_active_ones_kept():
@@ -118,3 +119,35 @@ def test_per_account_addresses_browsers_and_cookies_are_capped():
             kept
         )  # the novelty estimate still knows how many
     assert acc.seen["n:isp"] == acc.n  # coarse levels are not capped
+
+
+def test_one_event_stamped_years_ahead_does_not_stop_the_sweep():
+    """An event whose clock is years off (a market feed's bad timestamp) sets the sweep's
+    schedule years ahead; once the stream is back at its own time, sessions are swept hourly
+    again instead of piling up until the stream reaches that schedule."""
+    r = Rig()
+    idle = timedelta(hours=r.engine.policy.detectors.session.idle_hours)
+    r.login("A0", ip_in(OCN, 99), device(99), "ck-A0")
+    r.engine.observe(
+        MarketBar(
+            id="bar-2035",
+            ts=r.now + timedelta(days=3650),
+            symbol="7203",
+            market="TSE",
+            minutes=5,
+            open=2800.0,
+            high=2800.0,
+            low=2800.0,
+            close=2800.0,
+            volume=100,
+        )
+    )
+    started: dict[str, object] = {}
+    for _day in range(3):
+        for i in range(10):  # sign-ins never logged out
+            r.tick(hours=2)
+            eid, _ = r.login(f"A{i}", ip_in(OCN, i), device(i), f"ck-A{i}")
+            started[r.session_of(eid)] = r.now
+    recent = [s for s, t in started.items() if t >= r.now - idle - timedelta(hours=1)]
+    live = list(r.engine.state.keys("session"))
+    assert len(live) <= len(recent) < len(started)

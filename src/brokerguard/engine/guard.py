@@ -74,6 +74,7 @@ __all__ = ["BrokerGuard"]
 STRONG_FACTORS = ("passkey", "oob")
 SWEEP_EVERY_S = 3600.0
 PENDING_TTL_S = 6 * 3600.0
+REWOUND_S = 86400.0  # a stream this far behind its last sweep restarts the schedule
 THIN_SHARE = 0.01  # an order worth this share of a day's turnover moves a price by itself
 SESSION_ORDERS_KEPT = 32  # order ids a session remembers, for cancelling what is still open
 INSTRUCTIONS_KEPT = 1000  # untaken instructions kept (a caller that never takes them: the latest)
@@ -372,9 +373,16 @@ class BrokerGuard:
             self._tz = timezone(timedelta(seconds=float(saved.get("tz", "0"))))
 
     def _clock(self, ts: datetime, deciding: bool = True) -> float:
-        """Event time; sweeps the state once an hour, preferably on an event nobody waits for."""
+        """Event time; sweeps the state once an hour, preferably on an event nobody waits for.
+
+        A stream more than a day behind its last sweep restarts the schedule from its own time:
+        the schedule was set by an event stamped far ahead (a clock years off), or the state
+        was written by a later stream, and waiting for the stream to reach it stopped the sweep
+        (every session, ended session and window kept) for as long as the clock was off."""
         now = ts.timestamp()
         due = self._next_sweep
+        if due and now < due - SWEEP_EVERY_S - REWOUND_S:
+            self._next_sweep = due = now + SWEEP_EVERY_S
         if now >= due and (not deciding or now >= due + SWEEP_EVERY_S or not due):
             if due:
                 self.sweep(now)
