@@ -391,3 +391,19 @@ def test_the_clock_keeps_the_offset_of_a_named_zone() -> None:
     again.set_clock(guard.clock())
     assert again._tz == timezone(timedelta(hours=9)) and again._next_sweep == 1.74e9
     assert BrokerGuard(state=MemoryState()).clock()["tz"] == "0.0"  # a fresh engine: UTC
+
+
+def test_the_clock_is_kept_after_an_event_in_the_last_hour_of_year_9999() -> None:
+    """An event the decoder accepts (its time exists in UTC) schedules the next sweep an hour
+    later, past what a datetime holds: the clock must still be written (the replay's state file
+    and the service's flushes write it), not raise ValueError."""
+    bar = decode_line(
+        b'{"type":"bar","id":"b1","ts":"9999-12-31T23:30:00+00:00","symbol":"7203",'
+        b'"market":"TSE","minutes":5,"open":1,"high":1,"low":1,"close":1,"volume":0}'
+    )
+    guard = BrokerGuard(state=MemoryState())
+    guard.observe(bar)
+    again = BrokerGuard(state=MemoryState())
+    again.set_clock(guard.clock())
+    assert again._next_sweep == guard._next_sweep == bar.ts.timestamp() + 3600
+    assert again.clock() == guard.clock()

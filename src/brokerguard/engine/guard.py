@@ -74,6 +74,7 @@ __all__ = ["BrokerGuard"]
 STRONG_FACTORS = ("passkey", "oob")
 SWEEP_EVERY_S = 3600.0
 PENDING_TTL_S = 6 * 3600.0
+LAST_TIMESTAMP = datetime(9999, 12, 30, tzinfo=UTC).timestamp()  # a datetime in any zone
 REWOUND_S = 86400.0  # a stream this far behind its last sweep restarts the schedule
 THIN_SHARE = 0.01  # an order worth this share of a day's turnover moves a price by itself
 SESSION_ORDERS_KEPT = 32  # order ids a session remembers, for cancelling what is still open
@@ -360,7 +361,10 @@ class BrokerGuard:
     def clock(self) -> dict[str, str]:
         """The hourly sweep's schedule and the zone of its day boundaries, as text: a store
         keeps them with the state, so that an engine started on it sweeps on time."""
-        offset = datetime.fromtimestamp(self._next_sweep or 0.0, self._tz).utcoffset()
+        # An event in the last hour of year 9999 schedules the sweep past what a datetime
+        # holds: the offset is then taken a day earlier (the zone's, not the schedule's).
+        at = min(self._next_sweep or 0.0, LAST_TIMESTAMP)
+        offset = datetime.fromtimestamp(at, self._tz).utcoffset()
         return {  # the offset then (a named zone such as Asia/Tokyo has no offset of its own)
             "next_sweep": repr(self._next_sweep),
             "tz": repr(offset.total_seconds() if offset is not None else 0.0),
