@@ -300,3 +300,29 @@ def test_decision_names_the_strongest_signals_only():
     assert codes == ["login_network", "shared_infrastructure", "login_cookie"][: policy.max_reasons]
     assert all(reason.en and reason.ja for reason in d.reasons)
     assert d.factors == ("passkey", "oob")
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        (
+            "customer_network = { isp = 0.965, hosting = 0.02",
+            "customer_network = { isp = 0.965, hosting = 0.0",
+        ),
+        ("attacker_network = { hosting = 0.5", "attacker_network = { hosting = 0.0"),
+        ("attacker_home_share = 0.5", "attacker_home_share = 0.0"),
+        ("attacker_home_share = 0.5", "attacker_home_share = 1.0"),
+    ],
+)
+def test_a_share_at_its_bound_decides_every_sign_in(old: str, new: str):
+    """0 and 1 are shares the file may give: a kind of network or a country they leave with no
+    chance on one side of the ratio is strong evidence, capped as every level is, not a crash
+    (a ZeroDivisionError or a math domain error on every such sign-in)."""
+    r = Rig(parse_policy(edited(old, new)))
+    r.history("A1", ip_in(OCN, 1), device(1), "ck-A1", days=5)
+    for ip in (ip_in(ALIBABA_HK, 2), ip_in(TENCENT_CN, 3), ip_in(HINET, 4), ip_in(OCN, 5)):
+        for account in ("A1", "NEW"):
+            r.tick(minutes=5)
+            eid, d = r.login(account, ip, device(2), None)
+            assert 0.0 <= d.score <= 1.0
+            assert abs(r.total(eid)) < 100

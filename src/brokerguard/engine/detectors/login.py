@@ -240,7 +240,9 @@ class LoginRisk:
         p_pop_top = self._p_pop_top(top)
         p_user = (seen.get(top, 0) + w * p_pop_top) / (acc.n + w)
         p_att = top_attacker if top_attacker is not None else p_pop_top
-        total += _clip(math.log(p_att / p_user), cap)
+        # A policy may give a kind of network no chance at all on one side (a share of 0 or 1):
+        # the ratio is then as strong as a level may be, as below, not a division by zero.
+        total += _clip(math.log(max(p_att, 1e-9) / max(p_user, 1e-9)), cap)
         parent_count = seen.get(top, 0)
         parent_pop = pop.counts.get(top, 0)
         if parent_count == 0:
@@ -251,7 +253,8 @@ class LoginRisk:
                 if level == "c" and geography is not None:
                     # No history under this kind of network: where attackers are vs. where
                     # this broker's customers are.
-                    total += _clip(math.log(geography / self._p_country(key, geography)), cap)
+                    p_country = self._p_country(key, geography)
+                    total += _clip(math.log(max(geography, 1e-9) / max(p_country, 1e-9)), cap)
                 break  # the parent is already new; a new child tells nothing more
             count = seen.get(key, 0)
             p_new = self._novelty(acc, level, parent_count)
