@@ -202,3 +202,23 @@ def test_first_margin_order_is_a_signal_once():
     again, _ = r.order("A1", sess, TOYOTA, "buy", 100, 2800.0, ip=home, ua=ua, margin=True)
     assert r.llr(first, "margin_first_use") > 0
     assert r.signal(again, "margin_first_use") is None
+
+
+def test_an_order_whose_value_overflows_does_not_spoil_the_accounts_usual_size():
+    """Quantity and limit are each within what an event may carry, but their product can exceed
+    a float (inf): such an order is unusual, and it must not teach the account a size of inf or
+    NaN, after which no later order could ever be unusual again."""
+    r = Rig()
+    market(r)
+    home, ua, cookie = customer(r)
+    eid, _ = r.login("A1", home, ua, cookie)
+    sess = r.session_of(eid)
+    for qty in (100, 120, 90, 110, 100, 130):
+        r.tick(minutes=5)
+        r.order("A1", sess, TOYOTA, "buy", qty, 2800.0, ip=home, ua=ua)
+    overflow, d = r.order("A1", sess, TOYOTA, "buy", 2**62, 1e300, ip=home, ua=ua)
+    assert r.llr(overflow, "unusual_size") > 0
+    if d.action != "allow":
+        r.challenge("A1", overflow, "oob", "passed", session=sess)
+    huge, _ = r.order("A1", sess, TOYOTA, "buy", 10_000, 2800.0, ip=home, ua=ua)  # ¥28M
+    assert r.llr(huge, "unusual_size") > 0

@@ -92,8 +92,12 @@ class TradingWatch:
 
     @staticmethod
     def placed(order: Order, acc: AccountState, sess: SessionState | None, value: float) -> None:
-        """An order went ahead: learn the account's habits from it."""
-        if value > 0:
+        """An order went ahead: learn the account's habits from it.
+
+        Its size only when finite: a quantity and a limit each within what an event may carry
+        can multiply to more than a float holds, and one infinite value made the running mean
+        inf and the variance NaN for good (no order of the account was ever unusual again)."""
+        if 0 < value < math.inf:
             acc.orders += 1
             x = math.log10(value)
             delta = x - acc.order_log_mean
