@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from servers import HangingServer, Hooks, smtp_server
+from aiosmtpd.controller import Controller
+from servers import HangingServer, Hooks, Inbox, free_port, smtp_server
 
 from brokerguard.notify import (
     KINDS,
@@ -275,3 +276,30 @@ def test_login_notice_fields_say_where_and_on_what() -> None:
     ja = render("new_login", "ja", {"when": "x", **fields})
     en = render("new_login", "en", {"when": "x", **fields})
     assert "場所: 香港" in ja.body and "Where: Hong Kong" in en.body
+
+
+class _RefusingRcpt(Inbox):
+    """A relay that refuses the recipient, echoing the address as real relays do (Postfix)."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+
+
+def test_a_refused_recipient_stays_masked_in_the_delivery_log() -> None:
+    """The log is no address book: the error of a refused recipient names it masked."""
+    inbox = _RefusingRcpt()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        smtp = SmtpChannel("127.0.0.1", port, sender="n@broker.example.jp")
+        contacts = MemoryContacts({"A1": ALICE})
+        with Notifier(contacts, {"email": smtp}, retry=FAST) as notifier:
+            (delivery,) = notifier.notify("A1", "bank_account_changed", {})
+            assert notifier.wait_idle(30)
+    finally:
+        controller.stop()
+    record = notifier.log.get(delivery)
+    assert record.status == "failed" and record.attempts == 1
+    assert "a***@example.jp" in (record.last_error or "")
+    assert "alice@example.jp" not in (record.last_error or "").lower()

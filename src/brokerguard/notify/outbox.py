@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import queue
+import re
 import secrets
 import sqlite3
 import threading
@@ -306,14 +307,14 @@ class Notifier:
         try:
             self.channels[job.channel].send(job.to, job.notice)
         except PermanentDeliveryError as exc:
-            self.log.update(job.id, "failed", error=_describe(exc))
+            self.log.update(job.id, "failed", error=_describe(exc, job.to))
             self._done()
         except Exception as exc:  # any failure of a sender is a failed attempt, never a crash
             if job.attempt >= self.retry.attempts:
-                self.log.update(job.id, "failed", error=_describe(exc))
+                self.log.update(job.id, "failed", error=_describe(exc, job.to))
                 self._done()
             else:
-                self.log.update(job.id, "retrying", error=_describe(exc))
+                self.log.update(job.id, "retrying", error=_describe(exc, job.to))
                 due = time.monotonic() + self.retry.delay(job.attempt)
                 heapq.heappush(self._retries, (due, next(self._tiebreak), job))
         else:
@@ -321,5 +322,10 @@ class Notifier:
             self._done()
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
+def _describe(exc: BaseException, to: str) -> str:
+    """The error for the log, the recipient masked in it: a relay's refusal names the address
+    (``550 5.1.1 <taro@example.jp>: …``), and the log is no address book. Masked before it is
+    cut short, so that no part of the address is left."""
+    masked = mask(to)
+    text = f"{type(exc).__name__}: {exc}"
+    return re.sub(re.escape(to), lambda _: masked, text, flags=re.IGNORECASE)[:500]
