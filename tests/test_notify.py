@@ -303,3 +303,26 @@ def test_a_refused_recipient_stays_masked_in_the_delivery_log() -> None:
     assert record.status == "failed" and record.attempts == 1
     assert "a***@example.jp" in (record.last_error or "")
     assert "alice@example.jp" not in (record.last_error or "").lower()
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "alice@example.jp, attacker@example.net",
+        "alice@example.jp\r\nBcc: attacker@example.net",
+        "Alice <alice@example.jp>, attacker@example.net",
+    ],
+)
+def test_a_registered_address_is_one_mailbox_and_a_bad_one_fails_at_once(email: str) -> None:
+    """A contact's e-mail is one mailbox: a comma made every notice (one-time codes, hold
+    confirmations) go to a second recipient too; CR/LF was retried as if the relay were away."""
+    with smtp_server() as (inbox, port):
+        contacts = MemoryContacts({"A1": Contact(email=email, lang="en")})
+        smtp = SmtpChannel("127.0.0.1", port, sender="n@broker.example.jp")
+        with Notifier(contacts, {"email": smtp}, retry=FAST) as notifier:
+            (delivery,) = notifier.notify("A1", "one_time_code", {**SAMPLE, "purpose": "login"})
+            assert notifier.wait_idle(30)
+    assert inbox.messages == []
+    record = notifier.log.get(delivery)
+    assert record.status == "failed" and record.attempts == 1
+    assert "alice@example.jp" not in (record.last_error or "")

@@ -19,11 +19,20 @@ def build_message(sender: str, to: str, notice: Rendered, *, sender_name: str = 
     """A plain-text UTF-8 mail: EmailMessage encodes a Japanese subject as RFC 2047 words.
 
     Plain text on purpose: an HTML part could hide a link behind innocent text.
+
+    ``to`` must be one address (``ValueError`` otherwise): the recipients are read from the
+    ``To`` header, so a registered address ``me@example.jp, other@example.net`` would send
+    every notice, one-time codes included, to a second mailbox.
     """
+    try:
+        recipient = Address(addr_spec=to)
+    except (ValueError, IndexError):  # IndexError: the parser's answer to ""
+        # the parser's message quotes the address, and errors go to the delivery log
+        raise ValueError("the recipient is not one e-mail address") from None
     msg = EmailMessage()
     msg["Subject"] = notice.subject
     msg["From"] = Address(display_name=sender_name, addr_spec=sender) if sender_name else sender
-    msg["To"] = to
+    msg["To"] = recipient
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=sender.partition("@")[2] or None)
     msg["Content-Language"] = notice.lang
@@ -64,8 +73,14 @@ class SmtpChannel:
         self.password = password
 
     def send(self, to: str, notice: Rendered) -> None:
-        """Deliver one notice; raises smtplib/OSError errors for the notifier to retry."""
-        msg = build_message(self.sender, to, notice, sender_name=self.sender_name)
+        """Deliver one notice; raises smtplib/OSError errors for the notifier to retry.
+
+        An address that is not one mailbox is a :class:`PermanentDeliveryError`: no retry
+        makes it one."""
+        try:
+            msg = build_message(self.sender, to, notice, sender_name=self.sender_name)
+        except ValueError as exc:
+            raise PermanentDeliveryError(str(exc)) from exc
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 if self.starttls:
