@@ -20,9 +20,10 @@ import pytest
 import sqlalchemy as sa
 
 from brokerguard.service import recorder as recorder_module
+from brokerguard.service.audit import AuditEntry
 from brokerguard.service.db import make_engine, migrate
 from brokerguard.service.models import events
-from brokerguard.service.recorder import EventRecord, Recorder
+from brokerguard.service.recorder import DecisionRecord, EventRecord, Recorder
 
 
 def row(i: int) -> EventRecord:
@@ -170,3 +171,44 @@ def test_stop_with_no_writer_returns_in_seconds_and_counts_the_queue_dropped(
     assert job.done()
     away.rename(home)
     assert stored_ids(url) == ["e0"]
+
+
+def test_a_record_that_cannot_be_written_leaves_no_customer_data_in_the_last_error(
+    tmp_path: Path,
+) -> None:
+    """``last_error`` is shown by ``/healthz``, the one route without authentication: it says
+    what went wrong, not the SQL statement with the record's values (account, session, key)."""
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    ts = datetime(2025, 4, 1, tzinfo=UTC)
+    decision = {
+        "id": "d1",
+        "event_id": "e1",
+        "ts": ts,
+        "account": "ACCOUNT-OF-A-CUSTOMER",
+        "session": "SESSION-OF-A-CUSTOMER",
+        "point": "login",
+        "guard": "brokerguard",
+        "action": "allow",
+        "score": 0.1,
+        "factors": [],
+        "reasons": [],
+        "caller": "key:bgk_0123abcd",
+        "decided_at": ts,
+    }
+    entry = AuditEntry("key:bgk_0123abcd", "decision", "ACCOUNT-OF-A-CUSTOMER", {})
+    recorder = Recorder(url, engine)
+    recorder.start()
+    try:
+        for _ in range(2):  # the second has the first's id: it cannot be written
+            recorder.record(DecisionRecord(dict(decision), None, entry))
+        assert recorder.wait_idle(30)
+    finally:
+        recorder.stop()
+        engine.dispose()
+    assert (recorder.written, recorder.dropped) == (1, 1)
+    error = recorder.last_error or ""
+    assert "UNIQUE constraint failed" in error
+    for secret in ("ACCOUNT-OF-A-CUSTOMER", "SESSION-OF-A-CUSTOMER", "bgk_0123abcd", "INSERT"):
+        assert secret not in error, error

@@ -455,12 +455,12 @@ def write_records(engine: sa.Engine, records: list[Record]) -> tuple[int, int, s
             _insert(engine, records)
             return len(records), 0, None
         except sa.exc.OperationalError as exc:  # passing: the database is away or locked
-            error = str(exc.orig)
+            error = _brief(exc)
             log.warning("writing %d records failed, retrying: %s", len(records), exc.orig)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
         except sa.exc.SQLAlchemyError as exc:
-            error = str(exc)
+            error = _brief(exc)
             break
     written = dropped = 0
     for record in records:  # one by one: keep every record that can be written
@@ -469,9 +469,18 @@ def write_records(engine: sa.Engine, records: list[Record]) -> tuple[int, int, s
             written += 1
         except sa.exc.SQLAlchemyError as exc:
             dropped += 1
-            error = str(exc)
+            error = _brief(exc)
             log.error("dropped a %s record that cannot be written: %s", type(record).__name__, exc)
     return written, dropped, error
+
+
+def _brief(exc: sa.exc.SQLAlchemyError) -> str:
+    """What went wrong, for ``last_error``: the driver's first line, without the statement and
+    its parameters that ``str(exc)`` adds. ``/healthz`` shows it to anyone, and the parameters
+    are a customer's records (account, session, address); the log keeps the whole error."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig) if orig is not None else str(exc).split("\n[SQL:", 1)[0]
+    return f"{type(orig or exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _insert(engine: sa.Engine, records: list[Record]) -> None:
