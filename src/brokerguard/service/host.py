@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
-from brokerguard.engine import BrokerGuard, Policy
+from brokerguard.engine import BrokerGuard, Policy, PolicyError
 from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import CampaignState, PendingState
 from brokerguard.events import (
@@ -44,7 +44,15 @@ from brokerguard.stores.sqlite import SqliteState
 if TYPE_CHECKING:
     from brokerguard.phishing import Blocklist
 
-__all__ = ["ACCOUNT_LOCKED", "CUSTOMER_FROZE", "INGEST_SLICE", "GuardHost", "guard_name"]
+__all__ = [
+    "ACCOUNT_LOCKED",
+    "CUSTOMER_FROZE",
+    "GUARD_NAME_MAX",
+    "INGEST_SLICE",
+    "GuardHost",
+    "check_guard_name",
+    "guard_name",
+]
 
 INGEST_SLICE = 256
 FLUSH_SLICE = 200  # records encoded between two turns of the event loop (~1 ms)
@@ -60,8 +68,20 @@ CUSTOMER_FROZE = Reason(
 )
 
 
+GUARD_NAME_MAX = 200  # the `guard` column of decisions and instructions
+
+
 def guard_name(policy: Policy) -> str:
     return "brokerguard" if policy.name in ("", "default") else f"brokerguard:{policy.name}"
+
+
+def check_guard_name(policy: Policy) -> None:
+    """:class:`PolicyError` (field ``name``) when the policy's name makes a guard name longer
+    than the records keep: every decision and instruction records it, and PostgreSQL refuses
+    the row (SQLite keeps it), so every decision under such a policy was dropped."""
+    if len(guard_name(policy)) > GUARD_NAME_MAX:
+        most = GUARD_NAME_MAX - len("brokerguard:")
+        raise PolicyError(f"policy: `name`: at most {most} characters", "name")
 
 
 class GuardHost:
@@ -187,9 +207,11 @@ class GuardHost:
         """An engine running ``policy`` on everything this one has learned, not yet in use.
 
         Reads the files the policy names (its networks list, its block-list unless the service
-        serves one): :class:`~brokerguard.engine.PolicyError` when one cannot be used, so that
-        a caller can refuse the policy before recording it.
+        serves one): :class:`~brokerguard.engine.PolicyError` when one cannot be used, or when
+        the name is too long for the records (:func:`check_guard_name`), so that a caller can
+        refuse the policy before recording it.
         """
+        check_guard_name(policy)
         old = self.guard
         networks_named = policy.detectors.login.networks or old.policy.detectors.login.networks
         new = BrokerGuard(

@@ -43,7 +43,7 @@ from brokerguard.service import actions, queries
 from brokerguard.service.blocklist_watch import BlocklistWatch
 from brokerguard.service.db import DEFAULT_DATABASE, make_engine, migrate, write_transaction
 from brokerguard.service.errors import Conflict
-from brokerguard.service.host import INGEST_SLICE, GuardHost, guard_name
+from brokerguard.service.host import INGEST_SLICE, GuardHost, check_guard_name, guard_name
 from brokerguard.service.keys import KeyRing
 from brokerguard.service.limits import DEFAULT_MAX_BODY
 from brokerguard.service.recorder import Recorder
@@ -140,6 +140,7 @@ class Service:
         origin = str(path) if path is not None else "default"
         file = path if path is not None else default_policy_path()
         policy = load_policy(file)
+        check_guard_name(policy)  # refused at start, not every decision's record lost
         source = Path(file).read_text(encoding="utf-8")
         if current is None or current["source"] != source:
             with write_transaction(self.db) as conn:
