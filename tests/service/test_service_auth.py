@@ -12,6 +12,7 @@ from conftest import Api, add_user
 from brokerguard.service.db import make_engine, write_transaction
 from brokerguard.service.keys import revoke_key
 from brokerguard.service.models import api_keys, users
+from brokerguard.service.users import UserError, create_user
 
 PASSWORD = "correct horse battery"
 
@@ -151,3 +152,24 @@ def test_the_login_form_is_local_and_bilingual(api: Api) -> None:
     assert page.status_code == 200
     assert "ログイン" in page.text and "Log in" in page.text
     assert "http://" not in page.text and "https://" not in page.text
+
+
+def test_the_longest_username_can_log_in_and_act(api: Api, database_url: str) -> None:
+    """The audit log and the records name a user ``user:NAME`` in 200 characters: a longer
+    name was accepted, and on PostgreSQL its every log-in was a 500."""
+    engine = make_engine(database_url)
+    try:
+        with pytest.raises(UserError, match="195"), write_transaction(engine) as conn:
+            create_user(conn, "n" * 196, PASSWORD, "supervisor")
+    finally:
+        engine.dispose()
+    name = "n" * 195
+    add_user(database_url, name, "supervisor", PASSWORD)
+    login = api.client.post("/console/login", json={"username": name, "password": PASSWORD})
+    assert login.status_code == 200
+    csrf = login.json()["csrf_token"]
+    locked = api.client.post(
+        "/v1/accounts/A1/actions", json={"action": "lock"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert locked.status_code == 201
+    assert locked.json()["actor"] == f"user:{name}"

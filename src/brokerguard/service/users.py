@@ -26,6 +26,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from brokerguard.service.models import console_sessions, users
 
 __all__ = [
+    "MAX_USERNAME",
     "MIN_PASSWORD",
     "ROLES",
     "SESSION_HOURS",
@@ -42,6 +43,9 @@ __all__ = [
 ROLES: tuple[str, ...] = ("analyst", "supervisor", "admin")
 SESSION_HOURS = 12
 MIN_PASSWORD = 12
+MAX_USERNAME = 200 - len("user:")
+"""The audit log and the records name a user ``user:NAME`` in columns of 200 characters;
+PostgreSQL refuses a longer value, so a longer name could never log in there."""
 _hasher = PasswordHasher()
 _DUMMY = _hasher.hash("not a password of anyone's")  # verified when the user does not exist
 
@@ -66,8 +70,8 @@ def create_user(conn: sa.Connection, username: str, password: str, role: str) ->
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
     username = username.strip()
-    if not username or len(username) > 200:
-        raise UserError("a username needs 1 to 200 characters")
+    if not username or len(username) > MAX_USERNAME:
+        raise UserError(f"a username needs 1 to {MAX_USERNAME} characters")
     if len(password) < MIN_PASSWORD:
         raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
     taken = conn.execute(sa.select(users.c.id).where(users.c.username == username)).first()
