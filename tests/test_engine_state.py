@@ -151,3 +151,16 @@ def test_one_event_stamped_years_ahead_does_not_stop_the_sweep():
     recent = [s for s, t in started.items() if t >= r.now - idle - timedelta(hours=1)]
     live = list(r.engine.state.keys("session"))
     assert len(live) <= len(recent) < len(started)
+
+
+def test_a_member_seen_again_does_not_hide_expired_ones_behind_it():
+    """A, then B, then A again: an hour after B, only A is within the hour. Touched in place,
+    A stayed first and hid B's expiry, and B was counted (a campaign's buyers, say)."""
+    from brokerguard.engine.state import touch_window
+
+    window: dict[str, float] = {}
+    touch_window(window, "A", 0.0, 3600.0, 200)
+    touch_window(window, "B", 600.0, 3600.0, 200)
+    touch_window(window, "A", 3000.0, 3600.0, 200)
+    assert touch_window(window, "C", 4300.0, 3600.0, 200) == 2  # A and C: B expired at 4200
+    assert set(window) == {"A", "C"}

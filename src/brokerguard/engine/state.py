@@ -45,7 +45,12 @@ Window = dict[str, float]
 
 
 def touch_window(window: Window, member: str, now: float, span: float, cap: int) -> int:
-    """Add ``member`` at ``now``; drop members older than ``span`` or beyond ``cap``."""
+    """Add ``member`` at ``now``; drop members older than ``span`` or beyond ``cap``.
+
+    A member seen again moves to the end, so that the window stays in time order and its
+    first member is its oldest: only then does looking at the first one tell whether any
+    expired (one touched again in place hid older members behind it, and they were counted)."""
+    window.pop(member, None)
     window[member] = now
     if len(window) > cap or next(iter(window.values())) < now - span:
         prune_window(window, now, span, cap)
