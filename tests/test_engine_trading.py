@@ -222,3 +222,37 @@ def test_an_order_whose_value_overflows_does_not_spoil_the_accounts_usual_size()
         r.challenge("A1", overflow, "oob", "passed", session=sess)
     huge, _ = r.order("A1", sess, TOYOTA, "buy", 10_000, 2800.0, ip=home, ua=ua)  # ¥28M
     assert r.llr(huge, "unusual_size") > 0
+
+
+def test_an_order_delivered_twice_is_decided_once_and_its_sale_counted_once():
+    """A broker's system that retries after a timeout sends the same order event again: the
+    engine answers as it did and learns nothing twice. Toyota is 40% of the holdings; counted
+    twice it made 80%, a liquidation the customer never made."""
+    from brokerguard.events import Order
+
+    r = Rig()
+    market(r)
+    home, ua, cookie = customer(r)
+    eid, _ = r.login("A1", home, ua, cookie)
+    sess = r.session_of(eid)
+    oid, first = r.order("A1", sess, TOYOTA, "sell", 500, 2790.0, ip=home, ua=ua)
+    assert r.signal(oid, "liquidation") is None
+    again = Order(
+        id=oid,
+        ts=r.now,
+        account="A1",
+        session=sess,
+        order_id=f"o-{oid}",
+        symbol="7203",
+        market="TSE",
+        side="sell",
+        quantity=500,
+        price_type="limit",
+        limit_price=2790.0,
+        ip=home,
+        user_agent=ua,
+    )
+    assert r.engine.decide(again) is first
+    r.tick(minutes=1)
+    nid, _ = r.order("A1", sess, NTT, "sell", 100, 165.0, ip=home, ua=ua)
+    assert r.signal(nid, "liquidation") is None  # 40% and a little: no liquidation

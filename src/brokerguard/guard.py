@@ -43,15 +43,18 @@ Action = Literal["allow", "challenge", "hold", "deny", "lock"]
 ACTIONS: tuple[Action, ...] = ("allow", "challenge", "hold", "deny", "lock")
 
 
-class Reason(msgspec.Struct, frozen=True, kw_only=True):
-    """Why a decision was taken: a machine-readable code and a sentence for people."""
+class Reason(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Why a decision was taken: a machine-readable code and a sentence for people.
+
+    Untracked by the garbage collector (``gc=False``), as is :class:`Decision`: text and tuples
+    of text hold no cycle, and the engine keeps its latest decisions (for repeated events)."""
 
     code: str
     en: str
     ja: str
 
 
-class Decision(msgspec.Struct, frozen=True, kw_only=True):
+class Decision(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The guard's answer. ``factors`` lists what satisfies a ``challenge`` (any one of them)."""
 
     action: Action
