@@ -274,3 +274,20 @@ def test_the_fast_path_answers_as_the_route_does(
     assert wrong_scope.status_code == 403
     api.decide(points[0], scope="read")  # cached now, still refused
     assert api.decide(points[0], scope="read").status_code == 403
+
+
+def test_a_retried_decision_gets_the_same_answer_and_is_recorded_once(
+    api: Api, database_url: str
+) -> None:
+    """A login system that times out and sends the same event again gets the answer it would
+    have had, with the same decision id; nothing is recorded twice (before, a second decision
+    row, and for a challenge a second alert without its signals)."""
+    first = api.decide(body(ip="13.112.10.20"))  # a cloud exit, unknown account: a step-up
+    again = api.decide(body(ip="13.112.10.20"))
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    api.settle()
+    assert count(database_url, decisions) == 1
+    assert count(database_url, alerts) == (1 if first.json()["alert_id"] else 0)
+    other = api.decide(body(ip="13.112.10.20", ts="2025-03-20T10:05:00+09:00"))
+    assert other.json()["decision_id"] != first.json()["decision_id"]  # same id, another time

@@ -80,7 +80,6 @@ THIN_SHARE = 0.01  # an order worth this share of a day's turnover moves a price
 SESSION_ORDERS_KEPT = 32  # order ids a session remembers, for cancelling what is still open
 INSTRUCTIONS_KEPT = 1000  # untaken instructions kept (a caller that never takes them: the latest)
 RECENT_IDS_KEPT = 20_000  # event ids remembered, so that a repeated delivery changes nothing
-_NOT_SEEN = object()
 # What a repeat would count twice, among the events that need no answer: fills (positions),
 # step-up outcomes (failures), analysts' conclusions, canary hits. The rest — market data, page
 # views, snapshots — is most of a stream, and taking one again changes nothing that matters.
@@ -137,7 +136,8 @@ class BrokerGuard:
         """Called with every decision and the signals behind it (for replay's alerts, tests)."""
         self._locked = self.decider.reasons.get("rule_locked")
         self._instructions: list[Instruction] = []
-        self._recent: dict[str, Decision | None] = {}  # see _remember
+        self._recent: dict[str, tuple[Decision | None, str | None, datetime]] = {}  # _remember
+        self.repeated = False  # the last decide() answered a repeated event (see decide)
         self._recent_ring: list[str | None] = [None] * RECENT_IDS_KEPT
         self._recent_at = 0
         self._deciders: dict[type, Callable[[Any], Decision]] = {
@@ -163,16 +163,17 @@ class BrokerGuard:
     def decide(self, event: Event) -> Decision:
         """The decision on ``event``; the same one again, with nothing learned twice, when the
         event was already decided (a broker's system that retries after a timeout, a log
-        delivered at least once): see :meth:`_remember`."""
-        earlier = self._recent.get(event.id, _NOT_SEEN)
-        if earlier is not _NOT_SEEN:
-            return earlier if isinstance(earlier, Decision) else ALLOW
+        delivered at least once): see :meth:`_remember`. :attr:`repeated` says which."""
+        earlier = self._earlier(event)
+        self.repeated = earlier is not None
+        if earlier is not None:
+            return earlier[0] or ALLOW
         handler = self._deciders.get(type(event))
         if handler is None:
             self.observe(event)
             return ALLOW
         decision = handler(event)
-        self._remember(event.id, decision)
+        self._remember(event, decision)
         return decision
 
     def observe(self, event: Event) -> None:
@@ -184,26 +185,35 @@ class BrokerGuard:
             if handler is not None:
                 handler(event)
             return
-        if event.id in self._recent:
+        if self._earlier(event) is not None:
             return
         if handler is not None:
             handler(event)
-        self._remember(event.id, None)
+        self._remember(event, None)
 
-    def _remember(self, event_id: str, decision: Decision | None) -> None:
-        """Keep the latest :data:`RECENT_IDS_KEPT` event ids (and decisions). A sign-in taken
-        twice started its session over (its trust lost), an order twice counted its sale twice
-        (a liquidation that was not). In memory only: a repeat after a restart, or further back
-        than the ids kept, is taken again."""
+    def _earlier(self, event: Event) -> tuple[Decision | None, str | None, datetime] | None:
+        """What was remembered of this event, if it is a repeat: the same id, account and time.
+        An id that comes back with another account or time is another event (a producer whose
+        ids are not unique must not have its new events answered with old decisions)."""
+        seen = self._recent.get(event.id)
+        if seen is None or seen[1] != getattr(event, "account", None) or seen[2] != event.ts:
+            return None
+        return seen
+
+    def _remember(self, event: Event, decision: Decision | None) -> None:
+        """Keep the latest :data:`RECENT_IDS_KEPT` event ids (with account, time and decision).
+        A sign-in taken twice started its session over (its trust lost), an order twice counted
+        its sale twice (a liquidation that was not). In memory only: a repeat after a restart,
+        or further back than the ids kept, is taken again."""
         # a ring of the ids in arrival order, the oldest overwritten (deleting a dict's first
         # key instead costs a scan over the deleted ones before it: a third of the throughput)
         ring, at = self._recent_ring, self._recent_at
         oldest = ring[at]
         if oldest is not None:
             self._recent.pop(oldest, None)
-        ring[at] = event_id
+        ring[at] = event.id
         self._recent_at = (at + 1) % RECENT_IDS_KEPT
-        self._recent[event_id] = decision
+        self._recent[event.id] = (decision, getattr(event, "account", None), event.ts)
 
     def take_instructions(self) -> list[Instruction]:
         """What the broker should do about operations already let through (see

@@ -28,6 +28,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,7 @@ __all__ = ["Service", "Settings"]
 
 log = logging.getLogger("brokerguard.service")
 BACKLOG_HIGH = 50_000  # ingest waits while the writer has more than this to write
+ANSWERS_KEPT = 5_000  # the latest answers, given again to a caller that retries an event
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +94,7 @@ class Settings:
 
 class Service:
     def __init__(self, settings: Settings) -> None:
+        self._answered: OrderedDict[str, dict[str, Any]] = OrderedDict()  # see decide
         self.settings = settings
         self.db = make_engine(settings.database_url)
         migrate(self.db)
@@ -260,6 +263,12 @@ class Service:
     def decide(self, event: Event, point: str, caller: str) -> dict[str, Any]:
         """Decide one event and queue its records; returns the answer's fields."""
         decision, signals, locked = self.host.decide(event)
+        if self.host.guard.repeated and not locked:
+            first = self._answered.get(event.id)
+            if first is not None and first["account"] == getattr(event, "account", None):
+                # a retry of an event already decided: the same answer, nothing recorded again
+                # (a second decision row, and an alert without its signals, were written)
+                return first
         decision_id, alerted, record = decision_record(
             event,
             point,
@@ -285,6 +294,9 @@ class Service:
         }
         if self.publisher is not None:
             self.publisher.event(event, answer, self.host.name)
+        self._answered[event.id] = answer
+        if len(self._answered) > ANSWERS_KEPT:
+            self._answered.popitem(last=False)
         return answer
 
     def record_instructions(self) -> list[dict[str, Any]]:
