@@ -83,3 +83,19 @@ def test_a_chunked_form_over_the_body_limit_is_still_a_413(api: Api) -> None:
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert answer.status_code == 413, answer.text
+
+
+@pytest.mark.parametrize(
+    ("content_type", "content"),
+    [
+        ("Application/X-WWW-Form-Urlencoded", b"username=al%00ice&password=x"),
+        ("multipart/form-data; boundary=XX; charset=utf-7", b"--XX--"),
+    ],
+)
+def test_the_form_checks_hold_however_the_content_type_is_written(
+    api: Api, content_type: str, content: bytes
+) -> None:
+    answer = api.client.post(
+        "/console/login", content=content, headers={"content-type": content_type}
+    )
+    assert answer.status_code == 422, answer.text

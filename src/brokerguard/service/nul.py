@@ -9,6 +9,7 @@ rest: the path, the query string and the console's form bodies (URL-encoded or m
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,7 +68,15 @@ class NoNul:
             response = error_response(422, "invalid_input", f"{field}: {NUL_MESSAGE}", field)
             await response(scope, receive, send)
             return
-        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        content_type = dict(scope["headers"]).get(b"content-type", b"").lower()  # as parsed
+        charset = re.search(rb"charset=\"?([a-z0-9_-]+)", content_type)
+        if content_type.startswith(MULTIPART) and charset and charset[1] not in (b"utf-8", b"utf8"):
+            # the parts would be decoded with it: utf-7 writes U+0000 as "+AAA-"
+            message = "content-type: a multipart form's charset must be UTF-8"
+            await error_response(422, "invalid_input", message, "content-type")(
+                scope, receive, send
+            )
+            return
         if scope["method"] != "POST" or not content_type.startswith((FORM, MULTIPART)):
             await self.app(scope, receive, send)
             return
