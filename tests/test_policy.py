@@ -143,6 +143,11 @@ def test_the_shipped_default_loads_with_a_reason_for_every_signal():
             ["detectors.login.risky_llr", "finite"],
             id="infinite-tunable",
         ),
+        pytest.param(
+            edited('name = "default"', 'name = "x\\u0000"'),
+            ["`name`", "U+0000"],
+            id="nul-in-name",  # PostgreSQL refused every record carrying the guard's name
+        ),
     ],
 )
 def test_every_mistake_is_a_policy_error_that_names_it(text, names):

@@ -288,9 +288,12 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
 
 def _check_finite(value: object, path: str, source: str) -> None:
     """Refuse TOML's ``nan`` and ``inf`` anywhere: a NaN prior or weight makes every score NaN,
-    which reaches no rule's ``min_score``, so every decision was a silent ``allow``."""
+    which reaches no rule's ``min_score``, so every decision was a silent ``allow``. And U+0000
+    in a text (the name, a reason's sentence), which every decision's record carries."""
     if isinstance(value, float) and not math.isfinite(value):
         raise PolicyError(f"{source}: `{path}`: must be a finite number, not {value}", path)
+    if isinstance(value, str) and "\x00" in value:  # TOML's "\u0000": PostgreSQL cannot keep it
+        raise PolicyError(f"{source}: `{path}`: contains the character U+0000 (NUL)", path)
     if isinstance(value, dict):
         for key, item in value.items():
             _check_finite(item, f"{path}.{key}" if path else key, source)
