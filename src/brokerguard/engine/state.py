@@ -50,8 +50,7 @@ def touch_window(window: Window, member: str, now: float, span: float, cap: int)
     A member seen again moves to the end, so that the window stays in time order and its
     first member is its oldest: only then does looking at the first one tell whether any
     expired (one touched again in place hid older members behind it, and they were counted)."""
-    window.pop(member, None)
-    window[member] = now
+    window[member] = max(window.pop(member, now), now)  # a late event does not make it younger
     if len(window) > cap or next(iter(window.values())) < now - span:
         prune_window(window, now, span, cap)
     return len(window)

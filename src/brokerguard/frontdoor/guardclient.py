@@ -46,8 +46,8 @@ class GuardVerdict:
 
 def _actions_path(account: str) -> str:
     """The account's actions at the guard, the account quoted whole: it is what someone typed
-    at the sign-in form (the site locks an unknown ID after failures too), and unquoted
-    ``X/../../cases?`` would send the site's key to another endpoint."""
+    at the sign-in form, and unquoted ``X/../../cases?`` sent the site's key to another
+    endpoint. (An ID of only ``.`` or ``..`` still ends in a path no route answers: an error.)"""
     return f"/v1/accounts/{quote(account, safe='')}/actions"
 
 
