@@ -254,3 +254,19 @@ def test_replay_with_state_continues_where_the_last_replay_stopped(
 def lines_of(path: Path) -> list[DecisionRecord]:
     decoder = msgspec.json.Decoder(DecisionRecord)
     return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def test_a_log_with_every_line_twice_replays_as_the_log_once(
+    recorded: Path, tmp_path: Path
+) -> None:
+    """A log shipped at least once repeats lines: replay decides, and writes, each event once."""
+    doubled = tmp_path / "doubled.ndjson"
+    doubled.write_bytes(b"".join(line + line for line in recorded.read_bytes().splitlines(True)))
+    outs = []
+    for name, log in (("once", recorded), ("twice", doubled)):
+        out = tmp_path / name
+        result = runner.invoke(app, ["replay", str(log), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        outs.append(out)
+    for name in ("decisions.ndjson", "alerts.ndjson", "campaigns.ndjson"):
+        assert (outs[1] / name).read_bytes() == (outs[0] / name).read_bytes(), name

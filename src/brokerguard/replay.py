@@ -175,6 +175,8 @@ def replay(
                 captured.clear()
                 decision = engine.decide(event)
                 instructions += take_instructions()
+                if getattr(engine, "repeated", False):
+                    continue  # a line repeated in the log: decided, and written, the first time
                 actions[decision.action] += 1
                 account: str = event.account  # type: ignore[union-attr]
                 decisions_out.write(
