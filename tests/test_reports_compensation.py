@@ -20,7 +20,18 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from reports_helpers import bar, daily, decision, fill, jst, order, truth, withdrawal, write_run
+from reports_helpers import (
+    bar,
+    daily,
+    decision,
+    fill,
+    jst,
+    login,
+    order,
+    truth,
+    withdrawal,
+    write_run,
+)
 
 from brokerguard.reports import (
     CompensationRow,
@@ -277,11 +288,13 @@ def test_a_log_that_repeats_its_lines_counts_each_fill_and_withdrawal_once(tmp_p
     from brokerguard.reports import monthly_table
 
     run = scenario_run(tmp_path)
-    with (run / "events.ndjson").open("ab") as stream:  # a paid-out withdrawal too
+    with (run / "events.ndjson").open("ab") as stream:  # a paid-out withdrawal, a sign-in
         stream.write(msgspec.json.encode(withdrawal("w1", "V2", jst(2025, 3, 24, 12), 5000)))
         stream.write(b"\n")
+        stream.write(msgspec.json.encode(login("l9", "V2", jst(2025, 3, 24, 12, 1))))
+        stream.write(b"\n")
     labels = msgspec.json.decode((run / "truth.json").read_bytes())
-    labels["victims"][1]["events"].append("w1")
+    labels["victims"][1]["events"] += ["w1", "l9"]
     (run / "truth.json").write_bytes(msgspec.json.encode(labels))
     once = (victim_losses(run), monthly_table(run), evaluate_run(run)["attack"])
 
@@ -291,6 +304,7 @@ def test_a_log_that_repeats_its_lines_counts_each_fill_and_withdrawal_once(tmp_p
 
     assert once[0].victims[0].buy_loss_jpy == 55_000  # the worked example, unchanged
     assert once[2]["unauthorized_withdrawals_jpy"] == 5000
+    assert sum(row.logins for row in once[1]) == 1  # the sign-in let through (no decisions)
     assert twice[0] == once[0] and twice[1] == once[1]
     assert twice[2]["unauthorized_value_jpy"] == once[2]["unauthorized_value_jpy"] > 0
     assert twice[2]["unauthorized_withdrawals_jpy"] == 5000

@@ -244,7 +244,7 @@ def _scan(run_dir: Path) -> _Scan:
     fills: list[tuple[datetime, tuple[str, str], float]] = []
     results: dict[str, list[ChallengeResult]] = {}  # challenge results on attacker events
 
-    money = SeenOnce()  # a repeated fill or withdrawal line is counted once
+    money = SeenOnce()  # a repeated fill, withdrawal or attacker sign-in line counts once
     for event in _read_events(events_path):
         scan.events += 1
         if isinstance(event, ChallengeResult) and event.ref in victim_of:
@@ -270,7 +270,8 @@ def _scan(run_dir: Path) -> _Scan:
             if victim not in first_seen or event.ts < first_seen[victim]:
                 first_seen[victim] = event.ts
             if isinstance(event, LoginAttempt) and event.success:
-                logins.append((victim, event.id))
+                if money.first(event.id):  # a repeated line is one sign-in
+                    logins.append((victim, event.id))
             elif isinstance(event, LoginAttempt):
                 wrong_passwords.add(event.id)
             elif isinstance(event, _SESSION_EVENTS):

@@ -131,8 +131,8 @@ def monthly_table(
             if event.ref in labels.events:
                 results[event.ref].append(event)
         elif isinstance(event, LoginAttempt):
-            if event.success and event.id in labels.events:
-                logins.append((event.id, event.ts))
+            if event.success and event.id in labels.events and money.first(event.id):
+                logins.append((event.id, event.ts))  # a repeated line is one sign-in
         elif isinstance(event, Order):
             if event.id in labels.events and event.action == "new":
                 ordered.add((event.account, event.order_id))
