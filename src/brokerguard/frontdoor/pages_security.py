@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
@@ -37,6 +38,7 @@ from brokerguard.notify import device_text
 
 router = APIRouter(include_in_schema=False)
 PERMIT = timedelta(minutes=5)
+_PERMITS = threading.Lock()  # taking a session's passkey permit (see passkey_register)
 
 
 def place(ip: str) -> dict[str, str]:
@@ -140,20 +142,35 @@ async def passkey_register(request: Request) -> Response:
     name = str(body.get("name") or "passkey")[:64]
     token = request.cookies.get(SESSION_COOKIE, "")
 
-    def register() -> None:
-        s.passkeys.register(session.account, body.get("response") or {}, name)
+    def register() -> bool:
         # One passkey per step-up: whoever got through it once (a relayed code, say) must not
-        # add more keys until the permit runs out
-        current = s.sessions.get(token)
-        if current is not None:
+        # add more keys. The permit is taken before registering, in one step under a lock, so
+        # that registrations sent at once cannot all pass the check; given back if this fails.
+        with _PERMITS:
+            current = s.sessions.get(token)
+            permit = current.passkey_permit if current is not None else None
+            if current is None or permit is None or permit < datetime.now(UTC):
+                return False
             current.passkey_permit = None
             s.sessions.save(token, current)
+        try:
+            s.passkeys.register(session.account, body.get("response") or {}, name)
+        except BaseException:
+            with _PERMITS:
+                current = s.sessions.get(token)
+                if current is not None:
+                    current.passkey_permit = permit
+                    s.sessions.save(token, current)
+            raise
         s.snapshot(session.account)  # the guard now offers "passkey" in this account's step-ups
+        return True
 
     try:
-        await run_in_threadpool(register)
+        registered = await run_in_threadpool(register)
     except (AuthError, ValueError) as exc:
         return JSONResponse({"error": getattr(exc, "code", "invalid")}, status_code=400)
+    if not registered:
+        return JSONResponse({"error": "reauth_required"}, status_code=403)
     return JSONResponse({"redirect": "/settings#passkeys"})
 
 
