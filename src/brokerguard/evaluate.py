@@ -244,14 +244,14 @@ def _scan(run_dir: Path) -> _Scan:
     fills: list[tuple[datetime, tuple[str, str], float]] = []
     results: dict[str, list[ChallengeResult]] = {}  # challenge results on attacker events
 
-    money = SeenOnce()  # a repeated fill, withdrawal or attacker sign-in line counts once
+    once = SeenOnce()  # a repeated fill, withdrawal or attacker sign-in line counts once
     for event in _read_events(events_path):
         scan.events += 1
         if isinstance(event, ChallengeResult) and event.ref in victim_of:
             results.setdefault(event.ref, []).append(event)
         if isinstance(event, Execution):
             key = (event.account, event.order_id)
-            if (key in labelled_orders or key in unauthorized) and money.first(event.id):
+            if (key in labelled_orders or key in unauthorized) and once.first(event.id):
                 fills.append((event.ts, key, event.value_jpy))
         elif isinstance(event, Order) and event.action == "cancel" and named:
             key = (event.account, event.order_id)
@@ -270,7 +270,7 @@ def _scan(run_dir: Path) -> _Scan:
             if victim not in first_seen or event.ts < first_seen[victim]:
                 first_seen[victim] = event.ts
             if isinstance(event, LoginAttempt) and event.success:
-                if money.first(event.id):  # a repeated line is one sign-in
+                if once.first(event.id):  # a repeated line is one sign-in
                     logins.append((victim, event.id))
             elif isinstance(event, LoginAttempt):
                 wrong_passwords.add(event.id)
@@ -278,7 +278,7 @@ def _scan(run_dir: Path) -> _Scan:
                 scan.takeovers.add(victim)
             if isinstance(event, Order) and event.action == "new":
                 unauthorized[(event.account, event.order_id)] = victim
-            elif isinstance(event, Withdrawal) and money.first(event.id):
+            elif isinstance(event, Withdrawal) and once.first(event.id):
                 withdrawals.append((event.ts, event.id, event.amount_jpy))
             continue
 

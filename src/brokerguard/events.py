@@ -50,6 +50,7 @@ __all__ = [
     "decode_line",
     "encode",
     "encode_line",
+    "leaves",
     "read_ndjson",
     "refuse_analyst",
     "write_ndjson",
@@ -457,22 +458,26 @@ def decode_line(data: bytes | str, *, line: int | None = None) -> Event:
     # The only way a JSON string holds U+0000 (a raw NUL is malformed). A backslash first, as
     # one byte (an int: no buffer to take): the six bytes' search cost a third of the decoding.
     if 0x5C in data and b"\\u0000" in data:
-        _check_nul(msgspec.to_builtins(event), "", line)
+        # PostgreSQL cannot store U+0000 in text: the service decided such an event and then
+        # dropped its records
+        for path, leaf in leaves(msgspec.to_builtins(event)):
+            if isinstance(leaf, str) and "\x00" in leaf:
+                message = f"`{path}` contains the character U+0000 (NUL)"
+                raise EventError(message, line=line, field=path)
     return event
 
 
-def _check_nul(value: object, path: str, line: int | None) -> None:
-    """Refuse U+0000 in any string: PostgreSQL cannot store it in text, so the service decided
-    such an event and then dropped its records."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise EventError(f"`{path}` contains the character U+0000 (NUL)", line=line, field=path)
-    elif isinstance(value, dict):
+def leaves(value: object, path: str = "") -> Iterator[tuple[str, object]]:
+    """Every value inside ``value`` that is not a dict or a list, with its path (``a.b[0]``),
+    depth first: for the checks that must name where a bad value sits (events, policies)."""
+    if isinstance(value, dict):
         for key, item in value.items():
-            _check_nul(item, f"{path}.{key}" if path else key, line)
+            yield from leaves(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_nul(item, f"{path}[{i}]", line)
+            yield from leaves(item, f"{path}[{i}]")
+    else:
+        yield path, value
 
 
 def _check_utc(event: Event, line: int | None) -> None:
@@ -497,9 +502,9 @@ def encode(event: Event) -> bytes:
 
 
 class SeenOnce:
-    """Event ids seen so far: a log delivered at least once may repeat a line, and a fill or a
-    withdrawal counted twice is money counted twice (evaluation, reports). Keep it for the
-    events that carry money only: the set grows with them."""
+    """Event ids seen so far: a log delivered at least once may repeat a line, and a fill, a
+    withdrawal or an attacker's sign-in counted twice is counted wrong (evaluation, reports).
+    Offer it only the events that must count once: the set grows with them."""
 
     def __init__(self) -> None:
         self._ids: set[str] = set()

@@ -23,7 +23,7 @@ import msgspec
 from msgspec import Meta
 
 from brokerguard.engine.signals import SIGNAL_CODES, Signal
-from brokerguard.events import Factor, field_of_error
+from brokerguard.events import Factor, field_of_error, leaves
 from brokerguard.guard import Action, Decision, Reason
 from brokerguard.netinfo import NetworkKindName, NetworkLookup, load_networks, shared_lookup
 
@@ -276,7 +276,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: not valid TOML: {exc}") from None
-    _check_finite(raw, "", source)
+    _check_values(raw, source)
     try:
         policy = msgspec.convert(raw, type=Policy)
     except msgspec.ValidationError as exc:
@@ -286,20 +286,15 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     return policy
 
 
-def _check_finite(value: object, path: str, source: str) -> None:
+def _check_values(raw: dict[str, object], source: str) -> None:
     """Refuse TOML's ``nan`` and ``inf`` anywhere: a NaN prior or weight makes every score NaN,
     which reaches no rule's ``min_score``, so every decision was a silent ``allow``. And U+0000
     in a text (the name, a reason's sentence), which every decision's record carries."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PolicyError(f"{source}: `{path}`: must be a finite number, not {value}", path)
-    if isinstance(value, str) and "\x00" in value:  # TOML's "\u0000": PostgreSQL cannot keep it
-        raise PolicyError(f"{source}: `{path}`: contains the character U+0000 (NUL)", path)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_finite(item, f"{path}.{key}" if path else key, source)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_finite(item, f"{path}[{i}]", source)
+    for path, value in leaves(raw):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PolicyError(f"{source}: `{path}`: must be a finite number, not {value}", path)
+        if isinstance(value, str) and "\x00" in value:  # TOML's "\u0000": PostgreSQL refuses it
+            raise PolicyError(f"{source}: `{path}`: contains the character U+0000 (NUL)", path)
 
 
 def _with_shipped_texts(policy: Policy) -> Policy:

@@ -229,7 +229,7 @@ def victim_losses(
     ordered: set[tuple[str, str]] = set()
     fills: list[Execution] = []
     withdrawals: list[Withdrawal] = []
-    money = SeenOnce()
+    once = SeenOnce()
     for event in read_events(path):
         if last is None or event.ts > last:
             last = event.ts
@@ -241,9 +241,9 @@ def victim_losses(
             if event.id in labels.events and event.action == "new":
                 ordered.add((event.account, event.order_id))
         elif isinstance(event, Execution):
-            if event.account in labels.accounts and money.first(event.id):
+            if event.account in labels.accounts and once.first(event.id):
                 fills.append(event)
-        elif isinstance(event, Withdrawal) and event.id in labels.events and money.first(event.id):
+        elif isinstance(event, Withdrawal) and event.id in labels.events and once.first(event.id):
             withdrawals.append(event)
     if last is None:
         return LossReport(valuation_date=valuation_date or date.today())

@@ -121,7 +121,7 @@ def monthly_table(
     results: dict[str, list[ChallengeResult]] = defaultdict(list)
     ordered: set[tuple[str, str]] = set()  # orders whose order event is labelled
     fills: list[tuple[datetime, tuple[str, str], str, str, float]] = []
-    money = SeenOnce()
+    once = SeenOnce()
     for event in read_events(path):
         if first is None or event.ts < first:
             first = event.ts
@@ -131,7 +131,7 @@ def monthly_table(
             if event.ref in labels.events:
                 results[event.ref].append(event)
         elif isinstance(event, LoginAttempt):
-            if event.success and event.id in labels.events and money.first(event.id):
+            if event.success and event.id in labels.events and once.first(event.id):
                 logins.append((event.id, event.ts))  # a repeated line is one sign-in
         elif isinstance(event, Order):
             if event.id in labels.events and event.action == "new":
@@ -139,7 +139,7 @@ def monthly_table(
         elif (
             isinstance(event, Execution)
             and event.account in labels.accounts
-            and money.first(event.id)
+            and once.first(event.id)
         ):
             key = (event.account, event.order_id)
             fills.append((event.ts, key, event.id, event.side, event.value_jpy))
