@@ -33,6 +33,7 @@ from reports_helpers import (
     write_run,
 )
 
+from brokerguard.events import MarketBar
 from brokerguard.reports import (
     CompensationRow,
     FeeRule,
@@ -206,6 +207,34 @@ def test_price_book_prefers_the_day_s_close_then_the_latest_day() -> None:
     later.observe(fill("x", "A", jst(2025, 3, 26, 9, 1), "n", "9999", "buy", 100, 72))
     assert later.price("TSE", "9999").price == 72  # type: ignore[union-attr]
     assert later.price("TSE", "1111") is None
+
+
+def test_a_new_york_symbol_is_valued_at_its_latest_session_in_japan_time() -> None:
+    """New York closes at 05:00/06:00 the next morning in Japan: on one Japan date the previous
+    session's close and the evening's new session both appear, and the newer must win."""
+
+    def us(event: MarketBar) -> MarketBar:
+        return msgspec.structs.replace(event, market="US")
+
+    book = PriceBook(date(2025, 3, 21))
+    # the 20 March session's close, stamped at 16:00 New York = 05:00 on the 21st in Japan
+    book.observe(us(daily("c20", "CHNX", jst(2025, 3, 21, 5), 3.0)))
+    # the 21 March session opens at 22:30 in Japan; a bar ending 23:05
+    book.observe(us(bar("b21", "CHNX", jst(2025, 3, 21, 23), 1.2)))
+    price = book.price("US", "CHNX")
+    assert price is not None and (price.price, price.source) == (1.2, "bar close")
+    # the 21 March close is known only on the 22nd in Japan: after the valuation date
+    book.observe(us(daily("c21", "CHNX", jst(2025, 3, 22, 5), 1.0)))
+    assert book.price("US", "CHNX").price == 1.2  # type: ignore[union-attr]
+    # a feed that stamps the day's bar at its start (00:00 New York = 13:00 in Japan) gives the
+    # same trading day, and its close is still not known before the valuation date ends
+    early = PriceBook(date(2025, 3, 21))
+    early.observe(us(daily("c20", "CHNX", jst(2025, 3, 20, 13), 3.0)))
+    early.observe(us(daily("c21", "CHNX", jst(2025, 3, 21, 13), 1.0)))
+    price = early.price("US", "CHNX")
+    assert price is not None and price.price == 3.0
+    assert price.describe("en") == "daily close 2025-03-20"
+    assert price.describe("ja") == "2025-03-20 終値"
 
 
 # --- policies and fees ----------------------------------------------------------------------

@@ -5,13 +5,18 @@ fraud was confirmed, or the day it settles with the customer). The price is the 
 known by the end of that day in Japan time**, taken from the events themselves so that no price
 feed is needed:
 
-- a daily bar (``minutes`` = 1440) gives the day's close, for the Japan date of its timestamp;
-- otherwise the latest intraday bar close or fill price on or before the valuation date;
-- on the same Japan date a daily close wins over intraday prices (it is the official close),
-  and a later date wins over an earlier one whatever its kind.
+- a daily bar (``minutes`` = 1440) gives its trading day's close, known at the exchange's
+  closing time (or at its timestamp, if later);
+- an intraday bar gives its close, known when the bar ends; a fill its price, at once;
+- only prices known by the end of the valuation date in Japan time count;
+- within one trading day a daily close wins over intraday prices (it is the official close),
+  and a later trading day wins over an earlier one whatever its kind.
 
-The simulator stamps a daily bar at the session's close; a broker's feed that stamps it at the
-start of the day gives the same date, so both read the same.
+The trading day is the date at the exchange (``EXCHANGE_ZONES``; an unknown market is taken as
+Japan time). This matters for foreign markets: a New York session ends at 05:00 or 06:00 the
+next morning in Japan, so on one Japan date the previous session's close and the evening's new
+session both appear, and the newer session must win. The simulator stamps a daily bar at the
+session's close; a broker's feed that stamps it at the start of the day reads the same.
 
 >>> from datetime import date, datetime, timedelta, timezone
 >>> from brokerguard.events import MarketBar
@@ -25,43 +30,83 @@ start of the day gives the same date, so both read the same.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from brokerguard.events import Event, Execution, MarketBar
 
-__all__ = ["PriceBook", "ValuationPrice"]
+__all__ = ["EXCHANGE_ZONES", "PriceBook", "ValuationPrice", "trading_day"]
 
 JST = timezone(timedelta(hours=9), "JST")
 
+_NEW_YORK, _HONG_KONG, _SHANGHAI = (
+    ZoneInfo(name) for name in ("America/New_York", "Asia/Hong_Kong", "Asia/Shanghai")
+)
+# Where each market trades and when its regular session closes, by the names a broker's feed
+# uses for it. Public facts about the exchanges, not about any simulation.
+EXCHANGE_ZONES: dict[str, tuple[timezone | ZoneInfo, time]] = {
+    **dict.fromkeys(("TSE", "JPX", "OSE"), (JST, time(15, 30))),
+    **dict.fromkeys(("US", "NYSE", "NASDAQ", "AMEX", "ARCA"), (_NEW_YORK, time(16, 0))),
+    **dict.fromkeys(("HK", "HKEX", "SEHK"), (_HONG_KONG, time(16, 0))),
+    **dict.fromkeys(("CN", "SSE", "SZSE"), (_SHANGHAI, time(15, 0))),
+}
+
 
 class ValuationPrice(msgspec.Struct, frozen=True, kw_only=True):
-    """A valuation price with where it came from (``daily close``, ``bar close``, ``fill``)."""
+    """A valuation price with where it came from (``daily close``, ``bar close``, ``fill``).
+
+    ``ts`` is when the price became known; ``day`` the trading day it closes, at the exchange.
+    """
 
     price: float
     ts: datetime
     source: str
+    day: date | None = None
 
     def describe(self, lang: str = "en") -> str:
-        """``daily close 2025-03-21`` / ``2025-03-21 終値``: for explanations people read."""
-        day = self.ts.astimezone(JST)
+        """``daily close 2025-03-21`` / ``2025-03-21 終値``: for explanations people read.
+
+        A daily close is named by its trading day (a New York close of 21 March is known on the
+        22nd in Japan); intraday prices by when they were known, in Japan time.
+        """
+        known = self.ts.astimezone(JST)
+        day = self.day or known.date()
         if lang == "ja":
             kind = {"daily close": "終値", "bar close": "足の終値", "fill": "約定値"}[self.source]
-            when = (
-                day.strftime("%Y-%m-%d") if self.source == "daily close" else f"{day:%m-%d %H:%M}"
-            )
+            when = f"{day:%Y-%m-%d}" if self.source == "daily close" else f"{known:%m-%d %H:%M}"
             return f"{when} {kind}"
         if self.source == "daily close":
             return f"daily close {day:%Y-%m-%d}"
-        return f"{self.source} {day:%Y-%m-%d %H:%M}"
+        return f"{self.source} {known:%Y-%m-%d %H:%M}"
+
+
+def trading_day(market: str, ts: datetime) -> date:
+    """The exchange's date of an instant: the trading day a bar or fill belongs to."""
+    zone, _close = EXCHANGE_ZONES.get(market, (JST, None))
+    return ts.astimezone(zone).date()
+
+
+def _close_known(market: str, ts: datetime) -> datetime:
+    """When a daily bar stamped ``ts`` is known: the session's close, or ``ts`` if later.
+
+    A feed may stamp the day's bar at the start of the day; its close is not known before the
+    exchange closes, so it must not count for a valuation date that ends before then.
+    """
+    zone, close = EXCHANGE_ZONES.get(market, (JST, None))
+    if close is None:
+        return ts
+    local = ts.astimezone(zone)
+    at_close = datetime.combine(local.date(), close, tzinfo=zone)
+    return max(ts, at_close)
 
 
 class PriceBook:
     """The latest valuation price of every symbol seen, up to a valuation date (JST).
 
-    Feed it every event with :meth:`observe`; events after ``valuation_date`` are ignored. With
-    ``valuation_date=None`` the book keeps the latest price of the whole stream.
+    Feed it every event with :meth:`observe`; prices known after the end of ``valuation_date``
+    are ignored. With ``valuation_date=None`` the book keeps the latest price of the stream.
     """
 
     def __init__(self, valuation_date: date | None = None) -> None:
@@ -72,32 +117,33 @@ class PriceBook:
         """Take a bar's close or a fill's price, if it is the latest known so far."""
         if isinstance(event, MarketBar):
             daily = event.minutes >= 1440
-            known = event.ts if daily else event.ts + timedelta(minutes=event.minutes)
-            source = "daily close" if daily else "bar close"
-            day = event.ts.astimezone(JST).date()
-            self._offer(event.market, event.symbol, day, daily, known, event.close, source)
+            if daily:
+                known, source = _close_known(event.market, event.ts), "daily close"
+            else:
+                known, source = event.ts + timedelta(minutes=event.minutes), "bar close"
+            self._offer(event.market, event.symbol, event.ts, daily, known, event.close, source)
         elif isinstance(event, Execution):
-            day = event.ts.astimezone(JST).date()
-            self._offer(event.market, event.symbol, day, False, event.ts, event.price, "fill")
+            self._offer(event.market, event.symbol, event.ts, False, event.ts, event.price, "fill")
 
     def _offer(
         self,
         market: str,
         symbol: str,
-        day: date,
+        ts: datetime,
         daily: bool,
         known: datetime,
         price: float,
         source: str,
     ) -> None:
-        if self.valuation_date is not None and day > self.valuation_date:
+        if self.valuation_date is not None and known.astimezone(JST).date() > self.valuation_date:
             return
+        day = trading_day(market, ts)
         rank = (day, int(daily), known)
         best = self._best.get((market, symbol))
         if best is None or rank >= best[0]:
             self._best[(market, symbol)] = (
                 rank,
-                ValuationPrice(price=price, ts=known, source=source),
+                ValuationPrice(price=price, ts=known, source=source, day=day),
             )
 
     def price(self, market: str, symbol: str) -> ValuationPrice | None:
