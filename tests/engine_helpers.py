@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.policy import Policy
 from brokerguard.engine.signals import Signal
+from brokerguard.engine.state import SessionState, session_key
 from brokerguard.events import (
     AccountSnapshot,
     ChallengeResult,
@@ -187,6 +188,10 @@ class Rig:
 
     def session_of(self, login_id: str) -> str:
         return f"s-{login_id}"
+
+    def session_state(self, account: str, session: str) -> SessionState | None:
+        """What the engine keeps of one of ``account``'s sessions."""
+        return self.engine.state.get("session", session_key(account, session))
 
     def challenge(
         self, account: str, ref: str, factor: str, outcome: str, session: str | None = None

@@ -283,7 +283,7 @@ def new_phone_at_home(r: Rig):
     doubtful, and learned into the profile."""
     login = r.login_event("A1", ip_in(OCN, 200), device(1), "ck-x")
     d = r.engine.decide(login)
-    assert d.action == "allow" and r.engine.state.get("session", login.session).learned
+    assert d.action == "allow" and r.session_state("A1", login.session).learned
     return login
 
 

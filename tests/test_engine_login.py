@@ -247,7 +247,7 @@ def test_passkey_sign_in_is_allowed_even_from_an_unfamiliar_network_and_trusts_t
     r.tick(days=1)
     eid, d = r.login("A1", ip_in(ALIBABA_HK, 26), device(27), "ck-new", factors=("passkey",))
     assert d.action == "allow"
-    assert r.engine.state.get("session", r.session_of(eid)).trusted
+    assert r.session_state("A1", r.session_of(eid)).trusted
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from engine_helpers import (
 )
 
 from brokerguard.engine.detectors.login import MAX_FINE_VALUES
-from brokerguard.engine.state import LEVELS
+from brokerguard.engine.state import LEVELS, session_key
 from brokerguard.events import MarketBar
 
 
@@ -29,8 +29,8 @@ def test_sessions_idle_longer_than_idle_hours_are_swept_and_active_ones_kept():
     fresh, _ = r.login("A2", ip_in(OCN, 2), device(2), "ck-A2")
     r.tick(hours=2)
     r.engine.sweep(r.now.timestamp())
-    assert r.engine.state.get("session", r.session_of(old)) is None
-    assert r.engine.state.get("session", r.session_of(fresh)) is not None
+    assert r.session_state("A1", r.session_of(old)) is None
+    assert r.session_state("A2", r.session_of(fresh)) is not None
 
 
 def test_a_long_stream_keeps_only_recently_active_sessions():
@@ -44,7 +44,7 @@ def test_a_long_stream_keeps_only_recently_active_sessions():
             for i, a in enumerate(accounts):
                 r.tick(minutes=1)
                 eid, _ = r.login(a, ip_in(OCN, i), device(i), f"ck-{a}")
-                started[r.session_of(eid)] = r.now
+                started[session_key(a, r.session_of(eid))] = r.now
     # no explicit sweep: the engine sweeps as its clock moves
     recent = [s for s, t in started.items() if t >= r.now - idle - timedelta(hours=1)]
     live = list(r.engine.state.keys("session"))
@@ -147,7 +147,7 @@ def test_one_event_stamped_years_ahead_does_not_stop_the_sweep():
         for i in range(10):  # sign-ins never logged out
             r.tick(hours=2)
             eid, _ = r.login(f"A{i}", ip_in(OCN, i), device(i), f"ck-A{i}")
-            started[r.session_of(eid)] = r.now
+            started[session_key(f"A{i}", r.session_of(eid))] = r.now
     recent = [s for s, t in started.items() if t >= r.now - idle - timedelta(hours=1)]
     live = list(r.engine.state.keys("session"))
     assert len(live) <= len(recent) < len(started)
@@ -164,3 +164,37 @@ def test_a_member_seen_again_does_not_hide_expired_ones_behind_it():
     touch_window(window, "A", 3000.0, 3600.0, 200)
     assert touch_window(window, "C", 4300.0, 3600.0, 200) == 2  # A and C: B expired at 4200
     assert set(window) == {"A", "C"}
+
+
+def test_two_accounts_sharing_a_session_id_are_judged_as_if_the_ids_differed():
+    """A broker may number each account's sessions 1, 2, 3: the same id in two accounts is two
+    sessions, and one account's trust (a passkey sign-in) must not vouch for the other."""
+
+    def run(first: str, second: str) -> list[tuple[str, frozenset[str]]]:
+        r = Rig()
+        r.account("A1", passkey=True)
+        r.account("A2")
+        r.history("A1", ip_in(OCN, 1), device(1), "ck-A1", days=5)
+        r.history("A2", ip_in(OCN, 2), device(2), "ck-A2", days=5)
+        r.tick(days=1)
+        seen = []
+        e1, _ = r.login(
+            "A1", ip_in(OCN, 1), device(1), "ck-A1", session=first, factors=("passkey",)
+        )
+        r.tick(minutes=5)
+        thief = ip_in(ALIBABA_HK, 9)
+        r.activity("A2", second, thief, attacker_ua(9), None, action="portfolio")
+        for eid, _ in (
+            r.settings("A2", second, "email"),
+            r.withdrawal("A2", second, 900_000),
+            r.settings("A1", first, "email"),
+        ):
+            seen.append(eid)
+        r.activity("A1", first, ip_in(OCN, 1), device(1), "ck-A1", action="logout")
+        r.tick(minutes=1)
+        seen.append(r.withdrawal("A2", second, 900_000)[0])
+        assert r.session_state("A1", first) is None  # signed out
+        assert r.session_state("A2", second) is not None
+        return [(r.traced[e][1].action, frozenset(r.codes(e))) for e in seen]
+
+    assert run("1", "1") == run("A1-1", "A2-1")

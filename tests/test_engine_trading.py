@@ -57,7 +57,7 @@ def test_a_stolen_session_replayed_from_a_cloud_server_cannot_sell_or_buy():
     thief = ip_in(ALIBABA_HK, 1)
     # an infostealer's copy of the remember-me cookie, replayed from a cloud server
     r.activity("A1", "stolen", thief, ua, cookie, action="portfolio")
-    assert r.engine.state.get("session", "stolen").llr > 0
+    assert r.session_state("A1", "stolen").llr > 0
     sells = sell_off(r, "A1", "stolen", thief, ua, expect="hold")
     assert r.llr(sells[-1], "session_risk") > 0
     oid, d = pump_buy(r, "A1", "stolen", thief, ua)

@@ -10,10 +10,13 @@ its own engine and state (:mod:`.partition`). For each batch fetched from a part
    reads the records the rest will need (two more round trips: what the events name, then the
    symbols their accounts hold);
 2. runs the rest through the partition's engine, in stream order;
-3. writes the decisions, campaign lines and instructions it produced (to ``decisions`` /
-   ``campaigns`` / ``instructions`` files, appended, one JSON object per line) and, given a
-   database, the decisions, alerts, campaigns and instructions to the service's tables
-   (:mod:`.records`: ids derived from event ids, so a redelivered batch adds no row twice);
+3. checks that the partition's lease and state are still the ones it read (else it gives the
+   batch back, sending and writing nothing of it); with a campaign stage, sends the batch's
+   facts and epoch announcements (:mod:`.facts`); writes the decisions, campaign lines and
+   instructions it produced (to ``decisions`` / ``campaigns`` / ``instructions`` files,
+   appended, one JSON object per line) and, given a database, the decisions, alerts, campaigns
+   and instructions to the service's tables (:mod:`.records`: ids derived from event ids, so a
+   redelivered batch adds no row twice);
 4. flushes the state, the processed ids and the engine's sweep clock to Redis in one MULTI/EXEC,
    fenced on the partition's lease (a worker that lost the partition writes nothing);
 5. only then acknowledges the batch.
@@ -671,14 +674,20 @@ async def run_worker(
         msgs = msgs[:taken]
         if not msgs:
             return True  # waiting at the first message: nothing to write
+        part.check(leases.key(part.number), worker)
         if link is not None:
+            # Only after the check: a batch decided from state that another worker changed or
+            # Redis lost is given back above, and its facts must not go out — they carry the
+            # message ids of the right facts the next owner sends, which JetStream and the
+            # stage would then drop as duplicates. A batch that passed the check was decided
+            # from the state the next owner starts from, so should its flush still fail, the
+            # facts sent are the very ones sent again.
             facts = link.take()
             out = fact_messages(facts, announce, facts_subject, stage_shards, part.token)
             if out:
                 acks = [js.publish(subj, body, headers=h) for subj, body, h in out]
                 await asyncio.gather(*acks)
                 stats.facts += len(facts)
-        part.check(leases.key(part.number), worker)
         tag = campaign_tag(part.number, partitions)
         if out_decisions is not None and lines:
             out_decisions.write("\n".join(lines) + "\n")

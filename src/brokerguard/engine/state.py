@@ -20,6 +20,7 @@ import msgspec
 from brokerguard.events import LoginAttempt, Order
 
 __all__ = [
+    "session_key",
     "LEVELS",
     "AccountState",
     "CampaignState",
@@ -42,6 +43,16 @@ LEVELS = "ncaikobud"
 
 Window = dict[str, float]
 """Distinct members seen recently: member -> last time seen (epoch seconds)."""
+
+
+def session_key(account: str, session: str) -> str:
+    """The key of a session's records (``session``, ``ended``): the account and its session id.
+
+    A broker's session ids need not be unique across accounts (some number each account's
+    sessions 1, 2, 3, ...), and a session's trust must never vouch for another account, so the
+    account is part of the key. Its length comes first, so no pair of ids can spell another.
+    """
+    return f"{len(account)}:{account}:{session}"
 
 
 def touch_window(window: Window, member: str, now: float, span: float, cap: int) -> int:
