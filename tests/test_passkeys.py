@@ -175,6 +175,25 @@ def test_challenges_are_single_use_bound_to_the_account_and_expire() -> None:
         passkeys.authenticate(device.get(late, BROKER), "A1")
 
 
+def test_an_assertion_approves_only_what_its_ceremony_was_begun_for() -> None:
+    passkeys = Passkeys(CONFIG, MemoryStore())
+    device = SoftAuthenticator()
+    enrol(passkeys, device)
+    for_a = device.get(passkeys.authentication_options("A1", purpose="stepup:a"), BROKER)
+    with pytest.raises(VerificationFailed, match="no pending ceremony"):
+        passkeys.authenticate(for_a, "A1", purpose="stepup:b")
+    with pytest.raises(VerificationFailed, match="no pending ceremony"):
+        passkeys.authenticate(for_a, "A1", purpose="stepup:a")  # used up by the wrong try
+    signed_in = device.get(passkeys.authentication_options("A1"), BROKER)
+    with pytest.raises(VerificationFailed):
+        passkeys.authenticate(signed_in, "A1", purpose="stepup:a")  # a sign-in's is no step-up
+    for_a = device.get(passkeys.authentication_options("A1", purpose="stepup:a"), BROKER)
+    with pytest.raises(VerificationFailed):
+        passkeys.authenticate(for_a, "A1")  # nor a step-up's a sign-in
+    for_a = device.get(passkeys.authentication_options("A1", purpose="stepup:a"), BROKER)
+    assert passkeys.authenticate(for_a, "A1", purpose="stepup:a").account == "A1"
+
+
 def test_a_garbage_response_is_a_verification_failure() -> None:
     passkeys = Passkeys(CONFIG, MemoryStore())
     for junk in ("{}", "not json", {"response": {"clientDataJSON": "!!"}}):

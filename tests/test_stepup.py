@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import msgspec
 import pyotp
 import pytest
 from argon2 import PasswordHasher
@@ -160,6 +161,25 @@ def test_a_relayed_passkey_fails_the_step_up() -> None:
         outcome = w.stepup.answer(challenge.id, "passkey", relayed)
     assert outcome.status == "failed" and w.resumed == []
     assert [(e.factor, e.outcome) for e in w.events] == [("passkey", "failed")]
+
+
+def test_a_passkey_answer_made_for_one_step_up_does_not_pass_another() -> None:
+    w = World()
+    small = w.stepup.start(ORDER, CHALLENGE, lambda: "small")
+    large = w.stepup.start(
+        msgspec.structs.replace(ORDER, id="o-2", quantity=90_000), CHALLENGE, w.resume
+    )
+    approved_small = w.phone.get(w.stepup.select(small.id, "passkey").passkey_options, BROKER)
+    swapped = w.stepup.answer(large.id, "passkey", approved_small)
+    assert swapped.status == "retry" and w.resumed == [] and w.events == []
+    # ... nor, used up, its own step-up; each passes with an answer made for it.
+    assert w.stepup.answer(small.id, "passkey", approved_small).status == "retry"
+    own = w.phone.get(w.stepup.select(large.id, "passkey").passkey_options, BROKER)
+    assert w.stepup.answer(large.id, "passkey", own).status == "passed"
+    assert [e.ref for e in w.events] == ["o-2"] and small.status == "open"
+    # A passkey sign-in (or any other ceremony of the customer) is not a step-up answer either.
+    signed_in = w.phone.get(w.passkeys.authentication_options("A1"), BROKER)
+    assert w.stepup.answer(small.id, "passkey", signed_in).status == "retry"
 
 
 def test_a_cloned_passkey_fails_at_once() -> None:

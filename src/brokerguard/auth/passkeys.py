@@ -7,8 +7,10 @@ checks of the ceremonies are py_webauthn's (:func:`webauthn.verify_registration_
 :func:`webauthn.verify_authentication_response`); this module adds what a broker needs around
 them:
 
-- the challenge of every ceremony is stored server-side, bound to the account and purpose,
-  single-use and short-lived (a replayed or late response finds nothing);
+- the challenge of every ceremony is stored server-side, bound to the account and to what it
+  approves (``purpose``: a sign-in, one step-up, one re-verification, one unlock request),
+  single-use and short-lived (a replayed or late response finds nothing, and an assertion the
+  customer made to approve one thing never approves another);
 - the signature counter: a counter that does not increase means two copies of one key exist
   (a cloned authenticator) — the sign-in is refused and the passkey flagged until removed;
   authenticators that always report 0 (synced passkeys) stay valid;
@@ -61,6 +63,8 @@ from brokerguard.notify.outbox import Notify
 __all__ = ["Passkey", "PasskeyConfig", "Passkeys"]
 
 Purpose = Literal["register", "authenticate"]
+SIGN_IN = "sign-in"
+"""The ``purpose`` of a plain passkey sign-in; every other use of an assertion names its own."""
 _SEP = "\x1f"
 
 
@@ -116,6 +120,7 @@ class _Ceremony(msgspec.Struct, frozen=True, kw_only=True):
     account: str | None
     purpose: Purpose
     expires: datetime
+    approves: str = ""  # an authentication's ``purpose``: what its assertion may be used for
 
 
 class _Owner(msgspec.Struct, frozen=True):
@@ -239,11 +244,17 @@ class Passkeys:
         return passkey
 
     # --- authentication ------------------------------------------------------------------------
-    def authentication_options(self, account: str | None = None) -> str:
+    def authentication_options(self, account: str | None = None, *, purpose: str = SIGN_IN) -> str:
         """Options for ``navigator.credentials.get()``, as JSON.
 
         With ``account`` (a step-up, or a sign-in after the ID was typed) only that customer's
         passkeys are allowed; without it the browser offers its discoverable passkeys.
+
+        ``purpose`` names what the assertion will approve — the sign-in (the default), or one
+        step-up, one re-verification, one unlock request (``"stepup:<id>"``, ...): only
+        :meth:`authenticate` with the same ``purpose`` accepts it. The customer's passkey signs
+        the challenge, not the operation, so without this an assertion made to approve one
+        thing could be sent to approve another (by whoever holds the session).
         """
         allow = (
             [self._descriptor(p) for p in self.list(account) if p.flagged is None]
@@ -256,16 +267,24 @@ class Passkeys:
             allow_credentials=allow,
             user_verification=UserVerificationRequirement(self.config.user_verification),
         )
-        self._begin(options.challenge, account, "authenticate")
+        self._begin(options.challenge, account, "authenticate", purpose)
         return options_to_json(options)
 
-    def authenticate(self, response: str | dict[str, Any], account: str | None = None) -> Verified:
+    def authenticate(
+        self,
+        response: str | dict[str, Any],
+        account: str | None = None,
+        *,
+        purpose: str = SIGN_IN,
+    ) -> Verified:
         """Verify an assertion; returns who signed in. Raises on any failed check.
 
+        The assertion must answer a ceremony begun for the same ``account`` and ``purpose``
+        (see :meth:`authentication_options`); that ceremony is used up either way.
         The signature, origin and RP ID are checked by py_webauthn before the counter is
         compared, so only a validly signed assertion can flag a passkey as cloned.
         """
-        challenge = self._take(response, account, "authenticate")
+        challenge = self._take(response, account, "authenticate", purpose)
         try:
             data = json.loads(response) if isinstance(response, str) else response
             credential_id = bytes_to_base64url(base64url_to_bytes(data["rawId"]))
@@ -362,20 +381,33 @@ class Passkeys:
                 gone += 1
         return gone
 
-    def _begin(self, challenge: bytes, account: str | None, purpose: Purpose) -> None:
+    def _begin(
+        self, challenge: bytes, account: str | None, purpose: Purpose, approves: str = ""
+    ) -> None:
         self._begun += 1
         if self._begun % 256 == 0:  # abandoned ceremonies must not pile up in the store
             self.purge()
         expires = self.clock() + self.config.ceremony_ttl
         self._ceremonies.put(
             bytes_to_base64url(challenge),
-            _Ceremony(account=account, purpose=purpose, expires=expires),
+            _Ceremony(account=account, purpose=purpose, expires=expires, approves=approves),
         )
 
-    def _take(self, response: str | dict[str, Any], account: str | None, purpose: Purpose) -> bytes:
+    def _take(
+        self,
+        response: str | dict[str, Any],
+        account: str | None,
+        purpose: Purpose,
+        approves: str = "",
+    ) -> bytes:
         challenge = _client_challenge(response)
         ceremony = self._ceremonies.take(challenge)
-        if ceremony is None or ceremony.purpose != purpose or ceremony.account != account:
+        if (
+            ceremony is None
+            or ceremony.purpose != purpose
+            or ceremony.account != account
+            or ceremony.approves != approves
+        ):
             raise VerificationFailed("no pending ceremony for this challenge")
         if self.clock() > ceremony.expires:
             raise CodeExpired("the passkey ceremony expired; start again")

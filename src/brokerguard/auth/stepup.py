@@ -209,9 +209,10 @@ class StepUp:
         challenge = self._usable(challenge_id, factor)
         if factor == "passkey":
             assert self.passkeys is not None
-            return Prompt(
-                factor, passkey_options=self.passkeys.authentication_options(challenge.account)
+            options = self.passkeys.authentication_options(
+                challenge.account, purpose=self._purpose(challenge)
             )
+            return Prompt(factor, passkey_options=options)
         if factor in ("sms", "email"):
             assert self.codes is not None
             sent = self.codes.send(challenge.account, factor, purpose=self._purpose(challenge))  # type: ignore[arg-type]
@@ -284,7 +285,9 @@ class StepUp:
     def _verify(self, challenge: Challenge, factor: Factor, response: Any) -> Verified:
         account = challenge.account
         if factor == "passkey" and self.passkeys is not None:
-            return self.passkeys.authenticate(response, account)
+            # Only an assertion made for this step-up: one the customer made to approve another
+            # operation (or a sign-in, a re-verification) must not approve this one.
+            return self.passkeys.authenticate(response, account, purpose=self._purpose(challenge))
         if factor == "totp" and self.totp is not None:
             return self.totp.verify(account, str(response))
         if factor in ("sms", "email", "oob") and self.codes is not None:
@@ -294,6 +297,8 @@ class StepUp:
         raise NotEnrolled(f"no verifier configured for {factor!r}")
 
     def _purpose(self, challenge: Challenge) -> str:
+        """What a passkey assertion or a sent code of this step-up approves: this step-up only
+        (its operation, its session), never another one of the same customer."""
         return f"stepup:{challenge.id}"
 
     def _send_confirmation(self, challenge: Challenge) -> SentCode:

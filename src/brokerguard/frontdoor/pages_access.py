@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from brokerguard.auth import AccountLocked, AuthError, Limit, VerificationFailed
+from brokerguard.auth.passkeys import SIGN_IN
 from brokerguard.frontdoor import flows
 from brokerguard.frontdoor._web import (
     DEVICE_COOKIE,
@@ -132,7 +133,9 @@ async def login_password(request: Request) -> Response:
 @router.post("/login/passkey/options")
 async def passkey_options(request: Request) -> Response:
     await _json(request)
-    options = await run_in_threadpool(site(request).passkeys.authentication_options, None)
+    options = await run_in_threadpool(
+        site(request).passkeys.authentication_options, None, purpose=SIGN_IN
+    )
     return Response(options, media_type="application/json")
 
 
@@ -144,7 +147,7 @@ async def login_passkey(request: Request) -> Response:
 
     def check() -> flows.Next:
         try:
-            proof = s.passkeys.authenticate(body)
+            proof = s.passkeys.authenticate(body, purpose=SIGN_IN)
         except AuthError:
             return flows.Next("/login?failed=1")
         if s.lockout.is_locked(proof.account):
@@ -229,8 +232,10 @@ async def unlock_options(request: Request) -> Response:
             if still_open
             else s.lockout.request_unlock(account, requested_by="customer")
         )
-        options = json.loads(s.passkeys.authentication_options(account))
-        return {"request": request_.id, "options": options}
+        # The ceremony approves this unlock request only: not an assertion made for a step-up
+        # or a re-verification before the lock, say.
+        options = s.passkeys.authentication_options(account, purpose=f"unlock:{request_.id}")
+        return {"request": request_.id, "options": json.loads(options)}
 
     try:
         return JSONResponse(await run_in_threadpool(begin))
@@ -245,8 +250,11 @@ async def unlock_verify(request: Request) -> Response:
     s = site(request)
 
     def finish() -> None:
-        proof = s.passkeys.authenticate(body.get("response") or {}, account)
-        s.lockout.complete_by_factor(account, str(body.get("request", "")), proof)
+        request_id = str(body.get("request", ""))
+        proof = s.passkeys.authenticate(
+            body.get("response") or {}, account, purpose=f"unlock:{request_id}"
+        )
+        s.lockout.complete_by_factor(account, request_id, proof)
         s.guard.unfreeze(account, "customer re-verified with a passkey at the front door")
 
     try:

@@ -33,12 +33,19 @@ from brokerguard.frontdoor._web import (
 )
 from brokerguard.frontdoor.pages_access import _go, _json
 from brokerguard.frontdoor.prefs import OPTIONAL
+from brokerguard.frontdoor.sessions import SiteSession
 from brokerguard.netinfo import shared_lookup
 from brokerguard.notify import device_text
 
 router = APIRouter(include_in_schema=False)
 PERMIT = timedelta(minutes=5)
 _PERMITS = threading.Lock()  # taking a session's passkey permit (see passkey_register)
+
+
+def reauth_purpose(session: SiteSession) -> str:
+    """A re-verification's passkey ceremony is this session's: neither a step-up's assertion
+    nor one made in another session (the thief's) stands in for it, nor it for them."""
+    return f"reauth:{session.id}"
 
 
 def place(ip: str) -> dict[str, str]:
@@ -192,7 +199,9 @@ async def reauth_options(request: Request) -> Response:
     await check_csrf(request, session)
     await _json(request)
     options = await run_in_threadpool(
-        site(request).passkeys.authentication_options, session.account
+        site(request).passkeys.authentication_options,
+        session.account,
+        purpose=reauth_purpose(session),
     )
     return Response(options, media_type="application/json")
 
@@ -205,7 +214,9 @@ async def reauth(request: Request) -> Response:
     s = site(request)
     token = request.cookies.get(SESSION_COOKIE, "")
     try:
-        proof = await run_in_threadpool(s.passkeys.authenticate, body, session.account)
+        proof = await run_in_threadpool(
+            s.passkeys.authenticate, body, session.account, purpose=reauth_purpose(session)
+        )
     except AuthError as exc:
         return JSONResponse({"error": exc.code}, status_code=403)
     session.reauth = proof

@@ -1,0 +1,163 @@
+"""What one approval may approve, over the site's HTTP endpoints on a real guard: a passkey
+assertion or a mailed code answers only the step-up (or re-verification, or unlock) it was
+asked for, in the session that asked, once.
+
+The threat: whoever holds a customer's session (a phishing proxy, a stolen cookie, malware in
+the browser) gets the customer to approve something innocent and reuses the approval for
+something else — a pump buy, a passkey of their own, their own sign-in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from frontdoor_helpers import (
+    ORIGIN,
+    SiteRig,
+    csrf_of,
+    enrol_passkey,
+    login,
+    passkey_login,
+    post_json,
+    site_rig,
+)
+from servers import Inbox, smtp_server
+from starlette.testclient import TestClient
+
+from brokerguard.auth.testing import SoftAuthenticator
+from brokerguard.frontdoor.embedded import EmbeddedGuard
+
+PROXY_IP = "13.112.10.20"  # an AWS Tokyo address: where phishing proxies run
+
+
+@pytest.fixture
+def guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedGuard]:
+    """A guard of each test's own: a buy that went through moves the price the next is
+    judged against."""
+    embedded = EmbeddedGuard(tmp_path_factory.mktemp("guard")).start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    with smtp_server() as served:
+        yield served
+
+
+@pytest.fixture
+def rig(tmp_path: Path, smtp: tuple[Inbox, int], guard: EmbeddedGuard) -> Iterator[SiteRig]:
+    inbox, port = smtp
+    with site_rig(tmp_path, inbox, port, guard) as made:
+        yield made
+
+
+BUY = {"symbol": "9347", "side": "buy", "limit_price": "180"}
+
+
+def two_challenged_buys(
+    rig: SiteRig, account: str
+) -> tuple[TestClient, SoftAuthenticator, str, str, str]:
+    """A customer with a passkey sells everything, then two thin small-cap buys wait for their
+    step-ups. Returns the browser, its passkey, the CSRF token and the two step-up pages."""
+    rig.customer(account, positions={"7203": 300})
+    browser, auth = rig.client(), SoftAuthenticator()
+    login(browser, account)
+    enrol_passkey(rig, browser, account, auth)
+    csrf = csrf_of(browser.get("/order").text)
+    sold = browser.post(
+        "/order", data={"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "300"}
+    )
+    assert sold.headers["location"] == "/portfolio?done=placed"
+    first = browser.post("/order", data={"csrf_token": csrf, **BUY, "quantity": "100"})
+    second = browser.post("/order", data={"csrf_token": csrf, **BUY, "quantity": "9000"})
+    a, b = first.headers["location"], second.headers["location"]
+    assert a.startswith("/stepup/") and b.startswith("/stepup/") and a != b, (a, b)
+    return browser, auth, csrf, a, b
+
+
+def holding(rig: SiteRig, account: str, symbol: str = "9347") -> int:
+    return rig.site.book.customer(account).positions.get(symbol, 0)
+
+
+def test_a_passkey_assertion_for_one_step_up_does_not_pass_another(rig: SiteRig):
+    """The customer approves a 100-share buy with the passkey; the assertion, taken on its
+    way (malware in the browser, say), is sent to the 9,000-share buy's step-up instead."""
+    browser, auth, csrf, small, large = two_challenged_buys(rig, "B1")
+    assert "x9000" in browser.get(large).text.replace(" ", "")
+    options = post_json(browser, small + "/options", {}, csrf).json()
+    approved_small = auth.get(options, ORIGIN)  # what the customer's passkey signed
+    swapped = post_json(browser, large + "/answer", {"response": approved_small}, csrf).json()
+    assert swapped["redirect"].startswith(large + "?left="), swapped
+    assert holding(rig, "B1") == 0  # the large buy did not go through
+    # Nor does it pass its own step-up afterwards: a passkey answer is taken once.
+    again = post_json(browser, small + "/answer", {"response": approved_small}, csrf).json()
+    assert again["redirect"].startswith(small + "?left="), again
+    assert holding(rig, "B1") == 0
+    # Each step-up passes with an assertion made for it, and only for its own order.
+    options = post_json(browser, small + "/options", {}, csrf).json()
+    done = post_json(browser, small + "/answer", {"response": auth.get(options, ORIGIN)}, csrf)
+    assert done.json() == {"redirect": "/portfolio?done=placed"}
+    assert holding(rig, "B1") == 100
+    assert browser.get(large).status_code == 200  # still open, still waiting for its own
+
+
+def test_sign_in_re_verification_unlock_and_step_up_ceremonies_do_not_stand_in_for_each_other(
+    rig: SiteRig,
+):
+    browser, auth, csrf, small, _large = two_challenged_buys(rig, "B2")
+
+    # A re-verification on the security page (the customer means to rename or remove a passkey)
+    # does not pass an order's step-up.
+    options = post_json(browser, "/settings/reauth/options", {}, csrf).json()
+    reverified = auth.get(options, ORIGIN)
+    swapped = post_json(browser, small + "/answer", {"response": reverified}, csrf).json()
+    assert swapped["redirect"].startswith(small + "?left="), swapped
+    assert holding(rig, "B2") == 0
+
+    # A step-up's assertion is no re-verification: no passkey can be removed with it.
+    options = post_json(browser, small + "/options", {}, csrf).json()
+    stepped = auth.get(options, ORIGIN)
+    refused = post_json(browser, "/settings/reauth", stepped, csrf)
+    assert refused.status_code == 403, refused.text
+    (passkey,) = rig.site.passkeys.list("B2")
+    removed = browser.post(
+        f"/settings/passkeys/{passkey.credential_id}/remove", data={"csrf_token": csrf}
+    )
+    assert "error=reauth_required" in removed.headers["location"]
+    assert rig.site.passkeys.list("B2")
+
+    # Nor a sign-in: the page signs in with discoverable passkeys, of no account given.
+    options = post_json(browser, small + "/options", {}, csrf).json()
+    signed_in = post_json(rig.client(), "/login/passkey", auth.get(options, ORIGIN))
+    assert signed_in.json() == {"redirect": "/login?failed=1"}
+
+    # A step-up's assertion, made before the account was locked, does not unlock it.
+    options = post_json(browser, small + "/options", {}, csrf).json()
+    before_the_lock = auth.get(options, ORIGIN)
+    rig.site.lock("B2", reason="customer", by="customer")
+    owner = rig.client()
+    begun = post_json(owner, "/unlock/options", {"account": "B2"}).json()
+    unlocked = post_json(
+        owner,
+        "/unlock/verify",
+        {"account": "B2", "request": begun["request"], "response": before_the_lock},
+    )
+    assert unlocked.status_code == 403, unlocked.text
+    assert rig.site.lockout.is_locked("B2")
+    # The unlock's own ceremony does.
+    begun = post_json(owner, "/unlock/options", {"account": "B2"}).json()
+    done = post_json(
+        owner,
+        "/unlock/verify",
+        {
+            "account": "B2",
+            "request": begun["request"],
+            "response": auth.get(begun["options"], ORIGIN),
+        },
+    )
+    assert done.json() == {"redirect": "/login?unlocked=1"}
+    assert passkey_login(owner, auth).json() == {"redirect": "/portfolio"}
