@@ -161,3 +161,62 @@ def test_sign_in_re_verification_unlock_and_step_up_ceremonies_do_not_stand_in_f
     )
     assert done.json() == {"redirect": "/login?unlocked=1"}
     assert passkey_login(owner, auth).json() == {"redirect": "/portfolio"}
+
+
+def test_a_sign_in_step_up_is_answered_only_by_the_browser_that_signed_in(rig: SiteRig):
+    """A phisher signs in from his proxy with the relayed password and meets the passkey step-up.
+    He sends the customer — signed in on the real site in her own browser — the step-up's
+    address ("please confirm your sign-in"). Her session must not pass his sign-in: the guard
+    would learn his proxy as her own, and let his next password sign-in straight in."""
+    rig.customer("S1")
+    customer, auth = rig.client(), SoftAuthenticator()
+    login(customer, "S1")
+    csrf = enrol_passkey(rig, customer, "S1", auth)
+    phisher = rig.client(PROXY_IP)
+    where = login(phisher, "S1")
+    assert where.startswith("/stepup/"), where
+
+    assert customer.get(where).status_code == 410  # not hers to answer
+    options = post_json(customer, where + "/options", {}, csrf)
+    assert options.status_code == 404, options.text
+    signed = auth.get(post_json(customer, "/settings/reauth/options", {}, csrf).json(), ORIGIN)
+    answer = post_json(customer, where + "/answer", {"response": signed}, csrf)
+    assert answer.json() == {"redirect": where}
+    assert phisher.get(where).status_code == 200  # still waiting, for the phisher's browser
+    assert login(rig.client(PROXY_IP), "S1").startswith("/stepup/")  # and he is still asked
+
+
+def test_a_step_up_is_answered_only_in_the_session_that_opened_it(rig: SiteRig):
+    """Someone in a second session of the account (a proxy the guard found unremarkable, an
+    old session's stolen cookie) starts adding a passkey, which the guard steps up. The
+    customer, in her own session, is led to that step-up's page: her passkey must not give his
+    session the permit to enrol his own."""
+    rig.customer("S2")
+    customer, auth = rig.client(), SoftAuthenticator()
+    login(customer, "S2")
+    csrf = enrol_passkey(rig, customer, "S2", auth)
+    intruder = rig.client()
+    assert login(intruder, "S2") == "/portfolio"
+    his_csrf = csrf_of(intruder.get("/settings").text)
+    begun = intruder.post("/settings/passkeys/begin", data={"csrf_token": his_csrf})
+    where = begun.headers["location"]
+    assert where.startswith("/stepup/"), where
+
+    assert customer.get(where).status_code == 410
+    assert post_json(customer, where + "/options", {}, csrf).status_code == 404
+    signed = auth.get(post_json(customer, "/settings/reauth/options", {}, csrf).json(), ORIGIN)
+    answer = post_json(customer, where + "/answer", {"response": signed}, csrf)
+    assert answer.json() == {"redirect": where}
+    sent = customer.post(where + "/send", data={"csrf_token": csrf, "factor": "oob"})
+    assert sent.headers["location"] == where
+    assert rig.site.stepup.get(where.removeprefix("/stepup/")).sent is None
+    options = post_json(intruder, "/settings/passkeys/options", {}, his_csrf)
+    assert (options.status_code, options.json()) == (403, {"error": "reauth_required"})
+    assert len(rig.site.passkeys.list("S2")) == 1
+
+    # Another customer's session cannot either; the session that opened it can.
+    rig.customer("S3")
+    stranger = rig.client()
+    login(stranger, "S3")
+    assert stranger.get(where).status_code == 410
+    assert intruder.get(where).status_code == 200

@@ -5,7 +5,7 @@ The step-up page offers exactly the factors the guard's decision named and the c
 or takes the code sent to the registered address, and reports the outcome to the guard as a
 ``ChallengeResult``. Only a passed step-up resumes the operation; "this was not me" on a held
 order fails it. A sign-in's step-up is tied to the browser that started it by a cookie holding
-the step-up's random id; every other step-up to the session of the same account.
+the step-up's random id; every other step-up to the session that started it.
 """
 
 from __future__ import annotations
@@ -86,15 +86,26 @@ async def order(request: Request) -> Response:
 
 # --- step-up ---------------------------------------------------------------------------------
 def _challenge(request: Request, challenge_id: str) -> Challenge | None:
-    """The step-up if this browser may answer it (its sign-in, or its session's account)."""
+    """The step-up if this browser may answer it: a sign-in's only in the browser that signed
+    in (its cookie), any other only in the session that asked for the operation.
+
+    Not in another session of the same customer: whoever holds one (a phisher's proxy, an old
+    session's stolen cookie) would otherwise open a step-up — his own sign-in, his passkey, his
+    order — and lead the customer, signed in on the real site, to its page to pass it for him.
+    """
     try:
         challenge = site(request).stepup.get(challenge_id)
     except AuthError:
         return None
+    if challenge.operation == "login":
+        pending = request.cookies.get(PENDING_COOKIE)
+        return challenge if pending == challenge_id else None
     session = session_of(request, required=False)
-    if session is not None and session.account == challenge.account:
-        return challenge
-    if request.cookies.get(PENDING_COOKIE) == challenge_id and challenge.operation == "login":
+    if (
+        session is not None
+        and session.account == challenge.account
+        and session.guard_session == challenge.session
+    ):
         return challenge
     return None
 
