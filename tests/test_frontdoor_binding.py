@@ -8,8 +8,11 @@ something else — a pump buy, a passkey of their own, their own sign-in."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from frontdoor_helpers import (
@@ -26,7 +29,7 @@ from servers import Inbox, smtp_server
 from starlette.testclient import TestClient
 
 from brokerguard.auth.testing import SoftAuthenticator
-from brokerguard.frontdoor.embedded import EmbeddedGuard
+from brokerguard.frontdoor.embedded import EmbeddedGuard, demo_policy_text
 
 PROXY_IP = "13.112.10.20"  # an AWS Tokyo address: where phishing proxies run
 
@@ -53,6 +56,23 @@ def rig(tmp_path: Path, smtp: tuple[Inbox, int], guard: EmbeddedGuard) -> Iterat
     inbox, port = smtp
     with site_rig(tmp_path, inbox, port, guard) as made:
         yield made
+
+
+def timeline(rig: SiteRig, account: str, kind: str, n: int = 1) -> list[dict[str, Any]]:
+    """The guard's recorded events of a type, once at least ``n`` are there."""
+    import httpx
+
+    found: list[dict[str, Any]] = []
+    for _ in range(100):
+        answer = httpx.get(
+            f"{rig.guard.url}/v1/accounts/{account}/timeline",
+            headers={"Authorization": f"Bearer {rig.guard.key}"},
+        )
+        found = [i for i in answer.json()["items"] if i["type"] == kind]
+        if len(found) >= n:
+            return found
+        time.sleep(0.05)
+    return found
 
 
 BUY = {"symbol": "9347", "side": "buy", "limit_price": "180"}
@@ -220,3 +240,58 @@ def test_a_step_up_is_answered_only_in_the_session_that_opened_it(rig: SiteRig):
     login(stranger, "S3")
     assert stranger.get(where).status_code == 410
     assert intruder.get(where).status_code == 200
+
+
+STRONG_OR_CODE = '{ min_score = 0.5, action = "challenge", factors = ["passkey", "oob"] }'
+
+
+@pytest.fixture
+def email_or_oob_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedGuard]:
+    """A broker's policy that lets a risky sign-in be stepped up by an e-mail one-time code
+    (relayable) or an out-of-band confirmation, whichever the customer picks."""
+    head, login_point, rest = demo_policy_text().partition("[login]\n")
+    assert STRONG_OR_CODE in rest
+    rest = rest.replace(STRONG_OR_CODE, STRONG_OR_CODE.replace('"passkey"', '"email"'), 1)
+    embedded = EmbeddedGuard(
+        tmp_path_factory.mktemp("guard"), policy_text=head + login_point + rest
+    ).start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+def test_a_one_time_code_is_not_taken_as_an_out_of_band_confirmation(
+    tmp_path: Path, smtp: tuple[Inbox, int], email_or_oob_guard: EmbeddedGuard
+):
+    """The phisher's sign-in may be stepped up by an e-mail code or an out-of-band
+    confirmation. He asks for the e-mail code, which his kit relays as the customer types it
+    into the phishing page, and answers with it as the out-of-band confirmation: the guard
+    would count his sign-in as confirmed by the customer's registered contact, learn his proxy
+    as hers and let his next password sign-in in unasked."""
+    inbox, port = smtp
+    with site_rig(tmp_path, inbox, port, email_or_oob_guard) as rig:
+        rig.customer("K1")
+        assert login(rig.client(), "K1") == "/portfolio"
+        phisher = rig.client(PROXY_IP)
+        where = login(phisher, "K1")
+        assert where.startswith("/stepup/"), where
+        challenge = rig.site.stepup.get(where.removeprefix("/stepup/"))
+        assert challenge.factors == ("email", "oob")
+        hidden = re.search(r'name="stepup" value="([^"]*)"', phisher.get(where).text).group(1)
+        mails = len(rig.mails("K1@example.jp"))
+        phisher.post(where + "/send", data={"stepup": hidden, "factor": "email"})
+        for _ in range(100):
+            if len(rig.mails("K1@example.jp")) > mails:
+                break
+            time.sleep(0.05)
+        relayed = rig.last_code("K1@example.jp")
+
+        form = {"stepup": hidden, "code": relayed}
+        as_oob = phisher.post(where + "/answer", data={**form, "factor": "oob"})
+        assert as_oob.headers["location"].startswith(where + "?left="), as_oob.headers
+        as_email = phisher.post(where + "/answer", data={**form, "factor": "email"})
+        assert as_email.headers["location"] == "/portfolio"  # what it is: an e-mail code
+        (result,) = timeline(rig, "K1", "challenge")
+        assert (result["event"]["factor"], result["event"]["outcome"]) == ("email", "passed")
+        assert login(rig.client(PROXY_IP), "K1").startswith("/stepup/")  # still asked

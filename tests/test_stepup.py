@@ -152,6 +152,23 @@ def test_a_wrong_code_can_be_retried_and_too_many_fail_without_resuming() -> Non
     assert [(e.factor, e.outcome) for e in w.events] == [("sms", "failed")]
 
 
+def test_a_code_answers_only_as_the_factor_it_was_sent_for() -> None:
+    """A one-time code (relayable) must not pass as the out-of-band confirmation the guard
+    counts as strong, nor the other way round."""
+    w = World(passkey=False)
+    decision = Decision(action="challenge", factors=("sms", "oob"))
+    challenge = w.stepup.start(ORDER, decision, w.resume)
+    w.stepup.select(challenge.id, "sms")
+    sms = w.notices.last_code()
+    assert w.stepup.answer(challenge.id, "oob", sms).status == "retry"
+    w.stepup.select(challenge.id, "oob")
+    oob = w.notices.last_code()
+    assert w.stepup.answer(challenge.id, "sms", oob).status == "retry"
+    assert w.resumed == [] and w.events == []
+    assert w.stepup.answer(challenge.id, "sms", sms).status == "passed"
+    assert [(e.factor, e.outcome) for e in w.events] == [("sms", "passed")]
+
+
 def test_a_relayed_passkey_fails_the_step_up() -> None:
     w = World()
     challenge = w.stepup.start(ORDER, CHALLENGE, w.resume)

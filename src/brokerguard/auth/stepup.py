@@ -54,6 +54,7 @@ from brokerguard.guard import Decision
 __all__ = ["Challenge", "Outcome", "Prompt", "StepUp", "describe_operation"]
 
 Status = Literal["open", "passed", "failed", "abandoned"]
+CODE_FACTORS: tuple[Factor, ...] = ("sms", "email", "oob")  # answered with a code that was sent
 SteppedUp = LoginAttempt | Order | Withdrawal | SettingsChange
 
 
@@ -215,7 +216,8 @@ class StepUp:
             return Prompt(factor, passkey_options=options)
         if factor in ("sms", "email"):
             assert self.codes is not None
-            sent = self.codes.send(challenge.account, factor, purpose=self._purpose(challenge))  # type: ignore[arg-type]
+            purpose = self._purpose(challenge, factor)
+            sent = self.codes.send(challenge.account, factor, purpose=purpose)  # type: ignore[arg-type]
             challenge.sent = sent
             return Prompt(factor, sent=sent)
         if factor == "oob":
@@ -250,7 +252,8 @@ class StepUp:
         """The customer says the held operation was not theirs: fail it, never resume."""
         challenge = self._usable(challenge_id, "oob")
         if self.codes is not None:
-            self.codes.cancel(challenge.account, purpose=self._purpose(challenge))
+            for factor in CODE_FACTORS:
+                self.codes.cancel(challenge.account, purpose=self._purpose(challenge, factor))
         self._finish(challenge, "oob", "failed")
         return Outcome("failed", "oob", error="rejected_by_customer")
 
@@ -290,16 +293,23 @@ class StepUp:
             return self.passkeys.authenticate(response, account, purpose=self._purpose(challenge))
         if factor == "totp" and self.totp is not None:
             return self.totp.verify(account, str(response))
-        if factor in ("sms", "email", "oob") and self.codes is not None:
-            return self.codes.verify(account, str(response), purpose=self._purpose(challenge))
+        if factor in CODE_FACTORS and self.codes is not None:
+            # The code sent for this factor: an SMS or e-mail one-time code (relayable, named
+            # by the guard as such) must not pass as the out-of-band confirmation it counts as
+            # strong, though both go to the same registered contact.
+            purpose = self._purpose(challenge, factor)
+            return self.codes.verify(account, str(response), purpose=purpose)
         if factor == "password" and self.passwords is not None:
             return self.passwords.verify(account, str(response))
         raise NotEnrolled(f"no verifier configured for {factor!r}")
 
-    def _purpose(self, challenge: Challenge) -> str:
+    def _purpose(self, challenge: Challenge, factor: Factor = "passkey") -> str:
         """What a passkey assertion or a sent code of this step-up approves: this step-up only
-        (its operation, its session), never another one of the same customer."""
-        return f"stepup:{challenge.id}"
+        (its operation, its session), never another one of the same customer; a code, only
+        as the factor it was sent for."""
+        if factor == "passkey":
+            return f"stepup:{challenge.id}"
+        return f"stepup:{challenge.id}:{factor}"
 
     def _send_confirmation(self, challenge: Challenge) -> SentCode:
         assert self.codes is not None
@@ -310,7 +320,7 @@ class StepUp:
         return self.codes.send(
             challenge.account,
             channel,
-            purpose=self._purpose(challenge),
+            purpose=self._purpose(challenge, "oob"),
             factor="oob",
             kind="hold_confirmation",
             fields={"operation": challenge.operation},
