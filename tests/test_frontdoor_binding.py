@@ -29,6 +29,7 @@ from servers import Inbox, smtp_server
 from starlette.testclient import TestClient
 
 from brokerguard.auth.testing import SoftAuthenticator
+from brokerguard.engine.policy import default_policy_path
 from brokerguard.frontdoor.embedded import EmbeddedGuard, demo_policy_text
 
 PROXY_IP = "13.112.10.20"  # an AWS Tokyo address: where phishing proxies run
@@ -295,3 +296,61 @@ def test_a_one_time_code_is_not_taken_as_an_out_of_band_confirmation(
         (result,) = timeline(rig, "K1", "challenge")
         assert (result["event"]["factor"], result["event"]["outcome"]) == ("email", "passed")
         assert login(rig.client(PROXY_IP), "K1").startswith("/stepup/")  # still asked
+
+
+@pytest.fixture
+def hold_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedGuard]:
+    """A guard on the shipped policy itself: risky orders are held, not challenged."""
+    shipped = default_policy_path().read_text(encoding="utf-8")
+    embedded = EmbeddedGuard(tmp_path_factory.mktemp("guard"), policy_text=shipped).start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+def code_for(rig: SiteRig, to: str, operation: str) -> str:
+    """The code of the hold confirmation that names ``operation``."""
+    for _ in range(100):
+        for mail in rig.mails(to):
+            body = mail.get_content()
+            if operation in body:
+                return re.search(r"確認コード: (\d{6})", body).group(1)
+        time.sleep(0.05)
+    raise AssertionError(f"no confirmation naming {operation!r} mailed to {to}")
+
+
+def test_a_mailed_confirmation_code_confirms_only_its_own_held_order_and_only_once(
+    tmp_path: Path, smtp: tuple[Inbox, int], hold_guard: EmbeddedGuard
+):
+    """Two orders held at once, each with its code mailed to the customer. The code of the
+    small one (which the customer means to confirm) does not release the large one, and a code
+    that was used is not taken again. (Each code's purpose is its own step-up: ``stepup:<id>``
+    in the HMAC and the key of the stored code.)"""
+    inbox, port = smtp
+    with site_rig(tmp_path, inbox, port, hold_guard) as rig:
+        rig.customer("H1", positions={"7203": 600})
+        browser = rig.client()
+        login(browser, "H1")
+        csrf = csrf_of(browser.get("/order").text)
+        sell = {"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "600"}
+        assert browser.post("/order", data=sell).headers["location"] == "/portfolio?done=placed"
+        small = browser.post("/order", data={"csrf_token": csrf, **BUY, "quantity": "100"})
+        large = browser.post("/order", data={"csrf_token": csrf, **BUY, "quantity": "9000"})
+        small, large = small.headers["location"], large.headers["location"]
+        assert small.startswith("/stepup/") and large.startswith("/stepup/"), (small, large)
+        code = code_for(rig, "H1@example.jp", "x100 @180")
+        code_for(rig, "H1@example.jp", "x9000 @180")  # both went out
+
+        def confirm(where: str, code: str) -> str:
+            form = {"csrf_token": csrf, "factor": "oob", "code": code}
+            return browser.post(where + "/answer", data=form).headers["location"]
+
+        assert confirm(large, code).startswith(large + "?left=")
+        assert holding(rig, "H1") == 0
+        assert confirm(small, code) == "/portfolio?done=placed"
+        assert holding(rig, "H1") == 100
+        assert confirm(small, code) == small  # answered: the page says it is gone
+        assert browser.get(small).status_code == 410
+        assert confirm(large, code).startswith(large + "?left=")
+        assert holding(rig, "H1") == 100
