@@ -287,6 +287,8 @@ def test_a_one_time_code_is_not_taken_as_an_out_of_band_confirmation(
                 break
             time.sleep(0.05)
         relayed = rig.last_code("K1@example.jp")
+        mail = rig.mails("K1@example.jp")[-1].get_content()
+        assert "ログイン の確認コード" in mail and "stepup" not in mail  # what it approves
 
         form = {"stepup": hidden, "code": relayed}
         as_oob = phisher.post(where + "/answer", data={**form, "factor": "oob"})

@@ -23,7 +23,7 @@ from brokerguard.engine import BrokerGuard
 from brokerguard.events import ChallengeResult, LoginAttempt, Order, Withdrawal, decode_line, encode
 from brokerguard.guard import Decision
 from brokerguard.guards import load_guard
-from brokerguard.notify import Contact, MemoryContacts, Notifier, SmtpChannel
+from brokerguard.notify import Contact, MemoryContacts, Notifier, SmtpChannel, render
 
 T = datetime(2025, 3, 20, 1, 0, tzinfo=UTC)
 ORDER = Order(
@@ -167,6 +167,19 @@ def test_a_code_answers_only_as_the_factor_it_was_sent_for() -> None:
     assert w.resumed == [] and w.events == []
     assert w.stepup.answer(challenge.id, "sms", sms).status == "passed"
     assert [(e.factor, e.outcome) for e in w.events] == [("sms", "passed")]
+
+
+def test_a_one_time_code_names_the_operation_it_approves() -> None:
+    """Told "a code for your sign-in" by a phishing page, the customer reads in the message
+    what the code will really approve (the hold confirmation says it too)."""
+    w = World(passkey=False)
+    challenge = w.stepup.start(ORDER, CHALLENGE, w.resume)
+    w.stepup.select(challenge.id, "sms")
+    account, kind, fields, channels = w.notices.sent[-1]
+    assert (account, kind, channels) == ("A1", "one_time_code", ("sms",))
+    assert fields["purpose"] == "BUY 7992 (TSE) x1000 @144"
+    text = render(kind, "en", {"when": "now", **fields}).short
+    assert "your code for the BUY 7992 (TSE) x1000 @144 is" in text
 
 
 def test_a_relayed_passkey_fails_the_step_up() -> None:

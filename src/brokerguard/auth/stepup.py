@@ -216,8 +216,14 @@ class StepUp:
             return Prompt(factor, passkey_options=options)
         if factor in ("sms", "email"):
             assert self.codes is not None
-            purpose = self._purpose(challenge, factor)
-            sent = self.codes.send(challenge.account, factor, purpose=purpose)  # type: ignore[arg-type]
+            # The message names what the code approves (not the internal purpose): a customer
+            # told "a code for your sign-in" by a phishing page reads what it really is for.
+            sent = self.codes.send(
+                challenge.account,
+                factor,  # type: ignore[arg-type]
+                purpose=self._purpose(challenge, factor),
+                fields={"purpose": challenge.operation},
+            )
             challenge.sent = sent
             return Prompt(factor, sent=sent)
         if factor == "oob":
