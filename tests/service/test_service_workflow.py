@@ -3,6 +3,7 @@ campaigns and the policy."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from conftest import Api
 from brokerguard.engine.policy import default_policy_path
 from brokerguard.events import Event, LoginAttempt
 from brokerguard.guard import decision_point
+from brokerguard.service.errors import Conflict
 
 
 @pytest.fixture
@@ -91,9 +93,10 @@ def test_campaigns_are_recorded(busy: Api) -> None:
     assert case.status_code == 201 and case.json()["campaign_id"] == camp["id"]
 
 
-def test_timeline_and_held_orders(
+def held_order(
     make_api: Callable[..., Api], database_url: str, recorded_events: list[Event], tmp_path: Path
-) -> None:
+) -> tuple[Api, Event, dict]:
+    """A service whose policy holds every new order, with the run's last order held."""
     policy = tmp_path / "hold-orders.toml"
     source = default_policy_path().read_text(encoding="utf-8")
     order_prior = re.search(r"^\[order\]\nprior = \S+", source, re.M).group(0)
@@ -106,6 +109,13 @@ def test_timeline_and_held_orders(
     assert answer["action"] == "hold" and answer["alert_id"], (answer["score"], answer["reasons"])
     assert api.service.host.pending(order.id) is not None
     api.settle()
+    return api, order, answer
+
+
+def test_timeline_and_held_orders(
+    make_api: Callable[..., Api], database_url: str, recorded_events: list[Event], tmp_path: Path
+) -> None:
+    api, order, answer = held_order(make_api, database_url, recorded_events, tmp_path)
     account = answer["account"]
     timeline = api.get(f"/v1/accounts/{account}/timeline").json()
     assert timeline["account"] == account and not timeline["locked"]
@@ -134,6 +144,31 @@ def test_timeline_and_held_orders(
     reply = next(i for i in timeline["items"] if i["type"] == "challenge")
     assert reply["event"]["ref"] == order.id and reply["event"]["outcome"] == "passed"
     assert timeline["actions"][0]["action"] == "release_order"
+
+
+def test_two_analysts_answering_one_held_order_at_once_one_is_refused(
+    make_api: Callable[..., Api], database_url: str, recorded_events: list[Event], tmp_path: Path
+) -> None:
+    """Release and cancel of one hold sent at the same moment: one answers it, the other is a
+    conflict, and the audit records only the answer that took effect."""
+    api, order, answer = held_order(make_api, database_url, recorded_events, tmp_path)
+    service, account = api.service, answer["account"]
+
+    async def both() -> list[object]:
+        return await asyncio.gather(
+            service.act_on_account("ann", account, "release_order", order.id, "ok"),
+            service.act_on_account("bob", account, "cancel_order", order.id, "not me"),
+            return_exceptions=True,
+        )
+
+    first, second = api.client.portal.call(both)
+    assert isinstance(first, dict) and first["action"] == "release_order"
+    assert isinstance(second, Conflict) and second.field == "target"
+    api.settle()
+    timeline = api.get(f"/v1/accounts/{account}/timeline").json()
+    assert [a["action"] for a in timeline["actions"]] == ["release_order"]
+    reply = next(i for i in timeline["items"] if i["type"] == "challenge")
+    assert reply["event"]["outcome"] == "passed"
 
 
 def test_a_lock_holds_across_restarts(

@@ -115,6 +115,7 @@ class Service:
         self.host: GuardHost = None  # type: ignore[assignment]  # built by start(), see there
         self._ticker: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[int] | None = None
+        self._answering: set[str] = set()  # held orders whose analyst's answer is being recorded
         self._next_full_gc = 0.0
         self.publisher: Publisher | None = None
         if settings.nats_url:
@@ -363,17 +364,27 @@ class Service:
         - ``trust_device`` (target: the device cookie): the cookie counts as the customer's.
         """
         host = self.host
-        if action in ("release_order", "cancel_order"):
+        answering = action in ("release_order", "cancel_order")
+        if answering:
             pending = host.pending(target or "")
             if pending is None or pending.account != account or pending.point != "order":
                 raise Conflict(
                     f"no held order {target!r} of account {account!r} waits for an answer",
                     field="target",
                 )
-        row = await self.recorder.run(
-            lambda conn: actions.record_account_action(conn, actor, account, action, target, note)
-        )
-        if action in ("release_order", "cancel_order"):
+            if target in self._answering:  # another analyst's answer is being recorded
+                raise Conflict(
+                    f"held order {target!r} is being answered by another action", field="target"
+                )
+            self._answering.add(target or "")
+        try:
+            row = await self.recorder.run(
+                lambda c: actions.record_account_action(c, actor, account, action, target, note)
+            )
+        finally:  # nothing is awaited from here to the answer: no other action comes between
+            if answering:
+                self._answering.discard(target or "")
+        if answering:
             answer = host.answer_hold(
                 target or "", action == "release_order", f"action-{row['id']}"
             )
