@@ -69,6 +69,7 @@ from brokerguard.cluster.stream import (
 )
 from brokerguard.engine import BrokerGuard, Policy
 from brokerguard.engine.stage import Containment, StageLink, decode_entity
+from brokerguard.engine.state import session_key
 from brokerguard.events import ChallengeResult, EventError, decode_line
 from brokerguard.guard import Instruction, decision_point
 from brokerguard.service.blocklist_watch import BlocklistWatch
@@ -127,8 +128,8 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
         if account is not None:
             yield "account", account
         session = getattr(event, "session", None)
-        if session:
-            yield "session", session
+        if session and account is not None:
+            yield "session", session_key(account, session)
         symbol = getattr(event, "symbol", None)
         if symbol is not None:
             yield "symbol", f"{event.market}:{symbol}"
@@ -141,8 +142,9 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
         if login is not None:
             yield "account", login.account
             yield "entity", f"ip:{login.ip}"
-            yield "session", login.session  # its orders, live or ended
-            yield "ended", login.session
+            key = session_key(login.account, login.session)
+            yield "session", key  # its orders, live or ended
+            yield "ended", key
 
 
 def inline_decision(headers: dict[str, str] | None) -> dict[str, Any] | None:

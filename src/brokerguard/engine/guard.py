@@ -45,6 +45,7 @@ from brokerguard.engine.state import (
     State,
     SymbolState,
     prune_window,
+    session_key,
 )
 from brokerguard.events import (
     AccountSnapshot,
@@ -316,8 +317,9 @@ class BrokerGuard:
         account, session_id = login.account, login.session
         cancelled = "orders_cancelled_fraud"
         asked_before = False
-        sess: SessionState | None = self.state.get("session", session_id)
-        if sess is not None and sess.account == account:
+        key = session_key(account, session_id)
+        sess: SessionState | None = self.state.get("session", key)
+        if sess is not None:
             sess.trusted = False
             if sess.learned:
                 acc = self._account(account)
@@ -327,14 +329,14 @@ class BrokerGuard:
             self._instruct("cancel_orders", account, session_id, orders, cause, ts, cancelled)
             self._forget_orders(sess, orders)
             asked_before, sess.signed_out = sess.signed_out, True
-            self.state.put("session", session_id, sess)
+            self.state.put("session", key, sess)
         else:
-            ended: EndedSessionState | None = self.state.get("ended", session_id)
-            if ended is not None and ended.account == account:  # confirmed days later
+            ended: EndedSessionState | None = self.state.get("ended", key)
+            if ended is not None:  # confirmed days later
                 self._instruct(
                     "cancel_orders", account, session_id, ended.orders, cause, ts, cancelled
                 )
-                self.state.delete("ended", session_id)
+                self.state.delete("ended", key)
         if not asked_before:
             signed_out = "session_ended_fraud"
             self._instruct("end_session", account, session_id, (), cause, ts, signed_out)
@@ -541,7 +543,7 @@ class BrokerGuard:
                 e.id,
                 PendingState(point="login", account=e.account, session=e.session, at=now, login=e),
             )
-        self.state.put("session", e.session, sess)
+        self.state.put("session", session_key(e.account, e.session), sess)
         self.state.put("account", e.account, acc)
         return decision
 
@@ -560,7 +562,8 @@ class BrokerGuard:
         kind, account, session_id = pending.point, pending.account, pending.session
         now = self._clock(e.ts, deciding=False)
         acc = self._account(account)
-        sess: SessionState | None = self.state.get("session", session_id)
+        key = session_key(account, session_id)
+        sess: SessionState | None = self.state.get("session", key)
         strong = e.factor in STRONG_FACTORS
         login = pending.login
         f = (
@@ -578,7 +581,7 @@ class BrokerGuard:
                 if strong and e.outcome == "failed":  # customers give up too; they rarely fail
                     self._risky(account, f, now)
                 if sess is not None:
-                    self.state.delete("session", session_id)  # never established
+                    self.state.delete("session", key)  # never established
             self.state.put("account", account, acc)
             return
         if strong:
@@ -599,7 +602,7 @@ class BrokerGuard:
             acc.cash = max(0.0, acc.cash - pending.amount)
         self.state.put("account", account, acc)
         if sess is not None:
-            self.state.put("session", session_id, sess)
+            self.state.put("session", key, sess)
 
     def _failed_in_session(
         self,
@@ -637,7 +640,7 @@ class BrokerGuard:
         self._forget_orders(sess, sess.doubtful)
         sess.llr = max(sess.llr, 0.0) + params.failed_step_up_llr
         sess.trusted = False
-        self.state.put("session", session_id, sess)
+        self.state.put("session", session_key(account, session_id), sess)
 
     # --- inside a session --------------------------------------------------------------------
     def _session_for(
@@ -651,21 +654,22 @@ class BrokerGuard:
         now: float,
     ) -> SessionState | None:
         """The session's state after this request, creating it for a session never seen start."""
-        sess: SessionState | None = self.state.get("session", session_id)
+        key = session_key(account, session_id)
+        sess: SessionState | None = self.state.get("session", key)
         if ip is None:
             return sess
-        if sess is not None and sess.account == account:
+        if sess is not None:
             ua_key = device_keys(user_agent or "")[3][2:]
             ck = sess.cookie if cookie is None else cookie_key(cookie)  # orders carry no cookie
             if ip == sess.ip and ua_key == sess.ua and ck == sess.cookie:
                 sess.last = now
-                self.state.put("session", session_id, sess)
+                self.state.put("session", key, sess)
                 return sess
             f = self._features(ip, user_agent or "", cookie, ts)._replace(cookie=ck)
             acc = self._account(account)
             network_llr = self.login.familiarity(acc, f)[0].llr
             self.sessions.request(sess, f, network_llr, now)
-            self.state.put("session", session_id, sess)
+            self.state.put("session", key, sess)
             return sess
         # A session whose sign-in the guard never saw (a remember-me cookie, or a cookie used
         # from elsewhere): its first request is judged like a sign-in.
@@ -677,25 +681,25 @@ class BrokerGuard:
         if total > self.policy.detectors.login.risky_llr:
             campaign = campaign or self._risky(account, f, now)
         sess.campaign = campaign
-        self.state.put("session", session_id, sess)
+        self.state.put("session", key, sess)
         return sess
 
     def _activity(self, e: SessionActivity) -> None:
         now = self._clock(e.ts, deciding=False)
         self._session_for(e.account, e.session, e.ip, e.user_agent, e.device, e.ts, now)
         if e.action == "logout":
-            self._end_session(e.session)
+            self._end_session(session_key(e.account, e.session))
 
-    def _end_session(self, session_id: str) -> None:
-        """Forget a session; the orders of one that was not trusted are kept a while longer
-        (counted from its last request)."""
-        sess: SessionState | None = self.state.get("session", session_id)
+    def _end_session(self, key: str) -> None:
+        """Forget a session (by its :func:`session_key`); the orders of one that was not trusted
+        are kept a while longer (counted from its last request)."""
+        sess: SessionState | None = self.state.get("session", key)
         if sess is None:
             return
         if sess.orders and not sess.trusted:
             ended = EndedSessionState(account=sess.account, ended=sess.last, orders=sess.orders)
-            self.state.put("ended", session_id, ended)
-        self.state.delete("session", session_id)
+            self.state.put("ended", key, ended)
+        self.state.delete("session", key)
 
     def _common(self, acc: AccountState, sess: SessionState | None, now: float) -> list[Signal]:
         signals = self.sessions.risk(sess) + self.feedback.account_signals(acc)
@@ -757,7 +761,7 @@ class BrokerGuard:
             )
         self.state.put("account", e.account, acc)
         if sess is not None:
-            self.state.put("session", e.session, sess)
+            self.state.put("session", session_key(e.account, e.session), sess)
         return decision
 
     def _placed(self, e: Order, acc: AccountState, sess: SessionState | None, value: float) -> None:
@@ -792,7 +796,7 @@ class BrokerGuard:
     def _decide_settings(self, e: SettingsChange) -> Decision:
         now = self._clock(e.ts)
         acc = self._account(e.account)
-        sess: SessionState | None = self.state.get("session", e.session)
+        sess: SessionState | None = self.state.get("session", session_key(e.account, e.session))
         signals = self._sensitive(acc, sess, now, self.changes.change(acc, e.field, now))
         decision = self._apply(
             "settings", e, signals, passkey=acc.passkey, step_up=e.field in self.always_step_up
@@ -809,13 +813,13 @@ class BrokerGuard:
             )
         self.state.put("account", e.account, acc)
         if sess is not None:
-            self.state.put("session", e.session, sess)
+            self.state.put("session", session_key(e.account, e.session), sess)
         return decision
 
     def _decide_withdrawal(self, e: Withdrawal) -> Decision:
         now = self._clock(e.ts)
         acc = self._account(e.account)
-        sess: SessionState | None = self.state.get("session", e.session)
+        sess: SessionState | None = self.state.get("session", session_key(e.account, e.session))
         signals = self._sensitive(acc, sess, now, self.changes.withdrawal(acc, e.amount_jpy, now))
         decision = self._apply("withdrawal", e, signals, passkey=acc.passkey)
         if decision.action == "allow":
@@ -834,7 +838,7 @@ class BrokerGuard:
             )
         self.state.put("account", e.account, acc)
         if sess is not None:
-            self.state.put("session", e.session, sess)
+            self.state.put("session", session_key(e.account, e.session), sess)
         return decision
 
     # --- what the broker's books say ---------------------------------------------------------
