@@ -153,6 +153,33 @@ def test_one_event_stamped_years_ahead_does_not_stop_the_sweep():
     assert len(live) <= len(recent) < len(started)
 
 
+def test_one_event_stamped_years_ahead_does_not_forget_every_session():
+    """Swept at a bad timestamp's time, every session looked idle: the customers signed in a
+    minute before lost their sessions (and the trust a passkey earned) to one market bar."""
+    r = Rig()
+    r.account("A1", passkey=True)
+    eid, _ = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1", factors=("passkey",))
+    r.tick(minutes=1)
+    r.engine.observe(
+        MarketBar(
+            id="bar-2035",
+            ts=r.now + timedelta(days=3650),
+            symbol="7203",
+            market="TSE",
+            minutes=5,
+            open=2800.0,
+            high=2800.0,
+            low=2800.0,
+            close=2800.0,
+            volume=100,
+        )
+    )
+    r.tick(minutes=1)
+    r.activity("A1", r.session_of(eid), ip_in(OCN, 1), device(1), "ck-A1")
+    session = r.session_state("A1", r.session_of(eid))
+    assert session is not None and session.trusted
+
+
 def test_a_member_seen_again_does_not_hide_expired_ones_behind_it():
     """A, then B, then A again: an hour after B, only A is within the hour. Touched in place,
     A stayed first and hid B's expiry, and B was counted (a campaign's buyers, say)."""

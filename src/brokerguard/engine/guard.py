@@ -77,6 +77,7 @@ SWEEP_EVERY_S = 3600.0
 PENDING_TTL_S = 6 * 3600.0
 LAST_TIMESTAMP = datetime(9999, 12, 30, tzinfo=UTC).timestamp()  # a datetime in any zone
 REWOUND_S = 86400.0  # a stream this far behind its last sweep restarts the schedule
+JUMP_S = 86400.0  # an event this far ahead of the one before it does not sweep by itself
 THIN_SHARE = 0.01  # an order worth this share of a day's turnover moves a price by itself
 SESSION_ORDERS_KEPT = 32  # order ids a session remembers, for cancelling what is still open
 INSTRUCTIONS_KEPT = 1000  # untaken instructions kept (a caller that never takes them: the latest)
@@ -132,6 +133,7 @@ class BrokerGuard:
         self.decider = Decider(self.policy)
         self.always_step_up = set(self.policy.settings.always_step_up)
         self._next_sweep = 0.0
+        self._last_event = 0.0  # the time of the event before (for jumps: see _clock)
         self._tz: tzinfo = UTC
         self.trace: Callable[[Event, list[Signal], Decision], None] | None = None
         """Called with every decision and the signals behind it (for replay's alerts, tests)."""
@@ -436,11 +438,20 @@ class BrokerGuard:
         A stream more than a day behind its last sweep restarts the schedule from its own time:
         the schedule was set by an event stamped far ahead (a clock years off), or the state
         was written by a later stream, and waiting for the stream to reach it stopped the sweep
-        (every session, ended session and window kept) for as long as the clock was off."""
+        (every session, ended session and window kept) for as long as the clock was off.
+
+        An event more than a day ahead of the one before it does not sweep by itself: swept at
+        its time, every session and window would be forgotten as idle, because of one bad
+        timestamp. The next event sweeps if it is as late (the stream really moved on: a quiet
+        weekend), and restarts nothing if it is back at the stream's time."""
         now = ts.timestamp()
+        jumped = self._last_event and now - self._last_event > JUMP_S
+        self._last_event = now
         due = self._next_sweep
         if due and now < due - SWEEP_EVERY_S - REWOUND_S:
             self._next_sweep = due = now + SWEEP_EVERY_S
+        if jumped and due:
+            return now
         if now >= due and (not deciding or now >= due + SWEEP_EVERY_S or not due):
             if due:
                 self.sweep(now)
