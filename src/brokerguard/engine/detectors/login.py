@@ -482,11 +482,13 @@ class LoginRisk:
         canary = self._canary(keys, now)
         if canary is not None:
             signals.append(canary)
+        # Only against an earlier sign-in: a late one (delivered after later ones) is older
+        # than ``last_login``, whose country need not be where the customer was before it.
         if (
             acc.last_country
             and acc.last_country != f.net.country
             and f.net.kind == "isp"
-            and now - acc.last_login < p.travel_hours * 3600
+            and 0 <= now - acc.last_login < p.travel_hours * 3600
         ):
             signals.append(
                 Signal(
