@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine_helpers import KT, OCN, Rig, device, ip_in
+from engine_helpers import HINET, KT, OCN, Rig, attacker_ua, device, ip_in
 
 
 def test_a_late_sign_in_is_not_impossible_travel_against_a_later_one():
@@ -28,3 +28,26 @@ def test_a_late_sign_in_is_not_impossible_travel_against_a_later_one():
     late_id, d = r.login("A1", home, ua, "ck-A1")
     assert d.action == "allow"
     assert r.signal(late_id, "impossible_travel") is None
+
+
+def test_a_late_sign_in_does_not_make_the_last_sign_in_older():
+    r = Rig()
+    home, ua = ip_in(OCN, 12), device(12)
+    r.history("A1", home, ua, "ck-A1", days=10)
+    r.tick(days=1)
+    r.now = r.now.replace(hour=8)
+    r.login("A1", home, ua, "ck-A1")
+    before_flight = r.now + timedelta(hours=2)
+    r.tick(hours=10)
+    _, d = r.login("A1", ip_in(KT, 12), ua, "ck-A1")  # landed in Seoul
+    assert d.action == "allow"
+    after_landing = r.now + timedelta(minutes=30)
+    r.now = before_flight  # the last sign-in at home, delivered late: learned, and older
+    _, d = r.login("A1", home, ua, "ck-A1")
+    assert d.action == "allow"
+    # half an hour after the sign-in in Seoul, somebody signs in from a home line in Taiwan
+    r.now = after_landing
+    eid, _ = r.login("A1", ip_in(HINET, 12), attacker_ua(12), None)
+    travel = r.signal(eid, "impossible_travel")
+    assert travel is not None
+    assert travel.evidence == {"from": "KR", "to": "TW", "minutes": 30}

@@ -633,8 +633,9 @@ class LoginRisk:
         acc.hours[f.hour] += 1
         pop.n += 1
         pop.hours[f.hour] += 1
-        acc.last_login = now
-        acc.last_country = f.net.country
+        if now >= acc.last_login:  # a late sign-in (or an analyst's, days on) is not the last
+            acc.last_login = now
+            acc.last_country = f.net.country
         self.state.put("population", "all", pop)
 
     @staticmethod
