@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine_helpers import HINET, KT, OCN, Rig, attacker_ua, device, ip_in
+from engine_helpers import HEADLESS_UA, HINET, KT, OCN, TENCENT_CN, Rig, attacker_ua, device, ip_in
 
 
 def test_a_late_sign_in_is_not_impossible_travel_against_a_later_one():
@@ -51,3 +51,55 @@ def test_a_late_sign_in_does_not_make_the_last_sign_in_older():
     travel = r.signal(eid, "impossible_travel")
     assert travel is not None
     assert travel.evidence == {"from": "KR", "to": "TW", "minutes": 30}
+
+
+def wrong_passwords(r: Rig, account: str, ip: str, times: list) -> list[str]:
+    """Failed sign-ins at these times, in this order; returns the actions."""
+    actions = []
+    for at in times:
+        r.now = at
+        _, d = r.login(account, ip, HEADLESS_UA, None, success=False)
+        actions.append(d.action)
+    return actions
+
+
+def test_a_late_failed_password_counts_only_the_failures_of_its_own_window():
+    r = Rig()
+    limit = r.engine.policy.detectors.login.lock_after_failures
+    window = r.engine.policy.detectors.login.failure_window_minutes
+    assert (limit, window) == (10, 60)  # the times below are laid out for these
+    attacker = ip_in(TENCENT_CN, 30)
+    ten = r.now.replace(hour=10)
+    burst = [ten + timedelta(minutes=m) for m in range(limit - 1)]  # 10:00 ... 10:08
+    assert wrong_passwords(r, "A1", attacker, burst) == ["deny"] * (limit - 1)
+    # a failure at 08:30, ninety minutes before the burst, delivered now: alone in its hour
+    assert wrong_passwords(r, "A1", attacker, [ten - timedelta(minutes=90)]) == ["deny"]
+    # the burst's tenth failure locks, as it would have without the late one
+    assert wrong_passwords(r, "A1", attacker, [ten + timedelta(minutes=limit - 1)]) == ["lock"]
+
+
+def test_a_late_failed_password_that_expired_is_not_counted_later():
+    r = Rig()
+    limit = r.engine.policy.detectors.login.lock_after_failures
+    attacker = ip_in(TENCENT_CN, 31)
+    ten = r.now.replace(hour=10)
+    burst = [ten + timedelta(minutes=m) for m in range(limit - 2)]  # 10:00 ... 10:07
+    assert wrong_passwords(r, "A1", attacker, burst) == ["deny"] * (limit - 2)
+    assert wrong_passwords(r, "A1", attacker, [ten - timedelta(minutes=90)]) == ["deny"]
+    # at 10:08 the 08:30 failure is long out of the window: nine in it, the tenth locks
+    nine, ten_ = ten + timedelta(minutes=limit - 2), ten + timedelta(minutes=limit - 1)
+    assert wrong_passwords(r, "A1", attacker, [nine, ten_]) == ["deny", "lock"]
+
+
+def test_failed_passwords_after_a_late_sign_in_do_not_count_against_it():
+    r = Rig()
+    home, ua = ip_in(OCN, 32), device(32)
+    r.history("A1", home, ua, "ck-A1", days=5)
+    r.tick(days=1)
+    ten = r.now.replace(hour=10, minute=0)
+    wrong_passwords(r, "A1", ip_in(TENCENT_CN, 32), [ten + timedelta(minutes=m) for m in range(3)])
+    # the customer's own sign-in at 09:30, delivered after the failures that followed it
+    r.now = ten - timedelta(minutes=30)
+    eid, d = r.login("A1", home, ua, "ck-A1")
+    assert d.action == "allow"
+    assert r.signal(eid, "failure_velocity") is None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from bisect import bisect_right
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
@@ -537,15 +538,25 @@ class LoginRisk:
             self.on_entity("canary", keys=tuple(keys), origin=origin[:256], at=now)
 
     def _recent_failures(self, acc: AccountState, now: float) -> int:
+        """The account's failed credential checks in the window that ends at ``now``.
+
+        ``acc.failures`` is kept in time order (see :meth:`note_failure`), so the first tells
+        whether any expired; a late event counts none of those after its own time.
+        """
         horizon = now - self.p.failure_window_minutes * 60
         if acc.failures and acc.failures[0] < horizon:
             acc.failures = tuple(t for t in acc.failures if t >= horizon)
-        return len(acc.failures)
+        return bisect_right(acc.failures, now)
 
     # --- what a sign-in leaves behind -----------------------------------------------------
     def note_failure(self, account: str, acc: AccountState, ip: str, event_id: str, now: float):
-        """A failed credential check; returns the account's failures in the window."""
-        acc.failures = (*acc.failures[-19:], now)
+        """A failed credential check; returns the account's failures in the window.
+
+        A late one (delivered after later ones) takes its place in time: appended, it hid the
+        expired failures behind it from :meth:`_recent_failures` and counted the later ones."""
+        failures = acc.failures
+        at = bisect_right(failures, now)
+        acc.failures = (*failures[:at], now, *failures[at:])[-20:]  # the latest 20
         key = f"ip:{ip}"
         ent = self._entity(key)
         touch_window(ent.failures, event_id, now, self.p.failure_window_minutes * 60, 64)
