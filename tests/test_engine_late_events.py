@@ -9,7 +9,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine_helpers import HEADLESS_UA, HINET, KT, OCN, TENCENT_CN, Rig, attacker_ua, device, ip_in
+from engine_helpers import (
+    HEADLESS_UA,
+    HINET,
+    KT,
+    OCN,
+    TENCENT_CN,
+    Rig,
+    attacker_ua,
+    block,
+    device,
+    ip_in,
+)
+
+V6PLUS = block("jp_home", "v6plus")  # one IPv4 address shared by several households
 
 
 def test_a_late_sign_in_is_not_impossible_travel_against_a_later_one():
@@ -103,3 +116,22 @@ def test_failed_passwords_after_a_late_sign_in_do_not_count_against_it():
     eid, d = r.login("A1", home, ua, "ck-A1")
     assert d.action == "allow"
     assert r.signal(eid, "failure_velocity") is None
+
+
+def test_failed_passwords_from_a_shared_address_after_a_late_sign_in_do_not_count_against_it():
+    r = Rig()
+    shared, ua = ip_in(V6PLUS, 33), device(33)  # the customer's home line, shared by households
+    r.history("A1", shared, ua, "ck-A1", days=5)
+    r.tick(days=1)
+    ten = r.now.replace(hour=10, minute=0)
+    # somebody behind the same address tries passwords on other accounts from 10:00
+    for i in range(4):
+        wrong_passwords(r, f"B{i}", shared, [ten + timedelta(minutes=i)])
+    r.now = ten + timedelta(minutes=5)
+    after_id, _ = r.login("A1", shared, ua, "ck-A1")
+    assert r.signal(after_id, "failure_velocity").evidence["address"] == 4
+    # the customer's sign-in at 09:30, delivered after them
+    r.now = ten - timedelta(minutes=30)
+    late_id, d = r.login("A1", shared, ua, "ck-A1")
+    assert d.action == "allow"
+    assert r.signal(late_id, "failure_velocity") is None

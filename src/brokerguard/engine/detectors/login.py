@@ -465,7 +465,8 @@ class LoginRisk:
         ip_failures = 0
         if ip_ent is not None and ip_ent.failures:
             prune_window(ip_ent.failures, now, p.failure_window_minutes * 60, 64)
-            ip_failures = len(ip_ent.failures)
+            # each failure its own member, at its own time: a late sign-in counts those before it
+            ip_failures = sum(1 for t in ip_ent.failures.values() if t <= now)
         if failures or ip_failures > 2:
             llr = p.failure_llr * (failures + 0.25 * max(0, ip_failures - 2))
             signals.append(
