@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from engine_helpers import (
+    DIGITALOCEAN_SG,
     HEADLESS_UA,
     HINET,
     KT,
@@ -135,3 +136,24 @@ def test_failed_passwords_from_a_shared_address_after_a_late_sign_in_do_not_coun
     late_id, d = r.login("A1", shared, ua, "ck-A1")
     assert d.action == "allow"
     assert r.signal(late_id, "failure_velocity") is None
+
+
+def test_a_strong_step_up_failed_after_a_late_sign_in_does_not_count_against_it():
+    r = Rig()
+    home, ua = ip_in(OCN, 34), device(34)
+    r.history("A1", home, ua, "ck-A1", days=5)
+    r.tick(days=1)
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten  # a thief with the password, from a cloud, fails the out-of-band confirmation
+    eid, d = r.login("A1", ip_in(DIGITALOCEAN_SG, 34), attacker_ua(34), None)
+    assert d.action == "challenge"
+    r.tick(minutes=1)
+    r.challenge("A1", eid, "oob", "failed", session=r.session_of(eid))
+    r.tick(minutes=5)
+    after_id, _ = r.login("A1", home, ua, "ck-A1")
+    assert r.llr(after_id, "failed_step_up") > 0
+    # the customer's own sign-in at 09:30, delivered after the failure
+    r.now = ten - timedelta(minutes=30)
+    late_id, d = r.login("A1", home, ua, "ck-A1")
+    assert d.action == "allow"
+    assert r.signal(late_id, "failed_step_up") is None

@@ -10,6 +10,7 @@ persisted state continues where it stopped.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
@@ -583,8 +584,9 @@ class BrokerGuard:
             else None
         )
         if e.outcome == "failed" and strong:  # customers abandon too; failing is telling
-            recent = tuple(t for t in acc.challenge_failures if t > now - 86400)[-9:]
-            acc.challenge_failures = (*recent, now)
+            recent = tuple(t for t in acc.challenge_failures if t > now - 86400)
+            at = bisect_right(recent, now)  # in time order (a late answer): the latest 10 kept
+            acc.challenge_failures = (*recent[:at], now, *recent[at:])[-10:]
         if e.outcome != "passed":
             if f is None and strong and e.outcome == "failed":
                 self._failed_in_session(acc, session_id, sess, pending, e, now)

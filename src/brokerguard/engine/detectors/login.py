@@ -472,7 +472,8 @@ class LoginRisk:
             signals.append(
                 Signal("failure_velocity", llr, {"account": failures, "address": ip_failures})
             )
-        recent = [t for t in acc.challenge_failures if t > now - p.step_up_failure_hours * 3600]
+        since = now - p.step_up_failure_hours * 3600
+        recent = [t for t in acc.challenge_failures if since < t <= now]  # a late one: before it
         if recent:
             # Somebody who could not confirm by passkey or to the registered contact tried this
             # account lately: the credentials are probably in the wrong hands.
