@@ -22,6 +22,7 @@ from engine_helpers import (
     device,
     ip_in,
 )
+from instruction_helpers import doubtful_session_sells_then_buys, lenient_orders, rig_with_customer
 
 V6PLUS = block("jp_home", "v6plus")  # one IPv4 address shared by several households
 
@@ -157,3 +158,15 @@ def test_a_strong_step_up_failed_after_a_late_sign_in_does_not_count_against_it(
     late_id, d = r.login("A1", home, ua, "ck-A1")
     assert d.action == "allow"
     assert r.signal(late_id, "failed_step_up") is None
+
+
+def test_a_late_sign_in_from_before_a_session_failed_is_not_asked_to_confirm():
+    """By default (``confirm_sign_ins_hours = 0``) no sign-in is asked to confirm after a
+    session failed a strong step-up; one from before the failure, delivered late, neither."""
+    r = rig_with_customer(lenient_orders())
+    before = r.now - timedelta(hours=1)
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.challenge("A1", held, "oob", "failed", session=session)
+    r.now = before  # the customer's own sign-in at home, an hour before all that
+    eid, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert d.action == "allow"

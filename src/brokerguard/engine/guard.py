@@ -264,7 +264,8 @@ class BrokerGuard:
 
     def _confirm_sign_in(self, acc: AccountState, now: float) -> bool:
         hours = self.policy.detectors.session.confirm_sign_ins_hours
-        return acc.session_failed_at > 0 and now - acc.session_failed_at < hours * 3600
+        # after the failure: a late sign-in from before it was asked to confirm (at 0 hours too)
+        return acc.session_failed_at > 0 and 0 <= now - acc.session_failed_at < hours * 3600
 
     def _doubtful(self, sess: SessionState) -> bool:
         """Not trusted, with evidence above ``cancel_orders_above_llr``: what the session does
@@ -644,7 +645,8 @@ class BrokerGuard:
         params = self.policy.detectors.session
         if self._doubtful(sess):
             if sess.hijack == 0:  # the doubt is the sign-in's: the password's holder
-                acc.session_failed_at = now  # the next sign-ins may have to confirm
+                # the next sign-ins may have to confirm (a late answer is not the latest)
+                acc.session_failed_at = max(acc.session_failed_at, now)
                 self._unlearn_sign_in(acc, sess)
             if params.end_doubtful_sessions and not sess.signed_out:
                 sess.signed_out = True  # asked once
