@@ -170,3 +170,53 @@ def test_a_late_sign_in_from_before_a_session_failed_is_not_asked_to_confirm():
     r.now = before  # the customer's own sign-in at home, an hour before all that
     eid, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
     assert d.action == "allow"
+
+
+def test_a_late_operation_is_not_after_a_contact_change_that_followed_it():
+    r = Rig()
+    home, ua = ip_in(OCN, 35), device(35)
+    r.history("A1", home, ua, "ck-A1", days=5)
+    r.holdings("A1", 1_000_000, {})
+    r.tick(days=1)
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten - timedelta(minutes=40)
+    session = r.session_of(r.login("A1", home, ua, "ck-A1")[0])
+    r.now = ten  # the customer changes the registered e-mail, and confirms it
+    change, d = r.settings("A1", session, "email")
+    assert d.action == "challenge"
+    r.tick(minutes=1)
+    r.challenge("A1", change, "oob", "passed", session=session)
+    r.tick(minutes=5)
+    after, _ = r.withdrawal("A1", session, 100_000)
+    assert r.signal(after, "recent_contact_change") is not None
+    # a withdrawal at 09:30, before the change, delivered late
+    r.now = ten - timedelta(minutes=30)
+    late, _ = r.withdrawal("A1", session, 100_000)
+    assert r.signal(late, "recent_contact_change") is None
+
+
+def test_a_late_contact_change_does_not_make_the_last_one_older():
+    r = Rig()
+    home, ua = ip_in(OCN, 36), device(36)
+    r.history("A1", home, ua, "ck-A1", days=10)
+    r.holdings("A1", 1_000_000, {})
+    r.tick(days=1)
+    ten = r.now.replace(hour=10, minute=0)
+
+    def change(field: str, at) -> None:
+        r.now = at
+        session = r.session_of(r.login("A1", home, ua, "ck-A1")[0])
+        r.tick(minutes=1)
+        eid, d = r.settings("A1", session, field)
+        assert d.action == "challenge"
+        r.tick(minutes=1)
+        r.challenge("A1", eid, "oob", "passed", session=session)
+
+    change("email", ten)
+    change("phone", ten - timedelta(days=6))  # a change six days older, delivered late
+    r.now = ten + timedelta(days=2)
+    session = r.session_of(r.login("A1", home, ua, "ck-A1")[0])
+    r.tick(minutes=1)
+    eid, _ = r.withdrawal("A1", session, 100_000)
+    recent = r.signal(eid, "recent_contact_change")  # the e-mail changed two days ago
+    assert recent is not None and recent.evidence["hours_ago"] == 48.0

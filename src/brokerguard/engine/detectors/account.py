@@ -37,16 +37,19 @@ class AccountChanges:
         return [Signal("sensitive_change", self.field_llr.get(field, 0.5), {"field": field})]
 
     def applied(self, acc: AccountState, field: str, now: float) -> None:
-        """A change went through: remember it for what follows."""
+        """A change went through: remember it for what follows (the latest: a late change is
+        not)."""
         if field in CONTACT_FIELDS:
-            acc.contact_changed = now
+            acc.contact_changed = max(acc.contact_changed, now)
         elif field == "bank_account":
-            acc.bank_changed = now
+            acc.bank_changed = max(acc.bank_changed, now)
 
     def recent(self, acc: AccountState, now: float) -> Signal | None:
-        """An operation within days of a contact or payout-account change."""
+        """An operation within days after a contact or payout-account change (a late one, from
+        before a change, is not after it)."""
         horizon = now - self.p.recent_change_days * DAY
-        changed = max(acc.contact_changed, acc.bank_changed)
+        contact, bank = acc.contact_changed, acc.bank_changed
+        changed = max(contact if contact <= now else 0.0, bank if bank <= now else 0.0)
         if changed and changed >= horizon:
             return Signal(
                 "recent_contact_change",
