@@ -220,3 +220,28 @@ def test_a_late_contact_change_does_not_make_the_last_one_older():
     eid, _ = r.withdrawal("A1", session, 100_000)
     recent = r.signal(eid, "recent_contact_change")  # the e-mail changed two days ago
     assert recent is not None and recent.evidence["hours_ago"] == 48.0
+
+
+def test_a_late_sensitive_action_is_no_burst_with_the_actions_that_followed_it():
+    r = Rig()
+    home, ua = ip_in(OCN, 37), device(37)
+    r.history("A1", home, ua, "ck-A1", days=5)
+    r.holdings("A1", 1_000_000, {})
+    r.tick(days=1)
+    burst = r.engine.policy.detectors.session.sensitive_burst
+    window = r.engine.policy.detectors.session.sensitive_window_minutes
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten - timedelta(minutes=3 * window)
+    session = r.session_of(r.login("A1", home, ua, "ck-A1")[0])
+    for m in range(burst - 1):  # one short of a burst, a minute apart from 10:00
+        r.now = ten + timedelta(minutes=m)
+        eid, _ = r.withdrawal("A1", session, 10_000)
+        assert r.signal(eid, "sensitive_burst") is None
+    # one from well before them, delivered late: alone in its window
+    r.now = ten - timedelta(minutes=2 * window)
+    late, _ = r.withdrawal("A1", session, 10_000)
+    assert r.signal(late, "sensitive_burst") is None
+    # the next one after the three is the burst
+    r.now = ten + timedelta(minutes=burst - 1)
+    eid, _ = r.withdrawal("A1", session, 10_000)
+    assert r.signal(eid, "sensitive_burst").evidence == {"actions": burst}

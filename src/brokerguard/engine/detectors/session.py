@@ -10,6 +10,8 @@ Bursts of sensitive actions (settings, withdrawals) add to the risk.
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
+
 from brokerguard.engine.detectors.login import LoginFeatures
 from brokerguard.engine.policy import SessionParams
 from brokerguard.engine.signals import Signal
@@ -106,8 +108,8 @@ class SessionWatch:
             return None
         horizon = now - self.p.sensitive_window_minutes * 60
         sess.sensitive = [t for t in sess.sensitive if t >= horizon][-15:]
-        sess.sensitive.append(now)
-        n = len(sess.sensitive)
+        insort(sess.sensitive, now)  # in time order: a late action takes its place ...
+        n = bisect_right(sess.sensitive, now)  # ... and counts only the actions before it
         if n >= self.p.sensitive_burst:
             return Signal(
                 "sensitive_burst",
