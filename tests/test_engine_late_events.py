@@ -24,7 +24,10 @@ from engine_helpers import (
 )
 from instruction_helpers import doubtful_session_sells_then_buys, lenient_orders, rig_with_customer
 
+from brokerguard.engine.state import touch_window
+
 V6PLUS = block("jp_home", "v6plus")  # one IPv4 address shared by several households
+VULTR_SG = block("overseas_hosting", "Vultr (Singapore)")
 
 
 def test_a_late_sign_in_is_not_impossible_travel_against_a_later_one():
@@ -245,3 +248,42 @@ def test_a_late_sensitive_action_is_no_burst_with_the_actions_that_followed_it()
     r.now = ten + timedelta(minutes=burst - 1)
     eid, _ = r.withdrawal("A1", session, 10_000)
     assert r.signal(eid, "sensitive_burst").evidence == {"actions": burst}
+
+
+def test_a_late_touch_keeps_a_window_in_time_order():
+    window: dict[str, float] = {}
+    touch_window(window, "A", 0.0, 3600.0, 200)
+    touch_window(window, "B", 600.0, 3600.0, 200)
+    touch_window(window, "A", -600.0, 3600.0, 200)  # A's earlier sign-in, delivered late
+    touch_window(window, "C", -300.0, 3600.0, 200)  # C's, late too
+    assert list(window.items()) == [("C", -300.0), ("A", 0.0), ("B", 600.0)]
+    assert touch_window(window, "D", 3700.0, 3600.0, 200) == 2  # B and D: C and A expired
+
+
+def failed_takeover(r: Rig, account: str, ip: str, at) -> None:
+    r.now = at
+    eid, d = r.login(account, ip, attacker_ua(40), None)
+    assert d.action == "challenge"
+    r.tick(minutes=1)
+    r.challenge(account, eid, "oob", "failed", session=r.session_of(eid))
+
+
+def test_a_late_failed_takeover_does_not_keep_an_expired_one_in_a_campaign():
+    r = Rig()
+    victims = [f"V{i}" for i in range(3)]
+    for i, a in enumerate(victims):
+        r.history(a, ip_in(OCN, 40 + i), device(40 + i), f"ck-{a}", days=5)
+    r.tick(days=1)
+    assert r.engine.policy.detectors.campaign.infrastructure_accounts == 3
+    assert r.engine.policy.detectors.login.infrastructure_window_hours == 24
+    proxy = ip_in(VULTR_SG, 41)
+    ten = r.now.replace(hour=10, minute=0)
+    failed_takeover(r, "V0", proxy, ten)
+    failed_takeover(r, "V1", proxy, ten + timedelta(hours=1))
+    failed_takeover(r, "V0", proxy, ten - timedelta(hours=2))  # V0's first try, delivered late
+    # a day on, the hourly sweep runs just before V0's failure leaves the 24 hours ...
+    r.now = ten + timedelta(hours=23, minutes=55)
+    r.activity("V1", "s-other", ip_in(OCN, 41), device(41), "ck-V1")
+    # ... and V2 fails from there after it left: two accounts in the window, no campaign
+    failed_takeover(r, "V2", proxy, ten + timedelta(hours=24, minutes=10))
+    assert list(r.engine.state.keys("campaign")) == []

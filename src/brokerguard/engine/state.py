@@ -60,11 +60,23 @@ def touch_window(window: Window, member: str, now: float, span: float, cap: int)
 
     A member seen again moves to the end, so that the window stays in time order and its
     first member is its oldest: only then does looking at the first one tell whether any
-    expired (one touched again in place hid older members behind it, and they were counted)."""
-    window[member] = max(window.pop(member, now), now)  # a late event does not make it younger
+    expired (one touched again in place hid older members behind it, and they were counted).
+    A late touch (older than the newest member) is put in its place in time: at the end, it
+    hid the members expiring before it, and those were counted until the hourly sweep."""
+    at = max(window.pop(member, now), now)  # a late event does not make it younger
+    late = bool(window) and at < next(reversed(window.values()))
+    window[member] = at
+    if late:
+        ordered = sorted(window.items(), key=_time)
+        window.clear()
+        window.update(ordered)
     if len(window) > cap or next(iter(window.values())) < now - span:
         prune_window(window, now, span, cap)
     return len(window)
+
+
+def _time(item: tuple[str, float]) -> float:
+    return item[1]
 
 
 def prune_window(window: Window, now: float, span: float, cap: int) -> None:
