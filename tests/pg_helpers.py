@@ -44,3 +44,18 @@ def create_pg_database() -> str:
 def drop_pg_database(name: str) -> None:
     with pg_admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_away(name: str) -> None:
+    """The database refuses connections and its open sessions are ended: every use fails with
+    an OperationalError, as while the server is down (:func:`database_back` undoes it)."""
+    with pg_admin() as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+
+
+def database_back(name: str) -> None:
+    with pg_admin() as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from pg_helpers import create_pg_database, drop_pg_database, pg_database_url
+from pg_helpers import create_pg_database, database_back, drop_pg_database, pg_database_url
 
 from brokerguard.events import Event, encode, read_ndjson
 from brokerguard.guards import load_guard
@@ -42,6 +42,22 @@ def pg_url() -> Iterator[str]:
         engine.dispose()
         yield url
     finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture
+def outage_db() -> Iterator[tuple[str, str]]:
+    """A migrated PostgreSQL database of the test's own, (url, name), which the test may take
+    away and bring back (``pg_helpers.database_away`` / ``database_back``)."""
+    name = create_pg_database()
+    url = pg_database_url(name)
+    try:
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield url, name
+    finally:
+        database_back(name)
         drop_pg_database(name)
 
 

@@ -4,6 +4,10 @@ The writer is made unable to start for real — its SQLite file's directory is r
 :func:`~brokerguard.service.db.make_engine` refuses in the new process — and the recorder's
 pause is the only thing replaced: it notes the delay instead of sleeping, and puts the
 directory back after a few restarts.
+
+The database away, for real too: a PostgreSQL database of the test's own refuses connections
+and its sessions are ended (``pg_helpers.database_away``). Records wait and none is dropped;
+only a stop, after its bounded wait, counts what it could not write.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from pg_helpers import database_away, database_back
 
+from brokerguard.service import audit
 from brokerguard.service import recorder as recorder_module
 from brokerguard.service.audit import AuditEntry
 from brokerguard.service.db import make_engine, migrate
@@ -212,3 +219,106 @@ def test_a_record_that_cannot_be_written_leaves_no_customer_data_in_the_last_err
     assert "UNIQUE constraint failed" in error
     for secret in ("ACCOUNT-OF-A-CUSTOMER", "SESSION-OF-A-CUSTOMER", "bgk_0123abcd", "INSERT"):
         assert secret not in error, error
+
+
+# --- the database away: records wait, nothing is dropped ----------------------------------------
+def decision(i: int) -> DecisionRecord:
+    ts = datetime(2025, 4, 1, tzinfo=UTC)
+    row = {
+        "id": f"d{i}",
+        "event_id": f"e{i}",
+        "ts": ts,
+        "account": "a1",
+        "session": "s1",
+        "point": "login",
+        "guard": "brokerguard",
+        "action": "allow",
+        "score": 0.1,
+        "factors": [],
+        "reasons": [],
+        "caller": "key:test",
+        "decided_at": ts,
+    }
+    return DecisionRecord(row, None, AuditEntry("key:test", "decision", "a1", {"id": f"d{i}"}))
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.01)
+
+
+def test_records_wait_through_a_database_outage_and_none_is_dropped(
+    outage_db: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer used to try 8 times (about 11 s) and then drop every record of its batch:
+    an outage longer than that left holes in the decisions and the audit chain. Now it keeps
+    them, says so (last_error, write_failures, failing_since), and writes them once the
+    database is back."""
+    url, name = outage_db
+    engine = make_engine(url)
+    recorder = Recorder(url, engine, write_pause=0.005, write_pause_max=0.02)
+    caplog.set_level(logging.WARNING, logger="brokerguard.service.recorder")
+    recorder.start()
+    try:
+        recorder.record(row(0))
+        recorder.record(decision(0))
+        assert recorder.wait_idle(30)
+        database_away(name)
+        for i in range(1, 21):
+            recorder.record(row(i))
+            recorder.record(decision(i))
+        # well past the 8 attempts after which the old writer dropped the batch
+        tries = 3 * recorder_module.WRITE_ATTEMPTS
+        wait_for(lambda: recorder.write_failures > tries or recorder.dropped > 0)
+        assert (recorder.dropped, recorder.backlog) == (0, 40)
+        assert (recorder.last_error or "").startswith("OperationalError")
+        assert recorder.failing_since is not None
+        database_back(name)
+        assert recorder.wait_idle(60)
+    finally:
+        recorder.stop()
+        engine.dispose()
+    assert stored_ids(url) == [f"e{i}" for i in range(21)]
+    assert (recorder.written, recorder.dropped, recorder.lost_at_stop) == (42, 0, 0)
+    assert (recorder.last_error, recorder.write_failures, recorder.failing_since) == (None, 0, None)
+    check = make_engine(url)
+    with check.connect() as conn:
+        report = audit.verify(conn)
+    check.dispose()
+    assert (report.entries, report.problem) == (21, None)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("cannot write records") and "records wait" in m for m in said)
+    assert any(m.startswith("records are written again") for m in said)
+
+
+def test_a_stop_during_an_outage_waits_a_bounded_time_and_says_what_was_not_written(
+    outage_db: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stop cannot wait for ever for a database that stays away: it gives it ``stop_outage``
+    seconds, then counts what was not written as dropped and says how many in one error line.
+    Enough records that some are in the writer's hands, some in the pipe and the rest queued."""
+    url, name = outage_db
+    engine = make_engine(url)
+    recorder = Recorder(url, engine, write_pause=0.005, write_pause_max=0.02, stop_outage=0.2)
+    caplog.set_level(logging.ERROR, logger="brokerguard.service.recorder")
+    recorder.start()
+    try:
+        recorder.record(row(0))
+        assert recorder.wait_idle(30)
+        database_away(name)
+        queued = 3 * recorder_module.MAX_BATCH
+        for i in range(1, 1 + queued):
+            recorder.record(row(i))
+        wait_for(lambda: recorder.write_failures > 0)
+    finally:
+        recorder.stop()
+        engine.dispose()
+    assert (recorder.written, recorder.dropped, recorder.backlog) == (1, queued, 0)
+    assert recorder.lost_at_stop == queued
+    assert (recorder.last_error or "").startswith("OperationalError"), recorder.last_error
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"recorder stopped with {queued} records not written") for m in said)
+    database_back(name)
+    assert stored_ids(url) == ["e0"]

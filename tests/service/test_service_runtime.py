@@ -1,19 +1,25 @@
-"""The service's moving parts: the writer process, the engine's state file, the one thread."""
+"""The service's moving parts: the writer process, the engine's state file, the one thread, the
+database away."""
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
-from conftest import Api
+from conftest import Api, audit
+from pg_helpers import database_away, database_back
 
 from brokerguard.events import Event
 from brokerguard.guard import decision_point
+from brokerguard.service import audit as audit_log
 from brokerguard.service.db import make_engine
 from brokerguard.service.models import decisions
+from brokerguard.service.runtime import Settings
 from brokerguard.stores.sqlite import SqliteState
 
 
@@ -85,3 +91,54 @@ def test_the_engine_is_only_called_on_the_event_loop_thread(
     for event in [e for e in head if decision_point(e) is not None][:50]:
         api.decide(event)
     assert len(seen) == 1 and threading.get_ident() not in seen
+
+
+def test_while_the_database_is_away_records_wait_up_to_the_bound_and_none_is_dropped(
+    outage_db: tuple[str, str], make_api: Callable[..., Api], recorded_events: list[Event]
+) -> None:
+    """At most ``max_backlog`` records wait in memory for a database that is away; past that no
+    decision is taken (503 ``recorder_full``), so every decision answered is recorded, none
+    dropped, and ``/healthz`` says the writer is failing and how many records wait."""
+    url, name = outage_db
+    settings = Settings(max_backlog=10, write_pause=0.005, write_pause_max=0.02)
+    api = make_api(url, settings=settings)
+    points = [e for e in recorded_events if decision_point(e) is not None][:40]
+    assert api.ingest(recorded_events[:5]).status_code == 200  # its key checked while up
+    api.settle()
+    for event in points[:5]:
+        assert api.decide(event).status_code == 200
+    api.settle()
+    database_away(name)
+    answers = [api.decide(event) for event in points[5:15]]  # 2 records each, and campaigns
+    codes = [a.status_code for a in answers]
+    first = codes.index(503)
+    assert first > 0 and set(codes[first:]) == {503}, codes
+    assert answers[-1].json()["error"]["code"] == "recorder_full"
+    refused = api.ingest(points[15:20])
+    assert (refused.status_code, refused.json()["error"]["code"]) == (503, "recorder_full")
+
+    def health() -> dict[str, Any]:
+        return api.client.get("/healthz").json()  # type: ignore[no-any-return]
+
+    deadline = time.monotonic() + 60
+    while health()["write_failures"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    seen = health()
+    assert (seen["status"], seen["dropped"], seen["max_backlog"]) == ("degraded", 0, 10)
+    assert seen["backlog"] >= 10 and seen["write_failures"] > 0 and seen["failing_since"]
+    assert seen["last_error"].startswith("OperationalError"), seen["last_error"]
+
+    database_back(name)
+    api.settle()
+    for event in points[20:25]:
+        assert api.decide(event).status_code == 200
+    api.settle()
+    seen = health()
+    assert (seen["status"], seen["dropped"], seen["write_failures"]) == ("ok", 0, 0)
+    answered = 5 + first + 5
+    assert decided(url) == answered
+    assert [entry[1] for entry in audit(url)].count("decision") == answered
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert audit_log.verify(conn).problem is None  # the chain has no hole
+    engine.dispose()

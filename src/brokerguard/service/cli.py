@@ -112,6 +112,15 @@ def serve(
     blocklist_poll: Annotated[
         float, typer.Option(min=0.1, help="Seconds between checks of the --blocklist file.")
     ] = 5.0,
+    max_backlog: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="BROKERGUARD_MAX_BACKLOG",
+            help="Records that may wait in memory while the database is away; at this many, "
+            "decisions are refused (503 recorder_full) until it is back. None is dropped.",
+        ),
+    ] = 200_000,
 ) -> None:
     """Run the decision API (one process: the engine's state is in its memory).
 
@@ -141,6 +150,7 @@ def serve(
         epoch_seconds=epoch_seconds,
         blocklist_path=blocklist,
         blocklist_poll_seconds=blocklist_poll,
+        max_backlog=max_backlog,
     )
     try:
         app = create_app(database, policy, state, settings=settings)

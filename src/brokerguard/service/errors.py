@@ -17,7 +17,8 @@ errors add ``line`` (1-based). The tree::
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
     ├── PayloadTooLarge (413 payload_too_large)
-    └── UnsupportedMediaType (415 unsupported_media_type)
+    ├── UnsupportedMediaType (415 unsupported_media_type)
+    └── Unavailable (503 unavailable; recorder_full while records cannot be written)
 
 Anything else that escapes a handler is a 500 ``internal`` with a generic message: the details
 go to the log, never to the caller. This module knows nothing of HTTP frameworks, so library
@@ -37,6 +38,7 @@ __all__ = [
     "PayloadTooLarge",
     "ServiceError",
     "Unauthorized",
+    "Unavailable",
     "UnsupportedMediaType",
     "error_body",
 ]
@@ -55,6 +57,9 @@ JA: dict[str, str] = {
     "payload_too_large": "リクエストが大きすぎます。",
     "unsupported_media_type": "この形式のリクエストは受け付けません。",
     "internal": "内部エラーが発生しました。",
+    "unavailable": "現在ご利用いただけません。しばらくしてから再試行してください。",
+    "recorder_full": "記録の書き込みが追いつかないため、判定を受け付けられません。"
+    "しばらくしてから再試行してください。",
 }
 
 
@@ -108,6 +113,10 @@ class PayloadTooLarge(ServiceError):
 
 class UnsupportedMediaType(ServiceError):
     status, code = 415, "unsupported_media_type"
+
+
+class Unavailable(ServiceError):
+    status, code = 503, "unavailable"
 
 
 def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:

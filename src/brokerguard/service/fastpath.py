@@ -84,6 +84,7 @@ async def decide_fast(service: Any, scope: Scope, receive: Receive, send: Send) 
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     try:
         event, point = parse_decision_event(body, media.decode() or None)
+        service.admit()
         answer = service.decide(event, point, f"key:{info.id}")
         service.record_instructions()  # in the feed (no decision raises one today)
     except ServiceError as exc:

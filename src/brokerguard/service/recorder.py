@@ -21,19 +21,33 @@ chain stays one chain.
 
 What a crash can lose: records queued and not yet written (normally well under a second's worth). A
 writer process that dies loses the records it had taken and not yet acknowledged; they are counted
-as dropped, so that the backlog empties and jobs waiting for them go on. A write that fails for a
-passing reason (database restarting, locked) is retried with a growing pause while records keep
-queueing; one that fails for good (a constraint) is retried record by record and the bad record is
-logged and dropped. A writer process that dies is started again, after a pause that doubles (0.5 s
-up to 30 s) while new ones die before writing anything — a writer that cannot start (a missing
-database directory or driver) must not become a process a second and a log line each — and the
-batch it did not take waits for the next one. ``/healthz`` shows the backlog, what was written and
-dropped, the last error and the restarts.
+as dropped, so that the backlog empties and jobs waiting for them go on. A writer process that dies
+is started again, after a pause that doubles (0.5 s up to 30 s) while new ones die before writing
+anything — a writer that cannot start (a missing database directory or driver) must not become a
+process a second and a log line each — and the batch it did not take waits for the next one.
+
+**The database away** (an ``OperationalError``: PostgreSQL down, restarting or unreachable, SQLite
+locked) loses nothing: the writer keeps its batch and tries it again, after a pause that doubles
+from 0.05 s to :data:`WRITE_PAUSE_MAX_S` (5 s), for as long as the database stays away, and every
+failed attempt is reported to the server (``/healthz``: ``degraded``, ``last_error``,
+``write_failures``, ``failing_since``; the log: at the first failure, every minute, at the
+recovery). Meanwhile records wait in memory, **at most** ``max_backlog`` (:data:`MAX_BACKLOG`,
+200,000 by default, about 0.3 GB): at the bound :attr:`Recorder.full` is true and the service
+refuses new decisions (``503 recorder_full``: the broker's systems apply their own fallback; no
+decision is taken that the audit log would miss) and batches wait, until the writer catches up.
+The bound is soft by the little that cannot wait (what a batch already being ingested records
+until its next slice, analysts' records, campaign snapshots). A write that fails for good (a
+constraint, bad data: any other ``SQLAlchemyError``) is retried record by record and only the
+record that cannot be written is logged and dropped. ``/healthz`` shows the backlog, what was
+written and dropped, the last error and the restarts.
 
 Stopping writes everything queued while a writer writes. While none can start, :meth:`Recorder.stop`
 does not wait out the pauses: the pause ends at once, the writer then started gets
 :data:`STOP_GRACE_S` to say it is ready, and if it does not (or dies) what is still queued is
-counted as dropped and the stop returns — in seconds, not after the minute of its timeout.
+counted as dropped and the stop returns — in seconds, not after the minute of its timeout. A stop
+during a database outage gives the database :data:`STOP_OUTAGE_S` (10 s) to come back; then the
+writer gives up, and every record not written is counted as dropped and named in one error line
+(:attr:`Recorder.lost_at_stop`).
 """
 
 from __future__ import annotations
@@ -77,8 +91,15 @@ SEND_EVERY_S = 0.002  # the sender thread's nap between looks at the queue
 RESTART_FIRST_S = 0.5  # pause before starting a lost writer again; doubles while they keep dying
 RESTART_MAX_S = 30.0
 STOP_GRACE_S = 3.0  # while stopping, how long a starting writer has to say it is ready
+WRITE_PAUSE_S = 0.05  # after a write failed with the database away; doubles ...
+WRITE_PAUSE_MAX_S = 5.0  # ... up to this, for as long as the database stays away
+WRITE_ATTEMPTS = 8  # write_records' default (a worker's batch, not acknowledged, comes again)
+STOP_OUTAGE_S = 10.0  # stopping while the database is away: how long it has to come back
+MAX_BACKLOG = 200_000  # records waiting for the database, at most, before decisions are refused
+OUTAGE_LOG_EVERY_S = 60.0  # while the database stays away, a reminder in the log this often
 _STOP = b"STOP"
 _READY = "READY"  # a new writer's first message: its database is open, batches may come
+_RETRYING = "RETRYING"  # (_RETRYING, failures, error): a write failed, the writer tries again
 
 
 @dataclass(slots=True)
@@ -123,6 +144,10 @@ class Recorder:
         engine: sa.Engine,
         *,
         sleep: Callable[[float], object] | None = None,
+        max_backlog: int = MAX_BACKLOG,
+        write_pause: float = WRITE_PAUSE_S,
+        write_pause_max: float = WRITE_PAUSE_MAX_S,
+        stop_outage: float = STOP_OUTAGE_S,
     ) -> None:
         self.database_url = database_url
         self.engine = engine  # the job thread's; the writer process opens its own
@@ -149,6 +174,14 @@ class Recorder:
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._sent = 0  # records handed to writer processes
+        self.max_backlog = max_backlog
+        # the writer's pauses while the database is away, and its last chance at a stop
+        self._write_pauses = (write_pause, write_pause_max, stop_outage)
+        self._halt: Any = None  # a multiprocessing Event: set at stop, ends a writer's waiting
+        self.write_failures = 0  # failed attempts at the batch in hand (the database away)
+        self.failing_since: datetime | None = None  # when the current run of failures began
+        self._outage_logged = 0.0  # monotonic time of the last line about the outage
+        self.lost_at_stop = 0  # records the last stop could not write (counted as dropped)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -156,6 +189,7 @@ class Recorder:
             return
         self._stopping = False
         self._stop_asked.clear()
+        self._halt = multiprocessing.get_context("spawn").Event()
         self._spawn()
         for target, name in (
             (self._send_forever, "bg-sender"),
@@ -173,7 +207,7 @@ class Recorder:
         from_writer_r, from_writer_w = context.Pipe(duplex=False)
         process = context.Process(
             target=_writer_main,
-            args=(self.database_url, to_writer_r, from_writer_w),
+            args=(self.database_url, to_writer_r, from_writer_w, self._halt, *self._write_pauses),
             name="brokerguard-writer",
             daemon=True,
         )
@@ -202,12 +236,16 @@ class Recorder:
 
         While no writer can start, what is queued is counted as dropped instead (after one
         last writer, given :data:`STOP_GRACE_S` to start): the stop takes seconds, not
-        ``timeout``."""
+        ``timeout``. While the database is away, the writer tries for ``stop_outage`` seconds
+        more, then gives up. What was not written is counted as dropped, logged as an error and
+        kept in :attr:`lost_at_stop`."""
         if not self._threads:
             return
+        dropped_before = self.dropped
         self._jobs.put(None)
         self._stopping = True
         self._stop_asked.set()
+        self._halt.set()  # a writer waiting for the database: its last stop_outage seconds
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
@@ -217,10 +255,23 @@ class Recorder:
         if self._process is not None:
             self._process.join(timeout)
         self._retire()
+        self._write_off()  # what a writer that gave up had taken and not written
+        self.lost_at_stop = self.dropped - dropped_before
+        if self.lost_at_stop:
+            log.error(
+                "recorder stopped with %d records not written (counted as dropped): %s",
+                self.lost_at_stop,
+                self.last_error,
+            )
 
     @property
     def backlog(self) -> int:
         return self._queued - self._acked + self._jobs.qsize()
+
+    @property
+    def full(self) -> bool:
+        """``max_backlog`` records wait: take no more work that records (see the module)."""
+        return self._queued - self._acked >= self.max_backlog
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until everything queued so far is written (tests, shutdown, loaders)."""
@@ -287,6 +338,8 @@ class Recorder:
             if process is None:  # none could be started: _restart said why
                 return False
             process.join(1)  # it closed its pipe by exiting: say how it ended
+            if self._stopping and process.exitcode == 0:
+                return False  # it gave up on a database that stayed away: last_error says so
             if process.exitcode is not None:
                 self.last_error = f"writer process lost: exit code {process.exitcode}"
             else:
@@ -384,16 +437,47 @@ class Recorder:
     def _acks_forever(self, conn: Connection) -> None:
         while True:
             try:
-                written, dropped, error = conn.recv()
+                message = conn.recv()
             except (EOFError, OSError):
                 conn.close()
                 return
+            if message[0] == _RETRYING:
+                self._failing(message[1], message[2])
+                continue
+            written, dropped, error = message
             with self._state:
                 self.written += written
                 self.dropped += dropped
                 self._acked += written + dropped
                 self.last_error = error
+                since, self.failing_since, self.write_failures = self.failing_since, None, 0
                 self._state.notify_all()
+            if since is not None and written:
+                log.warning(
+                    "records are written again, after %.0f s in which the database was away",
+                    (datetime.now(UTC) - since).total_seconds(),
+                )
+
+    def _failing(self, failures: int, error: str) -> None:
+        """The writer could not write its batch (the database away) and tries again."""
+        now = time.monotonic()
+        with self._state:
+            self.write_failures = failures
+            self.last_error = error
+            first = self.failing_since is None
+            if first:
+                self.failing_since = datetime.now(UTC)
+            since = self.failing_since
+        if first or now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
+            self._outage_logged = now
+            log.error(
+                "cannot write records (%d failed attempts since %s): %s; %d records wait, "
+                "tried again until the database answers",
+                failures,
+                since.isoformat(timespec="seconds"),
+                error,
+                self._queued - self._acked,
+            )
 
     def _jobs_forever(self) -> None:
         while True:
@@ -419,10 +503,23 @@ class Recorder:
 
 
 # --- the writer process -------------------------------------------------------------------------
-def _writer_main(database_url: str, inbox: Connection, acks: Connection) -> None:
-    """Receive pickled batches, write them, acknowledge; until told to stop."""
+def _writer_main(
+    database_url: str,
+    inbox: Connection,
+    acks: Connection,
+    halt: Any,
+    pause: float,
+    pause_max: float,
+    stop_outage: float,
+) -> None:
+    """Receive pickled batches, write them, acknowledge; until told to stop.
+
+    While the database is away a batch is tried again until it is written; once ``halt`` is set
+    (the server stops), for ``stop_outage`` seconds more: then the writer acknowledges the batch
+    as dropped and ends (the server counts what it had sent after it)."""
     engine = make_engine(database_url)
     acks.send(_READY)
+    backoff = _WriterBackoff(acks, halt, pause, pause_max, stop_outage)
     try:
         while True:
             try:
@@ -439,39 +536,140 @@ def _writer_main(database_url: str, inbox: Connection, acks: Connection) -> None
                     stop = True
                     break
                 records.extend(pickle.loads(more))
-            acks.send(write_records(engine, records))
-            if stop:
+            acks.send(write_records(engine, records, backoff))
+            if stop or backoff.gave_up:
                 return
     finally:
         engine.dispose()
 
 
-def write_records(engine: sa.Engine, records: list[Record]) -> tuple[int, int, str | None]:
-    """Write ``records`` in one transaction; returns (written, dropped, last error)."""
-    pause = 0.05
-    error: str | None = None
-    for _attempt in range(8):
+class _GaveUp(Exception):
+    """The database stayed away for longer than the :class:`Backoff` waits."""
+
+
+class Backoff:
+    """How :func:`write_records` waits while the database is away (an ``OperationalError``:
+    down, restarting, unreachable, locked): a pause from ``pause`` doubling to ``pause_max``,
+    for ``attempts`` failed writes (``None``: for as long as :meth:`keep_trying` says)."""
+
+    def __init__(
+        self,
+        pause: float = WRITE_PAUSE_S,
+        pause_max: float = WRITE_PAUSE_MAX_S,
+        attempts: int | None = WRITE_ATTEMPTS,
+    ) -> None:
+        self.first, self.most, self.attempts = pause, pause_max, attempts
+        self.failures = 0  # failed writes since the database last answered
+        self.gave_up = False
+        self._pause = pause
+
+    def failed(self, exc: sa.exc.OperationalError, count: int) -> None:
+        """A write of ``count`` records failed with the database away: pause, or give up."""
+        self.failures += 1
+        error = _brief(exc)
+        if not self.keep_trying(error, count, exc):
+            self.gave_up = True
+            raise _GaveUp(error)
+        self.sleep(self._pause)
+        self._pause = min(self._pause * 2, self.most)
+
+    def answered(self) -> None:
+        """The database answered (the write went through, or failed for a reason of its own)."""
+        self.failures = 0
+        self._pause = self.first
+
+    def keep_trying(self, error: str, count: int, exc: sa.exc.OperationalError) -> bool:
+        ok = self.attempts is None or self.failures < self.attempts
+        log.warning(
+            "writing %d records failed (attempt %d)%s: %s",
+            count,
+            self.failures,
+            ", retrying" if ok else "",
+            exc.orig,
+        )
+        return ok
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _WriterBackoff(Backoff):
+    """The writer process's: tries for as long as the database stays away, and tells the server
+    of every failure; once the server stops (``halt``), for ``stop_outage`` seconds more."""
+
+    def __init__(
+        self, acks: Connection, halt: Any, pause: float, pause_max: float, stop_outage: float
+    ) -> None:
+        super().__init__(pause, pause_max, attempts=None)
+        self.acks, self.halt, self.stop_outage = acks, halt, stop_outage
+        self.give_up_at: float | None = None
+
+    def keep_trying(self, error: str, count: int, exc: sa.exc.OperationalError) -> bool:
+        self.acks.send((_RETRYING, self.failures, error))  # the server logs and shows it
+        if not self.halt.is_set():
+            return True
+        if self.give_up_at is None:
+            self.give_up_at = time.monotonic() + self.stop_outage
+        return time.monotonic() < self.give_up_at
+
+    def sleep(self, seconds: float) -> None:
+        if self.give_up_at is None:
+            self.halt.wait(seconds)  # a stop ends the pause: its last chance starts now
+        else:
+            time.sleep(max(0.0, min(seconds, self.give_up_at - time.monotonic())))
+
+
+def write_records(
+    engine: sa.Engine, records: list[Record], backoff: Backoff | None = None
+) -> tuple[int, int, str | None]:
+    """Write ``records`` in one transaction; returns (written, dropped, last error).
+
+    While the database is away (an ``OperationalError``) the write is tried again as
+    ``backoff`` says: by default 8 attempts in about 11 s, the writer process's for as long as
+    the database stays away. A write that fails otherwise (a constraint, bad data: it would
+    fail again) is done record by record, and only the records that cannot be written are
+    logged and dropped. If the backoff gives up, the records not written are returned as
+    dropped (a worker's batch then comes again; the writer process gives up only at a stop).
+    """
+    backoff = backoff if backoff is not None else Backoff()
+    written = dropped = 0
+    try:
+        problem = _write_waiting(engine, records, backoff)
+        if problem is None:
+            return len(records), 0, None
+        error = _brief(problem)
+        for record in records:  # one by one: keep every record that can be written
+            problem = _write_waiting(engine, [record], backoff)
+            if problem is None:
+                written += 1
+                continue
+            dropped += 1
+            error = _brief(problem)
+            kind = type(record).__name__
+            log.error("dropped a %s record that cannot be written: %s", kind, problem)
+        return written, dropped, error
+    except _GaveUp as exc:
+        left = len(records) - written - dropped
+        log.error("gave up writing %d records, the database being away: %s", left, exc)
+        return written, dropped + left, str(exc)
+
+
+def _write_waiting(
+    engine: sa.Engine, records: list[Record], backoff: Backoff
+) -> sa.exc.SQLAlchemyError | None:
+    """Write ``records``, waiting while the database is away; the error of a write that can
+    never succeed, or None once written. :class:`_GaveUp` when the backoff stops waiting."""
+    while True:
         try:
             _insert(engine, records)
-            return len(records), 0, None
         except sa.exc.OperationalError as exc:  # passing: the database is away or locked
-            error = _brief(exc)
-            log.warning("writing %d records failed, retrying: %s", len(records), exc.orig)
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
+            backoff.failed(exc, len(records))
+            continue
         except sa.exc.SQLAlchemyError as exc:
-            error = _brief(exc)
-            break
-    written = dropped = 0
-    for record in records:  # one by one: keep every record that can be written
-        try:
-            _insert(engine, [record])
-            written += 1
-        except sa.exc.SQLAlchemyError as exc:
-            dropped += 1
-            error = _brief(exc)
-            log.error("dropped a %s record that cannot be written: %s", type(record).__name__, exc)
-    return written, dropped, error
+            backoff.answered()
+            return exc
+        backoff.answered()
+        return None
 
 
 def _brief(exc: sa.exc.SQLAlchemyError) -> str:

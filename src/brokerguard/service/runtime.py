@@ -43,11 +43,17 @@ from brokerguard.guard import decision_point
 from brokerguard.service import actions, queries
 from brokerguard.service.blocklist_watch import BlocklistWatch
 from brokerguard.service.db import DEFAULT_DATABASE, make_engine, migrate, write_transaction
-from brokerguard.service.errors import Conflict
+from brokerguard.service.errors import Conflict, Unavailable
 from brokerguard.service.host import INGEST_SLICE, GuardHost, check_guard_name, guard_name
 from brokerguard.service.keys import KeyRing
 from brokerguard.service.limits import DEFAULT_MAX_BODY
-from brokerguard.service.recorder import Recorder
+from brokerguard.service.recorder import (
+    MAX_BACKLOG,
+    STOP_OUTAGE_S,
+    WRITE_PAUSE_MAX_S,
+    WRITE_PAUSE_S,
+    Recorder,
+)
 from brokerguard.service.records import (
     campaign_record,
     decision_record,
@@ -90,6 +96,11 @@ class Settings:
     # --blocklist: the phishing block-list file, reloaded when it changes (.blocklist_watch)
     blocklist_path: Path | None = None
     blocklist_poll_seconds: float = 5.0
+    # records waiting for the database (.recorder): at most this many, then decisions get 503
+    max_backlog: int = MAX_BACKLOG
+    write_pause: float = WRITE_PAUSE_S  # the first pause after a failed write; doubles ...
+    write_pause_max: float = WRITE_PAUSE_MAX_S  # ... to this, while the database is away
+    stop_outage: float = STOP_OUTAGE_S  # at shutdown, how long the database has to come back
 
 
 class Service:
@@ -99,7 +110,14 @@ class Service:
         self.db = make_engine(settings.database_url)
         migrate(self.db)
         self.keys = KeyRing(self.db, settings.key_ttl)
-        self.recorder = Recorder(settings.database_url, self.db)
+        self.recorder = Recorder(
+            settings.database_url,
+            self.db,
+            max_backlog=settings.max_backlog,
+            write_pause=settings.write_pause,
+            write_pause_max=settings.write_pause_max,
+            stop_outage=settings.stop_outage,
+        )
         policy, source, origin = self._initial_policy()
         self.policy_source = source
         self.policy_origin = origin
@@ -261,6 +279,19 @@ class Service:
         gc.freeze()
 
     # --- the engine ------------------------------------------------------------------------------
+    def admit(self) -> None:
+        """Refuse new work that records while ``max_backlog`` records wait for the database.
+
+        Called before a decision is taken and before a batch is begun, never in the middle of
+        one: a decision that was taken is recorded, and a batch is taken whole or not at all."""
+        if self.recorder.full:
+            raise Unavailable(
+                f"{self.recorder.backlog} records wait to be written"
+                f" ({self.recorder.last_error or 'the database is slow'}); no decision was"
+                " taken: try again later",
+                code="recorder_full",
+            )
+
     def decide(self, event: Event, point: str, caller: str) -> dict[str, Any]:
         """Decide one event and queue its records; returns the answer's fields."""
         decision, signals, locked = self.host.decide(event)
@@ -316,8 +347,10 @@ class Service:
         counts: dict[str, int] = {}
         observed = decided = alerts = 0
         instructions: list[dict[str, Any]] = []
+        self.admit()
+        high = min(BACKLOG_HIGH, self.settings.max_backlog)
         for start in range(0, len(events), INGEST_SLICE):
-            while self.recorder.backlog > BACKLOG_HIGH:
+            while self.recorder.backlog > high:  # a batch begun waits: it is taken whole
                 await asyncio.sleep(0.01)
             for event in events[start : start + INGEST_SLICE]:
                 point = decision_point(event)

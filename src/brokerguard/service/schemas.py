@@ -340,6 +340,19 @@ class HealthOut(BaseModel):
     writer_restarts: int = Field(
         description="Writer processes started again after one was lost (pauses grow to 30 s)."
     )
+    write_failures: int = Field(
+        default=0,
+        description="Failed attempts at the batch being written (the database away or locked);"
+        " it is tried again, pauses growing to 5 s, and nothing is dropped. 0 while writing.",
+    )
+    failing_since: datetime | None = Field(
+        default=None, description="When the current run of failed writes began; null if none."
+    )
+    max_backlog: int = Field(
+        default=0,
+        description="Records that may wait for the database; at this many, decisions and "
+        "batches are refused (503 recorder_full) until the writer catches up.",
+    )
     publish: PublishOut | None = Field(
         default=None, description="Only with `serve --nats`; degraded while NATS is not reached."
     )

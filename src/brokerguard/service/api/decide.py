@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from brokerguard.service.api._common import ERRORS, json_response, service
+from brokerguard.service.api._common import ERRORS, UNAVAILABLE, json_response, service
 from brokerguard.service.auth import CanDecide, CanIngest
 from brokerguard.service.intake import parse_batch, parse_decision_event
 from brokerguard.service.schemas import DecisionOut, IngestOut
@@ -20,7 +20,7 @@ EVENT_REF = {"$ref": "#/components/schemas/Event"}
 @router.post(
     "/v1/decide",
     response_model=None,
-    responses={200: {"model": DecisionOut}, **ERRORS},
+    responses={200: {"model": DecisionOut}, **ERRORS, **UNAVAILABLE},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -34,10 +34,12 @@ async def decide(request: Request, principal: CanDecide) -> Response:
     """Decide one event with the engine: action, score, factors for a challenge, reasons.
 
     The decision, an alert when it is not ``allow`` and an audit entry are recorded after the
-    answer is sent (see the service's concurrency model).
+    answer is sent (see the service's concurrency model). While the database cannot take the
+    records and ``max_backlog`` of them wait, no decision is taken: 503 ``recorder_full``.
     """
     event, point = parse_decision_event(await request.body(), request.headers.get("content-type"))
     svc = service(request)
+    svc.admit()
     answer = svc.decide(event, point, principal.actor)
     svc.record_instructions()  # in the feed (no decision raises one today)
     return json_response(answer)
@@ -46,7 +48,7 @@ async def decide(request: Request, principal: CanDecide) -> Response:
 @router.post(
     "/v1/events",
     response_model=None,
-    responses={200: {"model": IngestOut}, **ERRORS},
+    responses={200: {"model": IngestOut}, **ERRORS, **UNAVAILABLE},
     openapi_extra={
         "requestBody": {
             "required": True,

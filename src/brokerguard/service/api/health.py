@@ -19,7 +19,7 @@ async def healthz(request: Request) -> dict[str, Any]:
     """Whether the service answers and its writer keeps up. No authentication."""
     svc = service(request)
     recorder = svc.recorder
-    degraded = recorder.last_error is not None or recorder.backlog > BACKLOG_HIGH
+    degraded = recorder.last_error is not None or recorder.backlog > BACKLOG_HIGH or recorder.full
     publish = svc.publisher.stats() if svc.publisher is not None else None
     if publish is not None and (not publish["connected"] and publish["outbox"]):
         degraded = True  # events wait for NATS (and will be dropped if it stays away)
@@ -31,6 +31,9 @@ async def healthz(request: Request) -> dict[str, Any]:
         "dropped": recorder.dropped,
         "last_error": recorder.last_error,
         "writer_restarts": recorder.writer_restarts,
+        "write_failures": recorder.write_failures,
+        "failing_since": recorder.failing_since,
+        "max_backlog": recorder.max_backlog,
         "publish": publish,
         "blocklist": svc.blocklist.status() if svc.blocklist is not None else None,
     }
