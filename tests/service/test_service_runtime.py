@@ -3,13 +3,16 @@ database away."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from conftest import Api, audit
 from pg_helpers import database_away, database_back
@@ -142,3 +145,96 @@ def test_while_the_database_is_away_records_wait_up_to_the_bound_and_none_is_dro
     with engine.connect() as conn:
         assert audit_log.verify(conn).problem is None  # the chain has no hole
     engine.dispose()
+
+
+class _OnLog(logging.Handler):
+    """Calls ``then`` at the first record whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str, then: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.prefix, self.then, self.seen = prefix, then, 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self.prefix):
+            self.seen += 1
+            if self.seen == 1:
+                self.then()
+
+
+def _locked_state_at_stop(
+    make_api: Callable[..., Api], sqlite_url: str, recorded_events: list[Event], state: Path
+) -> tuple[Api, int, int, sqlite3.Connection]:
+    """A service on ``state`` that has learned and decided, stopped while another program holds
+    the state file's write lock: (api, accounts in the engine, decisions, the lock's holder)."""
+    api = make_api(sqlite_url, state_path=state, settings=Settings(tick_seconds=3600))
+    head = recorded_events[:3000]
+    assert api.ingest(head).status_code == 200
+    host = api.service.host
+    accounts = api.client.portal.call(host.guard.state.count, "account")
+    assert accounts > 100
+
+    def quick() -> None:  # the state connection's busy wait, 5 s by default: 50 ms
+        host.state_file.db.execute("PRAGMA busy_timeout = 50")
+
+    api.client.portal.call(quick)
+    holder = sqlite3.connect(state, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # another program writes the file: the flush must wait
+    return api, accounts, sum(decision_point(e) is not None for e in head), holder
+
+
+def test_a_failed_last_state_flush_is_tried_again_and_loses_nothing(
+    make_api: Callable[..., Api], sqlite_url: str, recorded_events: list[Event], tmp_path: Path
+) -> None:
+    """The last flush at shutdown used to run once: when it raised (the state file locked), the
+    stop ended there — the engine's state unsaved, and the recorder never stopped, so the
+    records still queued died with the process. Now it is tried again; here the lock is
+    released when the first failure is logged, and the second try saves everything."""
+    state = tmp_path / "state.db"
+    api, accounts, decisions_made, holder = _locked_state_at_stop(
+        make_api, sqlite_url, recorded_events, state
+    )
+    watch = _OnLog("the engine state's last flush failed", holder.rollback)
+    logging.getLogger("brokerguard.service").addHandler(watch)
+    try:
+        api.client.__exit__(None, None, None)  # the stop: must neither raise nor lose
+    finally:
+        logging.getLogger("brokerguard.service").removeHandler(watch)
+        holder.close()
+    assert watch.seen == 1
+    assert api.service.stop_problems == []
+    with SqliteState(state) as stored:
+        assert stored.count("account") == accounts
+    assert decided(sqlite_url) == decisions_made
+    assert api.service.recorder.backlog == 0
+
+
+def test_a_last_state_flush_that_keeps_failing_is_reported_and_the_records_are_written(
+    make_api: Callable[..., Api],
+    sqlite_url: str,
+    recorded_events: list[Event],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A state file that stays locked: the stop gives up on it after its tries, says so (an
+    error line, ``stop_problems``), and still writes every queued record and stops the
+    writer."""
+    state = tmp_path / "state.db"
+    api, _accounts, decisions_made, holder = _locked_state_at_stop(
+        make_api, sqlite_url, recorded_events, state
+    )
+    caplog.set_level(logging.WARNING, logger="brokerguard.service")
+    try:
+        api.client.__exit__(None, None, None)
+    finally:
+        holder.rollback()
+        holder.close()
+    problems = api.service.stop_problems
+    assert len(problems) == 1 and problems[0].startswith("engine state not saved"), problems
+    assert "database is locked" in problems[0]
+    said = [r.getMessage() for r in caplog.records if r.name == "brokerguard.service"]
+    assert sum(m.startswith("the engine state's last flush failed") for m in said) == 2
+    assert any(m.startswith("stopped, but not everything was saved: engine state") for m in said)
+    assert decided(sqlite_url) == decisions_made
+    assert api.service.recorder.backlog == 0 and api.service.recorder._process is None
+    with SqliteState(state) as stored:  # the file is whole: what the last run left in it
+        assert stored.count("account") == 0

@@ -292,10 +292,11 @@ class GuardHost:
             rows = state.end_flush(job, written)
         return rows
 
-    def close(self) -> None:
+    def close(self, flush: bool = True) -> None:
+        """Close the state file, flushing it first unless ``flush`` is false."""
         if self.state_file is not None:
             self.state_file.meta = self._clock()
-            self.state_file.close()
+            self.state_file.close(flush=flush)
             self.state_file = None
 
     def stats(self) -> dict[str, Any]:

@@ -101,6 +101,9 @@ class Settings:
     write_pause: float = WRITE_PAUSE_S  # the first pause after a failed write; doubles ...
     write_pause_max: float = WRITE_PAUSE_MAX_S  # ... to this, while the database is away
     stop_outage: float = STOP_OUTAGE_S  # at shutdown, how long the database has to come back
+    # at shutdown, the last flush of the --state file: tries, and the pause between them
+    stop_flush_attempts: int = 3
+    stop_flush_pause: float = 1.0
 
 
 class Service:
@@ -134,6 +137,8 @@ class Service:
         self._ticker: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[int] | None = None
         self._answering: set[str] = set()  # held orders whose analyst's answer is being recorded
+        self._flushed_at: float | None = None  # monotonic time of the last state flush written
+        self.stop_problems: list[str] = []  # what the last stop could not save (see stop)
         self._next_full_gc = 0.0
         self.publisher: Publisher | None = None
         if settings.nats_url:
@@ -196,6 +201,15 @@ class Service:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_blocklist())
 
     async def stop(self) -> None:
+        """End the periodic work, save the engine's state, publish and write what is queued.
+
+        Every step runs whatever happened in the one before: a state file that cannot be
+        written must not cost the queued records (decisions, alerts, audit entries) nor the
+        publisher's outbox, as it did when the last flush raised and ended the stop. The last
+        flush is tried ``stop_flush_attempts`` times; what could not be saved or written is
+        logged in one error line and listed in :attr:`stop_problems`.
+        """
+        problems: list[str] = []
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -210,12 +224,72 @@ class Service:
             with contextlib.suppress(Exception):
                 await self._flushing
             self._flushing = None
-        self.tick()  # the last flush: one instant, everything
-        if self.publisher is not None:
-            await self.publisher.stop()
-        self.host.close()
-        self.recorder.stop()
-        self.db.dispose()
+        try:
+            try:
+                self.tick(flush=False)  # the last campaign snapshots, to the recorder
+            except Exception as exc:
+                log.exception("the last campaign snapshot failed")
+                problems.append(f"campaign snapshot: {exc}")
+            saved = await self._last_flush(problems)
+            if self.publisher is not None:
+                try:
+                    await self.publisher.stop()
+                except Exception as exc:
+                    log.exception("stopping the publisher failed")
+                    problems.append(f"publisher: {exc}")
+            try:
+                self.host.close(flush=saved)  # not once more: that was the last try
+            except Exception as exc:
+                log.exception("closing the engine's state file failed")
+                problems.append(f"engine state file: {exc}")
+        finally:
+            self.recorder.stop()
+            if self.recorder.lost_at_stop:
+                problems.append(
+                    f"{self.recorder.lost_at_stop} records not written: {self.recorder.last_error}"
+                )
+            self.db.dispose()
+            self.stop_problems = problems
+        if problems:
+            log.error("stopped, but not everything was saved: %s", "; ".join(problems))
+
+    async def _last_flush(self, problems: list[str]) -> bool:
+        """The engine's state to its file, in one instant; tried again after a pause if it fails
+        (a file locked by another program, a full disk). If it never succeeds the file keeps the
+        last flush that was written: what the engine learned since is lost, and said so."""
+        attempts = max(1, self.settings.stop_flush_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                self.host.flush()
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if attempt < attempts:
+                    log.warning(
+                        "the engine state's last flush failed (attempt %d of %d), trying again in"
+                        " %.1f s: %s",
+                        attempt,
+                        attempts,
+                        self.settings.stop_flush_pause,
+                        error,
+                    )
+                    await asyncio.sleep(self.settings.stop_flush_pause)
+                    continue
+                state = self.host.state_file
+                changed = len(state.dirty | state.handed) if state is not None else 0
+                since = (
+                    f"its flush of {time.monotonic() - self._flushed_at:.0f} s before the stop"
+                    if self._flushed_at is not None
+                    else "what the last run left in it"
+                )
+                problems.append(  # logged with the stop's other problems
+                    f"engine state not saved to {self.settings.state_path} after {attempts}"
+                    f" attempts ({error}): the file keeps {since}, the changes to up to"
+                    f" {changed} records since are lost"
+                )
+            else:
+                self._flushed_at = time.monotonic()
+                return True
+        return False
 
     async def _tick_forever(self) -> None:
         while True:
@@ -229,10 +303,12 @@ class Service:
 
     async def _flush_state(self) -> int:
         try:
-            return await self.host.flush_in_slices()
+            rows = await self.host.flush_in_slices()
         except Exception:  # the changes stay pending for the next flush
             log.exception("state flush failed")
             return 0
+        self._flushed_at = time.monotonic()
+        return rows
 
     async def _watch_blocklist(self) -> None:
         while True:

@@ -235,10 +235,12 @@ class SqliteState(MemoryState):
             self._stored.pop(k, None)
         return len(job.rows) + len(job.gone)
 
-    def close(self) -> None:
-        """Flush and close the file; the state cannot be used afterwards."""
+    def close(self, flush: bool = True) -> None:
+        """Flush (unless ``flush`` is false: the changes since the last flush are then lost)
+        and close the file; the state cannot be used afterwards."""
         try:
-            self.flush()
+            if flush:
+                self.flush()
         finally:
             self.db.close()
             with self._writer_lock:
