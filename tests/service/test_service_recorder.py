@@ -221,6 +221,29 @@ def test_a_record_that_cannot_be_written_leaves_no_customer_data_in_the_last_err
         assert secret not in error, error
 
 
+def test_an_error_that_waiting_cannot_mend_drops_only_its_record_and_never_waits(
+    tmp_path: Path,
+) -> None:
+    """SQLite calls a missing table "operational", as it calls a lock. Waited for as an
+    outage, the one record that needs the table held every record behind it for ever."""
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE alerts"))
+    alerted = decision(0)
+    alerted.alert = {**alerted.decision, "id": "a0", "decision_id": "d0"}
+    records = [row(1), alerted, row(2)]
+    backoff = recorder_module.Backoff(pause=0.0, pause_max=0.0, attempts=3)
+    try:
+        written, dropped, error = recorder_module.write_records(engine, records, backoff)
+    finally:
+        engine.dispose()
+    assert (written, dropped) == (2, 1) and "no such table" in (error or "")
+    assert backoff.failures == 0 and not backoff.gave_up  # never taken for an outage
+    assert stored_ids(url) == ["e1", "e2"]
+
+
 # --- the database away: records wait, nothing is dropped ----------------------------------------
 def decision(i: int) -> DecisionRecord:
     ts = datetime(2025, 4, 1, tzinfo=UTC)

@@ -37,7 +37,8 @@ refuses new decisions (``503 recorder_full``: the broker's systems apply their o
 decision is taken that the audit log would miss) and batches wait, until the writer catches up.
 The bound is soft by the little that cannot wait (what a batch already being ingested records
 until its next slice, analysts' records, campaign snapshots). A write that fails for good (a
-constraint, bad data: any other ``SQLAlchemyError``) is retried record by record and only the
+constraint, bad data: any other ``SQLAlchemyError``, and the operational errors that waiting
+cannot mend, see :func:`database_away`) is retried record by record and only the
 record that cannot be written is logged and dropped. ``/healthz`` shows the backlog, what was
 written and dropped, the last error and the restarts.
 
@@ -60,6 +61,7 @@ import logging
 import multiprocessing
 import pickle
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -94,6 +96,11 @@ STOP_GRACE_S = 3.0  # while stopping, how long a starting writer has to say it i
 WRITE_PAUSE_S = 0.05  # after a write failed with the database away; doubles ...
 WRITE_PAUSE_MAX_S = 5.0  # ... up to this, for as long as the database stays away
 WRITE_ATTEMPTS = 8  # write_records' default (a worker's batch, not acknowledged, comes again)
+# OperationalErrors that say the database cannot take this write however long one waits:
+# PostgreSQL's class 54 (a program limit exceeded), SQLite's schema and limit errors (any of its
+# OperationalErrors but a lock, a busy file, an I/O or open failure, a read-only file).
+PERMANENT_SQLSTATE_CLASSES = frozenset({"54"})
+SQLITE_PASSING = ("locked", "busy", "disk i/o", "unable to open", "readonly")
 STOP_OUTAGE_S = 10.0  # stopping while the database is away: how long it has to come back
 MAX_BACKLOG = 200_000  # records waiting for the database, at most, before decisions are refused
 OUTAGE_LOG_EVERY_S = 60.0  # while the database stays away, a reminder in the log this often
@@ -662,7 +669,10 @@ def _write_waiting(
     while True:
         try:
             _insert(engine, records)
-        except sa.exc.OperationalError as exc:  # passing: the database is away or locked
+        except sa.exc.OperationalError as exc:
+            if not database_away(exc):  # it would fail the same way after the outage
+                backoff.answered()
+                return exc
             backoff.failed(exc, len(records))
             continue
         except sa.exc.SQLAlchemyError as exc:
@@ -670,6 +680,26 @@ def _write_waiting(
             return exc
         backoff.answered()
         return None
+
+
+def database_away(exc: sa.exc.OperationalError) -> bool:
+    """Whether a write failed because the database is away (down, restarting, unreachable,
+    locked), so the same write will succeed once it is back.
+
+    Most of what drivers call operational is that; not all. A record over one of PostgreSQL's
+    limits, or an SQLite table that is missing, fails the same way for ever: waited for, one
+    such record would hold every record behind it, fill the backlog and refuse every decision.
+    A failure to connect, or a connection lost, is always the database away."""
+    if exc.connection_invalidated or exc.statement is None:
+        return True
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None)
+    if isinstance(state, str) and state:
+        return state[:2] not in PERMANENT_SQLSTATE_CLASSES
+    if isinstance(orig, sqlite3.OperationalError):
+        text = str(orig).lower()
+        return any(word in text for word in SQLITE_PASSING)
+    return True
 
 
 def _brief(exc: sa.exc.SQLAlchemyError) -> str:
