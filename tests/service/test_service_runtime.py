@@ -130,9 +130,17 @@ def test_while_the_database_is_away_records_wait_up_to_the_bound_and_none_is_dro
     assert (seen["status"], seen["dropped"], seen["max_backlog"]) == ("degraded", 0, 10)
     assert seen["backlog"] >= 10 and seen["write_failures"] > 0 and seen["failing_since"]
     assert seen["last_error"].startswith("OperationalError"), seen["last_error"]
+    # an analyst's action is refused at once, not left waiting for the database: nothing done
+    account = points[0].account
+    url_actions = f"/v1/accounts/{account}/actions"
+    lock = api.client.post(url_actions, json={"action": "lock"}, headers=api.auth("admin"))
+    assert (lock.status_code, lock.json()["error"]["code"]) == (503, "database_away")
+    assert account not in api.service.host.locked
 
     database_back(name)
     api.settle()
+    lock = api.client.post(url_actions, json={"action": "lock"}, headers=api.auth("admin"))
+    assert lock.status_code == 201 and account in api.service.host.locked
     for event in points[20:25]:
         assert api.decide(event).status_code == 200
     api.settle()

@@ -16,6 +16,7 @@ guarantee comes from a transaction-scoped advisory lock.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_DATABASE",
     "DatabaseError",
     "current_revision",
+    "database_away",
     "head_revision",
     "make_engine",
     "migrate",
@@ -154,3 +156,30 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
             command.upgrade(_alembic_config(conn), revision)
     except sa.exc.OperationalError as exc:
         raise DatabaseError(f"cannot reach the database {engine.url!r}: {exc.orig}") from None
+
+
+# OperationalErrors that say the database cannot take this write however long one waits:
+# PostgreSQL's class 54 (a program limit exceeded), SQLite's schema and limit errors (any of its
+# OperationalErrors but a lock, a busy file, an I/O or open failure, a read-only file).
+PERMANENT_SQLSTATE_CLASSES = frozenset({"54"})
+SQLITE_PASSING = ("locked", "busy", "disk i/o", "unable to open", "readonly")
+
+
+def database_away(exc: sa.exc.OperationalError) -> bool:
+    """Whether a write failed because the database is away (down, restarting, unreachable,
+    locked), so the same write will succeed once it is back.
+
+    Most of what drivers call operational is that; not all. A record over one of PostgreSQL's
+    limits, or an SQLite table that is missing, fails the same way for ever: waited for, one
+    such record would hold every record behind it, fill the backlog and refuse every decision.
+    A failure to connect, or a connection lost, is always the database away."""
+    if exc.connection_invalidated or exc.statement is None:
+        return True
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None)
+    if isinstance(state, str) and state:
+        return state[:2] not in PERMANENT_SQLSTATE_CLASSES
+    if isinstance(orig, sqlite3.OperationalError):
+        text = str(orig).lower()
+        return any(word in text for word in SQLITE_PASSING)
+    return True

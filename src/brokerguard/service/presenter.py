@@ -2,7 +2,8 @@
 
 Handlers are installed for the service's own errors, FastAPI's request validation (422 naming the
 field from its location), Starlette's HTTP errors (unknown route 404, wrong method 405) and,
-last, anything unexpected (500 ``internal``; the traceback goes to the log only).
+the database away (503 ``database_away``) and, last, anything unexpected (500 ``internal``; the
+traceback goes to the log only).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from brokerguard.service.db import database_away
 from brokerguard.service.errors import ServiceError, error_body
 
 __all__ = ["error_response", "install_error_handlers"]
@@ -85,6 +88,16 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """The database away (a restart, an outage): 503, which a caller retries; not a 500."""
+    assert isinstance(exc, sa.exc.OperationalError)
+    if not database_away(exc):
+        return await _unexpected(request, exc)
+    log.warning("database away on %s %s: %s", request.method, request.url.path, exc.orig)
+    message = "the database is away; nothing was done: try again when /healthz says ok"
+    return error_response(503, "database_away", message)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal", "internal error; the service log has the details")
@@ -94,4 +107,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sa.exc.OperationalError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

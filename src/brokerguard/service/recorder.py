@@ -38,9 +38,9 @@ decision is taken that the audit log would miss) and batches wait, until the wri
 The bound is soft by the little that cannot wait (what a batch already being ingested records
 until its next slice, analysts' records, campaign snapshots). A write that fails for good (a
 constraint, bad data: any other ``SQLAlchemyError``, and the operational errors that waiting
-cannot mend, see :func:`database_away`) is retried record by record and only the
-record that cannot be written is logged and dropped. ``/healthz`` shows the backlog, what was
-written and dropped, the last error and the restarts.
+cannot mend, see :func:`~brokerguard.service.db.database_away`) is retried record by record
+and only the record that cannot be written is logged and dropped. ``/healthz`` shows the
+backlog, what was written and dropped, the last error and the restarts.
 
 Stopping writes everything queued while a writer writes. While none can start, :meth:`Recorder.stop`
 does not wait out the pauses: the pause ends at once, the writer then started gets
@@ -61,7 +61,6 @@ import logging
 import multiprocessing
 import pickle
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -74,7 +73,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from brokerguard.service import audit
-from brokerguard.service.db import make_engine, write_transaction
+from brokerguard.service.db import database_away, make_engine, write_transaction
+from brokerguard.service.errors import Unavailable
 from brokerguard.service.models import alerts, campaigns, decisions, events, instructions
 
 __all__ = [
@@ -96,11 +96,6 @@ STOP_GRACE_S = 3.0  # while stopping, how long a starting writer has to say it i
 WRITE_PAUSE_S = 0.05  # after a write failed with the database away; doubles ...
 WRITE_PAUSE_MAX_S = 5.0  # ... up to this, for as long as the database stays away
 WRITE_ATTEMPTS = 8  # write_records' default (a worker's batch, not acknowledged, comes again)
-# OperationalErrors that say the database cannot take this write however long one waits:
-# PostgreSQL's class 54 (a program limit exceeded), SQLite's schema and limit errors (any of its
-# OperationalErrors but a lock, a busy file, an I/O or open failure, a read-only file).
-PERMANENT_SQLSTATE_CLASSES = frozenset({"54"})
-SQLITE_PASSING = ("locked", "busy", "disk i/o", "unable to open", "readonly")
 STOP_OUTAGE_S = 10.0  # stopping while the database is away: how long it has to come back
 MAX_BACKLOG = 200_000  # records waiting for the database, at most, before decisions are refused
 OUTAGE_LOG_EVERY_S = 60.0  # while the database stays away, a reminder in the log this often
@@ -283,7 +278,7 @@ class Recorder:
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until everything queued so far is written (tests, shutdown, loaders)."""
         target = self._queued
-        marker: Future[Any] = self.call(lambda conn: None)
+        marker: Future[Any] = self._job(lambda conn: None)
         deadline = time.monotonic() + timeout
         with self._state:
             while self._acked < target:
@@ -304,7 +299,20 @@ class Recorder:
         self._outbox.append(item)
 
     def call(self, fn: Callable[[sa.Connection], T]) -> Future[T]:
-        """Run ``fn(conn)`` in a write transaction on the job thread, after queued records."""
+        """Run ``fn(conn)`` in a write transaction on the job thread, after queued records.
+
+        While the database is away the job is refused at once (:class:`Unavailable`,
+        ``database_away``): it would wait behind the records for as long as the outage lasts,
+        and an analyst's request with it, to take effect at some unknown later time."""
+        if self.failing_since is not None:
+            raise Unavailable(
+                f"the database is away ({self.last_error}); nothing was done: try again when"
+                " /healthz says ok",
+                code="database_away",
+            )
+        return self._job(fn)
+
+    def _job(self, fn: Callable[[sa.Connection], T]) -> Future[T]:
         job = _Job(fn, self._queued)
         self._jobs.put(job)
         return job.future
@@ -680,26 +688,6 @@ def _write_waiting(
             return exc
         backoff.answered()
         return None
-
-
-def database_away(exc: sa.exc.OperationalError) -> bool:
-    """Whether a write failed because the database is away (down, restarting, unreachable,
-    locked), so the same write will succeed once it is back.
-
-    Most of what drivers call operational is that; not all. A record over one of PostgreSQL's
-    limits, or an SQLite table that is missing, fails the same way for ever: waited for, one
-    such record would hold every record behind it, fill the backlog and refuse every decision.
-    A failure to connect, or a connection lost, is always the database away."""
-    if exc.connection_invalidated or exc.statement is None:
-        return True
-    orig = exc.orig
-    state = getattr(orig, "sqlstate", None)
-    if isinstance(state, str) and state:
-        return state[:2] not in PERMANENT_SQLSTATE_CLASSES
-    if isinstance(orig, sqlite3.OperationalError):
-        text = str(orig).lower()
-        return any(word in text for word in SQLITE_PASSING)
-    return True
 
 
 def _brief(exc: sa.exc.SQLAlchemyError) -> str:
