@@ -270,3 +270,24 @@ def test_each_symbol_a_campaign_takes_on_is_one_record():
         stolen_session_buy(r, i, a)
     records = symbol_records(r, THIN_HK)
     assert len(records) == 1
+
+
+@pytest.mark.parametrize("buyer_first", [False, True])
+def test_the_seller_two_suspicious_buyers_met_is_found_whichever_fill_comes_first(buyer_first):
+    """A broker's log writes the two fills of a trade in either order: the criminals' own
+    account that two hijacked buyers met raises a counterparty campaign either way."""
+    engine = BrokerGuard()
+    watch = CampaignWatch(engine.state, engine.policy.detectors.campaign)
+    sym = SymbolState(market="TSE", symbol="2929", adv=300_000, last_price=95.0)
+    sym.suspicious = {"V1": 1000.0, "V2": 1000.0}
+    for i, victim in enumerate(("V1", "V2")):
+        at = 1060.0 + 60 * i
+        fills = [(victim, "buy"), ("CROOK", "sell")]
+        for account, side in reversed(fills) if not buyer_first else fills:
+            watch.fill(sym, account, side, 101.0, at)
+    assert sym.counterparties == {"CROOK": ["V1", "V2"]}
+    camp = engine.state.get("campaign", sym.campaign)
+    assert camp is not None and "CROOK" in camp.counterparties
+    # a buy is one trade: a second sell at that second and price meets no buyer again
+    watch.fill(sym, "OTHER", "sell", 101.0, 1120.0)
+    assert "OTHER" not in sym.counterparties

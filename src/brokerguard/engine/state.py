@@ -181,6 +181,8 @@ class SymbolState(msgspec.Struct, kw_only=True, gc=False):
     suspicious: Window = {}  # account -> last suspicious buy (first-time buyers in risky sessions)
     compromised: Window = {}  # ... of them, those whose session is all but certainly not theirs
     sells: list[tuple[float, float, str]] = []  # recent sell fills: (time, price, account)
+    # recent suspicious buy fills no sell was found for yet (their sell may come next)
+    unmatched: list[tuple[float, float, str]] = []
     counterparties: dict[str, list[str]] = {}  # seller -> suspicious buyers it was matched with
     campaign: str = ""
 

@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 
 __all__ = ["CampaignWatch", "StagedCampaigns", "dismissed"]
 
+MATCH_S = 1.0  # a buy and a sell fill this close in time (and at one price) are one trade
+KEPT_FILLS = 20  # recent sell fills, and suspicious buys not yet matched, kept per symbol
+
+
+def _keep(fills: list[tuple[float, float, str]], fill: tuple[float, float, str]) -> None:
+    fills.append(fill)
+    if len(fills) > KEPT_FILLS:
+        del fills[:-KEPT_FILLS]
+
 
 def dismissed(camp: CampaignState) -> bool:
     """Whether an analyst dismissed the campaign (its timeline says so)."""
@@ -243,32 +252,43 @@ class CampaignWatch:
         Executions do not name the other side, but a fill at the same second and price as a sell
         fill is its counterpart. A seller matched with several suspicious buyers is the likely
         owner of the pump — the criminals' own account — and raises a campaign if none exists.
+
+        The two fills of one trade come in either order (a broker's log writes the buyer's line
+        first as often as the seller's, and a shipper may deliver either late): a suspicious buy
+        no sell was found for waits among ``unmatched`` for the sell that may follow it, and
+        each buy is matched once.
         """
         if side == "sell":
-            sym.sells.append((now, price, account))
-            if len(sym.sells) > 20:
-                del sym.sells[:-20]
+            _keep(sym.sells, (now, price, account))
+            for i, (t, p, buyer) in enumerate(sym.unmatched):
+                if abs(t - now) <= MATCH_S and p == price and buyer != account:
+                    del sym.unmatched[i]
+                    self._matched(sym, account, buyer, now)
+                    return
             return
         if account not in sym.suspicious:
             return
         for t, p, seller in reversed(sym.sells):
-            if t < now - 1.0:
-                break
-            if p == price and seller != account:
-                buyers = sym.counterparties.setdefault(seller, [])
-                if account not in buyers:
-                    buyers.append(account)
-                    del buyers[:-50]
-                camp = self._get(sym.campaign)
-                if camp is None and len(buyers) >= 2:
-                    camp = self._new(now, "counterparty", seller)
-                    sym.campaign = camp.id
-                    self._contained("symbol", f"{sym.market}:{sym.symbol}", camp.id)
-                    self._add(camp, camp.symbols, f"{sym.market}:{sym.symbol}", now, "symbol")
-                if camp is not None:
-                    self._add(camp, camp.counterparties, seller, now, "counterparty")
-                    self._add(camp, camp.accounts, account, now, "account")
+            if abs(t - now) <= MATCH_S and p == price and seller != account:
+                self._matched(sym, seller, account, now)
                 return
+        _keep(sym.unmatched, (now, price, account))
+
+    def _matched(self, sym: SymbolState, seller: str, buyer: str, now: float) -> None:
+        """A suspicious buyer met this seller: a seller met by two raises a campaign."""
+        buyers = sym.counterparties.setdefault(seller, [])
+        if buyer not in buyers:
+            buyers.append(buyer)
+            del buyers[:-50]
+        camp = self._get(sym.campaign)
+        if camp is None and len(buyers) >= 2:
+            camp = self._new(now, "counterparty", seller)
+            sym.campaign = camp.id
+            self._contained("symbol", f"{sym.market}:{sym.symbol}", camp.id)
+            self._add(camp, camp.symbols, f"{sym.market}:{sym.symbol}", now, "symbol")
+        if camp is not None:
+            self._add(camp, camp.counterparties, seller, now, "counterparty")
+            self._add(camp, camp.accounts, buyer, now, "account")
 
     def bar(self, sym: SymbolState, bar: MarketBar) -> None:
         """Keep the symbol's usual intraday volume; a bar far above it marks a departure."""
