@@ -287,3 +287,23 @@ def test_a_late_failed_takeover_does_not_keep_an_expired_one_in_a_campaign():
     # ... and V2 fails from there after it left: two accounts in the window, no campaign
     failed_takeover(r, "V2", proxy, ten + timedelta(hours=24, minutes=10))
     assert list(r.engine.state.keys("campaign")) == []
+
+
+def test_a_late_request_does_not_take_the_session_back_to_an_older_origin():
+    """Home Wi-Fi at 10:00, mobile at 10:10; the 10:05 home request delivered after that must
+    leave the session on mobile and its last request at 10:10."""
+    r = Rig()
+    home, ua = ip_in(OCN, 21), device(21)
+    r.history("A1", home, ua, "ck-A1", days=10)
+    r.tick(days=1)
+    eid, _ = r.login("A1", home, ua, "ck-A1")
+    session = r.session_of(eid)
+    start = r.now
+    mobile = ip_in(block("jp_mobile", "DOCOMO"), 21)
+    r.now = start + timedelta(minutes=10)
+    r.activity("A1", session, mobile, ua, "ck-A1")
+    r.now = start + timedelta(minutes=5)
+    r.activity("A1", session, home, ua, "ck-A1")
+    state = r.session_state("A1", session)
+    assert state is not None and state.ip == mobile
+    assert state.last == (start + timedelta(minutes=10)).timestamp()

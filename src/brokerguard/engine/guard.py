@@ -677,7 +677,7 @@ class BrokerGuard:
             ua_key = device_keys(user_agent or "")[3][2:]
             ck = sess.cookie if cookie is None else cookie_key(cookie)  # orders carry no cookie
             if ip == sess.ip and ua_key == sess.ua and ck == sess.cookie:
-                sess.last = now
+                sess.last = max(sess.last, now)  # a late request does not move it back
                 self.state.put("session", key, sess)
                 return sess
             f = self._features(ip, user_agent or "", cookie, ts)._replace(cookie=ck)

@@ -50,8 +50,14 @@ class SessionWatch:
     def request(
         self, sess: SessionState, f: LoginFeatures, network_llr: float, now: float
     ) -> Signal | None:
-        """A request from ``f``; returns a hijack signal when the origin changed."""
-        sess.last = now
+        """A request from ``f``; returns a hijack signal when the origin changed.
+
+        A late request (older than the session's last) is judged against the session's origin
+        but does not replace it, nor move the session's last request back: the customer's
+        earlier Wi-Fi, delivered after her switch to mobile, would make her next mobile request
+        a change again, and an idle sweep could end a session in use."""
+        late = now < sess.last
+        sess.last = max(sess.last, now)
         if (
             f.ip == sess.ip
             and f.ua_key == sess.ua
@@ -76,8 +82,9 @@ class SessionWatch:
             llr += network_llr
         if llr < self.p.hijack_min_llr:
             llr = 0.0  # e.g. home Wi-Fi to the customer's own carrier: people move
-        sess.ip, sess.asn, sess.country, sess.net_kind = f.ip, f.net.asn, f.net.country, f.net.kind
-        sess.ua, sess.cookie = f.ua_key, f.cookie
+        if not late:
+            sess.ip, sess.asn, sess.country = f.ip, f.net.asn, f.net.country
+            sess.net_kind, sess.ua, sess.cookie = f.net.kind, f.ua_key, f.cookie
         if llr <= 0:
             return None
         sess.hijack = max(sess.hijack, llr)
