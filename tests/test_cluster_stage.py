@@ -443,3 +443,93 @@ def test_junk_on_the_facts_stream_is_passed_over_by_the_stage(events_path, names
     assert stage.returncode == 0, err
     assert "2 unreadable messages passed over" in " ".join(err.split())
     assert decisions(tmp_path / "d-a.ndjson") == decisions(ref / "decisions.ndjson")
+
+
+def test_facts_of_a_batch_decided_from_lost_state_never_reach_the_stage(
+    events_path, tmp_path, monkeypatch
+) -> None:
+    """Redis loses everything while a worker is in the middle of a batch: the rest of the batch is
+    decided from empty state and its facts are wrong. The check before its records fails and
+    the batch is given back; its facts must not have been published, for the rebuilt
+    partition's right facts carry the same message ids and JetStream (or the stage) would drop
+    them as duplicates. The facts stream must hold exactly what a run without the loss sends.
+
+    No stage runs here: its progress is set far ahead in Redis, so the workers never wait."""
+    import asyncio
+
+    import nats
+    from cluster_helpers import NATS_URL, REDIS_URL, redis_client
+
+    from brokerguard.cluster import worker as worker_module
+    from brokerguard.cluster.worker import run_worker
+    from brokerguard.stores.redis import RedisState
+
+    client = redis_client()
+    monkeypatch.setattr(worker_module, "PARTITION_CACHE", 1)  # records read again every batch
+
+    def work(n: Names, out: Path):
+        client.set(f"{n.prefix}:stage:0:below", 10**9)  # the stage is always done
+        return asyncio.run(
+            run_worker(
+                NATS_URL,
+                REDIS_URL,
+                prefix=n.prefix,
+                stream=n.stream,
+                subject=n.subject,
+                partitions=PARTS,
+                durable=n.durable,
+                decisions=out,
+                batch=100,
+                idle_exit=2.5,
+                lease_ttl=1.5,
+                campaign_stage=True,
+                facts_stream=n.facts_stream,
+                facts_subject=n.facts_subject,
+            )
+        )
+
+    async def facts_sent(n: Names) -> dict[str, bytes]:
+        """The facts in the stream by message id (announcements name their state: left out)."""
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        info = await js.stream_info(n.facts_stream)
+        out = {}
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg(n.facts_stream, seq)
+            if "Bg-Announce" not in (msg.headers or {}):
+                out[msg.headers["Nats-Msg-Id"]] = msg.data
+        await nc.close()
+        return out
+
+    with fresh_names() as clean, fresh_names() as lossy:
+        ingest(events_path, clean)
+        work(clean, tmp_path / "clean.ndjson")
+        expected = asyncio.run(facts_sent(clean))
+
+        ingest(events_path, lossy)
+        real_prefetch = RedisState.prefetch
+        calls = {"n": 0, "lost": 0}
+
+        def losing(self, wanted):
+            wanted = list(wanted)
+            if self.prefix == f"{lossy.prefix}:0":
+                calls["n"] += 1
+                logins = sum(1 for kind, _ in wanted if kind == "entity")
+                if calls["n"] > 150 and logins >= 2 and not calls["lost"]:
+                    # late in the run, a batch with sign-ins: without the accounts' history
+                    # they look risky, and the facts say so
+                    calls["lost"] = 1
+                    self.redis.eval(WIPE, 0, f"{lossy.prefix}:*")
+                    self.redis.set(f"{lossy.prefix}:stage:0:below", 10**9)
+            return real_prefetch(self, wanted)
+
+        monkeypatch.setattr(RedisState, "prefetch", losing)
+        stats = work(lossy, tmp_path / "lossy.ndjson")
+        monkeypatch.setattr(RedisState, "prefetch", real_prefetch)
+        assert calls["lost"] and stats.lost >= 1 and stats.rebuilt >= 1
+        got = asyncio.run(facts_sent(lossy))
+        assert expected
+        wrong = sorted(k for k in {*expected, *got} if got.get(k) != expected.get(k))
+        extra = [k for k in wrong if k not in expected]
+        assert not wrong, f"{len(wrong)} facts differ ({len(extra)} sent only here): {wrong[:4]}"
+        assert decisions(tmp_path / "lossy.ndjson") == decisions(tmp_path / "clean.ndjson")
