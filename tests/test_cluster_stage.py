@@ -533,3 +533,65 @@ def test_facts_of_a_batch_decided_from_lost_state_never_reach_the_stage(
         extra = [k for k in wrong if k not in expected]
         assert not wrong, f"{len(wrong)} facts differ ({len(extra)} sent only here): {wrong[:4]}"
         assert decisions(tmp_path / "lossy.ndjson") == decisions(tmp_path / "clean.ndjson")
+
+
+def test_the_shard_lock_is_taken_renewed_and_released_only_by_its_holder() -> None:
+    """The campaign-stage lock: a holder that lost it (it lapsed and another stage took it)
+    cannot renew or release it, even when the lapse falls between the calls its renewal or
+    release makes — else it would go on as holder, extending or deleting the other's lock, and
+    two processes would run the shard."""
+    import redis
+    from cluster_helpers import REDIS_URL, fresh_prefix, redis_client
+
+    from brokerguard.cluster.leases import Lock
+
+    client = redis_client()
+    key = f"{fresh_prefix()}:stage:0:owner"
+    theirs_ms = 60_000  # the other stage's TTL: longer than ours, so a renewal of it shows
+
+    class Lapsing(redis.Redis):
+        """Before its ``at``-th command, the lock lapses and stage B takes it."""
+
+        at = 0
+        sent = 0
+
+        def execute_command(self, *args, **options):
+            self.sent += 1
+            if self.sent == self.at:
+                client.delete(key)
+                client.set(key, "B", px=theirs_ms)
+            return super().execute_command(*args, **options)
+
+    def held_by() -> tuple[bytes | None, int]:
+        return client.get(key), client.pttl(key)
+
+    try:
+        a, b = Lock(client, key, "A", 5.0), Lock(client, key, "B", 60.0)
+        assert a.hold() and a.hold() and not b.hold()  # taken, renewed; B waits
+        assert held_by()[0] == b"A" and 4000 < held_by()[1] <= 5000
+        client.delete(key)  # A's lock lapsed ...
+        assert b.hold()  # ... and B took it
+        assert not a.hold()  # A renews: it is no longer A's
+        a.release()
+        assert held_by()[0] == b"B" and held_by()[1] > 5000  # untouched
+        b.release()
+        assert held_by()[0] is None
+
+        for action in ("hold", "release"):
+            at = 2  # the lapse before the 2nd, 3rd, ... call A makes, while it makes more
+            while True:
+                client.delete(key)
+                assert Lock(client, key, "A", 5.0).hold()
+                lapsing = Lapsing.from_url(REDIS_URL)
+                lapsing.at = at
+                ok = getattr(Lock(lapsing, key, "A", 5.0), action)()
+                owner, ttl = held_by()
+                lapsing.close()
+                if lapsing.sent < at:
+                    break  # A made fewer calls: no lapse between them to try
+                assert owner == b"B", (action, at)  # B took it, and nobody took it from B
+                assert ttl > 5000, (action, at)  # A did not renew B's lock as its own
+                assert not ok, (action, at)  # A does not go on as holder
+                at += 1
+    finally:
+        client.delete(key)

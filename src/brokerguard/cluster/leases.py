@@ -26,11 +26,18 @@ import uuid
 
 import redis
 
-__all__ = ["Leases", "new_worker_id"]
+__all__ = ["Leases", "Lock", "new_worker_id"]
 
 RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
+"""
+HOLD = """
+local held = redis.call('get', KEYS[1])
+if held == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+if held then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 """
 RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -110,3 +117,28 @@ class Leases:
             m.decode(): score - now
             for m, score in self.redis.zrange(self.members_key, 0, -1, withscores=True)
         }
+
+
+class Lock:
+    """A lock one process holds at a time (a campaign-stage shard's), renewed by its holder.
+
+    Taking and renewing are one script, and so is releasing: a renewal that checked the value
+    and then extended the key in a second call could extend a lock that lapsed in between and
+    was taken by another process, and report it held, so that two processes ran as holder; a
+    release in two calls could delete the other's lock.
+    """
+
+    def __init__(self, client: redis.Redis, key: str, owner: str, ttl: float) -> None:
+        self.key = key
+        self.owner = owner
+        self.ttl_ms = int(ttl * 1000)
+        self._hold = client.register_script(HOLD)
+        self._release = client.register_script(RELEASE)
+
+    def hold(self) -> bool:
+        """Take the lock if it is free, or renew it if it is ours; False if another holds it."""
+        return bool(self._hold(keys=[self.key], args=[self.owner, self.ttl_ms]))
+
+    def release(self) -> bool:
+        """Let go of the lock if it is still ours (a clean stop hands over at once)."""
+        return bool(self._release(keys=[self.key], args=[self.owner]))

@@ -48,7 +48,7 @@ from brokerguard.cluster.facts import (
     ensure_facts_stream,
     progress_subject,
 )
-from brokerguard.cluster.leases import new_worker_id
+from brokerguard.cluster.leases import Lock, new_worker_id
 from brokerguard.cluster.stream import DEFAULT_PARTITIONS
 from brokerguard.cluster.worker import TIMEOUTS, pull
 from brokerguard.engine import Policy
@@ -293,15 +293,7 @@ async def run_campaign_stage(
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     name = f"{durable}-{shard}"
-    ttl_ms = int(lease_ttl * 1000)
-
-    def hold() -> bool:
-        """Take the shard's lock, or renew it if it is ours."""
-        if client.set(cfg.lock_key, owner, nx=True, px=ttl_ms):
-            return True
-        if client.get(cfg.lock_key) == owner.encode():
-            return bool(client.pexpire(cfg.lock_key, ttl_ms))
-        return False
+    lock = Lock(client, cfg.lock_key, owner, lease_ttl)  # hold(): take it, or renew it if ours
 
     async def subscribe(part: _Shard) -> Any:
         """The shard's consumer, restarted where what is in Redis needs it to start."""
@@ -346,7 +338,7 @@ async def run_campaign_stage(
         while not stop.is_set():
             if metrics is not None:
                 metrics.holding.set(0)
-            if not hold():  # standby
+            if not lock.hold():  # standby
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), lease_ttl / 3)
                 continue
@@ -360,7 +352,7 @@ async def run_campaign_stage(
             try:
                 while not stop.is_set():
                     if time.monotonic() >= next_beat:
-                        if not hold():
+                        if not lock.hold():
                             raise StageLost(f"shard {shard}: the lock was taken")
                         # a Redis that lost its data is noticed here even when no fact comes
                         # (the workers' replayed facts are duplicates JetStream drops)
@@ -406,8 +398,7 @@ async def run_campaign_stage(
         return stats
     finally:
         with contextlib.suppress(Exception):
-            if client.get(cfg.lock_key) == owner.encode():
-                client.delete(cfg.lock_key)  # a clean stop hands over at once
+            lock.release()  # a clean stop hands over at once
         if out is not None:
             out.close()
         await nc.close()
