@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cluster_helpers import Names, decisions, fresh_names, read_events, recorded_run
+from cluster_helpers import Names, decisions, fresh_names, read_events, recorded_run, redis_client
 
 from brokerguard.cluster.partition import PartitionedGuard, partition_of
 from brokerguard.cluster.staged import StagedGuard
@@ -208,6 +208,12 @@ def test_a_dismissal_reaches_the_campaign_stage_as_in_the_staged_replay(
             _, err = proc.communicate(timeout=30)
             assert proc.returncode == 0, err
         assert run.returncode == 0, run.stderr
+        # the containment the dismissal lifted is no longer kept: only one release of the
+        # campaign stays (the partitions' view must still know it was dismissed)
+        (cid,) = [e.campaign for e in dismissed if isinstance(e, AnalystAction)]
+        changes = redis_client().hgetall(f"{names.prefix}:stage:changes")
+        kept = [v.decode() for v in changes.values() if v.decode().rpartition("|")[0] == cid]
+        assert changes and kept == [f"{cid}|-"], kept
     assert decisions(tmp_path / "d.ndjson") == expected
 
 

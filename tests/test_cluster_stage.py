@@ -595,3 +595,79 @@ def test_the_shard_lock_is_taken_renewed_and_released_only_by_its_holder() -> No
                 at += 1
     finally:
         client.delete(key)
+
+
+def test_containment_a_dismissal_lifted_is_pruned_and_every_later_view_stays_the_same():
+    """The containment hash would keep every change for good. What a dismissal lifted goes
+    once no reader can be before the horizon; what is contained now, the campaign's first
+    release (sessions linked to it must still see it dismissed) and recent epochs stay, and a
+    partition's view at any epoch from the horizon on is what it was with everything kept."""
+    from cluster_helpers import drop_prefix, fresh_prefix, redis_client
+
+    from brokerguard.cluster.facts import ContainmentStore
+
+    client = redis_client()
+    prefix = fresh_prefix()
+    store = ContainmentStore(client, prefix, 2)
+    c1, c2, c3, k1 = "K0-C0001", "K0-C0002", "K0-C0003", "K1-C0001"
+
+    def e(key: str, campaign: str, epoch: int, released: bool = False) -> Containment:
+        return Containment("entity", key, campaign, epoch, released)
+
+    def s(key: str, campaign: str, epoch: int, released: bool = False) -> Containment:
+        return Containment("symbol", key, campaign, epoch, released)
+
+    written = [  # (shard, changes, below), as the shards write them
+        (0, [e("ip:1", c1, 3), e("ip:2", c1, 3)], 4),
+        (1, [s("X:A", c1, 4)], 5),  # a thin buy linked to it
+        (0, [e("ip:1", c1, 5, True), e("ip:2", c1, 5, True)], 6),  # the dismissal ...
+        (1, [s("X:A", c1, 5, True)], 6),  # ... in both shards
+        (0, [e("ip:1", c2, 6), e("ip:9", c2, 6)], 7),
+        (1, [s("X:B", k1, 7)], 8),  # contained, never lifted
+        (0, [e("ip:1", c2, 8, True)], 9),  # ip:9 was not freed (a campaign lists 500 keys)
+        (0, [e("ip:1", c3, 9)], 10),  # the address again, under another campaign
+        (1, [], 10),
+    ]
+
+    def views(changes: list[Containment]) -> list[tuple]:
+        out = []
+        for k in range(8, 12):
+            link = StageLink(0)
+            link.see_only(u for u in changes if u.epoch < k)
+            out.append((k, link.symbols, link.entities, link.released))
+        return out
+
+    try:
+        for shard, updates, below in written:
+            pipe = client.pipeline(transaction=True)
+            store.queue(pipe, shard, updates, below)
+            pipe.execute()
+        _, everything = store.read()
+        before = views(everything)
+        assert before[-1][1:] == ({"X:B": k1}, {"ip:1": c3, "ip:9": c2}, {c1, c2})
+        fields = len(client.hgetall(store.key))
+        assert fields == 11
+
+        for horizon, gone in ((8, 5), (9, 1)):  # c2's release of ip:1 falls at epoch 8
+            dropped = store.lifted(horizon)
+            assert len(dropped) == gone, dropped
+            pipe = client.pipeline(transaction=True)  # as the stage does, with its progress
+            store.queue_prune(pipe, dropped)
+            store.queue(pipe, 0, [], 10 + horizon)  # (progress: readers read the hash again)
+            pipe.execute()
+            _, pruned = store.read()
+            assert [v for v in views(pruned) if v[0] >= horizon] == [
+                v for v in before if v[0] >= horizon
+            ]
+            fields -= gone
+            assert len(client.hgetall(store.key)) == fields
+        assert sorted(client.hgetall(store.key).items()) == [
+            (b"e|ip:1|5|0", c1.encode() + b"|-"),  # c1's first release
+            (b"e|ip:1|8|0", c2.encode() + b"|-"),
+            (b"e|ip:1|9|0", c3.encode() + b"|+"),
+            (b"e|ip:9|6|1", c2.encode() + b"|+"),
+            (b"s|X:B|7|0", k1.encode() + b"|+"),
+        ]
+        assert store.lifted(100) == []  # nothing more to prune
+    finally:
+        drop_prefix(client, prefix)

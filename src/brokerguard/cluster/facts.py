@@ -11,14 +11,17 @@ symbol (:func:`~brokerguard.engine.stage.shard_of`). Two kinds of message:
   ``k``, so every fact it will ever send for an earlier epoch is in the stream before it.
 
 Containment flows back through Redis (:class:`ContainmentStore`): the stage writes each key that
-came under a campaign with the epoch it was found in, then how far it got (every epoch below
-``below`` is done). Keys never change campaign once set, so readers only ever add.
+came under a campaign, or was freed by a dismissal, with the epoch it was found in, then how far
+it got (every epoch below ``below`` is done). Readers rebuild their view from the whole list;
+what a dismissal lifted long enough ago that no reader can need it again is pruned
+(:func:`lifted`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -35,6 +38,7 @@ __all__ = [
     "ContainmentStore",
     "ensure_facts_stream",
     "fact_messages",
+    "lifted",
     "progress_subject",
 ]
 
@@ -42,6 +46,7 @@ DEFAULT_FACTS_STREAM = "BG_FACTS"
 DEFAULT_FACTS_SUBJECT = "bg.facts"
 ANNOUNCE_HEADER = "Bg-Announce"
 KEEP_POPULATIONS = 16  # a restarted partition needs the counts of an epoch or two back
+PRUNE_CHUNK = 1000  # fields per HDEL when lifted containment is pruned
 
 _encode = msgspec.json.Encoder().encode
 
@@ -98,13 +103,50 @@ def fact_messages(
     return out
 
 
+def lifted(changes: Mapping[bytes, bytes], horizon: int) -> list[bytes]:
+    """The fields of ``changes`` (the containment hash) that no reader at ``horizon`` or later
+    needs: what a dismissal lifted before ``horizon``.
+
+    A reader at epoch ``k`` applies every change of an epoch before ``k`` in order
+    (:meth:`~brokerguard.engine.stage.StageLink.see_only`). A key's changes alternate: it comes
+    under a campaign (``+``) and only that campaign's dismissal frees it (``-``), before it can
+    come under another. A ``+`` followed by the ``-`` of the same campaign, both before
+    ``horizon``, therefore leaves nothing in the view of any reader at ``horizon`` or later,
+    except that the campaign is dismissed (which keeps sessions linked to it from counting it,
+    and keeps it from containing anything again): so both go, but the campaign's earliest
+    ``-`` stays, which says that much where it said it before. A ``+`` with no ``-`` (a key
+    still contained) and anything of an epoch from ``horizon`` on stays.
+    """
+    keys: dict[tuple[str, str], list[tuple[tuple[int, int, bytes], str, str]]] = defaultdict(list)
+    first: dict[str, tuple[int, int, bytes]] = {}  # campaign -> where its first release is
+    for field, value in changes.items():
+        kind, rest = field.decode().split("|", 1)
+        key, epoch, n = rest.rsplit("|", 2)
+        campaign, _, sign = value.decode().rpartition("|")
+        at = (int(epoch), int(n), field)
+        keys[kind, key].append((at, campaign, sign))
+        if sign == "-" and (campaign not in first or at < first[campaign]):
+            first[campaign] = at
+    out = []
+    for seq in keys.values():
+        seq.sort()
+        for (at, campaign, sign), (at2, campaign2, sign2) in zip(seq, seq[1:], strict=False):
+            if sign == "+" and sign2 == "-" and campaign == campaign2 and at2[0] < horizon:
+                out.append(at[2])
+                if at2 != first[campaign2]:
+                    out.append(at2[2])
+    return sorted(out)
+
+
 class ContainmentStore:
     """Containment in Redis: ``<prefix>:stage:changes`` and each shard's ``below``.
 
     ``changes`` has one field per change: ``s|<symbol>|<epoch>|<n>`` or ``e|<infrastructure
     key>|<epoch>|<n>`` (``n``: its place among the shard's changes of that epoch) maps to
     ``<campaign>|+`` (came under the campaign) or ``<campaign>|-`` (freed by a dismissal). A
-    key belongs to one shard, so the order of a key's changes is (epoch, n).
+    key belongs to one shard, so the order of a key's changes is (epoch, n). What a dismissal
+    lifted is pruned once no reader can need it (:func:`lifted`), so the hash holds what is
+    contained now, one release per dismissed campaign and the changes of recent epochs.
     """
 
     def __init__(self, client, prefix: str, shards: int) -> None:
@@ -150,6 +192,17 @@ class ContainmentStore:
             pipe.hset(self.entity_key(epoch), mapping=records)
             pipe.zadd(self.ent_index, {str(epoch): epoch})
         pipe.set(self.below_key(shard), below)
+
+    def lifted(self, horizon: int) -> list[bytes]:
+        """The changes no reader at ``horizon`` or later needs (:func:`lifted`): one read of
+        the whole hash, done only after a dismissal (and once when a stage takes its shard)."""
+        self.round_trips += 1
+        return lifted(self.redis.hgetall(self.key), horizon)
+
+    def queue_prune(self, pipe: Any, fields: list[bytes]) -> None:
+        """Add the deletion of ``fields`` (from :meth:`lifted`) to ``pipe``."""
+        for at in range(0, len(fields), PRUNE_CHUNK):
+            pipe.hdel(self.key, *fields[at : at + PRUNE_CHUNK])
 
     def entity_key(self, epoch: int) -> str:
         return f"{self.prefix}:stage:entities:{epoch}"

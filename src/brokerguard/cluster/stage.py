@@ -10,7 +10,8 @@ partition has announced an epoch later than some buffered ones, it
 2. writes the campaign lines to ``--campaigns`` and, given a database, the campaigns to the
    service's tables (ids are the stage's own, so a rerun rewrites the same rows);
 3. writes the containment found and how far it got to Redis (:class:`.facts.ContainmentStore`,
-   containment first: ``HSETNX``, so a rerun changes nothing), which the workers wait on;
+   containment first: ``HSETNX``, so a rerun changes nothing), which the workers wait on; shard
+   0 also deletes what dismissals lifted once no partition can need it (:func:`.facts.lifted`);
 4. flushes its state with the announcements and its progress, and only then acknowledges.
 
 A stage killed anywhere before 4 has its messages redelivered and processes the same epochs
@@ -76,6 +77,7 @@ class StageStats:
     taken: int = 0  # times this process took the shard (at start, after another's death)
     lost: int = 0  # times it found the shard taken, or its state gone, mid-run
     rebuilt: int = 0  # times the shard's state was gone and its facts were replayed
+    pruned: int = 0  # containment changes a dismissal lifted, deleted from Redis (shard 0)
     wait_for: list[int] = field(default_factory=list)  # partitions not heard from (last look)
 
     def as_dict(self) -> dict[str, Any]:
@@ -108,6 +110,11 @@ class _Shard:
             for p, by_token in json.loads(meta.get("announced", "{}")).items()
         }
         self.tokens: dict[int, str] = {}  # each partition's state now in Redis (last look)
+        self.epochs: dict[int, int] = {}  # ... and the epoch that state stands in
+        # Epochs with a dismissal whose lifted containment may still be in Redis (shard 0
+        # prunes it for every shard: each hears every dismissal); -1: whatever was left before
+        # this process took the shard.
+        self.dismissed: list[int] = [-1] if cfg.shard == 0 else []
         self.store = ContainmentStore(client, cfg.prefix, cfg.shards)
         self.buffer: dict[int, dict[tuple[int, int], Fact]] = defaultdict(dict)
         self.waiting: dict[int, list] = defaultdict(list)  # epoch -> its facts' messages
@@ -123,8 +130,10 @@ class _Shard:
         parts = range(self.cfg.partitions)
         pipe = self.state.redis.pipeline(transaction=False)
         for p in parts:
-            pipe.hget(f"{self.cfg.prefix}:{p}:meta", "token")
-        self.tokens = {p: t.decode() for p, t in zip(parts, pipe.execute(), strict=True) if t}
+            pipe.hmget(f"{self.cfg.prefix}:{p}:meta", "token", "epoch")
+        metas = dict(zip(parts, pipe.execute(), strict=True))
+        self.tokens = {p: t.decode() for p, (t, _) in metas.items() if t}
+        self.epochs = {p: int(k) for p, (t, k) in metas.items() if t and k}
         said = {p: self.announced.get(p, {}).get(self.tokens[p]) for p in parts if p in self.tokens}
         self.stats.wait_for = [p for p in parts if said.get(p) is None]
         if self.stats.wait_for:
@@ -164,6 +173,23 @@ class _Shard:
             self.buffer[fact.epoch][fact.id] = fact
             self.waiting[fact.epoch].append(m)
 
+    def horizon(self) -> int | None:
+        """The epoch no reader of the containment will ever be before again (None: unknown).
+
+        A partition's view at epoch ``k`` is built from the changes before ``k``; no partition's
+        state stands before the lowest of their epochs (a worker that redoes a batch starts
+        from the state in Redis), and every shard is done with the epochs before the lowest
+        ``below``, so nothing is written before it any more. A partition rebuilt from the
+        start of the stream after Redis lost its data finds the containment gone as well: the
+        stages replay theirs with it.
+        """
+        if len(self.epochs) < self.cfg.partitions:
+            return None
+        below = self.store.below()
+        if below is None:
+            return None
+        return min(below, *self.epochs.values())
+
     def check(self) -> None:
         """Before writing: the state in Redis is the one this process last flushed."""
         stored = self.state.redis.hget(f"{self.cfg.state_prefix}:meta", "below")
@@ -190,6 +216,8 @@ class _Shard:
             changed = stage.changed_entities()
             if changed:
                 entities.append((epoch, changed))
+            if self.cfg.shard == 0 and any(f.kind == "dismiss" for f in facts.values()):
+                self.dismissed.append(epoch)
             stats.facts += len(facts)
             stats.epochs += 1
             done += self.waiting.pop(epoch, [])
@@ -207,6 +235,13 @@ class _Shard:
         state.also.append(
             lambda pipe: self.store.queue(pipe, shard, updates, new_below, populations, entities)
         )
+        # What dismissals lifted is deleted once no reader can need it, with the state (a
+        # stage that lost the shard deletes nothing): the hash keeps what is contained now.
+        horizon = self.horizon() if self.dismissed else None
+        lifted: list[bytes] = []
+        if horizon is not None and any(e < horizon for e in self.dismissed):
+            lifted = self.store.lifted(horizon)
+            state.also.append(lambda pipe: self.store.queue_prune(pipe, lifted))
         for p, by_token in self.announced.items():  # older states' announcements are done
             keep = self.tokens.get(p)
             for token in [t for t in by_token if t != keep and keep is not None]:
@@ -221,6 +256,9 @@ class _Shard:
         except LeaseLost as exc:
             raise StageLost(str(exc)) from None
         self.store.prune()
+        if horizon is not None:
+            self.dismissed = [e for e in self.dismissed if e >= horizon]
+            stats.pruned += len(lifted)
         stats.containment += len(updates)
         self.below = new_below
         done += self.heard
