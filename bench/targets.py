@@ -425,7 +425,9 @@ def summary_line(name: str, targets: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenarios", nargs="*", help="scenario files (default: scenarios/*.toml)")
+    parser.add_argument(
+        "scenarios", nargs="*", help="scenario files (default: scenarios/*.toml except tiny.toml)"
+    )
     parser.add_argument("--guard", default="brokerguard", help="engine name or policy .toml path")
     parser.add_argument("--seed", type=int, default=None, help="override every scenario's seed")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
