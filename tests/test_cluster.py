@@ -253,6 +253,23 @@ def test_ingest_reads_stdin_and_names_a_bad_line(run, names) -> None:
     assert missing.returncode == 2 and b"no such events file" in missing.stderr
 
 
+@pytest.mark.parametrize("command", [["status"], ["ingest", "-"], ["worker", "--idle-exit", "1"]])
+def test_a_scale_out_command_with_no_nats_server_there_exits_2_at_once(command, run) -> None:
+    """Named at an address where no server listens, a command says so and exits: it retried
+    for two minutes, a traceback per attempt (a monitoring check with ``status`` hung)."""
+    path, _ = run
+    head = b"".join(path.read_bytes().splitlines(keepends=True)[:5])
+    done = subprocess.run(
+        [*BG, *command, "--nats", "nats://127.0.0.1:1"],
+        input=head,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr[-500:]
+    assert b"nats://127.0.0.1:1" in done.stderr  # the server named
+    assert b"Traceback" not in done.stderr
+
+
 def test_a_batch_decided_from_state_lost_mid_batch_writes_no_record(
     run, names, tmp_path, pg_url, monkeypatch
 ) -> None:

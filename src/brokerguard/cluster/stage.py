@@ -50,7 +50,7 @@ from brokerguard.cluster.facts import (
     progress_subject,
 )
 from brokerguard.cluster.leases import Lock, new_worker_id
-from brokerguard.cluster.stream import DEFAULT_PARTITIONS
+from brokerguard.cluster.stream import DEFAULT_PARTITIONS, connect
 from brokerguard.cluster.worker import TIMEOUTS, pull
 from brokerguard.engine import Policy
 from brokerguard.engine.policy import load_policy
@@ -328,7 +328,7 @@ async def run_campaign_stage(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    nc = await nats.connect(nats_url)
+    nc = await connect(nats_url)
     js = nc.jetstream()
     name = f"{durable}-{shard}"
     lock = Lock(client, cfg.lock_key, owner, lease_ttl)  # hold(): take it, or renew it if ours

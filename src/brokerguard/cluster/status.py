@@ -20,7 +20,7 @@ import nats
 import redis
 
 from brokerguard.cluster.leases import Leases
-from brokerguard.cluster.stream import stream_partitions
+from brokerguard.cluster.stream import connect, stream_partitions
 
 __all__ = ["cluster_status"]
 
@@ -38,7 +38,7 @@ async def cluster_status(
     stage_shards: int = 1,
 ) -> dict[str, Any]:
     """The status as a JSON-ready dict; raises ``nats.js.errors.NotFoundError`` for no stream."""
-    nc = await nats.connect(nats_url)
+    nc = await connect(nats_url)
     try:
         js = nc.jetstream()
         info = await js.stream_info(stream)

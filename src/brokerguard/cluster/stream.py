@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import nats
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
@@ -35,6 +36,7 @@ __all__ = [
     "EPOCH_HEADER",
     "EpochClock",
     "PartitionMismatch",
+    "connect",
     "ensure_stream",
     "epoch_marker",
     "marker_headers",
@@ -126,6 +128,34 @@ def _lines(lines: Iterable[bytes], analyst: bool) -> Iterator[tuple[int, bytes, 
             yield n, line, event
 
 
+async def connect(url: str) -> Any:
+    """Connect to NATS, failing at once (an ``OSError`` naming the server) when it is not there.
+
+    nats-py's first connect retries like a reconnect, a traceback per attempt, for two minutes
+    before giving up: a scale-out command run against a wrong address, or ``status`` run as a
+    monitoring check, hung that long. A probe with one attempt says it in seconds; the real
+    connection then rides out a server restart as before.
+    """
+
+    async def quiet(exc: Exception) -> None:  # the probe's failure is raised, not logged
+        pass
+
+    try:
+        probe = await nats.connect(
+            url,
+            connect_timeout=3,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.2,
+            error_cb=quiet,
+        )
+    except (OSError, TimeoutError):
+        raise
+    except Exception as exc:  # nats-py's NoServersError and the like
+        raise OSError(str(exc) or type(exc).__name__) from None
+    await probe.close()
+    return await nats.connect(url)
+
+
 async def ingest(
     lines: Iterable[bytes],
     url: str,
@@ -145,7 +175,7 @@ async def ingest(
     before it stays published. Publishes are pipelined ``window`` at a time and sent in file order.
     ``epoch_seconds`` 0 publishes no epoch markers.
     """
-    nc = await nats.connect(url)
+    nc = await connect(url)
     try:
         js = nc.jetstream()
         await ensure_stream(js, stream, subject, partitions)

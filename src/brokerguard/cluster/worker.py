@@ -64,6 +64,7 @@ from brokerguard.cluster.stream import (
     DEFAULT_PARTITIONS,
     DEFAULT_STREAM,
     DEFAULT_SUBJECT,
+    connect,
     ensure_stream,
     epoch_marker,
 )
@@ -433,7 +434,7 @@ async def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
-    nc = await nats.connect(nats_url)
+    nc = await connect(nats_url)
     progress = StageProgress(store) if store is not None else None
     if progress is not None:
         await nc.subscribe(progress_subject(facts_subject, "*"), cb=progress.heard)
