@@ -60,6 +60,15 @@ def test_compare_writes_a_table_and_a_chart(tmp_path: Path) -> None:
     assert results[1]["legit"]["login_challenge_rate"] == 1.0
 
 
+def test_compare_by_default_puts_the_engine_beside_the_baselines(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["compare", str(write(tmp_path)), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "compare.json").read_text())
+    guards = [r["guard"] for r in results]
+    assert guards == ["allow-all", "otp-at-login", "passkey-at-login", "brokerguard"]
+
+
 def test_overrides_and_errors(tmp_path: Path) -> None:
     path = write(tmp_path)
     result = runner.invoke(

@@ -145,7 +145,7 @@ def evaluate(
 def compare(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
     guards: Annotated[str, typer.Option(help="Comma-separated guard names.")] = (
-        "allow-all,otp-at-login,passkey-at-login"
+        "allow-all,otp-at-login,passkey-at-login,brokerguard"
     ),
     out: Annotated[Path, typer.Option("--out", help="Directory for the runs.")] = Path("runs"),
     seed: SeedOpt = None,
