@@ -671,3 +671,144 @@ def test_containment_a_dismissal_lifted_is_pruned_and_every_later_view_stays_the
         assert store.lifted(100) == []  # nothing more to prune
     finally:
         drop_prefix(client, prefix)
+
+
+def _epoch_a_lost_state_misleads(events_path: Path) -> tuple[int, set[str]]:
+    """The first epoch at which the shard, had Redis lost its state just before it, would raise
+    a campaign the staged replay never raises; and the replay's campaign ids.
+
+    A shard reads its records from Redis at each advance and keeps only the population counts
+    (and the number of campaigns it raised) in memory: from empty records, buyers of a symbol
+    already under a campaign start a new one, under the next id. Beside running workers an
+    advance is one epoch (a partition goes on into epoch ``k + 1`` only once the stage is done
+    with ``k``), so a loss before an epoch's records are read is a loss just before it."""
+    import copy
+
+    events = read_events(events_path)
+    staged = StagedGuard(PARTS, epoch_seconds=EPOCH)
+    epochs: list[tuple[int, list[Fact]]] = []
+    process = staged.stages[0].process
+
+    def taking(facts, epoch):
+        facts = list(facts)
+        epochs.append((epoch, facts))
+        return process(facts, epoch)
+
+    staged.stages[0].process = taking  # type: ignore[method-assign]
+    for e in events:
+        staged.decide(e) if hasattr(e, "account") else staged.observe(e)
+    raised = {r["id"] for r in staged.campaign_records()}
+    policy = load_policy()
+    clean = CampaignStage(MemoryState(), policy.detectors)
+    for epoch, facts in epochs:
+        lost = CampaignStage(MemoryState(), policy.detectors)
+        lost.watch._count, lost.next_sweep = clean.watch._count, clean.next_sweep
+        pop = clean.state.get("population", "all")
+        if pop is not None:
+            lost.state.put("population", "all", copy.deepcopy(pop))
+        lost.process(facts, epoch)
+        if {r["id"] for r in lost.records(str)} - raised:
+            return epoch, raised
+        clean.process(facts, epoch)
+        list(clean.records(str))
+    raise AssertionError("no epoch where a lost state raises a campaign of its own")
+
+
+@pytest.mark.parametrize("event", ["state lost", "lock taken"])
+def test_an_advance_the_stage_loses_midway_writes_no_campaign(
+    events_path, names, tmp_path, monkeypatch, event
+) -> None:
+    """The stage checked its lock and state only when an advance began, and wrote the campaign
+    lines and rows before its fenced flush. Here, in the middle of an advance (before its
+    epoch's records are read), Redis loses the stage's keys — its state and lock — or another
+    stage takes the lock. The advance must be given back with nothing written: the lines file
+    and the campaigns table hold exactly the staged replay's campaigns (each line once when the
+    lock was taken; a shard rebuilt from empty writes its earlier lines again).
+
+    Before the fix, the lost state raised a campaign under an id the replay gives no campaign
+    (``C0006``, on a symbol already under ``C0003``): a stray line and a stray row, for a
+    row's id is the engine id and the moment it was raised. With the lock taken, the advance's
+    line went out twice; and with the check alone, the campaign the advance given back had
+    queued for the table counted as written, so the advance done again did not write it: the
+    row of the last campaign raised was missing."""
+    import asyncio
+    from collections import Counter
+
+    import sqlalchemy as sa
+    from cluster_helpers import NATS_URL, REDIS_URL, redis_client
+
+    from brokerguard.cluster import stage as stage_module
+    from brokerguard.cluster.stage import run_campaign_stage
+    from brokerguard.service.db import make_engine
+
+    ref = reference(events_path, tmp_path / "ref", shards=1)
+    if event == "state lost":
+        at, raised = _epoch_a_lost_state_misleads(events_path)
+    else:  # the epoch of the last campaign raised (no later epoch writes its row)
+        last = max(datetime.fromisoformat(c["raised_at"]) for c in lines(ref / "campaigns.ndjson"))
+        at, raised = int(last.timestamp() // EPOCH), set()
+    client = redis_client()
+    lock = f"{names.prefix}:stage:0:owner"
+    hit = {"n": 0}
+    wanted = stage_module._wanted
+
+    def midway(facts):
+        facts = list(facts)
+        if not hit["n"] and any(f.epoch == at for f in facts):
+            hit["n"] += 1
+            if event == "state lost":  # one atomic delete, as a Redis that lost its data
+                client.eval(WIPE, 0, f"{names.prefix}:stage:0:*")
+            else:  # another stage takes the lock; it lapses soon and this one takes it back
+                client.set(lock, "another-stage", px=400)
+        return wanted(facts)
+
+    decided: list[str] = []  # the ids of the lines each advance decided, written or not
+    records = CampaignStage.records
+
+    def noting(self, iso):
+        for r in records(self, iso):
+            decided.append(r["id"])
+            yield r
+
+    monkeypatch.setattr(stage_module, "_wanted", midway)
+    monkeypatch.setattr(CampaignStage, "records", noting)
+    with pg_database() as db:
+        ingest(events_path, names)
+        worker = start_worker(names, tmp_path, "a", "--database", db)
+        stats = asyncio.run(
+            run_campaign_stage(
+                NATS_URL,
+                REDIS_URL,
+                partitions=PARTS,
+                prefix=names.prefix,
+                facts_stream=names.facts_stream,
+                facts_subject=names.facts_subject,
+                durable=f"st{names.durable}",
+                lease_ttl=1.5,
+                idle_exit=6,
+                campaigns=tmp_path / "c-0.ndjson",
+                database=db,
+            )
+        )
+        finish([worker], [])
+        engine = make_engine(db)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT id, engine_id, symbols, accounts, infrastructure FROM campaigns")
+            ).all()
+        engine.dispose()
+    assert hit["n"] == 1 and stats.lost >= 1
+    if event == "state lost":
+        assert stats.rebuilt >= 1
+        # the advance given back did decide a campaign of its own (the injection bit) ...
+        assert set(decided) - raised
+    assert decisions(tmp_path / "d-a.ndjson") == decisions(ref / "decisions.ndjson")
+    # ... and none of it reached the file or the table
+    assert campaign_lines(tmp_path / "c-0.ndjson") == campaign_lines(ref / "campaigns.ndjson")
+    if event == "lock taken":  # (a shard rebuilt from empty writes every line again)
+        written = Counter(json.dumps(c, sort_keys=True) for c in lines(tmp_path / "c-0.ndjson"))
+        twice = [line for line, n in written.items() if n > 1]
+        assert not twice, f"{len(twice)} campaign lines written twice: {twice[:1]}"
+    camps = {i: (sorted(s), sorted(a), sorted(n)) for _, i, s, a, n in rows}
+    assert len(rows) == len(camps), sorted(r[0] for r in rows)  # no stray row beside a right one
+    assert camps == final_campaigns(ref / "campaigns.ndjson")

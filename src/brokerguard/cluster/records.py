@@ -63,7 +63,8 @@ class RecordSink:
             migrate(self.engine)
         self.caller = caller
         self.pending: list[Any] = []
-        self._campaigns_seen: dict[str, float] = {}
+        self._campaigns_seen: dict[str, float] = {}  # written: campaign -> its updated_at then
+        self._campaigns_queued: dict[str, float] = {}  # ... queued, seen once written
         self.written = 0
 
     def decided(
@@ -121,7 +122,7 @@ class RecordSink:
         for cid in list(state.keys("campaign")):
             camp: CampaignState | None = state.get("campaign", cid)
             if camp is not None and self._campaigns_seen.get(tag + cid) != camp.updated_at:
-                self._campaigns_seen[tag + cid] = camp.updated_at
+                self._campaigns_queued[tag + cid] = camp.updated_at
                 record = campaign_record(_tagged(camp, tag))
                 record.merge = merge
                 self.pending.append(record)
@@ -132,6 +133,7 @@ class RecordSink:
         from brokerguard.service.recorder import DecisionRecord, write_records
 
         records, self.pending = self.pending, []
+        queued, self._campaigns_queued = self._campaigns_queued, {}
         if not records:
             return 0
         ids = [r.decision["id"] for r in records if isinstance(r, DecisionRecord)]
@@ -146,8 +148,16 @@ class RecordSink:
         written, dropped, error = write_records(self.engine, records)
         if dropped:
             raise RuntimeError(f"{dropped} records could not be written: {error}")
+        self._campaigns_seen.update(queued)
         self.written += written
         return written
+
+    def discard(self) -> None:
+        """Drop what was queued and not written: a batch or an advance given back. A campaign
+        queued then is queued again the next time it is seen, even unchanged (the advance done
+        again raises it as it was)."""
+        self.pending.clear()
+        self._campaigns_queued.clear()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -7,17 +7,25 @@ partition has announced an epoch later than some buffered ones, it
 1. runs those epochs' facts, each epoch in stream order, through its
    :class:`~brokerguard.engine.stage.CampaignStage` (state in Redis under
    ``<prefix>:stage:<shard>:``);
-2. writes the campaign lines to ``--campaigns`` and, given a database, the campaigns to the
+2. checks that the shard is still its own — its lock and the state it read, the fence its flush
+   is under — else it gives the advance back, writing nothing of it;
+3. writes the campaign lines to ``--campaigns`` and, given a database, the campaigns to the
    service's tables (ids are the stage's own, so a rerun rewrites the same rows);
-3. writes the containment found and how far it got to Redis (:class:`.facts.ContainmentStore`,
+4. writes the containment found and how far it got to Redis (:class:`.facts.ContainmentStore`,
    containment first: ``HSETNX``, so a rerun changes nothing), which the workers wait on; shard
    0 also deletes what dismissals lifted once no partition can need it (:func:`.facts.lifted`);
-4. flushes its state with the announcements and its progress, and only then acknowledges.
+5. flushes its state (with 4, the announcements and its progress: one transaction fenced on
+   the lock), and only then acknowledges.
 
-A stage killed anywhere before 4 has its messages redelivered and processes the same epochs
-again from the state before them, deciding the same. One process holds a shard at a time (a lock
-in Redis with a heartbeat; the state flush is fenced on it), so a second process per shard is a
-hot standby that takes over after ``lease_ttl``, restarting the consumer just after its ack floor.
+A stage killed anywhere before 5 has its messages redelivered and processes the same epochs
+again from the state before them, deciding the same. An advance decided from a state that
+Redis lost, or after another process took the shard, is given back at 2: its campaigns, decided
+from records that were gone, are no campaigns the shard raises (a new id for a symbol already
+under one, say), and a line or row of theirs would stay beside the right ones.
+
+One process holds a shard at a time (a lock in Redis with a heartbeat; the state flush is fenced
+on it), so a second process per shard is a hot standby that takes over after ``lease_ttl``,
+restarting the consumer just after its ack floor.
 If Redis loses the shard's state, the shard replays its facts from the start of the stream (and
 the workers, which lose theirs too, replay their partitions): the same campaigns again.
 """
@@ -99,6 +107,7 @@ class _Shard:
         self.cfg = cfg
         self.stats = stats
         self.state = RedisState(cfg.redis_url, prefix=cfg.state_prefix, client=client)
+        self.owner = owner
         self.state.fence = (cfg.lock_key, owner)  # a flush only while the shard is ours
         meta = self.state.read_meta()
         self.stage = CampaignStage(self.state, cfg.policy.detectors, cfg.shard, cfg.shards)
@@ -191,8 +200,16 @@ class _Shard:
         return min(below, *self.epochs.values())
 
     def check(self) -> None:
-        """Before writing: the state in Redis is the one this process last flushed."""
-        stored = self.state.redis.hget(f"{self.cfg.state_prefix}:meta", "below")
+        """The shard is still this process's: the lock holds its id (the fence of the state
+        flush) and the state in Redis is the one it last flushed. Before an advance reads
+        anything, and again before anything of it leaves the stage."""
+        pipe = self.state.redis.pipeline(transaction=False)
+        pipe.get(self.cfg.lock_key)
+        pipe.hget(f"{self.cfg.state_prefix}:meta", "below")
+        self.state.round_trips += 1
+        held, stored = pipe.execute()
+        if held != self.owner.encode():
+            raise StageLost(f"shard {self.cfg.shard}: its lock is no longer this process's")
         mine = None if self.below is None else str(self.below)
         if (stored.decode() if stored else None) != mine:
             raise StageLost(f"shard {self.cfg.shard}: its state in Redis changed under us")
@@ -222,12 +239,26 @@ class _Shard:
             stats.epochs += 1
             done += self.waiting.pop(epoch, [])
         lines = list(stage.records(_iso))
+        if sink is not None:
+            sink.campaigns(stage, merge=self.cfg.shards > 1)  # queued: written below
+        # What dismissals lifted is deleted once no reader can need it, with the state (a
+        # stage that lost the shard deletes nothing): the hash keeps what is contained now.
+        horizon = self.horizon() if self.dismissed else None
+        lifted: list[bytes] = []
+        if horizon is not None and any(e < horizon for e in self.dismissed):
+            lifted = self.store.lifted(horizon)
+        # Everything is decided (the records read): is the shard still ours? Redis may have
+        # lost the state since the check above, or another process taken the lock, and what
+        # was read from then on was missing or another's. Nothing has left the stage yet: the
+        # advance is given back (StageLost) and its facts come again to whoever holds the
+        # shard. An advance that passes was decided from the state the next holder starts
+        # from, so should its flush still fail, what it wrote is what the next one writes.
+        self.check()
         if out is not None and lines:
             out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
             out.flush()
         stats.campaign_lines += len(lines)
         if sink is not None:
-            sink.campaigns(stage, merge=self.cfg.shards > 1)
             sink.write()
         # The output goes with the state, in one transaction fenced on the shard's lock: a
         # stage that lost the shard (or whose Redis lost its data) writes none of it.
@@ -235,12 +266,7 @@ class _Shard:
         state.also.append(
             lambda pipe: self.store.queue(pipe, shard, updates, new_below, populations, entities)
         )
-        # What dismissals lifted is deleted once no reader can need it, with the state (a
-        # stage that lost the shard deletes nothing): the hash keeps what is contained now.
-        horizon = self.horizon() if self.dismissed else None
-        lifted: list[bytes] = []
-        if horizon is not None and any(e < horizon for e in self.dismissed):
-            lifted = self.store.lifted(horizon)
+        if lifted:
             state.also.append(lambda pipe: self.store.queue_prune(pipe, lifted))
         for p, by_token in self.announced.items():  # older states' announcements are done
             keep = self.tokens.get(p)
@@ -429,7 +455,10 @@ async def run_campaign_stage(
                         if msgs:
                             metrics.lag.set(msgs[-1].metadata.num_pending)
             except StageLost:
+                # the advance is given back: what it queued for the tables goes too
                 stats.lost += 1
+                if sink is not None:
+                    sink.discard()
             finally:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()

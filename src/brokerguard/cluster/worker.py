@@ -832,7 +832,7 @@ async def run_worker(
                         # the batch's decisions, queued as it ran, were decided from a state
                         # that may be gone: left queued, the next batch of another partition
                         # would write them, and the redone batch's rows be dropped as known
-                        sink.pending.clear()
+                        sink.discard()
                     for m in msgs:
                         await m.nak()
                     await close_partition(part, release=False)
