@@ -172,6 +172,54 @@ def test_buyers_in_different_partitions_make_one_campaign_that_contains_from_the
     assert stage.process(facts[:1], 8) == []
 
 
+def test_a_shard_taken_over_numbers_its_campaigns_as_one_that_ran_on() -> None:
+    """With two shards, shard 1 keeps a copy of shard 0's campaign once a thin buy is linked to
+    it. A process that takes the shard over (after a restart, or its lock lapsing) starts from
+    the state in Redis: its next campaign must get the id the process that ran on gives it, and
+    a replay from empty (the reference, one process) — not one counted past the copy."""
+    policy = load_policy()
+    need = policy.detectors.campaign.min_accounts
+
+    def buyers(symbol: str, order: int, epoch: int) -> list[Fact]:
+        at = epoch * 100.0
+        return [
+            Fact(
+                kind="buy",
+                epoch=epoch,
+                order=order + i,
+                partition=i,
+                at=at + i,
+                account=f"{symbol}-{i}",
+                symbol=symbol,
+            )
+            for i in range(need)
+        ]
+
+    linked = Fact(
+        kind="buy",
+        epoch=1,
+        order=1,
+        at=100.0,
+        account="V0",
+        symbol="HK:8371",
+        thin=True,
+        campaign="K0-C0001",
+    )
+
+    def run(taken_over: bool) -> list[str]:
+        state = MemoryState()
+        stage = CampaignStage(state, policy.detectors, 1, 2)
+        stage.process([linked], 1)  # shard 1 starts its copy of K0-C0001
+        stage.process(buyers("TSE:1111", 10, 2), 2)
+        if taken_over:
+            stage = CampaignStage(state, policy.detectors, 1, 2)
+        stage.process(buyers("TSE:2222", 30, 3), 3)
+        return sorted(state.keys("campaign"))
+
+    assert run(taken_over=False) == ["K0-C0001", "K1-C0001", "K1-C0002"]
+    assert run(taken_over=True) == run(taken_over=False)
+
+
 def test_the_staged_reference_raises_each_campaign_once_across_partitions(events_path):
     events = read_events(events_path)
 

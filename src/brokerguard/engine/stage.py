@@ -201,6 +201,14 @@ class CampaignStage:
         if shards > 1:
             self.watch.prefix = f"K{shard}-"
             self.watch.aliases = True
+            # The next id follows this shard's own campaigns only. Its state also holds copies
+            # of other shards' campaigns (started by a thin buy linked to one, or kept for a
+            # dismissal heard): counted too, a shard taken over (restarted, or taken back after
+            # its lock lapsed) numbered its next campaign past the id one that ran on gives it,
+            # and past the one a replay from empty gives it, so a rebuild wrote it again under
+            # another id (another row) and the reference differed.
+            own = self.watch.prefix + "C"
+            self.watch._count = sum(1 for cid in state.keys("campaign") if cid.startswith(own))
         self.span = params.login.infrastructure_window_hours * 3600
         self.next_sweep = 0.0
         self._handlers = {
