@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -345,3 +346,29 @@ def test_a_stop_during_an_outage_waits_a_bounded_time_and_says_what_was_not_writ
     assert any(m.startswith(f"recorder stopped with {queued} records not written") for m in said)
     database_back(name)
     assert stored_ids(url) == ["e0"]
+
+
+def test_a_writer_killed_while_it_waits_for_the_database_does_not_hang_the_stop(
+    outage_db: tuple[str, str],
+) -> None:
+    """Between attempts the writer waits on the server's stop signal. That was a
+    ``multiprocessing.Event``, whose ``set`` waits for every waiter to wake: a writer killed
+    while it waited never did, and the service's stop hung for ever. (The stop runs in a
+    thread here so that the test fails instead of hanging.)"""
+    url, name = outage_db
+    engine = make_engine(url)
+    recorder = Recorder(url, engine, write_pause=0.005, write_pause_max=0.02, stop_outage=0.2)
+    recorder.start()
+    try:
+        database_away(name)
+        for i in range(5):
+            recorder.record(row(i))
+        wait_for(lambda: recorder.write_failures > 2)  # it waits between attempts
+        kill_writer(recorder)
+    finally:
+        stopping = threading.Thread(target=recorder.stop, daemon=True)
+        stopping.start()
+        stopping.join(30)
+        engine.dispose()
+    assert not stopping.is_alive(), "the stop hung"
+    assert (recorder.written, recorder.backlog, recorder.lost_at_stop) == (0, 0, 5)

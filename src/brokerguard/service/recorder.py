@@ -179,7 +179,8 @@ class Recorder:
         self.max_backlog = max_backlog
         # the writer's pauses while the database is away, and its last chance at a stop
         self._write_pauses = (write_pause, write_pause_max, stop_outage)
-        self._halt: Any = None  # a multiprocessing Event: set at stop, ends a writer's waiting
+        # the current writer's halt pipe: written to at a stop, it ends the writer's waiting
+        self._halt: Connection | None = None
         self.write_failures = 0  # failed attempts at the batch in hand (the database away)
         self.failing_since: datetime | None = None  # when the current run of failures began
         self._outage_logged = 0.0  # monotonic time of the last line about the outage
@@ -191,7 +192,6 @@ class Recorder:
             return
         self._stopping = False
         self._stop_asked.clear()
-        self._halt = multiprocessing.get_context("spawn").Event()
         self._spawn()
         for target, name in (
             (self._send_forever, "bg-sender"),
@@ -207,24 +207,48 @@ class Recorder:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         to_writer_r, to_writer_w = context.Pipe(duplex=False)
         from_writer_r, from_writer_w = context.Pipe(duplex=False)
+        halt_r, halt_w = context.Pipe(duplex=False)
         process = context.Process(
             target=_writer_main,
-            args=(self.database_url, to_writer_r, from_writer_w, self._halt, *self._write_pauses),
+            args=(
+                self.database_url,
+                to_writer_r,
+                from_writer_w,
+                _Halt(halt_r),
+                *self._write_pauses,
+            ),
             name="brokerguard-writer",
             daemon=True,
         )
         try:
             process.start()
+        except BaseException:
+            halt_w.close()
+            raise
         finally:
             to_writer_r.close()
             from_writer_w.close()
+            halt_r.close()
         self._process, self._to_writer, self._from_writer = process, to_writer_w, from_writer_r
+        self._halt = halt_w
         self._ready = False
+        if self._stopping:  # started during a stop: its last chance has begun
+            self._halt_writer()
+
+    def _halt_writer(self) -> None:
+        """Tell the current writer the server stops (a writer that is gone needs no telling)."""
+        halt = self._halt
+        if halt is not None:
+            with contextlib.suppress(OSError):
+                halt.send_bytes(b"halt")
 
     def _retire(self) -> None:
         """Close a lost writer's pipe and reap its process: a long outage must not leak them."""
         if self._to_writer is not None:
             self._to_writer.close()
+        if self._halt is not None:
+            self._halt.close()
+            self._halt = None
         if self._from_writer is not None and not self._ready:  # else the acks thread closes it
             self._from_writer.close()
         if self._process is not None:
@@ -247,7 +271,7 @@ class Recorder:
         self._jobs.put(None)
         self._stopping = True
         self._stop_asked.set()
-        self._halt.set()  # a writer waiting for the database: its last stop_outage seconds
+        self._halt_writer()  # a writer waiting for the database: its last stop_outage seconds
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
@@ -522,7 +546,7 @@ def _writer_main(
     database_url: str,
     inbox: Connection,
     acks: Connection,
-    halt: Any,
+    halt: _Halt,
     pause: float,
     pause_max: float,
     stop_outage: float,
@@ -556,6 +580,28 @@ def _writer_main(
                 return
     finally:
         engine.dispose()
+
+
+class _Halt:
+    """The server's stop, as a writer process sees it: its end of a pipe that becomes readable
+    (a message, or the server's end closed).
+
+    It was a ``multiprocessing.Event``; but a writer killed while it waited on the Event (as it
+    does between attempts while the database is away) never acknowledges the wake-up that
+    ``Event.set`` waits for, and the server's stop hung for ever. A pipe has no such hand-shake.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._set = False
+
+    def is_set(self) -> bool:
+        self._set = self._set or self.conn.poll()
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        self._set = self._set or self.conn.poll(timeout)
+        return self._set
 
 
 class _GaveUp(Exception):
@@ -613,7 +659,7 @@ class _WriterBackoff(Backoff):
     of every failure; once the server stops (``halt``), for ``stop_outage`` seconds more."""
 
     def __init__(
-        self, acks: Connection, halt: Any, pause: float, pause_max: float, stop_outage: float
+        self, acks: Connection, halt: _Halt, pause: float, pause_max: float, stop_outage: float
     ) -> None:
         super().__init__(pause, pause_max, attempts=None)
         self.acks, self.halt, self.stop_outage = acks, halt, stop_outage
