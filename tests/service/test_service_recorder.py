@@ -6,14 +6,17 @@ pause is the only thing replaced: it notes the delay instead of sleeping, and pu
 directory back after a few restarts.
 
 The database away, for real too: a PostgreSQL database of the test's own refuses connections
-and its sessions are ended (``pg_helpers.database_away``). Records wait and none is dropped;
-only a stop, after its bounded wait, counts what it could not write.
+and its sessions are ended (``pg_helpers.database_away``). Records wait and none is dropped; a
+stop, after its bounded wait, saves what it could not write to a spill file, and so does a
+writer process lost meanwhile; ``brokerguard records load-spill`` writes them once the database
+is back.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import threading
@@ -25,12 +28,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from pg_helpers import database_away, database_back
+from typer.testing import CliRunner
 
-from brokerguard.service import audit
+from brokerguard.cli import app
+from brokerguard.service import audit, spill
 from brokerguard.service import recorder as recorder_module
 from brokerguard.service.audit import AuditEntry
 from brokerguard.service.db import make_engine, migrate
-from brokerguard.service.models import events
+from brokerguard.service.models import audit_log, events
 from brokerguard.service.recorder import DecisionRecord, EventRecord, Recorder
 
 
@@ -141,20 +146,23 @@ def test_records_a_dying_writer_had_taken_are_counted_dropped_and_jobs_go_on(
         engine.dispose()
 
 
-def test_stop_with_no_writer_returns_in_seconds_and_counts_the_queue_dropped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("spill_dir_there", [True, False])
+def test_stop_with_no_writer_returns_in_seconds_and_spills_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spill_dir_there: bool
 ) -> None:
     """No writer can start (its database directory is gone) and the sender is in a long pause
     before the next: ``stop`` waits out neither the pause nor the minute of its timeout. The
-    writer it starts at once dies too, the queued records are counted as dropped, and a job
-    queued before the stop gets its answer."""
+    writer it starts at once dies too, the queued records are saved to a spill file (counted
+    as dropped only when the spill directory is gone too), and a job queued before the stop
+    gets its answer."""
     monkeypatch.setattr(recorder_module, "RESTART_FIRST_S", 30.0)
-    home, away = tmp_path / "db", tmp_path / "away"
+    home, away, spills = tmp_path / "db", tmp_path / "away", tmp_path / "spill"
     home.mkdir()
+    spills.mkdir()
     url = f"sqlite:///{home / 'service.db'}"
     engine = make_engine(url)
     migrate(engine)
-    recorder = Recorder(url, engine)  # the real pause, which a stop ends
+    recorder = Recorder(url, engine, spill_dir=spills)  # the real pause, which a stop ends
     recorder.start()
     try:
         recorder.record(row(0))
@@ -168,17 +176,28 @@ def test_stop_with_no_writer_returns_in_seconds_and_counts_the_queue_dropped(
             time.sleep(0.05)  # until the sender has found the writer lost and pauses
         assert recorder._restart_delay == 30.0
         job = recorder.call(lambda conn: "job ran")
+        if not spill_dir_there:
+            spills.rmdir()
     finally:
         t0 = time.monotonic()
         recorder.stop()
         took = time.monotonic() - t0
         engine.dispose()
     assert took < 8, f"stop took {took:.1f} s"
-    assert (recorder.written, recorder.dropped, recorder.backlog) == (1, 10, 0)
-    assert "10 records dropped" in (recorder.last_error or "")
+    assert "stopped with no writer: 10 records not written" in (recorder.last_error or "")
     assert job.done()
     away.rename(home)
     assert stored_ids(url) == ["e0"]
+    assert (recorder.written, recorder.backlog, recorder.lost_at_stop) == (1, 0, 10)
+    if not spill_dir_there:
+        assert (recorder.dropped, recorder.spilled, recorder.spill_file) == (10, 0, None)
+        assert "cannot save 10 records to a spill file" in (recorder.last_error or "")
+        return
+    assert (recorder.dropped, recorder.spilled) == (0, 10)
+    assert recorder.spill_file is not None and recorder.spill_file.parent == spills
+    saved = spill.read(recorder.spill_file)
+    assert [r.row["event_id"] for r in saved.records] == [f"e{i}" for i in range(1, 11)]
+    assert saved.header.reason == "stop"
 
 
 def test_a_record_that_cannot_be_written_leaves_no_customer_data_in_the_last_error(
@@ -317,47 +336,147 @@ def test_records_wait_through_a_database_outage_and_none_is_dropped(
     assert any(m.startswith("records are written again") for m in said)
 
 
-def test_a_stop_during_an_outage_waits_a_bounded_time_and_says_what_was_not_written(
-    outage_db: tuple[str, str], caplog: pytest.LogCaptureFixture
-) -> None:
-    """A stop cannot wait for ever for a database that stays away: it gives it ``stop_outage``
-    seconds, then counts what was not written as dropped and says how many in one error line.
-    Enough records that some are in the writer's hands, some in the pipe and the rest queued."""
-    url, name = outage_db
+def audit_entries(url: str) -> tuple[audit.AuditReport, list[str]]:
+    """The chain's verification and the action of every entry, in order."""
     engine = make_engine(url)
-    recorder = Recorder(url, engine, write_pause=0.005, write_pause_max=0.02, stop_outage=0.2)
+    with engine.connect() as conn:
+        report = audit.verify(conn)
+        actions = list(conn.scalars(sa.select(audit_log.c.action).order_by(audit_log.c.seq)))
+    engine.dispose()
+    return report, actions
+
+
+def test_a_stop_during_an_outage_spills_what_was_not_written_and_load_spill_writes_it_once(
+    outage_db: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stop cannot wait for ever for a database that stays away: it gives it
+    ``stop_outage`` seconds. Then it used to count every record not written as dropped —
+    decisions and their audit entries gone, a hole in the audit log. Now they are saved, in
+    the order queued, to a spill file named in the one error line; once the database is back
+    ``brokerguard records load-spill`` writes every one, the audit chain verifies, and a
+    second load (or a copy of the file) adds nothing. Enough records that some are in the
+    writer's hands, some in the pipe and the rest queued."""
+    url, name = outage_db
+    spills = tmp_path / "spill"
+    spills.mkdir()
+    engine = make_engine(url)
+    recorder = Recorder(
+        url, engine, write_pause=0.005, write_pause_max=0.02, stop_outage=0.2, spill_dir=spills
+    )
     caplog.set_level(logging.ERROR, logger="brokerguard.service.recorder")
+    recorder.start()
+    pairs = 3 * recorder_module.MAX_BATCH // 2
+    try:
+        recorder.record(row(0))
+        recorder.record(decision(0))
+        assert recorder.wait_idle(30)
+        database_away(name)
+        for i in range(1, 1 + pairs):
+            recorder.record(row(i))
+            recorder.record(decision(i))
+        wait_for(lambda: recorder.write_failures > 0)
+    finally:
+        recorder.stop()
+        engine.dispose()
+    queued = 2 * pairs
+    assert (recorder.written, recorder.backlog, recorder.lost_at_stop) == (2, 0, queued)
+    assert (recorder.dropped, recorder.spilled) == (0, queued)
+    assert (recorder.last_error or "").startswith("OperationalError"), recorder.last_error
+    saved = recorder.spill_file
+    assert saved is not None and saved.parent == spills and saved.is_file()
+    said = [r.getMessage() for r in caplog.records]
+    line = f"recorder stopped with {queued} records not written: {queued} saved to {saved}"
+    assert any(m.startswith(line) for m in said), said
+    database_back(name)
+    assert stored_ids(url) == ["e0"]
+
+    runner = CliRunner()
+    load = runner.invoke(app, ["records", "load-spill", str(saved), "--database", url])
+    assert load.exit_code == 0, load.output
+    assert f"{queued} records written, 0 already stored, 0 refused" in load.output
+    assert stored_ids(url) == [f"e{i}" for i in range(1 + pairs)]
+    report, actions = audit_entries(url)
+    assert report.problem is None, report.problem
+    assert actions.count("decision") == 1 + pairs
+    assert actions.count(spill.LOAD_ACTION) == queued // recorder_module.MAX_BATCH
+    loaded = spill.loaded_name(saved)
+    assert loaded.is_file() and not saved.exists()
+
+    again = runner.invoke(app, ["records", "load-spill", str(loaded), "--database", url])
+    assert again.exit_code == 0 and "already loaded, nothing written" in again.output
+    shutil.copy(loaded, saved)  # the file as it was: its id says it is loaded
+    copy = runner.invoke(app, ["records", "load-spill", str(saved), "--database", url])
+    assert copy.exit_code == 0 and "already loaded, nothing written" in copy.output
+    assert stored_ids(url) == [f"e{i}" for i in range(1 + pairs)]
+    assert audit_entries(url) == (report, actions)
+
+
+def test_a_writer_lost_while_the_database_is_away_spills_its_batch_and_the_rest_goes_on(
+    outage_db: tuple[str, str], tmp_path: Path
+) -> None:
+    """A writer process that dies holding a batch it could not write (the database away) had
+    not written it: those records used to be counted as dropped. Now they are saved to a
+    spill file at once, the next writer takes what comes after them, and nothing is lost."""
+    url, name = outage_db
+    spills = tmp_path / "spill"
+    spills.mkdir()
+    engine = make_engine(url)
+    pauses: list[float] = []
+    recorder = Recorder(
+        url,
+        engine,
+        sleep=pauses.append,
+        write_pause=0.005,
+        write_pause_max=0.02,
+        spill_dir=spills,
+    )
     recorder.start()
     try:
         recorder.record(row(0))
         assert recorder.wait_idle(30)
         database_away(name)
-        queued = 3 * recorder_module.MAX_BATCH
-        for i in range(1, 1 + queued):
+        for i in range(1, 11):
             recorder.record(row(i))
-        wait_for(lambda: recorder.write_failures > 0)
+            recorder.record(decision(i))
+        wait_for(lambda: recorder.write_failures > 0 and recorder._sent == 21)
+        kill_writer(recorder)
+        recorder.record(row(99))  # the sender finds the writer gone and starts another
+        wait_for(lambda: recorder.spilled > 0)
+        assert (recorder.spilled, recorder.dropped, pauses) == (20, 0, [0.5])
+        saved = recorder.spill_file
+        assert saved is not None and saved.is_file()
+        header = spill.read(saved).header
+        assert (header.reason, header.records) == ("writer_lost", 20)
+        database_back(name)
+        assert recorder.wait_idle(60)
     finally:
         recorder.stop()
         engine.dispose()
-    assert (recorder.written, recorder.dropped, recorder.backlog) == (1, queued, 0)
-    assert recorder.lost_at_stop == queued
-    assert (recorder.last_error or "").startswith("OperationalError"), recorder.last_error
-    said = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith(f"recorder stopped with {queued} records not written") for m in said)
-    database_back(name)
-    assert stored_ids(url) == ["e0"]
+    assert (recorder.written, recorder.dropped, recorder.lost_at_stop) == (2, 0, 0)
+    assert stored_ids(url) == ["e0", "e99"]
+    check = make_engine(url)
+    try:
+        result = spill.load(check, spill.read(saved))
+    finally:
+        check.dispose()
+    assert (result.written, result.skipped, result.rejected) == (20, 0, [])
+    assert stored_ids(url) == ["e0", "e99", *(f"e{i}" for i in range(1, 11))]
+    report, actions = audit_entries(url)
+    assert report.problem is None and actions.count("decision") == 10
 
 
 def test_a_writer_killed_while_it_waits_for_the_database_does_not_hang_the_stop(
-    outage_db: tuple[str, str],
+    outage_db: tuple[str, str], tmp_path: Path
 ) -> None:
     """Between attempts the writer waits on the server's stop signal. That was a
     ``multiprocessing.Event``, whose ``set`` waits for every waiter to wake: a writer killed
     while it waited never did, and the service's stop hung for ever. (The stop runs in a
-    thread here so that the test fails instead of hanging.)"""
+    thread here so that the test fails instead of hanging.) What the writer held is spilled."""
     url, name = outage_db
     engine = make_engine(url)
-    recorder = Recorder(url, engine, write_pause=0.005, write_pause_max=0.02, stop_outage=0.2)
+    recorder = Recorder(
+        url, engine, write_pause=0.005, write_pause_max=0.02, stop_outage=0.2, spill_dir=tmp_path
+    )
     recorder.start()
     try:
         database_away(name)
@@ -372,3 +491,5 @@ def test_a_writer_killed_while_it_waits_for_the_database_does_not_hang_the_stop(
         engine.dispose()
     assert not stopping.is_alive(), "the stop hung"
     assert (recorder.written, recorder.backlog, recorder.lost_at_stop) == (0, 0, 5)
+    assert (recorder.dropped, recorder.spilled) == (0, 5)
+    assert recorder.spill_file is not None and len(spill.read(recorder.spill_file).records) == 5

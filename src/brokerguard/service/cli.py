@@ -5,7 +5,8 @@ Thin commands over the library, like the rest of the CLI. Heavy imports (FastAPI
 uvicorn) happen inside the commands, so ``brokerguard simulate`` does not pay for them. Every
 command that takes ``--database`` also reads ``BROKERGUARD_DATABASE``; the default is the
 embedded SQLite file ``brokerguard.db`` in the working directory. User errors exit with status 2
-and a message; ``audit verify`` exits 1 when the chain is broken.
+and a message; ``audit verify`` exits 1 when the chain is broken, ``records load-spill`` when the
+database goes away during the load.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ DatabaseOpt = Annotated[
 keys_app = typer.Typer(help="API keys for the broker's systems (stored hashed, shown once).")
 users_app = typer.Typer(help="Console users (analyst, supervisor, admin).")
 audit_app = typer.Typer(help="The hash-chained audit log.")
-records_app = typer.Typer(help="The service's recorded events, decisions and fraud cases.")
+records_app = typer.Typer(
+    help="The service's recorded events, decisions and fraud cases; spill files loaded back."
+)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -121,6 +124,15 @@ def serve(
             "decisions are refused (503 recorder_full) until it is back. None is dropped.",
         ),
     ] = 200_000,
+    spill_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="BROKERGUARD_SPILL_DIR",
+            help="Directory for spill files: records a stop could not write (the database "
+            "away), for `brokerguard records load-spill`. Default: beside the SQLite file, "
+            "else the current directory.",
+        ),
+    ] = None,
 ) -> None:
     """Run the decision API (one process: the engine's state is in its memory).
 
@@ -139,6 +151,7 @@ def serve(
     from brokerguard.service.app import create_app
     from brokerguard.service.db import DatabaseError
     from brokerguard.service.runtime import Settings
+    from brokerguard.service.spill import SpillError
     from brokerguard.stores.sqlite import StateFileError
 
     settings = Settings(
@@ -151,10 +164,11 @@ def serve(
         blocklist_path=blocklist,
         blocklist_poll_seconds=blocklist_poll,
         max_backlog=max_backlog,
+        spill_dir=spill_dir,
     )
     try:
         app = create_app(database, policy, state, settings=settings)
-    except (DatabaseError, PolicyError, StateFileError, BlocklistError) as exc:
+    except (DatabaseError, PolicyError, StateFileError, BlocklistError, SpillError) as exc:
         raise _fail(str(exc)) from None
     published = f", publishing to {shown_url(nats_url)} {stream}" if nats_url else ""
     watch = app.state.service.blocklist
@@ -163,6 +177,15 @@ def serve(
         f"BrokerGuard on http://{host}:{port}  (database {shown_url(database)}{published}{listed})",
         highlight=False,
     )
+    waiting = app.state.service.spills_at_start
+    if waiting:
+        console.print(
+            f"[red]{len(waiting)} spill files wait in {app.state.service.spill_dir}:[/red] records"
+            " an earlier run could not write, not in the database until loaded with"
+            " `brokerguard records load-spill FILE`",
+            highlight=False,
+            soft_wrap=True,
+        )
     uvicorn.run(
         app,
         host=host,
@@ -335,6 +358,71 @@ def records_export(
         f"records written to {out}; e.g. `brokerguard report monthly {out} --labels {out / CASES}`",
         highlight=False,
     )
+
+
+@records_app.command("load-spill")
+def records_load_spill(
+    file: Annotated[Path, typer.Argument(help="A spill file (brokerguard-spill-….ndjson).")],
+    database: DatabaseOpt = DEFAULT_DATABASE,
+    any_database: Annotated[
+        bool,
+        typer.Option(
+            "--any-database",
+            help="Load it even though its header names another database than --database.",
+        ),
+    ] = False,
+) -> None:
+    """Write the records a stopping service saved to a spill file (the database was away).
+
+    They are written as the service writes them: audit entries chained after the head. Each
+    transaction records how far the file is loaded, so an interrupted load goes on where it
+    stopped and a second load writes nothing. A file loaded whole is renamed FILE.loaded.
+    Exits 2 for a file that cannot be read (not one, an unknown version, changed or cut
+    short), 1 if the database goes away meanwhile."""
+    from brokerguard.service import spill
+
+    try:
+        read = spill.read(file)
+    except spill.SpillError as exc:
+        raise _fail(str(exc)) from None
+    meant = read.header.database
+    if not any_database and not spill.same_database(meant, database):
+        raise _fail(
+            f"{file}: its records are for {meant}, not {spill.shown_database(database)};"
+            " give that database with --database, or pass --any-database to load them here"
+        )
+    engine = _engine(database)
+    try:
+        report = spill.load(engine, read)
+    except spill.LoadInterrupted as exc:
+        raise _fail(str(exc), code=1) from None
+    except spill.SpillError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    if report.already:
+        console.print(f"{file}: already loaded, nothing written", highlight=False, soft_wrap=True)
+    else:
+        rejected = "".join(f"\n  line {line}: {problem}" for line, problem in report.rejected)
+        console.print(
+            f"{file}: {report.written} records written, {report.skipped} already stored,"
+            f" {len(report.rejected)} refused by the database (they stay in the file){rejected}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not file.name.endswith(spill.LOADED):
+        done = spill.loaded_name(file)
+        try:
+            file.rename(done)
+        except OSError as exc:
+            console.print(
+                f"[yellow]warning:[/yellow] {file} is loaded but could not be renamed to"
+                f" {done.name} ({exc.strerror}); loading it again writes nothing",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            console.print(f"renamed to {done}", highlight=False, soft_wrap=True)
 
 
 def mount(app: typer.Typer) -> None:

@@ -21,6 +21,10 @@ What the tables hold and why it is shaped so:
   row per host, kept after the decision so that a rejected host is never queued again.
 - ``audit_log``: append-only and hash-chained (see :mod:`.audit`); ``seq`` is assigned by the
   writer, never by the database, so a removed row leaves a visible gap.
+- ``spill_loads``: spill files (records a stopping service could not write, see :mod:`.spill`)
+  loaded by ``brokerguard records load-spill``: how far each was loaded, advanced in the
+  transaction that writes its records, so that a load goes on where one stopped and a second
+  load of the same file writes nothing.
 
 Timestamps are stored in UTC (:class:`UTCDateTime`), whatever the database.
 """
@@ -49,6 +53,7 @@ __all__ = [
     "instructions",
     "metadata",
     "policies",
+    "spill_loads",
     "users",
 ]
 
@@ -308,4 +313,18 @@ blocklist_review = sa.Table(
     sa.Column("decided_at", UTCDateTime, nullable=True),
     sa.Column("note", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_blocklist_review_status", "status"),
+)
+
+spill_loads = sa.Table(
+    "spill_loads",
+    metadata,
+    sa.Column("id", Id, primary_key=True),  # the spill file's id (its header's)
+    sa.Column("file", sa.String(1000), nullable=False),  # the file's name at the last load
+    sa.Column("created_at", UTCDateTime, nullable=False),  # when the service wrote it
+    sa.Column("records", sa.Integer, nullable=False),  # how many the file holds
+    sa.Column("through", sa.Integer, nullable=False),  # the first ones done, in the file's order
+    sa.Column("written", sa.Integer, nullable=False),
+    sa.Column("skipped", sa.Integer, nullable=False),  # already stored (a decision, a campaign)
+    sa.Column("rejected", sa.Integer, nullable=False),  # the database refuses them for good
+    sa.Column("loaded_at", UTCDateTime, nullable=False),
 )

@@ -20,11 +20,15 @@ opened on an alert decided a moment ago. Both writers append to the audit chain 
 chain stays one chain.
 
 What a crash can lose: records queued and not yet written (normally well under a second's worth). A
-writer process that dies loses the records it had taken and not yet acknowledged; they are counted
-as dropped, so that the backlog empties and jobs waiting for them go on. A writer process that dies
-is started again, after a pause that doubles (0.5 s up to 30 s) while new ones die before writing
-anything — a writer that cannot start (a missing database directory or driver) must not become a
-process a second and a log line each — and the batch it did not take waits for the next one.
+writer process that dies while writing loses the records it had taken and not yet acknowledged;
+they are counted as dropped (it may have written them just before it died: given to another
+writer, they could be written twice), so that the backlog empties and jobs waiting for them go
+on. A writer that dies while the database is away had not written them: they are saved to a
+**spill file** instead (below). The server keeps every batch it sent until the writer
+acknowledges it, so it knows what a lost writer had. A writer process that dies is started again,
+after a pause that doubles (0.5 s up to 30 s) while new ones die before writing anything — a
+writer that cannot start (a missing database directory or driver) must not become a process a
+second and a log line each — and the batch it did not take waits for the next one.
 
 **The database away** (an ``OperationalError``: PostgreSQL down, restarting or unreachable, SQLite
 locked) loses nothing: the writer keeps its batch and tries it again, after a pause that doubles
@@ -44,11 +48,18 @@ backlog, what was written and dropped, the last error and the restarts.
 
 Stopping writes everything queued while a writer writes. While none can start, :meth:`Recorder.stop`
 does not wait out the pauses: the pause ends at once, the writer then started gets
-:data:`STOP_GRACE_S` to say it is ready, and if it does not (or dies) what is still queued is
-counted as dropped and the stop returns — in seconds, not after the minute of its timeout. A stop
-during a database outage gives the database :data:`STOP_OUTAGE_S` (10 s) to come back; then the
-writer gives up, and every record not written is counted as dropped and named in one error line
-(:attr:`Recorder.lost_at_stop`).
+:data:`STOP_GRACE_S` to say it is ready, and if it does not (or dies) the stop returns — in
+seconds, not after the minute of its timeout. A stop during a database outage gives the database
+:data:`STOP_OUTAGE_S` (10 s) to come back; then the writer gives up and tells the server which
+records of its batch it did not write (the end of it: a batch is written whole, or record by
+record in order).
+
+Every record a stop could not write — the part of the writer's batch it gave up on, the batches
+still in the pipe, what was still queued — is saved, in the order it was queued, to one **spill
+file** in ``spill_dir`` (:mod:`.spill`: versioned NDJSON, fsynced, renamed into place whole),
+named in one error line (:attr:`Recorder.lost_at_stop`, :attr:`Recorder.spill_file`) and listed
+by ``/healthz`` until ``brokerguard records load-spill`` has written it. Only if the file cannot
+be written (a full disk) are the records counted as dropped, and the line says so.
 """
 
 from __future__ import annotations
@@ -68,6 +79,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -83,6 +95,7 @@ __all__ = [
     "EventRecord",
     "InstructionRecord",
     "Recorder",
+    "insert_records",
     "write_records",
 ]
 
@@ -150,8 +163,13 @@ class Recorder:
         write_pause: float = WRITE_PAUSE_S,
         write_pause_max: float = WRITE_PAUSE_MAX_S,
         stop_outage: float = STOP_OUTAGE_S,
+        spill_dir: Path | None = None,
     ) -> None:
+        from brokerguard.service import spill
+
         self.database_url = database_url
+        # where the records a stop could not write are saved (.spill); beside an SQLite file
+        self.spill_dir = spill_dir if spill_dir is not None else spill.default_dir(database_url)
         self.engine = engine  # the job thread's; the writer process opens its own
         self._outbox: collections.deque[Record] = collections.deque()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -184,13 +202,20 @@ class Recorder:
         self.write_failures = 0  # failed attempts at the batch in hand (the database away)
         self.failing_since: datetime | None = None  # when the current run of failures began
         self._outage_logged = 0.0  # monotonic time of the last line about the outage
-        self.lost_at_stop = 0  # records the last stop could not write (counted as dropped)
+        self.lost_at_stop = 0  # records the last stop could not write (spilled, else dropped)
+        # batches handed to the writer and not yet acknowledged: (records, pickled batch)
+        self._in_flight: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._gave_up = False  # the writer said it gave up on the database at a stop
+        self._unwritten: list[Record] = []  # what the stop will spill, in the order queued
+        self.spilled = 0  # records saved to spill files by this recorder
+        self.spill_file: Path | None = None  # the last spill file written
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         if self._threads:
             return
         self._stopping = False
+        self._gave_up = False
         self._stop_asked.clear()
         self._spawn()
         for target, name in (
@@ -260,14 +285,15 @@ class Recorder:
     def stop(self, timeout: float = 60.0) -> None:
         """Write everything queued, then end the threads and the writer process.
 
-        While no writer can start, what is queued is counted as dropped instead (after one
-        last writer, given :data:`STOP_GRACE_S` to start): the stop takes seconds, not
-        ``timeout``. While the database is away, the writer tries for ``stop_outage`` seconds
-        more, then gives up. What was not written is counted as dropped, logged as an error and
-        kept in :attr:`lost_at_stop`."""
+        While no writer can start (after one last writer, given :data:`STOP_GRACE_S` to start)
+        the stop takes seconds, not ``timeout``. While the database is away, the writer tries for
+        ``stop_outage`` seconds more, then gives up. What was not written is saved to a spill
+        file (:attr:`spill_file`; counted as dropped only if that fails), named in one error
+        line and counted in :attr:`lost_at_stop`."""
         if not self._threads:
             return
-        dropped_before = self.dropped
+        dropped_before, spilled_before = self.dropped, self.spilled
+        self.spill_file = None
         self._jobs.put(None)
         self._stopping = True
         self._stop_asked.set()
@@ -282,8 +308,27 @@ class Recorder:
             self._process.join(timeout)
         self._retire()
         self._write_off()  # what a writer that gave up had taken and not written
-        self.lost_at_stop = self.dropped - dropped_before
-        if self.lost_at_stop:
+        with self._state:
+            while self._outbox:  # queued after the sender's last look (nothing should be)
+                self._unwritten.append(self._outbox.popleft())
+                self._acked += 1
+            unwritten, self._unwritten = self._unwritten, []
+            self._state.notify_all()
+        path = self._spill(unwritten, "stop", quiet=True) if unwritten else None
+        self.lost_at_stop = self.dropped - dropped_before + self.spilled - spilled_before
+        if not self.lost_at_stop:
+            return
+        if path is not None:
+            log.error(
+                "recorder stopped with %d records not written: %d saved to %s (load them with"
+                " `brokerguard records load-spill %s` once the database is back): %s",
+                self.lost_at_stop,
+                self.spilled - spilled_before,
+                path,
+                path,
+                self.last_error,
+            )
+        else:
             log.error(
                 "recorder stopped with %d records not written (counted as dropped): %s",
                 self.lost_at_stop,
@@ -360,19 +405,30 @@ class Recorder:
             blob = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
             while not self._send(blob, len(batch)):
                 if self._stopping:  # no writer to be had: do not hold up the stop
-                    self._give_up(len(batch))
+                    self._give_up(batch)
                     return
                 self._restart()
 
     def _send(self, blob: bytes, count: int) -> bool:
-        """Hand a batch to the writer; False (the batch kept by the caller) if it is gone."""
+        """Hand a batch to the writer; False (the batch kept by the caller) if it is gone.
+
+        The batch is kept in ``_in_flight`` until the writer acknowledges it (it goes in first:
+        the acknowledgement may come before ``send_bytes`` returns)."""
+        sending = False
         try:
             if not self._ready:
                 self._await_ready()
             assert self._to_writer is not None, "no writer process"  # a failed start
+            with self._state:
+                self._in_flight.append((count, blob))
+            sending = True
             self._to_writer.send_bytes(blob)
             self._sent += count
         except (OSError, EOFError, AssertionError) as exc:
+            if sending:  # not all of it went: the writer never had it
+                with self._state:
+                    if self._in_flight and self._in_flight[-1][1] is blob:
+                        self._in_flight.pop()
             process = self._process
             if process is None:  # none could be started: _restart said why
                 return False
@@ -438,40 +494,83 @@ class Recorder:
         except OSError as exc:  # no process to be had now (limits, memory): wait longer
             self.last_error = f"cannot start a writer process: {exc}"
 
-    def _give_up(self, batch: int) -> None:
-        """Stopping with no writer: the batch in hand and everything still queued are dropped."""
+    def _give_up(self, batch: list[Record]) -> None:
+        """Stopping with no writer: the batch in hand and everything still queued are left for
+        the stop to spill."""
         self._retire()
         self._write_off()
         with self._state:
-            lost = batch
+            self._unwritten.extend(batch)
+            lost = len(batch)
             while self._outbox:  # popped one by one: record() may still append meanwhile
-                self._outbox.popleft()
+                self._unwritten.append(self._outbox.popleft())
                 lost += 1
-            self.dropped += lost
             self._acked += lost
-            self.last_error = f"{self.last_error}; stopped with no writer: {lost} records dropped"
+            why = "after the writer gave up on the database" if self._gave_up else "with no writer"
+            self.last_error = f"{self.last_error}; stopped {why}: {lost} records not written"
             self._state.notify_all()
-        log.error("stopped with no writer process: %d queued records dropped", lost)
+        log.error("stopped %s: %d queued records not written", why, lost)
 
     def _write_off(self) -> None:
-        """Count the records a lost writer had taken and never acknowledged as dropped.
+        """Settle the records a lost writer had taken and never acknowledged.
 
         Otherwise the backlog would never empty and every job queued after them (an analyst's
-        action) would wait for them for ever. Its last acknowledgements are read first.
+        action) would wait for them for ever. Its last acknowledgements are read first. A
+        writer that gave up at a stop, or died while its write was failing (the database
+        away), had not written them: they are spilled (by the stop, or now). One that died
+        while writing may have written them just before: they are counted as dropped.
         """
         if self._acks_thread is not None:
             self._acks_thread.join(5)  # it ends at the dead writer's end of file
             self._acks_thread = None
         with self._state:
-            lost = self._sent - self._acked
+            taken, self._in_flight = list(self._in_flight), collections.deque()
+            lost = sum(count for count, _ in taken)
             if lost <= 0:
                 return
-            self.dropped += lost
+            unwritten = self._gave_up or self.failing_since is not None
             self._acked += lost
             self._lost += lost
-            self.last_error = f"{self.last_error}; {lost} records it had taken are lost"
+            if unwritten and self._stopping:
+                for _, blob in taken:
+                    self._unwritten.extend(pickle.loads(blob))
+            elif not unwritten:
+                self.dropped += lost
+                self.last_error = f"{self.last_error}; {lost} records it had taken are lost"
             self._state.notify_all()
-        log.error("%d records went with the lost writer process (counted as dropped)", lost)
+        if not unwritten:
+            log.error("%d records went with the lost writer process (counted as dropped)", lost)
+        elif not self._stopping:
+            records = [r for _, blob in taken for r in pickle.loads(blob)]
+            self._spill(records, "writer_lost")
+
+    def _spill(self, records: list[Record], reason: str, *, quiet: bool = False) -> Path | None:
+        """Save records that were not written to a spill file; counted as dropped if that fails.
+        Returns the file. ``quiet``: the caller logs the line that names it."""
+        from brokerguard.service import spill
+
+        count = len(records)
+        try:
+            path = spill.write(self.spill_dir, records, reason=reason, database=self.database_url)
+        except Exception as exc:  # a full disk, a directory gone: nothing more can be done
+            problem = f"cannot save {count} records to a spill file in {self.spill_dir}: {exc}"
+            with self._state:
+                self.dropped += count
+                self.last_error = f"{self.last_error}; {problem}"
+            log.error("%s (counted as dropped)", problem)
+            return None
+        with self._state:
+            self.spilled += count
+            self.spill_file = path
+        if not quiet:
+            log.error(
+                "%d records a lost writer process had not written (the database away) are saved"
+                " to %s: load them with `brokerguard records load-spill %s` once it is back",
+                count,
+                path,
+                path,
+            )
+        return path
 
     def _acks_forever(self, conn: Connection) -> None:
         while True:
@@ -483,13 +582,26 @@ class Recorder:
             if message[0] == _RETRYING:
                 self._failing(message[1], message[2])
                 continue
-            written, dropped, error = message
+            written, dropped, error, left = message
             with self._state:
+                taken = written + dropped + left
+                settled: list[bytes] = []  # the writer takes whole batches: these are its
+                covered = 0
+                while covered < taken and self._in_flight:
+                    count, blob = self._in_flight.popleft()
+                    covered += count
+                    settled.append(blob)
+                if left:  # a stop, the database away: the end of the batch is not written
+                    batch = [r for blob in settled for r in pickle.loads(blob)]
+                    self._unwritten.extend(batch[len(batch) - left :])
+                    self._gave_up = True
                 self.written += written
                 self.dropped += dropped
-                self._acked += written + dropped
+                self._acked += taken
                 self.last_error = error
-                since, self.failing_since, self.write_failures = self.failing_since, None, 0
+                since = self.failing_since
+                if not left:
+                    self.failing_since, self.write_failures = None, 0
                 self._state.notify_all()
             if since is not None and written:
                 log.warning(
@@ -554,8 +666,9 @@ def _writer_main(
     """Receive pickled batches, write them, acknowledge; until told to stop.
 
     While the database is away a batch is tried again until it is written; once ``halt`` is set
-    (the server stops), for ``stop_outage`` seconds more: then the writer acknowledges the batch
-    as dropped and ends (the server counts what it had sent after it)."""
+    (the server stops), for ``stop_outage`` seconds more: then the writer acknowledges the batch,
+    saying how many records at its end it did not write, and ends (the server spills those and
+    what it had sent after them)."""
     engine = make_engine(database_url)
     acks.send(_READY)
     backoff = _WriterBackoff(acks, halt, pause, pause_max, stop_outage)
@@ -575,7 +688,7 @@ def _writer_main(
                     stop = True
                     break
                 records.extend(pickle.loads(more))
-            acks.send(write_records(engine, records, backoff))
+            acks.send(_write_all(engine, records, backoff))
             if stop or backoff.gave_up:
                 return
     finally:
@@ -692,12 +805,22 @@ def write_records(
     logged and dropped. If the backoff gives up, the records not written are returned as
     dropped (a worker's batch then comes again; the writer process gives up only at a stop).
     """
+    written, dropped, error, left = _write_all(engine, records, backoff)
+    return written, dropped + left, error
+
+
+def _write_all(
+    engine: sa.Engine, records: list[Record], backoff: Backoff | None = None
+) -> tuple[int, int, str | None, int]:
+    """:func:`write_records`, with the records not written because the backoff gave up
+    counted apart: (written, dropped, last error, left). The ``left`` ones are always the last
+    of ``records`` (the batch whole, or what the record-by-record pass had not reached)."""
     backoff = backoff if backoff is not None else Backoff()
     written = dropped = 0
     try:
         problem = _write_waiting(engine, records, backoff)
         if problem is None:
-            return len(records), 0, None
+            return len(records), 0, None, 0
         error = _brief(problem)
         for record in records:  # one by one: keep every record that can be written
             problem = _write_waiting(engine, [record], backoff)
@@ -708,21 +831,26 @@ def write_records(
             error = _brief(problem)
             kind = type(record).__name__
             log.error("dropped a %s record that cannot be written: %s", kind, problem)
-        return written, dropped, error
+        return written, dropped, error, 0
     except _GaveUp as exc:
         left = len(records) - written - dropped
         log.error("gave up writing %d records, the database being away: %s", left, exc)
-        return written, dropped + left, str(exc)
+        return written, dropped, str(exc), left
 
 
 def _write_waiting(
-    engine: sa.Engine, records: list[Record], backoff: Backoff
+    engine: sa.Engine,
+    records: list[Record],
+    backoff: Backoff,
+    insert: Callable[[sa.Engine, list[Record]], object] | None = None,
 ) -> sa.exc.SQLAlchemyError | None:
-    """Write ``records``, waiting while the database is away; the error of a write that can
-    never succeed, or None once written. :class:`_GaveUp` when the backoff stops waiting."""
+    """Write ``records`` (with ``insert``, :func:`_insert` by default), waiting while the
+    database is away; the error of a write that can never succeed, or None once written.
+    :class:`_GaveUp` when the backoff stops waiting."""
+    insert = insert if insert is not None else _insert
     while True:
         try:
-            _insert(engine, records)
+            insert(engine, records)
         except sa.exc.OperationalError as exc:
             if not database_away(exc):  # it would fail the same way after the outage
                 backoff.answered()
@@ -746,24 +874,32 @@ def _brief(exc: sa.exc.SQLAlchemyError) -> str:
 
 
 def _insert(engine: sa.Engine, records: list[Record]) -> None:
+    with write_transaction(engine) as conn:
+        insert_records(conn, records)
+
+
+def insert_records(conn: sa.Connection, records: list[Record]) -> None:
+    """Write ``records``: their rows, and the decisions' audit entries chained after the head.
+
+    ``conn`` must be inside :func:`~brokerguard.service.db.write_transaction`. The writer
+    process's code, and ``brokerguard records load-spill``'s (:mod:`.spill`)."""
     event_rows = [r.row for r in records if isinstance(r, EventRecord)]
     decided = [r for r in records if isinstance(r, DecisionRecord)]
     camps = {r.row["id"]: r for r in records if isinstance(r, CampaignRecord)}
     instructed = [r.row for r in records if isinstance(r, InstructionRecord)]
-    with write_transaction(engine) as conn:
-        if event_rows:
-            conn.execute(events.insert(), event_rows)
-        if instructed:
-            conn.execute(_insert_new(conn, instructions, ["cause", "session", "kind"]), instructed)
-        if decided:
-            conn.execute(decisions.insert(), [r.decision for r in decided])
-            alert_rows = [r.alert for r in decided if r.alert is not None]
-            if alert_rows:
-                conn.execute(alerts.insert(), alert_rows)
-        if camps:
-            _upsert_campaigns(conn, list(camps.values()))
-        if decided:
-            audit.append(conn, [r.audit for r in decided])
+    if event_rows:
+        conn.execute(events.insert(), event_rows)
+    if instructed:
+        conn.execute(_insert_new(conn, instructions, ["cause", "session", "kind"]), instructed)
+    if decided:
+        conn.execute(decisions.insert(), [r.decision for r in decided])
+        alert_rows = [r.alert for r in decided if r.alert is not None]
+        if alert_rows:
+            conn.execute(alerts.insert(), alert_rows)
+    if camps:
+        _upsert_campaigns(conn, list(camps.values()))
+    if decided:
+        audit.append(conn, [r.audit for r in decided])
 
 
 def _insert_new(conn: sa.Connection, table: sa.Table, keys: list[str]) -> Any:

@@ -16,6 +16,12 @@ start), then polled every ``blocklist_poll_seconds`` and swapped into the runnin
 changed and reads whole (:mod:`.blocklist_watch`); an analyst's approval in the console reloads
 it at once. Policy changes keep it.
 
+Records a stop could not write (the database away) are saved to a spill file in ``spill_dir``
+(``serve --spill-dir``; by default beside the SQLite file, else the directory the service started
+in; :mod:`.spill`). At start the service checks it can write there, and says loudly — an error
+line per file, ``/healthz`` ``degraded`` with ``spill_files`` — when spill files wait to be
+loaded (``brokerguard records load-spill``); it does not load them itself (see :mod:`.spill`).
+
 Which policy runs: ``--policy FILE`` when given (recorded as the current policy if it differs
 from the last one); else the last policy recorded in the database (one set through
 ``PUT /v1/policy`` survives a restart); else the shipped default.
@@ -40,7 +46,7 @@ from brokerguard.engine import BrokerGuard, Policy, load_policy
 from brokerguard.engine.policy import default_policy_path, parse_policy
 from brokerguard.events import Event, LoginAttempt
 from brokerguard.guard import decision_point
-from brokerguard.service import actions, queries
+from brokerguard.service import actions, queries, spill
 from brokerguard.service.blocklist_watch import BlocklistWatch
 from brokerguard.service.db import DEFAULT_DATABASE, make_engine, migrate, write_transaction
 from brokerguard.service.errors import Conflict, Unavailable
@@ -101,6 +107,9 @@ class Settings:
     write_pause: float = WRITE_PAUSE_S  # the first pause after a failed write; doubles ...
     write_pause_max: float = WRITE_PAUSE_MAX_S  # ... to this, while the database is away
     stop_outage: float = STOP_OUTAGE_S  # at shutdown, how long the database has to come back
+    # where the records a stop could not write are saved (.spill); None: beside the SQLite
+    # file, or the current directory
+    spill_dir: Path | None = None
     # at shutdown, the last flush of the --state file: tries, and the pause between them
     stop_flush_attempts: int = 3
     stop_flush_pause: float = 1.0
@@ -113,6 +122,11 @@ class Service:
         self.db = make_engine(settings.database_url)
         migrate(self.db)
         self.keys = KeyRing(self.db, settings.key_ttl)
+        self.spill_dir = spill.check_dir(
+            settings.spill_dir or spill.default_dir(settings.database_url)
+        )
+        self.spills_at_start = spill.pending(self.spill_dir)
+        self._say_spills(self.spills_at_start)
         self.recorder = Recorder(
             settings.database_url,
             self.db,
@@ -120,6 +134,7 @@ class Service:
             write_pause=settings.write_pause,
             write_pause_max=settings.write_pause_max,
             stop_outage=settings.stop_outage,
+            spill_dir=self.spill_dir,
         )
         policy, source, origin = self._initial_policy()
         self.policy_source = source
@@ -153,6 +168,32 @@ class Service:
                 epoch_seconds=settings.epoch_seconds,
                 drain_timeout=settings.drain_seconds,
             )
+
+    def _say_spills(self, waiting: list[spill.SpillInfo]) -> None:
+        """Spill files of an earlier run wait: their records are in no table and not in the
+        audit chain until loaded. Not loaded here (see :mod:`.spill` for why)."""
+        if not waiting:
+            return
+        held = sum(info.records or 0 for info in waiting)
+        log.error(
+            "%d spill files in %s hold %d records an earlier run could not write: they are not"
+            " in the database nor in its audit chain until loaded with `brokerguard records"
+            " load-spill FILE --database URL` (once the database answers)",
+            len(waiting),
+            self.spill_dir,
+            held,
+        )
+        for info in waiting:
+            if info.problem is None and info.created_at is not None:
+                when = info.created_at.isoformat(timespec="seconds")
+                what = f"{info.records} records, {info.reason}, written {when}"
+            else:
+                what = f"unreadable: {info.problem}"
+            log.error("spill file waiting to be loaded: %s (%s)", info.path, what)
+
+    async def spill_files(self) -> list[spill.SpillInfo]:
+        """The spill files waiting in the spill directory (read in a thread)."""
+        return await asyncio.to_thread(spill.pending, self.spill_dir)
 
     def _initial_policy(self) -> tuple[Policy, str, str]:
         path = self.settings.policy_path
@@ -245,8 +286,15 @@ class Service:
         finally:
             self.recorder.stop()
             if self.recorder.lost_at_stop:
+                saved = self.recorder.spill_file
+                where = (
+                    f" (saved to {saved}: `brokerguard records load-spill {saved}`)"
+                    if saved is not None
+                    else " (lost)"
+                )
                 problems.append(
-                    f"{self.recorder.lost_at_stop} records not written: {self.recorder.last_error}"
+                    f"{self.recorder.lost_at_stop} records not written{where}:"
+                    f" {self.recorder.last_error}"
                 )
             self.db.dispose()
             self.stop_problems = problems

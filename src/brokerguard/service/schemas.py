@@ -330,6 +330,14 @@ class BlocklistOut(BaseModel):
     last_error_at: datetime | None
 
 
+class SpillFileOut(BaseModel):
+    path: str
+    records: int | None = Field(description="How many records it holds (its header says).")
+    created_at: datetime | None = Field(description="When the service wrote it.")
+    reason: str | None = Field(description="`stop` or `writer_lost`.")
+    problem: str | None = Field(description="Why its header cannot be read; null if it can.")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     guard: str
@@ -352,6 +360,17 @@ class HealthOut(BaseModel):
         default=0,
         description="Records that may wait for the database; at this many, decisions and "
         "batches are refused (503 recorder_full) until the writer catches up.",
+    )
+    spilled: int = Field(
+        default=0,
+        description="Records this run could not write and saved to a spill file (a writer "
+        "process lost while the database was away).",
+    )
+    spill_dir: str = Field(default="", description="Where spill files are written and looked for.")
+    spill_files: list[SpillFileOut] = Field(
+        default_factory=list,
+        description="Spill files waiting to be loaded (`brokerguard records load-spill FILE`): "
+        "their records are not in the database nor in the audit chain yet; degraded while any.",
     )
     publish: PublishOut | None = Field(
         default=None, description="Only with `serve --nats`; degraded while NATS is not reached."

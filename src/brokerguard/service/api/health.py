@@ -20,6 +20,8 @@ async def healthz(request: Request) -> dict[str, Any]:
     svc = service(request)
     recorder = svc.recorder
     degraded = recorder.last_error is not None or recorder.backlog > BACKLOG_HIGH or recorder.full
+    spills = await svc.spill_files()
+    degraded = degraded or bool(spills)  # records outside the database: load them
     publish = svc.publisher.stats() if svc.publisher is not None else None
     if publish is not None and (not publish["connected"] and publish["outbox"]):
         degraded = True  # events wait for NATS (and will be dropped if it stays away)
@@ -34,6 +36,9 @@ async def healthz(request: Request) -> dict[str, Any]:
         "write_failures": recorder.write_failures,
         "failing_since": recorder.failing_since,
         "max_backlog": recorder.max_backlog,
+        "spilled": recorder.spilled,
+        "spill_dir": str(svc.spill_dir),
+        "spill_files": [info._asdict() for info in spills],
         "publish": publish,
         "blocklist": svc.blocklist.status() if svc.blocklist is not None else None,
     }
