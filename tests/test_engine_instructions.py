@@ -333,3 +333,60 @@ def test_a_fraud_confirmation_takes_the_sign_in_back_out_of_the_profile():
     r.engine.observe(AnalystAction(id="an-4", ts=r.now, action="confirm_fraud", login=login))
     after = profile(r)
     assert after == {k: v for k, v in before.items() if k in after}
+
+
+def _as_before_session_keys(engine: BrokerGuard, kind: str, account: str, session: str) -> None:
+    """Move a record to the key it had before session records were keyed by account."""
+    from brokerguard.engine.state import session_key
+
+    key = session_key(account, session)
+    record = engine.state.get(kind, key)
+    assert record is not None
+    engine.state.delete(kind, key)
+    engine.state.put(kind, session, record)
+
+
+def test_a_session_stored_before_the_account_was_in_its_key_still_has_its_orders_cancelled():
+    """State written by an earlier version keys sessions by their id alone: after an upgrade a
+    fraud confirmation must still find the session and name its open orders."""
+    r = rig_with_customer(lenient_orders())
+    login = r.login_event("A1", ip_in(HINET, 5), device(1), None)
+    assert r.engine.decide(login).action == "challenge"
+    r.challenge("A1", login.id, "sms", "passed", session=login.session)
+    r.tick(minutes=2)
+    sell, d = r.order("A1", login.session, HOLDING, "sell", 1000)
+    assert d.action == "allow"
+    _as_before_session_keys(r.engine, "session", "A1", login.session)
+    r.engine.observe(AnalystAction(id="an-9", ts=r.now, action="confirm_fraud", login=login))
+    named = [(i.kind, i.session, i.orders) for i in r.engine.take_instructions()]
+    assert named == [
+        ("cancel_orders", login.session, (f"o-{sell}",)),
+        ("end_session", login.session, ()),
+    ]
+
+
+def test_an_ended_session_stored_before_the_account_was_in_its_key_still_names_its_orders():
+    r = rig_with_customer(lenient_orders())
+    login = r.login_event("A1", ip_in(HINET, 5), device(1), None)
+    assert r.engine.decide(login).action == "challenge"
+    r.challenge("A1", login.id, "sms", "passed", session=login.session)
+    r.tick(minutes=2)
+    sell, _ = r.order("A1", login.session, HOLDING, "sell", 1000)
+    r.activity("A1", login.session, ip_in(HINET, 5), device(1), None, action="logout")
+    _as_before_session_keys(r.engine, "ended", "A1", login.session)
+    r.engine.observe(AnalystAction(id="an-9", ts=r.now, action="confirm_fraud", login=login))
+    named = [(i.kind, i.orders) for i in r.engine.take_instructions()]
+    assert named[0] == ("cancel_orders", (f"o-{sell}",))
+
+
+def test_a_session_stored_under_another_account_s_old_key_is_not_taken():
+    r = rig_with_customer(lenient_orders())
+    login = r.login_event("A1", ip_in(HINET, 5), device(1), None)
+    assert r.engine.decide(login).action == "challenge"
+    r.challenge("A1", login.id, "sms", "passed", session=login.session)
+    r.order("A1", login.session, HOLDING, "sell", 1000)
+    _as_before_session_keys(r.engine, "session", "A1", login.session)
+    other = msgspec.structs.replace(login, account="A2")
+    r.engine.observe(AnalystAction(id="an-9", ts=r.now, action="confirm_fraud", login=other))
+    assert [i.kind for i in r.engine.take_instructions()] == ["end_session"]
+    assert r.engine.state.get("session", login.session) is not None  # A1's, left alone

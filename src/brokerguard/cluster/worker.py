@@ -131,6 +131,7 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
         session = getattr(event, "session", None)
         if session and account is not None:
             yield "session", session_key(account, session)
+            yield "session", session  # where state written before session_key keeps it
         symbol = getattr(event, "symbol", None)
         if symbol is not None:
             yield "symbol", f"{event.market}:{symbol}"
@@ -146,6 +147,8 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
             key = session_key(login.account, login.session)
             yield "session", key  # its orders, live or ended
             yield "ended", key
+            yield "session", login.session  # ... under the keys of state written before
+            yield "ended", login.session  # session_key (see BrokerGuard._session_record)
 
 
 def inline_decision(headers: dict[str, str] | None) -> dict[str, Any] | None:

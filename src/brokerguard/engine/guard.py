@@ -322,7 +322,7 @@ class BrokerGuard:
         cancelled = "orders_cancelled_fraud"
         asked_before = False
         key = session_key(account, session_id)
-        sess: SessionState | None = self.state.get("session", key)
+        sess: SessionState | None = self._session_record("session", account, session_id)
         if sess is not None:
             sess.trusted = False
             if sess.learned:
@@ -335,7 +335,7 @@ class BrokerGuard:
             asked_before, sess.signed_out = sess.signed_out, True
             self.state.put("session", key, sess)
         else:
-            ended: EndedSessionState | None = self.state.get("ended", key)
+            ended: EndedSessionState | None = self._session_record("ended", account, session_id)
             if ended is not None:  # confirmed days later
                 self._instruct(
                     "cancel_orders", account, session_id, ended.orders, cause, ts, cancelled
@@ -576,7 +576,7 @@ class BrokerGuard:
         now = self._clock(e.ts, deciding=False)
         acc = self._account(account)
         key = session_key(account, session_id)
-        sess: SessionState | None = self.state.get("session", key)
+        sess: SessionState | None = self._session_record("session", account, session_id)
         strong = e.factor in STRONG_FACTORS
         login = pending.login
         f = (
@@ -670,7 +670,7 @@ class BrokerGuard:
     ) -> SessionState | None:
         """The session's state after this request, creating it for a session never seen start."""
         key = session_key(account, session_id)
-        sess: SessionState | None = self.state.get("session", key)
+        sess: SessionState | None = self._session_record("session", account, session_id)
         if ip is None:
             return sess
         if sess is not None:
@@ -698,6 +698,25 @@ class BrokerGuard:
         sess.campaign = campaign
         self.state.put("session", key, sess)
         return sess
+
+    def _session_record(self, kind: str, account: str, session_id: str) -> Any:
+        """The ``session`` or ``ended`` record of an account's session, under its
+        :func:`session_key`.
+
+        State written before the account was part of the key holds the record under the session
+        id alone: it is taken (moved to the new key) when its account is this one, so that an
+        upgrade neither forgets a live session's trust and orders nor the orders of one that
+        ended (a fraud confirmed after the upgrade would name none). The sweep ends or drops
+        the records no request comes for, by the key they have."""
+        key = session_key(account, session_id)
+        record = self.state.get(kind, key)
+        if record is None and key != session_id:
+            old = self.state.get(kind, session_id)
+            if old is not None and old.account == account:
+                self.state.delete(kind, session_id)
+                self.state.put(kind, key, old)
+                record = old
+        return record
 
     def _activity(self, e: SessionActivity) -> None:
         now = self._clock(e.ts, deciding=False)
@@ -811,7 +830,7 @@ class BrokerGuard:
     def _decide_settings(self, e: SettingsChange) -> Decision:
         now = self._clock(e.ts)
         acc = self._account(e.account)
-        sess: SessionState | None = self.state.get("session", session_key(e.account, e.session))
+        sess: SessionState | None = self._session_record("session", e.account, e.session)
         signals = self._sensitive(acc, sess, now, self.changes.change(acc, e.field, now))
         decision = self._apply(
             "settings", e, signals, passkey=acc.passkey, step_up=e.field in self.always_step_up
@@ -834,7 +853,7 @@ class BrokerGuard:
     def _decide_withdrawal(self, e: Withdrawal) -> Decision:
         now = self._clock(e.ts)
         acc = self._account(e.account)
-        sess: SessionState | None = self.state.get("session", session_key(e.account, e.session))
+        sess: SessionState | None = self._session_record("session", e.account, e.session)
         signals = self._sensitive(acc, sess, now, self.changes.withdrawal(acc, e.amount_jpy, now))
         decision = self._apply("withdrawal", e, signals, passkey=acc.passkey)
         if decision.action == "allow":
