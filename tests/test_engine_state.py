@@ -16,6 +16,7 @@ from engine_helpers import (
     ip_in,
 )
 
+from brokerguard.engine import BrokerGuard
 from brokerguard.engine.detectors.login import MAX_FINE_VALUES
 from brokerguard.engine.state import LEVELS, session_key
 from brokerguard.events import MarketBar
@@ -225,3 +226,37 @@ def test_two_accounts_sharing_a_session_id_are_judged_as_if_the_ids_differed():
         return [(r.traced[e][1].action, frozenset(r.codes(e))) for e in seen]
 
     assert run("1", "1") == run("A1-1", "A2-1")
+
+
+def test_a_restarted_engine_still_does_not_sweep_on_one_bad_timestamp():
+    """The time of the event before goes with the sweep's schedule: an engine started on the
+    state (a service restart, a worker taking over a partition, a replay continuing a state
+    file) otherwise swept at the first event's time, however far off, and forgot every session
+    that one that ran on kept."""
+    r = Rig()
+    r.account("A1", passkey=True)
+    eid, _ = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1", factors=("passkey",))
+    r.tick(minutes=1)
+    r.activity("A1", r.session_of(eid), ip_in(OCN, 1), device(1), "ck-A1")
+    before = r.engine
+    r.engine = BrokerGuard(before.policy, state=before.state)
+    r.engine.set_clock(before.clock())
+    r.engine.trace = r._trace
+    r.engine.observe(
+        MarketBar(
+            id="bar-2035",
+            ts=r.now + timedelta(days=3650),
+            symbol="7203",
+            market="TSE",
+            minutes=5,
+            open=2800.0,
+            high=2800.0,
+            low=2800.0,
+            close=2800.0,
+            volume=100,
+        )
+    )
+    r.tick(minutes=1)
+    r.activity("A1", r.session_of(eid), ip_in(OCN, 1), device(1), "ck-A1")
+    session = r.session_state("A1", r.session_of(eid))
+    assert session is not None and session.trusted

@@ -426,6 +426,9 @@ class BrokerGuard:
         return {  # the offset then (a named zone such as Asia/Tokyo has no offset of its own)
             "next_sweep": repr(self._next_sweep),
             "tz": repr(offset.total_seconds() if offset is not None else 0.0),
+            # the event before, so that an engine started on the state (a restart, a worker
+            # taking over the partition) does not sweep on one bad timestamp either
+            "last_event": repr(self._last_event),
         }
 
     def set_clock(self, saved: dict[str, str]) -> None:
@@ -433,6 +436,7 @@ class BrokerGuard:
         if "next_sweep" in saved:
             self._next_sweep = float(saved["next_sweep"])
             self._tz = timezone(timedelta(seconds=float(saved.get("tz", "0"))))
+            self._last_event = float(saved.get("last_event", "0"))
 
     def _clock(self, ts: datetime, deciding: bool = True) -> float:
         """Event time; sweeps the state once an hour, preferably on an event nobody waits for.
