@@ -493,3 +493,19 @@ def test_a_writer_killed_while_it_waits_for_the_database_does_not_hang_the_stop(
     assert (recorder.written, recorder.backlog, recorder.lost_at_stop) == (0, 0, 5)
     assert (recorder.dropped, recorder.spilled) == (0, 5)
     assert recorder.spill_file is not None and len(spill.read(recorder.spill_file).records) == 5
+
+
+def test_a_full_sqlite_disk_is_waited_for_as_an_outage() -> None:
+    """SQLITE_FULL ("database or disk is full") mends once space is freed, as PostgreSQL's
+    class 53 (disk full) does: taken for an error of the record, every record was dropped
+    one by one, a hole in the audit log, instead of waiting and spilling at a stop."""
+    from brokerguard.service.db import database_away
+
+    def operational(message: str) -> sa.exc.OperationalError:
+        return sa.exc.OperationalError(
+            "INSERT INTO events ...", {}, sqlite3.OperationalError(message)
+        )
+
+    assert database_away(operational("database or disk is full"))
+    assert database_away(operational("database is locked"))
+    assert not database_away(operational("no such table: alerts"))

@@ -160,9 +160,10 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
 
 # OperationalErrors that say the database cannot take this write however long one waits:
 # PostgreSQL's class 54 (a program limit exceeded), SQLite's schema and limit errors (any of its
-# OperationalErrors but a lock, a busy file, an I/O or open failure, a read-only file).
+# OperationalErrors but a lock, a busy file, an I/O or open failure, a read-only file, a full
+# disk: freed space mends that, as PostgreSQL's disk full, class 53, is waited for).
 PERMANENT_SQLSTATE_CLASSES = frozenset({"54"})
-SQLITE_PASSING = ("locked", "busy", "disk i/o", "unable to open", "readonly")
+SQLITE_PASSING = ("locked", "busy", "disk i/o", "unable to open", "readonly", "disk is full")
 
 
 def database_away(exc: sa.exc.OperationalError) -> bool:
