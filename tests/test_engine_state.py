@@ -122,6 +122,22 @@ def test_per_account_addresses_browsers_and_cookies_are_capped():
     assert acc.seen["n:isp"] == acc.n  # coarse levels are not capped
 
 
+def bar_years_ahead(r: Rig) -> MarketBar:
+    """A market bar whose clock is ten years off (a feed's bad timestamp)."""
+    return MarketBar(
+        id="bar-2035",
+        ts=r.now + timedelta(days=3650),
+        symbol="7203",
+        market="TSE",
+        minutes=5,
+        open=2800.0,
+        high=2800.0,
+        low=2800.0,
+        close=2800.0,
+        volume=100,
+    )
+
+
 def test_one_event_stamped_years_ahead_does_not_stop_the_sweep():
     """An event whose clock is years off (a market feed's bad timestamp) sets the sweep's
     schedule years ahead; once the stream is back at its own time, sessions are swept hourly
@@ -129,20 +145,7 @@ def test_one_event_stamped_years_ahead_does_not_stop_the_sweep():
     r = Rig()
     idle = timedelta(hours=r.engine.policy.detectors.session.idle_hours)
     r.login("A0", ip_in(OCN, 99), device(99), "ck-A0")
-    r.engine.observe(
-        MarketBar(
-            id="bar-2035",
-            ts=r.now + timedelta(days=3650),
-            symbol="7203",
-            market="TSE",
-            minutes=5,
-            open=2800.0,
-            high=2800.0,
-            low=2800.0,
-            close=2800.0,
-            volume=100,
-        )
-    )
+    r.engine.observe(bar_years_ahead(r))
     started: dict[str, object] = {}
     for _day in range(3):
         for i in range(10):  # sign-ins never logged out
@@ -161,20 +164,7 @@ def test_one_event_stamped_years_ahead_does_not_forget_every_session():
     r.account("A1", passkey=True)
     eid, _ = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1", factors=("passkey",))
     r.tick(minutes=1)
-    r.engine.observe(
-        MarketBar(
-            id="bar-2035",
-            ts=r.now + timedelta(days=3650),
-            symbol="7203",
-            market="TSE",
-            minutes=5,
-            open=2800.0,
-            high=2800.0,
-            low=2800.0,
-            close=2800.0,
-            volume=100,
-        )
-    )
+    r.engine.observe(bar_years_ahead(r))
     r.tick(minutes=1)
     r.activity("A1", r.session_of(eid), ip_in(OCN, 1), device(1), "ck-A1")
     session = r.session_state("A1", r.session_of(eid))
@@ -242,20 +232,7 @@ def test_a_restarted_engine_still_does_not_sweep_on_one_bad_timestamp():
     r.engine = BrokerGuard(before.policy, state=before.state)
     r.engine.set_clock(before.clock())
     r.engine.trace = r._trace
-    r.engine.observe(
-        MarketBar(
-            id="bar-2035",
-            ts=r.now + timedelta(days=3650),
-            symbol="7203",
-            market="TSE",
-            minutes=5,
-            open=2800.0,
-            high=2800.0,
-            low=2800.0,
-            close=2800.0,
-            volume=100,
-        )
-    )
+    r.engine.observe(bar_years_ahead(r))
     r.tick(minutes=1)
     r.activity("A1", r.session_of(eid), ip_in(OCN, 1), device(1), "ck-A1")
     session = r.session_state("A1", r.session_of(eid))
