@@ -27,7 +27,8 @@ from instruction_helpers import (
 
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.policy import parse_policy
-from brokerguard.events import AnalystAction, write_ndjson
+from brokerguard.engine.state import session_key
+from brokerguard.events import AnalystAction, LoginAttempt, write_ndjson
 from brokerguard.guard import InstructingGuard, Instruction
 from brokerguard.replay import replay
 
@@ -193,8 +194,9 @@ def test_a_session_that_ended_before_the_answer_still_has_its_orders_named():
     assert instruction.orders == (sell_order,) and instruction.session == session
 
 
-def fraud_confirmed_later(**later: float) -> list:
-    """A doubtful session sells, logs out or idles; fraud is confirmed ``later``."""
+def doubtful_session_sold() -> tuple[Rig, LoginAttempt, str]:
+    """A sign-in from abroad passes only an SMS step-up (doubtful), then sells; (rig, the
+    sign-in, the sell's event id)."""
     r = rig_with_customer(lenient_orders())
     login = r.login_event("A1", ip_in(HINET, 5), device(1), None)
     assert r.engine.decide(login).action == "challenge"
@@ -202,6 +204,12 @@ def fraud_confirmed_later(**later: float) -> list:
     r.tick(minutes=2)
     sell, d = r.order("A1", login.session, HOLDING, "sell", 1000)
     assert d.action == "allow"
+    return r, login, sell
+
+
+def fraud_confirmed_later(**later: float) -> list:
+    """A doubtful session sells, logs out or idles; fraud is confirmed ``later``."""
+    r, login, sell = doubtful_session_sold()
     r.tick(**later)
     for _ in range(2):  # the first event days on does not sweep by itself (a clock may be off)
         r.order("A1", "another", HOLDING, "sell", 1, 9_000.0, ip=ip_in(OCN, 1), ua=device(1))
@@ -337,8 +345,6 @@ def test_a_fraud_confirmation_takes_the_sign_in_back_out_of_the_profile():
 
 def _as_before_session_keys(engine: BrokerGuard, kind: str, account: str, session: str) -> None:
     """Move a record to the key it had before session records were keyed by account."""
-    from brokerguard.engine.state import session_key
-
     key = session_key(account, session)
     record = engine.state.get(kind, key)
     assert record is not None
@@ -349,13 +355,7 @@ def _as_before_session_keys(engine: BrokerGuard, kind: str, account: str, sessio
 def test_a_session_stored_before_the_account_was_in_its_key_still_has_its_orders_cancelled():
     """State written by an earlier version keys sessions by their id alone: after an upgrade a
     fraud confirmation must still find the session and name its open orders."""
-    r = rig_with_customer(lenient_orders())
-    login = r.login_event("A1", ip_in(HINET, 5), device(1), None)
-    assert r.engine.decide(login).action == "challenge"
-    r.challenge("A1", login.id, "sms", "passed", session=login.session)
-    r.tick(minutes=2)
-    sell, d = r.order("A1", login.session, HOLDING, "sell", 1000)
-    assert d.action == "allow"
+    r, login, sell = doubtful_session_sold()
     _as_before_session_keys(r.engine, "session", "A1", login.session)
     r.engine.observe(AnalystAction(id="an-9", ts=r.now, action="confirm_fraud", login=login))
     named = [(i.kind, i.session, i.orders) for i in r.engine.take_instructions()]
@@ -366,12 +366,7 @@ def test_a_session_stored_before_the_account_was_in_its_key_still_has_its_orders
 
 
 def test_an_ended_session_stored_before_the_account_was_in_its_key_still_names_its_orders():
-    r = rig_with_customer(lenient_orders())
-    login = r.login_event("A1", ip_in(HINET, 5), device(1), None)
-    assert r.engine.decide(login).action == "challenge"
-    r.challenge("A1", login.id, "sms", "passed", session=login.session)
-    r.tick(minutes=2)
-    sell, _ = r.order("A1", login.session, HOLDING, "sell", 1000)
+    r, login, sell = doubtful_session_sold()
     r.activity("A1", login.session, ip_in(HINET, 5), device(1), None, action="logout")
     _as_before_session_keys(r.engine, "ended", "A1", login.session)
     r.engine.observe(AnalystAction(id="an-9", ts=r.now, action="confirm_fraud", login=login))
@@ -380,11 +375,7 @@ def test_an_ended_session_stored_before_the_account_was_in_its_key_still_names_i
 
 
 def test_a_session_stored_under_another_account_s_old_key_is_not_taken():
-    r = rig_with_customer(lenient_orders())
-    login = r.login_event("A1", ip_in(HINET, 5), device(1), None)
-    assert r.engine.decide(login).action == "challenge"
-    r.challenge("A1", login.id, "sms", "passed", session=login.session)
-    r.order("A1", login.session, HOLDING, "sell", 1000)
+    r, login, _ = doubtful_session_sold()
     _as_before_session_keys(r.engine, "session", "A1", login.session)
     other = msgspec.structs.replace(login, account="A2")
     r.engine.observe(AnalystAction(id="an-9", ts=r.now, action="confirm_fraud", login=other))
