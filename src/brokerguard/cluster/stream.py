@@ -128,13 +128,14 @@ def _lines(lines: Iterable[bytes], analyst: bool) -> Iterator[tuple[int, bytes, 
             yield n, line, event
 
 
-async def connect(url: str) -> Any:
-    """Connect to NATS, failing at once (an ``OSError`` naming the server) when it is not there.
+async def connect(url: str, **options: Any) -> Any:
+    """Connect to NATS, failing at once (an ``OSError`` naming the problem) when no server is
+    there; ``options`` go to the connection itself.
 
     nats-py's first connect retries like a reconnect, a traceback per attempt, for two minutes
     before giving up: a scale-out command run against a wrong address, or ``status`` run as a
     monitoring check, hung that long. A probe with one attempt says it in seconds; the real
-    connection then rides out a server restart as before.
+    connection then rides out a server restart as its ``options`` say.
     """
 
     async def quiet(exc: Exception) -> None:  # the probe's failure is raised, not logged
@@ -153,7 +154,7 @@ async def connect(url: str) -> Any:
     except Exception as exc:  # nats-py's NoServersError and the like
         raise OSError(str(exc) or type(exc).__name__) from None
     await probe.close()
-    return await nats.connect(url)
+    return await nats.connect(url, **options)
 
 
 async def ingest(

@@ -99,27 +99,16 @@ async def watch_subject(
     """Judge every message of ``subject`` until ``stop`` is set or, with ``idle_exit``, no
     message came for that many seconds. Returns what was seen. ``on_status`` hears the
     connection's losses, returns and errors (:class:`ConnectionReport`)."""
-    import nats
+    from brokerguard.cluster.stream import connect
 
     stats = FeedStats()
     stop = stop or asyncio.Event()
     inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)  # back-pressure on a burst
 
-    async def quiet(exc: Exception) -> None:  # the probe's failure is raised, not logged
-        pass
-
-    # Fail at once when the server is not there (a clear error, not two minutes of retries);
-    # once connected, ride out a server restart however long it takes.
-    probe = await nats.connect(
-        nats_url,
-        connect_timeout=3,
-        max_reconnect_attempts=1,
-        reconnect_time_wait=0.2,
-        error_cb=quiet,
-    )
-    await probe.close()
     report = ConnectionReport(nats_url, on_status or (lambda line: None))
-    nc = await nats.connect(
+    # Fails at once when the server is not there (a clear error, not two minutes of retries);
+    # once connected, rides out a server restart however long it takes.
+    nc = await connect(
         nats_url,
         name="brokerguard-phish-watch",
         max_reconnect_attempts=-1,
