@@ -411,7 +411,9 @@ def test_the_first_hours_of_a_deployment_are_not_taught_by_the_first_thieves():
         llrs[weight] = []
         for k in range(4):
             r.tick(minutes=3)
-            eid, d = r.login(f"V{k}", ip_in(AWS_TOKYO, 900 + k), attacker_ua(900 + k), None)
+            # with a cookie of their own: a cookieless script is evidence of another kind
+            thief = (ip_in(AWS_TOKYO, 900 + k), attacker_ua(900 + k), f"ck-V{k}")
+            eid, d = r.login(f"V{k}", *thief)
             llrs[weight].append(r.llr(eid, "login_network"))
             if weight is None:
                 assert d.action == "challenge", k
@@ -431,6 +433,36 @@ def test_the_belief_fades_once_the_broker_has_its_own_sign_ins():
         llrs.append(r.llr(eid, "login_network"))
     assert llrs[1] == pytest.approx(llrs[0], abs=0.3)
     assert llrs[1] < 1.0  # a cloud sign-in is ordinary at this broker
+
+
+def test_a_first_sign_in_without_a_device_cookie_is_evidence_where_customers_bring_one():
+    # Regression (wide sweep at small brokers, seed 61, sweep-022): in a deployment's first
+    # hours every account is unknown, even one opened years ago, and a thief's script with no
+    # cookie at all scored as a customer's browser: the cookie said nothing without history.
+    r = Rig()
+    _customers_at_home(r, 300)  # every customer's browser brings a cookie
+    r.tick(minutes=5)
+    bare, _ = r.login("U1", ip_in(OCN, 901), device(901), None)
+    r.tick(minutes=5)
+    with_cookie, _ = r.login("U2", ip_in(OCN, 902), device(902), "ck-U2")
+    assert r.llr(bare, "login_cookie") > 2.0
+    assert "login_cookie" in {reason.code for reason in r.traced[bare][1].reasons}
+    assert r.llr(with_cookie, "login_cookie") == 0  # a fresh cookie: anyone's browser gets one
+
+
+def test_a_broker_whose_customers_sign_in_without_cookies_learns_that_it_is_normal():
+    # An app that sends no cookie: after a few hundred such customers, a first sign-in without
+    # one is what customers do, not evidence.
+    r = Rig()
+    for i in range(300):
+        r.tick(minutes=1)
+        eid, d = r.login(f"P{i}", ip_in(OCN, 500 + i), device(500 + i, "phone"), None)
+        if d.action == "challenge":
+            r.challenge(f"P{i}", eid, "oob", "passed", session=r.session_of(eid))
+    r.tick(minutes=5)
+    bare, d = r.login("U1", ip_in(OCN, 901), device(901, "phone"), None)
+    assert d.action == "allow"
+    assert r.llr(bare, "login_cookie") < 0.5
 
 
 def _ring_signs_in(r: Rig, accounts: int, times: int) -> None:

@@ -88,6 +88,9 @@ class LoginParams(_Strict):
     # counts (the population counts each account once; 0: none; see detectors.login).
     customer_network: dict[NetworkKindName, Share] = {}
     customer_network_weight: Annotated[float, Meta(ge=0)] = 100.0
+    # Share of customers whose first sign-in the engine sees comes without a device cookie,
+    # before the broker's own sign-ins say it (worth customer_network_weight accounts).
+    customer_no_cookie: Share = 0.05
     attacker_reuse: dict[str, Share] = {}  # chance an attacker presents a value the account used
     attacker_home_share: Share = 0.5  # attackers signing in from the broker's home country
     attacker_countries: Annotated[int, Meta(gt=0)] = 40  # ... and from how many others, evenly

@@ -55,6 +55,10 @@ __all__ = [
 FINE_LEVELS = ("i", "u", "d")  # ip, user-agent string, device cookie: values with many members
 MAX_FINE_VALUES = 6  # per fine level and account; the least-used value is forgotten first
 NO_COOKIE = "d:-"
+# Population keys (not profile keys): accounts whose first sign-in the engine learned came
+# without a device cookie, and with one (see LoginRisk._first_cookie).
+FIRST_NO_COOKIE = "f:-"
+FIRST_COOKIE = "f:+"
 NETWORK_KINDS = ("isp", "hosting", "anonymizer", "private", "unknown")
 NETWORK_TOPS = tuple(f"n:{kind}" for kind in NETWORK_KINDS)
 DEVICE_TOPS = tuple(f"k:{kind}" for kind in DEVICE_KINDS)
@@ -305,9 +309,36 @@ class LoginRisk:
         share = (here + COUNTRY_PRIOR * spread) / (foreign + COUNTRY_PRIOR)
         return (1.0 - self.p.attacker_home_share) * share
 
+    def _first_cookie(self, cookie: str) -> float:
+        """An account the engine knows nothing of yet: does its sign-in carry a device cookie?
+
+        Attackers present none about as often as ``no_cookie`` says (a script, a fresh proxy
+        browser); how often customers do on the first sign-in the engine sees of them is
+        learned from the population (accounts, by the cookie of their first learned sign-in),
+        starting from the policy's ``customer_no_cookie`` worth ``customer_network_weight``
+        accounts. So a deployment's first days — when every account is unknown, including those
+        opened years ago — still tell a cookieless script from a customer's browser, and a
+        broker whose app sends no cookie learns that it is normal.
+
+        A cookie the engine has never seen vouches for nobody (0, not a little for the
+        customer): a phishing kit's browser is given one when it loads the login page, as the
+        customer's was. Crediting it let every fresh-cookie thief into an unknown account
+        more easily (wide sweeps, seeds 61 and 97: more value lost for fewer challenges).
+        """
+        if cookie != NO_COOKIE:
+            return 0.0
+        counts = self.population.counts
+        none = counts.get(FIRST_NO_COOKIE, 0)
+        seen = none + counts.get(FIRST_COOKIE, 0)
+        w = self.p.customer_network_weight
+        if seen + w <= 0:
+            return 0.0
+        share = (none + w * self.p.customer_no_cookie) / (seen + w)
+        return _clip(math.log(max(self.no_cookie, 1e-9) / max(share, 1e-9)), self.p.level_cap)
+
     def _cookie(self, acc: AccountState, cookie: str) -> float:
         if acc.n == 0:
-            return 0.0
+            return self._first_cookie(cookie)
         count = acc.seen.get(cookie, 0)
         p_new = self._novelty(acc, "d", acc.n)
         if cookie == NO_COOKIE:
@@ -622,6 +653,10 @@ class LoginRisk:
         pop = self.population
         counts = pop.counts
         counted: list[str] = []
+        if acc.n == 0:
+            first = FIRST_NO_COOKIE if f.cookie == NO_COOKIE else FIRST_COOKIE
+            counts[first] = counts.get(first, 0) + 1
+            counted.append(first)
         for key in profile_keys(f):
             if key in seen:
                 seen[key] += 1
