@@ -35,6 +35,7 @@ from brokerguard.service import audit, spill
 from brokerguard.service import recorder as recorder_module
 from brokerguard.service.audit import AuditEntry
 from brokerguard.service.db import make_engine, migrate
+from brokerguard.service.errors import Unavailable
 from brokerguard.service.models import audit_log, events
 from brokerguard.service.recorder import DecisionRecord, EventRecord, Recorder
 
@@ -493,6 +494,57 @@ def test_a_writer_killed_while_it_waits_for_the_database_does_not_hang_the_stop(
     assert (recorder.written, recorder.backlog, recorder.lost_at_stop) == (0, 0, 5)
     assert (recorder.dropped, recorder.spilled) == (0, 5)
     assert recorder.spill_file is not None and len(spill.read(recorder.spill_file).records) == 5
+
+
+def test_a_call_after_an_outage_whose_writer_was_lost_is_tried_not_refused(
+    outage_db: tuple[str, str], tmp_path: Path
+) -> None:
+    """``call`` refused every job while ``failing_since`` was set, and only a batch the writer
+    acknowledged cleared it. A writer lost during the outage never acknowledges the batch it
+    held: once the database was back, every analyst's action was still refused (503
+    ``database_away``) until the next decision happened to be written. Now a job is refused at
+    once only while a live writer retries records (it would wait behind them for the whole
+    outage); otherwise it is tried, in its own transaction: while the database is still away it
+    fails and nothing is done, once it is back it is done."""
+    url, name = outage_db
+    engine = make_engine(url)
+    recorder = Recorder(
+        url,
+        engine,
+        sleep=lambda _s: None,
+        write_pause=0.005,
+        write_pause_max=0.02,
+        spill_dir=tmp_path,
+    )
+
+    def note(i: int) -> Callable[[sa.Connection], None]:
+        return lambda conn: conn.execute(events.insert().values(**row(i).row)) and None
+
+    recorder.start()
+    try:
+        recorder.record(row(0))
+        assert recorder.wait_idle(30)
+        database_away(name)
+        for i in range(1, 6):
+            recorder.record(row(i))
+        wait_for(lambda: recorder.write_failures > 0 and recorder._sent == 6)
+        with pytest.raises(Unavailable, match="the database is away"):
+            recorder.call(note(100))  # the writer retries its records: refused at once
+        kill_writer(recorder)
+        with pytest.raises((sa.exc.OperationalError, Unavailable)):  # still away: not done
+            recorder.call(note(101)).result(30)
+        database_back(name)
+        assert stored_ids(url) == ["e0"]
+        recorder.call(note(102)).result(30)  # no decision written since: it used to be refused
+        assert stored_ids(url) == ["e0", "e102"]
+        recorder.record(row(99))  # a new writer takes it; the lost one's batch is spilled
+        assert recorder.wait_idle(60)
+        assert (recorder.failing_since, recorder.write_failures) == (None, 0)
+    finally:
+        recorder.stop()
+        engine.dispose()
+    assert stored_ids(url) == ["e0", "e102", "e99"]
+    assert (recorder.spilled, recorder.dropped, recorder.lost_at_stop) == (5, 0, 0)
 
 
 def test_a_full_sqlite_disk_is_waited_for_as_an_outage() -> None:

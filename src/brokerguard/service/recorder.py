@@ -370,16 +370,29 @@ class Recorder:
     def call(self, fn: Callable[[sa.Connection], T]) -> Future[T]:
         """Run ``fn(conn)`` in a write transaction on the job thread, after queued records.
 
-        While the database is away the job is refused at once (:class:`Unavailable`,
-        ``database_away``): it would wait behind the records for as long as the outage lasts,
-        and an analyst's request with it, to take effect at some unknown later time."""
-        if self.failing_since is not None:
+        While the writer retries records (the database away) the job is refused at once
+        (:class:`Unavailable`, ``database_away``): it would wait behind the records for as long
+        as the outage lasts, and an analyst's request with it, to take effect at some unknown
+        later time. Otherwise it is tried, even while ``failing_since`` is still set (a writer
+        lost during the outage never acknowledges the batch that would clear it): in its own
+        transaction, so while the database is away it fails and nothing is done; a success with
+        no batch in a writer's hands clears the outage."""
+        if self._retrying():
             raise Unavailable(
                 f"the database is away ({self.last_error}); nothing was done: try again when"
                 " /healthz says ok",
                 code="database_away",
             )
         return self._job(fn)
+
+    def _retrying(self) -> bool:
+        """Whether a live writer is retrying records that the database did not take."""
+        if self.failing_since is None:
+            return False
+        with self._state:
+            waiting = self._acked < self._queued
+        process = self._process
+        return waiting and process is not None and process.is_alive()
 
     def _job(self, fn: Callable[[sa.Connection], T]) -> Future[T]:
         job = _Job(fn, self._queued)
@@ -650,7 +663,22 @@ class Recorder:
             except BaseException as exc:  # handed to the waiting caller
                 job.future.set_exception(exc)
             else:
+                self._answered()
                 job.future.set_result(result)
+
+    def _answered(self) -> None:
+        """A job was written: the database answers. If no batch is in a writer's hands, none
+        is being retried and the outage is over. (A batch still held, by a lost writer too,
+        keeps ``failing_since``: it says whether the batch is spilled or counted as dropped.)"""
+        with self._state:
+            since = self.failing_since
+            if since is None or self._in_flight:
+                return
+            self.failing_since, self.write_failures, self.last_error = None, 0, None
+        log.warning(
+            "the database answers again, after %.0f s in which it was away",
+            (datetime.now(UTC) - since).total_seconds(),
+        )
 
 
 # --- the writer process -------------------------------------------------------------------------
