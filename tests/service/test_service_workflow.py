@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
+import conftest
 import msgspec
 import pytest
 from conftest import Api
 
 from brokerguard.engine.policy import default_policy_path
-from brokerguard.events import Event, LoginAttempt
+from brokerguard.events import ChallengeResult, Event, LoginAttempt, MarketBar
 from brokerguard.guard import decision_point
 from brokerguard.service.errors import Conflict
 
@@ -169,6 +171,61 @@ def test_two_analysts_answering_one_held_order_at_once_one_is_refused(
     assert [a["action"] for a in timeline["actions"]] == ["release_order"]
     reply = next(i for i in timeline["items"] if i["type"] == "challenge")
     assert reply["event"]["outcome"] == "passed"
+
+
+@pytest.mark.parametrize("meanwhile", ["confirmed", "expired"])
+def test_an_answer_to_a_hold_answered_or_expired_meanwhile_is_refused_and_not_audited(
+    make_api: Callable[..., Api],
+    database_url: str,
+    recorded_events: list[Event],
+    tmp_path: Path,
+    meanwhile: str,
+) -> None:
+    """An analyst's release (or cancel) is checked against the hold, then recorded, then told
+    to the engine. While it was being recorded the customer could confirm the hold with the
+    code, or the hold expire (the sweep forgets it six hours on): the engine then heard
+    nothing, yet the release was answered 201 and stood in the audit log as done. Now it is a
+    conflict that says so, and neither the actions nor the audit log hold it."""
+    api, order, answer = held_order(make_api, database_url, recorded_events, tmp_path)
+    service, account = api.service, answer["account"]
+    if meanwhile == "confirmed":  # the customer's code, through the broker's systems
+        event: Event = ChallengeResult(
+            id="confirm-1",
+            ts=order.ts,
+            account=account,
+            ref=order.id,
+            factor="oob",
+            outcome="passed",
+        )
+    else:  # a market bar seven hours on: the hourly sweep forgets the unanswered hold
+        bar = next(e for e in reversed(recorded_events) if isinstance(e, MarketBar))
+        later = max(bar.ts, order.ts) + timedelta(hours=7)
+        event = msgspec.structs.replace(bar, id="late-bar", ts=later)
+    before = [a[1] for a in conftest.audit(database_url)]
+
+    async def both() -> list[object]:
+        return await asyncio.gather(
+            service.act_on_account("ann", account, "release_order", order.id, "ok"),
+            service.ingest([event], "key:test"),
+            return_exceptions=True,
+        )
+
+    release, _ingested = api.client.portal.call(both)
+    assert service.host.pending(order.id) is None
+    assert isinstance(release, Conflict), release
+    assert release.field == "target"
+    assert f"held order {order.id!r}" in str(release)
+    assert "was already answered" in str(release) and "or expired" in str(release)
+    assert "nothing done" in str(release)
+    api.settle()
+    timeline = api.get(f"/v1/accounts/{account}/timeline").json()
+    assert timeline["actions"] == []
+    after = [a[1] for a in conftest.audit(database_url)]
+    assert "account.release_order" not in after[len(before) :], after[len(before) :]
+    replies = [i for i in timeline["items"] if i["type"] == "challenge"]
+    assert [r["event"]["id"] for r in replies] == (
+        ["confirm-1"] if meanwhile == "confirmed" else []
+    )
 
 
 def test_a_lock_holds_across_restarts(

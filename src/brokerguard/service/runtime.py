@@ -35,9 +35,11 @@ import gc
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import sqlalchemy as sa
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
 __all__ = ["Service", "Settings"]
 
 log = logging.getLogger("brokerguard.service")
+T = TypeVar("T")
 BACKLOG_HIGH = 50_000  # ingest waits while the writer has more than this to write
 ANSWERS_KEPT = 5_000  # the latest answers, given again to a caller that retries an event
 
@@ -509,7 +512,10 @@ class Service:
 
         - ``release_order`` / ``cancel_order`` (target: the held order's event id): the
           out-of-band confirmation the hold waited for, passed or failed; :class:`Conflict` if no
-          such order of the account is held.
+          such order of the account is held, and if the hold was answered (the customer's code)
+          or expired while the action was being recorded: the engine hears the answer while
+          the action's transaction is open, so the action is recorded (and audited) only if the
+          answer took effect.
         - ``lock`` / ``unlock``: while locked, every decision on the account is ``lock``.
         - ``freeze``: the same lock, asked for by the customer (through the broker's site); its
           decisions say so. ``unlock`` ends it too.
@@ -522,32 +528,45 @@ class Service:
         """
         host = self.host
         answering = action in ("release_order", "cancel_order")
+        ref = target or ""
         if answering:
-            pending = host.pending(target or "")
-            if pending is None or pending.account != account or pending.point != "order":
+            if not self._held_order(ref, account):
                 raise Conflict(
                     f"no held order {target!r} of account {account!r} waits for an answer",
                     field="target",
                 )
-            if target in self._answering:  # another analyst's answer is being recorded
+            if ref in self._answering:  # another analyst's answer is being recorded
                 raise Conflict(
                     f"held order {target!r} is being answered by another action", field="target"
                 )
-            self._answering.add(target or "")
+            self._answering.add(ref)
+        loop = asyncio.get_running_loop()
+        answered: list[str] = []  # the answer's event id, once the engine heard it
+
+        def write(conn: sa.Connection) -> dict[str, Any]:
+            row = actions.record_account_action(conn, actor, account, action, target, note)
+            if answering:  # on the loop, before this transaction commits (see above)
+                answer_id = f"action-{row['id']}"
+                call_on_loop(loop, lambda: self._answer_hold(account, ref, action, answer_id))
+                answered.append(answer_id)
+            return row
+
         try:
-            row = await self.recorder.run(
-                lambda c: actions.record_account_action(c, actor, account, action, target, note)
-            )
-        finally:  # nothing is awaited from here to the answer: no other action comes between
+            row = await self.recorder.run(write)
+        except BaseException:
+            if answered:  # the engine heard it and the commit failed: the rarest of windows
+                log.error(
+                    "the engine heard %s of held order %r (event %s) but the action's record"
+                    " was not written: the answer is kept with the events only",
+                    action,
+                    ref,
+                    answered[0],
+                )
+            raise
+        finally:
             if answering:
-                self._answering.discard(target or "")
-        if answering:
-            answer = host.answer_hold(
-                target or "", action == "release_order", f"action-{row['id']}"
-            )
-            if answer is not None:
-                self._pass_on(answer)  # the workers' engines hear the confirmation too
-        elif action in ("lock", "freeze"):
+                self._answering.discard(ref)
+        if action in ("lock", "freeze"):
             host.locked[account] = actor
             if action == "freeze":
                 host.frozen.add(account)
@@ -560,8 +579,28 @@ class Service:
             self._pass_on(host.conclude("force_reverify", account=account))
         elif action == "trust_device" and target:
             self._pass_on(host.conclude("trust_device", account=account, device=target))
-        self.record_instructions()  # refusing a held order: what its session placed before
+        self.record_instructions()
         return row
+
+    def _held_order(self, ref: str, account: str) -> bool:
+        """Whether the order ``ref`` of ``account`` is held, waiting for an answer."""
+        pending = self.host.pending(ref)
+        return pending is not None and pending.account == account and pending.point == "order"
+
+    def _answer_hold(self, account: str, ref: str, action: str, answer_id: str) -> None:
+        """Tell the engine an analyst's answer to a held order (on the event loop's thread).
+        :class:`Conflict` if the hold no longer waits: the customer answered it with the code,
+        or it expired, after the action was checked."""
+        if not self._held_order(ref, account):
+            raise Conflict(
+                f"held order {ref!r} was already answered (the customer's confirmation) or"
+                f" expired while the {action} was being recorded: nothing done",
+                field="target",
+            )
+        answer = self.host.answer_hold(ref, action == "release_order", answer_id)
+        assert answer is not None, "a hold that waits is answered"
+        self._pass_on(answer)  # the workers' engines hear the confirmation too
+        self.record_instructions()  # refusing a held order: what its session placed before
 
     def _pass_on(self, event: Event) -> None:
         """An event the service made itself (an analyst's conclusion, a hold's answer): kept
@@ -654,3 +693,31 @@ class Service:
     def read(self) -> sa.Connection:
         """A connection for reads (use as a context manager, from a thread pool)."""
         return self.db.connect()
+
+
+LOOP_CALL_TIMEOUT_S = 10.0  # a job thread's wait for the event loop to run its call
+
+
+def call_on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on ``loop`` (the engine's thread) from a job thread, and return its result.
+
+    If the loop does not get to it within :data:`LOOP_CALL_TIMEOUT_S` (a stopping service), the
+    call is withdrawn and never runs: :class:`Unavailable`, and the job's transaction rolls
+    back."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the job thread
+            future.set_exception(exc)
+
+    loop.call_soon_threadsafe(run)
+    try:
+        return future.result(LOOP_CALL_TIMEOUT_S)
+    except TimeoutError:
+        if future.cancel():
+            raise Unavailable("the service is busy or stopping; nothing was done") from None
+        return future.result()

@@ -60,7 +60,7 @@ async def act(
 ) -> dict[str, Any]:
     """Act on an account; what the engine hears of each action is in
     :meth:`~brokerguard.service.runtime.Service.act_on_account` (409 when a release or cancel
-    names no held order of the account)."""
+    names no held order of the account, or one answered or expired meanwhile: nothing done)."""
     if body.action in ("release_order", "cancel_order", "trust_device") and not body.target:
         raise InvalidInput(f"{body.action} needs a target", field="target")
     if body.action == "trust_device" and len(body.target or "") > 128:
