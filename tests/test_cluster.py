@@ -253,6 +253,54 @@ def test_ingest_reads_stdin_and_names_a_bad_line(run, names) -> None:
     assert missing.returncode == 2 and b"no such events file" in missing.stderr
 
 
+def stream_messages(stream: str) -> int | None:
+    """How many messages the stream holds; None when there is no such stream."""
+    import nats
+
+    async def look() -> int | None:
+        nc = await nats.connect(NATS_URL)
+        try:
+            info = await nc.jetstream().stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return None
+        finally:
+            await nc.close()
+        return info.state.messages
+
+    return asyncio.run(look())
+
+
+def test_a_refused_file_creates_no_stream_and_publishes_nothing(run, names, tmp_path) -> None:
+    """``ingest`` created the stream, then read the file: a file refused at a bad line left an
+    empty stream behind (the name taken, with its partitions), and with more lines before the
+    bad one than its publishing window (512), those published. Now the whole input is read and
+    checked first: a refused file (or standard input) creates nothing, and adds nothing to a
+    stream that exists."""
+    path, _ = run
+    rows = path.read_bytes().splitlines(keepends=True)
+    assert len(rows) > 700
+    bad = b"".join(rows[:600]) + b'{"type":"login","id":"x"}\n' + b"".join(rows[600:700])
+    (tmp_path / "bad.ndjson").write_bytes(bad)
+    failed = subprocess.run(
+        [*BG, "ingest", str(tmp_path / "bad.ndjson"), *names.cli(4)], capture_output=True
+    )
+    assert failed.returncode == 2 and b"line 601" in failed.stderr, failed.stderr
+    assert stream_messages(names.stream) is None  # it was created (and held the first 512)
+    piped = subprocess.run([*BG, "ingest", "-", *names.cli(4)], input=bad, capture_output=True)
+    assert piped.returncode == 2 and b"line 601" in piped.stderr, piped.stderr
+    assert stream_messages(names.stream) is None
+
+    head = b"".join(rows[:3])
+    subprocess.run([*BG, "ingest", "-", *names.cli(4)], input=head, check=True, capture_output=True)
+    held = stream_messages(names.stream)
+    assert held  # the three events and the epoch markers
+    again = subprocess.run(
+        [*BG, "ingest", str(tmp_path / "bad.ndjson"), *names.cli(4)], capture_output=True
+    )
+    assert again.returncode == 2 and b"line 601" in again.stderr
+    assert stream_messages(names.stream) == held
+
+
 @pytest.mark.parametrize("command", [["status"], ["ingest", "-"], ["worker", "--idle-exit", "1"]])
 def test_a_scale_out_command_with_no_nats_server_there_exits_2_at_once(command, run) -> None:
     """Named at an address where no server listens, a command says so and exits: it retried

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -172,10 +173,35 @@ async def ingest(
     ``analyst``: also publish ``analyst`` events (an export of the service's records carries
     them); without it such a line is an error, as on the service's public routes.
 
-    A bad line raises :class:`~brokerguard.events.EventError` naming the line; what was published
-    before it stays published. Publishes are pipelined ``window`` at a time and sent in file order.
-    ``epoch_seconds`` 0 publishes no epoch markers.
+    Every line is read and checked before anything is done: a bad line raises
+    :class:`~brokerguard.events.EventError` naming the line, and nothing is published nor any
+    stream created. (The stream was created first, and the lines published as they were read:
+    a refused file left an empty stream behind, or the events of its first windows.) The lines
+    wait in a temporary file, in memory while small (:data:`SPOOL_IN_MEMORY`), so standard
+    input is checked whole too; the events are published only once it has ended. Publishes are
+    pipelined ``window`` at a time and sent in file order. ``epoch_seconds`` 0 publishes no
+    epoch markers.
     """
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as checked:
+        for _, line, _event in _lines(lines, analyst):
+            checked.write(line + b"\n")
+        checked.seek(0)
+        return await _publish(checked, url, stream, subject, partitions, window, epoch_seconds)
+
+
+SPOOL_IN_MEMORY = 32 * 1024 * 1024  # checked lines kept in memory up to this; on disk beyond
+
+
+async def _publish(
+    lines: Iterable[bytes],
+    url: str,
+    stream: str,
+    subject: str,
+    partitions: int,
+    window: int,
+    epoch_seconds: float,
+) -> int:
+    """:func:`ingest`'s publishing, of lines already checked."""
     nc = await connect(url)
     try:
         js = nc.jetstream()
@@ -192,7 +218,9 @@ async def ingest(
                 )
             markers += partitions
 
-        for _, line, event in _lines(lines, analyst):
+        for raw in lines:
+            line = raw.rstrip(b"\n")
+            event = decode_line(line)
             opened = clock.opens(event)
             if opened is not None:
                 mark(opened)
