@@ -301,6 +301,42 @@ def test_a_refused_file_creates_no_stream_and_publishes_nothing(run, names, tmp_
     assert stream_messages(names.stream) == held
 
 
+def test_a_file_that_cannot_be_written_or_read_is_named_not_taken_for_nats(
+    run, names, tmp_path
+) -> None:
+    """Any ``OSError`` of a whole worker run was reported as "cannot reach NATS at ...": a full
+    disk under the ``--decisions`` file, or its directory missing, sent the operator to look
+    at NATS. Only a failure to reach NATS says so now; any other names what failed (the file
+    and the system's word), still exit status 2 and no traceback. ``ingest`` too."""
+    path, _ = run
+    head = b"".join(path.read_bytes().splitlines(keepends=True)[:2100])  # decisions from 2032
+    subprocess.run(
+        [*BG, "ingest", "-", *names.cli(PARTS)], input=head, check=True, capture_output=True
+    )
+    common = [*names.cli(PARTS), "--prefix", names.prefix, "--durable", names.durable]
+    common += ["--idle-exit", "1", "--lease-ttl", "1.5"]
+    missing = tmp_path / "no-such-dir" / "d.ndjson"
+    for out, said in (("/dev/full", "No space left on device"), (str(missing), "No such file")):
+        done = subprocess.run(
+            [*BG, "worker", *common, "--decisions", out],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        err = " ".join(done.stderr.split())
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "NATS" not in err and "Traceback" not in err, err
+        assert f"{out}: " in err and said in err, err
+    # a source that cannot be read (procfs: reading a process's memory at 0 fails with EIO)
+    unreadable = subprocess.run(
+        [*BG, "ingest", "/proc/self/mem", *names.cli(PARTS)], capture_output=True, text=True
+    )
+    err = " ".join(unreadable.stderr.split())
+    assert unreadable.returncode == 2 and "Traceback" not in err, err
+    assert "NATS" not in err and "cannot publish" not in err, err
+    assert "/proc/self/mem: " in err and "Input/output error" in err, err
+
+
 @pytest.mark.parametrize("command", [["status"], ["ingest", "-"], ["worker", "--idle-exit", "1"]])
 def test_a_scale_out_command_with_no_nats_server_there_exits_2_at_once(command, run) -> None:
     """Named at an address where no server listens, a command says so and exits: it retried

@@ -111,15 +111,42 @@ def _serve_metrics(metrics: Any, port: int | None) -> Any:
 
 
 def _run_connected(coro: Any, nats_url: str, redis_url: str) -> Any:
-    """Run a cluster process's coroutine; an unreachable server exits 2 naming it."""
+    """Run a cluster process's coroutine; an unreachable server exits 2 naming it, and so does
+    any other ``OSError`` (:func:`_failure`)."""
+    import nats
     import redis
 
     try:
         return asyncio.run(coro)
     except redis.exceptions.ConnectionError as exc:
         raise _fail(f"cannot reach Redis at {shown_url(redis_url)}: {exc}") from None
-    except (OSError, TimeoutError) as exc:
-        raise _fail(f"cannot reach NATS at {shown_url(nats_url)}: {exc}") from None
+    except (OSError, nats.errors.Error) as exc:
+        raise _failure(exc, nats_url) from None
+
+
+def _failure(exc: OSError | Exception, nats_url: str) -> typer.Exit:
+    """What ended a command, said as it is: "cannot reach NATS" only when no connection could be
+    made (:class:`~brokerguard.cluster.stream.NatsUnreachable`); NATS's own errors later on
+    (a request that timed out, the connection closed) as NATS's; any other ``OSError`` (a full
+    disk under an output file, a missing directory) naming the file and the system's word.
+    (Every ``OSError`` of a whole run was "cannot reach NATS".)"""
+    import nats
+
+    from brokerguard.cluster.stream import NatsUnreachable
+
+    where = shown_url(nats_url)
+    if isinstance(exc, NatsUnreachable):
+        return _fail(f"cannot reach NATS at {where}: {exc}")
+    if isinstance(exc, nats.errors.Error):
+        said = str(exc)
+        detail = f"{type(exc).__name__}: {said}" if said else type(exc).__name__
+        return _fail(f"NATS at {where} failed: {detail}")
+    assert isinstance(exc, OSError)
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return _fail(f"{type(exc).__name__}: {what}")
+    names = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else exc.filename
+    return _fail(f"{names}: {what}")
 
 
 KEYS = {"nats": "nats_url", "redis": "redis_url"}  # file key -> parameter name, where they differ
@@ -179,6 +206,8 @@ def ingest(
     config: ConfigOpt = None,
 ) -> None:
     """Publish events to the JetStream stream, partitioned by account."""
+    import nats
+
     from brokerguard.cluster.stream import PartitionMismatch
     from brokerguard.cluster.stream import ingest as publish
     from brokerguard.events import EventError
@@ -208,8 +237,8 @@ def ingest(
         raise _fail(f"{source}: {exc}") from None
     except PartitionMismatch as exc:
         raise _fail(str(exc)) from None
-    except (OSError, TimeoutError) as exc:
-        raise _fail(f"cannot publish to {shown_url(nats_url)}: {exc}") from None
+    except (OSError, nats.errors.Error) as exc:
+        raise _failure(exc, nats_url) from None
     finally:
         if lines is not sys.stdin.buffer:
             lines.close()

@@ -59,7 +59,7 @@ from brokerguard.cluster.facts import (
 )
 from brokerguard.cluster.leases import Lock, new_worker_id
 from brokerguard.cluster.stream import DEFAULT_PARTITIONS, connect
-from brokerguard.cluster.worker import TIMEOUTS, pull
+from brokerguard.cluster.worker import TIMEOUTS, append, close_output, pull
 from brokerguard.engine import Policy
 from brokerguard.engine.policy import load_policy
 from brokerguard.engine.stage import CampaignStage, Containment, Fact
@@ -255,8 +255,7 @@ class _Shard:
         # from, so should its flush still fail, what it wrote is what the next one writes.
         self.check()
         if out is not None and lines:
-            out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
-            out.flush()
+            append(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
         stats.campaign_lines += len(lines)
         if sink is not None:
             sink.write()
@@ -396,6 +395,7 @@ async def run_campaign_stage(
             f"{facts_subject}.{shard}", durable=name, stream=facts_stream, config=config
         )
 
+    stopped = False  # the run ended by itself (an idle exit, a signal), not by an error
     try:
         await ensure_facts_stream(js, facts_stream, facts_subject)
         idle_since = time.monotonic()
@@ -462,16 +462,17 @@ async def run_campaign_stage(
             finally:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+        stopped = True
         return stats
     finally:
         with contextlib.suppress(Exception):
             lock.release()  # a clean stop hands over at once
-        if out is not None:
-            out.close()
         await nc.close()
         client.close()
         if sink is not None:
             sink.close()
+        if out is not None:
+            close_output(out, quiet=not stopped)
 
 
 def _wanted(facts) -> list[tuple[str, str]]:

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_SUBJECT",
     "EPOCH_HEADER",
     "EpochClock",
+    "NatsUnreachable",
     "PartitionMismatch",
     "connect",
     "ensure_stream",
@@ -56,6 +57,11 @@ WINDOW = 512  # publishes awaiting their acknowledgement at a time
 
 class PartitionMismatch(ValueError):
     """The stream was cut into a different number of partitions."""
+
+
+class NatsUnreachable(OSError):
+    """No connection to the NATS server could be made (:func:`connect`). An ``OSError``, as
+    before; the commands tell it from every other ``OSError`` (a file that cannot be written)."""
 
 
 def stream_partitions(info) -> int | None:
@@ -130,8 +136,8 @@ def _lines(lines: Iterable[bytes], analyst: bool) -> Iterator[tuple[int, bytes, 
 
 
 async def connect(url: str, **options: Any) -> Any:
-    """Connect to NATS, failing at once (an ``OSError`` naming the problem) when no server is
-    there; ``options`` go to the connection itself.
+    """Connect to NATS, failing at once (:class:`NatsUnreachable` naming the problem) when no
+    server is there; ``options`` go to the connection itself.
 
     nats-py's first connect retries like a reconnect, a traceback per attempt, for two minutes
     before giving up: a scale-out command run against a wrong address, or ``status`` run as a
@@ -150,12 +156,10 @@ async def connect(url: str, **options: Any) -> Any:
             reconnect_time_wait=0.2,
             error_cb=quiet,
         )
-    except (OSError, TimeoutError):
-        raise
-    except Exception as exc:  # nats-py's NoServersError and the like
-        raise OSError(str(exc) or type(exc).__name__) from None
-    await probe.close()
-    return await nats.connect(url, **options)
+        await probe.close()
+        return await nats.connect(url, **options)
+    except Exception as exc:  # refused, timed out, nats-py's NoServersError and the like
+        raise NatsUnreachable(str(exc) or type(exc).__name__) from None
 
 
 async def ingest(
@@ -183,13 +187,33 @@ async def ingest(
     epoch markers.
     """
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as checked:
-        for _, line, _event in _lines(lines, analyst):
-            checked.write(line + b"\n")
+        for _, line, _event in _lines(_named_reads(lines), analyst):
+            try:
+                checked.write(line + b"\n")
+            except OSError as exc:  # a full disk under the temporary directory
+                where = f"a temporary file in {tempfile.gettempdir()}"
+                raise OSError(exc.errno, exc.strerror, where) from exc
         checked.seek(0)
         return await _publish(checked, url, stream, subject, partitions, window, epoch_seconds)
 
 
 SPOOL_IN_MEMORY = 32 * 1024 * 1024  # checked lines kept in memory up to this; on disk beyond
+
+
+def _named_reads(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """``lines``, whose read errors name the file (``<stdin>`` for standard input)."""
+    name = getattr(lines, "name", None)
+    reading = iter(lines)
+    while True:
+        try:
+            line = next(reading)
+        except StopIteration:
+            return
+        except OSError as exc:
+            if exc.filename is None and isinstance(name, str):
+                raise OSError(exc.errno, exc.strerror, name) from exc
+            raise
+        yield line
 
 
 async def _publish(

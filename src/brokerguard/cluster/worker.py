@@ -368,6 +368,29 @@ def read_event(data: bytes, partition: int, seq: int) -> Any:
         return Unreadable(str(exc))
 
 
+def append(out: IO[Any], data: Any) -> None:
+    """Write ``data`` to an output file and flush it; an ``OSError`` names the file (a full disk
+    says only "No space left on device", and the command said it was NATS)."""
+    try:
+        out.write(data)
+        out.flush()
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, f"cannot write: {exc.strerror}", out.name) from exc
+
+
+def close_output(out: IO[Any], quiet: bool) -> None:
+    """Close an output file. What it could not write raises an ``OSError`` naming the file,
+    unless ``quiet``: another error ends the run (the same file failing at :func:`append`,
+    whose unwritten lines the close tries again), and that one is said."""
+    try:
+        out.close()
+    except OSError as exc:
+        if not quiet:
+            raise OSError(exc.errno, f"cannot write: {exc.strerror}", out.name) from exc
+
+
 async def run_worker(
     nats_url: str,
     redis_url: str,
@@ -696,15 +719,14 @@ async def run_worker(
                 stats.facts += len(facts)
         tag = campaign_tag(part.number, partitions)
         if out_decisions is not None and lines:
-            out_decisions.write("\n".join(lines) + "\n")
-            out_decisions.flush()
+            append(out_decisions, "\n".join(lines) + "\n")
         if out_campaigns is not None:
-            for record in tag_records(guard.campaign_records(), tag):
-                out_campaigns.write(json.dumps(record, ensure_ascii=False) + "\n")
-            out_campaigns.flush()
+            records = tag_records(guard.campaign_records(), tag)
+            append(
+                out_campaigns, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            )
         if out_instructions is not None and instructed:
-            out_instructions.write(b"".join(encode_instruction(i) + b"\n" for i in instructed))
-            out_instructions.flush()
+            append(out_instructions, b"".join(encode_instruction(i) + b"\n" for i in instructed))
         if sink is not None:
             sink.queue_instructions(instructed, guard.name)
             sink.campaigns(guard, tag)
@@ -861,10 +883,10 @@ async def run_worker(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         stats.redis_round_trips = redis_round_trips()
-        for f in (out_decisions, out_campaigns, out_instructions):
-            if f is not None:
-                f.close()
         await nc.close()
         client.close()
         if sink is not None:
             sink.close()
+        for f in (out_decisions, out_campaigns, out_instructions):
+            if f is not None:
+                close_output(f, quiet=not graceful)
