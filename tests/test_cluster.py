@@ -273,9 +273,9 @@ def stream_messages(stream: str) -> int | None:
 def test_a_refused_file_creates_no_stream_and_publishes_nothing(run, names, tmp_path) -> None:
     """``ingest`` created the stream, then read the file: a file refused at a bad line left an
     empty stream behind (the name taken, with its partitions), and with more lines before the
-    bad one than its publishing window (512), those published. Now the whole input is read and
-    checked first: a refused file (or standard input) creates nothing, and adds nothing to a
-    stream that exists."""
+    bad one than its publishing window (512), those published. Now a file is read and checked
+    whole first: a refused file creates nothing, and adds nothing to a stream that exists. A
+    pipe is published as it comes (see the next test): a bad first line creates nothing."""
     path, _ = run
     rows = path.read_bytes().splitlines(keepends=True)
     assert len(rows) > 700
@@ -286,8 +286,12 @@ def test_a_refused_file_creates_no_stream_and_publishes_nothing(run, names, tmp_
     )
     assert failed.returncode == 2 and b"line 601" in failed.stderr, failed.stderr
     assert stream_messages(names.stream) is None  # it was created (and held the first 512)
-    piped = subprocess.run([*BG, "ingest", "-", *names.cli(4)], input=bad, capture_output=True)
-    assert piped.returncode == 2 and b"line 601" in piped.stderr, piped.stderr
+    piped = subprocess.run(
+        [*BG, "ingest", "-", *names.cli(4)],
+        input=bad[bad.index(b'{"type":"login","id":"x"}') :],
+        capture_output=True,
+    )
+    assert piped.returncode == 2 and b"line 1" in piped.stderr, piped.stderr
     assert stream_messages(names.stream) is None
 
     head = b"".join(rows[:3])
@@ -299,6 +303,38 @@ def test_a_refused_file_creates_no_stream_and_publishes_nothing(run, names, tmp_
     )
     assert again.returncode == 2 and b"line 601" in again.stderr
     assert stream_messages(names.stream) == held
+
+
+def test_a_pipe_is_published_as_it_comes_not_when_it_ends(run, names) -> None:
+    """``ingest -`` is how a log shipper feeds the stream, a pipe that may never end: its events
+    must reach the workers while it is open. (Checking the whole input before publishing held a
+    pipe's events until it closed.) A bad line stops it there; what came before stays."""
+    path, _ = run
+    rows = path.read_bytes().splitlines(keepends=True)[:600]
+    shipper = subprocess.Popen(
+        [*BG, "ingest", "-", *names.cli(4)], stdin=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert shipper.stdin is not None
+        shipper.stdin.write(b"".join(rows))
+        shipper.stdin.flush()
+        deadline = time.monotonic() + 30
+        while not stream_messages(names.stream) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        published = stream_messages(names.stream)
+        assert published and published >= 512  # the first window, with the pipe still open
+        assert shipper.poll() is None
+        shipper.stdin.write(b'{"type":"login","id":"x"}\n')
+        shipper.stdin.close()
+        assert shipper.wait(timeout=30) == 2
+        assert shipper.stderr is not None and b"line 601" in shipper.stderr.read()
+        assert stream_messages(names.stream) >= 600  # what came before the bad line stays
+    finally:
+        if shipper.poll() is None:
+            shipper.kill()
+            shipper.wait()
+        if shipper.stderr is not None:
+            shipper.stderr.close()
 
 
 def test_a_file_that_cannot_be_written_or_read_is_named_not_taken_for_nats(

@@ -19,6 +19,7 @@ At the end of a file one more marker closes the last epoch, so that its facts ar
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -177,15 +178,24 @@ async def ingest(
     ``analyst``: also publish ``analyst`` events (an export of the service's records carries
     them); without it such a line is an error, as on the service's public routes.
 
-    Every line is read and checked before anything is done: a bad line raises
+    A file is read and checked whole before anything is done: a bad line raises
     :class:`~brokerguard.events.EventError` naming the line, and nothing is published nor any
     stream created. (The stream was created first, and the lines published as they were read:
     a refused file left an empty stream behind, or the events of its first windows.) The lines
-    wait in a temporary file, in memory while small (:data:`SPOOL_IN_MEMORY`), so standard
-    input is checked whole too; the events are published only once it has ended. Publishes are
-    pipelined ``window`` at a time and sent in file order. ``epoch_seconds`` 0 publishes no
-    epoch markers.
+    wait in a temporary file, in memory while small (:data:`SPOOL_IN_MEMORY`). A pipe (standard
+    input from a log shipper, which may never end) is published as it comes, each line checked
+    before it goes: a bad line stops it there, what came before stays published, and nothing is
+    created before its first line is read and checked. Publishes are pipelined ``window`` at a
+    time and sent in file order. ``epoch_seconds`` 0 publishes no epoch markers.
     """
+    seekable = getattr(lines, "seekable", None)
+    if seekable is None or not seekable():
+        checked_lines = (line for _, line, _event in _lines(_named_reads(lines), analyst))
+        first = next(checked_lines, None)
+        if first is None:
+            return 0
+        flowing = itertools.chain([first], checked_lines)
+        return await _publish(flowing, url, stream, subject, partitions, window, epoch_seconds)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as checked:
         for _, line, _event in _lines(_named_reads(lines), analyst):
             try:
