@@ -26,6 +26,15 @@ Worker = Annotated[ConsoleUser, Depends(require_role("analyst"))]
 Supervisor = Annotated[ConsoleUser, Depends(require_role("supervisor"))]
 CASE_STATUSES = ("open", "investigating", "closed")
 OUTCOMES = ("fraud", "not_fraud")
+MAX_CASE_ID = 2**31 - 1  # the cases table's integer ids (the API's ``CaseId`` bound)
+
+
+def _existing(case_id: int) -> int:
+    """``case_id`` if a case could have it: a larger one cannot even be looked up (SQLite cannot
+    bind it, PostgreSQL's integer refuses it), so it is missing like any other."""
+    if not 1 <= case_id <= MAX_CASE_ID:
+        raise NotFound(f"no case {case_id}", field="case_id")
+    return case_id
 
 
 def _account_events(conn: sa.Connection, accounts: list[str], types: tuple[str, ...]) -> list:
@@ -172,6 +181,7 @@ async def open_case(request: Request, user: Worker) -> Response:
 @router.get("/console/cases/{case_id}")
 async def case_page(request: Request, case_id: int) -> Response:
     user = await page_user(request)
+    _existing(case_id)
 
     def load() -> dict | None:
         with service(request).read() as conn:
@@ -185,6 +195,7 @@ async def case_page(request: Request, case_id: int) -> Response:
 
 @router.post("/console/cases/{case_id}")
 async def update_case(request: Request, case_id: int, user: Worker) -> Response:
+    _existing(case_id)
     form = await request.form()
     status = str(form.get("status", ""))
     outcome = str(form.get("outcome", "")) or None
@@ -205,6 +216,7 @@ async def update_case(request: Request, case_id: int, user: Worker) -> Response:
 
 @router.post("/console/cases/{case_id}/notes")
 async def add_note(request: Request, case_id: int, user: Worker) -> Response:
+    _existing(case_id)
     text = str((await request.form()).get("text", "")).strip()
     if not text:
         raise InvalidInput("a note needs text", field="text")

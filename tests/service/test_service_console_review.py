@@ -1,0 +1,65 @@
+"""The console's pages and forms against what the API already refuses, on a SQLite file and on
+PostgreSQL: ids no row can have, fields longer than the records keep, and what the pages tell a
+browser about framing and caching.
+
+Each form is checked before anything is recorded, as the API's request models check a body, so
+a refused change leaves no row and no audit entry behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import Api, add_user
+from console_helpers import login
+
+from brokerguard.events import AccountSnapshot, LoginAttempt
+
+T0 = datetime(2025, 3, 20, 1, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def console(make_api: Callable[..., Api], database_url: str) -> tuple[Api, str]:
+    """A service with one account that signed in once, and a supervisor logged in (the CSRF
+    token is returned)."""
+    add_user(database_url, "sup", "supervisor")
+    api = make_api(database_url)
+    answer = api.ingest(
+        [
+            AccountSnapshot(id="acct-V1", ts=T0, account="V1", opened=T0 - timedelta(days=900)),
+            LoginAttempt(
+                id="login-V1",
+                ts=T0 + timedelta(minutes=1),
+                account="V1",
+                session="s-V1",
+                ip="203.0.113.5",
+                user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+                device="dev-V1",
+                factors=["password"],
+                success=True,
+            ),
+        ]
+    )
+    assert answer.status_code == 200, answer.text
+    api.settle()
+    return api, login(api.client, "sup")
+
+
+@pytest.mark.parametrize("case_id", [2**31, 10**20])
+def test_a_case_id_no_case_can_have_is_not_found(console: tuple[Api, str], case_id: int) -> None:
+    """An id beyond the cases table's integers was a 500 (SQLite cannot bind it, PostgreSQL's
+    integer column refuses it); the API answers such an id with an error, the console now with
+    the 404 of any other missing case."""
+    api, token = console
+    c = api.client
+    page = c.get(f"/console/cases/{case_id}")
+    assert page.status_code == 404, page.text
+    assert page.json()["error"]["field"] == "case_id"
+    for path, form in (
+        (f"/console/cases/{case_id}", {"status": "investigating"}),
+        (f"/console/cases/{case_id}/notes", {"text": "x"}),
+    ):
+        answer = c.post(path, data={"csrf_token": token, **form})
+        assert answer.status_code == 404, (path, answer.text)
