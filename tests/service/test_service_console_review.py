@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import Api, add_user
+from conftest import Api, add_user, audit
 from console_helpers import login
 
 from brokerguard.events import AccountSnapshot, LoginAttempt
@@ -63,3 +63,31 @@ def test_a_case_id_no_case_can_have_is_not_found(console: tuple[Api, str], case_
     ):
         answer = c.post(path, data={"csrf_token": token, **form})
         assert answer.status_code == 404, (path, answer.text)
+
+
+@pytest.mark.parametrize(
+    ("account", "form", "field"),
+    [
+        ("V1", {"action": "trust_device", "target": "d" * 129}, "target"),
+        ("A" * 129, {"action": "force_reverify"}, "account"),
+        ("A" * 129, {"action": "lock"}, "account"),
+        ("V1", {"action": "lock", "note": "n" * 2001}, "note"),
+    ],
+)
+def test_an_account_action_is_checked_before_anything_is_recorded(
+    console: tuple[Api, str], database_url: str, account: str, form: dict, field: str
+) -> None:
+    """The console took what the API refuses (422): a device cookie or an account longer than an
+    event's ids was recorded with its audit entry, and then the engine's event could not be made
+    (a 500, the action half done); a 129-character account was locked on SQLite and a 500 on
+    PostgreSQL; a note over 2,000 characters was cut short without a word."""
+    api, token = console
+    before = audit(database_url)
+    answer = api.client.post(
+        f"/console/accounts/{account}/actions", data={"csrf_token": token, **form}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == field
+    api.settle()
+    assert audit(database_url) == before  # no action recorded (each has its audit entry)
+    assert not api.service.host.locked

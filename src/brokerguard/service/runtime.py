@@ -51,7 +51,7 @@ from brokerguard.guard import decision_point
 from brokerguard.service import actions, queries, spill
 from brokerguard.service.blocklist_watch import BlocklistWatch
 from brokerguard.service.db import DEFAULT_DATABASE, make_engine, migrate, write_transaction
-from brokerguard.service.errors import Conflict, Unavailable
+from brokerguard.service.errors import Conflict, InvalidInput, Unavailable
 from brokerguard.service.host import INGEST_SLICE, GuardHost, check_guard_name, guard_name
 from brokerguard.service.keys import KeyRing
 from brokerguard.service.limits import DEFAULT_MAX_BODY
@@ -80,6 +80,7 @@ log = logging.getLogger("brokerguard.service")
 T = TypeVar("T")
 BACKLOG_HIGH = 50_000  # ingest waits while the writer has more than this to write
 ANSWERS_KEPT = 5_000  # the latest answers, given again to a caller that retries an event
+MAX_ID = 128  # an event's ids (``events.Id``): accounts, device cookies
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -525,7 +526,16 @@ class Service:
         - ``force_reverify``: every sign-in and operation asks for a passkey or out-of-band
           confirmation until the customer passes one.
         - ``trust_device`` (target: the device cookie): the cookie counts as the customer's.
+
+        An account, or a device cookie, longer than an event's ids is refused
+        (:class:`InvalidInput`) before anything is recorded: the engine's event could not be
+        made from it.
         """
+        if not 1 <= len(account) <= MAX_ID:
+            raise InvalidInput(f"an account has 1 to {MAX_ID} characters", field="account")
+        if action == "trust_device" and len(target or "") > MAX_ID:
+            # the cookie goes into an event the workers read, whose ids are at most 128 long
+            raise InvalidInput(f"a device cookie is at most {MAX_ID} characters", field="target")
         host = self.host
         answering = action in ("release_order", "cancel_order")
         ref = target or ""

@@ -9,22 +9,24 @@ session redirects to the login form instead of answering JSON 401, as a browser 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from brokerguard.service.auth import console_user
-from brokerguard.service.errors import Forbidden
+from brokerguard.service.errors import Forbidden, InvalidInput
 from brokerguard.service.runtime import Service
 from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.web.i18n import translator
 from brokerguard.web.rendering import render_page, templates
 
-__all__ = ["LoginNeeded", "back", "page_user", "render", "service"]
+__all__ = ["LoginNeeded", "back", "checked", "page_user", "render", "service"]
 
 TEMPLATES = templates(Path(__file__).parent / "templates")
+M = TypeVar("M", bound=BaseModel)
 
 
 class LoginNeeded(Exception):
@@ -40,6 +42,18 @@ def is_page(value: str) -> bool:
 def page_number(value: str | None) -> int:
     """The page a query asks for; anything that is not a page number asks for the first."""
     return int(value) if value and is_page(value) and int(value) > 0 else 1
+
+
+def checked(model: type[M], values: dict[str, Any]) -> M:
+    """A form's ``values`` checked by the API's request ``model`` for the same change, so the
+    console takes exactly what the API takes: the first problem is an :class:`InvalidInput`
+    naming its field (nothing is cut short, nothing recorded)."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ())) or None
+        raise InvalidInput(f"{field}: {first.get('msg')}", field=field) from None
 
 
 def service(request: Request) -> Service:

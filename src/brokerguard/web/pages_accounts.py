@@ -21,10 +21,11 @@ from brokerguard.netinfo import shared_lookup
 from brokerguard.service import actions, queries
 from brokerguard.service.auth import require_role
 from brokerguard.service.errors import InvalidInput
+from brokerguard.service.schemas import AccountActionIn
 from brokerguard.service.unlock_queue import waiting_unlocks
 from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.useragent import parse_user_agent
-from brokerguard.web._common import back, page_user, render, service
+from brokerguard.web._common import back, checked, page_user, render, service
 from brokerguard.web.pages_unlocks import is_return
 
 router = APIRouter(include_in_schema=False)
@@ -118,11 +119,12 @@ async def act(request: Request, account: str, user: Supervisor) -> Response:
     form = await request.form()
     action = str(form.get("action", ""))
     target = str(form.get("target", "")).strip() or None
-    note = str(form.get("note", ""))[:2000]
+    note = str(form.get("note", ""))
     if action not in actions.ACCOUNT_ACTIONS or action in CUSTOMERS_OWN:
         raise InvalidInput(f"unknown account action {action!r}", field="action")
     if action in NEEDS_TARGET and target is None:
         raise InvalidInput(f"{action} needs a target", field="target")
+    checked(AccountActionIn, {"action": action, "target": target, "note": note})
     actor = f"user:{user.username}"
     await service(request).act_on_account(actor, account, action, target, note)
     returns = str(form.get("back", ""))
