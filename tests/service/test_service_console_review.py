@@ -91,3 +91,46 @@ def test_an_account_action_is_checked_before_anything_is_recorded(
     api.settle()
     assert audit(database_url) == before  # no action recorded (each has its audit entry)
     assert not api.service.host.locked
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [({"account": "V1", "title": "t" * 301}, "title"), ({"account": "A" * 129}, "account")],
+)
+def test_a_case_is_opened_only_from_what_the_api_takes(
+    console: tuple[Api, str], database_url: str, form: dict, field: str
+) -> None:
+    """A title over 300 characters or an account over 128 was written on SQLite and a 500 on
+    PostgreSQL (its columns are that long); the API refuses both (422), and so does the form."""
+    api, token = console
+    before = audit(database_url)
+    answer = api.client.post("/console/cases", data={"csrf_token": token, **form})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"] == field
+    api.settle()
+    assert audit(database_url) == before
+    assert api.get("/v1/cases").json() == []
+
+
+def test_a_note_too_long_is_refused_not_cut_short(
+    console: tuple[Api, str], database_url: str
+) -> None:
+    """A note over the API's 10,000 characters was stored cut at 10,000, and the analyst was
+    not told that the end of it was gone."""
+    api, token = console
+    opened = api.client.post(
+        "/console/cases", data={"csrf_token": token, "account": "V1"}, follow_redirects=False
+    )
+    assert opened.status_code == 303
+    path = opened.headers["location"]
+    text = "確認内容 " + "x" * 10_000
+    answer = api.client.post(f"{path}/notes", data={"csrf_token": token, "text": text})
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "text"
+    api.settle()
+    assert [a[1] for a in audit(database_url)][-1] == "case.create"
+    fits = api.client.post(
+        f"{path}/notes", data={"csrf_token": token, "text": text[:10_000]}, follow_redirects=False
+    )
+    assert fits.status_code == 303
+    case = int(path.rsplit("/", 1)[1])
+    assert [n["text"] for n in api.get(f"/v1/cases/{case}").json()["notes"]] == [text[:10_000]]

@@ -17,8 +17,9 @@ from brokerguard.service import actions, queries
 from brokerguard.service.auth import require_role
 from brokerguard.service.errors import InvalidInput, NotFound
 from brokerguard.service.models import events
+from brokerguard.service.schemas import CaseIn, NoteIn
 from brokerguard.service.users import ConsoleUser, role_at_least
-from brokerguard.web._common import back, page_user, render, service
+from brokerguard.web._common import back, checked, page_user, render, service
 from brokerguard.web.svg import campaign_graph, fill_chart
 
 router = APIRouter(include_in_schema=False)
@@ -171,6 +172,7 @@ async def open_case(request: Request, user: Worker) -> Response:
         name: (str(form.get(name, "")).strip() or None)
         for name in ("alert_id", "campaign_id", "account", "title")
     }
+    checked(CaseIn, fields)
     actor = f"user:{user.username}"
     case = await service(request).recorder.run(
         lambda conn: actions.create_case(conn, actor, **fields)
@@ -220,8 +222,7 @@ async def add_note(request: Request, case_id: int, user: Worker) -> Response:
     text = str((await request.form()).get("text", "")).strip()
     if not text:
         raise InvalidInput("a note needs text", field="text")
+    checked(NoteIn, {"text": text})
     actor = f"user:{user.username}"
-    await service(request).recorder.run(
-        lambda conn: actions.add_note(conn, actor, case_id, text[:10_000])
-    )
+    await service(request).recorder.run(lambda conn: actions.add_note(conn, actor, case_id, text))
     return back(f"/console/cases/{case_id}")
