@@ -134,3 +134,28 @@ def test_a_note_too_long_is_refused_not_cut_short(
     assert fits.status_code == 303
     case = int(path.rsplit("/", 1)[1])
     assert [n["text"] for n in api.get(f"/v1/cases/{case}").json()["notes"]] == [text[:10_000]]
+
+
+def test_console_pages_may_not_be_framed_nor_kept_in_caches(console: tuple[Api, str]) -> None:
+    """The console's pages (customers' sign-ins, addresses, devices; buttons that unlock an
+    account or release a held order) came with no header at all: any page could frame them — a
+    site on another port or subdomain of the same host is the same site, so the session cookie
+    goes along despite SameSite=Strict — and any cache could keep them. The broker's site sends
+    these headers on every page; the console now does too, as do its CSV downloads."""
+    api, _token = console
+    c = api.client
+    html = {"accept": "text/html"}
+    for path in (
+        "/console/alerts",
+        "/console/accounts/V1",
+        "/console/cases/99",  # an error page
+        "/console/reports/monthly.csv",
+    ):
+        answer = c.get(path, headers=html)
+        assert answer.status_code in (200, 404), (path, answer.status_code)
+        assert answer.headers.get("x-frame-options") == "DENY", path
+        policy = answer.headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy, path
+        assert answer.headers.get("cache-control") == "no-store", path
+    c.cookies.clear()
+    assert c.get("/console/login").headers.get("x-frame-options") == "DENY"

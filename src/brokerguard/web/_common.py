@@ -23,7 +23,7 @@ from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.web.i18n import translator
 from brokerguard.web.rendering import render_page, templates
 
-__all__ = ["LoginNeeded", "back", "checked", "page_user", "render", "service"]
+__all__ = ["PRIVATE", "LoginNeeded", "back", "checked", "page_user", "private", "render", "service"]
 
 TEMPLATES = templates(Path(__file__).parent / "templates")
 M = TypeVar("M", bound=BaseModel)
@@ -70,20 +70,43 @@ async def page_user(request: Request, minimum: str = "analyst") -> ConsoleUser:
     return user
 
 
+PRIVATE = {
+    # What the console shows (customers' sign-ins, addresses, devices, losses) stays out of
+    # shared caches and browser histories' copies; no page may be framed (its buttons unlock
+    # accounts and release held orders): SameSite=Strict keeps the session cookie from other
+    # sites only, and a site on another port or subdomain of the same host is the same site.
+    # Everything a page loads is the console's own.
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+"""Headers of every console page and download."""
+
+
+def private(response: Response) -> Response:
+    """``response`` with the console's :data:`PRIVATE` headers."""
+    response.headers.update(PRIVATE)
+    return response
+
+
 def render(
     request: Request, name: str, user: ConsoleUser | None, status: int = 200, **context: Any
 ) -> Response:
     """A console page; its language cookie is ``strict``, like the console's session cookie."""
-    return render_page(
-        TEMPLATES,
-        translator,
-        request,
-        name,
-        status=status,
-        samesite="strict",
-        user=user,
-        csrf=user.csrf if user is not None else "",
-        **context,
+    return private(
+        render_page(
+            TEMPLATES,
+            translator,
+            request,
+            name,
+            status=status,
+            samesite="strict",
+            user=user,
+            csrf=user.csrf if user is not None else "",
+            **context,
+        )
     )
 
 

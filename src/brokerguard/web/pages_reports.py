@@ -23,7 +23,7 @@ from brokerguard.service.reporting import (
     report_tables,
     run_dir,
 )
-from brokerguard.web._common import page_user, render, service
+from brokerguard.web._common import page_user, private, render, service
 
 router = APIRouter(include_in_schema=False)
 
@@ -56,7 +56,7 @@ async def monthly_csv(request: Request) -> Response:
     await page_user(request)
     run = run_dir(request.app.state)
     rows, _ = await run_in_threadpool(report_tables, service(request), run, True, None)
-    return csv_response(write_monthly_csv, rows, "monthly.csv")
+    return private(csv_response(write_monthly_csv, rows, "monthly.csv"))
 
 
 @router.get("/console/reports/compensation.csv")
@@ -65,4 +65,4 @@ async def compensation_csv(request: Request) -> Response:
     chosen = choose_policies(request.query_params.get("policy"))
     run = run_dir(request.app.state)
     _, rows = await run_in_threadpool(report_tables, service(request), run, False, chosen)
-    return csv_response(write_compensation_csv, rows, "compensation.csv")
+    return private(csv_response(write_compensation_csv, rows, "compensation.csv"))
