@@ -8,6 +8,8 @@ a refused change leaves no row and no audit entry behind.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +17,12 @@ import pytest
 from conftest import Api, add_user, audit
 from console_helpers import login
 
-from brokerguard.events import AccountSnapshot, LoginAttempt
+from brokerguard.events import AccountSnapshot, Event, LoginAttempt
+from brokerguard.guard import ACTIONS
+from brokerguard.service.db import make_engine, write_transaction
+from brokerguard.service.models import campaigns
+from brokerguard.service.records import DETECTORS, SEVERITIES
+from brokerguard.web.i18n import MESSAGES
 
 T0 = datetime(2025, 3, 20, 1, 0, tzinfo=UTC)
 
@@ -159,3 +166,69 @@ def test_console_pages_may_not_be_framed_nor_kept_in_caches(console: tuple[Api, 
         assert answer.headers.get("cache-control") == "no-store", path
     c.cookies.clear()
     assert c.get("/console/login").headers.get("x-frame-options") == "DENY"
+
+
+def test_every_code_the_console_shows_has_both_languages() -> None:
+    """Severities, detectors, decisions, event types, campaign statuses and campaign timeline
+    entries were shown as English codes on the Japanese pages (the alert filter even passed them
+    through the catalogue, which had none of them, and named the ``policy`` detector
+    "補償方針", the compensation policy)."""
+    kinds = {
+        "severity": SEVERITIES,
+        "detector": (*DETECTORS, "policy"),
+        "decision": ACTIONS,
+        "event": tuple(t.__struct_config__.tag for t in Event.__args__),  # type: ignore[attr-defined]
+        "campaign": ("raised", "account", "symbol", "infrastructure", "counterparty", "dismissed"),
+    }
+    missing = [
+        f"{k}_{c}" for k, codes in kinds.items() for c in codes if f"{k}_{c}" not in MESSAGES
+    ]
+    assert not missing
+    assert MESSAGES["detector_policy"][0] != MESSAGES["policy"][0]
+    for status in ("active", "contained", "closed", "dismissed"):
+        assert status in MESSAGES
+
+
+def test_pages_name_codes_in_the_readers_language(
+    console: tuple[Api, str], database_url: str
+) -> None:
+    """The alert filter, the campaigns and a campaign's timeline, an account's timeline."""
+    api, _token = console
+    engine = make_engine(database_url)
+    now = datetime.now(UTC)
+    with write_transaction(engine) as conn:
+        conn.execute(
+            campaigns.insert().values(
+                id="C-1",
+                engine_id="c1",
+                raised_at=now,
+                updated_at=now,
+                symbols=["TSE:9999"],
+                accounts=["V1"],
+                infrastructure=[],
+                counterparties=[],
+                timeline=[{"at": now.isoformat(), "what": "raised", "detail": "symbol TSE:9999"}],
+                status="active",
+            )
+        )
+    engine.dispose()
+    c = api.client
+    for lang in ("ja", "en"):
+        queue = c.get(f"/console/alerts?lang={lang}").text
+        found = re.findall(r'<option value="(\w+)"[^>]*>([^<]*)</option>', queue)
+        options = {code: html.unescape(name) for code, name in found}
+        named = {code: f"severity_{code}" for code in SEVERITIES}
+        named |= {code: f"detector_{code}" for code in (*DETECTORS, "policy")}
+        for code, key in named.items():
+            assert options[code] == MESSAGES[key][lang == "en"], code
+        listed = c.get(f"/console/campaigns?lang={lang}").text
+        assert f"<td>{MESSAGES['active'][lang == 'en']}</td>" in listed
+        camp = c.get(f"/console/campaigns/C-1?lang={lang}").text
+        assert f"<td>{MESSAGES['campaign_raised'][lang == 'en']}</td>" in camp
+        account = c.get(f"/console/accounts/V1?lang={lang}").text
+        row = re.search(r'<tr class="ev-login">(.*?)</tr>', account, re.S)
+        assert row is not None
+        for key in ("event_login", "signin_success", "decision_allow"):
+            assert MESSAGES[key][lang == "en"] in row.group(1), (lang, key, row.group(1))
+    ja = c.get("/console/alerts?lang=ja").text
+    assert "補償方針" not in ja

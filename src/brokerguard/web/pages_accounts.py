@@ -52,7 +52,7 @@ def _describe(item: dict[str, Any]) -> dict[str, Any]:
         view["factors"] = ", ".join(body["factors"])
     kind = item["type"]
     if kind == "login":
-        view["what"] = "success" if body.get("success") else "failed"
+        view["what_key"] = "signin_success" if body.get("success") else "signin_failed"
     elif kind in ("order", "execution"):
         price = body.get("limit_price") or body.get("price") or ""
         view["what"] = (
