@@ -75,7 +75,9 @@ def demo_site(
     if not channels:  # the codes of step-ups must reach the person trying the demo somehow
         channels["email"] = TerminalChannel()
         console.print("no --smtp-host: notices (and their codes) are printed here")
-    config = SiteConfig(origin=origin, rp_id=rp_id, store_path=store)
+    # browsers reach the site over HTTPS: its session and device cookies then never go over HTTP
+    secure = urlsplit(origin).scheme == "https"
+    config = SiteConfig(origin=origin, rp_id=rp_id, store_path=store, secure_cookies=secure)
     app = create_site(config, GuardClient(guard_url, guard_key or ""), channels)
     site = app.state.site
     if seed and site.book.customer(DEMO_ACCOUNT) is None:
