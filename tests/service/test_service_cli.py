@@ -80,3 +80,31 @@ def test_a_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "does not exist" in result.output
     result = runner.invoke(app, ["keys", "list", "--database", "mysql://x/y"])
     assert result.exit_code == 2 and "unsupported database" in result.output
+
+
+def test_serve_can_make_the_console_cookie_secure(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind HTTPS the console's session cookie must be Secure, or a browser sends it in clear
+    to any plain-HTTP address of the same host. The service had the setting, but ``serve`` had
+    no way to set it: the cookie was never Secure."""
+    import uvicorn
+
+    served: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda served_app, **_kw: served.append(served_app))
+    made = runner.invoke(
+        app,
+        ["users", "create", "alice", "--password-stdin", "--database", url],
+        input="a long enough password\n",
+    )
+    assert made.exit_code == 0, made.output
+    for args, secure in (([], False), (["--secure-cookies"], True)):
+        result = runner.invoke(app, ["serve", "--database", url, *args])
+        assert result.exit_code == 0, result.output
+        with TestClient(served[-1], base_url="https://guard.broker.example") as client:
+            login = client.post(
+                "/console/login", json={"username": "alice", "password": "a long enough password"}
+            )
+            assert login.status_code == 200, login.text
+            cookie = login.headers["set-cookie"].lower()
+            assert cookie.startswith("bg_session=") and ("; secure" in cookie) is secure

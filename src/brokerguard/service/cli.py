@@ -133,6 +133,14 @@ def serve(
             "else the current directory.",
         ),
     ] = None,
+    secure_cookies: Annotated[
+        bool,
+        typer.Option(
+            envvar="BROKERGUARD_SECURE_COOKIES",
+            help="Mark the console's session cookie Secure: give it when browsers reach the "
+            "console over HTTPS (a TLS proxy in front), so the cookie never goes over plain HTTP.",
+        ),
+    ] = False,
 ) -> None:
     """Run the decision API (one process: the engine's state is in its memory).
 
@@ -165,6 +173,7 @@ def serve(
         blocklist_poll_seconds=blocklist_poll,
         max_backlog=max_backlog,
         spill_dir=spill_dir,
+        secure_cookies=secure_cookies,
     )
     try:
         app = create_app(database, policy, state, settings=settings)
