@@ -12,6 +12,7 @@ import html
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 from conftest import Api, add_user, audit
@@ -232,3 +233,76 @@ def test_pages_name_codes_in_the_readers_language(
             assert MESSAGES[key][lang == "en"] in row.group(1), (lang, key, row.group(1))
     ja = c.get("/console/alerts?lang=ja").text
     assert "補償方針" not in ja
+
+
+def _fail_logins(api: Api, account: str, times: int) -> list[str]:
+    """Wrong passwords for ``account``, decided by the guard (as a broker's log-in system reports
+    the ID someone typed); the actions it answered."""
+    answers = []
+    for n in range(times):
+        event = LoginAttempt(
+            id=f"typed-{account}-{n}",
+            ts=T0 + timedelta(hours=1, seconds=n),
+            account=account,
+            session=f"typed-s{n}",
+            ip="203.0.113.9",
+            user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+            factors=["password"],
+            success=False,
+        )
+        answer = api.decide(event)
+        assert answer.status_code == 200, answer.text
+        answers.append(answer.json()["action"])
+    return answers
+
+
+def _resolved(page_url: str, html_text: str) -> list[str]:
+    """Every link and form target of ``html_text`` as a browser resolves it (dot segments
+    removed), its path decoded."""
+    targets = re.findall(r'(?:href|action)="([^"]+)"', html_text)
+    return [unquote(urlsplit(urljoin(page_url, html.unescape(t))).path) for t in targets]
+
+
+def test_an_account_id_with_a_slash_links_to_its_own_page_and_actions(
+    console: tuple[Api, str],
+) -> None:
+    """An account ID is whatever the broker's systems send: a login system that reports failed
+    sign-ins for any ID typed at its form (the signal of credential stuffing) sends IDs that
+    anyone chose. The console quoted them for links and forms but left ``/`` in, so a browser
+    resolved ``V1/.`` (or ``X/../V1``) to the page of account V1: ten wrong passwords for ``V1/.``
+    put a row in the unlock queue whose unlock button unlocked V1 — here frozen by its customer
+    — and alerts whose snooze button snoozed V1's alerts."""
+    api, token = console
+    answers = _fail_logins(api, "V1/.", 10)
+    assert answers[-1] == "lock"
+    frozen = api.client.post(
+        "/v1/accounts/V1/actions", json={"action": "freeze"}, headers=api.auth("admin")
+    )
+    assert frozen.status_code == 201, frozen.text
+    api.settle()
+    base = "http://testserver/console/unlocks"
+    page = api.client.get("/console/unlocks").text
+    row = re.search(r'<tr id="unlock-V1/\.".*?</tr>', page, re.S)
+    assert row is not None
+    own = [p for p in _resolved(base, row.group(0)) if p.startswith("/console/accounts/")]
+    assert own == ["/console/accounts/V1/.", "/console/accounts/V1/./actions"], own
+    action = re.search(r'action="([^"]+)"', row.group(0))
+    assert action is not None
+    unlocked = api.client.post(
+        urljoin(base, html.unescape(action.group(1))),
+        data={"csrf_token": token, "action": "unlock", "note": "本人確認済み"},
+        follow_redirects=False,
+    )
+    assert unlocked.status_code == 303, unlocked.text
+    assert "V1" in api.service.host.locked, "the customer's freeze of V1 stands"
+    api.settle()
+    after = api.client.get("/console/unlocks").text
+    assert 'id="unlock-V1"' in after and 'id="unlock-V1/."' not in after
+    timeline = api.client.get(urljoin(base, "/console/accounts/V1%2F.")).text
+    assert "V1/." in timeline and "ev-login" in timeline
+    queue = api.client.get("/console/alerts").text
+    rows = [r for r in re.findall(r'<tr class="sev-.*?</tr>', queue, re.S) if ">V1/.<" in r]
+    assert rows, "the refused sign-ins of V1/. are alerts"
+    for r in rows:
+        own = {p for p in _resolved(base, r) if p.startswith("/console/accounts/")}
+        assert own == {"/console/accounts/V1/.", "/console/accounts/V1/./snooze"}, own

@@ -15,24 +15,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from brokerguard.netinfo import shared_lookup
 from brokerguard.service import actions, queries
 from brokerguard.service.auth import require_role
-from brokerguard.service.errors import InvalidInput
+from brokerguard.service.errors import InvalidInput, NotFound
 from brokerguard.service.schemas import AccountActionIn
 from brokerguard.service.unlock_queue import waiting_unlocks
 from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.useragent import parse_user_agent
 from brokerguard.web._common import back, checked, page_user, render, service
 from brokerguard.web.pages_unlocks import is_return
+from brokerguard.web.rendering import segment
 
 router = APIRouter(include_in_schema=False)
 Supervisor = Annotated[ConsoleUser, Depends(require_role("supervisor"))]
 NEEDS_TARGET = ("release_order", "cancel_order", "trust_device")
 CUSTOMERS_OWN = ("request_unlock",)  # the customer's word, told by the broker's site
 """Pages besides the account's own that post actions here and are sent back to (``back``)."""
+
+
+def page_of(account: str) -> Response:
+    """303 to the account's page, its ID quoted whole (``back`` keeps ``/``: a browser would
+    resolve ``X/../V1`` to V1's page)."""
+    return RedirectResponse(f"/console/accounts/{segment(account)}", status_code=303)
 
 
 def _describe(item: dict[str, Any]) -> dict[str, Any]:
@@ -76,9 +83,11 @@ def _describe(item: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-@router.get("/console/accounts/{account}")
+@router.get("/console/accounts/{account:path}")
 async def timeline(request: Request, account: str) -> Response:
     user = await page_user(request)
+    if not account:  # ``/console/accounts/``: the path's ID may hold ``/``, not be empty
+        raise NotFound("no account named", field="account")
     svc = service(request)
 
     def load() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -114,7 +123,7 @@ async def timeline(request: Request, account: str) -> Response:
     )
 
 
-@router.post("/console/accounts/{account}/actions")
+@router.post("/console/accounts/{account:path}/actions")
 async def act(request: Request, account: str, user: Supervisor) -> Response:
     form = await request.form()
     action = str(form.get("action", ""))
@@ -128,4 +137,4 @@ async def act(request: Request, account: str, user: Supervisor) -> Response:
     actor = f"user:{user.username}"
     await service(request).act_on_account(actor, account, action, target, note)
     returns = str(form.get("back", ""))
-    return back(returns if is_return(returns) else f"/console/accounts/{account}")
+    return back(returns) if is_return(returns) else page_of(account)

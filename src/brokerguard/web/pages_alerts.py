@@ -98,7 +98,7 @@ async def assign(request: Request, alert_id: str, user: Worker) -> Response:
     return back("/console/alerts")
 
 
-@router.post("/console/accounts/{account}/snooze")
+@router.post("/console/accounts/{account:path}/snooze")
 async def snooze(request: Request, account: str, user: Worker) -> Response:
     """Snooze every open alert of one account for a day (the queue hides them meanwhile)."""
     if not account:

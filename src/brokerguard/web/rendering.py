@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -20,14 +21,22 @@ from starlette.templating import Jinja2Templates
 
 from brokerguard.web.i18n import LANG_COOKIE, LANGS, language
 
-__all__ = ["render_page", "templates"]
+__all__ = ["render_page", "segment", "templates"]
+
+
+def segment(value: object) -> str:
+    """``value`` quoted whole as one segment of a path: ``/`` too, which ``urlencode`` leaves, so
+    that a browser cannot read an ID such as ``V1/.`` or ``X/../V1`` as other segments (and
+    resolve the link to another ID's page)."""
+    return quote(str(value), safe="")
 
 
 def templates(folder: Path) -> Jinja2Templates:
-    """The templates of ``folder``, HTML escaped by default."""
-    return Jinja2Templates(
-        env=Environment(loader=FileSystemLoader(folder), autoescape=select_autoescape())
-    )
+    """The templates of ``folder``, HTML escaped by default; ``| segment`` quotes an ID for a
+    path."""
+    env = Environment(loader=FileSystemLoader(folder), autoescape=select_autoescape())
+    env.filters["segment"] = segment
+    return Jinja2Templates(env=env)
 
 
 def render_page(

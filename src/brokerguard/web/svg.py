@@ -58,9 +58,9 @@ def campaign_graph(
             f'<text x="{x:.1f}" y="{y - 10:.1f}">{escape(name)}</text></g>'
         )
     for name, (x, y) in acc_pos.items():
-        # quoted as the templates' ``urlencode`` does: a ``?`` or ``#`` in an account number
-        # would otherwise link to another account's timeline
-        href = escape(link + quote(name), {'"': "&quot;"})
+        # quoted whole, as the templates' ``segment`` does: a ``?``, ``#`` or ``/`` in an
+        # account number would otherwise link to another account's timeline
+        href = escape(link + quote(name, safe=""), {'"': "&quot;"})
         parts.append(
             f'<a href="{href}"><g class="acct"><circle cx="{x:.1f}" cy="{y:.1f}" r="7"/>'
             f'<text x="{x:.1f}" y="{y + 20:.1f}">{escape(name)}</text></g></a>'
