@@ -306,3 +306,29 @@ def test_an_account_id_with_a_slash_links_to_its_own_page_and_actions(
     for r in rows:
         own = {p for p in _resolved(base, r) if p.startswith("/console/accounts/")}
         assert own == {"/console/accounts/V1/.", "/console/accounts/V1/./snooze"}, own
+
+
+def test_the_case_list_pages_through_every_case(console: tuple[Api, str]) -> None:
+    """The list showed the 300 newest cases and nothing else: no page, no count, so an older case
+    (closed, investigating, …) could not be found from it. It now pages as the alert queue does,
+    the status filter kept across pages."""
+    api, _token = console
+    admin = api.auth("admin")
+    for n in range(305):
+        made = api.client.post("/v1/cases", json={"account": f"P{n:03d}"}, headers=admin)
+        assert made.status_code == 201, made.text
+    api.settle()
+    seen: list[str] = []
+    path = "/console/cases?status=open"
+    while True:
+        page = api.client.get(path).text
+        seen += re.findall(r'<tr><td><a href="/console/cases/(\d+)">', page)
+        found = re.search(r'class="pager-next" href="([^"]+)"', page)
+        if found is None:
+            break
+        path = "/console/cases" + html.unescape(found.group(1))
+        assert "status=open" in path
+    assert len(seen) == len(set(seen)) == 305
+    assert "305" in api.client.get("/console/cases?status=open").text
+    everything = api.client.get("/console/cases").text
+    assert 'class="pager-next"' in everything and "(305 " in everything

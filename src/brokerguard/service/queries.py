@@ -119,24 +119,36 @@ def get_campaign(conn: sa.Connection, campaign_id: str) -> dict[str, Any] | None
     return dict(row._mapping) if row is not None else None
 
 
+def _case_filters(
+    status: str | None = None, outcome: str | None = None, account: str | None = None
+) -> list[Any]:
+    return [
+        column == value
+        for column, value in (
+            (cases.c.status, status),
+            (cases.c.outcome, outcome),
+            (cases.c.account, account),
+        )
+        if value is not None
+    ]
+
+
 def list_cases(
     conn: sa.Connection,
     *,
-    status: str | None = None,
-    outcome: str | None = None,
-    account: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    **filters: Any,
 ) -> list[dict[str, Any]]:
-    query = sa.select(cases)
-    for column, value in (
-        (cases.c.status, status),
-        (cases.c.outcome, outcome),
-        (cases.c.account, account),
-    ):
-        if value is not None:
-            query = query.where(column == value)
+    """Cases, newest first; ``filters`` as in :func:`count_cases`."""
+    query = sa.select(cases).where(*_case_filters(**filters))
     return _rows(conn, _page(query.order_by(cases.c.id.desc()), limit, offset))
+
+
+def count_cases(conn: sa.Connection, **filters: Any) -> int:
+    """How many cases match: status, outcome, account (equal)."""
+    query = sa.select(sa.func.count()).select_from(cases).where(*_case_filters(**filters))
+    return int(conn.scalar(query) or 0)
 
 
 def get_case(conn: sa.Connection, case_id: int) -> dict[str, Any] | None:

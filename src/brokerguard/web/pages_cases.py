@@ -19,7 +19,7 @@ from brokerguard.service.errors import InvalidInput, NotFound
 from brokerguard.service.models import events
 from brokerguard.service.schemas import CaseIn, NoteIn
 from brokerguard.service.users import ConsoleUser, role_at_least
-from brokerguard.web._common import back, checked, page_user, render, service
+from brokerguard.web._common import back, checked, page_number, page_user, render, service
 from brokerguard.web.svg import campaign_graph, fill_chart
 
 router = APIRouter(include_in_schema=False)
@@ -27,6 +27,7 @@ Worker = Annotated[ConsoleUser, Depends(require_role("analyst"))]
 Supervisor = Annotated[ConsoleUser, Depends(require_role("supervisor"))]
 CASE_STATUSES = ("open", "investigating", "closed")
 OUTCOMES = ("fraud", "not_fraud")
+PAGE = 100  # cases per page of the list
 MAX_CASE_ID = 2**31 - 1  # the cases table's integer ids (the API's ``CaseId`` bound)
 
 
@@ -150,17 +151,28 @@ async def campaign_status(request: Request, campaign_id: str, user: Supervisor) 
 
 @router.get("/console/cases")
 async def case_list(request: Request) -> Response:
+    """The cases, newest first, :data:`PAGE` a page (``?page=N``), as the alert queue pages."""
     user = await page_user(request)
-    status = request.query_params.get("status")
+    q = request.query_params
+    status = q.get("status") if q.get("status") in CASE_STATUSES else None
+    page = page_number(q.get("page"))
 
-    def load() -> list[dict]:
+    def load() -> tuple[list[dict], int]:
         with service(request).read() as conn:
-            return queries.list_cases(
-                conn, status=status if status in CASE_STATUSES else None, limit=300
-            )
+            rows = queries.list_cases(conn, status=status, limit=PAGE, offset=(page - 1) * PAGE)
+            return rows, queries.count_cases(conn, status=status)
 
+    rows, total = await run_in_threadpool(load)
     return render(
-        request, "cases.html", user, cases=await run_in_threadpool(load), statuses=CASE_STATUSES
+        request,
+        "cases.html",
+        user,
+        cases=rows,
+        statuses=CASE_STATUSES,
+        page=page,
+        pages=max(1, -(-total // PAGE)),
+        total=total,
+        query={k: v for k, v in q.items() if k != "page"},
     )
 
 
