@@ -23,8 +23,10 @@ from brokerguard.frontdoor import canary, pages_access, pages_account, pages_sec
 from brokerguard.frontdoor._web import Denied, NeedLogin, redirect, render
 from brokerguard.frontdoor.book import instrument_events
 from brokerguard.frontdoor.guardclient import GuardClient, GuardError
-from brokerguard.frontdoor.site import Site, SiteConfig
+from brokerguard.frontdoor.site import MAX_BODY, Site, SiteConfig
 from brokerguard.notify.outbox import Channel
+from brokerguard.service.errors import PayloadTooLarge
+from brokerguard.service.limits import BodyLimit
 from brokerguard.web.fonts import router as fonts_router
 
 __all__ = ["create_site"]
@@ -81,6 +83,13 @@ def create_site(
         sends (``pages_access._json``) is the client's mistake, a 400 — never a 500."""
         return JSONResponse({"error": getattr(exc, "code", "auth_error")}, status_code=400)
 
+    async def too_large(_request: Request, exc: Exception) -> Response:
+        """A body sent in chunks past :data:`MAX_BODY` (one announced larger never gets here)."""
+        return JSONResponse({"error": "payload_too_large"}, status_code=413)
+
+    # what anyone may post (the log-in form, canary reports) is read up to MAX_BODY, no more
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    app.add_exception_handler(PayloadTooLarge, too_large)
     app.add_exception_handler(NeedLogin, need_login)
     app.add_exception_handler(Denied, denied)
     app.add_exception_handler(GuardError, guard_down)

@@ -48,10 +48,15 @@ from brokerguard.guard import Reason
 from brokerguard.notify import Contact, Notifier
 from brokerguard.notify.outbox import Channel
 
-__all__ = ["BookContacts", "Site", "SiteConfig"]
+__all__ = ["MAX_BODY", "BookContacts", "Site", "SiteConfig"]
 
 FEED_PAGE = 500  # instructions asked for at once (the API allows up to 1,000)
 log = logging.getLogger(__name__)
+
+
+MAX_BODY = 64 * 1024
+"""The largest request body the site reads (a form, a canary report, a WebAuthn response are a
+few kilobytes); anyone may post to its log-in and canary, so none is read whole unbounded."""
 
 
 @dataclass(frozen=True, kw_only=True)
