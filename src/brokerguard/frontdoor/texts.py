@@ -74,6 +74,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "this_session": ("この端末", "this device"),
     "sign_out": ("ログアウトさせる", "Sign out"),
     "passkeys": ("パスキー", "Passkeys"),
+    "passkey": ("パスキー", "Passkey"),  # a sign-in's factor, beside "password"
     "no_passkeys": (
         "パスキーは未登録です。フィッシングに強いパスキーの登録をおすすめします。",
         "No passkey yet. We recommend a passkey: it cannot be phished.",

@@ -1,16 +1,20 @@
-"""The reference site reads no request body larger than it needs: its log-in form, canary
-reports and WebAuthn calls are a few kilobytes, and every one of them can be sent by anyone."""
+"""The reference site without a guard: what it reads of a request, and what its security page
+says, checked on the app alone (its lifespan is not run, so nothing asks the guard)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from brokerguard.frontdoor._web import SESSION_COOKIE
 from brokerguard.frontdoor.app import create_site
 from brokerguard.frontdoor.guardclient import GuardClient
+from brokerguard.frontdoor.sessions import LoginRecord
 from brokerguard.frontdoor.site import MAX_BODY, SiteConfig
 
 
@@ -41,3 +45,28 @@ def test_a_body_over_the_limit_is_refused_unread(client: TestClient) -> None:
     assert streamed.status_code == 413
     small = client.post("/canary", content=b'{"o": "aHR0cDovL2V2aWwuZXhhbXBsZQ=="}')
     assert small.status_code == 204  # a report (the guard being away changes nothing here)
+
+
+def test_the_security_page_names_a_passkey_sign_in_in_the_readers_language(
+    client: TestClient,
+) -> None:
+    """The recent sign-ins named the password factor in the page's language and a passkey
+    always in English ("passkey" on the Japanese page)."""
+    site = client.app.state.site  # type: ignore[attr-defined]
+    token = site.sessions.open("demo01", "203.0.113.7", "Mozilla/5.0", "web-test")
+    for factor in ("passkey", "password"):
+        record = LoginRecord(
+            ts=datetime.now(UTC),
+            ip="203.0.113.7",
+            user_agent="Mozilla/5.0",
+            factor=factor,
+            result="allowed",
+        )
+        site.sessions.note_login("demo01", record)
+    client.cookies.set(SESSION_COOKIE, token)
+    for lang, words in (("ja", ("パスワード", "パスキー")), ("en", ("Password", "Passkey"))):
+        page = client.get(f"/settings?lang={lang}")
+        assert page.status_code == 200
+        rows = re.findall(r'<tr class="login-allowed">(.*?)</tr>', page.text)
+        factors = [re.findall(r"<td>([^<]*)</td>", row)[2] for row in rows]
+        assert factors == list(words), (lang, factors)
