@@ -332,3 +332,24 @@ def test_the_case_list_pages_through_every_case(console: tuple[Api, str]) -> Non
     assert "305" in api.client.get("/console/cases?status=open").text
     everything = api.client.get("/console/cases").text
     assert 'class="pager-next"' in everything and "(305 " in everything
+
+
+def test_every_error_on_a_console_page_is_a_page_for_a_browser(console: tuple[Api, str]) -> None:
+    """A service error (a missing alert) was shown to a browser as a page in its language, but a
+    path that names no page, a case number that is not one, or a wrong method came as the
+    service's raw JSON. Scripts still get the JSON."""
+    api, _token = console
+    c = api.client
+    page = {"accept": "text/html,application/xhtml+xml"}
+    for path, status in (
+        ("/console/no-such-page", 404),
+        ("/console/cases/abc", 422),
+        ("/console/signout", 405),
+    ):
+        for lang, word in (("ja", "アラート"), ("en", "Alerts")):
+            answer = c.get(f"{path}?lang={lang}", headers=page)
+            assert answer.status_code == status, (path, answer.text[:200])
+            assert answer.headers["content-type"].startswith("text/html"), path
+            assert f'lang="{lang}"' in answer.text and word in answer.text
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert c.get(path).json()["error"]["code"]  # no text/html asked: the JSON error

@@ -4,12 +4,19 @@ The service answers every error with one JSON body (:mod:`brokerguard.service.pr
 person who clicks a button they may not use, or follows a stale link, should see a page in
 their language with a way back instead. So for paths under ``/console/`` whose request accepts
 ``text/html`` (every browser navigation does), the same error is rendered with ``error.html``;
-anything else — the tests, curl, the JSON API — gets the presenter's answer unchanged.
+anything else — the tests, curl, the JSON API — gets the presenter's answer unchanged. That goes
+for the service's own errors, a request the routes' parameters refuse (``/console/cases/abc``)
+and the framework's own (a path that names no page, a wrong method).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +26,8 @@ from brokerguard.web._common import render
 
 __all__ = ["install_console_errors"]
 
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
 
 def _wants_page(request: Request) -> bool:
     return request.url.path.startswith("/console/") and "text/html" in request.headers.get(
@@ -26,22 +35,30 @@ def _wants_page(request: Request) -> bool:
     )
 
 
-def install_console_errors(app: FastAPI) -> None:
-    """Wrap the service's handler of :class:`ServiceError` (call after it is installed)."""
-    json_handler = app.exception_handlers[ServiceError]
+def _as_page(json_handler: Handler) -> Handler:
+    """``json_handler``'s answer, rendered as the error page when a browser asked."""
 
     async def handler(request: Request, exc: Exception) -> Response:
-        if not _wants_page(request) or not isinstance(exc, ServiceError):
-            return await json_handler(request, exc)
+        answer = await json_handler(request, exc)
+        if not _wants_page(request):
+            return answer
+        error = json.loads(bytes(answer.body))["error"]
         user = await console_user(request)
         return render(
             request,
             "error.html",
             user,
-            status=exc.status,
-            code=exc.status,
-            message_en=str(exc),
-            message_ja=JA.get(exc.code, JA["bad_request"]),
+            status=answer.status_code,
+            code=answer.status_code,
+            message_en=error["message"],
+            message_ja=error.get("message_ja") or JA["bad_request"],
         )
 
-    app.add_exception_handler(ServiceError, handler)
+    return handler
+
+
+def install_console_errors(app: FastAPI) -> None:
+    """Wrap the service's handlers of its errors, of refused parameters and of HTTP errors
+    (call after they are installed)."""
+    for kind in (ServiceError, RequestValidationError, HTTPException):
+        app.add_exception_handler(kind, _as_page(app.exception_handlers[kind]))
