@@ -70,3 +70,24 @@ def test_the_security_page_names_a_passkey_sign_in_in_the_readers_language(
         rows = re.findall(r'<tr class="login-allowed">(.*?)</tr>', page.text)
         factors = [re.findall(r"<td>([^<]*)</td>", row)[2] for row in rows]
         assert factors == list(words), (lang, factors)
+
+
+def _language_link(page: str) -> str:
+    found = re.search(r'<a href="([^"]*)" class="lang">', page)
+    assert found is not None
+    return found.group(1).replace("&amp;", "&")
+
+
+def test_the_language_link_keeps_the_page_it_is_on(client: TestClient) -> None:
+    """The language link was ``?lang=en`` alone, dropping the page's own query: on the unlock
+    page of a locked account (``/unlock?account=…``) it led to a page without the account,
+    which told the customer "This account is not locked"."""
+    site = client.app.state.site  # type: ignore[attr-defined]
+    site.lockout.lock("demo01", reason="customer", by="customer")
+    page = client.get("/unlock?account=demo01&lang=ja").text
+    assert 'id="lock-reason"' in page
+    link = _language_link(page)
+    assert link.startswith("?")
+    english = client.get("/unlock" + link).text
+    assert 'lang="en"' in english and 'id="lock-reason"' in english, link
+    assert 'id="not-locked"' not in english

@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import pytest
 from conftest import Api, add_user, audit
@@ -353,3 +353,14 @@ def test_every_error_on_a_console_page_is_a_page_for_a_browser(console: tuple[Ap
             assert f'lang="{lang}"' in answer.text and word in answer.text
             assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
         assert c.get(path).json()["error"]["code"]  # no text/html asked: the JSON error
+
+
+def test_the_language_link_keeps_the_filters_and_the_page(console: tuple[Api, str]) -> None:
+    """Switching the language on a filtered queue, page 2, went back to the unfiltered first
+    page (the link was ``?lang=en`` alone)."""
+    api, _token = console
+    page = api.client.get("/console/alerts?status=open&severity=high&page=2&lang=ja").text
+    link = re.search(r'<a class="lang" href="([^"]*)">', page)
+    assert link is not None
+    query = parse_qs(urlsplit(html.unescape(link.group(1))).query)
+    assert query == {"status": ["open"], "severity": ["high"], "page": ["2"], "lang": ["en"]}

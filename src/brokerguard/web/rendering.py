@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -50,16 +50,21 @@ def render_page(
     samesite: Literal["lax", "strict"],
     **context: Any,
 ) -> Response:
-    """Template ``name`` with ``t`` (``translator`` of the request's language), ``lang`` and
-    ``other_lang`` besides ``context``; a ``?lang=`` choice is kept in the language cookie."""
+    """Template ``name`` with ``t`` (``translator`` of the request's language), ``lang``,
+    ``other_lang`` and ``other_lang_query`` (this page's query in the other language: the
+    language link keeps the page's filters, its page number, the account it is about) besides
+    ``context``; a ``?lang=`` choice is kept in the language cookie."""
     lang = language(request)
+    other = "en" if lang == "ja" else "ja"
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
     response = jinja.TemplateResponse(
         request,
         name,
         {
             "t": translator(lang),
             "lang": lang,
-            "other_lang": "en" if lang == "ja" else "ja",
+            "other_lang": other,
+            "other_lang_query": "?" + urlencode([*kept, ("lang", other)]),
             **context,
         },
         status_code=status,
