@@ -107,7 +107,9 @@ def csrf_of(html: str) -> str:
 
 
 def login(client: TestClient, account: str, password: str = PASSWORD) -> str:
-    """Password log-in; returns where the site sent the browser."""
+    """Password log-in as a browser does it: the form's page first (it gives a new browser its
+    device cookie), then the form; returns where the site sent the browser."""
+    assert client.get("/login").status_code == 200
     answer = client.post("/login", data={"account": account, "password": password})
     assert answer.status_code == 303, answer.text
     return answer.headers["location"]

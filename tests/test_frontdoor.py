@@ -593,6 +593,33 @@ def test_a_held_order_is_confirmed_by_the_mailed_code_or_rejected_as_not_mine(
         assert [r["event"]["outcome"] for r in results[:2]] == ["passed", "failed"]
 
 
+def test_not_mine_from_a_doubtful_session_cancels_the_order_and_signs_it_out(
+    tmp_path: Path, smtp: tuple[Inbox, int], hold_guard: EmbeddedGuard
+):
+    """A first sign-in that never loaded the page (no device cookie: a script posting the form)
+    is doubtful; when the held order it placed is "not mine", the guard has it signed out and
+    the sign-in page says the order was cancelled."""
+    inbox, port = smtp
+    with site_rig(tmp_path, inbox, port, hold_guard) as rig:
+        rig.customer("H3", positions={"7203": 600})
+        browser = rig.client()
+        answer = browser.post("/login", data={"account": "H3", "password": PASSWORD})
+        assert answer.status_code == 303  # signed in without a device cookie
+        csrf = csrf_of(browser.get("/order").text)
+        form = {"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "600"}
+        assert browser.post("/order", data=form).headers["location"] == "/portfolio?done=placed"
+        buy = {**form, "symbol": "9347", "side": "buy", "quantity": "5000", "limit_price": "180"}
+        where = browser.post("/order", data=buy).headers["location"]
+        assert where.startswith("/stepup/")
+        rejected = browser.post(where + "/reject", data={"csrf_token": csrf})
+        assert rejected.headers["location"] == "/login?rejected=1"
+        assert rig.site.book.orders("H3")[0].status == "refused"
+        assert rig.site.sessions.of("H3") == []
+        assert browser.get("/portfolio").headers["location"].startswith("/login")
+        page = browser.get("/login?rejected=1&lang=en").text
+        assert 'id="login-rejected"' in page and "signed out" in page
+
+
 def test_a_held_order_whose_code_cannot_be_sent_is_refused_not_left_waiting(
     tmp_path: Path, smtp: tuple[Inbox, int], hold_guard: EmbeddedGuard
 ):

@@ -79,6 +79,7 @@ async def login_page(request: Request) -> Response:
         failed=request.query_params.get("failed") == "1",
         refused=request.query_params.get("refused") == "1",
         unlocked=request.query_params.get("unlocked") == "1",
+        rejected=request.query_params.get("rejected") == "1",
         canary=canary_attributes(site(request)),
     )
     if not device_cookie(request):

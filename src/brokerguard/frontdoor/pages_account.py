@@ -216,7 +216,9 @@ async def stepup_reject(request: Request, challenge_id: str) -> Response:
         await run_in_threadpool(site(request).stepup.reject, challenge_id)
     if session_of(request, required=False) is not None:
         return redirect("/portfolio?done=rejected")
-    return redirect("/login")
+    # The guard signed this session out: it was doubtful, and its order was "not mine". The
+    # sign-in page still tells whoever is here that the order was cancelled.
+    return redirect("/login?rejected=1")
 
 
 @router.get("/stepup-failed")

@@ -57,6 +57,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "ご注文を取り消しました。お心当たりのない操作は、お問い合わせ窓口へご連絡ください。",
         "The order was cancelled. If it was not yours, please contact us.",
     ),
+    "order_rejected_signed_out": (
+        "ご注文を取り消し、安全のためログアウトしました。お心当たりのない操作は、"
+        "パスワードを変更のうえお問い合わせ窓口へご連絡ください。",
+        "The order was cancelled and this session signed out for safety. If it was not yours,"
+        " change your password and contact us.",
+    ),
     "settings": ("セキュリティ設定", "Security settings"),
     "recent_logins": ("最近のログイン", "Recent sign-ins"),
     "time": ("日時", "Time"),
