@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import Api, add_user
+from conftest import Api, add_user, audit
+from starlette.testclient import TestClient
 
-from brokerguard.service.db import make_engine, write_transaction
+from brokerguard.service import login_throttle
+from brokerguard.service.db import make_engine, migrate, write_transaction
 from brokerguard.service.keys import revoke_key
 from brokerguard.service.models import api_keys, users
 from brokerguard.service.users import UserError, create_user
@@ -173,3 +177,73 @@ def test_the_longest_username_can_log_in_and_act(api: Api, database_url: str) ->
     )
     assert locked.status_code == 201
     assert locked.json()["actor"] == f"user:{name}"
+
+
+def test_guessing_one_users_password_is_throttled_until_the_window_ends(
+    api: Api, database_url: str
+) -> None:
+    add_user(database_url, "ana", "analyst", PASSWORD)
+    add_user(database_url, "sue", "supervisor", PASSWORD)
+    client = api.client
+    for _ in range(login_throttle.PER_USERNAME):
+        wrong = client.post("/console/login", json={"username": "ana", "password": "guess"})
+        assert_error(wrong, 401, "unauthorized")
+    # Now even the right password is refused unchecked, with how long to wait.
+    right = client.post("/console/login", json={"username": "ana", "password": PASSWORD})
+    error = assert_error(right, 429, "too_many_attempts")
+    wait = int(right.headers["retry-after"])
+    assert 0 < wait <= login_throttle.WINDOW.total_seconds() and error["retry_after"] == wait
+    assert "bg_session" not in right.headers.get("set-cookie", "")
+    form = client.post(
+        "/console/login",
+        data={"username": " ana", "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert form.status_code == 303 and form.headers["location"].startswith(
+        "/console/login?throttled="
+    )
+    page = client.get(form.headers["location"] + "&lang=en")
+    assert "Too many wrong passwords" in page.text
+    # Another analyst is not held up, and each failure is audited with its address.
+    assert client.post("/console/login", json={"username": "sue", "password": PASSWORD}).is_success
+    failed = [e for e in audit(database_url) if e[1] == "console.login_failed"]
+    assert len(failed) == login_throttle.PER_USERNAME
+    assert json.loads(failed[0][3]) == {"client": "testclient"}
+
+
+def test_throttle_counts_only_the_window_and_a_right_password_clears_it(database_url: str):
+    engine = make_engine(database_url)
+    migrate(engine)
+    start = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    try:
+        with write_transaction(engine) as conn:
+            for i in range(login_throttle.PER_USERNAME):
+                login_throttle.record_failure(conn, "ana", f"10.0.0.{i}", start)
+        with engine.connect() as conn:
+            later = start + timedelta(minutes=5)
+            assert login_throttle.retry_after(conn, "ana", "10.9.9.9", later) == 600
+            assert login_throttle.retry_after(conn, "sue", "10.9.9.9", later) == 0
+            after = start + login_throttle.WINDOW + timedelta(seconds=1)
+            assert login_throttle.retry_after(conn, "ana", "10.9.9.9", after) == 0
+        with write_transaction(engine) as conn:
+            login_throttle.clear(conn, "ana")
+        with engine.connect() as conn:
+            assert login_throttle.retry_after(conn, "ana", "10.9.9.9", later) == 0
+    finally:
+        engine.dispose()
+
+
+def test_spraying_one_password_from_one_address_is_throttled_there_only(
+    api: Api, database_url: str
+) -> None:
+    add_user(database_url, "ana", "analyst", PASSWORD)
+    sprayer = TestClient(api.app, client=("203.0.113.7", 40000))
+    for i in range(login_throttle.PER_CLIENT):
+        wrong = sprayer.post("/console/login", json={"username": f"u{i}", "password": "Spring2026"})
+        assert_error(wrong, 401, "unauthorized")
+    refused = sprayer.post("/console/login", json={"username": "ana", "password": PASSWORD})
+    assert_error(refused, 429, "too_many_attempts")
+    elsewhere = TestClient(api.app, client=("198.51.100.2", 40000))
+    assert elsewhere.post(
+        "/console/login", json={"username": "ana", "password": PASSWORD}
+    ).is_success

@@ -18,6 +18,7 @@ errors add ``line`` (1-based). The tree::
     ├── Conflict (409 conflict)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
+    ├── TooManyAttempts (429 too_many_attempts; ``retry_after`` seconds, also a header)
     └── Unavailable (503 unavailable; recorder_full while records cannot be written)
 
 Anything else that escapes a handler is a 500 ``internal`` with a generic message: the details
@@ -37,6 +38,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "ServiceError",
+    "TooManyAttempts",
     "Unauthorized",
     "Unavailable",
     "UnsupportedMediaType",
@@ -56,6 +58,8 @@ JA: dict[str, str] = {
     "conflict": "現在の状態と矛盾します。",
     "payload_too_large": "リクエストが大きすぎます。",
     "unsupported_media_type": "この形式のリクエストは受け付けません。",
+    "too_many_attempts": "ログインの失敗が続いたため、しばらく受け付けません。"
+    "時間をおいて再試行してください。",
     "internal": "内部エラーが発生しました。",
     "unavailable": "現在ご利用いただけません。しばらくしてから再試行してください。",
     "database_away": "データベースに接続できないため、処理を行いませんでした。"
@@ -115,6 +119,13 @@ class PayloadTooLarge(ServiceError):
 
 class UnsupportedMediaType(ServiceError):
     status, code = 415, "unsupported_media_type"
+
+
+class TooManyAttempts(ServiceError):
+    status, code = 429, "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, extra={"retry_after": retry_after})
 
 
 class Unavailable(ServiceError):

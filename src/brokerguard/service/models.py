@@ -5,6 +5,8 @@ What the tables hold and why it is shaped so:
 - ``api_keys``: callers of the API. Only a SHA-256 of each key is kept (see :mod:`.keys`).
 - ``users`` / ``console_sessions``: analysts who log in to the console (argon2 password hashes,
   session tokens stored hashed, see :mod:`.users`).
+- ``console_login_failures``: wrong console passwords of the last minutes, by username and by
+  client address, so that guessing is throttled on every replica (see :mod:`.login_throttle`).
 - ``events``: every account event the service saw, for the account timeline. Market data
   (instruments, bars) is not kept here: it has no account, and the engine keeps what it needs.
 - ``decisions``: one row per decision the engine took; ``alerts``: one per decision that was not
@@ -47,6 +49,7 @@ __all__ = [
     "campaigns",
     "case_notes",
     "cases",
+    "console_login_failures",
     "console_sessions",
     "decisions",
     "events",
@@ -122,6 +125,18 @@ console_sessions = sa.Table(
     sa.Column("csrf", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+console_login_failures = sa.Table(
+    "console_login_failures",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("username", sa.String(200), nullable=False),  # as typed (the form's limit)
+    sa.Column("client", sa.String(64), nullable=False),  # the peer's address
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_console_login_failures_username_at", "username", "at"),
+    sa.Index("ix_console_login_failures_client_at", "client", "at"),
+    sa.Index("ix_console_login_failures_at", "at"),
 )
 
 events = sa.Table(

@@ -22,6 +22,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "username": ("ユーザー名", "Username"),
     "password": ("パスワード", "Password"),
     "login_failed": ("ユーザー名またはパスワードが違います。", "Wrong username or password."),
+    "login_throttled": (
+        "ログインの失敗が続いたため、約{minutes}分間受け付けません。",
+        "Too many wrong passwords: try again in about {minutes} min.",
+    ),
     "alerts": ("アラート", "Alerts"),
     "campaigns": ("キャンペーン", "Campaigns"),
     "cases": ("ケース", "Cases"),

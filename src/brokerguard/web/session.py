@@ -25,7 +25,9 @@ router = APIRouter(include_in_schema=False)
 @router.get("/console/login")
 async def login_form(request: Request) -> Response:
     failed = request.query_params.get("failed") == "1"
-    return render(request, "login.html", None, failed=failed)
+    throttled = request.query_params.get("throttled", "")
+    minutes = min(int(throttled), 60) if throttled.isdigit() and int(throttled) > 0 else 0
+    return render(request, "login.html", None, failed=failed, throttled=minutes)
 
 
 @router.post("/console/signout")

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,10 +16,15 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from brokerguard.service import audit
+from brokerguard.service import audit, login_throttle
 from brokerguard.service.api._common import AUTH_ERRORS, ERRORS, service
 from brokerguard.service.auth import ROLE_PERMISSIONS, SESSION_COOKIE, Caller
-from brokerguard.service.errors import InvalidInput, MalformedBody, Unauthorized
+from brokerguard.service.errors import (
+    InvalidInput,
+    MalformedBody,
+    TooManyAttempts,
+    Unauthorized,
+)
 from brokerguard.service.schemas import LoginIn, WhoAmI
 from brokerguard.service.users import SESSION_HOURS, create_session, end_session
 from brokerguard.service.users import authenticate as check_password
@@ -41,8 +47,16 @@ label{{display:block;margin:.8rem 0}}input{{width:100%;padding:.4rem}}p.err{{col
 _FAILED = '<p class="err">ユーザー名またはパスワードが違います。/ Wrong username or password.</p>'
 
 
+_THROTTLED = (
+    '<p class="err">ログインの失敗が続いたため、約{minutes}分間受け付けません。'
+    "/ Too many wrong passwords: try again in about {minutes} min.</p>"
+)
+
+
 @router.get("/console/login", response_class=HTMLResponse, include_in_schema=False)
-async def login_form(failed: int = 0) -> HTMLResponse:
+async def login_form(failed: int = 0, throttled: int = 0) -> HTMLResponse:
+    if throttled > 0:
+        return HTMLResponse(_FORM.format(error=_THROTTLED.format(minutes=min(throttled, 60))))
     return HTMLResponse(_FORM.format(error=_FAILED if failed else ""))
 
 
@@ -87,27 +101,44 @@ async def _credentials(request: Request) -> tuple[LoginIn, bool]:
 async def login(request: Request) -> Response:
     """Check the password (argon2) and open a console session (cookie ``bg_session``).
 
-    JSON in, JSON out (401 on a wrong password); a form post is redirected (303) to the
-    console, or back to the form when the password was wrong."""
+    JSON in, JSON out (401 on a wrong password, 429 while guessing is throttled: see
+    :mod:`~brokerguard.service.login_throttle`); a form post is redirected (303) to the
+    console, or back to the form when the password was wrong or the attempt throttled."""
     creds, from_form = await _credentials(request)
     svc = service(request)
+    client = request.client.host if request.client else "-"
 
-    def check() -> Any:
+    def check() -> tuple[int, Any]:
         with svc.read() as conn:
-            return check_password(conn, creds.username, creds.password)
+            wait = login_throttle.retry_after(conn, creds.username, client)
+            if wait:  # refused unchecked: the guess is not even tried
+                return wait, None
+            return 0, check_password(conn, creds.username, creds.password)
 
-    user = await run_in_threadpool(check)
-    if user is None:
-        await svc.recorder.run(
-            lambda conn: audit.append(
-                conn, [audit.AuditEntry("anonymous", "console.login_failed", creds.username, {})]
+    wait, user = await run_in_threadpool(check)
+    if wait:
+        if from_form:  # back to the form, which says to wait
+            return RedirectResponse(
+                f"/console/login?throttled={math.ceil(wait / 60)}", status_code=303
             )
+        raise TooManyAttempts(
+            f"too many wrong passwords; try again in {wait} seconds", retry_after=wait
         )
+    if user is None:
+
+        def failed(conn: Any) -> None:
+            login_throttle.record_failure(conn, creds.username, client)
+            detail = {"client": client}
+            entry = audit.AuditEntry("anonymous", "console.login_failed", creds.username, detail)
+            audit.append(conn, [entry])
+
+        await svc.recorder.run(failed)
         if from_form:  # back to the form, which says what went wrong
             return RedirectResponse("/console/login?failed=1", status_code=303)
         raise Unauthorized("wrong username or password")
 
     def open_session(conn: Any) -> tuple[str, Any]:
+        login_throttle.clear(conn, user.username)
         token, session_user = create_session(conn, user)
         audit.append(
             conn, [audit.AuditEntry(f"user:{user.username}", "console.login", user.username, {})]
