@@ -59,7 +59,7 @@ ROUTES = [
     for route in router.routes
     if isinstance(route, APIRoute) and route.include_in_schema
 ]
-OPERATIONS = sorted((method, route.path) for route in ROUTES for method in route.methods)
+OPERATIONS = sorted((method, route.path_format) for route in ROUTES for method in route.methods)
 
 
 def takes_input(route: APIRoute) -> bool:
@@ -70,7 +70,7 @@ def takes_input(route: APIRoute) -> bool:
 # Negative cases need something to make invalid: operations without parameters or a body
 # (GET /healthz, GET /v1/policy, ...) are tested with valid requests only.
 CASES = [
-    (method, route.path, mode)
+    (method, route.path_format, mode)
     for route in ROUTES
     for method in sorted(route.methods)
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)

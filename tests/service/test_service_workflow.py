@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import conftest
 import msgspec
@@ -293,3 +294,30 @@ def test_policy_read_and_replace(api: Api, recorded_events: list[Event]) -> None
     login = msgspec.structs.replace(login, factors=["password"])
     assert decision_point(login) == "login"
     assert api.decide(login).json()["action"] == "challenge"  # prior 6: every login steps up
+
+
+def test_an_account_id_with_a_slash_is_addressed_whole(api: Api) -> None:
+    """Account IDs may hold ``/`` (a branch prefix, ``TKY/0001``); a client quotes it (%2F) or
+    not, and the actions and the timeline are the account's, not a 404."""
+    login = LoginAttempt(
+        id="slash-1",
+        ts=datetime(2026, 11, 28, 1, 0, tzinfo=UTC),
+        account="TKY/0001",
+        session="s-slash",
+        ip="203.0.113.9",
+        user_agent="Mozilla/5.0",
+        factors=["password"],
+        success=True,
+    )
+    for path in ("TKY/0001", quote("TKY/0001", safe="")):
+        locked = api.client.post(
+            f"/v1/accounts/{path}/actions", json={"action": "lock"}, headers=admin(api)
+        )
+        assert locked.status_code == 201, locked.text
+        assert locked.json()["account"] == "TKY/0001"
+    assert api.decide(login).json()["action"] == "lock"
+    api.settle()
+    timeline = api.get(f"/v1/accounts/{quote('TKY/0001', safe='')}/timeline").json()
+    assert timeline["locked"] and len(timeline["actions"]) == 2
+    listed = api.get("/v1/accounts/TKY/0001/actions").json()
+    assert [a["action"] for a in listed] == ["lock", "lock"]

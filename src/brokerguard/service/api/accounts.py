@@ -17,7 +17,7 @@ router = APIRouter(tags=["accounts"], responses=ERRORS)
 Account = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-@router.get("/v1/accounts/{account}/timeline", response_model=TimelineOut)
+@router.get("/v1/accounts/{account:path}/timeline", response_model=TimelineOut)
 def timeline(
     request: Request,
     _: CanRead,
@@ -39,7 +39,7 @@ def timeline(
     return data
 
 
-@router.get("/v1/accounts/{account}/actions", response_model=list[AccountActionOut])
+@router.get("/v1/accounts/{account:path}/actions", response_model=list[AccountActionOut])
 def list_actions(
     request: Request,
     _: CanRead,
@@ -51,7 +51,9 @@ def list_actions(
         return queries.list_account_actions(conn, account, limit)
 
 
-@router.post("/v1/accounts/{account}/actions", response_model=AccountActionOut, status_code=201)
+@router.post(
+    "/v1/accounts/{account:path}/actions", response_model=AccountActionOut, status_code=201
+)
 async def act(
     request: Request,
     account: Account,
