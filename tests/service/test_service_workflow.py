@@ -78,6 +78,19 @@ def test_alerts_filter_and_open_cases(busy: Api) -> None:
     typo = api.client.post("/v1/cases", json={"alert": alert["id"]}, headers=admin(api))
     assert typo.status_code == 422 and typo.json()["error"]["field"] == "alert"
 
+    # A snooze ends within 30 days: one "until 9999" would bury the alert unworked.
+    other = everything[1]["id"]
+    week = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+    snoozed = api.client.patch(
+        f"/v1/alerts/{other}", json={"snoozed_until": week}, headers=admin(api)
+    )
+    assert snoozed.status_code == 200, snoozed.text
+    forever = api.client.patch(
+        f"/v1/alerts/{other}", json={"snoozed_until": "9999-12-31T00:00:00Z"}, headers=admin(api)
+    )
+    assert forever.status_code == 422 and forever.json()["error"]["field"] == "snoozed_until"
+    assert api.get(f"/v1/alerts/{other}").json()["snoozed_until"] == snoozed.json()["snoozed_until"]
+
 
 def test_campaigns_are_recorded(busy: Api) -> None:
     api = busy

@@ -9,7 +9,7 @@ schemas are put into the OpenAPI document from the same Structs (:mod:`.openapi`
 from __future__ import annotations
 
 import inspect
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -176,10 +176,24 @@ class AlertOut(BaseModel):
     updated_at: datetime
 
 
+MAX_SNOOZE = timedelta(days=30)
+
+
 class AlertUpdate(_In):
     status: AlertStatus | None = None
     assignee: Name | None = None
     snoozed_until: AwareDatetime | None = None
+
+    @field_validator("snoozed_until")
+    @classmethod
+    def _not_forever(cls, value: datetime | None) -> datetime | None:
+        """A snooze hides the alert from the queue: one far in the future (9999-12-31) would
+        bury it unworked. Close the alert instead; a snooze ends within 30 days."""
+        if value is not None and value > datetime.now(UTC) + MAX_SNOOZE:
+            raise ValueError(
+                f"a snooze ends within {MAX_SNOOZE.days} days; close the alert instead"
+            )
+        return value
 
 
 class CampaignOut(BaseModel):
