@@ -542,3 +542,18 @@ def test_sessions_signed_out_count_for_attackers_or_customers_by_whose_session(
     metrics = evaluate_run(run)
     assert metrics["attack"]["sessions_signed_out"] == 1
     assert metrics["legit"]["sessions_signed_out"] == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"scenario": "x", ', r"truth\.json: malformed JSON: Input data was truncated"),
+        ("\ufeff{}", r"truth\.json: malformed JSON"),
+        ('{"scenario": 1}', r"truth\.json: field `scenario`: Expected `str`, got `int`"),
+    ],
+)
+def test_a_bad_truth_file_is_an_error_naming_it(tmp_path: Path, text: str, words: str) -> None:
+    run = write_run(tmp_path / "r", [], [], make_truth([]))
+    (run / "truth.json").write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=words):
+        evaluate_run(run)

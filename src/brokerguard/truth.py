@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from brokerguard.events import field_of_error
+
 __all__ = [
     "AttackLabel",
     "ConfounderLabel",
@@ -88,7 +90,15 @@ def save_truth(truth: Truth, path: Path) -> None:
 
 
 def load_truth(path: Path) -> Truth:
+    """Read a ``truth.json``; a file that is not one is a ValueError naming the file (and the
+    field, when one is wrong): ``runs/x/truth.json: field `victims[0].account`: Expected `str`,
+    got `int```."""
     try:
         return msgspec.json.decode(path.read_bytes(), type=Truth)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        message = str(exc)
+        field = field_of_error(message)
+        where = f"{path}: field `{field}`" if field else str(path)
+        raise ValueError(f"{where}: {message.split(' - at `', 1)[0]}") from None
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"{path}: malformed JSON: {exc}") from None
