@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,39 @@ def test_a_case_needs_the_id_its_kind_names() -> None:
     assert FraudCase(account="V", kind="trade", event_id="x9").order_id is None
     with pytest.raises(ValueError, match="event_id"):
         FraudCase(account="V", kind="withdrawal", order_id="n1")
+
+
+@pytest.mark.parametrize(
+    "where", ["start", "end", "attacks[0].start", "pumped_symbols[0].first_buy"]
+)
+def test_a_truth_time_without_its_zone_is_refused_naming_the_field(
+    tmp_path: Path, where: str
+) -> None:
+    """A time without a zone could be any of 24 hours; the report must not guess."""
+    import msgspec
+
+    from brokerguard.truth import AttackLabel, PumpedSymbol
+
+    t = msgspec.structs.replace(
+        truth([Victim(account="V1", attack=0, events=["l1"])]),
+        attacks=[AttackLabel(index=0, kind="phishing", start=jst(2025, 3, 20, 9))],
+        pumped_symbols=[
+            PumpedSymbol(symbol="9999", market="TSE", attack=0, first_buy=jst(2025, 3, 20, 10))
+        ],
+    )
+    data = msgspec.to_builtins(t)
+    parent, key = data, where
+    if "[0]." in where:
+        name, key = where.split("[0].")
+        parent = data[name][0]
+    parent[key] = parent[key][:19]  # 2025-03-20T09:00:00, the "+09:00" cut off
+    path = tmp_path / "truth.json"
+    path.write_bytes(msgspec.json.encode(data))
+    with pytest.raises(ReportError, match=rf"truth.json: field `{re.escape(where)}`: .*zone"):
+        load_labels(path)
+    from brokerguard.evaluate import evaluate_run
+
+    (tmp_path / "events.ndjson").write_bytes(b"")
+    (tmp_path / "decisions.ndjson").write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"field `{re.escape(where)}`: expected a time with"):
+        evaluate_run(tmp_path)

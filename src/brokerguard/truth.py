@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from brokerguard.events import field_of_error
 
 __all__ = [
     "AttackLabel",
+    "TruthError",
     "ConfounderLabel",
     "PumpedSymbol",
     "Truth",
@@ -23,6 +26,19 @@ __all__ = [
     "load_truth",
     "save_truth",
 ]
+
+Time = Annotated[datetime, Meta(tz=True)]
+"""A moment with its zone: a time without one is refused (where the run's clock was is unknown,
+and comparing it with the events' times would fail or mislead)."""
+
+
+class TruthError(ValueError):
+    """A ``truth.json`` that cannot be used; ``path``, ``field`` (or None) and ``problem``."""
+
+    def __init__(self, problem: str, *, path: Path, field: str | None = None) -> None:
+        self.problem, self.path, self.field = problem, path, field
+        where = f"{path}: field `{field}`" if field else str(path)
+        super().__init__(f"{where}: {problem}")
 
 
 class Victim(msgspec.Struct, kw_only=True):
@@ -38,7 +54,7 @@ class Victim(msgspec.Struct, kw_only=True):
 class AttackLabel(msgspec.Struct, kw_only=True):
     index: int
     kind: str
-    start: datetime
+    start: Time
     relay_otp: bool = False
     origin: str = ""
 
@@ -49,7 +65,7 @@ class PumpedSymbol(msgspec.Struct, kw_only=True):
     symbol: str
     market: str
     attack: int
-    first_buy: datetime
+    first_buy: Time
 
 
 class ConfounderLabel(msgspec.Struct, kw_only=True):
@@ -64,8 +80,8 @@ class ConfounderLabel(msgspec.Struct, kw_only=True):
 
     index: int
     kind: str
-    start: datetime
-    end: datetime
+    start: Time
+    end: Time
     symbol: str = ""
     market: str = ""
     accounts: list[str] = []
@@ -76,8 +92,8 @@ class Truth(msgspec.Struct, kw_only=True):
     seed: int
     guard: str
     investors: int
-    start: datetime
-    end: datetime
+    start: Time
+    end: Time
     attacks: list[AttackLabel] = []
     victims: list[Victim] = []
     criminal_accounts: list[str] = []
@@ -90,15 +106,35 @@ def save_truth(truth: Truth, path: Path) -> None:
 
 
 def load_truth(path: Path) -> Truth:
-    """Read a ``truth.json``; a file that is not one is a ValueError naming the file (and the
-    field, when one is wrong): ``runs/x/truth.json: field `victims[0].account`: Expected `str`,
-    got `int```."""
+    """Read a ``truth.json``; a file that is not one is a :class:`TruthError` naming the file
+    (and the field, when one is wrong): ``runs/x/truth.json: field `attacks[0].start`: expected
+    a time with its zone, such as 2025-03-20T09:00:00+09:00, got '2025-03-20T09:00:00'``."""
+    path = Path(path)
+    data = path.read_bytes()
     try:
-        return msgspec.json.decode(path.read_bytes(), type=Truth)
+        return msgspec.json.decode(data, type=Truth)
     except msgspec.ValidationError as exc:
         message = str(exc)
         field = field_of_error(message)
-        where = f"{path}: field `{field}`" if field else str(path)
-        raise ValueError(f"{where}: {message.split(' - at `', 1)[0]}") from None
+        problem = message.split(" - at `", 1)[0]
+        if "timezone" in problem:
+            problem = "expected a time with its zone, such as 2025-03-20T09:00:00+09:00"
+            got = _value_at(data, field)
+            if got is not None:
+                problem += f", got {got!r}"
+        raise TruthError(problem, path=path, field=field) from None
     except msgspec.DecodeError as exc:
-        raise ValueError(f"{path}: malformed JSON: {exc}") from None
+        raise TruthError(f"malformed JSON: {exc}", path=path) from None
+
+
+def _value_at(data: bytes, field: str | None) -> object:
+    """The value at ``a.b[0].c`` of a JSON document, or None (for an error message only)."""
+    if field is None:
+        return None
+    value: object = msgspec.json.decode(data)
+    for part in field.replace("]", "").replace("[", ".").split("."):
+        try:
+            value = value[int(part)] if isinstance(value, list) else value[part]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+    return value

@@ -31,7 +31,7 @@ from msgspec import Meta
 
 from brokerguard.events import field_of_error
 from brokerguard.reports.errors import ReportError
-from brokerguard.truth import Truth
+from brokerguard.truth import Truth, TruthError, load_truth
 
 __all__ = [
     "CASE_FIELDS",
@@ -207,14 +207,9 @@ def load_cases(path: Path) -> list[FraudCase]:
 
 def _truth(path: Path) -> Truth:
     try:
-        return msgspec.json.decode(path.read_bytes(), type=Truth)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        raise ReportError(
-            message.split(" - at `", 1)[0], path=path, field=field_of_error(message)
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise ReportError(f"malformed JSON: {exc}", path=path) from None
+        return load_truth(path)
+    except TruthError as exc:
+        raise ReportError(exc.problem, path=path, field=exc.field) from None
 
 
 def load_labels(path: Path) -> FraudLabels:
