@@ -557,3 +557,40 @@ def test_a_bad_truth_file_is_an_error_naming_it(tmp_path: Path, text: str, words
     (run / "truth.json").write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=words):
         evaluate_run(run)
+
+
+def _without_zone(line: bytes) -> bytes:
+    """A JSON line whose ``ts`` lost its zone (2025-03-20T09:00:05, no +09:00 or Z)."""
+    data = msgspec.json.decode(line)
+    data["ts"] = data["ts"][:19]
+    return msgspec.json.encode(data) + b"\n"
+
+
+def test_a_decision_time_without_its_zone_is_refused_naming_file_line_and_field(
+    tmp_path: Path,
+) -> None:
+    """A decision's time without a zone is not a moment; it was accepted silently, and the
+    detection delay would have been measured from it."""
+    event = login("a", "V", 0)
+    run = write_run(
+        tmp_path / "r",
+        [event],
+        [decision(event, "allow", 0), decision(event, "lock", 5)],
+        make_truth([Victim(account="V", attack=0, events=["a"])]),
+    )
+    first, second = (run / "decisions.ndjson").read_bytes().splitlines()
+    (run / "decisions.ndjson").write_bytes(first + b"\n" + _without_zone(second))
+    with pytest.raises(ValueError, match=r"decisions\.ndjson: line 2: .*timezone.*`\$\.ts`"):
+        evaluate_run(run)
+
+
+def test_an_instruction_time_without_its_zone_is_refused_naming_file_and_line(
+    tmp_path: Path,
+) -> None:
+    run = write_run(tmp_path / "r", [order("o", "V1", 0, "n1", "sell")], [], make_truth([]))
+    line = msgspec.json.encode(
+        Instruction(kind="cancel_orders", ts=at(1), account="V1", session="s", cause="c")
+    )
+    (run / "instructions.ndjson").write_bytes(_without_zone(line))
+    with pytest.raises(ValueError, match=r"instructions\.ndjson: line 1: .*timezone.*`\$\.ts`"):
+        evaluate_run(run)

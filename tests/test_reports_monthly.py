@@ -221,6 +221,17 @@ def test_a_bad_decision_line_names_file_and_line(tmp_path: Path) -> None:
         monthly_table(run)
 
 
+def test_a_decision_time_without_its_zone_is_refused_naming_the_field(tmp_path: Path) -> None:
+    run = hand_built(tmp_path)
+    lines = (run / "decisions.ndjson").read_bytes().splitlines(keepends=True)
+    record = json.loads(lines[1])
+    record["ts"] = record["ts"][:19]  # the zone cut off
+    lines[1] = json.dumps(record).encode() + b"\n"
+    (run / "decisions.ndjson").write_bytes(b"".join(lines))
+    with pytest.raises(ReportError, match=r"decisions.ndjson: line 2: field `ts`: .*timezone"):
+        monthly_table(run)
+
+
 # --- a simulated run, checked against its files read independently --------------------------
 
 TOKYO = ZoneInfo("Asia/Tokyo")

@@ -20,12 +20,11 @@ still open, signs the session out).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from brokerguard.events import Event, Factor
+from brokerguard.events import Event, Factor, Timestamp
 
 __all__ = [
     "ACTIONS",
@@ -70,10 +69,11 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 
 class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One line of ``decisions.ndjson``: a decision with the event it answered."""
+    """One line of ``decisions.ndjson``: a decision with the event it answered (``ts`` with its
+    zone, as an event's: a line without one is refused)."""
 
     event: str
-    ts: datetime
+    ts: Timestamp
     account: str
     point: Literal["login", "order", "withdrawal", "settings"]
     guard: str
@@ -94,7 +94,7 @@ class Instruction(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     kind: Literal["cancel_orders", "end_session"]
-    ts: datetime
+    ts: Timestamp
     account: str
     session: str
     orders: tuple[str, ...] = ()

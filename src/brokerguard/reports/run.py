@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from brokerguard.events import ChallengeResult, Event, EventError, read_ndjson
+from brokerguard.events import ChallengeResult, Event, EventError, field_of_error, read_ndjson
 from brokerguard.guard import DecisionRecord
 from brokerguard.reports.errors import ReportError
 from brokerguard.reports.labels import FraudLabels, load_labels
@@ -84,8 +84,14 @@ def read_decisions(path: Path, events: frozenset[str] | set[str]) -> dict[str, D
                 continue
             try:
                 record = decoder.decode(raw)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                raise ReportError(str(exc), path=path, line=line) from None
+            except msgspec.ValidationError as exc:
+                message = str(exc)
+                problem = message.split(" - at `", 1)[0]
+                raise ReportError(
+                    problem, path=path, line=line, field=field_of_error(message)
+                ) from None
+            except msgspec.DecodeError as exc:
+                raise ReportError(f"malformed JSON: {exc}", path=path, line=line) from None
             if record.event in events:
                 found.setdefault(record.event, record)
     return found
