@@ -50,7 +50,10 @@ def test_compensation_under_every_shipped_policy(run: Path, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     for text in ("sbi-rakuten-2025", "matsui-2025", "full-restoration", "補償額", "payout"):
         assert text in result.output
-    assert "評価日 valuation date: 2025-03-19" in result.output  # the run's last day
+    # the run's last day, said to be the default
+    assert "評価日 valuation date: 2025-03-19 (既定：記録の最終日 / default: the last day of" in (
+        result.output
+    )
     assert csv.read_bytes().startswith(b"\xef\xbb\xbf")
 
 
@@ -72,6 +75,7 @@ def test_compensation_under_one_policy_and_a_valuation_date(run: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "matsui-2025" in result.output and "sbi-rakuten-2025" not in result.output
     assert "largest 3 of" in result.output
+    assert "評価日 valuation date: 2025-03-19  " in result.output  # as given, no "default"
 
 
 @pytest.mark.parametrize(

@@ -337,3 +337,33 @@ def test_a_log_that_repeats_its_lines_counts_each_fill_and_withdrawal_once(tmp_p
     assert twice[0] == once[0] and twice[1] == once[1]
     assert twice[2]["unauthorized_value_jpy"] == once[2]["unauthorized_value_jpy"] > 0
     assert twice[2]["unauthorized_withdrawals_jpy"] == 5000
+
+
+def test_the_default_valuation_date_is_the_day_its_prices_are_known(tmp_path: Path) -> None:
+    """A broker's feed may stamp a New York daily bar at the start of the day (13:00 in
+    Japan); its close is known at 05:00 the next morning. Valued without a date, the report used
+    that close and called it the last event's day, where a date given as that day used the day
+    before's close: the default must be a day whose prices it used, and say so."""
+
+    def us(event):
+        return msgspec.structs.replace(event, market="US")
+
+    events = [
+        us(order("o1", "V", jst(2025, 3, 20, 23), "n1", "CHNX", "buy", 100)),
+        us(fill("x1", "V", jst(2025, 3, 20, 23), "n1", "CHNX", "buy", 100, 5.0)),
+        us(daily("c20", "CHNX", jst(2025, 3, 20, 13), 3.0)),  # 20 Mar, known 21 Mar 05:00
+        us(daily("c21", "CHNX", jst(2025, 3, 21, 13), 1.0)),  # 21 Mar, known 22 Mar 05:00
+    ]
+    labels = truth([Victim(account="V", attack=0, events=["o1", "x1"])])
+    run = write_run(tmp_path / "r", events, None, labels)
+    default = victim_losses(run)
+    assert default.valuation_date == date(2025, 3, 22)
+    assert default == victim_losses(run, valuation_date=default.valuation_date)
+    (loss,) = default.victims
+    assert loss.buy_loss_jpy == 100 * (5 - 1)
+
+
+def test_without_events_there_is_no_valuation_date(tmp_path: Path) -> None:
+    """Not today's date: a report of an empty log names no day at all."""
+    report = victim_losses(write_run(tmp_path / "r", [], None, truth([])))
+    assert (report.valuation_date, report.victims) == (None, [])

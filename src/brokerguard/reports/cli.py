@@ -226,7 +226,13 @@ def compensation(
     rows = [compensate(loss, p, report.valuation_date) for p in policies for loss in report.victims]
     screen = _screen()
     titles = {p.name: f"{p.title_ja}\n{p.title_en}" for p in policies}
-    screen.print(f"評価日 valuation date: {report.valuation_date}  ラベル labels: {found.source}")
+    if report.valuation_date is None:
+        when = "なし none (イベントなし / no events)"
+    elif valuation_date is None:
+        when = f"{report.valuation_date} (既定：記録の最終日 / default: the last day of the events)"
+    else:
+        when = str(report.valuation_date)
+    screen.print(f"評価日 valuation date: {when}  ラベル labels: {found.source}")
     screen.print(_summary_table(rows, titles))
     if rows:
         screen.print(_victims_table(rows, [p.name for p in policies], top))

@@ -167,9 +167,13 @@ class VictimLoss(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LossReport(msgspec.Struct, frozen=True, kw_only=True):
-    """The losses of every victim with damage, at one valuation date (Japan time)."""
+    """The losses of every victim with damage, at one valuation date (Japan time).
 
-    valuation_date: date
+    ``valuation_date`` is None only when the stream holds no event and no date was given:
+    there is nothing to value (no victim either) and no day to name.
+    """
+
+    valuation_date: date | None
     victims: list[VictimLoss] = []
 
 
@@ -213,9 +217,12 @@ def victim_losses(
 ) -> LossReport:
     """Every damaged victim's losses, from one pass over the run's events.
 
-    ``valuation_date`` defaults to the Japan date of the last event. A date before one of the
-    unauthorized fills is a :class:`ReportError`: those shares cannot be valued before they
-    were bought.
+    ``valuation_date`` defaults to the last day of the stream: the Japan date of the last
+    event, or of the latest close the stream announces if that is known later (a daily bar
+    stamped at the start of a New York day closes the next morning in Japan), so that the
+    default values every position at the prices an explicit date of that day would. A date
+    before one of the unauthorized fills is a :class:`ReportError`: those shares cannot be
+    valued before they were bought.
     """
     run_dir = Path(run_dir)
     path = events_path(run_dir)
@@ -246,8 +253,11 @@ def victim_losses(
         elif isinstance(event, Withdrawal) and event.id in labels.events and once.first(event.id):
             withdrawals.append(event)
     if last is None:
-        return LossReport(valuation_date=valuation_date or date.today())
-    day = valuation_date or last.astimezone(JST).date()
+        return LossReport(valuation_date=valuation_date)
+    day = valuation_date
+    if day is None:
+        known = last if book.last_known is None else max(last, book.last_known)
+        day = known.astimezone(JST).date()
 
     unauthorized = (
         labels.orders | ordered | {(f.account, f.order_id) for f in fills if f.id in labels.events}

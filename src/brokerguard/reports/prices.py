@@ -106,11 +106,15 @@ class PriceBook:
     """The latest valuation price of every symbol seen, up to a valuation date (JST).
 
     Feed it every event with :meth:`observe`; prices known after the end of ``valuation_date``
-    are ignored. With ``valuation_date=None`` the book keeps the latest price of the stream.
+    are ignored. With ``valuation_date=None`` the book keeps the latest price of the stream, and
+    ``last_known`` says when the latest of the prices it took became known (a daily close is
+    known at the exchange's close, which may be after the last event: the valuation date of
+    such a book is that moment's date, not the last event's).
     """
 
     def __init__(self, valuation_date: date | None = None) -> None:
         self.valuation_date = valuation_date
+        self.last_known: datetime | None = None
         self._best: dict[tuple[str, str], tuple[tuple[date, int, datetime], ValuationPrice]] = {}
 
     def observe(self, event: Event) -> None:
@@ -137,6 +141,8 @@ class PriceBook:
     ) -> None:
         if self.valuation_date is not None and known.astimezone(JST).date() > self.valuation_date:
             return
+        if self.last_known is None or known > self.last_known:
+            self.last_known = known
         day = trading_day(market, ts)
         rank = (day, int(daily), known)
         best = self._best.get((market, symbol))
