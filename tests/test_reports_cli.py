@@ -122,3 +122,32 @@ def test_the_console_keeps_a_run_directorys_tables_until_its_files_change(
     os.utime(truth, ns=(later, later))
     assert reporting.report_tables(None, copy, True, policies) == first
     assert len(calls) == 2
+
+
+def test_a_chart_named_without_a_suffix_is_a_png_named_so(run: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", "monthly", str(run), "--chart", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.png").read_bytes().startswith(b"\x89PNG")
+    assert not (tmp_path / "m").exists()
+    assert f"chart: {tmp_path / 'm.png'}" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("name", "magic"), [("m.SVG", b"<?xml"), ("m.pdf", b"%PDF")])
+def test_a_chart_may_be_svg_or_pdf(run: Path, tmp_path: Path, name: str, magic: bytes) -> None:
+    result = runner.invoke(app, ["report", "monthly", str(run), "--chart", str(tmp_path / name)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / name).read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("name", ["m.csv", "monthly.2025-03"])
+def test_a_chart_with_another_suffix_is_refused_before_anything_is_written(
+    run: Path, tmp_path: Path, name: str
+) -> None:
+    csv = tmp_path / "m-table.csv"
+    argv = ["report", "monthly", str(run), "--csv", str(csv), "--chart", str(tmp_path / name)]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert f"{name}: field `chart`: a chart is drawn as PNG, SVG or PDF" in output
+    assert "Traceback" not in output
+    assert not csv.exists() and not (tmp_path / name).exists()

@@ -13,9 +13,31 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from brokerguard.charts import japanese_font  # sets matplotlib's Agg backend: no display needed
+from brokerguard.reports.errors import ReportError
 from brokerguard.reports.monthly import MonthlyRow
 
-__all__ = ["plot_monthly"]
+__all__ = ["CHART_SUFFIXES", "chart_path", "plot_monthly"]
+
+CHART_SUFFIXES = (".png", ".svg", ".pdf")
+"""What a chart may be drawn as, by the file name's suffix (PNG when the name has none)."""
+
+
+def chart_path(path: Path) -> Path:
+    """Where a chart named ``path`` is drawn: ``path`` itself when it ends in ``.png``, ``.svg``
+    or ``.pdf`` (any case), ``path`` + ``.png`` when it has no suffix; any other suffix is a
+    :class:`ReportError` (matplotlib would draw ``m`` as ``m.png`` behind the caller's back and
+    refuse ``m.csv`` with a traceback)."""
+    path = Path(path)
+    if not path.suffix:
+        return path.with_name(path.name + ".png")
+    if path.suffix.lower() not in CHART_SUFFIXES:
+        raise ReportError(
+            f"a chart is drawn as PNG, SVG or PDF, named by its suffix; got {path.suffix!r} "
+            f"(try {path.with_suffix('.png').name})",
+            path=path,
+            field="chart",
+        )
+    return path
 
 
 def _t(en: str, ja: str, sep: str = " / ") -> str:
@@ -23,7 +45,9 @@ def _t(en: str, ja: str, sep: str = " / ") -> str:
 
 
 def plot_monthly(rows: Sequence[MonthlyRow], path: Path, title: str) -> Path:
-    """Draw the monthly table to a PNG at ``path`` (parents created); returns ``path``."""
+    """Draw the monthly table at ``path`` (parents created), as :func:`chart_path` names it;
+    returns the file drawn."""
+    path = chart_path(path)
     font = japanese_font()
     style = {}
     if font is not None:
@@ -67,7 +91,6 @@ def plot_monthly(rows: Sequence[MonthlyRow], path: Path, title: str) -> Path:
         bottom.set_xlabel(_t("month (Japan time)", "月(日本時間)"))
         fig.suptitle(title)
         fig.tight_layout()
-        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
         plt.close(fig)

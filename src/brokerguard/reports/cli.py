@@ -111,11 +111,20 @@ def monthly(
     labels: LabelsOpt = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV.")] = None,
     chart: Annotated[
-        Path | None, typer.Option("--chart", help="Draw the table as a bar chart (PNG).")
+        Path | None,
+        typer.Option(
+            "--chart",
+            help="Draw the table as a bar chart: .png (.png added to a name without a suffix), "
+            ".svg or .pdf.",
+        ),
     ] = None,
 ) -> None:
     """The regulator-style monthly table: unauthorized logins, trades, value sold and bought."""
     _guarded(lambda: events_path(run))  # the run first: a wrong directory is the likelier slip
+    if chart is not None:  # a chart name that cannot be drawn stops it before any file is written
+        from brokerguard.reports.chart import chart_path
+
+        chart = _guarded(lambda: chart_path(chart))
     found = _guarded(lambda: run_labels(run, labels))
     rows = _guarded(lambda: monthly_table(run, found))
     title = f"月次 不正アクセス・不正取引 / Monthly unauthorized access and trading ({run})"
