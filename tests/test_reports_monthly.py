@@ -325,3 +325,37 @@ def test_csv_reads_in_the_csv_module_as_excel_would_after_the_bom(tmp_path: Path
     with path.open(encoding="utf-8-sig", newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows[1]["買付金額（円） (value bought (JPY))"] == "95000"
+
+
+def _drawn(monkeypatch: pytest.MonkeyPatch, rows: list[MonthlyRow], tmp_path: Path):
+    """The figure plot_monthly draws (kept from being closed) for its axes to be looked at."""
+    import matplotlib.pyplot as plt
+
+    figures: list = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_monthly(rows, tmp_path / "m.png", "unit")
+    (figure,) = figures
+    return figure.axes
+
+
+@pytest.mark.parametrize("months", [["2025-03", "2025-04"], []])
+def test_a_chart_of_months_without_fraud_has_axes_from_zero(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, months: list[str]
+) -> None:
+    """Nothing to draw: the axes ran from -0.06 to 0.06, with negative and fractional counts."""
+    counts, values = _drawn(monkeypatch, [MonthlyRow(month=m) for m in months], tmp_path)
+    for ax in (counts, values):
+        low, high = ax.get_ylim()
+        assert low == 0 and high >= 1
+        assert len({p.get_facecolor() for p in ax.get_legend().get_patches()}) == 2
+    assert all(t == int(t) for t in counts.get_yticks())
+    if not months:
+        assert "no events in this period" in counts.texts[0].get_text()
+
+
+def test_counts_are_whole_numbers_on_the_chart(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    counts, _ = _drawn(monkeypatch, [MonthlyRow(month="2025-03", logins=3, trades=2)], tmp_path)
+    assert all(t == int(t) for t in counts.get_yticks())
+    assert counts.get_ylim()[0] == 0

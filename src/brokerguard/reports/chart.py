@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from brokerguard.charts import japanese_font  # sets matplotlib's Agg backend: no display needed
 from brokerguard.reports.errors import ReportError
@@ -77,15 +79,35 @@ def plot_monthly(rows: Sequence[MonthlyRow], path: Path, title: str) -> Path:
                 _t("¥ million", "百万円"),
             ),
         ):
+            keys = []  # drawn apart: an empty series' bars give the legend no colour of theirs
             for i, (label, values) in enumerate(series):
                 offset = (i - 0.5) * width
-                bars = ax.bar([x + offset for x in xs], values, width, label=label)
+                color = ("tab:blue", "tab:orange")[i]
+                bars = ax.bar([x + offset for x in xs], values, width, color=color)
+                keys.append(Patch(color=color, label=label))
                 fmt = "{:,.0f}" if ax is top else "{:,.1f}"
                 ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)
+            # From zero up, with room for the legend above the tallest bar; a range of months
+            # without fraud still gets an axis of 0 to 1 (not -0.06 to 0.06), and counts are
+            # whole numbers.
+            peak = max((v for _, values in series for v in values), default=0.0)
+            ax.set_ylim(0, max(peak, 1.0) * 1.35)
+            if ax is top:
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(unit)
             ax.grid(True, axis="y", alpha=0.3)
-            ax.legend(loc="upper center", ncol=2, fontsize=9)
-            ax.margins(y=0.3)  # room for the legend above the tallest bar
+            ax.legend(handles=keys, loc="upper center", ncol=2, fontsize=9)
+        if not rows:
+            for ax in (top, bottom):
+                ax.text(
+                    0.5,
+                    0.4,
+                    _t("no events in this period", "この期間のイベントなし"),
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="0.4",
+                )
         bottom.set_xticks(xs, months)
         bottom.set_xlim(-0.8, len(rows) - 0.2)
         bottom.set_xlabel(_t("month (Japan time)", "月(日本時間)"))
