@@ -367,3 +367,21 @@ def test_without_events_there_is_no_valuation_date(tmp_path: Path) -> None:
     """Not today's date: a report of an empty log names no day at all."""
     report = victim_losses(write_run(tmp_path / "r", [], None, truth([])))
     assert (report.valuation_date, report.victims) == (None, [])
+
+
+def test_a_sale_at_the_valuation_price_says_the_price_did_not_rise(tmp_path: Path) -> None:
+    """Sold at ¥1,000 and worth ¥1,000 on the valuation date: the customer lost no upside, but
+    the price did not fall either, as the letter said."""
+    events = [
+        order("o1", "V", jst(2025, 3, 24, 10), "n1", "1111", "sell", 100),
+        fill("x1", "V", jst(2025, 3, 24, 10), "n1", "1111", "sell", 100, 1000),
+        daily("b1", "1111", jst(2025, 3, 25, 15, 30), 1000),
+    ]
+    labels = truth([Victim(account="V", attack=0, events=["o1", "x1"])])
+    row = rows_of(write_run(tmp_path / "r", events, None, labels))[("full-restoration", "V")]
+    assert row.sale_loss_jpy == 0
+    assert "sold 100 TSE:1111 for ¥100,000, worth ¥100,000" in row.explanation_en
+    assert "no loss (the price did not rise)" in row.explanation_en
+    assert "the price fell" not in row.explanation_en
+    assert "値上がりしていないため損失なし" in row.explanation_ja
+    assert "値下がり" not in row.explanation_ja

@@ -127,15 +127,20 @@ class PositionLoss(msgspec.Struct, frozen=True, kw_only=True):
                 text += f": loss {loss}" if loss else ": no loss"
             lines.append(text)
         if held_s:
-            proceeds = _jpy(self.proceeds_jpy * held_s / self.sold)
+            received = self.proceeds_jpy * held_s / self.sold
+            proceeds = _jpy(received)
             worth = _jpy(held_s * self.price.price)
             loss = _jpy(self.sale_loss_jpy) if self.sale_loss_jpy > 0 else None
+            # no loss: the shares are worth less than they were sold for, or the same
+            fell = yen(held_s * self.price.price) < yen(received)
             if lang == "ja":
                 text = f"{name} {held_s:,}株を{proceeds}で不正売却、評価額{worth}{at_ja}"
-                text += f"：損失{loss}" if loss else "：値下がりのため損失なし"
+                why = "値下がりのため" if fell else "値上がりしていないため"
+                text += f"：損失{loss}" if loss else f"：{why}損失なし"
             else:
                 text = f"sold {held_s:,} {name} for {proceeds}, worth {worth} {at_en}"
-                text += f": loss {loss}" if loss else ": no loss (the price fell)"
+                why = "the price fell" if fell else "the price did not rise"
+                text += f": loss {loss}" if loss else f": no loss ({why})"
             lines.append(text)
         return lines
 
