@@ -385,3 +385,54 @@ def test_a_sale_at_the_valuation_price_says_the_price_did_not_rise(tmp_path: Pat
     assert "the price fell" not in row.explanation_en
     assert "値上がりしていないため損失なし" in row.explanation_ja
     assert "値下がり" not in row.explanation_ja
+
+
+def _sold_and_bought_back(tmp_path: Path, back_at: float, close: float) -> dict:
+    """V's 200 shares of 1111 sold at ¥1,000 (¥200,000); 100 bought back at ``back_at``;
+    1111 closes at ``close`` on the valuation date."""
+    events = [
+        order("o1", "V", jst(2025, 3, 24, 10), "n1", "1111", "sell", 200),
+        fill("x1", "V", jst(2025, 3, 24, 10), "n1", "1111", "sell", 200, 1000),
+        order("o2", "V", jst(2025, 3, 24, 13), "n2", "1111", "buy", 100),
+        fill("x2", "V", jst(2025, 3, 24, 13), "n2", "1111", "buy", 100, back_at),
+        daily("b1", "1111", jst(2025, 3, 25, 15, 30), close),
+    ]
+    labels = truth([Victim(account="V", attack=0, events=["o1", "x1", "o2", "x2"])])
+    return rows_of(write_run(tmp_path / "r", events, None, labels))
+
+
+def test_a_buy_back_below_the_sale_price_offsets_the_sale_loss(tmp_path: Path) -> None:
+    """Before: 200 shares, worth ¥220,000 at ¥1,100. After: 100 shares (¥110,000) and
+    ¥200,000 − ¥90,000 = ¥110,000 more cash: ¥220,000, nothing lost. The 100 not bought back
+    lost ¥10,000 of upside; buying 100 back ¥100 a share under the sale price gained ¥10,000.
+    The sale loss was ¥10,000, the gain clamped to zero apart."""
+    row = _sold_and_bought_back(tmp_path, back_at=900, close=1100)[("full-restoration", "V")]
+    assert (row.buy_loss_jpy, row.sale_loss_jpy) == (0, 0)
+    assert row.payout_jpy == row.fees_jpy == 115 + 99  # the two orders' fees, nothing else
+    assert "¥10,000 below the sale price, set against the sale loss below" in row.explanation_en
+    assert (
+        "sold 100 TSE:1111 for ¥100,000, worth ¥110,000 at ¥1,100 (daily close 2025-03-25): "
+        "¥10,000 upside less the ¥10,000 gained buying back below the sale price: no loss"
+        in row.explanation_en
+    )
+    assert "値上がり分¥10,000から買い戻し差益¥10,000を差し引き損失なし" in row.explanation_ja
+    assert "売却価格より¥10,000安く、下記の売却損失と相殺" in row.explanation_ja
+    # at ¥1,200 the upside (¥20,000) outweighs the gain: ¥10,000 is lost
+    rows = _sold_and_bought_back(tmp_path / "higher", back_at=900, close=1200)
+    row = rows[("matsui-2025", "V")]
+    assert (row.buy_loss_jpy, row.sale_loss_jpy, row.payout_jpy) == (0, 10_000, 5_000)
+    assert "less the ¥10,000 gained buying back below the sale price: loss ¥10,000" in (
+        row.explanation_en
+    )
+
+
+def test_a_buy_back_above_the_sale_price_is_a_buy_loss_less_a_fall_since(tmp_path: Path) -> None:
+    """Bought back at ¥1,100 (¥10,000 over the sale price); the other 100 closed at ¥950,
+    ¥5,000 under it: before, 200 shares worth ¥190,000; after, 100 (¥95,000) and ¥90,000 more
+    cash: ¥185,000, so ¥5,000 is lost, a buy loss."""
+    row = _sold_and_bought_back(tmp_path, back_at=1100, close=950)[("full-restoration", "V")]
+    assert (row.buy_loss_jpy, row.sale_loss_jpy) == (5_000, 0)
+    assert "¥10,000 above the sale price, less the ¥5,000 the price fell" in row.explanation_en
+    assert "売却価格より¥10,000高く、下記の売却後の値下がり¥5,000と相殺：損失¥5,000" in (
+        row.explanation_ja
+    )

@@ -10,7 +10,10 @@ day of the stream), from the account's unauthorized fills and the valuation pric
   proceeds. If the price rose since, the customer lost that upside; if it fell, the sale did
   not hurt and the loss is zero.
 - shares the fraud bought and sold again (or sold and bought back) are settled at the two
-  prices: what was paid minus what was received, counted as buy loss.
+  prices: what was paid minus what was received. A symbol is settled as a whole, so a gain on
+  one part of it offsets a loss on another: a holding sold and partly bought back below the
+  sale price has that gain set against the sale loss of the shares not bought back (the
+  customer has the difference in cash), and a round trip's loss is counted as buy loss.
 - **fees** — the commission of each unauthorized order, by the policy file's fee schedule
   (fills do not carry fees).
 - **withdrawn** — unauthorized withdrawals the broker paid out.
@@ -100,6 +103,12 @@ class PositionLoss(msgspec.Struct, frozen=True, kw_only=True):
         matched = min(self.bought, self.sold)
         held_b = self.bought - matched
         held_s = self.sold - matched
+        round_trip, rest = _sides(
+            self.bought, self.cost_jpy, self.sold, self.proceeds_jpy, self.price.price
+        )
+        # sold, some bought back: a gain on one part set against a loss on the other
+        bought_back_cheaper = held_s > 0 and round_trip < 0 < rest
+        bought_back_dearer = held_s > 0 and rest < 0 < round_trip
         price = _price(self.price.price)
         at_en = f"at {price} ({self.price.describe('en')})"
         at_ja = f"（{self.price.describe('ja')} {price}）"
@@ -115,7 +124,12 @@ class PositionLoss(msgspec.Struct, frozen=True, kw_only=True):
                         text += f"、残り{held_b:,}株"
                 if held_b:
                     text += f"の評価額{worth}{at_ja}" if matched else f"、評価額{worth}{at_ja}"
+                if bought_back_dearer:
+                    text += f"：売却価格より{_jpy(round_trip)}高く"
+                    text += f"、下記の売却後の値下がり{_jpy(-rest)}と相殺"
                 text += f"：損失{loss}" if loss else "：損失なし"
+                if bought_back_cheaper:
+                    text += f"（売却価格より{_jpy(-round_trip)}安く、下記の売却損失と相殺）"
             else:
                 text = f"bought {self.bought:,} {name} for {_jpy(self.cost_jpy)}"
                 if matched:
@@ -124,7 +138,13 @@ class PositionLoss(msgspec.Struct, frozen=True, kw_only=True):
                         text += f", the other {held_b:,}"
                 if held_b:
                     text += f" worth {worth} {at_en}" if matched else f", worth {worth} {at_en}"
+                if bought_back_dearer:
+                    text += f": {_jpy(round_trip)} above the sale price, less the"
+                    text += f" {_jpy(-rest)} the price fell since the sale (below)"
                 text += f": loss {loss}" if loss else ": no loss"
+                if bought_back_cheaper:
+                    text += f" ({_jpy(-round_trip)} below the sale price, set against the sale"
+                    text += " loss below)"
             lines.append(text)
         if held_s:
             received = self.proceeds_jpy * held_s / self.sold
@@ -135,12 +155,21 @@ class PositionLoss(msgspec.Struct, frozen=True, kw_only=True):
             fell = yen(held_s * self.price.price) < yen(received)
             if lang == "ja":
                 text = f"{name} {held_s:,}株を{proceeds}で不正売却、評価額{worth}{at_ja}"
-                why = "値下がりのため" if fell else "値上がりしていないため"
-                text += f"：損失{loss}" if loss else f"：{why}損失なし"
+                if bought_back_cheaper:
+                    text += f"：値上がり分{_jpy(rest)}から買い戻し差益{_jpy(-round_trip)}を差し引き"
+                    text += f"損失{loss}" if loss else "損失なし"
+                else:
+                    why = "値下がりのため" if fell else "値上がりしていないため"
+                    text += f"：損失{loss}" if loss else f"：{why}損失なし"
             else:
                 text = f"sold {held_s:,} {name} for {proceeds}, worth {worth} {at_en}"
-                why = "the price fell" if fell else "the price did not rise"
-                text += f": loss {loss}" if loss else f": no loss ({why})"
+                if bought_back_cheaper:
+                    text += f": {_jpy(rest)} upside less the {_jpy(-round_trip)} gained buying"
+                    text += " back below the sale price"
+                    text += f": loss {loss}" if loss else ": no loss"
+                else:
+                    why = "the price fell" if fell else "the price did not rise"
+                    text += f": loss {loss}" if loss else f": no loss ({why})"
             lines.append(text)
         return lines
 
@@ -182,6 +211,19 @@ class LossReport(msgspec.Struct, frozen=True, kw_only=True):
     victims: list[VictimLoss] = []
 
 
+def _sides(
+    bought: int, cost: float, sold: int, proceeds: float, price: float
+) -> tuple[float, float]:
+    """``(round trip, open)``: what the shares bought and sold again cost the account (what was
+    paid minus what was received, at the two average prices), and what the rest did, valued at
+    ``price`` (bought: cost minus value; sold: value minus proceeds). Negative is a gain."""
+    matched = min(bought, sold)
+    round_trip = matched * (cost / bought - proceeds / sold) if matched else 0.0
+    if bought >= sold:
+        return round_trip, (bought - matched) * (cost / bought - price) if bought else 0.0
+    return round_trip, (sold - matched) * (price - proceeds / sold)
+
+
 def _position(
     market: str, symbol: str, fills: list[tuple[str, int, float]], price: ValuationPrice
 ) -> PositionLoss:
@@ -189,17 +231,19 @@ def _position(
     cost = sum(v for side, _, v in fills if side == "buy")
     sold = sum(q for side, q, _ in fills if side == "sell")
     proceeds = sum(v for side, _, v in fills if side == "sell")
-    matched = min(bought, sold)
-    buy_loss = 0.0
-    if bought:
-        # Shares bought and sold again are settled at the two prices; the rest at valuation.
-        round_trip = matched * (cost / bought) - (matched * (proceeds / sold) if sold else 0.0)
-        held = (bought - matched) * (cost / bought - price.price)
-        buy_loss = max(0.0, round_trip + held)
-    sale_loss = 0.0
-    if sold > matched:
-        held_s = sold - matched
-        sale_loss = max(0.0, held_s * price.price - held_s * (proceeds / sold))
+    # One symbol is settled as a whole: what restores it is cost − proceeds + the shares the
+    # fraud took out (sold − bought) at the valuation price, and a gain on one part of it
+    # offsets a loss on another (never a loss on another symbol).
+    round_trip, rest = _sides(bought, cost, sold, proceeds, price.price)
+    total = max(0.0, round_trip + rest)
+    if bought >= sold:
+        buy_loss, sale_loss = total, 0.0
+    else:
+        # Sold, and some bought back: the shares not bought back are the sale loss (the upside
+        # lost), less what buying back below the sale price gained; buying back above it is a
+        # buy loss, less what the rest's price fell below the sale price.
+        sale_loss = max(0.0, rest + min(round_trip, 0.0))
+        buy_loss = max(0.0, total - sale_loss)
     return PositionLoss(
         market=market,
         symbol=symbol,
