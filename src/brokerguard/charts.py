@@ -72,14 +72,17 @@ def _style() -> Iterator[None]:
 def plot_unauthorized_value(
     timelines: dict[str, list[tuple[datetime, float]]], path: Path, title: str
 ) -> Path:
-    """Cumulative unauthorized value (JPY) over time, one line per guard."""
+    """Cumulative unauthorized value (JPY) over time, one line per guard; the legend gives each
+    guard's total in whole yen, as the tables do (in millions, ¥400,000 read ¥0M: as if the
+    guard had stopped everything)."""
     with _style():
         fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
         for guard, points in timelines.items():
             if points:
                 xs = [t for t, _ in points]
                 ys = [v / 1e6 for _, v in points]
-                ax.step(xs, ys, where="post", label=f"{guard} (¥{ys[-1]:,.0f}M)")
+                total = round(points[-1][1])
+                ax.step(xs, ys, where="post", label=f"{guard} (¥{total:,})")
             else:
                 ax.plot([], [], label=f"{guard} (¥0)")
         ax.set_title(title)
