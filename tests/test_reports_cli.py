@@ -151,3 +151,23 @@ def test_a_chart_with_another_suffix_is_refused_before_anything_is_written(
     assert f"{name}: field `chart`: a chart is drawn as PNG, SVG or PDF" in output
     assert "Traceback" not in output
     assert not csv.exists() and not (tmp_path / name).exists()
+
+
+def test_the_monthly_charts_title_names_the_run_in_both_languages(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report monthly . --chart` from inside the run: the title named no run (": unauthorized,
+    by month"), and was English only on a chart whose labels are bilingual."""
+    import matplotlib.pyplot as plt
+
+    from brokerguard.charts import japanese_font
+
+    figures: list = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    monkeypatch.chdir(run)
+    result = runner.invoke(app, ["report", "monthly", ".", "--chart", str(tmp_path / "m.png")])
+    assert result.exit_code == 0, result.output
+    title = figures[0]._suptitle.get_text()
+    assert title.startswith(f"{run.name}: unauthorized access and trading, by month")
+    if japanese_font() is not None:
+        assert f"{run.name}：月次 不正アクセス・不正取引" in title

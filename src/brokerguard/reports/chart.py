@@ -18,7 +18,7 @@ from brokerguard.charts import japanese_font  # sets matplotlib's Agg backend: n
 from brokerguard.reports.errors import ReportError
 from brokerguard.reports.monthly import MonthlyRow
 
-__all__ = ["CHART_SUFFIXES", "chart_path", "plot_monthly"]
+__all__ = ["CHART_SUFFIXES", "chart_path", "monthly_title", "plot_monthly"]
 
 CHART_SUFFIXES = (".png", ".svg", ".pdf")
 """What a chart may be drawn as, by the file name's suffix (PNG when the name has none)."""
@@ -44,6 +44,17 @@ def chart_path(path: Path) -> Path:
 
 def _t(en: str, ja: str, sep: str = " / ") -> str:
     return f"{en}{sep}{ja}" if japanese_font() else en
+
+
+def monthly_title(run: Path) -> str:
+    """The chart's title for a run directory: its name (``.`` named by the directory it is),
+    in English and Japanese when a Japanese font can draw it."""
+    name = Path(run).resolve().name
+    return _t(
+        f"{name}: unauthorized access and trading, by month",
+        f"{name}：月次 不正アクセス・不正取引",
+        "\n",
+    )
 
 
 def plot_monthly(rows: Sequence[MonthlyRow], path: Path, title: str) -> Path:

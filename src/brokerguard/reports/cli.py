@@ -132,9 +132,9 @@ def monthly(
     if csv is not None:
         _errors.print(f"csv: {_guarded(lambda: write_monthly_csv(rows, csv))}", highlight=False)
     if chart is not None:
-        from brokerguard.reports.chart import plot_monthly
+        from brokerguard.reports.chart import monthly_title, plot_monthly
 
-        drawn = _guarded(lambda: plot_monthly(rows, chart, f"{run.name}: unauthorized, by month"))
+        drawn = _guarded(lambda: plot_monthly(rows, chart, monthly_title(run)))
         _errors.print(f"chart: {drawn}", highlight=False)
 
 
