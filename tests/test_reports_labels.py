@@ -165,3 +165,21 @@ def test_a_truth_time_without_its_zone_is_refused_naming_the_field(
     (tmp_path / "decisions.ndjson").write_bytes(b"")
     with pytest.raises(ValueError, match=rf"field `{re.escape(where)}`: expected a time with"):
         evaluate_run(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"account":"A1","kind":"login","event_id":"l1"}\n', "missing required field"),
+        ('[{"account":"A1","kind":"login","event_id":"l1"}]', "Expected `object`, got `array`"),
+    ],
+)
+def test_confirmed_cases_named_json_are_told_apart_from_a_truth_file(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    """A .json labels file is a run's truth.json: cases saved as cases.json got a bare
+    "missing required field `scenario`" that said nothing of why."""
+    path = tmp_path / "cases.json"
+    path.write_text(text)
+    with pytest.raises(ReportError, match=rf"cases.json: .*{re.escape(words)}.*\.csv or \.ndjson"):
+        load_labels(path)

@@ -209,7 +209,13 @@ def _truth(path: Path) -> Truth:
     try:
         return load_truth(path)
     except TruthError as exc:
-        raise ReportError(exc.problem, path=path, field=exc.field) from None
+        problem = exc.problem
+        if path.name.lower() != "truth.json":  # perhaps confirmed cases, named .json
+            problem += (
+                " (a .json labels file is read as a run's truth.json; confirmed cases are one"
+                " per line, as .csv or .ndjson)"
+            )
+        raise ReportError(problem, path=path, field=exc.field) from None
 
 
 def load_labels(path: Path) -> FraudLabels:
