@@ -46,7 +46,13 @@ def test_simulate_then_evaluate_json(tmp_path: Path) -> None:
     assert set(metrics) >= {"guard", "investors", "events", "attack", "legit", "campaigns"}
 
 
-def test_compare_writes_a_table_and_a_chart(tmp_path: Path) -> None:
+def test_compare_writes_a_table_and_a_chart(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from brokerguard.charts import japanese_font
+
+    figures: list = []
+    monkeypatch.setattr(plt, "close", figures.append)
     out = tmp_path / "cmp"
     result = runner.invoke(
         app,
@@ -58,6 +64,10 @@ def test_compare_writes_a_table_and_a_chart(tmp_path: Path) -> None:
     results = json.loads((out / "compare.json").read_text())
     assert [r["guard"] for r in results] == ["allow-all", "otp-at-login"]
     assert results[1]["legit"]["login_challenge_rate"] == 1.0
+    title = figures[0].axes[0].get_title()  # in Japanese too, as the chart's axes are
+    assert title.startswith("cli: unauthorized value executed, by guard")
+    if japanese_font() is not None:
+        assert "cli：ガード別 不正取引・出金額" in title
 
 
 def test_compare_by_default_puts_the_engine_beside_the_baselines(tmp_path: Path) -> None:

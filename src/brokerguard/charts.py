@@ -26,7 +26,7 @@ from matplotlib import font_manager  # noqa: E402
 if TYPE_CHECKING:
     from brokerguard.evaluate import SymbolTimeline
 
-__all__ = ["japanese_font", "plot_campaign_timeline", "plot_unauthorized_value"]
+__all__ = ["bilingual", "japanese_font", "plot_campaign_timeline", "plot_unauthorized_value"]
 
 JAPANESE_FONTS = (
     "IPAexGothic",
@@ -53,9 +53,12 @@ def japanese_font() -> str | None:
     return next((name for name in JAPANESE_FONTS if name in installed), None)
 
 
-def _t(en: str, ja: str, sep: str = " / ") -> str:
+def bilingual(en: str, ja: str, sep: str = " / ") -> str:
     """A label in English and Japanese when the Japanese can be drawn, else in English."""
     return f"{en}{sep}{ja}" if japanese_font() else en
+
+
+_t = bilingual
 
 
 @contextmanager

@@ -141,6 +141,17 @@ def evaluate(
         Console().print(format_table([metrics]))
 
 
+def _value_title(name: str) -> str:
+    """The unauthorized-value chart's title, in Japanese too when the chart can draw it."""
+    from brokerguard.charts import bilingual
+
+    return bilingual(
+        f"{name}: unauthorized value executed, by guard",
+        f"{name}：ガード別 不正取引・出金額（累計）",
+        "\n",
+    )
+
+
 @app.command()
 def compare(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
@@ -165,7 +176,7 @@ def compare(
     chart = plot_unauthorized_value(
         timelines,
         out / "unauthorized-value.png",
-        f"{sc.name}: unauthorized value executed, by guard",
+        _value_title(sc.name),
     )
     (out / "compare.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     console.print(f"chart: {chart}")
@@ -331,7 +342,12 @@ def demo(
 ) -> None:
     """The spring-2025 attack against allow-all, OTP, passkeys and BrokerGuard, with charts;
     then the BrokerGuard run in the analyst console (its address is printed at the end)."""
-    from brokerguard.charts import japanese_font, plot_campaign_timeline, plot_unauthorized_value
+    from brokerguard.charts import (
+        bilingual,
+        japanese_font,
+        plot_campaign_timeline,
+        plot_unauthorized_value,
+    )
     from brokerguard.demo import DEMO_GUARDS, find_scenario, money_protected, protected_table
     from brokerguard.evaluate import campaign_timelines, format_table
 
@@ -351,15 +367,15 @@ def demo(
     screen.print(format_table(results, lang="both"))
     screen.print(protected_table(results))
     charts = [
-        plot_unauthorized_value(
-            timelines,
-            out / "unauthorized-value.png",
-            f"{sc.name}: unauthorized value executed, by guard",
-        ),
+        plot_unauthorized_value(timelines, out / "unauthorized-value.png", _value_title(sc.name)),
         plot_campaign_timeline(
             campaign_timelines(out / "brokerguard"),
             out / "campaign-timeline.png",
-            f"{sc.name} / brokerguard: first coordinated buy vs campaign raised",
+            bilingual(
+                f"{sc.name} / brokerguard: first coordinated buy vs campaign raised",
+                f"{sc.name} / brokerguard：最初の協調買いとキャンペーン検知",
+                "\n",
+            ),
         ),
     ]
     summary = {"results": results, "money_protected": money_protected(results)}
