@@ -44,6 +44,9 @@ def test_simulate_then_evaluate_json(tmp_path: Path) -> None:
     assert metrics["investors"] == 200
     assert metrics["attack"]["victims"] == 5
     assert set(metrics) >= {"guard", "investors", "events", "attack", "legit", "campaigns"}
+    result = runner.invoke(app, ["evaluate", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Evaluation / 評価結果" in result.stdout  # labels in both languages, as demo's
 
 
 def test_compare_writes_a_table_and_a_chart(tmp_path: Path, monkeypatch) -> None:
@@ -60,6 +63,7 @@ def test_compare_writes_a_table_and_a_chart(tmp_path: Path, monkeypatch) -> None
     )
     assert result.exit_code == 0, result.output
     assert "otp-at-login" in result.stdout
+    assert "Evaluation / 評価結果" in result.stdout  # labels in both languages, as demo's
     assert (out / "unauthorized-value.png").stat().st_size > 1000
     results = json.loads((out / "compare.json").read_text())
     assert [r["guard"] for r in results] == ["allow-all", "otp-at-login"]

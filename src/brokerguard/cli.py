@@ -138,7 +138,7 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(metrics, ensure_ascii=False))
     else:
-        Console().print(format_table([metrics]))
+        Console().print(format_table([metrics], lang="both"))
 
 
 def _value_title(name: str) -> str:
@@ -172,7 +172,7 @@ def compare(
     if not names:
         raise _fail("--guards names no guard")
     results, timelines = _compare(sc, names, out)
-    _screen().print(format_table(results))
+    _screen().print(format_table(results, lang="both"))
     chart = plot_unauthorized_value(
         timelines,
         out / "unauthorized-value.png",
