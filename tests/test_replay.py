@@ -251,6 +251,24 @@ def test_replay_with_state_continues_where_the_last_replay_stopped(
     assert len(answers("r2")) > 0
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [["--partitions", "2"], ["--campaign-stage"], ["--policy", "bad.toml"]],
+)
+def test_a_refused_replay_with_state_leaves_no_state_file(
+    recorded: Path, tmp_path: Path, extra: list[str]
+) -> None:
+    """The state is written only when a replay completes: a refused one creates no file."""
+    (tmp_path / "bad.toml").write_text('name = "bad"\n')
+    extra = [str(tmp_path / a) if a == "bad.toml" else a for a in extra]
+    state = tmp_path / "state.db"
+    args = ["replay", str(recorded), "--state", str(state), "--out", str(tmp_path / "r"), *extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert not state.exists()
+    assert not (tmp_path / "r").exists()
+
+
 def lines_of(path: Path) -> list[DecisionRecord]:
     decoder = msgspec.json.Decoder(DecisionRecord)
     return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]

@@ -224,24 +224,26 @@ def replay(
     from brokerguard.replay import replay as run_replay
     from brokerguard.stores.sqlite import SqliteState, StateFileError
 
-    try:
-        store = SqliteState(state) if state is not None else None
-    except StateFileError as exc:
-        raise _fail(str(exc)) from None
-    if partitions > 1 and store is not None:
+    # refused before the state file is opened: opening it creates it, and a refused replay
+    # leaves nothing behind (the state is written only when a replay completes)
+    if state is not None and partitions > 1:
         raise _fail("--state keeps one engine's state: it cannot be used with --partitions")
+    if state is not None and campaign_stage:
+        raise _fail("--state keeps one engine's state: it cannot be used with --campaign-stage")
     try:
-        engine = engine_guard(policy, store)
+        engine = engine_guard(policy)  # a bad policy file is refused here, before the state
+        store = SqliteState(state) if state is not None else None
+        if store is not None:
+            engine = engine_guard(policy, store)
+            engine.set_clock(store.saved_meta())  # a state file continues its sweep schedule
     except PolicyError as exc:
         raise _fail(str(exc)) from None
-    if store is not None:
-        engine.set_clock(store.saved_meta())  # a state file continues its sweep schedule
+    except StateFileError as exc:
+        raise _fail(str(exc)) from None
     if campaign_stage:
         from brokerguard.cluster.staged import StagedGuard
         from brokerguard.engine import BrokerGuard
 
-        if store is not None:
-            raise _fail("--state keeps one engine's state: it cannot be used with --campaign-stage")
         base = engine
         engine = StagedGuard(
             partitions,
