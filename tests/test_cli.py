@@ -83,6 +83,38 @@ def test_compare_by_default_puts_the_engine_beside_the_baselines(tmp_path: Path)
     assert guards == ["allow-all", "otp-at-login", "passkey-at-login", "brokerguard"]
 
 
+def test_compare_runs_a_policy_file_into_a_folder_named_after_its_guard(tmp_path: Path) -> None:
+    """--guards takes a policy file's path; its run goes to out/<guard name>, not to the path
+    joined to out (an absolute path was the policy file itself: FileExistsError)."""
+    from brokerguard.engine.policy import default_policy_path
+
+    policy = tmp_path / "policies" / "mine.toml"
+    policy.parent.mkdir()
+    policy.write_text(default_policy_path().read_text())
+    out = tmp_path / "cmp"
+    guards = f"allow-all,{policy}"
+    result = runner.invoke(
+        app, ["compare", str(write(tmp_path)), "--guards", guards, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "brokerguard:mine" / "metrics.json").is_file()
+    assert policy.is_file() and not any(policy.parent.glob("*.ndjson"))
+    results = json.loads((out / "compare.json").read_text())
+    assert [r["guard"] for r in results] == ["allow-all", "brokerguard:mine"]
+    # two guards that would share a folder are refused before anything runs
+    twin = tmp_path / "other" / "mine.toml"
+    twin.parent.mkdir()
+    twin.write_text(policy.read_text())
+    out2 = tmp_path / "cmp2"
+    guards = f"{policy},{twin}"
+    result = runner.invoke(
+        app, ["compare", str(write(tmp_path)), "--guards", guards, "--out", str(out2)]
+    )
+    assert result.exit_code == 2
+    assert "brokerguard:mine" in result.output
+    assert not out2.exists()
+
+
 def test_overrides_and_errors(tmp_path: Path) -> None:
     path = write(tmp_path)
     result = runner.invoke(

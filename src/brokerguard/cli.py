@@ -90,16 +90,26 @@ def _run(
 def _compare(
     sc: Scenario, names: list[str], out: Path
 ) -> tuple[list[dict], dict[str, list[tuple[datetime, float]]]]:
-    """One run per guard under ``out/<guard>``: their metrics and unauthorized-value timelines."""
+    """One run per guard under ``out/<guard's name>``: their metrics and unauthorized-value
+    timelines. A policy file runs as ``brokerguard:<stem>``, so its run goes there: its path
+    joined to ``out`` could point anywhere (an absolute one is the policy file itself)."""
+    folders: dict[str, str] = {}
     for name in names:  # fail before the first long run, not after it
         try:
-            load_guard(name)
+            folder = load_guard(name).name
         except UnknownGuard as exc:
             raise _fail(str(exc)) from None
+        if folder in folders.values():
+            other = next(n for n, f in folders.items() if f == folder)
+            raise _fail(
+                f"--guards: {other!r} and {name!r} both run as {folder} ({out / folder}); "
+                "name each guard once and give policy files different names"
+            )
+        folders[name] = folder
     results = []
     timelines = {}
     for name in names:
-        metrics, timelines[name] = _run(sc, name, out / name, f"{sc.name} / {name}")
+        metrics, timelines[name] = _run(sc, name, out / folders[name], f"{sc.name} / {name}")
         results.append(metrics)
     return results, timelines
 
