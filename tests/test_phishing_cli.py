@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from brokerguard.cli import app
@@ -74,6 +77,53 @@ def test_score_missing_file_and_bad_registry(tmp_path: Path) -> None:
     bad.write_text("[[brand]]\nid = 'X Y'\n")
     result = runner.invoke(app, ["phish", "score", "a.example.com", "--brands", str(bad)])
     assert result.exit_code == 2 and str(bad) in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["watch", "/proc/self/mem"],
+        ["score", "--input", "/proc/self/mem"],
+        ["takedown", "--input", "/proc/self/mem"],
+        ["stix", "--input", "/proc/self/mem", "--out", "bundle.json"],
+    ],
+)
+def test_an_input_that_cannot_be_read_is_named_in_one_line(command, tmp_path: Path) -> None:
+    """A feed or input file that cannot be read (procfs: reading a process's memory at 0 fails
+    with EIO) ended the command with a traceback; it says the file and the problem, exit 2."""
+    done = subprocess.run(
+        [sys.executable, "-m", "brokerguard", "phish", *command],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip() == "error: /proc/self/mem: Input/output error"
+
+
+def test_an_output_or_source_that_is_no_file_is_named(tmp_path: Path) -> None:
+    """``stix --out`` into a missing directory was a traceback; a directory given as the feed
+    was "no such file"."""
+    feed = tmp_path / "feed.txt"
+    feed.write_text("sbisec-jp.example-phish.top\n")
+    out = tmp_path / "no-such-dir" / "bundle.json"
+    result = runner.invoke(app, ["phish", "stix", "-i", str(feed), "-o", str(out)])
+    assert result.exit_code == 2
+    assert f"{out}: No such file or directory" in result.stderr
+    result = runner.invoke(app, ["phish", "watch", str(tmp_path)])
+    assert result.exit_code == 2 and f"{tmp_path}: is a directory" in result.stderr
+
+
+def test_the_subject_watch_names_the_server_it_cannot_reach() -> None:
+    """No NATS server there: "cannot reach NATS at <url>", as the scale-out commands say it
+    (:mod:`brokerguard.cluster.failure`), exit 2."""
+    result = runner.invoke(
+        app, ["phish", "watch", "--subject", "feed", "--nats", "nats://127.0.0.1:1"]
+    )
+    assert result.exit_code == 2
+    assert "cannot reach NATS at nats://127.0.0.1:1: " in result.stderr
 
 
 def test_watch_stream_survives_bad_lines(tmp_path: Path) -> None:

@@ -125,28 +125,13 @@ def _run_connected(coro: Any, nats_url: str, redis_url: str) -> Any:
 
 
 def _failure(exc: OSError | Exception, nats_url: str) -> typer.Exit:
-    """What ended a command, said as it is: "cannot reach NATS" only when no connection could be
-    made (:class:`~brokerguard.cluster.stream.NatsUnreachable`); NATS's own errors later on
-    (a request that timed out, the connection closed) as NATS's; any other ``OSError`` (a full
-    disk under an output file, a missing directory) naming the file and the system's word.
-    (Every ``OSError`` of a whole run was "cannot reach NATS".)"""
-    import nats
+    """What ended a command, said as it is (:func:`~brokerguard.cluster.failure.failure_message`):
+    "cannot reach NATS" only when no connection could be made; NATS's own errors later on as
+    NATS's; any other ``OSError`` (a full disk under an output file, a missing directory) naming
+    the file and the system's word. (Every ``OSError`` of a whole run was "cannot reach NATS".)"""
+    from brokerguard.cluster.failure import failure_message
 
-    from brokerguard.cluster.stream import NatsUnreachable
-
-    where = shown_url(nats_url)
-    if isinstance(exc, NatsUnreachable):
-        return _fail(f"cannot reach NATS at {where}: {exc}")
-    if isinstance(exc, nats.errors.Error):
-        said = str(exc)
-        detail = f"{type(exc).__name__}: {said}" if said else type(exc).__name__
-        return _fail(f"NATS at {where} failed: {detail}")
-    assert isinstance(exc, OSError)
-    what = exc.strerror or str(exc) or type(exc).__name__
-    if exc.filename is None:
-        return _fail(f"{type(exc).__name__}: {what}")
-    names = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else exc.filename
-    return _fail(f"{names}: {what}")
+    return _fail(failure_message(exc, nats_url))
 
 
 KEYS = {"nats": "nats_url", "redis": "redis_url"}  # file key -> parameter name, where they differ

@@ -73,17 +73,48 @@ def _registry(path: Path | None) -> BrandRegistry:
         raise _fail(str(exc)) from None
 
 
+class _NamedReads:
+    """A byte stream whose read errors name the file (``<stdin>`` for standard input)."""
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self.stream = stream
+        self.name = name
+
+    def readline(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.readline(size)
+        except OSError as exc:
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, self.name) from exc
+            raise
+
+
 @contextmanager
 def _reading(source: str | None) -> Iterator[BinaryIO]:
-    """The named file (closed afterwards) or standard input for ``-``."""
+    """The named file (closed afterwards) or standard input for ``-``. A file that cannot be
+    opened or read, and any other ``OSError`` of the command's work (standard output closed),
+    exits 2 with a line naming the file and the problem (it was a traceback)."""
+    from brokerguard.cluster.failure import failure_message
+
     if source in (None, "-"):
-        yield sys.stdin.buffer
-        return
-    p = Path(source)
-    if not p.is_file():
-        raise _fail(f"{p}: no such file")
-    with p.open("rb") as stream:
-        yield stream
+        stream, name = sys.stdin.buffer, "<stdin>"
+    else:
+        p = Path(source)
+        if p.is_dir():
+            raise _fail(f"{p}: is a directory, not a file")
+        if not p.exists():
+            raise _fail(f"{p}: no such file")
+        try:
+            stream, name = p.open("rb"), str(p)
+        except OSError as exc:
+            raise _fail(failure_message(exc)) from None
+    try:
+        yield _NamedReads(stream, name)  # type: ignore[misc]
+    except OSError as exc:
+        raise _fail(failure_message(exc)) from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
 
 
 def _json(obj: object) -> str:
@@ -268,13 +299,13 @@ def _watch_nats(
             on_status=lambda line: err.print(line, markup=False),
         )
 
+    from brokerguard.cluster.failure import failure_message, is_failure
+
     try:
         stats = asyncio.run(run())
-    except (OSError, TimeoutError) as exc:
-        raise _fail(f"--nats {shown_url(url)}: cannot connect ({exc})") from None
-    except Exception as exc:  # nats-py's own connection errors
-        if type(exc).__module__.startswith("nats"):
-            raise _fail(f"--nats {shown_url(url)}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # no server there, nats-py's own errors, standard output closed
+        if is_failure(exc):
+            raise _fail(failure_message(exc, url)) from None
         raise
     err.print(
         f"{stats.alerts} alert(s), {stats.errors} line(s) skipped, "
@@ -432,7 +463,12 @@ def stix(
         text = export_stix(_findings(input, reg), camps, organisation=organisation)
     except StixError as exc:
         raise _fail(str(exc)) from None
-    out_file.write_text(text + "\n", encoding="utf-8")
+    try:
+        out_file.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:  # a missing directory, a full disk: named, not a traceback
+        from brokerguard.cluster.failure import failure_message
+
+        raise _fail(failure_message(exc)) from None
     err.print(f"wrote {out_file}")
 
 
