@@ -1,4 +1,5 @@
-"""Real local servers for the tests: SMTP (aiosmtpd), HTTP, a hanging socket, a private NATS."""
+"""Real local servers for the tests: SMTP (aiosmtpd), HTTP, a hanging socket, a private NATS
+(with or without JetStream), a NATS that never replies."""
 
 from __future__ import annotations
 
@@ -25,11 +26,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def nats_server(port: int, store: Path) -> Iterator[subprocess.Popen]:
+def nats_server(port: int, store: Path, jetstream: bool = True) -> Iterator[subprocess.Popen]:
     """A JetStream nats-server of the test's own (killed at the end): one a test may stop,
-    unlike the machine's shared server."""
+    unlike the machine's shared server. ``jetstream=False``: a plain NATS server, up and
+    answering, without JetStream."""
+    js = ["-js", "-sd", str(store)] if jetstream else []
     proc = subprocess.Popen(
-        ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],
+        ["nats-server", *js, "-a", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -106,6 +109,47 @@ class HangingServer:
     def close(self) -> None:
         self.release.set()
         self.sock.close()
+
+
+class DeafNats:
+    """Speaks NATS's greeting (INFO) and answers PING with PONG, so a client connects; then
+    never answers anything else: a server that is there and never replies to a request."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        info = {"server_id": "deaf", "version": "2.10.0", "headers": True, "proto": 1}
+        info |= {"host": "127.0.0.1", "port": self.port, "max_payload": 1 << 20}
+        buf = b""
+        with contextlib.suppress(OSError):
+            conn.sendall(b"INFO " + json.dumps(info).encode() + b"\r\n")
+            while data := conn.recv(65536):
+                buf += data
+                while b"\r\n" in buf:
+                    line, buf = buf.split(b"\r\n", 1)
+                    if line.startswith(b"PING"):
+                        conn.sendall(b"PONG\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self._conns:
+            conn.close()
 
 
 class Hooks:

@@ -111,27 +111,27 @@ def _serve_metrics(metrics: Any, port: int | None) -> Any:
 
 
 def _run_connected(coro: Any, nats_url: str, redis_url: str) -> Any:
-    """Run a cluster process's coroutine; an unreachable server exits 2 naming it, and so does
-    any other ``OSError`` (:func:`_failure`)."""
-    import nats
-    import redis
+    """Run a cluster process's coroutine; a server that cannot be reached, runs without
+    JetStream or does not answer, and any other ``OSError``, exits 2 with one line naming it
+    (:func:`_failure`)."""
+    from brokerguard.cluster.failure import is_failure
 
     try:
         return asyncio.run(coro)
-    except redis.exceptions.ConnectionError as exc:
-        raise _fail(f"cannot reach Redis at {shown_url(redis_url)}: {exc}") from None
-    except (OSError, nats.errors.Error) as exc:
-        raise _failure(exc, nats_url) from None
+    except Exception as exc:
+        if is_failure(exc):
+            raise _failure(exc, nats_url, redis_url) from None
+        raise
 
 
-def _failure(exc: OSError | Exception, nats_url: str) -> typer.Exit:
+def _failure(exc: BaseException, nats_url: str, redis_url: str | None = None) -> typer.Exit:
     """What ended a command, said as it is (:func:`~brokerguard.cluster.failure.failure_message`):
     "cannot reach NATS" only when no connection could be made; NATS's own errors later on as
     NATS's; any other ``OSError`` (a full disk under an output file, a missing directory) naming
     the file and the system's word. (Every ``OSError`` of a whole run was "cannot reach NATS".)"""
     from brokerguard.cluster.failure import failure_message
 
-    return _fail(failure_message(exc, nats_url))
+    return _fail(failure_message(exc, nats_url, redis_url))
 
 
 KEYS = {"nats": "nats_url", "redis": "redis_url"}  # file key -> parameter name, where they differ
@@ -497,9 +497,9 @@ def status(
     """Workers, partition owners, lag and redeliveries (and the campaign stage's shards);
     exit status 1 when unhealthy."""
     import nats
-    import redis
     from rich.table import Table
 
+    from brokerguard.cluster.failure import is_failure
     from brokerguard.cluster.status import cluster_status
 
     try:
@@ -517,10 +517,10 @@ def status(
         )
     except nats.js.errors.NotFoundError:
         raise _fail(f"no stream {stream} on {shown_url(nats_url)}") from None
-    except redis.exceptions.ConnectionError as exc:
-        raise _fail(f"cannot reach Redis at {shown_url(redis_url)}: {exc}") from None
-    except (OSError, TimeoutError, nats.errors.NoServersError) as exc:
-        raise _fail(f"cannot reach NATS at {shown_url(nats_url)}: {exc}") from None
+    except Exception as exc:  # NATS without JetStream or silent, Redis away or silent, ...
+        if is_failure(exc):  # (a traceback, or "cannot reach NATS" for a server that was reached)
+            raise _failure(exc, nats_url, redis_url) from None
+        raise
     if as_json:
         print(json.dumps(st, indent=1))
     else:

@@ -3,9 +3,10 @@
 Every command that talks to NATS, Redis or files turns the exception that stopped it into a
 message with :func:`failure_message` instead of a traceback: "cannot reach NATS" only when no
 connection could be made (:class:`~brokerguard.cluster.stream.NatsUnreachable`); NATS's own
-errors later on (a request that timed out, the connection closed) as NATS's, naming the
-server; Redis as Redis; any other ``OSError`` (an unreadable input, a full disk under an output
-file, a missing directory) naming the file and the system's word.
+errors later on (a request that timed out, JetStream not enabled, the connection closed) as
+NATS's, naming the server; Redis as Redis (unreachable, silent, or answering nonsense); any
+other ``OSError`` (an unreadable input, a full disk under an output file, a missing directory)
+naming the file and the system's word.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def is_failure(exc: BaseException) -> bool:
 
 def _said(exc: BaseException) -> str:
     said = " ".join(str(exc).split())  # one line, whatever the library put in it
+    if len(said) > 200:  # a protocol error quoting what a wrong server sent
+        said = said[:200] + "..."
     return f"{type(exc).__name__}: {said}" if said else type(exc).__name__
 
 
@@ -42,9 +45,20 @@ def failure_message(
     if isinstance(exc, NatsUnreachable):
         return f"cannot reach NATS{nats_at}: {' '.join(str(exc).split())}"
     if module == "nats" or module.startswith("nats."):
+        name = type(exc).__name__
+        if name in ("ServiceUnavailableError", "NoRespondersError"):
+            # a JetStream request nobody answers: the server runs without JetStream
+            return f"NATS{nats_at} has no JetStream (no responders; start nats-server with -js)"
+        if name == "NoServersError":
+            return f"cannot reach NATS{nats_at}: {' '.join(str(exc).split())}"
+        if isinstance(exc, TimeoutError):
+            return f"NATS{nats_at} is connected but did not answer a request in time ({name})"
         return f"NATS{nats_at} failed: {_said(exc)}"
     if module.startswith("redis"):
-        if type(exc).__name__ in ("ConnectionError", "TimeoutError"):
+        name = type(exc).__name__
+        if name == "TimeoutError":
+            return f"Redis{redis_at} did not answer in time ({' '.join(str(exc).split())})"
+        if name == "ConnectionError":
             return f"cannot reach Redis{redis_at}: {' '.join(str(exc).split())}"
         return f"Redis{redis_at} failed: {_said(exc)}"
     if isinstance(exc, OSError):

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -146,13 +148,15 @@ async def connect(url: str, **options: Any) -> Any:
     connection then rides out a server restart as its ``options`` say.
     """
 
+    causes: list[Exception] = []
+
     async def quiet(exc: Exception) -> None:  # the probe's failure is raised, not logged
-        pass
+        causes.append(exc)
 
     try:
         probe = await nats.connect(
             url,
-            connect_timeout=3,
+            connect_timeout=CONNECT_TIMEOUT,
             max_reconnect_attempts=1,
             reconnect_time_wait=0.2,
             error_cb=quiet,
@@ -160,7 +164,24 @@ async def connect(url: str, **options: Any) -> Any:
         await probe.close()
         return await nats.connect(url, **options)
     except Exception as exc:  # refused, timed out, nats-py's NoServersError and the like
-        raise NatsUnreachable(str(exc) or type(exc).__name__) from None
+        raise NatsUnreachable(_unreachable(causes[-1] if causes else exc)) from None
+
+
+CONNECT_TIMEOUT = 3.0  # seconds :func:`connect`'s probe waits for a server's greeting
+
+
+def _unreachable(cause: Exception) -> str:
+    """Why no connection was made, in words: nats-py's own error says "no servers available"
+    whatever happened; the probe's last error callback says what did (refused, no such host,
+    a socket that accepts and never says anything)."""
+    if isinstance(cause, TimeoutError) and not str(cause):
+        return f"no NATS greeting within {CONNECT_TIMEOUT:g} s (is it a NATS server?)"
+    if isinstance(cause, socket.gaierror):
+        return f"no such host ({cause.strerror})"
+    if isinstance(cause, OSError) and cause.errno and cause.errno > 0:
+        return os.strerror(cause.errno)  # asyncio's "Connect call failed (...)" says less
+    said = " ".join(str(cause).split())
+    return said or type(cause).__name__
 
 
 async def ingest(

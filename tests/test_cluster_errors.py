@@ -1,0 +1,109 @@
+"""The scale-out commands against servers that are there but wrong: a NATS without JetStream, a
+NATS that never replies, a socket that never greets, a Redis that says nothing or is not Redis.
+
+Each must end with exit status 2 and one line naming the server and the problem — no
+traceback, and no "cannot reach NATS" for a server that was reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from servers import DeafNats, HangingServer, free_port, nats_server
+
+BG = [sys.executable, "-m", "brokerguard"]
+
+
+def run(*args: str, timeout: float = 90) -> tuple[int, str]:
+    done = subprocess.run([*BG, *args], capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stderr
+
+
+def one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr and "──" not in stderr, stderr[-3000:]
+    lines = [x for x in stderr.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
+
+def test_a_nats_server_without_jetstream_is_named_as_such(tmp_path: Path) -> None:
+    """A plain NATS server answers every JetStream request with "no responders": ``status``
+    printed a traceback (``ServiceUnavailableError``), the others "failed:
+    ServiceUnavailableError: ... description='None'"."""
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    empty = tmp_path / "events.ndjson"
+    empty.write_bytes(b"")
+    with nats_server(port, tmp_path / "js", jetstream=False):
+        for command in (
+            ["status"],
+            ["ingest", str(empty)],
+            ["worker", "--idle-exit", "1", "--instructions", str(tmp_path / "i.ndjson")],
+            ["campaign-stage", "--idle-exit", "1"],
+        ):
+            code, stderr = run(*command, "--nats", url)
+            assert code == 2, (command, stderr[-3000:])
+            line = one_error_line(stderr)
+            assert f"NATS at {url} has no JetStream" in line and "-js" in line, line
+
+
+def test_a_nats_that_never_replies_or_never_greets_is_not_unreachable() -> None:
+    """A server that greets and then never answers a request was "cannot reach NATS ...:
+    nats: timeout" from ``status``; a socket that accepts and never greets was "nats: no
+    servers available for connection", which says neither."""
+    deaf = DeafNats()
+    try:
+        code, stderr = run("status", "--nats", deaf.url)
+        assert code == 2, stderr[-3000:]
+        line = one_error_line(stderr)
+        assert f"NATS at {deaf.url} is connected but did not answer a request in time" in line
+    finally:
+        deaf.close()
+    mute = HangingServer()
+    try:
+        url = f"nats://127.0.0.1:{mute.port}"
+        code, stderr = run("status", "--nats", url)
+        assert code == 2, stderr[-3000:]
+        line = one_error_line(stderr)
+        assert f"cannot reach NATS at {url}: no NATS greeting within 3 s" in line, line
+    finally:
+        mute.close()
+    code, stderr = run("status", "--nats", "nats://127.0.0.1:1")
+    assert code == 2 and "nats://127.0.0.1:1: Connection refused" in one_error_line(stderr)
+
+
+def test_a_redis_that_says_nothing_or_is_not_redis_is_named(tmp_path: Path) -> None:
+    """With the stream there, ``status`` reads Redis: a Redis that never answers, or a server
+    there that is not Redis, ended in a traceback (redis-py's ``TimeoutError``,
+    ``InvalidResponse``: neither is the ``ConnectionError`` it caught)."""
+    import nats
+
+    from brokerguard.cluster.stream import ensure_stream
+
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+
+    async def create() -> None:
+        nc = await nats.connect(url)
+        await ensure_stream(nc.jetstream(), "BG_EVENTS", "bg.events", 2)
+        await nc.close()
+
+    mute, deaf = HangingServer(), DeafNats()
+    try:
+        with nats_server(port, tmp_path / "js"):
+            asyncio.run(create())
+            silent = f"redis://127.0.0.1:{mute.port}/0"
+            code, stderr = run("status", "--nats", url, "--redis", silent)
+            assert code == 2, stderr[-3000:]
+            assert f"Redis at {silent} did not answer in time" in one_error_line(stderr)
+            other = f"redis://127.0.0.1:{deaf.port}/0"
+            code, stderr = run("status", "--nats", url, "--redis", other)
+            assert code == 2, stderr[-3000:]
+            line = one_error_line(stderr)
+            assert f"Redis at {other} failed: InvalidResponse" in line, line
+    finally:
+        mute.close()
+        deaf.close()
