@@ -110,17 +110,23 @@ def test_a_writer_that_cannot_start_is_retried_with_growing_pauses_and_loses_not
         engine.dispose()
 
 
-def test_records_a_dying_writer_had_taken_are_counted_dropped_and_jobs_go_on(
+def test_a_writer_dying_with_a_batch_is_noticed_at_once_and_the_batch_spilled_not_dropped(
     tmp_path: Path,
 ) -> None:
-    """A writer killed while it holds a batch: the batch is written off (dropped), so the backlog
-    empties, a later analyst job runs, and what comes after is written by the next writer."""
+    """A writer killed while it holds a batch, and nothing more queued: the recorder noticed a
+    dead writer only when it next had a batch to send, so an idle service kept the dead
+    writer's batch in memory (``wait_idle`` hung, and a crash meanwhile lost it), and then
+    counted it as dropped. It notices at once: the batch goes to a spill file, the backlog
+    empties, a new writer is started, an analyst job runs, and ``load-spill`` writes the batch.
+    """
     path = tmp_path / "service.db"
     url = f"sqlite:///{path}"
+    spills = tmp_path / "spill"
+    spills.mkdir()
     engine = make_engine(url)
     migrate(engine)
     pauses: list[float] = []
-    recorder = Recorder(url, engine, sleep=pauses.append)
+    recorder = Recorder(url, engine, sleep=pauses.append, spill_dir=spills)
     recorder.start()
     try:
         recorder.record(row(0))
@@ -136,15 +142,25 @@ def test_records_a_dying_writer_had_taken_are_counted_dropped_and_jobs_go_on(
         kill_writer(recorder)
         lock.rollback()
         lock.close()
-        recorder.record(row(99))
-        assert recorder.wait_idle(60)
+        assert recorder.wait_idle(15)  # nothing more queued: noticed all the same
+        assert (recorder.spilled, recorder.dropped, recorder.backlog) == (taken, 0, 0)
+        saved = recorder.spill_file
+        assert saved is not None and saved.parent == spills
+        header = spill.read(saved).header
+        assert (header.reason, header.records) == ("writer_lost", taken)
         assert recorder.call(lambda conn: "job ran").result(30) == "job ran"
+        recorder.record(row(99))  # the new writer writes what comes next
+        assert recorder.wait_idle(60)
         assert stored_ids(url) == ["e0", "e99"]
-        assert (recorder.written, recorder.dropped, recorder.backlog) == (2, taken, 0)
+        assert (recorder.written, recorder.dropped) == (2, 0)
         assert (pauses, recorder.writer_restarts) == ([0.5], 1)
     finally:
         recorder.stop()
         engine.dispose()
+    result = spill.load(engine, spill.read(saved))
+    assert (result.written, result.skipped, result.rejected) == (taken, 0, [])
+    assert stored_ids(url) == ["e0", "e99", *(f"e{i}" for i in range(1, 1 + taken))]
+    engine.dispose()
 
 
 @pytest.mark.parametrize("spill_dir_there", [True, False])
@@ -491,9 +507,11 @@ def test_a_writer_killed_while_it_waits_for_the_database_does_not_hang_the_stop(
         stopping.join(30)
         engine.dispose()
     assert not stopping.is_alive(), "the stop hung"
-    assert (recorder.written, recorder.backlog, recorder.lost_at_stop) == (0, 0, 5)
+    assert (recorder.written, recorder.backlog) == (0, 0)
     assert (recorder.dropped, recorder.spilled) == (0, 5)
-    assert recorder.spill_file is not None and len(spill.read(recorder.spill_file).records) == 5
+    # spilled once: at once when the writer was found lost, or by the stop if it came first
+    files = sorted(tmp_path.glob("brokerguard-spill-*.ndjson"))
+    assert [len(spill.read(f).records) for f in files] == [5]
 
 
 def test_a_call_after_an_outage_whose_writer_was_lost_is_tried_not_refused(

@@ -20,12 +20,15 @@ opened on an alert decided a moment ago. Both writers append to the audit chain 
 chain stays one chain.
 
 What a crash can lose: records queued and not yet written (normally well under a second's worth). A
-writer process that dies while writing loses the records it had taken and not yet acknowledged;
-they are counted as dropped (it may have written them just before it died: given to another
-writer, they could be written twice), so that the backlog empties and jobs waiting for them go
-on. A writer that dies while the database is away had not written them: they are saved to a
-**spill file** instead (below). The server keeps every batch it sent until the writer
-acknowledges it, so it knows what a lost writer had. A writer process that dies is started again,
+writer process that dies is noticed at once (its acknowledgement pipe ends; the server used to
+find out only when it next had a batch to send, so an idle service held the dead writer's batch
+in memory, and ``wait_idle`` hung, until more records came): the records it had taken and not
+acknowledged are saved to a **spill file** (below), so that the backlog empties and jobs waiting
+for them go on. A writer that died while the database was away had not written them; one that
+died while writing may have committed them just before, and ``records load-spill`` skips the
+decisions already stored. (They were counted as dropped: answered decisions and their audit
+entries gone.) The server keeps every batch it sent until the writer acknowledges it, so it
+knows what a lost writer had. A writer process that dies is started again,
 after a pause that doubles (0.5 s up to 30 s) while new ones die before writing anything — a
 writer that cannot start (a missing database directory or driver) must not become a process a
 second and a log line each — and the batch it did not take waits for the next one.
@@ -187,6 +190,10 @@ class Recorder:
         self._progress_at_restart = 0  # records acknowledged by writers at the last restart
         self._lost = 0  # records taken by writers that died before acknowledging them
         self._acks_thread: threading.Thread | None = None
+        # set by the acks thread when a writer's pipe ends: the sender looks at once (it only
+        # found a dead writer when it next had a batch to send, so an idle service kept the
+        # batch the writer died with in memory, and wait_idle hung, until more records came)
+        self._ended_pipe: Connection | None = None
         self._ready = False  # the current writer said it is ready
         self._process: multiprocessing.process.BaseProcess | None = None
         self._to_writer: Connection | None = None
@@ -410,6 +417,11 @@ class Recorder:
             if not outbox:
                 if self._stopping:
                     return
+                if self._ended_pipe is not None:
+                    ended, self._ended_pipe = self._ended_pipe, None
+                    if ended is self._from_writer and self._writer_lost():
+                        self._restart()  # spills what it held, starts another
+                    continue
                 time.sleep(SEND_EVERY_S)
                 continue
             batch = []
@@ -453,6 +465,19 @@ class Recorder:
             else:
                 self.last_error = f"writer process lost: {str(exc) or type(exc).__name__}"
             return False
+        return True
+
+    def _writer_lost(self) -> bool:
+        """Whether the current writer, ready once, is gone; says how it ended."""
+        process = self._process
+        if process is None or not self._ready:
+            return False  # none started (the next batch retries), or still starting
+        process.join(1)  # its pipe ended: it is exiting, or has exited
+        code = process.exitcode  # None if another thread reaped it first: lost all the same
+        if self._stopping and code == 0:
+            return False  # it gave up on a database that stayed away: the stop handles it
+        how = f"exit code {code}" if code is not None else "its pipe closed"
+        self.last_error = f"writer process lost: {how}"
         return True
 
     def _await_ready(self) -> None:
@@ -525,13 +550,16 @@ class Recorder:
         log.error("stopped %s: %d queued records not written", why, lost)
 
     def _write_off(self) -> None:
-        """Settle the records a lost writer had taken and never acknowledged.
+        """Settle the records a lost writer had taken and never acknowledged: saved to a spill
+        file (by the stop, when stopping; else now), never dropped.
 
         Otherwise the backlog would never empty and every job queued after them (an analyst's
         action) would wait for them for ever. Its last acknowledgements are read first. A
         writer that gave up at a stop, or died while its write was failing (the database
-        away), had not written them: they are spilled (by the stop, or now). One that died
-        while writing may have written them just before: they are counted as dropped.
+        away), had not written them. One that died while writing may have committed them just
+        before: ``records load-spill`` skips the decisions (with their alerts and audit
+        entries) already stored. (They were counted as dropped: decisions answered, their
+        audit entries gone.)
         """
         if self._acks_thread is not None:
             self._acks_thread.join(5)  # it ends at the dead writer's end of file
@@ -542,22 +570,25 @@ class Recorder:
             if lost <= 0:
                 return
             unwritten = self._gave_up or self.failing_since is not None
+            stopping = self._stopping  # decided once: spilled here, or by the stop, not both
+        records = [r for _, blob in taken for r in pickle.loads(blob)]
+        if not stopping:  # on disk before they count as settled (wait_idle)
+            self._spill(records, "writer_lost", maybe_written=not unwritten)
+        with self._state:
+            if stopping:
+                self._unwritten.extend(records)
             self._acked += lost
             self._lost += lost
-            if unwritten and self._stopping:
-                for _, blob in taken:
-                    self._unwritten.extend(pickle.loads(blob))
-            elif not unwritten:
-                self.dropped += lost
-                self.last_error = f"{self.last_error}; {lost} records it had taken are lost"
             self._state.notify_all()
-        if not unwritten:
-            log.error("%d records went with the lost writer process (counted as dropped)", lost)
-        elif not self._stopping:
-            records = [r for _, blob in taken for r in pickle.loads(blob)]
-            self._spill(records, "writer_lost")
 
-    def _spill(self, records: list[Record], reason: str, *, quiet: bool = False) -> Path | None:
+    def _spill(
+        self,
+        records: list[Record],
+        reason: str,
+        *,
+        quiet: bool = False,
+        maybe_written: bool = False,
+    ) -> Path | None:
         """Save records that were not written to a spill file; counted as dropped if that fails.
         Returns the file. ``quiet``: the caller logs the line that names it."""
         from brokerguard.service import spill
@@ -576,10 +607,17 @@ class Recorder:
             self.spilled += count
             self.spill_file = path
         if not quiet:
+            how = (
+                "had taken (it may have written them just before it died: loading skips the"
+                " decisions already stored)"
+                if maybe_written
+                else "had not written (the database away)"
+            )
             log.error(
-                "%d records a lost writer process had not written (the database away) are saved"
-                " to %s: load them with `brokerguard records load-spill %s` once it is back",
+                "%d records a lost writer process %s are saved to %s: load them with"
+                " `brokerguard records load-spill %s` once the database answers",
                 count,
+                how,
                 path,
                 path,
             )
@@ -591,6 +629,7 @@ class Recorder:
                 message = conn.recv()
             except (EOFError, OSError):
                 conn.close()
+                self._ended_pipe = conn  # the writer is gone: the sender looks now
                 return
             if message[0] == _RETRYING:
                 self._failing(message[1], message[2])

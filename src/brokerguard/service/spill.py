@@ -3,8 +3,8 @@
 The recorder waits for a database that is away (:mod:`.recorder`), but a stop cannot wait for
 ever: after its grace the records not written — decisions, their alerts and audit entries,
 events, campaign snapshots, instructions — would be lost, a hole in a broker's audit log. They
-are saved here instead, and so are the records a writer process had taken when it died with the
-database away. ``brokerguard records load-spill FILE`` writes them once the database is back.
+are saved here instead, and so are the records a writer process had taken when it died.
+``brokerguard records load-spill FILE`` writes them once the database is back.
 
 Where: ``serve --spill-dir DIR`` (``BROKERGUARD_SPILL_DIR``); by default the directory of the
 SQLite database file, or, for PostgreSQL, the directory the service was started in
