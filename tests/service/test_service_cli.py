@@ -82,6 +82,37 @@ def test_a_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unsupported database" in result.output
 
 
+def test_a_database_that_refuses_or_never_answers_is_one_line_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL refusing the connection was two lines (libpq's hint below its message); an
+    address that accepts the connection and never answers hung the command for ever (libpq
+    has no connect timeout of its own)."""
+    import time
+
+    from servers import HangingServer
+
+    from brokerguard.service import db
+
+    result = runner.invoke(app, ["audit", "verify", "--database", "postgresql://127.0.0.1:1/x"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the database" in lines[0], result.stderr
+    assert "Connection refused" in lines[0]
+    monkeypatch.setattr(db, "PG_CONNECT_TIMEOUT_S", 2)
+    mute = HangingServer()
+    try:
+        url = f"postgresql://127.0.0.1:{mute.port}/x"
+        t0 = time.monotonic()
+        result = runner.invoke(app, ["keys", "list", "--database", url])
+        assert time.monotonic() - t0 < 20
+    finally:
+        mute.close()
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "timeout" in lines[0], result.stderr
+
+
 def test_serve_can_make_the_console_cookie_secure(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

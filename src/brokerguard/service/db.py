@@ -43,6 +43,8 @@ __all__ = [
 DEFAULT_DATABASE = "sqlite:///brokerguard.db"
 WRITE_LOCK_KEY = 0x6267_5752  # "bgWR": the advisory lock that serializes writers on PostgreSQL
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 10  # a PostgreSQL address that accepts and never answers: an error after
+# this long, unless the URL says otherwise (``?connect_timeout=N``); libpq waits for ever
 
 
 class DatabaseError(RuntimeError):
@@ -80,6 +82,12 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
         _sqlite_settings(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
+        if "connect_timeout" not in parsed.query:
+            connect_args = {
+                "connect_timeout": PG_CONNECT_TIMEOUT_S,
+                **kwargs.pop("connect_args", {}),
+            }
+            kwargs["connect_args"] = connect_args
         return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
     raise DatabaseError(
         f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
@@ -155,7 +163,8 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
         with engine.connect() as conn, conn.begin():
             command.upgrade(_alembic_config(conn), revision)
     except sa.exc.OperationalError as exc:
-        raise DatabaseError(f"cannot reach the database {engine.url!r}: {exc.orig}") from None
+        said = " ".join(str(exc.orig).split())  # one line: libpq's message has a hint below
+        raise DatabaseError(f"cannot reach the database {engine.url!r}: {said}") from None
 
 
 # OperationalErrors that say the database cannot take this write however long one waits:
