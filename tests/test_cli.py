@@ -135,3 +135,17 @@ def test_overrides_and_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", str(tmp_path / "nowhere")])
     assert result.exit_code == 2
     assert "not found" in result.output
+
+
+def test_an_output_directory_that_cannot_be_made_is_named_in_one_line(tmp_path: Path) -> None:
+    """``simulate --out`` naming a file (or a directory that cannot be written) was a
+    traceback (``FileExistsError``) after the progress bar; now one line naming it, exit 2."""
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory\n")
+    result = runner.invoke(app, ["simulate", str(write(tmp_path)), "--out", str(taken)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"error: {taken}: File exists" in " ".join(result.stderr.split())
+    inside = taken / "run"
+    result = runner.invoke(app, ["simulate", str(write(tmp_path)), "--out", str(inside)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"error: {inside}: Not a directory" in " ".join(result.stderr.split())

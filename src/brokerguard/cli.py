@@ -78,13 +78,26 @@ def _run(
         guard = load_guard(guard_name)
     except UnknownGuard as exc:
         raise _fail(str(exc)) from None
-    with _progress() as progress:
-        task = progress.add_task(label, total=1.0)
-        summary = simulate(scenario, guard, out, lambda f: progress.update(task, completed=f))
-    metrics, timeline = evaluate_run_and_timeline(out)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n")
+    try:
+        with _progress() as progress:
+            task = progress.add_task(label, total=1.0)
+            summary = simulate(scenario, guard, out, lambda f: progress.update(task, completed=f))
+        metrics, timeline = evaluate_run_and_timeline(out)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n")
+    except OSError as exc:  # --out a file, not writable, a full disk: named, not a traceback
+        raise _written_failure(exc, out) from None
     console.print(f"{label}: {summary.events:,} events, {summary.decisions:,} decisions -> {out}")
     return metrics, timeline
+
+
+def _written_failure(exc: OSError, out: Path) -> typer.Exit:
+    """An ``OSError`` writing under ``out``, in one line naming the file (``out`` if the
+    system named none)."""
+    from brokerguard.cluster.failure import failure_message
+
+    if exc.filename is None:
+        exc = OSError(exc.errno, exc.strerror or str(exc), str(out))
+    return _fail(failure_message(exc))
 
 
 def _compare(
@@ -183,12 +196,16 @@ def compare(
         raise _fail("--guards names no guard")
     results, timelines = _compare(sc, names, out)
     _screen().print(format_table(results, lang="both"))
-    chart = plot_unauthorized_value(
-        timelines,
-        out / "unauthorized-value.png",
-        _value_title(sc.name),
-    )
-    (out / "compare.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    try:
+        chart = plot_unauthorized_value(
+            timelines,
+            out / "unauthorized-value.png",
+            _value_title(sc.name),
+        )
+        compared = json.dumps(results, indent=1, ensure_ascii=False) + "\n"
+        (out / "compare.json").write_text(compared)
+    except OSError as exc:
+        raise _written_failure(exc, out) from None
     console.print(f"chart: {chart}")
 
 

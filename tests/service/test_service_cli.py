@@ -139,3 +139,12 @@ def test_serve_can_make_the_console_cookie_secure(
             assert login.status_code == 200, login.text
             cookie = login.headers["set-cookie"].lower()
             assert cookie.startswith("bg_session=") and ("; secure" in cookie) is secure
+
+
+def test_records_export_into_a_file_is_one_line(url: str, tmp_path: Path) -> None:
+    """``records export OUT`` with OUT a file was a traceback (``FileExistsError``)."""
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory\n")
+    result = runner.invoke(app, ["records", "export", str(taken), "--database", url])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"error: {taken}: File exists" in " ".join(result.stderr.split())

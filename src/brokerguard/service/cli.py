@@ -355,12 +355,17 @@ def records_export(
 ) -> None:
     """Write the records as a run directory for `brokerguard report`: events.ndjson,
     decisions.ndjson, and cases.ndjson (the cases closed as fraud, as report labels)."""
+    from brokerguard.cluster.failure import failure_message
     from brokerguard.service.exports import CASES, export_run
 
     engine = _engine(database)
     try:
         with engine.connect() as conn:
             export_run(conn, out)
+    except OSError as exc:  # OUT a file, not writable, a full disk: named, not a traceback
+        if exc.filename is None:
+            exc = OSError(exc.errno, exc.strerror or str(exc), str(out))
+        raise _fail(failure_message(exc)) from None
     finally:
         engine.dispose()
     console.print(
