@@ -98,6 +98,31 @@ def test_bad_input_exits_2_with_the_problem_named(
     assert words in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["monthly", "--csv", "/dev/full"], "/dev/full: No space left on device"),
+        (["compensation", "--csv", "/dev/full"], "/dev/full: No space left on device"),
+        (["monthly", "--labels", "/proc/self/mem"], "/proc/self/mem: Input/output error"),
+    ],
+)
+def test_a_file_that_cannot_be_written_or_read_is_named(run: Path, args, named) -> None:
+    """A full disk under ``--csv`` was "[Errno 28] No space left on device", which file not
+    said; so was a labels file that cannot be read (procfs: reading at 0 fails with EIO)."""
+    result = runner.invoke(app, ["report", args[0], str(run), *args[1:]])
+    assert result.exit_code == 2, result.output
+    assert f"error: {named}" in " ".join(result.stderr.split())
+
+
+def test_a_chart_that_cannot_be_written_is_an_error_not_a_success(run: Path) -> None:
+    """Matplotlib's ``savefig`` let a failed write pass: ``--chart`` on a full disk said
+    "chart: PATH" and exit 0, the chart cut short or missing."""
+    result = runner.invoke(app, ["report", "monthly", str(run), "--chart", "/dev/full"])
+    assert result.exit_code == 2, result.output
+    assert "error: /dev/full: No space left on device" in " ".join(result.stderr.split())
+    assert "chart:" not in result.stderr
+
+
 def test_the_console_keeps_a_run_directorys_tables_until_its_files_change(
     run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,9 +24,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from brokerguard.evaluate import SymbolTimeline
 
-__all__ = ["bilingual", "japanese_font", "plot_campaign_timeline", "plot_unauthorized_value"]
+__all__ = [
+    "bilingual",
+    "japanese_font",
+    "plot_campaign_timeline",
+    "plot_unauthorized_value",
+    "save_figure",
+]
 
 JAPANESE_FONTS = (
     "IPAexGothic",
@@ -38,6 +46,23 @@ JAPANESE_FONTS = (
     "VL Gothic",
 )
 """Font families with Japanese glyphs, in order of preference."""
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Write ``fig`` to ``path`` (its format from the suffix; PNG without one). Matplotlib's
+    own ``savefig(path)`` let a failed write pass in silence (a full disk left a cut chart and
+    the command said it was drawn); the image is drawn in memory and written here, and a
+    failure raises an ``OSError`` naming the file."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png")
+    try:
+        path.write_bytes(buffer.getvalue())
+    except OSError as exc:
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
 
 
 @lru_cache(maxsize=1)
@@ -108,7 +133,7 @@ def plot_unauthorized_value(
         fig.autofmt_xdate()
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        save_figure(fig, path)
         plt.close(fig)
     return path
 
@@ -257,6 +282,6 @@ def plot_campaign_timeline(timelines: list[SymbolTimeline], path: Path, title: s
                 fontsize=8,
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        save_figure(fig, path)
         plt.close(fig)
     return path

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from brokerguard.charts import japanese_font  # sets matplotlib's Agg backend: no display needed
+from brokerguard.charts import japanese_font, save_figure  # sets the Agg backend: no display
 from brokerguard.reports.errors import ReportError
 from brokerguard.reports.monthly import MonthlyRow
 
@@ -125,6 +125,6 @@ def plot_monthly(rows: Sequence[MonthlyRow], path: Path, title: str) -> Path:
         fig.suptitle(title)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        save_figure(fig, path)
         plt.close(fig)
     return path

@@ -49,14 +49,23 @@ def _screen() -> Console:
     return screen if screen.is_terminal else Console(width=160)
 
 
-def _guarded(work: Callable[[], T]) -> T:
-    """Run ``work``; bad input becomes one red line on stderr and exit status 2."""
+def _guarded(work: Callable[[], T], file: Path | None = None) -> T:
+    """Run ``work``; bad input becomes one red line on stderr and exit status 2. ``file``: the
+    file ``work`` reads or writes, named when the system names none (a full disk under a CSV
+    file, a labels file that cannot be read: "[Errno 28] No space left on device" alone)."""
+    from brokerguard.cluster.failure import failure_message
+
     try:
         return work()
     except ReportError as exc:
         message = str(exc)
     except OSError as exc:
-        message = str(exc) if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+        if exc.errno is None:  # raised with a message of its own, which names the file
+            message = str(exc)
+        else:
+            if exc.filename is None and file is not None:
+                exc = OSError(exc.errno, exc.strerror or str(exc), str(file))
+            message = failure_message(exc)
     _errors.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
 
@@ -125,16 +134,17 @@ def monthly(
         from brokerguard.reports.chart import chart_path
 
         chart = _guarded(lambda: chart_path(chart))
-    found = _guarded(lambda: run_labels(run, labels))
-    rows = _guarded(lambda: monthly_table(run, found))
+    found = _guarded(lambda: run_labels(run, labels), labels or run / "truth.json")
+    rows = _guarded(lambda: monthly_table(run, found), run)
     title = f"月次 不正アクセス・不正取引 / Monthly unauthorized access and trading ({run})"
     _screen().print(monthly_rich_table(rows, title))
     if csv is not None:
-        _errors.print(f"csv: {_guarded(lambda: write_monthly_csv(rows, csv))}", highlight=False)
+        written = _guarded(lambda: write_monthly_csv(rows, csv), csv)
+        _errors.print(f"csv: {written}", highlight=False)
     if chart is not None:
         from brokerguard.reports.chart import monthly_title, plot_monthly
 
-        drawn = _guarded(lambda: plot_monthly(rows, chart, monthly_title(run)))
+        drawn = _guarded(lambda: plot_monthly(rows, chart, monthly_title(run)), chart)
         _errors.print(f"chart: {drawn}", highlight=False)
 
 
@@ -229,9 +239,9 @@ def compensation(
     """Compensation per victim under one or more policies, from fills and market prices."""
     policies = _guarded(lambda: resolve_policies(policy))
     _guarded(lambda: events_path(run))
-    found = _guarded(lambda: run_labels(run, labels))
+    found = _guarded(lambda: run_labels(run, labels), labels or run / "truth.json")
     day = valuation_date.date() if valuation_date is not None else None
-    report = _guarded(lambda: victim_losses(run, found, valuation_date=day))
+    report = _guarded(lambda: victim_losses(run, found, valuation_date=day), run)
     rows = [compensate(loss, p, report.valuation_date) for p in policies for loss in report.victims]
     screen = _screen()
     titles = {p.name: f"{p.title_ja}\n{p.title_en}" for p in policies}
@@ -246,4 +256,4 @@ def compensation(
     if rows:
         screen.print(_victims_table(rows, [p.name for p in policies], top))
     if csv is not None:
-        _errors.print(f"csv: {_guarded(lambda: write_compensation_csv(rows, csv))}")
+        _errors.print(f"csv: {_guarded(lambda: write_compensation_csv(rows, csv), csv)}")
