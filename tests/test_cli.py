@@ -149,3 +149,16 @@ def test_an_output_directory_that_cannot_be_made_is_named_in_one_line(tmp_path: 
     result = runner.invoke(app, ["simulate", str(write(tmp_path)), "--out", str(inside)])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
     assert f"error: {inside}: Not a directory" in " ".join(result.stderr.split())
+
+
+def test_a_run_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    """``evaluate`` on a run whose decisions cannot be read (procfs: reading at 0 fails with
+    EIO) said "[Errno 5] Input/output error", no file named."""
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["simulate", str(write(tmp_path)), "--out", str(run)]).exit_code == 0
+    (run / "decisions.ndjson").unlink()
+    (run / "decisions.ndjson").symlink_to("/proc/self/mem")
+    result = runner.invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.stderr.split())
+    assert f"error: {run}" in said and "Input/output error" in said, said

@@ -91,8 +91,8 @@ def _run(
 
 
 def _written_failure(exc: OSError, out: Path) -> typer.Exit:
-    """An ``OSError`` writing under ``out``, in one line naming the file (``out`` if the
-    system named none)."""
+    """An ``OSError`` reading or writing under ``out``, in one line naming the file (``out``
+    if the system named none)."""
     from brokerguard.cluster.failure import failure_message
 
     if exc.filename is None:
@@ -156,7 +156,11 @@ def evaluate(
 
     try:
         metrics = evaluate_run(run)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:  # a file of the run that cannot be read: named (it was the errno alone)
+        if exc.errno is None:  # raised with a message of its own, which names the file
+            raise _fail(str(exc)) from None
+        raise _written_failure(exc, run) from None
+    except ValueError as exc:
         raise _fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(metrics, ensure_ascii=False))
