@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 from engine_helpers import (
     DIGITALOCEAN_SG,
     HEADLESS_UA,
@@ -24,7 +25,9 @@ from engine_helpers import (
 )
 from instruction_helpers import doubtful_session_sells_then_buys, lenient_orders, rig_with_customer
 
-from brokerguard.engine.state import touch_window
+from brokerguard.engine.state import Run, touch_window
+from brokerguard.events import CanaryHit
+from brokerguard.stores.codec import decode, encode
 
 V6PLUS = block("jp_home", "v6plus")  # one IPv4 address shared by several households
 VULTR_SG = block("overseas_hosting", "Vultr (Singapore)")
@@ -256,7 +259,8 @@ def test_a_late_touch_keeps_a_window_in_time_order():
     touch_window(window, "B", 600.0, 3600.0, 200)
     touch_window(window, "A", -600.0, 3600.0, 200)  # A's earlier sign-in, delivered late
     touch_window(window, "C", -300.0, 3600.0, 200)  # C's, late too
-    assert list(window.items()) == [("C", -300.0), ("A", 0.0), ("B", 600.0)]
+    # A's run starts at its late touch and stays where its last touch put it
+    assert list(window.items()) == [("C", -300.0), ("A", Run(-600.0, 0.0)), ("B", 600.0)]
     assert touch_window(window, "D", 3700.0, 3600.0, 200) == 2  # B and D: C and A expired
 
 
@@ -307,3 +311,131 @@ def test_a_late_request_does_not_take_the_session_back_to_an_older_origin():
     state = r.session_state("A1", session)
     assert state is not None and state.ip == mobile
     assert state.last == (start + timedelta(minutes=10)).timestamp()
+
+
+# --- runs: windows and marks keep their first and last time ----------------------------------
+
+
+def unfamiliar_sign_in(r: Rig, account: str, ip: str, at) -> str:
+    """A sign-in to ``account`` from ``ip`` with a browser it never used, at ``at``."""
+    r.now = at
+    eid, _ = r.login(account, ip, attacker_ua(50), None)
+    return eid
+
+
+def test_a_late_sign_in_counts_only_the_accounts_from_its_address_before_it():
+    """B1 signed in from the cloud address at 07:00 and 10:00, B2 at 10:05; A's sign-in at 08:00,
+    delivered after them, shares the address with B1 only (B2 came after it). With one time
+    per member the window said B1 and B2; with only those before it, it would say nobody."""
+    r = Rig()
+    for i, a in enumerate(("A", "B1", "B2")):
+        r.history(a, ip_in(OCN, 50 + i), device(50 + i), f"ck-{a}", days=5)
+    r.tick(days=1)
+    cloud = ip_in(VULTR_SG, 50)
+    eight = r.now.replace(hour=8, minute=0)
+    unfamiliar_sign_in(r, "B1", cloud, eight - timedelta(hours=1))
+    unfamiliar_sign_in(r, "B1", cloud, eight + timedelta(hours=2))
+    unfamiliar_sign_in(r, "B2", cloud, eight + timedelta(hours=2, minutes=5))
+    late = unfamiliar_sign_in(r, "A", cloud, eight)
+    shared = r.signal(late, "shared_infrastructure")
+    assert shared is not None and shared.evidence == {f"ip:{cloud}": 1}
+
+
+def test_a_late_canary_hit_and_a_late_sign_in_see_the_hits_of_their_own_time():
+    r = Rig()
+    proxy = ip_in(VULTR_SG, 51)
+    r.history("A1", ip_in(OCN, 51), device(51), "ck-A1", days=5)
+    r.tick(days=1)
+    ten = r.now.replace(hour=10, minute=0)
+
+    def hit(at) -> None:
+        r.now = at
+        r.engine.observe(
+            CanaryHit(
+                id=r.new_id("can"),
+                ts=at,
+                ip=proxy,
+                origin="https://broker-login.example",
+                user_agent=attacker_ua(51),
+            )
+        )
+
+    hit(ten)
+    # a sign-in at 08:00 from the proxy, delivered after the 10:00 hit: nothing was seen then
+    before = unfamiliar_sign_in(r, "A1", proxy, ten - timedelta(hours=2))
+    assert r.signal(before, "canary_proxy") is None
+    hit(ten - timedelta(hours=3))  # a 07:00 hit, delivered late: it is kept, not dropped
+    between = unfamiliar_sign_in(r, "A1", proxy, ten - timedelta(hours=1))
+    assert r.signal(between, "canary_proxy") is not None
+
+
+def test_a_late_operation_between_two_contact_changes_is_after_the_first():
+    r = Rig()
+    home, ua = ip_in(OCN, 52), device(52)
+    r.history("A1", home, ua, "ck-A1", days=10)
+    r.holdings("A1", 1_000_000, {})
+    r.tick(days=1)
+    ten = r.now.replace(hour=10, minute=0)
+
+    def change(field: str, at) -> str:
+        r.now = at
+        session = r.session_of(r.login("A1", home, ua, "ck-A1")[0])
+        r.tick(minutes=1)
+        eid, d = r.settings("A1", session, field)
+        assert d.action == "challenge"
+        r.tick(minutes=1)
+        r.challenge("A1", eid, "oob", "passed", session=session)
+        return session
+
+    session = change("email", ten)
+    change("phone", ten + timedelta(days=5))
+    # a withdrawal two days after the e-mail change (three before the phone's), delivered late
+    r.now = ten + timedelta(days=2)
+    late, _ = r.withdrawal("A1", session, 100_000)
+    assert r.signal(late, "recent_contact_change") is not None
+
+
+def test_a_mark_persisted_as_one_time_reads_as_a_run_of_one():
+    """State files written before runs hold one float per member and mark: they load as is."""
+    old = msgspec.msgpack.encode({"unfamiliar": {"A": 100.0}, "canary": 300.0})
+    ent = decode("entity", old)
+    assert ent.unfamiliar == {"A": 100.0} and ent.canary == 300.0
+    touch_window(ent.unfamiliar, "A", 50.0, 3600.0, 64)  # a late touch makes it a run
+    assert ent.unfamiliar == {"A": Run(50.0, 100.0)}
+    assert decode("entity", encode(ent)).unfamiliar == {"A": Run(50.0, 100.0)}
+    acc = decode("account", msgspec.msgpack.encode({"contact_changed": 400.0}))
+    assert acc.contact_changed == 400.0 and acc.bank_changed == 0.0
+
+
+def three_victims(r: Rig, seed: int) -> list[str]:
+    victims = [f"V{i}" for i in range(3)]
+    for i, a in enumerate(victims):
+        r.history(a, ip_in(OCN, seed + i), device(seed + i), f"ck-{a}", days=5)
+    r.tick(days=1)
+    assert r.engine.policy.detectors.campaign.infrastructure_accounts == 3
+    assert r.engine.policy.detectors.login.infrastructure_window_hours == 24
+    return victims
+
+
+def test_a_late_failed_takeover_from_a_day_before_raises_no_campaign_with_later_ones():
+    r = Rig()
+    victims = three_victims(r, 60)
+    proxy = ip_in(VULTR_SG, 60)
+    ten = r.now.replace(hour=10, minute=0)
+    failed_takeover(r, victims[0], proxy, ten)
+    failed_takeover(r, victims[1], proxy, ten + timedelta(hours=1))
+    # the third, 26 hours before the first, delivered now: never three in one day
+    failed_takeover(r, victims[2], proxy, ten - timedelta(hours=26))
+    assert list(r.engine.state.keys("campaign")) == []
+
+
+def test_a_late_failed_takeover_completes_a_campaign_with_the_later_ones_of_its_day():
+    r = Rig()
+    victims = three_victims(r, 63)
+    proxy = ip_in(VULTR_SG, 63)
+    ten = r.now.replace(hour=10, minute=0)
+    failed_takeover(r, victims[0], proxy, ten)
+    failed_takeover(r, victims[1], proxy, ten + timedelta(hours=1))
+    failed_takeover(r, victims[2], proxy, ten - timedelta(hours=2))  # late, the same day
+    (cid,) = r.engine.state.keys("campaign")
+    assert sorted(r.engine.state.get("campaign", cid).accounts) == victims

@@ -127,6 +127,9 @@ class AnalystFeedback:
         hits = []
         for key in self.login.entity_keys(f)[:2]:
             ent: EntityState | None = self.state.get("entity", key)
+            # A late sign-in from before the confirmation sees it too: an analyst's conclusion
+            # is not an event of the broker's timeline (the service stamps it with the latest
+            # event time seen), and it says what the address was, before it as well.
             if ent is not None and ent.confirmed_fraud > horizon:
                 hits.append(key)
         if not hits:

@@ -45,7 +45,10 @@ from brokerguard.engine.state import (
     SessionState,
     State,
     SymbolState,
+    extend_mark,
     prune_window,
+    run_last,
+    seen_at,
     session_key,
 )
 from brokerguard.events import (
@@ -120,10 +123,11 @@ class BrokerGuard:
         self.sessions = SessionWatch(params.session)
         self.changes = AccountChanges(params.account)
         self.trading = TradingWatch(params.trading)
+        infrastructure_span = params.login.infrastructure_window_hours * 3600
         self.campaigns: CampaignWatch = (
-            CampaignWatch(self.state, params.campaign)
+            CampaignWatch(self.state, params.campaign, infrastructure_span)
             if stage is None
-            else StagedCampaigns(self.state, params.campaign, stage)
+            else StagedCampaigns(self.state, params.campaign, stage, infrastructure_span)
         )
         if stage is not None:  # population and infrastructure are kept over all partitions
             self.login.on_learn = lambda keys, hour: stage.send("learn", keys=keys, hour=hour)
@@ -264,8 +268,9 @@ class BrokerGuard:
 
     def _confirm_sign_in(self, acc: AccountState, now: float) -> bool:
         hours = self.policy.detectors.session.confirm_sign_ins_hours
-        # after the failure: a late sign-in from before it was asked to confirm (at 0 hours too)
-        return acc.session_failed_at > 0 and 0 <= now - acc.session_failed_at < hours * 3600
+        # after a failure: a late sign-in from before them was asked to confirm (at 0 hours too),
+        # and one between two failures, judged by the later, was not
+        return seen_at(acc.session_failed_at, now, hours * 3600)
 
     def _doubtful(self, sess: SessionState) -> bool:
         """Not trusted, with evidence above ``cancel_orders_above_llr``: what the session does
@@ -650,7 +655,7 @@ class BrokerGuard:
         if self._doubtful(sess):
             if sess.hijack == 0:  # the doubt is the sign-in's: the password's holder
                 # the next sign-ins may have to confirm (a late answer is not the latest)
-                acc.session_failed_at = max(acc.session_failed_at, now)
+                acc.session_failed_at = extend_mark(acc.session_failed_at, now)
                 self._unlearn_sign_in(acc, sess)
             if params.end_doubtful_sessions and not sess.signed_out:
                 sess.signed_out = True  # asked once
@@ -960,7 +965,8 @@ class BrokerGuard:
                 prune_window(window, now, span, 64)
             prune_window(ent.failures, now, 3600 * 24, 64)
             canary_since = now - self.policy.detectors.login.canary_hours * 3600
-            if not (ent.unfamiliar or ent.risky or ent.failures or ent.canary > canary_since):
+            canary = run_last(ent.canary) > canary_since
+            if not (ent.unfamiliar or ent.risky or ent.failures or canary):
                 self.state.delete("entity", key)
             else:
                 self.state.put("entity", key, ent)

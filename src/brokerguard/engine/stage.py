@@ -39,6 +39,7 @@ from typing import Any, Literal
 import msgspec
 
 from brokerguard.engine.detectors.campaign import CampaignWatch
+from brokerguard.engine.detectors.login import note_canary_hit
 from brokerguard.engine.feedback import unlink_campaign
 from brokerguard.engine.policy import DetectorParams
 from brokerguard.engine.state import (
@@ -48,6 +49,7 @@ from brokerguard.engine.state import (
     State,
     SymbolState,
     prune_window,
+    run_last,
     touch_window,
 )
 
@@ -196,7 +198,8 @@ class CampaignStage:
 
     def __init__(self, state: State, params: DetectorParams, shard: int = 0, shards: int = 1):
         self.state = state
-        self.watch = CampaignWatch(state, params.campaign)
+        self.span = params.login.infrastructure_window_hours * 3600
+        self.watch = CampaignWatch(state, params.campaign, self.span)
         self.watch.contained = []  # what came under (or left) a campaign: this stage's output
         if shards > 1:
             self.watch.prefix = f"K{shard}-"
@@ -209,7 +212,6 @@ class CampaignStage:
             # another id (another row) and the reference differed.
             own = self.watch.prefix + "C"
             self.watch._count = sum(1 for cid in state.keys("campaign") if cid.startswith(own))
-        self.span = params.login.infrastructure_window_hours * 3600
         self.next_sweep = 0.0
         self._handlers = {
             "risky": self._risky,
@@ -305,8 +307,7 @@ class CampaignStage:
     def _canary(self, f: Fact) -> None:
         for key in f.keys:
             ent = self._entity(key)
-            if f.at >= ent.canary:
-                ent.canary, ent.canary_origin = f.at, f.origin
+            note_canary_hit(ent, f.origin, f.at)
             self._put_entity(key, ent)
 
     def _buy(self, f: Fact) -> None:
@@ -359,7 +360,10 @@ class CampaignStage:
                 prune_window(window, now, self.span, 64)
             prune_window(ent.failures, now, 3600 * 24, 64)
             if not (
-                ent.unfamiliar or ent.risky or ent.failures or ent.canary > now - self.canary_span
+                ent.unfamiliar
+                or ent.risky
+                or ent.failures
+                or run_last(ent.canary) > now - self.canary_span
             ):
                 self.state.delete("entity", key)
             else:

@@ -30,19 +30,87 @@ __all__ = [
     "MemoryState",
     "PendingState",
     "PopulationState",
+    "Run",
+    "Seen",
     "SessionState",
     "State",
     "SymbolState",
     "Window",
+    "extend_mark",
+    "extend_run",
+    "forget_until",
     "prune_window",
+    "run_first",
+    "run_last",
+    "seen_at",
     "touch_window",
+    "window_count",
+    "window_reaches",
 ]
 
 LEVELS = "ncaikobud"
 """Hierarchy levels: network kind, country, AS, IP; device kind, OS, browser, UA; cookie."""
 
-Window = dict[str, float]
-"""Distinct members seen recently: member -> last time seen (epoch seconds)."""
+
+class Run(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """When something was seen: its first and its last time (epoch seconds).
+
+    One time (the latest) is not enough once events come late: a late event either moved the
+    mark back (and a later one was lost) or was dropped (and an event between the two found
+    nothing before it). The run keeps both ends and is taken as seen all along between them:
+    bounded state, exact for events in time order, an over-estimate only for a gap inside it."""
+
+    first: float
+    last: float
+
+
+Seen = Run | float
+"""A run, or a float for a run of one (first = last): most things are seen once, a float costs
+less, and a mark persisted as a float before runs existed reads as one. As a mark, 0.0 is
+"never"."""
+
+Window = dict[str, Seen]
+"""Distinct members seen recently: member -> when (a run), in order of their last time."""
+
+
+def run_first(seen: Seen) -> float:
+    return seen.first if type(seen) is Run else seen  # type: ignore[return-value]
+
+
+def run_last(seen: Seen) -> float:
+    return seen.last if type(seen) is Run else seen  # type: ignore[return-value]
+
+
+def extend_run(seen: Seen | None, now: float) -> Seen:
+    """``seen`` with ``now`` added (``None``: never seen, a run of one): a late time moves its
+    first end back, a later one its last."""
+    if seen is None:
+        return now
+    first, last = run_first(seen), run_last(seen)
+    if first <= now <= last:
+        return seen
+    return Run(min(first, now), max(last, now))
+
+
+def extend_mark(mark: Seen, now: float) -> Seen:
+    """A mark (0.0: never set) with ``now`` added."""
+    return extend_run(mark or None, now)
+
+
+def forget_until(seen: Seen, now: float) -> Seen:
+    """What of a mark lies after ``now`` (0.0 if nothing): what a step-up passed at ``now``
+    clears is what came before it, not a mark a later event set (delivered earlier)."""
+    last = run_last(seen)
+    if not seen or last <= now:
+        return 0.0
+    return seen if run_first(seen) > now else last
+
+
+def seen_at(seen: Seen, now: float, span: float) -> bool:
+    """Whether a mark counts for an event at ``now``: set by then, and less than ``span``
+    seconds before it (a late event from before the mark does not see it; one between two
+    marks sees the earlier)."""
+    return bool(seen) and run_first(seen) <= now and now - run_last(seen) < span
 
 
 def session_key(account: str, session: str) -> str:
@@ -58,32 +126,77 @@ def session_key(account: str, session: str) -> str:
 def touch_window(window: Window, member: str, now: float, span: float, cap: int) -> int:
     """Add ``member`` at ``now``; drop members older than ``span`` or beyond ``cap``.
 
-    A member seen again moves to the end, so that the window stays in time order and its
-    first member is its oldest: only then does looking at the first one tell whether any
-    expired (one touched again in place hid older members behind it, and they were counted).
-    A late touch (older than the newest member) is put in its place in time: at the end, it
-    hid the members expiring before it, and those were counted until the hourly sweep."""
-    at = max(window.pop(member, now), now)  # a late event does not make it younger
-    late = bool(window) and at < next(reversed(window.values()))
-    window[member] = at
-    if late:
-        ordered = sorted(window.items(), key=_time)
-        window.clear()
-        window.update(ordered)
-    if len(window) > cap or next(iter(window.values())) < now - span:
+    The window stays in order of its members' last times, so that its first member is the
+    one to expire first: only then does looking at the first one tell whether any expired.
+    A member seen again later moves to the end; a late touch of a member only moves its
+    run's start back (it stays where it is); a late new member is put in its place in time
+    (at the end, it hid the members expiring before it, and those were counted)."""
+    seen = window.get(member)
+    if seen is not None and now < run_last(seen):
+        window[member] = extend_run(seen, now)
+    else:
+        if seen is not None:
+            del window[member]
+        late = bool(window) and now < run_last(next(reversed(window.values())))
+        window[member] = extend_run(seen, now)
+        if late:
+            ordered = sorted(window.items(), key=_last)
+            window.clear()
+            window.update(ordered)
+    if len(window) > cap or run_last(next(iter(window.values()))) < now - span:
         prune_window(window, now, span, cap)
     return len(window)
 
 
-def _time(item: tuple[str, float]) -> float:
-    return item[1]
+def _last(item: tuple[str, Seen]) -> float:
+    return run_last(item[1])
 
 
 def prune_window(window: Window, now: float, span: float, cap: int) -> None:
-    for member in [m for m, t in window.items() if t < now - span]:
+    """Drop the members last seen more than ``span`` before ``now``, then the oldest beyond
+    ``cap``."""
+    for member in [m for m, seen in window.items() if run_last(seen) < now - span]:
         del window[member]
     while len(window) > cap:
-        del window[min(window, key=window.__getitem__)]
+        del window[min(window, key=lambda m: run_last(window[m]))]
+
+
+def window_count(
+    window: Window, now: float, span: float, extra: Window | None = None, skip: str = ""
+) -> int:
+    """Members seen in the ``span`` seconds up to ``now`` (``skip`` left out), plus those of
+    ``extra`` seen then too that are also members (they count twice).
+
+    A member first seen after ``now`` is not counted: for a late event the window holds the
+    members that came after it, and those are not evidence about it."""
+    since = now - span
+    count = 0
+    for member, seen in window.items():
+        if member != skip and run_last(seen) >= since and run_first(seen) <= now:
+            count += 1
+    if extra:
+        for member, seen in extra.items():
+            if member in window and run_last(seen) >= since and run_first(seen) <= now:
+                count += 1
+    return count
+
+
+def window_reaches(
+    window: Window, now: float, span: float, need: int, extra: Window | None = None
+) -> bool:
+    """Whether the window counts ``need`` (:func:`window_count`) at ``now``, or, a late event
+    having joined it, at a later member's time within ``span`` of it.
+
+    In time order the member seen last would have found the late one in its window: a
+    campaign that the late member completes is raised when it arrives, not never."""
+    if window_count(window, now, span, extra) >= need:
+        return True
+    if not window or run_last(next(reversed(window.values()))) <= now:
+        return False  # in time order (the usual case) no member came after it
+    later = {t for seen in window.values() for t in (run_first(seen), run_last(seen))}
+    return any(
+        window_count(window, t, span, extra) >= need for t in sorted(later) if now < t <= now + span
+    )
 
 
 class AccountState(msgspec.Struct, kw_only=True, gc=False):
@@ -114,11 +227,11 @@ class AccountState(msgspec.Struct, kw_only=True, gc=False):
     order_log_mean: float = 0.0  # running mean / variance of log10(order value in JPY)
     order_log_m2: float = 0.0
     margin_used: bool = False
-    contact_changed: float = 0.0  # when e-mail or phone last changed
-    bank_changed: float = 0.0
+    contact_changed: Seen = 0.0  # when e-mail or phone changed (first and last time)
+    bank_changed: Seen = 0.0
     reverify_at: float = 0.0  # when an analyst asked for a strong re-verification (0: none)
-    # when a session signed in with the password failed a strong step-up while doubtful (0: none)
-    session_failed_at: float = 0.0
+    # when sessions signed in with the password failed a strong step-up while doubtful (0: none)
+    session_failed_at: Seen = 0.0
 
 
 class SessionState(msgspec.Struct, kw_only=True, gc=False):
@@ -161,8 +274,8 @@ class EntityState(msgspec.Struct, kw_only=True, gc=False):
     unfamiliar_total: int = 0
     campaign: str = ""  # the campaign whose infrastructure this is
     confirmed_fraud: float = 0.0  # when an analyst confirmed a fraudulent sign-in from here
-    canary: float = 0.0  # last clone-page canary hit reported from here (epoch seconds)
-    canary_origin: str = ""  # the foreign origin that hit named
+    canary: Seen = 0.0  # clone-page canary hits reported from here (first and last)
+    canary_origin: str = ""  # the foreign origin the last hit named
 
 
 class SymbolState(msgspec.Struct, kw_only=True, gc=False):

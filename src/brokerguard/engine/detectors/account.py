@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from brokerguard.engine.policy import AccountParams
 from brokerguard.engine.signals import Signal
-from brokerguard.engine.state import AccountState
+from brokerguard.engine.state import AccountState, Seen, extend_mark, run_first, run_last
 
 __all__ = ["AccountChanges"]
 
@@ -27,6 +27,16 @@ _DEFAULT_FIELD_LLR = {
 }
 
 
+def _change_before(mark: Seen, now: float, horizon: float) -> float:
+    """When a change that ``mark`` holds came, by ``now`` and not before ``horizon`` (0.0: none):
+    the run's last change, or, for a late operation inside the run, its first (a change known
+    to be before it)."""
+    if not mark or run_first(mark) > now or run_last(mark) < horizon:
+        return 0.0
+    last = run_last(mark)
+    return last if last <= now else run_first(mark)
+
+
 class AccountChanges:
     def __init__(self, params: AccountParams) -> None:
         self.p = params
@@ -37,20 +47,22 @@ class AccountChanges:
         return [Signal("sensitive_change", self.field_llr.get(field, 0.5), {"field": field})]
 
     def applied(self, acc: AccountState, field: str, now: float) -> None:
-        """A change went through: remember it for what follows (the latest: a late change is
-        not)."""
+        """A change went through: remember it for what follows (the first and last change, so
+        that a late one neither replaces the latest nor is lost)."""
         if field in CONTACT_FIELDS:
-            acc.contact_changed = max(acc.contact_changed, now)
+            acc.contact_changed = extend_mark(acc.contact_changed, now)
         elif field == "bank_account":
-            acc.bank_changed = max(acc.bank_changed, now)
+            acc.bank_changed = extend_mark(acc.bank_changed, now)
 
     def recent(self, acc: AccountState, now: float) -> Signal | None:
         """An operation within days after a contact or payout-account change (a late one, from
-        before a change, is not after it)."""
+        before a change, is not after it; one between two changes is after the first)."""
         horizon = now - self.p.recent_change_days * DAY
-        contact, bank = acc.contact_changed, acc.bank_changed
-        changed = max(contact if contact <= now else 0.0, bank if bank <= now else 0.0)
-        if changed and changed >= horizon:
+        changed = max(
+            _change_before(acc.contact_changed, now, horizon),
+            _change_before(acc.bank_changed, now, horizon),
+        )
+        if changed:
             return Signal(
                 "recent_contact_change",
                 self.p.recent_change_llr,

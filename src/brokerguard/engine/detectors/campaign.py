@@ -26,7 +26,9 @@ from brokerguard.engine.state import (
     SessionState,
     State,
     SymbolState,
+    run_last,
     touch_window,
+    window_reaches,
 )
 from brokerguard.events import MarketBar
 
@@ -50,10 +52,16 @@ def dismissed(camp: CampaignState) -> bool:
     return any(what == "dismissed" for _, what, _ in camp.timeline)
 
 
+DAY = 86400.0
+
+
 class CampaignWatch:
-    def __init__(self, state: State, params: CampaignParams) -> None:
+    def __init__(self, state: State, params: CampaignParams, infrastructure_span: float = DAY):
+        """``infrastructure_span``: the seconds the login detector keeps risky sign-ins on an
+        address (its ``infrastructure_window_hours``), over which they are counted here."""
         self.state = state
         self.p = params
+        self.infrastructure_span = infrastructure_span
         self._count = sum(1 for _ in state.keys("campaign"))
         self.prefix = ""  # of new campaigns' ids (a stage shard's own, so ids never collide)
         self.aliases = False  # start campaigns raised elsewhere under their id (stage shards)
@@ -100,13 +108,13 @@ class CampaignWatch:
             camp = camp or self._get(ent.campaign)
         if camp is None:
             for key, ent in entities:
-                if len(ent.risky) >= self.p.infrastructure_accounts:
+                if self._enough_risky(ent, now):
                     camp = self._new(now, "infrastructure", key)
                     break
         if camp is None:
             return ""
         for key, ent in entities:
-            if ent.campaign == "" and len(ent.risky) >= self.p.infrastructure_accounts:
+            if ent.campaign == "" and self._enough_risky(ent, now):
                 ent.campaign = camp.id
                 self._contained("entity", key, camp.id)
                 self.state.put("entity", key, ent)
@@ -115,6 +123,12 @@ class CampaignWatch:
                     self._add(camp, camp.accounts, member, now, "account")
         self._add(camp, camp.accounts, account, now, "account")
         return camp.id
+
+    def _enough_risky(self, ent: EntityState, now: float) -> bool:
+        """Enough accounts signed in riskily from here within the window (that of a late
+        sign-in, or of one after it that it joins: see :func:`window_reaches`)."""
+        need = self.p.infrastructure_accounts
+        return window_reaches(ent.risky, now, self.infrastructure_span, need)
 
     def infrastructure_of(self, keys: tuple[str, ...]) -> str:
         """The campaign whose infrastructure one of these keys is ("" if none)."""
@@ -192,8 +206,8 @@ class CampaignWatch:
         touch_window(sym.suspicious, account, now, span, 200)
         if compromised:
             touch_window(sym.compromised, account, now, span, 200)
-        elif sym.compromised:
-            sym.compromised.pop(account, None)
+        elif sym.compromised and run_last(sym.compromised.get(account, now)) <= now:
+            sym.compromised.pop(account, None)  # (a late buy's session says nothing of later)
         # one account fewer where fewer can move the price: a symbol whose bars already depart
         # from their usual volume, or one this order alone could move (a small broker's pump
         # may have only two victims buying)
@@ -203,8 +217,8 @@ class CampaignWatch:
             # buying, for the first time, what one order can move
             need = 1
         camp = self._get(sym.campaign)
-        weight = len(sym.suspicious) + sum(1 for a in sym.compromised if a in sym.suspicious)
-        if camp is None and weight >= need:
+        # the compromised count twice; a late buy counts the buys of its window, not later ones
+        if camp is None and window_reaches(sym.suspicious, now, span, need, sym.compromised):
             camp = self._new(now, "symbol", key)
         if camp is None and thin:
             camp = self._linked(session_campaign, now)
@@ -345,8 +359,10 @@ class StagedCampaigns(CampaignWatch):
     itself.
     """
 
-    def __init__(self, state: State, params: CampaignParams, link: StageLink) -> None:
-        super().__init__(state, params)
+    def __init__(
+        self, state: State, params: CampaignParams, link: StageLink, infrastructure_span=DAY
+    ) -> None:
+        super().__init__(state, params, infrastructure_span)
         self.link = link
 
     def risky_login(self, account: str, entities: list[tuple[str, EntityState]], now: float) -> str:

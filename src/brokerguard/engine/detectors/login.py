@@ -33,8 +33,12 @@ from brokerguard.engine.state import (
     EntityState,
     PopulationState,
     State,
+    extend_mark,
     prune_window,
+    run_last,
+    seen_at,
     touch_window,
+    window_count,
 )
 from brokerguard.netinfo import NetworkInfo
 from brokerguard.useragent import DEVICE_KINDS, parse_user_agent
@@ -49,6 +53,7 @@ __all__ = [
     "cookie_key",
     "device_keys",
     "login_features",
+    "note_canary_hit",
     "profile_keys",
 ]
 
@@ -136,6 +141,14 @@ def profile_keys(f: LoginFeatures) -> tuple[str, ...]:
     """The keys a sign-in adds to the account's profile (:meth:`LoginRisk.learn`), and takes
     back out (:meth:`LoginRisk.unlearn`)."""
     return (*f.network, *f.device, f.cookie)
+
+
+def note_canary_hit(ent: EntityState, origin: str, now: float) -> None:
+    """Add a canary hit to an address's (or network's) record: the run of hits, and the latest
+    hit's origin (a late hit's is older)."""
+    if now >= run_last(ent.canary):
+        ent.canary_origin = origin
+    ent.canary = extend_mark(ent.canary, now)
 
 
 class LoginRisk:
@@ -484,7 +497,7 @@ class LoginRisk:
             window = getattr(ent, window_name)
             if window:
                 prune_window(window, now, span, 64)
-            n = len(window) - (account in window)
+            n = window_count(window, now, span, skip=account)  # a late one: those before it
             if n > 0:
                 evidence[key] = n
                 others += weight * n
@@ -495,9 +508,10 @@ class LoginRisk:
         ip_ent = self.state.get("entity", ip_key)
         ip_failures = 0
         if ip_ent is not None and ip_ent.failures:
-            prune_window(ip_ent.failures, now, p.failure_window_minutes * 60, 64)
+            span = p.failure_window_minutes * 60
+            prune_window(ip_ent.failures, now, span, 64)
             # each failure its own member, at its own time: a late sign-in counts those before it
-            ip_failures = sum(1 for t in ip_ent.failures.values() if t <= now)
+            ip_failures = window_count(ip_ent.failures, now, span)
         if failures or ip_failures > 2:
             llr = p.failure_llr * (failures + 0.25 * max(0, ip_failures - 2))
             signals.append(
@@ -544,28 +558,29 @@ class LoginRisk:
         report arrives from the proxy's address; the victim's credentials then arrive from the
         same address (or the same hosting network) moments later.
         """
-        horizon = now - self.p.canary_hours * 3600
+        span = self.p.canary_hours * 3600
         for key in keys[:2]:  # the address, and a hosting/anonymizer AS
             ent = self.state.get("entity", key)
-            if ent is not None and ent.canary > horizon:
+            # a late sign-in from before the hits does not see them (one between two does)
+            if ent is not None and seen_at(ent.canary, now, span):
                 evidence = {"key": key, "origin": ent.canary_origin}
-                evidence["minutes"] = round((now - ent.canary) / 60)
+                evidence["minutes"] = round((now - min(run_last(ent.canary), now)) / 60)
                 return Signal("canary_proxy", self.p.canary_llr, evidence)
         return None
 
     def note_canary(self, ip: str, net: NetworkInfo, origin: str, now: float) -> None:
         """Remember a canary hit on its address (and AS, when that is hosting or anonymizer).
 
-        One timestamp and origin per address record, swept with the other per-address records
-        once the window has passed: the state stays bounded by the addresses seen in a day.
+        The first and last hit (a run) and the last hit's origin per address record, swept with
+        the other per-address records once the window has passed: the state stays bounded by
+        the addresses seen in a day. A late hit moves the first back and keeps the origin.
         """
         keys = [f"ip:{ip}"]
         if net.kind in ("hosting", "anonymizer"):
             keys.append(f"asn:{net.asn}")
         for key in keys:
             ent = self._entity(key)
-            if now >= ent.canary:
-                ent.canary, ent.canary_origin = now, origin[:256]
+            note_canary_hit(ent, origin[:256], now)
             self.state.put("entity", key, ent)
         if self.on_entity is not None:
             self.on_entity("canary", keys=tuple(keys), origin=origin[:256], at=now)
