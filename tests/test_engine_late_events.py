@@ -23,7 +23,14 @@ from engine_helpers import (
     device,
     ip_in,
 )
-from instruction_helpers import doubtful_session_sells_then_buys, lenient_orders, rig_with_customer
+from instruction_helpers import (
+    HOLDING,
+    cancels,
+    doubtful_session_sells_then_buys,
+    kinds,
+    lenient_orders,
+    rig_with_customer,
+)
 
 from brokerguard.engine.state import Run, touch_window
 from brokerguard.events import CanaryHit
@@ -439,3 +446,92 @@ def test_a_late_failed_takeover_completes_a_campaign_with_the_later_ones_of_its_
     failed_takeover(r, victims[2], proxy, ten - timedelta(hours=2))  # late, the same day
     (cid,) = r.engine.state.keys("campaign")
     assert sorted(r.engine.state.get("campaign", cid).accounts) == victims
+
+
+# --- a late sign-in and the session it opened -------------------------------------------------
+
+
+def test_a_late_sign_in_does_not_start_a_session_in_use_over():
+    """The login system's log lags the trading system's: the session's requests and a sell come
+    first, its sign-in at 10:00 after them. The session keeps its last request and its orders
+    (started over, it lost both: swept as idle, and a later failure named no order)."""
+    r = rig_with_customer(lenient_orders())
+    home, ua = ip_in(OCN, 1), device(1)
+    start = r.now.replace(hour=10, minute=0)
+    session = "s-lagging"
+    r.now = start + timedelta(minutes=1)
+    r.activity("A1", session, home, ua, "ck-A1")
+    r.now = start + timedelta(minutes=5)
+    sell, d = r.order("A1", session, HOLDING, "sell", 100, ip=home, ua=ua)
+    assert d.action == "allow"
+    r.now = start + timedelta(minutes=20)
+    r.activity("A1", session, home, ua, "ck-A1")
+    r.now = start  # the sign-in, delivered now
+    _, d = r.login("A1", home, ua, "ck-A1", session=session)
+    assert d.action == "allow"
+    kept = r.session_state("A1", session)
+    assert kept is not None
+    assert kept.last == (start + timedelta(minutes=20)).timestamp()
+    assert kept.orders == (f"o-{sell}",)
+
+
+def test_a_late_passkey_sign_in_does_not_restore_the_trust_a_session_lost():
+    r = rig_with_customer(lenient_orders())
+    signed_in = r.now
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.challenge("A1", held, "oob", "failed", session=session)
+    failed = r.session_state("A1", session)
+    assert failed is not None and not failed.trusted
+    llr, last = failed.llr, failed.last
+    r.now = signed_in - timedelta(minutes=1)  # a passkey sign-in of that session, delivered late
+    _, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1", session=session, factors=("passkey",))
+    assert d.action == "allow"
+    kept = r.session_state("A1", session)
+    assert kept is not None and not kept.trusted
+    assert (kept.llr, kept.last) == (llr, last)
+
+
+def test_a_late_sign_in_does_not_revive_a_session_that_ended():
+    """A session from abroad sells and logs out; its sign-in, delivered after that, must not open
+    it again: a fraud confirmation of the sign-in then still names the sell."""
+    r = rig_with_customer(lenient_orders())
+    abroad, ua = ip_in(HINET, 5), attacker_ua(5)
+    start = r.now.replace(hour=10, minute=0)
+    session = "s-thief"
+    r.now = start + timedelta(minutes=2)
+    sell, d = r.order("A1", session, HOLDING, "sell", 1000, ip=abroad, ua=ua)
+    assert d.action == "allow"
+    r.now = start + timedelta(minutes=10)
+    r.activity("A1", session, abroad, ua, None, action="logout")
+    r.now = start
+    _, d = r.login("A1", abroad, ua, None, session=session)
+    assert r.session_state("A1", session) is None
+    r.engine.take_instructions()
+    login = msgspec.structs.replace(r.login_event("A1", abroad, ua, None), session=session)
+    r.engine.confirm_fraud(login, start + timedelta(hours=1))
+    named = cancels(r.engine.take_instructions())
+    assert [i.orders for i in named] == [(f"o-{sell}",)]
+
+
+def test_a_failed_step_up_of_a_late_sign_in_counts_against_the_session_in_use():
+    """Forgetting the session in use (as one its sign-in never established) lost its orders;
+    its holder failed the step-up: its doubtful orders are named and it is signed out."""
+    r = rig_with_customer(lenient_orders())
+    abroad, ua = ip_in(HINET, 6), attacker_ua(6)
+    start = r.now.replace(hour=10, minute=0)
+    session = "s-thief"
+    r.now = start + timedelta(minutes=2)
+    sell, d = r.order("A1", session, HOLDING, "sell", 1000, ip=abroad, ua=ua)
+    assert d.action == "allow"
+    r.now = start
+    eid, d = r.login("A1", abroad, ua, None, session=session)
+    assert d.action == "challenge"
+    r.engine.take_instructions()
+    r.now = start + timedelta(minutes=3)
+    r.challenge("A1", eid, "oob", "failed", session=session)
+    kept = r.session_state("A1", session)
+    assert kept is not None and not kept.trusted
+    assert kinds(r.engine.take_instructions()) == [
+        ("cancel_orders", session),
+        ("end_session", session),
+    ]

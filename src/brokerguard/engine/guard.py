@@ -544,10 +544,12 @@ class BrokerGuard:
         if decision.action in ("deny", "lock"):
             self._risky(e.account, f, now)
             return decision
-        sess = self.sessions.start(e.account, e.session, f, total, now, login_seen=True)
-        sess.campaign = campaign
+        sess, opens = self._signed_in_session(e, f, total, now)
+        if sess is not None:
+            sess.campaign = sess.campaign or campaign
         if "passkey" in e.factors:
-            sess.trusted = True
+            if sess is not None and opens:  # a late one vouches for no session in use since
+                sess.trusted = True
             self.feedback.reverified(acc)
             self._cleared(e.account, f)
             self.login.learn(acc, f, now)
@@ -555,19 +557,53 @@ class BrokerGuard:
             params = self.policy.detectors.login
             if total < params.learn_below:
                 self.login.learn(acc, f, now)
-                if self._doubtful(sess):  # learned although doubtful: kept to take back out
+                # learned although doubtful: kept to take back out
+                if sess is not None and not sess.learned and self._doubtful(sess):
                     sess.learned = profile_keys(f)
                     sess.learned_hour = f.hour
             if total > params.risky_llr:
-                sess.campaign = sess.campaign or self._risky(e.account, f, now)
+                if sess is None:
+                    self._risky(e.account, f, now)
+                elif not sess.campaign:
+                    sess.campaign = self._risky(e.account, f, now)
         else:
             self._wait(
                 e.id,
                 PendingState(point="login", account=e.account, session=e.session, at=now, login=e),
             )
-        self.state.put("session", session_key(e.account, e.session), sess)
+        if sess is not None:
+            self.state.put("session", session_key(e.account, e.session), sess)
         self.state.put("account", e.account, acc)
         return decision
+
+    def _signed_in_session(
+        self, e: LoginAttempt, f: LoginFeatures, total: float, now: float
+    ) -> tuple[SessionState | None, bool]:
+        """The session a sign-in goes with, and whether the sign-in opens it.
+
+        It opens a new one, unless it is late: its session already made a request after it
+        (its first requests came before the sign-in was delivered), or ended after it. A late
+        sign-in neither starts that session over (its trust lost or restored, its orders and
+        last request gone: a failed step-up undone, a session in use swept as idle) nor revives
+        one that ended (a fraud confirmation found the revived session, empty, and not the
+        orders of the one that ended). It only adds doubt to a session in use: the session
+        keeps the worse of its own judgement and the sign-in's.
+        """
+        sess = self._session_record("session", e.account, e.session)
+        if sess is not None and now < sess.last:
+            sess.llr = max(sess.llr, total)
+            return sess, False
+        if sess is None:
+            ended = self._session_record("ended", e.account, e.session)
+            if ended is not None and now <= ended.ended:
+                return None, False
+        return self.sessions.start(e.account, e.session, f, total, now, login_seen=True), True
+
+    @staticmethod
+    def _opened_by(sess: SessionState, pending: PendingState) -> bool:
+        """Whether the session is the one the waiting sign-in opened (not one in use before a
+        late sign-in of it was delivered: that one started after the sign-in)."""
+        return pending.login is None or sess.started == pending.at
 
     def _wait(self, event_id: str, pending: PendingState, sess: SessionState | None = None) -> None:
         """Keep a decision waiting for its answer, with the session's doubtful orders then (the
@@ -601,15 +637,18 @@ class BrokerGuard:
             if f is None and strong and e.outcome == "failed":
                 self._failed_in_session(acc, session_id, sess, pending, e, now)
             if f is not None:
-                if strong and e.outcome == "failed":  # customers give up too; they rarely fail
+                failed = strong and e.outcome == "failed"  # customers give up; they rarely fail
+                if failed:
                     self._risky(account, f, now)
-                if sess is not None:
+                if sess is not None and self._opened_by(sess, pending):
                     self.state.delete("session", key)  # never established
+                elif sess is not None and failed:  # a late sign-in of a session in use
+                    self._failed_in_session(acc, session_id, sess, pending, e, now)
             self.state.put("account", account, acc)
             return
         if strong:
             self.feedback.reverified(acc)
-        if strong and sess is not None:
+        if strong and sess is not None and self._opened_by(sess, pending):
             sess.trusted = True
             sess.hijack = 0.0
             sess.doubtful = ()  # the customer, all along
