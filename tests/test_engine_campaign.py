@@ -291,3 +291,22 @@ def test_the_seller_two_suspicious_buyers_met_is_found_whichever_fill_comes_firs
     # a buy is one trade: a second sell at that second and price meets no buyer again
     watch.fill(sym, "OTHER", "sell", 101.0, 1120.0)
     assert "OTHER" not in sym.counterparties
+
+
+@pytest.mark.parametrize("sell_first", [True, False])
+def test_one_sell_fill_meets_every_buyer_waiting_for_it(sell_first):
+    """One sell order of the criminals' own account fills two hijacked buyers at one second and
+    price. The buyers' fills came first (or the sell's was delivered late): the sell meets both,
+    as each buy would have met the sell had it come first."""
+    engine = BrokerGuard()
+    watch = CampaignWatch(engine.state, engine.policy.detectors.campaign)
+    sym = SymbolState(market="TSE", symbol="2929", adv=300_000, last_price=95.0)
+    sym.suspicious = {"V1": 1000.0, "V2": 1000.0}
+    fills = [("V1", "buy"), ("V2", "buy")]
+    fills = [("CROOK", "sell"), *fills] if sell_first else [*fills, ("CROOK", "sell")]
+    for account, side in fills:
+        watch.fill(sym, account, side, 101.0, 1060.0)
+    assert sym.counterparties == {"CROOK": ["V1", "V2"]}
+    assert sym.unmatched == []
+    camp = engine.state.get("campaign", sym.campaign)
+    assert camp is not None and camp.counterparties == ["CROOK"]

@@ -270,15 +270,20 @@ class CampaignWatch:
         The two fills of one trade come in either order (a broker's log writes the buyer's line
         first as often as the seller's, and a shipper may deliver either late): a suspicious buy
         no sell was found for waits among ``unmatched`` for the sell that may follow it, and
-        each buy is matched once.
+        each buy is matched once. A sell matches every buy waiting for it, as each of those buys
+        would have matched it had the sell come first: one sell order can fill several buyers.
         """
         if side == "sell":
             _keep(sym.sells, (now, price, account))
-            for i, (t, p, buyer) in enumerate(sym.unmatched):
-                if abs(t - now) <= MATCH_S and p == price and buyer != account:
-                    del sym.unmatched[i]
+            waiting = [
+                fill
+                for fill in sym.unmatched
+                if abs(fill[0] - now) <= MATCH_S and fill[1] == price and fill[2] != account
+            ]
+            if waiting:
+                sym.unmatched = [fill for fill in sym.unmatched if fill not in waiting]
+                for _, _, buyer in waiting:
                     self._matched(sym, account, buyer, now)
-                    return
             return
         if account not in sym.suspicious:
             return
