@@ -29,9 +29,11 @@ from instruction_helpers import (
     doubtful_session_sells_then_buys,
     kinds,
     lenient_orders,
+    lenient_orders_text,
     rig_with_customer,
 )
 
+from brokerguard.engine.policy import parse_policy
 from brokerguard.engine.state import Run, touch_window
 from brokerguard.events import CanaryHit
 from brokerguard.stores.codec import decode, encode
@@ -535,3 +537,23 @@ def test_a_failed_step_up_of_a_late_sign_in_counts_against_the_session_in_use():
         ("cancel_orders", session),
         ("end_session", session),
     ]
+
+
+def test_a_late_strong_sign_in_does_not_answer_a_session_failure_after_it():
+    """With ``confirm_sign_ins_hours``, sign-ins after a session failed a strong step-up must
+    confirm until one passes. A passkey sign-in from before the failure, delivered after it,
+    passed nothing the failure asks for."""
+    text = lenient_orders_text().replace(
+        "confirm_sign_ins_hours = 0", "confirm_sign_ins_hours = 24"
+    )
+    r = rig_with_customer(parse_policy(text))
+    before = r.now - timedelta(hours=1)
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.challenge("A1", held, "oob", "failed", session=session)
+    after = r.now + timedelta(minutes=10)
+    r.now = before
+    _, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1", factors=("passkey",))
+    assert d.action == "allow"
+    r.now = after
+    _, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert d.action == "challenge"

@@ -35,6 +35,7 @@ from brokerguard.engine.state import (
     SessionState,
     State,
     SymbolState,
+    forget_until,
 )
 
 __all__ = ["AnalystFeedback", "unlink_campaign"]
@@ -91,11 +92,14 @@ class AnalystFeedback:
     def require_reverify(self, acc: AccountState, now: float) -> None:
         acc.reverify_at = acc.reverify_at or max(now, 1.0)
 
-    def reverified(self, acc: AccountState) -> None:
-        """The customer passed a phishing-resistant check: the request is met, and so is the
-        strong sign-in asked for after a session failed one (``session_failed_at``)."""
+    def reverified(self, acc: AccountState, now: float) -> None:
+        """The customer passed a phishing-resistant check at ``now``: the request is met, and so
+        is the strong sign-in asked for after a session failed one (``session_failed_at``), as
+        far as the failures came before it: a check passed earlier and delivered late does not
+        answer a failure after it. (An analyst's request has no place in the broker's timeline
+        — the service stamps it with the latest event time — so any pass meets it.)"""
         acc.reverify_at = 0.0
-        acc.session_failed_at = 0.0
+        acc.session_failed_at = forget_until(acc.session_failed_at, now)
 
     def confirm_fraud(self, f: LoginFeatures, now: float) -> list[str]:
         """Mark the infrastructure of a confirmed fraudulent sign-in; returns its keys."""

@@ -550,7 +550,7 @@ class BrokerGuard:
         if "passkey" in e.factors:
             if sess is not None and opens:  # a late one vouches for no session in use since
                 sess.trusted = True
-            self.feedback.reverified(acc)
+            self.feedback.reverified(acc, now)
             self._cleared(e.account, f)
             self.login.learn(acc, f, now)
         elif decision.action == "allow":
@@ -647,7 +647,7 @@ class BrokerGuard:
             self.state.put("account", account, acc)
             return
         if strong:
-            self.feedback.reverified(acc)
+            self.feedback.reverified(acc, now)
         if strong and sess is not None and self._opened_by(sess, pending):
             sess.trusted = True
             sess.hijack = 0.0
