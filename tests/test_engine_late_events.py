@@ -33,6 +33,7 @@ from instruction_helpers import (
     rig_with_customer,
 )
 
+from brokerguard.engine import BrokerGuard
 from brokerguard.engine.policy import parse_policy
 from brokerguard.engine.state import Run, touch_window
 from brokerguard.events import CanaryHit
@@ -557,3 +558,22 @@ def test_a_late_strong_sign_in_does_not_answer_a_session_failure_after_it():
     r.now = after
     _, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
     assert d.action == "challenge"
+
+
+def test_an_engine_started_on_the_state_knows_a_sign_in_is_late():
+    """Only a sign-in older than an event taken before it looks its session up: the engine's
+    clock, kept with the state, carries the latest event time over a restart."""
+    r = rig_with_customer(lenient_orders())
+    home, ua = ip_in(OCN, 1), device(1)
+    start = r.now.replace(hour=10, minute=0)
+    session = "s-lagging"
+    r.now = start + timedelta(minutes=20)
+    r.activity("A1", session, home, ua, "ck-A1")
+    restarted = BrokerGuard(r.engine.policy, state=r.engine.state)
+    restarted.set_clock(r.engine.clock())
+    r.engine = restarted
+    r.engine.trace = r._trace
+    r.now = start
+    r.login("A1", home, ua, "ck-A1", session=session)
+    kept = r.session_state("A1", session)
+    assert kept is not None and kept.last == (start + timedelta(minutes=20)).timestamp()

@@ -139,6 +139,8 @@ class BrokerGuard:
         self.always_step_up = set(self.policy.settings.always_step_up)
         self._next_sweep = 0.0
         self._last_event = 0.0  # the time of the event before (for jumps: see _clock)
+        self._newest = 0.0  # the latest event time taken so far
+        self._late = False  # the event being taken is older than one taken before it
         self._tz: tzinfo = UTC
         self.trace: Callable[[Event, list[Signal], Decision], None] | None = None
         """Called with every decision and the signals behind it (for replay's alerts, tests)."""
@@ -434,6 +436,7 @@ class BrokerGuard:
             # the event before, so that an engine started on the state (a restart, a worker
             # taking over the partition) does not sweep on one bad timestamp either
             "last_event": repr(self._last_event),
+            "newest": repr(self._newest),  # so that a late event after a restart is known
         }
 
     def set_clock(self, saved: dict[str, str]) -> None:
@@ -442,6 +445,7 @@ class BrokerGuard:
             self._next_sweep = float(saved["next_sweep"])
             self._tz = timezone(timedelta(seconds=float(saved.get("tz", "0"))))
             self._last_event = float(saved.get("last_event", "0"))
+            self._newest = float(saved.get("newest", saved.get("last_event", "0")))
 
     def _clock(self, ts: datetime, deciding: bool = True) -> float:
         """Event time; sweeps the state once an hour, preferably on an event nobody waits for.
@@ -456,6 +460,9 @@ class BrokerGuard:
         timestamp. The next event sweeps if it is as late (the stream really moved on: a quiet
         weekend), and restarts nothing if it is back at the stream's time."""
         now = ts.timestamp()
+        self._late = now < self._newest
+        if not self._late:
+            self._newest = now
         jumped = self._last_event and now - self._last_event > JUMP_S
         self._last_event = now
         due = self._next_sweep
@@ -581,22 +588,24 @@ class BrokerGuard:
     ) -> tuple[SessionState | None, bool]:
         """The session a sign-in goes with, and whether the sign-in opens it.
 
-        It opens a new one, unless it is late: its session already made a request after it
-        (its first requests came before the sign-in was delivered), or ended after it. A late
+        It opens a new one, unless it is late (older than an event taken before it: only then
+        is the session looked up) and its session already made a request after it (its first
+        requests came before the sign-in was delivered), or ended after it. A late
         sign-in neither starts that session over (its trust lost or restored, its orders and
         last request gone: a failed step-up undone, a session in use swept as idle) nor revives
         one that ended (a fraud confirmation found the revived session, empty, and not the
         orders of the one that ended). It only adds doubt to a session in use: the session
         keeps the worse of its own judgement and the sign-in's.
         """
-        sess = self._session_record("session", e.account, e.session)
-        if sess is not None and now < sess.last:
-            sess.llr = max(sess.llr, total)
-            return sess, False
-        if sess is None:
-            ended = self._session_record("ended", e.account, e.session)
-            if ended is not None and now <= ended.ended:
-                return None, False
+        if self._late:
+            sess = self._session_record("session", e.account, e.session)
+            if sess is not None and now < sess.last:
+                sess.llr = max(sess.llr, total)
+                return sess, False
+            if sess is None:
+                ended = self._session_record("ended", e.account, e.session)
+                if ended is not None and now <= ended.ended:
+                    return None, False
         return self.sessions.start(e.account, e.session, f, total, now, login_seen=True), True
 
     @staticmethod
