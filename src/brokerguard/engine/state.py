@@ -171,14 +171,24 @@ def window_count(
     members that came after it, and those are not evidence about it."""
     since = now - span
     count = 0
-    for member, seen in window.items():
-        if member != skip and run_last(seen) >= since and run_first(seen) <= now:
-            count += 1
+    if window and _all_within(window, since, now):  # the usual case: no need to look at each
+        count = len(window) - (skip in window)
+    else:
+        for member, seen in window.items():
+            if member != skip and run_last(seen) >= since and run_first(seen) <= now:
+                count += 1
     if extra:
         for member, seen in extra.items():
             if member in window and run_last(seen) >= since and run_first(seen) <= now:
                 count += 1
     return count
+
+
+def _all_within(window: Window, since: float, now: float) -> bool:
+    """Whether every member was last seen between ``since`` and ``now`` (so first seen by
+    ``now``): the window is in order of last times, so its first and last members tell."""
+    values = window.values()
+    return run_last(next(iter(values))) >= since and run_last(next(reversed(values))) <= now
 
 
 def window_reaches(
