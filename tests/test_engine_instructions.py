@@ -381,3 +381,25 @@ def test_a_session_stored_under_another_account_s_old_key_is_not_taken():
     r.engine.observe(AnalystAction(id="an-9", ts=r.now, action="confirm_fraud", login=other))
     assert [i.kind for i in r.engine.take_instructions()] == ["end_session"]
     assert r.engine.state.get("session", login.session) is not None  # A1's, left alone
+
+
+def test_an_ended_sessions_orders_are_forgotten_after_a_week_even_before_a_sweep():
+    """Ended sessions are swept once a day, not hourly, and the first event after a jump in
+    time sweeps nothing: a record still kept past the week must not name its orders."""
+    r, login, sell = doubtful_session_sold()
+    r.activity("A1", login.session, ip_in(HINET, 5), device(1), None, action="logout")
+    r.tick(days=8)
+    assert r.engine.state.count("ended") == 1  # not swept yet
+    r.engine.observe(AnalystAction(id="an-8", ts=r.now, action="confirm_fraud", login=login))
+    named = [(i.kind, i.session, i.orders) for i in r.engine.take_instructions()]
+    assert named == [("end_session", login.session, ())]
+
+
+def test_ended_sessions_are_swept_within_a_day_of_their_week():
+    r, login, _ = doubtful_session_sold()
+    r.activity("A1", login.session, ip_in(HINET, 5), device(1), None, action="logout")
+    assert r.engine.state.count("ended") == 1
+    for _ in range(9 * 24):  # nine days of hourly traffic elsewhere
+        r.tick(hours=1)
+        r.order("A1", "another", HOLDING, "sell", 1, 9_000.0, ip=ip_in(OCN, 1), ua=device(1))
+    assert r.engine.state.count("ended") == 0

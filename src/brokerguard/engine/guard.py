@@ -78,6 +78,7 @@ __all__ = ["BrokerGuard"]
 
 STRONG_FACTORS = ("passkey", "oob")
 SWEEP_EVERY_S = 3600.0
+ENDED_SWEEP_EVERY_S = 86400.0
 PENDING_TTL_S = 6 * 3600.0
 LAST_TIMESTAMP = datetime(9999, 12, 30, tzinfo=UTC).timestamp()  # a datetime in any zone
 REWOUND_S = 86400.0  # a stream this far behind its last sweep restarts the schedule
@@ -138,6 +139,7 @@ class BrokerGuard:
         self.decider = Decider(self.policy)
         self.always_step_up = set(self.policy.settings.always_step_up)
         self._next_sweep = 0.0
+        self._next_ended_sweep = 0.0  # ended sessions are swept daily, not hourly (see sweep)
         self._last_event = 0.0  # the time of the event before (for jumps: see _clock)
         self._newest = 0.0  # the latest event time taken so far
         self._late = False  # the event being taken is older than one taken before it
@@ -343,7 +345,7 @@ class BrokerGuard:
             self.state.put("session", key, sess)
         else:
             ended: EndedSessionState | None = self._session_record("ended", account, session_id)
-            if ended is not None:  # confirmed days later
+            if ended is not None and not self._expired(ended, ts.timestamp()):  # days later
                 self._instruct(
                     "cancel_orders", account, session_id, ended.orders, cause, ts, cancelled
                 )
@@ -468,6 +470,7 @@ class BrokerGuard:
         due = self._next_sweep
         if due and now < due - SWEEP_EVERY_S - REWOUND_S:
             self._next_sweep = due = now + SWEEP_EVERY_S
+            self._next_ended_sweep = 0.0
         if jumped and due:
             return now
         if now >= due and (not deciding or now >= due + SWEEP_EVERY_S or not due):
@@ -999,11 +1002,15 @@ class BrokerGuard:
             sess = self.state.get("session", sid)
             if sess is not None and sess.last < idle:
                 self._end_session(sid)
-        kept_since = now - params.ended_orders_days * 86400
-        for sid in self.state.keys("ended"):
-            ended = self.state.get("ended", sid)
-            if ended is not None and ended.ended < kept_since:
-                self.state.delete("ended", sid)
+        if now >= self._next_ended_sweep:
+            # Ended sessions outnumber live ones and are kept for days: walking them every hour
+            # was most of the sweep's time. Once a day bounds them as well, and an older record
+            # still here is not used (:meth:`_expired`).
+            self._next_ended_sweep = now + ENDED_SWEEP_EVERY_S
+            for sid in self.state.keys("ended"):
+                ended = self.state.get("ended", sid)
+                if ended is not None and self._expired(ended, now):
+                    self.state.delete("ended", sid)
         span = self.policy.detectors.login.infrastructure_window_hours * 3600
         for key in self.state.keys("entity"):
             ent = self.state.get("entity", key)
@@ -1022,6 +1029,10 @@ class BrokerGuard:
             pending = self.state.get("pending", key)
             if pending is not None and pending.at < now - PENDING_TTL_S:
                 self.state.delete("pending", key)
+
+    def _expired(self, ended: EndedSessionState, now: float) -> bool:
+        """Whether an ended session's orders are past ``ended_orders_days`` (forgotten)."""
+        return ended.ended < now - self.policy.detectors.session.ended_orders_days * 86400
 
     def campaign_records(self) -> list[dict[str, Any]]:
         """Campaign lines not yet written (see :meth:`CampaignWatch.records`)."""
