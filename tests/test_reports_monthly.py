@@ -165,11 +165,26 @@ def test_csv_edited_with_japanese_only_headers_and_thousands_separators(tmp_path
     assert read_monthly_csv(path) == [EXPECTED[1]]
 
 
+@pytest.mark.parametrize("month", ["2025/4/1", "2025-04-01", "2025/04", "2025年4月"])
+def test_csv_saved_again_by_excel_reads_its_dates_as_months(tmp_path: Path, month: str) -> None:
+    """Excel turns the month cells into dates when it opens the file and writes them so when it
+    saves it: the table still reads back (the first of the month only)."""
+    path = tmp_path / "saved.csv"
+    path.write_text(
+        "月,不正アクセス件数,不正取引件数,売却金額（円）,買付金額（円）\n"
+        f'{month},2,1,"50,000","95,000"\n',
+        encoding="utf-8-sig",
+    )
+    assert read_monthly_csv(path) == [EXPECTED[1]]
+
+
 @pytest.mark.parametrize(
     ("body", "line", "field", "words"),
     [
         ("2025-04,2,1,x,0\n", 2, "sold_jpy", "expected a whole number, got 'x'"),
         ("April,2,1,0,0\n", 2, "month", "expected a month as YYYY-MM"),
+        ("2025/4/15,2,1,0,0\n", 2, "month", "expected a month as YYYY-MM"),
+        ("2025-13,2,1,0,0\n", 2, "month", "expected a month as YYYY-MM"),
         ("2025-04,2,1\n", 2, None, "3 cells, the header has 5"),
     ],
 )

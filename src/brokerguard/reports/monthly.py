@@ -28,6 +28,7 @@ Japanese headers; with it, Excel and Python's ``utf-8-sig`` both read it right.
 from __future__ import annotations
 
 import csv
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -192,6 +193,19 @@ def write_monthly_csv(rows: Sequence[MonthlyRow], path: Path) -> Path:
     return path
 
 
+# A month as written (2025-03), or as Excel saves the date it turned it into when the file is
+# opened and saved again: 2025/3/1, 2025-03-01, 2025/03 or 2025年3月 (always the first day).
+_MONTH = re.compile(r"(\d{4})\s*[-/年]\s*(\d{1,2})\s*(?:月|[-/]\s*0?1\s*(?:日)?)?")
+
+
+def _month_of(text: str) -> str | None:
+    """``YYYY-MM`` for a month cell, or None when it names no month."""
+    found = _MONTH.fullmatch(text.strip())
+    if found is None or not 1 <= int(found.group(2)) <= 12:
+        return None
+    return f"{found.group(1)}-{int(found.group(2)):02d}"
+
+
 def read_monthly_csv(path: Path) -> list[MonthlyRow]:
     """Read a table written by :func:`write_monthly_csv` (or edited in Excel) back into rows.
 
@@ -241,14 +255,14 @@ def read_monthly_csv(path: Path) -> list[MonthlyRow]:
                         line=reader.line_num,
                         field=name,
                     ) from None
-            try:
-                datetime.strptime(str(raw.get("month", "")), "%Y-%m")
-            except ValueError:
+            month = _month_of(str(raw.get("month", "")))
+            if month is None:
                 raise ReportError(
                     f"expected a month as YYYY-MM, got {raw.get('month', '')!r}",
                     path=path,
                     line=reader.line_num,
                     field="month",
-                ) from None
+                )
+            raw["month"] = month
             rows.append(msgspec.convert(raw, MonthlyRow))
     return rows
