@@ -289,7 +289,7 @@ def test_csv_has_japanese_headers_and_every_row(tmp_path: Path) -> None:
     assert first["口座 (account)"] == "V1"
     assert first["補償方針 (policy)"] == "sbi-rakuten-2025"
     assert first["補償額（円） (payout (JPY))"] == "37698"
-    assert first["対象 (eligible)"] == "yes"
+    assert first["対象 (eligible)"] == "はい (yes)"
     assert first["評価日 (valuation date)"] == "2025-03-28"
     assert "不正買付" in first["説明 (explanation (Japanese))"]
     assert msgspec.json.encode(rows[0])  # rows serialize for the web console as they are

@@ -503,7 +503,7 @@ def write_compensation_csv(rows: Sequence[CompensationRow], path: Path) -> Path:
             for name, _, _ in COMPENSATION_COLUMNS:
                 value = getattr(row, name)
                 if isinstance(value, bool):
-                    value = "yes" if value else "no"
+                    value = "はい (yes)" if value else "いいえ (no)"  # as the headers are written
                 elif isinstance(value, date):
                     value = value.isoformat()
                 elif isinstance(value, str):
