@@ -150,6 +150,7 @@ def test_lexical_randomness() -> None:
         ("not a url at all", "spaces"),
         ("mailto:someone@example.com", "not a web URL"),
         ("http://exa\x00mple.com", "binary"),
+        ("https://sbi-sec.example.com/\ud800x", "lone surrogate"),
         ("x" * 9000, "at most"),
         ("http://-bad-.example.com/", "not a valid domain"),
         ("localhost", "no domain suffix"),
@@ -158,7 +159,7 @@ def test_lexical_randomness() -> None:
 )
 def test_bad_input_gives_clear_errors(text: str, problem: str) -> None:
     with pytest.raises(URLError, match=problem):
-        score_url(text)
+        score_url(text, model=True)
 
 
 def test_registry_is_valid_and_covers_the_majors() -> None:

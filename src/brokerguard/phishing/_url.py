@@ -102,6 +102,10 @@ def _check_text(text: str) -> str:
         raise URLError("empty line: expected a URL or a host name")
     if "\ufffd" in stripped or any(ord(c) < 32 or ord(c) == 127 for c in stripped):
         raise URLError("binary or control characters: expected a URL or a host name")
+    if not stripped.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in stripped):
+        # A lone surrogate (from JSON's "\ud800" or a surrogate-escaped byte) is no character
+        # at all: the model's feature hashing could not encode it and failed mid-score.
+        raise URLError("not valid Unicode (a lone surrogate): expected a URL or a host name")
     if any(c.isspace() for c in stripped):
         raise URLError(f"{_clip(stripped)!r}: contains spaces; expected one URL per line")
     return stripped
