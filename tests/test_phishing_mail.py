@@ -124,3 +124,28 @@ def test_mime_nested_too_deeply_is_a_mail_error() -> None:
     raw = b"From: a@example-phish.top\r\n" + b"".join(level % (i, i) for i in range(2000))
     with pytest.raises(MailError, match="nested"):
         analyse_mail(raw)
+
+
+@pytest.mark.parametrize(
+    ("from_header", "display"),
+    [
+        # an encoded display name that decodes to a line break: the structured parser refuses
+        # to build the address (ValueError), so the raw header is read instead
+        ("=?utf-8?B?U0JJ6Ki85Yi4DQrjgrXjg53jg7zjg4g=?= <info@sbi-notice.example-phish.top>", "SBI"),
+        # an address cut off after its "@": the parser ran off the end (IndexError)
+        ("SBI証券 <info@", "SBI証券"),
+    ],
+)
+def test_a_from_header_the_parser_chokes_on_is_still_analysed(
+    from_header: str, display: str
+) -> None:
+    """Found by mutating the fixtures: the attacker writes the headers, so a malformed one
+    must not stop the analysis (it crashed it, uncaught, before)."""
+    raw = (
+        f"From: {from_header}\r\nSubject: =?utf-8?B?44CQ6YeN6KaB44CR?=\r\n\r\n"
+        "https://sbisec.example-phish.top/ETGate/\r\n"
+    ).encode()
+    r = analyse_mail(raw)
+    assert r.from_display.startswith(display)
+    assert r.subject == "【重要】" and "重要" in r.urgency
+    assert r.display_brand == "sbi" and r.verdict == "phishing"

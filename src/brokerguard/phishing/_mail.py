@@ -12,7 +12,8 @@ phrases in Japanese and English. Nothing is fetched and no attachment is opened.
 from __future__ import annotations
 
 import re
-from email import policy
+from email import errors, policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
@@ -147,9 +148,48 @@ class _Links(HTMLParser):
 _URL_IN_TEXT = re.compile(r"(?:https?://|www\.)[^\s<>\"'「」（）()、。]+", re.IGNORECASE)
 
 
+# What the standard library's header parsers raise on some malformed headers: their own
+# MessageError (HeaderParseError, a bad base64 encoded-word) and, from the structured parser,
+# plain errors (a CR inside a display name, an address group where a mailbox was expected, a
+# truncated angle address).
+_HEADER_PARSE_FAILURES = (errors.MessageError, ValueError, AttributeError, IndexError, TypeError)
+
+
+def _header_values(msg: EmailMessage, name: str) -> list[str]:
+    """Every value of header ``name``, decoded; read as plain text where parsing it fails.
+
+    A lure is written by the attacker: a From header the structured parser chokes on must
+    still be shown (and the mail still analysed), not crash the analysis of the whole mail.
+    """
+    try:
+        return [str(v) for v in msg.get_all(name, []) or []]
+    except _HEADER_PARSE_FAILURES:
+        return [_decoded(v) for k, v in msg.raw_items() if k.lower() == name.lower()]
+
+
+def _decoded(raw: str) -> str:
+    """A raw header value with its encoded-words (=?utf-8?B?...?=) decoded where they read."""
+    # The parser keeps a raw header's 8-bit bytes (UTF-8 written without an encoded-word) as
+    # surrogate escapes: turn them back into the characters they spell.
+    try:
+        text = str(raw).encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # already characters (a message parsed from text)
+        text = str(raw)
+    unfolded = re.sub(r"\r?\n[ \t]", " ", text)
+    try:
+        return str(make_header(decode_header(unfolded)))
+    except (*_HEADER_PARSE_FAILURES, LookupError, UnicodeError):
+        return unfolded
+
+
+def _header(msg: EmailMessage, name: str) -> str:
+    values = _header_values(msg, name)
+    return values[0] if values else ""
+
+
 def _auth_results(msg: EmailMessage) -> dict[str, str]:
     out: dict[str, str] = {}
-    for header in msg.get_all("Authentication-Results", []) or []:
+    for header in _header_values(msg, "Authentication-Results"):
         # A result is "; method=result" (RFC 8601). Comments and property values can hold the
         # sender's own text (smtp.mailfrom=dmarc=pass@phish.example), so comments are dropped
         # (one pass: linear time, and a stray "(" cannot hide what follows its comment) and a
@@ -160,9 +200,9 @@ def _auth_results(msg: EmailMessage) -> dict[str, str]:
             if m and method not in out:
                 out[method] = m.group(1).lower()
     if "spf" not in out:
-        received_spf = msg.get("Received-SPF")
+        received_spf = _header(msg, "Received-SPF").split()
         if received_spf:
-            out["spf"] = str(received_spf).split()[0].lower()
+            out["spf"] = received_spf[0].lower()
     return out
 
 
@@ -222,15 +262,13 @@ def analyse_mail(data: bytes, registry: BrandRegistry | None = None) -> MailRepo
     except RecursionError:
         # the email package recurses once per MIME level: a few kB of nesting exhaust it
         raise MailError("MIME parts nested too deeply to read") from None
-    if not any(msg.get(h) for h in ("From", "Subject", "Date", "Message-ID", "Received")):
+    if not any(_header(msg, h) for h in ("From", "Subject", "Date", "Message-ID", "Received")):
         raise MailError("no mail headers (From, Subject, Date, ...): not an .eml file")
-    subject = str(msg.get("Subject", "") or "")
-    display, address = parseaddr(str(msg.get("From", "") or ""))
+    subject = _header(msg, "Subject")
+    display, address = parseaddr(_header(msg, "From"))
     from_domain = address.rpartition("@")[2].lower()
-    reply_to = [
-        a for _, a in getaddresses([str(v) for v in msg.get_all("Reply-To", []) or []]) if a
-    ]
-    return_path = parseaddr(str(msg.get("Return-Path", "") or ""))[1]
+    reply_to = [a for _, a in getaddresses(_header_values(msg, "Reply-To")) if a]
+    return_path = parseaddr(_header(msg, "Return-Path"))[1]
     auth = _auth_results(msg)
     plain, html = _bodies(msg)
 
