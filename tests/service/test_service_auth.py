@@ -64,6 +64,25 @@ def test_bad_and_unknown_keys_are_401(api: Api) -> None:
         assert_error(response, 401, "unauthorized")
 
 
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/v1/accounts/A1/actions", {"GET", "POST"}),
+        ("/v1/alerts/1", {"GET", "PATCH"}),
+        ("/v1/policy", {"GET", "PUT"}),
+        ("/console/login", {"GET", "POST"}),
+    ],
+)
+def test_a_wrong_method_names_every_method_the_path_serves(
+    api: Api, path: str, methods: set[str]
+) -> None:
+    """One route per method: the 405 named only the first one's (``Allow: GET``)."""
+    response = api.client.request("DELETE", path, headers=api.auth("admin"))
+    assert_error(response, 405, "method_not_allowed")
+    allowed = {m.strip() for m in response.headers["allow"].split(",")}
+    assert methods <= allowed and "DELETE" not in allowed
+
+
 def test_a_revoked_key_is_refused(api: Api, database_url: str) -> None:
     key = api.keys["read"]
     engine = make_engine(database_url)
