@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from conftest import audit
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -139,6 +141,44 @@ def test_serve_can_make_the_console_cookie_secure(
             assert login.status_code == 200, login.text
             cookie = login.headers["set-cookie"].lower()
             assert cookie.startswith("bg_session=") and ("; secure" in cookie) is secure
+
+
+def test_serve_takes_the_client_address_from_a_trusted_proxy_only(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a load balancer on another host every console request came from the balancer:
+    the log-in throttle's 50 failures per address then stopped every analyst at once, and the
+    audit named the balancer. ``--forwarded-allow-ips`` trusts its X-Forwarded-For; another
+    client's header is ignored (or anyone could pick the address the throttle counts)."""
+    import uvicorn
+
+    served: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda a, **kw: served.append((a, kw)))
+    proxy, customer = "10.0.0.5", "198.51.100.7"
+    for args, sender, seen in (
+        (["--forwarded-allow-ips", "10.0.0.0/8"], proxy, customer),  # trusted: the header
+        (["--forwarded-allow-ips", "10.0.0.0/8"], "203.0.113.9", "203.0.113.9"),  # not trusted
+        ([], proxy, proxy),  # default: only a proxy on this host is trusted
+    ):
+        result = runner.invoke(app, ["serve", "--database", url, *args])
+        assert result.exit_code == 0, result.output
+        served_app, kw = served[-1]
+        # the app as uvicorn serves it: its proxy-headers middleware around the service
+        config = uvicorn.Config(
+            served_app,
+            proxy_headers=kw.get("proxy_headers", True),  # uvicorn's defaults where not given
+            forwarded_allow_ips=kw.get("forwarded_allow_ips"),
+        )
+        config.load()
+        with TestClient(config.loaded_app, client=(sender, 50000)) as client:
+            refused = client.post(
+                "/console/login",
+                json={"username": "nobody", "password": "wrong password"},
+                headers={"X-Forwarded-For": customer},
+            )
+        assert refused.status_code == 401, refused.text
+        failures = [d for _a, action, _s, d in audit(url) if action == "console.login_failed"]
+        assert json.loads(failures[-1])["client"] == seen
 
 
 def test_records_export_into_a_file_is_one_line(url: str, tmp_path: Path) -> None:

@@ -141,6 +141,15 @@ def serve(
             "console over HTTPS (a TLS proxy in front), so the cookie never goes over plain HTTP.",
         ),
     ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FORWARDED_ALLOW_IPS",
+            help="Reverse proxies whose X-Forwarded-For names the client (comma-separated "
+            "addresses or networks; default 127.0.0.1,::1). The console's log-in throttle and "
+            "audit count that address: behind a proxy not listed, every client is the proxy.",
+        ),
+    ] = None,
 ) -> None:
     """Run the decision API (one process: the engine's state is in its memory).
 
@@ -203,6 +212,8 @@ def serve(
         access_log=access_log,
         log_level="info",
         timeout_graceful_shutdown=10,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
 
 

@@ -13,8 +13,9 @@ A refused attempt is answered 429 with ``Retry-After`` and is not checked, so th
 and the guess are both spared; it is not counted either (the window runs out on its own). A
 right password clears the username's failures. The counts live in the database, not in one
 process, so every replica of ``brokerguard serve`` sees the same. Behind a reverse proxy the
-client address is the proxy's: the per-client limit then counts everyone together, which is
-why it is higher than the per-username one.
+client address is the one its ``X-Forwarded-For`` names when the proxy is trusted (``serve
+--forwarded-allow-ips``; on the same host by default), else the proxy's own: the per-client
+limit then counts everyone together, which is why it is higher than the per-username one.
 
 The cost is the one every lockout has: someone can keep an analyst out for :data:`WINDOW` by
 typing wrong passwords for their username. The analyst's supervisor can still work, and the
