@@ -133,3 +133,10 @@ def test_the_document_names_every_event_kind(api_schema: schemathesis.BaseSchema
     assert doc["paths"]["/v1/decide"]["post"]["requestBody"]["content"]["application/json"]
     documented = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
     assert documented == set(OPERATIONS)
+
+
+def test_the_log_in_documents_its_throttle(api_schema: schemathesis.BaseSchema) -> None:
+    """A throttled log-in answers 429 (tests/service/test_service_auth.py); schemathesis met it
+    against a running service as an undocumented status."""
+    responses = api_schema.raw_schema["paths"]["/console/login"]["post"]["responses"]
+    assert "429" in responses and "401" in responses

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from brokerguard.service.runtime import Service
 from brokerguard.service.schemas import ErrorOut
 
-__all__ = ["AUTH_ERRORS", "ERRORS", "UNAVAILABLE", "json_response", "service"]
+__all__ = ["AUTH_ERRORS", "ERRORS", "THROTTLED", "UNAVAILABLE", "json_response", "service"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -32,3 +32,4 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 AUTH_ERRORS = _errors(401, 403)
 ERRORS = _errors(400, 401, 403, 404, 409, 413, 415, 422)
 UNAVAILABLE = _errors(503)  # records wait for the database: see Service.admit
+THROTTLED = _errors(429)  # password guessing: see service.login_throttle

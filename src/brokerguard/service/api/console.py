@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from brokerguard.service import audit, login_throttle
-from brokerguard.service.api._common import AUTH_ERRORS, ERRORS, service
+from brokerguard.service.api._common import AUTH_ERRORS, ERRORS, THROTTLED, service
 from brokerguard.service.auth import ROLE_PERMISSIONS, SESSION_COOKIE, Caller
 from brokerguard.service.errors import (
     InvalidInput,
@@ -85,6 +85,7 @@ async def _credentials(request: Request) -> tuple[LoginIn, bool]:
         200: {"model": WhoAmI},
         303: {"description": "A form log-in: on to the console, or back to the form."},
         **ERRORS,
+        **THROTTLED,
     },
     openapi_extra={
         "requestBody": {
