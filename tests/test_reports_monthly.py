@@ -324,6 +324,37 @@ def test_simulated_run_agrees_with_the_evaluation(simulated: Path) -> None:
         assert sum(r.logins for r in rows) < len(labelled)
 
 
+# Six sen amounts whose sum is ¥318,822.50 exactly; added as floats they come to
+# 318,822.49999999994, which rounds down.
+SIX_FILLS = (94793.53, 32912.43, 56377.58, 98959.54, 770.97, 35008.45)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ((100.5,), 101),  # round() made it ¥100 (half to even), the reports ¥101
+        ((101.5,), 102),
+        (SIX_FILLS, 318_823),
+    ],
+)
+def test_half_yen_is_rounded_up_alike_by_the_table_and_the_evaluation(
+    tmp_path: Path, values: tuple[float, ...], expected: int
+) -> None:
+    """`evaluate` and the monthly table round half yen by one rule (up, brokerguard.money),
+    from the exact sum: they differed by ¥1 on the same run."""
+    events = [order("o1", "V1", jst(2025, 4, 10, 9), "n1", "9999", "buy", len(values))]
+    for i, value in enumerate(values):
+        x = fill(f"x{i}", "V1", jst(2025, 4, 10, 9, i + 1), "n1", "9999", "buy", 1, value)
+        events.append(x)
+    labels = truth([Victim(account="V1", attack=0, events=["o1"], orders=["n1"])])
+    run = write_run(tmp_path / "run", events, [], labels)
+    (row,) = monthly_table(run)
+    attack = evaluate_run(run)["attack"]
+    assert row.bought_jpy == expected
+    assert attack["unauthorized_trade_value_jpy"] == expected
+    assert attack["unauthorized_value_jpy"] == expected
+
+
 def test_chart_is_drawn(tmp_path: Path) -> None:
     path = plot_monthly(EXPECTED, tmp_path / "charts" / "monthly.png", "unit: by month")
     assert path.read_bytes().startswith(b"\x89PNG")

@@ -26,6 +26,7 @@ import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -49,6 +50,7 @@ from brokerguard.events import (
     read_ndjson,
 )
 from brokerguard.guard import DecisionRecord, Instruction
+from brokerguard.money import exact, yen, yen_sum
 from brokerguard.truth import Truth, load_truth
 
 __all__ = [
@@ -401,7 +403,9 @@ def _metrics(scan: _Scan, run_dir: Path) -> dict[str, Any]:
     truth = scan.truth
     victims = len(truth.victims)
     takeovers = len(scan.takeovers)
-    trades = sum(value for _, value, kind in scan.losses if kind == "trade")
+    # Whole yen of the exact sums, halves up: the reports' rule (brokerguard.money), so that a
+    # half yen is not ¥0 here and ¥1 in the monthly table.
+    trades = [value for _, value, kind in scan.losses if kind == "trade"]
     withdrawn = [value for _, value, kind in scan.losses if kind == "withdrawal"]
     legit = scan.legit
     delays = scan.detection_delays
@@ -420,10 +424,10 @@ def _metrics(scan: _Scan, run_dir: Path) -> dict[str, Any]:
             "unauthorized_orders_executed": scan.orders_executed,
             "unauthorized_orders_cancelled": scan.orders_cancelled,
             "sessions_signed_out": scan.sessions_signed_out,
-            "unauthorized_value_jpy": float(round(trades + sum(withdrawn))),
-            "unauthorized_trade_value_jpy": float(round(trades)),
+            "unauthorized_value_jpy": float(yen_sum([*trades, *withdrawn])),
+            "unauthorized_trade_value_jpy": float(yen_sum(trades)),
             "unauthorized_withdrawals": len(withdrawn),
-            "unauthorized_withdrawals_jpy": float(round(sum(withdrawn))),
+            "unauthorized_withdrawals_jpy": float(yen_sum(withdrawn)),
             "detected": len(delays),
             "detection_delay_s": {
                 "median": _seconds(statistics.median(delays) if delays else None),
@@ -458,11 +462,11 @@ def unauthorized_value_timeline(run_dir: Path) -> list[tuple[datetime, float]]:
 
 
 def _timeline(scan: _Scan) -> list[tuple[datetime, float]]:
-    total = 0.0
+    total = Decimal(0)
     timeline: list[tuple[datetime, float]] = []
     for ts, value, _ in scan.losses:
-        total += value
-        timeline.append((ts, float(round(total))))
+        total += exact(value)
+        timeline.append((ts, float(yen(total))))
     return timeline
 
 

@@ -34,12 +34,12 @@ import csv
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import msgspec
 
 from brokerguard.events import ChallengeResult, Execution, Order, SeenOnce, Withdrawal
+from brokerguard.money import yen, yen_sum
 from brokerguard.reports.errors import ReportError
 from brokerguard.reports.labels import FraudLabels
 from brokerguard.reports.policies import CompensationPolicy
@@ -64,11 +64,6 @@ __all__ = [
     "victim_losses",
     "write_compensation_csv",
 ]
-
-
-def yen(value: float) -> int:
-    """Whole yen, halves rounded up (in the customer's favour)."""
-    return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def _jpy(value: float) -> str:
@@ -188,11 +183,11 @@ class VictimLoss(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def buy_loss_jpy(self) -> int:
-        return yen(sum(p.buy_loss_jpy for p in self.positions))
+        return yen_sum(p.buy_loss_jpy for p in self.positions)
 
     @property
     def sale_loss_jpy(self) -> int:
-        return yen(sum(p.sale_loss_jpy for p in self.positions))
+        return yen_sum(p.sale_loss_jpy for p in self.positions)
 
     @property
     def bought(self) -> bool:

@@ -15,7 +15,8 @@ What is counted, and when (months are calendar months in Japan time, split at JS
   first fill.
 - **value sold / bought**: the executed value (¥) of the fills of unauthorized orders, by side,
   in the month of each fill — trade values inside the victims' accounts, as the regulator sums
-  them, not the customers' losses (see :mod:`.compensation` for those).
+  them, not the customers' losses (see :mod:`.compensation` for those). Whole yen, halves
+  up, of the exact sum (:mod:`brokerguard.money`, as ``evaluate`` rounds).
 
 Every month from the first to the last event of the stream gets a row, zeros included: a
 month without fraud is a row the regulator expects too.
@@ -32,12 +33,13 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 
 from brokerguard.events import ChallengeResult, Execution, LoginAttempt, Order, SeenOnce
+from brokerguard.money import exact, yen
 from brokerguard.reports.errors import ReportError
 from brokerguard.reports.labels import FraudLabels
 from brokerguard.reports.run import (
@@ -98,10 +100,6 @@ def _months(first: datetime, last: datetime) -> list[str]:
     return months
 
 
-def _yen(value: float) -> int:
-    return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
 def monthly_table(
     run_dir: Path, labels: FraudLabels | None = None, *, decisions: Path | None = None
 ) -> list[MonthlyRow]:
@@ -150,8 +148,11 @@ def monthly_table(
     unauthorized = (
         labels.orders | ordered | {k for _, k, fid, _, _ in fills if fid in labels.events}
     )
-    counts: dict[str, dict[str, float]] = {
-        m: {"logins": 0, "trades": 0, "sold": 0.0, "bought": 0.0} for m in _months(first, last)
+    # Each month's values are added up exactly and rounded once, by the rule `evaluate` rounds
+    # its totals by (brokerguard.money): a half yen is not ¥1 here and ¥0 there.
+    counts: dict[str, dict[str, Decimal]] = {
+        m: dict.fromkeys(("logins", "trades", "sold", "bought"), Decimal(0))
+        for m in _months(first, last)
     }
     for login_id, ts in logins:
         if let_through(records.get(login_id), results.get(login_id, [])):
@@ -160,7 +161,7 @@ def monthly_table(
     for ts, key, _, side, value in fills:
         if key not in unauthorized:
             continue
-        counts[month_of(ts)]["sold" if side == "sell" else "bought"] += value
+        counts[month_of(ts)]["sold" if side == "sell" else "bought"] += exact(value)
         if key not in first_fill or ts < first_fill[key]:
             first_fill[key] = ts
     for ts in first_fill.values():
@@ -170,8 +171,8 @@ def monthly_table(
             month=month,
             logins=int(c["logins"]),
             trades=int(c["trades"]),
-            sold_jpy=_yen(c["sold"]),
-            bought_jpy=_yen(c["bought"]),
+            sold_jpy=yen(c["sold"]),
+            bought_jpy=yen(c["bought"]),
         )
         for month, c in counts.items()
     ]

@@ -17,7 +17,6 @@ restore the account. Terms change and differ per firm, so they are data
 from __future__ import annotations
 
 import tomllib
-from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -26,6 +25,7 @@ import msgspec
 from msgspec import Meta
 
 from brokerguard.events import field_of_error
+from brokerguard.money import yen
 from brokerguard.reports.errors import ReportError
 
 __all__ = [
@@ -76,7 +76,7 @@ class FeeRule(_Strict):
             fee = max(self.minimum, self.rate * value)
             if self.maximum is not None:
                 fee = min(fee, self.maximum)
-        return int(Decimal(repr(fee)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        return yen(fee)
 
 
 class _PolicyTable(_Strict):
