@@ -83,7 +83,7 @@ def test_compensation_under_one_policy_and_a_valuation_date(run: Path) -> None:
     [
         (["monthly", "{tmp}/nowhere"], "events.ndjson: not found"),
         (["compensation", "{run}", "--policy", "nomura"], "unknown policy 'nomura'"),
-        (["compensation", "{run}", "--valuation-date", "2025-03-01"], "before an unauthorized"),
+        (["compensation", "{run}", "--valuation-date", "2025-03-01"], "before the last"),
         (["monthly", "{run}", "--labels", "{tmp}/cases.csv"], "line 2: field `kind`"),
         (["compensation", "{run}", "--labels", "{tmp}/absent.csv"], "labels file not found"),
     ],
@@ -96,6 +96,38 @@ def test_bad_input_exits_2_with_the_problem_named(
     result = runner.invoke(app, argv)
     assert result.exit_code == 2
     assert words in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["compensation", "--valuation-date", "2025-03-01"],
+            "error: option `--valuation-date`: 2025-03-01 is before the last unauthorized fill "
+            "(2025-03-19 ",
+        ),
+        (["compensation", "--valuation-date", "2025-03-01"], "on or after 2025-03-19"),
+        (["compensation", "--policy", "nomura"], "error: option `--policy`: unknown policy"),
+        (["monthly", "--chart", "m.csv"], "error: option `--chart`: m.csv: a chart is drawn as"),
+        (
+            ["compensation", "--valuation-date", "2025/03/01"],
+            "'--valuation-date': expected a date as YYYY-MM-DD (a day in Japan time, such as "
+            "2025-04-07), got '2025/03/01'",
+        ),
+        (
+            ["compensation", "--valuation-date", "2025-02-30"],
+            "'--valuation-date': not a date (day is out of range for month), got '2025-02-30'",
+        ),
+    ],
+)
+def test_a_bad_option_value_is_named_by_the_option_as_typed(run: Path, args, said) -> None:
+    """The user typed ``--valuation-date``; the error said field `valuation_date`, the library's
+    name for it, and neither which date would do nor, for 2025-02-30, what was wrong."""
+    result = runner.invoke(app, ["report", args[0], str(run), *args[1:]])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert said in message
+    assert "valuation_date" not in message and "field `" not in message
 
 
 @pytest.mark.parametrize(
@@ -177,7 +209,8 @@ def test_a_chart_with_another_suffix_is_refused_before_anything_is_written(
     result = runner.invoke(app, argv)
     assert result.exit_code == 2
     output = " ".join(result.output.split())
-    assert f"{name}: field `chart`: a chart is drawn as PNG, SVG or PDF" in output
+    assert "error: option `--chart`: " in output
+    assert f"{name}: a chart is drawn as PNG, SVG or PDF" in output
     assert "Traceback" not in output
     assert not csv.exists() and not (tmp_path / name).exists()
 

@@ -155,8 +155,15 @@ def test_an_earlier_valuation_date_uses_that_day_s_close(tmp_path: Path) -> None
 
 
 def test_a_valuation_date_before_the_fraud_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ReportError, match=r"valuation date 2025-03-23 is before .* V1"):
+    """The error says which date would do: the last unauthorized fill's (11:00, V2's and V3's
+    sales; the first of them in the log is named)."""
+    with pytest.raises(ReportError) as raised:
         victim_losses(scenario_run(tmp_path), valuation_date=date(2025, 3, 23))
+    assert raised.value.field == "valuation_date"
+    assert raised.value.problem == (
+        "2025-03-23 is before the last unauthorized fill (2025-03-24 11:00 Japan time, account "
+        "V2, order n3); expected a date on or after 2025-03-24"
+    )
 
 
 def test_shares_bought_and_sold_again_are_settled_at_both_prices(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ line naming the file, line and field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -49,16 +50,28 @@ def _screen() -> Console:
     return screen if screen.is_terminal else Console(width=160)
 
 
-def _guarded(work: Callable[[], T], file: Path | None = None) -> T:
+def _said_as_option(exc: ReportError, option: str | None) -> str:
+    """``exc`` in the words of the command line: the library names its parameter (field
+    `valuation_date`), which the user never typed; an error about the value of ``option`` names
+    the option (`--valuation-date`) instead."""
+    if option is None or exc.line is not None or exc.field != option[2:].replace("-", "_"):
+        return str(exc)
+    where = [f"option `{option}`", *([str(exc.path)] if exc.path is not None else [])]
+    return ": ".join([*where, exc.problem])
+
+
+def _guarded(work: Callable[[], T], file: Path | None = None, option: str | None = None) -> T:
     """Run ``work``; bad input becomes one red line on stderr and exit status 2. ``file``: the
     file ``work`` reads or writes, named when the system names none (a full disk under a CSV
-    file, a labels file that cannot be read: "[Errno 28] No space left on device" alone)."""
+    file, a labels file that cannot be read: "[Errno 28] No space left on device" alone).
+    ``option``: the option (``--policy``) whose value ``work`` uses, named as typed when the
+    value is wrong."""
     from brokerguard.cluster.failure import failure_message
 
     try:
         return work()
     except ReportError as exc:
-        message = str(exc)
+        message = _said_as_option(exc, option)
     except OSError as exc:
         if exc.errno is None:  # raised with a message of its own, which names the file
             message = str(exc)
@@ -88,6 +101,19 @@ LabelsOpt = Annotated[
 
 def _yen(value: int) -> str:
     return f"¥{value:,}"
+
+
+def _day(text: str) -> date:
+    """A ``--valuation-date``: a day as YYYY-MM-DD, said in those words when it is not one
+    (click's own message was "Value error, '2025-02-30' does not match the formats
+    '%Y-%m-%d'", of a date in that very format)."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            return date.fromisoformat(text.strip())
+        problem = "expected a date as YYYY-MM-DD (a day in Japan time, such as 2025-04-07)"
+    except ValueError as exc:  # 2025-02-30: "day is out of range for month"
+        problem = f"not a date ({exc})"
+    raise typer.BadParameter(f"{problem}, got {text!r}")
 
 
 def monthly_rich_table(rows: Sequence[MonthlyRow], title: str) -> Table:
@@ -133,7 +159,7 @@ def monthly(
     if chart is not None:  # a chart name that cannot be drawn stops it before any file is written
         from brokerguard.reports.chart import chart_path
 
-        chart = _guarded(lambda: chart_path(chart))
+        chart = _guarded(lambda: chart_path(chart), option="--chart")
     found = _guarded(lambda: run_labels(run, labels), labels or run / "truth.json")
     rows = _guarded(lambda: monthly_table(run, found), run)
     title = f"月次 不正アクセス・不正取引 / Monthly unauthorized access and trading ({run})"
@@ -221,10 +247,11 @@ def compensation(
         ),
     ] = None,
     valuation_date: Annotated[
-        datetime | None,
+        date | None,
         typer.Option(
             "--valuation-date",
-            formats=["%Y-%m-%d"],
+            parser=_day,
+            metavar="YYYY-MM-DD",
             help="Value positions at this day's close (Japan time); default: the run's last day.",
         ),
     ] = None,
@@ -237,11 +264,14 @@ def compensation(
     ] = 10,
 ) -> None:
     """Compensation per victim under one or more policies, from fills and market prices."""
-    policies = _guarded(lambda: resolve_policies(policy))
+    policies = _guarded(lambda: resolve_policies(policy), option="--policy")
     _guarded(lambda: events_path(run))
     found = _guarded(lambda: run_labels(run, labels), labels or run / "truth.json")
-    day = valuation_date.date() if valuation_date is not None else None
-    report = _guarded(lambda: victim_losses(run, found, valuation_date=day), run)
+    report = _guarded(
+        lambda: victim_losses(run, found, valuation_date=valuation_date),
+        run,
+        option="--valuation-date",
+    )
     rows = [compensate(loss, p, report.valuation_date) for p in policies for loss in report.victims]
     screen = _screen()
     titles = {p.name: f"{p.title_ja}\n{p.title_en}" for p in policies}

@@ -265,8 +265,9 @@ def victim_losses(
     event, or of the latest close the stream announces if that is known later (a daily bar
     stamped at the start of a New York day closes the next morning in Japan), so that the
     default values every position at the prices an explicit date of that day would. A date
-    before one of the unauthorized fills is a :class:`ReportError`: those shares cannot be
-    valued before they were bought.
+    before the last unauthorized fill is a :class:`ReportError` on the field
+    ``valuation_date``, saying the first date that would do: those shares cannot be valued
+    before they were bought.
     """
     run_dir = Path(run_dir)
     path = events_path(run_dir)
@@ -310,17 +311,23 @@ def victim_losses(
         lambda: defaultdict(list)
     )
     order_values: dict[str, dict[str, tuple[str, float]]] = defaultdict(dict)
+    latest = max(
+        (f for f in fills if (f.account, f.order_id) in unauthorized),
+        key=lambda f: f.ts,
+        default=None,
+    )
+    if latest is not None and latest.ts.astimezone(JST).date() > day:
+        at = latest.ts.astimezone(JST)
+        raise ReportError(
+            f"{day} is before the last unauthorized fill ({at:%Y-%m-%d %H:%M} Japan time, "
+            f"account {latest.account}, order {latest.order_id}); expected a date on or after "
+            f"{at:%Y-%m-%d}",
+            field="valuation_date",
+        )
     for fill in fills:
         key = (fill.account, fill.order_id)
         if key not in unauthorized:
             continue
-        if fill.ts.astimezone(JST).date() > day:
-            raise ReportError(
-                f"valuation date {day} is before an unauthorized fill on "
-                f"{fill.ts.astimezone(JST):%Y-%m-%d %H:%M} (account {fill.account}, order "
-                f"{fill.order_id}); choose a date on or after the last unauthorized fill",
-                field="valuation_date",
-            )
         by_symbol[fill.account][(fill.market, fill.symbol)].append(
             (fill.side, fill.quantity, fill.value_jpy)
         )
