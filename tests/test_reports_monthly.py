@@ -178,6 +178,22 @@ def test_csv_saved_again_by_excel_reads_its_dates_as_months(tmp_path: Path, mont
     assert read_monthly_csv(path) == [EXPECTED[1]]
 
 
+def test_csv_saved_by_japanese_excel_as_shift_jis_reads_back(tmp_path: Path) -> None:
+    """Saved as "CSV (コンマ区切り)", Excel on Japanese Windows writes Shift-JIS without a BOM; the
+    Japanese headers stopped the reader with a UnicodeDecodeError."""
+    path = tmp_path / "saved.csv"
+    text = write_monthly_csv(EXPECTED, tmp_path / "m.csv").read_text(encoding="utf-8-sig")
+    path.write_bytes(text.replace("2025-04", "2025/4/1").encode("cp932"))
+    assert read_monthly_csv(path) == EXPECTED
+
+
+def test_a_csv_in_neither_utf8_nor_shift_jis_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes("月 (month)\n".encode() + b"\xff\xff\n")
+    with pytest.raises(ReportError, match=r"m.csv: neither UTF-8 nor Shift-JIS text"):
+        read_monthly_csv(path)
+
+
 @pytest.mark.parametrize(
     ("body", "line", "field", "words"),
     [

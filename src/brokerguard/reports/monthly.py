@@ -29,6 +29,7 @@ Japanese headers; with it, Excel and Python's ``utf-8-sig`` both read it right.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -207,11 +208,26 @@ def _month_of(text: str) -> str | None:
     return f"{found.group(1)}-{int(found.group(2)):02d}"
 
 
+def _excel_text(path: Path) -> str:
+    """The text of a CSV file as Excel leaves it: UTF-8 (with or without the BOM), or Shift-JIS
+    (cp932), which Excel on Japanese Windows writes when a table is saved as "CSV (コンマ区切り)"
+    rather than "CSV UTF-8"; read as UTF-8 only, the Japanese headers stopped such a file with a
+    UnicodeDecodeError. Anything else is a :class:`ReportError` naming the file."""
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp932"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            problem = f"neither UTF-8 nor Shift-JIS text ({exc.reason} at byte {exc.start})"
+    raise ReportError(problem, path=path)
+
+
 def read_monthly_csv(path: Path) -> list[MonthlyRow]:
     """Read a table written by :func:`write_monthly_csv` (or edited in Excel) back into rows.
 
-    A header may be Japanese, English or both as written; a bad cell is a
-    :class:`ReportError` naming the line and the column.
+    A header may be Japanese, English or both as written; the file UTF-8 or, as Japanese Excel
+    saves a plain CSV, Shift-JIS. A bad cell is a :class:`ReportError` naming the line and the
+    column.
     """
     path = Path(path)
     if not path.is_file():
@@ -221,7 +237,7 @@ def read_monthly_csv(path: Path) -> list[MonthlyRow]:
         for alias in (name, ja, en, _header(ja, en)):
             names[alias] = name
     rows = []
-    with path.open(encoding="utf-8-sig", newline="") as stream:
+    with io.StringIO(_excel_text(path), newline="") as stream:
         reader = csv.reader(stream)
         header = next(reader, None) or []
         fields = []
