@@ -415,6 +415,28 @@ def test_an_order_labelled_by_its_order_id_only_is_an_attack_order(tmp_path: Pat
     assert metrics["legit"]["orders"] == 0
 
 
+def test_a_fill_logged_before_its_order_still_counts(tmp_path: Path) -> None:
+    """Logs merged from two systems (orders, executions) can put a fill's line before its
+    order's: the fill was not yet known to be the attacker's and was dropped, while the
+    reports, which read the labels whole, counted it."""
+    events = [
+        login("a", "V", 0),
+        fill("x", "V", 11, "n1", 100_000),  # the execution system's line came first
+        order("o", "V", 10, "n1", "buy"),  # the attacker's order, labelled by its event
+        fill("y", "V", 12, "n9", 50_000),  # the customer's own order's fill: not counted
+    ]
+    run = write_run(
+        tmp_path / "r",
+        events,
+        [decision(events[0], "allow", 0), decision(events[2], "allow", 10)],
+        make_truth([Victim(account="V", attack=0, events=["a", "o"])]),
+    )
+    attack = evaluate_run(run)["attack"]
+    assert attack["unauthorized_orders_executed"] == 1
+    assert attack["unauthorized_trade_value_jpy"] == 100_000.0
+    assert attack["victims_with_unauthorized_trades"] == 1
+
+
 def test_a_wrong_password_denied_is_no_detection(tmp_path: Path) -> None:
     """The broker's own credential check (a passkey-only account refusing the phished
     password) kept the attacker out, not the guard: allow-all denies it too. A lock is the

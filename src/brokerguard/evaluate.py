@@ -253,7 +253,10 @@ def _scan(run_dir: Path) -> _Scan:
             results.setdefault(event.ref, []).append(event)
         if isinstance(event, Execution):
             key = (event.account, event.order_id)
-            if (key in labelled_orders or key in unauthorized) and once.first(event.id):
+            # Every fill in a victim's account is kept and matched to the attack orders at the
+            # end: a log merged from the order and execution systems can put a fill before its
+            # order, which is known to be the attacker's only when its line comes.
+            if event.account in victim_accounts and once.first(event.id):
                 fills.append((event.ts, key, event.value_jpy))
         elif isinstance(event, Order) and event.action == "cancel" and named:
             key = (event.account, event.order_id)
