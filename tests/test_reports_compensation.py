@@ -443,3 +443,20 @@ def test_a_buy_back_above_the_sale_price_is_a_buy_loss_less_a_fall_since(tmp_pat
     assert "売却価格より¥10,000高く、下記の売却後の値下がり¥5,000と相殺：損失¥5,000" in (
         row.explanation_ja
     )
+
+
+def test_a_csv_write_that_fails_half_way_keeps_the_last_complete_file(tmp_path: Path) -> None:
+    """The CSV was opened with ``open(path, "w")``, which empties it first: a failure after the
+    first row left a cut table where last month's complete one had been."""
+    rows = compensation_table(scenario_run(tmp_path), resolve_policies(None))
+    path = write_compensation_csv(rows, tmp_path / "out" / "c.csv")
+    complete = path.read_bytes()
+
+    def cut_short():
+        yield rows[0]
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_compensation_csv(cut_short(), path)  # type: ignore[arg-type]
+    assert path.read_bytes() == complete
+    assert [p.name for p in path.parent.iterdir()] == ["c.csv"]

@@ -23,6 +23,8 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
+from brokerguard.files import write_bytes  # noqa: E402
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -51,18 +53,13 @@ JAPANESE_FONTS = (
 def save_figure(fig: Figure, path: Path) -> None:
     """Write ``fig`` to ``path`` (its format from the suffix; PNG without one). Matplotlib's
     own ``savefig(path)`` let a failed write pass in silence (a full disk left a cut chart and
-    the command said it was drawn); the image is drawn in memory and written here, and a
-    failure raises an ``OSError`` naming the file."""
+    the command said it was drawn); the image is drawn in memory and written whole, so a failure
+    raises an ``OSError`` naming the file and leaves the chart of the last run as it was."""
     import io
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png")
-    try:
-        path.write_bytes(buffer.getvalue())
-    except OSError as exc:
-        if exc.filename is None:
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-        raise
+    write_bytes(path, buffer.getvalue())
 
 
 @lru_cache(maxsize=1)

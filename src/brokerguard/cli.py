@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from brokerguard.files import write_text
 from brokerguard.guards import UnknownGuard, load_guard
 from brokerguard.sim.scenario import Scenario, ScenarioError, load_scenario
 
@@ -83,7 +84,7 @@ def _run(
             task = progress.add_task(label, total=1.0)
             summary = simulate(scenario, guard, out, lambda f: progress.update(task, completed=f))
         metrics, timeline = evaluate_run_and_timeline(out)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n")
+        write_text(out / "metrics.json", json.dumps(metrics, indent=1, ensure_ascii=False) + "\n")
     except OSError as exc:  # --out a file, not writable, a full disk: named, not a traceback
         raise _written_failure(exc, out) from None
     console.print(f"{label}: {summary.events:,} events, {summary.decisions:,} decisions -> {out}")
@@ -207,7 +208,7 @@ def compare(
             _value_title(sc.name),
         )
         compared = json.dumps(results, indent=1, ensure_ascii=False) + "\n"
-        (out / "compare.json").write_text(compared)
+        write_text(out / "compare.json", compared)
     except OSError as exc:
         raise _written_failure(exc, out) from None
     console.print(f"chart: {chart}")
@@ -412,7 +413,7 @@ def demo(
         ),
     ]
     summary = {"results": results, "money_protected": money_protected(results)}
-    (out / "demo.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    write_text(out / "demo.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     for chart in charts:
         console.print(f"chart: {chart}")
     if japanese_font() is None:

@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from brokerguard.events import field_of_error
+from brokerguard.files import write_bytes
 
 __all__ = [
     "AttackLabel",
@@ -102,7 +103,7 @@ class Truth(msgspec.Struct, kw_only=True):
 
 
 def save_truth(truth: Truth, path: Path) -> None:
-    path.write_bytes(msgspec.json.format(msgspec.json.encode(truth), indent=1) + b"\n")
+    write_bytes(path, msgspec.json.format(msgspec.json.encode(truth), indent=1) + b"\n")
 
 
 def load_truth(path: Path) -> Truth:

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from brokerguard.files import write_text
 from brokerguard.redact import shown_url
 
 __all__ = ["campaign_stage", "ingest", "mount", "status", "worker"]
@@ -382,7 +383,7 @@ def worker(
         import time
 
         figures = {**stats.as_dict(), "process_cpu": time.process_time()}
-        stats_file.write_text(json.dumps(figures))
+        write_text(stats_file, json.dumps(figures))
     console.print(
         f"worker: {stats.events:,} events, {stats.decisions:,} decisions, "
         f"{stats.skipped:,} redelivered events skipped, {stats.unreadable:,} unreadable "
@@ -474,7 +475,7 @@ def campaign_stage(
         redis_url,
     )
     if stats_file is not None:
-        stats_file.write_text(json.dumps(stats.as_dict()))
+        write_text(stats_file, json.dumps(stats.as_dict()))
     console.print(
         f"campaign stage {shard}/{stage_shards}: {stats.facts:,} facts, {stats.epochs:,} epochs, "
         f"{stats.containment} keys contained, {stats.campaign_lines} campaign lines, "

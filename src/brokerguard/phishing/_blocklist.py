@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from brokerguard.files import write_text
 from brokerguard.phishing._score import Finding
 from brokerguard.phishing._url import URLError, parse_url
 
@@ -176,9 +177,5 @@ def write_blocklist(
             current.exact[f.host] = BlockEntry(
                 host=f.host, brand=f.brand, first_seen=now, score=f.score
             )
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(
-        HEADER + "\n" + "".join(e.line() + "\n" for e in current.entries()), encoding="utf-8"
-    )
-    tmp.replace(p)
+    write_text(p, HEADER + "\n" + "".join(e.line() + "\n" for e in current.entries()))
     return current

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from brokerguard.files import write_text
 from brokerguard.redact import shown_url
 
 if TYPE_CHECKING:
@@ -464,7 +465,7 @@ def stix(
     except StixError as exc:
         raise _fail(str(exc)) from None
     try:
-        out_file.write_text(text + "\n", encoding="utf-8")
+        write_text(out_file, text + "\n")
     except OSError as exc:  # a missing directory, a full disk: named, not a traceback
         from brokerguard.cluster.failure import failure_message
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import msgspec
 
 from brokerguard.events import ChallengeResult, Execution, Order, SeenOnce, Withdrawal
+from brokerguard.files import replaced
 from brokerguard.money import yen, yen_sum
 from brokerguard.reports.errors import ReportError
 from brokerguard.reports.labels import FraudLabels
@@ -497,7 +498,7 @@ def write_compensation_csv(rows: Sequence[CompensationRow], path: Path) -> Path:
     that would start a formula is quoted for the spreadsheet (:func:`_text_cell`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8-sig", newline="") as stream:
+    with replaced(path, "w", encoding="utf-8-sig", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow([f"{ja} ({en})" for _, ja, en in COMPENSATION_COLUMNS])
         for row in rows:

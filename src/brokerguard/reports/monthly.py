@@ -40,6 +40,7 @@ from pathlib import Path
 import msgspec
 
 from brokerguard.events import ChallengeResult, Execution, LoginAttempt, Order, SeenOnce
+from brokerguard.files import replaced
 from brokerguard.money import exact, yen
 from brokerguard.reports.errors import ReportError
 from brokerguard.reports.labels import FraudLabels
@@ -187,7 +188,7 @@ def write_monthly_csv(rows: Sequence[MonthlyRow], path: Path) -> Path:
     """Write the table as CSV: UTF-8 with BOM, one header line in Japanese (English)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8-sig", newline="") as stream:
+    with replaced(path, "w", encoding="utf-8-sig", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow([_header(ja, en) for _, ja, en in MONTHLY_COLUMNS])
         for row in rows:

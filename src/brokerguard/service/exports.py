@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from brokerguard.files import replaced
 from brokerguard.guard import DecisionRecord, Reason
 from brokerguard.reports.labels import FraudCase
 from brokerguard.service.models import alerts, audit_log, campaigns, cases, decisions, events
@@ -205,7 +206,7 @@ def write_events(
                 events.c.ts == last,
             )
         )
-    with path.open("w", encoding="utf-8") as sink:
+    with replaced(path, "w") as sink:
         for row in _lines(conn, query):
             sink.write(row.body)
             sink.write("\n")
@@ -237,7 +238,7 @@ def write_decisions(
     report reads of the file, which keeps the first decision on each labelled event and nothing
     else. Within one event the order is the full file's, so that first decision is the same.
     """
-    with path.open("wb") as sink:
+    with replaced(path, "wb") as sink:
         ordered = (decisions.c.ts, decisions.c.id)
         if only is None:
             sink.writelines(_decision_lines(conn, sa.select(decisions).order_by(*ordered)))
@@ -250,7 +251,7 @@ def write_decisions(
 
 def write_cases(conn: sa.Connection, path: Path) -> Path:
     """The operations the cases closed as fraud confirm, as ``cases.ndjson``."""
-    with path.open("wb") as sink:
+    with replaced(path, "wb") as sink:
         for case in fraud_cases(conn):
             sink.write(_encoder.encode(case) + b"\n")
     return path

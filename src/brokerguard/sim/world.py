@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from brokerguard.events import AccountSnapshot, HoldingsSnapshot, Instrument, MarketBar, Position
+from brokerguard.files import replaced
 from brokerguard.guard import Guard
 from brokerguard.sim.attackers import plan_attack
 from brokerguard.sim.calendar import JST
@@ -257,6 +258,6 @@ def write_campaigns(guard: Guard, out_dir: Path) -> None:
     if records is None:
         return
     encoder = msgspec.json.Encoder()
-    with open(out_dir / "campaigns.ndjson", "wb") as out:
+    with replaced(out_dir / "campaigns.ndjson", "wb") as out:
         for record in records():
             out.write(encoder.encode(record) + b"\n")
