@@ -165,7 +165,7 @@ def test_sign_in_re_verification_unlock_and_step_up_ceremonies_do_not_stand_in_f
     unlocked = post_json(
         owner,
         "/unlock/verify",
-        {"account": "B2", "request": begun["request"], "response": before_the_lock},
+        {"account": "B2", "response": before_the_lock},
     )
     assert unlocked.status_code == 403, unlocked.text
     assert rig.site.lockout.is_locked("B2")
@@ -174,11 +174,7 @@ def test_sign_in_re_verification_unlock_and_step_up_ceremonies_do_not_stand_in_f
     done = post_json(
         owner,
         "/unlock/verify",
-        {
-            "account": "B2",
-            "request": begun["request"],
-            "response": auth.get(begun["options"], ORIGIN),
-        },
+        {"account": "B2", "response": auth.get(begun["options"], ORIGIN)},
     )
     assert done.json() == {"redirect": "/login?unlocked=1"}
     assert passkey_login(owner, auth).json() == {"redirect": "/portfolio"}

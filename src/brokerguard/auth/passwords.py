@@ -261,6 +261,22 @@ class Passwords:
             )
         return Verified(account=account, factor="password", at=self.clock())
 
+    def matches(self, account: str, password: str) -> bool:
+        """Whether ``password`` is the account's, at the cost of a real check, whatever the lock.
+
+        Counts nothing and changes nothing: for a locked account, so that the site can send
+        the owner who typed the right password to the unlock page while a wrong password on it
+        reads like any other wrong password (no one learns that the account is locked).
+        """
+        record = self._hashes.get(account)
+        if record is None:
+            self._burn(password)
+            return False
+        try:
+            return bool(self.hasher.verify(record.hash, password))
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
     def _burn(self, password: str) -> None:
         if self._dummy is None:
             self._dummy = self.hasher.hash(secrets.token_hex(16))

@@ -106,9 +106,10 @@ def login(
     action = verdict.action
     if not success:
         note("wrong_password")
-        if action == "lock":
+        if action == "lock" and not site.lockout.is_locked(account):
             site.lock(account, reason="guard", by="guard")
-            return Next(unlock_path(account))
+        # Whoever typed a wrong password is not told that the account is (now) locked: the
+        # owner gets the lock notice by mail, and the unlock page is linked from this one.
         return Next("/login?failed=1")
     if action == "allow":
         note("allowed")

@@ -7,20 +7,27 @@ after N failures, a freeze, or the guard's ``lock`` — goes to the unlock page,
 it only after a passkey verification made after the unlock request, and lifts the guard's lock.
 A customer without a passkey asks for an analyst's unlock there; the guard records the request
 (``request_unlock``) so that it shows in the console's list of accounts waiting for an unlock.
+
+Nothing before proof of identity tells whether an ID exists or is locked: a wrong password reads
+the same on a locked account (only the right one leads to the unlock page), and the unlock page,
+its ask, its passkey options and a failed verification answer the same for every ID typed
+(no lock reason, no passkeys listed); asks are limited per ID and per client alike.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from brokerguard.auth import AccountLocked, AuthError, Limit, VerificationFailed
+from brokerguard.auth import AccountLocked, AuthError, Limit, RateLimited, VerificationFailed
 from brokerguard.auth.passkeys import SIGN_IN
 from brokerguard.frontdoor import flows
 from brokerguard.frontdoor._web import (
@@ -40,7 +47,10 @@ from brokerguard.frontdoor.canary import canary_attributes
 from brokerguard.frontdoor.site import Site
 
 router = APIRouter(include_in_schema=False)
-UNLOCK_ATTEMPTS = Limit(10, timedelta(hours=1))
+log = logging.getLogger(__name__)
+UNLOCK_ATTEMPTS = Limit(10, timedelta(hours=1))  # per account ID typed, whoever asks
+UNLOCK_CLIENT = Limit(10, timedelta(hours=1))  # per client address, whatever ID it types
+PURGE_EVERY = timedelta(minutes=1)
 
 
 def _go(request: Request, step: flows.Next, *, json_answer: bool = False) -> Response:
@@ -105,24 +115,29 @@ async def login_password(request: Request) -> Response:
     referrer = request.headers.get("referer")
 
     def check() -> flows.Next:
-        if not account or s.book.customer(account) is None:
-            # The same Argon2 cost as a real check: no guessing of account numbers by time.
-            s.passwords.verify(f"unknown\x1f{account}", password)
-        was_locked = s.lockout.is_locked(account) and not s.lifted_by_analyst(account)
-        try:
-            s.passwords.verify(account, password)
-        except AccountLocked:
-            if not was_locked:  # this failure was the N-th: lock at the guard too
-                s.lock(account, reason="failures", by="system")
-            return flows.Next(flows.unlock_path(account))
-        except VerificationFailed:
-            device = device_cookie(request)
+        device = device_cookie(request)
+
+        def wrong() -> flows.Next:
             return flows.login(
                 s, account, "password", ip, ua, device, success=False, referrer=referrer
             )
-        return flows.login(
-            s, account, "password", ip, ua, device_cookie(request), referrer=referrer
-        )
+
+        if s.lockout.is_locked(account):
+            # Only whoever typed the right password learns that the account is locked (and
+            # only then is the guard asked whether an analyst lifted it): a wrong one reads
+            # like any other wrong password, at the same Argon2 cost, told to the guard alike.
+            if not s.passwords.matches(account, password):
+                return wrong()
+            if not s.lifted_by_analyst(account):
+                return flows.Next(flows.unlock_path(account))
+        try:
+            s.passwords.verify(account, password)  # an unknown ID costs the same (a dummy hash)
+        except AccountLocked:  # this failure was the N-th: lock at the guard too
+            s.lock(account, reason="failures", by="system")
+            return flows.Next("/login?failed=1")  # the owner is told by mail, not this page
+        except VerificationFailed:
+            return wrong()
+        return flows.login(s, account, "password", ip, ua, device, referrer=referrer)
 
     try:
         step = await run_in_threadpool(check)
@@ -171,95 +186,128 @@ async def logout(request: Request) -> Response:
 
 
 # --- unlock ----------------------------------------------------------------------------------
+# Every answer below is the same whatever the ID typed: an account that is locked (for whatever
+# reason, with or without passkeys), one that is not, one that does not exist. What differs is
+# done behind it (an unlock request opened, the guard told) and shows only to the owner.
+
+
 @router.get("/unlock")
 async def unlock_page(request: Request) -> Response:
-    account = request.query_params.get("account", "")[:64]
-    s = site(request)
-    if account:
-        await run_in_threadpool(s.lifted_by_analyst, account)
-    state = s.lockout.state(account) if account else None
+    """The unlock form, the typed ID filled in; nothing on it depends on the account."""
     return render(
         request,
         "unlock.html",
-        account=account,
-        state=state,
-        has_passkey=bool(account) and s.passkeys.has_passkey(account),
+        account=request.query_params.get("account", "")[:64],
         asked=request.query_params.get("asked"),
     )
 
 
-def _locked_first(s: Site, account: str) -> None:
-    """Refuse an account that is not locked before its attempt is counted: every ID anyone
-    makes up would otherwise leave a rate-limit window in the store, and never be purged."""
-    if not s.lockout.is_locked(account):
-        raise AuthError(f"account {account!r} is not locked")
+def _count_ask(s: Site, account: str, ip: str) -> None:
+    """Count one unlock ask of ``account`` from ``ip``, or raise RateLimited.
+
+    Every ID is counted alike (a limit that only locked accounts had would tell which are
+    locked), so the windows of IDs anyone makes up are purged once their hour has passed.
+    """
+    now = s.limiter.clock()
+    if s.unlock_purge_due is None or now >= s.unlock_purge_due:
+        s.limiter.purge("unlock", UNLOCK_ATTEMPTS.per)
+        s.limiter.purge("unlock-client", UNLOCK_CLIENT.per)
+        s.unlock_purge_due = now + PURGE_EVERY
+    s.limiter.hit_all(
+        [
+            ("unlock", account, UNLOCK_ATTEMPTS, "unlock requests for this account"),
+            ("unlock-client", ip, UNLOCK_CLIENT, "unlock requests from this address"),
+        ]
+    )
+
+
+def _ask_if_locked(s: Site, account: str) -> None:
+    """After the answer is sent (so that its timing tells nothing): a locked account's request
+    goes to the analysts' list. When the guard cannot be told the site's request stays open
+    and the page already told the customer to call the support desk if no one calls back."""
+    if s.lockout.is_locked(account) and not s.ask_analyst_unlock(account):
+        log.warning("unlock request of %r: the guard could not be told", account)
 
 
 @router.post("/unlock/ask")
 async def unlock_ask(request: Request) -> Response:
     """Ask for an analyst's unlock. A plain form without a CSRF token, like the log-in: the page
     comes before sign-in, so a forged post could do nothing that a direct one cannot. Anyone may
-    ask for any locked account; the request only marks it in the analysts' list (they check the
-    identity before unlocking), and asking is bounded like the passkey path."""
-    account = str((await request.form()).get("account", ""))[:64]
+    ask for any ID; for a locked account the request only marks it in the analysts' list (they
+    check the identity before unlocking). The answer is the same for every ID."""
+    account = str((await request.form()).get("account", "")).strip()[:64]
+    if not account:
+        return redirect("/unlock")
     s = site(request)
-
-    def ask() -> bool:
-        _locked_first(s, account)
-        s.limiter.hit("unlock", account, UNLOCK_ATTEMPTS, what="unlock attempts")
-        return s.ask_analyst_unlock(account)
-
+    ip, _ua = client(request)
     try:
-        told = await run_in_threadpool(ask)
-    except AuthError:  # not locked, or asked too often
-        return redirect(f"{flows.unlock_path(account)}&asked=refused")
-    return redirect(f"{flows.unlock_path(account)}&asked={'yes' if told else 'failed'}")
+        await run_in_threadpool(_count_ask, s, account, ip)
+    except RateLimited:
+        return redirect(f"{flows.unlock_path(account)}&asked=limited")
+    response = redirect(f"{flows.unlock_path(account)}&asked=yes")
+    response.background = BackgroundTask(_ask_if_locked, s, account)
+    return response
+
+
+def _account_of(body: dict[str, Any]) -> str:
+    account = body.get("account")
+    if not isinstance(account, str) or not account.strip():
+        raise AuthError("account: the account number is required (a non-empty string)")
+    return account.strip()[:64]
 
 
 @router.post("/unlock/options")
 async def unlock_options(request: Request) -> Response:
+    """The passkey options for an unlock: discoverable passkeys (none of the account's listed),
+    bound to the account's open unlock request, which a locked account gets here if it has
+    none. An ID that is not locked gets options just the same, bound to nothing."""
     body = await _json(request)
-    account = str(body.get("account", ""))[:64]
     s = site(request)
+    ip, _ua = client(request)
+    try:
+        account = _account_of(body)
+    except AuthError as exc:
+        return JSONResponse({"error": "bad_request", "detail": str(exc)}, status_code=400)
 
     def begin() -> dict[str, Any]:
-        # Anyone may ask (the page is before sign-in): limited, and an open request is reused,
-        # so that asking cannot fill the store.
-        _locked_first(s, account)
-        s.limiter.hit("unlock", account, UNLOCK_ATTEMPTS, what="unlock attempts")
-        still_open = [r for r in s.lockout.requests(account) if r.status == "open"]
-        request_ = (
-            still_open[-1]
-            if still_open
-            else s.lockout.request_unlock(account, requested_by="customer")
-        )
+        _count_ask(s, account, ip)
+        pending = s.open_request(account, "customer") if s.lockout.is_locked(account) else None
         # The ceremony approves this unlock request only: not an assertion made for a step-up
         # or a re-verification before the lock, say.
-        options = s.passkeys.authentication_options(account, purpose=f"unlock:{request_.id}")
-        return {"request": request_.id, "options": json.loads(options)}
+        approves = f"unlock:{pending.id}" if pending else f"unlock:none:{secrets.token_hex(8)}"
+        options = s.passkeys.authentication_options(None, purpose=approves)
+        return {"options": json.loads(options)}
 
     try:
         return JSONResponse(await run_in_threadpool(begin))
-    except AuthError as exc:
-        return JSONResponse({"error": exc.code}, status_code=409)
+    except RateLimited:
+        return JSONResponse({"error": "rate_limited"}, status_code=429)
 
 
 @router.post("/unlock/verify")
 async def unlock_verify(request: Request) -> Response:
+    """Reopen with the passkey's answer: the site finds the account's open unlock request
+    itself (a request ID in the body is ignored), and only a passkey of that account, answering
+    that request's ceremony, completes it. Every failure is the same 403."""
     body = await _json(request)
-    account = str(body.get("account", ""))[:64]
     s = site(request)
+    try:
+        account = _account_of(body)
+    except AuthError as exc:
+        return JSONResponse({"error": "bad_request", "detail": str(exc)}, status_code=400)
 
     def finish() -> None:
-        request_id = str(body.get("request", ""))
-        proof = s.passkeys.authenticate(
-            body.get("response") or {}, account, purpose=f"unlock:{request_id}"
-        )
-        s.lockout.complete_by_factor(account, request_id, proof)
+        pending = s.pending_unlock(account) if s.lockout.is_locked(account) else None
+        # Checked even without a request, so that the answer costs the same either way.
+        approves = f"unlock:{pending.id}" if pending else "unlock:none"
+        proof = s.passkeys.authenticate(body.get("response") or {}, None, purpose=approves)
+        if pending is None or proof.account != account:
+            raise VerificationFailed("not a passkey of this account's unlock request")
+        s.lockout.complete_by_factor(account, pending.id, proof)
         s.guard.unfreeze(account, "customer re-verified with a passkey at the front door")
 
     try:
         await run_in_threadpool(finish)
-    except AuthError as exc:
-        return JSONResponse({"error": exc.code}, status_code=403)
+    except AuthError:
+        return JSONResponse({"error": "unlock_failed"}, status_code=403)
     return JSONResponse({"redirect": "/login?unlocked=1"})

@@ -109,6 +109,7 @@ class Site:
         self.prefs = Preferences(self.store)
         self.contacts = BookContacts(self.book)
         self.limiter = RateLimiter(self.store)  # canary reports per address, unlock requests
+        self.unlock_purge_due: datetime | None = None  # when the unlock windows are purged next
         self.canary_reports = 0
         self.outbox = Notifier(
             self.contacts,
@@ -229,22 +230,29 @@ class Site:
             )
         )
 
-    def _open_request(self, account: str, requested_by: str) -> UnlockRequest:
+    def pending_unlock(self, account: str) -> UnlockRequest | None:
+        """The account's open unlock request (the latest), if any: the site finds it itself,
+        it never takes the browser's word for which request a passkey answers."""
+        still_open = [r for r in self.lockout.requests(account) if r.status == "open"]
+        return still_open[-1] if still_open else None
+
+    def open_request(self, account: str, requested_by: str) -> UnlockRequest:
         """The account's open unlock request, or a new one: the customer's request is the one
         an analyst's unlock completes, so its trail shows who asked and who reopened."""
-        still_open = [r for r in self.lockout.requests(account) if r.status == "open"]
-        if still_open:
-            return still_open[-1]
+        pending = self.pending_unlock(account)
+        if pending is not None:
+            return pending
         return self.lockout.request_unlock(account, requested_by=requested_by)
 
     def ask_analyst_unlock(self, account: str) -> bool:
         """The customer asks the security team to reopen a locked account (no passkey, or
         none at hand): the open unlock request is reused or one opened, and the guard records
         the request (``request_unlock``) for the analysts' list. False when the guard could not
-        be told (the page then says to call the support desk); the request stays open here and
-        an analyst's unlock with a note completes it all the same (:meth:`lifted_by_analyst`).
+        be told (the page always says to call the support desk if no one calls back); the
+        request stays open here and an analyst's unlock with a note completes it all the same
+        (:meth:`lifted_by_analyst`).
         """
-        request = self._open_request(account, "customer")
+        request = self.open_request(account, "customer")
         note = f"unlock request {request.id}: the customer asked for an analyst's unlock"
         try:
             self.guard.request_unlock(account, note)
@@ -278,7 +286,7 @@ class Site:
             when = when.replace(tzinfo=UTC)
         if not note or (state.locked_at is not None and when < state.locked_at):
             return False
-        request = self._open_request(account, f"analyst:{latest['actor']}")
+        request = self.open_request(account, f"analyst:{latest['actor']}")
         self.lockout.complete_by_analyst(
             account, request.id, analyst=str(latest["actor"]), method=note
         )

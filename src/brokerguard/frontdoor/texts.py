@@ -21,6 +21,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "or": ("または", "or"),
     "login_passkey": ("パスキーでログイン", "Log in with a passkey"),
     "login_failed": ("口座番号またはパスワードが違います。", "Wrong account number or password."),
+    "login_locked_hint": (
+        "口座がロックまたは凍結されている場合は、こちらから再開できます。",
+        "If your account is locked or frozen, you can reopen it here.",
+    ),
     "login_refused": (
         "このログインはお受けできませんでした。ご不明な点はお問い合わせください。",
         "This sign-in was refused. Please contact us if you need help.",
@@ -156,24 +160,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "unlock": ("ロック解除・再開", "Unlock and reopen"),
     "unlock_intro": (
-        "この口座はロックされています。再開するには、登録済みのパスキーで本人確認してください。",
-        "This account is locked. To reopen it, confirm it is you with your registered passkey.",
-    ),
-    "unlock_reason_failures": (
-        "ログインの失敗が続いたためロックしました。",
-        "It was locked after repeated failed sign-ins.",
-    ),
-    "unlock_reason_customer": (
-        "お客様のご依頼により凍結しています。",
-        "It is frozen at your request.",
-    ),
-    "unlock_reason_guard": (
-        "不正利用の疑いがあるためロックしました。",
-        "It was locked because of suspected misuse.",
-    ),
-    "unlock_reason_analyst": (
-        "不正利用の疑いがあるためロックしました。",
-        "It was locked because of suspected misuse.",
+        "ロックまたは凍結した口座は、ここで再開できます。口座番号を入力し、登録済みのパスキーで"
+        "本人確認してください。",
+        "A locked or frozen account is reopened here. Enter the account number and confirm it "
+        "is you with your registered passkey.",
     ),
     "unlock_no_passkey": (
         "パスキーをお持ちでない場合は、お問い合わせ窓口で本人確認のうえ再開します。",
@@ -181,17 +171,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "unlock_ask": ("窓口での再開を依頼する", "Ask the support desk to reopen"),
     "unlock_asked": (
-        "ご依頼を受け付けました。担当者が登録済みの電話番号などで本人確認のうえ再開します。",
-        "We have your request. Our security team reopens the account after checking your "
-        "identity (for example by calling your registered phone number).",
+        "ご依頼を受け付けました。ロック中の口座であれば、担当者が登録済みの電話番号などで本人確認"
+        "のうえ再開します。数日たっても連絡がない場合は、お問い合わせ窓口にお電話ください。",
+        "We have your request. If the account is locked, our security team reopens it after "
+        "checking your identity (for example by calling your registered phone number). If you "
+        "hear nothing within a few days, please call our support desk.",
     ),
-    "unlock_ask_failed": (
-        "ご依頼を受け付けられませんでした。お問い合わせ窓口にお電話ください。",
-        "Your request could not be taken. Please call our support desk.",
+    "unlock_limited": (
+        "お申し込みが多すぎます。しばらくたってからお試しいただくか、お問い合わせ窓口にお電話"
+        "ください。",
+        "Too many requests. Please try again later or call our support desk.",
     ),
     "unlock_with_passkey": ("パスキーで本人確認して再開", "Confirm with a passkey and reopen"),
     "unlocked": ("口座を再開しました。もう一度ログインしてください。", "Reopened. Please log in."),
-    "not_locked": ("この口座はロックされていません。", "This account is not locked."),
     "passkey_failed": (
         "パスキーで確認できませんでした。",
         "The passkey could not be verified.",

@@ -87,13 +87,13 @@
       return post("/settings/passkeys", { name: name, response: credentialJSON(cred) });
     }).then(go).catch(failed);
   });
-  bind("unlock-passkey", function (b) {
-    var account = b.getAttribute("data-account"), request;
+  bind("unlock-passkey", function () {
+    // The account typed in the form; the server finds its open unlock request itself.
+    var account = document.getElementById("unlock-account").value;
     post("/unlock/options", { account: account }).then(function (begun) {
-      request = begun.request;
       return navigator.credentials.get({ publicKey: requestOptions(begun.options) });
     }).then(function (cred) {
-      return post("/unlock/verify", { account: account, request: request, response: credentialJSON(cred) });
+      return post("/unlock/verify", { account: account, response: credentialJSON(cred) });
     }).then(go).catch(failed);
   });
 })();
