@@ -81,11 +81,23 @@ def load(post: Any, key: str, events: list[Event]) -> dict[str, Any]:
     return decision
 
 
+def login_form_token(client: TestClient) -> str:
+    """Open the log-in form as a browser does: it sets the ``bg_login`` cookie and carries the
+    same token in its hidden field, which the form post must send back (log-in CSRF)."""
+    page = client.get("/console/login")
+    assert page.status_code == 200
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, "the log-in form carries its token"
+    return found.group(1)
+
+
 def login(client: TestClient, username: str) -> str:
-    """Log ``username`` in through the form; returns the session's CSRF token."""
+    """Log ``username`` in through the form (loaded first, as a browser does); returns the
+    session's CSRF token."""
+    token = login_form_token(client)
     answer = client.post(
         "/console/login",
-        data={"username": username, "password": PASSWORD},
+        data={"username": username, "password": PASSWORD, "csrf_token": token},
         follow_redirects=False,
     )
     assert answer.status_code == 303 and answer.headers["location"] == "/console/"

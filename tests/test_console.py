@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from console_helpers import PASSWORD, csrf_of, hold_policy, load, login, prepare_database
+from console_helpers import (
+    PASSWORD,
+    csrf_of,
+    hold_policy,
+    load,
+    login,
+    login_form_token,
+    prepare_database,
+)
 from console_helpers import simulate_run as simulate
 from fastapi.testclient import TestClient
 from pg_helpers import create_pg_database, drop_pg_database, pg_database_url
@@ -100,8 +108,11 @@ def test_login_page_in_both_languages_and_wrong_password(world: World) -> None:
     assert "Password" in en.text and 'lang="en"' in en.text
     assert c.get("/console/login").text.count("Password") >= 1  # the cookie remembers English
     c.get("/console/login?lang=ja")
+    token = login_form_token(c)
     wrong = c.post(
-        "/console/login", data={"username": "ana", "password": "nope" * 4}, follow_redirects=False
+        "/console/login",
+        data={"username": "ana", "password": "nope" * 4, "csrf_token": token},
+        follow_redirects=False,
     )
     assert wrong.headers["location"] == "/console/login?failed=1"
     assert "ユーザー名またはパスワードが違います" in c.get("/console/login?failed=1").text

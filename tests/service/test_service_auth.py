@@ -213,9 +213,11 @@ def test_guessing_one_users_password_is_throttled_until_the_window_ends(
     wait = int(right.headers["retry-after"])
     assert 0 < wait <= login_throttle.WINDOW.total_seconds() and error["retry_after"] == wait
     assert "bg_session" not in right.headers.get("set-cookie", "")
+    form_page = client.get("/console/login").text  # the form's token (log-in CSRF)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form_page).group(1)
     form = client.post(
         "/console/login",
-        data={"username": " ana", "password": PASSWORD},
+        data={"username": " ana", "password": PASSWORD, "csrf_token": token},
         follow_redirects=False,
     )
     assert form.status_code == 303 and form.headers["location"].startswith(

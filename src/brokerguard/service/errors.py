@@ -13,7 +13,7 @@ errors add ``line`` (1-based). The tree::
     ├── MalformedBody (400 malformed_json)
     ├── InvalidInput (422 invalid_input; invalid_event for events, invalid_policy for policies)
     ├── Unauthorized (401 unauthorized)
-    ├── Forbidden (403 forbidden)
+    ├── Forbidden (403 forbidden; login_csrf: the log-in form's token did not match)
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
     ├── PayloadTooLarge (413 payload_too_large)
@@ -33,6 +33,7 @@ from typing import Any
 __all__ = [
     "Conflict",
     "Forbidden",
+    "LoginCsrf",
     "InvalidInput",
     "MalformedBody",
     "NotFound",
@@ -53,6 +54,8 @@ JA: dict[str, str] = {
     "invalid_policy": "ポリシーが正しくありません。",
     "unauthorized": "認証が必要です。",
     "forbidden": "この操作の権限がありません。",
+    "login_csrf": "ログインフォームの確認用トークンが一致しません。ログイン画面を開き直してから"
+    "ログインしてください。",
     "not_found": "見つかりません。",
     "method_not_allowed": "このメソッドは使えません。",
     "conflict": "現在の状態と矛盾します。",
@@ -103,6 +106,12 @@ class Unauthorized(ServiceError):
 
 class Forbidden(ServiceError):
     status, code = 403, "forbidden"
+
+
+class LoginCsrf(Forbidden):
+    """A form log-in whose hidden token does not match its ``bg_login`` cookie (log-in CSRF)."""
+
+    code = "login_csrf"
 
 
 class NotFound(ServiceError):

@@ -16,12 +16,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from brokerguard.events import Event
-from brokerguard.service.schemas import LoginIn
+from brokerguard.service.schemas import LoginForm, LoginIn
 
 __all__ = ["event_components", "install_openapi"]
 
 REF = "#/components/schemas/{name}"
-EXTRA_MODELS = (LoginIn,)
+EXTRA_MODELS = (LoginIn, LoginForm)
 """Models referenced only from ``openapi_extra`` (routes that read their body themselves)."""
 
 

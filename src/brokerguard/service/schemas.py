@@ -34,6 +34,7 @@ __all__ = [
     "IngestOut",
     "InstructionBody",
     "InstructionOut",
+    "LoginForm",
     "LoginIn",
     "NoteIn",
     "NoteOut",
@@ -395,6 +396,23 @@ class HealthOut(BaseModel):
 class LoginIn(_In):
     username: Name
     password: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class LoginForm(LoginIn):
+    """The log-in form (``application/x-www-form-urlencoded``): the credentials and the form's
+    token against log-in CSRF."""
+
+    csrf_token: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=200,
+            description="The value of the `bg_login` cookie that `GET /console/login` set, as "
+            "its form's hidden field carries it (double-submit token against log-in CSRF). A "
+            "form post without it, or with another value, is a 403 `login_csrf`. A JSON "
+            "log-in needs none.",
+        ),
+    ]
 
 
 class WhoAmI(BaseModel):

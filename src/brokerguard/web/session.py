@@ -1,10 +1,11 @@
 """The console's login page and a logout that returns the browser to it.
 
-``POST /console/login`` stays the service's (it checks the password, opens the session, writes
-the audit entry, and redirects a form post to ``/console/``); this module only renders its form
-in the console's look and language. ``POST /console/signout`` ends the session like the
-service's ``/console/logout`` (which answers 204 for scripts) but sends a browser back to the
-login page.
+``POST /console/login`` stays the service's (it checks the password and the form's token against
+log-in CSRF, opens the session, writes the audit entry, and redirects a form post to
+``/console/``); this module only renders its form in the console's look and language, with the
+token in a hidden field and in the ``bg_login`` cookie. ``POST /console/signout`` ends the
+session like the service's ``/console/logout`` (which answers 204 for scripts) but sends a
+browser back to the login page.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from brokerguard.service import audit
+from brokerguard.service.api.console import login_form_token, set_login_cookie
 from brokerguard.service.auth import SESSION_COOKIE, require_role
 from brokerguard.service.users import ConsoleUser, end_session
 from brokerguard.web._common import render, service
@@ -27,7 +29,10 @@ async def login_form(request: Request) -> Response:
     failed = request.query_params.get("failed") == "1"
     throttled = request.query_params.get("throttled", "")
     minutes = min(int(throttled), 60) if throttled.isdigit() and int(throttled) > 0 else 0
-    return render(request, "login.html", None, failed=failed, throttled=minutes)
+    token = login_form_token(request)  # the form's token against log-in CSRF (bg_login)
+    response = render(request, "login.html", None, failed=failed, throttled=minutes, token=token)
+    set_login_cookie(request, response, token)
+    return response
 
 
 @router.post("/console/signout")

@@ -3,12 +3,19 @@
 ``GET /console/login`` is a minimal form (Japanese and English, no asset from outside);
 ``POST /console/login`` takes that form or JSON ``{"username", "password"}``, sets the
 ``bg_session`` cookie and answers who logged in with the CSRF token to send back on changes.
+The form is guarded against log-in CSRF (a foreign page signing the analyst's browser in to the
+criminal's own account) by a double-submit token: the form's page sets it in the ``bg_login``
+cookie and in a hidden field (:func:`login_form_token`), and a form post whose field does not
+match the cookie is refused (403 ``login_csrf``). JSON needs none: a foreign page cannot send
+``application/json`` without a CORS preflight, which the service never grants.
 ``POST /console/logout`` ends the session. ``GET /v1/whoami`` tells any caller who it is.
 """
 
 from __future__ import annotations
 
+import hmac
 import math
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,6 +28,7 @@ from brokerguard.service.api._common import AUTH_ERRORS, ERRORS, THROTTLED, serv
 from brokerguard.service.auth import ROLE_PERMISSIONS, SESSION_COOKIE, Caller
 from brokerguard.service.errors import (
     InvalidInput,
+    LoginCsrf,
     MalformedBody,
     TooManyAttempts,
     Unauthorized,
@@ -30,6 +38,8 @@ from brokerguard.service.users import SESSION_HOURS, create_session, end_session
 from brokerguard.service.users import authenticate as check_password
 
 router = APIRouter(tags=["console"])
+LOGIN_COOKIE = "bg_login"
+"""The log-in form's double-submit token (log-in CSRF); its hidden field is ``csrf_token``."""
 
 _FORM = """<!doctype html>
 <html lang="ja"><head><meta charset="utf-8"><title>BrokerGuard ログイン / Log in</title>
@@ -38,6 +48,7 @@ label{{display:block;margin:.8rem 0}}input{{width:100%;padding:.4rem}}p.err{{col
 </style></head>
 <body><h1>BrokerGuard</h1>{error}
 <form method="post" action="/console/login">
+<input type="hidden" name="csrf_token" value="{token}">
 <label>ユーザー名 / Username<input name="username" autocomplete="username" required></label>
 <label>パスワード / Password
 <input name="password" type="password" autocomplete="current-password" required></label>
@@ -53,11 +64,50 @@ _THROTTLED = (
 )
 
 
+def login_form_token(request: Request) -> str:
+    """The log-in form's token: the browser's ``bg_login`` cookie if it has a well-formed one
+    (a second tab keeps working), else a new one. Set it with :func:`set_login_cookie`."""
+    given = request.cookies.get(LOGIN_COOKIE, "")
+    if 32 <= len(given) <= 64 and given.replace("-", "").replace("_", "").isalnum():
+        return given
+    return secrets.token_urlsafe(32)
+
+
+def set_login_cookie(request: Request, response: Response, token: str) -> None:
+    """The form's token as a cookie: script cannot read it, no other site sends it."""
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        max_age=SESSION_HOURS * 3600,
+        httponly=True,
+        samesite="strict",
+        secure=service(request).settings.secure_cookies,
+        path="/",
+    )
+
+
+def check_login_form_token(request: Request, given: str) -> None:
+    """Raise LoginCsrf unless the form's ``csrf_token`` matches the ``bg_login`` cookie."""
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+    if not given or not cookie or not hmac.compare_digest(given.encode(), cookie.encode()):
+        raise LoginCsrf(
+            "csrf_token: the log-in form's token is missing or does not match its cookie "
+            f"({LOGIN_COOKIE}); open the log-in page again and log in from it",
+            field="csrf_token",
+        )
+
+
 @router.get("/console/login", response_class=HTMLResponse, include_in_schema=False)
-async def login_form(failed: int = 0, throttled: int = 0) -> HTMLResponse:
+async def login_form(request: Request, failed: int = 0, throttled: int = 0) -> HTMLResponse:
     if throttled > 0:
-        return HTMLResponse(_FORM.format(error=_THROTTLED.format(minutes=min(throttled, 60))))
-    return HTMLResponse(_FORM.format(error=_FAILED if failed else ""))
+        error = _THROTTLED.format(minutes=min(throttled, 60))
+    else:
+        error = _FAILED if failed else ""
+    token = login_form_token(request)
+    response = HTMLResponse(_FORM.format(error=error, token=token))
+    set_login_cookie(request, response, token)
+    return response
 
 
 async def _credentials(request: Request) -> tuple[LoginIn, bool]:
@@ -70,6 +120,7 @@ async def _credentials(request: Request) -> tuple[LoginIn, bool]:
                 raise MalformedBody("the body is not JSON") from None
             return LoginIn.model_validate(raw), False
         form = await request.form()
+        check_login_form_token(request, str(form.get("csrf_token", "")))
         return LoginIn.model_validate(
             {"username": form.get("username", ""), "password": form.get("password", "")}
         ), True
@@ -93,7 +144,7 @@ async def _credentials(request: Request) -> tuple[LoginIn, bool]:
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/LoginIn"}},
                 "application/x-www-form-urlencoded": {
-                    "schema": {"$ref": "#/components/schemas/LoginIn"}
+                    "schema": {"$ref": "#/components/schemas/LoginForm"}
                 },
             },
         }
@@ -104,7 +155,9 @@ async def login(request: Request) -> Response:
 
     JSON in, JSON out (401 on a wrong password, 429 while guessing is throttled: see
     :mod:`~brokerguard.service.login_throttle`); a form post is redirected (303) to the
-    console, or back to the form when the password was wrong or the attempt throttled."""
+    console, or back to the form when the password was wrong or the attempt throttled. A form
+    post must carry the form's ``csrf_token``, the value of its ``bg_login`` cookie (403
+    ``login_csrf`` otherwise, before the password is looked at)."""
     creds, from_form = await _credentials(request)
     svc = service(request)
     client = request.client.host if request.client else "-"
@@ -157,6 +210,7 @@ async def login(request: Request) -> Response:
     response: Response
     if from_form:
         response = RedirectResponse("/console/", status_code=303)
+        response.delete_cookie(LOGIN_COOKIE, path="/")  # used: the next log-in loads the form
     else:
         response = JSONResponse(body.model_dump())
     response.set_cookie(
