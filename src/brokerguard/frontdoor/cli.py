@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -16,6 +20,15 @@ console = Console()
 DEMO_ACCOUNT = "demo01"
 DEMO_PASSWORD = "demo-password-1"
 SECOND_ACCOUNT = "demo02"
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM (``kill``, ``docker stop``, systemd) ends the command like Ctrl-C does: through
+    its ``finally``, which stops the embedded guard and removes its temporary folder. Python's
+    default would end the process on the spot and leave the folder (a guard database with API
+    keys and every decision of the demo) behind in the temporary directory. Exit code 143, as a
+    shell reports a process ended by SIGTERM."""
+    raise SystemExit(128 + signum)
 
 
 def demo_site(
@@ -60,51 +73,68 @@ def demo_site(
 
     origin = origin or f"http://localhost:{port}"
     rp_id = urlsplit(origin).hostname or "localhost"
-    embedded = None
-    if guard_url is None:
-        embedded = EmbeddedGuard(Path(tempfile.mkdtemp(prefix="bg-demo-guard-"))).start()
-        guard_url, guard_key = embedded.url, embedded.key
-        console.print(f"embedded BrokerGuard on {guard_url} (files in {embedded.directory})")
-    elif not guard_key:
+    if guard_url is not None and not guard_key:
         raise typer.BadParameter("--guard-key (or BROKERGUARD_KEY) is needed with --guard-url")
-    channels = {}
-    if smtp_host:
-        channels["email"] = SmtpChannel(smtp_host, smtp_port, sender=mail_from)
-    if webhook_url:
-        channels["sms"] = WebhookChannel(webhook_url, webhook_secret.encode())
-    if not channels:  # the codes of step-ups must reach the person trying the demo somehow
-        channels["email"] = TerminalChannel()
-        console.print("no --smtp-host: notices (and their codes) are printed here")
-    # browsers reach the site over HTTPS: its session and device cookies then never go over HTTP
-    secure = urlsplit(origin).scheme == "https"
-    config = SiteConfig(origin=origin, rp_id=rp_id, store_path=store, secure_cookies=secure)
-    app = create_site(config, GuardClient(guard_url, guard_key or ""), channels)
-    site = app.state.site
-    if seed and site.book.customer(DEMO_ACCOUNT) is None:
-        site.add_customer(
-            DEMO_ACCOUNT,
-            DEMO_PASSWORD,
-            name="Demo Taro",
-            email=customer_email,
-            positions={"7203": 300},
-        )
-    if seed and site.book.customer(SECOND_ACCOUNT) is None:  # a second one, with no history
-        user, _, domain = customer_email.partition("@")
-        site.add_customer(
-            SECOND_ACCOUNT,
-            DEMO_PASSWORD,
-            name="Demo Hanako",
-            email=f"{user}+{SECOND_ACCOUNT}@{domain}",
-            lang="en",
-        )
-    console.print(
-        f"demo site on {origin}  (log in as {DEMO_ACCOUNT} or {SECOND_ACCOUNT} / {DEMO_PASSWORD})"
-    )
+    # uvicorn catches SIGTERM for its graceful shutdown, then raises it again with the handler
+    # found here: this one, so that the folder goes whenever the signal comes.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main else None
+    scratch: Path | None = None
+    embedded = None
     try:
+        if guard_url is None:
+            scratch = Path(tempfile.mkdtemp(prefix="bg-demo-guard-"))
+            embedded = EmbeddedGuard(scratch)
+            embedded.start()
+            guard_url, guard_key = embedded.url, embedded.key
+            console.print(f"embedded BrokerGuard on {guard_url} (files in {embedded.directory})")
+        channels = {}
+        if smtp_host:
+            channels["email"] = SmtpChannel(smtp_host, smtp_port, sender=mail_from)
+        if webhook_url:
+            channels["sms"] = WebhookChannel(webhook_url, webhook_secret.encode())
+        if not channels:  # the codes of step-ups must reach the person trying the demo somehow
+            channels["email"] = TerminalChannel()
+            console.print("no --smtp-host: notices (and their codes) are printed here")
+        # browsers reach the site over HTTPS: its session and device cookies then never go over
+        # HTTP
+        secure = urlsplit(origin).scheme == "https"
+        config = SiteConfig(origin=origin, rp_id=rp_id, store_path=store, secure_cookies=secure)
+        app = create_site(config, GuardClient(guard_url, guard_key or ""), channels)
+        site = app.state.site
+        if seed and site.book.customer(DEMO_ACCOUNT) is None:
+            site.add_customer(
+                DEMO_ACCOUNT,
+                DEMO_PASSWORD,
+                name="Demo Taro",
+                email=customer_email,
+                positions={"7203": 300},
+            )
+        if seed and site.book.customer(SECOND_ACCOUNT) is None:  # a second one, no history
+            user, _, domain = customer_email.partition("@")
+            site.add_customer(
+                SECOND_ACCOUNT,
+                DEMO_PASSWORD,
+                name="Demo Hanako",
+                email=f"{user}+{SECOND_ACCOUNT}@{domain}",
+                lang="en",
+            )
+        console.print(
+            f"demo site on {origin}  (log in as {DEMO_ACCOUNT} or {SECOND_ACCOUNT} / "
+            f"{DEMO_PASSWORD})"
+        )
         uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
     finally:
-        if embedded is not None:
-            embedded.stop()
+        if main:  # a second SIGTERM must not cut the clean-up short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if embedded is not None:
+                embedded.stop()
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def mount(app: typer.Typer) -> None:
