@@ -140,7 +140,27 @@ def test_serve_can_make_the_console_cookie_secure(
             )
             assert login.status_code == 200, login.text
             cookie = login.headers["set-cookie"].lower()
-            assert cookie.startswith("bg_session=") and ("; secure" in cookie) is secure
+            # Secure ones carry the __Host- prefix: no sibling host nor plain-HTTP answer can
+            # set or overwrite them (cookie tossing a session of the criminal's).
+            name = "__host-bg_session=" if secure else "bg_session="
+            assert cookie.startswith(name) and ("; secure" in cookie) is secure
+            assert "path=/" in cookie and "domain" not in cookie
+            assert client.get("/v1/whoami").status_code == 200
+            form = client.get("/console/login").headers["set-cookie"]
+            assert form.startswith("__Host-bg_login=" if secure else "bg_login="), form
+            if secure:  # a bare bg_session, as a sibling host could set it, is not read
+                token = client.cookies.get("__Host-bg_session")
+                client.cookies.clear()
+                client.cookies.set("bg_session", token)
+                assert client.get("/v1/whoami").status_code == 401
+                client.cookies.clear()
+                client.cookies.set("__Host-bg_session", token)
+                out = client.post(
+                    "/console/logout", headers={"X-CSRF-Token": login.json()["csrf_token"]}
+                )
+                assert out.status_code == 204
+                gone = out.headers["set-cookie"].lower()
+                assert gone.startswith("__host-bg_session=") and "secure" in gone
 
 
 def test_serve_takes_the_client_address_from_a_trusted_proxy_only(

@@ -30,10 +30,15 @@ __all__ = [
     "NeedLogin",
     "check_csrf",
     "client",
+    "cookie",
+    "cookie_name",
     "device_cookie",
+    "drop_cookie",
+    "new_device_cookie",
     "redirect",
     "render",
     "session_of",
+    "set_cookie",
     "site",
 ]
 
@@ -62,12 +67,56 @@ def client(request: Request) -> tuple[str, str]:
     return ip, request.headers.get("user-agent", "")[:1024]
 
 
+def cookie_name(request: Request, base: str) -> str:
+    """The name the browser keeps the cookie ``base`` under.
+
+    Served over HTTPS (``secure_cookies``) every cookie of the site is Secure, Path=/ and has no
+    Domain, so it carries the ``__Host-`` prefix: the browser then takes it only from this very
+    host over HTTPS, so neither a sibling subdomain (a forgotten campaign host, say) nor a plain
+    HTTP answer on the path can set or overwrite it — planting the criminal's session, device
+    or pending step-up in the customer's browser (cookie tossing). Over plain HTTP (the demo on
+    localhost) the prefix would make the browser drop the cookie, so the names stay bare.
+    """
+    return f"__Host-{base}" if site(request).config.secure_cookies else base
+
+
+def cookie(request: Request, base: str) -> str | None:
+    return request.cookies.get(cookie_name(request, base))
+
+
+def set_cookie(
+    request: Request, response: Response, base: str, value: str, *, max_age: int | None = None
+) -> None:
+    """Set one of the site's cookies: HttpOnly, SameSite=Lax, Path=/, no Domain, and Secure
+    with the ``__Host-`` prefix when the site is served over HTTPS."""
+    response.set_cookie(
+        cookie_name(request, base),
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=site(request).config.secure_cookies,
+        path="/",
+    )
+
+
+def drop_cookie(request: Request, response: Response, base: str) -> None:
+    """Delete one of the site's cookies (a ``__Host-`` one only goes with Secure and Path=/)."""
+    response.delete_cookie(
+        cookie_name(request, base),
+        path="/",
+        secure=site(request).config.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+
+
 def device_cookie(request: Request) -> str | None:
-    return request.cookies.get(DEVICE_COOKIE)
+    return cookie(request, DEVICE_COOKIE)
 
 
 def session_of(request: Request, *, required: bool = True) -> SiteSession | None:
-    session = site(request).sessions.get(request.cookies.get(SESSION_COOKIE))
+    session = site(request).sessions.get(cookie(request, SESSION_COOKIE))
     if session is None and required:
         raise NeedLogin
     return session
@@ -130,17 +179,11 @@ def redirect(path: str) -> RedirectResponse:
 
 
 def set_session_cookie(request: Request, response: Response, token: str) -> None:
-    secure = site(request).config.secure_cookies
-    response.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="lax", secure=secure, path="/"
-    )
-    if not request.cookies.get(DEVICE_COOKIE):
-        response.set_cookie(
-            DEVICE_COOKIE,
-            secrets.token_urlsafe(18),
-            httponly=True,
-            samesite="lax",
-            secure=secure,
-            path="/",
-            max_age=400 * 86400,
-        )
+    set_cookie(request, response, SESSION_COOKIE, token)
+    if not device_cookie(request):
+        new_device_cookie(request, response)
+
+
+def new_device_cookie(request: Request, response: Response) -> None:
+    """A browser's first visit: its device cookie, kept 400 days (the browsers' cap)."""
+    set_cookie(request, response, DEVICE_COOKIE, secrets.token_urlsafe(18), max_age=400 * 86400)

@@ -31,15 +31,17 @@ from brokerguard.auth import AccountLocked, AuthError, Limit, RateLimited, Verif
 from brokerguard.auth.passkeys import SIGN_IN
 from brokerguard.frontdoor import flows
 from brokerguard.frontdoor._web import (
-    DEVICE_COOKIE,
     PENDING_COOKIE,
     SESSION_COOKIE,
     check_csrf,
     client,
     device_cookie,
+    drop_cookie,
+    new_device_cookie,
     redirect,
     render,
     session_of,
+    set_cookie,
     set_session_cookie,
     site,
 )
@@ -60,7 +62,7 @@ def _go(request: Request, step: flows.Next, *, json_answer: bool = False) -> Res
     if step.token is not None:
         set_session_cookie(request, response, step.token)
     if step.stepup is not None:
-        response.set_cookie(PENDING_COOKIE, step.stepup, httponly=True, samesite="lax", path="/")
+        set_cookie(request, response, PENDING_COOKIE, step.stepup)
     return response
 
 
@@ -93,15 +95,7 @@ async def login_page(request: Request) -> Response:
         canary=canary_attributes(site(request)),
     )
     if not device_cookie(request):
-        response.set_cookie(
-            DEVICE_COOKIE,
-            secrets.token_urlsafe(18),
-            httponly=True,
-            samesite="lax",
-            path="/",
-            max_age=400 * 86400,
-            secure=site(request).config.secure_cookies,
-        )
+        new_device_cookie(request, response)
     return response
 
 
@@ -181,7 +175,7 @@ async def logout(request: Request) -> Response:
         ip, ua = client(request)
         await run_in_threadpool(site(request).end_session, session, ip, ua)
     response = redirect("/login")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    drop_cookie(request, response, SESSION_COOKIE)
     return response
 
 

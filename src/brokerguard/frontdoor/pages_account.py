@@ -24,6 +24,7 @@ from brokerguard.frontdoor._web import (
     Denied,
     check_csrf,
     client,
+    cookie,
     redirect,
     render,
     session_of,
@@ -98,7 +99,7 @@ def _challenge(request: Request, challenge_id: str) -> Challenge | None:
     except AuthError:
         return None
     if challenge.operation == "login":
-        pending = request.cookies.get(PENDING_COOKIE)
+        pending = cookie(request, PENDING_COOKIE)
         return challenge if pending == challenge_id else None
     session = session_of(request, required=False)
     if (
@@ -118,7 +119,7 @@ async def _guard_change(request: Request) -> None:
         # A sign-in's step-up has no session yet: the JSON body proves it is no cross-site form,
         # and forms carry the step-up's own id in a hidden field compared with the cookie.
         form = await request.form()
-        if form.get("stepup") != request.cookies.get(PENDING_COOKIE):
+        if form.get("stepup") != cookie(request, PENDING_COOKIE):
             raise Denied("step-up form without its id")
 
 

@@ -26,6 +26,8 @@ from brokerguard.frontdoor import flows
 from brokerguard.frontdoor._web import (
     SESSION_COOKIE,
     check_csrf,
+    cookie,
+    drop_cookie,
     redirect,
     render,
     session_of,
@@ -91,7 +93,7 @@ async def sign_out(request: Request, session_id: str) -> Response:
         await run_in_threadpool(s.end_session, target, target.ip, target.user_agent)
     if session_id == session.id:
         response = redirect("/login")
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        drop_cookie(request, response, SESSION_COOKIE)
         return response
     return redirect("/settings")
 
@@ -103,7 +105,7 @@ async def passkey_begin(request: Request) -> Response:
     session = session_of(request)
     await check_csrf(request, session)
     s = site(request)
-    token = request.cookies.get(SESSION_COOKIE, "")
+    token = cookie(request, SESSION_COOKIE) or ""
 
     def grant() -> None:
         current = s.sessions.get(token)
@@ -147,7 +149,7 @@ async def passkey_register(request: Request) -> Response:
         return JSONResponse({"error": "reauth_required"}, status_code=403)
     s = site(request)
     name = str(body.get("name") or "passkey")[:64]
-    token = request.cookies.get(SESSION_COOKIE, "")
+    token = cookie(request, SESSION_COOKIE) or ""
 
     def register() -> bool:
         # One passkey per step-up: whoever got through it once (a relayed code, say) must not
@@ -212,7 +214,7 @@ async def reauth(request: Request) -> Response:
     await check_csrf(request, session)
     body = await _json(request)
     s = site(request)
-    token = request.cookies.get(SESSION_COOKIE, "")
+    token = cookie(request, SESSION_COOKIE) or ""
     try:
         proof = await run_in_threadpool(
             s.passkeys.authenticate, body, session.account, purpose=reauth_purpose(session)
@@ -278,5 +280,5 @@ async def freeze(request: Request) -> Response:
     account = session.account
     await run_in_threadpool(s.lock, account, reason="customer", by="customer")
     response = redirect(flows.unlock_path(account))
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    drop_cookie(request, response, SESSION_COOKIE)
     return response

@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from brokerguard.service import audit, login_throttle
 from brokerguard.service.api._common import AUTH_ERRORS, ERRORS, THROTTLED, service
-from brokerguard.service.auth import ROLE_PERMISSIONS, SESSION_COOKIE, Caller
+from brokerguard.service.auth import ROLE_PERMISSIONS, SESSION_COOKIE, Caller, cookie_name
 from brokerguard.service.errors import (
     InvalidInput,
     LoginCsrf,
@@ -67,7 +67,7 @@ _THROTTLED = (
 def login_form_token(request: Request) -> str:
     """The log-in form's token: the browser's ``bg_login`` cookie if it has a well-formed one
     (a second tab keeps working), else a new one. Set it with :func:`set_login_cookie`."""
-    given = request.cookies.get(LOGIN_COOKIE, "")
+    given = request.cookies.get(cookie_name(request, LOGIN_COOKIE), "")
     if 32 <= len(given) <= 64 and given.replace("-", "").replace("_", "").isalnum():
         return given
     return secrets.token_urlsafe(32)
@@ -76,7 +76,7 @@ def login_form_token(request: Request) -> str:
 def set_login_cookie(request: Request, response: Response, token: str) -> None:
     """The form's token as a cookie: script cannot read it, no other site sends it."""
     response.set_cookie(
-        LOGIN_COOKIE,
+        cookie_name(request, LOGIN_COOKIE),
         token,
         max_age=SESSION_HOURS * 3600,
         httponly=True,
@@ -86,9 +86,20 @@ def set_login_cookie(request: Request, response: Response, token: str) -> None:
     )
 
 
+def drop_console_cookie(request: Request, response: Response, base: str) -> None:
+    """Delete a console cookie (a ``__Host-`` one only goes with Secure and Path=/)."""
+    response.delete_cookie(
+        cookie_name(request, base),
+        path="/",
+        secure=service(request).settings.secure_cookies,
+        httponly=True,
+        samesite="strict",
+    )
+
+
 def check_login_form_token(request: Request, given: str) -> None:
     """Raise LoginCsrf unless the form's ``csrf_token`` matches the ``bg_login`` cookie."""
-    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    cookie = request.cookies.get(cookie_name(request, LOGIN_COOKIE), "")
     # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
     if not given or not cookie or not hmac.compare_digest(given.encode(), cookie.encode()):
         raise LoginCsrf(
@@ -210,11 +221,12 @@ async def login(request: Request) -> Response:
     response: Response
     if from_form:
         response = RedirectResponse("/console/", status_code=303)
-        response.delete_cookie(LOGIN_COOKIE, path="/")  # used: the next log-in loads the form
+        # used: the next log-in loads the form
+        drop_console_cookie(request, response, LOGIN_COOKIE)
     else:
         response = JSONResponse(body.model_dump())
     response.set_cookie(
-        SESSION_COOKIE,
+        cookie_name(request, SESSION_COOKIE),
         token,
         max_age=SESSION_HOURS * 3600,
         httponly=True,
@@ -228,7 +240,7 @@ async def login(request: Request) -> Response:
 @router.post("/console/logout", status_code=204, responses=AUTH_ERRORS)
 async def logout(request: Request, principal: Caller) -> Response:
     """End the console session (its cookie no longer works anywhere)."""
-    token = request.cookies.get(SESSION_COOKIE)
+    token = request.cookies.get(cookie_name(request, SESSION_COOKIE))
     if principal.kind == "user" and token:
         await service(request).recorder.run(
             lambda conn: (
@@ -239,7 +251,7 @@ async def logout(request: Request, principal: Caller) -> Response:
             )
         )
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    drop_console_cookie(request, response, SESSION_COOKIE)
     return response
 
 
