@@ -5,7 +5,8 @@ mail to a real SMTP server (aiosmtpd).
 
 Register a passkey (the guard steps the change up: a code by mail first), log in with it, sell
 the holdings and buy a thin small cap far above its price, get challenged, pass the challenge
-with the passkey, and see the notice arrive. Then the clone canary: the same log-in page opened
+with the passkey, and see the notice arrive; freeze the account and reopen it on the unlock
+page with the passkey. Then the clone canary: the same log-in page opened
 under another origin reports itself, and the next password sign-in from that address is
 challenged. Like the console's browser test, a missing ``/usr/bin/chromium`` fails, never skips.
 """
@@ -182,6 +183,18 @@ def test_passkey_registration_login_challenged_order_and_its_notice(demo: DemoSi
         body = mail.get_content()
         assert "9347" in body and "http" not in body
         assert EMAIL in str(mail["To"])
+
+        # The freeze button, then the unlock page's passkey button: the page's script sends
+        # the account typed in its form, the site finds the open unlock request itself.
+        page.goto(f"{demo.base}/settings")
+        page.check("#freeze-form input[name=confirm]")
+        page.click("#freeze-form button[type=submit]")
+        page.wait_for_url("**/unlock?account=*")
+        assert page.input_value("#unlock-account") == ACCOUNT
+        page.click("#unlock-passkey")
+        page.wait_for_url("**/login?unlocked=1")
+        page.click("#passkey-login")
+        page.wait_for_url("**/portfolio")
     finally:
         context.close()
 
