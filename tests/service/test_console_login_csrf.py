@@ -105,3 +105,15 @@ def test_the_openapi_document_names_the_forms_token(served) -> None:
     assert "bg_login" in schema["properties"]["csrf_token"]["description"]
     json_schema = body["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert "csrf_token" not in doc["components"]["schemas"][json_schema]["properties"]
+
+
+def test_a_made_up_cookie_is_not_taken_as_the_forms_token(served) -> None:
+    """A cookie the browser was given by someone else (too short, odd characters) is replaced,
+    and a token with characters compare_digest refuses as str is a 403, never a 500."""
+    client, _url = served
+    client.cookies.clear()
+    client.cookies.set("bg_login", "planted")
+    token = _token(client.get("/console/login").text)
+    assert token != "planted" and len(token) >= 32
+    odd = _form(client, "ana", "é" * 43)
+    assert odd.status_code == 403 and odd.json()["error"]["code"] == "login_csrf"

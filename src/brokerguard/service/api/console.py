@@ -68,7 +68,11 @@ def login_form_token(request: Request) -> str:
     """The log-in form's token: the browser's ``bg_login`` cookie if it has a well-formed one
     (a second tab keeps working), else a new one. Set it with :func:`set_login_cookie`."""
     given = request.cookies.get(cookie_name(request, LOGIN_COOKIE), "")
-    if 32 <= len(given) <= 64 and given.replace("-", "").replace("_", "").isalnum():
+    if (
+        32 <= len(given) <= 64
+        and given.isascii()
+        and given.replace("-", "").replace("_", "").isalnum()
+    ):
         return given
     return secrets.token_urlsafe(32)
 
