@@ -23,6 +23,7 @@ from brokerguard.events import (
     HoldingsSnapshot,
     Instrument,
     LoginAttempt,
+    MarketBar,
     Order,
     Position,
     SessionActivity,
@@ -248,6 +249,27 @@ class Rig:
                 price=price,
                 avg_daily_volume=adv,
                 market_cap_jpy=cap_jpy,
+            )
+        )
+
+    def bar(
+        self, key: str, close: float, *, minutes: int = 5, volume: int = 1000, open_: float = 0.0
+    ) -> None:
+        """A market bar of ``key`` ("TSE:1234") starting at the rig's time."""
+        market, symbol = key.split(":")
+        open_ = open_ or close
+        self.engine.observe(
+            MarketBar(
+                id=self.new_id("bar"),
+                ts=self.now,
+                symbol=symbol,
+                market=market,  # type: ignore[arg-type]
+                minutes=minutes,
+                open=open_,
+                high=max(open_, close),
+                low=min(open_, close),
+                close=close,
+                volume=volume,
             )
         )
 

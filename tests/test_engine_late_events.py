@@ -25,6 +25,7 @@ from engine_helpers import (
 )
 from instruction_helpers import (
     HOLDING,
+    THIN,
     cancels,
     doubtful_session_sells_then_buys,
     kinds,
@@ -572,3 +573,57 @@ def test_an_engine_started_on_the_state_knows_a_sign_in_is_late():
     r.login("A1", home, ua, "ck-A1", session=session)
     kept = r.session_state("A1", session)
     assert kept is not None and kept.last == (start + timedelta(minutes=20)).timestamp()
+
+
+# --- late prices: the last price is the latest one known, not the last one delivered -------
+
+
+def last_price(r: Rig, key: str) -> float:
+    return r.engine.state.get("symbol", key).last_price
+
+
+def test_a_late_fill_does_not_overwrite_the_last_price():
+    """The execution system's log lags: a fill from 09:40 arrives after one at 10:05. The price
+    an order's limit is measured against stays the 10:05 one."""
+    r = rig_with_customer()
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten + timedelta(minutes=5)
+    r.execution("B1", "x1", THIN, "buy", 100, 140.0)  # the price ran up to ¥140
+    r.now = ten - timedelta(minutes=20)
+    r.execution("B2", "x2", THIN, "buy", 100, 101.0)  # delivered now
+    assert last_price(r, THIN) == 140.0
+    r.now = ten + timedelta(minutes=6)
+    eid, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert d.action == "allow"
+    oid, _ = r.order("A1", r.session_of(eid), THIN, "buy", 100, 142.0)
+    assert r.signal(oid, "limit_above_market") is None  # 1.4% above ¥140, not 41% above ¥101
+
+
+def test_a_late_bar_does_not_overwrite_the_last_price():
+    r = rig_with_customer()
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten + timedelta(minutes=5)
+    r.bar(THIN, 140.0)  # 10:05-10:10
+    r.now = ten - timedelta(minutes=20)
+    r.bar(THIN, 101.0)  # 09:40-09:45, delivered now
+    assert last_price(r, THIN) == 140.0
+    r.now = (ten - timedelta(days=1)).replace(hour=15, minute=30)
+    r.bar(THIN, 99.0, minutes=1440)  # yesterday's close, delivered now
+    assert last_price(r, THIN) == 140.0
+
+
+def test_a_bar_is_as_new_as_its_close():
+    """A bar is stamped with its start and delivered when it ends: its close is newer than the
+    fills inside it. A daily bar a feed stamps at the start of the day closes at 15:30 in Tokyo."""
+    r = rig_with_customer()
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten + timedelta(minutes=3)
+    r.execution("B1", "x1", THIN, "buy", 100, 120.0)
+    r.now = ten
+    r.bar(THIN, 125.0, open_=118.0)  # 10:00-10:05, delivered at its end
+    assert last_price(r, THIN) == 125.0
+    r.now = ten + timedelta(hours=4)
+    r.execution("B1", "x2", THIN, "buy", 100, 130.0)  # 14:00
+    r.now = ten.replace(hour=0)
+    r.bar(THIN, 128.0, open_=118.0, minutes=1440)  # the day's bar, stamped 00:00
+    assert last_price(r, THIN) == 128.0

@@ -68,6 +68,7 @@ from brokerguard.events import (
     Withdrawal,
 )
 from brokerguard.guard import Decision, Instruction, Reason
+from brokerguard.markets import price_known
 from brokerguard.netinfo import NetworkInfo
 
 if TYPE_CHECKING:
@@ -953,7 +954,7 @@ class BrokerGuard:
         self.state.put("account", e.account, acc)
         sym = self.state.get("symbol", key)
         if sym is not None:
-            sym.last_price = e.price
+            self._last_price(sym, e.price, price_known(e.market, e.ts))
             self.campaigns.fill(sym, e.account, e.side, e.price, e.ts.timestamp())
             self.state.put("symbol", key, sym)
 
@@ -985,9 +986,18 @@ class BrokerGuard:
         sym = self.state.get("symbol", key)
         if sym is None:
             return
-        sym.last_price = e.close
+        self._last_price(sym, e.close, price_known(e.market, e.ts, e.minutes))
         self.campaigns.bar(sym, e)
         self.state.put("symbol", key, sym)
+
+    @staticmethod
+    def _last_price(sym: SymbolState, price: float, known: datetime) -> None:
+        """A fill's or bar's price becomes the symbol's last price unless the one held became
+        known later (see :mod:`brokerguard.markets`): a fill or bar delivered late put an old
+        price back, and an order's limit was measured against it."""
+        at = known.timestamp()
+        if at >= sym.price_at:
+            sym.last_price, sym.price_at = price, at
 
     def _canary(self, e: CanaryHit) -> None:
         now = self._clock(e.ts, deciding=False)

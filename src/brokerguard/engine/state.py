@@ -296,6 +296,9 @@ class SymbolState(msgspec.Struct, kw_only=True, gc=False):
     lot: int = 1
     ref_price: float = 0.0
     last_price: float = 0.0
+    # when the last price became known (epoch s; see brokerguard.markets): a fill or bar
+    # delivered late, known before it, does not replace it (0.0: none yet, or an older file)
+    price_at: float = 0.0
     adv: float = 0.0  # average daily volume, shares
     market_cap: float = 0.0
     bar_volume: float = 0.0  # smoothed volume of intraday bars

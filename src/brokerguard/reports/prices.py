@@ -18,6 +18,9 @@ next morning in Japan, so on one Japan date the previous session's close and the
 session both appear, and the newer session must win. The simulator stamps a daily bar at the
 session's close; a broker's feed that stamps it at the start of the day reads the same.
 
+When a price became known, and the exchanges' hours, are :mod:`brokerguard.markets`' rule,
+shared with the detection engine's last price.
+
 >>> from datetime import date, datetime, timedelta, timezone
 >>> from brokerguard.events import MarketBar
 >>> book = PriceBook(date(2025, 3, 21))
@@ -30,28 +33,14 @@ session's close; a broker's feed that stamps it at the start of the day reads th
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
 import msgspec
 
 from brokerguard.events import Event, Execution, MarketBar
+from brokerguard.markets import DAILY_MINUTES, EXCHANGE_ZONES, JST, price_known, trading_day
 
 __all__ = ["EXCHANGE_ZONES", "PriceBook", "ValuationPrice", "trading_day"]
-
-JST = timezone(timedelta(hours=9), "JST")
-
-_NEW_YORK, _HONG_KONG, _SHANGHAI = (
-    ZoneInfo(name) for name in ("America/New_York", "Asia/Hong_Kong", "Asia/Shanghai")
-)
-# Where each market trades and when its regular session closes, by the names a broker's feed
-# uses for it. Public facts about the exchanges, not about any simulation.
-EXCHANGE_ZONES: dict[str, tuple[timezone | ZoneInfo, time]] = {
-    **dict.fromkeys(("TSE", "JPX", "OSE"), (JST, time(15, 30))),
-    **dict.fromkeys(("US", "NYSE", "NASDAQ", "AMEX", "ARCA"), (_NEW_YORK, time(16, 0))),
-    **dict.fromkeys(("HK", "HKEX", "SEHK"), (_HONG_KONG, time(16, 0))),
-    **dict.fromkeys(("CN", "SSE", "SZSE"), (_SHANGHAI, time(15, 0))),
-}
 
 
 class ValuationPrice(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,26 +71,6 @@ class ValuationPrice(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.source} {known:%Y-%m-%d %H:%M}"
 
 
-def trading_day(market: str, ts: datetime) -> date:
-    """The exchange's date of an instant: the trading day a bar or fill belongs to."""
-    zone, _close = EXCHANGE_ZONES.get(market, (JST, None))
-    return ts.astimezone(zone).date()
-
-
-def _close_known(market: str, ts: datetime) -> datetime:
-    """When a daily bar stamped ``ts`` is known: the session's close, or ``ts`` if later.
-
-    A feed may stamp the day's bar at the start of the day; its close is not known before the
-    exchange closes, so it must not count for a valuation date that ends before then.
-    """
-    zone, close = EXCHANGE_ZONES.get(market, (JST, None))
-    if close is None:
-        return ts
-    local = ts.astimezone(zone)
-    at_close = datetime.combine(local.date(), close, tzinfo=zone)
-    return max(ts, at_close)
-
-
 class PriceBook:
     """The latest valuation price of every symbol seen, up to a valuation date (JST).
 
@@ -120,14 +89,13 @@ class PriceBook:
     def observe(self, event: Event) -> None:
         """Take a bar's close or a fill's price, if it is the latest known so far."""
         if isinstance(event, MarketBar):
-            daily = event.minutes >= 1440
-            if daily:
-                known, source = _close_known(event.market, event.ts), "daily close"
-            else:
-                known, source = event.ts + timedelta(minutes=event.minutes), "bar close"
+            daily = event.minutes >= DAILY_MINUTES
+            known = price_known(event.market, event.ts, event.minutes)
+            source = "daily close" if daily else "bar close"
             self._offer(event.market, event.symbol, event.ts, daily, known, event.close, source)
         elif isinstance(event, Execution):
-            self._offer(event.market, event.symbol, event.ts, False, event.ts, event.price, "fill")
+            known = price_known(event.market, event.ts)
+            self._offer(event.market, event.symbol, event.ts, False, known, event.price, "fill")
 
     def _offer(
         self,
