@@ -627,3 +627,24 @@ def test_a_bar_is_as_new_as_its_close():
     r.now = ten.replace(hour=0)
     r.bar(THIN, 128.0, open_=118.0, minutes=1440)  # the day's bar, stamped 00:00
     assert last_price(r, THIN) == 128.0
+
+
+# --- late snapshots of the broker's books ----------------------------------------------------
+
+
+def test_a_late_holdings_snapshot_does_not_replace_newer_holdings():
+    """The books system's snapshot from three days ago (before the customer bought) arrives
+    after today's: the account still holds what today's says, and selling all of it is a
+    liquidation (with the old, empty holdings the session held nothing to liquidate)."""
+    r = rig_with_customer()
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten
+    r.holdings("A1", 10_000.0, {HOLDING: 1000})
+    r.now = ten - timedelta(days=3)
+    r.holdings("A1", 8_010_000.0, {})  # delivered now
+    assert r.engine.state.get("account", "A1").positions == {HOLDING: 1000.0}
+    r.now = ten + timedelta(minutes=5)
+    eid, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert d.action == "allow"
+    sell, _ = r.order("A1", r.session_of(eid), HOLDING, "sell", 1000)
+    assert r.signal(sell, "liquidation") is not None

@@ -959,7 +959,14 @@ class BrokerGuard:
             self.state.put("symbol", key, sym)
 
     def _holdings(self, e: HoldingsSnapshot) -> None:
+        """The broker's books: the account's cash and positions as of the snapshot's time. One
+        older than the snapshot already held (delivered late) is not taken: it put back what
+        the account held days before (a sell-off of today's holdings was no liquidation)."""
         acc = self._account(e.account)
+        at = e.ts.timestamp()
+        if at < acc.holdings_at:
+            return
+        acc.holdings_at = at
         acc.cash = e.cash_jpy
         acc.positions = {f"{p.market}:{p.symbol}": float(p.quantity) for p in e.positions}
         self.state.put("account", e.account, acc)

@@ -231,6 +231,7 @@ class AccountState(msgspec.Struct, kw_only=True, gc=False):
     # holdings and trading habits
     cash: float = 0.0
     positions: dict[str, float] = {}  # "TSE:7203" -> quantity
+    holdings_at: float = 0.0  # the time of the holdings snapshot they start from (0: none)
     bought: tuple[str, ...] = ()  # instruments bought before (most recent last, bounded)
     markets: tuple[str, ...] = ()  # markets bought in before
     orders: int = 0
