@@ -191,7 +191,13 @@ class Rig:
         return f"s-{login_id}"
 
     def session_state(self, account: str, session: str) -> SessionState | None:
-        """What the engine keeps of one of ``account``'s sessions."""
+        """What the engine keeps of one of ``account``'s live sessions (None once it ended:
+        an ended session is kept, marked, until the idle sweep; see :meth:`ended_session`)."""
+        sess = self.ended_session(account, session)
+        return None if sess is None or sess.ended else sess
+
+    def ended_session(self, account: str, session: str) -> SessionState | None:
+        """The engine's record of one of ``account``'s sessions, live or ended."""
         return self.engine.state.get("session", session_key(account, session))
 
     def challenge(

@@ -648,3 +648,71 @@ def test_a_late_holdings_snapshot_does_not_replace_newer_holdings():
     assert d.action == "allow"
     sell, _ = r.order("A1", r.session_of(eid), HOLDING, "sell", 1000)
     assert r.signal(sell, "liquidation") is not None
+
+
+# --- late requests and a session that ended --------------------------------------------------
+
+
+def test_a_late_order_is_judged_in_its_session_that_ended_and_does_not_reopen_it():
+    """The order system's log lags the login system's: the customer's sell at 10:05 arrives after
+    her logout at 10:10. It is judged in her own session, which stays ended (opened again, the
+    sell was judged as the first request of a session whose sign-in the guard never saw)."""
+    r = rig_with_customer()
+    home, ua = ip_in(OCN, 1), device(1)
+    start = r.now.replace(hour=10, minute=0)
+    r.now = start
+    eid, d = r.login("A1", home, ua, "ck-A1")
+    assert d.action == "allow"
+    session = r.session_of(eid)
+    r.now = start + timedelta(minutes=2)
+    first, _ = r.order("A1", session, HOLDING, "sell", 100, ip=home, ua=ua)
+    r.now = start + timedelta(minutes=10)
+    r.activity("A1", session, home, ua, "ck-A1", action="logout")
+    r.now = start + timedelta(minutes=5)
+    late, _ = r.order("A1", session, HOLDING, "sell", 100, ip=home, ua=ua)
+    assert r.signal(late, "session_risk") == r.signal(first, "session_risk")
+    assert r.session_state("A1", session) is None
+    ended = r.ended_session("A1", session)
+    assert ended is not None and ended.ended == (start + timedelta(minutes=10)).timestamp()
+
+
+def test_a_late_order_of_a_session_that_ended_is_named_with_its_orders():
+    """A session from abroad sells, logs out, and a second sell from before the logout arrives
+    after it. Confirmed as fraud after the idle sweep, the session's orders are both named
+    (reopened, the late sell's session ended at the sweep and its orders replaced the first's)."""
+    r = rig_with_customer(lenient_orders())
+    abroad, ua = ip_in(HINET, 7), attacker_ua(7)
+    start = r.now.replace(hour=10, minute=0)
+    session = "s-thief"
+    r.now = start + timedelta(minutes=2)
+    sell, d = r.order("A1", session, HOLDING, "sell", 500, ip=abroad, ua=ua)
+    assert d.action == "allow"
+    r.now = start + timedelta(minutes=10)
+    r.activity("A1", session, abroad, ua, None, action="logout")
+    r.now = start + timedelta(minutes=5)
+    second, d = r.order("A1", session, HOLDING, "sell", 500, ip=abroad, ua=ua)
+    assert d.action == "allow"
+    idle = r.engine.policy.detectors.session.idle_hours
+    r.now = start + timedelta(hours=idle + 1)
+    r.activity("B1", "s-B1", ip_in(OCN, 2), device(2), "ck-B1")  # the hourly sweep runs
+    assert r.ended_session("A1", session) is None  # dropped by the idle sweep
+    r.engine.take_instructions()
+    login = msgspec.structs.replace(r.login_event("A1", abroad, ua, None), session=session)
+    r.engine.confirm_fraud(login, r.now)
+    named = cancels(r.engine.take_instructions())
+    assert [set(i.orders) for i in named] == [{f"o-{sell}", f"o-{second}"}]
+
+
+def test_a_late_sign_in_does_not_reopen_a_session_that_ended_with_no_orders():
+    r = rig_with_customer()
+    home, ua = ip_in(OCN, 1), device(1)
+    start = r.now.replace(hour=10, minute=0)
+    session = "s-lagging"
+    r.now = start + timedelta(minutes=3)
+    r.activity("A1", session, home, ua, "ck-A1")
+    r.now = start + timedelta(minutes=10)
+    r.activity("A1", session, home, ua, "ck-A1", action="logout")
+    r.now = start  # its sign-in, delivered after the logout
+    _, d = r.login("A1", home, ua, "ck-A1", session=session)
+    assert d.action == "allow"
+    assert r.session_state("A1", session) is None

@@ -332,7 +332,7 @@ class BrokerGuard:
         cancelled = "orders_cancelled_fraud"
         asked_before = False
         key = session_key(account, session_id)
-        sess: SessionState | None = self._session_record("session", account, session_id)
+        sess: SessionState | None = self._live_session(account, session_id)
         if sess is not None:
             sess.trusted = False
             if sess.learned:
@@ -351,6 +351,10 @@ class BrokerGuard:
                     "cancel_orders", account, session_id, ended.orders, cause, ts, cancelled
                 )
                 self.state.delete("ended", key)
+                kept = self._session_record("session", account, session_id)
+                if kept is not None:  # ended, kept for its late requests: named once
+                    self._forget_orders(kept, ended.orders)
+                    self.state.put("session", key, kept)
         if not asked_before:
             signed_out = "session_ended_fraud"
             self._instruct("end_session", account, session_id, (), cause, ts, signed_out)
@@ -606,6 +610,8 @@ class BrokerGuard:
             if sess is not None and now < sess.last:
                 sess.llr = max(sess.llr, total)
                 return sess, False
+            if sess is not None and sess.ended and now <= sess.ended:
+                return None, False
             if sess is None:
                 ended = self._session_record("ended", e.account, e.session)
                 if ended is not None and now <= ended.ended:
@@ -634,7 +640,7 @@ class BrokerGuard:
         now = self._clock(e.ts, deciding=False)
         acc = self._account(account)
         key = session_key(account, session_id)
-        sess: SessionState | None = self._session_record("session", account, session_id)
+        sess: SessionState | None = self._live_session(account, session_id)
         strong = e.factor in STRONG_FACTORS
         login = pending.login
         f = (
@@ -731,7 +737,7 @@ class BrokerGuard:
     ) -> SessionState | None:
         """The session's state after this request, creating it for a session never seen start."""
         key = session_key(account, session_id)
-        sess: SessionState | None = self._session_record("session", account, session_id)
+        sess = self._session_at(account, session_id, now)
         if ip is None:
             return sess
         if sess is not None:
@@ -779,22 +785,51 @@ class BrokerGuard:
                 record = old
         return record
 
+    def _live_session(self, account: str, session_id: str) -> SessionState | None:
+        """The session, unless it ended (a logout)."""
+        sess: SessionState | None = self._session_record("session", account, session_id)
+        return None if sess is None or sess.ended else sess
+
+    def _session_at(self, account: str, session_id: str, now: float) -> SessionState | None:
+        """The session an event at ``now`` belongs to: a live one, or one that ended after
+        ``now`` (the event is from before the logout, delivered late: it is judged in its
+        session, which stays ended). After the logout there is none (a request then starts a
+        session whose sign-in the guard never saw)."""
+        sess: SessionState | None = self._session_record("session", account, session_id)
+        if sess is None or (sess.ended and now >= sess.ended):
+            return None
+        return sess
+
     def _activity(self, e: SessionActivity) -> None:
         now = self._clock(e.ts, deciding=False)
         self._session_for(e.account, e.session, e.ip, e.user_agent, e.device, e.ts, now)
         if e.action == "logout":
-            self._end_session(session_key(e.account, e.session))
+            self._end_session(session_key(e.account, e.session), now)
 
-    def _end_session(self, key: str) -> None:
-        """Forget a session (by its :func:`session_key`); the orders of one that was not trusted
-        are kept a while longer (counted from its last request)."""
+    def _end_session(self, key: str, logout: float | None = None) -> None:
+        """End a session (by its :func:`session_key`): at a ``logout`` it is kept, marked ended,
+        until the idle sweep (``logout`` None) forgets it. Before, a logout forgot it at once, and
+        a request from before the logout delivered after it opened it again as a session whose
+        sign-in the guard never saw: the customer's own order judged with that doubt, a thief's
+        order kept in the reopened session, whose end then replaced the orders kept of the first.
+        The orders of one that was not trusted are kept a while longer (counted from its last
+        request: :meth:`_keep_orders`)."""
         sess: SessionState | None = self.state.get("session", key)
         if sess is None:
             return
+        if not sess.ended:
+            self._keep_orders(key, sess)
+        if logout is None:
+            self.state.delete("session", key)
+        elif not sess.ended:
+            sess.ended = max(sess.last, logout)
+            self.state.put("session", key, sess)
+
+    def _keep_orders(self, key: str, sess: SessionState) -> None:
+        """Keep the orders of a session that ended untrusted, for a fraud confirmation."""
         if sess.orders and not sess.trusted:
             ended = EndedSessionState(account=sess.account, ended=sess.last, orders=sess.orders)
             self.state.put("ended", key, ended)
-        self.state.delete("session", key)
 
     def _common(self, acc: AccountState, sess: SessionState | None, now: float) -> list[Signal]:
         signals = self.sessions.risk(sess) + self.feedback.account_signals(acc)
@@ -841,6 +876,8 @@ class BrokerGuard:
         decision = self._apply("order", e, signals, passkey=acc.passkey)
         if decision.action == "allow":
             self._placed(e, acc, sess, value)
+            if sess is not None and sess.ended:  # late, in a session that ended since
+                self._keep_orders(session_key(e.account, e.session), sess)
         elif decision.action in ("challenge", "hold"):
             self._wait(
                 e.id,
@@ -891,7 +928,7 @@ class BrokerGuard:
     def _decide_settings(self, e: SettingsChange) -> Decision:
         now = self._clock(e.ts)
         acc = self._account(e.account)
-        sess: SessionState | None = self._session_record("session", e.account, e.session)
+        sess = self._session_at(e.account, e.session, now)
         signals = self._sensitive(acc, sess, now, self.changes.change(acc, e.field, now))
         decision = self._apply(
             "settings", e, signals, passkey=acc.passkey, step_up=e.field in self.always_step_up
@@ -914,7 +951,7 @@ class BrokerGuard:
     def _decide_withdrawal(self, e: Withdrawal) -> Decision:
         now = self._clock(e.ts)
         acc = self._account(e.account)
-        sess: SessionState | None = self._session_record("session", e.account, e.session)
+        sess = self._session_at(e.account, e.session, now)
         signals = self._sensitive(acc, sess, now, self.changes.withdrawal(acc, e.amount_jpy, now))
         decision = self._apply("withdrawal", e, signals, passkey=acc.passkey)
         if decision.action == "allow":

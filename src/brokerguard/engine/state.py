@@ -269,6 +269,9 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     doubtful: tuple[str, ...] = ()  # ... of them, those placed while it was doubtful
     campaign: str = ""  # a campaign this session's infrastructure belongs to
     signed_out: bool = False  # the broker was asked to sign it out (asked once)
+    # when it ended (a logout; 0.0: live): kept, marked, until the idle sweep drops it, so
+    # that a request from before the logout delivered after it does not open it again
+    ended: float = 0.0
     # a sign-in learned into the account's profile although it was doubtful: its keys and hour,
     # to take back out if the session fails a strong step-up
     learned: tuple[str, ...] = ()
