@@ -716,3 +716,27 @@ def test_a_late_sign_in_does_not_reopen_a_session_that_ended_with_no_orders():
     _, d = r.login("A1", home, ua, "ck-A1", session=session)
     assert d.action == "allow"
     assert r.session_state("A1", session) is None
+
+
+def test_a_late_logout_does_not_end_a_session_with_later_activity():
+    """A logout stamped 10:10 arrives after the session's request at 10:20 (logs merged from the
+    web servers and the trading system): the session is still in use and is not ended. Ended,
+    the customer's next order opened it again as a session whose sign-in was never seen."""
+    r = rig_with_customer()
+    home, ua = ip_in(OCN, 1), device(1)
+    start = r.now.replace(hour=10, minute=0)
+    r.now = start
+    eid, d = r.login("A1", home, ua, "ck-A1")
+    assert d.action == "allow"
+    session = r.session_of(eid)
+    r.now = start + timedelta(minutes=2)
+    first, _ = r.order("A1", session, HOLDING, "sell", 100, ip=home, ua=ua)
+    r.now = start + timedelta(minutes=20)
+    r.activity("A1", session, home, ua, "ck-A1", action="portfolio")
+    r.now = start + timedelta(minutes=10)
+    r.activity("A1", session, home, ua, "ck-A1", action="logout")  # delivered late
+    kept = r.session_state("A1", session)
+    assert kept is not None and kept.last == (start + timedelta(minutes=20)).timestamp()
+    r.now = start + timedelta(minutes=25)
+    later, _ = r.order("A1", session, HOLDING, "sell", 100, ip=home, ua=ua)
+    assert r.signal(later, "session_risk") == r.signal(first, "session_risk")

@@ -802,8 +802,11 @@ class BrokerGuard:
 
     def _activity(self, e: SessionActivity) -> None:
         now = self._clock(e.ts, deciding=False)
-        self._session_for(e.account, e.session, e.ip, e.user_agent, e.device, e.ts, now)
-        if e.action == "logout":
+        sess = self._session_for(e.account, e.session, e.ip, e.user_agent, e.device, e.ts, now)
+        # A logout older than the session's last request (delivered late) does not end it: the
+        # session was in use after it, and ended, its next request opened it again as a session
+        # whose sign-in was never seen (its trust lost, the customer's order judged with doubt).
+        if e.action == "logout" and (sess is None or now >= sess.last):
             self._end_session(session_key(e.account, e.session), now)
 
     def _end_session(self, key: str, logout: float | None = None) -> None:
