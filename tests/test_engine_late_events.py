@@ -740,3 +740,19 @@ def test_a_late_logout_does_not_end_a_session_with_later_activity():
     r.now = start + timedelta(minutes=25)
     later, _ = r.order("A1", session, HOLDING, "sell", 100, ip=home, ua=ua)
     assert r.signal(later, "session_risk") == r.signal(first, "session_risk")
+
+
+def test_a_late_account_snapshot_does_not_undo_a_newer_one():
+    """The customer enrolled a passkey; a snapshot from last week (before she did) arrives after
+    today's. A doubtful sign-in is still asked for her passkey, not a code sent to her phone."""
+    r = rig_with_customer()
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten
+    r.account("A1", passkey=True)
+    r.now = ten - timedelta(days=7)
+    r.account("A1", passkey=False)  # delivered now
+    assert r.engine.state.get("account", "A1").passkey
+    r.now = ten + timedelta(minutes=5)
+    _, d = r.login("A1", ip_in(HINET, 5), device(1), None)
+    assert d.action == "challenge"
+    assert "passkey" in d.factors

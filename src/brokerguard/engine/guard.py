@@ -1012,7 +1012,14 @@ class BrokerGuard:
         self.state.put("account", e.account, acc)
 
     def _account_snapshot(self, e: AccountSnapshot) -> None:
+        """The account's set-up. One older than the snapshot already taken (delivered late) is
+        not taken: a snapshot from before the customer enrolled a passkey took the passkey away
+        (a step-up asked for a code to her phone instead)."""
         acc = self._account(e.account)
+        at = e.ts.timestamp()
+        if at < acc.account_at:
+            return
+        acc.account_at = at
         acc.opened = e.opened.timestamp()
         acc.passkey = e.passkey_enrolled
         acc.otp_channel = e.otp_channel

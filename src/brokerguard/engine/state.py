@@ -216,6 +216,7 @@ class AccountState(msgspec.Struct, kw_only=True, gc=False):
     opened: float = 0.0
     passkey: bool = False
     otp_channel: str = "sms"
+    account_at: float = 0.0  # the time of the account snapshot these come from (0: none)
     # login familiarity, learned from trusted sign-ins only (see detectors.login)
     n: int = 0
     seen: dict[str, int] = {}  # hierarchy key ("n:isp", "c:isp/JP", "u:1a2b3c4d", ...) -> count
