@@ -26,13 +26,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def nats_server(port: int, store: Path, jetstream: bool = True) -> Iterator[subprocess.Popen]:
+def nats_server(
+    port: int, store: Path, jetstream: bool = True, extra: list[str] | None = None
+) -> Iterator[subprocess.Popen]:
     """A JetStream nats-server of the test's own (killed at the end): one a test may stop,
     unlike the machine's shared server. ``jetstream=False``: a plain NATS server, up and
-    answering, without JetStream."""
+    answering, without JetStream. ``extra``: more of nats-server's options (``--tls`` ...)."""
     js = ["-js", "-sd", str(store)] if jetstream else []
     proc = subprocess.Popen(
-        ["nats-server", *js, "-a", "127.0.0.1", "-p", str(port)],
+        ["nats-server", *js, "-a", "127.0.0.1", "-p", str(port), *(extra or [])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -8,11 +8,19 @@ traceback, and no "cannot reach NATS" for a server that was reached.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import nats
+import pytest
+from cluster_helpers import NATS_URL, fresh_names
 from servers import DeafNats, HangingServer, free_port, nats_server
+
+from brokerguard.cluster.stream import NatsNoTls, connect
 
 BG = [sys.executable, "-m", "brokerguard"]
 
@@ -107,3 +115,90 @@ def test_a_redis_that_says_nothing_or_is_not_redis_is_named(tmp_path: Path) -> N
     finally:
         mute.close()
         deaf.close()
+
+
+LOGIN = (
+    b'{"type":"login","id":"tls-1","ts":"2025-04-01T09:00:00Z","account":"a1","session":"s1",'
+    b'"ip":"192.0.2.1","user_agent":"ua","factors":["password"],"success":true}\n'
+)
+
+
+def stream_exists(stream: str) -> bool:
+    async def look() -> bool:
+        nc = await nats.connect(NATS_URL)
+        try:
+            await nc.jetstream().stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return False
+        finally:
+            await nc.close()
+        return True
+
+    return asyncio.run(look())
+
+
+def test_a_tls_url_to_a_nats_without_tls_is_refused_not_spoken_in_plain_text(
+    tmp_path: Path,
+) -> None:
+    """``tls://`` asks for an encrypted connection; nats-py upgrades only when the server
+    requires TLS, so against the machine's plain NATS every command connected in plain text
+    and ``ingest`` published customers' events unencrypted. It must stop at once: exit 2, one
+    line saying the server offers no TLS, nothing published."""
+    url = NATS_URL.replace("nats://", "tls://")
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(LOGIN)
+    with fresh_names() as n:
+        for command in (
+            ["status", "--stream", n.stream],
+            ["ingest", str(events), *n.cli(4)],
+            ["worker", "--idle-exit", "1", "--instructions", str(tmp_path / "i.ndjson"), *n.cli(4)],
+        ):
+            t0 = time.monotonic()
+            code, stderr = run(*command, "--nats", url, timeout=60)
+            assert code == 2, (command, stderr[-3000:])
+            assert time.monotonic() - t0 < 20, command  # fails fast, not after retries
+            line = one_error_line(stderr)
+            assert url in line and "does not offer TLS" in line, line
+        assert not stream_exists(n.stream)  # nothing went out in plain text
+
+
+def test_connect_refuses_a_tls_url_the_server_answers_without_tls() -> None:
+    async def attempt() -> None:
+        await connect(NATS_URL.replace("nats://", "tls://"))
+
+    with pytest.raises(NatsNoTls, match="does not offer TLS"):
+        asyncio.run(attempt())
+    # the same server by nats:// is fine
+    nc = asyncio.run(_connect_and_close(NATS_URL))
+    assert nc.is_closed
+
+
+async def _connect_and_close(url: str) -> Any:
+    nc = await connect(url)
+    await nc.close()
+    return nc
+
+
+def test_a_tls_url_to_a_nats_with_tls_connects(tmp_path: Path) -> None:
+    """The refusal above must not refuse a server that does speak TLS: a nats-server of the
+    test's own with a self-signed certificate (trusted through ``SSL_CERT_FILE``)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    tls = ["--tls", "--tlscert", str(cert), "--tlskey", str(key)]
+    with nats_server(port, tmp_path / "js", extra=tls):
+        done = subprocess.run(
+            [*BG, "status", "--nats", f"tls://127.0.0.1:{port}", "--stream", "BGT_NONE"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "SSL_CERT_FILE": str(cert)},
+        )
+    # connected over TLS: the stream is missing, not the server's TLS
+    assert "no stream BGT_NONE" in done.stderr and "TLS" not in done.stderr, done.stderr

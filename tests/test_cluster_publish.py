@@ -290,6 +290,37 @@ def test_nats_unreachable_at_start_fails_nothing_and_counts_drops(
     assert publish["published"] == 0
 
 
+def test_a_tls_url_to_a_nats_without_tls_publishes_nothing_in_plain_text(
+    serve: Callable[..., Client], names: Names, events: list[Event]
+) -> None:
+    """``serve --nats tls://...`` against the machine's NATS, which has no TLS: nats-py
+    upgrades only when the server requires it, so the service published customers' events in
+    plain text. It must refuse the connection, say why in ``/healthz``, and go on deciding."""
+    api = serve(NATS_URL.replace("nats://", "tls://"), names, drain_seconds=0.2)
+    points = [e for e in events if decision_point(e) is not None][:5]
+    for event in points:
+        assert api.decide(event).status_code == 200
+    publisher = api.service.publisher
+    deadline = time.monotonic() + 10
+    while publisher.retries == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    publish = api.health()["publish"]
+    assert not publish["connected"] and publish["published"] == 0, publish
+    assert "does not offer TLS" in (publish["last_error"] or ""), publish
+
+    async def exists() -> bool:
+        nc = await nats.connect(NATS_URL)
+        try:
+            await nc.jetstream().stream_info(names.stream)
+        except nats.js.errors.NotFoundError:
+            return False
+        finally:
+            await nc.close()
+        return True
+
+    assert not asyncio.run(exists())  # not even the stream was made
+
+
 def test_nats_going_away_fails_nothing_and_publishing_resumes(
     serve: Callable[..., Client], names: Names, events: list[Event], tmp_path: Path
 ) -> None:

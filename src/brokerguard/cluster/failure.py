@@ -37,11 +37,13 @@ def failure_message(
 ) -> str:
     """``exc`` said in one line, naming the server (``nats_url``, ``redis_url``: the ones the
     command was given; credentials are never shown) or the file."""
-    from brokerguard.cluster.stream import NatsUnreachable
+    from brokerguard.cluster.stream import NatsNoTls, NatsUnreachable
 
     nats_at = f" at {shown_url(nats_url)}" if nats_url else ""
     redis_at = f" at {shown_url(redis_url)}" if redis_url else ""
     module = type(exc).__module__
+    if isinstance(exc, NatsNoTls):  # reached, and refused: not "cannot reach"
+        return f"NATS{nats_at} refused: {' '.join(str(exc).split())}"
     if isinstance(exc, NatsUnreachable):
         return f"cannot reach NATS{nats_at}: {' '.join(str(exc).split())}"
     if module == "nats" or module.startswith("nats."):

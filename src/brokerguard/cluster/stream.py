@@ -32,6 +32,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from brokerguard.cluster.partition import partition_of
 from brokerguard.events import Event, decode_line, refuse_analyst
+from brokerguard.redact import shown_url
 
 __all__ = [
     "DEFAULT_PARTITIONS",
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_SUBJECT",
     "EPOCH_HEADER",
     "EpochClock",
+    "NatsNoTls",
     "NatsUnreachable",
     "PartitionMismatch",
     "connect",
@@ -47,6 +49,7 @@ __all__ = [
     "marker_headers",
     "ingest",
     "partition_of",
+    "require_tls",
     "stream_partitions",
 ]
 
@@ -138,9 +141,41 @@ def _lines(lines: Iterable[bytes], analyst: bool) -> Iterator[tuple[int, bytes, 
             yield n, line, event
 
 
+class NatsNoTls(NatsUnreachable):
+    """A ``tls://`` URL whose server answered without TLS (:func:`require_tls`): no connection
+    is kept, nothing is sent."""
+
+
+def _encrypted(nc: Any) -> bool:
+    """Whether ``nc``'s connection runs over TLS (what its transport's socket says)."""
+    transport = getattr(nc, "_transport", None)
+    writer = getattr(transport, "_io_writer", None)
+    if writer is not None:
+        return writer.get_extra_info("ssl_object") is not None
+    url = nc.connected_url
+    return url is not None and url.scheme == "wss"  # nats-py's websocket transport
+
+
+def require_tls(nc: Any, url: str) -> None:
+    """:class:`NatsNoTls` when ``nc`` was reached by a ``tls://`` URL and is not encrypted.
+
+    nats-py takes ``tls://`` as a wish: it upgrades to TLS only when the server's greeting
+    says ``tls_required``, so a server without TLS (a wrong port, TLS switched off, a
+    man in the middle) was spoken to in plain text, credentials and customers' events too,
+    and nothing said so."""
+    connected = nc.connected_url
+    if connected is not None and connected.scheme == "tls" and not _encrypted(nc):
+        where = f"{connected.hostname}:{connected.port}"
+        raise NatsNoTls(
+            f"the server at {where} does not offer TLS, and the URL ({shown_url(url)}) asks for"
+            " it: nothing was sent; use nats:// for a server without TLS, or enable TLS on it"
+        )
+
+
 async def connect(url: str, **options: Any) -> Any:
     """Connect to NATS, failing at once (:class:`NatsUnreachable` naming the problem) when no
-    server is there; ``options`` go to the connection itself.
+    server is there, or (:class:`NatsNoTls`) when a ``tls://`` URL finds one without TLS;
+    ``options`` go to the connection itself.
 
     nats-py's first connect retries like a reconnect, a traceback per attempt, for two minutes
     before giving up: a scale-out command run against a wrong address, or ``status`` run as a
@@ -161,10 +196,21 @@ async def connect(url: str, **options: Any) -> Any:
             reconnect_time_wait=0.2,
             error_cb=quiet,
         )
-        await probe.close()
-        return await nats.connect(url, **options)
+        try:
+            require_tls(probe, url)
+        finally:
+            await probe.close()
+        nc = await nats.connect(url, **options)
+    except NatsNoTls:
+        raise
     except Exception as exc:  # refused, timed out, nats-py's NoServersError and the like
         raise NatsUnreachable(_unreachable(causes[-1] if causes else exc)) from None
+    try:
+        require_tls(nc, url)  # the real connection may have reached another server of the list
+    except NatsNoTls:
+        await nc.close()
+        raise
+    return nc
 
 
 CONNECT_TIMEOUT = 3.0  # seconds :func:`connect`'s probe waits for a server's greeting

@@ -21,10 +21,11 @@ in-memory outbox (the event loop's thread, no I/O); a task on the same loop drai
 windows of pipelined JetStream asynchronous publishes, in order, awaiting their
 acknowledgements, and yielding to the loop every few messages. When NATS
 is unreachable the task retries with exponential back-off (0.1 s doubling to 5 s) while the
-outbox fills; once full, new messages are dropped and counted (``dropped``), never the
-decision. A failed window is published again from its first message; messages of it already
-stored are dropped by JetStream as duplicates. On shutdown the task drains what it can within
-``drain_timeout`` seconds; what is left is counted as dropped.
+outbox fills (and so when a ``tls://`` URL finds a server without TLS: nothing is sent in plain
+text, ``/healthz`` says why); once full, new messages are dropped and counted (``dropped``),
+never the decision. A failed window is published again from its first message; messages of it
+already stored are dropped by JetStream as duplicates. On shutdown the task drains what it can
+within ``drain_timeout`` seconds; what is left is counted as dropped.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from brokerguard.cluster.stream import (
     EpochClock,
     ensure_stream,
     marker_headers,
+    require_tls,
 )
 from brokerguard.events import Event, encode
 
@@ -218,6 +220,7 @@ class Publisher:
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = 0.5
         try:
+            require_tls(nc, self.url)  # tls:// to a server without TLS: nothing in plain text
             js = nc.jetstream(timeout=self.publish_timeout)
             await ensure_stream(js, self.stream, self.subject, self.partitions)
         except BaseException:
