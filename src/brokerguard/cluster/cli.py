@@ -93,6 +93,15 @@ StageDurableOpt = Annotated[
         help="Durable consumer names of the campaign stage: <stage-durable>-<shard>.",
     ),
 ]
+StatementTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        envvar="BROKERGUARD_STATEMENT_TIMEOUT",
+        help="With --database (PostgreSQL): seconds a statement may run (a lock wait) before "
+        "it is cancelled and the batch comes again; 0: no limit.",
+    ),
+]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -291,6 +300,7 @@ def worker(
             "(migrated first; the feed `GET /v1/instructions` reads them).",
         ),
     ] = None,
+    statement_timeout: StatementTimeoutOpt = 30.0,
     policy: Annotated[
         Path | None,
         typer.Option(
@@ -373,6 +383,7 @@ def worker(
                 facts_subject=facts_subject,
                 blocklist=watch,
                 blocklist_poll=blocklist_poll,
+                statement_timeout=statement_timeout,
             ),
             nats_url,
             redis_url,
@@ -430,6 +441,7 @@ def campaign_stage(
             help="Write campaigns to the service's tables (migrated first).",
         ),
     ] = None,
+    statement_timeout: StatementTimeoutOpt = 30.0,
     policy: Annotated[
         Path | None,
         typer.Option(envvar="BROKERGUARD_POLICY", help="Policy TOML file (the workers' one)."),
@@ -470,6 +482,7 @@ def campaign_stage(
             database=database,
             policy=engine_policy,
             metrics=metrics,
+            statement_timeout=statement_timeout,
         ),
         nats_url,
         redis_url,

@@ -28,6 +28,7 @@ from brokerguard.engine.stage import CampaignStage
 from brokerguard.engine.state import CampaignState
 from brokerguard.events import Event
 from brokerguard.guard import Decision, Instruction
+from brokerguard.service.db import DEFAULT_STATEMENT_TIMEOUT_S
 
 __all__ = ["RecordSink", "decision_id"]
 
@@ -46,13 +47,22 @@ def decision_id(event_id: str) -> str:
 class RecordSink:
     """Collects a batch's records, then writes them in one transaction (:meth:`write`)."""
 
-    def __init__(self, database_url: str, caller: str = "worker") -> None:
+    def __init__(
+        self,
+        database_url: str,
+        caller: str = "worker",
+        statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT_S,
+    ) -> None:
+        """``statement_timeout``: seconds a statement may run on PostgreSQL (a write stuck
+        behind a lock fails, the batch is given back and comes again); None or 0: no limit."""
         from brokerguard.service.db import make_engine, migrate
 
-        self.engine = make_engine(database_url)
+        self.engine = make_engine(database_url, statement_timeout=statement_timeout)
         if self.engine.dialect.name == "postgresql":
-            # workers started together would race to create the tables: one at a time
+            # workers started together would race to create the tables: one at a time, each
+            # waiting for the one migrating however long that takes (no statement timeout)
             with self.engine.connect() as lock:
+                lock.execute(sa.text("SET LOCAL statement_timeout = 0"))
                 lock.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATE_LOCK})
                 try:
                     migrate(self.engine)

@@ -63,6 +63,7 @@ from brokerguard.cluster.worker import TIMEOUTS, append, close_output, pull
 from brokerguard.engine import Policy
 from brokerguard.engine.policy import load_policy
 from brokerguard.engine.stage import CampaignStage, Containment, Fact
+from brokerguard.service.db import DEFAULT_STATEMENT_TIMEOUT_S
 from brokerguard.stores.redis import LeaseLost, RedisState
 
 __all__ = ["StageStats", "run_campaign_stage"]
@@ -327,6 +328,7 @@ async def run_campaign_stage(
     campaigns: Path | None = None,
     database: str | None = None,
     policy: Policy | None = None,
+    statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT_S,
     metrics: Any = None,
 ) -> StageStats:
     """Hold the shard and consume its facts until stopped (SIGTERM/SIGINT) or idle.
@@ -346,7 +348,7 @@ async def run_campaign_stage(
     if database:
         from brokerguard.cluster.records import RecordSink
 
-        sink = RecordSink(database)
+        sink = RecordSink(database, statement_timeout=statement_timeout)
     out: IO[str] | None = open(campaigns, "a") if campaigns else None  # noqa: SIM115
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -74,6 +74,7 @@ from brokerguard.engine.state import session_key
 from brokerguard.events import ChallengeResult, EventError, decode_line
 from brokerguard.guard import Instruction, decision_point
 from brokerguard.service.blocklist_watch import BlocklistWatch
+from brokerguard.service.db import DEFAULT_STATEMENT_TIMEOUT_S
 from brokerguard.stores.redis import LeaseLost, RedisState
 
 __all__ = ["WorkerStats", "run_worker"]
@@ -419,6 +420,7 @@ async def run_worker(
     facts_subject: str = DEFAULT_FACTS_SUBJECT,
     blocklist: BlocklistWatch | None = None,
     blocklist_poll: float = 5.0,
+    statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT_S,
 ) -> WorkerStats:
     """Consume until stopped (SIGTERM/SIGINT), idle for ``idle_exit`` seconds, or ``max_events``.
 
@@ -454,7 +456,7 @@ async def run_worker(
     if database:
         from brokerguard.cluster.records import RecordSink
 
-        sink = RecordSink(database)
+        sink = RecordSink(database, statement_timeout=statement_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -133,6 +133,15 @@ def serve(
             "else the current directory.",
         ),
     ] = None,
+    statement_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            envvar="BROKERGUARD_STATEMENT_TIMEOUT",
+            help="PostgreSQL: seconds a statement of the record writer may run (a lock wait) "
+            "before it is cancelled, reported in /healthz and tried again; 0: no limit.",
+        ),
+    ] = 30.0,
     secure_cookies: Annotated[
         bool,
         typer.Option(
@@ -182,6 +191,7 @@ def serve(
         blocklist_poll_seconds=blocklist_poll,
         max_backlog=max_backlog,
         spill_dir=spill_dir,
+        statement_timeout=statement_timeout,
         secure_cookies=secure_cookies,
     )
     try:

@@ -16,6 +16,7 @@ guarantee comes from a transaction-scoped advisory lock.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DATABASE",
+    "DEFAULT_STATEMENT_TIMEOUT_S",
     "DatabaseError",
+    "check_statement_timeout",
     "current_revision",
     "database_away",
     "head_revision",
@@ -43,6 +46,7 @@ __all__ = [
 DEFAULT_DATABASE = "sqlite:///brokerguard.db"
 WRITE_LOCK_KEY = 0x6267_5752  # "bgWR": the advisory lock that serializes writers on PostgreSQL
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_STATEMENT_TIMEOUT_S = 30.0  # the writers' statements on PostgreSQL (a lock wait)
 PG_CONNECT_TIMEOUT_S = 10  # a PostgreSQL address that accepts and never answers: an error after
 # this long, unless the URL says otherwise (``?connect_timeout=N``); libpq waits for ever
 
@@ -61,8 +65,29 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: Any) -> sa.Engine:
-    """An Engine for ``url`` with the per-connection settings this service relies on."""
+def check_statement_timeout(seconds: float | None) -> None:
+    """:class:`ValueError` naming ``statement_timeout`` unless it is None or finite and >= 0."""
+    if seconds is None:
+        return
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(
+            f"statement_timeout: {seconds!r} is not a number of seconds (0 or more; 0: none)"
+        )
+
+
+def make_engine(url: str, *, statement_timeout: float | None = None, **kwargs: Any) -> sa.Engine:
+    """An Engine for ``url`` with the per-connection settings this service relies on.
+
+    ``statement_timeout`` (seconds; None or 0: the server's own, by default none): on
+    PostgreSQL every statement of every connection of the engine is cancelled after this long
+    (``QueryCanceled``, an ``OperationalError`` :func:`database_away` takes as the database
+    away). For the writers: a write stuck behind a lock another session holds fails, is
+    reported and tried again, instead of stalling the writer for ever. :func:`migrate` is
+    exempt. SQLite has its busy timeout (30 s) instead."""
+    try:
+        check_statement_timeout(statement_timeout)
+    except ValueError as exc:
+        raise DatabaseError(str(exc)) from None
     url = normalize_url(url)
     try:
         parsed = sa.make_url(url)
@@ -88,10 +113,22 @@ def make_engine(url: str, **kwargs: Any) -> sa.Engine:
                 **kwargs.pop("connect_args", {}),
             }
             kwargs["connect_args"] = connect_args
-        return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
+        engine = sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
+        if statement_timeout:
+            _pg_statement_timeout(engine, max(1, round(statement_timeout * 1000)))
+        return engine
     raise DatabaseError(
         f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
     )
+
+
+def _pg_statement_timeout(engine: sa.Engine, milliseconds: int) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET statement_timeout = {int(milliseconds)}")  # the session's
+        cursor.close()
+        dbapi_connection.commit()
 
 
 def _sqlite_settings(engine: sa.Engine) -> None:
@@ -161,6 +198,8 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
 
     try:
         with engine.connect() as conn, conn.begin():
+            if conn.dialect.name == "postgresql":  # an engine's statement_timeout: not here
+                conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
             command.upgrade(_alembic_config(conn), revision)
     except sa.exc.OperationalError as exc:
         said = " ".join(str(exc.orig).split())  # one line: libpq's message has a hint below

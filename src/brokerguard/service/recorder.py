@@ -34,9 +34,11 @@ writer that cannot start (a missing database directory or driver) must not becom
 second and a log line each — and the batch it did not take waits for the next one.
 
 **The database away** (an ``OperationalError``: PostgreSQL down, restarting or unreachable, SQLite
-locked) loses nothing: the writer keeps its batch and tries it again, after a pause that doubles
-from 0.05 s to :data:`WRITE_PAUSE_MAX_S` (5 s), for as long as the database stays away, and every
-failed attempt is reported to the server (``/healthz``: ``degraded``, ``last_error``,
+locked, a PostgreSQL statement cancelled by the writer's ``statement_timeout`` — a lock another
+session holds, which the writer would otherwise wait on for ever, reporting nothing) loses
+nothing: the writer keeps its batch and tries it again, after a pause that doubles from 0.05 s
+to :data:`WRITE_PAUSE_MAX_S` (5 s), for as long as the database stays away, and every failed
+attempt is reported to the server (``/healthz``: ``degraded``, ``last_error``,
 ``write_failures``, ``failing_since``; the log: at the first failure, every minute, at the
 recovery). Meanwhile records wait in memory, **at most** ``max_backlog`` (:data:`MAX_BACKLOG`,
 200,000 by default, about 0.3 GB): at the bound :attr:`Recorder.full` is true and the service
@@ -167,6 +169,7 @@ class Recorder:
         write_pause_max: float = WRITE_PAUSE_MAX_S,
         stop_outage: float = STOP_OUTAGE_S,
         spill_dir: Path | None = None,
+        statement_timeout: float | None = None,
     ) -> None:
         from brokerguard.service import spill
 
@@ -204,6 +207,9 @@ class Recorder:
         self.max_backlog = max_backlog
         # the writer's pauses while the database is away, and its last chance at a stop
         self._write_pauses = (write_pause, write_pause_max, stop_outage)
+        # seconds a statement of the writer process may run (a lock wait): then it fails, is
+        # reported and tried again (db.make_engine); None: the server's own, by default none
+        self.statement_timeout = statement_timeout
         # the current writer's halt pipe: written to at a stop, it ends the writer's waiting
         self._halt: Connection | None = None
         self.write_failures = 0  # failed attempts at the batch in hand (the database away)
@@ -248,6 +254,7 @@ class Recorder:
                 from_writer_w,
                 _Halt(halt_r),
                 *self._write_pauses,
+                self.statement_timeout,
             ),
             name="brokerguard-writer",
             daemon=True,
@@ -729,14 +736,16 @@ def _writer_main(
     pause: float,
     pause_max: float,
     stop_outage: float,
+    statement_timeout: float | None = None,
 ) -> None:
     """Receive pickled batches, write them, acknowledge; until told to stop.
 
     While the database is away a batch is tried again until it is written; once ``halt`` is set
     (the server stops), for ``stop_outage`` seconds more: then the writer acknowledges the batch,
     saying how many records at its end it did not write, and ends (the server spills those and
-    what it had sent after them)."""
-    engine = make_engine(database_url)
+    what it had sent after them). A statement that runs past ``statement_timeout`` (a lock
+    wait) is the database away: the batch is kept and tried again, and the server told."""
+    engine = make_engine(database_url, statement_timeout=statement_timeout)
     acks.send(_READY)
     backoff = _WriterBackoff(acks, halt, pause, pause_max, stop_outage)
     try:

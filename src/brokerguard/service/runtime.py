@@ -50,7 +50,14 @@ from brokerguard.events import Event, LoginAttempt
 from brokerguard.guard import decision_point
 from brokerguard.service import actions, queries, spill
 from brokerguard.service.blocklist_watch import BlocklistWatch
-from brokerguard.service.db import DEFAULT_DATABASE, make_engine, migrate, write_transaction
+from brokerguard.service.db import (
+    DEFAULT_DATABASE,
+    DEFAULT_STATEMENT_TIMEOUT_S,
+    check_statement_timeout,
+    make_engine,
+    migrate,
+    write_transaction,
+)
 from brokerguard.service.errors import Conflict, InvalidInput, Unavailable
 from brokerguard.service.host import INGEST_SLICE, GuardHost, check_guard_name, guard_name
 from brokerguard.service.keys import KeyRing
@@ -74,7 +81,7 @@ from brokerguard.stores.sqlite import SqliteState
 if TYPE_CHECKING:
     from brokerguard.service.publish import Publisher
 
-__all__ = ["Service", "Settings"]
+__all__ = ["DEFAULT_STATEMENT_TIMEOUT_S", "Service", "Settings"]
 
 log = logging.getLogger("brokerguard.service")
 T = TypeVar("T")
@@ -117,6 +124,12 @@ class Settings:
     # at shutdown, the last flush of the --state file: tries, and the pause between them
     stop_flush_attempts: int = 3
     stop_flush_pause: float = 1.0
+    # PostgreSQL: seconds a statement of the writer process may run (a lock wait) before it is
+    # cancelled, reported and tried again (.recorder); 0: no limit
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        check_statement_timeout(self.statement_timeout)
 
 
 class Service:
@@ -139,6 +152,7 @@ class Service:
             write_pause_max=settings.write_pause_max,
             stop_outage=settings.stop_outage,
             spill_dir=self.spill_dir,
+            statement_timeout=settings.statement_timeout,
         )
         policy, source, origin = self._initial_policy()
         self.policy_source = source
