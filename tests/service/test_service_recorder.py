@@ -36,7 +36,7 @@ from brokerguard.service import recorder as recorder_module
 from brokerguard.service.audit import AuditEntry
 from brokerguard.service.db import make_engine, migrate
 from brokerguard.service.errors import Unavailable
-from brokerguard.service.models import audit_log, events
+from brokerguard.service.models import audit_log, events, writer_progress
 from brokerguard.service.recorder import DecisionRecord, EventRecord, Recorder
 
 
@@ -146,8 +146,12 @@ def test_a_writer_dying_with_a_batch_is_noticed_at_once_and_the_batch_spilled_no
         assert (recorder.spilled, recorder.dropped, recorder.backlog) == (taken, 0, 0)
         saved = recorder.spill_file
         assert saved is not None and saved.parent == spills
-        header = spill.read(saved).header
-        assert (header.reason, header.records) == ("writer_lost", taken)
+        read = spill.read(saved)
+        assert (read.header.reason, read.header.records) == ("writer_lost", taken)
+        # each record with its place in what the dead writer was handed: e0 was its first
+        places = [r.at for r in read.records]
+        dead = places[0][0] if places[0] else None
+        assert places == [(dead, n) for n in range(2, 2 + taken)]
         assert recorder.call(lambda conn: "job ran").result(30) == "job ran"
         recorder.record(row(99))  # the new writer writes what comes next
         assert recorder.wait_idle(60)
@@ -157,7 +161,11 @@ def test_a_writer_dying_with_a_batch_is_noticed_at_once_and_the_batch_spilled_no
     finally:
         recorder.stop()
         engine.dispose()
-    result = spill.load(engine, spill.read(saved))
+    with engine.connect() as conn:  # each writer's transactions said how far it wrote
+        query = sa.select(writer_progress.c.writer, writer_progress.c.through)
+        progress = {row.writer: row.through for row in conn.execute(query)}
+    assert progress[dead] == 1 and sorted(progress.values()) == [1, 1]
+    result = spill.load(engine, spill.read(saved))  # the dead writer wrote none of them
     assert (result.written, result.skipped, result.rejected) == (taken, 0, [])
     assert stored_ids(url) == ["e0", "e99", *(f"e{i}" for i in range(1, 1 + taken))]
     engine.dispose()

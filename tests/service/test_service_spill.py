@@ -46,6 +46,7 @@ from brokerguard.service.recorder import (
     EventRecord,
     InstructionRecord,
     Record,
+    _insert_marking,
     insert_records,
 )
 from brokerguard.service.runtime import Settings
@@ -189,7 +190,7 @@ def test_a_spill_file_reads_back_every_record_as_it_was_written(tmp_path: Path) 
     assert path.stat().st_mode & 0o777 == 0o600  # customers' records: the service's user only
     read = spill.read(path)
     assert read.records == written
-    assert (read.header.version, read.header.records, read.header.reason) == (1, 14, "stop")
+    assert (read.header.version, read.header.records, read.header.reason) == (2, 14, "stop")
     assert read.header.database == f"sqlite:///{Path('service.db').resolve()}"
     # the times are the same instants, and the decision's audit entry is unchained
     assert read.records[0].row["ts"] == T0  # type: ignore[union-attr]
@@ -316,6 +317,75 @@ def test_records_already_stored_are_skipped_and_refused_ones_reported(
     engine.dispose()
 
 
+def placed(spilled: list[Record], writer: str, first: int) -> list[Record]:
+    """``spilled`` with the places a writer process ``writer`` had given them, from ``first``
+    (as the recorder spills the batches a lost writer had taken)."""
+    for n, record in enumerate(spilled, start=first):
+        record.at = (writer, n)
+    return spilled
+
+
+def test_records_a_lost_writer_had_written_are_skipped_whole_events_too(
+    outage_db: tuple[str, str], tmp_path: Path
+) -> None:
+    """A writer process that dies between committing a batch and acknowledging it: the server
+    spills the batch (``writer_lost``). Loading it skipped the decisions already stored but
+    wrote their event rows again (no key to know them by): every such crash doubled events.
+    The writer's transaction now also advances ``writer_progress`` (what it does, here with
+    its own code), the spill names each record's place, and the load skips what was written.
+    Loaded again, or a copy of it, nothing more. Real PostgreSQL."""
+    url, _ = outage_db
+    spilled = placed(records(6), "w" * 32, first=41)  # 14 records, places 41..54
+    engine = make_engine(url)
+    _insert_marking(engine, spilled[:9])  # the dead writer's last commit: the first 9
+    engine.dispose()
+    before = counts(url)
+    assert (before["events"], before["decisions"]) == (5, 4)
+    path = spill.write(tmp_path, spilled, reason="writer_lost", database=url)
+    copy = tmp_path / "copy-of-the-spill.ndjson"
+    copy.write_bytes(path.read_bytes())
+
+    result = load(path, url)
+    assert result.exit_code == 0, result.output
+    assert "5 records written, 9 already stored, 0 refused" in result.output
+    after = counts(url)
+    assert after == {
+        "events": 6,  # each once
+        "decisions": 6,
+        "alerts": 3,
+        "campaigns": 1,
+        "instructions": 1,
+        "audit_log": 6 + 1,  # the decisions, the load's entry
+    }
+    report = verified(url)
+    assert report.problem is None and report.entries == 7
+    for again in (spill.loaded_name(path), copy):  # the same file again, and a copy of it
+        result = load(again, url)
+        assert result.exit_code == 0 and "already loaded, nothing written" in result.output
+        assert counts(url) == after
+
+
+def test_a_version_1_spill_file_still_loads(outage_db: tuple[str, str], tmp_path: Path) -> None:
+    """Files written before the records had places (format version 1) load as they did; a
+    place in such a file is refused, naming the line."""
+    url, _ = outage_db
+    path = spill.write(tmp_path, records(3), reason="stop", database=url)
+    rewrite(path, header_version(1))
+    assert spill.read(path).header.version == 1
+    result = load(path, url)
+    assert result.exit_code == 0, result.output
+    assert "8 records written, 0 already stored, 0 refused" in result.output
+    found = counts(url)
+    assert (found["events"], found["decisions"], found["audit_log"]) == (3, 3, 3 + 1)
+    assert verified(url).problem is None
+
+    odd = spill.write(tmp_path, placed(records(1), "w" * 32, 1), reason="stop", database=url)
+    rewrite(odd, header_version(1))
+    refused = load(odd, url)
+    assert refused.exit_code == 2
+    assert "line 2: a record's place (at) in a version-1 file" in " ".join(refused.output.split())
+
+
 def rewrite(path: Path, change: Callable[[list[bytes]], list[bytes]]) -> None:
     path.write_bytes(b"\n".join(change(path.read_bytes().split(b"\n"))))
 
@@ -356,7 +426,7 @@ def unknown_kind(lines: list[bytes]) -> list[bytes]:
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        (header_version(2), "spill format version 2 is not known to this BrokerGuard"),
+        (header_version(3), "spill format version 3 is not known to this BrokerGuard"),
         (header_version("1"), "spill format version '1' is not known"),
         (lambda lines: [b"hello", *lines[1:]], "not a BrokerGuard spill file (its first line is"),
         (

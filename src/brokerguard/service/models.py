@@ -27,6 +27,9 @@ What the tables hold and why it is shaped so:
   loaded by ``brokerguard records load-spill``: how far each was loaded, advanced in the
   transaction that writes its records, so that a load goes on where one stopped and a second
   load of the same file writes nothing.
+- ``writer_progress``: how far each writer process's records are written (the first
+  ``through`` it was handed, in order), advanced in the transaction that writes them, so that
+  ``load-spill`` skips the records of a spill file that a writer wrote before it died.
 
 Timestamps are stored in UTC (:class:`UTCDateTime`), whatever the database.
 """
@@ -58,6 +61,7 @@ __all__ = [
     "policies",
     "spill_loads",
     "users",
+    "writer_progress",
 ]
 
 
@@ -342,4 +346,13 @@ spill_loads = sa.Table(
     sa.Column("skipped", sa.Integer, nullable=False),  # already stored (a decision, a campaign)
     sa.Column("rejected", sa.Integer, nullable=False),  # the database refuses them for good
     sa.Column("loaded_at", UTCDateTime, nullable=False),
+)
+
+writer_progress = sa.Table(
+    "writer_progress",
+    metadata,
+    sa.Column("writer", Id, primary_key=True),  # a writer process (the recorder names it)
+    # its records 1..through (in the order it was handed them) are written, or refused for good
+    sa.Column("through", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )

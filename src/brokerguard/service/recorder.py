@@ -25,13 +25,16 @@ find out only when it next had a batch to send, so an idle service held the dead
 in memory, and ``wait_idle`` hung, until more records came): the records it had taken and not
 acknowledged are saved to a **spill file** (below), so that the backlog empties and jobs waiting
 for them go on. A writer that died while the database was away had not written them; one that
-died while writing may have committed them just before, and ``records load-spill`` skips the
-decisions already stored. (They were counted as dropped: answered decisions and their audit
-entries gone.) The server keeps every batch it sent until the writer acknowledges it, so it
-knows what a lost writer had. A writer process that dies is started again,
-after a pause that doubles (0.5 s up to 30 s) while new ones die before writing anything — a
-writer that cannot start (a missing database directory or driver) must not become a process a
-second and a log line each — and the batch it did not take waits for the next one.
+died while writing may have committed them just before: every transaction of a writer also
+advances its row in ``writer_progress``, the records are spilled with their place in what the
+writer was handed, and ``records load-spill`` skips those it wrote, events included (it used to
+skip only the decisions already stored, and wrote their events twice). (They were counted as
+dropped: answered decisions and their audit entries gone.) The server keeps every batch it
+sent until the writer acknowledges it, so it knows what a lost writer had. A writer process
+that dies is started again, after a pause that doubles (0.5 s up to 30 s) while new ones die
+before writing anything — a writer that cannot start (a missing database directory or driver)
+must not become a process a second and a log line each — and the batch it did not take waits
+for the next one.
 
 **The database away** (an ``OperationalError``: PostgreSQL down, restarting or unreachable, SQLite
 locked, a PostgreSQL statement cancelled by the writer's ``statement_timeout`` — a lock another
@@ -79,6 +82,7 @@ import pickle
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -92,7 +96,14 @@ import sqlalchemy as sa
 from brokerguard.service import audit
 from brokerguard.service.db import database_away, make_engine, write_transaction
 from brokerguard.service.errors import Unavailable
-from brokerguard.service.models import alerts, campaigns, decisions, events, instructions
+from brokerguard.service.models import (
+    alerts,
+    campaigns,
+    decisions,
+    events,
+    instructions,
+    writer_progress,
+)
 
 __all__ = [
     "CampaignRecord",
@@ -122,9 +133,16 @@ _READY = "READY"  # a new writer's first message: its database is open, batches 
 _RETRYING = "RETRYING"  # (_RETRYING, failures, error): a write failed, the writer tries again
 
 
+# A record's place, once a writer process was handed it: (the writer's id, its number in the
+# order that writer was handed records, from 1). ``writer_progress`` says how far each writer
+# wrote, so a spilled record with a place is known to be written or not (.spill).
+Place = tuple[str, int]
+
+
 @dataclass(slots=True)
 class EventRecord:
     row: dict[str, Any]
+    at: Place | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -132,17 +150,20 @@ class DecisionRecord:
     decision: dict[str, Any]
     alert: dict[str, Any] | None
     audit: audit.AuditEntry
+    at: Place | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
 class CampaignRecord:
     row: dict[str, Any]
     merge: bool = False  # join the lists with the stored row's (a campaign several shards grow)
+    at: Place | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
 class InstructionRecord:
     row: dict[str, Any]
+    at: Place | None = field(default=None, compare=False)
 
 
 Record = EventRecord | DecisionRecord | CampaignRecord | InstructionRecord
@@ -216,8 +237,11 @@ class Recorder:
         self.failing_since: datetime | None = None  # when the current run of failures began
         self._outage_logged = 0.0  # monotonic time of the last line about the outage
         self.lost_at_stop = 0  # records the last stop could not write (spilled, else dropped)
-        # batches handed to the writer and not yet acknowledged: (records, pickled batch)
-        self._in_flight: collections.deque[tuple[int, bytes]] = collections.deque()
+        # batches handed to the writer and not yet acknowledged: (records, pickled batch, the
+        # writer's id, the place of the batch's first record in what that writer was handed)
+        self._in_flight: collections.deque[tuple[int, bytes, str, int]] = collections.deque()
+        self._writer_id = ""  # the current writer process's (writer_progress), made at _spawn
+        self._writer_handed = 0  # records handed to it
         self._gave_up = False  # the writer said it gave up on the database at a stop
         self._unwritten: list[Record] = []  # what the stop will spill, in the order queued
         self.spilled = 0  # records saved to spill files by this recorder
@@ -243,6 +267,7 @@ class Recorder:
         """Start a writer process; the sender waits for its ready message before the first batch."""
         self._retire()
         context = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        writer_id = uuid.uuid4().hex
         to_writer_r, to_writer_w = context.Pipe(duplex=False)
         from_writer_r, from_writer_w = context.Pipe(duplex=False)
         halt_r, halt_w = context.Pipe(duplex=False)
@@ -255,6 +280,7 @@ class Recorder:
                 _Halt(halt_r),
                 *self._write_pauses,
                 self.statement_timeout,
+                writer_id,
             ),
             name="brokerguard-writer",
             daemon=True,
@@ -270,6 +296,7 @@ class Recorder:
             halt_r.close()
         self._process, self._to_writer, self._from_writer = process, to_writer_w, from_writer_r
         self._halt = halt_w
+        self._writer_id, self._writer_handed = writer_id, 0
         self._ready = False
         if self._stopping:  # started during a stop: its last chance has begun
             self._halt_writer()
@@ -452,9 +479,11 @@ class Recorder:
                 self._await_ready()
             assert self._to_writer is not None, "no writer process"  # a failed start
             with self._state:
-                self._in_flight.append((count, blob))
+                first = self._writer_handed + 1
+                self._in_flight.append((count, blob, self._writer_id, first))
             sending = True
             self._to_writer.send_bytes(blob)
+            self._writer_handed += count  # as the writer counts them: in the pipe's order
             self._sent += count
         except (OSError, EOFError, AssertionError) as exc:
             if sending:  # not all of it went: the writer never had it
@@ -564,21 +593,22 @@ class Recorder:
         action) would wait for them for ever. Its last acknowledgements are read first. A
         writer that gave up at a stop, or died while its write was failing (the database
         away), had not written them. One that died while writing may have committed them just
-        before: ``records load-spill`` skips the decisions (with their alerts and audit
-        entries) already stored. (They were counted as dropped: decisions answered, their
-        audit entries gone.)
+        before: each record is spilled with its place in what that writer was handed, and
+        ``records load-spill`` skips those at or below the writer's ``writer_progress``
+        (written in the same transaction as they were). (They were counted as dropped:
+        decisions answered, their audit entries gone.)
         """
         if self._acks_thread is not None:
             self._acks_thread.join(5)  # it ends at the dead writer's end of file
             self._acks_thread = None
         with self._state:
             taken, self._in_flight = list(self._in_flight), collections.deque()
-            lost = sum(count for count, _ in taken)
+            lost = sum(entry[0] for entry in taken)
             if lost <= 0:
                 return
             unwritten = self._gave_up or self.failing_since is not None
             stopping = self._stopping  # decided once: spilled here, or by the stop, not both
-        records = [r for _, blob in taken for r in pickle.loads(blob)]
+        records = _placed(taken)
         if not stopping:  # on disk before they count as settled (wait_idle)
             self._spill(records, "writer_lost", maybe_written=not unwritten)
         with self._state:
@@ -616,7 +646,7 @@ class Recorder:
         if not quiet:
             how = (
                 "had taken (it may have written them just before it died: loading skips the"
-                " decisions already stored)"
+                " records it wrote)"
                 if maybe_written
                 else "had not written (the database away)"
             )
@@ -644,14 +674,14 @@ class Recorder:
             written, dropped, error, left = message
             with self._state:
                 taken = written + dropped + left
-                settled: list[bytes] = []  # the writer takes whole batches: these are its
+                settled: list[tuple[int, bytes, str, int]] = []  # whole batches: these are its
                 covered = 0
                 while covered < taken and self._in_flight:
-                    count, blob = self._in_flight.popleft()
-                    covered += count
-                    settled.append(blob)
+                    entry = self._in_flight.popleft()
+                    covered += entry[0]
+                    settled.append(entry)
                 if left:  # a stop, the database away: the end of the batch is not written
-                    batch = [r for blob in settled for r in pickle.loads(blob)]
+                    batch = _placed(settled)
                     self._unwritten.extend(batch[len(batch) - left :])
                     self._gave_up = True
                 self.written += written
@@ -737,8 +767,13 @@ def _writer_main(
     pause_max: float,
     stop_outage: float,
     statement_timeout: float | None = None,
+    writer_id: str = "",
 ) -> None:
     """Receive pickled batches, write them, acknowledge; until told to stop.
+
+    Each record gets its place (``writer_id``, its number in what this writer was handed), and
+    each transaction advances the writer's row in ``writer_progress`` to the last record it
+    writes: a batch the server spills after this writer died is then known to be written.
 
     While the database is away a batch is tried again until it is written; once ``halt`` is set
     (the server stops), for ``stop_outage`` seconds more: then the writer acknowledges the batch,
@@ -748,6 +783,16 @@ def _writer_main(
     engine = make_engine(database_url, statement_timeout=statement_timeout)
     acks.send(_READY)
     backoff = _WriterBackoff(acks, halt, pause, pause_max, stop_outage)
+    handed = 0
+
+    def taken(blob: bytes) -> list[Record]:
+        nonlocal handed
+        batch: list[Record] = pickle.loads(blob)
+        for record in batch:
+            handed += 1
+            record.at = (writer_id, handed)
+        return batch
+
     try:
         while True:
             try:
@@ -756,15 +801,15 @@ def _writer_main(
                 return
             if blob == _STOP:
                 return
-            records: list[Record] = pickle.loads(blob)
+            records = taken(blob)
             stop = False
             while len(records) < MAX_BATCH and inbox.poll():
                 more = inbox.recv_bytes()
                 if more == _STOP:
                     stop = True
                     break
-                records.extend(pickle.loads(more))
-            acks.send(_write_all(engine, records, backoff))
+                records.extend(taken(more))
+            acks.send(_write_all(engine, records, backoff, _insert_marking))
             if stop or backoff.gave_up:
                 return
     finally:
@@ -886,7 +931,10 @@ def write_records(
 
 
 def _write_all(
-    engine: sa.Engine, records: list[Record], backoff: Backoff | None = None
+    engine: sa.Engine,
+    records: list[Record],
+    backoff: Backoff | None = None,
+    insert: Callable[[sa.Engine, list[Record]], object] | None = None,
 ) -> tuple[int, int, str | None, int]:
     """:func:`write_records`, with the records not written because the backoff gave up
     counted apart: (written, dropped, last error, left). The ``left`` ones are always the last
@@ -894,12 +942,12 @@ def _write_all(
     backoff = backoff if backoff is not None else Backoff()
     written = dropped = 0
     try:
-        problem = _write_waiting(engine, records, backoff)
+        problem = _write_waiting(engine, records, backoff, insert)
         if problem is None:
             return len(records), 0, None, 0
         error = _brief(problem)
         for record in records:  # one by one: keep every record that can be written
-            problem = _write_waiting(engine, [record], backoff)
+            problem = _write_waiting(engine, [record], backoff, insert)
             if problem is None:
                 written += 1
                 continue
@@ -952,6 +1000,51 @@ def _brief(exc: sa.exc.SQLAlchemyError) -> str:
 def _insert(engine: sa.Engine, records: list[Record]) -> None:
     with write_transaction(engine) as conn:
         insert_records(conn, records)
+
+
+def _insert_marking(engine: sa.Engine, records: list[Record]) -> None:
+    """The writer process's :func:`_insert`: the records, and how far their writer wrote."""
+    with write_transaction(engine) as conn:
+        insert_records(conn, records)
+        mark_written(conn, records)
+
+
+def mark_written(conn: sa.Connection, records: list[Record]) -> None:
+    """Advance ``writer_progress`` to the last place of ``records`` (in the same transaction:
+    written and marked, or neither). A record refused for good and passed over is behind the
+    mark once a later one is written: it was logged and dropped, never spilled."""
+    through: dict[str, int] = {}
+    for record in records:
+        if record.at is not None:
+            writer, n = record.at
+            through[writer] = max(n, through.get(writer, 0))
+    if not through:
+        return
+    now = datetime.now(UTC)
+    rows = [{"writer": w, "through": n, "updated_at": now} for w, n in through.items()]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = dialect_insert(writer_progress)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["writer"],
+            set_={"through": statement.excluded.through, "updated_at": now},
+        ),
+        rows,
+    )
+
+
+def _placed(entries: list[tuple[int, bytes, str, int]]) -> list[Record]:
+    """The records of in-flight batches, each with its place in what its writer was handed."""
+    records: list[Record] = []
+    for _count, blob, writer, first in entries:
+        batch: list[Record] = pickle.loads(blob)
+        for i, record in enumerate(batch):
+            record.at = (writer, first + i) if writer else None
+        records.extend(batch)
+    return records
 
 
 def insert_records(conn: sa.Connection, records: list[Record]) -> None:

@@ -10,12 +10,12 @@ Where: ``serve --spill-dir DIR`` (``BROKERGUARD_SPILL_DIR``); by default the dir
 SQLite database file, or, for PostgreSQL, the directory the service was started in
 (:func:`default_dir`). The service checks at start that it can create files there.
 
-**Format, version 1.** UTF-8 NDJSON, one JSON object a line; the file is named
+**Format, version 2.** UTF-8 NDJSON, one JSON object a line; the file is named
 ``brokerguard-spill-<UTC time>-<id>.ndjson``, readable by the service's user only (it holds
 customers' records). It is written under a temporary name, fsynced, renamed into place and the
 directory fsynced: a file under its name is whole.
 
-- line 1, the header: ``{"format": "brokerguard-spill", "version": 1, "id": "<32 hex>",
+- line 1, the header: ``{"format": "brokerguard-spill", "version": 2, "id": "<32 hex>",
   "created_at": "<RFC 3339>", "reason": "stop" | "writer_lost", "database": "<the database the
   records were for, without credentials>", "records": N}``;
 - N record lines, in the order the service queued them, each named by its ``kind``:
@@ -30,12 +30,16 @@ directory fsynced: a file under its name is whole.
   - ``{"kind": "instruction", "row": {...}}`` — a row of ``instructions``;
 
   rows hold the table's columns (:mod:`.models`); timestamp columns are RFC 3339 texts with an
-  offset;
+  offset; a record a writer process had been handed also has ``"at": ["<writer id>", n]``, its
+  place in what that writer was handed (new in version 2; ``writer_progress`` says how far
+  each writer wrote);
 - the last line: ``{"kind": "end", "records": N, "sha256": "<hex>"}``, the SHA-256 of the bytes
   of the N record lines (newlines included): a file changed or cut short is refused whole.
 
 A reader refuses a version it does not know (a later release's file), naming the file and the
-version. A new version is made for any change a version-1 reader would misread.
+version. A new version is made for any change an older reader would misread: version 2 added
+``at`` (a version-1 reader, which would load twice what a writer had written, refuses the file
+by its version). Version-1 files are still read and loaded; their records have no place.
 
 **Loading** (:func:`load`) writes the records with the writer's own code
 (:func:`~brokerguard.service.recorder.insert_records`), in the file's order, up to
@@ -44,13 +48,14 @@ the file's row in ``spill_loads`` (by the id in its header) and appends an audit
 ``records.load_spill`` saying which records of which file it wrote; it holds the database's
 write lock, and reads how far the file was loaded inside it. So a load that stops (the database
 away again, the command interrupted) goes on where it stopped, and a file loaded twice — or two
-loads at once, or a copy of the file — writes nothing twice. A decision already stored (the
-writer process died between writing it and saying so) is skipped with its alert and audit
-entry — its event row, which has no key to know it by, is then written a second time — and so
-is a campaign snapshot older than the stored row (the service wrote newer ones since its
-restart). A record the database refuses for good (a constraint) is logged, counted as
-``rejected`` and passed over; it stays in the file. A file loaded whole is renamed
-``<name>.loaded``.
+loads at once, or a copy of the file — writes nothing twice. A record its writer process wrote
+before it died, without saying so (its place at or below the writer's ``writer_progress``), is
+skipped whole: event, decision, alert, audit entry. (Version-1 files, whose records have no
+place: a decision already stored is skipped with its alert and audit entry, but its event row,
+which has no key to know it by, is written a second time.) So is a campaign snapshot older than
+the stored row (the service wrote newer ones since its restart). A record the database refuses
+for good (a constraint) is logged, counted as ``rejected`` and passed over; it stays in the
+file. A file loaded whole is renamed ``<name>.loaded``.
 
 The service does not load spill files itself when it starts: it says loudly that they wait (the
 log, ``/healthz``). The database that was away may not be back; the spill directory may hold
@@ -85,6 +90,7 @@ from brokerguard.service.models import (
     events,
     instructions,
     spill_loads,
+    writer_progress,
 )
 from brokerguard.service.recorder import (
     MAX_BATCH,
@@ -123,7 +129,8 @@ __all__ = [
 
 log = logging.getLogger("brokerguard.service.spill")
 FORMAT = "brokerguard-spill"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # the versions this release reads: 1 has no records' places
 PREFIX = "brokerguard-spill-"
 SUFFIX = ".ndjson"
 LOADED = ".loaded"
@@ -156,23 +163,30 @@ class _Audit(msgspec.Struct, forbid_unknown_fields=True):
     detail: dict[str, Any]
 
 
-class _Event(msgspec.Struct, tag="event", tag_field="kind", forbid_unknown_fields=True):
+_LINE = {"tag_field": "kind", "forbid_unknown_fields": True, "omit_defaults": True}
+
+
+class _Event(msgspec.Struct, tag="event", **_LINE):
     row: dict[str, Any]
+    at: tuple[str, int] | None = None  # the record's place (version 2)
 
 
-class _Decision(msgspec.Struct, tag="decision", tag_field="kind", forbid_unknown_fields=True):
+class _Decision(msgspec.Struct, tag="decision", **_LINE):
     decision: dict[str, Any]
     alert: dict[str, Any] | None
     audit: _Audit
+    at: tuple[str, int] | None = None
 
 
-class _Campaign(msgspec.Struct, tag="campaign", tag_field="kind", forbid_unknown_fields=True):
+class _Campaign(msgspec.Struct, tag="campaign", **_LINE):
     row: dict[str, Any]
     merge: bool = False
+    at: tuple[str, int] | None = None
 
 
-class _Instruction(msgspec.Struct, tag="instruction", tag_field="kind", forbid_unknown_fields=True):
+class _Instruction(msgspec.Struct, tag="instruction", **_LINE):
     row: dict[str, Any]
+    at: tuple[str, int] | None = None
 
 
 class _End(msgspec.Struct, tag="end", tag_field="kind", forbid_unknown_fields=True):
@@ -254,18 +268,19 @@ def same_database(a: str, b: str) -> bool:
 # --- writing -------------------------------------------------------------------------------------
 def _line(record: Record) -> _Event | _Decision | _Campaign | _Instruction:
     if isinstance(record, EventRecord):
-        return _Event(record.row)
+        return _Event(record.row, record.at)
     if isinstance(record, DecisionRecord):
         entry = record.audit
         return _Decision(
             record.decision,
             record.alert,
             _Audit(entry.actor, entry.action, entry.subject, dict(entry.detail)),
+            record.at,
         )
     if isinstance(record, CampaignRecord):
-        return _Campaign(record.row, record.merge)
+        return _Campaign(record.row, record.merge, record.at)
     if isinstance(record, InstructionRecord):
-        return _Instruction(record.row)
+        return _Instruction(record.row, record.at)
     raise TypeError(f"not a record: {type(record).__name__}")
 
 
@@ -331,10 +346,11 @@ def _header(path: Path, raw: bytes) -> Header:
             f'{path}: not a BrokerGuard spill file (its first line has no "format": "{FORMAT}")'
         )
     version = value.get("version")
-    if type(version) is not int or version != VERSION:
+    if type(version) is not int or version not in READS:
+        known = ", ".join(str(v) for v in READS)
         raise SpillError(
             f"{path}: spill format version {version!r} is not known to this BrokerGuard, which"
-            f" reads version {VERSION}: load it with the release that wrote it, or a later one"
+            f" reads versions {known}: load it with the release that wrote it, or a later one"
         )
     try:
         return msgspec.convert(value, Header)
@@ -365,18 +381,22 @@ def _row(table: sa.Table, row: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _record(line: _Event | _Decision | _Campaign | _Instruction, where: str) -> Record:
+def _record(
+    line: _Event | _Decision | _Campaign | _Instruction, where: str, version: int
+) -> Record:
+    if line.at is not None and version < 2:
+        raise SpillError(f"{where}: a record's place (at) in a version-{version} file")
     if isinstance(line, _Event):
-        return EventRecord(_row(events, line.row, where))
+        return EventRecord(_row(events, line.row, where), line.at)
     if isinstance(line, _Decision):
         entry = audit.AuditEntry(
             line.audit.actor, line.audit.action, line.audit.subject, line.audit.detail
         )
         alert = _row(alerts, line.alert, where) if line.alert is not None else None
-        return DecisionRecord(_row(decisions, line.decision, where), alert, entry)
+        return DecisionRecord(_row(decisions, line.decision, where), alert, entry, line.at)
     if isinstance(line, _Campaign):
-        return CampaignRecord(_row(campaigns, line.row, where), line.merge)
-    return InstructionRecord(_row(instructions, line.row, where))
+        return CampaignRecord(_row(campaigns, line.row, where), line.merge, line.at)
+    return InstructionRecord(_row(instructions, line.row, where), line.at)
 
 
 def read(path: Path) -> Spill:
@@ -419,7 +439,7 @@ def read(path: Path) -> Spill:
             raise SpillError(f"{where}: {exc}") from None
         if isinstance(line, _End):
             raise SpillError(f"{where}: an end line before the last line")
-        records.append(_record(line, where))
+        records.append(_record(line, where, header.version))
     return Spill(path, header, records)
 
 
@@ -475,8 +495,16 @@ def _through(conn: sa.Connection, spill_id: str) -> int:
 
 
 def _stored(conn: sa.Connection, records: list[Record]) -> set[int]:
-    """The positions of the records stored already: a decision already written (with its alert
-    and audit entry), a campaign snapshot no newer than the stored row."""
+    """The positions of the records stored already: one its writer process wrote (its place
+    within the writer's ``writer_progress``), a decision already written (with its alert and
+    audit entry), a campaign snapshot no newer than the stored row."""
+    writers = sorted({r.at[0] for r in records if r.at is not None})
+    query_writers = sa.select(writer_progress.c.writer, writer_progress.c.through).where(
+        writer_progress.c.writer.in_(writers)
+    )
+    through: dict[str, int] = {}
+    if writers:
+        through = {row.writer: int(row.through) for row in conn.execute(query_writers)}
     ids = [r.decision["id"] for r in records if isinstance(r, DecisionRecord)]
     query_ids = sa.select(decisions.c.id).where(decisions.c.id.in_(ids))
     stored = set(conn.scalars(query_ids)) if ids else set()
@@ -485,7 +513,8 @@ def _stored(conn: sa.Connection, records: list[Record]) -> set[int]:
     newest = {row.id: _aware(row.updated_at) for row in conn.execute(query)} if camp_ids else {}
     skip: set[int] = set()
     for i, record in enumerate(records):
-        if isinstance(record, DecisionRecord) and record.decision["id"] in stored:
+        written = record.at is not None and record.at[1] <= through.get(record.at[0], 0)
+        if written or isinstance(record, DecisionRecord) and record.decision["id"] in stored:
             skip.add(i)
         elif isinstance(record, CampaignRecord) and not record.merge:
             known = newest.get(record.row["id"])
