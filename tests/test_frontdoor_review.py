@@ -89,3 +89,27 @@ def test_the_language_link_keeps_the_page_it_is_on(client: TestClient) -> None:
     assert link.startswith("?")
     english = client.get("/unlock" + link).text
     assert 'lang="en"' in english and 'value="demo01"' in english, link
+
+
+def _families(css: str, selector: str) -> list[str]:
+    rule = re.search(r"(?:^|[\s}])" + re.escape(selector) + r"\s*\{([^}]*)\}", css)
+    assert rule is not None, selector
+    stack = re.search(r"font(?:-family)?\s*:\s*([^;]*)", rule.group(1))
+    assert stack is not None, selector
+    return [f.strip().strip('"') for f in stack.group(1).split(",")]
+
+
+def test_japanese_text_is_drawn_in_the_served_japanese_font(client: TestClient) -> None:
+    """The stylesheet put system-ui and system CJK fonts before the served IPAex Gothic: a
+    machine with a partial CJK font mixed glyph shapes, one with none drew headings and buttons
+    (which do not inherit the body's font) as boxes. The served font now comes first, limited by
+    ``unicode-range`` to Japanese, and form controls inherit the body's font."""
+    css = client.get("/static/site.css").text
+    face = re.search(r"@font-face\s*\{([^}]*)\}", css)
+    assert face is not None and "/console/fonts/ipaexg.ttf" in face.group(1)
+    served = re.search(r'font-family:\s*"([^"]+)"', face.group(1)).group(1)  # type: ignore[union-attr]
+    assert "U+3000-30FF" in face.group(1) and "U+4E00-9FFF" in face.group(1)  # kana, kanji
+    stack = _families(css, "body")
+    assert stack[0] == served, stack
+    assert re.search(r"button[^{]*\{[^}]*font:\s*inherit", css), "buttons inherit the font"
+    assert client.get("/console/fonts/ipaexg.ttf").status_code == 200
