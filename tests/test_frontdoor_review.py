@@ -113,3 +113,21 @@ def test_japanese_text_is_drawn_in_the_served_japanese_font(client: TestClient) 
     assert stack[0] == served, stack
     assert re.search(r"button[^{]*\{[^}]*font:\s*inherit", css), "buttons inherit the font"
     assert client.get("/console/fonts/ipaexg.ttf").status_code == 200
+
+
+def test_a_missing_page_is_a_page_for_a_browser_and_405_names_every_method(
+    client: TestClient,
+) -> None:
+    """A browser that opened a path the site has no page for got ``{"detail":"Not Found"}``;
+    ``PUT /login`` answered 405 with ``Allow: GET`` though the path takes the form's POST."""
+    html = {"accept": "text/html,application/xhtml+xml"}
+    for lang, words in (("ja", "見つかりませんでした"), ("en", "no such page")):
+        page = client.get("/no-such-page", params={"lang": lang}, headers=html)
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+        assert words in page.text and 'href="/"' in page.text
+    script = client.get("/no-such-page")
+    assert script.status_code == 404 and script.json() == {"error": "not_found"}
+    put = client.put("/login", headers=html)
+    assert put.status_code == 405 and put.headers["content-type"].startswith("text/html")
+    assert {m.strip() for m in put.headers["allow"].split(",")} >= {"GET", "POST"}
+    assert {m.strip() for m in client.put("/login").headers["allow"].split(",")} >= {"GET", "POST"}

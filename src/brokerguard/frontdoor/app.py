@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
@@ -27,6 +28,7 @@ from brokerguard.frontdoor.site import MAX_BODY, Site, SiteConfig
 from brokerguard.notify.outbox import Channel
 from brokerguard.service.errors import PayloadTooLarge
 from brokerguard.service.limits import BodyLimit
+from brokerguard.service.presenter import allowed_methods
 from brokerguard.web.fonts import router as fonts_router
 
 __all__ = ["create_site"]
@@ -87,6 +89,23 @@ def create_site(
         """A body sent in chunks past :data:`MAX_BODY` (one announced larger never gets here)."""
         return JSONResponse({"error": "payload_too_large"}, status_code=413)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """A path the site has no page for (404) or a method it does not take there (405): a
+        page in the reader's language for a browser (it got ``{"detail":"Not Found"}``), JSON
+        for a script; a 405's ``Allow`` names every method of the path (Starlette named only
+        the first route's: ``PUT /login`` said ``Allow: GET``, hiding the form's POST)."""
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):
+            headers["Allow"] = allowed
+        key = {404: "not_found", 405: "bad_method"}.get(exc.status_code, "error")
+        if "text/html" in request.headers.get("accept", ""):
+            response = render(request, "message.html", None, exc.status_code, key=key, back="/")
+        else:
+            response = JSONResponse({"error": key}, status_code=exc.status_code)
+        response.headers.update(headers)
+        return response
+
     # what anyone may post (the log-in form, canary reports) is read up to MAX_BODY, no more
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     app.add_exception_handler(PayloadTooLarge, too_large)
@@ -94,4 +113,5 @@ def create_site(
     app.add_exception_handler(Denied, denied)
     app.add_exception_handler(GuardError, guard_down)
     app.add_exception_handler(AuthError, bad_request)
+    app.add_exception_handler(HTTPException, http_error)
     return app

@@ -190,6 +190,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "error": ("エラー", "Error"),
     "back": ("戻る", "Back"),
+    "not_found": (
+        "お探しのページは見つかりませんでした。",
+        "There is no such page on this site.",
+    ),
+    "bad_method": (
+        "このページではその操作はできません。",
+        "This page does not take that request.",
+    ),
     "guard_down": (
         "ただいま確認ができません。しばらくしてからお試しください。",
         "We cannot check this right now. Please try again shortly.",

@@ -21,7 +21,7 @@ from starlette.routing import Match
 from brokerguard.service.db import database_away
 from brokerguard.service.errors import ServiceError, error_body
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["allowed_methods", "error_response", "install_error_handlers"]
 
 log = logging.getLogger("brokerguard.service")
 
@@ -84,7 +84,7 @@ _HTTP_CODES = {
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
-def _allowed_methods(request: Request) -> str | None:
+def allowed_methods(request: Request) -> str | None:
     """Every method some route serves at the request's path, for a 405's ``Allow``.
 
     Starlette answers 405 with the methods of the first route whose path matched, and FastAPI
@@ -110,7 +110,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     response = error_response(exc.status_code, code, message)
     if exc.headers:
         response.headers.update(exc.headers)
-    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+    if exc.status_code == 405 and (allowed := allowed_methods(request)):
         response.headers["Allow"] = allowed
     return response
 
