@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 UNLOCK_ATTEMPTS = Limit(10, timedelta(hours=1))  # per account ID typed, whoever asks
 UNLOCK_CLIENT = Limit(10, timedelta(hours=1))  # per client address, whatever ID it types
 PURGE_EVERY = timedelta(minutes=1)
+TYPED_COOKIE = "bgs_typed"  # the account number of a failed sign-in, for the form again
 
 
 def _go(request: Request, step: flows.Next, *, json_answer: bool = False) -> Response:
@@ -85,10 +86,12 @@ async def home(request: Request) -> Response:
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
+    failed = request.query_params.get("failed") == "1"
     response = render(
         request,
         "login.html",
-        failed=request.query_params.get("failed") == "1",
+        account=request.cookies.get(TYPED_COOKIE, "")[:64] if failed else "",
+        failed=failed,
         refused=request.query_params.get("refused") == "1",
         unlocked=request.query_params.get("unlocked") == "1",
         rejected=request.query_params.get("rejected") == "1",
@@ -137,7 +140,21 @@ async def login_password(request: Request) -> Response:
         step = await run_in_threadpool(check)
     except VerificationFailed:
         step = flows.Next("/login?failed=1")
-    return _go(request, step)
+    response = _go(request, step)
+    if step.redirect == "/login?failed=1":
+        # The form comes back with the account number the customer typed (it came back empty,
+        # to be typed again after every wrong password); never the password. Kept for the
+        # redirect only, in a cookie of the log-in page.
+        response.set_cookie(
+            TYPED_COOKIE,
+            account,
+            max_age=300,
+            httponly=True,
+            samesite="lax",
+            path="/login",
+            secure=s.config.secure_cookies,
+        )
+    return response
 
 
 @router.post("/login/passkey/options")
