@@ -628,7 +628,9 @@ def test_a_held_order_whose_code_cannot_be_sent_is_refused_not_left_waiting(
             rig.site.codes.send("H2", "email", purpose=f"other-{i}")
         buy = {**form, "symbol": "9347", "side": "buy", "quantity": "5000", "limit_price": "180"}
         answer = browser.post("/order", data=buy)
-        assert answer.headers["location"] == "/portfolio?done=refused"
+        # the form again, with what was typed and why (not the portfolio, the order gone)
+        assert answer.status_code == 200 and 'id="order-problem"' in answer.text
+        assert 'value="5000"' in answer.text and 'value="180"' in answer.text
         assert rig.site.book.orders("H2")[0].status == "refused"
         assert "9347" not in rig.site.book.customer("H2").positions
 

@@ -147,3 +147,26 @@ def test_a_wrong_password_keeps_the_account_number_in_the_form(client: TestClien
     assert not re.search(r'type="password"[^>]*value="[^"]', page)
     fresh = client.get("/login").text
     assert not re.search(r'<input name="account"[^>]*value="demo01"', fresh)
+
+
+def test_an_order_form_with_a_bad_field_comes_back_filled_in_saying_what_is_wrong(
+    client: TestClient,
+) -> None:
+    """A limit price out of range sent the customer to ``/order?invalid=1``: an empty form that
+    said nothing. The form comes back (400) with what was typed and the reason, in the reader's
+    language, the field marked."""
+    site = client.app.state.site  # type: ignore[attr-defined]
+    client.cookies.set(SESSION_COOKIE, site.sessions.open("demo01", "203.0.113.7", "M", "g"))
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/order").text).group(1)  # type: ignore[union-attr]
+    form = {"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "5"}
+    for lang, words in (("ja", "指値は"), ("en", "Limit price:")):
+        answer = client.post(
+            f"/order?lang={lang}", data={**form, "limit_price": "999999999"}, follow_redirects=False
+        )
+        assert answer.status_code == 400 and words in answer.text
+        assert 'value="5"' in answer.text and 'value="999999999"' in answer.text
+        assert re.search(r'name="limit_price"[^>]*aria-invalid="true"', answer.text)
+        assert re.search(r'<option value="sell" selected>', answer.text)
+    answer = client.post("/order", data={**form, "quantity": "many"}, follow_redirects=False)
+    assert answer.status_code == 400 and 'value="many"' in answer.text
+    assert re.search(r'name="quantity"[^>]*aria-invalid="true"', answer.text)

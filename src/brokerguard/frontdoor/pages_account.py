@@ -55,33 +55,79 @@ async def portfolio(request: Request) -> Response:
 @router.get("/order")
 async def order_form(request: Request) -> Response:
     session = session_of(request)
-    return render(request, "order.html", session, instruments=INSTRUMENTS)
+    return render(request, "order.html", session, instruments=INSTRUMENTS, typed={})
+
+
+def _order_problem(typed: dict[str, str]) -> tuple[str, str] | None:
+    """The first field of an order form that cannot be an order, with the text saying why."""
+    if typed["symbol"] not in INSTRUMENTS:
+        return "symbol", "order_bad_symbol"
+    if typed["side"] not in ("buy", "sell"):
+        return "side", "order_bad_side"
+    try:
+        quantity = int(typed["quantity"])
+    except ValueError:
+        return "quantity", "order_bad_quantity"
+    if not 0 < quantity <= 1_000_000:
+        return "quantity", "order_bad_quantity"
+    if typed["limit_price"]:
+        try:
+            price = float(typed["limit_price"])
+        except ValueError:
+            return "limit_price", "order_bad_price"
+        if not 0 < price < 1e8:
+            return "limit_price", "order_bad_price"
+    return None
 
 
 @router.post("/order")
 async def order(request: Request) -> Response:
+    """An order: refused input, or an order the guard refused, shows the form again with what
+    was typed and the reason (it went to ``/order?invalid=1``, an empty form saying nothing, or
+    to the portfolio, the order's details gone)."""
     session = session_of(request)
     await check_csrf(request, session)
     form = await request.form()
-    symbol = str(form.get("symbol", ""))
-    side = str(form.get("side", ""))
-    try:
-        quantity = int(str(form.get("quantity", "")))
-        price_text = str(form.get("limit_price", "")).strip()
-        limit_price = float(price_text) if price_text else None
-    except ValueError:
-        return redirect("/order?invalid=1")
-    if (
-        symbol not in INSTRUMENTS
-        or side not in ("buy", "sell")
-        or not 0 < quantity <= 1_000_000
-        or (limit_price is not None and not 0 < limit_price < 1e8)
-    ):
-        return redirect("/order?invalid=1")
+    typed = {
+        name: str(form.get(name, "")).strip()[:32]
+        for name in ("symbol", "side", "quantity", "limit_price")
+    }
+    problem = _order_problem(typed)
+    if problem is not None:
+        field, key = problem
+        return render(
+            request,
+            "order.html",
+            session,
+            400,
+            instruments=INSTRUMENTS,
+            typed=typed,
+            problem_field=field,
+            problem=key,
+        )
+    limit_price = float(typed["limit_price"]) if typed["limit_price"] else None
     ip, ua = client(request)
     step = await run_in_threadpool(
-        flows.order, site(request), session, symbol, side, quantity, limit_price, ip, ua
+        flows.order,
+        site(request),
+        session,
+        typed["symbol"],
+        typed["side"],
+        int(typed["quantity"]),
+        limit_price,
+        ip,
+        ua,
     )
+    if step.redirect == "/portfolio?done=refused":
+        return render(
+            request,
+            "order.html",
+            session,
+            instruments=INSTRUMENTS,
+            typed=typed,
+            problem_field=None,
+            problem="order_refused",
+        )
     return _go(request, step)
 
 

@@ -53,6 +53,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "waiting": ("確認待ち", "awaiting confirmation"),
     "refused": ("お受けできません", "refused"),
     "order_placed": ("ご注文を約定しました。", "Your order was filled."),
+    "order_bad_symbol": ("銘柄をお選びください。", "Choose a symbol."),
+    "order_bad_side": ("売買をお選びください。", "Choose buy or sell."),
+    "order_bad_quantity": (
+        "数量は1〜1,000,000の整数で入力してください。",
+        "Quantity: a whole number from 1 to 1,000,000.",
+    ),
+    "order_bad_price": (
+        "指値は0より大きく1億円未満で入力してください（成行は空欄）。",
+        "Limit price: above 0 and below ¥100,000,000 (empty for a market order).",
+    ),
     "order_refused": (
         "このご注文はお受けできませんでした。",
         "This order could not be accepted.",
