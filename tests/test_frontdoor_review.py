@@ -170,3 +170,69 @@ def test_an_order_form_with_a_bad_field_comes_back_filled_in_saying_what_is_wron
     answer = client.post("/order", data={**form, "quantity": "many"}, follow_redirects=False)
     assert answer.status_code == 400 and 'value="many"' in answer.text
     assert re.search(r'name="quantity"[^>]*aria-invalid="true"', answer.text)
+
+
+def _signed_in(client: TestClient) -> str:
+    """A session of demo01 in ``client``; returns its CSRF token."""
+    site = client.app.state.site  # type: ignore[attr-defined]
+    client.cookies.set(SESSION_COOKIE, site.sessions.open("demo01", "127.0.0.1", UA, "g"))
+    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/settings").text)
+    assert found is not None
+    return found.group(1)
+
+
+UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0 Safari/537.36"
+)
+
+
+def test_the_security_page_has_no_english_words_in_japanese(client: TestClient) -> None:
+    """Sign-ins from an address without a country or a named network said ``??`` and
+    ``private``, and every device ``(pc)``, on the Japanese page."""
+    site = client.app.state.site  # type: ignore[attr-defined]
+    record = LoginRecord(
+        ts=datetime.now(UTC), ip="127.0.0.1", user_agent=UA, factor="password", result="allowed"
+    )
+    site.sessions.note_login("demo01", record)
+    _signed_in(client)
+    page = client.get("/settings?lang=ja").text
+    rows = re.findall(r'<tr class="login-allowed">(.*?)</tr>', page, re.S)
+    rows += re.findall(r'<tr id="session-[^"]*">(.*?)</tr>', page, re.S)
+    assert len(rows) == 2
+    for row in rows:
+        cells = " ".join(re.findall(r"<td>([^<]*)", row))
+        assert "??" not in cells and "private" not in cells and "(pc)" not in cells, cells
+        assert "不明" in cells and "社内・家庭内ネットワーク" in cells and "パソコン" in cells
+    english = client.get("/settings?lang=en").text
+    assert "private network" in english and "(computer)" in english
+
+
+def test_a_bad_passkey_name_is_said_next_to_its_field(client: TestClient) -> None:
+    """Renaming a passkey to nothing (spaces) put a bare "Error" at the top of the page, far
+    from the name's field and not saying why; the reason now stands at that passkey's field."""
+    from brokerguard.auth.passkeys import _SEP, Passkey
+
+    site = client.app.state.site  # type: ignore[attr-defined]
+    key = Passkey(
+        credential_id="cred1",
+        account="demo01",
+        name="phone",
+        public_key=b"x",
+        sign_count=0,
+        created=datetime.now(UTC),
+    )
+    site.passkeys._passkeys.put("demo01" + _SEP + "cred1", key)
+    csrf = _signed_in(client)
+    answer = client.post(
+        "/settings/passkeys/cred1/rename",
+        data={"csrf_token": csrf, "name": "   "},
+        follow_redirects=False,
+    )
+    page = client.get(answer.headers["location"].split("#")[0] + "&lang=en").text
+    row = re.search(r'<tr class="passkey-row" id="pk-cred1">(.*?)</tr>', page, re.S)
+    assert row is not None and "1 to 64 characters" in row.group(1)
+    assert re.search(r'name="name"[^>]*aria-invalid="true"', row.group(1))
+    assert 'id="error"' not in page  # not a bare error at the top
+    japanese = client.get(answer.headers["location"].split("#")[0] + "&lang=ja").text
+    assert "1〜64文字" in japanese

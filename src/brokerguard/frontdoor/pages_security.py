@@ -37,7 +37,7 @@ from brokerguard.frontdoor.pages_access import _go, _json
 from brokerguard.frontdoor.prefs import OPTIONAL
 from brokerguard.frontdoor.sessions import SiteSession
 from brokerguard.netinfo import shared_lookup
-from brokerguard.notify import device_text
+from brokerguard.useragent import parse_user_agent
 
 router = APIRouter(include_in_schema=False)
 PERMIT = timedelta(minutes=5)
@@ -51,10 +51,21 @@ def reauth_purpose(session: SiteSession) -> str:
 
 
 def place(ip: str) -> dict[str, str]:
-    """Country and network of an address, as the security page shows them."""
+    """Country and network of an address, as the security page shows them: an unknown country
+    (``??``) and a network named only by its kind are text keys (``place_unknown``,
+    ``network_<kind>``) for the page's language — the Japanese page said ``??`` and
+    ``private``."""
     info = shared_lookup()(ip)
-    network = info.asn if info.asn not in ("?", "private") else info.kind
-    return {"country": info.country, "network": network, "kind": info.kind}
+    network = info.asn if info.asn not in ("?", "private") else f"network_{info.kind}"
+    country = info.country if info.country not in ("??", "?", "") else "place_unknown"
+    return {"country": country, "network": network, "kind": info.kind}
+
+
+def device_of(user_agent: str) -> tuple[str, str, str]:
+    """Browser, system and the key of the kind of device (``device_pc`` …): "(pc)" was English
+    on the Japanese page."""
+    browser, system, kind = parse_user_agent(user_agent)
+    return browser, system, f"device_{kind}"
 
 
 @router.get("/settings")
@@ -75,11 +86,12 @@ async def settings_page(request: Request) -> Response:
         prefs=s.prefs.get(account),
         optional=OPTIONAL,
         place=place,
-        device=device_text,
+        device=device_of,
         permit=permit,
         fresh=fresh,
         saved=request.query_params.get("saved") == "1",
         error=request.query_params.get("error"),
+        name_error=request.query_params.get("name_error"),
     )
 
 
@@ -190,7 +202,11 @@ async def passkey_rename(request: Request, credential_id: str) -> Response:
     form = await request.form()
     try:
         site(request).passkeys.rename(session.account, credential_id, str(form.get("name", "")))
-    except (AuthError, ValueError):
+    except ValueError:
+        # said next to the name's field of that passkey (a bare "Error" at the top of the
+        # page, far from the field, did not say which field or why)
+        return redirect(f"/settings?name_error={credential_id}#pk-{credential_id}")
+    except AuthError:
         return redirect("/settings?error=invalid#passkeys")
     return redirect("/settings?saved=1#passkeys")
 

@@ -106,6 +106,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "remove": ("削除", "Remove"),
     "add_passkey": ("パスキーを追加", "Add a passkey"),
     "passkey_name": ("パスキーの名前", "Passkey name"),
+    "passkey_name_invalid": (
+        "名前は1〜64文字で入力してください（空白だけにはできません）。",
+        "A name has 1 to 64 characters (not only spaces).",
+    ),
     "flagged": ("複製の疑いにより停止中", "suspended: it looks cloned"),
     "reauth_needed": (
         "パスキーの削除には、パスキーでの再認証が必要です。",
@@ -200,6 +204,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "error": ("エラー", "Error"),
     "back": ("戻る", "Back"),
+    "place_unknown": ("不明", "unknown"),
+    "network_isp": ("プロバイダー", "internet provider"),
+    "network_hosting": ("データセンター・VPN", "data centre or VPN"),
+    "network_anonymizer": ("匿名化サービス", "anonymizer"),
+    "network_private": ("社内・家庭内ネットワーク", "private network"),
+    "network_unknown": ("不明なネットワーク", "unknown network"),
+    "device_pc": ("パソコン", "computer"),
+    "device_phone": ("スマートフォン", "phone"),
+    "device_tablet": ("タブレット", "tablet"),
+    "device_other": ("その他の端末", "other device"),
     "not_found": (
         "お探しのページは見つかりませんでした。",
         "There is no such page on this site.",
