@@ -58,3 +58,41 @@ def test_the_served_japanese_font_comes_before_system_ui(world: World) -> None:
     assert face is not None and "unicode-range" in face.group(1)
     body = re.search(r"body\s*\{[^}]*font:\s*[^,;]*?\s*\"([^\"]+)\"\s*,\s*system-ui", css)
     assert body is not None and body.group(1) == "BG IPAexGothic", "served font first"
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def _new_case(world: World, account: str = "A0000001") -> int:
+    csrf = _csrf(world.page("/console/alerts"))
+    answer = world.client.post(
+        "/console/cases", data={"csrf_token": csrf, "account": account}, follow_redirects=False
+    )
+    assert answer.status_code == 303, answer.text
+    return int(answer.headers["location"].rsplit("/", 1)[1])
+
+
+def test_closing_a_case_without_an_outcome_keeps_the_form_and_says_what_is_missing(
+    world: World,
+) -> None:
+    """Closing without an outcome was an error page (409, JSON's words): the labels typed were
+    lost and the page did not point at the outcome. The case's form comes back with what was
+    chosen and typed, saying the outcome is needed, in the reader's language."""
+    case = _new_case(world)
+    csrf = _csrf(world.page(f"/console/cases/{case}"))
+    for lang, words in (("ja", "結論（不正／不正ではない）を選んで"), ("en", "choose its outcome")):
+        answer = world.client.post(
+            f"/console/cases/{case}?lang={lang}",
+            data={"csrf_token": csrf, "status": "closed", "outcome": "", "labels": "phish, x"},
+            headers={"accept": "text/html"},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 409 and words in answer.text
+        assert 'value="phish, x"' in answer.text
+        assert re.search(r'<option value="closed" selected>', answer.text)
+        assert re.search(r'name="outcome"[^>]*aria-invalid="true"', answer.text)
+    assert world.client.get(f"/console/cases/{case}").status_code == 200
+    assert 'value="phish, x"' not in world.page(f"/console/cases/{case}"), "nothing saved"

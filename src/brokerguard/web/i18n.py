@@ -125,6 +125,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "outcome": ("結論", "Outcome"),
     "fraud": ("不正", "Fraud"),
     "not_fraud": ("不正ではない", "Not fraud"),
+    "outcome_needed": (
+        "クローズするには結論（不正／不正ではない）を選んでください。",
+        "To close a case, choose its outcome (fraud or not fraud).",
+    ),
     "notes": ("メモ", "Notes"),
     "labels": ("ラベル（カンマ区切り）", "Labels (comma-separated)"),
     "add_note": ("メモを追加", "Add note"),

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from brokerguard.netinfo import shared_lookup
 from brokerguard.service import actions, queries
 from brokerguard.service.auth import require_role
-from brokerguard.service.errors import InvalidInput, NotFound
+from brokerguard.service.errors import Conflict, InvalidInput, NotFound
 from brokerguard.service.models import events
 from brokerguard.service.schemas import CaseIn, NoteIn
 from brokerguard.service.users import ConsoleUser, role_at_least
@@ -192,11 +192,7 @@ async def open_case(request: Request, user: Worker) -> Response:
     return back(f"/console/cases/{case['id']}")
 
 
-@router.get("/console/cases/{case_id}")
-async def case_page(request: Request, case_id: int) -> Response:
-    user = await page_user(request)
-    _existing(case_id)
-
+async def _case(request: Request, case_id: int) -> dict[str, Any]:
     def load() -> dict | None:
         with service(request).read() as conn:
             return queries.get_case(conn, case_id)
@@ -204,6 +200,14 @@ async def case_page(request: Request, case_id: int) -> Response:
     case = await run_in_threadpool(load)
     if case is None:
         raise NotFound(f"no case {case_id}", field="case_id")
+    return case
+
+
+@router.get("/console/cases/{case_id}")
+async def case_page(request: Request, case_id: int) -> Response:
+    user = await page_user(request)
+    _existing(case_id)
+    case = await _case(request, case_id)
     return render(request, "case.html", user, case=case, statuses=CASE_STATUSES, outcomes=OUTCOMES)
 
 
@@ -224,7 +228,27 @@ async def update_case(request: Request, case_id: int, user: Worker) -> Response:
             raise InvalidInput("a label has at most 100 characters", field="labels")
         changes["labels"] = labels
     actor = f"user:{user.username}"
-    await service(request).update_case(actor, case_id, changes)
+    try:
+        await service(request).update_case(actor, case_id, changes)
+    except Conflict as exc:
+        if exc.field != "outcome" or "text/html" not in request.headers.get("accept", ""):
+            raise  # a script keeps the API's JSON answer (console/errors.py)
+        # Closing without an outcome: the form again with what was chosen and typed, the
+        # outcome's field saying it is needed (it was an error page, the labels typed lost).
+        case = await _case(request, case_id)
+        typed = {**case, "status": status, "outcome": outcome}
+        if "labels" in changes:
+            typed["labels"] = changes["labels"]
+        return render(
+            request,
+            "case.html",
+            user,
+            status=409,
+            case=typed,
+            statuses=CASE_STATUSES,
+            outcomes=OUTCOMES,
+            problem="outcome_needed",
+        )
     return back(f"/console/cases/{case_id}")
 
 
