@@ -96,3 +96,34 @@ def test_closing_a_case_without_an_outcome_keeps_the_form_and_says_what_is_missi
         assert re.search(r'name="outcome"[^>]*aria-invalid="true"', answer.text)
     assert world.client.get(f"/console/cases/{case}").status_code == 200
     assert 'value="phish, x"' not in world.page(f"/console/cases/{case}"), "nothing saved"
+
+
+def test_assign_and_snooze_come_back_to_the_page_they_were_pressed_on(world: World) -> None:
+    """ "Assign to me" and "Snooze" went to the queue's first page without its filters, wherever
+    they were pressed (an alert's page, page 2 of a filtered queue); they come back to it, and
+    only ever to a console page."""
+    page = world.page("/console/alerts?severity=&status=open")
+    alert = re.search(r'action="/console/alerts/([^"/]+)/assign"', page).group(1)  # type: ignore[union-attr]
+    csrf = _csrf(page)
+    for where in ("/console/alerts?status=open&page=2", f"/console/alerts/{alert}"):
+        assert 'name="next" value="' in world.page(where)
+        answer = world.client.post(
+            f"/console/alerts/{alert}/assign",
+            data={"csrf_token": csrf, "next": where},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303 and answer.headers["location"] == where
+    account = re.search(r'action="/console/accounts/([^"]+)/snooze"', page).group(1)  # type: ignore[union-attr]
+    answer = world.client.post(
+        f"/console/accounts/{account}/snooze",
+        data={"csrf_token": csrf, "next": "/console/alerts?severity=high"},
+        follow_redirects=False,
+    )
+    assert answer.headers["location"] == "/console/alerts?severity=high"
+    for foreign in ("https://evil.example/", "//evil.example/console/", "/console/../v1/x"):
+        answer = world.client.post(
+            f"/console/alerts/{alert}/assign",
+            data={"csrf_token": csrf, "next": foreign},
+            follow_redirects=False,
+        )
+        assert answer.headers["location"] == "/console/alerts", foreign

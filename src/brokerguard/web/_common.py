@@ -23,7 +23,18 @@ from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.web.i18n import translator
 from brokerguard.web.rendering import render_page, templates
 
-__all__ = ["PRIVATE", "LoginNeeded", "back", "checked", "page_user", "private", "render", "service"]
+__all__ = [
+    "PRIVATE",
+    "LoginNeeded",
+    "back",
+    "checked",
+    "here",
+    "next_page",
+    "page_user",
+    "private",
+    "render",
+    "service",
+]
 
 TEMPLATES = templates(Path(__file__).parent / "templates")
 M = TypeVar("M", bound=BaseModel)
@@ -105,6 +116,7 @@ def render(
             samesite="strict",
             user=user,
             csrf=user.csrf if user is not None else "",
+            here=here(request),
             **context,
         )
     )
@@ -113,6 +125,28 @@ def render(
 def back(path: str) -> RedirectResponse:
     """303 to a console page after a change (``path`` is ours, quoted per segment)."""
     return RedirectResponse(quote(path, safe="/?=&"), status_code=303)
+
+
+def here(request: Request) -> str:
+    """This page's path and query, for a form's ``next`` field (the page to come back to)."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def next_page(value: object, default: str) -> RedirectResponse:
+    """303 to a form's ``next`` page when it is one of the console's own (a path under
+    ``/console/``, not ``//host`` nor ``/console/../``), else to ``default``: a button on the
+    second page of a filtered queue brings the analyst back there, not to the queue's start."""
+    path = str(value or "")
+    if (
+        not path.startswith("/console/")
+        or "//" in path
+        or "\\" in path
+        or ".." in path
+        or any(c < " " for c in path)
+    ):
+        path = default
+    return RedirectResponse(path, status_code=303)
 
 
 def login_redirect(_request: Request, _exc: Exception) -> Response:

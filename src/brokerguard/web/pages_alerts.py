@@ -14,7 +14,7 @@ from brokerguard.service.auth import require_role
 from brokerguard.service.errors import InvalidInput, NotFound
 from brokerguard.service.records import DETECTORS, SEVERITIES
 from brokerguard.service.users import ConsoleUser
-from brokerguard.web._common import back, page_number, page_user, render, service
+from brokerguard.web._common import back, next_page, page_number, page_user, render, service
 
 router = APIRouter(include_in_schema=False)
 Worker = Annotated[ConsoleUser, Depends(require_role("analyst"))]
@@ -95,7 +95,7 @@ async def assign(request: Request, alert_id: str, user: Worker) -> Response:
     await service(request).recorder.run(
         lambda conn: actions.update_alert(conn, actor, alert_id, {"assignee": user.username})
     )
-    return back("/console/alerts")
+    return next_page((await request.form()).get("next"), "/console/alerts")
 
 
 @router.post("/console/accounts/{account:path}/snooze")
@@ -111,4 +111,4 @@ async def snooze(request: Request, account: str, user: Worker) -> Response:
             actions.update_alert(conn, actor, alert["id"], {"snoozed_until": until})
 
     await service(request).recorder.run(work)
-    return back("/console/alerts")
+    return next_page((await request.form()).get("next"), "/console/alerts")
