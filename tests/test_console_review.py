@@ -127,3 +127,16 @@ def test_assign_and_snooze_come_back_to_the_page_they_were_pressed_on(world: Wor
             follow_redirects=False,
         )
         assert answer.headers["location"] == "/console/alerts", foreign
+
+
+def test_the_header_names_the_role_in_the_readers_language_and_pages_have_an_icon(
+    world: World,
+) -> None:
+    """The header said ``sup (supervisor)`` on the Japanese page, and no page had an icon (the
+    browser asked for ``/favicon.ico``, a 404, and showed a blank tab)."""
+    assert "sup (スーパーバイザー)" in world.page("/console/alerts", "ja")
+    assert "sup (supervisor)" in world.page("/console/alerts", "en")
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', world.page("/console/cases"))
+    assert icon is not None
+    answer = world.client.get(icon.group(1))
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg")

@@ -215,6 +215,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "point_withdrawal": ("出金時", "at a withdrawal"),
     "point_settings": ("設定変更時", "at a settings change"),
     "language": ("English", "日本語"),
+    "role_analyst": ("アナリスト", "analyst"),
+    "role_supervisor": ("スーパーバイザー", "supervisor"),
+    "role_admin": ("管理者", "admin"),
     # codes the pages show, named: severity_, detector_, decision_, event_, campaign_ + code
     "severity_low": ("低", "low"),
     "severity_medium": ("中", "medium"),
