@@ -338,7 +338,7 @@ def test_release_a_held_order(world: World) -> None:
     world.settle()
     page = world.client.get(f"/console/accounts/{account}").text
     assert f'id="held-{order}"' not in page
-    assert f"oob passed ← {order}" in page
+    assert f"登録連絡先への確認コード 成功 ← {order}" in page  # the Japanese page, in Japanese
     assert ("user:adm", "account.release_order", account) in world.audit()
 
 

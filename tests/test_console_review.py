@@ -140,3 +140,27 @@ def test_the_header_names_the_role_in_the_readers_language_and_pages_have_an_ico
     assert icon is not None
     answer = world.client.get(icon.group(1))
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg")
+
+
+def test_the_account_timeline_speaks_japanese(world: World) -> None:
+    """The timeline's details showed the events' codes as they are: ``new buy``, ``phone``,
+    ``oob passed``, ``portfolio``, ``password``, ``(isp)``, ``phone`` (the device) on the
+    Japanese page. They are in the reader's language now."""
+    page = world.page("/console/alerts")
+    accounts = list(dict.fromkeys(re.findall(r'class="account-link" href="([^"]+)"', page)))
+    english = re.compile(
+        r"\b(new|buy|sell|passed|failed|portfolio|orders|settings|password|passkey|isp|"
+        r"hosting|pc|phone|tablet)\b"
+    )
+    seen = 0
+    for link in accounts[:5]:
+        html = world.page(link, "ja")
+        table = html.split('<table class="timeline">', 1)[1].split("</table>", 1)[0]
+        for row in re.findall(r"<tr class=\"ev-[^\"]+\">(.*?)</tr>", table, re.S):
+            cells = re.findall(r"<td>(.*?)</td>", row, re.S)[1:6]  # event .. factors
+            text = re.sub(r"<[^>]+>|Mobile Safari|Safari|Chrome|Firefox|Edge", " ", " ".join(cells))
+            assert not english.search(text), text
+            seen += 1
+    assert seen > 10
+    english_page = world.page(accounts[0], "en")
+    assert re.search(r"\b(sign-in|session|order|fill)\b", english_page)

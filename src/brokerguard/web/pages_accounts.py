@@ -11,6 +11,7 @@ order's answer, a lock).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -26,6 +27,7 @@ from brokerguard.service.unlock_queue import waiting_unlocks
 from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.useragent import parse_user_agent
 from brokerguard.web._common import back, checked, page_user, render, service
+from brokerguard.web.i18n import language, translator
 from brokerguard.web.pages_unlocks import is_return
 from brokerguard.web.rendering import segment
 
@@ -42,38 +44,54 @@ def page_of(account: str) -> Response:
     return RedirectResponse(f"/console/accounts/{segment(account)}", status_code=303)
 
 
-def _describe(item: dict[str, Any]) -> dict[str, Any]:
-    """What the page shows of one event: where, which device, which factors, what it did."""
+def _describe(item: dict[str, Any], t: Callable[[str], str]) -> dict[str, Any]:
+    """What the page shows of one event: where, which device, which factors, what it did —
+    in the reader's language (``t``): the codes of the events (``new buy``, ``phone``,
+    ``oob passed``, ``portfolio``, ``password``, ``(isp)``) were shown as they are, in English,
+    on the Japanese page."""
+
+    def word(prefix: str, code: object) -> str:
+        key = f"{prefix}{code}"
+        said = t(key)
+        return str(code) if said == key else said  # a code the catalogue lacks shows itself
+
     body = json.loads(item["body"]) if item.get("body") else {}
     view: dict[str, Any] = {"body": body, "where": "", "device": "", "factors": "", "what": ""}
     ip = body.get("ip")
     if ip:
         net = shared_lookup()(ip)
-        view["where"] = f"{ip} · {net.country} · {net.asn} ({net.kind})"
+        view["where"] = f"{ip} · {net.country} · {net.asn} ({word('network_', net.kind)})"
     ua = body.get("user_agent")
     if ua:
         browser, os, kind = parse_user_agent(ua)
         cookie = body.get("device")
-        view["device"] = f"{browser} / {os} / {kind}" + (f" · {cookie}" if cookie else "")
+        view["device"] = f"{browser} / {os} / {word('device_', kind)}" + (
+            f" · {cookie}" if cookie else ""
+        )
     if body.get("factors"):
-        view["factors"] = ", ".join(body["factors"])
+        view["factors"] = ", ".join(word("factor_", f) for f in body["factors"])
     kind = item["type"]
     if kind == "login":
         view["what_key"] = "signin_success" if body.get("success") else "signin_failed"
     elif kind in ("order", "execution"):
         price = body.get("limit_price") or body.get("price") or ""
+        action = word("order_", body["action"]) if body.get("action") else ""
+        side = word("side_", body["side"]) if body.get("side") else ""
         view["what"] = (
-            f"{body.get('action', '')} {body.get('side', '')} {body.get('symbol', '')} "
+            f"{action} {side} {body.get('symbol', '')} "
             f"({body.get('market', '')}) × {body.get('quantity', '')} @ {price}"
         ).strip()
     elif kind == "settings":
-        view["what"] = body.get("field", "")
+        view["what"] = word("field_", body.get("field", ""))
     elif kind == "withdrawal":
         view["what"] = f"¥{body.get('amount_jpy', 0):,.0f}"
     elif kind == "challenge":
-        view["what"] = f"{body.get('factor', '')} {body.get('outcome', '')} ← {body.get('ref', '')}"
+        view["what"] = (
+            f"{word('factor_', body.get('factor', ''))} "
+            f"{word('outcome_', body.get('outcome', ''))} ← {body.get('ref', '')}"
+        )
     elif kind == "session":
-        view["what"] = body.get("action", "")
+        view["what"] = word("session_", body.get("action", ""))
     elif kind == "analyst":  # an analyst's conclusion, as the engine heard it
         login = body.get("login") or {}
         about = f"← {login.get('id', '')} ({login.get('ip', '')})" if login else ""
@@ -97,7 +115,8 @@ async def timeline(request: Request, account: str) -> Response:
             return timeline, waiting_unlocks(conn, account=account), instructed
 
     data, waiting, instructed = await run_in_threadpool(load)
-    items = [{**item, **_describe(item)} for item in data["items"]]
+    t = translator(language(request))
+    items = [{**item, **_describe(item, t)} for item in data["items"]]
     held = [
         i
         for i in items
