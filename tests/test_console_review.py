@@ -164,3 +164,50 @@ def test_the_account_timeline_speaks_japanese(world: World) -> None:
     assert seen > 10
     english_page = world.page(accounts[0], "en")
     assert re.search(r"\b(sign-in|session|order|fill)\b", english_page)
+
+
+def _quiet_campaign(world: World) -> str:
+    """A campaign with no fills, no shared infrastructure, raised by a symbol and dismissed."""
+    from datetime import UTC, datetime
+
+    from brokerguard.service.db import write_transaction
+    from brokerguard.service.models import campaigns
+
+    at = datetime(2025, 4, 2, 0, 18, tzinfo=UTC)
+    row = {
+        "id": "C9999-20250402T001800Z",
+        "engine_id": "C9999",
+        "raised_at": at,
+        "updated_at": at,
+        "symbols": ["TSE:9999"],
+        "accounts": ["NOBODY1"],
+        "infrastructure": [],
+        "counterparties": [],
+        "timeline": [
+            {"at": at.isoformat(), "what": "raised", "detail": "symbol TSE:9999"},
+            {"at": at.isoformat(), "what": "dismissed", "detail": "analyst"},
+        ],
+        "status": "dismissed",
+    }
+    with write_transaction(world.service.db) as conn:
+        conn.execute(campaigns.insert().values(**row))
+    return row["id"]
+
+
+def test_the_campaign_page_says_when_a_section_is_empty_and_its_times_are_utc(
+    world: World,
+) -> None:
+    """An empty "buy waves" section was a table of headers only, the infrastructure an empty
+    list; the timeline said ``symbol TSE:…`` and ``analyst`` on the Japanese page, its times
+    ``2025-04-02T00:18`` with no zone."""
+    camp = _quiet_campaign(world)
+    ja = world.page(f"/console/campaigns/{camp}", "ja")
+    assert 'id="no-buy-waves"' in ja and 'id="no-infrastructure"' in ja
+    assert '<table class="waves">' not in ja
+    timeline = ja.split('<table class="campaign-timeline">', 1)[1].split("</table>", 1)[0]
+    assert "(UTC)" in timeline and "2025-04-02 00:18" in timeline and "T00:18" not in timeline
+    assert "銘柄 TSE:9999" in timeline and "分析者" in timeline
+    assert "symbol" not in timeline and "analyst" not in timeline
+    assert "2025-04-02 00:18 UTC" in ja  # raised at
+    en = world.page(f"/console/campaigns/{camp}", "en")
+    assert "No buy fills" in en and "symbol TSE:9999" in en

@@ -99,6 +99,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "infrastructure": ("共有インフラ", "Shared infrastructure"),
     "graph": ("口座とインフラのつながり", "Accounts and shared infrastructure"),
     "buy_waves": ("買いの波", "Buy waves"),
+    "no_buy_waves": (
+        "このキャンペーンの銘柄の買い約定は記録されていません。",
+        "No buy fills of this campaign's symbols recorded.",
+    ),
+    "no_infrastructure": (
+        "口座が共有する接続元・ネットワークは見つかっていません。",
+        "No address or network shared by the accounts found.",
+    ),
+    "no_timeline": ("記録はまだありません。", "Nothing recorded yet."),
+    "bought_jpy": ("買付金額（円）", "Bought (¥)"),
     "price_volume": ("約定価格と出来高", "Fill price and volume"),
     "no_fills": ("この銘柄の約定はまだ記録されていません。", "No fills of this symbol recorded."),
     "raised_at": ("検知時刻", "Raised at"),

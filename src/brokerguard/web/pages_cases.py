@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from brokerguard.service.models import events
 from brokerguard.service.schemas import CaseIn, NoteIn
 from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.web._common import back, checked, page_number, page_user, render, service
+from brokerguard.web.i18n import language, translator
 from brokerguard.web.svg import campaign_graph, fill_chart
 
 router = APIRouter(include_in_schema=False)
@@ -80,6 +82,20 @@ def _infrastructure(camp: dict[str, Any], logins: list) -> tuple[list[str], list
     return nodes, edges
 
 
+def _timeline_row(entry: dict[str, Any], t: Callable[[str], str]) -> dict[str, str]:
+    """A campaign timeline entry as the page shows it: the time in UTC, the kind of entry and
+    the engine's detail in the reader's language (``symbol TSE:2260`` on raising,
+    ``analyst`` on a dismissal were English on the Japanese page)."""
+    at = datetime.fromisoformat(entry["at"]).strftime("%Y-%m-%d %H:%M")
+    what, detail = str(entry["what"]), str(entry["detail"])
+    kind, _, rest = detail.partition(" ")
+    if what == "raised" and rest and t(f"campaign_{kind}") != f"campaign_{kind}":
+        detail = f"{t('campaign_' + kind)} {rest}"
+    elif what == "dismissed" and detail == "analyst":
+        detail = t("origin_analyst")
+    return {"at": at, "what": t(f"campaign_{what}"), "detail": detail}
+
+
 @router.get("/console/campaigns")
 async def campaign_list(request: Request) -> Response:
     user = await page_user(request)
@@ -125,6 +141,7 @@ async def campaign_page(request: Request, campaign_id: str) -> Response:
     infrastructure, edges = _infrastructure(camp, logins)
     graph = campaign_graph(camp["accounts"], infrastructure, edges)
     top = max((w["value"] for w in waves.values()), default=1.0) or 1.0
+    t = translator(language(request))
     return render(
         request,
         "campaign.html",
@@ -135,6 +152,7 @@ async def campaign_page(request: Request, campaign_id: str) -> Response:
         infrastructure=infrastructure,
         waves=sorted(waves.values(), key=lambda w: w["hour"]),
         top=top,
+        timeline=[_timeline_row(e, t) for e in camp["timeline"]],
         can_act=role_at_least(user.role, "supervisor"),
     )
 
