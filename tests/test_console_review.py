@@ -211,3 +211,37 @@ def test_the_campaign_page_says_when_a_section_is_empty_and_its_times_are_utc(
     assert "2025-04-02 00:18 UTC" in ja  # raised at
     en = world.page(f"/console/campaigns/{camp}", "en")
     assert "No buy fills" in en and "symbol TSE:9999" in en
+
+
+def test_the_fill_chart_has_axes_and_the_graph_a_legend(world: World) -> None:
+    """The fill chart had a price at two corners and two times, no axes, nothing saying which
+    number was a price, a volume or when; the account graph had no legend (what is a dot, a
+    square, a line) nor counts."""
+    from datetime import UTC, datetime, timedelta
+
+    from brokerguard.web.svg import fill_chart
+
+    t0 = datetime(2025, 3, 18, tzinfo=UTC)
+    fills = [(t0, 100.0, 10.0), (t0 + timedelta(hours=2), 150.0, 30.0)]
+    chart = fill_chart(
+        fills, labels={"price": "約定価格（円）", "volume": "出来高", "time": "時刻"}
+    )
+    assert chart.count('class="axis"') == 3  # price, volume, time
+    assert "約定価格（円）" in chart and "出来高" in chart and "時刻" in chart
+    for label in ("100", "125", "150", "30", "03-18 00:00", "03-18 01:00", "03-18 02:00"):
+        assert f">{label}</text>" in chart, label
+    assert "price (¥)" in fill_chart(fills)  # English without labels
+    camp = max(
+        re.findall(r'href="/console/campaigns/([^"]+)"', world.page("/console/campaigns")),
+        key=lambda c: world.page(f"/console/campaigns/{c}").count("<circle"),
+    )
+    for lang, words in (
+        ("ja", ("口座（クリックでタイムライン）", "共有インフラ", "約定価格（円）")),
+        ("en", ("account (click: its timeline)", "shared infrastructure", "fill price (¥)")),
+    ):
+        page = world.page(f"/console/campaigns/{camp}", lang)
+        legend = re.search(
+            r'<figcaption class="legend" id="graph-legend">(.*?)</figcaption>', page, re.S
+        )
+        assert legend is not None and all(w in page for w in words), lang
+        assert f"({page.count('<circle')})" in legend.group(1)  # how many accounts

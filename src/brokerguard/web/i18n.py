@@ -99,6 +99,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "infrastructure": ("共有インフラ", "Shared infrastructure"),
     "graph": ("口座とインフラのつながり", "Accounts and shared infrastructure"),
     "buy_waves": ("買いの波", "Buy waves"),
+    "axis_price": ("約定価格（円）", "fill price (¥)"),
+    "axis_volume": ("出来高（株）", "volume (shares)"),
+    "axis_time": ("時刻（UTC）", "time (UTC)"),
+    "legend_account": ("口座（クリックでタイムライン）", "account (click: its timeline)"),
+    "legend_infrastructure": ("共有インフラ", "shared infrastructure"),
+    "legend_link": ("口座がそのインフラを使用", "the account used it"),
     "no_buy_waves": (
         "このキャンペーンの銘柄の買い約定は記録されていません。",
         "No buy fills of this campaign's symbols recorded.",

@@ -136,12 +136,13 @@ async def campaign_page(request: Request, campaign_id: str) -> Response:
             wave = waves.setdefault(hour, {"hour": hour, "accounts": set(), "value": 0.0})
             wave["accounts"].add(account)
             wave["value"] += float(body.get("value_jpy", 0))
-    charts = {s: fill_chart(fills.get(s, [])) for s in symbols}
+    t = translator(language(request))
+    axes = {"price": t("axis_price"), "volume": t("axis_volume"), "time": t("axis_time")}
+    charts = {s: fill_chart(fills.get(s, []), labels=axes) for s in symbols}
     logins = [e for e in seen if e[0] in ("login", "session")]
     infrastructure, edges = _infrastructure(camp, logins)
     graph = campaign_graph(camp["accounts"], infrastructure, edges)
     top = max((w["value"] for w in waves.values()), default=1.0) or 1.0
-    t = translator(language(request))
     return render(
         request,
         "campaign.html",

@@ -9,7 +9,7 @@ a campaign has, and deterministic, so a test can pin it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -70,30 +70,72 @@ def campaign_graph(
 
 
 def fill_chart(
-    fills: Sequence[tuple[datetime, float, float]], *, width: int = 520, height: int = 200
+    fills: Sequence[tuple[datetime, float, float]],
+    *,
+    width: int = 560,
+    height: int = 240,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
-    """Fill price (line) over volume (bars) of one symbol; ``fills`` are (time, price, qty)."""
+    """Fill price (line) over volume (bars) of one symbol; ``fills`` are (time, price, qty).
+
+    Drawn with its axes: a price axis on the left (low, middle, high, with ticks and its unit),
+    a volume axis on the right (zero and the largest fill) and a time axis below (first, middle
+    and last fill, UTC). ``labels`` names the axes in the reader's language (``price``,
+    ``volume``, ``time``); without it, English. Before, the chart had two numbers and two times
+    floating beside it and nothing said which was what.
+    """
     if not fills:
         return ""
+    names = {"price": "price (¥)", "volume": "volume", "time": "time (UTC)", **(labels or {})}
     fills = sorted(fills)
     t0, t1 = fills[0][0].timestamp(), fills[-1][0].timestamp()
     span = max(t1 - t0, 1.0)
     lo, hi = min(f[1] for f in fills), max(f[1] for f in fills)
     vmax = max(f[2] for f in fills) or 1.0
-    pad, top, vol_h = 40, 10, 50
-    price_h = height - top - vol_h - 30
+    left, right, top, vol_h = 64, 56, 22, 50
+    base = height - 44  # the time axis
+    price_h = base - top - vol_h - 10
 
     def x(ts: datetime) -> float:
-        return pad + (width - 2 * pad) * (ts.timestamp() - t0) / span
+        return left + (width - left - right) * (ts.timestamp() - t0) / span
 
     def y(price: float) -> float:
         return top + price_h * (1 - (price - lo) / (hi - lo)) if hi > lo else top + price_h / 2
 
-    base = height - 20
+    x_end = width - right
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img">',
+        # axes: price (left), volume (right), time (bottom)
+        f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{base}"/>',
+        f'<line class="axis" x1="{x_end}" y1="{base - vol_h}" x2="{x_end}" y2="{base}"/>',
+        f'<line class="axis" x1="{left}" y1="{base}" x2="{x_end}" y2="{base}"/>',
+        f'<text class="axis-name" x="4" y="{top - 8}">{escape(names["price"])}</text>',
+        f'<text class="axis-name" x="{width - 4}" y="{base - vol_h - 8}" '
+        f'text-anchor="end">{escape(names["volume"])}</text>',
+        f'<text class="axis-name" x="{(left + x_end) / 2:.1f}" y="{height - 4}" '
+        f'text-anchor="middle">{escape(names["time"])}</text>',
     ]
+    for price in sorted({lo, (lo + hi) / 2, hi}):
+        py = y(price)
+        parts.append(
+            f'<line class="tick" x1="{left - 4}" y1="{py:.1f}" x2="{left}" y2="{py:.1f}"/>'
+        )
+        parts.append(f'<text x="{left - 6}" y="{py + 3:.1f}" text-anchor="end">{price:,.0f}</text>')
+    for qty, vy in ((0, base), (vmax, base - vol_h)):
+        parts.append(f'<line class="tick" x1="{x_end}" y1="{vy}" x2="{x_end + 4}" y2="{vy}"/>')
+        parts.append(f'<text x="{x_end + 6}" y="{vy + 3}">{qty:,.0f}</text>')
+    middle = datetime.fromtimestamp((t0 + t1) / 2, fills[0][0].tzinfo)
+    for when, anchor in ((fills[0][0], "start"), (middle, "middle"), (fills[-1][0], "end")):
+        if anchor == "middle" and t1 - t0 < 1:
+            continue
+        tx = x(when)
+        parts.append(
+            f'<line class="tick" x1="{tx:.1f}" y1="{base}" x2="{tx:.1f}" y2="{base + 4}"/>'
+        )
+        parts.append(
+            f'<text x="{tx:.1f}" y="{base + 16}" text-anchor="{anchor}">{when:%m-%d %H:%M}</text>'
+        )
     for ts, _price, qty in fills:
         h = vol_h * qty / vmax
         parts.append(
@@ -102,12 +144,5 @@ def fill_chart(
         )
     points = " ".join(f"{x(ts):.1f},{y(p):.1f}" for ts, p, _ in fills)
     parts.append(f'<polyline class="price" points="{points}"/>')
-    parts.append(f'<text x="2" y="{top + 10}">{hi:,.0f}</text>')
-    parts.append(f'<text x="2" y="{top + price_h}">{lo:,.0f}</text>')
-    parts.append(f'<text x="{pad}" y="{height - 4}">{fills[0][0]:%m-%d %H:%M}</text>')
-    parts.append(
-        f'<text x="{width - pad}" y="{height - 4}" text-anchor="end">'
-        f"{fills[-1][0]:%m-%d %H:%M}</text>"
-    )
     parts.append("</svg>")
     return "".join(parts)
