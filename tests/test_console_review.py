@@ -245,3 +245,33 @@ def test_the_fill_chart_has_axes_and_the_graph_a_legend(world: World) -> None:
         )
         assert legend is not None and all(w in page for w in words), lang
         assert f"({page.count('<circle')})" in legend.group(1)  # how many accounts
+
+
+def test_the_reports_page_sums_up_each_policy_pages_its_rows_and_charts_the_months(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compensation calculator listed every row of every policy on one page (tens of
+    thousands on a broker's losses) with no total per policy; the monthly table had no chart
+    and did not say its months are Japan time."""
+    from brokerguard.web import pages_reports
+
+    ja = world.page("/console/reports", "ja")
+    summary = ja.split('<table class="summary">', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r'<tr id="summary-([^"]+)">(.*?)</tr>', summary, re.S)
+    assert {name for name, _ in rows} >= {"full-restoration"}
+    csv = world.client.get("/console/reports/compensation.csv").content.decode("utf-8-sig")
+    lines = [line.split(",") for line in csv.splitlines()[1:]]
+    for name, row in rows:  # the summary is the CSV's rows added up
+        cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+        mine = [line for line in lines if name in line]
+        assert int(cells[0].replace(",", "")) + int(cells[1].replace(",", "")) == len(mine)
+    assert 'class="chart monthly-chart"' in ja and "金額（百万円）" in ja and "日本時間" in ja
+    en = world.page("/console/reports", "en")
+    assert "¥ million" in en and "month (Japan time)" in en and "Summary by policy" in en
+    monkeypatch.setattr(pages_reports, "PAGE", 2)
+    first = world.client.get("/console/reports?lang=en").text
+    table = first.split('<table class="compensation">', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 1 + 2  # header and two rows
+    assert 'class="pager-next"' in first
+    later = world.client.get("/console/reports?page=2&lang=en").text
+    assert 'class="pager-prev"' in later and "Page 2 /" in later

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-__all__ = ["campaign_graph", "fill_chart"]
+__all__ = ["campaign_graph", "fill_chart", "monthly_chart"]
 
 
 def _ring(n: int, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
@@ -144,5 +145,73 @@ def fill_chart(
         )
     points = " ".join(f"{x(ts):.1f},{y(p):.1f}" for ts, p, _ in fills)
     parts.append(f'<polyline class="price" points="{points}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def monthly_chart(
+    rows: Sequence[Any], labels: Mapping[str, str], *, width: int = 640, height: int = 300
+) -> str:
+    """The monthly table as two panels of paired bars, one group per month: counts (logins,
+    trades) above, ¥ million (sold, bought) below, as ``brokerguard report monthly --chart``
+    draws it; each panel with its axis (zero and its top value, named by ``labels`` in the
+    reader's language), the months below and a legend. Empty when there are no rows."""
+    if not rows:
+        return ""
+    left, right, top, gap, bottom = 70, 10, 30, 46, 40
+    panel = (height - top - gap - bottom) / 2
+    n = len(rows)
+    slot = (width - left - right) / n
+    bar = min(28.0, slot / 3)
+    colors = ("#0b5cad", "#e07b00")
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart monthly-chart" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img">'
+    ]
+    panels = (
+        (labels["count"], (("logins", 1.0), ("trades", 1.0)), top),
+        (labels["yen"], (("sold_jpy", 1e-6), ("bought_jpy", 1e-6)), top + panel + gap),
+    )
+    keys = (("logins", "trades"), ("sold", "bought"))
+    for (unit, series, y0), names in zip(panels, keys, strict=True):
+        values = [[getattr(r, field) * scale for r in rows] for field, scale in series]
+        peak = max(max(v) for v in values) or 1.0
+        base = y0 + panel
+        parts.append(f'<line class="axis" x1="{left}" y1="{y0}" x2="{left}" y2="{base}"/>')
+        parts.append(
+            f'<line class="axis" x1="{left}" y1="{base}" x2="{width - right}" y2="{base}"/>'
+        )
+        parts.append(f'<text class="axis-name" x="4" y="{y0 - 8}">{escape(unit)}</text>')
+        fmt = "{:,.0f}" if y0 == top else "{:,.1f}"
+        for value, vy in ((0.0, base), (peak, y0)):
+            parts.append(
+                f'<text x="{left - 6}" y="{vy + 3:.1f}" text-anchor="end">'
+                f"{fmt.format(value)}</text>"
+            )
+        for i, series_values in enumerate(values):
+            for m, value in enumerate(series_values):
+                h = panel * value / peak
+                bx = left + slot * m + slot / 2 + (i - 1) * bar
+                parts.append(
+                    f'<rect class="series{i}" fill="{colors[i]}" x="{bx:.1f}" '
+                    f'y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}"/>'
+                )
+        for i, name in enumerate(names):
+            lx = left + 10 + i * 180
+            parts.append(
+                f'<rect fill="{colors[i]}" x="{lx}" y="{y0 - 18}" width="10" height="10"/>'
+                f'<text x="{lx + 14}" y="{y0 - 9}" text-anchor="start">'
+                f"{escape(labels[name])}</text>"
+            )
+    for m, row in enumerate(rows):
+        mx = left + slot * m + slot / 2
+        parts.append(
+            f'<text x="{mx:.1f}" y="{height - bottom + 16}" text-anchor="middle">'
+            f"{escape(row.month)}</text>"
+        )
+    parts.append(
+        f'<text class="axis-name" x="{(left + width - right) / 2:.1f}" y="{height - 6}" '
+        f'text-anchor="middle">{escape(labels["month"])}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
