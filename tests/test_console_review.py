@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -275,3 +276,31 @@ def test_the_reports_page_sums_up_each_policy_pages_its_rows_and_charts_the_mont
     assert 'class="pager-next"' in first
     later = world.client.get("/console/reports?page=2&lang=en").text
     assert 'class="pager-prev"' in later and "Page 2 /" in later
+
+
+def test_serve_computes_the_report_tables_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reports page's first visit computed its tables while the analyst waited (2.5–6 s on
+    the demo's run). ``serve`` (``Settings.warm_reports``) computes them in the background at
+    start-up; the page then reads them from memory."""
+    from brokerguard.service import reporting
+    from brokerguard.service.runtime import Settings
+
+    run = tmp_path / "run"
+    simulate(run)
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    prepare_database(url)
+    app = create_app(url, console_run=run, settings=Settings(warm_reports=True))
+    with TestClient(app) as client:
+        app.state.report_warmer.join(60)
+        assert not app.state.report_warmer.is_alive()
+
+        def computed_again(*_args: object, **_kw: object) -> None:
+            raise AssertionError("the tables were computed at the request")
+
+        monkeypatch.setattr(reporting, "monthly_table", computed_again)
+        monkeypatch.setattr(reporting, "victim_losses", computed_again)
+        login(client, "ana")
+        page = client.get("/console/reports?lang=en")
+        assert page.status_code == 200 and "Summary by policy" in page.text

@@ -28,6 +28,7 @@ from brokerguard.service.limits import BodyLimit
 from brokerguard.service.nul import NoNul
 from brokerguard.service.openapi import install_openapi
 from brokerguard.service.presenter import install_error_handlers
+from brokerguard.service.reporting import run_dir, warm_reports
 from brokerguard.service.runtime import Service, Settings
 from brokerguard.web import mount_console
 from brokerguard.web.errors import install_console_errors
@@ -78,8 +79,10 @@ def create_app(
     service = Service(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        if settings.warm_reports:
+            app.state.report_warmer = warm_reports(service, run_dir(app.state))
         try:
             yield
         finally:

@@ -193,6 +193,7 @@ def serve(
         spill_dir=spill_dir,
         statement_timeout=statement_timeout,
         secure_cookies=secure_cookies,
+        warm_reports=True,
     )
     try:
         app = create_app(database, policy, state, settings=settings)

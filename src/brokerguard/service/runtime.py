@@ -127,6 +127,9 @@ class Settings:
     # PostgreSQL: seconds a statement of the writer process may run (a lock wait) before it is
     # cancelled, reported and tried again (.recorder); 0: no limit
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S
+    # compute the console's report tables in the background at start-up (``serve`` does), so
+    # that the first visit of the reports page reads them from memory (.reporting)
+    warm_reports: bool = False
 
     def __post_init__(self) -> None:
         check_statement_timeout(self.statement_timeout)
