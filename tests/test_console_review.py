@@ -206,10 +206,10 @@ def test_the_campaign_page_says_when_a_section_is_empty_and_its_times_are_utc(
     assert 'id="no-buy-waves"' in ja and 'id="no-infrastructure"' in ja
     assert '<table class="waves">' not in ja
     timeline = ja.split('<table class="campaign-timeline">', 1)[1].split("</table>", 1)[0]
-    assert "(UTC)" in timeline and "2025-04-02 00:18" in timeline and "T00:18" not in timeline
+    assert "（UTC）" in timeline and "2025-04-02 00:18" in timeline and "T00:18" not in timeline
     assert "銘柄 TSE:9999" in timeline and "分析者" in timeline
     assert "symbol" not in timeline and "analyst" not in timeline
-    assert "2025-04-02 00:18 UTC" in ja  # raised at
+    assert "検知時刻（UTC）: 2025-04-02 00:18" in ja
     en = world.page(f"/console/campaigns/{camp}", "en")
     assert "No buy fills" in en and "symbol TSE:9999" in en
 
@@ -304,3 +304,16 @@ def test_serve_computes_the_report_tables_at_start_up(
         login(client, "ana")
         page = client.get("/console/reports?lang=en")
         assert page.status_code == 200 and "Summary by policy" in page.text
+
+
+def test_every_time_the_console_shows_says_it_is_utc(world: World) -> None:
+    """The console shows times in UTC (the records' clock) but most pages did not say so: an
+    analyst in Tokyo read 00:18 as Japan time, nine hours off."""
+    alerts = world.page("/console/alerts", "ja")
+    assert "<th>時刻（UTC）</th>" in alerts
+    assert "<th>Time (UTC)</th>" in world.page("/console/alerts", "en")
+    alert = re.search(r'class="alert-link" href="([^"]+)"', alerts).group(1)  # type: ignore[union-attr]
+    assert re.search(r"<p>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC · ", world.page(alert))
+    assert "<th>検知時刻（UTC）</th>" in world.page("/console/campaigns")
+    account = re.search(r'class="account-link" href="([^"]+)"', alerts).group(1)  # type: ignore[union-attr]
+    assert '<table class="timeline">\n<thead><tr><th>時刻（UTC）</th>' in world.page(account)

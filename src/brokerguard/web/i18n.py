@@ -36,7 +36,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "status": ("状態", "Status"),
     "any": ("すべて", "any"),
     "filter": ("絞り込み", "Filter"),
-    "time": ("時刻", "Time"),
+    "time": ("時刻（UTC）", "Time (UTC)"),
     "point": ("判定点", "Point"),
     "action": ("判定", "Decision"),
     "score": ("スコア", "Score"),
@@ -117,7 +117,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "bought_jpy": ("買付金額（円）", "Bought (¥)"),
     "price_volume": ("約定価格と出来高", "Fill price and volume"),
     "no_fills": ("この銘柄の約定はまだ記録されていません。", "No fills of this symbol recorded."),
-    "raised_at": ("検知時刻", "Raised at"),
+    "raised_at": ("検知時刻（UTC）", "Raised at (UTC)"),
     "contain": ("封じ込め済みにする", "Mark contained"),
     "contain_help": (
         "分析者の記録のみ（検知と封じ込めは続きます）",
