@@ -317,3 +317,30 @@ def test_every_time_the_console_shows_says_it_is_utc(world: World) -> None:
     assert "<th>検知時刻（UTC）</th>" in world.page("/console/campaigns")
     account = re.search(r'class="account-link" href="([^"]+)"', alerts).group(1)  # type: ignore[union-attr]
     assert '<table class="timeline">\n<thead><tr><th>時刻（UTC）</th>' in world.page(account)
+
+
+def test_case_titles_the_service_wrote_are_in_the_readers_language(world: World) -> None:
+    """A case opened from an alert, a campaign or an account got an English title
+    (``login challenge: A…``, ``campaign C…``, ``account A…``) shown as is on the Japanese
+    pages; a title an analyst typed is still shown as typed."""
+    page = world.page("/console/alerts")
+    csrf = _csrf(page)
+    alert = re.search(r'name="alert_id" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    opened = []
+    for fields in ({"alert_id": alert}, {"account": "A0000002"}, {"account": "A3", "title": "x y"}):
+        answer = world.client.post(
+            "/console/cases", data={"csrf_token": csrf, **fields}, follow_redirects=False
+        )
+        opened.append(answer.headers["location"])
+    ja = [world.page(path, "ja") for path in opened]
+    en = [world.page(path, "en") for path in opened]
+    title = [re.search(r'<h1 class="case-title">(.*?)</h1>', p).group(1) for p in ja + en]  # type: ignore[union-attr]
+    assert re.search(
+        r"(ログイン|注文|出金|設定変更) \((許可|追加認証|保留|拒否|ロック)\): ", title[0]
+    )
+    assert title[1].endswith(": 口座 A0000002")
+    assert title[2].endswith(": x y") and title[5].endswith(": x y")
+    assert re.search(r"(sign-in|order|withdrawal|settings change) \(\w+\): ", title[3])
+    assert title[4].endswith(": Account A0000002")
+    listing = world.page("/console/cases", "ja")
+    assert "口座 A0000002" in listing and ">account A0000002<" not in listing

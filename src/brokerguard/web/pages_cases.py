@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
@@ -80,6 +81,32 @@ def _infrastructure(camp: dict[str, Any], logins: list) -> tuple[list[str], list
     nodes = (engine_keys + shared)[:40]
     edges = sorted((a, k) for k in nodes for a in used.get(k, ()))
     return nodes, edges
+
+
+_DEFAULT_TITLES = (
+    # the titles actions.create_case writes when none is given (English, in the records)
+    (re.compile(r"^(login|order|withdrawal|settings) (\w+): (.+)$"), "alert"),
+    (re.compile(r"^campaign (\S+)$"), "campaign"),
+    (re.compile(r"^account (.+)$"), "account"),
+)
+
+
+def case_title(title: str, t: Callable[[str], str]) -> str:
+    """A case's title in the reader's language when it is one the service wrote itself
+    (``login challenge: A0001``, ``campaign C0018-…``, ``account A0001`` were English on the
+    Japanese pages); a title an analyst typed is shown as typed."""
+    for pattern, kind in _DEFAULT_TITLES:
+        found = pattern.match(title)
+        if found is None:
+            continue
+        if kind == "alert":
+            point, action, account = found.groups()
+            decision = t(f"decision_{action}")
+            if decision == f"decision_{action}":
+                return title
+            return f"{t('event_' + point)} ({decision}): {account}"
+        return f"{t(kind)} {found.group(1)}"
+    return title
 
 
 def _timeline_row(entry: dict[str, Any], t: Callable[[str], str]) -> dict[str, str]:
@@ -182,6 +209,8 @@ async def case_list(request: Request) -> Response:
             return rows, queries.count_cases(conn, status=status)
 
     rows, total = await run_in_threadpool(load)
+    t = translator(language(request))
+    rows = [{**row, "title": case_title(row["title"], t)} for row in rows]
     return render(
         request,
         "cases.html",
@@ -227,6 +256,7 @@ async def case_page(request: Request, case_id: int) -> Response:
     user = await page_user(request)
     _existing(case_id)
     case = await _case(request, case_id)
+    case = {**case, "title": case_title(case["title"], translator(language(request)))}
     return render(request, "case.html", user, case=case, statuses=CASE_STATUSES, outcomes=OUTCOMES)
 
 
@@ -255,7 +285,8 @@ async def update_case(request: Request, case_id: int, user: Worker) -> Response:
         # Closing without an outcome: the form again with what was chosen and typed, the
         # outcome's field saying it is needed (it was an error page, the labels typed lost).
         case = await _case(request, case_id)
-        typed = {**case, "status": status, "outcome": outcome}
+        title = case_title(case["title"], translator(language(request)))
+        typed = {**case, "title": title, "status": status, "outcome": outcome}
         if "labels" in changes:
             typed["labels"] = changes["labels"]
         return render(
