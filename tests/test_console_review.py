@@ -344,3 +344,51 @@ def test_case_titles_the_service_wrote_are_in_the_readers_language(world: World)
     assert title[4].endswith(": Account A0000002")
     listing = world.page("/console/cases", "ja")
     assert "口座 A0000002" in listing and ">account A0000002<" not in listing
+
+
+LINES = """el => { const r = document.createRange(); r.selectNodeContents(el);
+  return new Set([...r.getClientRects()].filter(x => x.width > 0)
+                 .map(x => Math.round(x.top))).size; }"""
+
+
+def test_table_headings_and_short_cells_never_break_inside_a_word(world: World) -> None:
+    """In a browser, the account timeline broke its headings and short cells inside words:
+    "イベン|ト", "追加認|証の結|果", the decision badges. Headings, times, kinds of event and
+    badges keep to one line; Japanese cells break between phrases (``auto-phrase``)."""
+    from browser_helpers import chromium_browser
+
+    base = "http://console.test"
+    alerts = world.page("/console/alerts")
+    account = re.search(r'class="account-link" href="([^"]+)"', alerts).group(1)  # type: ignore[union-attr]
+
+    def serve(route: Any) -> None:
+        path = route.request.url[len(base) :]
+        answer = world.client.get(path)
+        route.fulfill(
+            status=answer.status_code,
+            body=answer.content,
+            headers={"content-type": answer.headers.get("content-type", "text/html")},
+        )
+
+    with chromium_browser() as browser:
+        page = browser.new_page(viewport={"width": 900, "height": 900})
+        page.route(f"{base}/**", serve)
+        for lang in ("ja", "en"):
+            page.goto(f"{base}{account}?lang={lang}")
+            page.evaluate("document.fonts.ready")
+            broken = []
+            for selector in (
+                "table.timeline th",
+                "table.timeline td:nth-child(1)",
+                "table.timeline td:nth-child(2)",
+                "table.timeline .badge",
+            ):
+                for cell in page.query_selector_all(selector):
+                    if cell.evaluate(LINES) > 1:
+                        broken.append((lang, selector, cell.inner_text()))
+            assert not broken, broken[:5]
+            if lang == "ja":
+                style = page.eval_on_selector(
+                    "table.timeline td", "e => getComputedStyle(e).wordBreak"
+                )
+                assert style == "auto-phrase"
