@@ -392,3 +392,14 @@ def test_table_headings_and_short_cells_never_break_inside_a_word(world: World) 
                     "table.timeline td", "e => getComputedStyle(e).wordBreak"
                 )
                 assert style == "auto-phrase"
+
+
+def test_chart_labels_are_placed_where_their_svg_says(world: World) -> None:
+    """The stylesheet set ``text-anchor`` for every SVG text, which beats the attribute: the
+    charts' right-aligned and legend labels were drawn centred, over their colour keys and off
+    their ticks."""
+    css = world.client.get("/console/static/console.css").text
+    for rule in re.findall(r"([^{}]*)\{([^}]*)\}", css):
+        selector, body = rule
+        if "text-anchor" in body:
+            assert "graph" in selector, selector  # only the graph, whose texts name none
