@@ -403,3 +403,13 @@ def test_chart_labels_are_placed_where_their_svg_says(world: World) -> None:
         selector, body = rule
         if "text-anchor" in body:
             assert "graph" in selector, selector  # only the graph, whose texts name none
+
+
+def test_the_served_font_does_not_claim_every_weight(world: World) -> None:
+    """IPAex Gothic has one weight; its ``@font-face`` said ``font-weight: 100 900``, so the
+    browser took it for a bold face too and drew Japanese headings regular (no synthetic
+    bold). Checked for the console's stylesheet and the demo site's."""
+    site_css = Path(__file__).resolve().parents[1] / "src/brokerguard/frontdoor/static/site.css"
+    for css in (world.client.get("/console/static/console.css").text, site_css.read_text()):
+        face = re.search(r"@font-face\s*\{([^}]*)\}", css)
+        assert face is not None and "font-weight" not in face.group(1)
