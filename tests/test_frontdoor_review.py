@@ -236,3 +236,27 @@ def test_a_bad_passkey_name_is_said_next_to_its_field(client: TestClient) -> Non
     assert 'id="error"' not in page  # not a bare error at the top
     japanese = client.get(answer.headers["location"].split("#")[0] + "&lang=ja").text
     assert "1〜64文字" in japanese
+
+
+def test_an_order_beyond_the_customers_shares_or_cash_is_refused_with_the_form(
+    client: TestClient,
+) -> None:
+    """A sale of shares never held was "filled" and a purchase beyond the cash went through:
+    the portfolio then showed ¥-496,999,998 in cash. The form comes back saying why, with what
+    was typed, and nothing is placed."""
+    site = client.app.state.site  # type: ignore[attr-defined]
+    site.add_customer(
+        "poor01", "pw-poor-0001", name="P", email="p@example.jp", cash=1000.0, positions={}
+    )
+    client.cookies.set(SESSION_COOKIE, site.sessions.open("poor01", "203.0.113.7", "M", "g"))
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/order").text).group(1)  # type: ignore[union-attr]
+    for side, words in (
+        ("sell", "more shares than you hold"),
+        ("buy", "costs more than your cash"),
+    ):
+        form = {"csrf_token": csrf, "symbol": "7203", "side": side, "quantity": "5"}
+        answer = client.post("/order?lang=en", data=form, follow_redirects=False)
+        assert answer.status_code == 400 and words in answer.text, side
+        assert 'value="5"' in answer.text
+    assert site.book.orders("poor01") == []
+    assert site.book.customer("poor01").cash == 1000.0

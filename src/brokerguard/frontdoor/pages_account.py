@@ -32,6 +32,7 @@ from brokerguard.frontdoor._web import (
 )
 from brokerguard.frontdoor.book import INSTRUMENTS
 from brokerguard.frontdoor.pages_access import _go, _json
+from brokerguard.frontdoor.site import Site
 
 router = APIRouter(include_in_schema=False)
 
@@ -80,6 +81,25 @@ def _order_problem(typed: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
+def _beyond_means(
+    s: Site, account: str, typed: dict[str, str], limit_price: float | None
+) -> str | None:
+    """The text saying why the customer cannot place this order, or None: a sale of more
+    shares than held, a purchase costing more than the cash (at the limit, else the last
+    price). Without it a sale of shares never held was "filled" and the cash went negative
+    (a purchase of ¥500 million on ¥3 million showed ¥-496,999,998)."""
+    customer = s.book.customer(account)
+    if customer is None:
+        return None
+    quantity = int(typed["quantity"])
+    if typed["side"] == "sell" and quantity > customer.positions.get(typed["symbol"], 0):
+        return "order_not_held"
+    price = limit_price or INSTRUMENTS[typed["symbol"]].price
+    if typed["side"] == "buy" and quantity * price > customer.cash:
+        return "order_no_cash"
+    return None
+
+
 @router.post("/order")
 async def order(request: Request) -> Response:
     """An order: refused input, or an order the guard refused, shows the form again with what
@@ -106,6 +126,18 @@ async def order(request: Request) -> Response:
             problem=key,
         )
     limit_price = float(typed["limit_price"]) if typed["limit_price"] else None
+    short = _beyond_means(site(request), session.account, typed, limit_price)
+    if short is not None:
+        return render(
+            request,
+            "order.html",
+            session,
+            400,
+            instruments=INSTRUMENTS,
+            typed=typed,
+            problem_field="quantity",
+            problem=short,
+        )
     ip, ua = client(request)
     step = await run_in_threadpool(
         flows.order,

@@ -63,6 +63,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "指値は0より大きく1億円未満で入力してください（成行は空欄）。",
         "Limit price: above 0 and below ¥100,000,000 (empty for a market order).",
     ),
+    "order_not_held": (
+        "保有数量を超える売り注文はお受けできません。",
+        "You cannot sell more shares than you hold.",
+    ),
+    "order_no_cash": (
+        "ご注文の金額が預り金を超えています。",
+        "The order costs more than your cash.",
+    ),
     "order_refused": (
         "このご注文はお受けできませんでした。",
         "This order could not be accepted.",
