@@ -896,3 +896,21 @@ def test_one_step_up_adds_one_passkey(rig: SiteRig):
     csrf = enrol_passkey(rig, browser, "C130", SoftAuthenticator())
     again = post_json(browser, "/settings/passkeys/options", {}, csrf)
     assert (again.status_code, again.json()) == (403, {"error": "reauth_required"})
+
+
+def test_a_wrong_password_keeps_the_account_number_in_the_form(rig: SiteRig) -> None:
+    """After a wrong password the form came back empty: the customer typed the account number
+    again every time. It comes back filled in (the password field stays empty)."""
+    rig.customer("C177")
+    client = rig.client()
+    client.get("/login")
+    answer = client.post(
+        "/login", data={"account": "C177", "password": "wrong"}, follow_redirects=False
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/login?failed=1"
+    page = client.get("/login?failed=1").text
+    assert 'id="login-failed"' in page
+    assert re.search(r'<input name="account"[^>]*value="C177"', page), "account kept"
+    assert not re.search(r'type="password"[^>]*value="[^"]', page)
+    fresh = client.get("/login").text
+    assert not re.search(r'<input name="account"[^>]*value="C177"', fresh)

@@ -133,22 +133,6 @@ def test_a_missing_page_is_a_page_for_a_browser_and_405_names_every_method(
     assert {m.strip() for m in client.put("/login").headers["allow"].split(",")} >= {"GET", "POST"}
 
 
-def test_a_wrong_password_keeps_the_account_number_in_the_form(client: TestClient) -> None:
-    """After a wrong password the form came back empty: the customer typed the account number
-    again every time. It comes back filled in (the password field stays empty)."""
-    client.get("/login")
-    answer = client.post(
-        "/login", data={"account": "demo01", "password": "wrong"}, follow_redirects=False
-    )
-    assert answer.status_code == 303 and answer.headers["location"] == "/login?failed=1"
-    page = client.get("/login?failed=1").text
-    assert 'id="login-failed"' in page
-    assert re.search(r'<input name="account"[^>]*value="demo01"', page), "account kept"
-    assert not re.search(r'type="password"[^>]*value="[^"]', page)
-    fresh = client.get("/login").text
-    assert not re.search(r'<input name="account"[^>]*value="demo01"', fresh)
-
-
 def test_an_order_form_with_a_bad_field_comes_back_filled_in_saying_what_is_wrong(
     client: TestClient,
 ) -> None:
