@@ -756,3 +756,22 @@ def test_a_late_account_snapshot_does_not_undo_a_newer_one():
     _, d = r.login("A1", ip_in(HINET, 5), device(1), None)
     assert d.action == "challenge"
     assert "passkey" in d.factors
+
+
+def test_a_late_fill_already_in_the_holdings_snapshot_is_not_counted_twice():
+    """A buy filled at 09:30 arrives after the 10:00 snapshot, which holds it already. Counted
+    again, the account held 1,500 shares, and selling 600 of the 1,000 it holds was no
+    liquidation (40% of the holdings, not 60%)."""
+    r = rig_with_customer()
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten
+    r.holdings("A1", 10_000.0, {HOLDING: 1000})  # with the 500 bought at 09:30
+    r.now = ten - timedelta(minutes=30)
+    r.execution("A1", "x1", HOLDING, "buy", 500, 8000.0)  # delivered now
+    acc = r.engine.state.get("account", "A1")
+    assert (acc.positions, acc.cash) == ({HOLDING: 1000.0}, 10_000.0)
+    r.now = ten + timedelta(minutes=5)
+    eid, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert d.action == "allow"
+    sell, _ = r.order("A1", r.session_of(eid), HOLDING, "sell", 600)
+    assert r.signal(sell, "liquidation") is not None

@@ -980,6 +980,21 @@ class BrokerGuard:
     def _execution(self, e: Execution) -> None:
         acc = self._account(e.account)
         key = f"{e.market}:{e.symbol}"
+        self._book_fill(acc, e, key)
+        self.state.put("account", e.account, acc)
+        sym = self.state.get("symbol", key)
+        if sym is not None:
+            self._last_price(sym, e.price, price_known(e.market, e.ts))
+            self.campaigns.fill(sym, e.account, e.side, e.price, e.ts.timestamp())
+            self.state.put("symbol", key, sym)
+
+    @staticmethod
+    def _book_fill(acc: AccountState, e: Execution, key: str) -> None:
+        """The fill's shares and cash, on top of the holdings snapshot. A fill older than the
+        snapshot, delivered after it, is in the snapshot already: counted again, a buy doubled
+        the position (a sell-off of it was no liquidation) and a sell took it away."""
+        if e.ts.timestamp() < acc.holdings_at:
+            return
         held = acc.positions.get(key, 0.0)
         if e.side == "buy":
             acc.positions[key] = held + e.quantity
@@ -991,12 +1006,6 @@ class BrokerGuard:
             else:
                 acc.positions.pop(key, None)
             acc.cash += e.value_jpy
-        self.state.put("account", e.account, acc)
-        sym = self.state.get("symbol", key)
-        if sym is not None:
-            self._last_price(sym, e.price, price_known(e.market, e.ts))
-            self.campaigns.fill(sym, e.account, e.side, e.price, e.ts.timestamp())
-            self.state.put("symbol", key, sym)
 
     def _holdings(self, e: HoldingsSnapshot) -> None:
         """The broker's books: the account's cash and positions as of the snapshot's time. One
