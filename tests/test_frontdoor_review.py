@@ -244,3 +244,33 @@ def test_an_order_beyond_the_customers_shares_or_cash_is_refused_with_the_form(
         assert 'value="5"' in answer.text
     assert site.book.orders("poor01") == []
     assert site.book.customer("poor01").cash == 1000.0
+
+
+def test_the_portfolio_formats_prices_and_says_its_times_are_japan_time(
+    client: TestClient,
+) -> None:
+    """The order history showed a limit price as ``99999999.5`` and a market order's as ``-``,
+    and neither page said its times are Japan time (the console's are UTC)."""
+    from brokerguard.frontdoor.book import PlacedOrder
+
+    site = client.app.state.site  # type: ignore[attr-defined]
+    site.add_customer("rich01", "pw-rich-0001", name="R", email="r@example.jp")
+    for i, price in enumerate((1234567.5, None)):
+        site.book.record(
+            PlacedOrder(
+                id=f"o{i}",
+                account="rich01",
+                ts=datetime.now(UTC),
+                symbol="7203",
+                side="buy",
+                quantity=1500,
+                limit_price=price,
+                status="placed",
+            )
+        )
+    client.cookies.set(SESSION_COOKIE, site.sessions.open("rich01", "203.0.113.7", "M", "g"))
+    ja = client.get("/portfolio?lang=ja").text
+    assert "¥1,234,567.5" in ja and "成行" in ja and ">1,500<" in ja and "日時（日本時間）" in ja
+    en = client.get("/portfolio?lang=en").text
+    assert "market" in en and "Time (Japan time)" in en
+    assert "（日本時間）" in client.get("/settings?lang=ja").text
