@@ -413,3 +413,13 @@ def test_the_served_font_does_not_claim_every_weight(world: World) -> None:
     for css in (world.client.get("/console/static/console.css").text, site_css.read_text()):
         face = re.search(r"@font-face\s*\{([^}]*)\}", css)
         assert face is not None and "font-weight" not in face.group(1)
+
+
+def test_an_alert_page_is_titled_as_one_alert_and_names_its_columns(world: World) -> None:
+    """One alert's page was headed "Alerts: …" and its signal table's column "LLR", a word
+    neither language's reader is told the meaning of."""
+    alerts = world.page("/console/alerts", "en")
+    alert = re.search(r'class="alert-link" href="([^"]+)"', alerts).group(1)  # type: ignore[union-attr]
+    en = world.page(alert, "en")
+    assert "<h1>Alert: " in en and "<th>Weight (log-likelihood ratio)</th>" in en
+    assert "<th>重み（対数尤度比）</th>" in world.page(alert, "ja")

@@ -27,6 +27,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Too many wrong passwords: try again in about {minutes} min.",
     ),
     "alerts": ("アラート", "Alerts"),
+    "alert": ("アラート", "Alert"),
+    "llr": ("重み（対数尤度比）", "Weight (log-likelihood ratio)"),
     "campaigns": ("キャンペーン", "Campaigns"),
     "cases": ("ケース", "Cases"),
     "reports": ("レポート", "Reports"),
