@@ -280,7 +280,9 @@ def test_nats_unreachable_at_start_fails_nothing_and_counts_drops(
         response = api.decide(event)
         slowest = max(slowest, time.perf_counter() - t0)
         assert response.status_code == 200, response.text
-    assert slowest < 0.25  # a decision here takes milliseconds; a NATS timeout would be seconds
+    # a decision takes milliseconds; one that waited on NATS would take its 1 s connect timeout
+    # (0.25 s here failed on a loaded 2-core machine: 0.43 s, no NATS wait in it)
+    assert slowest < 1.0
     health = api.health()
     publish = health["publish"]
     assert health["status"] == "degraded"
