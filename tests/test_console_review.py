@@ -423,3 +423,25 @@ def test_an_alert_page_is_titled_as_one_alert_and_names_its_columns(world: World
     en = world.page(alert, "en")
     assert "<h1>Alert: " in en and "<th>Weight (log-likelihood ratio)</th>" in en
     assert "<th>重み（対数尤度比）</th>" in world.page(alert, "ja")
+
+
+def test_cases_say_when_they_were_opened_and_an_empty_campaign_list_says_so(
+    tmp_path: Path,
+) -> None:
+    """The case list and a case's page did not say when the case was opened or last changed;
+    the campaign list of a service without campaigns was a table of headers only."""
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    prepare_database(url)
+    with TestClient(create_app(url)) as client:
+        login(client, "ana")
+        assert 'id="no-campaigns"' in client.get("/console/campaigns?lang=ja").text
+        csrf = _csrf(client.get("/console/alerts").text)
+        where = client.post(
+            "/console/cases", data={"csrf_token": csrf, "account": "A1"}, follow_redirects=False
+        ).headers["location"]
+        case = client.get(f"{where}?lang=en").text
+        assert re.search(r"Opened at \(UTC\): \d{4}-\d\d-\d\d \d\d:\d\d", case)
+        assert "Last change (UTC): " in case
+        listing = client.get("/console/cases?lang=ja").text
+        assert "<th>作成日時（UTC）</th>" in listing
+        assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d</td></tr>", listing)

@@ -157,6 +157,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "closed": ("クローズ", "closed"),
     "no_cases": ("ケースはありません。", "No cases."),
     "created_by": ("作成者", "Opened by"),
+    "opened_at": ("作成日時（UTC）", "Opened at (UTC)"),
+    "updated_at": ("最終更新（UTC）", "Last change (UTC)"),
+    "no_campaigns": (
+        "キャンペーンは検知されていません。",
+        "No campaigns detected.",
+    ),
     "monthly": ("月次報告（当局様式）", "Monthly report (regulator's table)"),
     "compensation": ("補償計算", "Compensation calculator"),
     "download_csv": ("CSVをダウンロード", "Download CSV"),
