@@ -274,3 +274,13 @@ def test_the_portfolio_formats_prices_and_says_its_times_are_japan_time(
     en = client.get("/portfolio?lang=en").text
     assert "market" in en and "Time (Japan time)" in en
     assert "（日本時間）" in client.get("/settings?lang=ja").text
+
+
+def test_the_site_has_an_icon_of_its_own(client: TestClient) -> None:
+    """No page named an icon: the browser asked for ``/favicon.ico`` (a 404) and the tab of
+    the broker's site was blank — the one place a customer glances to tell sites apart."""
+    page = client.get("/login").text
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', page)
+    assert icon is not None
+    answer = client.get(icon.group(1))
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg")
