@@ -445,3 +445,14 @@ def test_cases_say_when_they_were_opened_and_an_empty_campaign_list_says_so(
         listing = client.get("/console/cases?lang=ja").text
         assert "<th>作成日時（UTC）</th>" in listing
         assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d</td></tr>", listing)
+
+
+def test_numbers_in_the_report_tables_are_right_aligned(world: World) -> None:
+    """The monthly table's counts and yen were left-aligned: the digits of 776,970,164 and
+    66,141,688 did not line up, so the larger was not seen at a glance."""
+    page = world.page("/console/reports", "en")
+    table = page.split('<table class="monthly">', 1)[1].split("</table>", 1)[0]
+    cells = re.findall(r"<td( class=\"num\")?>([^<]*)</td>", table)
+    assert cells and all(bool(num) == ("-" not in value[4:5]) for num, value in cells), cells
+    css = world.client.get("/console/static/console.css").text
+    assert re.search(r"td\.num\s*\{[^}]*text-align:\s*right", css)
