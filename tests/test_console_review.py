@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from console_helpers import hold_policy, load, login, prepare_database
 from console_helpers import simulate_run as simulate
@@ -456,3 +457,26 @@ def test_numbers_in_the_report_tables_are_right_aligned(world: World) -> None:
     assert cells and all(bool(num) == ("-" not in value[4:5]) for num, value in cells), cells
     css = world.client.get("/console/static/console.css").text
     assert re.search(r"td\.num\s*\{[^}]*text-align:\s*right", css)
+
+
+def test_each_policys_compensation_is_worked_out_once_per_losses(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every request worked every victim's compensation out again under every policy (0.4 s
+    a request on a run of 600 victims, every page of the list). The rows are kept with the
+    losses, per policy text: an edited policy is worked out anew."""
+    from brokerguard.service import reporting
+
+    run = Path(world.client.app.state.console_run)  # type: ignore[attr-defined]
+    policies = list(reporting.compensation_policies().values())
+    _, first = reporting.report_tables(world.service, run, False, policies)
+    assert first
+
+    def again(*_args: object) -> None:
+        raise AssertionError("compensation worked out again")
+
+    monkeypatch.setattr(reporting, "compensate", again)
+    assert reporting.report_tables(world.service, run, False, policies)[1] == first
+    edited = msgspec.structs.replace(policies[0], title_en=policies[0].title_en + " (edited)")
+    with pytest.raises(AssertionError, match="worked out again"):
+        reporting.report_tables(world.service, run, False, [edited])
