@@ -480,3 +480,39 @@ def test_each_policys_compensation_is_worked_out_once_per_losses(
     edited = msgspec.structs.replace(policies[0], title_en=policies[0].title_en + " (edited)")
     with pytest.raises(AssertionError, match="worked out again"):
         reporting.report_tables(world.service, run, False, [edited])
+
+
+def platform_fonts(page: Any, selector: str) -> set[str]:
+    """The fonts Chromium drew the text of ``selector``'s first element with (DevTools)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    return {f["familyName"] for f in fonts}
+
+
+def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(world: World) -> None:
+    """In a browser: the Japanese of a heading, a table heading and a button is drawn in IPAex
+    Gothic served by the console, and nothing else (no glyph from a fallback font)."""
+    from browser_helpers import chromium_browser
+
+    base = "http://console.test"
+
+    def serve(route: Any) -> None:
+        answer = world.client.get(route.request.url[len(base) :])
+        route.fulfill(
+            status=answer.status_code,
+            body=answer.content,
+            headers={"content-type": answer.headers.get("content-type", "text/html")},
+        )
+
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        page.route(f"{base}/**", serve)
+        page.goto(f"{base}/console/alerts?lang=ja")
+        page.evaluate("document.fonts.ready")
+        for selector in ("h1", "table.alerts th:nth-child(2)", "td.row-actions button"):
+            fonts = platform_fonts(page, selector)
+            assert fonts == {"IPAexGothic"}, (selector, fonts)

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -284,3 +285,30 @@ def test_the_site_has_an_icon_of_its_own(client: TestClient) -> None:
     assert icon is not None
     answer = client.get(icon.group(1))
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg")
+
+
+def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(client: TestClient) -> None:
+    """In a browser without a Japanese system font the log-in page drew its buttons (which did
+    not inherit the page's font) as boxes: their Japanese came from no Japanese font at all.
+    Now headings and buttons are drawn in IPAex Gothic served by the site only."""
+    from browser_helpers import chromium_browser
+    from test_console_review import platform_fonts
+
+    base = "http://site.test"
+
+    def serve(route: Any) -> None:
+        answer = client.get(route.request.url[len(base) :])
+        route.fulfill(
+            status=answer.status_code,
+            body=answer.content,
+            headers={"content-type": answer.headers.get("content-type", "text/html")},
+        )
+
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        page.route(f"{base}/**", serve)
+        page.goto(f"{base}/login?lang=ja")
+        page.evaluate("document.fonts.ready")
+        for selector in ("h1", "#password-login button", "#passkey-login"):  # all Japanese
+            fonts = platform_fonts(page, selector)
+            assert fonts == {"IPAexGothic"}, (selector, fonts)
