@@ -482,21 +482,10 @@ def test_each_policys_compensation_is_worked_out_once_per_losses(
         reporting.report_tables(world.service, run, False, [edited])
 
 
-def platform_fonts(page: Any, selector: str) -> set[str]:
-    """The fonts Chromium drew the text of ``selector``'s first element with (DevTools)."""
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("DOM.enable")
-    cdp.send("CSS.enable")
-    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
-    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
-    fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
-    return {f["familyName"] for f in fonts}
-
-
 def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(world: World) -> None:
     """In a browser: the Japanese of a heading, a table heading and a button is drawn in IPAex
     Gothic served by the console, and nothing else (no glyph from a fallback font)."""
-    from browser_helpers import chromium_browser
+    from browser_helpers import chromium_browser, platform_fonts
 
     base = "http://console.test"
 

@@ -291,8 +291,7 @@ def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(client: Test
     """In a browser without a Japanese system font the log-in page drew its buttons (which did
     not inherit the page's font) as boxes: their Japanese came from no Japanese font at all.
     Now headings and buttons are drawn in IPAex Gothic served by the site only."""
-    from browser_helpers import chromium_browser
-    from test_console_review import platform_fonts
+    from browser_helpers import chromium_browser, platform_fonts
 
     base = "http://site.test"
 
