@@ -505,3 +505,36 @@ def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(world: World
         for selector in ("h1", "table.alerts th:nth-child(2)", "td.row-actions button"):
             fonts = platform_fonts(page, selector)
             assert fonts == {"IPAexGothic"}, (selector, fonts)
+
+
+def test_a_note_field_and_its_button_do_not_touch(world: World) -> None:
+    """On an account's page the note field and "Lock account" were drawn touching, as one
+    control; there is a gap between a field and its button."""
+    from browser_helpers import chromium_browser
+
+    base = "http://console.test"
+    alerts = world.page("/console/alerts")
+    account = re.search(r'class="account-link" href="([^"]+)"', alerts).group(1)  # type: ignore[union-attr]
+
+    def serve(route: Any) -> None:
+        answer = world.client.get(route.request.url[len(base) :])
+        route.fulfill(
+            status=answer.status_code,
+            body=answer.content,
+            headers={"content-type": answer.headers.get("content-type", "text/html")},
+        )
+
+    with chromium_browser() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.route(f"{base}/**", serve)
+        page.goto(f"{base}{account}?lang=ja")
+        gaps = page.eval_on_selector_all(
+            "section.actions form.inline",
+            """forms => forms.flatMap(f => {
+                 const field = f.querySelector('input[name=note], select');
+                 const button = f.querySelector('button');
+                 if (!field || !button) return [];
+                 return [button.getBoundingClientRect().left - field.getBoundingClientRect().right];
+               })""",
+        )
+        assert gaps and min(gaps) >= 3, gaps
