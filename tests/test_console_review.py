@@ -538,3 +538,11 @@ def test_a_note_field_and_its_button_do_not_touch(world: World) -> None:
                })""",
         )
         assert gaps and min(gaps) >= 3, gaps
+
+
+def test_the_pager_counts_in_lower_case_words(world: World) -> None:
+    """The pager said "Page 1 / 1 (1 Cases)" and "(1407 Alerts)": the page's title word, not
+    a count's."""
+    assert re.search(r"\(\d+ alerts\)", world.page("/console/alerts", "en"))
+    assert re.search(r"\(\d+ 件\)", world.page("/console/alerts", "ja"))
+    assert re.search(r"\(\d+ cases\)", world.page("/console/cases", "en"))

@@ -187,7 +187,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "補償の対象となる被害はありません。",
         "No losses to compensate.",
     ),
-    "rows": ("行", "rows"),
+    "rows": ("件", "rows"),
     "explanation": ("説明", "Explanation"),
     "reports_source": ("データ元", "Source data"),
     "records_source": (
@@ -241,6 +241,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "unlocks_requested_only": ("解除依頼ありのみ", "Requested only"),
     "no_unlocks": ("ロック解除を待つ口座はありません。", "No account waits for an unlock."),
     "accounts_counted": ("口座", "accounts"),
+    "alerts_counted": ("件", "alerts"),
+    "cases_counted": ("件", "cases"),
     "locked_since": ("ロック開始", "Locked since"),
     "locked_by": ("ロックしたもの", "Locked by"),
     "unlock_requested": ("お客さまの解除依頼", "Customer's unlock request"),
