@@ -546,3 +546,12 @@ def test_the_pager_counts_in_lower_case_words(world: World) -> None:
     assert re.search(r"\(\d+ alerts\)", world.page("/console/alerts", "en"))
     assert re.search(r"\(\d+ 件\)", world.page("/console/alerts", "ja"))
     assert re.search(r"\(\d+ cases\)", world.page("/console/cases", "en"))
+
+
+def test_the_snoozed_filter_says_what_it_does(world: World) -> None:
+    """The queue's checkbox that shows snoozed alerts was labelled "Snoozed until (0)", a
+    column's name, not what ticking it does."""
+    assert re.search(
+        r'name="snoozed" value="1"[^>]*> Show snoozed \(\d+\)', world.page("/console/alerts", "en")
+    )
+    assert "スヌーズ中も表示" in world.page("/console/alerts", "ja")

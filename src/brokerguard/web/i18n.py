@@ -48,6 +48,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "assign_me": ("自分に割り当て", "Assign to me"),
     "snooze": ("スヌーズ（24時間）", "Snooze (24 h)"),
     "snoozed_until": ("スヌーズ期限", "Snoozed until"),
+    "show_snoozed": ("スヌーズ中も表示", "Show snoozed"),
     "open_case": ("ケースを開く", "Open a case"),
     "timeline": ("タイムライン", "Timeline"),
     "no_alerts": ("アラートはありません。", "No alerts."),
