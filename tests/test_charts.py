@@ -30,3 +30,31 @@ def test_the_value_chart_legend_gives_each_guards_total_in_whole_yen(
     (figure,) = figures
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert labels == ["allow-all (¥12,345,678)", "brokerguard (¥400,000)", "passkey-at-login (¥0)"]
+
+
+def test_the_campaign_timeline_names_its_axes_in_both_languages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The campaign chart's time axis had no name (whose clock?) and its price axis only "¥"."""
+    from brokerguard.charts import japanese_font, plot_campaign_timeline
+    from brokerguard.evaluate import SymbolTimeline
+
+    figures: list = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    t0 = datetime(2025, 4, 2, 9, tzinfo=JST)
+    line = SymbolTimeline(
+        market="TSE",
+        symbol="2260",
+        attack=3,
+        first_buy=t0,
+        campaign="C0018",
+        raised_at=t0 + timedelta(minutes=1),
+        prices=[(t0, 130.0), (t0 + timedelta(minutes=5), 140.0)],
+    )
+    plot_campaign_timeline([line, line], tmp_path / "c.png", "t")
+    (figure,) = figures
+    axes = figure.axes
+    assert "time (local time of the run)" in axes[-1].get_xlabel()
+    assert all("price (¥)" in ax.get_ylabel() for ax in axes)
+    if japanese_font():  # the Japanese half needs the font (matplotlib-fontja)
+        assert "時刻(現地時刻)" in axes[-1].get_xlabel() and "株価(円)" in axes[0].get_ylabel()

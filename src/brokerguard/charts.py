@@ -262,9 +262,11 @@ def plot_campaign_timeline(timelines: list[SymbolTimeline], path: Path, title: s
                 ax.axvspan(line.first_buy, hi, color="tab:orange", alpha=0.12, label=labels["gap"])
             ax.set_xlim(lo, hi)
             ax.set_title(_panel_title(line), fontsize=9, loc="left")
-            ax.set_ylabel("¥")
+            ax.set_ylabel(_t("price (¥)", "株価(円)", "\n"))
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=zone))
             ax.grid(True, alpha=0.3)
+        if timelines:  # the time axis named once, under the last panel (it had no name)
+            axes[-1][0].set_xlabel(_t("time (local time of the run)", "時刻(現地時刻)"))
         handles: dict[str, object] = {}
         for row in axes:
             for handle, label in zip(*row[0].get_legend_handles_labels(), strict=True):
