@@ -555,3 +555,32 @@ def test_the_snoozed_filter_says_what_it_does(world: World) -> None:
         r'name="snoozed" value="1"[^>]*> Show snoozed \(\d+\)', world.page("/console/alerts", "en")
     )
     assert "スヌーズ中も表示" in world.page("/console/alerts", "ja")
+
+
+def test_the_header_never_breaks_a_word_in_a_narrow_window(world: World) -> None:
+    """At 820 px the header broke "ブロックリスト|審査", "demo (管|理者)" and "ログア|ウト"
+    over two lines; its items now wrap whole."""
+    from browser_helpers import chromium_browser
+
+    base = "http://console.test"
+
+    def serve(route: Any) -> None:
+        answer = world.client.get(route.request.url[len(base) :])
+        route.fulfill(
+            status=answer.status_code,
+            body=answer.content,
+            headers={"content-type": answer.headers.get("content-type", "text/html")},
+        )
+
+    with chromium_browser() as browser:
+        page = browser.new_page(viewport={"width": 820, "height": 700})
+        page.route(f"{base}/**", serve)
+        for lang in ("ja", "en"):
+            page.goto(f"{base}/console/alerts?lang={lang}")
+            page.evaluate("document.fonts.ready")
+            broken = [
+                (lang, item.inner_text())
+                for item in page.query_selector_all("header nav a, header .who, header button")
+                if item.evaluate(LINES) > 1
+            ]
+            assert not broken, broken
