@@ -311,3 +311,43 @@ def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(client: Test
         for selector in ("h1", "#password-login button", "#passkey-login"):  # all Japanese
             fonts = platform_fonts(page, selector)
             assert fonts == {"IPAexGothic"}, (selector, fonts)
+
+
+def test_on_a_phone_the_security_page_keeps_words_whole(client: TestClient) -> None:
+    """At a phone's 390 px the security page squeezed its tables until each cell held a
+    character a line (パ/ス/ワ/ー/ド, 2026-/11-/29) and the header broke デモ|証券. The tables
+    scroll sideways in their own box instead; the page itself does not."""
+    from browser_helpers import chromium_browser
+
+    site = client.app.state.site  # type: ignore[attr-defined]
+    for _ in range(3):
+        record = LoginRecord(
+            ts=datetime.now(UTC), ip="127.0.0.1", user_agent=UA, factor="password", result="allowed"
+        )
+        site.sessions.note_login("demo01", record)
+    _signed_in(client)
+    base = "http://site.test"
+
+    def serve(route: Any) -> None:
+        answer = client.get(route.request.url[len(base) :])
+        route.fulfill(
+            status=answer.status_code,
+            body=answer.content,
+            headers={"content-type": answer.headers.get("content-type", "text/html")},
+        )
+
+    lines = """el => { const r = document.createRange(); r.selectNodeContents(el);
+      return new Set([...r.getClientRects()].filter(x => x.width > 0)
+                     .map(x => Math.round(x.top))).size; }"""
+    with chromium_browser() as browser:
+        page = browser.new_page(viewport={"width": 390, "height": 800})
+        page.route(f"{base}/**", serve)
+        page.goto(f"{base}/settings?lang=ja")
+        page.evaluate("document.fonts.ready")
+        broken = [
+            cell.inner_text()
+            for cell in page.query_selector_all("#logins td, #logins th, header a, .brand")
+            if cell.evaluate(lines) > 1
+        ]
+        assert not broken, broken[:6]
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
