@@ -775,3 +775,20 @@ def test_a_late_fill_already_in_the_holdings_snapshot_is_not_counted_twice():
     assert d.action == "allow"
     sell, _ = r.order("A1", r.session_of(eid), HOLDING, "sell", 600)
     assert r.signal(sell, "liquidation") is not None
+
+
+def test_a_late_bar_does_not_undo_a_volume_departure():
+    """The 10:00 bar trades twenty times the usual volume at a rising price: the symbol departs
+    (its campaigns need one buyer fewer). The 09:50 bar, ordinary, arrives after it: old news,
+    it does not end the departure (the latest bars still depart)."""
+    r = rig_with_customer()
+    nine = r.now.replace(hour=9, minute=0)
+    for i in range(10):  # 09:00 ... 09:45, the usual thousand shares a bar, one bar missing
+        r.now = nine + timedelta(minutes=5 * i)
+        r.bar(THIN, 100.0, volume=1000)
+    r.now = nine + timedelta(minutes=60)
+    r.bar(THIN, 110.0, open_=100.0, volume=20_000)
+    assert r.engine.state.get("symbol", THIN).bars == -1
+    r.now = nine + timedelta(minutes=50)
+    r.bar(THIN, 100.0, volume=1000)  # delivered now
+    assert r.engine.state.get("symbol", THIN).bars == -1

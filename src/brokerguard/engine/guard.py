@@ -1049,8 +1049,9 @@ class BrokerGuard:
         sym = self.state.get("symbol", key)
         if sym is None:
             return
-        self._last_price(sym, e.close, price_known(e.market, e.ts, e.minutes))
-        self.campaigns.bar(sym, e)
+        known = price_known(e.market, e.ts, e.minutes)
+        self._last_price(sym, e.close, known)
+        self.campaigns.bar(sym, e, known.timestamp())
         self.state.put("symbol", key, sym)
 
     @staticmethod

@@ -347,7 +347,8 @@ class CampaignStage:
 
     def _bar(self, f: Fact) -> None:
         sym = self._symbol(f.symbol)
-        self.watch.bar(sym, f)  # type: ignore[arg-type]  (a bar's minutes, volume, open, close)
+        # a bar's minutes, volume, open, close; ``at`` is its start
+        self.watch.bar(sym, f, f.at + f.minutes * 60)  # type: ignore[arg-type]
         self.state.put("symbol", f.symbol, sym)
 
     def sweep(self, now: float) -> None:

@@ -308,6 +308,7 @@ class SymbolState(msgspec.Struct, kw_only=True, gc=False):
     market_cap: float = 0.0
     bar_volume: float = 0.0  # smoothed volume of intraday bars
     bars: int = 0
+    bar_at: float = 0.0  # when the latest intraday bar taken ended (epoch s; 0: none)
     day_open: float = 0.0
     suspicious: Window = {}  # account -> last suspicious buy (first-time buyers in risky sessions)
     compromised: Window = {}  # ... of them, those whose session is all but certainly not theirs

@@ -309,15 +309,21 @@ class CampaignWatch:
             self._add(camp, camp.counterparties, seller, now, "counterparty")
             self._add(camp, camp.accounts, buyer, now, "account")
 
-    def bar(self, sym: SymbolState, bar: MarketBar) -> None:
-        """Keep the symbol's usual intraday volume; a bar far above it marks a departure."""
+    def bar(self, sym: SymbolState, bar: MarketBar, end: float) -> None:
+        """Keep the symbol's usual intraday volume; a bar far above it marks a departure.
+
+        ``end`` is when the bar ended. A bar that ended before the latest one taken (delivered
+        late) is old news: its volume joins the usual level, but it neither marks a departure
+        nor ends one (an ordinary bar from before a pump, delivered after it, ended it)."""
         if bar.minutes >= 1440:
             return
         usual = sym.bar_volume
-        if usual > 0 and bar.volume > self.p.volume_multiple * usual and bar.close > bar.open:
-            sym.bars = -1  # departing: campaigns on this symbol need one account fewer
-        else:
-            sym.bars = max(sym.bars, 0) + 1
+        if end >= sym.bar_at:
+            sym.bar_at = end
+            if usual > 0 and bar.volume > self.p.volume_multiple * usual and bar.close > bar.open:
+                sym.bars = -1  # departing: campaigns on this symbol need one account fewer
+            else:
+                sym.bars = max(sym.bars, 0) + 1
         sym.bar_volume = bar.volume if usual == 0 else 0.9 * usual + 0.1 * bar.volume
 
     # --- output ---------------------------------------------------------------------------
@@ -433,7 +439,7 @@ class StagedCampaigns(CampaignWatch):
             key = f"{sym.market}:{sym.symbol}"
             self.link.send("fill", account=account, symbol=key, side=side, price=price, at=now)
 
-    def bar(self, sym: SymbolState, bar: MarketBar) -> None:
+    def bar(self, sym: SymbolState, bar: MarketBar, end: float) -> None:
         if self.link.emit_market and bar.minutes < 1440:
             self.link.send(
                 "bar",
