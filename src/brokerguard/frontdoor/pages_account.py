@@ -112,9 +112,8 @@ async def order(request: Request) -> Response:
         name: str(form.get(name, "")).strip()[:32]
         for name in ("symbol", "side", "quantity", "limit_price")
     }
-    problem = _order_problem(typed)
-    if problem is not None:
-        field, key = problem
+
+    def refused(field: str, key: str) -> Response:
         return render(
             request,
             "order.html",
@@ -125,19 +124,14 @@ async def order(request: Request) -> Response:
             problem_field=field,
             problem=key,
         )
+
+    problem = _order_problem(typed)
+    if problem is not None:
+        return refused(*problem)
     limit_price = float(typed["limit_price"]) if typed["limit_price"] else None
     short = _beyond_means(site(request), session.account, typed, limit_price)
     if short is not None:
-        return render(
-            request,
-            "order.html",
-            session,
-            400,
-            instruments=INSTRUMENTS,
-            typed=typed,
-            problem_field="quantity",
-            problem=short,
-        )
+        return refused("quantity", short)
     ip, ua = client(request)
     step = await run_in_threadpool(
         flows.order,
