@@ -792,3 +792,98 @@ def test_a_late_bar_does_not_undo_a_volume_departure():
     r.now = nine + timedelta(minutes=50)
     r.bar(THIN, 100.0, volume=1000)  # delivered now
     assert r.engine.state.get("symbol", THIN).bars == -1
+
+
+# --- a step-up answered after its session's logout -------------------------------------------
+
+
+def held_buy_then_logout(r: Rig) -> tuple[str, str]:
+    """A doubtful session sells, its buy of a small cap is held, and it logs out before the
+    step-up is answered. Returns (session, the held buy's event id)."""
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.tick(minutes=1)
+    r.activity("A1", session, ip_in(HINET, 5), device(1), None, action="logout")
+    r.tick(minutes=3)
+    return session, held
+
+
+def test_a_step_up_passed_after_the_logout_does_not_carry_out_the_held_order():
+    """A relayed code typed after the session logged out: the broker does not resume the held
+    buy, so the account has still never bought the small cap (learned as placed, its next buy
+    of it was no first-time buy) and the session stays ended, without the order."""
+    r = rig_with_customer(lenient_orders())
+    session, held = held_buy_then_logout(r)
+    before = r.engine.state.get("account", "A1")
+    bought, orders = before.bought, before.orders
+    r.challenge("A1", held, "sms", "passed", session=session)
+    acc = r.engine.state.get("account", "A1")
+    assert THIN not in acc.bought
+    assert (acc.bought, acc.orders) == (bought, orders)
+    assert r.session_state("A1", session) is None  # not reopened
+    ended = r.ended_session("A1", session)
+    assert ended is not None and not ended.trusted
+    assert f"o-{held}" not in ended.orders
+
+
+def test_a_passkey_passed_after_the_logout_does_not_learn_the_sign_in():
+    """A sign-in from abroad is asked to confirm; its session logs out; the confirmation comes
+    after. The session stays ended and untrusted, and the sign-in's network is not learned."""
+    r = rig_with_customer()
+    abroad = ip_in(HINET, 5)
+    eid, d = r.login("A1", abroad, device(1), None)
+    assert d.action == "challenge"
+    session = r.session_of(eid)
+    r.tick(minutes=1)
+    r.activity("A1", session, abroad, device(1), None, action="logout")
+    seen = dict(r.engine.state.get("account", "A1").seen)
+    r.tick(minutes=1)
+    r.challenge("A1", eid, "oob", "passed", session=session)
+    assert r.engine.state.get("account", "A1").seen == seen
+    assert r.session_state("A1", session) is None
+    ended = r.ended_session("A1", session)
+    assert ended is not None and not ended.trusted
+
+
+def test_a_settings_change_confirmed_after_the_logout_is_not_applied():
+    r = rig_with_customer()
+    home, ua = ip_in(OCN, 1), device(1)
+    eid, _ = r.login("A1", home, ua, "ck-A1")
+    session = r.session_of(eid)
+    r.tick(minutes=1)
+    change, d = r.settings("A1", session, "email")
+    assert d.action == "challenge"
+    r.tick(minutes=1)
+    r.activity("A1", session, home, ua, "ck-A1", action="logout")
+    r.tick(minutes=1)
+    r.challenge("A1", change, "oob", "passed", session=session)
+    assert r.engine.state.get("account", "A1").contact_changed == 0.0
+    assert r.session_state("A1", session) is None
+
+
+def test_a_strong_step_up_failed_after_the_logout_still_counts():
+    """The failure is recorded: the session's doubtful sell is named, the next sign-in carries
+    the failure, and the session stays ended (it is not signed out again)."""
+    r = rig_with_customer(lenient_orders())
+    session, held = held_buy_then_logout(r)
+    r.engine.take_instructions()
+    r.challenge("A1", held, "oob", "failed", session=session)
+    assert kinds(r.engine.take_instructions()) == [("cancel_orders", session)]
+    assert r.session_state("A1", session) is None
+    ended = r.ended_session("A1", session)
+    assert ended is not None and not ended.trusted and ended.orders == ()
+    r.tick(minutes=5)
+    eid, _ = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert r.llr(eid, "failed_step_up") > 0
+
+
+def test_a_step_up_answered_before_the_logout_and_delivered_after_it_still_counts():
+    """The customer's code was typed before she logged out; the log delivers it after the
+    logout. The held buy went ahead: it is learned."""
+    r = rig_with_customer(lenient_orders())
+    session, _, held = doubtful_session_sells_then_buys(r)
+    answered = r.tick(minutes=1)
+    r.tick(minutes=1)
+    r.activity("A1", session, ip_in(HINET, 5), device(1), None, action="logout")
+    r.now = answered
+    r.challenge("A1", held, "sms", "passed", session=session)
+    assert THIN in r.engine.state.get("account", "A1").bought

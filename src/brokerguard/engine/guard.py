@@ -640,7 +640,7 @@ class BrokerGuard:
         now = self._clock(e.ts, deciding=False)
         acc = self._account(account)
         key = session_key(account, session_id)
-        sess: SessionState | None = self._live_session(account, session_id)
+        sess, logged_out = self._answered_in(account, session_id, now)
         strong = e.factor in STRONG_FACTORS
         login = pending.login
         f = (
@@ -660,10 +660,13 @@ class BrokerGuard:
                 if failed:
                     self._risky(account, f, now)
                 if sess is not None and self._opened_by(sess, pending):
-                    self.state.delete("session", key)  # never established
+                    if not logged_out:  # ended, it stays marked for its late requests
+                        self.state.delete("session", key)  # never established
                 elif sess is not None and failed:  # a late sign-in of a session in use
                     self._failed_in_session(acc, session_id, sess, pending, e, now)
             self.state.put("account", account, acc)
+            return
+        if logged_out:  # the operation was not carried out: nothing to learn, no one to trust
             return
         if strong:
             self.feedback.reverified(acc, now)
@@ -685,6 +688,26 @@ class BrokerGuard:
         if sess is not None:
             self.state.put("session", key, sess)
 
+    def _answered_in(
+        self, account: str, session_id: str, now: float
+    ) -> tuple[SessionState | None, bool]:
+        """The session a challenge answered at ``now`` belongs to, and whether it was logged out
+        by then.
+
+        A step-up passed after the logout neither reopens the session (it stays ended, marked
+        for its late requests) nor carries out the operation it held: the broker does not
+        resume a session that ended, and learned as placed, a held buy of a small cap made the
+        next one no first-time buy; a sign-in learned, its network familiar. A failure after
+        the logout still counts against the session and the account (its doubtful orders
+        named, the next sign-ins told). An answer from before the logout, delivered after it,
+        finds no session, as before."""
+        sess: SessionState | None = self._session_record("session", account, session_id)
+        if sess is None or not sess.ended:
+            return sess, False
+        if now >= sess.ended:
+            return sess, True
+        return None, False
+
     def _failed_in_session(
         self,
         acc: AccountState,
@@ -698,10 +721,12 @@ class BrokerGuard:
 
         What they did while the session was doubtful is not the customer's doing either (a
         market sell placed before the held buy executes when its market opens, hours later); if
-        the session ended since (a logout, the idle sweep), the doubtful orders it had when the
-        answer was asked for. What they do next in it is not the customer's doing either: a
-        doubtful session is signed out (a customer who fumbles a confirmation in a session
-        already proven theirs is not), and its next orders carry ``failed_step_up_llr``.
+        the session is not at hand (swept as idle, or an answer from before its logout delivered
+        after it), the doubtful orders it had when the answer was asked for. What they do next
+        in it is not the customer's doing either: a doubtful session is signed out (a customer
+        who fumbles a confirmation in a session already proven theirs is not; one logged out is
+        signed out already), and its next orders (late ones, if it ended) carry
+        ``failed_step_up_llr``.
         """
         account = pending.account
         doubtful = sess.doubtful if sess is not None else pending.doubtful
@@ -715,7 +740,7 @@ class BrokerGuard:
                 # the next sign-ins may have to confirm (a late answer is not the latest)
                 acc.session_failed_at = extend_mark(acc.session_failed_at, now)
                 self._unlearn_sign_in(acc, sess)
-            if params.end_doubtful_sessions and not sess.signed_out:
+            if params.end_doubtful_sessions and not sess.signed_out and not sess.ended:
                 sess.signed_out = True  # asked once
                 signed_out = "session_ended"
                 self._instruct("end_session", account, session_id, (), e.id, e.ts, signed_out)
