@@ -629,6 +629,35 @@ def test_a_bar_is_as_new_as_its_close():
     assert last_price(r, THIN) == 128.0
 
 
+def test_a_late_instrument_record_does_not_overwrite_the_reference_data():
+    """The reference file of a week ago (a liquid ¥100 stock then) arrives after today's (¥140,
+    a tenth of the volume). An order's limit is measured against ¥140 and the symbol is as thin
+    as today's file says: the old file put back both."""
+    r = rig_with_customer()
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten
+    r.instrument("TSE", "5555", 140.0, 1_000, 1e9)
+    r.now = ten - timedelta(days=7)
+    r.instrument("TSE", "5555", 100.0, 1_000_000, 5e9, lot=1)  # delivered now
+    sym = r.engine.state.get("symbol", "TSE:5555")
+    assert (sym.ref_price, sym.adv, sym.market_cap, sym.lot) == (140.0, 1_000.0, 1e9, 100)
+    r.now = ten + timedelta(minutes=5)
+    eid, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1")
+    assert d.action == "allow"
+    oid, _ = r.order("A1", r.session_of(eid), "TSE:5555", "buy", 100, 142.0)
+    assert r.signal(oid, "limit_above_market") is None  # 1.4% above ¥140, not 42% above ¥100
+    assert r.signal(oid, "illiquid_symbol").evidence == {"daily_value_jpy": 140_000}
+
+
+def test_a_newer_instrument_record_replaces_the_reference_data():
+    r = rig_with_customer()
+    r.instrument("TSE", "5555", 100.0, 1_000_000, 5e9)
+    r.tick(days=1)
+    r.instrument("TSE", "5555", 140.0, 1_000, 1e9)
+    sym = r.engine.state.get("symbol", "TSE:5555")
+    assert (sym.ref_price, sym.adv, sym.ref_at) == (140.0, 1_000.0, r.now.timestamp())
+
+
 # --- late snapshots of the broker's books ----------------------------------------------------
 
 

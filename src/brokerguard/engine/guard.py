@@ -1060,8 +1060,18 @@ class BrokerGuard:
         self.state.put("account", e.account, acc)
 
     def _instrument(self, e: Instrument) -> None:
+        """The symbol's reference data, unless the data held became known later (the rule of
+        :mod:`brokerguard.markets`, as for fills and bars): a reference file from days before,
+        delivered late, put back an old price and volume, and a pumped small cap's orders were
+        measured against them (its limits far above, or not, the volume thin, or not)."""
         key = f"{e.market}:{e.symbol}"
-        sym = self.state.get("symbol", key) or SymbolState(market=e.market, symbol=e.symbol)
+        at = price_known(e.market, e.ts).timestamp()
+        sym: SymbolState | None = self.state.get("symbol", key)
+        if sym is None:
+            sym = SymbolState(market=e.market, symbol=e.symbol)
+        elif at < sym.ref_at:
+            return
+        sym.ref_at = at
         sym.lot = e.lot_size
         sym.ref_price = e.price
         sym.adv = float(e.avg_daily_volume)

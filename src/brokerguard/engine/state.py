@@ -306,6 +306,9 @@ class SymbolState(msgspec.Struct, kw_only=True, gc=False):
     price_at: float = 0.0
     adv: float = 0.0  # average daily volume, shares
     market_cap: float = 0.0
+    # when the reference data (lot, ref_price, adv, market_cap) became known (epoch s): an
+    # instrument record delivered late, known before it, does not replace it (0.0: an older file)
+    ref_at: float = 0.0
     bar_volume: float = 0.0  # smoothed volume of intraday bars
     bars: int = 0
     bar_at: float = 0.0  # when the latest intraday bar taken ended (epoch s; 0: none)
