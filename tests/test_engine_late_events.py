@@ -916,3 +916,101 @@ def test_a_step_up_answered_before_the_logout_and_delivered_after_it_still_count
     r.now = answered
     r.challenge("A1", held, "sms", "passed", session=session)
     assert THIN in r.engine.state.get("account", "A1").bought
+
+
+# --- a session id given again after its logout -------------------------------------------------
+
+
+def test_a_sign_in_with_a_logged_out_sessions_id_opens_a_new_session():
+    """The broker numbers sessions per account and gives a logged-out session's id to the next
+    sign-in, from a browser abroad. Nothing of the customer's session (her passkey, her device,
+    her sale) carries over to it."""
+    r = rig_with_customer(lenient_orders())
+    home, ua = ip_in(OCN, 1), device(1)
+    r.login("A1", home, ua, "ck-A1", session="1", factors=("passkey",))
+    r.tick(minutes=1)
+    r.order("A1", "1", HOLDING, "sell", 100)
+    r.tick(minutes=5)
+    r.activity("A1", "1", home, ua, "ck-A1", action="logout")
+    ended = r.ended_session("A1", "1")
+    assert ended is not None and ended.trusted and ended.orders
+    r.tick(hours=1)
+    abroad, thief = ip_in(HINET, 8), attacker_ua(8)
+    _, d = r.login("A1", abroad, thief, None, session="1")
+    assert d.action == "challenge"
+    new = r.session_state("A1", "1")
+    assert new is not None and not new.trusted
+    assert (new.ip, new.cookie, new.orders, new.sold_value) == (abroad, "d:-", (), 0.0)
+    assert new.started == r.now.timestamp() and new.follows == ended.ended
+
+
+def reused_after_held_buy(r: Rig, by_login: bool) -> tuple[str, str]:
+    """A doubtful session's buy is held; it logs out unanswered; the customer's next sign-in
+    (or, ``by_login`` False, a request of a remembered session) is given the same id.
+    Returns (session, the held buy's event id)."""
+    session, held = held_buy_then_logout(r)
+    home, ua = ip_in(OCN, 1), device(1)
+    if by_login:
+        _, d = r.login("A1", home, ua, "ck-A1", session=session)
+        assert d.action == "allow"
+    else:
+        r.activity("A1", session, home, ua, "ck-A1")
+    r.tick(minutes=1)
+    return session, held
+
+
+def test_a_step_up_of_the_session_before_does_not_vouch_for_the_one_with_its_id():
+    for by_login in (True, False):
+        r = rig_with_customer(lenient_orders())
+        session, held = reused_after_held_buy(r, by_login)
+        r.challenge("A1", held, "oob", "passed", session=session)
+        new = r.session_state("A1", session)
+        assert new is not None and not new.trusted, by_login
+        assert new.orders == (), by_login
+        assert THIN not in r.engine.state.get("account", "A1").bought, by_login
+
+
+def test_a_fraud_confirmed_for_the_session_before_leaves_the_one_with_its_id_alone():
+    """The thief's session sold and logged out; the customer's passkey sign-in was given its
+    id. The thief's sign-in, confirmed as fraud, names the thief's sell only: the customer's
+    sale stands, and her session is neither signed out nor distrusted."""
+    r = rig_with_customer(lenient_orders())
+    signed_in = r.now
+    session, sell, _ = doubtful_session_sells_then_buys(r)
+    r.tick(minutes=1)
+    r.activity("A1", session, ip_in(HINET, 5), device(1), None, action="logout")
+    r.tick(hours=1)
+    home, ua = ip_in(OCN, 1), device(1)
+    r.login("A1", home, ua, "ck-A1", session=session, factors=("passkey",))
+    r.tick(minutes=1)
+    own, d = r.order("A1", session, HOLDING, "sell", 100)
+    assert d.action == "allow"
+    r.engine.take_instructions()
+    login = msgspec.structs.replace(
+        r.login_event("A1", ip_in(HINET, 5), device(1), None), session=session, ts=signed_in
+    )
+    r.engine.confirm_fraud(login, r.now)
+    said = r.engine.take_instructions()
+    assert [(i.kind, i.orders) for i in said] == [("cancel_orders", (sell,))]
+    new = r.session_state("A1", session)
+    assert new is not None and new.trusted and not new.signed_out
+    assert new.orders == (f"o-{own}",)
+
+
+def test_a_late_sign_in_of_the_session_before_adds_no_doubt_to_the_one_with_its_id():
+    """The thief's sign-in from abroad reaches the engine after its session logged out and the
+    customer's session was given the id: it belongs to the session that ended."""
+    r = rig_with_customer(lenient_orders())
+    home, ua = ip_in(OCN, 1), device(1)
+    start = r.now.replace(hour=10, minute=0)
+    r.now = start + timedelta(minutes=2)
+    r.activity("A1", "1", ip_in(HINET, 9), attacker_ua(9), None)
+    r.now = start + timedelta(minutes=5)
+    r.activity("A1", "1", ip_in(HINET, 9), attacker_ua(9), None, action="logout")
+    r.now = start + timedelta(hours=1)
+    r.login("A1", home, ua, "ck-A1", session="1")
+    llr = r.session_state("A1", "1").llr
+    r.now = start  # the thief's sign-in, delivered now
+    r.login("A1", ip_in(HINET, 9), attacker_ua(9), None, session="1")
+    kept = r.session_state("A1", "1")
+    assert kept is not None and kept.llr == llr and kept.ip == home

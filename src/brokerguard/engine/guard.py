@@ -327,12 +327,18 @@ class BrokerGuard:
 
         The sign-out is asked for even when the engine no longer keeps the session (ended, or
         idle past ``idle_hours``): the broker's session, or a stolen cookie, can outlive the
-        engine's memory of it, and a broker ignores a session it already closed."""
+        engine's memory of it, and a broker ignores a session it already closed. It is not
+        asked when a later sign-in was given the id after the logout: the id names that session
+        now, which is not the fraud's (nor is anything of it touched)."""
         account, session_id = login.account, login.session
         cancelled = "orders_cancelled_fraud"
         asked_before = False
         key = session_key(account, session_id)
         sess: SessionState | None = self._live_session(account, session_id)
+        # a later session under the id (the fraudulent one logged out): not the fraud's
+        later = sess is not None and login.ts.timestamp() < sess.follows
+        if later:
+            sess = None
         if sess is not None:
             sess.trusted = False
             if sess.learned:
@@ -355,7 +361,7 @@ class BrokerGuard:
                 if kept is not None:  # ended, kept for its late requests: named once
                     self._forget_orders(kept, ended.orders)
                     self.state.put("session", key, kept)
-        if not asked_before:
+        if not asked_before and not later:
             signed_out = "session_ended_fraud"
             self._instruct("end_session", account, session_id, (), cause, ts, signed_out)
 
@@ -603,10 +609,14 @@ class BrokerGuard:
         last request gone: a failed step-up undone, a session in use swept as idle) nor revives
         one that ended (a fraud confirmation found the revived session, empty, and not the
         orders of the one that ended). It only adds doubt to a session in use: the session
-        keeps the worse of its own judgement and the sign-in's.
+        keeps the worse of its own judgement and the sign-in's. A sign-in after the logout of a
+        session with its id opens a new session, which :attr:`~SessionState.follows` it; one
+        from before that logout, delivered after the new session started, opens nothing.
         """
+        sess = self._session_record("session", e.account, e.session)
         if self._late:
-            sess = self._session_record("session", e.account, e.session)
+            if sess is not None and now < sess.follows:  # of the session before, which ended
+                return None, False
             if sess is not None and now < sess.last:
                 sess.llr = max(sess.llr, total)
                 return sess, False
@@ -616,7 +626,17 @@ class BrokerGuard:
                 ended = self._session_record("ended", e.account, e.session)
                 if ended is not None and now <= ended.ended:
                     return None, False
-        return self.sessions.start(e.account, e.session, f, total, now, login_seen=True), True
+        new = self.sessions.start(e.account, e.session, f, total, now, login_seen=True)
+        new.follows = self._follows(sess)
+        return new, True
+
+    @staticmethod
+    def _follows(before: SessionState | None) -> float:
+        """A new session over the record under its id: when the session before it ended, if it
+        was logged out (the id used again), so that its step-ups and fraud stay its own."""
+        if before is None:
+            return 0.0
+        return before.ended or before.follows
 
     @staticmethod
     def _opened_by(sess: SessionState, pending: PendingState) -> bool:
@@ -640,7 +660,7 @@ class BrokerGuard:
         now = self._clock(e.ts, deciding=False)
         acc = self._account(account)
         key = session_key(account, session_id)
-        sess, logged_out = self._answered_in(account, session_id, now)
+        sess, logged_out = self._answered_in(account, session_id, pending, now)
         strong = e.factor in STRONG_FACTORS
         login = pending.login
         f = (
@@ -689,7 +709,7 @@ class BrokerGuard:
             self.state.put("session", key, sess)
 
     def _answered_in(
-        self, account: str, session_id: str, now: float
+        self, account: str, session_id: str, pending: PendingState, now: float
     ) -> tuple[SessionState | None, bool]:
         """The session a challenge answered at ``now`` belongs to, and whether it was logged out
         by then.
@@ -700,8 +720,12 @@ class BrokerGuard:
         next one no first-time buy; a sign-in learned, its network familiar. A failure after
         the logout still counts against the session and the account (its doubtful orders
         named, the next sign-ins told). An answer from before the logout, delivered after it,
-        finds no session, as before."""
+        finds no session, as before. Nor does the answer to what was asked in an earlier
+        session under the same id (logged out, its id given to a new sign-in): that one ended,
+        and its step-up passed must not vouch for the new one."""
         sess: SessionState | None = self._session_record("session", account, session_id)
+        if sess is not None and pending.at < sess.follows:
+            return None, True
         if sess is None or not sess.ended:
             return sess, False
         if now >= sess.ended:
@@ -784,7 +808,9 @@ class BrokerGuard:
         f = self._features(ip, user_agent or "", cookie, ts)
         _, total, campaign = self._judge_origin(account, acc, f, now, login_seen=False)
         total += self.policy.detectors.session.unseen_login_llr
+        before = self.state.get("session", key)  # one that ended, if any
         sess = self.sessions.start(account, session_id, f, total, now, login_seen=False)
+        sess.follows = self._follows(before)
         if total > self.policy.detectors.login.risky_llr:
             campaign = campaign or self._risky(account, f, now)
         sess.campaign = campaign
