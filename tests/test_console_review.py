@@ -584,3 +584,80 @@ def test_the_header_never_breaks_a_word_in_a_narrow_window(world: World) -> None
                 if item.evaluate(LINES) > 1
             ]
             assert not broken, broken
+
+
+def _post_events(world: World, events: list[Any]) -> None:
+    from brokerguard.events import encode
+
+    body = b"".join(encode(e) + b"\n" for e in events)
+    answer = world.client.post(
+        "/v1/events",
+        content=body,
+        headers={"Authorization": f"Bearer {world.key}", "content-type": "application/x-ndjson"},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_the_account_timeline_pages_through_every_event(world: World) -> None:
+    """The timeline showed the newest 300 items and left the rest out without a word. It
+    shows 100 a page now, says which ("events 101–200 of 232"), and the held order and the
+    sign-in device the actions offer are there on every page, though they are on the last."""
+    from datetime import timedelta
+
+    from brokerguard.events import LoginAttempt, Order, SessionActivity, encode
+
+    account, session, ua = "PAGED1", "s-paged-1", "Mozilla/5.0 (Windows NT 10.0) Chrome/126.0"
+    start = world.service.host.last_ts + timedelta(minutes=1)
+    login_ = LoginAttempt(
+        id="e-paged-login", ts=start, account=account, session=session, ip="203.0.113.7",
+        user_agent=ua, device="ck-paged", factors=["password"], success=True,
+    )  # fmt: skip
+    _post_events(world, [login_])
+    order = Order(
+        id="e-paged-order", ts=start + timedelta(seconds=5), account=account, session=session,
+        order_id="o-paged-1", symbol="7203", market="TSE", side="buy", quantity=100,
+        price_type="limit", limit_price=2500.0,
+    )  # fmt: skip
+    decided = world.client.post(
+        "/v1/decide",
+        content=encode(order),
+        headers={"Authorization": f"Bearer {world.key}", "content-type": "application/json"},
+    )
+    assert decided.status_code == 200 and decided.json()["action"] == "hold", decided.text
+    views = [
+        SessionActivity(
+            id=f"e-paged-view-{n:03}",
+            ts=start + timedelta(seconds=10 + n),
+            account=account,
+            session=session,
+            ip="203.0.113.7",
+            user_agent=ua,
+            device="ck-paged",
+        )  # fmt: skip
+        for n in range(230)
+    ]
+    _post_events(world, views)
+    world.settle()
+    total = 232
+    seen: list[str] = []
+    for page, (first, last) in enumerate(((1, 100), (101, 200), (201, 232)), start=1):
+        for lang, said in (
+            ("en", f"events {first}–{last} of {total}"),
+            ("ja", f"イベント {first}–{last}（全 {total} 件中）"),
+        ):
+            answer = world.client.get(
+                f"/console/accounts/{account}", params={"lang": lang, "page": page}
+            )
+            html = answer.text
+            assert said in html, (page, lang)
+            assert 'id="held-e-paged-order"' in html  # the release form, on every page
+            assert "<option>ck-paged</option>" in html
+        table = html.split('<table class="timeline">', 1)[1].split("</table>", 1)[0]
+        rows = re.findall(r'<tr class="ev-(\w+)">', table)
+        assert len(rows) == last - first + 1
+        seen += re.findall(r"<td>(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)</td>", table)
+        assert ("pager-next" in html) == (page < 3) and ("pager-prev" in html) == (page > 1)
+    assert len(seen) == total and seen == sorted(seen, reverse=True)
+    assert "ev-login" in table and "ev-order" in table  # the oldest two, on the last page
+    beyond = world.client.get(f"/console/accounts/{account}", params={"lang": "en", "page": 9})
+    assert f"events 201–232 of {total}" in beyond.text  # past the last page: the last

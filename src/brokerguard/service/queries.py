@@ -6,6 +6,7 @@ newest first and bounded by ``limit`` (at most :data:`MAX_LIMIT`); ``offset`` pa
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -33,12 +34,14 @@ __all__ = [
     "get_alert",
     "get_campaign",
     "get_case",
+    "held_orders",
     "list_account_actions",
     "list_alerts",
     "list_campaigns",
     "list_cases",
     "list_instructions",
     "locked_accounts",
+    "signin_devices",
 ]
 
 MAX_LIMIT = 1000
@@ -199,53 +202,145 @@ def locked_accounts(conn: sa.Connection) -> dict[str, tuple[str, str]]:
     return {r.account: (r.action, r.actor) for r in rows}
 
 
-def account_timeline(conn: sa.Connection, account: str, limit: int = 200) -> dict[str, Any]:
-    """What the service saw of one account, newest first: its events and the decisions on them.
+def _timeline_entries(account: str) -> sa.Subquery:
+    """One row per timeline item of ``account``: each kept event (``seq``), and each decision
+    whose event was not kept (``seq`` -1, after the events of its time; ``decision`` its id)."""
+    kept = sa.select(events.c.event_id).where(events.c.account == account)
+    seen = sa.select(
+        events.c.ts,
+        events.c.seq.label("seq"),
+        sa.literal_column("''", sa.String).label("decision"),
+    ).where(events.c.account == account)
+    lone = sa.select(
+        decisions.c.ts,
+        sa.literal_column("-1", sa.BigInteger).label("seq"),
+        decisions.c.id.label("decision"),
+    ).where(decisions.c.account == account, decisions.c.event_id.not_in(kept))
+    return sa.union_all(seen, lone).subquery("entries")
+
+
+def account_timeline(
+    conn: sa.Connection, account: str, limit: int = 200, offset: int = 0
+) -> dict[str, Any]:
+    """What the service saw of one account, newest first: its events and the decisions on them,
+    ``limit`` items from ``offset`` on, and ``total``, how many items there are in all.
 
     Each decision is attached to the event it answered (``decision`` on the event); decisions
-    whose event was not kept are listed too.
+    whose event was not kept are items of their own.
     """
-    limit = max(1, min(limit, MAX_LIMIT))
-    seen = _rows(
-        conn,
-        sa.select(events.c.event_id, events.c.type, events.c.ts, events.c.session, events.c.body)
-        .where(events.c.account == account)
-        .order_by(events.c.ts.desc(), events.c.seq.desc())
-        .limit(limit),
-    )
+    entries = _timeline_entries(account)
+    total = int(conn.scalar(sa.select(sa.func.count()).select_from(entries)) or 0)
+    chosen = conn.execute(
+        _page(
+            sa.select(entries.c.seq, entries.c.decision).order_by(
+                entries.c.ts.desc(), entries.c.seq.desc(), entries.c.decision
+            ),
+            limit,
+            offset,
+        )
+    ).all()
+    seqs = [r.seq for r in chosen if r.seq >= 0]
+    seen = {
+        e["seq"]: e
+        for e in _rows(
+            conn,
+            sa.select(
+                events.c.seq,
+                events.c.event_id,
+                events.c.type,
+                events.c.ts,
+                events.c.session,
+                events.c.body,
+            ).where(events.c.seq.in_(seqs)),
+        )
+    }
+    ids = {e["event_id"] for e in seen.values()}
     decided = _rows(
         conn,
         sa.select(decisions)
-        .where(decisions.c.account == account)
-        .order_by(decisions.c.ts.desc())
-        .limit(limit),
+        .where(
+            decisions.c.account == account,
+            sa.or_(
+                decisions.c.event_id.in_(ids),
+                decisions.c.id.in_([r.decision for r in chosen if r.seq < 0]),
+            ),
+        )
+        .order_by(decisions.c.decided_at),
     )
     alerted = set(
         conn.scalars(sa.select(alerts.c.id).where(alerts.c.id.in_([d["id"] for d in decided])))
     )
+    by_id: dict[str, dict[str, Any]] = {}
+    by_event: dict[str, dict[str, Any]] = {}  # an event's latest decision
     for d in decided:
         d["alert_id"] = d["id"] if d["id"] in alerted else None
-    by_event = {d["event_id"]: d for d in decided}
+        by_id[d["id"]] = by_event[d["event_id"]] = d
     items = []
-    for e in seen:
-        items.append({**e, "decision": by_event.pop(e["event_id"], None)})
-    for d in by_event.values():
-        items.append(
-            {
-                "event_id": d["event_id"],
-                "type": d["point"],
-                "ts": d["ts"],
-                "session": d["session"],
-                "body": None,
-                "decision": d,
-            }
-        )
-    items.sort(key=lambda i: i["ts"], reverse=True)
+    for r in chosen:
+        if r.seq >= 0:
+            e = dict(seen[r.seq])
+            del e["seq"]
+            items.append({**e, "decision": by_event.get(e["event_id"])})
+        else:
+            d = by_id[r.decision]
+            items.append(
+                {
+                    "event_id": d["event_id"],
+                    "type": d["point"],
+                    "ts": d["ts"],
+                    "session": d["session"],
+                    "body": None,
+                    "decision": d,
+                }
+            )
     return {
         "account": account,
-        "items": items[:limit],
+        "items": items,
+        "total": total,
         "actions": list_account_actions(conn, account),
     }
+
+
+def held_orders(conn: sa.Connection, account: str) -> list[dict[str, Any]]:
+    """The account's orders the guard held, newest first, as timeline items (whether each still
+    waits is the engine's to say): not only those on the timeline's page being read."""
+    held = _rows(
+        conn,
+        sa.select(decisions)
+        .where(
+            decisions.c.account == account,
+            decisions.c.point == "order",
+            decisions.c.action == "hold",
+        )
+        .order_by(decisions.c.ts.desc()),
+    )
+    bodies = dict(
+        conn.execute(
+            sa.select(events.c.event_id, events.c.body).where(
+                events.c.account == account,
+                events.c.event_id.in_([d["event_id"] for d in held]),
+            )
+        ).all()
+    )
+    return [
+        {
+            "event_id": d["event_id"],
+            "type": "order",
+            "ts": d["ts"],
+            "session": d["session"],
+            "body": bodies.get(d["event_id"]),
+            "decision": d,
+        }
+        for d in held
+    ]
+
+
+def signin_devices(conn: sa.Connection, account: str) -> list[str]:
+    """The device cookies the account has signed in with, sorted."""
+    bodies = conn.scalars(
+        sa.select(events.c.body).where(events.c.account == account, events.c.type == "login")
+    )
+    return sorted({d for body in bodies if (d := json.loads(body).get("device"))})
 
 
 def alert_login(conn: sa.Connection, alert_id: str) -> LoginAttempt | None:

@@ -30,7 +30,9 @@ __all__ = [
     "checked",
     "here",
     "next_page",
+    "page_number",
     "page_user",
+    "pager",
     "private",
     "render",
     "service",
@@ -53,6 +55,19 @@ def is_page(value: str) -> bool:
 def page_number(value: str | None) -> int:
     """The page a query asks for; anything that is not a page number asks for the first."""
     return int(value) if value and is_page(value) and int(value) > 0 else 1
+
+
+def pager(request: Request, page: int, total: int, size: int) -> dict[str, Any]:
+    """What ``_pager.html`` reads for page ``page`` of ``total`` rows, ``size`` a page: the
+    page, how many pages, the total, the page's size and the query's other parameters (which
+    the previous/next links keep)."""
+    return {
+        "page": page,
+        "pages": max(1, -(-total // size)),
+        "total": total,
+        "size": size,
+        "query": {k: v for k, v in request.query_params.items() if k != "page"},
+    }
 
 
 def checked(model: type[M], values: dict[str, Any]) -> M:

@@ -244,6 +244,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "accounts_counted": ("口座", "accounts"),
     "alerts_counted": ("件", "alerts"),
     "cases_counted": ("件", "cases"),
+    "events_counted": ("イベント", "events"),
+    "span_of": ("{what} {first}–{last}（全 {total} 件中）", "{what} {first}–{last} of {total}"),
     "locked_since": ("ロック開始", "Locked since"),
     "locked_by": ("ロックしたもの", "Locked by"),
     "unlock_requested": ("お客さまの解除依頼", "Customer's unlock request"),

@@ -26,7 +26,15 @@ from brokerguard.service.schemas import AccountActionIn
 from brokerguard.service.unlock_queue import waiting_unlocks
 from brokerguard.service.users import ConsoleUser, role_at_least
 from brokerguard.useragent import parse_user_agent
-from brokerguard.web._common import back, checked, page_user, render, service
+from brokerguard.web._common import (
+    back,
+    checked,
+    page_number,
+    page_user,
+    pager,
+    render,
+    service,
+)
 from brokerguard.web.i18n import language, translator
 from brokerguard.web.pages_unlocks import is_return
 from brokerguard.web.rendering import segment
@@ -34,6 +42,7 @@ from brokerguard.web.rendering import segment
 router = APIRouter(include_in_schema=False)
 Supervisor = Annotated[ConsoleUser, Depends(require_role("supervisor"))]
 NEEDS_TARGET = ("release_order", "cancel_order", "trust_device")
+PAGE = 100  # timeline items per page
 CUSTOMERS_OWN = ("request_unlock",)  # the customer's word, told by the broker's site
 """Pages besides the account's own that post actions here and are sent back to (``back``)."""
 
@@ -103,29 +112,37 @@ def _describe(item: dict[str, Any], t: Callable[[str], str]) -> dict[str, Any]:
 
 @router.get("/console/accounts/{account:path}")
 async def timeline(request: Request, account: str) -> Response:
+    """The account's actions and its timeline, :data:`PAGE` items a page (``?page=N``, past the
+    last page the last): at most 300 items on one page, the rest left out without a word, hid
+    the start of a long-watched account. The held orders and the devices the actions offer are
+    the account's, not only the page's."""
     user = await page_user(request)
     if not account:  # ``/console/accounts/``: the path's ID may hold ``/``, not be empty
         raise NotFound("no account named", field="account")
     svc = service(request)
+    asked = page_number(request.query_params.get("page"))
 
-    def load() -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    def load() -> tuple[int, dict[str, Any], list, list, list, list[str]]:
         with svc.read() as conn:
-            timeline = queries.account_timeline(conn, account, 300)
+            page = asked
+            timeline = queries.account_timeline(conn, account, PAGE, (page - 1) * PAGE)
+            if not timeline["items"] and page > 1:  # past the last page: the last
+                page = max(1, -(-timeline["total"] // PAGE))
+                timeline = queries.account_timeline(conn, account, PAGE, (page - 1) * PAGE)
             instructed = queries.list_instructions(conn, account=account, limit=100)
-            return timeline, waiting_unlocks(conn, account=account), instructed
+            return (
+                page,
+                timeline,
+                waiting_unlocks(conn, account=account),
+                instructed,
+                queries.held_orders(conn, account),
+                queries.signin_devices(conn, account),
+            )
 
-    data, waiting, instructed = await run_in_threadpool(load)
+    page, data, waiting, instructed, holds, devices = await run_in_threadpool(load)
     t = translator(language(request))
     items = [{**item, **_describe(item, t)} for item in data["items"]]
-    held = [
-        i
-        for i in items
-        if i["type"] == "order"
-        and i["decision"] is not None
-        and i["decision"]["action"] == "hold"
-        and svc.host.pending(i["event_id"]) is not None
-    ]
-    devices = sorted({i["body"]["device"] for i in items if i["body"].get("device")})
+    held = [{**i, **_describe(i, t)} for i in holds if svc.host.pending(i["event_id"]) is not None]
     return render(
         request,
         "account.html",
@@ -139,6 +156,7 @@ async def timeline(request: Request, account: str) -> Response:
         past=data["actions"],
         instructions=instructed,
         can_act=role_at_least(user.role, "supervisor"),
+        **pager(request, page, data["total"], PAGE),
     )
 
 

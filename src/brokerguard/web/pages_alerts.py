@@ -14,7 +14,15 @@ from brokerguard.service.auth import require_role
 from brokerguard.service.errors import InvalidInput, NotFound
 from brokerguard.service.records import DETECTORS, SEVERITIES
 from brokerguard.service.users import ConsoleUser
-from brokerguard.web._common import back, next_page, page_number, page_user, render, service
+from brokerguard.web._common import (
+    back,
+    next_page,
+    page_number,
+    page_user,
+    pager,
+    render,
+    service,
+)
 
 router = APIRouter(include_in_schema=False)
 Worker = Annotated[ConsoleUser, Depends(require_role("analyst"))]
@@ -55,7 +63,6 @@ async def alert_queue(request: Request) -> Response:
         return rows, total, snoozed
 
     rows, total, snoozed = await run_in_threadpool(load)
-    pages = max(1, -(-total // PAGE))
     return render(
         request,
         "alerts.html",
@@ -67,10 +74,7 @@ async def alert_queue(request: Request) -> Response:
         statuses=STATUSES,
         snoozed=snoozed,
         show_snoozed=show_snoozed,
-        page=page,
-        pages=pages,
-        total=total,
-        query={k: v for k, v in q.items() if k != "page"},
+        **pager(request, page, total, PAGE),
     )
 
 

@@ -25,7 +25,7 @@ from brokerguard.service.reporting import (
     report_tables,
     run_dir,
 )
-from brokerguard.web._common import page_number, page_user, private, render, service
+from brokerguard.web._common import page_number, page_user, pager, private, render, service
 from brokerguard.web.i18n import language, translator
 from brokerguard.web.svg import monthly_chart
 
@@ -64,7 +64,6 @@ async def reports(request: Request) -> Response:
     )
     t = translator(language(request))
     page = page_number(request.query_params.get("page"))
-    pages = max(1, -(-len(compensation) // PAGE))
     labels = {
         "count": t("chart_count"),
         "yen": t("chart_million_yen"),
@@ -87,10 +86,7 @@ async def reports(request: Request) -> Response:
         compensation_columns=COMPENSATION_COLUMNS,
         policies=policies,
         policy=request.query_params.get("policy", ""),
-        page=page,
-        pages=pages,
-        total=len(compensation),
-        query={k: v for k, v in request.query_params.items() if k != "page"},
+        **pager(request, page, len(compensation), PAGE),
     )
 
 

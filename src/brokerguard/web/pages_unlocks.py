@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from brokerguard.service.unlock_queue import PAGE, unlock_page
 from brokerguard.service.users import role_at_least
-from brokerguard.web._common import is_page, page_number, page_user, render, service
+from brokerguard.web._common import is_page, page_number, page_user, pager, render, service
 
 router = APIRouter(include_in_schema=False)
 PATH = "/console/unlocks"
@@ -63,8 +63,5 @@ async def unlocks_page(request: Request) -> Response:
         can_act=role_at_least(user.role, "supervisor"),
         back_to=PATH,
         return_to=f"{PATH}?{urlencode(here)}" if here else PATH,
-        page=page,
-        pages=max(1, -(-total // PAGE)),
-        total=total,
-        query={k: v for k, v in request.query_params.items() if k != "page"},
+        **pager(request, page, total, PAGE),
     )
