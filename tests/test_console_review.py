@@ -661,3 +661,42 @@ def test_the_account_timeline_pages_through_every_event(world: World) -> None:
     assert "ev-login" in table and "ev-order" in table  # the oldest two, on the last page
     beyond = world.client.get(f"/console/accounts/{account}", params={"lang": "en", "page": 9})
     assert f"events 201–232 of {total}" in beyond.text  # past the last page: the last
+
+
+def test_an_alert_page_says_each_signal_in_the_readers_language_with_its_evidence(
+    world: World,
+) -> None:
+    """The alert page showed each signal as its code and its evidence as a dict
+    (``ip=… country=… new=n``). Each signal now says the policy's sentence for its code (the
+    one decisions' reasons carry) in the reader's language, with the code small under it, and
+    its evidence as a table of names and values."""
+    from brokerguard.engine.policy import load_policy
+
+    texts = load_policy().reasons
+    alerts = world.client.get(
+        "/v1/alerts?limit=1000", headers={"Authorization": f"Bearer {world.key}"}
+    ).json()
+    alert = next(
+        a
+        for a in alerts
+        if any(s["code"] == "login_network" and s["llr"] > 0 for s in a["signals"])
+    )
+    signal = next(s for s in alert["signals"] if s["code"] == "login_network")
+    for lang, country in (("ja", "国"), ("en", "country")):
+        html = world.page(f"/console/alerts/{alert['id']}", lang)
+        assert html.startswith("<!doctype html>") and html.count('<table class="signals">') == 1
+        main = html.split("<main", 1)[1].split("</main>", 1)[0]
+        table = main.split('<table class="signals">', 1)[1].rsplit("</table>", 1)[0]
+        assert "</code>=" not in html  # no evidence as key=value anywhere on the page
+        row = next(r for r in table.split('<tr id="signal-') if "<code>login_network</code>" in r)
+        assert getattr(texts["login_network"], lang) in row
+        assert '<small class="signal-code"><code>login_network</code></small>' in row
+        assert '<table class="evidence">' in row
+        said = signal["evidence"]["country"]
+        assert f'<th scope="row">{country} <code>country</code></th><td>{said}</td>' in row
+        assert "{" not in row and "=" not in re.sub(r"<[^>]+>", "", row)  # no dict, no key=value
+        for s in alert["signals"]:  # every signal has its sentence or says it has none
+            assert f"<code>{s['code']}</code>" in table
+    quiet = next(s for s in alert["signals"] if s["llr"] <= 0 and s["code"] in texts)
+    html = world.page(f"/console/alerts/{alert['id']}", "en")
+    assert f"Not the case (points to the customer): {texts[quiet['code']].en}" in html

@@ -137,6 +137,11 @@ class GuardHost:
         self._seen(event)
         self.guard.observe(event)
 
+    def reason(self, code: str) -> Reason | None:
+        """The running policy's sentences (Japanese and English) for a signal's ``code``, the
+        same the decisions' reasons carry; None for a code it has none for."""
+        return self.guard.decider.reasons.get(code)
+
     # --- what analysts feed back -------------------------------------------------------------
     def pending(self, event_id: str) -> PendingState | None:
         """The decision awaiting an answer (a challenge or a hold) for this event, if any."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +24,7 @@ from brokerguard.web._common import (
     render,
     service,
 )
+from brokerguard.web.i18n import language, translator
 
 router = APIRouter(include_in_schema=False)
 Worker = Annotated[ConsoleUser, Depends(require_role("analyst"))]
@@ -78,9 +80,44 @@ async def alert_queue(request: Request) -> Response:
     )
 
 
+def _value(value: Any, t: Callable[[str], str]) -> str:
+    """One piece of evidence as a reader reads it: yes/no in their language, numbers with
+    separators, lists and mappings spelled out."""
+    if isinstance(value, bool):
+        return t("yes" if value else "no")
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_value(v, t) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_value(v, t)}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+def _signal(signal: dict[str, Any], lang: str, t: Callable[[str], str], host: Any) -> dict:
+    """What the alert page shows of one signal: the policy's sentence for its code (the one a
+    decision's reason carries) in the reader's language, its weight, and its evidence as rows
+    of a name (in the reader's language when the catalogue knows it) and a value. A signal
+    that counted for the customer (weight 0 or less) says the sentence is not the case."""
+    said = host.reason(signal["code"])
+    text = getattr(said, lang) if said is not None else ""
+    if text and signal.get("llr", 0) <= 0:
+        text = t("signal_not_the_case").format(text=text)
+    rows = []
+    for key, value in (signal.get("evidence") or {}).items():
+        name = t(f"evidence_{key}")
+        known = name != f"evidence_{key}"
+        rows.append({"key": key, "name": name if known else "", "value": _value(value, t)})
+    return {"code": signal["code"], "llr": signal.get("llr"), "text": text, "evidence": rows}
+
+
 @router.get("/console/alerts/{alert_id}")
 async def alert_page(request: Request, alert_id: str) -> Response:
-    """One alert: its reasons and the detector signals with their evidence."""
+    """One alert: its reasons and the detector signals, each with the policy's sentence for it
+    in the reader's language (the code kept, small, for analysts) and its evidence as a table:
+    the page showed the signals' codes and evidence dicts as they are."""
     user = await page_user(request)
 
     def load() -> dict | None:
@@ -90,7 +127,11 @@ async def alert_page(request: Request, alert_id: str) -> Response:
     alert = await run_in_threadpool(load)
     if alert is None:
         raise NotFound(f"no alert {alert_id!r}", field="alert_id")
-    return render(request, "alert.html", user, a=alert)
+    lang = language(request)
+    t = translator(lang)
+    host = service(request).host
+    signals = [_signal(s, lang, t, host) for s in alert["signals"] or []]
+    return render(request, "alert.html", user, a=alert, signals=signals)
 
 
 @router.post("/console/alerts/{alert_id}/assign")
