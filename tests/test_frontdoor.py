@@ -147,6 +147,34 @@ def test_sessions_are_listed_and_one_can_be_signed_out_from_another(rig: SiteRig
     assert ended[0]["event"]["ip"] == "153.156.10.21"  # the signed-out session's own address
 
 
+def test_a_blank_passkey_name_is_refused_and_the_step_up_still_holds(rig: SiteRig):
+    """A blank name was stored as "passkey" without a word. It is refused now, before the
+    step-up's permit is spent: the same permit then adds the passkey under a real name."""
+    rig.customer("C105")
+    browser, auth = rig.client(), SoftAuthenticator()
+    login(browser, "C105")
+    csrf = csrf_of(browser.get("/settings").text)
+    begun = browser.post("/settings/passkeys/begin", data={"csrf_token": csrf})
+    where = begun.headers["location"]
+    if where.startswith("/stepup/"):
+        where = stepup_with_code(rig, browser, where, "C105@example.jp")
+    assert where.startswith("/settings?add=1"), where
+    page = browser.get("/settings").text
+    assert 'id="passkey-name-error"' in page and MESSAGES["passkey_name_blank"][0] in page
+    for blank in ("", "   ", "\u3000", None):
+        options = post_json(browser, "/settings/passkeys/options", {}, csrf).json()
+        created = auth.create(options, ORIGIN)
+        body = {"response": created} if blank is None else {"name": blank, "response": created}
+        refused = post_json(browser, "/settings/passkeys", body, csrf)
+        assert refused.status_code == 400 and refused.json() == {"error": "name_invalid"}
+        assert rig.site.passkeys.list("C105") == []
+    options = post_json(browser, "/settings/passkeys/options", {}, csrf).json()
+    body = {"name": "Home PC", "response": auth.create(options, ORIGIN)}
+    done = post_json(browser, "/settings/passkeys", body, csrf)
+    assert done.status_code == 200, done.text
+    assert [k.name for k in rig.site.passkeys.list("C105")] == ["Home PC"]
+
+
 def test_adding_a_passkey_is_stepped_up_and_removing_needs_a_fresh_passkey(rig: SiteRig):
     rig.customer("C102")
     browser, auth = rig.client(), SoftAuthenticator()

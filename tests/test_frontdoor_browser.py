@@ -218,3 +218,63 @@ def test_the_login_page_under_a_foreign_origin_reports_itself_and_the_next_login
         assert page.locator("#send-form").count() == 1  # no passkey: a code to the contact
     finally:
         context.close()
+
+
+def answer_with_code(page: Any, demo: DemoSite) -> None:
+    """Answer the step-up page open in ``page`` with the code mailed for it."""
+    before = len(demo.inbox.messages)
+    page.click("#send-form button")
+    page.wait_for_selector("#code-form")
+    deadline = time.monotonic() + 30
+    while not any(codes := [CODE.search(m.get_content()) for m in demo.mails()[before:]]):
+        assert time.monotonic() < deadline, "no mail with a code"
+        time.sleep(0.1)
+    page.fill("input[name=code]", next(c for c in codes if c).group(1))
+    page.click("#code-form button[type=submit]")
+
+
+def test_a_blank_passkey_name_is_refused_in_the_form_before_the_browser_asks(
+    demo: DemoSite, browser: Any, tmp_path: Path
+):
+    """A cleared name field added the passkey as "passkey" without a word. The form now says
+    a name is needed, next to the field (kept as typed, focused), before the browser's passkey
+    prompt: nothing is created; with a name typed the passkey is added under that name."""
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    cdp, authenticator = virtual_authenticator(context, page)
+    try:
+        page.goto(f"{demo.base}/login?lang=en")
+        page.fill("input[name=account]", "demo02")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("#password-login button[type=submit]")
+        page.wait_for_url(re.compile(r".*/(portfolio|stepup/.*)$"))
+        if "/stepup/" in page.url:  # the canary test's address: challenged, by a code
+            answer_with_code(page, demo)
+            page.wait_for_url("**/portfolio")
+        page.goto(f"{demo.base}/settings")
+        page.click("#add-passkey button")
+        page.wait_for_url("**/stepup/*")
+        answer_with_code(page, demo)
+        page.wait_for_url("**/settings?add=1*")
+        assert not page.is_visible("#passkey-name-error")
+        page.fill("#passkey-name", "   ")
+        page.click("#create-passkey")
+        page.wait_for_selector("#passkey-name-error", state="visible")
+        said = page.inner_text("#passkey-name-error")
+        assert "Please give the passkey a name" in said
+        assert page.input_value("#passkey-name") == "   "  # what was typed stays
+        assert page.evaluate("document.activeElement.id") == "passkey-name"
+        assert page.get_attribute("#passkey-name", "aria-invalid") == "true"
+        assert not page.is_visible("#passkey-error")  # not "could not be verified"
+        page.screenshot(path=str(tmp_path / "passkey-blank-name.png"))
+        credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
+        assert credentials["credentials"] == []  # the browser was never asked
+        assert page.locator(".passkey-row").count() == 0
+
+        page.fill("#passkey-name", "Home PC")
+        page.click("#create-passkey")
+        page.wait_for_selector(".passkey-row")
+        assert [n.strip() for n in page.locator(".pk-name").all_inner_texts()] == ["Home PC"]
+    finally:
+        context.close()

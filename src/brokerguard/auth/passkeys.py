@@ -60,7 +60,7 @@ from brokerguard.auth.errors import (
 from brokerguard.auth.store import AuthStore, Records
 from brokerguard.notify.outbox import Notify
 
-__all__ = ["Passkey", "PasskeyConfig", "Passkeys"]
+__all__ = ["Passkey", "PasskeyConfig", "Passkeys", "clean_name"]
 
 Purpose = Literal["register", "authenticate"]
 SIGN_IN = "sign-in"
@@ -131,7 +131,9 @@ class _UserHandle(msgspec.Struct, frozen=True):
     value: bytes
 
 
-def _clean_name(name: str) -> str:
+def clean_name(name: str) -> str:
+    """A passkey's name as kept: control characters and runs of spaces made one space, ends
+    trimmed; a ValueError when nothing is left or more than 64 characters are."""
     name = " ".join("".join(c if c.isprintable() else " " for c in name).split())
     if not 1 <= len(name) <= 64:
         raise ValueError("a passkey name must have 1 to 64 printable characters")
@@ -211,7 +213,7 @@ class Passkeys:
 
     def register(self, account: str, response: str | dict[str, Any], name: str) -> Passkey:
         """Verify the browser's answer to :meth:`registration_options` and store the passkey."""
-        name = _clean_name(name)
+        name = clean_name(name)
         challenge = self._take(response, account, "register")
         try:
             verified = verify_registration_response(
@@ -328,7 +330,7 @@ class Passkeys:
     def rename(self, account: str, credential_id: str, name: str) -> Passkey:
         with self._lock:
             passkey = self.get(account, credential_id)
-            passkey.name = _clean_name(name)
+            passkey.name = clean_name(name)
             self._passkeys.put(account + _SEP + credential_id, passkey)
         return passkey
 

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from brokerguard.auth import AuthError
+from brokerguard.auth.passkeys import clean_name
 from brokerguard.frontdoor import flows
 from brokerguard.frontdoor._web import (
     SESSION_COOKIE,
@@ -160,7 +161,10 @@ async def passkey_register(request: Request) -> Response:
     if session.passkey_permit is None or session.passkey_permit < datetime.now(UTC):
         return JSONResponse({"error": "reauth_required"}, status_code=403)
     s = site(request)
-    name = str(body.get("name") or "passkey")[:64]
+    try:  # a blank name is refused, not named "passkey" behind the customer's back
+        name = clean_name(str(body.get("name") or ""))
+    except ValueError:
+        return JSONResponse({"error": "name_invalid"}, status_code=400)
     token = cookie(request, SESSION_COOKIE) or ""
 
     def register() -> bool:

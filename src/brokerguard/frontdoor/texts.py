@@ -119,6 +119,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "名前は1〜64文字で入力してください（空白だけにはできません）。",
         "A name has 1 to 64 characters (not only spaces).",
     ),
+    "passkey_name_blank": (
+        "パスキーの名前を入力してください（例: 「自宅のパソコン」「私のスマートフォン」）。"
+        "どの端末のパスキーかを、あとで見分けるための名前です。",
+        "Please give the passkey a name (for example \u201chome PC\u201d or \u201cmy phone\u201d):"
+        " it tells you later which device the passkey is on.",
+    ),
     "flagged": ("複製の疑いにより停止中", "suspended: it looks cloned"),
     "reauth_needed": (
         "パスキーの削除には、パスキーでの再認証が必要です。",

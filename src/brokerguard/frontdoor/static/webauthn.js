@@ -79,13 +79,26 @@
   bind("passkey-login", function (b) { signIn(b, false); });
   bind("reauth", function (b) { signIn(b, false); });
   bind("stepup-passkey", function (b) { signIn(b, true); });
+  // A blank name is refused in the form, next to its field (which keeps what was typed),
+  // before the browser asks for a fingerprint or PIN; the server refuses it too.
+  function nameRefused(input, refused) {
+    var said = document.getElementById("passkey-name-error");
+    if (said) said.classList.toggle("hidden", !refused);
+    if (refused) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+    else input.removeAttribute("aria-invalid");
+    return refused;
+  }
   bind("create-passkey", function () {
+    var input = document.getElementById("passkey-name");
+    if (nameRefused(input, !input.value.trim())) return;
     post("/settings/passkeys/options", {}).then(function (options) {
       return navigator.credentials.create({ publicKey: creationOptions(options) });
     }).then(function (cred) {
-      var name = document.getElementById("passkey-name").value;
-      return post("/settings/passkeys", { name: name, response: credentialJSON(cred) });
-    }).then(go).catch(failed);
+      return post("/settings/passkeys", { name: input.value, response: credentialJSON(cred) });
+    }).then(go).catch(function (err) {
+      if (String(err).indexOf("name_invalid") >= 0) nameRefused(input, true);
+      else failed(err);
+    });
   });
   bind("unlock-passkey", function () {
     // The account typed in the form; the server finds its open unlock request itself.
