@@ -403,6 +403,69 @@ def test_every_customer_text_exists_in_japanese_and_english(rig: SiteRig):
         assert "http://" not in html.replace(ORIGIN, "") and "https://" not in html, page
 
 
+@pytest.fixture
+def own_rig(tmp_path: Path, smtp: tuple[Inbox, int]) -> Iterator[SiteRig]:
+    """A site with a guard of its own: what other tests' fills taught the shared guard (the
+    small cap's last price) does not decide whether this test's orders are stepped up."""
+    inbox, port = smtp
+    embedded = EmbeddedGuard(tmp_path / "guard").start()
+    try:
+        with site_rig(tmp_path, inbox, port, embedded) as made:
+            yield made
+    finally:
+        embedded.stop()
+
+
+def test_orders_waiting_at_step_up_are_checked_against_the_cash_when_they_resume(
+    own_rig: SiteRig,
+):
+    """Each order was checked against the cash when placed, not when it resumed after its
+    step-up: two purchases waiting at step-up, each within the cash, were both filled and the
+    cash went negative. The second is refused when it resumes now, with the form again and
+    the same text as a purchase beyond the cash refused at once."""
+    rig = own_rig
+    rig.customer("C107", cash=1_000_000.0, positions={"7203": 300})
+    browser, auth = rig.client(), SoftAuthenticator()
+    login(browser, "C107")
+    enrol_passkey(rig, browser, "C107", auth)
+    browser.cookies.clear()
+    assert passkey_login(browser, auth).json() == {"redirect": "/portfolio"}
+    csrf = csrf_of(browser.get("/order").text)
+    sold = browser.post(
+        "/order", data={"csrf_token": csrf, "symbol": "7203", "side": "sell", "quantity": "300"}
+    )
+    assert sold.headers["location"] == "/portfolio?done=placed"
+    cash = rig.site.book.customer("C107").cash  # 1,840,000
+    buy = {"csrf_token": csrf, "symbol": "9347", "side": "buy", "limit_price": "180"}
+    buy["quantity"] = str(int(cash // 180 // 2 + 100))  # each within the cash, not both
+    waiting = []
+    for _ in range(2):
+        answer = browser.post("/order", data=buy)
+        assert answer.headers["location"].startswith("/stepup/"), answer.status_code
+        waiting.append(answer.headers["location"])
+    outcomes = []
+    for where in waiting:
+        options = post_json(browser, where + "/options", {}, csrf).json()
+        done = post_json(browser, where + "/answer", {"response": auth.get(options, ORIGIN)}, csrf)
+        outcomes.append(done.json()["redirect"])
+    assert outcomes[0] == "/portfolio?done=placed"
+    assert outcomes[1].startswith("/order?refused=order_no_cash&"), outcomes[1]
+    customer = rig.site.book.customer("C107")
+    assert customer.positions["9347"] == int(buy["quantity"])  # the first only
+    assert customer.cash == cash - int(buy["quantity"]) * 180 >= 0
+    assert sorted(o.status for o in rig.site.book.orders("C107")) == [
+        "placed",
+        "placed",
+        "refused",
+    ]
+    for lang, index in (("ja", 0), ("en", 1)):
+        page = browser.get(outcomes[1] + f"&lang={lang}").text
+        assert MESSAGES["order_no_cash"][index] in page  # the text of a refusal at once
+        assert f'value="{buy["quantity"]}"' in page and 'value="180"' in page
+    at_once = browser.post("/order?lang=en", data=buy)  # the same order now: refused at once
+    assert at_once.status_code == 400 and MESSAGES["order_no_cash"][1] in at_once.text
+
+
 def test_a_failed_step_up_never_resumes_the_order_and_the_guard_hears_it(rig: SiteRig):
     rig.customer("C112", positions={"7203": 300})
     browser, auth = rig.client(), SoftAuthenticator()

@@ -17,7 +17,7 @@ import msgspec
 from brokerguard.auth.store import AuthStore, Records
 from brokerguard.events import Instrument
 
-__all__ = ["INSTRUMENTS", "Book", "Customer", "PlacedOrder", "instrument_events"]
+__all__ = ["INSTRUMENTS", "Book", "Customer", "PlacedOrder", "instrument_events", "shortfall"]
 
 
 class Listing(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,6 +95,21 @@ class PlacedOrder(msgspec.Struct, kw_only=True):
     status: str  # placed | refused | waiting
 
 
+def shortfall(
+    customer: Customer, symbol: str, side: str, quantity: int, limit_price: float | None
+) -> str | None:
+    """The text saying why ``customer`` cannot place this order, or None: a sale of more
+    shares than held, a purchase costing more than the cash (at the limit, else the last
+    price). Without it a sale of shares never held was "filled" and the cash went negative
+    (a purchase of ¥500 million on ¥3 million showed ¥-496,999,998)."""
+    if side == "sell" and quantity > customer.positions.get(symbol, 0):
+        return "order_not_held"
+    price = limit_price or INSTRUMENTS[symbol].price
+    if side == "buy" and quantity * price > customer.cash:
+        return "order_no_cash"
+    return None
+
+
 class Book:
     """Customers and orders; fills are immediate at the limit (or last) price in the demo."""
 
@@ -121,23 +136,43 @@ class Book:
     def execute(self, order: PlacedOrder) -> PlacedOrder:
         """Fill the order at once (the demo has no market): positions and cash move."""
         with self._lock:
+            return self._execute(order)
+
+    def execute_within_means(self, order: PlacedOrder) -> str | None:
+        """Fill the order if the account can afford it now, else record it refused and return
+        the text saying why (:func:`shortfall`). Checked and filled under one lock: orders
+        that waited at step-up, each within the cash when placed, are checked again when they
+        resume, and two resumed at once cannot both spend the same cash."""
+        with self._lock:
             customer = self._customers.get(order.account)
             if customer is None:
                 raise KeyError(order.account)
-            price = order.limit_price or INSTRUMENTS[order.symbol].price
-            held = customer.positions.get(order.symbol, 0)
-            if order.side == "sell":
-                sold = min(held, order.quantity)
-                customer.positions[order.symbol] = held - sold
-                if not customer.positions[order.symbol]:
-                    del customer.positions[order.symbol]
-                customer.cash += sold * price
-            else:
-                customer.positions[order.symbol] = held + order.quantity
-                customer.cash -= order.quantity * price
-            self._customers.put(customer.account, customer)
-            order.status = "placed"
-            return self.record(order)
+            short = shortfall(customer, order.symbol, order.side, order.quantity, order.limit_price)
+            if short is not None:
+                order.status = "refused"
+                self.record(order)
+                return short
+            self._execute(order)
+            return None
+
+    def _execute(self, order: PlacedOrder) -> PlacedOrder:
+        customer = self._customers.get(order.account)
+        if customer is None:
+            raise KeyError(order.account)
+        price = order.limit_price or INSTRUMENTS[order.symbol].price
+        held = customer.positions.get(order.symbol, 0)
+        if order.side == "sell":
+            sold = min(held, order.quantity)
+            customer.positions[order.symbol] = held - sold
+            if not customer.positions[order.symbol]:
+                del customer.positions[order.symbol]
+            customer.cash += sold * price
+        else:
+            customer.positions[order.symbol] = held + order.quantity
+            customer.cash -= order.quantity * price
+        self._customers.put(customer.account, customer)
+        order.status = "placed"
+        return self.record(order)
 
 
 def new_order_id() -> str:

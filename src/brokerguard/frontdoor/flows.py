@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from brokerguard.auth import NotEnrolled, RateLimited
 from brokerguard.events import Execution, LoginAttempt, Order, SettingsChange
@@ -171,13 +171,19 @@ def order(
     verdict = site.guard.decide(event)
     action = verdict.action
     if action == "allow":
-        _fill(site, placed)
+        short = _fill(site, placed)
+        if short is not None:  # spent by another order between the form's check and now
+            return Next(refused_path(placed, short))
         return Next("/portfolio?done=placed")
     if action in ("challenge", "hold"):
         site.book.record(placed)
 
         def resume() -> Next:
-            _fill(site, placed)
+            # The cash or shares may be spent meanwhile (other orders waited at step-up too):
+            # checked again now, refused as an order beyond the account's means is at once.
+            short = _fill(site, placed)
+            if short is not None:
+                return Next(refused_path(placed, short))
             site.notifier.notify(account, "unusual_order", {"order": _describe(placed)})
             return Next("/portfolio?done=placed")
 
@@ -208,8 +214,28 @@ def _describe(placed: PlacedOrder) -> str:
     return f"{placed.side.upper()} {placed.symbol} (TSE) x{placed.quantity} {price}"
 
 
-def _fill(site: Site, placed: PlacedOrder) -> None:
-    site.book.execute(placed)
+BEYOND_MEANS = ("order_not_held", "order_no_cash")
+"""The texts of an order beyond the account's means (:func:`.book.shortfall`)."""
+
+
+def refused_path(placed: PlacedOrder, short: str) -> str:
+    """The order form again, with the order and the text ``short`` saying why it was refused."""
+    typed = {
+        "refused": short,
+        "symbol": placed.symbol,
+        "side": placed.side,
+        "quantity": str(placed.quantity),
+        "limit_price": f"{placed.limit_price:g}" if placed.limit_price is not None else "",
+    }
+    return "/order?" + urlencode(typed)
+
+
+def _fill(site: Site, placed: PlacedOrder) -> str | None:
+    """Fill ``placed`` if the account can afford it now and tell the guard; else it is
+    refused and the text saying why is returned."""
+    short = site.book.execute_within_means(placed)
+    if short is not None:
+        return short
     price = placed.limit_price or INSTRUMENTS[placed.symbol].price
     now = datetime.now(UTC)
     site.tell(
@@ -226,6 +252,7 @@ def _fill(site: Site, placed: PlacedOrder) -> None:
             value_jpy=price * placed.quantity,
         )
     )
+    return None
 
 
 def guarded_setting(site: Site, session: SiteSession, field: str, apply, back: str) -> Next:

@@ -30,7 +30,7 @@ from brokerguard.frontdoor._web import (
     session_of,
     site,
 )
-from brokerguard.frontdoor.book import INSTRUMENTS
+from brokerguard.frontdoor.book import INSTRUMENTS, shortfall
 from brokerguard.frontdoor.pages_access import _go, _json
 from brokerguard.frontdoor.site import Site
 
@@ -55,8 +55,24 @@ async def portfolio(request: Request) -> Response:
 
 @router.get("/order")
 async def order_form(request: Request) -> Response:
+    """The order form; ``?refused=`` (an order that waited at step-up and was beyond the
+    account's means when it resumed, :func:`flows.refused_path`) shows it again with the same
+    text as an order refused at once."""
     session = session_of(request)
-    return render(request, "order.html", session, instruments=INSTRUMENTS, typed={})
+    q = request.query_params
+    refused = q.get("refused")
+    if refused not in flows.BEYOND_MEANS:
+        return render(request, "order.html", session, instruments=INSTRUMENTS, typed={})
+    typed = {n: q.get(n, "")[:32] for n in ("symbol", "side", "quantity", "limit_price")}
+    return render(
+        request,
+        "order.html",
+        session,
+        instruments=INSTRUMENTS,
+        typed=typed,
+        problem_field="quantity",
+        problem=refused,
+    )
 
 
 def _order_problem(typed: dict[str, str]) -> tuple[str, str] | None:
@@ -84,20 +100,11 @@ def _order_problem(typed: dict[str, str]) -> tuple[str, str] | None:
 def _beyond_means(
     s: Site, account: str, typed: dict[str, str], limit_price: float | None
 ) -> str | None:
-    """The text saying why the customer cannot place this order, or None: a sale of more
-    shares than held, a purchase costing more than the cash (at the limit, else the last
-    price). Without it a sale of shares never held was "filled" and the cash went negative
-    (a purchase of ¥500 million on ¥3 million showed ¥-496,999,998)."""
+    """The text saying why the customer cannot place this order, or None (:func:`shortfall`)."""
     customer = s.book.customer(account)
     if customer is None:
         return None
-    quantity = int(typed["quantity"])
-    if typed["side"] == "sell" and quantity > customer.positions.get(typed["symbol"], 0):
-        return "order_not_held"
-    price = limit_price or INSTRUMENTS[typed["symbol"]].price
-    if typed["side"] == "buy" and quantity * price > customer.cash:
-        return "order_no_cash"
-    return None
+    return shortfall(customer, typed["symbol"], typed["side"], int(typed["quantity"]), limit_price)
 
 
 @router.post("/order")
