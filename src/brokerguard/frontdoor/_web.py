@@ -1,5 +1,8 @@
 """What the site's pages share: templates, language, the signed-in session, CSRF, the client.
 
+The site's cookies are named and set by :mod:`brokerguard.cookies` (``__Host-`` ones over
+HTTPS), with the policy :func:`~brokerguard.frontdoor.app.create_site` gives the app.
+
 Every change is a POST: forms carry the session's CSRF token; the WebAuthn calls are JSON
 ``fetch`` requests with the token in ``X-CSRF-Token`` (a cross-site form cannot send JSON, and a
 cross-site script cannot read the token). Pages without a session redirect to the log-in page.
@@ -17,6 +20,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from brokerguard.cookies import get_cookie, set_cookie
 from brokerguard.frontdoor.sessions import SiteSession
 from brokerguard.frontdoor.site import Site
 from brokerguard.frontdoor.texts import translator
@@ -30,15 +34,11 @@ __all__ = [
     "NeedLogin",
     "check_csrf",
     "client",
-    "cookie",
-    "cookie_name",
     "device_cookie",
-    "drop_cookie",
     "new_device_cookie",
     "redirect",
     "render",
     "session_of",
-    "set_cookie",
     "site",
 ]
 
@@ -67,56 +67,12 @@ def client(request: Request) -> tuple[str, str]:
     return ip, request.headers.get("user-agent", "")[:1024]
 
 
-def cookie_name(request: Request, base: str) -> str:
-    """The name the browser keeps the cookie ``base`` under.
-
-    Served over HTTPS (``secure_cookies``) every cookie of the site is Secure, Path=/ and has no
-    Domain, so it carries the ``__Host-`` prefix: the browser then takes it only from this very
-    host over HTTPS, so neither a sibling subdomain (a forgotten campaign host, say) nor a plain
-    HTTP answer on the path can set or overwrite it — planting the criminal's session, device
-    or pending step-up in the customer's browser (cookie tossing). Over plain HTTP (the demo on
-    localhost) the prefix would make the browser drop the cookie, so the names stay bare.
-    """
-    return f"__Host-{base}" if site(request).config.secure_cookies else base
-
-
-def cookie(request: Request, base: str) -> str | None:
-    return request.cookies.get(cookie_name(request, base))
-
-
-def set_cookie(
-    request: Request, response: Response, base: str, value: str, *, max_age: int | None = None
-) -> None:
-    """Set one of the site's cookies: HttpOnly, SameSite=Lax, Path=/, no Domain, and Secure
-    with the ``__Host-`` prefix when the site is served over HTTPS."""
-    response.set_cookie(
-        cookie_name(request, base),
-        value,
-        max_age=max_age,
-        httponly=True,
-        samesite="lax",
-        secure=site(request).config.secure_cookies,
-        path="/",
-    )
-
-
-def drop_cookie(request: Request, response: Response, base: str) -> None:
-    """Delete one of the site's cookies (a ``__Host-`` one only goes with Secure and Path=/)."""
-    response.delete_cookie(
-        cookie_name(request, base),
-        path="/",
-        secure=site(request).config.secure_cookies,
-        httponly=True,
-        samesite="lax",
-    )
-
-
 def device_cookie(request: Request) -> str | None:
-    return cookie(request, DEVICE_COOKIE)
+    return get_cookie(request, DEVICE_COOKIE)
 
 
 def session_of(request: Request, *, required: bool = True) -> SiteSession | None:
-    session = site(request).sessions.get(cookie(request, SESSION_COOKIE))
+    session = site(request).sessions.get(get_cookie(request, SESSION_COOKIE))
     if session is None and required:
         raise NeedLogin
     return session

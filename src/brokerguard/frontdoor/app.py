@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from brokerguard.auth import AuthError
+from brokerguard.cookies import CookiePolicy
 from brokerguard.frontdoor import canary, pages_access, pages_account, pages_security
 from brokerguard.frontdoor._web import Denied, NeedLogin, redirect, render
 from brokerguard.frontdoor.book import instrument_events
@@ -59,6 +60,7 @@ def create_site(
         openapi_url=None,
     )
     app.state.site = site
+    app.state.cookies = CookiePolicy(secure=config.secure_cookies, samesite="lax")
     for router in (
         pages_access.router,
         pages_account.router,

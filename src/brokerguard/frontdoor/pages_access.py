@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 
 from brokerguard.auth import AccountLocked, AuthError, Limit, RateLimited, VerificationFailed
 from brokerguard.auth.passkeys import SIGN_IN
+from brokerguard.cookies import drop_cookie, set_cookie
 from brokerguard.frontdoor import flows
 from brokerguard.frontdoor._web import (
     PENDING_COOKIE,
@@ -36,12 +37,10 @@ from brokerguard.frontdoor._web import (
     check_csrf,
     client,
     device_cookie,
-    drop_cookie,
     new_device_cookie,
     redirect,
     render,
     session_of,
-    set_cookie,
     set_session_cookie,
     site,
 )

@@ -18,13 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from brokerguard.auth import AuthError, Challenge, RateLimited
+from brokerguard.cookies import get_cookie
 from brokerguard.frontdoor import flows
 from brokerguard.frontdoor._web import (
     PENDING_COOKIE,
     Denied,
     check_csrf,
     client,
-    cookie,
     redirect,
     render,
     session_of,
@@ -178,7 +178,7 @@ def _challenge(request: Request, challenge_id: str) -> Challenge | None:
     except AuthError:
         return None
     if challenge.operation == "login":
-        pending = cookie(request, PENDING_COOKIE)
+        pending = get_cookie(request, PENDING_COOKIE)
         return challenge if pending == challenge_id else None
     session = session_of(request, required=False)
     if (
@@ -198,7 +198,7 @@ async def _guard_change(request: Request) -> None:
         # A sign-in's step-up has no session yet: the JSON body proves it is no cross-site form,
         # and forms carry the step-up's own id in a hidden field compared with the cookie.
         form = await request.form()
-        if form.get("stepup") != cookie(request, PENDING_COOKIE):
+        if form.get("stepup") != get_cookie(request, PENDING_COOKIE):
             raise Denied("step-up form without its id")
 
 

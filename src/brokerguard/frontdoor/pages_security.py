@@ -23,12 +23,11 @@ from starlette.responses import JSONResponse, Response
 
 from brokerguard.auth import AuthError
 from brokerguard.auth.passkeys import clean_name
+from brokerguard.cookies import drop_cookie, get_cookie
 from brokerguard.frontdoor import flows
 from brokerguard.frontdoor._web import (
     SESSION_COOKIE,
     check_csrf,
-    cookie,
-    drop_cookie,
     redirect,
     render,
     session_of,
@@ -118,7 +117,7 @@ async def passkey_begin(request: Request) -> Response:
     session = session_of(request)
     await check_csrf(request, session)
     s = site(request)
-    token = cookie(request, SESSION_COOKIE) or ""
+    token = get_cookie(request, SESSION_COOKIE) or ""
 
     def grant() -> None:
         current = s.sessions.get(token)
@@ -165,7 +164,7 @@ async def passkey_register(request: Request) -> Response:
         name = clean_name(str(body.get("name") or ""))
     except ValueError:
         return JSONResponse({"error": "name_invalid"}, status_code=400)
-    token = cookie(request, SESSION_COOKIE) or ""
+    token = get_cookie(request, SESSION_COOKIE) or ""
 
     def register() -> bool:
         # One passkey per step-up: whoever got through it once (a relayed code, say) must not
@@ -234,7 +233,7 @@ async def reauth(request: Request) -> Response:
     await check_csrf(request, session)
     body = await _json(request)
     s = site(request)
-    token = cookie(request, SESSION_COOKIE) or ""
+    token = get_cookie(request, SESSION_COOKIE) or ""
     try:
         proof = await run_in_threadpool(
             s.passkeys.authenticate, body, session.account, purpose=reauth_purpose(session)

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 import brokerguard
+from brokerguard.cookies import CookiePolicy
 from brokerguard.service.api import ROUTERS
 from brokerguard.service.db import DEFAULT_DATABASE
 from brokerguard.service.fastpath import PATH as FAST_PATH
@@ -98,6 +99,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.service = service
+    app.state.cookies = CookiePolicy(secure=settings.secure_cookies, samesite="strict")
     mount_console(app, console_run)  # first: its GET /console/login is the page served
     for router in ROUTERS:
         app.include_router(router)

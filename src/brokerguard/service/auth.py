@@ -36,6 +36,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from brokerguard.cookies import get_cookie
 from brokerguard.service.errors import Forbidden, Unauthorized
 from brokerguard.service.keys import KeyInfo
 from brokerguard.service.users import ConsoleUser, role_at_least
@@ -52,7 +53,6 @@ __all__ = [
     "PERMISSIONS",
     "ROLE_PERMISSIONS",
     "SESSION_COOKIE",
-    "cookie_name",
     "Principal",
     "authenticate",
     "console_user",
@@ -73,7 +73,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"read", "cases", "actions", "admin", "instructions"}),
 }
 SESSION_COOKIE = "bg_session"
-"""The console session's cookie (``__Host-bg_session`` with ``secure_cookies``: cookie_name)."""
+"""The console session's cookie (``__Host-bg_session`` with ``secure_cookies``: see
+:mod:`brokerguard.cookies`)."""
 CSRF_HEADER = "x-csrf-token"
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer KEY`.")
@@ -110,19 +111,6 @@ async def _csrf_ok(request: Request, user: ConsoleUser) -> bool:
     return token is not None and hmac.compare_digest(token.encode(), user.csrf.encode())
 
 
-def cookie_name(request: Request, base: str) -> str:
-    """The name the browser keeps the console's cookie ``base`` under.
-
-    With ``secure_cookies`` (the console behind HTTPS) its cookies are Secure, Path=/ and carry
-    no Domain, so they take the ``__Host-`` prefix: a browser then accepts them only from this
-    very host over HTTPS, so neither a sibling subdomain nor a plain-HTTP answer can set or
-    overwrite them (planting a session of the criminal's, say). Over plain HTTP the prefix would
-    make the browser drop them, so the names stay bare.
-    """
-    secure = request.app.state.service.settings.secure_cookies
-    return f"__Host-{base}" if secure else base
-
-
 async def authenticate(request: Request) -> Principal:
     """The caller of ``request``; raises :class:`Unauthorized` when there is none."""
     service = request.app.state.service
@@ -138,7 +126,7 @@ async def authenticate(request: Request) -> Principal:
         if info is None:
             raise Unauthorized("unknown or revoked API key")
         return _key_principal(info)
-    token = request.cookies.get(cookie_name(request, SESSION_COOKIE))
+    token = get_cookie(request, SESSION_COOKIE)
     if token:
         user = await run_in_threadpool(service.console_session, token)
         if user is None:
@@ -182,7 +170,7 @@ CanTakeInstructions = Annotated[Principal, Depends(require("instructions"))]
 
 async def console_user(request: Request) -> ConsoleUser | None:
     """The logged-in console user, or None (for pages that show a login link instead)."""
-    token = request.cookies.get(cookie_name(request, SESSION_COOKIE))
+    token = get_cookie(request, SESSION_COOKIE)
     if not token:
         return None
     return await run_in_threadpool(request.app.state.service.console_session, token)

@@ -15,13 +15,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
+from brokerguard.cookies import drop_cookie, get_cookie
 from brokerguard.service import audit
-from brokerguard.service.api.console import (
-    drop_console_cookie,
-    login_form_token,
-    set_login_cookie,
-)
-from brokerguard.service.auth import SESSION_COOKIE, cookie_name, require_role
+from brokerguard.service.api.console import login_form_token, set_login_cookie
+from brokerguard.service.auth import SESSION_COOKIE, require_role
 from brokerguard.service.users import ConsoleUser, end_session
 from brokerguard.web._common import render, service
 
@@ -43,7 +40,7 @@ async def login_form(request: Request) -> Response:
 async def sign_out(
     request: Request, user: Annotated[ConsoleUser, Depends(require_role("analyst"))]
 ) -> Response:
-    token = request.cookies.get(cookie_name(request, SESSION_COOKIE), "")
+    token = get_cookie(request, SESSION_COOKIE) or ""
     actor = f"user:{user.username}"
     await service(request).recorder.run(
         lambda conn: (
@@ -52,5 +49,5 @@ async def sign_out(
         )
     )
     response = RedirectResponse("/console/login", status_code=303)
-    drop_console_cookie(request, response, SESSION_COOKIE)
+    drop_cookie(request, response, SESSION_COOKIE)
     return response

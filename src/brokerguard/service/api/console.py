@@ -23,9 +23,10 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from brokerguard.cookies import drop_cookie, get_cookie, set_cookie
 from brokerguard.service import audit, login_throttle
 from brokerguard.service.api._common import AUTH_ERRORS, ERRORS, THROTTLED, service
-from brokerguard.service.auth import ROLE_PERMISSIONS, SESSION_COOKIE, Caller, cookie_name
+from brokerguard.service.auth import ROLE_PERMISSIONS, SESSION_COOKIE, Caller
 from brokerguard.service.errors import (
     InvalidInput,
     LoginCsrf,
@@ -67,7 +68,7 @@ _THROTTLED = (
 def login_form_token(request: Request) -> str:
     """The log-in form's token: the browser's ``bg_login`` cookie if it has a well-formed one
     (a second tab keeps working), else a new one. Set it with :func:`set_login_cookie`."""
-    given = request.cookies.get(cookie_name(request, LOGIN_COOKIE), "")
+    given = get_cookie(request, LOGIN_COOKIE) or ""
     if (
         32 <= len(given) <= 64
         and given.isascii()
@@ -79,31 +80,12 @@ def login_form_token(request: Request) -> str:
 
 def set_login_cookie(request: Request, response: Response, token: str) -> None:
     """The form's token as a cookie: script cannot read it, no other site sends it."""
-    response.set_cookie(
-        cookie_name(request, LOGIN_COOKIE),
-        token,
-        max_age=SESSION_HOURS * 3600,
-        httponly=True,
-        samesite="strict",
-        secure=service(request).settings.secure_cookies,
-        path="/",
-    )
-
-
-def drop_console_cookie(request: Request, response: Response, base: str) -> None:
-    """Delete a console cookie (a ``__Host-`` one only goes with Secure and Path=/)."""
-    response.delete_cookie(
-        cookie_name(request, base),
-        path="/",
-        secure=service(request).settings.secure_cookies,
-        httponly=True,
-        samesite="strict",
-    )
+    set_cookie(request, response, LOGIN_COOKIE, token, max_age=SESSION_HOURS * 3600)
 
 
 def check_login_form_token(request: Request, given: str) -> None:
     """Raise LoginCsrf unless the form's ``csrf_token`` matches the ``bg_login`` cookie."""
-    cookie = request.cookies.get(cookie_name(request, LOGIN_COOKIE), "")
+    cookie = get_cookie(request, LOGIN_COOKIE) or ""
     # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
     if not given or not cookie or not hmac.compare_digest(given.encode(), cookie.encode()):
         raise LoginCsrf(
@@ -226,25 +208,17 @@ async def login(request: Request) -> Response:
     if from_form:
         response = RedirectResponse("/console/", status_code=303)
         # used: the next log-in loads the form
-        drop_console_cookie(request, response, LOGIN_COOKIE)
+        drop_cookie(request, response, LOGIN_COOKIE)
     else:
         response = JSONResponse(body.model_dump())
-    response.set_cookie(
-        cookie_name(request, SESSION_COOKIE),
-        token,
-        max_age=SESSION_HOURS * 3600,
-        httponly=True,
-        samesite="strict",
-        secure=svc.settings.secure_cookies,
-        path="/",
-    )
+    set_cookie(request, response, SESSION_COOKIE, token, max_age=SESSION_HOURS * 3600)
     return response
 
 
 @router.post("/console/logout", status_code=204, responses=AUTH_ERRORS)
 async def logout(request: Request, principal: Caller) -> Response:
     """End the console session (its cookie no longer works anywhere)."""
-    token = request.cookies.get(cookie_name(request, SESSION_COOKIE))
+    token = get_cookie(request, SESSION_COOKIE)
     if principal.kind == "user" and token:
         await service(request).recorder.run(
             lambda conn: (
@@ -255,7 +229,7 @@ async def logout(request: Request, principal: Caller) -> Response:
             )
         )
     response = Response(status_code=204)
-    drop_console_cookie(request, response, SESSION_COOKIE)
+    drop_cookie(request, response, SESSION_COOKIE)
     return response
 
 
