@@ -85,6 +85,20 @@ def test_over_https_the_cookies_carry_the_host_prefix_and_only_those_are_read(
     site.close()
 
 
+def test_over_https_the_language_cookie_carries_the_host_prefix_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The language choice was kept in a bare ``bg_lang`` (not even Secure) beside the site's
+    ``__Host-`` cookies."""
+    app = _site(monkeypatch, tmp_path, "https://www.broker.example")
+    client = TestClient(app, base_url="https://www.broker.example")
+    chosen = client.get("/login?lang=en").headers.get_list("set-cookie")
+    lang = next(c for c in chosen if "bg_lang=" in c)
+    assert lang.startswith("__Host-bg_lang=en;") and "secure" in lang.lower(), chosen
+    assert 'lang="en"' in client.get("/login").text  # remembered
+    app.state.site.close()
+
+
 def test_an_http_origin_keeps_the_cookies_usable_over_http(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

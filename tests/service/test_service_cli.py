@@ -148,6 +148,9 @@ def test_serve_can_make_the_console_cookie_secure(
             assert client.get("/v1/whoami").status_code == 200
             form = client.get("/console/login").headers["set-cookie"]
             assert form.startswith("__Host-bg_login=" if secure else "bg_login="), form
+            chosen = client.get("/console/login?lang=en").headers.get_list("set-cookie")
+            lang = next(c for c in chosen if "bg_lang=" in c)
+            assert lang.startswith("__Host-bg_lang=en;" if secure else "bg_lang=en;"), chosen
             if secure:  # a bare bg_session, as a sibling host could set it, is not read
                 token = client.cookies.get("__Host-bg_session")
                 client.cookies.clear()

@@ -110,7 +110,6 @@ def render(
         request,
         name,
         status=status,
-        samesite="lax",
         session=session,
         csrf=session.csrf if session is not None else "",
         broker=s.config.broker,

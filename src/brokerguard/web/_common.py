@@ -128,7 +128,6 @@ def render(
             request,
             name,
             status=status,
-            samesite="strict",
             user=user,
             csrf=user.csrf if user is not None else "",
             here=here(request),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from brokerguard.cookies import HOST_PREFIX
+
 __all__ = ["LANG_COOKIE", "LANGS", "MESSAGES", "language", "translator"]
 
 LANGS = ("ja", "en")
@@ -374,11 +376,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
 
 
 def language(request: Request) -> str:
-    """``ja`` or ``en``: the query's ``lang``, else the cookie, else Japanese."""
+    """``ja`` or ``en``: the query's ``lang``, else the cookie, else Japanese.
+
+    The cookie is ``__Host-bg_lang`` behind HTTPS (:mod:`brokerguard.cookies`), which only this
+    host can set over HTTPS; the bare ``bg_lang`` is read when there is none — over HTTP, and
+    for a choice made before the prefix, until the reader chooses again (at worst a cookie tossed
+    in from a sibling host picks the page's language, nothing else).
+    """
     asked = request.query_params.get("lang")
     if asked in LANGS:
         return asked
-    kept = request.cookies.get(LANG_COOKIE)
+    kept = request.cookies.get(HOST_PREFIX + LANG_COOKIE)  # behind HTTPS
+    if kept not in LANGS:  # over HTTP, or chosen before the cookie took the prefix
+        kept = request.cookies.get(LANG_COOKIE)
     return kept if kept in LANGS else "ja"
 
 

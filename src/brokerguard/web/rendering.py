@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
+from brokerguard.cookies import policy_of, set_cookie
 from brokerguard.web.i18n import LANG_COOKIE, LANGS, language
 
 __all__ = ["render_page", "segment", "templates"]
@@ -47,13 +48,15 @@ def render_page(
     /,  # pages pass any name in the context ("pages", "request", ...)
     *,
     status: int = 200,
-    samesite: Literal["lax", "strict"],
     **context: Any,
 ) -> Response:
     """Template ``name`` with ``t`` (``translator`` of the request's language), ``lang``,
     ``other_lang`` and ``other_lang_query`` (this page's query in the other language: the
     language link keeps the page's filters, its page number, the account it is about) besides
-    ``context``; a ``?lang=`` choice is kept in the language cookie."""
+    ``context``; a ``?lang=`` choice is kept in the language cookie, set like the app's other
+    cookies (its ``app.state.cookies``: ``__Host-bg_lang``, Secure, behind HTTPS). A bare
+    ``bg_lang`` of before that is deleted then: it is read only until the reader chooses again.
+    """
     lang = language(request)
     other = "en" if lang == "ja" else "ja"
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
@@ -70,5 +73,8 @@ def render_page(
         status_code=status,
     )
     if request.query_params.get("lang") in LANGS:
-        response.set_cookie(LANG_COOKIE, lang, samesite=samesite, path="/", httponly=True)
+        set_cookie(request, response, LANG_COOKIE, lang)
+        policy = policy_of(request)
+        if policy.secure and LANG_COOKIE in request.cookies:
+            response.delete_cookie(LANG_COOKIE, path="/", httponly=True, samesite=policy.samesite)
     return response
