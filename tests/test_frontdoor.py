@@ -28,7 +28,7 @@ from frontdoor_helpers import (
     site_rig,
     stepup_with_code,
 )
-from servers import Hooks, Inbox, smtp_server
+from servers import Hooks, Inbox
 from starlette.testclient import TestClient
 
 from brokerguard.auth.testing import SoftAuthenticator
@@ -49,28 +49,6 @@ PROXY_IP = "13.112.10.20"  # an AWS Tokyo address: where phishing proxies run
 RESIDENTIAL_PROXY = ip_in(SOFTBANK_HIKARI, 77)  # a home line rented out as a proxy
 OTHER_HOME = ip_in(SOFTBANK_HIKARI, 78)
 PHISH = "https://sbisec.example-phish.top"
-
-
-@pytest.fixture(scope="module")
-def guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedGuard]:
-    embedded = EmbeddedGuard(tmp_path_factory.mktemp("guard")).start()
-    try:
-        yield embedded
-    finally:
-        embedded.stop()
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as served:
-        yield served
-
-
-@pytest.fixture
-def rig(tmp_path: Path, smtp: tuple[Inbox, int], guard: EmbeddedGuard) -> Iterator[SiteRig]:
-    inbox, port = smtp
-    with site_rig(tmp_path, inbox, port, guard) as made:
-        yield made
 
 
 def withdrawal_action(rig: SiteRig, account: str) -> str:

@@ -25,7 +25,7 @@ from frontdoor_helpers import (
     post_json,
     site_rig,
 )
-from servers import Inbox, smtp_server
+from servers import Inbox
 from starlette.testclient import TestClient
 
 from brokerguard.auth.testing import SoftAuthenticator
@@ -44,19 +44,6 @@ def guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedGuard]:
         yield embedded
     finally:
         embedded.stop()
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as served:
-        yield served
-
-
-@pytest.fixture
-def rig(tmp_path: Path, smtp: tuple[Inbox, int], guard: EmbeddedGuard) -> Iterator[SiteRig]:
-    inbox, port = smtp
-    with site_rig(tmp_path, inbox, port, guard) as made:
-        yield made
 
 
 def timeline(rig: SiteRig, account: str, kind: str, n: int = 1) -> list[dict[str, Any]]:

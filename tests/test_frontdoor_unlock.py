@@ -10,47 +10,19 @@ desk). Real site, real embedded guard, real SMTP server, software passkeys.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from frontdoor_helpers import (
     ORIGIN,
     SiteRig,
     enrol_passkey,
     login,
     post_json,
-    site_rig,
 )
-from servers import Inbox, smtp_server
 
 from brokerguard.auth.testing import SoftAuthenticator
-from brokerguard.frontdoor.embedded import EmbeddedGuard
 
 PROXY_IP = "13.112.10.20"
-
-
-@pytest.fixture(scope="module")
-def guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedGuard]:
-    embedded = EmbeddedGuard(tmp_path_factory.mktemp("guard")).start()
-    try:
-        yield embedded
-    finally:
-        embedded.stop()
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as served:
-        yield served
-
-
-@pytest.fixture
-def rig(tmp_path: Path, smtp: tuple[Inbox, int], guard: EmbeddedGuard) -> Iterator[SiteRig]:
-    inbox, port = smtp
-    with site_rig(tmp_path, inbox, port, guard) as made:
-        yield made
 
 
 def _lock_by_failures(rig: SiteRig, account: str) -> list[str]:
