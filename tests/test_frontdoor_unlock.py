@@ -10,8 +10,11 @@ desk). Real site, real embedded guard, real SMTP server, software passkeys.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import pytest
 from frontdoor_helpers import (
     ORIGIN,
     SiteRig,
@@ -19,8 +22,12 @@ from frontdoor_helpers import (
     login,
     post_json,
 )
+from starlette.testclient import TestClient
 
 from brokerguard.auth.testing import SoftAuthenticator
+from brokerguard.frontdoor.app import create_site
+from brokerguard.frontdoor.guardclient import GuardClient
+from brokerguard.frontdoor.site import UNLOCK_PER_ACCOUNT, UNLOCK_PER_ADDRESS, SiteConfig
 
 PROXY_IP = "13.112.10.20"
 
@@ -132,8 +139,8 @@ def test_the_site_finds_the_open_unlock_request_itself(rig: SiteRig):
 
 
 def test_unlock_asks_are_limited_per_account_and_per_client_alike(rig: SiteRig):
-    """Ten asks an hour per account ID (whoever asks) and per client address (whatever ID):
-    a locked account and a made-up ID reach the limit the same way, so the limit tells
+    """Ten asks an hour per account ID (whoever asks) and sixty per client address (whatever
+    ID): a locked account and a made-up ID reach the limit the same way, so the limit tells
     nothing either; the windows of made-up IDs are forgotten after the hour."""
     rig.customer("R1")
     rig.site.lock("R1", reason="customer", by="customer")
@@ -150,13 +157,13 @@ def test_unlock_asks_are_limited_per_account_and_per_client_alike(rig: SiteRig):
         assert answers == [200, "asked=yes"] * 5 + [429], (account, answers)
 
     browser = rig.client("192.0.2.77")
-    for i in range(10):
+    for i in range(60):
         assert (
             browser.post("/unlock/ask", data={"account": f"M{i}"})
             .headers["location"]
             .endswith("asked=yes")
         )
-    refused = browser.post("/unlock/ask", data={"account": "M10"})
+    refused = browser.post("/unlock/ask", data={"account": "M60"})
     assert refused.headers["location"].endswith("asked=limited")
     assert "Too many requests" in browser.get(refused.headers["location"] + "&lang=en").text
 
@@ -164,9 +171,9 @@ def test_unlock_asks_are_limited_per_account_and_per_client_alike(rig: SiteRig):
     assert any("M3" in key for key in windows)
     later = rig.site.limiter.clock() + timedelta(hours=1, minutes=1)
     rig.site.limiter.clock = lambda: later
-    assert rig.client("192.0.2.78").post("/unlock/ask", data={"account": "M99"}).status_code == 303
+    assert rig.client("192.0.2.78").post("/unlock/ask", data={"account": "Z1"}).status_code == 303
     left = rig.site.store.keys("ratelimit", "unlock")
-    assert not any(re.search(r"\x1f(M\d|R404|R1)$", key) for key in left), left
+    assert not any(re.search(r"\x1f(M\d+|R404|R1)$", key) for key in left), left
 
 
 def test_a_wrong_password_reads_the_same_whether_or_not_the_account_is_locked(rig: SiteRig):
@@ -184,3 +191,75 @@ def test_a_wrong_password_reads_the_same_whether_or_not_the_account_is_locked(ri
     assert 'href="/unlock"' in failed  # the way to the unlock page for whoever needs it
     # A wrong password on a locked account neither counts as another failure nor unlocks it.
     assert rig.site.lockout.is_locked("W1")
+
+
+def _bare_site(tmp_path: Path, **config: Any) -> Any:
+    """The site alone (no lifespan, no guard: an ask for an ID that is not locked needs none);
+    the rate limits' clock stands still."""
+    site = SiteConfig(origin=ORIGIN, rp_id="localhost", store_path=tmp_path / "s.db", **config)
+    app = create_site(site, GuardClient("http://127.0.0.1:9", "bgk_test"))
+    app.state.site.limiter.clock = lambda: datetime(2026, 11, 29, 9, tzinfo=UTC)
+    return app
+
+
+def _asks(app: Any, ip: str, accounts: list[str]) -> list[str]:
+    """What ``/unlock/ask`` answered to each of ``accounts`` asked for from ``ip``."""
+    client = TestClient(app, base_url=ORIGIN, follow_redirects=False, client=(ip, 40000))
+    answers = []
+    for account in accounts:
+        asked = client.post("/unlock/ask", data={"account": account})
+        answers.append(asked.headers["location"].rsplit("&", 1)[-1])
+    return answers
+
+
+def test_customers_behind_one_carrier_nat_address_are_not_held_up_by_each_other(
+    tmp_path: Path,
+) -> None:
+    """A mobile carrier puts many customers behind one address (carrier-grade NAT): with ten
+    asks an hour per address, the eleventh customer there was refused for an hour. The
+    per-address limit is now 60 by default and configurable (``unlock_per_address``,
+    ``demo-site --unlock-per-address``); per ID it stays 10 — what holds a criminal who probes
+    one ID — and a made-up ID is counted like a real one."""
+    app = _bare_site(tmp_path)
+    cgnat = [f"C{n}" for n in range(30) for _ in range(2)]  # 30 customers, two asks each
+    assert _asks(app, "100.64.0.1", cgnat) == ["asked=yes"] * 60
+    assert _asks(app, "100.64.0.1", ["C99"]) == ["asked=limited"]  # the 61st from there
+    assert _asks(app, "100.64.0.2", ["C99"]) == ["asked=yes"]  # another address
+    answers = [_asks(app, f"198.51.100.{i}", ["X404"])[0] for i in range(11)]
+    assert answers == ["asked=yes"] * 10 + ["asked=limited"]  # per ID, whoever asks
+    app.state.site.close()
+
+    (tmp_path / "tight").mkdir()
+    tight = _bare_site(tmp_path / "tight", unlock_per_address=3)
+    assert _asks(tight, "100.64.0.1", ["T1", "T2", "T3", "T4"]) == ["asked=yes"] * 3 + [
+        "asked=limited"
+    ]
+    tight.state.site.close()
+
+    for bad in (0, -5, 2.5, True, "60", 100_001):
+        with pytest.raises(ValueError, match=r"unlock_per_address: .* from 1 to 100000, not"):
+            SiteConfig(origin=ORIGIN, rp_id="localhost", store_path="x", unlock_per_address=bad)
+
+
+def test_demo_site_takes_the_per_address_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from brokerguard.cli import app as cli
+
+    served: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_kw: served.append(app))
+    args = ["demo-site", "--guard-url", "http://127.0.0.1:9", "--guard-key", "bgk_test"]
+    args += ["--no-seed", "--store", str(tmp_path / "site.db")]
+    runner = CliRunner()
+    for extra, expected in (([], UNLOCK_PER_ADDRESS), (["--unlock-per-address", "500"], 500)):
+        result = runner.invoke(cli, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        site = served[-1].state.site
+        assert site.config.unlock_per_address == expected
+        assert [limit.count for limit in site.unlock_limits] == [UNLOCK_PER_ACCOUNT, expected]
+        site.close()
+    refused = runner.invoke(cli, [*args, "--unlock-per-address", "0"])
+    assert refused.exit_code == 2 and "--unlock-per-address" in refused.output

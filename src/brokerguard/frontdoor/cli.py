@@ -60,6 +60,15 @@ def demo_site(
     customer_email: Annotated[
         str, typer.Option(help="The demo customer's e-mail address.")
     ] = "demo01@demo.example",
+    unlock_per_address: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=100_000,
+            help="Unlock asks per hour from one client address, whatever ID (per ID: 10). "
+            "Customers of a mobile carrier share its NAT addresses.",
+        ),
+    ] = 60,  # site.UNLOCK_PER_ADDRESS (not imported here: the CLI starts without it)
 ) -> None:
     """Run the reference broker site (log-in, portfolio, orders, security page) on a guard."""
     import uvicorn
@@ -99,7 +108,13 @@ def demo_site(
         # browsers reach the site over HTTPS: its session and device cookies then never go over
         # HTTP
         secure = urlsplit(origin).scheme == "https"
-        config = SiteConfig(origin=origin, rp_id=rp_id, store_path=store, secure_cookies=secure)
+        config = SiteConfig(
+            origin=origin,
+            rp_id=rp_id,
+            store_path=store,
+            secure_cookies=secure,
+            unlock_per_address=unlock_per_address,
+        )
         app = create_site(config, GuardClient(guard_url, guard_key or ""), channels)
         site = app.state.site
         if seed and site.book.customer(DEMO_ACCOUNT) is None:

@@ -27,7 +27,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from brokerguard.auth import AccountLocked, AuthError, Limit, RateLimited, VerificationFailed
+from brokerguard.auth import AccountLocked, AuthError, RateLimited, VerificationFailed
 from brokerguard.auth.passkeys import SIGN_IN
 from brokerguard.cookies import drop_cookie, set_cookie
 from brokerguard.frontdoor import flows
@@ -49,8 +49,6 @@ from brokerguard.frontdoor.site import Site
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger(__name__)
-UNLOCK_ATTEMPTS = Limit(10, timedelta(hours=1))  # per account ID typed, whoever asks
-UNLOCK_CLIENT = Limit(10, timedelta(hours=1))  # per client address, whatever ID it types
 PURGE_EVERY = timedelta(minutes=1)
 TYPED_COOKIE = "bgs_typed"  # the account number of a failed sign-in, for the form again
 
@@ -215,18 +213,22 @@ async def unlock_page(request: Request) -> Response:
 def _count_ask(s: Site, account: str, ip: str) -> None:
     """Count one unlock ask of ``account`` from ``ip``, or raise RateLimited.
 
+    Per ID :data:`~.site.UNLOCK_PER_ACCOUNT` (10) an hour; per address the site's
+    ``unlock_per_address`` (60 by default: a carrier's NAT address is many customers').
+
     Every ID is counted alike (a limit that only locked accounts had would tell which are
     locked), so the windows of IDs anyone makes up are purged once their hour has passed.
     """
+    per_account, per_address = s.unlock_limits
     now = s.limiter.clock()
     if s.unlock_purge_due is None or now >= s.unlock_purge_due:
-        s.limiter.purge("unlock", UNLOCK_ATTEMPTS.per)
-        s.limiter.purge("unlock-client", UNLOCK_CLIENT.per)
+        s.limiter.purge("unlock", per_account.per)
+        s.limiter.purge("unlock-client", per_address.per)
         s.unlock_purge_due = now + PURGE_EVERY
     s.limiter.hit_all(
         [
-            ("unlock", account, UNLOCK_ATTEMPTS, "unlock requests for this account"),
-            ("unlock-client", ip, UNLOCK_CLIENT, "unlock requests from this address"),
+            ("unlock", account, per_account, "unlock requests for this account"),
+            ("unlock-client", ip, per_address, "unlock requests from this address"),
         ]
     )
 

@@ -16,11 +16,12 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from brokerguard.auth import (
+    Limit,
     Lockout,
     OneTimeCodes,
     PasskeyConfig,
@@ -48,11 +49,23 @@ from brokerguard.guard import Reason
 from brokerguard.notify import Contact, Notifier
 from brokerguard.notify.outbox import Channel
 
-__all__ = ["MAX_BODY", "BookContacts", "Site", "SiteConfig"]
+__all__ = [
+    "MAX_BODY",
+    "UNLOCK_PER_ACCOUNT",
+    "UNLOCK_PER_ADDRESS",
+    "BookContacts",
+    "Site",
+    "SiteConfig",
+]
 
 FEED_PAGE = 500  # instructions asked for at once (the API allows up to 1,000)
 log = logging.getLogger(__name__)
 
+
+UNLOCK_PER_ACCOUNT = 10
+"""Unlock asks (``/unlock/ask``, ``/unlock/options``) per account ID and hour, whoever asks."""
+UNLOCK_PER_ADDRESS = 60
+"""The default of :attr:`SiteConfig.unlock_per_address`: asks per client address and hour."""
 
 MAX_BODY = 64 * 1024
 """The largest request body the site reads (a form, a canary report, a WebAuthn response are a
@@ -75,6 +88,18 @@ class SiteConfig:
     # How often the guard's feed of instructions is read (seconds; 0: never): sign-outs that an
     # analyst's conclusion or another system's report asks for reach the site this way.
     instructions_poll: float = 5.0
+    # Unlock asks per hour from one client address, whatever ID it types (per ID it is
+    # UNLOCK_PER_ACCOUNT, 10). Higher than per ID: many customers of a mobile carrier come from
+    # one carrier-grade NAT address, and a criminal probing IDs is held by the per-ID limit.
+    unlock_per_address: int = UNLOCK_PER_ADDRESS
+
+    def __post_init__(self) -> None:
+        n = self.unlock_per_address
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
+            raise ValueError(
+                "unlock_per_address: the unlock asks allowed per client address and hour must "
+                f"be a whole number from 1 to 100000, not {n!r}"
+            )
 
 
 @dataclass
@@ -110,6 +135,10 @@ class Site:
         self.contacts = BookContacts(self.book)
         self.limiter = RateLimiter(self.store)  # canary reports per address, unlock requests
         self.unlock_purge_due: datetime | None = None  # when the unlock windows are purged next
+        self.unlock_limits = (  # per account ID, per client address
+            Limit(UNLOCK_PER_ACCOUNT, timedelta(hours=1)),
+            Limit(config.unlock_per_address, timedelta(hours=1)),
+        )
         self.canary_reports = 0
         self.outbox = Notifier(
             self.contacts,
