@@ -35,6 +35,23 @@ def test_records_round_trip_take_once_and_list_by_prefix(store) -> None:
     assert others.get("a\x1f9") == Note("x")
 
 
+def test_values_are_read_at_once_in_key_order(store) -> None:
+    """Records.values read the keys, then each record (1 + N reads): the unlock page's answer
+    took longer for an account with unlock requests than for a made-up ID. One read now."""
+    notes = Records(store, "note", Note)
+    for key in ("a\x1f2", "a\x1f1", "a_\x1f3", "b\x1f1"):
+        notes.put(key, Note(key))
+    assert store.values("note", "a\x1f") == [
+        msgspec.msgpack.encode(Note(k)) for k in ("a\x1f1", "a\x1f2")
+    ]
+    assert store.values("note", "zz") == [] and store.values("other") == []
+    reads: list[str] = []
+    real_get = store.get
+    store.get = lambda kind, key: reads.append(key) or real_get(kind, key)
+    assert [n.text for n in notes.values("a")] == ["a\x1f1", "a\x1f2", "a_\x1f3"]
+    assert reads == []  # no read per record
+
+
 def test_sqlite_records_survive_reopening(tmp_path: Path) -> None:
     Records(SqliteStore(tmp_path / "a.db"), "note", Note).put("k", Note("kept"))
     assert Records(SqliteStore(tmp_path / "a.db"), "note", Note).get("k") == Note("kept")

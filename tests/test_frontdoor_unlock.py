@@ -263,3 +263,72 @@ def test_demo_site_takes_the_per_address_limit(
         site.close()
     refused = runner.invoke(cli, [*args, "--unlock-per-address", "0"])
     assert refused.exit_code == 2 and "--unlock-per-address" in refused.output
+
+
+def test_the_passkey_unlock_does_the_same_work_for_every_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answers were the same for every ID, but not the work behind them, so their timing
+    told (bench/unlock_timing.py): /unlock/verify read the unlock requests of a locked account
+    only, and checked a passkey's signature only for a locked account's ceremony — for any
+    other ID the ceremony, bound to a throwaway purpose, was refused before the signature, so
+    a criminal answering with a passkey of his own learnt which IDs are locked (about 0.6 ms).
+    Now the lock state and the requests are read for every ID and every answer's signature is
+    checked. No timing here: the store operations and the signature checks are compared."""
+    import brokerguard.auth.passkeys as passkeys_module
+
+    app = _bare_site(tmp_path)
+    site = app.state.site
+    for account in ("E1", "L1", "A1"):
+        site.add_customer(account, "correct-horse-battery", name=account, email=f"{account}@x.jp")
+    site.lockout.lock("L1", reason="customer", by="customer")
+    own = SoftAuthenticator()  # a passkey of the asker's own account
+    site.passkeys.register(
+        "A1", own.create(site.passkeys.registration_options("A1", "A1"), ORIGIN), "mine"
+    )
+    client = TestClient(app, base_url=ORIGIN)
+    post_json(client, "/unlock/options", {"account": "L1"})  # L1's request is open from now on
+
+    work: list[tuple[str, str]] = []
+    for op in ("get", "put", "delete", "keys", "values"):
+        real = getattr(site.store, op, None)
+        if real is None:
+            continue
+
+        def recorded(kind: str, *args: Any, _op: str = op, _real: Any = real) -> Any:
+            work.append((_op, kind))
+            return _real(kind, *args)
+
+        monkeypatch.setattr(site.store, op, recorded)
+    verify = passkeys_module.verify_authentication_response
+
+    def signature(**kwargs: Any) -> Any:
+        work.append(("signature", ""))
+        return verify(**kwargs)
+
+    monkeypatch.setattr(passkeys_module, "verify_authentication_response", signature)
+
+    def done(account: str, answer: str) -> dict[str, list[tuple[str, str]]]:
+        """The work of /unlock/options, then of /unlock/verify with ``answer``."""
+        seen = {}
+        work.clear()
+        begun = post_json(client, "/unlock/options", {"account": account})
+        assert begun.status_code == 200
+        seen["options"] = list(work)
+        response = (
+            own.get(begun.json()["options"], ORIGIN)
+            if answer == "own"
+            else {"id": "eA", "rawId": "eA", "type": "public-key", "response": {}}
+        )
+        work.clear()
+        verified = post_json(client, "/unlock/verify", {"account": account, "response": response})
+        assert verified.status_code == 403
+        seen["verify"] = list(work)
+        return seen
+
+    for answer in ("bogus", "own"):
+        missing = done("N404", answer)
+        assert done("E1", answer) == missing, answer
+        assert done("L1", answer) == missing, answer
+        assert (("signature", "") in missing["verify"]) is (answer == "own")
+    site.close()

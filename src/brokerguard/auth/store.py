@@ -47,6 +47,12 @@ class AuthStore(Protocol):
         """Keys of ``kind`` starting with ``prefix``, sorted."""
         ...
 
+    def values(self, kind: str, prefix: str = "") -> list[bytes]:
+        """The records of ``kind`` whose keys start with ``prefix``, in key order, read at once
+        (one read however many there are: the unlock page reads an account's requests so,
+        and a read per request would make an account with requests slower to answer)."""
+        ...
+
 
 class MemoryStore:
     """Records in a dict: for tests, the simulator and single-process demos."""
@@ -69,6 +75,13 @@ class MemoryStore:
     def keys(self, kind: str, prefix: str = "") -> list[str]:
         with self._lock:
             return sorted(k for (c, k) in self._data if c == kind and k.startswith(prefix))
+
+    def values(self, kind: str, prefix: str = "") -> list[bytes]:
+        with self._lock:
+            found = sorted(
+                (k, v) for (c, k), v in self._data.items() if c == kind and k.startswith(prefix)
+            )
+        return [v for _k, v in found]
 
 
 class SqliteStore:
@@ -121,6 +134,15 @@ class SqliteStore:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def values(self, kind: str, prefix: str = "") -> list[bytes]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT value FROM auth_records WHERE kind = ? AND key >= ? AND key < ?"
+                " ORDER BY key",
+                (kind, prefix, prefix + "\U0010ffff"),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -156,5 +178,5 @@ class Records(Generic[T]):
         return self.store.keys(self.kind, prefix)
 
     def values(self, prefix: str = "") -> list[T]:
-        found = (self.get(k) for k in self.keys(prefix))
-        return [r for r in found if r is not None]
+        """The records whose keys start with ``prefix``, in key order, in one read."""
+        return [self._decoder.decode(raw) for raw in self.store.values(self.kind, prefix)]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 
 from brokerguard.auth import AccountLocked, AuthError, RateLimited, VerificationFailed
 from brokerguard.auth.passkeys import SIGN_IN
+from brokerguard.auth.passwords import UnlockRequest
 from brokerguard.cookies import drop_cookie, set_cookie
 from brokerguard.frontdoor import flows
 from brokerguard.frontdoor._web import (
@@ -261,6 +261,21 @@ async def unlock_ask(request: Request) -> Response:
     return response
 
 
+UNLOCK_NOTHING = "unlock:none"
+"""What the passkey ceremony of an ID that is not locked approves: nothing. Its answer is
+verified like any (the same work, so the same time), then refused: no request is open."""
+
+
+def _pending(s: Site, account: str) -> tuple[bool, UnlockRequest | None]:
+    """Whether the account is locked, and its open unlock request if so. The lock state and
+    the requests are read for every ID — locked, not locked, made up — so that the answer takes
+    the same time whichever it is (the requests of an ID that is not locked are none, or closed
+    ones)."""
+    locked = s.lockout.is_locked(account)
+    pending = s.pending_unlock(account)
+    return locked, pending if locked else None
+
+
 def _account_of(body: dict[str, Any]) -> str:
     account = body.get("account")
     if not isinstance(account, str) or not account.strip():
@@ -283,10 +298,12 @@ async def unlock_options(request: Request) -> Response:
 
     def begin() -> dict[str, Any]:
         _count_ask(s, account, ip)
-        pending = s.open_request(account, "customer") if s.lockout.is_locked(account) else None
+        locked, pending = _pending(s, account)
+        if locked and pending is None:  # the first ask since the lock
+            pending = s.lockout.request_unlock(account, requested_by="customer")
         # The ceremony approves this unlock request only: not an assertion made for a step-up
         # or a re-verification before the lock, say.
-        approves = f"unlock:{pending.id}" if pending else f"unlock:none:{secrets.token_hex(8)}"
+        approves = f"unlock:{pending.id}" if pending else UNLOCK_NOTHING
         options = s.passkeys.authentication_options(None, purpose=approves)
         return {"options": json.loads(options)}
 
@@ -309,9 +326,11 @@ async def unlock_verify(request: Request) -> Response:
         return JSONResponse({"error": "bad_request", "detail": str(exc)}, status_code=400)
 
     def finish() -> None:
-        pending = s.pending_unlock(account) if s.lockout.is_locked(account) else None
-        # Checked even without a request, so that the answer costs the same either way.
-        approves = f"unlock:{pending.id}" if pending else "unlock:none"
+        _locked, pending = _pending(s, account)
+        # Checked even without a request, so that the answer costs the same either way: the
+        # options of an ID that is not locked began a ceremony for UNLOCK_NOTHING, so a
+        # passkey's answer to it is verified (signature and all) like one to a real request.
+        approves = f"unlock:{pending.id}" if pending else UNLOCK_NOTHING
         proof = s.passkeys.authenticate(body.get("response") or {}, None, purpose=approves)
         if pending is None or proof.account != account:
             raise VerificationFailed("not a passkey of this account's unlock request")
