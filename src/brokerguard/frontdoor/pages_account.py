@@ -32,6 +32,7 @@ from brokerguard.frontdoor._web import (
 )
 from brokerguard.frontdoor.book import INSTRUMENTS, shortfall
 from brokerguard.frontdoor.pages_access import _go, _json
+from brokerguard.frontdoor.sessions import SiteSession
 from brokerguard.frontdoor.site import Site
 
 router = APIRouter(include_in_schema=False)
@@ -62,16 +63,29 @@ async def order_form(request: Request) -> Response:
     q = request.query_params
     refused = q.get("refused")
     if refused not in flows.BEYOND_MEANS:
-        return render(request, "order.html", session, instruments=INSTRUMENTS, typed={})
+        return _order_page(request, session, {})
     typed = {n: q.get(n, "")[:32] for n in ("symbol", "side", "quantity", "limit_price")}
+    return _order_page(request, session, typed, "quantity", refused)
+
+
+def _order_page(
+    request: Request,
+    session: SiteSession,
+    typed: dict[str, str],
+    problem_field: str | None = None,
+    problem: str | None = None,
+    status: int = 200,
+) -> Response:
+    """The order form, with what was typed and, for a refused order, the field and reason."""
     return render(
         request,
         "order.html",
         session,
+        status,
         instruments=INSTRUMENTS,
         typed=typed,
-        problem_field="quantity",
-        problem=refused,
+        problem_field=problem_field,
+        problem=problem,
     )
 
 
@@ -121,16 +135,7 @@ async def order(request: Request) -> Response:
     }
 
     def refused(field: str, key: str) -> Response:
-        return render(
-            request,
-            "order.html",
-            session,
-            400,
-            instruments=INSTRUMENTS,
-            typed=typed,
-            problem_field=field,
-            problem=key,
-        )
+        return _order_page(request, session, typed, field, key, 400)
 
     problem = _order_problem(typed)
     if problem is not None:
@@ -152,15 +157,7 @@ async def order(request: Request) -> Response:
         ua,
     )
     if step.redirect == "/portfolio?done=refused":
-        return render(
-            request,
-            "order.html",
-            session,
-            instruments=INSTRUMENTS,
-            typed=typed,
-            problem_field=None,
-            problem="order_refused",
-        )
+        return _order_page(request, session, typed, None, "order_refused")
     return _go(request, step)
 
 
