@@ -51,6 +51,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield w
 
 
+def route_to_console(page: Any, world: Any) -> None:
+    """Answer the browser's requests for ``http://console.test`` from the in-process console,
+    so a browser test needs no server."""
+    base = "http://console.test"
+
+    def serve(route: Any) -> None:
+        answer = world.client.get(route.request.url[len(base) :])
+        route.fulfill(
+            status=answer.status_code,
+            body=answer.content,
+            headers={"content-type": answer.headers.get("content-type", "text/html")},
+        )
+
+    page.route(f"{base}/**", serve)
+
+
 def test_the_served_japanese_font_comes_before_system_ui(world: World) -> None:
     """The console's font stack put IPAex Gothic (served by the console) last, after system-ui
     and the system CJK fonts: Japanese was drawn by whatever partial font the machine had, in
@@ -362,18 +378,9 @@ def test_table_headings_and_short_cells_never_break_inside_a_word(world: World) 
     alerts = world.page("/console/alerts")
     account = re.search(r'class="account-link" href="([^"]+)"', alerts).group(1)  # type: ignore[union-attr]
 
-    def serve(route: Any) -> None:
-        path = route.request.url[len(base) :]
-        answer = world.client.get(path)
-        route.fulfill(
-            status=answer.status_code,
-            body=answer.content,
-            headers={"content-type": answer.headers.get("content-type", "text/html")},
-        )
-
     with chromium_browser() as browser:
         page = browser.new_page(viewport={"width": 900, "height": 900})
-        page.route(f"{base}/**", serve)
+        route_to_console(page, world)
         for lang in ("ja", "en"):
             page.goto(f"{base}{account}?lang={lang}")
             page.evaluate("document.fonts.ready")
@@ -489,17 +496,9 @@ def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(world: World
 
     base = "http://console.test"
 
-    def serve(route: Any) -> None:
-        answer = world.client.get(route.request.url[len(base) :])
-        route.fulfill(
-            status=answer.status_code,
-            body=answer.content,
-            headers={"content-type": answer.headers.get("content-type", "text/html")},
-        )
-
     with chromium_browser() as browser:
         page = browser.new_page()
-        page.route(f"{base}/**", serve)
+        route_to_console(page, world)
         page.goto(f"{base}/console/alerts?lang=ja")
         page.evaluate("document.fonts.ready")
         for selector in ("h1", "table.alerts th:nth-child(2)", "td.row-actions button"):
@@ -516,17 +515,9 @@ def test_a_note_field_and_its_button_do_not_touch(world: World) -> None:
     alerts = world.page("/console/alerts")
     account = re.search(r'class="account-link" href="([^"]+)"', alerts).group(1)  # type: ignore[union-attr]
 
-    def serve(route: Any) -> None:
-        answer = world.client.get(route.request.url[len(base) :])
-        route.fulfill(
-            status=answer.status_code,
-            body=answer.content,
-            headers={"content-type": answer.headers.get("content-type", "text/html")},
-        )
-
     with chromium_browser() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.route(f"{base}/**", serve)
+        route_to_console(page, world)
         page.goto(f"{base}{account}?lang=ja")
         gaps = page.eval_on_selector_all(
             "section.actions form.inline",
@@ -564,17 +555,9 @@ def test_the_header_never_breaks_a_word_in_a_narrow_window(world: World) -> None
 
     base = "http://console.test"
 
-    def serve(route: Any) -> None:
-        answer = world.client.get(route.request.url[len(base) :])
-        route.fulfill(
-            status=answer.status_code,
-            body=answer.content,
-            headers={"content-type": answer.headers.get("content-type", "text/html")},
-        )
-
     with chromium_browser() as browser:
         page = browser.new_page(viewport={"width": 820, "height": 700})
-        page.route(f"{base}/**", serve)
+        route_to_console(page, world)
         for lang in ("ja", "en"):
             page.goto(f"{base}/console/alerts?lang={lang}")
             page.evaluate("document.fonts.ready")
@@ -711,18 +694,10 @@ def test_the_alert_queue_fits_a_narrow_window(world: World, tmp_path: Path) -> N
 
     base = "http://console.test"
 
-    def serve(route: Any) -> None:
-        answer = world.client.get(route.request.url[len(base) :])
-        route.fulfill(
-            status=answer.status_code,
-            body=answer.content,
-            headers={"content-type": answer.headers.get("content-type", "text/html")},
-        )
-
     with chromium_browser() as browser:
         for width in (1024, 390):
             page = browser.new_page(viewport={"width": width, "height": 800})
-            page.route(f"{base}/**", serve)
+            route_to_console(page, world)
             for lang in ("ja", "en"):
                 page.goto(f"{base}/console/alerts?lang={lang}")
                 page.evaluate("document.fonts.ready")
