@@ -140,6 +140,22 @@ def test_timeline_and_held_orders(
     assert item["decision"]["action"] == "hold"
     assert item["decision"]["alert_id"] == answer["alert_id"]
     assert {i["type"] for i in timeline["items"]} >= {"login", "order"}
+    total = timeline["total"]
+    assert total == len(timeline["items"]) >= 2 and timeline["offset"] == 0
+    # Paged one item at a time, the timeline gives the same items in the same order.
+    pages = [
+        api.get(f"/v1/accounts/{account}/timeline?limit=1&offset={i}").json()
+        for i in range(total + 1)
+    ]
+    assert [p["total"] for p in pages] == [total] * (total + 1)
+    assert [p["offset"] for p in pages] == list(range(total + 1))
+    paged = [p["items"][0] for p in pages[:total]]
+    assert [(i["type"], i["event_id"], i["ts"]) for i in paged] == [
+        (i["type"], i["event_id"], i["ts"]) for i in timeline["items"]
+    ]
+    assert pages[total]["items"] == []  # past the end: nothing, and still the total
+    bad = api.client.get(f"/v1/accounts/{account}/timeline?offset=-1", headers=admin(api))
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "offset", bad.text
 
     url = f"/v1/accounts/{account}/actions"
     wrong = api.client.post(

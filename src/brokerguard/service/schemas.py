@@ -305,6 +305,8 @@ class TimelineItem(BaseModel):
 class TimelineOut(BaseModel):
     account: str
     locked: bool
+    total: int
+    offset: int
     items: list[TimelineItem]
     actions: list[AccountActionOut]
 

@@ -23,19 +23,23 @@ def timeline(
     _: CanRead,
     account: Account,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 200,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> dict[str, Any]:
     """The account's events (sign-ins, sessions, orders, fills, settings changes, …), newest
     first, each with the decision taken on it; and the analysts' actions on the account.
+    ``total`` says how many items there are in all, so that a caller pages on with ``offset``
+    instead of losing what lies past ``limit``.
 
     Records are written a moment after the decision (normally well under a second).
     """
     svc = service(request)
     with svc.read() as conn:
-        data = queries.account_timeline(conn, account, limit)
+        data = queries.account_timeline(conn, account, limit, offset)
     for item in data["items"]:
         body = item.pop("body")
         item["event"] = json.loads(body) if body is not None else None
     data["locked"] = account in svc.host.locked
+    data["offset"] = offset
     return data
 
 
