@@ -58,3 +58,18 @@ def platform_fonts(page: Any, selector: str) -> set[str]:
     node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
     fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
     return {f["familyName"] for f in fonts}
+
+
+def route_to_app(page: Any, client: Any, base: str) -> None:
+    """Answer the browser's requests under ``base`` from an in-process test client, so a browser
+    test needs no server."""
+
+    def serve(route: Any) -> None:
+        answer = client.get(route.request.url[len(base) :])
+        route.fulfill(
+            status=answer.status_code,
+            body=answer.content,
+            headers={"content-type": answer.headers.get("content-type", "text/html")},
+        )
+
+    page.route(f"{base}/**", serve)

@@ -52,19 +52,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def route_to_console(page: Any, world: Any) -> None:
-    """Answer the browser's requests for ``http://console.test`` from the in-process console,
-    so a browser test needs no server."""
-    base = "http://console.test"
+    """Answer the browser's requests for ``http://console.test`` from the in-process console."""
+    from browser_helpers import route_to_app
 
-    def serve(route: Any) -> None:
-        answer = world.client.get(route.request.url[len(base) :])
-        route.fulfill(
-            status=answer.status_code,
-            body=answer.content,
-            headers={"content-type": answer.headers.get("content-type", "text/html")},
-        )
-
-    page.route(f"{base}/**", serve)
+    route_to_app(page, world.client, "http://console.test")
 
 
 def test_the_served_japanese_font_comes_before_system_ui(world: World) -> None:

@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -291,21 +290,13 @@ def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(client: Test
     """In a browser without a Japanese system font the log-in page drew its buttons (which did
     not inherit the page's font) as boxes: their Japanese came from no Japanese font at all.
     Now headings and buttons are drawn in IPAex Gothic served by the site only."""
-    from browser_helpers import chromium_browser, platform_fonts
+    from browser_helpers import chromium_browser, platform_fonts, route_to_app
 
     base = "http://site.test"
 
-    def serve(route: Any) -> None:
-        answer = client.get(route.request.url[len(base) :])
-        route.fulfill(
-            status=answer.status_code,
-            body=answer.content,
-            headers={"content-type": answer.headers.get("content-type", "text/html")},
-        )
-
     with chromium_browser() as browser:
         page = browser.new_page()
-        page.route(f"{base}/**", serve)
+        route_to_app(page, client, base)
         page.goto(f"{base}/login?lang=ja")
         page.evaluate("document.fonts.ready")
         for selector in ("h1", "#password-login button", "#passkey-login"):  # all Japanese
@@ -317,7 +308,7 @@ def test_on_a_phone_the_security_page_keeps_words_whole(client: TestClient) -> N
     """At a phone's 390 px the security page squeezed its tables until each cell held a
     character a line (パ/ス/ワ/ー/ド, 2026-/11-/29) and the header broke デモ|証券. The tables
     scroll sideways in their own box instead; the page itself does not."""
-    from browser_helpers import chromium_browser
+    from browser_helpers import chromium_browser, route_to_app
 
     site = client.app.state.site  # type: ignore[attr-defined]
     for _ in range(3):
@@ -328,20 +319,12 @@ def test_on_a_phone_the_security_page_keeps_words_whole(client: TestClient) -> N
     _signed_in(client)
     base = "http://site.test"
 
-    def serve(route: Any) -> None:
-        answer = client.get(route.request.url[len(base) :])
-        route.fulfill(
-            status=answer.status_code,
-            body=answer.content,
-            headers={"content-type": answer.headers.get("content-type", "text/html")},
-        )
-
     lines = """el => { const r = document.createRange(); r.selectNodeContents(el);
       return new Set([...r.getClientRects()].filter(x => x.width > 0)
                      .map(x => Math.round(x.top))).size; }"""
     with chromium_browser() as browser:
         page = browser.new_page(viewport={"width": 390, "height": 800})
-        page.route(f"{base}/**", serve)
+        route_to_app(page, client, base)
         page.goto(f"{base}/settings?lang=ja")
         page.evaluate("document.fonts.ready")
         broken = [
