@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 
+from brokerguard.engine.books import book, take_snapshot
 from brokerguard.engine.detectors.account import AccountChanges
 from brokerguard.engine.detectors.campaign import CampaignWatch, StagedCampaigns
 from brokerguard.engine.detectors.login import (
@@ -41,6 +42,7 @@ from brokerguard.engine.state import (
     AccountState,
     EndedSessionState,
     MemoryState,
+    Move,
     PendingState,
     SessionState,
     State,
@@ -1039,37 +1041,25 @@ class BrokerGuard:
             self.campaigns.fill(sym, e.account, e.side, e.price, e.ts.timestamp())
             self.state.put("symbol", key, sym)
 
-    @staticmethod
-    def _book_fill(acc: AccountState, e: Execution, key: str) -> None:
-        """The fill's shares and cash, on top of the holdings snapshot. A fill older than the
+    def _book_fill(self, acc: AccountState, e: Execution, key: str) -> None:
+        """The fill's shares and cash, on top of the holdings snapshot, kept for a snapshot
+        delivered later from before it (:mod:`brokerguard.engine.books`). A fill older than the
         snapshot, delivered after it, is in the snapshot already: counted again, a buy doubled
         the position (a sell-off of it was no liquidation) and a sell took it away."""
-        if e.ts.timestamp() < acc.holdings_at:
-            return
-        held = acc.positions.get(key, 0.0)
-        if e.side == "buy":
-            acc.positions[key] = held + e.quantity
-            acc.cash = max(0.0, acc.cash - e.value_jpy)
-        else:
-            left = held - e.quantity
-            if left > 0:
-                acc.positions[key] = left
-            else:
-                acc.positions.pop(key, None)
-            acc.cash += e.value_jpy
+        sign = 1.0 if e.side == "buy" else -1.0
+        move = Move(e.ts.timestamp(), key, sign * e.quantity, -sign * e.value_jpy)
+        book(acc, move, self.policy.detectors.trading.holdings_late_hours * 3600)
 
     def _holdings(self, e: HoldingsSnapshot) -> None:
-        """The broker's books: the account's cash and positions as of the snapshot's time. One
-        older than the snapshot already held (delivered late) is not taken: it put back what
-        the account held days before (a sell-off of today's holdings was no liquidation)."""
+        """The broker's books: the account's cash and positions as of the snapshot's time, with
+        the fills taken since that time on top (:mod:`brokerguard.engine.books`: taken as it
+        was, a snapshot delivered after them put back what was sold and lost what was bought).
+        One older than the snapshot already held (delivered late) is not taken: it put back
+        what the account held days before (a sell-off of today's holdings was no liquidation)."""
         acc = self._account(e.account)
-        at = e.ts.timestamp()
-        if at < acc.holdings_at:
-            return
-        acc.holdings_at = at
-        acc.cash = e.cash_jpy
-        acc.positions = {f"{p.market}:{p.symbol}": float(p.quantity) for p in e.positions}
-        self.state.put("account", e.account, acc)
+        positions = ((f"{p.market}:{p.symbol}", float(p.quantity)) for p in e.positions)
+        if take_snapshot(acc, e.ts.timestamp(), e.cash_jpy, positions):
+            self.state.put("account", e.account, acc)
 
     def _account_snapshot(self, e: AccountSnapshot) -> None:
         """The account's set-up. One older than the snapshot already taken (delivered late) is

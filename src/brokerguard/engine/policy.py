@@ -180,6 +180,9 @@ class TradingParams(_Strict):
     size_sigmas: Positive = 2.5
     size_llr: Positive = 0.8
     margin_first_llr: Positive = 0.7
+    # how late a holdings snapshot may come after the fills and withdrawals from after its own
+    # time and still be completed with them: they are kept this long (see engine.books)
+    holdings_late_hours: Positive = 72.0
 
 
 class CampaignParams(_Strict):

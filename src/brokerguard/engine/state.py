@@ -28,6 +28,7 @@ __all__ = [
     "EntityState",
     "KINDS",
     "MemoryState",
+    "Move",
     "PendingState",
     "PopulationState",
     "Run",
@@ -62,6 +63,20 @@ class Run(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
     first: float
     last: float
+
+
+class Move(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A movement of an account's books after its holdings snapshot: a fill or a withdrawal.
+
+    Kept so that a snapshot delivered after movements from after its own time can take them on
+    top of it again (see ``BrokerGuard._holdings``). The full amounts, as the event said: what
+    the account ends with is clamped when they are applied (no negative cash, no short
+    position), not here."""
+
+    at: float  # when it happened (epoch seconds): a fill's time, a withdrawal's going ahead
+    key: str  # the instrument ("TSE:7203"); "" for cash alone (a withdrawal)
+    quantity: float  # shares in (+, a buy) or out (-, a sell)
+    cash: float  # JPY in (+, a sell) or out (-, a buy, a withdrawal)
 
 
 Seen = Run | float
@@ -233,6 +248,10 @@ class AccountState(msgspec.Struct, kw_only=True, gc=False):
     cash: float = 0.0
     positions: dict[str, float] = {}  # "TSE:7203" -> quantity
     holdings_at: float = 0.0  # the time of the holdings snapshot they start from (0: none)
+    # fills and withdrawals at or after ``holdings_at``, in time order, of the last
+    # ``holdings_late_hours`` (at most MOVES_KEPT): what a late snapshot takes on top of it
+    moves: tuple[Move, ...] = ()
+    moves_lost: float = 0.0  # the latest of them no longer kept (0: none): a snapshot up to it
     bought: tuple[str, ...] = ()  # instruments bought before (most recent last, bounded)
     markets: tuple[str, ...] = ()  # markets bought in before
     orders: int = 0
