@@ -1,11 +1,11 @@
-"""Late holdings snapshots: the broker's books as of a time before fills already taken.
+"""Late holdings snapshots: the broker's books as of a time before fills and withdrawals taken.
 
 A holdings snapshot says what an account held at its own time (``ts``, its as-of time). The books
-system may deliver it after fills from after that time were already taken: the account then
-holds the snapshot plus every one of them, in time order, whatever the order of delivery.
-Movements are kept for that for ``holdings_late_hours``; a snapshot from further back than what
-was kept is not taken (the account keeps the snapshot before it and every movement since), and
-one older than the snapshot held rolls nothing back.
+system may deliver it after fills and withdrawals from after that time were already taken: the
+account then holds the snapshot plus every one of them, in time order, whatever the order of
+delivery. Movements are kept for that for ``holdings_late_hours``; a snapshot from further back
+than what was kept is not taken (the account keeps the snapshot before it and every movement
+since), and one older than the snapshot held rolls nothing back.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from engine_helpers import OCN, Rig, device, ip_in
 from instruction_helpers import HOLDING, THIN, rig_with_customer
 
 from brokerguard.engine import BrokerGuard
+from brokerguard.engine.policy import default_policy_path, parse_policy
 from brokerguard.engine.state import AccountState, Move
 from brokerguard.stores import SqliteState, decode, encode
 
@@ -133,6 +134,66 @@ def test_the_books_do_not_depend_on_the_order_of_delivery():
             else:
                 r.execution("A1", f"x{n}", HOLDING, ev[2], ev[3], PRICE)
         assert books(r) == want, [ev[:1] + ev[2:] for ev in order]
+
+
+# --- cash leaving after the snapshot's time --------------------------------------------------
+
+
+def test_a_late_snapshot_keeps_the_withdrawals_after_its_time():
+    """The customer withdrew ¥600,000 at 10:10; the 10:00 snapshot with ¥1,000,000 arrives
+    after. She holds ¥400,000, so taking ¥350,000 more is most of her cash (with the snapshot
+    taken as it is: a third of it)."""
+    r = rig_with_customer()
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten - timedelta(minutes=30)
+    r.holdings("A1", 1_000_000.0, {HOLDING: 1000})
+    r.now = ten + timedelta(minutes=5)
+    session = signed_in(r)
+    r.now = ten + timedelta(minutes=10)
+    _, d = r.withdrawal("A1", session, 600_000.0)
+    assert d.action == "allow"
+    r.now = ten
+    r.holdings("A1", 1_000_000.0, {HOLDING: 1000})  # as of 10:00, delivered at 10:15
+    assert books(r) == ({HOLDING: 1000.0}, 400_000.0)
+    r.now = ten + timedelta(minutes=20)
+    second, _ = r.withdrawal("A1", session, 350_000.0)
+    assert r.signal(second, "withdrawal_size") is not None
+
+
+def test_a_withdrawal_confirmed_after_the_snapshots_time_is_kept():
+    """A withdrawal asked at 09:50 and confirmed out of band at 10:10 leaves at 10:10: the
+    10:00 snapshot, delivered after, does not hold it."""
+    text = default_policy_path().read_text(encoding="utf-8")
+    assert "[withdrawal]\nprior = -5.0" in text
+    r = rig_with_customer(
+        parse_policy(text.replace("[withdrawal]\nprior = -5.0", "[withdrawal]\nprior = 9.0"))
+    )
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten - timedelta(minutes=15)
+    session = signed_in(r)
+    r.now = ten - timedelta(minutes=10)
+    wd, d = r.withdrawal("A1", session, 300_000.0)
+    assert d.action == "challenge"
+    r.now = ten + timedelta(minutes=10)
+    r.challenge("A1", wd, "oob", "passed", session=session)
+    r.now = ten
+    r.holdings("A1", 1_000_000.0, {HOLDING: 1000})
+    assert books(r) == ({HOLDING: 1000.0}, 700_000.0)
+
+
+def test_a_late_withdrawal_already_in_the_snapshot_is_not_taken_again():
+    """A withdrawal from 09:50 decided after the 10:00 snapshot (a replayed log): the snapshot's
+    cash is after it already."""
+    r = rig_with_customer()
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten - timedelta(minutes=20)
+    session = signed_in(r)
+    r.now = ten
+    r.holdings("A1", 700_000.0, {HOLDING: 1000})
+    r.now = ten - timedelta(minutes=10)
+    _, d = r.withdrawal("A1", session, 300_000.0)
+    assert d.action == "allow"
+    assert books(r) == ({HOLDING: 1000.0}, 700_000.0)
 
 
 # --- what is kept, and for how long ----------------------------------------------------------

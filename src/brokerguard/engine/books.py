@@ -1,13 +1,13 @@
 """An account's cash and positions: the broker's holdings snapshot, and the movements after it.
 
 The books system sends a snapshot of each account (nightly, say) stamped with the time it is as
-of; fills move the account between snapshots. Events come late: a snapshot can arrive after
-fills from after its own time were already taken. Taken as it is, it put back the shares sold
-since and lost those bought (a thief's sell-off of what was left was no liquidation). So the
-movements at or after the snapshot held are kept (:class:`~brokerguard.engine.state.Move`),
-and a snapshot is taken with every one of them from its own time on applied again, in time
-order: the account ends as if the events had come in time order. (Withdrawals are not kept
-yet: a late snapshot gives back the cash withdrawn after its time.)
+of; fills and withdrawals move the account between snapshots. Events come late: a snapshot can
+arrive after fills and withdrawals from after its own time were already taken. Taken as it is,
+it put back the shares sold since and lost those bought (a thief's sell-off of what was left
+was no liquidation), and the cash withdrawn since. So the movements at or after the snapshot
+held are kept (:class:`~brokerguard.engine.state.Move`), and a snapshot is taken with every one
+of them from its own time on applied again, in time order: the account ends as if the events
+had come in time order.
 
 Kept in time, and in number: the movements of ``holdings_late_hours`` before the latest one,
 and at most :data:`MOVES_KEPT`. A snapshot from before a movement no longer kept

@@ -704,8 +704,8 @@ class BrokerGuard:
             self._placed(pending.order, acc, sess, pending.value)
         elif kind == "settings":
             self.changes.applied(acc, pending.field, now)
-        elif kind == "withdrawal":
-            acc.cash = max(0.0, acc.cash - pending.amount)
+        elif kind == "withdrawal":  # it leaves now, when it is confirmed
+            self._withdrawn(acc, pending.amount, now)
         self.state.put("account", account, acc)
         if sess is not None:
             self.state.put("session", key, sess)
@@ -1011,7 +1011,7 @@ class BrokerGuard:
         signals = self._sensitive(acc, sess, now, self.changes.withdrawal(acc, e.amount_jpy, now))
         decision = self._apply("withdrawal", e, signals, passkey=acc.passkey)
         if decision.action == "allow":
-            acc.cash = max(0.0, acc.cash - e.amount_jpy)
+            self._withdrawn(acc, e.amount_jpy, now)
         elif decision.action in ("challenge", "hold"):
             self._wait(
                 e.id,
@@ -1050,12 +1050,22 @@ class BrokerGuard:
         move = Move(e.ts.timestamp(), key, sign * e.quantity, -sign * e.value_jpy)
         book(acc, move, self.policy.detectors.trading.holdings_late_hours * 3600)
 
+    def _withdrawn(self, acc: AccountState, amount: float, now: float) -> None:
+        """Cash paid out at ``now``, kept for a late snapshot as fills are (one older than the
+        snapshot held is in it already)."""
+        book(
+            acc,
+            Move(now, "", 0.0, -float(amount)),
+            self.policy.detectors.trading.holdings_late_hours * 3600,
+        )
+
     def _holdings(self, e: HoldingsSnapshot) -> None:
         """The broker's books: the account's cash and positions as of the snapshot's time, with
-        the fills taken since that time on top (:mod:`brokerguard.engine.books`: taken as it
-        was, a snapshot delivered after them put back what was sold and lost what was bought).
-        One older than the snapshot already held (delivered late) is not taken: it put back
-        what the account held days before (a sell-off of today's holdings was no liquidation)."""
+        the fills and withdrawals taken since that time on top (:mod:`brokerguard.engine.books`:
+        taken as it was, a snapshot delivered after them put back what was sold and lost what
+        was bought and withdrawn). One older than the snapshot already held (delivered late) is
+        not taken: it put back what the account held days before (a sell-off of today's
+        holdings was no liquidation)."""
         acc = self._account(e.account)
         positions = ((f"{p.market}:{p.symbol}", float(p.quantity)) for p in e.positions)
         if take_snapshot(acc, e.ts.timestamp(), e.cash_jpy, positions):
