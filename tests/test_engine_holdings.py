@@ -286,3 +286,22 @@ def test_the_movements_kept_survive_a_restart(tmp_path: Path):
         r.now = ten
         r.holdings("A1", 2_000_000.0, {HOLDING: 1000})
         assert books(r) == ({HOLDING: 400.0}, 2_000_000.0 + 600 * PRICE)
+
+
+def test_how_long_movements_are_kept_is_the_policys():
+    """``[detectors.trading] holdings_late_hours``: with 1, a fill two hours after another no
+    longer keeps it, and a snapshot from before it is not taken."""
+    text = default_policy_path().read_text(encoding="utf-8")
+    assert "holdings_late_hours = 72" in text
+    r = rig_with_customer(
+        parse_policy(text.replace("holdings_late_hours = 72", "holdings_late_hours = 1"))
+    )
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten + timedelta(minutes=30)
+    r.execution("A1", "x1", HOLDING, "sell", 100, PRICE)
+    r.now = ten + timedelta(hours=2, minutes=30)
+    r.execution("A1", "x2", HOLDING, "sell", 200, PRICE)
+    assert [m.at for m in r.engine.state.get("account", "A1").moves] == [r.now.timestamp()]
+    r.now = ten
+    r.holdings("A1", 5_000_000.0, {HOLDING: 1000})
+    assert books(r) == ({HOLDING: 700.0}, 10_000.0 + 300 * PRICE)
