@@ -36,7 +36,7 @@ from instruction_helpers import (
 
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.policy import parse_policy
-from brokerguard.engine.state import Run, touch_window
+from brokerguard.engine.state import Run, session_key, touch_window
 from brokerguard.events import CanaryHit
 from brokerguard.stores.codec import decode, encode
 
@@ -1014,3 +1014,118 @@ def test_a_late_sign_in_of_the_session_before_adds_no_doubt_to_the_one_with_its_
     r.login("A1", ip_in(HINET, 9), attacker_ua(9), None, session="1")
     kept = r.session_state("A1", "1")
     assert kept is not None and kept.llr == llr and kept.ip == home
+
+
+def thief_then_customer_under_one_id(r: Rig) -> tuple[str, str]:
+    """A phisher's sign-in from abroad (a relayed code) sells at 10:02 and logs out at 10:10;
+    at 11:00 the customer signs in with her passkey and is given the same session id, "1".
+    Returns (the thief's sell's order id, the thief's sign-in event id)."""
+    abroad, ua = ip_in(HINET, 5), device(1)
+    start = r.now.replace(hour=10, minute=0)
+    r.now = start
+    eid, d = r.login("A1", abroad, ua, None, session="1")
+    assert d.action == "challenge"
+    r.challenge("A1", eid, "sms", "passed", session="1")
+    r.now = start + timedelta(minutes=2)
+    sell, d = r.order("A1", "1", HOLDING, "sell", 500, ip=abroad, ua=ua)
+    assert d.action == "allow"
+    r.now = start + timedelta(minutes=10)
+    r.activity("A1", "1", abroad, ua, None, action="logout")
+    r.now = start + timedelta(hours=1)
+    _, d = r.login("A1", ip_in(OCN, 1), ua, "ck-A1", session="1", factors=("passkey",))
+    assert d.action == "allow"
+    return f"o-{sell}", eid
+
+
+def test_a_late_order_of_the_session_before_is_judged_in_it_not_in_the_one_with_its_id():
+    """The thief's second sell, placed at 10:05, reaches the engine after the customer's
+    sign-in took the id. It is judged in the thief's session (doubtful, from abroad), not as a
+    request of the customer's trusted session from a new network: that took her trust away
+    (a hijack) and listed the thief's sell with her orders."""
+    r = rig_with_customer(lenient_orders())
+    first, _ = thief_then_customer_under_one_id(r)
+    first_eid = first.removeprefix("o-")
+    r.tick(minutes=1)
+    own, d = r.order("A1", "1", HOLDING, "sell", 100)
+    assert d.action == "allow"
+    customer = r.session_state("A1", "1")
+    before = msgspec.structs.replace(customer)
+    r.now = r.now.replace(hour=10, minute=5)  # delivered now
+    late, d = r.order("A1", "1", HOLDING, "sell", 500, ip=ip_in(HINET, 5), ua=device(1))
+    assert d.action == "allow"
+    assert r.signal(late, "session_risk") == r.signal(first_eid, "session_risk")
+    assert r.signal(late, "session_hijack") is None
+    kept = r.session_state("A1", "1")
+    assert kept is not None and kept.trusted and kept.hijack == 0.0
+    assert (kept.ip, kept.orders, kept.last) == (before.ip, (f"o-{own}",), before.last)
+    thief = kept.before[-1]
+    assert thief.ended and not thief.trusted
+    assert thief.orders == (first, f"o-{late}")
+    assert r.engine.state.get("ended", session_key("A1", "1")).orders == (first, f"o-{late}")
+
+
+def test_a_late_request_and_sign_in_of_the_session_before_stay_in_it():
+    """The thief's page view from another address at 10:07 and his sign-in from 09:59 (a late
+    one adds its doubt to the session it belongs to) reach the engine after the customer's
+    sign-in took the id: the customer's session keeps its origin and trust."""
+    r = rig_with_customer(lenient_orders())
+    thief_then_customer_under_one_id(r)
+    customer = r.session_state("A1", "1")
+    ten = r.now.replace(hour=10, minute=0)
+    r.now = ten + timedelta(minutes=7)
+    r.activity("A1", "1", ip_in(KT, 5), attacker_ua(5), None)  # delivered now
+    kept = r.session_state("A1", "1")
+    assert kept is not None and kept.trusted and kept.hijack == 0.0
+    assert (kept.ip, kept.ua, kept.llr) == (customer.ip, customer.ua, customer.llr)
+    thief = kept.before[-1]
+    assert thief.hijack > 0 and thief.ip == ip_in(HINET, 5)  # judged against its origin
+    llr = thief.llr
+    r.now = ten - timedelta(minutes=1)
+    _, d = r.login("A1", ip_in(KT, 6), attacker_ua(6), None, session="1")  # delivered now
+    assert d.action == "challenge"
+    kept = r.session_state("A1", "1")
+    assert kept.trusted and kept.llr == customer.llr
+    assert kept.before[-1].llr > llr
+
+
+def test_a_late_request_of_a_session_no_longer_kept_opens_nothing_over_the_one_with_its_id():
+    """The session before is forgotten by the idle sweep while the customer's session with its
+    id is in use; its late request then finds no session and leaves the customer's alone."""
+    r = rig_with_customer(lenient_orders())
+    thief_then_customer_under_one_id(r)
+    eleven = r.now
+    idle = r.engine.policy.detectors.session.idle_hours
+    for hours in range(1, int(idle) + 3):
+        r.now = eleven + timedelta(hours=hours)
+        r.activity("A1", "1", ip_in(OCN, 1), device(1), "ck-A1")
+    kept = r.session_state("A1", "1")
+    assert kept is not None and kept.before == ()
+    r.now = eleven.replace(hour=10, minute=5)
+    r.order("A1", "1", HOLDING, "sell", 500, ip=ip_in(HINET, 5), ua=device(1))
+    assert r.session_state("A1", "1") == kept
+
+
+def test_a_step_up_of_the_session_before_failed_names_its_late_doubtful_orders_too():
+    """The thief's held buy is answered (failed) after the customer's sign-in took the id; his
+    sell placed before his logout reached the engine after her sign-in too. Both of his
+    doubtful sells are named: the late one was listed with his session, not hers."""
+    r = rig_with_customer(lenient_orders())
+    logged_in = r.now
+    session, sell, held = doubtful_session_sells_then_buys(r)
+    placed = r.tick(seconds=30)
+    r.tick(seconds=30)
+    r.activity("A1", session, ip_in(HINET, 5), device(1), None, action="logout")
+    r.tick(minutes=3)
+    _, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1", session=session)
+    assert d.action == "allow"
+    r.now = placed  # delivered now
+    late, d = r.order("A1", session, HOLDING, "sell", 100, ip=ip_in(HINET, 5), ua=device(1))
+    assert d.action == "allow"
+    r.now = logged_in + timedelta(hours=1)
+    r.engine.take_instructions()
+    r.challenge("A1", held, "oob", "failed", session=session)
+    said = r.engine.take_instructions()
+    assert [(i.kind, set(i.orders)) for i in said] == [("cancel_orders", {sell, f"o-{late}"})]
+    kept = r.session_state("A1", session)
+    assert kept is not None and kept.orders == () and kept.llr < 0
+    assert kept.before[-1].doubtful == ()

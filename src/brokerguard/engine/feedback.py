@@ -116,8 +116,12 @@ class AnalystFeedback:
         unlink_campaign(self.state, camp, now)
         for sid in list(self.state.keys("session")):
             sess: SessionState | None = self.state.get("session", sid)
-            if sess is not None and sess.campaign == camp.id:
-                sess.campaign = ""
+            if sess is None:
+                continue
+            linked = [s for s in (sess, *sess.before) if s.campaign == camp.id]
+            for each in linked:  # the sessions before it under its id too
+                each.campaign = ""
+            if linked:
                 self.state.put("session", sid, sess)
 
     # --- what the engine concludes -----------------------------------------------------------

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 
+import msgspec
+
 from brokerguard.engine.books import book, take_snapshot
 from brokerguard.engine.detectors.account import AccountChanges
 from brokerguard.engine.detectors.campaign import CampaignWatch, StagedCampaigns
@@ -88,6 +90,7 @@ REWOUND_S = 86400.0  # a stream this far behind its last sweep restarts the sche
 JUMP_S = 86400.0  # an event this far ahead of the one before it does not sweep by itself
 THIN_SHARE = 0.01  # an order worth this share of a day's turnover moves a price by itself
 SESSION_ORDERS_KEPT = 32  # order ids a session remembers, for cancelling what is still open
+SESSIONS_BEFORE_KEPT = 4  # logged-out sessions kept under an id given again (see _after)
 INSTRUCTIONS_KEPT = 1000  # untaken instructions kept (a caller that never takes them: the latest)
 RECENT_IDS_KEPT = 20_000  # event ids remembered, so that a repeated delivery changes nothing
 # What a repeat would count twice, among the events that need no answer: fills (positions),
@@ -361,7 +364,8 @@ class BrokerGuard:
                 self.state.delete("ended", key)
                 kept = self._session_record("session", account, session_id)
                 if kept is not None:  # ended, kept for its late requests: named once
-                    self._forget_orders(kept, ended.orders)
+                    for each in (kept, *kept.before):
+                        self._forget_orders(each, ended.orders)
                     self.state.put("session", key, kept)
         if not asked_before and not later:
             signed_out = "session_ended_fraud"
@@ -595,7 +599,7 @@ class BrokerGuard:
                 PendingState(point="login", account=e.account, session=e.session, at=now, login=e),
             )
         if sess is not None:
-            self.state.put("session", session_key(e.account, e.session), sess)
+            self._put_session(e.account, e.session, sess)
         self.state.put("account", e.account, acc)
         return decision
 
@@ -613,11 +617,16 @@ class BrokerGuard:
         orders of the one that ended). It only adds doubt to a session in use: the session
         keeps the worse of its own judgement and the sign-in's. A sign-in after the logout of a
         session with its id opens a new session, which :attr:`~SessionState.follows` it; one
-        from before that logout, delivered after the new session started, opens nothing.
+        from before that logout, delivered after the new session started, opens nothing: it
+        adds its doubt to the session before, which ended, if that one was in use after it.
         """
         sess = self._session_record("session", e.account, e.session)
         if self._late:
-            if sess is not None and now < sess.follows:  # of the session before, which ended
+            if sess is not None and now < sess.follows:  # of a session before, which ended
+                sess = self._session_before(sess, now)
+                if sess is not None and now < sess.last:
+                    sess.llr = max(sess.llr, total)
+                    return sess, False
                 return None, False
             if sess is not None and now < sess.last:
                 sess.llr = max(sess.llr, total)
@@ -629,16 +638,43 @@ class BrokerGuard:
                 if ended is not None and now <= ended.ended:
                     return None, False
         new = self.sessions.start(e.account, e.session, f, total, now, login_seen=True)
-        new.follows = self._follows(sess)
-        return new, True
+        return self._after(new, sess), True
 
     @staticmethod
-    def _follows(before: SessionState | None) -> float:
-        """A new session over the record under its id: when the session before it ended, if it
-        was logged out (the id used again), so that its step-ups and fraud stay its own."""
-        if before is None:
-            return 0.0
-        return before.ended or before.follows
+    def _after(new: SessionState, before: SessionState | None) -> SessionState:
+        """A new session over the record ``before`` under its id. If that session was logged
+        out (the id used again), the new one :attr:`~SessionState.follows` it, so that its
+        step-ups and fraud stay its own, and keeps it (:attr:`~SessionState.before`, the latest
+        :data:`SESSIONS_BEFORE_KEPT`), so that its requests delivered late are judged in it: in
+        the new session, a thief's late order from abroad was a hijack of the customer's
+        session (its trust taken away) and was listed with her orders. A session replaced
+        while in use (a sign-in given an id in use) is not kept, as before."""
+        if before is not None:
+            new.follows = before.ended or before.follows
+            earlier = before.before
+            if before.ended:
+                earlier = (*earlier, msgspec.structs.replace(before, before=()))
+            new.before = earlier[-SESSIONS_BEFORE_KEPT:]
+        return new
+
+    @staticmethod
+    def _session_before(sess: SessionState, now: float) -> SessionState | None:
+        """The session before ``sess`` under its id that was in use at ``now`` (before
+        ``sess`` :attr:`~SessionState.follows` it), if it is still kept."""
+        for before in sess.before:
+            if now < before.ended:
+                return before if now >= before.follows else None
+        return None
+
+    def _put_session(self, account: str, session_id: str, sess: SessionState) -> None:
+        """Put back a session that :meth:`_session_at` gave: a session before the latest under
+        its id is kept in the latest's record."""
+        key = session_key(account, session_id)
+        if sess.ended:  # perhaps one before
+            record: SessionState | None = self.state.get("session", key)
+            if record is not None and any(before is sess for before in record.before):
+                sess = record
+        self.state.put("session", key, sess)
 
     @staticmethod
     def _opened_by(sess: SessionState, pending: PendingState) -> bool:
@@ -722,12 +758,13 @@ class BrokerGuard:
         next one no first-time buy; a sign-in learned, its network familiar. A failure after
         the logout still counts against the session and the account (its doubtful orders
         named, the next sign-ins told). An answer from before the logout, delivered after it,
-        finds no session, as before. Nor does the answer to what was asked in an earlier
-        session under the same id (logged out, its id given to a new sign-in): that one ended,
-        and its step-up passed must not vouch for the new one."""
+        finds no session, as before. The answer to what was asked in an earlier session under
+        the same id (logged out, its id given to a new sign-in) is that session's, which ended
+        (while it is kept: :attr:`~SessionState.before`): its step-up passed must not vouch for
+        the new one, and failed, it names that session's doubtful orders."""
         sess: SessionState | None = self._session_record("session", account, session_id)
         if sess is not None and pending.at < sess.follows:
-            return None, True
+            return self._session_before(sess, pending.at), True
         if sess is None or not sess.ended:
             return sess, False
         if now >= sess.ended:
@@ -773,7 +810,7 @@ class BrokerGuard:
         self._forget_orders(sess, sess.doubtful)
         sess.llr = max(sess.llr, 0.0) + params.failed_step_up_llr
         sess.trusted = False
-        self.state.put("session", session_key(account, session_id), sess)
+        self._put_session(account, session_id, sess)
 
     # --- inside a session --------------------------------------------------------------------
     def _session_for(
@@ -786,7 +823,9 @@ class BrokerGuard:
         ts: datetime,
         now: float,
     ) -> SessionState | None:
-        """The session's state after this request, creating it for a session never seen start."""
+        """The session's state after this request, creating it for a session never seen start
+        (not for a request of a session before the latest under its id that is no longer kept:
+        it is judged in no session)."""
         key = session_key(account, session_id)
         sess = self._session_at(account, session_id, now)
         if ip is None:
@@ -796,23 +835,26 @@ class BrokerGuard:
             ck = sess.cookie if cookie is None else cookie_key(cookie)  # orders carry no cookie
             if ip == sess.ip and ua_key == sess.ua and ck == sess.cookie:
                 sess.last = max(sess.last, now)  # a late request does not move it back
-                self.state.put("session", key, sess)
+                self._put_session(account, session_id, sess)
                 return sess
             f = self._features(ip, user_agent or "", cookie, ts)._replace(cookie=ck)
             acc = self._account(account)
             network_llr = self.login.familiarity(acc, f)[0].llr
             self.sessions.request(sess, f, network_llr, now)
-            self.state.put("session", key, sess)
+            self._put_session(account, session_id, sess)
             return sess
+        before = self.state.get("session", key)  # one that ended, if any
+        if before is not None and now < before.follows:  # of a session before it, forgotten
+            return None
         # A session whose sign-in the guard never saw (a remember-me cookie, or a cookie used
         # from elsewhere): its first request is judged like a sign-in.
         acc = self._account(account)
         f = self._features(ip, user_agent or "", cookie, ts)
         _, total, campaign = self._judge_origin(account, acc, f, now, login_seen=False)
         total += self.policy.detectors.session.unseen_login_llr
-        before = self.state.get("session", key)  # one that ended, if any
-        sess = self.sessions.start(account, session_id, f, total, now, login_seen=False)
-        sess.follows = self._follows(before)
+        sess = self._after(
+            self.sessions.start(account, session_id, f, total, now, login_seen=False), before
+        )
         if total > self.policy.detectors.login.risky_llr:
             campaign = campaign or self._risky(account, f, now)
         sess.campaign = campaign
@@ -847,8 +889,12 @@ class BrokerGuard:
         """The session an event at ``now`` belongs to: a live one, or one that ended after
         ``now`` (the event is from before the logout, delivered late: it is judged in its
         session, which stays ended). After the logout there is none (a request then starts a
-        session whose sign-in the guard never saw)."""
+        session whose sign-in the guard never saw). An event from before the session started
+        under an id given again is of the session before it, which ended (while kept: put it
+        back with :meth:`_put_session`)."""
         sess: SessionState | None = self._session_record("session", account, session_id)
+        if sess is not None and now < sess.follows:
+            return self._session_before(sess, now)
         if sess is None or (sess.ended and now >= sess.ended):
             return None
         return sess
@@ -872,6 +918,8 @@ class BrokerGuard:
         request: :meth:`_keep_orders`)."""
         sess: SessionState | None = self.state.get("session", key)
         if sess is None:
+            return
+        if logout is not None and logout < sess.follows:  # of a session before it, ended
             return
         if not sess.ended:
             self._keep_orders(key, sess)
@@ -949,7 +997,7 @@ class BrokerGuard:
             )
         self.state.put("account", e.account, acc)
         if sess is not None:
-            self.state.put("session", session_key(e.account, e.session), sess)
+            self._put_session(e.account, e.session, sess)
         return decision
 
     def _placed(self, e: Order, acc: AccountState, sess: SessionState | None, value: float) -> None:
@@ -1001,7 +1049,7 @@ class BrokerGuard:
             )
         self.state.put("account", e.account, acc)
         if sess is not None:
-            self.state.put("session", session_key(e.account, e.session), sess)
+            self._put_session(e.account, e.session, sess)
         return decision
 
     def _decide_withdrawal(self, e: Withdrawal) -> Decision:
@@ -1026,7 +1074,7 @@ class BrokerGuard:
             )
         self.state.put("account", e.account, acc)
         if sess is not None:
-            self.state.put("session", session_key(e.account, e.session), sess)
+            self._put_session(e.account, e.session, sess)
         return decision
 
     # --- what the broker's books say ---------------------------------------------------------
@@ -1135,8 +1183,13 @@ class BrokerGuard:
         idle = now - params.idle_hours * 3600
         for sid in self.state.keys("session"):
             sess = self.state.get("session", sid)
-            if sess is not None and sess.last < idle:
+            if sess is None:
+                continue
+            if sess.last < idle:
                 self._end_session(sid)
+            elif sess.before and sess.before[0].last < idle:  # as if each were a session
+                sess.before = tuple(b for b in sess.before if b.last >= idle)
+                self.state.put("session", sid, sess)
         if now >= self._next_ended_sweep:
             # Ended sessions outnumber live ones and are kept for days: walking them every hour
             # was most of the sweep's time. Once a day bounds them as well, and an older record

@@ -296,6 +296,10 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     # a new sign-in an id used before, and what was asked before then (a step-up, a sign-in
     # confirmed as fraud) is that session's, not this one's
     follows: float = 0.0
+    # the sessions before it under the same id that were logged out, oldest first, each as it
+    # ended (their own ``before`` empty): a request of one, delivered after this one started,
+    # is judged in it. Until the idle sweep forgets them, the latest few.
+    before: tuple[SessionState, ...] = ()
     # a sign-in learned into the account's profile although it was doubtful: its keys and hour,
     # to take back out if the session fails a strong step-up
     learned: tuple[str, ...] = ()
