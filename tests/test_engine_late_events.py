@@ -37,7 +37,7 @@ from instruction_helpers import (
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.policy import parse_policy
 from brokerguard.engine.state import Run, session_key, touch_window
-from brokerguard.events import CanaryHit
+from brokerguard.events import CanaryHit, LoginAttempt
 from brokerguard.stores.codec import decode, encode
 
 V6PLUS = block("jp_home", "v6plus")  # one IPv4 address shared by several households
@@ -1016,9 +1016,11 @@ def test_a_late_sign_in_of_the_session_before_adds_no_doubt_to_the_one_with_its_
     assert kept is not None and kept.llr == llr and kept.ip == home
 
 
-def thief_then_customer_under_one_id(r: Rig) -> tuple[str, str]:
+def thief_then_customer_under_one_id(
+    r: Rig, factors: tuple[str, ...] = ("passkey",)
+) -> tuple[str, str]:
     """A phisher's sign-in from abroad (a relayed code) sells at 10:02 and logs out at 10:10;
-    at 11:00 the customer signs in with her passkey and is given the same session id, "1".
+    at 11:00 the customer signs in (with her passkey) and is given the same session id, "1".
     Returns (the thief's sell's order id, the thief's sign-in event id)."""
     abroad, ua = ip_in(HINET, 5), device(1)
     start = r.now.replace(hour=10, minute=0)
@@ -1032,7 +1034,7 @@ def thief_then_customer_under_one_id(r: Rig) -> tuple[str, str]:
     r.now = start + timedelta(minutes=10)
     r.activity("A1", "1", abroad, ua, None, action="logout")
     r.now = start + timedelta(hours=1)
-    _, d = r.login("A1", ip_in(OCN, 1), ua, "ck-A1", session="1", factors=("passkey",))
+    _, d = r.login("A1", ip_in(OCN, 1), ua, "ck-A1", session="1", factors=factors)
     assert d.action == "allow"
     return f"o-{sell}", eid
 
@@ -1129,3 +1131,89 @@ def test_a_step_up_of_the_session_before_failed_names_its_late_doubtful_orders_t
     kept = r.session_state("A1", session)
     assert kept is not None and kept.orders == () and kept.llr < 0
     assert kept.before[-1].doubtful == ()
+
+
+def thief_then_customer_by_password(r: Rig) -> tuple[LoginAttempt, str, LoginAttempt, str]:
+    """The thief's session "1" sells at 10:02 and logs out at 10:10 (as above); at 11:00 the
+    customer signs in with her password alone (allowed, not trusted), is given the id, sells at
+    11:01 and logs out at 11:10: both sessions ended untrusted with orders. Returns (the
+    thief's sign-in, his sell's order id, hers, her sell's order id)."""
+    start = r.now.replace(hour=10, minute=0)
+    sell, _ = thief_then_customer_under_one_id(r, ("password",))
+    assert not r.session_state("A1", "1").trusted
+    r.now = start + timedelta(hours=1, minutes=1)
+    own, d = r.order("A1", "1", HOLDING, "sell", 100)
+    assert d.action == "allow"
+    r.now = start + timedelta(hours=1, minutes=10)
+    r.activity("A1", "1", ip_in(OCN, 1), device(1), "ck-A1", action="logout")
+    thief = msgspec.structs.replace(
+        r.login_event("A1", ip_in(HINET, 5), device(1), None), session="1", ts=start
+    )
+    customer = msgspec.structs.replace(
+        r.login_event("A1", ip_in(OCN, 1), device(1), "ck-A1"),
+        session="1",
+        ts=start + timedelta(hours=1),
+    )
+    return thief, sell, customer, f"o-{own}"
+
+
+def test_each_sign_in_under_a_reused_id_keeps_its_own_orders_for_a_fraud_confirmation():
+    """Both sessions under the id ended untrusted with orders. The thief's sign-in, confirmed as
+    fraud after that, names his sells (the second delivered late, after hers ended) and not
+    hers: her session's end replaced the orders kept of his. Hers, confirmed, names hers."""
+    r = rig_with_customer(lenient_orders())
+    thief, sell, customer, own = thief_then_customer_by_password(r)
+    r.now = r.now.replace(hour=10, minute=5)
+    late, d = r.order("A1", "1", HOLDING, "sell", 500, ip=ip_in(HINET, 5), ua=device(1))
+    assert d.action == "allow"
+    r.now = r.now.replace(hour=12)
+    r.engine.take_instructions()
+    r.engine.confirm_fraud(thief, r.now)
+    said = r.engine.take_instructions()  # "1" names her session now: no sign-out asked
+    assert [(i.kind, set(i.orders)) for i in said] == [("cancel_orders", {sell, f"o-{late}"})]
+    r.engine.confirm_fraud(customer, r.now)
+    named = cancels(r.engine.take_instructions())
+    assert [i.orders for i in named] == [(own,)]
+
+
+def test_each_sign_in_under_a_reused_id_keeps_its_own_orders_after_the_idle_sweep():
+    """The same, confirmed later: both sessions are forgotten by the idle sweep, and only their
+    orders are kept, each with its sign-in (encoded as a store keeps them)."""
+    r = rig_with_customer(lenient_orders())
+    thief, sell, customer, own = thief_then_customer_by_password(r)
+    r.tick(hours=r.engine.policy.detectors.session.idle_hours + 1)
+    r.activity("B1", "s-B1", ip_in(OCN, 2), device(2), "ck-B1")  # the hourly sweep runs
+    assert r.ended_session("A1", "1") is None
+    key = session_key("A1", "1")
+    kept = r.engine.state.get("ended", key)
+    assert decode("ended", encode(kept)) == kept
+    r.engine.take_instructions()
+    r.engine.confirm_fraud(customer, r.now)
+    assert [i.orders for i in cancels(r.engine.take_instructions())] == [(own,)]
+    r.engine.confirm_fraud(thief, r.now)
+    assert [i.orders for i in cancels(r.engine.take_instructions())] == [(sell,)]
+    assert r.engine.state.get("ended", key) is None
+
+
+def test_a_sign_in_whose_session_ended_trusted_names_no_orders_of_the_one_before():
+    """The customer's passkey session took the thief's id and logged out (trusted: nothing of
+    hers kept). Her sign-in, confirmed as fraud by mistake, named the thief's orders, kept for
+    his sign-in; now it names none, and his confirmation still names his."""
+    r = rig_with_customer(lenient_orders())
+    sell, _ = thief_then_customer_under_one_id(r)
+    r.tick(minutes=5)
+    r.activity("A1", "1", ip_in(OCN, 1), device(1), "ck-A1", action="logout")
+    start = r.now.replace(hour=10, minute=0)
+    hers = msgspec.structs.replace(
+        r.login_event("A1", ip_in(OCN, 1), device(1), "ck-A1"),
+        session="1",
+        ts=start + timedelta(hours=1),
+    )
+    his = msgspec.structs.replace(
+        r.login_event("A1", ip_in(HINET, 5), device(1), None), session="1", ts=start
+    )
+    r.engine.take_instructions()
+    r.engine.confirm_fraud(hers, r.now)
+    assert cancels(r.engine.take_instructions()) == []
+    r.engine.confirm_fraud(his, r.now)
+    assert [i.orders for i in cancels(r.engine.take_instructions())] == [(sell,)]

@@ -18,6 +18,7 @@ from brokerguard.engine.state import (
     CampaignState,
     EndedSessionState,
     EntityState,
+    KeptOrders,
     MemoryState,
     Move,
     PendingState,
@@ -31,6 +32,7 @@ from brokerguard.sim.scenario import load_scenario
 from brokerguard.sim.world import simulate
 from brokerguard.stores import SqliteState, StateFileError, encode
 from brokerguard.stores import changes as store_changes  # where a flush encodes records
+from brokerguard.stores.codec import decode
 
 ROOT = Path(__file__).resolve().parent.parent
 JST_LOGIN = (
@@ -142,7 +144,16 @@ def samples() -> dict[str, dict[str, msgspec.Struct]]:
                 doubtful=("n1", "n2"),
             ),
         },
-        "ended": {"s9": EndedSessionState(account="A1", ended=1.7e9, orders=("n1", "n2"))},
+        "ended": {
+            "s9": EndedSessionState(account="A1", ended=1.7e9, orders=("n1", "n2")),
+            "2:A1:2": EndedSessionState(  # an id given again: each session's orders its own
+                account="A1",
+                ended=1.7e9 + 960,
+                orders=("n3",),
+                follows=1.7e9 + 600,
+                earlier=(KeptOrders(follows=0.0, ended=1.7e9 + 300, orders=("n1", "n2")),),
+            ),
+        },
     }
 
 
@@ -164,6 +175,17 @@ def test_every_kind_round_trips(tmp_path: Path) -> None:
         # Aware datetimes compare equal across offsets; the local hour needs the offset itself.
         assert state.get("pending", "l1").login.ts.utcoffset() == timedelta(hours=9)
         assert state.get("campaign", "C0001").timeline == [(1.7e9, "symbol", "HK:8001")]
+
+
+def test_the_orders_kept_of_one_session_encode_as_before_sessions_under_one_id_were_told_apart(
+    tmp_path: Path,
+) -> None:
+    """``follows`` and ``earlier`` are written only for an id given again: the ended record of
+    one session is the same bytes as before they existed, and those bytes read back."""
+    record = EndedSessionState(account="A1", ended=1.7e9, orders=("n1",))
+    before = msgspec.msgpack.encode({"account": "A1", "ended": 1.7e9, "orders": ["n1"]})
+    assert encode(record) == before
+    assert decode("ended", before) == record
 
 
 def test_keys_are_stored_and_live_minus_deleted(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ from brokerguard.engine.signals import Signal
 from brokerguard.engine.state import (
     AccountState,
     EndedSessionState,
+    KeptOrders,
     MemoryState,
     Move,
     PendingState,
@@ -334,16 +335,18 @@ class BrokerGuard:
         idle past ``idle_hours``): the broker's session, or a stolen cookie, can outlive the
         engine's memory of it, and a broker ignores a session it already closed. It is not
         asked when a later sign-in was given the id after the logout: the id names that session
-        now, which is not the fraud's (nor is anything of it touched)."""
+        now, which is not the fraud's (nor is anything of it touched). Each session under the
+        id keeps its own orders (:meth:`_keep_orders`): the fraud's are named, not those of the
+        session given its id after it, nor of one before it."""
         account, session_id = login.account, login.session
         cancelled = "orders_cancelled_fraud"
         asked_before = False
         key = session_key(account, session_id)
-        sess: SessionState | None = self._live_session(account, session_id)
+        at = login.ts.timestamp()
+        record: SessionState | None = self._session_record("session", account, session_id)
         # a later session under the id (the fraudulent one logged out): not the fraud's
-        later = sess is not None and login.ts.timestamp() < sess.follows
-        if later:
-            sess = None
+        later = record is not None and at < record.follows
+        sess = record if record is not None and not record.ended and not later else None
         if sess is not None:
             sess.trusted = False
             if sess.learned:
@@ -357,16 +360,19 @@ class BrokerGuard:
             self.state.put("session", key, sess)
         else:
             ended: EndedSessionState | None = self._session_record("ended", account, session_id)
-            if ended is not None and not self._expired(ended, ts.timestamp()):  # days later
-                self._instruct(
-                    "cancel_orders", account, session_id, ended.orders, cause, ts, cancelled
-                )
-                self.state.delete("ended", key)
-                kept = self._session_record("session", account, session_id)
-                if kept is not None:  # ended, kept for its late requests: named once
-                    for each in (kept, *kept.before):
-                        self._forget_orders(each, ended.orders)
-                    self.state.put("session", key, kept)
+            kept = None if ended is None else self._kept_for(ended, record, at)
+            if ended is not None and kept is not None and not self._expired(kept, ts.timestamp()):
+                orders = kept.orders  # days later, still kept
+                self._instruct("cancel_orders", account, session_id, orders, cause, ts, cancelled)
+                rest = [k for k in self._kept(ended) if k != kept]
+                if rest:
+                    self.state.put("ended", key, self._kept_record(account, rest))
+                else:
+                    self.state.delete("ended", key)
+                if record is not None:  # ended, kept for its late requests: named once
+                    for each in (record, *record.before):
+                        self._forget_orders(each, orders)
+                    self.state.put("session", key, record)
         if not asked_before and not later:
             signed_out = "session_ended_fraud"
             self._instruct("end_session", account, session_id, (), cause, ts, signed_out)
@@ -930,10 +936,73 @@ class BrokerGuard:
             self.state.put("session", key, sess)
 
     def _keep_orders(self, key: str, sess: SessionState) -> None:
-        """Keep the orders of a session that ended untrusted, for a fraud confirmation."""
-        if sess.orders and not sess.trusted:
-            ended = EndedSessionState(account=sess.account, ended=sess.last, orders=sess.orders)
-            self.state.put("ended", key, ended)
+        """Keep the orders of a session that ended untrusted, for a fraud confirmation.
+
+        Each session under the id keeps its own: a session given the id after the logout of one
+        that kept its orders keeps them beside it (the latest :data:`SESSIONS_BEFORE_KEPT`
+        before it, while not past ``ended_orders_days``), and a late order of one of them joins
+        its own. Before, the latest session's replaced them, and a fraud confirmation of the
+        sign-in before named the new session's orders. A session is told apart by the end of
+        the one before it (``follows``); one swept as idle had none, and is told apart by its
+        last request, before the next session under the id started."""
+        if not sess.orders or sess.trusted:
+            return
+        ended: EndedSessionState | None = self.state.get("ended", key)
+        if ended is None:
+            ended = EndedSessionState(
+                account=sess.account, ended=sess.last, orders=sess.orders, follows=sess.follows
+            )
+        else:
+            days = self.policy.detectors.session.ended_orders_days
+            horizon = sess.last - days * 86400
+            others = [
+                kept
+                for kept in self._kept(ended)
+                if kept.ended >= horizon
+                and not (kept.follows == sess.follows and sess.started <= kept.ended)
+            ]
+            own = KeptOrders(follows=sess.follows, ended=sess.last, orders=sess.orders)
+            entries = sorted([*others, own], key=lambda kept: kept.ended)
+            ended = self._kept_record(sess.account, entries[-SESSIONS_BEFORE_KEPT - 1 :])
+        self.state.put("ended", key, ended)
+
+    @staticmethod
+    def _kept(ended: EndedSessionState) -> list[KeptOrders]:
+        """The orders kept under an id, each session's, oldest first."""
+        latest = KeptOrders(follows=ended.follows, ended=ended.ended, orders=ended.orders)
+        return [*ended.earlier, latest]
+
+    @staticmethod
+    def _kept_record(account: str, entries: list[KeptOrders]) -> EndedSessionState:
+        latest = entries[-1]
+        return EndedSessionState(
+            account=account,
+            ended=latest.ended,
+            orders=latest.orders,
+            follows=latest.follows,
+            earlier=tuple(entries[:-1]),
+        )
+
+    @staticmethod
+    def _kept_for(
+        ended: EndedSessionState, record: SessionState | None, at: float
+    ) -> KeptOrders | None:
+        """The orders kept of the session under the id that a sign-in at ``at`` opened: the
+        session that had begun by then (its ``follows``) and was in use after it (its last
+        request); for a sign-in after the latest's last request, the latest, unless a later
+        session under the id is known (``record``: it is that one's, and it kept none)."""
+        entries = BrokerGuard._kept(ended)
+        for kept in entries:
+            if kept.follows <= at <= kept.ended:
+                return kept
+        latest = entries[-1]
+        if at < latest.follows:
+            return None
+        if record is not None and (
+            record.follows > latest.follows or record.started > latest.ended
+        ):
+            return None
+        return latest
 
     def _common(self, acc: AccountState, sess: SessionState | None, now: float) -> list[Signal]:
         signals = self.sessions.risk(sess) + self.feedback.account_signals(acc)
@@ -1218,7 +1287,7 @@ class BrokerGuard:
             if pending is not None and pending.at < now - PENDING_TTL_S:
                 self.state.delete("pending", key)
 
-    def _expired(self, ended: EndedSessionState, now: float) -> bool:
+    def _expired(self, ended: EndedSessionState | KeptOrders, now: float) -> bool:
         """Whether an ended session's orders are past ``ended_orders_days`` (forgotten)."""
         return ended.ended < now - self.policy.detectors.session.ended_orders_days * 86400
 

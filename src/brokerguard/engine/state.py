@@ -26,6 +26,7 @@ __all__ = [
     "CampaignState",
     "EndedSessionState",
     "EntityState",
+    "KeptOrders",
     "KINDS",
     "MemoryState",
     "Move",
@@ -376,13 +377,28 @@ class CampaignState(msgspec.Struct, kw_only=True, gc=False):
     written: int = 0  # timeline entries already written out
 
 
-class EndedSessionState(msgspec.Struct, kw_only=True, gc=False):
+class KeptOrders(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """The orders kept of one session that ended untrusted, under an id another session was
+    given after it (see :attr:`EndedSessionState.earlier`)."""
+
+    follows: float  # the session's ``follows``: which sign-in under the id they are of
+    ended: float  # its last request
+    orders: tuple[str, ...]
+
+
+class EndedSessionState(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
     """The orders of a session that was not trusted, kept for a while after it ended (a logout,
-    the idle sweep): a fraud confirmation days later can still name them (keyed by session)."""
+    the idle sweep): a fraud confirmation days later can still name them (keyed by session).
+
+    A broker may give the id to a new sign-in after the logout: each session under the id keeps
+    its own orders, the latest's here and the ones before in ``earlier`` (written only then:
+    a record of one session encodes as it did before they existed)."""
 
     account: str
-    ended: float
+    ended: float  # its last request
     orders: tuple[str, ...] = ()
+    follows: float = 0.0  # the session's ``follows``: which sign-in under the id they are of
+    earlier: tuple[KeptOrders, ...] = ()  # of the sessions before it under the id, oldest first
 
 
 class PendingState(msgspec.Struct, kw_only=True, gc=False):
