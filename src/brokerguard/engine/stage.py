@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
@@ -52,6 +53,7 @@ from brokerguard.engine.state import (
     run_last,
     touch_window,
 )
+from brokerguard.markets import price_known
 
 _encode_entity = msgspec.msgpack.Encoder().encode
 decode_entity = msgspec.msgpack.Decoder(EntityState).decode
@@ -347,8 +349,11 @@ class CampaignStage:
 
     def _bar(self, f: Fact) -> None:
         sym = self._symbol(f.symbol)
-        # a bar's minutes, volume, open, close; ``at`` is its start
-        self.watch.bar(sym, f, f.at + f.minutes * 60)  # type: ignore[arg-type]
+        # a bar's minutes, volume, open, close; ``at`` is its start. Its end comes from the
+        # one rule the guard uses too, so that the staged and the embedded watch cannot differ.
+        market = f.symbol.partition(":")[0]
+        end = price_known(market, datetime.fromtimestamp(f.at, UTC), f.minutes).timestamp()
+        self.watch.bar(sym, f, end)  # type: ignore[arg-type]
         self.state.put("symbol", f.symbol, sym)
 
     def sweep(self, now: float) -> None:
