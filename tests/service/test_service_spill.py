@@ -332,12 +332,13 @@ def test_records_a_lost_writer_had_written_are_skipped_whole_events_too(
     spills the batch (``writer_lost``). Loading it skipped the decisions already stored but
     wrote their event rows again (no key to know them by): every such crash doubled events.
     The writer's transaction now also advances ``writer_progress`` (what it does, here with
-    its own code), the spill names each record's place, and the load skips what was written.
-    Loaded again, or a copy of it, nothing more. Real PostgreSQL."""
+    its own code; the second commit moves the row the first made), the spill names each
+    record's place, and the load skips what was written. Loaded again, or a copy of it, nothing more. Real PostgreSQL."""
     url, _ = outage_db
     spilled = placed(records(6), "w" * 32, first=41)  # 14 records, places 41..54
     engine = make_engine(url)
-    _insert_marking(engine, spilled[:9])  # the dead writer's last commit: the first 9
+    _insert_marking(engine, spilled[:4])  # an earlier commit of the writer: its row is made
+    _insert_marking(engine, spilled[4:9])  # the dead writer's last commit: its row moves to 9
     engine.dispose()
     before = counts(url)
     assert (before["events"], before["decisions"]) == (5, 4)
