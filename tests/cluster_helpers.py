@@ -72,18 +72,31 @@ class Names:
 
 
 @contextlib.contextmanager
-def fresh_names() -> Iterator[Names]:
-    """Names for one test; its stream and Redis keys are deleted afterwards."""
+def fresh_names(events: Names | None = None) -> Iterator[Names]:
+    """Names for one test; its stream and Redis keys are deleted afterwards.
+
+    ``events``: the test reads the events of that stream (a module's, ingested once: the same
+    events each time, and no test writes to it) through consumers of its own, instead of a
+    stream of its own; its consumers there are deleted afterwards, the stream is left.
+    """
     n = Names()
+    if events is not None:
+        n.stream, n.subject = events.stream, events.subject
     try:
         yield n
     finally:
 
         async def drop() -> None:
             nc = await nats.connect(NATS_URL)
-            for stream in (n.stream, n.facts_stream):
+            js = nc.jetstream()
+            if events is not None:
                 with contextlib.suppress(nats.js.errors.NotFoundError):
-                    await nc.jetstream().delete_stream(stream)
+                    for c in await js.consumers_info(n.stream):
+                        if c.name.startswith(f"{n.durable}-"):
+                            await js.delete_consumer(n.stream, c.name)
+            for stream in (n.facts_stream,) if events is not None else (n.stream, n.facts_stream):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_stream(stream)
             await nc.close()
 
         asyncio.run(drop())

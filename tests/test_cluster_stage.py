@@ -70,9 +70,32 @@ def reference(path: Path, out: Path, shards: int) -> Path:
     return out
 
 
-@pytest.fixture
-def names() -> Iterator[Names]:
+@pytest.fixture(scope="module")
+def references(events_path, tmp_path_factory):
+    """The staged replay's output by the number of shards, each made once for the module (the
+    tests only read it)."""
+    made: dict[int, Path] = {}
+
+    def get(shards: int) -> Path:
+        if shards not in made:
+            made[shards] = reference(events_path, tmp_path_factory.mktemp("ref"), shards)
+        return made[shards]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def ingested(events_path) -> Iterator[Names]:
+    """The recorded run ingested once for the module: every test reads it through consumers
+    of its own (its own Redis prefix, durable names and facts stream)."""
     with fresh_names() as n:
+        ingest(events_path, n)
+        yield n
+
+
+@pytest.fixture
+def names(ingested) -> Iterator[Names]:
+    with fresh_names(ingested) as n:
         yield n
 
 
@@ -240,11 +263,10 @@ def test_the_staged_reference_raises_each_campaign_once_across_partitions(events
 
 
 def test_two_workers_and_the_stage_decide_and_raise_what_the_staged_replay_does(
-    events_path, names, tmp_path
+    references, names, tmp_path
 ) -> None:
-    ref = reference(events_path, tmp_path / "ref", shards=1)
+    ref = references(1)
     with pg_database() as db:
-        ingest(events_path, names)
         port = free_port()
         stage = start_stage(names, tmp_path, 0, 1, "--database", db, "--metrics-port", str(port))
         a = start_worker(names, tmp_path, "a", "--database", db)
@@ -287,10 +309,9 @@ def test_two_workers_and_the_stage_decide_and_raise_what_the_staged_replay_does(
 
 
 def test_a_stage_killed_mid_run_and_started_again_changes_nothing(
-    events_path, names, tmp_path
+    references, names, tmp_path
 ) -> None:
-    ref = reference(events_path, tmp_path / "ref", shards=2)
-    ingest(events_path, names)
+    ref = references(2)
     worker = start_worker(names, tmp_path, "a", shards=2)
     first = start_stage(names, tmp_path, 0, 2)
     other = start_stage(names, tmp_path, 1, 2)
@@ -364,14 +385,13 @@ WIPE = "for _, k in ipairs(redis.call('keys', ARGV[1])) do redis.call('del', k) 
 
 
 def test_redis_losing_everything_mid_run_the_stage_replays_its_facts(
-    events_path, names, tmp_path
+    references, names, tmp_path
 ) -> None:
     """Documented behaviour: the shard whose state is gone replays its facts from the start of
     the facts stream (the workers replay their partitions); the results are unchanged."""
     from cluster_helpers import redis_client
 
-    ref = reference(events_path, tmp_path / "ref", shards=1)
-    ingest(events_path, names)
+    ref = references(1)
     stage = start_stage(names, tmp_path, 0, 1, "--stats", str(tmp_path / "stage.json"))
     worker = start_worker(names, tmp_path, "a")
     out = tmp_path / "d-a.ndjson"
@@ -461,7 +481,7 @@ def test_the_containment_store_keeps_each_change_in_order_and_reads_again_only_o
         drop_prefix(client, prefix)
 
 
-def test_junk_on_the_facts_stream_is_passed_over_by_the_stage(events_path, names, tmp_path) -> None:
+def test_junk_on_the_facts_stream_is_passed_over_by_the_stage(references, names, tmp_path) -> None:
     """Only workers publish facts; a message that is neither a fact nor an announcement is
     logged and passed over, and the run decides what the staged replay does."""
     import asyncio
@@ -469,8 +489,7 @@ def test_junk_on_the_facts_stream_is_passed_over_by_the_stage(events_path, names
     import nats
     from cluster_helpers import NATS_URL
 
-    ref = reference(events_path, tmp_path / "ref", shards=1)
-    ingest(events_path, names)
+    ref = references(1)
 
     async def junk() -> None:
         nc = await nats.connect(NATS_URL)
@@ -494,7 +513,7 @@ def test_junk_on_the_facts_stream_is_passed_over_by_the_stage(events_path, names
 
 
 def test_facts_of_a_batch_decided_from_lost_state_never_reach_the_stage(
-    events_path, tmp_path, monkeypatch
+    ingested, tmp_path, monkeypatch
 ) -> None:
     """Redis loses everything while a worker is in the middle of a batch: the rest of the batch is
     decided from empty state and its facts are wrong. The check before its records fails and
@@ -549,12 +568,10 @@ def test_facts_of_a_batch_decided_from_lost_state_never_reach_the_stage(
         await nc.close()
         return out
 
-    with fresh_names() as clean, fresh_names() as lossy:
-        ingest(events_path, clean)
+    with fresh_names(ingested) as clean, fresh_names(ingested) as lossy:
         work(clean, tmp_path / "clean.ndjson")
         expected = asyncio.run(facts_sent(clean))
 
-        ingest(events_path, lossy)
         real_prefetch = RedisState.prefetch
         calls = {"n": 0, "lost": 0}
 
@@ -764,7 +781,7 @@ def _epoch_a_lost_state_misleads(events_path: Path) -> tuple[int, set[str]]:
 
 @pytest.mark.parametrize("event", ["state lost", "lock taken"])
 def test_an_advance_the_stage_loses_midway_writes_no_campaign(
-    events_path, names, tmp_path, monkeypatch, event
+    events_path, references, names, tmp_path, monkeypatch, event
 ) -> None:
     """The stage checked its lock and state only when an advance began, and wrote the campaign
     lines and rows before its fenced flush. Here, in the middle of an advance (before its
@@ -789,7 +806,7 @@ def test_an_advance_the_stage_loses_midway_writes_no_campaign(
     from brokerguard.cluster.stage import run_campaign_stage
     from brokerguard.service.db import make_engine
 
-    ref = reference(events_path, tmp_path / "ref", shards=1)
+    ref = references(1)
     if event == "state lost":
         at, raised = _epoch_a_lost_state_misleads(events_path)
     else:  # the epoch of the last campaign raised (no later epoch writes its row)
@@ -821,7 +838,6 @@ def test_an_advance_the_stage_loses_midway_writes_no_campaign(
     monkeypatch.setattr(stage_module, "_wanted", midway)
     monkeypatch.setattr(CampaignStage, "records", noting)
     with pg_database() as db:
-        ingest(events_path, names)
         worker = start_worker(names, tmp_path, "a", "--database", db)
         stats = asyncio.run(
             run_campaign_stage(
