@@ -52,8 +52,26 @@ def reference(tmp_path_factory) -> tuple[Path, Path]:
     return path, out
 
 
+@pytest.fixture(scope="module")
+def ingested(reference) -> Iterator[Names]:
+    """The recorded run ingested once for the module: the tests read it through consumers of
+    their own (their own Redis prefix and durable names)."""
+    with fresh_names() as n:
+        subprocess.run(
+            [*BG, "ingest", str(reference[0]), *n.cli(PARTS)], check=True, capture_output=True
+        )
+        yield n
+
+
 @pytest.fixture
-def names() -> Iterator[Names]:
+def names(ingested) -> Iterator[Names]:
+    with fresh_names(ingested) as n:
+        yield n
+
+
+@pytest.fixture
+def own_names() -> Iterator[Names]:
+    """A stream of the test's own, for a test of ``ingest`` itself."""
     with fresh_names() as n:
         yield n
 
@@ -140,7 +158,6 @@ def test_two_workers_decide_what_the_partitioned_embedded_engine_does(
     reference, names, pg_url, tmp_path
 ) -> None:
     path, ref = reference
-    subprocess.run([*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True)
     db = ["--database", pg_url, "--idle-exit", "4"]
     first = worker(names, tmp_path, "a", *db)
     wait_for_output(tmp_path / "d-a.ndjson", 2000)  # the first holds every partition by now
@@ -168,7 +185,6 @@ def test_two_workers_decide_what_the_partitioned_embedded_engine_does(
 
 def test_sigkill_one_of_two_workers_the_survivor_finishes(reference, names, tmp_path) -> None:
     path, ref = reference
-    subprocess.run([*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True)
     # idle-exit longer than a lease and a redelivery: the survivor waits for the dead's share
     survivor = worker(names, tmp_path, "a", "--idle-exit", "7")
     victim = worker(names, tmp_path, "b")
@@ -187,12 +203,13 @@ def test_sigkill_one_of_two_workers_the_survivor_finishes(reference, names, tmp_
     )
 
 
-def test_status_metrics_config_and_a_graceful_stop(reference, names, tmp_path) -> None:
+def test_status_metrics_config_and_a_graceful_stop(reference, own_names, tmp_path) -> None:
     import urllib.request
 
     from servers import free_port
 
     path, _ = reference
+    names = own_names  # ingest is part of the test: a stream of its own
     config = tmp_path / "cluster.toml"
     config.write_text(
         f'[cluster]\nstream = "{names.stream}"\nsubject = "{names.subject}"\n'
@@ -271,7 +288,6 @@ def test_redis_losing_everything_mid_run_is_rebuilt_from_the_stream(
     gone from Redis is replayed from the start of the stream; the results equal the embedded
     run, and no decision row is written twice."""
     path, ref = reference
-    subprocess.run([*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True)
     w = worker(names, tmp_path, "a", "--database", pg_url, "--idle-exit", "5")
     wait_for_output(tmp_path / "d-a.ndjson", 4000)
     client = redis_client()
@@ -316,7 +332,6 @@ def test_a_worker_runs_the_policy_it_is_given_like_replay_does(reference, names,
         check=True,
         capture_output=True,
     )
-    subprocess.run([*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True)
     one = worker(names, tmp_path, "p", "--idle-exit", "3", "--policy", str(policy))
     one.communicate(timeout=120)
     assert one.returncode == 0
