@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,3 +151,70 @@ def final_campaigns(path: Path) -> dict[str, tuple]:
         symbols = sorted(f"{s['market']}:{s['symbol']}" for s in c["symbols"])
         out[c["id"]] = (symbols, sorted(c["accounts"]), sorted(c["infrastructure"]))
     return out
+
+
+def stream_ends(n: Names, partitions: int) -> tuple[dict[int, int], int | None]:
+    """The stream sequence of each partition's last message, and the epoch the last epoch
+    marker opens (None: no markers): where a run of the stream, as it is now, ends."""
+    from brokerguard.cluster.stream import epoch_marker
+
+    async def ends() -> tuple[dict[int, int], int | None]:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        last: dict[int, int] = {}
+        epoch = None
+        for p in range(partitions):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                msg = await js.get_last_msg(n.stream, f"{n.subject}.{p}")
+                last[p] = msg.seq
+                k = epoch_marker(msg.headers)
+                epoch = k if k is not None and (epoch is None or k > epoch) else epoch
+        await nc.close()
+        return last, epoch
+
+    return asyncio.run(ends())
+
+
+def drained(n: Names, ends: tuple[dict[int, int], int | None], stage_shards: int = 0) -> bool:
+    """Whether the run is done, as Redis says (asking NATS for the consumers' figures again and
+    again slows the workers down): every partition's state stands for the last message of its
+    partition (``ends``, :func:`stream_ends`), and (``stage_shards``) every shard of the
+    campaign stage is done with every epoch before the last marker's. A partition or shard
+    rebuilt after a Redis loss has no state, or an older one, until it has caught up again."""
+    last, epoch = ends
+    client = redis_client()
+    try:
+        pipe = client.pipeline(transaction=False)
+        for p in last:
+            pipe.hget(f"{n.prefix}:{p}:meta", "seq")
+        for s in range(stage_shards):
+            pipe.get(f"{n.prefix}:stage:{s}:below")
+        got = pipe.execute()
+    finally:
+        client.close()
+    seqs, belows = got[: len(last)], got[len(last) :]
+    done = all(int(v or 0) >= seq for v, seq in zip(seqs, last.values(), strict=True))
+    if stage_shards:
+        done = done and epoch is not None and all(int(v or -1) >= epoch for v in belows)
+    return done
+
+
+def stop_when_drained(
+    procs: list[subprocess.Popen], n: Names, partitions: int, stage_shards: int = 0
+) -> list[str]:
+    """Wait until the run is :func:`drained`, then stop ``procs`` (SIGTERM: each finishes and
+    acknowledges its batch, and releases what it holds), check they exit with status 0 and
+    return their standard errors. Instead of each waiting out an idle window of seconds."""
+    ends = stream_ends(n, partitions)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not drained(n, ends, stage_shards):
+        time.sleep(0.1)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    errors = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        errors.append(err)
+    return errors

@@ -23,12 +23,15 @@ import pytest
 from cluster_helpers import (
     Names,
     decisions,
+    drained,
     final_campaigns,
     fresh_names,
     lines,
     pg_database,
     read_events,
     recorded_run,
+    stop_when_drained,
+    stream_ends,
 )
 from servers import free_port
 
@@ -154,11 +157,13 @@ def ingest(path: Path, names: Names) -> None:
     )
 
 
-def finish(workers: list[subprocess.Popen], stages: list[subprocess.Popen]) -> None:
-    """The workers run out of events (idle exit); then the stages are stopped (SIGTERM)."""
-    for proc in workers:
-        _, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err
+def finish(
+    names: Names, workers: list[subprocess.Popen], stages: list[subprocess.Popen], shards: int = 1
+) -> None:
+    """Once every event and fact is acknowledged, the workers are stopped, then the stages
+    (SIGTERM); each must exit with status 0."""
+    if workers:
+        stop_when_drained(workers, names, PARTS, stage_shards=shards)
     for proc in stages:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
@@ -271,13 +276,13 @@ def test_two_workers_and_the_stage_decide_and_raise_what_the_staged_replay_does(
         stage = start_stage(names, tmp_path, 0, 1, "--database", db, "--metrics-port", str(port))
         a = start_worker(names, tmp_path, "a", "--database", db)
         b = start_worker(names, tmp_path, "b", "--database", db)
-        finish([a, b], [])
+        finish(names, [a, b], [])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             metrics = r.read().decode()
         assert "brokerguard_stage_holding 1.0" in metrics
         facts = re.search(r"^brokerguard_stage_facts_total (\S+)$", metrics, re.M)
         assert facts and float(facts.group(1)) > 0
-        finish([], [stage])
+        finish(names, [], [stage])
         assert decisions(tmp_path / "d-a.ndjson", tmp_path / "d-b.ndjson") == decisions(
             ref / "decisions.ndjson"
         )
@@ -322,7 +327,7 @@ def test_a_stage_killed_mid_run_and_started_again_changes_nothing(
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=10)
     again = start_stage(names, tmp_path, 0, 2)
-    finish([worker], [other, again])
+    finish(names, [worker], [other, again], shards=2)
     assert decisions(out) == decisions(ref / "decisions.ndjson")
     got = campaign_lines(tmp_path / "c-0.ndjson", tmp_path / "c-1.ndjson")
     assert got == campaign_lines(ref / "campaigns.ndjson")
@@ -401,7 +406,7 @@ def test_redis_losing_everything_mid_run_the_stage_replays_its_facts(
     client = redis_client()
     assert client.exists(f"{names.prefix}:stage:0:meta")
     client.eval(WIPE, 0, f"{names.prefix}:*")  # at once, as a Redis that lost its data
-    finish([worker], [stage])
+    finish(names, [worker], [stage])
     assert decisions(out) == decisions(ref / "decisions.ndjson")
     got = campaign_lines(tmp_path / "c-0.ndjson")
     assert got == campaign_lines(ref / "campaigns.ndjson")
@@ -504,7 +509,7 @@ def test_junk_on_the_facts_stream_is_passed_over_by_the_stage(references, names,
     asyncio.run(junk())
     stage = start_stage(names, tmp_path, 0, 1)
     worker = start_worker(names, tmp_path, "a")
-    finish([worker], [])
+    finish(names, [worker], [])
     stage.send_signal(signal.SIGTERM)
     _, err = stage.communicate(timeout=30)
     assert stage.returncode == 0, err
@@ -839,22 +844,39 @@ def test_an_advance_the_stage_loses_midway_writes_no_campaign(
     monkeypatch.setattr(CampaignStage, "records", noting)
     with pg_database() as db:
         worker = start_worker(names, tmp_path, "a", "--database", db)
-        stats = asyncio.run(
-            run_campaign_stage(
-                NATS_URL,
-                REDIS_URL,
-                partitions=PARTS,
-                prefix=names.prefix,
-                facts_stream=names.facts_stream,
-                facts_subject=names.facts_subject,
-                durable=f"st{names.durable}",
-                lease_ttl=1.5,
-                idle_exit=6,
-                campaigns=tmp_path / "c-0.ndjson",
-                database=db,
-            )
-        )
-        finish([worker], [])
+
+        async def stage_until_drained():
+            """The stage, stopped once every event and fact is acknowledged (its idle exit
+            is only a backstop)."""
+            stop = asyncio.Event()
+            ends = await asyncio.to_thread(stream_ends, names, PARTS)
+
+            async def watch() -> None:
+                while not drained(names, ends, 1):
+                    await asyncio.sleep(0.1)
+                stop.set()
+
+            watching = asyncio.create_task(watch())
+            try:
+                return await run_campaign_stage(
+                    NATS_URL,
+                    REDIS_URL,
+                    partitions=PARTS,
+                    prefix=names.prefix,
+                    facts_stream=names.facts_stream,
+                    facts_subject=names.facts_subject,
+                    durable=f"st{names.durable}",
+                    lease_ttl=1.5,
+                    idle_exit=6,
+                    campaigns=tmp_path / "c-0.ndjson",
+                    database=db,
+                    stop=stop,
+                )
+            finally:
+                watching.cancel()
+
+        stats = asyncio.run(stage_until_drained())
+        finish(names, [worker], [])
         engine = make_engine(db)
         with engine.connect() as conn:
             rows = conn.execute(

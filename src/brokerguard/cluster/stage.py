@@ -330,8 +330,10 @@ async def run_campaign_stage(
     policy: Policy | None = None,
     statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT_S,
     metrics: Any = None,
+    stop: asyncio.Event | None = None,
 ) -> StageStats:
-    """Hold the shard and consume its facts until stopped (SIGTERM/SIGINT) or idle.
+    """Hold the shard and consume its facts until stopped (SIGTERM/SIGINT, or ``stop`` set by
+    whoever runs it in their own loop) or idle.
 
     One process holds a shard at a time (a lock in Redis, renewed every ``lease_ttl / 3``);
     another started on the same shard waits as a hot standby and takes over ``lease_ttl`` after
@@ -350,7 +352,7 @@ async def run_campaign_stage(
 
         sink = RecordSink(database, statement_timeout=statement_timeout)
     out: IO[str] | None = open(campaigns, "a") if campaigns else None  # noqa: SIM115
-    stop = asyncio.Event()
+    stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
