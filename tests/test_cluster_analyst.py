@@ -20,7 +20,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cluster_helpers import Names, decisions, fresh_names, read_events, recorded_run, redis_client
+from cluster_helpers import (
+    Names,
+    decisions,
+    fresh_names,
+    read_events,
+    recorded_run,
+    redis_client,
+    stop_when_drained,
+)
 
 from brokerguard.cluster.partition import PartitionedGuard, partition_of
 from brokerguard.cluster.staged import StagedGuard
@@ -42,6 +50,14 @@ EPOCH = 600.0
 @pytest.fixture(scope="module")
 def events(tmp_path_factory) -> list[Event]:
     return read_events(recorded_run(tmp_path_factory.mktemp("run"), investors=200))
+
+
+@pytest.fixture(scope="module")
+def plain(events: list[Event], tmp_path_factory) -> tuple[Path, list[tuple]]:
+    """The recorded run's file and its replay's decisions on the partitions, made once."""
+    out = tmp_path_factory.mktemp("plain")
+    path = written(events, out / "events.ndjson")
+    return path, replay(path, out / "ref")
 
 
 def in_process(guard, events: list[Event]) -> dict[str, tuple]:
@@ -105,6 +121,14 @@ def worker_args(names: Names, out: Path) -> list[str]:
     ]
 
 
+def work(names: Names, out: Path) -> str:
+    """A worker on the stream until every message is acknowledged; its standard error."""
+    worker = subprocess.Popen(
+        worker_args(names, out), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    return stop_when_drained([worker], names, PARTS)[0]
+
+
 def with_conclusions(events: list[Event]) -> tuple[list[Event], set[str]]:
     """The run with a confirmed fraud on the first sign-in whose address later signs in to an
     account of another partition, and a forced re-verification of that later account; returns
@@ -141,12 +165,14 @@ def test_ingest_refuses_an_analyst_line_in_the_words_of_the_service() -> None:
     assert [n for n, _, _ in _lines([b"", trust], analyst=True)] == [2]
 
 
-def test_a_worker_hears_analyst_events_as_replay_does(events: list[Event], tmp_path: Path) -> None:
+def test_a_worker_hears_analyst_events_as_replay_does(
+    events: list[Event], plain: tuple[Path, list[tuple]], tmp_path: Path
+) -> None:
     concluded, later = with_conclusions(events)
     concluded = with_dismissal(concluded, lambda: PartitionedGuard(PARTS))
     path = written(concluded, tmp_path / "with-analyst.ndjson")
     expected = replay(path, tmp_path / "ref")
-    without = replay(written(events, tmp_path / "plain.ndjson"), tmp_path / "ref-plain")
+    without = plain[1]
     changed = {row[0] for row in set(expected) ^ set(without)}
     assert changed & later  # the confirmed address counts in another partition
 
@@ -162,10 +188,7 @@ def test_a_worker_hears_analyst_events_as_replay_does(events: list[Event], tmp_p
             check=True,
             capture_output=True,
         )
-        run = subprocess.run(
-            worker_args(names, tmp_path / "d.ndjson"), capture_output=True, text=True, timeout=300
-        )
-        assert run.returncode == 0, run.stderr
+        work(names, tmp_path / "d.ndjson")
     assert decisions(tmp_path / "d.ndjson") == expected
 
 
@@ -202,12 +225,14 @@ def test_a_dismissal_reaches_the_campaign_stage_as_in_the_staged_replay(
         args = worker_args(names, tmp_path / "d.ndjson")
         args += ["--facts-stream", names.facts_stream, "--facts-subject", names.facts_subject]
         args += ["--campaign-stage", "--stage-shards", "2", "--lease-ttl", "1.5"]
-        run = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        worker = subprocess.Popen(
+            args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        stop_when_drained([worker], names, PARTS, stage_shards=2)
         for proc in stages:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
             assert proc.returncode == 0, err
-        assert run.returncode == 0, run.stderr
         # the containment the dismissal lifted is no longer kept: only one release of the
         # campaign stays (the partitions' view must still know it was dismissed)
         (cid,) = [e.campaign for e in dismissed if isinstance(e, AnalystAction)]
@@ -218,7 +243,7 @@ def test_a_dismissal_reaches_the_campaign_stage_as_in_the_staged_replay(
 
 
 def test_a_message_that_is_no_event_is_passed_over_not_stopped_at(
-    events: list[Event], tmp_path: Path
+    plain: tuple[Path, list[tuple]], tmp_path: Path
 ) -> None:
     """Something other than ``ingest`` or the service published junk into a partition: the
     worker logs it, acknowledges it and goes on; it does not stop the partition for good."""
@@ -227,8 +252,7 @@ def test_a_message_that_is_no_event_is_passed_over_not_stopped_at(
     import nats
     from cluster_helpers import NATS_URL
 
-    path = written(events, tmp_path / "events.ndjson")
-    expected = replay(path, tmp_path / "ref")
+    path, expected = plain
     with fresh_names() as names:
         subprocess.run(
             [*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True
@@ -242,10 +266,7 @@ def test_a_message_that_is_no_event_is_passed_over_not_stopped_at(
             await nc.close()
 
         asyncio.run(junk())
-        run = subprocess.run(
-            worker_args(names, tmp_path / "d.ndjson"), capture_output=True, text=True, timeout=300
-        )
-        assert run.returncode == 0, run.stderr
-    assert "2 unreadable messages passed over" in " ".join(run.stderr.split())
-    assert "not an event, passed over" in run.stderr and "stream sequence" in run.stderr
+        stderr = work(names, tmp_path / "d.ndjson")
+    assert "2 unreadable messages passed over" in " ".join(stderr.split())
+    assert "not an event, passed over" in stderr and "stream sequence" in stderr
     assert decisions(tmp_path / "d.ndjson") == expected
