@@ -10,8 +10,9 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import nats
@@ -218,3 +219,30 @@ def stop_when_drained(
         assert proc.returncode == 0, err
         errors.append(err)
     return errors
+
+
+def run_until_drained(
+    make: Callable[[asyncio.Event], Awaitable[Any]],
+    n: Names,
+    partitions: int,
+    stage_shards: int = 0,
+) -> Any:
+    """Run ``make(stop)`` (a worker or stage coroutine in this process) and set ``stop`` once
+    the run is :func:`drained`; its result."""
+
+    async def main() -> Any:
+        stop = asyncio.Event()
+        ends = await asyncio.to_thread(stream_ends, n, partitions)
+
+        async def watch() -> None:
+            while not await asyncio.to_thread(drained, n, ends, stage_shards):
+                await asyncio.sleep(0.1)
+            stop.set()
+
+        watching = asyncio.create_task(watch())
+        try:
+            return await make(stop)
+        finally:
+            watching.cancel()
+
+    return asyncio.run(main())

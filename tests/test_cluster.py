@@ -28,6 +28,7 @@ from cluster_helpers import (
     read_events,
     recorded_run,
     replay,
+    run_until_drained,
 )
 
 from brokerguard.cluster.partition import PartitionedGuard, partition_of
@@ -56,16 +57,34 @@ def names() -> Iterator[Names]:
         yield n
 
 
+@pytest.fixture(scope="module")
+def published(run) -> Iterator[Names]:
+    """The recorded run published once for the module, on ``PARTS`` partitions."""
+    with fresh_names() as n:
+        publish(run[0], n)
+        yield n
+
+
+@pytest.fixture
+def on_published(published) -> Iterator[Names]:
+    """Names of the test's own (Redis prefix, durable consumers) on the module's stream."""
+    with fresh_names(published) as n:
+        yield n
+
+
 def publish(path: Path, n: Names, partitions: int = PARTS) -> int:
     with open(path, "rb") as f:
         return asyncio.run(ingest(f, NATS_URL, n.stream, n.subject, partitions))
 
 
 def work(n: Names, out: Path, **kw) -> object:
+    """A worker in this process; with an ``idle_exit`` it is stopped as soon as every
+    partition's state stands for the partition's last message (the idle exit is a backstop)."""
     kw.setdefault("partitions", PARTS)
     kw.setdefault("lease_ttl", 1.5)
-    return asyncio.run(
-        run_worker(
+
+    def make(stop: asyncio.Event | None = None):
+        return run_worker(
             NATS_URL,
             REDIS_URL,
             prefix=n.prefix,
@@ -73,9 +92,13 @@ def work(n: Names, out: Path, **kw) -> object:
             subject=n.subject,
             durable=n.durable,
             decisions=out,
+            stop=stop,
             **kw,
         )
-    )
+
+    if kw.get("idle_exit"):
+        return run_until_drained(make, n, kw["partitions"])
+    return asyncio.run(make())
 
 
 def decided(out: Path) -> list[tuple]:
@@ -141,9 +164,9 @@ def test_one_worker_on_two_partitions_decides_what_two_embedded_engines_do(
         work(names, tmp_path / "d.ndjson", idle_exit=1.0, partitions=2 * PARTS)
 
 
-def test_a_batch_never_acknowledged_is_redelivered_and_processed_once(run, names, tmp_path):
+def test_a_batch_never_acknowledged_is_redelivered_and_processed_once(run, on_published, tmp_path):
     path, embedded = run
-    publish(path, names)
+    names = on_published  # the module's stream, read through consumers of its own
     out = tmp_path / "d.ndjson"
     first = work(names, out, batch=100, ack_wait=1.0, max_events=3030)  # stops mid-batch
     assert first.events == 3030
@@ -180,14 +203,14 @@ def table_decisions(url: str) -> list[tuple]:
 
 
 def test_records_land_in_postgresql_once_even_when_the_state_write_fails(
-    run, names, tmp_path, pg_url, monkeypatch
+    run, on_published, tmp_path, pg_url, monkeypatch
 ) -> None:
     """A batch whose records were written but whose state flush failed is redelivered; the
     second pass adds no decision row twice, and the table equals the embedded decisions."""
     from brokerguard.stores.redis import RedisState
 
     path, embedded = run
-    publish(path, names)
+    names = on_published  # the module's stream, read through consumers of its own
     real_flush = RedisState.flush
     calls = {"n": 0}
 
@@ -391,7 +414,7 @@ def test_a_scale_out_command_with_no_nats_server_there_exits_2_at_once(command, 
 
 
 def test_a_batch_decided_from_state_lost_mid_batch_writes_no_record(
-    run, names, tmp_path, pg_url, monkeypatch
+    run, on_published, tmp_path, pg_url, monkeypatch
 ) -> None:
     """Redis loses a partition's keys in the middle of a batch: the batch is decided from the
     missing state, the check before its records fails and it is given back, and the partition is
@@ -401,7 +424,7 @@ def test_a_batch_decided_from_state_lost_mid_batch_writes_no_record(
     from brokerguard.stores.redis import RedisState
 
     path, embedded = run
-    publish(path, names)
+    names = on_published  # the module's stream, read through consumers of its own
     monkeypatch.setattr(worker_module, "PARTITION_CACHE", 1)  # records read again every batch
     real_prefetch = RedisState.prefetch
     calls = {"n": 0, "lost": 0}
@@ -425,7 +448,9 @@ def test_a_batch_decided_from_state_lost_mid_batch_writes_no_record(
     assert sorted(rows) == sorted(embedded)
 
 
-def test_a_partition_taken_again_leaves_no_old_state_in_memory(run, names, tmp_path, monkeypatch):
+def test_a_partition_taken_again_leaves_no_old_state_in_memory(
+    run, on_published, tmp_path, monkeypatch
+):
     """Each time a worker takes a partition it opens a new state, with a cache of up to
     ``PARTITION_CACHE`` records; the state of a partition it gave back must be freed, or every
     handover (a rebalance, a lapsed lease) leaves a cache behind for good."""
@@ -435,7 +460,7 @@ def test_a_partition_taken_again_leaves_no_old_state_in_memory(run, names, tmp_p
     from brokerguard.stores.redis import RedisState
 
     path, embedded = run
-    publish(path, names)
+    names = on_published  # the module's stream, read through consumers of its own
     opened: list[weakref.ref] = []
     live: list[int] = []  # partition 0's states alive, looked at before its batches
     real_init, real_prefetch = RedisState.__init__, RedisState.prefetch
@@ -464,13 +489,13 @@ def test_a_partition_taken_again_leaves_no_old_state_in_memory(run, names, tmp_p
     assert sorted(decided(out)) == sorted(embedded)
 
 
-def test_a_long_running_worker_keeps_its_figures_bounded(run, names, tmp_path, monkeypatch):
+def test_a_long_running_worker_keeps_its_figures_bounded(run, on_published, tmp_path, monkeypatch):
     """The per-decision latencies and per-batch times are kept for the final figures: a worker
     that runs for weeks keeps only the latest ``FIGURES_KEPT`` (here 40), not every decision's."""
     from brokerguard.cluster import worker as worker_module
 
     path, embedded = run
-    publish(path, names)
+    names = on_published  # the module's stream, read through consumers of its own
     monkeypatch.setattr(worker_module, "FIGURES_KEPT", 40, raising=False)
     stats = work(names, tmp_path / "d.ndjson", batch=20, idle_exit=1.0)
     assert stats.decisions == len(embedded) > 200 and stats.batches > 200

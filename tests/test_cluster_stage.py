@@ -23,15 +23,14 @@ import pytest
 from cluster_helpers import (
     Names,
     decisions,
-    drained,
     final_campaigns,
     fresh_names,
     lines,
     pg_database,
     read_events,
     recorded_run,
+    run_until_drained,
     stop_when_drained,
-    stream_ends,
 )
 from servers import free_port
 
@@ -541,8 +540,8 @@ def test_facts_of_a_batch_decided_from_lost_state_never_reach_the_stage(
 
     def work(n: Names, out: Path):
         client.set(f"{n.prefix}:stage:0:below", 10**9)  # the stage is always done
-        return asyncio.run(
-            run_worker(
+        return run_until_drained(  # stopped once the run is done (idle exit: a backstop)
+            lambda stop: run_worker(
                 NATS_URL,
                 REDIS_URL,
                 prefix=n.prefix,
@@ -557,7 +556,10 @@ def test_facts_of_a_batch_decided_from_lost_state_never_reach_the_stage(
                 campaign_stage=True,
                 facts_stream=n.facts_stream,
                 facts_subject=n.facts_subject,
-            )
+                stop=stop,
+            ),
+            n,
+            PARTS,
         )
 
     async def facts_sent(n: Names) -> dict[str, bytes]:
@@ -801,7 +803,6 @@ def test_an_advance_the_stage_loses_midway_writes_no_campaign(
     line went out twice; and with the check alone, the campaign the advance given back had
     queued for the table counted as written, so the advance done again did not write it: the
     row of the last campaign raised was missing."""
-    import asyncio
     from collections import Counter
 
     import sqlalchemy as sa
@@ -845,37 +846,25 @@ def test_an_advance_the_stage_loses_midway_writes_no_campaign(
     with pg_database() as db:
         worker = start_worker(names, tmp_path, "a", "--database", db)
 
-        async def stage_until_drained():
-            """The stage, stopped once every event and fact is acknowledged (its idle exit
-            is only a backstop)."""
-            stop = asyncio.Event()
-            ends = await asyncio.to_thread(stream_ends, names, PARTS)
-
-            async def watch() -> None:
-                while not drained(names, ends, 1):
-                    await asyncio.sleep(0.1)
-                stop.set()
-
-            watching = asyncio.create_task(watch())
-            try:
-                return await run_campaign_stage(
-                    NATS_URL,
-                    REDIS_URL,
-                    partitions=PARTS,
-                    prefix=names.prefix,
-                    facts_stream=names.facts_stream,
-                    facts_subject=names.facts_subject,
-                    durable=f"st{names.durable}",
-                    lease_ttl=1.5,
-                    idle_exit=6,
-                    campaigns=tmp_path / "c-0.ndjson",
-                    database=db,
-                    stop=stop,
-                )
-            finally:
-                watching.cancel()
-
-        stats = asyncio.run(stage_until_drained())
+        stats = run_until_drained(  # stopped once the run is done (idle exit: a backstop)
+            lambda stop: run_campaign_stage(
+                NATS_URL,
+                REDIS_URL,
+                partitions=PARTS,
+                prefix=names.prefix,
+                facts_stream=names.facts_stream,
+                facts_subject=names.facts_subject,
+                durable=f"st{names.durable}",
+                lease_ttl=1.5,
+                idle_exit=6,
+                campaigns=tmp_path / "c-0.ndjson",
+                database=db,
+                stop=stop,
+            ),
+            names,
+            PARTS,
+            1,
+        )
         finish(names, [worker], [])
         engine = make_engine(db)
         with engine.connect() as conn:

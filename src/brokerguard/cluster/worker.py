@@ -421,8 +421,10 @@ async def run_worker(
     blocklist: BlocklistWatch | None = None,
     blocklist_poll: float = 5.0,
     statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT_S,
+    stop: asyncio.Event | None = None,
 ) -> WorkerStats:
-    """Consume until stopped (SIGTERM/SIGINT), idle for ``idle_exit`` seconds, or ``max_events``.
+    """Consume until stopped (SIGTERM/SIGINT, or ``stop`` set by whoever runs it in their own
+    loop), idle for ``idle_exit`` seconds, or ``max_events``.
 
     The worker takes its share of the partitions (:mod:`.leases`) and consumes each through its
     own durable consumer ``<durable>-<partition>``. ``max_events`` (tests) stops after that many
@@ -457,7 +459,7 @@ async def run_worker(
         from brokerguard.cluster.records import RecordSink
 
         sink = RecordSink(database, statement_timeout=statement_timeout)
-    stop = asyncio.Event()
+    stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
