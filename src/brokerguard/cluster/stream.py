@@ -194,6 +194,9 @@ async def connect(url: str, **options: Any) -> Any:
             connect_timeout=CONNECT_TIMEOUT,
             max_reconnect_attempts=1,
             reconnect_time_wait=0.2,
+            # a server that accepted and never greeted is not waited for again: with
+            # reconnects allowed, the probe waited CONNECT_TIMEOUT twice
+            allow_reconnect=False,
             error_cb=quiet,
         )
         try:
