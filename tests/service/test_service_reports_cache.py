@@ -290,8 +290,8 @@ def test_a_recorded_attack_reports_as_a_full_export_does(
     assert reporting.report_tables(api.service, None, True, None)[0] == expected[0]
 
     class Unseen:  # both tables at once, for a service the cache has not seen
-        def read(self) -> sa.Connection:
-            return api.service.read()
+        def read(self, *, report: bool = False) -> sa.Connection:
+            return api.service.read(report=report)
 
     assert reporting.report_tables(Unseen(), None, True, every) == expected
 

@@ -5,7 +5,9 @@ Every statement of the service's writer process and of the scale-out ``RecordSin
 a write stuck behind a lock another session holds fails with ``QueryCanceled``, which the
 writer treats as the database away — it keeps the records, says so (``last_error``,
 ``write_failures``), and writes them once the lock is gone. Migrations are exempt: a worker
-starting while another migrates waits for it, however long.
+starting while another migrates waits for it, however long. The service's readers (and
+analysts' jobs) run under the same timeout: a read behind a lock answers 503
+``statement_timeout``; the report tables' reads under ``report_timeout``.
 
 Real PostgreSQL; a second session of the test's own holds the lock.
 """
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -87,7 +90,7 @@ def test_the_setting_reaches_the_server_on_every_connection(
             assert conn.scalar(sa.text("SHOW statement_timeout")) == "1500ms"
     finally:
         engine.dispose()
-    plain = make_engine(url)  # readers and analysts' jobs: the server's own setting
+    plain = make_engine(url)  # no timeout given: the server's own setting
     try:
         assert shown(plain) == "0"
     finally:
@@ -170,3 +173,64 @@ def test_the_cluster_sink_times_out_but_waits_for_another_workers_migration(
     finally:
         sink.close()
     assert stored_ids(url) == []
+
+
+# --- the readers ----------------------------------------------------------------------------------
+# The service's own engine serves every read (API lists and timelines, console pages, key and
+# session look-ups, reports) and the analysts' jobs; it used to have no statement timeout at all,
+# so a read behind a lock (or a query that never ends) held its thread and its client for ever.
+
+WITHDRAWAL = (
+    b'{"type":"withdrawal","id":"w1","ts":"2025-03-20T10:00:00+09:00","account":"A1",'
+    b'"session":"s1","amount_jpy":50000}'
+)
+
+
+def test_a_read_stuck_behind_a_lock_answers_503_naming_the_timeout_and_loses_nothing(
+    outage_db: tuple[str, str], make_api: Callable[..., Any], tmp_path: Path
+) -> None:
+    url, _ = outage_db
+    api = make_api(url, settings=Settings(statement_timeout=0.5, spill_dir=tmp_path))
+    assert shown(api.service.db) == "500ms"  # the readers' connections
+    assert api.decide(WITHDRAWAL).status_code == 200
+    api.settle()
+    with table_locked(url):
+        t0 = time.monotonic()
+        answer = api.get("/v1/accounts/A1/timeline")
+        assert time.monotonic() - t0 < 10
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "statement_timeout"
+    assert "statement timeout" in error["message"] and "0.5 s" in error["message"]
+    assert error["message_ja"]
+    # nothing stored is lost: the read after the lock sees the event, the writer wrote it once
+    answer = api.get("/v1/accounts/A1/timeline")
+    assert answer.status_code == 200, answer.text
+    assert [item["event_id"] for item in answer.json()["items"]] == ["w1"]
+    assert stored_ids(url) == ["w1"]
+    assert api.service.recorder.dropped == 0
+
+
+def test_a_read_that_never_ends_is_cancelled_and_a_report_has_its_own_timeout(
+    outage_db: tuple[str, str], tmp_path: Path
+) -> None:
+    url, _ = outage_db
+    service = Service(
+        Settings(database_url=url, statement_timeout=0.3, report_timeout=1.2, spill_dir=tmp_path)
+    )
+    try:
+        with service.read() as conn:
+            t0 = time.monotonic()
+            with pytest.raises(sa.exc.OperationalError, match="statement timeout"):
+                conn.execute(sa.text("SELECT pg_sleep(5)"))
+            assert time.monotonic() - t0 < 3
+        with service.read(report=True) as conn:  # a report's scan may take longer ...
+            assert conn.scalar(sa.text("SHOW statement_timeout")) == "1200ms"
+            conn.execute(sa.text("SELECT pg_sleep(0.5)"))
+        with service.read() as conn:  # ... only its own transaction: the pool's next reader
+            assert conn.scalar(sa.text("SHOW statement_timeout")) == "300ms"
+    finally:
+        service.db.dispose()
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="report_timeout"):
+            Settings(report_timeout=bad)

@@ -138,10 +138,20 @@ def serve(
         typer.Option(
             min=0,
             envvar="BROKERGUARD_STATEMENT_TIMEOUT",
-            help="PostgreSQL: seconds a statement of the record writer may run (a lock wait) "
-            "before it is cancelled, reported in /healthz and tried again; 0: no limit.",
+            help="PostgreSQL: seconds a statement may run (a lock wait) before it is "
+            "cancelled: the record writer's (reported in /healthz and tried again) and the "
+            "reads' and analysts' actions' (503 statement_timeout); 0: no limit.",
         ),
     ] = 30.0,
+    report_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            envvar="BROKERGUARD_REPORT_TIMEOUT",
+            help="PostgreSQL: seconds the report tables' reads (monthly, compensation) may run "
+            "before they are cancelled; they scan the records; 0: no limit.",
+        ),
+    ] = 600.0,
     secure_cookies: Annotated[
         bool,
         typer.Option(
@@ -192,6 +202,7 @@ def serve(
         max_backlog=max_backlog,
         spill_dir=spill_dir,
         statement_timeout=statement_timeout,
+        report_timeout=report_timeout,
         secure_cookies=secure_cookies,
         warm_reports=True,
     )

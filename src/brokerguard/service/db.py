@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DATABASE",
+    "DEFAULT_REPORT_TIMEOUT_S",
     "DEFAULT_STATEMENT_TIMEOUT_S",
     "DatabaseError",
     "check_statement_timeout",
     "current_revision",
     "database_away",
+    "statement_timed_out",
     "head_revision",
     "make_engine",
     "migrate",
@@ -46,7 +48,8 @@ __all__ = [
 DEFAULT_DATABASE = "sqlite:///brokerguard.db"
 WRITE_LOCK_KEY = 0x6267_5752  # "bgWR": the advisory lock that serializes writers on PostgreSQL
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-DEFAULT_STATEMENT_TIMEOUT_S = 30.0  # the writers' statements on PostgreSQL (a lock wait)
+DEFAULT_STATEMENT_TIMEOUT_S = 30.0  # every statement on PostgreSQL (a lock wait), reads too
+DEFAULT_REPORT_TIMEOUT_S = 600.0  # the report tables' reads, which scan the records
 PG_CONNECT_TIMEOUT_S = 10  # a PostgreSQL address that accepts and never answers: an error after
 # this long, unless the URL says otherwise (``?connect_timeout=N``); libpq waits for ever
 
@@ -65,14 +68,12 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def check_statement_timeout(seconds: float | None) -> None:
-    """:class:`ValueError` naming ``statement_timeout`` unless it is None or finite and >= 0."""
+def check_statement_timeout(seconds: float | None, name: str = "statement_timeout") -> None:
+    """:class:`ValueError` naming ``name`` unless ``seconds`` is None or finite and >= 0."""
     if seconds is None:
         return
     if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(
-            f"statement_timeout: {seconds!r} is not a number of seconds (0 or more; 0: none)"
-        )
+        raise ValueError(f"{name}: {seconds!r} is not a number of seconds (0 or more; 0: none)")
 
 
 def make_engine(url: str, *, statement_timeout: float | None = None, **kwargs: Any) -> sa.Engine:
@@ -82,8 +83,9 @@ def make_engine(url: str, *, statement_timeout: float | None = None, **kwargs: A
     PostgreSQL every statement of every connection of the engine is cancelled after this long
     (``QueryCanceled``, an ``OperationalError`` :func:`database_away` takes as the database
     away). For the writers: a write stuck behind a lock another session holds fails, is
-    reported and tried again, instead of stalling the writer for ever. :func:`migrate` is
-    exempt. SQLite has its busy timeout (30 s) instead."""
+    reported and tried again, instead of stalling the writer for ever; for the service's
+    readers: the read fails (503 ``statement_timeout``) instead of holding its thread and its
+    client for ever. :func:`migrate` is exempt. SQLite has its busy timeout (30 s) instead."""
     try:
         check_statement_timeout(statement_timeout)
     except ValueError as exc:
@@ -212,6 +214,15 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
 # disk: freed space mends that, as PostgreSQL's disk full, class 53, is waited for).
 PERMANENT_SQLSTATE_CLASSES = frozenset({"54"})
 SQLITE_PASSING = ("locked", "busy", "disk i/o", "unable to open", "readonly", "disk is full")
+
+
+QUERY_CANCELED = "57014"  # PostgreSQL's query_canceled: statement_timeout, or a cancel request
+
+
+def statement_timed_out(exc: sa.exc.OperationalError) -> bool:
+    """Whether PostgreSQL cancelled the statement because of its ``statement_timeout``."""
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == QUERY_CANCELED and "statement timeout" in str(orig)
 
 
 def database_away(exc: sa.exc.OperationalError) -> bool:

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
-from brokerguard.service.db import database_away
+from brokerguard.service.db import database_away, statement_timed_out
 from brokerguard.service.errors import ServiceError, error_body
 
 __all__ = ["allowed_methods", "error_response", "install_error_handlers"]
@@ -120,6 +120,16 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, sa.exc.OperationalError)
     if not database_away(exc):
         return await _unexpected(request, exc)
+    if statement_timed_out(exc):  # a lock held elsewhere, a query that never ends
+        service = getattr(request.app.state, "service", None)
+        seconds = getattr(getattr(service, "settings", None), "statement_timeout", None)
+        limit = f" ({seconds:g} s, --statement-timeout)" if seconds else ""
+        log.warning("statement timeout on %s %s: %s", request.method, request.url.path, exc.orig)
+        message = (
+            f"the database did not answer within the statement timeout{limit} (a lock held"
+            " elsewhere, or a query too long); nothing was done: try again later"
+        )
+        return error_response(503, "statement_timeout", message)
     log.warning("database away on %s %s: %s", request.method, request.url.path, exc.orig)
     message = "the database is away; nothing was done: try again when /healthz says ok"
     return error_response(503, "database_away", message)

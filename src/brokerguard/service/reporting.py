@@ -135,7 +135,7 @@ def _records_tables(service: Any, monthly: bool, losses: bool) -> _Tables:
     cache = _cache(service)
     with cache.lock, tempfile.TemporaryDirectory(prefix="bg-report-") as tmp:
         directory = Path(tmp)
-        with service.read() as conn:
+        with service.read(report=True) as conn:  # under report_timeout, not statement_timeout
             # the watermark first: the records exported below are at least as new as it says
             mark = records_mark(conn)
             tables = cache.at(mark)

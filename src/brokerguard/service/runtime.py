@@ -52,6 +52,7 @@ from brokerguard.service import actions, queries, spill
 from brokerguard.service.blocklist_watch import BlocklistWatch
 from brokerguard.service.db import (
     DEFAULT_DATABASE,
+    DEFAULT_REPORT_TIMEOUT_S,
     DEFAULT_STATEMENT_TIMEOUT_S,
     check_statement_timeout,
     make_engine,
@@ -124,22 +125,29 @@ class Settings:
     # at shutdown, the last flush of the --state file: tries, and the pause between them
     stop_flush_attempts: int = 3
     stop_flush_pause: float = 1.0
-    # PostgreSQL: seconds a statement of the writer process may run (a lock wait) before it is
-    # cancelled, reported and tried again (.recorder); 0: no limit
+    # PostgreSQL: seconds a statement may run (a lock wait, a query that never ends) before it
+    # is cancelled: the writer process's (reported and tried again, .recorder) and the
+    # readers' and analysts' jobs' (503 statement_timeout, nothing done); 0: no limit
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S
+    # PostgreSQL: the same for the report tables' reads (.reporting), which scan the records and
+    # may legitimately take longer than a list or a page; 0: no limit
+    report_timeout: float = DEFAULT_REPORT_TIMEOUT_S
     # compute the console's report tables in the background at start-up (``serve`` does), so
     # that the first visit of the reports page reads them from memory (.reporting)
     warm_reports: bool = False
 
     def __post_init__(self) -> None:
         check_statement_timeout(self.statement_timeout)
+        check_statement_timeout(self.report_timeout, "report_timeout")
 
 
 class Service:
     def __init__(self, settings: Settings) -> None:
         self._answered: OrderedDict[str, dict[str, Any]] = OrderedDict()  # see decide
         self.settings = settings
-        self.db = make_engine(settings.database_url)
+        # reads, console sessions, key look-ups, analysts' jobs: a statement stuck behind a lock
+        # fails after statement_timeout (503 statement_timeout) instead of hanging for ever
+        self.db = make_engine(settings.database_url, statement_timeout=settings.statement_timeout)
         migrate(self.db)
         self.keys = KeyRing(self.db, settings.key_ttl)
         self.spill_dir = spill.check_dir(
@@ -717,9 +725,23 @@ class Service:
         with self.db.connect() as conn:
             return session_user(conn, token)
 
-    def read(self) -> sa.Connection:
-        """A connection for reads (use as a context manager, from a thread pool)."""
-        return self.db.connect()
+    def read(self, *, report: bool = False) -> sa.Connection:
+        """A connection for reads (use as a context manager, from a thread pool).
+
+        Its statements run under ``statement_timeout`` (PostgreSQL); with ``report`` under
+        ``report_timeout`` instead, for the transaction the connection's first statement begins
+        (``SET LOCAL``: the pooled connection's next user has the engine's own again)."""
+        conn = self.db.connect()
+        if report and conn.dialect.name == "postgresql":
+            try:
+                milliseconds = round(self.settings.report_timeout * 1000)
+                if self.settings.report_timeout:
+                    milliseconds = max(1, milliseconds)
+                conn.execute(sa.text(f"SET LOCAL statement_timeout = {int(milliseconds)}"))
+            except BaseException:
+                conn.close()
+                raise
+        return conn
 
 
 LOOP_CALL_TIMEOUT_S = 10.0  # a job thread's wait for the event loop to run its call
