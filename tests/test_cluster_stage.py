@@ -36,6 +36,7 @@ from servers import free_port
 
 from brokerguard.cluster.partition import PartitionedGuard
 from brokerguard.cluster.staged import StagedGuard
+from brokerguard.engine import BrokerGuard
 from brokerguard.engine.policy import load_policy
 from brokerguard.engine.stage import CampaignStage, Containment, Fact, StageLink
 from brokerguard.engine.state import MemoryState
@@ -887,3 +888,64 @@ def test_an_advance_the_stage_loses_midway_writes_no_campaign(
     camps = {i: (sorted(s), sorted(a), sorted(n)) for _, i, s, a, n in rows}
     assert len(rows) == len(camps), sorted(r[0] for r in rows)  # no stray row beside a right one
     assert camps == final_campaigns(ref / "campaigns.ndjson")
+
+
+def test_the_staged_and_the_embedded_watch_agree_on_each_bar_end() -> None:
+    """A bar's end is ``markets.price_known``'s, in the embedded engine and in the stage alike
+    (the stage used to compute ``at + minutes * 60`` itself): the same bars — one departing,
+    one delivered late, of different lengths — leave the symbol's bar state the same in both."""
+    from brokerguard.events import Instrument, MarketBar
+    from brokerguard.markets import JST, price_known
+
+    policy = load_policy()
+    start = datetime(2025, 4, 1, 9, 0, tzinfo=JST)
+    instrument = Instrument(
+        id="i1",
+        ts=start,
+        symbol="2929",
+        market="TSE",
+        segment="growth",
+        currency="JPY",
+        lot_size=100,
+        price=100.0,
+        avg_daily_volume=50_000,
+        market_cap_jpy=5e9,
+    )
+
+    def bar(i: int, minute: int, minutes: int, volume: int, close: float) -> MarketBar:
+        ts = start.replace(minute=minute)
+        return MarketBar(
+            id=f"b{i}",
+            ts=ts,
+            symbol="2929",
+            market="TSE",
+            minutes=minutes,
+            open=100.0,
+            high=max(100.0, close),
+            low=min(100.0, close),
+            close=close,
+            volume=volume,
+        )
+
+    bars = [
+        bar(1, 0, 5, 1000, 101.0),
+        bar(2, 5, 5, 1100, 100.0),
+        bar(3, 10, 15, 40_000, 130.0),  # far above the usual volume, rising: a departure
+        bar(4, 1, 1, 900, 100.0),  # delivered late: ended before the latest
+        bar(5, 25, 5, 1000, 129.0),
+    ]
+    embedded = BrokerGuard(policy)
+    staged = StagedGuard(1, epoch_seconds=EPOCH, policy=policy)
+    for event in [instrument, *bars]:
+        embedded.observe(event)
+        staged.observe(event)
+    staged.close_epoch()
+
+    def bar_state(state) -> tuple[float, int, float]:
+        sym = state.get("symbol", "TSE:2929")
+        return sym.bar_at, sym.bars, sym.bar_volume
+
+    seen = bar_state(embedded.state)
+    assert seen == bar_state(staged.stages[0].state)
+    # the latest end is the last bar's, as the markets' rule says
+    assert seen[0] == price_known("TSE", bars[-1].ts, bars[-1].minutes).timestamp()
