@@ -333,7 +333,8 @@ def test_records_a_lost_writer_had_written_are_skipped_whole_events_too(
     wrote their event rows again (no key to know them by): every such crash doubled events.
     The writer's transaction now also advances ``writer_progress`` (what it does, here with
     its own code; the second commit moves the row the first made), the spill names each
-    record's place, and the load skips what was written. Loaded again, or a copy of it, nothing more. Real PostgreSQL."""
+    record's place, and the load skips what was written. Loaded again, or a copy of it,
+    nothing more. Real PostgreSQL."""
     url, _ = outage_db
     spilled = placed(records(6), "w" * 32, first=41)  # 14 records, places 41..54
     engine = make_engine(url)
