@@ -109,6 +109,10 @@ def _signal(signal: dict[str, Any], lang: str, t: Callable[[str], str], host: An
     for key, value in (signal.get("evidence") or {}).items():
         name = t(f"evidence_{key}")
         known = name != f"evidence_{key}"
+        kind, _, shown = key.partition(":")
+        if not known and shown and t(f"evidence_kind_{kind}") != f"evidence_kind_{kind}":
+            # a prefixed key (``ip:<address>``...): the kind's name and the key's value
+            name, known = f"{t(f'evidence_kind_{kind}')} {shown}", True
         rows.append({"key": key, "name": name if known else "", "value": _value(value, t)})
     return {"code": signal["code"], "llr": signal.get("llr"), "text": text, "evidence": rows}
 
