@@ -679,8 +679,8 @@ def test_an_alert_page_says_each_signal_in_the_readers_language_with_its_evidenc
 def test_the_alert_queue_fits_a_narrow_window(world: World, tmp_path: Path) -> None:
     """Below about 1,070 px the alerts table was wider than the window and the whole page
     scrolled sideways. At 1,024 px the table fits now (long cells wrap, the score and assignee
-    columns give way); on a 390 px phone the less useful columns are left out and what is still too
-    wide scrolls inside its own box: the page itself never scrolls sideways."""
+    columns give way); on a 390 px phone it scrolled inside its own box: now each alert is a card
+    of lines, each value with its column's name beside it, and nothing scrolls sideways."""
     from browser_helpers import chromium_browser
 
     base = "http://console.test"
@@ -702,12 +702,26 @@ def test_the_alert_queue_fits_a_narrow_window(world: World, tmp_path: Path) -> N
                     " return [t.getBoundingClientRect().right, t.parentElement.clientWidth,"
                     " t.parentElement.getBoundingClientRect().right]; })()"
                 )
-                if width >= 1024:  # the table itself fits: nothing hidden to the right
-                    assert table[0] <= table[2] + 0.5, (width, lang, table)
-                shown = page.evaluate(
-                    "[...document.querySelectorAll('table.alerts thead th')]"
-                    ".filter(th => th.offsetWidth > 0).length"
+                # the table itself fits: nothing hidden to the right, not even in its box
+                assert table[0] <= table[2] + 0.5, (width, lang, table)
+                if width >= 1024:
+                    shown = page.evaluate(
+                        "[...document.querySelectorAll('table.alerts thead th')]"
+                        ".filter(th => th.offsetWidth > 0).length"
+                    )
+                    assert shown >= 9, (width, lang, shown)
+                    continue
+                # a phone: each alert a card, each shown value with its column's name beside it
+                cells = page.evaluate(
+                    "[...document.querySelectorAll('table.alerts tbody td')]"
+                    ".filter(td => td.offsetWidth > 0 && !td.classList.contains('row-actions'))"
+                    ".map(td => [td.dataset.label || '',"
+                    " getComputedStyle(td, '::before').content,"
+                    " td.getBoundingClientRect().right])"
                 )
-                assert shown >= (9 if width >= 1024 else 5), (width, lang, shown)
+                assert len(cells) >= 7 * page.locator("table.alerts tbody tr").count()
+                for label, before, right in cells:
+                    assert label and before == f'"{label}"', (lang, label, before)
+                    assert right <= width, (lang, label, right)
             page.close()
     world.client.get("/console/alerts?lang=ja")
