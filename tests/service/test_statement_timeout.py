@@ -234,3 +234,33 @@ def test_a_read_that_never_ends_is_cancelled_and_a_report_has_its_own_timeout(
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="report_timeout"):
             Settings(report_timeout=bad)
+
+
+def test_a_console_page_stuck_behind_a_lock_is_a_page_naming_the_timeout(
+    outage_db: tuple[str, str], make_api: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A console page whose read timed out came to the browser as the service's raw JSON (the
+    database errors were not among those the console renders as pages): now the error page, in
+    the reader's language, says the database did not answer in time. Scripts keep the JSON."""
+    from conftest import add_user
+    from console_helpers import login
+
+    url, _ = outage_db
+    add_user(url, "sup", "supervisor")
+    api = make_api(url, settings=Settings(statement_timeout=0.5, spill_dir=tmp_path))
+    login(api.client, "sup")
+    browser = {"accept": "text/html,application/xhtml+xml"}
+    with table_locked(url, "alerts"):
+        pages = {
+            lang: api.client.get(f"/console/alerts?lang={lang}", headers=browser)
+            for lang in ("ja", "en")
+        }
+        script = api.client.get("/console/alerts")
+    for lang, page in pages.items():
+        assert page.status_code == 503, page.text[:300]
+        assert page.headers["content-type"].startswith("text/html")
+        assert f'lang="{lang}"' in page.text
+    assert "データベースが制限時間内に応答しなかった" in pages["ja"].text
+    assert "statement timeout (0.5 s" in pages["en"].text
+    assert script.status_code == 503 and script.json()["error"]["code"] == "statement_timeout"
+    assert api.client.get("/console/alerts?lang=en", headers=browser).status_code == 200

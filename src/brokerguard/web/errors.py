@@ -5,8 +5,9 @@ person who clicks a button they may not use, or follows a stale link, should see
 their language with a way back instead. So for paths under ``/console/`` whose request accepts
 ``text/html`` (every browser navigation does), the same error is rendered with ``error.html``;
 anything else — the tests, curl, the JSON API — gets the presenter's answer unchanged. That goes
-for the service's own errors, a request the routes' parameters refuse (``/console/cases/abc``)
-and the framework's own (a path that names no page, a wrong method).
+for the service's own errors, a request the routes' parameters refuse (``/console/cases/abc``),
+the framework's own (a path that names no page, a wrong method) and the database's (away, or a
+read past the statement timeout: 503).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
+import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -43,7 +45,10 @@ def _as_page(json_handler: Handler) -> Handler:
         if not _wants_page(request):
             return answer
         error = json.loads(bytes(answer.body))["error"]
-        user = await console_user(request)
+        try:
+            user = await console_user(request)
+        except sa.exc.OperationalError:  # the database is what failed: the page without a user
+            user = None
         return render(
             request,
             "error.html",
@@ -58,7 +63,7 @@ def _as_page(json_handler: Handler) -> Handler:
 
 
 def install_console_errors(app: FastAPI) -> None:
-    """Wrap the service's handlers of its errors, of refused parameters and of HTTP errors
-    (call after they are installed)."""
-    for kind in (ServiceError, RequestValidationError, HTTPException):
+    """Wrap the service's handlers of its errors, of refused parameters, of HTTP errors and of
+    the database's (away, or a statement past its timeout) (call after they are installed)."""
+    for kind in (ServiceError, RequestValidationError, HTTPException, sa.exc.OperationalError):
         app.add_exception_handler(kind, _as_page(app.exception_handlers[kind]))
