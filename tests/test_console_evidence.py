@@ -96,3 +96,20 @@ def test_prefixed_keys_name_their_kind_and_show_the_value(lang: str) -> None:
     for row, kind, shown in zip(rows, kinds, ("203.0.113.5", "64500", "64500/abcd"), strict=True):
         assert kind in row["name"] and shown in row["name"], row
         assert not kind.startswith("evidence_"), kind
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_infrastructure_and_times_in_values_read_as_such(lang: str) -> None:
+    """A canary's ``key`` and a confirmed fraud's ``keys`` showed the engine's codes
+    (``asn:64500``), and ``since`` (when re-verification was asked) a count of seconds since
+    1970 (1,742,432,400): now the kind in the reader's language with its value, and a time."""
+    t = translator(lang)
+    rows = _names(
+        {"key": "ip:203.0.113.5", "keys": ["asn:64500", "ua:64500/abcd"], "since": 1742432400.0},
+        lang,
+    )
+    values = {row["key"]: row["value"] for row in rows}
+    assert values["key"] == f"{t('entity_ip')} 203.0.113.5"
+    assert values["keys"] == f"{t('entity_asn')} 64500, {t('entity_ua')} 64500/abcd"
+    assert values["since"] == "2025-03-20 01:00 UTC"
+    assert not any(t(f"entity_{kind}").startswith("entity_") for kind in ("ip", "asn", "ua"))

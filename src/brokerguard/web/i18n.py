@@ -113,6 +113,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "evidence_actions": ("重要操作の回数", "sensitive actions"),
     "evidence_since": ("再確認の要求時刻", "re-verification asked at"),
     "evidence_keys": ("不正と確認された基盤", "confirmed-fraud infrastructure"),
+    # entity_ + the kind of an infrastructure key named as a value (a canary's ``key``, a
+    # confirmed fraud's ``keys``): the kind's name, then the value
+    "entity_ip": ("IPアドレス", "IP address"),
+    "entity_asn": ("ネットワーク事業者（AS）", "network (AS)"),
+    "entity_ua": ("AS・ブラウザ", "AS and browser"),
     # evidence_kind_ + the kind of a prefixed evidence key (``ip:<address>``, ``asn:<AS>``,
     # ``ua:<AS>/<browser hash>``): shown as the kind's name and the key's value; the count
     # beside it is of other accounts seen there

@@ -96,6 +96,28 @@ def _value(value: Any, t: Callable[[str], str]) -> str:
     return "" if value is None else str(value)
 
 
+# evidence whose value is an infrastructure key or a moment, not a count
+_INFRASTRUCTURE_VALUES = ("key", "keys")
+_MOMENT_VALUES = ("since",)
+
+
+def _evidence(key: str, value: Any, t: Callable[[str], str]) -> str:
+    """A value as its key means it: an infrastructure key (``asn:64500``) as its kind in the
+    reader's language and its value, a moment (seconds since 1970) as a UTC time."""
+    if key in _MOMENT_VALUES and isinstance(value, int | float) and value > 0:
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if key in _INFRASTRUCTURE_VALUES:
+        keys = value if isinstance(value, list | tuple) else [value]
+        return ", ".join(_infrastructure(str(k), t) for k in keys)
+    return _value(value, t)
+
+
+def _infrastructure(key: str, t: Callable[[str], str]) -> str:
+    kind, _, shown = key.partition(":")
+    name = t(f"entity_{kind}")
+    return f"{name} {shown}" if shown and name != f"entity_{kind}" else key
+
+
 def _signal(signal: dict[str, Any], lang: str, t: Callable[[str], str], host: Any) -> dict:
     """What the alert page shows of one signal: the policy's sentence for its code (the one a
     decision's reason carries) in the reader's language, its weight, and its evidence as rows
@@ -113,7 +135,7 @@ def _signal(signal: dict[str, Any], lang: str, t: Callable[[str], str], host: An
         if not known and shown and t(f"evidence_kind_{kind}") != f"evidence_kind_{kind}":
             # a prefixed key (``ip:<address>``...): the kind's name and the key's value
             name, known = f"{t(f'evidence_kind_{kind}')} {shown}", True
-        rows.append({"key": key, "name": name if known else "", "value": _value(value, t)})
+        rows.append({"key": key, "name": name if known else "", "value": _evidence(key, value, t)})
     return {"code": signal["code"], "llr": signal.get("llr"), "text": text, "evidence": rows}
 
 
