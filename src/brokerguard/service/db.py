@@ -38,6 +38,7 @@ __all__ = [
     "current_revision",
     "database_away",
     "statement_timed_out",
+    "statement_timeout_ms",
     "head_revision",
     "make_engine",
     "migrate",
@@ -117,11 +118,17 @@ def make_engine(url: str, *, statement_timeout: float | None = None, **kwargs: A
             kwargs["connect_args"] = connect_args
         engine = sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
         if statement_timeout:
-            _pg_statement_timeout(engine, max(1, round(statement_timeout * 1000)))
+            _pg_statement_timeout(engine, statement_timeout_ms(statement_timeout))
         return engine
     raise DatabaseError(
         f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
     )
+
+
+def statement_timeout_ms(seconds: float) -> int:
+    """PostgreSQL's ``statement_timeout`` for ``seconds``: 0 is none, so a positive timeout
+    below half a millisecond is 1 ms, not no limit."""
+    return max(1, round(seconds * 1000)) if seconds else 0
 
 
 def _pg_statement_timeout(engine: sa.Engine, milliseconds: int) -> None:

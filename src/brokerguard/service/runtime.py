@@ -57,6 +57,7 @@ from brokerguard.service.db import (
     check_statement_timeout,
     make_engine,
     migrate,
+    statement_timeout_ms,
     write_transaction,
 )
 from brokerguard.service.errors import Conflict, InvalidInput, Unavailable
@@ -734,10 +735,8 @@ class Service:
         conn = self.db.connect()
         if report and conn.dialect.name == "postgresql":
             try:
-                milliseconds = round(self.settings.report_timeout * 1000)
-                if self.settings.report_timeout:
-                    milliseconds = max(1, milliseconds)
-                conn.execute(sa.text(f"SET LOCAL statement_timeout = {int(milliseconds)}"))
+                milliseconds = statement_timeout_ms(self.settings.report_timeout)
+                conn.execute(sa.text(f"SET LOCAL statement_timeout = {milliseconds}"))
             except BaseException:
                 conn.close()
                 raise
