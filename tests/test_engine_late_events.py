@@ -1017,10 +1017,11 @@ def test_a_late_sign_in_of_the_session_before_adds_no_doubt_to_the_one_with_its_
 
 
 def thief_then_customer_under_one_id(
-    r: Rig, factors: tuple[str, ...] = ("passkey",)
+    r: Rig, factors: tuple[str, ...] = ("passkey",), logout: bool = True
 ) -> tuple[str, str]:
-    """A phisher's sign-in from abroad (a relayed code) sells at 10:02 and logs out at 10:10;
-    at 11:00 the customer signs in (with her passkey) and is given the same session id, "1".
+    """A phisher's sign-in from abroad (a relayed code) sells at 10:02 and logs out at 10:10
+    (``logout`` False: never logs out, the id still in use); at 11:00 the customer signs in
+    (with her passkey) and is given the same session id, "1".
     Returns (the thief's sell's order id, the thief's sign-in event id)."""
     abroad, ua = ip_in(HINET, 5), device(1)
     start = r.now.replace(hour=10, minute=0)
@@ -1031,8 +1032,9 @@ def thief_then_customer_under_one_id(
     r.now = start + timedelta(minutes=2)
     sell, d = r.order("A1", "1", HOLDING, "sell", 500, ip=abroad, ua=ua)
     assert d.action == "allow"
-    r.now = start + timedelta(minutes=10)
-    r.activity("A1", "1", abroad, ua, None, action="logout")
+    if logout:
+        r.now = start + timedelta(minutes=10)
+        r.activity("A1", "1", abroad, ua, None, action="logout")
     r.now = start + timedelta(hours=1)
     _, d = r.login("A1", ip_in(OCN, 1), ua, "ck-A1", session="1", factors=factors)
     assert d.action == "allow"
@@ -1064,6 +1066,62 @@ def test_a_late_order_of_the_session_before_is_judged_in_it_not_in_the_one_with_
     assert thief.ended and not thief.trusted
     assert thief.orders == (first, f"o-{late}")
     assert r.engine.state.get("ended", session_key("A1", "1")).orders == (first, f"o-{late}")
+
+
+def test_a_late_order_of_a_session_replaced_in_use_is_judged_in_it_not_in_the_new_one():
+    """The broker gives the customer's 11:00 sign-in the id of the thief's session, which never
+    logged out. His sell placed at 10:05 and delivered after her sign-in is judged in his
+    session, as if it ended when hers began: in hers, it took her trust away (a hijack from
+    abroad) and was listed with her orders. His sign-in, confirmed as fraud, names his sells
+    and neither hers nor her session (it named her orders and signed her out)."""
+    r = rig_with_customer(lenient_orders())
+    first, thief = thief_then_customer_under_one_id(r, logout=False)
+    first_eid = first.removeprefix("o-")
+    signed_in = r.now
+    r.tick(minutes=1)
+    own, d = r.order("A1", "1", HOLDING, "sell", 100)
+    assert d.action == "allow"
+    customer = r.session_state("A1", "1")
+    r.now = r.now.replace(hour=10, minute=5)  # delivered now
+    late, d = r.order("A1", "1", HOLDING, "sell", 500, ip=ip_in(HINET, 5), ua=device(1))
+    assert d.action == "allow"
+    assert r.signal(late, "session_risk") == r.signal(first_eid, "session_risk")
+    assert r.signal(late, "session_hijack") is None
+    kept = r.session_state("A1", "1")
+    assert kept is not None and kept.trusted and kept.hijack == 0.0
+    assert (kept.ip, kept.orders, kept.last) == (customer.ip, (f"o-{own}",), customer.last)
+    his = kept.before[-1]
+    assert his.ended == signed_in.timestamp() and not his.trusted
+    assert his.orders == (first, f"o-{late}")
+    r.now = signed_in + timedelta(hours=1)
+    r.engine.take_instructions()
+    login = msgspec.structs.replace(
+        r.login_event("A1", ip_in(HINET, 5), device(1), None),
+        session="1",
+        ts=signed_in.replace(hour=10, minute=0),
+    )
+    assert login.ts.timestamp() == his.started, thief
+    r.engine.confirm_fraud(login, r.now)
+    said = r.engine.take_instructions()
+    assert [(i.kind, set(i.orders)) for i in said] == [("cancel_orders", {first, f"o-{late}"})]
+    kept = r.session_state("A1", "1")
+    assert kept.trusted and not kept.signed_out and kept.orders == (f"o-{own}",)
+
+
+def test_a_step_up_of_a_session_replaced_in_use_does_not_vouch_for_the_new_one():
+    """The thief's held buy is answered with a relayed code after the customer's password
+    sign-in took the id of his session, still in use: it is his session's answer (in hers, it
+    made her session trusted and placed his buy among her orders)."""
+    r = rig_with_customer(lenient_orders())
+    session, _, held = doubtful_session_sells_then_buys(r)
+    r.tick(minutes=3)
+    _, d = r.login("A1", ip_in(OCN, 1), device(1), "ck-A1", session=session)
+    assert d.action == "allow"
+    r.tick(minutes=1)
+    r.challenge("A1", held, "oob", "passed", session=session)
+    new = r.session_state("A1", session)
+    assert new is not None and not new.trusted and new.orders == ()
+    assert THIN not in r.engine.state.get("account", "A1").bought
 
 
 def test_a_late_request_and_sign_in_of_the_session_before_stay_in_it():

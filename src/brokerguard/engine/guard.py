@@ -91,7 +91,7 @@ REWOUND_S = 86400.0  # a stream this far behind its last sweep restarts the sche
 JUMP_S = 86400.0  # an event this far ahead of the one before it does not sweep by itself
 THIN_SHARE = 0.01  # an order worth this share of a day's turnover moves a price by itself
 SESSION_ORDERS_KEPT = 32  # order ids a session remembers, for cancelling what is still open
-SESSIONS_BEFORE_KEPT = 4  # logged-out sessions kept under an id given again (see _after)
+SESSIONS_BEFORE_KEPT = 4  # ended sessions kept under an id given again (see _after)
 INSTRUCTIONS_KEPT = 1000  # untaken instructions kept (a caller that never takes them: the latest)
 RECENT_IDS_KEPT = 20_000  # event ids remembered, so that a repeated delivery changes nothing
 # What a repeat would count twice, among the events that need no answer: fills (positions),
@@ -622,9 +622,10 @@ class BrokerGuard:
         one that ended (a fraud confirmation found the revived session, empty, and not the
         orders of the one that ended). It only adds doubt to a session in use: the session
         keeps the worse of its own judgement and the sign-in's. A sign-in after the logout of a
-        session with its id opens a new session, which :attr:`~SessionState.follows` it; one
-        from before that logout, delivered after the new session started, opens nothing: it
-        adds its doubt to the session before, which ended, if that one was in use after it.
+        session with its id (or after its last request: :meth:`_after`) opens a new session,
+        which :attr:`~SessionState.follows` it; one from before that logout, delivered after
+        the new session started, opens nothing: it adds its doubt to the session before, which
+        ended, if that one was in use after it.
         """
         sess = self._session_record("session", e.account, e.session)
         if self._late:
@@ -644,6 +645,8 @@ class BrokerGuard:
                 if ended is not None and now <= ended.ended:
                     return None, False
         new = self.sessions.start(e.account, e.session, f, total, now, login_seen=True)
+        if sess is not None and not sess.ended:  # replaced in use: its orders kept as at a logout
+            self._keep_orders(session_key(e.account, e.session), sess)
         return self._after(new, sess), True
 
     @staticmethod
@@ -653,13 +656,19 @@ class BrokerGuard:
         step-ups and fraud stay its own, and keeps it (:attr:`~SessionState.before`, the latest
         :data:`SESSIONS_BEFORE_KEPT`), so that its requests delivered late are judged in it: in
         the new session, a thief's late order from abroad was a hijack of the customer's
-        session (its trust taken away) and was listed with her orders. A session replaced
-        while in use (a sign-in given an id in use) is not kept, as before."""
+        session (its trust taken away) and was listed with her orders.
+
+        A session replaced while in use (a sign-in given an id no logout freed) is taken as
+        ended when the new one started: the broker gave its id away, so a request from before
+        then is the old session's and one after it the new one's. Before, it was not kept: its
+        late requests were judged in the new session, a step-up it asked for vouched for the new
+        one, and its sign-in confirmed as fraud named the new session's orders and signed it
+        out."""
         if before is not None:
-            new.follows = before.ended or before.follows
-            earlier = before.before
-            if before.ended:
-                earlier = (*earlier, msgspec.structs.replace(before, before=()))
+            if not before.ended:
+                before = msgspec.structs.replace(before, ended=max(before.last, new.started))
+            new.follows = before.ended
+            earlier = (*before.before, msgspec.structs.replace(before, before=()))
             new.before = earlier[-SESSIONS_BEFORE_KEPT:]
         return new
 

@@ -293,13 +293,14 @@ class SessionState(msgspec.Struct, kw_only=True, gc=False):
     # when it ended (a logout; 0.0: live): kept, marked, until the idle sweep drops it, so
     # that a request from before the logout delivered after it does not open it again
     ended: float = 0.0
-    # when an earlier session under the same id ended (a logout; 0.0: none): a broker may give
-    # a new sign-in an id used before, and what was asked before then (a step-up, a sign-in
-    # confirmed as fraud) is that session's, not this one's
+    # when an earlier session under the same id ended (a logout, or this sign-in if it was
+    # still in use; 0.0: none): a broker may give a new sign-in an id used before, and what was
+    # asked before then (a step-up, a sign-in confirmed as fraud) is that session's, not this
+    # one's
     follows: float = 0.0
-    # the sessions before it under the same id that were logged out, oldest first, each as it
-    # ended (their own ``before`` empty): a request of one, delivered after this one started,
-    # is judged in it. Until the idle sweep forgets them, the latest few.
+    # the sessions before it under the same id, oldest first, each as it ended (logged out, or
+    # replaced in use by a sign-in; their own ``before`` empty): a request of one, delivered
+    # after this one started, is judged in it. Until the idle sweep forgets them, the latest few.
     before: tuple[SessionState, ...] = ()
     # a sign-in learned into the account's profile although it was doubtful: its keys and hour,
     # to take back out if the session fails a strong step-up
