@@ -8,6 +8,7 @@ account's latest state with older values.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import msgspec
 from engine_helpers import (
@@ -36,7 +37,7 @@ from instruction_helpers import (
 
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.policy import parse_policy
-from brokerguard.engine.state import Run, session_key, touch_window
+from brokerguard.engine.state import MemoryState, Run, session_key, touch_window
 from brokerguard.events import CanaryHit, LoginAttempt
 from brokerguard.stores.codec import decode, encode
 
@@ -1122,6 +1123,37 @@ def test_a_step_up_of_a_session_replaced_in_use_does_not_vouch_for_the_new_one()
     new = r.session_state("A1", session)
     assert new is not None and not new.trusted and new.orders == ()
     assert THIN not in r.engine.state.get("account", "A1").bought
+
+
+class DecodedOnEachGet(MemoryState):
+    """A store with no cache in front of it: each ``get`` decodes the record afresh, so two
+    gets of one record hand out two objects."""
+
+    def get(self, kind: str, key: str) -> Any | None:
+        record = super().get(kind, key)
+        return None if record is None else decode(kind, encode(record))
+
+
+def test_a_late_order_of_the_session_before_is_kept_in_it_by_a_store_that_decodes_each_get():
+    """The thief's late sell (as above) on a store that hands out a fresh copy of the record on
+    each get: his session is still told apart from the customer's by its times. Told apart by
+    being the same object, it was written over her record: her session gone, his put back as
+    the latest, and her next order judged as the first request of a session never seen."""
+    r = Rig(lenient_orders())
+    r.engine = BrokerGuard(r.engine.policy, state=DecodedOnEachGet(track_changes=False))
+    rig_with_customer(r=r)
+    first, _ = thief_then_customer_under_one_id(r)
+    r.tick(minutes=1)
+    own, d = r.order("A1", "1", HOLDING, "sell", 100)
+    assert d.action == "allow"
+    customer = r.session_state("A1", "1")
+    r.now = r.now.replace(hour=10, minute=5)  # delivered now
+    late, d = r.order("A1", "1", HOLDING, "sell", 500, ip=ip_in(HINET, 5), ua=device(1))
+    assert d.action == "allow"
+    kept = r.session_state("A1", "1")
+    assert kept is not None and kept.trusted
+    assert (kept.ip, kept.orders, kept.started) == (customer.ip, (f"o-{own}",), customer.started)
+    assert [b.orders for b in kept.before] == [(first, f"o-{late}")]
 
 
 def test_a_late_request_and_sign_in_of_the_session_before_stay_in_it():

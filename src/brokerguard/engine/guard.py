@@ -683,12 +683,21 @@ class BrokerGuard:
 
     def _put_session(self, account: str, session_id: str, sess: SessionState) -> None:
         """Put back a session that :meth:`_session_at` gave: a session before the latest under
-        its id is kept in the latest's record."""
+        its id is kept in the latest's record, in its place there.
+
+        It is found there by its start and end, which no change to it moves, not by being the
+        same object: a store that decodes a fresh copy on each ``get`` (no cache in front of
+        it) hands out another one, and the session before was written over the latest."""
         key = session_key(account, session_id)
         if sess.ended:  # perhaps one before
             record: SessionState | None = self.state.get("session", key)
-            if record is not None and any(before is sess for before in record.before):
-                sess = record
+            if record is not None and record is not sess:
+                for at, before in enumerate(record.before):
+                    if before.started == sess.started and before.ended == sess.ended:
+                        if before is not sess:
+                            record.before = (*record.before[:at], sess, *record.before[at + 1 :])
+                        sess = record
+                        break
         self.state.put("session", key, sess)
 
     @staticmethod
