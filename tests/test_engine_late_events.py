@@ -1018,11 +1018,14 @@ def test_a_late_sign_in_of_the_session_before_adds_no_doubt_to_the_one_with_its_
 
 
 def thief_then_customer_under_one_id(
-    r: Rig, factors: tuple[str, ...] = ("passkey",), logout: bool = True
+    r: Rig,
+    factors: tuple[str, ...] = ("passkey",),
+    logout: bool = True,
+    signs_in: timedelta = timedelta(hours=1),
 ) -> tuple[str, str]:
     """A phisher's sign-in from abroad (a relayed code) sells at 10:02 and logs out at 10:10
-    (``logout`` False: never logs out, the id still in use); at 11:00 the customer signs in
-    (with her passkey) and is given the same session id, "1".
+    (``logout`` False: never logs out, the id still in use); at 11:00 (10:00 + ``signs_in``)
+    the customer signs in (with her passkey) and is given the same session id, "1".
     Returns (the thief's sell's order id, the thief's sign-in event id)."""
     abroad, ua = ip_in(HINET, 5), device(1)
     start = r.now.replace(hour=10, minute=0)
@@ -1036,7 +1039,7 @@ def thief_then_customer_under_one_id(
     if logout:
         r.now = start + timedelta(minutes=10)
         r.activity("A1", "1", abroad, ua, None, action="logout")
-    r.now = start + timedelta(hours=1)
+    r.now = start + signs_in
     _, d = r.login("A1", ip_in(OCN, 1), ua, "ck-A1", session="1", factors=factors)
     assert d.action == "allow"
     return f"o-{sell}", eid
@@ -1307,3 +1310,28 @@ def test_a_sign_in_whose_session_ended_trusted_names_no_orders_of_the_one_before
     assert cancels(r.engine.take_instructions()) == []
     r.engine.confirm_fraud(his, r.now)
     assert [i.orders for i in cancels(r.engine.take_instructions())] == [(sell,)]
+
+
+def test_a_sign_in_given_the_id_of_a_session_forgotten_as_idle_is_not_the_frauds():
+    """The thief's session never logged out; the idle sweep forgot it (his sell kept for a
+    fraud confirmation) before the customer's sign-in was given its id. His sign-in, confirmed
+    as fraud, names his sell and leaves her session alone: it named her orders and signed her
+    out, as if hers were the session he opened, and his sell was not named."""
+    r = rig_with_customer(lenient_orders())
+    idle = r.engine.policy.detectors.session.idle_hours
+    ten = r.now.replace(hour=10, minute=0)
+    sell, _ = thief_then_customer_under_one_id(r, logout=False, signs_in=timedelta(hours=idle + 2))
+    r.tick(minutes=1)
+    own, d = r.order("A1", "1", HOLDING, "sell", 100)
+    assert d.action == "allow"
+    hers = r.session_state("A1", "1")
+    assert hers is not None and hers.trusted and hers.before == ()  # his was forgotten
+    r.engine.take_instructions()
+    login = msgspec.structs.replace(
+        r.login_event("A1", ip_in(HINET, 5), device(1), None), session="1", ts=ten
+    )
+    r.engine.confirm_fraud(login, r.now)
+    said = r.engine.take_instructions()
+    assert [(i.kind, i.orders) for i in said] == [("cancel_orders", (sell,))]
+    kept = r.session_state("A1", "1")
+    assert kept.trusted and not kept.signed_out and kept.orders == (f"o-{own}",)

@@ -17,11 +17,13 @@ from cluster_helpers import (
     redis_client,
     replay,
 )
+from engine_helpers import OCN, T0, device, ip_in
 from test_stores import samples
 
+from brokerguard.cluster.worker import wanted
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.state import KINDS, AccountState, EntityState, MemoryState
-from brokerguard.events import Event
+from brokerguard.events import Event, LoginAttempt
 from brokerguard.stores import encode
 from brokerguard.stores.redis import RedisState, RedisStateError
 
@@ -200,3 +202,43 @@ def test_records_read_ahead_and_not_used_are_not_kept_beyond_max_cached(prefix: 
         assert state.get("account", "a0").n == 100 and state.get("account", "a7").n == 7
     finally:
         state.redis.close()
+
+
+def test_a_batch_of_sign_ins_reads_nothing_of_their_sessions_beyond_what_was_read_ahead(
+    prefix: str,
+) -> None:
+    """Opening a session, the engine looks for the orders kept under its id (of a session the
+    idle sweep forgot: see ``BrokerGuard._after``). A worker reads those records ahead with the
+    rest of its batch: otherwise each sign-in cost two round trips to Redis (the record under
+    its session key, and under the key state written before it)."""
+    events = [
+        LoginAttempt(
+            id=f"login{i}",
+            ts=T0 + timedelta(minutes=i),
+            account=f"A{i}",
+            session=f"s{i}",
+            ip=ip_in(OCN, i),
+            user_agent=device(i),
+            device=f"ck-{i}",
+            factors=["password"],
+            success=True,
+        )
+        for i in range(5)
+    ]
+    with RedisState(prefix=prefix) as state:
+        guard = BrokerGuard(state=state)
+        state.prefetch(wanted(events))
+        missed: list[str] = []
+        read = state.get
+
+        def get(kind: str, key: str) -> object:
+            trips = state.round_trips
+            record = read(kind, key)
+            if state.round_trips > trips:
+                missed.append(kind)
+            return record
+
+        state.get = get  # type: ignore[method-assign]
+        for event in events:
+            guard.decide(event)
+        assert "ended" not in missed and "session" not in missed, missed

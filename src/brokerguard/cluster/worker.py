@@ -133,6 +133,9 @@ def wanted(events: list[Any]) -> Iterator[tuple[str, str]]:
         if session and account is not None:
             yield "session", session_key(account, session)
             yield "session", session  # where state written before session_key keeps it
+            # the orders kept under the id, which a session opened there looks for
+            yield "ended", session_key(account, session)
+            yield "ended", session
         symbol = getattr(event, "symbol", None)
         if symbol is not None:
             yield "symbol", f"{event.market}:{symbol}"

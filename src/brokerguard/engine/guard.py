@@ -647,10 +647,11 @@ class BrokerGuard:
         new = self.sessions.start(e.account, e.session, f, total, now, login_seen=True)
         if sess is not None and not sess.ended:  # replaced in use: its orders kept as at a logout
             self._keep_orders(session_key(e.account, e.session), sess)
-        return self._after(new, sess), True
+        return self._after(new, sess, e.session), True
 
-    @staticmethod
-    def _after(new: SessionState, before: SessionState | None) -> SessionState:
+    def _after(
+        self, new: SessionState, before: SessionState | None, session_id: str
+    ) -> SessionState:
         """A new session over the record ``before`` under its id. If that session was logged
         out (the id used again), the new one :attr:`~SessionState.follows` it, so that its
         step-ups and fraud stay its own, and keeps it (:attr:`~SessionState.before`, the latest
@@ -663,8 +664,19 @@ class BrokerGuard:
         then is the old session's and one after it the new one's. Before, it was not kept: its
         late requests were judged in the new session, a step-up it asked for vouched for the new
         one, and its sign-in confirmed as fraud named the new session's orders and signed it
-        out."""
-        if before is not None:
+        out.
+
+        With no record under the id, a session the idle sweep forgot may have kept its orders
+        there (:meth:`_keep_orders`): one that starts after its last request follows it, as it
+        would follow a logout then. Before, it followed nothing, and the forgotten session's
+        sign-in, confirmed as fraud, named the new session's orders and signed it out instead
+        of naming its own (a broker whose sessions time out before ``idle_hours`` gives their
+        ids to new sign-ins)."""
+        if before is None:
+            ended = self._session_record("ended", new.account, session_id)
+            if ended is not None and new.started >= ended.ended:
+                new.follows = ended.ended
+        else:
             if not before.ended:
                 before = msgspec.structs.replace(before, ended=max(before.last, new.started))
             new.follows = before.ended
@@ -877,7 +889,9 @@ class BrokerGuard:
         _, total, campaign = self._judge_origin(account, acc, f, now, login_seen=False)
         total += self.policy.detectors.session.unseen_login_llr
         sess = self._after(
-            self.sessions.start(account, session_id, f, total, now, login_seen=False), before
+            self.sessions.start(account, session_id, f, total, now, login_seen=False),
+            before,
+            session_id,
         )
         if total > self.policy.detectors.login.risky_llr:
             campaign = campaign or self._risky(account, f, now)
