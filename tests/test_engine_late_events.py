@@ -733,6 +733,39 @@ def test_a_late_order_of_a_session_that_ended_is_named_with_its_orders():
     assert [set(i.orders) for i in named] == [{f"o-{sell}", f"o-{second}"}]
 
 
+def test_a_late_order_of_a_session_forgotten_as_idle_is_named_with_its_orders():
+    """The same session, never logged out, is forgotten by the idle sweep (its first sell kept)
+    before its second sell, from before its last request, is delivered. The second joins the
+    orders kept of its session: it opened a new session over them, whose orders the fraud
+    confirmation named instead, and whose own sweep replaced them."""
+    r = rig_with_customer(lenient_orders())
+    abroad, ua = ip_in(HINET, 7), attacker_ua(7)
+    start = r.now.replace(hour=10, minute=0)
+    session = "s-thief"
+    r.now = start + timedelta(minutes=2)
+    sell, d = r.order("A1", session, HOLDING, "sell", 500, ip=abroad, ua=ua)
+    assert d.action == "allow"
+    r.now = start + timedelta(minutes=10)
+    r.activity("A1", session, abroad, ua, None)
+    idle = r.engine.policy.detectors.session.idle_hours
+    r.now = start + timedelta(hours=idle + 1)
+    r.activity("B1", "s-B1", ip_in(OCN, 2), device(2), "ck-B1")  # the hourly sweep runs
+    assert r.ended_session("A1", session) is None
+    r.now = start + timedelta(minutes=5)
+    second, d = r.order("A1", session, HOLDING, "sell", 500, ip=abroad, ua=ua)
+    assert d.action == "allow"
+    assert r.session_state("A1", session) is None  # no session opened over it
+    r.now = start + timedelta(hours=2 * idle + 2)
+    r.activity("B1", "s-B1", ip_in(OCN, 2), device(2), "ck-B1")  # and the sweep again
+    r.engine.take_instructions()
+    login = msgspec.structs.replace(
+        r.login_event("A1", abroad, ua, None), session=session, ts=start
+    )
+    r.engine.confirm_fraud(login, r.now)
+    named = cancels(r.engine.take_instructions())
+    assert [set(i.orders) for i in named] == [{f"o-{sell}", f"o-{second}"}]
+
+
 def test_a_late_sign_in_does_not_reopen_a_session_that_ended_with_no_orders():
     r = rig_with_customer()
     home, ua = ip_in(OCN, 1), device(1)

@@ -861,7 +861,14 @@ class BrokerGuard:
     ) -> SessionState | None:
         """The session's state after this request, creating it for a session never seen start
         (not for a request of a session before the latest under its id that is no longer kept:
-        it is judged in no session)."""
+        it is judged in no session).
+
+        A late request of a session the idle sweep forgot, from before its last request, finds
+        the orders it kept (:meth:`_keep_orders`): the session is taken up again with them,
+        ended as it was, and judged like one whose sign-in was never seen (nothing else of it
+        is kept). Opened as a new session over them, the fraud confirmation of its sign-in
+        named only the late request's orders, and the new session's own sweep replaced the
+        orders kept with those."""
         key = session_key(account, session_id)
         sess = self._session_at(account, session_id, now)
         if ip is None:
@@ -882,6 +889,16 @@ class BrokerGuard:
         before = self.state.get("session", key)  # one that ended, if any
         if before is not None and now < before.follows:  # of a session before it, forgotten
             return None
+        forgotten: KeptOrders | None = None
+        if before is None:  # perhaps one the idle sweep forgot, its orders kept
+            ended = self._session_record("ended", account, session_id)
+            entries = self._kept(ended) if ended is not None else []
+            for at, kept in enumerate(entries):
+                if kept.follows <= now <= kept.ended:
+                    if at < len(entries) - 1:  # of a session before the latest, forgotten
+                        return None
+                    forgotten = kept
+                    break
         # A session whose sign-in the guard never saw (a remember-me cookie, or a cookie used
         # from elsewhere): its first request is judged like a sign-in.
         acc = self._account(account)
@@ -893,6 +910,9 @@ class BrokerGuard:
             before,
             session_id,
         )
+        if forgotten is not None:
+            sess.follows, sess.orders = forgotten.follows, forgotten.orders
+            sess.last = sess.ended = forgotten.ended
         if total > self.policy.detectors.login.risky_llr:
             campaign = campaign or self._risky(account, f, now)
         sess.campaign = campaign
