@@ -136,6 +136,30 @@ def test_the_books_do_not_depend_on_the_order_of_delivery():
         assert books(r) == want, [ev[:1] + ev[2:] for ev in order]
 
 
+def test_fills_end_as_in_time_order_whatever_the_order_of_delivery():
+    """A sell of the holding pays for a buy of the small cap, which is sold and bought again,
+    the four fills delivered in every order: the account ends as in time order. Applied in the
+    order delivered, a sell delivered before the buy it sells was lost (there was nothing to
+    sell yet) and the shares stayed; a buy delivered before the sell that paid for it took cash
+    the account did not have yet (none: the sale's cash came on top)."""
+    ten = rig_with_customer().now.replace(hour=10, minute=0)
+    fills = [
+        (ten + timedelta(minutes=10), HOLDING, "sell", 100, PRICE),
+        (ten + timedelta(minutes=20), THIN, "buy", 200, 100.0),
+        (ten + timedelta(minutes=30), THIN, "sell", 200, 120.0),
+        (ten + timedelta(minutes=40), THIN, "buy", 100, 110.0),
+    ]
+    want = ({HOLDING: 900.0, THIN: 100.0}, 100 * PRICE - 200 * 100.0 + 200 * 120.0 - 100 * 110.0)
+    for order in itertools.permutations(fills):
+        r = rig_with_customer()
+        r.now = ten
+        r.holdings("A1", 0.0, {HOLDING: 1000})
+        for n, (at, key, side, quantity, price) in enumerate(order):
+            r.now = at
+            r.execution("A1", f"x{n}", key, side, quantity, price)
+        assert books(r) == want, [fill[1:3] for fill in order]
+
+
 # --- cash leaving after the snapshot's time --------------------------------------------------
 
 
@@ -261,7 +285,11 @@ def test_the_movements_round_trip_and_an_older_record_reads_without_them():
     acc = AccountState(
         positions={HOLDING: 1.0},
         holdings_at=1.7e9,
-        moves=(Move(1.7e9 + 5, HOLDING, -100.0, 800_000.0), Move(1.7e9 + 9, "", 0.0, -5.0)),
+        moves=(
+            Move(1.7e9 + 5, HOLDING, -100.0, 800_000.0),
+            Move(1.7e9 + 9, "", 0.0, -5.0),
+            Move(1.7e9 + 12, HOLDING, -150.0, 1_200_000.0, clamped=50.0),
+        ),
         moves_lost=1.7e9 + 1,
     )
     assert decode("account", encode(acc)) == acc

@@ -9,6 +9,14 @@ held are kept (:class:`~brokerguard.engine.state.Move`), and a snapshot is taken
 of them from its own time on applied again, in time order: the account ends as if the events
 had come in time order.
 
+Movements come late among themselves too (two markets' execution feeds, a batch redelivered):
+applied in the order delivered, a sell delivered before the buy it sells was lost to the clamp
+(nothing to sell yet) and the shares stayed, and a buy delivered before the sale that paid for
+it took cash the account did not have yet. So a movement from before one already applied is
+applied in its place in time: the later ones are taken back, exactly (each keeps what the clamp
+added back when it was applied, ``Move.clamped``), and applied again after it. One from before
+a movement no longer kept cannot be: it is applied as it comes.
+
 Kept in time, and in number: the movements of ``holdings_late_hours`` before the latest one,
 and at most :data:`MOVES_KEPT`. A snapshot from before a movement no longer kept
 (:attr:`~brokerguard.engine.state.AccountState.moves_lost`) cannot be completed and is not
@@ -24,6 +32,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable
 
+import msgspec
+
 from brokerguard.engine.state import AccountState, Move
 
 __all__ = ["MOVES_KEPT", "book", "take_snapshot"]
@@ -38,13 +48,18 @@ def book(acc: AccountState, move: Move, keep_s: float) -> None:
     position and a withdrawal took the cash twice."""
     if move.at < acc.holdings_at:
         return
-    _apply(acc, move)
     moves = acc.moves
     if not moves or moves[-1].at <= move.at:  # in time order: the usual case
-        moves = (*moves, move)
+        moves = (*moves, _apply(acc, move))
+    elif move.at < acc.moves_lost:  # a later movement is no longer kept: in the order delivered
+        at = bisect_right(moves, move.at, key=_at)
+        moves = (*moves[:at], _apply(acc, move), *moves[at:])
     else:
         at = bisect_right(moves, move.at, key=_at)
-        moves = (*moves[:at], move, *moves[at:])
+        later = moves[at:]
+        for each in reversed(later):
+            _undo(acc, each)
+        moves = (*moves[:at], *(_apply(acc, each) for each in (move, *later)))
     horizon = moves[-1].at - keep_s
     drop = max(len(moves) - MOVES_KEPT, 0)
     while drop < len(moves) and moves[drop].at < horizon:
@@ -68,9 +83,7 @@ def take_snapshot(
     acc.positions = dict(positions)
     acc.moves_lost = 0.0
     if acc.moves:
-        acc.moves = tuple(m for m in acc.moves if m.at >= at)
-        for move in acc.moves:
-            _apply(acc, move)
+        acc.moves = tuple(_apply(acc, m) for m in acc.moves if m.at >= at)
     return True
 
 
@@ -78,13 +91,36 @@ def _at(move: Move) -> float:
     return move.at
 
 
-def _apply(acc: AccountState, move: Move) -> None:
+def _apply(acc: AccountState, move: Move) -> Move:
     """The movement's shares and cash: no short position (a sell of more than is held empties
-    it), no negative cash (a buy on margin, a withdrawal of more than the engine knows of)."""
+    it), no negative cash (a buy on margin, a withdrawal of more than the engine knows of).
+    Returns it with what the clamp added back (shares for a sell, cash for the rest: the other
+    only grows), so that it can be taken back exactly (:func:`_undo`)."""
+    clamped: float | None = None
     if move.key:
         left = acc.positions.get(move.key, 0.0) + move.quantity
         if left > 0:
             acc.positions[move.key] = left
         else:
             acc.positions.pop(move.key, None)
-    acc.cash = max(0.0, acc.cash + move.cash)
+            clamped = -left or None
+    cash = acc.cash + move.cash
+    acc.cash = max(0.0, cash)
+    if move.quantity >= 0:
+        clamped = acc.cash - cash or None
+    if clamped != move.clamped:
+        move = msgspec.structs.replace(move, clamped=clamped)
+    return move
+
+
+def _undo(acc: AccountState, move: Move) -> None:
+    """Take back a movement applied by :func:`_apply`, as it was applied."""
+    clamped = move.clamped or 0.0
+    sold = move.quantity < 0
+    if move.key:
+        held = acc.positions.get(move.key, 0.0) - move.quantity - (clamped if sold else 0.0)
+        if held > 0:
+            acc.positions[move.key] = held
+        else:
+            acc.positions.pop(move.key, None)
+    acc.cash = max(0.0, acc.cash - move.cash - (0.0 if sold else clamped))

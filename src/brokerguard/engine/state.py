@@ -78,6 +78,11 @@ class Move(msgspec.Struct, array_like=True, frozen=True, gc=False):
     key: str  # the instrument ("TSE:7203"); "" for cash alone (a withdrawal)
     quantity: float  # shares in (+, a buy) or out (-, a sell)
     cash: float  # JPY in (+, a sell) or out (-, a buy, a withdrawal)
+    # what the clamp added back when it was applied (shares for a sell, JPY for a buy or a
+    # withdrawal: each moves the other only up), so that it can be taken back exactly for a
+    # movement from before it delivered after it (see engine.books). None for nothing, the
+    # usual case: it costs a byte in the encoding, where 0.0 costs nine.
+    clamped: float | None = None
 
 
 Seen = Run | float
