@@ -11,6 +11,7 @@ from engine_helpers import (
     DOCOMO,
     HEADLESS_UA,
     HINET,
+    KDDI_MOBILE,
     KT,
     OCN,
     SOFTBANK_HIKARI,
@@ -557,3 +558,66 @@ def test_the_campaign_stage_counts_the_population_as_one_engine_does():
     assert shared.counts == one.population.counts
     assert (shared.n, shared.hours) == (one.population.n, one.population.hours)
     assert shared.counts["n:isp"] < one.population.n  # accounts, not sign-ins
+
+
+def _passkey_customer(r: Rig, account: str, seed: int) -> tuple[str, str]:
+    """A customer who enrolled a passkey and signed in with it once, from her phone."""
+    r.account(account, passkey=True)
+    phone, cookie = device(seed, "phone"), f"ck-{account}"
+    r.tick(hours=23)
+    _, d = r.login(account, ip_in(KDDI_MOBILE, seed), phone, cookie, factors=("passkey",))
+    assert d.action == "allow"
+    return phone, cookie
+
+
+def test_a_password_sign_in_into_an_account_that_signs_in_with_its_passkey_is_stepped_up():
+    # Regression (wide sweep, seed 223, sweep-003 and sweep-024): a customer had signed in once,
+    # with her passkey, from her phone; a phishing proxy relayed her password and her phone's
+    # user agent from a Japanese cloud the next morning, at her hour, with a fresh cookie, and
+    # scored 0.31-0.38: the relayed browser and the hour outweighed the cloud. A passkey cannot
+    # be relayed, so the thief had to use the password the account still accepts.
+    r = Rig()
+    _customers_at_home(r, 60, cloud_every=12)  # clouds not rare here: the cloud alone is not enough
+    phone, _ = _passkey_customer(r, "PK", 950)
+    r.tick(hours=24)
+    eid, d = r.login("PK", ip_in(AWS_TOKYO, 950), phone, "ck-thief")
+    assert d.action == "challenge"
+    assert r.llr(eid, "password_fallback") > 1.0
+    assert "passkey" in d.factors
+
+
+def test_no_password_fallback_signal_for_accounts_that_never_signed_in_with_a_passkey():
+    r = Rig()
+    _customers_at_home(r, 20)
+    r.account("NP", passkey=True)  # enrolled, but the engine never saw it used
+    home, ua = ip_in(OCN, 960), device(960)
+    r.history("NP", home, ua, "ck-NP")
+    r.tick(days=1)
+    eid, _ = r.login("NP", home, ua, "ck-NP")
+    assert r.signal(eid, "password_fallback") is None
+    # nor once the account no longer has a passkey (the customer removed it)
+    phone, cookie = _passkey_customer(r, "PK", 961)
+    r.tick(hours=2)
+    r.account("PK", passkey=False)
+    eid, _ = r.login("PK", ip_in(KDDI_MOBILE, 961), phone, cookie)
+    assert r.signal(eid, "password_fallback") is None
+
+
+def test_a_customer_who_also_signs_in_with_the_password_on_another_device_is_not_stepped_up():
+    # Her laptop has no passkey: her own history soon says that she uses the password too.
+    r = Rig()
+    _customers_at_home(r, 20)
+    _, cookie = _passkey_customer(r, "PK", 970)
+    home, laptop = ip_in(OCN, 970), device(970)
+    first = None
+    for _ in range(4):
+        r.tick(hours=23)
+        eid, d = r.login("PK", home, laptop, "ck-laptop")
+        if d.action == "challenge":
+            r.challenge("PK", eid, "passkey", "passed", session=r.session_of(eid))
+        first = first or eid
+    r.tick(hours=23)
+    eid, d = r.login("PK", home, laptop, "ck-laptop")
+    assert d.action == "allow"
+    assert r.llr(eid, "password_fallback") < r.llr(first, "password_fallback") - 1.0
+    assert r.llr(eid, "password_fallback") < 1.0

@@ -21,6 +21,7 @@ from brokerguard.engine.books import book, take_snapshot
 from brokerguard.engine.detectors.account import AccountChanges
 from brokerguard.engine.detectors.campaign import CampaignWatch, StagedCampaigns
 from brokerguard.engine.detectors.login import (
+    FALLBACK,
     LoginFeatures,
     LoginRisk,
     ReferrerCheck,
@@ -564,6 +565,10 @@ class BrokerGuard:
         if referred is not None:
             signals.append(referred)
             total += referred.llr
+        fallback = self.login.password_fallback(acc, e.factors)
+        if fallback is not None:
+            signals.append(fallback)
+            total += fallback.llr
         if "passkey" in e.factors:
             # Origin-bound and unrelayable: the person holds the enrolled authenticator.
             decision = Decision(action="allow", score=0.0)
@@ -585,14 +590,14 @@ class BrokerGuard:
                 sess.trusted = True
             self.feedback.reverified(acc, now)
             self._cleared(e.account, f)
-            self.login.learn(acc, f, now)
+            self.login.learn(acc, f, now, passkey=True)
         elif decision.action == "allow":
             params = self.policy.detectors.login
             if total < params.learn_below:
-                self.login.learn(acc, f, now)
+                fell_back = self.login.learn(acc, f, now)
                 # learned although doubtful: kept to take back out
                 if sess is not None and not sess.learned and self._doubtful(sess):
-                    sess.learned = profile_keys(f)
+                    sess.learned = (*profile_keys(f), FALLBACK) if fell_back else profile_keys(f)
                     sess.learned_hour = f.hour
             if total > params.risky_llr:
                 if sess is None:

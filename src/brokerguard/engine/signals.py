@@ -31,6 +31,7 @@ SIGNAL_CODES: tuple[str, ...] = (
     "failed_step_up",  # the account failed a phishing-resistant step-up recently
     "canary_proxy",  # a sign-in from an address (or hosting AS) a clone-page canary reported
     "phishing_referrer",  # the sign-in came from a page on the phishing block-list, or scored so
+    "password_fallback",  # a password sign-in into an account that signs in with its passkey
     # session (detectors.session)
     "session_risk",  # the risk the session carries from its sign-in
     "session_hijack",  # the session seen from another network or device mid-life

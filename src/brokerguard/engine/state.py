@@ -247,6 +247,9 @@ class AccountState(msgspec.Struct, kw_only=True, gc=False):
     hours: bytearray = msgspec.field(default_factory=bytearray)  # sign-ins per hour, halved at 255
     last_login: float = 0.0
     last_country: str = ""
+    # sign-ins learned by passkey, and by password after the first of those (password_fallback)
+    passkey_logins: int = 0
+    fallback_logins: int = 0
     # Rarely non-empty, so tuples: the empty tuple is shared, an empty list would cost each account.
     failures: tuple[float, ...] = ()  # recent failed credential checks
     challenge_failures: tuple[float, ...] = ()  # recent failed strong step-ups

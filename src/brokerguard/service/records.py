@@ -65,6 +65,7 @@ DETECTORS: dict[str, tuple[str, ...]] = {
         "failed_step_up",
         "canary_proxy",
         "phishing_referrer",
+        "password_fallback",
     ),
     "session": ("session_risk", "session_hijack", "sensitive_burst"),
     "account": ("sensitive_change", "recent_contact_change", "withdrawal_size"),

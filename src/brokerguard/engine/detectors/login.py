@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import zlib
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from brokerguard.phishing import Blocklist
 
 __all__ = [
+    "FALLBACK",
     "LoginFeatures",
     "LoginRisk",
     "ReferrerCheck",
@@ -64,6 +65,12 @@ NO_COOKIE = "d:-"
 # without a device cookie, and with one (see LoginRisk._first_cookie).
 FIRST_NO_COOKIE = "f:-"
 FIRST_COOKIE = "f:+"
+# Population keys: accounts that signed in with a passkey, and those of them that also signed in
+# with the password after that (see LoginRisk.password_fallback). A sign-in's learned keys carry
+# FALLBACK when it was one of those password sign-ins, so that unlearning it takes it back.
+PASSKEY_ACCOUNTS = "x:passkey"
+FALLBACK_ACCOUNTS = "x:password"
+FALLBACK = FALLBACK_ACCOUNTS
 NETWORK_KINDS = ("isp", "hosting", "anonymizer", "private", "unknown")
 NETWORK_TOPS = tuple(f"n:{kind}" for kind in NETWORK_KINDS)
 DEVICE_TOPS = tuple(f"k:{kind}" for kind in DEVICE_KINDS)
@@ -348,6 +355,39 @@ class LoginRisk:
             return 0.0
         share = (none + w * self.p.customer_no_cookie) / (seen + w)
         return _clip(math.log(max(self.no_cookie, 1e-9) / max(share, 1e-9)), self.p.level_cap)
+
+    def password_fallback(self, acc: AccountState, factors: Iterable[str]) -> Signal | None:
+        """A password sign-in into an account that signs in with its passkey.
+
+        A phishing proxy relays the password and any one-time code, and the victim's browser
+        (its user agent) with them, but never the passkey: it is bound to the broker's origin.
+        So the thief's only door into an account that signs in with its passkey is the password
+        its passkey-less fallback still takes, and such a sign-in is weighed like any other
+        value of the account's profile: the attacker signs in with the password every time, the
+        customer as often as this account has (its sign-ins learned by password since its first
+        by passkey), smoothed toward how many of this broker's passkey accounts ever sign in with
+        the password (accounts, each once; starting from ``customer_password_fallback`` worth
+        ``customer_network_weight`` accounts). A customer with a second device that has no
+        passkey soon shows it in her own history, and the signal fades for her.
+        """
+        if not acc.passkey or not acc.passkey_logins or "passkey" in factors:
+            return None
+        counts = self.population.counts
+        passkey = counts.get(PASSKEY_ACCOUNTS, 0)
+        fallback = min(counts.get(FALLBACK_ACCOUNTS, 0), passkey)
+        w = self.p.customer_network_weight
+        if passkey + w <= 0:
+            return None
+        share = (fallback + w * self.p.customer_password_fallback) / (passkey + w)
+        pw = self.p.population_weight
+        mine = acc.fallback_logins
+        p_user = (mine + pw * share) / (acc.passkey_logins + mine + pw)
+        llr = _clip(-math.log(max(p_user, 1e-9)), self.p.level_cap)
+        return Signal(
+            "password_fallback",
+            llr,
+            {"passkey": acc.passkey_logins, "password": mine},
+        )
 
     def _cookie(self, acc: AccountState, cookie: str) -> float:
         if acc.n == 0:
@@ -654,8 +694,10 @@ class LoginRisk:
                 ent.risky.pop(account, None)
                 self.state.put("entity", key, ent)
 
-    def learn(self, acc: AccountState, f: LoginFeatures, now: float) -> None:
-        """Add a trusted sign-in to the account's profile and to the population.
+    def learn(self, acc: AccountState, f: LoginFeatures, now: float, passkey: bool = False) -> bool:
+        """Add a trusted sign-in to the account's profile and to the population; ``passkey``
+        when it was made with the passkey. Returns whether it was a password sign-in into an
+        account that had signed in with its passkey (counted for :meth:`password_fallback`).
 
         The population counts accounts, not sign-ins: a value is counted the first time an
         account shows it. Its shares are where *customers* sign in from, the base measure for a
@@ -686,6 +728,18 @@ class LoginRisk:
                 counts[key] = counts.get(key, 0) + 1
                 counted.append(key)
             seen[key] = 1
+        fallback = False
+        if passkey:
+            if not acc.passkey_logins:
+                counts[PASSKEY_ACCOUNTS] = counts.get(PASSKEY_ACCOUNTS, 0) + 1
+                counted.append(PASSKEY_ACCOUNTS)
+            acc.passkey_logins += 1
+        elif acc.passkey_logins:
+            if not acc.fallback_logins:
+                counts[FALLBACK_ACCOUNTS] = counts.get(FALLBACK_ACCOUNTS, 0) + 1
+                counted.append(FALLBACK_ACCOUNTS)
+            acc.fallback_logins += 1
+            fallback = True
         if self.on_learn is not None:
             self.on_learn(tuple(counted), f.hour)
         acc.n += 1
@@ -700,6 +754,7 @@ class LoginRisk:
             acc.last_login = now
             acc.last_country = f.net.country
         self.state.put("population", "all", pop)
+        return fallback
 
     @staticmethod
     def unlearn(acc: AccountState, keys: tuple[str, ...], hour: int) -> None:
@@ -710,6 +765,9 @@ class LoginRisk:
         shared it. (Should the customer later show a value taken out, the population counts the
         account for it again: rare, and one count.)"""
         for key in keys:
+            if key == FALLBACK:
+                acc.fallback_logins = max(0, acc.fallback_logins - 1)
+                continue
             count = acc.seen.get(key)
             if count is None:
                 continue  # made room for since
