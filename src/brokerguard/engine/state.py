@@ -247,9 +247,10 @@ class AccountState(msgspec.Struct, kw_only=True, gc=False):
     hours: bytearray = msgspec.field(default_factory=bytearray)  # sign-ins per hour, halved at 255
     last_login: float = 0.0
     last_country: str = ""
-    # sign-ins learned by passkey, and by password after the first of those (password_fallback)
-    passkey_logins: int = 0
-    fallback_logins: int = 0
+    # sign-ins learned by passkey, and by password after the first of those (password_fallback);
+    # stored under short names: every account's record carries them
+    passkey_logins: int = msgspec.field(default=0, name="pk")
+    fallback_logins: int = msgspec.field(default=0, name="pw")
     # Rarely non-empty, so tuples: the empty tuple is shared, an empty list would cost each account.
     failures: tuple[float, ...] = ()  # recent failed credential checks
     challenge_failures: tuple[float, ...] = ()  # recent failed strong step-ups
