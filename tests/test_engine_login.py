@@ -603,21 +603,29 @@ def test_no_password_fallback_signal_for_accounts_that_never_signed_in_with_a_pa
     assert r.signal(eid, "password_fallback") is None
 
 
-def test_a_customer_who_also_signs_in_with_the_password_on_another_device_is_not_stepped_up():
-    # Her laptop has no passkey: her own history soon says that she uses the password too.
+def test_a_password_sign_in_from_another_browser_than_the_passkeys_says_nothing():
+    # Her laptop has no passkey: a password sign-in from it looks exactly like a thief's new
+    # device, and weighing it challenged 56% more customers' sign-ins on the wide draw.
     r = Rig()
     _customers_at_home(r, 20)
-    _, cookie = _passkey_customer(r, "PK", 970)
-    home, laptop = ip_in(OCN, 970), device(970)
+    _passkey_customer(r, "PK", 970)
+    r.tick(hours=23)
+    eid, d = r.login("PK", ip_in(OCN, 970), device(970), "ck-laptop")
+    assert r.signal(eid, "password_fallback") is None
+
+
+def test_a_customer_who_signs_in_with_the_password_from_her_passkey_browser_too_is_learned():
+    r = Rig()
+    _customers_at_home(r, 20)
+    phone, _ = _passkey_customer(r, "PK", 980)
     first = None
-    for _ in range(4):
+    for k in range(4):
         r.tick(hours=23)
-        eid, d = r.login("PK", home, laptop, "ck-laptop")
+        eid, d = r.login("PK", ip_in(KDDI_MOBILE, 980), phone, f"ck-cleared-{k}")
         if d.action == "challenge":
-            r.challenge("PK", eid, "passkey", "passed", session=r.session_of(eid))
+            r.challenge("PK", eid, "oob", "passed", session=r.session_of(eid))
         first = first or eid
     r.tick(hours=23)
-    eid, d = r.login("PK", home, laptop, "ck-laptop")
+    eid, d = r.login("PK", ip_in(KDDI_MOBILE, 980), phone, "ck-cleared-9")
     assert d.action == "allow"
     assert r.llr(eid, "password_fallback") < r.llr(first, "password_fallback") - 1.0
-    assert r.llr(eid, "password_fallback") < 1.0

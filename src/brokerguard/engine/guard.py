@@ -565,7 +565,7 @@ class BrokerGuard:
         if referred is not None:
             signals.append(referred)
             total += referred.llr
-        fallback = self.login.password_fallback(acc, e.factors)
+        fallback = self.login.password_fallback(acc, f, e.factors)
         if fallback is not None:
             signals.append(fallback)
             total += fallback.llr

@@ -91,8 +91,8 @@ class LoginParams(_Strict):
     # Share of customers whose first sign-in the engine sees comes without a device cookie,
     # before the broker's own sign-ins say it (worth customer_network_weight accounts).
     customer_no_cookie: Share = 0.05
-    # Share of the accounts that sign in with a passkey that also sign in with the password
-    # (a device without the passkey), before the broker's own accounts say it (worth
+    # Share of the accounts that sign in with a passkey that also sign in with the password from
+    # a browser they use the passkey in, before the broker's own accounts say it (worth
     # customer_network_weight accounts); see detectors.login, password_fallback.
     customer_password_fallback: Share = 0.3
     attacker_reuse: dict[str, Share] = {}  # chance an attacker presents a value the account used

@@ -247,9 +247,11 @@ class AccountState(msgspec.Struct, kw_only=True, gc=False):
     hours: bytearray = msgspec.field(default_factory=bytearray)  # sign-ins per hour, halved at 255
     last_login: float = 0.0
     last_country: str = ""
-    # sign-ins learned by passkey, and by password after the first of those (password_fallback);
+    # sign-ins learned by passkey, the browsers (user-agent keys) they came from, the latest
+    # few, and the sign-ins learned by password from one of those browsers (password_fallback);
     # stored under short names: every account's record carries them
     passkey_logins: int = msgspec.field(default=0, name="pk")
+    passkey_browsers: tuple[str, ...] = msgspec.field(default=(), name="pb")
     fallback_logins: int = msgspec.field(default=0, name="pw")
     # Rarely non-empty, so tuples: the empty tuple is shared, an empty list would cost each account.
     failures: tuple[float, ...] = ()  # recent failed credential checks

@@ -66,11 +66,13 @@ NO_COOKIE = "d:-"
 FIRST_NO_COOKIE = "f:-"
 FIRST_COOKIE = "f:+"
 # Population keys: accounts that signed in with a passkey, and those of them that also signed in
-# with the password after that (see LoginRisk.password_fallback). A sign-in's learned keys carry
-# FALLBACK when it was one of those password sign-ins, so that unlearning it takes it back.
+# with the password from a browser they had used the passkey in (see
+# LoginRisk.password_fallback). A sign-in's learned keys carry FALLBACK when it was one of those
+# password sign-ins, so that unlearning it takes it back.
 PASSKEY_ACCOUNTS = "x:passkey"
 FALLBACK_ACCOUNTS = "x:password"
 FALLBACK = FALLBACK_ACCOUNTS
+PASSKEY_BROWSERS_KEPT = 4  # per account, the latest
 NETWORK_KINDS = ("isp", "hosting", "anonymizer", "private", "unknown")
 NETWORK_TOPS = tuple(f"n:{kind}" for kind in NETWORK_KINDS)
 DEVICE_TOPS = tuple(f"k:{kind}" for kind in DEVICE_KINDS)
@@ -356,21 +358,28 @@ class LoginRisk:
         share = (none + w * self.p.customer_no_cookie) / (seen + w)
         return _clip(math.log(max(self.no_cookie, 1e-9) / max(share, 1e-9)), self.p.level_cap)
 
-    def password_fallback(self, acc: AccountState, factors: Iterable[str]) -> Signal | None:
-        """A password sign-in into an account that signs in with its passkey.
+    def password_fallback(
+        self, acc: AccountState, f: LoginFeatures, factors: Iterable[str]
+    ) -> Signal | None:
+        """A password sign-in from the browser this account signs in with by passkey.
 
         A phishing proxy relays the password and any one-time code, and the victim's browser
         (its user agent) with them, but never the passkey: it is bound to the broker's origin.
-        So the thief's only door into an account that signs in with its passkey is the password
-        its passkey-less fallback still takes, and such a sign-in is weighed like any other
-        value of the account's profile: the attacker signs in with the password every time, the
-        customer as often as this account has (its sign-ins learned by password since its first
-        by passkey), smoothed toward how many of this broker's passkey accounts ever sign in with
-        the password (accounts, each once; starting from ``customer_password_fallback`` worth
-        ``customer_network_weight`` accounts). A customer with a second device that has no
-        passkey soon shows it in her own history, and the signal fades for her.
+        The victim reads the phishing mail where she uses the account, so the proxy shows the
+        browser she signs in with by passkey — now with the password, the thief's only door.
+        Such a sign-in is weighed like any other value of the account's profile: the attacker
+        signs in with the password every time, the customer as often as this account has from
+        the browsers it used its passkey in (sign-ins learned since its first by passkey),
+        smoothed toward how many of this broker's passkey accounts ever did (accounts, each
+        once; starting from ``customer_password_fallback`` worth ``customer_network_weight``
+        accounts). A password sign-in from another browser says nothing here: a customer's
+        second device without the passkey looks just like it (measured: on the wide draw of seed
+        223, weighing every password sign-in of a passkey account challenged 56% more customers'
+        sign-ins, nearly all from a new device).
         """
         if not acc.passkey or not acc.passkey_logins or "passkey" in factors:
+            return None
+        if f.device[3] not in acc.passkey_browsers:
             return None
         counts = self.population.counts
         passkey = counts.get(PASSKEY_ACCOUNTS, 0)
@@ -729,12 +738,15 @@ class LoginRisk:
                 counted.append(key)
             seen[key] = 1
         fallback = False
+        browser = f.device[3]
         if passkey:
             if not acc.passkey_logins:
                 counts[PASSKEY_ACCOUNTS] = counts.get(PASSKEY_ACCOUNTS, 0) + 1
                 counted.append(PASSKEY_ACCOUNTS)
             acc.passkey_logins += 1
-        elif acc.passkey_logins:
+            kept = tuple(b for b in acc.passkey_browsers if b != browser)
+            acc.passkey_browsers = (*kept, browser)[-PASSKEY_BROWSERS_KEPT:]
+        elif acc.passkey_logins and browser in acc.passkey_browsers:
             if not acc.fallback_logins:
                 counts[FALLBACK_ACCOUNTS] = counts.get(FALLBACK_ACCOUNTS, 0) + 1
                 counted.append(FALLBACK_ACCOUNTS)
