@@ -85,6 +85,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "evidence_user_agent": ("ブラウザ識別（ハッシュ）", "browser (hash)"),
     "evidence_cookie": ("端末Cookie（ハッシュ）", "device cookie (hash)"),
     "evidence_hour": ("時刻（時）", "hour"),
+    "evidence_passkey": ("パスキーでのログイン回数", "sign-ins by passkey"),
+    "evidence_password": (
+        "同じブラウザからのパスワードでのログイン回数",
+        "password sign-ins from those browsers",
+    ),
     "evidence_trusted": ("信頼済み", "trusted"),
     "evidence_login_seen": ("ログインの記録あり", "sign-in seen"),
     "evidence_symbol": ("銘柄", "symbol"),
