@@ -30,6 +30,26 @@ def run(*args: str, timeout: float = 90) -> tuple[int, str]:
     return done.returncode, done.stderr
 
 
+def run_all(*commands: list[str], timeout: float = 90) -> list[tuple[int, str]]:
+    """Like :func:`run` for each command, all at once: each waits out its own server's silence
+    (seconds each) side by side instead of one after the other. In the order given."""
+    procs = [
+        subprocess.Popen([*BG, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for args in commands
+    ]
+    done = []
+    try:
+        for proc in procs:
+            _, stderr = proc.communicate(timeout=timeout)
+            done.append((proc.returncode, stderr))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return done
+
+
 def one_error_line(stderr: str) -> str:
     assert "Traceback" not in stderr and "──" not in stderr, stderr[-3000:]
     lines = [x for x in stderr.splitlines() if x.startswith("error:")]
@@ -45,42 +65,43 @@ def test_a_nats_server_without_jetstream_is_named_as_such(tmp_path: Path) -> Non
     url = f"nats://127.0.0.1:{port}"
     empty = tmp_path / "events.ndjson"
     empty.write_bytes(b"")
+    commands = (
+        ["status"],
+        ["ingest", str(empty)],
+        ["worker", "--idle-exit", "1", "--instructions", str(tmp_path / "i.ndjson")],
+        ["campaign-stage", "--idle-exit", "1"],
+    )
     with nats_server(port, tmp_path / "js", jetstream=False):
-        for command in (
-            ["status"],
-            ["ingest", str(empty)],
-            ["worker", "--idle-exit", "1", "--instructions", str(tmp_path / "i.ndjson")],
-            ["campaign-stage", "--idle-exit", "1"],
-        ):
-            code, stderr = run(*command, "--nats", url)
-            assert code == 2, (command, stderr[-3000:])
-            line = one_error_line(stderr)
-            assert f"NATS at {url} has no JetStream" in line and "-js" in line, line
+        done = run_all(*([*command, "--nats", url] for command in commands))
+    for command, (code, stderr) in zip(commands, done, strict=True):
+        assert code == 2, (command, stderr[-3000:])
+        line = one_error_line(stderr)
+        assert f"NATS at {url} has no JetStream" in line and "-js" in line, line
 
 
 def test_a_nats_that_never_replies_or_never_greets_is_not_unreachable() -> None:
     """A server that greets and then never answers a request was "cannot reach NATS ...:
     nats: timeout" from ``status``; a socket that accepts and never greets was "nats: no
     servers available for connection", which says neither."""
-    deaf = DeafNats()
-    try:
-        code, stderr = run("status", "--nats", deaf.url)
-        assert code == 2, stderr[-3000:]
-        line = one_error_line(stderr)
-        assert f"NATS at {deaf.url} is connected but did not answer a request in time" in line
+    deaf, mute = DeafNats(), HangingServer()
+    url = f"nats://127.0.0.1:{mute.port}"
+    try:  # nats-py's 5 s request timeout and the 3 s greeting wait, side by side
+        (code, stderr), (mute_code, mute_err), (refused_code, refused_err) = run_all(
+            ["status", "--nats", deaf.url],
+            ["status", "--nats", url],
+            ["status", "--nats", "nats://127.0.0.1:1"],
+        )
     finally:
         deaf.close()
-    mute = HangingServer()
-    try:
-        url = f"nats://127.0.0.1:{mute.port}"
-        code, stderr = run("status", "--nats", url)
-        assert code == 2, stderr[-3000:]
-        line = one_error_line(stderr)
-        assert f"cannot reach NATS at {url}: no NATS greeting within 3 s" in line, line
-    finally:
         mute.close()
-    code, stderr = run("status", "--nats", "nats://127.0.0.1:1")
-    assert code == 2 and "nats://127.0.0.1:1: Connection refused" in one_error_line(stderr)
+    assert code == 2, stderr[-3000:]
+    line = one_error_line(stderr)
+    assert f"NATS at {deaf.url} is connected but did not answer a request in time" in line
+    assert mute_code == 2, mute_err[-3000:]
+    line = one_error_line(mute_err)
+    assert f"cannot reach NATS at {url}: no NATS greeting within 3 s" in line, line
+    assert refused_code == 2
+    assert "nats://127.0.0.1:1: Connection refused" in one_error_line(refused_err)
 
 
 def test_a_redis_that_says_nothing_or_is_not_redis_is_named(tmp_path: Path) -> None:
@@ -104,13 +125,15 @@ def test_a_redis_that_says_nothing_or_is_not_redis_is_named(tmp_path: Path) -> N
         with nats_server(port, tmp_path / "js"):
             asyncio.run(create())
             silent = f"redis://127.0.0.1:{mute.port}/0"
-            code, stderr = run("status", "--nats", url, "--redis", silent)
+            other = f"redis://127.0.0.1:{deaf.port}/0"
+            (code, stderr), (other_code, other_err) = run_all(
+                ["status", "--nats", url, "--redis", silent],
+                ["status", "--nats", url, "--redis", other],
+            )
             assert code == 2, stderr[-3000:]
             assert f"Redis at {silent} did not answer in time" in one_error_line(stderr)
-            other = f"redis://127.0.0.1:{deaf.port}/0"
-            code, stderr = run("status", "--nats", url, "--redis", other)
-            assert code == 2, stderr[-3000:]
-            line = one_error_line(stderr)
+            assert other_code == 2, other_err[-3000:]
+            line = one_error_line(other_err)
             assert f"Redis at {other} failed: InvalidResponse" in line, line
     finally:
         mute.close()
