@@ -231,9 +231,9 @@ def test_records_land_in_postgresql_once_even_when_the_state_write_fails(
     assert sorted(rows) == sorted(embedded)
 
 
-def test_sigterm_finishes_the_batch_and_acknowledges_it(run, names, tmp_path) -> None:
+def test_sigterm_finishes_the_batch_and_acknowledges_it(run, on_published, tmp_path) -> None:
     path, embedded = run
-    subprocess.run([*BG, "ingest", str(path), *names.cli(PARTS)], check=True, capture_output=True)
+    names = on_published  # the module's stream, read through consumers of its own
     out = tmp_path / "d.ndjson"
     common = [*names.cli(PARTS), "--prefix", names.prefix, "--durable", names.durable]
     common += ["--batch", "100", "--ack-wait", "30", "--decisions", str(out)]
