@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from browser_helpers import chromium_browser
 from console_helpers import hold_policy, load, login, prepare_database
 from console_helpers import simulate_run as simulate
 from fastapi.testclient import TestClient
@@ -49,6 +50,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.settle()
         w.as_user("sup")
         yield w
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the module's browser tests: launching one costs seconds."""
+    with chromium_browser() as launched:
+        yield launched
+
+
+@pytest.fixture
+def browser(chromium: Any) -> Iterator[Any]:
+    """The module's Chromium; the pages a test opened (each in a context of its own) are closed
+    after it, so no test sees another's."""
+    yield chromium
+    for context in chromium.contexts:
+        context.close()
 
 
 def route_to_console(page: Any, world: Any) -> None:
@@ -359,38 +376,35 @@ LINES = """el => { const r = document.createRange(); r.selectNodeContents(el);
                  .map(x => Math.round(x.top))).size; }"""
 
 
-def test_table_headings_and_short_cells_never_break_inside_a_word(world: World) -> None:
+def test_table_headings_and_short_cells_never_break_inside_a_word(
+    world: World, browser: Any
+) -> None:
     """In a browser, the account timeline broke its headings and short cells inside words:
     "イベン|ト", "追加認|証の結|果", the decision badges. Headings, times, kinds of event and
     badges keep to one line; Japanese cells break between phrases (``auto-phrase``)."""
-    from browser_helpers import chromium_browser
-
     base = "http://console.test"
     alerts = world.page("/console/alerts")
     account = re.search(r'class="account-link" href="([^"]+)"', alerts).group(1)  # type: ignore[union-attr]
 
-    with chromium_browser() as browser:
-        page = browser.new_page(viewport={"width": 900, "height": 900})
-        route_to_console(page, world)
-        for lang in ("ja", "en"):
-            page.goto(f"{base}{account}?lang={lang}")
-            page.evaluate("document.fonts.ready")
-            broken = []
-            for selector in (
-                "table.timeline th",
-                "table.timeline td:nth-child(1)",
-                "table.timeline td:nth-child(2)",
-                "table.timeline .badge",
-            ):
-                for cell in page.query_selector_all(selector):
-                    if cell.evaluate(LINES) > 1:
-                        broken.append((lang, selector, cell.inner_text()))
-            assert not broken, broken[:5]
-            if lang == "ja":
-                style = page.eval_on_selector(
-                    "table.timeline td", "e => getComputedStyle(e).wordBreak"
-                )
-                assert style == "auto-phrase"
+    page = browser.new_page(viewport={"width": 900, "height": 900})
+    route_to_console(page, world)
+    for lang in ("ja", "en"):
+        page.goto(f"{base}{account}?lang={lang}")
+        page.evaluate("document.fonts.ready")
+        broken = []
+        for selector in (
+            "table.timeline th",
+            "table.timeline td:nth-child(1)",
+            "table.timeline td:nth-child(2)",
+            "table.timeline .badge",
+        ):
+            for cell in page.query_selector_all(selector):
+                if cell.evaluate(LINES) > 1:
+                    broken.append((lang, selector, cell.inner_text()))
+        assert not broken, broken[:5]
+        if lang == "ja":
+            style = page.eval_on_selector("table.timeline td", "e => getComputedStyle(e).wordBreak")
+            assert style == "auto-phrase"
 
 
 def test_chart_labels_are_placed_where_their_svg_says(world: World) -> None:
@@ -480,46 +494,44 @@ def test_each_policys_compensation_is_worked_out_once_per_losses(
         reporting.report_tables(world.service, run, False, [edited])
 
 
-def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(world: World) -> None:
+def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(
+    world: World, browser: Any
+) -> None:
     """In a browser: the Japanese of a heading, a table heading and a button is drawn in IPAex
     Gothic served by the console, and nothing else (no glyph from a fallback font)."""
-    from browser_helpers import chromium_browser, platform_fonts
+    from browser_helpers import platform_fonts
 
     base = "http://console.test"
 
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        route_to_console(page, world)
-        page.goto(f"{base}/console/alerts?lang=ja")
-        page.evaluate("document.fonts.ready")
-        for selector in ("h1", "table.alerts th:nth-child(2)", "td.row-actions button"):
-            fonts = platform_fonts(page, selector)
-            assert fonts == {"IPAexGothic"}, (selector, fonts)
+    page = browser.new_page()
+    route_to_console(page, world)
+    page.goto(f"{base}/console/alerts?lang=ja")
+    page.evaluate("document.fonts.ready")
+    for selector in ("h1", "table.alerts th:nth-child(2)", "td.row-actions button"):
+        fonts = platform_fonts(page, selector)
+        assert fonts == {"IPAexGothic"}, (selector, fonts)
 
 
-def test_a_note_field_and_its_button_do_not_touch(world: World) -> None:
+def test_a_note_field_and_its_button_do_not_touch(world: World, browser: Any) -> None:
     """On an account's page the note field and "Lock account" were drawn touching, as one
     control; there is a gap between a field and its button."""
-    from browser_helpers import chromium_browser
-
     base = "http://console.test"
     alerts = world.page("/console/alerts")
     account = re.search(r'class="account-link" href="([^"]+)"', alerts).group(1)  # type: ignore[union-attr]
 
-    with chromium_browser() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        route_to_console(page, world)
-        page.goto(f"{base}{account}?lang=ja")
-        gaps = page.eval_on_selector_all(
-            "section.actions form.inline",
-            """forms => forms.flatMap(f => {
-                 const field = f.querySelector('input[name=note], select');
-                 const button = f.querySelector('button');
-                 if (!field || !button) return [];
-                 return [button.getBoundingClientRect().left - field.getBoundingClientRect().right];
-               })""",
-        )
-        assert gaps and min(gaps) >= 3, gaps
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    route_to_console(page, world)
+    page.goto(f"{base}{account}?lang=ja")
+    gaps = page.eval_on_selector_all(
+        "section.actions form.inline",
+        """forms => forms.flatMap(f => {
+             const field = f.querySelector('input[name=note], select');
+             const button = f.querySelector('button');
+             if (!field || !button) return [];
+             return [button.getBoundingClientRect().left - field.getBoundingClientRect().right];
+           })""",
+    )
+    assert gaps and min(gaps) >= 3, gaps
 
 
 def test_the_pager_counts_in_lower_case_words(world: World) -> None:
@@ -539,25 +551,22 @@ def test_the_snoozed_filter_says_what_it_does(world: World) -> None:
     assert "スヌーズ中も表示" in world.page("/console/alerts", "ja")
 
 
-def test_the_header_never_breaks_a_word_in_a_narrow_window(world: World) -> None:
+def test_the_header_never_breaks_a_word_in_a_narrow_window(world: World, browser: Any) -> None:
     """At 820 px the header broke "ブロックリスト|審査", "demo (管|理者)" and "ログア|ウト"
     over two lines; its items now wrap whole."""
-    from browser_helpers import chromium_browser
-
     base = "http://console.test"
 
-    with chromium_browser() as browser:
-        page = browser.new_page(viewport={"width": 820, "height": 700})
-        route_to_console(page, world)
-        for lang in ("ja", "en"):
-            page.goto(f"{base}/console/alerts?lang={lang}")
-            page.evaluate("document.fonts.ready")
-            broken = [
-                (lang, item.inner_text())
-                for item in page.query_selector_all("header nav a, header .who, header button")
-                if item.evaluate(LINES) > 1
-            ]
-            assert not broken, broken
+    page = browser.new_page(viewport={"width": 820, "height": 700})
+    route_to_console(page, world)
+    for lang in ("ja", "en"):
+        page.goto(f"{base}/console/alerts?lang={lang}")
+        page.evaluate("document.fonts.ready")
+        broken = [
+            (lang, item.inner_text())
+            for item in page.query_selector_all("header nav a, header .who, header button")
+            if item.evaluate(LINES) > 1
+        ]
+        assert not broken, broken
 
 
 def _post_events(world: World, events: list[Any]) -> None:
@@ -676,52 +685,49 @@ def test_an_alert_page_says_each_signal_in_the_readers_language_with_its_evidenc
     assert f"Not the case (points to the customer): {texts[quiet['code']].en}" in html
 
 
-def test_the_alert_queue_fits_a_narrow_window(world: World, tmp_path: Path) -> None:
+def test_the_alert_queue_fits_a_narrow_window(world: World, tmp_path: Path, browser: Any) -> None:
     """Below about 1,070 px the alerts table was wider than the window and the whole page
     scrolled sideways. At 1,024 px the table fits now (long cells wrap, the score and assignee
     columns give way); on a 390 px phone it scrolled inside its own box: now each alert is a card
     of lines, each value with its column's name beside it, and nothing scrolls sideways."""
-    from browser_helpers import chromium_browser
-
     base = "http://console.test"
 
-    with chromium_browser() as browser:
-        for width in (1024, 390):
-            page = browser.new_page(viewport={"width": width, "height": 800})
-            route_to_console(page, world)
-            for lang in ("ja", "en"):
-                page.goto(f"{base}/console/alerts?lang={lang}")
-                page.evaluate("document.fonts.ready")
-                page.screenshot(path=str(tmp_path / f"alerts-{width}-{lang}.png"))
-                body = page.evaluate(
-                    "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    for width in (1024, 390):
+        page = browser.new_page(viewport={"width": width, "height": 800})
+        route_to_console(page, world)
+        for lang in ("ja", "en"):
+            page.goto(f"{base}/console/alerts?lang={lang}")
+            page.evaluate("document.fonts.ready")
+            page.screenshot(path=str(tmp_path / f"alerts-{width}-{lang}.png"))
+            body = page.evaluate(
+                "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+            )
+            assert body[0] <= body[1], (width, lang, body)
+            table = page.evaluate(
+                "(() => { const t = document.querySelector('table.alerts');"
+                " return [t.getBoundingClientRect().right, t.parentElement.clientWidth,"
+                " t.parentElement.getBoundingClientRect().right]; })()"
+            )
+            # the table itself fits: nothing hidden to the right, not even in its box
+            assert table[0] <= table[2] + 0.5, (width, lang, table)
+            if width >= 1024:
+                shown = page.evaluate(
+                    "[...document.querySelectorAll('table.alerts thead th')]"
+                    ".filter(th => th.offsetWidth > 0).length"
                 )
-                assert body[0] <= body[1], (width, lang, body)
-                table = page.evaluate(
-                    "(() => { const t = document.querySelector('table.alerts');"
-                    " return [t.getBoundingClientRect().right, t.parentElement.clientWidth,"
-                    " t.parentElement.getBoundingClientRect().right]; })()"
-                )
-                # the table itself fits: nothing hidden to the right, not even in its box
-                assert table[0] <= table[2] + 0.5, (width, lang, table)
-                if width >= 1024:
-                    shown = page.evaluate(
-                        "[...document.querySelectorAll('table.alerts thead th')]"
-                        ".filter(th => th.offsetWidth > 0).length"
-                    )
-                    assert shown >= 9, (width, lang, shown)
-                    continue
-                # a phone: each alert a card, each shown value with its column's name beside it
-                cells = page.evaluate(
-                    "[...document.querySelectorAll('table.alerts tbody td')]"
-                    ".filter(td => td.offsetWidth > 0 && !td.classList.contains('row-actions'))"
-                    ".map(td => [td.dataset.label || '',"
-                    " getComputedStyle(td, '::before').content,"
-                    " td.getBoundingClientRect().right])"
-                )
-                assert len(cells) >= 7 * page.locator("table.alerts tbody tr").count()
-                for label, before, right in cells:
-                    assert label and before == f'"{label}"', (lang, label, before)
-                    assert right <= width, (lang, label, right)
-            page.close()
+                assert shown >= 9, (width, lang, shown)
+                continue
+            # a phone: each alert a card, each shown value with its column's name beside it
+            cells = page.evaluate(
+                "[...document.querySelectorAll('table.alerts tbody td')]"
+                ".filter(td => td.offsetWidth > 0 && !td.classList.contains('row-actions'))"
+                ".map(td => [td.dataset.label || '',"
+                " getComputedStyle(td, '::before').content,"
+                " td.getBoundingClientRect().right])"
+            )
+            assert len(cells) >= 7 * page.locator("table.alerts tbody tr").count()
+            for label, before, right in cells:
+                assert label and before == f'"{label}"', (lang, label, before)
+                assert right <= width, (lang, label, right)
+        page.close()
     world.client.get("/console/alerts?lang=ja")
