@@ -7,8 +7,10 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from browser_helpers import chromium_browser
 from starlette.testclient import TestClient
 
 from brokerguard.frontdoor._web import SESSION_COOKIE
@@ -26,6 +28,22 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_site(config, GuardClient("http://127.0.0.1:9", "bgk_test"))
     yield TestClient(app, client=("203.0.113.7", 50000))  # no lifespan: the guard is not asked
     app.state.site.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the module's browser tests: launching one costs seconds."""
+    with chromium_browser() as launched:
+        yield launched
+
+
+@pytest.fixture
+def browser(chromium: Any) -> Iterator[Any]:
+    """The module's Chromium; the pages a test opened (each in a context of its own) are closed
+    after it, so no test sees another's."""
+    yield chromium
+    for context in chromium.contexts:
+        context.close()
 
 
 def test_a_body_over_the_limit_is_refused_unread(client: TestClient) -> None:
@@ -286,29 +304,30 @@ def test_the_site_has_an_icon_of_its_own(client: TestClient) -> None:
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg")
 
 
-def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(client: TestClient) -> None:
+def test_japanese_headings_and_buttons_are_drawn_in_the_served_font(
+    client: TestClient, browser: Any
+) -> None:
     """In a browser without a Japanese system font the log-in page drew its buttons (which did
     not inherit the page's font) as boxes: their Japanese came from no Japanese font at all.
     Now headings and buttons are drawn in IPAex Gothic served by the site only."""
-    from browser_helpers import chromium_browser, platform_fonts, route_to_app
+    from browser_helpers import platform_fonts, route_to_app
 
     base = "http://site.test"
 
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        route_to_app(page, client, base)
-        page.goto(f"{base}/login?lang=ja")
-        page.evaluate("document.fonts.ready")
-        for selector in ("h1", "#password-login button", "#passkey-login"):  # all Japanese
-            fonts = platform_fonts(page, selector)
-            assert fonts == {"IPAexGothic"}, (selector, fonts)
+    page = browser.new_page()
+    route_to_app(page, client, base)
+    page.goto(f"{base}/login?lang=ja")
+    page.evaluate("document.fonts.ready")
+    for selector in ("h1", "#password-login button", "#passkey-login"):  # all Japanese
+        fonts = platform_fonts(page, selector)
+        assert fonts == {"IPAexGothic"}, (selector, fonts)
 
 
-def test_on_a_phone_the_security_page_keeps_words_whole(client: TestClient) -> None:
+def test_on_a_phone_the_security_page_keeps_words_whole(client: TestClient, browser: Any) -> None:
     """At a phone's 390 px the security page squeezed its tables until each cell held a
     character a line (パ/ス/ワ/ー/ド, 2026-/11-/29) and the header broke デモ|証券. The tables
     scroll sideways in their own box instead; the page itself does not."""
-    from browser_helpers import chromium_browser, route_to_app
+    from browser_helpers import route_to_app
 
     site = client.app.state.site  # type: ignore[attr-defined]
     for _ in range(3):
@@ -322,15 +341,14 @@ def test_on_a_phone_the_security_page_keeps_words_whole(client: TestClient) -> N
     lines = """el => { const r = document.createRange(); r.selectNodeContents(el);
       return new Set([...r.getClientRects()].filter(x => x.width > 0)
                      .map(x => Math.round(x.top))).size; }"""
-    with chromium_browser() as browser:
-        page = browser.new_page(viewport={"width": 390, "height": 800})
-        route_to_app(page, client, base)
-        page.goto(f"{base}/settings?lang=ja")
-        page.evaluate("document.fonts.ready")
-        broken = [
-            cell.inner_text()
-            for cell in page.query_selector_all("#logins td, #logins th, header a, .brand")
-            if cell.evaluate(lines) > 1
-        ]
-        assert not broken, broken[:6]
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page = browser.new_page(viewport={"width": 390, "height": 800})
+    route_to_app(page, client, base)
+    page.goto(f"{base}/settings?lang=ja")
+    page.evaluate("document.fonts.ready")
+    broken = [
+        cell.inner_text()
+        for cell in page.query_selector_all("#logins td, #logins th, header a, .brand")
+        if cell.evaluate(lines) > 1
+    ]
+    assert not broken, broken[:6]
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
