@@ -31,6 +31,8 @@ from brokerguard.service.models import audit_log
 from brokerguard.web.i18n import MESSAGES
 from brokerguard.web.svg import campaign_graph, fill_chart
 
+pytestmark = pytest.mark.usefixtures("cheap_argon2")  # every hash checked in-process
+
 TEMPLATES = Path(__file__).resolve().parents[1] / "src" / "brokerguard" / "web" / "templates"
 
 

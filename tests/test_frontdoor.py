@@ -45,6 +45,8 @@ from brokerguard.notify import SIGNATURE_HEADER, SmtpChannel, WebhookChannel, re
 from brokerguard.service.db import make_engine, write_transaction
 from brokerguard.service.keys import create_key
 
+pytestmark = pytest.mark.usefixtures("cheap_argon2")  # every hash checked in-process
+
 PROXY_IP = "13.112.10.20"  # an AWS Tokyo address: where phishing proxies run
 RESIDENTIAL_PROXY = ip_in(SOFTBANK_HIKARI, 77)  # a home line rented out as a proxy
 OTHER_HOME = ip_in(SOFTBANK_HIKARI, 78)

@@ -32,6 +32,8 @@ from brokerguard.auth.testing import SoftAuthenticator
 from brokerguard.engine.policy import default_policy_path
 from brokerguard.frontdoor.embedded import EmbeddedGuard, demo_policy_text
 
+pytestmark = pytest.mark.usefixtures("cheap_argon2")  # every hash checked in-process
+
 PROXY_IP = "13.112.10.20"  # an AWS Tokyo address: where phishing proxies run
 
 

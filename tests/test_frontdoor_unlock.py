@@ -29,6 +29,8 @@ from brokerguard.frontdoor.app import create_site
 from brokerguard.frontdoor.guardclient import GuardClient
 from brokerguard.frontdoor.site import UNLOCK_PER_ACCOUNT, UNLOCK_PER_ADDRESS, SiteConfig
 
+pytestmark = pytest.mark.usefixtures("cheap_argon2")  # every hash checked in-process
+
 PROXY_IP = "13.112.10.20"
 
 

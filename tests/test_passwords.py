@@ -147,3 +147,32 @@ def test_unlock_needs_a_locked_account_and_a_fresh_proof() -> None:
     lockout.cancel("A1", request.id)
     assert lockout.requests("A1")[0].status == "cancelled" and lockout.is_locked("A1")
     assert timedelta(minutes=10) == lockout.unlock_window
+
+
+def test_the_production_argon2_parameters_are_argon2s_defaults() -> None:
+    """The tests hash with the lowest cost in their own process (tests/conftest.py,
+    ``cheap_argon2``); a fresh interpreter, as ``brokerguard`` runs, hashes console users' and
+    the site's customers' passwords with argon2's defaults (RFC 9106's low-memory profile:
+    64 MiB, 3 passes, 4 lanes), and the check of an unknown user costs as much as a known one."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from argon2 import extract_parameters, profiles\n"
+        "from brokerguard.auth.passwords import Lockout, Passwords\n"
+        "from brokerguard.auth.store import MemoryStore\n"
+        "from brokerguard.service import users\n"
+        "store = MemoryStore()\n"
+        "site = Passwords(store, Lockout(store))\n"
+        "site.set('A1', 'correct horse battery')\n"
+        "made = [users._hasher.hash('correct horse battery'), users._DUMMY,\n"
+        "        site._hashes.get('A1').hash]\n"
+        "want = profiles.RFC_9106_LOW_MEMORY\n"
+        "for h in made:\n"
+        "    p = extract_parameters(h)\n"
+        "    assert (p.type, p.time_cost, p.memory_cost, p.parallelism) == (\n"
+        "        want.type, want.time_cost, want.memory_cost, want.parallelism), (h, p)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout == "ok\n", done.stderr[-3000:]

@@ -21,6 +21,8 @@ from fastapi.testclient import TestClient
 
 from brokerguard.service.app import create_app
 
+pytestmark = pytest.mark.usefixtures("cheap_argon2")  # every hash checked in-process
+
 PASSWORD = "correct horse battery"
 
 

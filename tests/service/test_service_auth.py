@@ -18,6 +18,8 @@ from brokerguard.service.keys import revoke_key
 from brokerguard.service.models import api_keys, users
 from brokerguard.service.users import UserError, create_user
 
+pytestmark = pytest.mark.usefixtures("cheap_argon2")  # every hash checked in-process
+
 PASSWORD = "correct horse battery"
 
 

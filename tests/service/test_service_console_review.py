@@ -25,6 +25,8 @@ from brokerguard.service.models import campaigns
 from brokerguard.service.records import DETECTORS, SEVERITIES
 from brokerguard.web.i18n import MESSAGES
 
+pytestmark = pytest.mark.usefixtures("cheap_argon2")  # every hash checked in-process
+
 T0 = datetime(2025, 3, 20, 1, 0, tzinfo=UTC)
 
 

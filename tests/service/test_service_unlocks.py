@@ -24,6 +24,8 @@ from markupsafe import escape
 from brokerguard.events import LoginAttempt
 from brokerguard.service.unlock_queue import PAGE
 
+pytestmark = pytest.mark.usefixtures("cheap_argon2")  # every hash checked in-process
+
 _ids = itertools.count(1)
 FREEZE_NOTE = "customer: locked by C2 at the front door"
 SITE_NOTE = "guard: locked by guard at the front door"
