@@ -1,5 +1,6 @@
 """Fixtures shared by the reference site's end-to-end tests (tests/test_frontdoor*.py), and
-cheap Argon2 for the modules that ask for it (:func:`cheap_argon2`).
+cheap Argon2 for the modules that ask for it (:func:`cheap_argon2`), and one Chromium per
+module for the browser tests that ask for ``browser`` (:func:`chromium`).
 
 ``guard`` is an embedded BrokerGuard service and ``smtp`` a real SMTP server (aiosmtpd), each
 started once per test module; ``rig`` is a fresh site (its own SQLite file) on them for every
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from browser_helpers import chromium_browser
 from frontdoor_helpers import SiteRig, site_rig
 from servers import Inbox, smtp_server
 
@@ -77,3 +80,19 @@ def rig(tmp_path: Path, smtp: tuple[Inbox, int], guard: EmbeddedGuard) -> Iterat
     inbox, port = smtp
     with site_rig(tmp_path, inbox, port, guard) as made:
         yield made
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the module's browser tests: launching one costs seconds."""
+    with chromium_browser() as launched:
+        yield launched
+
+
+@pytest.fixture
+def browser(chromium: Any) -> Iterator[Any]:
+    """The module's Chromium; the pages a test opened (each in a context of its own) are closed
+    after it, so no test sees another's."""
+    yield chromium
+    for context in chromium.contexts:
+        context.close()

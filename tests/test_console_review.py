@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from browser_helpers import chromium_browser
 from console_helpers import hold_policy, load, login, prepare_database
 from console_helpers import simulate_run as simulate
 from fastapi.testclient import TestClient
@@ -50,22 +49,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.settle()
         w.as_user("sup")
         yield w
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """One headless Chromium for the module's browser tests: launching one costs seconds."""
-    with chromium_browser() as launched:
-        yield launched
-
-
-@pytest.fixture
-def browser(chromium: Any) -> Iterator[Any]:
-    """The module's Chromium; the pages a test opened (each in a context of its own) are closed
-    after it, so no test sees another's."""
-    yield chromium
-    for context in chromium.contexts:
-        context.close()
 
 
 def route_to_console(page: Any, world: Any) -> None:

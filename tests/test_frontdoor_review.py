@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import chromium_browser
 from starlette.testclient import TestClient
 
 from brokerguard.frontdoor._web import SESSION_COOKIE
@@ -28,22 +27,6 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_site(config, GuardClient("http://127.0.0.1:9", "bgk_test"))
     yield TestClient(app, client=("203.0.113.7", 50000))  # no lifespan: the guard is not asked
     app.state.site.close()
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """One headless Chromium for the module's browser tests: launching one costs seconds."""
-    with chromium_browser() as launched:
-        yield launched
-
-
-@pytest.fixture
-def browser(chromium: Any) -> Iterator[Any]:
-    """The module's Chromium; the pages a test opened (each in a context of its own) are closed
-    after it, so no test sees another's."""
-    yield chromium
-    for context in chromium.contexts:
-        context.close()
 
 
 def test_a_body_over_the_limit_is_refused_unread(client: TestClient) -> None:
