@@ -434,6 +434,9 @@ def field_of_error(message: str) -> str | None:
     return None
 
 
+NOT_UTF8 = "malformed JSON: a string is not UTF-8"
+
+
 def decode_line(data: bytes | str, *, line: int | None = None) -> Event:
     """Decode one JSON event, raising :class:`EventError` that names the line and field."""
     if isinstance(data, str):
@@ -448,11 +451,13 @@ def decode_line(data: bytes | str, *, line: int | None = None) -> Event:
             message = f"unknown event type ({message})"
         raise EventError(message, line=line, field=field_of_error(str(exc))) from None
     except msgspec.DecodeError as exc:
+        if "UTF-8" in str(exc):  # msgspec 0.23's "Invalid UTF-8 encoded string"
+            raise EventError(NOT_UTF8, line=line) from None
         raise EventError(f"malformed JSON: {exc}", line=line) from None
     except UnicodeDecodeError:
-        # msgspec raises this (not a DecodeError) for a string that is not UTF-8: without it a
-        # stray byte was a 500 in the API and a traceback in replay and ingest.
-        raise EventError("malformed JSON: a string is not UTF-8", line=line) from None
+        # msgspec before 0.23 raises this (not a DecodeError) for a string that is not UTF-8:
+        # without it a stray byte was a 500 in the API and a traceback in replay and ingest.
+        raise EventError(NOT_UTF8, line=line) from None
     if not 1 < event.ts.year < 9999 or type(event) is AccountSnapshot:  # the rare cases only
         _check_utc(event, line)
     # The only way a JSON string holds U+0000 (a raw NUL is malformed). A backslash first, as
