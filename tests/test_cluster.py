@@ -31,12 +31,14 @@ from cluster_helpers import (
     run_until_drained,
 )
 
+from brokerguard.cluster import worker as worker_module
 from brokerguard.cluster.partition import PartitionedGuard, partition_of
 from brokerguard.cluster.stream import ingest
 from brokerguard.cluster.worker import run_worker
 from brokerguard.engine import BrokerGuard
 from brokerguard.engine.state import MemoryState
 from brokerguard.events import decode_line
+from brokerguard.stores.redis import RedisState
 
 BG = [sys.executable, "-m", "brokerguard"]
 
@@ -144,6 +146,34 @@ def test_one_partition_decides_what_the_embedded_engine_does(run, names, tmp_pat
     publish(path, names, partitions=1)
     again = work(names, tmp_path / "d.ndjson", idle_exit=1.0, partitions=1)
     assert again.events == 0
+
+
+def test_a_slow_start_is_not_idleness(run, names, tmp_path, monkeypatch) -> None:
+    """The idle clock started before the worker took its partitions: where opening them took
+    the whole ``idle_exit`` (a busy machine) and their first fetch came back empty, the worker
+    left with nothing read (seen in the suite, where a worker run by the CLI decided 0 events)."""
+    path, _ = run
+    events = read_events(path)
+    assert publish(path, names, partitions=1) == len(events)
+    read_meta = RedisState.read_meta
+
+    def slow_read_meta(self: RedisState) -> dict:
+        time.sleep(1.2)  # longer than the idle exit below
+        return read_meta(self)
+
+    fetches: list[int] = []
+    real_pull = worker_module.pull
+
+    async def pull(*args, **kw) -> list:
+        fetches.append(1)
+        if len(fetches) == 1:
+            return []  # the first fetch timed out
+        return await real_pull(*args, **kw)
+
+    monkeypatch.setattr(RedisState, "read_meta", slow_read_meta)
+    monkeypatch.setattr(worker_module, "pull", pull)
+    stats = work(names, tmp_path / "d.ndjson", idle_exit=1.0, partitions=1)
+    assert stats.events == len(events)
 
 
 def test_one_worker_on_two_partitions_decides_what_two_embedded_engines_do(

@@ -816,7 +816,13 @@ async def run_worker(
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_beat:
+                owned = set(held)
                 await rebalance()
+                if set(held) - owned:
+                    # opening a partition (its state read, its consumer made) is work, not
+                    # idleness: on a busy machine it took the whole idle time, and the worker
+                    # left with its partitions unread when their first fetch came back empty
+                    idle_since = time.monotonic()
                 next_beat = now + lease_ttl / 3
             if blocklist is not None and now >= next_poll:
                 fresh = await asyncio.to_thread(blocklist.check)
