@@ -1078,6 +1078,20 @@ def thief_then_customer_under_one_id(
     return f"o-{sell}", eid
 
 
+def customer_sells_then_the_thiefs_sell_arrives(r: Rig) -> tuple[str, str, Any]:
+    """After :func:`thief_then_customer_under_one_id`: the customer sells a minute after her
+    sign-in, then the thief's sell placed at 10:05 is delivered. The two orders' event ids and
+    the customer's session as it was before the late sell."""
+    r.tick(minutes=1)
+    own, d = r.order("A1", "1", HOLDING, "sell", 100)
+    assert d.action == "allow"
+    customer = msgspec.structs.replace(r.session_state("A1", "1"))
+    r.now = r.now.replace(hour=10, minute=5)  # delivered now
+    late, d = r.order("A1", "1", HOLDING, "sell", 500, ip=ip_in(HINET, 5), ua=device(1))
+    assert d.action == "allow"
+    return own, late, customer
+
+
 def test_a_late_order_of_the_session_before_is_judged_in_it_not_in_the_one_with_its_id():
     """The thief's second sell, placed at 10:05, reaches the engine after the customer's
     sign-in took the id. It is judged in the thief's session (doubtful, from abroad), not as a
@@ -1086,14 +1100,7 @@ def test_a_late_order_of_the_session_before_is_judged_in_it_not_in_the_one_with_
     r = rig_with_customer(lenient_orders())
     first, _ = thief_then_customer_under_one_id(r)
     first_eid = first.removeprefix("o-")
-    r.tick(minutes=1)
-    own, d = r.order("A1", "1", HOLDING, "sell", 100)
-    assert d.action == "allow"
-    customer = r.session_state("A1", "1")
-    before = msgspec.structs.replace(customer)
-    r.now = r.now.replace(hour=10, minute=5)  # delivered now
-    late, d = r.order("A1", "1", HOLDING, "sell", 500, ip=ip_in(HINET, 5), ua=device(1))
-    assert d.action == "allow"
+    own, late, before = customer_sells_then_the_thiefs_sell_arrives(r)
     assert r.signal(late, "session_risk") == r.signal(first_eid, "session_risk")
     assert r.signal(late, "session_hijack") is None
     kept = r.session_state("A1", "1")
@@ -1115,13 +1122,7 @@ def test_a_late_order_of_a_session_replaced_in_use_is_judged_in_it_not_in_the_ne
     first, thief = thief_then_customer_under_one_id(r, logout=False)
     first_eid = first.removeprefix("o-")
     signed_in = r.now
-    r.tick(minutes=1)
-    own, d = r.order("A1", "1", HOLDING, "sell", 100)
-    assert d.action == "allow"
-    customer = r.session_state("A1", "1")
-    r.now = r.now.replace(hour=10, minute=5)  # delivered now
-    late, d = r.order("A1", "1", HOLDING, "sell", 500, ip=ip_in(HINET, 5), ua=device(1))
-    assert d.action == "allow"
+    own, late, customer = customer_sells_then_the_thiefs_sell_arrives(r)
     assert r.signal(late, "session_risk") == r.signal(first_eid, "session_risk")
     assert r.signal(late, "session_hijack") is None
     kept = r.session_state("A1", "1")
@@ -1179,13 +1180,7 @@ def test_a_late_order_of_the_session_before_is_kept_in_it_by_a_store_that_decode
     r.engine = BrokerGuard(r.engine.policy, state=DecodedOnEachGet(track_changes=False))
     rig_with_customer(r=r)
     first, _ = thief_then_customer_under_one_id(r)
-    r.tick(minutes=1)
-    own, d = r.order("A1", "1", HOLDING, "sell", 100)
-    assert d.action == "allow"
-    customer = r.session_state("A1", "1")
-    r.now = r.now.replace(hour=10, minute=5)  # delivered now
-    late, d = r.order("A1", "1", HOLDING, "sell", 500, ip=ip_in(HINET, 5), ua=device(1))
-    assert d.action == "allow"
+    own, late, customer = customer_sells_then_the_thiefs_sell_arrives(r)
     kept = r.session_state("A1", "1")
     assert kept is not None and kept.trusted
     assert (kept.ip, kept.orders, kept.started) == (customer.ip, (f"o-{own}",), customer.started)
